@@ -1,0 +1,37 @@
+# The README's two commands: `make run` and `make test`. Everything else here is a convenience.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint format check-python venv clean
+
+check-python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "MNS needs Python 3.11 or newer; set PYTHON=python3.11")'
+
+# Reinstalled whenever a requirements file changes.
+$(STAMP): requirements/base.txt requirements/production.txt requirements/dev.txt | check-python
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## make run: migrate and start the gateway (web, worker, beat) on the embedded defaults; Ctrl-C stops it.
+run: venv
+	$(BIN)/python manage.py rungateway
+
+## make test: the whole suite; tests needing PostgreSQL/Redis run when reachable and say why when skipped.
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf var/ .pytest_cache .ruff_cache

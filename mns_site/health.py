@@ -1,0 +1,94 @@
+"""The parts of a running gateway and whether each answers.
+
+``critical`` parts make the gateway unable to accept or serve anything: if one fails, health answers 503.
+The background parts (worker, beat) only make it ``degraded``: the API still works, processing waits.
+"""
+
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from django.utils import timezone
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool
+    detail: str = ""
+    ms: float = 0.0
+    critical: bool = True
+
+    def as_dict(self) -> dict:
+        answer = {"ok": self.ok, "ms": self.ms}
+        if self.detail:
+            answer["detail"] = self.detail
+        return answer
+
+
+def _timed(check: Callable[[], str], *, critical: bool = True) -> CheckResult:
+    started = time.perf_counter()
+    try:
+        detail, ok = check(), True
+    except Exception as exc:  # a health check reports any failure; it never raises
+        detail, ok = f"{type(exc).__name__}: {exc}"[:200], False
+    return CheckResult(ok=ok, detail=detail, ms=round((time.perf_counter() - started) * 1000, 2), critical=critical)
+
+
+def check_database() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return connection.vendor
+
+
+def check_cache() -> str:
+    key, value = "health:" + secrets.token_hex(8), secrets.token_hex(8)
+    cache.set(key, value, timeout=10)
+    if cache.get(key) != value:
+        raise RuntimeError("the cache did not return what was stored")
+    cache.delete(key)
+    return settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1]
+
+
+def check_broker() -> str:
+    from mns_site.celery import app
+
+    url = app.conf.broker_url
+    if url.startswith("filesystem://"):
+        folder = app.conf.broker_transport_options["data_folder_in"]
+        if not os.access(folder, os.W_OK):
+            raise RuntimeError("the broker folder is not writable")
+        return "filesystem"
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
+        return conn.transport_cls
+
+
+def _heartbeat(name: str) -> str:
+    from mns_site.models import Heartbeat
+
+    beat = Heartbeat.objects.filter(name=name).first()
+    if beat is None:
+        raise RuntimeError(f"no {name} has reported yet")
+    age = timezone.now() - beat.at
+    if age > timedelta(seconds=3 * settings.CELERY_HEARTBEAT_EVERY + 10):
+        raise RuntimeError(f"last seen {int(age.total_seconds())} s ago")
+    return f"last seen {age.total_seconds():.0f} s ago on {beat.host}"
+
+
+def run_checks() -> dict[str, CheckResult]:
+    results = {
+        "database": _timed(check_database),
+        "cache": _timed(check_cache),
+        "broker": _timed(check_broker),
+    }
+    if results["database"].ok:
+        results["worker"] = _timed(lambda: _heartbeat("worker"), critical=False)
+        results["beat"] = _timed(lambda: _heartbeat("beat"), critical=False)
+    return results

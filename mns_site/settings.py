@@ -1,0 +1,296 @@
+"""The gateway's only settings module.
+
+Every knob is an environment variable with a safe default (see ``.env.example``), parsed strictly by
+``mns_site.env``. Two shapes come out of it:
+
+- *embedded* (nothing set): SQLite in WAL mode, a Celery worker and beat on kombu's filesystem transport and a
+  local-memory cache, everything under ``var/``; no service to install.
+- *production*: ``DATABASE_URL`` (PostgreSQL) and ``REDIS_URL`` (broker, result backend, cache), served by gunicorn.
+"""
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from mns_site.env import (
+    EnvError,
+    database_from_url,
+    env_bool,
+    env_choice,
+    env_int,
+    env_list,
+    env_rate,
+    env_str,
+    env_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("MNS_VAR_DIR", str(BASE_DIR / "var"))).resolve()
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+MNS_VERSION = "0.1.0"
+
+
+def _local_secret(name: str) -> str:
+    """A random secret kept in ``var/`` (mode 0600), made on first use, for the embedded shape."""
+    path = VAR_DIR / name
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+# --- Core -----------------------------------------------------------------------------------------------------
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY", "") or _local_secret("secret_key")
+if SECRET_KEY.startswith("replace-with"):
+    raise EnvError("SECRET_KEY", "<the placeholder from .env.example>", "a random value of 50+ characters")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "mns_site",
+    "mns_site.maxima",
+    "registry",
+    "mailboxes",
+    "handshake",
+]
+
+MIDDLEWARE = [
+    "mns_site.middleware.RequestIdMiddleware",
+    "mns_site.middleware.RequestSizeLimitMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "mns_site.urls"
+WSGI_APPLICATION = "mns_site.wsgi.application"
+ASGI_APPLICATION = "mns_site.asgi.application"
+CSRF_FAILURE_VIEW = "mns_site.views.csrf_failure"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------------------------
+DATABASE_URL = env_url("DATABASE_URL", None, schemes=("postgres", "postgresql", "sqlite"))
+if DATABASE_URL and DATABASE_URL.startswith("sqlite"):
+    SQLITE_PATH = Path(DATABASE_URL.removeprefix("sqlite://"))
+    DATABASE_URL = None
+else:
+    SQLITE_PATH = VAR_DIR / "mns.sqlite3"
+if DATABASE_URL:
+    DATABASES = {"default": database_from_url("DATABASE_URL", DATABASE_URL)}
+    DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": SQLITE_PATH,
+            # A file, not memory, so that the real worker and web processes a test starts share the test database.
+            "TEST": {"NAME": VAR_DIR / "test.sqlite3"},
+            "OPTIONS": {
+                # WAL lets the web process read while the worker writes; synchronous=FULL keeps every acknowledged
+                # commit through a power cut, which is the promise the gateway makes about accepted messages.
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache, broker and Celery ---------------------------------------------------------------------------------
+REDIS_URL = env_url("REDIS_URL", None, schemes=("redis", "rediss"))
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "mns",
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "mns"}}
+
+BROKER_DIR = VAR_DIR / "broker"
+CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", REDIS_URL, schemes=("redis", "rediss", "amqp", "filesystem"))
+if CELERY_BROKER_URL is None:
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "store_processed": False,
+    }
+    for folder in ("queue", "processed"):
+        (BROKER_DIR / folder).mkdir(parents=True, exist_ok=True)
+else:
+    # Above the longest task's run time, so a task whose worker died is redelivered, but only then.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 900, minimum=60)}
+CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = 300
+CELERY_TASK_SOFT_TIME_LIMIT = 240
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULER = "mns_site.celery:HeartbeatScheduler"
+CELERY_HEARTBEAT_EVERY = env_int("MNS_HEARTBEAT_EVERY", 15, minimum=1, maximum=3600)
+
+# --- Static files, auth, i18n ----------------------------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- HTTPS and security headers --------------------------------------------------------------------------------
+MNS_HTTPS = env_bool("MNS_HTTPS", False)
+SECURE_SSL_REDIRECT = MNS_HTTPS
+SESSION_COOKIE_SECURE = MNS_HTTPS
+CSRF_COOKIE_SECURE = MNS_HTTPS
+SECURE_HSTS_SECONDS = env_int("MNS_HSTS_SECONDS", 31536000 if MNS_HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("MNS_HSTS_INCLUDE_SUBDOMAINS", MNS_HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("MNS_HSTS_PRELOAD", False)
+# The Minima node posts its webhook over plain HTTP on loopback, and load balancers probe health the same way.
+SECURE_REDIRECT_EXEMPT = [r"^maxima/hook/", r"^api/v1/health$"]
+if env_bool("MNS_TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+
+# --- Request limits --------------------------------------------------------------------------------------------
+MNS_MAX_REQUEST_BYTES = env_int("MNS_MAX_REQUEST_BYTES", 256 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MNS_MAX_REQUEST_BYTES
+# Paths with their own body limit (a Maxima message may carry up to 256 KiB of data, hex-encoded in the webhook).
+MNS_REQUEST_LIMITS = {"/maxima/hook/": env_int("MNS_MAX_HOOK_BYTES", 1024 * 1024, minimum=1024)}
+
+# --- REST API --------------------------------------------------------------------------------------------------
+MNS_NUM_PROXIES = env_int("MNS_NUM_PROXIES", 0, minimum=0, maximum=10)
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "mns_site.schema.AutoSchema",
+    "EXCEPTION_HANDLER": "mns_site.errors.api_exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "mns_site.pagination.CursorPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_CLASSES": ["mns_site.throttling.PerIPThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "ip": env_rate("MNS_THROTTLE_PER_IP", "600/min"),
+        "lookup": env_rate("MNS_THROTTLE_LOOKUP", "300/min"),
+        "write": env_rate("MNS_THROTTLE_WRITE", "30/min"),
+    },
+    "NUM_PROXIES": MNS_NUM_PROXIES,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "MNS gateway API",
+    "DESCRIPTION": "Names and end-to-end encrypted mailboxes on the Minima network.",
+    "VERSION": MNS_VERSION,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- The gateway's own policy (published at /.well-known/mns.json) ---------------------------------------------
+MNS_GATEWAY_NAME = env_str("MNS_GATEWAY_NAME", "mns-gateway")
+MNS_PUBLIC_URL = env_url("MNS_PUBLIC_URL", "http://127.0.0.1:8000", schemes=("http", "https"))
+MNS_MAX_MESSAGE_BYTES = env_int("MNS_MAX_MESSAGE_BYTES", 64 * 1024, minimum=1024, maximum=200 * 1024)
+MNS_RETENTION_DAYS = env_int("MNS_RETENTION_DAYS", 30, minimum=1, maximum=3650)
+MNS_REST_SUBMISSION = env_bool("MNS_REST_SUBMISSION", False)
+
+# --- The Minima node and Maxima --------------------------------------------------------------------------------
+MINIMA_RPC_URL = env_url("MINIMA_RPC_URL", None, schemes=("http", "https"))
+MINIMA_RPC_PASSWORD = env_str("MINIMA_RPC_PASSWORD", "")
+MINIMA_RPC_TIMEOUT = env_int("MINIMA_RPC_TIMEOUT", 20, minimum=1, maximum=120)
+# The webhook lives at a secret path. Unset, it is derived from SECRET_KEY, so every web process of one gateway
+# agrees on it without another variable to share, and it cannot be turned back into the key.
+MAXIMA_HOOK_SECRET = env_str(
+    "MAXIMA_HOOK_SECRET", hmac.new(SECRET_KEY.encode(), b"maxima-hook", hashlib.sha256).hexdigest()[:40]
+)
+if len(MAXIMA_HOOK_SECRET) < 32:
+    raise EnvError("MAXIMA_HOOK_SECRET", "<hidden>", "at least 32 characters")
+
+# --- Logging ---------------------------------------------------------------------------------------------------
+LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
+LOG_FORMAT = env_choice("LOG_FORMAT", "text", ("text", "json"))
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {
+        "request_id": {"()": "mns_site.logging.RequestIdFilter"},
+        "redact": {"()": "mns_site.logging.RedactSecretsFilter"},
+    },
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "mns_site.logging.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id", "redact"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # Our own middleware writes the one line per request; Django's would repeat it.
+        "django.request": {"level": "ERROR"},
+        "django.server": {"level": "ERROR"},
+        "celery": {"level": "INFO"},
+    },
+}

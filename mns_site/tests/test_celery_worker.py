@@ -1,0 +1,52 @@
+"""A task really runs through a real worker process over a real broker (not eagerly in the test)."""
+
+from pathlib import Path
+
+import pytest
+from kombu import Connection
+
+from mns_site.celery import app as celery_app
+from mns_site.models import Heartbeat
+from testsupport.processes import celery_worker, child_env, process, wait_for
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore::celery.exceptions.AlwaysEagerIgnored"),
+]
+
+
+def send_heartbeat_task(connection: Connection) -> None:
+    with connection as conn:
+        celery_app.send_task("mns_site.tasks.heartbeat", connection=conn)
+
+
+def test_a_task_runs_in_a_worker_on_redis(tmp_path: Path, redis_url: str) -> None:
+    env = child_env(CELERY_BROKER_URL=redis_url, MNS_VAR_DIR=str(tmp_path))
+    log = tmp_path / "worker.log"
+    with process(celery_worker(env=env, log=log), env=env, log=log):
+        send_heartbeat_task(Connection(redis_url))
+        beat = wait_for(lambda: Heartbeat.objects.filter(name="worker").first(), timeout=60, what="the task", log=log)
+    assert beat.pid is not None
+    assert "mns_site.tasks.heartbeat" in log.read_text()
+
+
+def test_a_task_runs_in_a_worker_on_the_embedded_filesystem_broker(tmp_path: Path) -> None:
+    env = child_env(MNS_VAR_DIR=str(tmp_path))
+    env.pop("CELERY_BROKER_URL", None)
+    env.pop("REDIS_URL", None)
+    log = tmp_path / "worker.log"
+    queue = tmp_path / "broker" / "queue"
+    options = {"data_folder_in": str(queue), "data_folder_out": str(queue), "store_processed": False}
+    with process(celery_worker(env=env, log=log), env=env, log=log):
+        wait_for(queue.exists, timeout=30, what="the worker to create its queue folder", log=log)
+        send_heartbeat_task(Connection("filesystem://", transport_options=options))
+        wait_for(lambda: Heartbeat.objects.filter(name="worker").exists(), timeout=60, what="the task", log=log)
+
+
+def test_beat_schedules_the_heartbeat_and_records_itself(tmp_path: Path, redis_url: str) -> None:
+    env = child_env(CELERY_BROKER_URL=redis_url, MNS_VAR_DIR=str(tmp_path), MNS_HEARTBEAT_EVERY="1")
+    log = tmp_path / "worker.log"
+    with process(celery_worker(env=env, log=log, beat=True), env=env, log=log):
+        wait_for(lambda: Heartbeat.objects.filter(name="worker").exists(), timeout=60, what="a worker beat", log=log)
+    assert Heartbeat.objects.filter(name="beat").exists()

@@ -1,0 +1,45 @@
+import json
+
+import pytest
+import yaml
+from django.test import Client
+from openapi_spec_validator import validate
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_well_known_policy_names_the_limits_and_retention(client: Client, settings: object) -> None:
+    response = client.get("/.well-known/mns.json")
+    body = json.loads(response.content)
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "public, max-age=300"
+    assert body["software"] == "mns-gateway"
+    assert body["limits"]["max_message_bytes"] == settings.MNS_MAX_MESSAGE_BYTES
+    assert body["retention_days"] == settings.MNS_RETENTION_DAYS
+    assert body["rest_submission"] is False
+
+
+def test_the_schema_is_valid_openapi_3_and_documents_the_error_shape(client: Client) -> None:
+    response = client.get("/api/schema/")
+    schema = yaml.safe_load(response.content)
+    validate(schema)
+    assert schema["openapi"].startswith("3.")
+    assert "/api/v1/health" in schema["paths"]
+    assert set(schema["components"]["schemas"]["Error"]["required"]) == {"error", "detail"}
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            assert "default" in operation["responses"], f"{method} {path} does not document errors"
+
+
+def test_the_api_docs_page_serves_swagger_ui_from_the_gateway_itself(client: Client) -> None:
+    response = client.get("/api/docs/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "swagger-ui" in page
+    assert "cdn" not in page.lower()
+
+
+def test_the_admin_login_page_renders_with_the_site_title(client: Client) -> None:
+    response = client.get("/admin/login/")
+    assert response.status_code == 200
+    assert "MNS gateway" in response.content.decode()

@@ -1,0 +1,26 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from mns_site import views
+
+admin.site.site_header = "MNS gateway"
+admin.site.site_title = "MNS gateway admin"
+admin.site.index_title = "Names, mailboxes and the Maxima link"
+
+api_v1 = [
+    path("health", views.HealthView.as_view(), name="health"),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path(".well-known/mns.json", views.WellKnownView.as_view(), name="well-known"),
+]
+
+handler400 = "mns_site.errors.handler400"
+handler403 = "mns_site.errors.handler403"
+handler404 = "mns_site.errors.handler404"
+handler500 = "mns_site.errors.handler500"

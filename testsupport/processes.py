@@ -1,0 +1,69 @@
+"""Start the gateway's real processes (Celery worker, gunicorn, simnet) from tests, and wait on them."""
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+from testsupport import REPO
+
+
+def database_url() -> str:
+    """A URL for the database the test process is using now (the test database), for child processes."""
+    from django.db import connection
+
+    entry = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite://{Path(entry['NAME']).resolve()}"
+    auth = quote(entry["USER"] or "", safe="")
+    if entry["PASSWORD"]:
+        auth += ":" + quote(entry["PASSWORD"], safe="")
+    host = entry["HOST"] or "127.0.0.1"
+    port = f":{entry['PORT']}" if entry["PORT"] else ""
+    return f"postgres://{auth}@{host}{port}/{entry['NAME']}"
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
+    env.update({"DJANGO_SETTINGS_MODULE": "mns_site.settings", "DATABASE_URL": database_url(), "PYTHONUNBUFFERED": "1"})
+    env.update(overrides)
+    return env
+
+
+@contextmanager
+def process(args: list[str], *, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+    """A child process whose output goes to ``log``; terminated (then killed) when the block ends."""
+    with log.open("wb") as out:
+        child = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            yield child
+        finally:
+            child.terminate()
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+def celery_worker(*, env: dict[str, str], log: Path, concurrency: int = 1, beat: bool = False) -> list[str]:
+    args = [sys.executable, "-m", "celery", "-A", "mns_site", "worker", "-l", "info", "--concurrency", str(concurrency)]
+    args += ["--without-gossip", "--without-mingle", "--pool", "prefork"]
+    if beat:
+        args += ["--beat", "--schedule", str(log.with_suffix(".schedule"))]
+    return args
+
+
+def wait_for(condition: Callable[[], object], *, timeout: float, what: str, log: Path | None = None) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{tail}")
