@@ -32,4 +32,12 @@ class HeartbeatScheduler(PersistentScheduler):
 def _schedule(sender: Celery, **kwargs: object) -> None:
     from django.conf import settings
 
-    sender.add_periodic_task(settings.CELERY_HEARTBEAT_EVERY, sender.signature("mns_site.tasks.heartbeat"))
+    every = {
+        "mns_site.tasks.heartbeat": settings.CELERY_HEARTBEAT_EVERY,
+        "maxima.supervise_node": settings.MNS_NODE_CHECK_EVERY,
+        "maxima.sweep_inbound": settings.MNS_SWEEP_EVERY,
+        "maxima.sweep_outbound": settings.MNS_SWEEP_EVERY,
+    }
+    for task, seconds in every.items():
+        # Expiring at the next run: a backlog of identical sweeps after an outage would only repeat one another.
+        sender.add_periodic_task(seconds, sender.signature(task, options={"expires": seconds}), name=task)

@@ -82,12 +82,21 @@ def _heartbeat(name: str) -> str:
     return f"last seen {age.total_seconds():.0f} s ago on {beat.host}"
 
 
+def check_node() -> str:
+    from mns_site.maxima.node import node_client
+
+    status = node_client(timeout=3).status()
+    return f"block {(status.get('chain') or {}).get('block', '?')}, version {status.get('version', '?')}"
+
+
 def run_checks() -> dict[str, CheckResult]:
     results = {
         "database": _timed(check_database),
         "cache": _timed(check_cache),
         "broker": _timed(check_broker),
     }
+    if settings.MINIMA_RPC_URL:  # a gateway without a node serves the API but cannot speak Maxima
+        results["node"] = _timed(check_node)
     if results["database"].ok:
         results["worker"] = _timed(lambda: _heartbeat("worker"), critical=False)
         results["beat"] = _timed(lambda: _heartbeat("beat"), critical=False)

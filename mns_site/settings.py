@@ -153,13 +153,14 @@ if CELERY_BROKER_URL is None:
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
-    for folder in ("queue", "processed"):
+    for folder in ("queue", "processed", "control"):
         (BROKER_DIR / folder).mkdir(parents=True, exist_ok=True)
 else:
     # Above the longest task's run time, so a task whose worker died is redelivered, but only then.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 900, minimum=60)}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 900, minimum=10)}
 CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -264,6 +265,27 @@ MAXIMA_HOOK_SECRET = env_str(
 )
 if len(MAXIMA_HOOK_SECRET) < 32:
     raise EnvError("MAXIMA_HOOK_SECRET", "<hidden>", "at least 32 characters")
+# How the node reaches this gateway's web server, to post its webhook (the node and gateway share a host).
+MNS_HOOK_BASE_URL = env_url("MNS_HOOK_BASE_URL", "http://127.0.0.1:8000", schemes=("http", "https"))
+MNS_HOOK_RATE_PER_MINUTE = env_int("MNS_HOOK_RATE_PER_MINUTE", 6000, minimum=10)
+# A message whose timemilli is further than this from our clock, either way, is refused as stale (replay guard).
+MAXIMA_MAX_AGE_SECONDS = env_int("MAXIMA_MAX_AGE_SECONDS", 900, minimum=10)
+MNS_OUTBOX_MAX_ATTEMPTS = env_int("MNS_OUTBOX_MAX_ATTEMPTS", 12, minimum=1, maximum=100)
+MNS_OUTBOX_BACKOFF_SECONDS = env_int("MNS_OUTBOX_BACKOFF_SECONDS", 5, minimum=1)
+MNS_OUTBOX_BACKOFF_MAX_SECONDS = env_int("MNS_OUTBOX_BACKOFF_MAX_SECONDS", 3600, minimum=1)
+# The address users and peers send to. Unset: the node's p2pidentity (publish a MAX#… permanent address here
+# when the node's IP is not public or not stable).
+MNS_MAXIMA_ADDRESS = env_str("MNS_MAXIMA_ADDRESS", "")
+MNS_SWEEP_EVERY = env_int("MNS_SWEEP_EVERY", 10, minimum=1, maximum=3600)
+# An event still pending this long after it arrived has lost its task (broker down, worker killed): re-enqueue it.
+MNS_INBOUND_SWEEP_AFTER_SECONDS = env_int("MNS_INBOUND_SWEEP_AFTER_SECONDS", 30, minimum=1)
+MNS_NODE_CHECK_EVERY = env_int("MNS_NODE_CHECK_EVERY", 30, minimum=1, maximum=3600)
+
+# Mounts the baseline views of bench/ (never in production).
+MNS_BENCH = env_bool("MNS_BENCH", False)
+# Installs testsupport's Maxima handlers in the real worker and web processes the tests start (never in production).
+if env_bool("MNS_TEST_APPS", False):
+    INSTALLED_APPS.append("testsupport")
 
 # --- Logging ---------------------------------------------------------------------------------------------------
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
@@ -294,3 +316,24 @@ LOGGING = {
         "celery": {"level": "INFO"},
     },
 }
+
+# --- Registry --------------------------------------------------------------------------------------------------
+# Names one owner key may hold at once (pending, active or suspended), a cap against registry poisoning (DESIGN §5).
+MNS_NAMES_PER_OWNER = env_int("MNS_NAMES_PER_OWNER", 5, minimum=1, maximum=1000)
+# How long a name is held as pending for its owner's handshake before it is freed again; above the challenge expiry.
+MNS_NAME_HOLD_SECONDS = env_int("MNS_NAME_HOLD_SECONDS", 600, minimum=60, maximum=86400)
+# The name statuses get their own enum in the OpenAPI schema (the health status has another "status" enum).
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["NameStatusEnum"] = "registry.models.NameRecord.Status"
+
+# --- Handshake -------------------------------------------------------------------------------------------------
+# How long a challenge can be answered (DESIGN §4: at most 5 minutes), and then, once answered, picked up.
+MNS_HANDSHAKE_TTL_SECONDS = env_int("MNS_HANDSHAKE_TTL_SECONDS", 300, minimum=30, maximum=300)
+if MNS_HANDSHAKE_TTL_SECONDS >= MNS_NAME_HOLD_SECONDS:
+    raise EnvError("MNS_HANDSHAKE_TTL_SECONDS", str(MNS_HANDSHAKE_TTL_SECONDS), "less than MNS_NAME_HOLD_SECONDS")
+# Wrong answers (a wrong code, or any answer from another key) before a challenge fails for good.
+MNS_HANDSHAKE_MAX_ATTEMPTS = env_int("MNS_HANDSHAKE_MAX_ATTEMPTS", 5, minimum=1, maximum=20)
+# Unexpired, unanswered challenges one name may have at once; one more is refused with 429 too_many_challenges.
+MNS_HANDSHAKE_OPEN_PER_NAME = env_int("MNS_HANDSHAKE_OPEN_PER_NAME", 5, minimum=1, maximum=100)
+MNS_SESSION_TTL_SECONDS = env_int("MNS_SESSION_TTL_SECONDS", 3600, minimum=60, maximum=86400)
+# Expired challenges and sessions stay visible to staff this long, then the beat task deletes them.
+MNS_HANDSHAKE_KEEP_SECONDS = env_int("MNS_HANDSHAKE_KEEP_SECONDS", 86400, minimum=0, maximum=30 * 86400)

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -14,11 +15,17 @@ api_v1 = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("maxima/", include("mns_site.maxima.urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path(".well-known/mns.json", views.WellKnownView.as_view(), name="well-known"),
 ]
+
+if settings.MNS_BENCH:
+    from bench import views as bench_views
+
+    urlpatterns.append(path("bench/bare-json", bench_views.bare_json))
 
 handler400 = "mns_site.errors.handler400"
 handler403 = "mns_site.errors.handler403"

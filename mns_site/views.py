@@ -70,7 +70,9 @@ class WellKnownView(APIView):
 
 def gateway_identity() -> dict:
     """The gateway's own Maxima identity and address, as its node last reported them (empty until it has)."""
-    return {"publickey": None, "address": None}
+    from mns_site.maxima import selectors
+
+    return {"publickey": selectors.gateway_identity_key(), "address": selectors.gateway_address()}
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> JsonResponse:

@@ -1,0 +1,103 @@
+from django.db import models
+from django.db.models import Q
+
+
+class InboundEvent(models.Model):
+    """One Maxima message as the node's webhook delivered it, stored before the hook answers.
+
+    Unique on ``msgid`` (the node's hash of the message), so a webhook posted twice is stored once. Processing is
+    claimed with a conditional UPDATE and may run more than once after a crash: handlers are idempotent.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        PROCESSING = "processing"
+        DONE = "done"
+        FAILED = "failed"
+        IGNORED = "ignored"
+        REJECTED = "rejected"
+
+    msgid = models.CharField(max_length=66, unique=True)
+    sender = models.TextField(help_text="The sender's Maxima identity key (verified by the node).")
+    recipient_key = models.TextField(help_text="The key the message was encrypted to (MLS or per-host key).")
+    application = models.CharField(max_length=255, db_index=True)
+    data = models.BinaryField()
+    size = models.PositiveIntegerField()
+    timemilli = models.BigIntegerField()
+    random = models.CharField(max_length=66)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=64, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["status", "id"], name="inbound_status_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.application} {self.msgid[:18]}… ({self.status})"
+
+
+class OutboundMessage(models.Model):
+    """A Maxima message to send, kept until the node says ``delivered:true`` or it fails for good."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        SENDING = "sending"
+        SENT = "sent"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    destination = models.TextField(help_text="Mx…@host:port, MAX#key#mls, or 0x… identity key of a contact.")
+    application = models.CharField(max_length=255)
+    payload = models.BinaryField()
+    size = models.PositiveIntegerField()
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=12)
+    next_attempt_at = models.DateTimeField(db_index=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    msgid = models.CharField(max_length=66, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"], condition=Q(status__in=["queued", "sending"]), name="outbound_due"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.application} to {self.destination[:24]}… ({self.status})"
+
+
+class NodeState(models.Model):
+    """What the gateway last learnt about its own Minima node (one row, written by the supervision task)."""
+
+    checked_at = models.DateTimeField(null=True, blank=True)
+    reachable = models.BooleanField(default=False)
+    last_ok_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    version = models.CharField(max_length=64, blank=True)
+    block = models.BigIntegerField(null=True, blank=True)
+    publickey = models.TextField(blank=True, help_text="The gateway's Maxima identity key.")
+    mls = models.TextField(blank=True)
+    localidentity = models.TextField(blank=True)
+    p2pidentity = models.TextField(blank=True)
+    webhook = models.TextField(blank=True, help_text="The hook entry (FILTER#url) the node posts to, once checked.")
+    webhook_registered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "node state"
+
+    def __str__(self) -> str:
+        return "reachable" if self.reachable else f"unreachable: {self.error[:60]}"

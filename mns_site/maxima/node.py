@@ -1,0 +1,20 @@
+from django.conf import settings
+
+from mns_client.rpc import MinimaRPC
+from mns_site.errors import DomainError
+
+
+def node_client(*, timeout: float | None = None) -> MinimaRPC:
+    """The RPC client for this gateway's own Minima node, as configured."""
+    if not settings.MINIMA_RPC_URL:
+        raise DomainError("node_not_configured", "This gateway has no Minima node configured.", status=503)
+    return MinimaRPC(
+        settings.MINIMA_RPC_URL,
+        password=settings.MINIMA_RPC_PASSWORD or None,
+        timeout=timeout or settings.MINIMA_RPC_TIMEOUT,
+    )
+
+
+def hook_url() -> str:
+    """Where the node posts its webhook: the secret path on this gateway."""
+    return f"{settings.MNS_HOOK_BASE_URL.rstrip('/')}/maxima/hook/{settings.MAXIMA_HOOK_SECRET}/"

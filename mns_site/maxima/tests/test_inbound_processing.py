@@ -1,0 +1,144 @@
+"""Processing stored events: exactly one claim wins, handlers are isolated, and nothing stays stuck."""
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from mns_client.codecs import to_hex
+from mns_site.maxima import routing
+from mns_site.maxima.models import InboundEvent
+from mns_site.maxima.routing import InboundMessage
+from mns_site.maxima.selectors import inbound_due
+from mns_site.maxima.services import MaximaEvent, inbound_process, inbound_retry, inbound_store
+from testsupport import maxima_fixture
+
+pytestmark = pytest.mark.django_db
+
+SENDER = json.loads(maxima_fixture("11-")["raw_body"])["data"]["from"]
+
+
+def event(n: int, *, application: str = "app-test", data: bytes = b"hello") -> MaximaEvent:
+    return MaximaEvent(
+        msgid="0x" + f"{n:064X}",
+        sender=SENDER,
+        recipient_key="0x00",
+        application=application,
+        data=data,
+        timemilli=1_700_000_000_000,
+        random="0x01",
+    )
+
+
+def store(n: int, **kwargs: object) -> InboundEvent:
+    row, created = inbound_store(event=event(n, **kwargs), now_ms=1_700_000_000_000)
+    assert created
+    return row
+
+
+@pytest.fixture
+def handled() -> Iterator[list[InboundMessage]]:
+    seen: list[InboundMessage] = []
+
+    def handler(message: InboundMessage) -> None:
+        if message.data == b"boom":
+            raise ValueError("the handler broke")
+        seen.append(message)
+
+    routing._applications["app-test"] = handler
+    yield seen
+    routing._applications.pop("app-test", None)
+
+
+def test_the_first_claim_runs_the_handler_and_a_second_is_skipped(handled: list) -> None:
+    row = store(1)
+    assert inbound_process(event_id=row.id, claim="task-a") == "done"
+    assert inbound_process(event_id=row.id, claim="task-b") == "skipped"
+    assert len(handled) == 1
+    assert handled[0].sender == SENDER
+    row.refresh_from_db()
+    assert (row.status, row.attempts, row.claimed_by) == ("done", 1, "task-a")
+
+
+def test_a_failing_handler_marks_its_event_failed_and_others_still_run(handled: list) -> None:
+    broken, fine = store(1, data=b"boom"), store(2)
+    assert inbound_process(event_id=broken.id, claim="t1") == "failed"
+    assert inbound_process(event_id=fine.id, claim="t2") == "done"
+    broken.refresh_from_db()
+    assert broken.last_error == "ValueError: the handler broke"
+    assert [m.event_id for m in handled] == [fine.id]
+
+
+def test_a_failed_event_runs_again_when_staff_retry_it(
+    handled: list, django_capture_on_commit_callbacks: object
+) -> None:
+    row = store(1, data=b"boom")
+    inbound_process(event_id=row.id, claim="t1")
+    InboundEvent.objects.filter(id=row.id).update(data=b"fixed")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert inbound_retry(event_id=row.id) is True
+    row.refresh_from_db()
+    assert (row.status, row.attempts) == ("done", 2)
+
+
+def test_a_handler_failure_rolls_back_its_own_writes(handled: list) -> None:
+    def writes_then_fails(message: InboundMessage) -> None:
+        InboundEvent.objects.filter(id=message.event_id).update(random="0xWRITTEN")
+        raise RuntimeError("after writing")
+
+    routing._applications["app-test"] = writes_then_fails
+    row = store(1)
+    inbound_process(event_id=row.id, claim="t1")
+    row.refresh_from_db()
+    assert (row.status, row.random) == ("failed", "0x01")
+
+
+def test_an_unknown_application_is_recorded_as_ignored() -> None:
+    row = store(1, application="somebody-elses-app")
+    assert inbound_process(event_id=row.id, claim="t1") == "ignored"
+    row.refresh_from_db()
+    assert row.last_error == "no handler for application 'somebody-elses-app'"
+
+
+def test_an_mns_message_goes_to_the_handler_of_its_type() -> None:
+    seen = []
+    routing.register_type("mns", "ping-test", lambda message, body: seen.append(body))
+    try:
+        ok = store(1, application="mns", data=b'{"v":1,"type":"ping-test","n":7}')
+        unknown = store(2, application="mns", data=b'{"v":1,"type":"nope"}')
+        garbage = store(3, application="mns", data=b"not json")
+        assert inbound_process(event_id=ok.id, claim="t") == "done"
+        assert inbound_process(event_id=unknown.id, claim="t") == "ignored"
+        assert inbound_process(event_id=garbage.id, claim="t") == "ignored"
+    finally:
+        routing._types.pop(("mns", "ping-test"))
+    assert seen == [{"v": 1, "type": "ping-test", "n": 7}]
+
+
+def test_a_redelivered_task_takes_back_its_own_claim_after_its_worker_died(handled: list) -> None:
+    row = store(1)
+    InboundEvent.objects.filter(id=row.id).update(status="processing", claimed_by="task-a", claimed_at=timezone.now())
+    assert inbound_process(event_id=row.id, claim="task-b") == "skipped"
+    assert inbound_process(event_id=row.id, claim="task-a") == "done"
+
+
+def test_the_sweep_finds_old_pending_events_and_abandoned_claims_only() -> None:
+    old_pending, fresh_pending, abandoned, live_claim, done = (store(n) for n in range(1, 6))
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    InboundEvent.objects.filter(id__in=[old_pending.id, abandoned.id, live_claim.id, done.id]).update(
+        received_at=an_hour_ago
+    )
+    InboundEvent.objects.filter(id=abandoned.id).update(status="processing", claimed_at=an_hour_ago)
+    InboundEvent.objects.filter(id=live_claim.id).update(status="processing", claimed_at=timezone.now())
+    InboundEvent.objects.filter(id=done.id).update(status="done")
+    assert inbound_due(limit=10) == [old_pending.id, abandoned.id]
+    assert fresh_pending.id not in inbound_due(limit=10)
+
+
+def test_payloads_are_hex_on_the_wire_and_bytes_in_the_handler(handled: list) -> None:
+    row = store(1, data=bytes(range(256)))
+    inbound_process(event_id=row.id, claim="t")
+    assert handled[0].data == bytes(range(256))
+    assert to_hex(handled[0].data).startswith("0x000102")
