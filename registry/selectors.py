@@ -1,0 +1,151 @@
+"""Reads of the registry. Exact matches only: nothing here lists or enumerates names."""
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models import QuerySet
+
+from mns_client.codecs import to_hex
+from mns_client.errors import MNSError
+from mns_client.names import NameRefused, check_reserved, normalise, skeleton
+from mns_client.statements import SignedStatement
+from mns_site.errors import DomainError
+from registry.models import NameRecord, StatementRecord
+
+Status = NameRecord.Status
+
+
+def record_find(*, name: str) -> NameRecord | None:
+    """The record of a normalised name, whatever its status."""
+    return NameRecord.objects.filter(name=name).first()
+
+
+def record_known(*, name: str) -> NameRecord:
+    """The record of a normalised name; ``name_not_found`` (404) when the gateway has never seen it."""
+    record = record_find(name=name)
+    if record is None:
+        raise DomainError("name_not_found", f"No name {name!r} is registered here.", status=404)
+    return record
+
+
+def record_published(*, name: str) -> NameRecord:
+    """The record a lookup answers with: only an active name; every other case is its own refusal.
+
+    unknown: 404 ``name_not_found``; pending: 404 ``name_pending``; reserved (by staff, built in, a look-alike of a
+    reserved name, or 1-2 characters): 404 ``name_reserved``; suspended: 403 ``name_suspended``; released: 410
+    ``name_released`` (its signed release statement is in the history).
+    """
+    record = record_find(name=name)
+    if record is None:
+        try:
+            check_reserved(name)
+        except NameRefused as refused:
+            raise DomainError("name_reserved", _sentence(refused.message), status=404) from None
+        raise DomainError("name_not_found", f"No name {name!r} is registered here.", status=404)
+    refusals = {
+        Status.PENDING: ("name_pending", f"The name {name!r} is being registered and is not confirmed yet.", 404),
+        Status.RESERVED: ("name_reserved", f"The name {name!r} is reserved.", 404),
+        Status.SUSPENDED: ("name_suspended", f"The name {name!r} is suspended by this gateway's staff.", 403),
+        Status.RELEASED: ("name_released", f"The name {name!r} was released by its owner (seq {record.seq}).", 410),
+    }
+    if record.status in refusals:
+        code, detail, status = refusals[record.status]
+        raise DomainError(code, detail, status=status)
+    return record
+
+
+def records_of_owner(*, owner_key: str) -> QuerySet[NameRecord]:
+    """The names one key holds (pending, active or suspended): the reverse lookup, exact key only."""
+    return NameRecord.objects.filter(owner_key=owner_key, status__in=NameRecord.HELD).order_by("name")
+
+
+def statements_of(*, record: NameRecord) -> QuerySet[StatementRecord]:
+    """A name's stored statements, oldest first."""
+    return record.statements.order_by("seq")
+
+
+def statement_is_recorded(*, signed: SignedStatement) -> bool:
+    """Whether exactly this statement (fields and signature) is already in its name's history."""
+    statement = signed.statement
+    stored = StatementRecord.objects.filter(record__name=statement.name, seq=statement.seq).first()
+    return (
+        stored is not None and stored.statement == statement.to_dict() and stored.signature == to_hex(signed.signature)
+    )
+
+
+def registration_refusal(*, name: str, owner_key: str | None) -> MNSError | None:
+    """Why ``owner_key`` may not register the normalised ``name`` now (``None``: why nobody may), or ``None``.
+
+    The name-space rules only; a hold also checks the statement (signature, gateway, succession). Checks, in order:
+    reserved (built in, 1-2 characters, or by staff), held by another key, looks like a live name (reserved, another
+    key's or the same key's own: no two live records ever share a skeleton), and the per-owner limit.
+
+    Names and skeletons are also unique constraints, so a race lost after these checks still fails at the write;
+    the per-owner limit is only checked, so two holds by one key at the same instant may pass it by one.
+    """
+    try:
+        check_reserved(name)
+    except NameRefused as refused:
+        return refused
+    record = record_find(name=name)
+    if record is not None and record.status == Status.RESERVED:
+        return NameRefused("name_reserved", f"the name {name!r} is reserved")
+    if record is not None and record.status in NameRecord.HELD and record.owner_key != owner_key:
+        if record.status == Status.PENDING:
+            return NameRefused("name_taken", f"the name {name!r} is being registered by another key")
+        return NameRefused.taken(name)
+    lookalike = (
+        NameRecord.objects.filter(skeleton=skeleton(name), status__in=NameRecord.LIVE).exclude(name=name).first()
+    )
+    if lookalike is not None:
+        return _lookalike_refusal(name, lookalike, owner_key)
+    if owner_key is not None and _held_count(owner_key, name) >= settings.MNS_NAMES_PER_OWNER:
+        return DomainError(
+            "owner_limit_reached",
+            f"This key already holds {settings.MNS_NAMES_PER_OWNER} names, the most this gateway allows.",
+            status=403,
+        )
+    return None
+
+
+def _lookalike_refusal(name: str, lookalike: NameRecord, owner_key: str | None) -> NameRefused:
+    if lookalike.status == Status.RESERVED:
+        return NameRefused("name_reserved", f"the name {name!r} looks like the reserved name {lookalike.name!r}")
+    if owner_key is not None and lookalike.owner_key == owner_key:
+        return NameRefused(
+            "name_confusable", f"the name {name!r} looks too much like {lookalike.name!r}, which is already yours"
+        )
+    return NameRefused.confusable(name, lookalike.name)
+
+
+def _held_count(owner_key: str, other_than: str) -> int:
+    return records_of_owner(owner_key=owner_key).exclude(name=other_than).count()
+
+
+@dataclass(frozen=True)
+class Availability:
+    name: str | None
+    available: bool
+    reason: str | None = None
+    detail: str | None = None
+
+
+def name_availability(*, raw: str) -> Availability:
+    """Whether anyone could register ``raw`` now: its normal form, and the refusal's code and message if not."""
+    try:
+        name = normalise(raw)
+    except NameRefused as refused:
+        return Availability(name=None, available=False, reason=refused.code, detail=refused.message)
+    refusal = registration_refusal(name=name, owner_key=None)
+    if refusal is None:
+        return Availability(name=name, available=True)
+    return Availability(name=name, available=False, reason=refusal.code, detail=_message(refusal))
+
+
+def _message(error: MNSError) -> str:
+    return error.detail if isinstance(error, DomainError) else str(error)
+
+
+def _sentence(message: str) -> str:
+    """A core refusal message ("the name 'x' is reserved") as an API detail ("The name 'x' is reserved.")."""
+    return message[:1].upper() + message[1:] + "."

@@ -1,0 +1,95 @@
+from typing import Any
+
+from rest_framework import serializers
+
+from mns_client.codecs import parse_public_key, public_key_hex
+from mns_client.errors import CodecError
+from mns_client.statements import SignedStatement
+from registry.models import NameRecord, StatementRecord
+
+KEY_HELP = "A Maxima identity key: 0x + upper-case hex of the 162-byte RSA-1024 DER."
+
+
+class NameStatementSerializer(serializers.Serializer):
+    """The fields of a name statement (docs/protocol.md, "Name statements"); parsed strictly by mns_client."""
+
+    v = serializers.IntegerField(help_text="1")
+    op = serializers.ChoiceField(["register", "update", "release"])
+    name = serializers.CharField(help_text="The name in normal form.")
+    owner = serializers.CharField(help_text=KEY_HELP)
+    box_key = serializers.CharField(required=False, help_text="0x + 64 upper-case hex digits (X25519); not in release.")
+    payment_address = serializers.CharField(required=False, help_text="Mx… or 0x + 64 hex digits; optional.")
+    seq = serializers.IntegerField(min_value=1)
+    issued_at = serializers.IntegerField(min_value=0, help_text="Unix time in milliseconds.")
+    gateway = serializers.CharField(help_text="The home gateway's Maxima identity key.")
+
+
+class SignedStatementSerializer(serializers.Serializer):
+    """``{"statement": {…}, "signature": "0x…"}``, parsed into a ``SignedStatement``.
+
+    Parsing is ``SignedStatement.from_dict`` on the raw JSON, never DRF's field coercion: coercing ``"1"`` to ``1``
+    would change the signed bytes. A malformed statement raises ``StatementInvalid`` (400 ``statement_invalid``).
+    """
+
+    statement = NameStatementSerializer()
+    signature = serializers.CharField(help_text="The owner's maxsign signature: 0x + 256 upper-case hex digits.")
+
+    def to_internal_value(self, data: Any) -> SignedStatement:
+        return SignedStatement.from_dict(data)
+
+
+class NameRecordSerializer(serializers.ModelSerializer):
+    """A name's current record. ``statement`` and ``signature`` together are the wire form of the signed statement,
+    so a client verifies the binding itself (``SignedStatement.from_dict({...}).verify()``)."""
+
+    owner = serializers.CharField(source="owner_key", allow_null=True, help_text=KEY_HELP + " Null once released.")
+    box_key = serializers.CharField(allow_null=True, help_text="The mailbox's X25519 key. Null once released.")
+    payment_address = serializers.CharField(allow_null=True, help_text="A Minima address, if the owner gave one.")
+    gateways = serializers.ListField(child=serializers.CharField(), help_text="Home gateway first.")
+    statement = NameStatementSerializer(help_text="The current statement, exactly as the owner signed it.")
+
+    class Meta:
+        model = NameRecord
+        fields = ["name", "status", "owner", "box_key", "payment_address", "gateways", "seq", "statement", "signature"]
+
+    def to_representation(self, record: NameRecord) -> dict[str, Any]:
+        data = super().to_representation(record)
+        return {key: None if value == "" else value for key, value in data.items()}
+
+
+class StatementEntrySerializer(serializers.ModelSerializer):
+    """One statement of a name's history, with when and how this gateway received it."""
+
+    statement = NameStatementSerializer()
+
+    class Meta:
+        model = StatementRecord
+        fields = ["seq", "statement", "signature", "received_at"]
+
+
+class AvailabilitySerializer(serializers.Serializer):
+    name = serializers.CharField(allow_null=True, help_text="The normal form; null when the input is not a name.")
+    available = serializers.BooleanField()
+    reason = serializers.CharField(allow_null=True, help_text="The refusal's code, such as name_taken.")
+    detail = serializers.CharField(allow_null=True, help_text="The refusal, for a person.")
+
+
+class OwnerQuerySerializer(serializers.Serializer):
+    owner = serializers.CharField(help_text=KEY_HELP + " Mx… is accepted too.")
+
+    def validate_owner(self, value: str) -> str:
+        try:
+            return public_key_hex(parse_public_key(value))
+        except CodecError:
+            raise serializers.ValidationError("Not a Maxima RSA-1024 public key.") from None
+
+
+class OwnedNameSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = NameRecord
+        fields = ["name", "status", "seq"]
+
+
+class OwnerNamesSerializer(serializers.Serializer):
+    owner = serializers.CharField(help_text=KEY_HELP)
+    names = OwnedNameSerializer(many=True)

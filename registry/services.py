@@ -1,0 +1,344 @@
+"""Changes to the registry: holds and activations, owner-signed statements, and the staff's moderation.
+
+Every change to a name is an owner-signed statement that is verified before anything is written, and every
+refusal raises before writing (an ``MNSError`` with its own code). Uniqueness is the database's job in the end:
+the checks here give the precise refusal, and when a concurrent write slips between a check and our write, the
+constraint's ``IntegrityError`` is turned into the same refusal (see ``name_hold``).
+"""
+
+import logging
+from datetime import timedelta
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from mns_client.codecs import to_hex
+from mns_client.names import NameRefused, normalise, skeleton
+from mns_client.statements import NameStatement, SignedStatement, check_successor
+from mns_site.errors import DomainError
+from registry import selectors
+from registry.models import AuditEntry, NameRecord, StatementRecord
+
+logger = logging.getLogger(__name__)
+
+Status = NameRecord.Status
+
+
+def gateway_identity_key() -> str | None:
+    """This gateway's own Maxima identity key (``0x…``) as its node last reported it; ``None`` until known."""
+    from mns_site.maxima.selectors import gateway_identity_key as node_identity_key
+
+    return node_identity_key()
+
+
+# ------------------------------------------------------------------------------------------------------ holds
+
+
+def name_hold(*, signed: SignedStatement, gateway_key: str | None, source: str) -> NameRecord:
+    """Hold a name as ``pending`` for the owner of a verified ``register`` statement, and store the statement.
+
+    The first step of a registration (the Mailboxes flow confirms it with ``name_activate`` once the owner's node
+    answered a handshake, or ``name_holds_expire`` frees it). Refuses, writing nothing: another op
+    (``statement_not_register``), another gateway (``statement_wrong_gateway``; ``gateway_not_ready`` while this
+    gateway does not know its key), a bad signature, a reserved, taken or confusable name, the per-owner limit,
+    and every succession rule (``check_successor``). The same statement again while its hold stands returns the
+    held record, so a retried request or a redelivered message is harmless.
+
+    Two concurrent holds of one name, or of two look-alikes, both pass the checks; the database's unique
+    constraints let exactly one commit, and the other is retried once, when the checks see the winner and refuse.
+    """
+    statement = signed.statement
+    _check_source(source)
+    if statement.op != "register":
+        raise DomainError("statement_not_register", f"A registration takes a register statement, not {statement.op}.")
+    if gateway_key is None:
+        raise DomainError(
+            "gateway_not_ready",
+            "This gateway does not know its own Maxima identity yet; try again shortly.",
+            status=503,
+        )
+    if statement.gateway != gateway_key:
+        raise DomainError(
+            "statement_wrong_gateway", "The statement names another gateway: use this gateway's Maxima identity key."
+        )
+    signed.verify()
+    try:
+        with transaction.atomic():
+            return _hold(signed, source)
+    except IntegrityError:
+        logger.info("a concurrent registration won %s or a look-alike; checking again", statement.name)
+    try:
+        with transaction.atomic():
+            return _hold(signed, source)
+    except IntegrityError:
+        raise NameRefused.taken(statement.name) from None
+
+
+def _hold(signed: SignedStatement, source: str) -> NameRecord:
+    statement = signed.statement
+    record = NameRecord.objects.select_for_update().filter(name=statement.name).first()
+    if record is not None and record.status == Status.PENDING and _is_current(record, signed):
+        return record
+    refusal = selectors.registration_refusal(name=statement.name, owner_key=statement.owner)
+    if refusal is not None:
+        raise refusal
+    check_successor(_current(record), statement)
+    if record is None:
+        record = NameRecord(name=statement.name, skeleton=skeleton(statement.name))
+    _set_holder(record, signed)
+    _set_status(record, Status.PENDING)
+    record.save()
+    _append(record, signed, source)
+    logger.info("held %s (seq %s) pending its owner's handshake", record.name, record.seq)
+    return record
+
+
+def name_activate(*, name: str) -> NameRecord:
+    """Confirm a pending hold (the owner answered the handshake). Activating an active name changes nothing."""
+    now = timezone.now()
+    NameRecord.objects.filter(name=name, status=Status.PENDING).update(
+        status=Status.ACTIVE, status_changed_at=now, updated_at=now
+    )
+    record = selectors.record_known(name=name)
+    if record.status != Status.ACTIVE:
+        raise DomainError("name_not_pending", f"The name {name!r} is {record.status}, not pending.", status=409)
+    return record
+
+
+def name_holds_expire(*, older_than: timedelta) -> int:
+    """Free every hold left pending for longer than ``older_than``; returns how many were freed.
+
+    Freeing undoes the hold: its unconfirmed register statement is deleted, and the record goes back to what it
+    was (released, with the release statement current) or, for a name never registered before, disappears. Each
+    record is re-checked under its row lock, so a hold confirmed meanwhile is kept and two sweeps can run at once.
+    """
+    cutoff = timezone.now() - older_than
+    due = NameRecord.objects.filter(status=Status.PENDING, status_changed_at__lt=cutoff)
+    return sum(_hold_free(record_id, cutoff) for record_id in due.values_list("id", flat=True))
+
+
+def _hold_free(record_id: int, cutoff: object) -> int:
+    with transaction.atomic():
+        record = (
+            NameRecord.objects.select_for_update()
+            .filter(id=record_id, status=Status.PENDING, status_changed_at__lt=cutoff)
+            .first()
+        )
+        if record is None:
+            return 0
+        record.statements.filter(seq=record.seq).delete()
+        previous = record.statements.order_by("-seq").first()
+        if previous is None:
+            record.delete()
+        else:
+            _clear_holder(record)
+            record.seq, record.statement, record.signature = previous.seq, previous.statement, previous.signature
+            _set_status(record, Status.RELEASED)
+            record.save()
+    logger.info("freed an unconfirmed hold on %s", record.name)
+    return 1
+
+
+# ----------------------------------------------------------------------------------------- owners' statements
+
+
+def statement_apply(*, signed: SignedStatement, source: str) -> NameRecord:
+    """Apply an owner's ``update`` (rotate the box key, change the payment address or the gateway) or ``release``.
+
+    Verified before anything is written: the signature, then, under the record's row lock, the name's state
+    (``name_not_found``, ``name_pending``, ``name_suspended``) and the succession rules against the current
+    statement (stale ``seq``, another owner, after a release, a duplicate). The statement joins the history.
+    """
+    statement = signed.statement
+    _check_source(source)
+    if statement.op == "register":
+        raise DomainError(
+            "statement_not_change", "A register statement starts a registration; send update or release here."
+        )
+    signed.verify()
+    with transaction.atomic():
+        record = NameRecord.objects.select_for_update().filter(name=statement.name).first()
+        _check_changeable(record, statement.name)
+        check_successor(_current(record), statement)
+        if statement.op == "release":
+            _clear_holder(record)
+            record.seq, record.statement, record.signature = (
+                statement.seq,
+                statement.to_dict(),
+                to_hex(signed.signature),
+            )
+            _set_status(record, Status.RELEASED)
+        else:
+            _set_holder(record, signed)
+        record.save()
+        _append(record, signed, source)
+    logger.info("applied %s of %s (seq %s)", statement.op, record.name, statement.seq)
+    return record
+
+
+def _check_changeable(record: NameRecord | None, name: str) -> None:
+    if record is None:
+        raise DomainError("name_not_found", f"No name {name!r} is registered here.", status=404)
+    if record.status == Status.PENDING:
+        raise DomainError("name_pending", f"The name {name!r} is not confirmed yet.", status=409)
+    if record.status == Status.SUSPENDED:
+        raise DomainError("name_suspended", f"The name {name!r} is suspended by this gateway's staff.", status=403)
+
+
+# ------------------------------------------------------------------------------------------- staff moderation
+
+
+def name_reserve(*, name: str, actor: AbstractBaseUser, reason: str) -> NameRecord:
+    """Reserve a name nobody holds (unknown or released), so that nobody can register it or a look-alike."""
+    name, reason = normalise(name), _required_reason(reason)
+    try:
+        with transaction.atomic():
+            record = NameRecord.objects.select_for_update().filter(name=name).first()
+            before = record.status if record is not None else ""
+            if record is not None and record.status != Status.RELEASED:
+                raise DomainError("name_not_reservable", f"The name {name!r} is {record.status}.", status=409)
+            _check_no_lookalike(name)
+            record = record or NameRecord(name=name, skeleton=skeleton(name))
+            _set_status(record, Status.RESERVED)
+            record.save()
+            _audit(record, AuditEntry.Action.RESERVE, actor, reason, before)
+            return record
+    except IntegrityError:
+        raise NameRefused("name_taken", f"the name {name!r} or a look-alike was just registered") from None
+
+
+def name_unreserve(*, name: str, actor: AbstractBaseUser, reason: str) -> NameRecord | None:
+    """Free a reserved name: released again if it had owners before, else forgotten (``None``)."""
+    name, reason = normalise(name), _required_reason(reason)
+    with transaction.atomic():
+        record = _locked(name, Status.RESERVED, "name_not_reserved")
+        if record.statements.exists():
+            _set_status(record, Status.RELEASED)
+            record.save()
+            _audit(record, AuditEntry.Action.UNRESERVE, actor, reason, Status.RESERVED)
+            return record
+        _audit(record, AuditEntry.Action.UNRESERVE, actor, reason, Status.RESERVED, after="")
+        record.delete()
+        return None
+
+
+def name_suspend(*, name: str, actor: AbstractBaseUser, reason: str) -> NameRecord:
+    """Stop serving an active name (lookups refuse it, its owner's statements are refused) until restored."""
+    return _moderate(name, actor, reason, Status.ACTIVE, Status.SUSPENDED, AuditEntry.Action.SUSPEND)
+
+
+def name_restore(*, name: str, actor: AbstractBaseUser, reason: str) -> NameRecord:
+    """Serve a suspended name again, exactly as its owner last signed it."""
+    return _moderate(name, actor, reason, Status.SUSPENDED, Status.ACTIVE, AuditEntry.Action.RESTORE)
+
+
+def _moderate(
+    name: str, actor: AbstractBaseUser, reason: str, before: str, after: str, action: AuditEntry.Action
+) -> NameRecord:
+    name, reason = normalise(name), _required_reason(reason)
+    with transaction.atomic():
+        record = _locked(name, before, f"name_not_{before}")
+        _set_status(record, after)
+        record.save()
+        _audit(record, action, actor, reason, before)
+    logger.info("%s %s by %s", action, name, actor.get_username())
+    return record
+
+
+def _locked(name: str, status: str, code: str) -> NameRecord:
+    record = NameRecord.objects.select_for_update().filter(name=name).first()
+    if record is None:
+        raise DomainError("name_not_found", f"No name {name!r} is registered here.", status=404)
+    if record.status != status:
+        raise DomainError(code, f"The name {name!r} is {record.status}, not {status}.", status=409)
+    return record
+
+
+def _check_no_lookalike(name: str) -> None:
+    lookalike = (
+        NameRecord.objects.filter(skeleton=skeleton(name), status__in=NameRecord.LIVE).exclude(name=name).first()
+    )
+    if lookalike is not None:
+        raise NameRefused(
+            "name_confusable", f"the name {name!r} looks like {lookalike.name!r} ({lookalike.status}): it is blocked"
+        )
+
+
+def _required_reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise DomainError("reason_required", "Say why: staff actions on names need a reason.")
+    return reason
+
+
+def _audit(
+    record: NameRecord,
+    action: AuditEntry.Action,
+    actor: AbstractBaseUser,
+    reason: str,
+    before: str,
+    *,
+    after: str | None = None,
+) -> None:
+    AuditEntry.objects.create(
+        record=record,
+        name=record.name,
+        action=action,
+        actor=actor,
+        actor_username=actor.get_username(),
+        reason=reason,
+        status_before=before,
+        status_after=record.status if after is None else after,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+
+
+def _check_source(source: str) -> None:
+    if source not in StatementRecord.Source.values:
+        raise ValueError(f"unknown statement source {source!r}")
+
+
+def _current(record: NameRecord | None) -> NameStatement | None:
+    if record is None or record.statement is None:
+        return None
+    return NameStatement.from_dict(record.statement)
+
+
+def _is_current(record: NameRecord, signed: SignedStatement) -> bool:
+    return record.statement == signed.statement.to_dict() and record.signature == to_hex(signed.signature)
+
+
+def _set_holder(record: NameRecord, signed: SignedStatement) -> None:
+    """The keys a register or update binds to the name; its gateway becomes the first (home) gateway."""
+    statement = signed.statement
+    record.owner_key = statement.owner
+    record.box_key = statement.box_key or ""
+    record.payment_address = statement.payment_address or ""
+    record.gateways = [statement.gateway, *(key for key in record.gateways if key != statement.gateway)]
+    record.seq, record.statement, record.signature = statement.seq, statement.to_dict(), to_hex(signed.signature)
+
+
+def _clear_holder(record: NameRecord) -> None:
+    record.owner_key = record.box_key = record.payment_address = ""
+    record.gateways = []
+
+
+def _set_status(record: NameRecord, status: str) -> None:
+    record.status = status
+    record.status_changed_at = timezone.now()
+
+
+def _append(record: NameRecord, signed: SignedStatement, source: str) -> None:
+    statement = signed.statement
+    StatementRecord.objects.create(
+        record=record,
+        seq=statement.seq,
+        op=statement.op,
+        owner_key=statement.owner,
+        statement=statement.to_dict(),
+        signature=to_hex(signed.signature),
+        source=source,
+    )

@@ -1,0 +1,213 @@
+"""The registry's REST API: exact-match lookups, rate-limited per client, and owner-signed changes.
+
+Nothing here lists or enumerates names: every lookup is by one exact name (normalised first, so ``/names/ALICE``
+answers for ``alice``) or by one exact owner key.
+"""
+
+import hashlib
+import json
+from collections.abc import Callable
+
+from django.db.models import QuerySet
+from django.utils.http import parse_etags
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.generics import ListAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from mns_client.names import normalise
+from mns_site.errors import DomainError
+from mns_site.pagination import CursorPagination
+from mns_site.schema import ErrorSerializer
+from mns_site.throttling import PerIPThrottle
+from registry import selectors, services
+from registry.models import NameRecord, StatementRecord
+from registry.serializers import (
+    AvailabilitySerializer,
+    NameRecordSerializer,
+    OwnerNamesSerializer,
+    OwnerQuerySerializer,
+    SignedStatementSerializer,
+    StatementEntrySerializer,
+)
+
+THROTTLES = [PerIPThrottle, ScopedRateThrottle]
+CACHE_CONTROL = "public, max-age=30"
+# What a session must have been opened for, by statement op (the handshake's purposes, DESIGN §4).
+SESSION_PURPOSES = {"update": {"rotate"}, "release": {"delete"}}
+
+NAME_PARAMETER = OpenApiParameter(
+    "name", str, OpenApiParameter.PATH, description="The name in any spelling: it is normalised (NFKC, case-folded)."
+)
+
+
+def _error(description: str) -> OpenApiResponse:
+    return OpenApiResponse(ErrorSerializer, description=description)
+
+
+class NameView(APIView):
+    """A name's current record and the owner's signature over it, for the client to verify itself."""
+
+    throttle_classes = THROTTLES
+    throttle_scope = "lookup"
+
+    @extend_schema(
+        operation_id="names_retrieve",
+        parameters=[
+            NAME_PARAMETER,
+            OpenApiParameter("If-None-Match", str, OpenApiParameter.HEADER, description="A previous ETag."),
+        ],
+        responses={
+            200: NameRecordSerializer,
+            304: OpenApiResponse(description="Not modified: the ETag in If-None-Match is still current."),
+            400: _error("name_invalid, name_empty or name_too_long: the input is not a name."),
+            403: _error("name_suspended: the gateway's staff suspended this name."),
+            404: _error(
+                "name_not_found: no such name; name_pending: being registered, not confirmed yet; "
+                "name_reserved: reserved (built in, by staff, a look-alike of a reserved name, or 1-2 characters)."
+            ),
+            410: _error("name_released: its owner released it; the signed release is in the history."),
+        },
+    )
+    def get(self, request: Request, name: str) -> Response:
+        record = selectors.record_published(name=normalise(name))
+        headers = {"ETag": _etag(record), "Cache-Control": CACHE_CONTROL}
+        if _not_modified(request, headers["ETag"]):
+            return Response(status=304, headers=headers)
+        return Response(NameRecordSerializer(record).data, headers=headers)
+
+
+class AvailabilityView(APIView):
+    """Whether a name could be registered now: its normal form, and if not, why (always 200)."""
+
+    throttle_classes = THROTTLES
+    throttle_scope = "lookup"
+
+    @extend_schema(operation_id="names_availability", parameters=[NAME_PARAMETER], responses=AvailabilitySerializer)
+    def get(self, request: Request, name: str) -> Response:
+        availability = selectors.name_availability(raw=name)
+        return Response(AvailabilitySerializer(availability).data, headers={"Cache-Control": "no-cache"})
+
+
+class HistoryPagination(CursorPagination):
+    ordering = "seq"
+
+
+class HistoryView(ListAPIView):
+    """A name's signed statements, oldest first, for a client to check the whole chain."""
+
+    throttle_classes = THROTTLES
+    throttle_scope = "lookup"
+    serializer_class = StatementEntrySerializer
+    pagination_class = HistoryPagination
+
+    @extend_schema(operation_id="names_history", parameters=[NAME_PARAMETER])
+    def get(self, request: Request, name: str) -> Response:
+        return super().get(request, name)
+
+    def get_queryset(self) -> QuerySet[StatementRecord]:
+        if getattr(self, "swagger_fake_view", False):  # the schema generator
+            return StatementRecord.objects.none()
+        record = selectors.record_known(name=normalise(self.kwargs["name"]))
+        return selectors.statements_of(record=record)
+
+
+class OwnerNamesView(APIView):
+    """The names one owner key holds (reverse lookup). Without ``owner`` it refuses: names are never listed."""
+
+    throttle_classes = THROTTLES
+    throttle_scope = "lookup"
+
+    @extend_schema(operation_id="names_of_owner", parameters=[OwnerQuerySerializer], responses=OwnerNamesSerializer)
+    def get(self, request: Request) -> Response:
+        query = OwnerQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        owner = query.validated_data["owner"]
+        names = selectors.records_of_owner(owner_key=owner)
+        return Response(OwnerNamesSerializer({"owner": owner, "names": names}).data)
+
+
+class StatementsView(APIView):
+    """Change a name with an owner-signed ``update`` (rotate keys, payment address, gateway) or ``release``."""
+
+    throttle_classes = THROTTLES
+    throttle_scope = "write"
+
+    @extend_schema(
+        operation_id="names_statements_create",
+        parameters=[NAME_PARAMETER],
+        request=SignedStatementSerializer,
+        responses={
+            201: NameRecordSerializer,
+            400: _error("statement_invalid, signature_invalid, statement_stale_seq, statement_wrong_owner, …"),
+            401: _error("session_required: a handshake session for this name and purpose is needed."),
+            403: _error("name_suspended"),
+            404: _error("name_not_found"),
+            409: _error("name_pending: the name is not confirmed yet."),
+        },
+    )
+    def post(self, request: Request, name: str) -> Response:
+        data = SignedStatementSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        signed = data.validated_data
+        _require_same_name(normalise(name), signed.statement.name)
+        _require_session(request, signed.statement.name, _session_purposes(signed.statement.op))
+        record = services.statement_apply(signed=signed, source="api")
+        return Response(NameRecordSerializer(record).data, status=201)
+
+
+def _etag(record: NameRecord) -> str:
+    """Changes with every new statement and status (and with the mailbox's gateways, which no statement pins)."""
+    state = json.dumps([record.name, record.seq, record.status, record.gateways])
+    return '"' + hashlib.sha256(state.encode()).hexdigest()[:32] + '"'
+
+
+def _not_modified(request: Request, etag: str) -> bool:
+    tags = parse_etags(request.headers.get("If-None-Match", ""))
+    return any(tag == "*" or tag.removeprefix("W/") == etag for tag in tags)
+
+
+def _require_same_name(path_name: str, statement_name: str) -> None:
+    if path_name != statement_name:
+        raise DomainError("statement_wrong_name", f"The statement is about {statement_name!r}, not {path_name!r}.")
+
+
+def _session_purposes(op: str) -> set[str]:
+    if op not in SESSION_PURPOSES:
+        raise DomainError("statement_not_change", "A register statement starts a registration; send update or release.")
+    return SESSION_PURPOSES[op]
+
+
+def _require_session(request: Request, name: str, purposes: set[str]) -> None:
+    """The handshake gate on changing a name over REST: a session for ``name`` opened for one of ``purposes``.
+
+    Sessions belong to the Handshake app. The request carries ``Authorization: Bearer <token>``, and
+    ``handshake.services.session_authorise(*, token, name, purposes)`` accepts it by returning (a ``False`` return
+    refuses too) or refuses by raising its own error. Until that function exists every request is refused with
+    401 ``session_required``; the owner's node can send the same statement over Maxima meanwhile.
+    """
+    token = _bearer_token(request)
+    authorise = _session_authoriser()
+    if token is None or authorise is None:
+        raise DomainError(
+            "session_required", "Changing a name needs a handshake session (Authorization: Bearer <token>).", status=401
+        )
+    if authorise(token=token, name=name, purposes=purposes) is False:
+        raise DomainError("session_refused", "The session does not allow this change to this name.", status=403)
+
+
+def _bearer_token(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _session_authoriser() -> Callable[..., object] | None:
+    try:
+        from handshake.services import session_authorise
+    except ImportError:
+        return None
+    return session_authorise

@@ -1,0 +1,19 @@
+from django.apps import AppConfig
+from django.conf import settings
+
+
+class RegistryConfig(AppConfig):
+    name = "registry"
+    verbose_name = "Name registry"
+
+    def ready(self) -> None:
+        from mns_site.celery import app
+        from mns_site.maxima.routing import register_type
+        from registry import handlers, tasks
+
+        register_type("mns", "statement", handlers.statement_received)
+        app.add_periodic_task(
+            60.0,
+            tasks.name_holds_expire.s(seconds=settings.MNS_NAME_HOLD_SECONDS),
+            name="registry.name_holds_expire",
+        )
