@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format check-python venv clean
+.PHONY: run test lint format check-python venv clean bench
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "MNS needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -35,3 +35,7 @@ format: venv
 
 clean:
 	rm -rf var/ .pytest_cache .ruff_cache
+
+## make bench: every benchmark scenario against its baseline, in one run (not part of the tests).
+bench: venv
+	$(BIN)/python -m bench $(BENCH_ARGS)

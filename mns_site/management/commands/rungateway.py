@@ -1,5 +1,6 @@
 """``make run``: the whole gateway on one machine — web (gunicorn), Celery worker and beat — and proof it works."""
 
+import argparse
 import json
 import os
 import secrets
@@ -19,13 +20,20 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 
 class Command(BaseCommand):
-    help = "Run the gateway (web, worker, beat) in the foreground; Ctrl-C stops everything."
+    help = "Run the gateway (web, worker, beat, and simnet as its node) in the foreground; Ctrl-C stops everything."
+    nodes: list[dict] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--bind", default="127.0.0.1:8000", help="host:port for the web server")
         parser.add_argument("--web-workers", type=int, default=2)
         parser.add_argument("--check", action="store_true", help="start, show that every part works, then stop")
         parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for every part")
+        parser.add_argument(
+            "--simnet",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="run simnet as the Minima node (default: when MINIMA_RPC_URL is not set)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
@@ -46,6 +54,16 @@ class Command(BaseCommand):
 
     def start(self, options: dict[str, Any]) -> dict[str, subprocess.Popen]:
         python = sys.executable
+        logs = Path(settings.VAR_DIR) / "log"
+        logs.mkdir(exist_ok=True)
+        env = dict(os.environ)
+        children: dict[str, subprocess.Popen] = {}
+        use_simnet = options["simnet"] if options["simnet"] is not None else not settings.MINIMA_RPC_URL
+        if use_simnet:
+            children["simnet"], self.nodes = start_simnet(logs)
+            env["MINIMA_RPC_URL"] = self.nodes[0]["rpc"]
+            env["MNS_HOOK_BASE_URL"] = f"http://{options['bind']}"
+            self.stdout.write(f"started simnet (pid {children['simnet'].pid}): {len(self.nodes)} nodes")
         web = [
             python,
             "-m",
@@ -77,12 +95,11 @@ class Command(BaseCommand):
             "--without-gossip",
             "--without-mingle",
         ]
-        logs = Path(settings.VAR_DIR) / "log"
-        logs.mkdir(exist_ok=True)
-        children = {}
         for name, args in (("web", web), ("worker", worker)):
             out = (logs / f"{name}.log").open("ab")
-            children[name] = subprocess.Popen(args, cwd=settings.BASE_DIR, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+            # Our own interpreter with fixed arguments: nothing here comes from a request.
+            options = {"cwd": settings.BASE_DIR, "env": env, "stdout": out, "stderr": subprocess.STDOUT}
+            children[name] = subprocess.Popen(args, **options)  # noqa: S603
             self.stdout.write(f"started {name} (pid {children[name].pid}), log in {logs / (name + '.log')}")
         return children
 
@@ -93,7 +110,30 @@ class Command(BaseCommand):
         self.stdout.write(f"  policy     {base}/.well-known/mns.json")
         self.stdout.write(f"  API docs   {base}/api/docs/")
         self.stdout.write(f"  admin      {base}/admin/  user: admin  password: {password_file.read_text().strip()}")
-        self.stdout.write(f"             (kept in {password_file}; change it in the admin)\n")
+        self.stdout.write(f"             (kept in {password_file}; change it in the admin)")
+        identity = wait_for_identity(base)
+        if identity:
+            self.stdout.write(
+                f"  maxima     identity {identity['publickey'][:26]}…  address {identity['address'][:20]}…"
+            )
+        for node in self.nodes:
+            role = "the gateway's node" if node["node"] == 0 else "a user's node"
+            self.stdout.write(f"  simnet {node['node']}   {node['rpc']}  ({role}; try: curl {node['rpc']}status)")
+        self.stdout.write("")
+
+
+def start_simnet(logs: Path) -> tuple[subprocess.Popen, list[dict]]:
+    """simnet with its state under var/, so the node keys (and so the gateway's identity) survive restarts."""
+    args = [sys.executable, "manage.py", "simnet", "--nodes", "2", "--state", str(Path(settings.VAR_DIR) / "simnet")]
+    err = (logs / "simnet.log").open("ab")
+    child = subprocess.Popen(args, cwd=settings.BASE_DIR, stdout=subprocess.PIPE, stderr=err, text=True)  # noqa: S603
+    nodes = []
+    while len(nodes) < 2:
+        line = child.stdout.readline()
+        if not line:
+            raise CommandError(f"simnet exited with {child.wait()}; see {logs / 'simnet.log'}")
+        nodes.append(json.loads(line))
+    return child, nodes
 
 
 def ensure_admin(var_dir: Path) -> Path:
@@ -128,6 +168,18 @@ def wait_healthy(base: str, children: dict[str, subprocess.Popen], *, timeout: f
             return last
         time.sleep(0.5)
     raise CommandError(f"the gateway did not become healthy in {timeout:.0f} s: {json.dumps(last)}")
+
+
+def wait_for_identity(base: str, timeout: float = 30) -> dict | None:
+    """The gateway's Maxima identity once node supervision (a beat task) has learnt it, or None."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{base}/.well-known/mns.json", timeout=5) as reply:  # noqa: S310
+            maxima = json.load(reply)["maxima"]
+        if maxima["publickey"]:
+            return maxima
+        time.sleep(0.5)
+    return None
 
 
 class _Stopper:
