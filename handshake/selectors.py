@@ -1,0 +1,43 @@
+"""Reads of the handshake: challenges by their (secret, random) id, and open challenges per name."""
+
+from datetime import datetime
+
+from django.utils import timezone
+
+from handshake.models import Challenge
+from mns_site.errors import DomainError
+from mns_site.maxima.models import InboundEvent
+from mns_site.maxima.routing import InboundMessage
+from registry.models import NameRecord
+
+
+def challenge_find(*, challenge_id: str) -> Challenge | None:
+    return Challenge.objects.select_related("record").filter(id=challenge_id).first()
+
+
+def challenge_known(*, challenge_id: str) -> Challenge:
+    """The challenge with this id; ``handshake_not_found`` (404) when there is none (or it was cleaned up)."""
+    challenge = challenge_find(challenge_id=challenge_id)
+    if challenge is None:
+        raise DomainError("handshake_not_found", "No handshake has this id (or it expired long ago).", status=404)
+    return challenge
+
+
+def challenges_open(*, record: NameRecord, now: datetime) -> int:
+    """How many challenges of a name can still be answered (pending and unexpired)."""
+    return Challenge.objects.filter(record=record, status=Challenge.Status.PENDING, expires_at__gt=now).count()
+
+
+def answer_arrived_at(*, message: InboundMessage) -> datetime:
+    """When an answer reached the gateway: when the webhook stored it, not when a worker got round to it.
+
+    A queue backlog must not make an answer that came in time late; the sender's own ``timemilli`` is not used,
+    since the sender chooses it.
+    """
+    now = timezone.now()
+    stored = (
+        InboundEvent.objects.filter(id=message.event_id, msgid=message.msgid)
+        .values_list("received_at", flat=True)
+        .first()
+    )
+    return min(stored, now) if stored is not None else now

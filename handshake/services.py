@@ -1,0 +1,436 @@
+"""The handshake (DESIGN §4): issue a challenge, judge the owner's node's answer, open and check sessions.
+
+1. ``challenge_issue``: a random code for one name and purpose, stored hashed, with the hash of the client's
+   verifier; the client shows the code to the owner's node.
+2. ``answer_receive`` (a Maxima ``mns``/``handshake`` message): verified only if the sender is the key the
+   challenge was issued for, the code matches, and a conditional UPDATE moves the challenge from ``pending``
+   (unexpired, under the attempt limit) to ``verified``. Wrong answers count against the limit. The verdict goes
+   back to the owner's node through the outbox.
+3. ``session_open``: whoever holds the verifier picks the session up, once.
+4. ``session_authorise``: the check every endpoint that takes a session makes (the registry's statements view
+   calls it directly; DRF views use ``handshake.authentication``).
+
+Refusals raise ``DomainError`` before writing anything, except the attempt count and the answer's log entry,
+which are the point of counting.
+"""
+
+import hmac
+import ipaddress
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Q, Value, When
+from django.utils import timezone
+
+from handshake import selectors
+from handshake.models import Answer, Challenge, Session
+from mns_client.codecs import parse_public_key, public_key_hex
+from mns_client.errors import CodecError
+from mns_client.handshake import (
+    APPLICATION,
+    PURPOSES,
+    SECRET_HASH_RE,
+    HandshakeMessageInvalid,
+    Result,
+    new_code,
+    new_token,
+    secret_hash,
+    secret_matches,
+)
+from mns_client.handshake import Answer as AnswerMessage
+from mns_client.names import normalise
+from mns_site.errors import DomainError
+from mns_site.maxima.routing import Ignored, InboundMessage
+from mns_site.maxima.selectors import gateway_address
+from mns_site.maxima.services import outbound_enqueue
+from registry.models import NameRecord
+
+logger = logging.getLogger(__name__)
+
+Status = Challenge.Status
+NameStatus = NameRecord.Status
+# A session opened for the key (purpose) also satisfies the values: "manage" is every change of the record.
+IMPLIED_PURPOSES: dict[str, frozenset[str]] = {"manage": frozenset({"rotate", "delete"})}
+# The verdict is only useful while the session can be picked up: a few tries, not the outbox's full budget.
+RESULT_MAX_ATTEMPTS = 5
+MAX_TOKEN_CHARS = 128
+
+
+# -------------------------------------------------------------------------------------------------- challenges
+
+
+@dataclass(frozen=True)
+class IssuedChallenge:
+    challenge: Challenge
+    code: str  # shown once, to the client that asked; only its hash is stored
+    gateway_address: str
+
+
+def challenge_issue(
+    *, name: str, purpose: str, verifier_hash: str, client_address: str | None = None
+) -> IssuedChallenge:
+    """A new challenge for ``purpose`` on ``name``, answerable by the name's owner key only.
+
+    ``register`` needs the name held as pending (the key is the one in the pending registration); every other
+    purpose needs an active name. Refused, creating nothing: ``gateway_not_ready`` (503, this gateway does not
+    know its own Maxima address yet), ``name_not_found``/``name_pending``/``name_not_pending``/``name_suspended``,
+    and ``too_many_challenges`` (429) past ``MNS_HANDSHAKE_OPEN_PER_NAME`` open challenges of the name. The name's
+    row is locked while counting, so concurrent requests cannot overshoot the limit.
+    """
+    if purpose not in PURPOSES:
+        raise DomainError("purpose_invalid", f"The purpose must be one of {', '.join(PURPOSES)}.")
+    if not isinstance(verifier_hash, str) or not SECRET_HASH_RE.fullmatch(verifier_hash):
+        raise DomainError("verifier_hash_invalid", "verifier_hash is the lower-case hex SHA-256 of the verifier.")
+    address = gateway_address()
+    if not address:
+        raise DomainError("gateway_not_ready", "This gateway does not know its Maxima address yet.", status=503)
+    name = normalise(name)
+    code, now = new_code(), timezone.now()
+    with transaction.atomic():
+        record = NameRecord.objects.select_for_update(no_key=True).filter(name=name).first()
+        owner_key = _answering_key(record, name, purpose)
+        if selectors.challenges_open(record=record, now=now) >= settings.MNS_HANDSHAKE_OPEN_PER_NAME:
+            raise DomainError(
+                "too_many_challenges",
+                f"The name {name!r} has {settings.MNS_HANDSHAKE_OPEN_PER_NAME} open handshakes; answer or let "
+                "one expire first.",
+                status=429,
+            )
+        challenge = Challenge.objects.create(
+            record=record,
+            purpose=purpose,
+            owner_key=owner_key,
+            code_hash=secret_hash(code),
+            verifier_hash=verifier_hash,
+            max_attempts=settings.MNS_HANDSHAKE_MAX_ATTEMPTS,
+            client_address=_ip_or_none(client_address),
+            expires_at=now + timedelta(seconds=settings.MNS_HANDSHAKE_TTL_SECONDS),
+        )
+    logger.info("issued a %s handshake for %s", purpose, name)
+    return IssuedChallenge(challenge=challenge, code=code, gateway_address=address)
+
+
+def _answering_key(record: NameRecord | None, name: str, purpose: str) -> str:
+    if record is None:
+        raise DomainError("name_not_found", f"No name {name!r} is registered here.", status=404)
+    if purpose == "register":
+        if record.status != NameStatus.PENDING:
+            raise DomainError(
+                "name_not_pending", f"The name {name!r} is {record.status}, not being registered.", status=409
+            )
+    elif record.status == NameStatus.PENDING:
+        raise DomainError("name_pending", f"The name {name!r} is not confirmed yet.", status=409)
+    elif record.status == NameStatus.SUSPENDED:
+        raise DomainError("name_suspended", f"The name {name!r} is suspended by this gateway's staff.", status=403)
+    elif record.status != NameStatus.ACTIVE:
+        raise DomainError("name_not_found", f"Nobody holds the name {name!r}.", status=404)
+    return _canonical_key(record.owner_key)
+
+
+# ------------------------------------------------------------------------------------------------------ answers
+
+
+def answer_receive(*, message: InboundMessage, body: dict) -> str:
+    """Judge one Maxima answer; returns ``verified`` or the reason it was refused (``duplicate``: seen already).
+
+    Runs inside the inbound task's transaction, so the verdict, the count, the log entry and the queued reply
+    commit together with the event's ``done``, or not at all. Never raises for a refusal (that would roll the
+    count back); raises ``Ignored`` for what is not an answer: a malformed message or an unknown challenge.
+
+    - From another key: counted (``wrong_sender``), and no reply: the gateway does not message strangers.
+    - From the owner's key: a wrong code is counted (``code_wrong``); a right one verifies the challenge if a
+      conditional UPDATE still finds it pending, unexpired and under the limit (so of two concurrent right
+      answers exactly one wins, and the other is ``challenge_used``). Expired, used or failed challenges are
+      refused without counting. The owner's node gets the verdict at ``reply_to``, else at its key.
+    - The answer that reaches the limit fails the challenge (``too_many_attempts``), in the same UPDATE.
+    """
+    try:
+        answer = AnswerMessage.from_dict(body)
+    except HandshakeMessageInvalid as exc:
+        raise Ignored(f"malformed handshake answer: {exc}") from None
+    with transaction.atomic():
+        challenge = selectors.challenge_find(challenge_id=answer.challenge)
+        if challenge is None:
+            raise Ignored("a handshake answer for an unknown challenge")
+        logged = _answer_log(challenge, message)
+        if logged is None:
+            return "duplicate"
+        from_owner = _canonical_key(message.sender) == challenge.owner_key
+        verdict = _judge(challenge, answer, from_owner=from_owner, at=logged.received_at)
+        logged.outcome = Answer.Outcome.VERIFIED if verdict == "verified" else Answer.Outcome.REFUSED
+        logged.reason = "" if verdict == "verified" else verdict
+        logged.save(update_fields=["outcome", "reason"])
+        if from_owner:
+            _result_send(challenge, message, answer, verdict)
+    logger.info("handshake %s answer for %s: %s", challenge.purpose, challenge.record.name, verdict)
+    return verdict
+
+
+def _answer_log(challenge: Challenge, message: InboundMessage) -> Answer | None:
+    """The log entry of this message, or ``None`` if it was logged before (the same event processed again)."""
+    try:
+        with transaction.atomic():
+            return Answer.objects.create(
+                challenge=challenge,
+                msgid=message.msgid,
+                sender=message.sender,
+                outcome=Answer.Outcome.REFUSED,
+                received_at=selectors.answer_arrived_at(message=message),
+            )
+    except IntegrityError:
+        return None
+
+
+def _judge(challenge: Challenge, answer: AnswerMessage, *, from_owner: bool, at: datetime) -> str:
+    if not from_owner:
+        return _count(challenge, "wrong_sender", at) or "wrong_sender"
+    if not secret_matches(answer.code, challenge.code_hash):
+        return _count(challenge, "code_wrong", at) or _unanswerable(challenge)
+    name_changed = _name_changed(challenge, at)
+    if name_changed:
+        return name_changed
+    if not _consume(challenge, at):
+        return _unanswerable(challenge)
+    if challenge.purpose == "register":
+        _registration_confirm(challenge)
+    return "verified"
+
+
+def _count(challenge: Challenge, reason: str, at: datetime) -> str | None:
+    """Count a wrong answer against a pending, unexpired challenge; fail it at the limit, in the same UPDATE.
+
+    Returns ``reason``, or ``too_many_attempts`` when this answer reached the limit, or ``None`` when the challenge
+    could no longer be answered (nothing counted).
+    """
+    at_limit = Q(attempts__gte=F("max_attempts") - 1)
+    counted = Challenge.objects.filter(id=challenge.id, status=Status.PENDING, expires_at__gt=at).update(
+        attempts=F("attempts") + 1,
+        status=Case(When(at_limit, then=Value(Status.FAILED)), default=F("status")),
+        failure_reason=Case(When(at_limit, then=Value("too_many_attempts")), default=F("failure_reason")),
+        answered_at=Case(When(at_limit, then=Value(timezone.now())), default=F("answered_at")),
+    )
+    if not counted:
+        return None
+    challenge.refresh_from_db()
+    return "too_many_attempts" if challenge.status == Status.FAILED else reason
+
+
+def _consume(challenge: Challenge, at: datetime) -> bool:
+    """The one conditional UPDATE that verifies: exactly one answer can ever move a challenge out of pending."""
+    now = timezone.now()
+    consumed = Challenge.objects.filter(
+        id=challenge.id, status=Status.PENDING, expires_at__gt=at, attempts__lt=F("max_attempts")
+    ).update(
+        status=Status.VERIFIED,
+        answered_at=now,
+        pickup_until=now + timedelta(seconds=settings.MNS_HANDSHAKE_TTL_SECONDS),
+    )
+    if consumed:
+        challenge.refresh_from_db()
+    return bool(consumed)
+
+
+def _unanswerable(challenge: Challenge) -> str:
+    """Why a challenge can no longer be answered, as it stands now."""
+    challenge.refresh_from_db()
+    if challenge.status == Status.VERIFIED:
+        return "challenge_used"
+    if challenge.status == Status.FAILED:
+        return challenge.failure_reason or "challenge_failed"
+    return "challenge_expired"
+
+
+def _name_changed(challenge: Challenge, at: datetime) -> str | None:
+    """Fail a challenge whose name moved on since it was issued (released, freed, re-registered, suspended)."""
+    # FOR NO KEY UPDATE on PostgreSQL: waits for a statement being applied to the name, but not for the
+    # foreign-key checks of a concurrent session pickup (FOR UPDATE would deadlock with those).
+    record = NameRecord.objects.select_for_update(no_key=True).filter(id=challenge.record_id).first()
+    wanted = NameStatus.PENDING if challenge.purpose == "register" else NameStatus.ACTIVE
+    if record is not None and record.status == wanted and _canonical_key(record.owner_key) == challenge.owner_key:
+        return None
+    failed = Challenge.objects.filter(id=challenge.id, status=Status.PENDING, expires_at__gt=at).update(
+        status=Status.FAILED, failure_reason="name_changed", answered_at=timezone.now()
+    )
+    return "name_changed" if failed else _unanswerable(challenge)
+
+
+def _registration_confirm(challenge: Challenge) -> None:
+    """The Mailboxes app confirms the registration (creates the mailbox) when it provides the hook.
+
+    Called inside the answer's transaction: if it raises, the verification is rolled back with it and the
+    inbound event is marked failed (staff can retry it), so a verified ``register`` always means confirmed.
+    """
+    try:
+        from mailboxes.services import registration_confirm
+    except ImportError:
+        logger.info("no mailboxes.services.registration_confirm yet: %s stays pending", challenge.record.name)
+        return
+    registration_confirm(challenge=challenge)
+
+
+def _result_send(challenge: Challenge, message: InboundMessage, answer: AnswerMessage, verdict: str) -> None:
+    verified = verdict == "verified"
+    result = Result(
+        challenge=challenge.id, status="verified" if verified else "failed", reason=None if verified else verdict
+    )
+    outbound_enqueue(
+        destination=answer.reply_to or message.sender,
+        application=APPLICATION,
+        payload=result.to_bytes(),
+        idempotency_key=f"handshake-result:{challenge.id}:{message.msgid}",
+        max_attempts=RESULT_MAX_ATTEMPTS,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------- sessions
+
+
+@dataclass(frozen=True)
+class OpenedSession:
+    session: Session
+    token: str  # shown once, to the verifier's holder; only its hash is stored
+
+
+def session_open(*, challenge_id: str, verifier: str) -> OpenedSession:
+    """Give the holder of the challenge's verifier its session token, once, after a verified answer.
+
+    The verifier is checked first (in constant time), so someone who only knows the id learns nothing more than
+    polling tells. Then a conditional UPDATE claims the pickup: a verified challenge, within its pickup window,
+    not picked up before. Refusals (nothing written): ``handshake_not_found`` 404, ``verifier_wrong`` 403,
+    ``handshake_pending``/``handshake_failed``/``session_already_issued`` 409, ``handshake_expired`` 410.
+    """
+    challenge = selectors.challenge_known(challenge_id=challenge_id)
+    if not secret_matches(verifier, challenge.verifier_hash):
+        raise DomainError("verifier_wrong", "The verifier does not match this handshake.", status=403)
+    token, now = new_token(), timezone.now()
+    with transaction.atomic():
+        claimed = Challenge.objects.filter(
+            id=challenge.id, status=Status.VERIFIED, session_issued_at__isnull=True, pickup_until__gt=now
+        ).update(session_issued_at=now)
+        if not claimed:
+            raise _pickup_refusal(challenge, now)
+        session = Session.objects.create(
+            token_hash=secret_hash(token),
+            record_id=challenge.record_id,
+            owner_key=challenge.owner_key,
+            purpose=challenge.purpose,
+            created_from=challenge,
+            expires_at=now + timedelta(seconds=settings.MNS_SESSION_TTL_SECONDS),
+        )
+    logger.info("opened a %s session for %s", session.purpose, challenge.record.name)
+    return OpenedSession(session=session, token=token)
+
+
+def _pickup_refusal(challenge: Challenge, now: datetime) -> DomainError:
+    challenge.refresh_from_db()
+    state = challenge.state(now)
+    if state == "pending":
+        return DomainError("handshake_pending", "The owner's node has not answered yet.", status=409)
+    if state == "failed":
+        return DomainError("handshake_failed", f"The handshake failed: {challenge.failure_reason}.", status=409)
+    if state == "verified" and challenge.session_issued_at is not None:
+        return DomainError("session_already_issued", "The session of this handshake was picked up.", status=409)
+    return DomainError("handshake_expired", "The handshake expired before its session was picked up.", status=410)
+
+
+def session_for_token(*, token: str) -> Session:
+    """The live session of a token, or a 401 refusal (``session_invalid``/``_revoked``/``_expired``).
+
+    Also dead: a session whose name changed hands or was released since (``session_invalid``); a suspended name
+    refuses with 403 ``name_suspended``. A ``register`` session works while its name is still pending.
+    """
+    if not isinstance(token, str) or not token.isascii() or not 0 < len(token) <= MAX_TOKEN_CHARS:
+        raise _session_invalid()
+    digest = secret_hash(token)
+    session = Session.objects.select_related("record").filter(token_hash=digest).first()
+    if session is None or not hmac.compare_digest(session.token_hash, digest):
+        raise _session_invalid()
+    if session.revoked_at is not None:
+        raise DomainError("session_revoked", "This session was revoked.", status=401)
+    if session.expires_at <= timezone.now():
+        raise DomainError("session_expired", "This session expired; start a new handshake.", status=401)
+    record = session.record
+    if record.status == NameStatus.SUSPENDED:
+        raise DomainError(
+            "name_suspended", f"The name {record.name!r} is suspended by this gateway's staff.", status=403
+        )
+    usable = {NameStatus.ACTIVE} | ({NameStatus.PENDING} if session.purpose == "register" else set())
+    if record.status not in usable or _canonical_key(record.owner_key) != session.owner_key:
+        raise DomainError("session_invalid", "The name of this session changed hands or was released.", status=401)
+    return session
+
+
+def session_check_scope(*, session: Session, name: str, purposes: set[str]) -> None:
+    """Refuse (403 ``session_out_of_scope``) a session for another name, or opened for none of ``purposes``."""
+    granted = {session.purpose} | IMPLIED_PURPOSES.get(session.purpose, frozenset())
+    if session.record.name != name or not granted & purposes:
+        needed = " or ".join(sorted(purposes))
+        raise DomainError(
+            "session_out_of_scope",
+            f"This session is for {session.purpose} on {session.record.name!r}; this needs {needed} on {name!r}.",
+            status=403,
+        )
+
+
+def session_authorise(*, token: str, name: str, purposes: set[str]) -> Session:
+    """The session of ``token`` if it is live and allows one of ``purposes`` on the normalised ``name``.
+
+    The one check behind every session-protected endpoint (the registry's statements view calls it as is).
+    """
+    session = session_for_token(token=token)
+    session_check_scope(session=session, name=name, purposes=purposes)
+    return session
+
+
+def session_revoke(*, session: Session, by: str) -> bool:
+    """Revoke one session (the owner's client logging out, or staff); revoking it again changes nothing."""
+    return bool(Session.objects.filter(id=session.id, revoked_at=None).update(revoked_at=timezone.now(), revoked_by=by))
+
+
+def sessions_revoke_for_record(*, record: NameRecord, by: str) -> int:
+    """Revoke every unrevoked session of a name's mailbox; returns how many."""
+    return Session.objects.filter(record=record, revoked_at=None).update(revoked_at=timezone.now(), revoked_by=by)
+
+
+# ------------------------------------------------------------------------------------------------------ cleanup
+
+
+def handshakes_clean(*, now: datetime | None = None) -> tuple[int, int]:
+    """Delete challenges and sessions that expired more than ``MNS_HANDSHAKE_KEEP_SECONDS`` ago.
+
+    A challenge is kept until its pickup window is over too. Plain conditional DELETEs: safe to run twice or in
+    parallel. Returns (challenges, sessions) deleted.
+    """
+    now = now or timezone.now()
+    keep = timedelta(seconds=settings.MNS_HANDSHAKE_KEEP_SECONDS)
+    pickup = timedelta(seconds=settings.MNS_HANDSHAKE_TTL_SECONDS)
+    _, sessions = Session.objects.filter(expires_at__lt=now - keep).delete()
+    _, challenges = Challenge.objects.filter(expires_at__lt=now - keep - pickup).delete()
+    counts = challenges.get(Challenge._meta.label, 0), sessions.get(Session._meta.label, 0)
+    if any(counts):
+        logger.info("cleaned %s expired challenges and %s expired sessions", *counts)
+    return counts
+
+
+# ------------------------------------------------------------------------------------------------------ helpers
+
+
+def _canonical_key(key: str) -> str:
+    try:
+        return public_key_hex(parse_public_key(key))
+    except CodecError:
+        return ""
+
+
+def _ip_or_none(address: str | None) -> str | None:
+    try:
+        return str(ipaddress.ip_address(address)) if address else None
+    except ValueError:
+        return None
+
+
+def _session_invalid() -> DomainError:
+    return DomainError("session_invalid", "Unknown session token.", status=401)

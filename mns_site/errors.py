@@ -89,6 +89,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, DomainError):
         code, body = exc.status, error_body(exc.code, exc.detail, exc.fields)
+        if code == 401:  # RFC 9110: a 401 names the scheme that would work
+            headers["WWW-Authenticate"] = "MNS-Session"
     elif isinstance(exc, MNSError):
         code, body = STATUS_BY_CODE.get(exc.code, 400), error_body(exc.code, str(exc))
     elif isinstance(exc, RequestDataTooBig):

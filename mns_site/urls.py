@@ -12,6 +12,7 @@ admin.site.index_title = "Names, mailboxes and the Maxima link"
 api_v1 = [
     path("health", views.HealthView.as_view(), name="health"),
     path("", include("registry.urls")),
+    path("", include("handshake.urls")),
 ]
 
 urlpatterns = [

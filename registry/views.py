@@ -6,7 +6,6 @@ answers for ``alice``) or by one exact owner key.
 
 import hashlib
 import json
-from collections.abc import Callable
 
 from django.db.models import QuerySet
 from django.utils.http import parse_etags
@@ -17,6 +16,8 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from handshake import services as handshake_services
+from handshake.authentication import session_token
 from mns_client.names import normalise
 from mns_site.errors import DomainError
 from mns_site.pagination import CursorPagination
@@ -181,33 +182,13 @@ def _session_purposes(op: str) -> set[str]:
 
 
 def _require_session(request: Request, name: str, purposes: set[str]) -> None:
-    """The handshake gate on changing a name over REST: a session for ``name`` opened for one of ``purposes``.
-
-    Sessions belong to the Handshake app. The request carries ``Authorization: Bearer <token>``, and
-    ``handshake.services.session_authorise(*, token, name, purposes)`` accepts it by returning (a ``False`` return
-    refuses too) or refuses by raising its own error. Until that function exists every request is refused with
-    401 ``session_required``; the owner's node can send the same statement over Maxima meanwhile.
-    """
-    token = _bearer_token(request)
-    authorise = _session_authoriser()
-    if token is None or authorise is None:
+    """The handshake gate on changing a name over REST: a session for ``name`` opened for one of ``purposes``
+    (``Authorization: MNS-Session <token>``). The owner's node can send the same statement over Maxima instead."""
+    token = session_token(request)
+    if token is None:
         raise DomainError(
-            "session_required", "Changing a name needs a handshake session (Authorization: Bearer <token>).", status=401
+            "session_required",
+            "Changing a name needs a handshake session (Authorization: MNS-Session <token>).",
+            status=401,
         )
-    if authorise(token=token, name=name, purposes=purposes) is False:
-        raise DomainError("session_refused", "The session does not allow this change to this name.", status=403)
-
-
-def _bearer_token(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
-
-
-def _session_authoriser() -> Callable[..., object] | None:
-    try:
-        from handshake.services import session_authorise
-    except ImportError:
-        return None
-    return session_authorise
+    handshake_services.session_authorise(token=token, name=name, purposes=purposes)

@@ -238,15 +238,24 @@ def sessions(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
 def post_statement(client: Client, name: str, signed: SignedStatement | dict, token: str | None = None) -> Any:
     data = signed.to_dict() if isinstance(signed, SignedStatement) else signed
-    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+    headers = {"HTTP_AUTHORIZATION": f"MNS-Session {token}"} if token else {}
     return client.post(f"/api/v1/names/{name}/statements", data, content_type="application/json", **headers)
 
 
 def test_without_a_handshake_session_a_change_is_refused_and_nothing_is_written(client: Client, alice: Owner) -> None:
     register(alice, "alice")
     before = db_snapshot()
-    response = post_statement(client, "alice", alice.sign("update", "alice", 2), token="anything")
+    response = post_statement(client, "alice", alice.sign("update", "alice", 2), token=None)
     assert error(response) == (401, "session_required")
+    assert db_snapshot() == before
+
+
+def test_with_an_unknown_session_token_a_change_is_refused_and_nothing_is_written(client: Client, alice: Owner) -> None:
+    register(alice, "alice")
+    before = db_snapshot()
+    response = post_statement(client, "alice", alice.sign("update", "alice", 2), token="not-a-real-session-token")
+    assert error(response) == (401, "session_invalid")
+    assert response["WWW-Authenticate"] == "MNS-Session"
     assert db_snapshot() == before
 
 

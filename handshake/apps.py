@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class HandshakeConfig(AppConfig):
+    name = "handshake"
+    verbose_name = "Handshakes and sessions"
+
+    def ready(self) -> None:
+        from handshake import handlers
+        from mns_site.maxima.routing import register_type
+
+        register_type("mns", "handshake", handlers.answer_received)

@@ -1,0 +1,288 @@
+"""The owner's node answers over Maxima: who may answer, with what, how often, until when, and the reply."""
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from handshake.models import Answer, Challenge, Session
+from handshake.tests.support import Started, answer, receive, snapshot, start
+from mns_client.handshake import Result
+from mns_site.maxima import routing
+from mns_site.maxima.models import InboundEvent, OutboundMessage
+from mns_site.maxima.routing import Ignored
+from mns_site.maxima.services import MaximaEvent, inbound_process, inbound_store
+from registry import services as registry
+from registry.models import NameRecord
+from registry.tests.support import Owner, hold, register
+from testsupport import maxima_fixture
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("gateway")]
+
+NODE_B_ADDRESS = maxima_fixture("02-")["parsed"]["response"]["p2pidentity"]
+
+
+@pytest.fixture
+def started(alice: Owner) -> Started:
+    register(alice, "alice")
+    return start()
+
+
+def results() -> list[tuple[str, dict[str, Any]]]:
+    """The verdicts queued in the outbox: (destination, message)."""
+    rows = OutboundMessage.objects.order_by("id")
+    return [(row.destination, json.loads(bytes(row.payload))) for row in rows]
+
+
+def counted_only(before: dict, after: dict) -> dict:
+    """``after`` with the attempt count, the answer log and the reply put back as they were ``before``."""
+    challenges = [{**row, "attempts": 0} for row in after["challenges"]]
+    return {**after, "challenges": challenges, "answers": before["answers"], "outbox": before["outbox"]}
+
+
+# ------------------------------------------------------------------------------------------------- accepted
+
+
+def test_the_owners_node_sending_the_right_code_verifies_the_challenge(started: Started, alice: Owner) -> None:
+    message = answer(alice, started.id, started.code, reply_to=NODE_B_ADDRESS)
+    assert receive(message) == "verified"
+    challenge = Challenge.objects.get()
+    assert (challenge.status, challenge.attempts, challenge.failure_reason) == ("verified", 0, "")
+    assert challenge.answered_at is not None
+    assert challenge.pickup_until - challenge.answered_at == timedelta(seconds=300)
+    assert list(Answer.objects.values_list("msgid", "sender", "outcome", "reason")) == [
+        (message.msgid, alice.key, "verified", "")
+    ]
+    assert not Session.objects.exists()  # only the verifier's holder gets one
+
+
+def test_the_verdict_goes_back_to_reply_to_through_the_outbox_without_the_code(started: Started, alice: Owner) -> None:
+    message = answer(alice, started.id, started.code, reply_to=NODE_B_ADDRESS)
+    receive(message)
+    (row,) = OutboundMessage.objects.all()
+    assert (row.destination, row.application, row.max_attempts) == (NODE_B_ADDRESS, "mns", 5)
+    assert row.idempotency_key == f"handshake-result:{started.id}:{message.msgid}"
+    assert Result.from_bytes(bytes(row.payload)) == Result(started.id, "verified")
+    assert started.code not in bytes(row.payload).decode()
+
+
+def test_without_reply_to_the_verdict_goes_to_the_senders_key(started: Started, alice: Owner) -> None:
+    receive(answer(alice, started.id, started.code))
+    verdict = {"v": 1, "type": "handshake-result", "challenge": started.id, "status": "verified"}
+    assert results() == [(alice.key, verdict)]
+
+
+def test_an_answer_that_arrived_in_time_counts_even_if_processed_late(started: Started, alice: Owner) -> None:
+    """The webhook stored it before the expiry; a queue backlog must not make it late."""
+    message = answer(alice, started.id, started.code)
+    row, _ = inbound_store(event=_event(message), now_ms=_now_ms())
+    InboundEvent.objects.filter(id=row.id).update(received_at=timezone.now() - timedelta(seconds=30))
+    Challenge.objects.update(expires_at=timezone.now() - timedelta(seconds=10))
+    assert inbound_process(event_id=row.id, claim="late") == "done"
+    assert Challenge.objects.get().status == "verified"
+
+
+# -------------------------------------------------------------------------------------------------- refused
+
+
+def test_the_code_sent_from_another_key_is_refused_counted_and_not_answered(started: Started, mallory: Owner) -> None:
+    before = snapshot()
+    assert receive(answer(mallory, started.id, started.code, reply_to=NODE_B_ADDRESS)) == "wrong_sender"
+    after = snapshot()
+    assert counted_only(before, after) == before  # nothing but the count and the log entry
+    assert Challenge.objects.get().attempts == 1
+    assert list(Answer.objects.values_list("sender", "outcome", "reason")) == [(mallory.key, "refused", "wrong_sender")]
+    assert results() == []  # the gateway does not message strangers
+
+
+def test_a_wrong_code_is_refused_counted_and_answered(started: Started, alice: Owner) -> None:
+    before = snapshot()
+    assert receive(answer(alice, started.id, "not-the-code", reply_to=NODE_B_ADDRESS)) == "code_wrong"
+    assert counted_only(before, snapshot()) == before
+    challenge = Challenge.objects.get()
+    assert (challenge.status, challenge.attempts) == ("pending", 1)
+    assert results()[0][1] == {
+        "v": 1,
+        "type": "handshake-result",
+        "challenge": started.id,
+        "status": "failed",
+        "reason": "code_wrong",
+    }
+
+
+def test_a_replayed_message_with_the_same_msgid_changes_nothing(started: Started, alice: Owner) -> None:
+    message = answer(alice, started.id, "not-the-code")
+    receive(message)
+    before = snapshot()
+    assert receive(message) == "duplicate"
+    assert snapshot() == before
+    assert Challenge.objects.get().attempts == 1  # counted once
+
+
+def test_a_replayed_webhook_is_stored_once_by_the_inbox(started: Started, alice: Owner) -> None:
+    message = answer(alice, started.id, started.code)
+    _, first = inbound_store(event=_event(message), now_ms=_now_ms())
+    before = snapshot()
+    _, again = inbound_store(event=_event(message), now_ms=_now_ms())
+    assert (first, again) == (True, False)
+    assert snapshot() == before
+
+
+def test_a_second_valid_answer_finds_the_challenge_used(started: Started, alice: Owner) -> None:
+    receive(answer(alice, started.id, started.code))
+    before = snapshot()
+    assert receive(answer(alice, started.id, started.code)) == "challenge_used"
+    after = snapshot()
+    assert after["challenges"] == before["challenges"]
+    assert after["sessions"] == before["sessions"]
+    assert results()[-1][1]["reason"] == "challenge_used"
+
+
+def test_an_answer_after_the_expiry_is_refused_and_not_counted(started: Started, alice: Owner) -> None:
+    Challenge.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    before = snapshot()
+    assert receive(answer(alice, started.id, started.code)) == "challenge_expired"
+    after = snapshot()
+    assert after["challenges"] == before["challenges"]
+    assert after["sessions"] == before["sessions"] == []
+    assert results()[0][1]["reason"] == "challenge_expired"
+
+
+def test_brute_force_past_the_attempt_limit_fails_the_challenge_for_good(
+    started: Started, alice: Owner, mallory: Owner
+) -> None:
+    verdicts = [receive(answer(alice, started.id, f"guess-{n}")) for n in range(3)]
+    verdicts.append(receive(answer(mallory, started.id, started.code)))
+    verdicts.append(receive(answer(alice, started.id, "guess-4")))
+    assert verdicts == ["code_wrong"] * 3 + ["wrong_sender", "too_many_attempts"]
+    challenge = Challenge.objects.get()
+    assert (challenge.status, challenge.failure_reason, challenge.attempts) == ("failed", "too_many_attempts", 5)
+    before = snapshot()
+    assert receive(answer(alice, started.id, started.code)) == "too_many_attempts"  # even the right code now
+    assert snapshot()["challenges"] == before["challenges"]
+    assert Challenge.objects.get().attempts == 5
+
+
+def test_the_limit_is_configurable(started: Started, alice: Owner, settings: object) -> None:
+    settings.MNS_HANDSHAKE_MAX_ATTEMPTS = 1
+    limited = start()
+    assert receive(answer(alice, limited.id, "guess")) == "too_many_attempts"
+
+
+def test_a_challenge_whose_name_changed_hands_cannot_be_verified(started: Started, alice: Owner) -> None:
+    registry.statement_apply(signed=alice.sign("release", "alice", 2), source="api")
+    assert receive(answer(alice, started.id, started.code)) == "name_changed"
+    assert Challenge.objects.get().failure_reason == "name_changed"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"v":1,"type":"handshake","challenge":"AAAAAAAAAAAAAAAAAAAAAA","code":"x"}',  # unknown challenge
+        b'{"v":1,"type":"handshake","challenge":"AAAAAAAAAAAAAAAAAAAAAA"}',  # no code
+        b'{"v":1,"type":"handshake","challenge":"AAAAAAAAAAAAAAAAAAAAAA","code":"x","reply_to":"nowhere"}',
+    ],
+)
+def test_what_is_not_an_answer_is_ignored_and_changes_nothing(started: Started, alice: Owner, data: bytes) -> None:
+    message = answer(alice, started.id, started.code)
+    before = snapshot()
+    with pytest.raises(Ignored):
+        routing.dispatch(dataclasses.replace(message, data=data))
+    assert snapshot() == before
+
+
+# ------------------------------------------------------------------------------------------------- register
+
+
+@pytest.fixture
+def confirmations(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Challenge]]:
+    """Stands in for the Mailboxes app's hook, which creates the mailbox and activates the name."""
+    import mailboxes.services
+
+    confirmed: list[Challenge] = []
+
+    def registration_confirm(*, challenge: Challenge) -> None:
+        confirmed.append(challenge)
+        registry.name_activate(name=challenge.record.name)
+
+    monkeypatch.setattr(mailboxes.services, "registration_confirm", registration_confirm, raising=False)
+    return confirmed
+
+
+def test_a_verified_register_handshake_calls_the_mailboxes_hook(alice: Owner, confirmations: list) -> None:
+    hold(alice, "alice")
+    started = start(purpose="register")
+    assert receive(answer(alice, started.id, started.code)) == "verified"
+    assert [challenge.id for challenge in confirmations] == [started.id]
+    assert NameRecord.objects.get().status == "active"
+
+
+def test_without_the_mailboxes_hook_a_register_handshake_verifies_and_the_name_stays_pending(
+    alice: Owner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mailboxes.services
+
+    monkeypatch.delattr(mailboxes.services, "registration_confirm", raising=False)
+    hold(alice, "alice")
+    started = start(purpose="register")
+    assert receive(answer(alice, started.id, started.code)) == "verified"
+    assert NameRecord.objects.get().status == "pending"
+
+
+def test_a_failing_mailboxes_hook_rolls_the_verification_back(alice: Owner, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mailboxes.services
+
+    def broken(*, challenge: Challenge) -> None:
+        raise RuntimeError("the mailbox could not be created")
+
+    monkeypatch.setattr(mailboxes.services, "registration_confirm", broken, raising=False)
+    hold(alice, "alice")
+    started = start(purpose="register")
+    row, _ = inbound_store(event=_event(answer(alice, started.id, started.code)), now_ms=_now_ms())
+    before = snapshot()
+    assert inbound_process(event_id=row.id, claim="t") == "failed"
+    assert snapshot() == before
+
+
+def test_a_register_handshake_is_refused_from_any_other_key(alice: Owner, mallory: Owner) -> None:
+    hold(alice, "alice")
+    started = start(purpose="register")
+    assert receive(answer(mallory, started.id, started.code)) == "wrong_sender"
+    assert Challenge.objects.get().status == "pending"
+
+
+# ------------------------------------------------------------------------------------------------- wiring
+
+
+def test_an_mns_handshake_message_stored_by_the_webhook_is_judged_by_the_inbound_task(
+    started: Started, alice: Owner
+) -> None:
+    row, _ = inbound_store(event=_event(answer(alice, started.id, started.code)), now_ms=_now_ms())
+    assert inbound_process(event_id=row.id, claim="t") == "done"
+    assert Challenge.objects.get().status == "verified"
+
+
+def test_a_refused_answer_still_marks_its_event_done_so_the_count_is_kept(started: Started, alice: Owner) -> None:
+    row, _ = inbound_store(event=_event(answer(alice, started.id, "wrong")), now_ms=_now_ms())
+    assert inbound_process(event_id=row.id, claim="t") == "done"
+    assert Challenge.objects.get().attempts == 1
+
+
+def _now_ms() -> int:
+    return int(timezone.now().timestamp() * 1000)
+
+
+def _event(message: Any) -> MaximaEvent:
+    return MaximaEvent(
+        msgid=message.msgid,
+        sender=message.sender,
+        recipient_key="0x00",
+        application="mns",
+        data=message.data,
+        timemilli=_now_ms(),
+        random="0x01",
+    )
