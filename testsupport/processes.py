@@ -50,8 +50,23 @@ def process(args: list[str], *, env: dict[str, str], log: Path) -> Iterator[subp
                 child.wait()
 
 
-def celery_worker(*, env: dict[str, str], log: Path, concurrency: int = 1, beat: bool = False) -> list[str]:
-    args = [sys.executable, "-m", "celery", "-A", "mns_site", "worker", "-l", "info", "--concurrency", str(concurrency)]
+def celery_worker(
+    *, env: dict[str, str], log: Path, concurrency: int = 1, beat: bool = False, supervised: bool = False
+) -> list[str]:
+    """The worker command line; ``supervised`` restarts it whenever it dies, as systemd would in production."""
+    args = [sys.executable, "-m", "mns_site.supervise", "--"] if supervised else []
+    args += [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "mns_site",
+        "worker",
+        "-l",
+        "info",
+        "--concurrency",
+        str(concurrency),
+    ]
     args += ["--without-gossip", "--without-mingle", "--pool", "prefork"]
     if beat:
         args += ["--beat", "--schedule", str(log.with_suffix(".schedule"))]

@@ -78,7 +78,12 @@ class Command(BaseCommand):
             "--graceful-timeout",
             "10",
         ]
+        # Supervised: restarted if it dies (a broker outage can make a Celery worker exit), as systemd would.
         worker = [
+            python,
+            "-m",
+            "mns_site.supervise",
+            "--",
             python,
             "-m",
             "celery",

@@ -76,7 +76,7 @@ def gateway(
                 CELERY_VISIBILITY_TIMEOUT="30",
             )
         worker_log, web_log = tmp / "worker.log", tmp / "web.log"
-        worker = celery_worker(env=env, log=worker_log, concurrency=2, beat=True)
+        worker = celery_worker(env=env, log=worker_log, concurrency=2, beat=True, supervised=True)
         with (
             process(gunicorn(bind=f"127.0.0.1:{web_port}"), env=env, log=web_log),
             process(worker, env=env, log=worker_log),
