@@ -32,6 +32,8 @@ def main() -> None:
     var_dir.mkdir(parents=True)
     env = harness.bench_env(var_dir)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=harness.REPO, env=env, check=True)
+    for seed in {scenarios.SCENARIOS[name].seed for name in args.scenarios} - {()}:
+        subprocess.run([sys.executable, "-m", "bench.seed", *seed], cwd=harness.REPO, env=env, check=True)  # noqa: S603
 
     results = []
     with harness.gunicorn(env) as (port, server):

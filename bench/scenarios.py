@@ -3,6 +3,8 @@
 import hashlib
 import hmac
 import json
+import os
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +18,10 @@ HOOK_FIXTURE = json.loads((REPO / "docs/vectors/maxima/11-webhook-maxima-receive
 class Scenario:
     request: Callable[[int], Request]
     baseline: str | None = None
+    seed: tuple[str, ...] = ()  # arguments of ``python -m bench.seed`` to run before serving
+
+
+LOOKUP_NAMES = 100_000
 
 
 def bare_json(n: int) -> Request:
@@ -52,7 +58,20 @@ def _secret() -> str:
     return _secret_cache[0]
 
 
+def lookup(n: int) -> Request:
+    """A random one of the seeded names, so the database (not a hot cache line) answers."""
+    from bench.seed import bench_names
+
+    if not _names:
+        _names.extend(bench_names(LOOKUP_NAMES))
+    return "GET", f"/api/v1/names/{random.choice(_names)}", b"", {}
+
+
+_names: list[str] = []
+
+
 SCENARIOS: dict[str, Scenario] = {
+    "lookup": Scenario(lookup, baseline="bare-json", seed=("names", str(LOOKUP_NAMES))),
     "bare-json": Scenario(bare_json),
     "webhook": Scenario(webhook, baseline="bare-json"),
 }

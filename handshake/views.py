@@ -6,7 +6,7 @@ The answer itself never comes over REST: only the owner's node, over Maxima (``h
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import BaseThrottle, ScopedRateThrottle
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from handshake import selectors, services
@@ -20,9 +20,9 @@ from handshake.serializers import (
     SessionSerializer,
 )
 from mns_site.schema import ErrorSerializer
-from mns_site.throttling import PerIPThrottle
+from mns_site.throttling import PerIPThrottle, ScopedThrottle
 
-THROTTLES = [PerIPThrottle, ScopedRateThrottle]
+THROTTLES = [PerIPThrottle, ScopedThrottle]
 NO_STORE = {"Cache-Control": "no-store"}
 
 

@@ -53,8 +53,23 @@ class NameRecordSerializer(serializers.ModelSerializer):
         fields = ["name", "status", "owner", "box_key", "payment_address", "gateways", "seq", "statement", "signature"]
 
     def to_representation(self, record: NameRecord) -> dict[str, Any]:
-        data = super().to_representation(record)
-        return {key: None if value == "" else value for key, value in data.items()}
+        return record_representation(record)
+
+
+def record_representation(record: NameRecord) -> dict[str, Any]:
+    """What ``NameRecordSerializer`` gives, built directly: a lookup is the hottest path of a gateway and
+    DRF's field machinery (deep copies of every declared field per instance) was a third of its time."""
+    return {
+        "name": record.name,
+        "status": record.status,
+        "owner": record.owner_key or None,
+        "box_key": record.box_key or None,
+        "payment_address": record.payment_address or None,
+        "gateways": list(record.gateways),
+        "seq": record.seq,
+        "statement": record.statement,
+        "signature": record.signature or None,
+    }
 
 
 class StatementEntrySerializer(serializers.ModelSerializer):

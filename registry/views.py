@@ -13,7 +13,6 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from handshake import services as handshake_services
@@ -22,7 +21,7 @@ from mns_client.names import normalise
 from mns_site.errors import DomainError
 from mns_site.pagination import CursorPagination
 from mns_site.schema import ErrorSerializer
-from mns_site.throttling import PerIPThrottle
+from mns_site.throttling import PerIPThrottle, ScopedThrottle
 from registry import selectors, services
 from registry.models import NameRecord, StatementRecord
 from registry.serializers import (
@@ -32,9 +31,10 @@ from registry.serializers import (
     OwnerQuerySerializer,
     SignedStatementSerializer,
     StatementEntrySerializer,
+    record_representation,
 )
 
-THROTTLES = [PerIPThrottle, ScopedRateThrottle]
+THROTTLES = [PerIPThrottle, ScopedThrottle]
 CACHE_CONTROL = "public, max-age=30"
 # What a session must have been opened for, by statement op (the handshake's purposes, DESIGN §4).
 SESSION_PURPOSES = {"update": {"rotate"}, "release": {"delete"}}
@@ -77,7 +77,7 @@ class NameView(APIView):
         headers = {"ETag": _etag(record), "Cache-Control": CACHE_CONTROL}
         if _not_modified(request, headers["ETag"]):
             return Response(status=304, headers=headers)
-        return Response(NameRecordSerializer(record).data, headers=headers)
+        return Response(record_representation(record), headers=headers)
 
 
 class AvailabilityView(APIView):
