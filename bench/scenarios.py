@@ -3,7 +3,6 @@
 import hashlib
 import hmac
 import json
-import os
 import random
 import time
 from collections.abc import Callable
