@@ -1,0 +1,231 @@
+from collections.abc import Mapping
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from rest_framework.fields import empty
+
+from handshake.serializers import ChallengeIssuedSerializer
+from mailboxes import selectors
+from mailboxes.models import AccessToken, Mailbox, Message
+from mailboxes.services import Stored, retention_days
+from mns_client.codecs import from_hex, parse_public_key, public_key_hex, to_hex
+from mns_client.errors import CodecError
+from mns_client.handshake import SECRET_HASH_RE
+from mns_client.mailbox import DELIVERY_ID_RE, MailboxMessageInvalid, address_text
+from mns_client.statements import SignedStatement
+from registry.serializers import NameStatementSerializer
+
+KEY_HELP = "A Maxima identity key: 0x + upper-case hex of the 162-byte RSA-1024 DER."
+ADDRESS_HELP = "The owner's Maxima address, Mx…@host:port or MAX#…: forwards and the access token go there."
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class HexField(serializers.Field):
+    """``0x`` + hex on the wire, bytes inside. (Not a CharField: its per-character validators would walk every
+    character of a 120 KiB ciphertext, and ``from_hex`` admits nothing but hex digits anyway.)"""
+
+    def to_internal_value(self, data: Any) -> bytes:
+        try:
+            return from_hex(data)
+        except CodecError:
+            raise serializers.ValidationError("Expected 0x followed by hex digits.") from None
+
+    def to_representation(self, value: bytes) -> str:
+        return to_hex(bytes(value))
+
+
+class AddressField(serializers.CharField):
+    def to_internal_value(self, data: Any) -> str:
+        try:
+            return address_text(super().to_internal_value(data))
+        except MailboxMessageInvalid:
+            raise serializers.ValidationError("Not a Maxima address (Mx…@host:port or MAX#…).") from None
+
+
+class KeyField(serializers.CharField):
+    def to_internal_value(self, data: Any) -> str:
+        try:
+            return public_key_hex(parse_public_key(super().to_internal_value(data)))
+        except CodecError:
+            raise serializers.ValidationError("Not a Maxima RSA-1024 public key.") from None
+
+
+# ------------------------------------------------------------------------------------------------ registration
+
+
+class RegisterSerializer(serializers.Serializer):
+    """The owner's signed ``register`` statement (name, owner key, box key, payment address?), where the mailbox
+    forwards to, and the hash of the verifier that picks up the register session.
+
+    The statement is parsed by ``SignedStatement.from_dict`` on the raw JSON, never coerced (that would change
+    the signed bytes): a malformed one is 400 ``statement_invalid``.
+    """
+
+    statement = NameStatementSerializer()
+    signature = serializers.CharField(help_text="The owner's maxsign signature: 0x + 256 upper-case hex digits.")
+    address = AddressField(help_text=ADDRESS_HELP)
+    verifier_hash = serializers.RegexField(SECRET_HASH_RE, help_text="Lower-case hex SHA-256 of the verifier.")
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, Mapping):
+            raise serializers.ValidationError({"non_field_errors": ["Expected a JSON object."]})
+        values, errors = {}, {}
+        for key in ("address", "verifier_hash"):
+            try:
+                values[key] = self.fields[key].run_validation(data.get(key, empty))
+            except serializers.ValidationError as exc:
+                errors[key] = exc.detail
+        if errors:
+            raise serializers.ValidationError(errors)
+        signed = SignedStatement.from_dict({"statement": data.get("statement"), "signature": data.get("signature")})
+        return {"signed": signed, **values}
+
+
+class PendingRegistrationSerializer(serializers.Serializer):
+    name = serializers.CharField(source="record.name")
+    status = serializers.CharField(source="record.status", help_text='"pending" until the owner\'s node answers.')
+    handshake = ChallengeIssuedSerializer(source="issued", help_text="What the owner's node must send back.")
+
+
+# ----------------------------------------------------------------------------------------------------- mailbox
+
+
+class QuotaSerializer(serializers.Serializer):
+    max_messages = serializers.IntegerField()
+    max_bytes = serializers.IntegerField()
+    messages = serializers.IntegerField(source="message_count")
+    bytes = serializers.IntegerField(source="byte_count")
+
+
+class MailboxSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(source="record.name")
+    owner = serializers.CharField(source="owner_key", help_text=KEY_HELP)
+    quota = QuotaSerializer(source="*")
+    retention_days = serializers.SerializerMethodField(help_text="How long new messages are kept, in days.")
+    retention_days_chosen = serializers.IntegerField(
+        source="retention_days", allow_null=True, help_text="The owner's choice; null: the gateway's."
+    )
+    blocked = serializers.SerializerMethodField()
+    allowed = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Mailbox
+        fields = [
+            "name",
+            "owner",
+            "address",
+            "quota",
+            "retention_days",
+            "retention_days_chosen",
+            "auto_forward",
+            "delete_forwarded",
+            "blocked",
+            "allowed",
+            "created_at",
+        ]
+
+    def get_retention_days(self, mailbox: Mailbox) -> int:
+        return retention_days(mailbox)
+
+    def get_blocked(self, mailbox: Mailbox) -> list[str]:
+        return selectors.sender_lists(mailbox=mailbox)["blocked"]
+
+    def get_allowed(self, mailbox: Mailbox) -> list[str]:
+        return selectors.sender_lists(mailbox=mailbox)["allowed"]
+
+
+class MailboxSettingsSerializer(serializers.Serializer):
+    """Only the settings given change; ``blocked`` and ``allowed`` replace the whole list."""
+
+    address = AddressField(required=False, help_text=ADDRESS_HELP)
+    retention_days = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    auto_forward = serializers.BooleanField(required=False)
+    delete_forwarded = serializers.BooleanField(required=False)
+    blocked = serializers.ListField(child=KeyField(), required=False, max_length=100_000)
+    allowed = serializers.ListField(child=KeyField(), required=False, max_length=100_000)
+
+
+# ---------------------------------------------------------------------------------------------------- messages
+
+
+class MessageMetaSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="uid")
+    sender = serializers.CharField(source="sender_key", help_text=KEY_HELP + " Empty for an anonymous REST sender.")
+    sender_verified = serializers.BooleanField(help_text="Maxima verified the sender; false for REST submissions.")
+
+    class Meta:
+        model = Message
+        fields = [
+            "id",
+            "sender",
+            "sender_verified",
+            "scheme",
+            "size",
+            "received_at",
+            "expires_at",
+            "state",
+            "forwarded_at",
+        ]
+
+
+class MessageSerializer(MessageMetaSerializer):
+    ciphertext = HexField(help_text="0x + hex of the envelope, exactly as the sender made it.")
+
+    class Meta(MessageMetaSerializer.Meta):
+        fields = [*MessageMetaSerializer.Meta.fields, "ciphertext"]
+
+
+class AckSerializer(serializers.Serializer):
+    ids = serializers.ListField(child=serializers.CharField(max_length=32), min_length=1, max_length=500)
+
+
+class AckedSerializer(serializers.Serializer):
+    deleted = serializers.IntegerField(help_text="How many of the listed messages were deleted now.")
+
+
+class ForwardSerializer(serializers.Serializer):
+    delete_after = serializers.BooleanField(default=False, help_text="Delete each message once it is forwarded.")
+
+
+class ForwardSummarySerializer(serializers.Serializer):
+    queued = serializers.IntegerField()
+    retried = serializers.IntegerField()
+    in_flight = serializers.IntegerField()
+
+
+class AccessTokenSerializer(serializers.ModelSerializer):
+    token = HexField(source="blob", help_text="maxencrypt of {token_id, secret} to the owner's key: maxdecrypt it.")
+
+    class Meta:
+        model = AccessToken
+        fields = ["name", "token_id", "token", "created_at"]
+
+
+# ------------------------------------------------------------------------------------------------ submissions
+
+
+class SubmitSerializer(serializers.Serializer):
+    """A delivery over REST: the same fields as the Maxima ``deliver`` message, ``to`` being the URL's name."""
+
+    id = serializers.RegexField(DELIVERY_ID_RE, help_text="The sender's own id: 16-64 of A-Z a-z 0-9 _ -.")
+    scheme = serializers.CharField(max_length=64)
+    ciphertext = HexField(help_text="0x + hex of the envelope.")
+    sender = KeyField(required=False, help_text=KEY_HELP + " Claimed, not verified.")
+
+    def validate_ciphertext(self, value: bytes) -> bytes:
+        if not value:
+            raise serializers.ValidationError("Must not be empty.")
+        return value
+
+
+class StoredSerializer(serializers.Serializer):
+    """The REST counterpart of a ``stored`` receipt."""
+
+    id = serializers.CharField(source="message.delivery_id")
+    status = serializers.SerializerMethodField()
+    message_id = serializers.CharField(source="message.uid")
+
+    def get_status(self, stored: Stored) -> str:
+        return "stored"

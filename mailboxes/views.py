@@ -1,0 +1,267 @@
+"""The mailboxes' REST API: register, read and delete (option 1: the client decrypts), forward (option 2),
+settings, the access token, and the optional REST submission of deliveries.
+
+Every mailbox endpoint takes a handshake session for its name (``MNS-Session``) with the scope it names, or the
+mailbox's access token (``MNS-Token``); see ``mailboxes.authentication``.
+"""
+
+from django.conf import settings
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.generics import ListAPIView
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
+from rest_framework.views import APIView
+
+from mailboxes import selectors, services
+from mailboxes.authentication import AUTHENTICATION, MailboxAccess
+from mailboxes.models import Mailbox, Message
+from mailboxes.serializers import (
+    AccessTokenSerializer,
+    AckedSerializer,
+    AckSerializer,
+    ForwardSerializer,
+    ForwardSummarySerializer,
+    MailboxSerializer,
+    MailboxSettingsSerializer,
+    MessageMetaSerializer,
+    MessageSerializer,
+    PendingRegistrationSerializer,
+    RegisterSerializer,
+    StoredSerializer,
+    SubmitSerializer,
+)
+from mns_client.names import normalise
+from mns_site.errors import DomainError
+from mns_site.schema import ErrorSerializer
+from mns_site.throttling import PerIPThrottle, ScopedThrottle
+
+THROTTLES = [PerIPThrottle, ScopedThrottle]
+NO_STORE = {"Cache-Control": "no-store"}
+NAME = OpenApiParameter("name", str, OpenApiParameter.PATH, description="The name in any spelling.")
+AUTH_ERRORS = {
+    401: OpenApiResponse(ErrorSerializer, description="not_authenticated, session_*, token_invalid, token_revoked"),
+    403: OpenApiResponse(ErrorSerializer, description="session_out_of_scope, token_out_of_scope, name_suspended"),
+    404: OpenApiResponse(ErrorSerializer, description="mailbox_not_found, message_not_found"),
+}
+
+
+def _error(description: str) -> OpenApiResponse:
+    return OpenApiResponse(ErrorSerializer, description=description)
+
+
+class MailboxView(APIView):
+    """Base of the endpoints of one mailbox: a session or its token, and ``self.mailbox()``."""
+
+    authentication_classes = AUTHENTICATION
+    permission_classes = [MailboxAccess]
+
+    def mailbox(self) -> Mailbox:
+        return selectors.mailbox_of(name=normalise(self.kwargs["name"]))
+
+
+class MailboxesView(APIView):
+    """Create a mailbox: hold the name, and answer with the ``register`` handshake for the owner's node."""
+
+    throttle_classes = THROTTLES
+    throttle_scope = "write"
+
+    @extend_schema(
+        operation_id="mailboxes_create",
+        request=RegisterSerializer,
+        responses={
+            201: PendingRegistrationSerializer,
+            400: _error("statement_invalid, signature_invalid, statement_wrong_gateway, address_invalid, invalid"),
+            403: _error("owner_limit_reached"),
+            409: _error("name_taken, name_confusable, name_reserved"),
+            429: _error("too_many_challenges, throttled"),
+            503: _error("gateway_not_ready"),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        data = RegisterSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        client = BaseThrottle().get_ident(request)
+        pending = services.mailbox_register(**data.validated_data, source="api", client_address=client)
+        return Response(PendingRegistrationSerializer(pending).data, status=201, headers=NO_STORE)
+
+
+class MailboxSettingsView(MailboxView):
+    """The mailbox: quota and use, retention, forwarding, block and allow lists (GET); change them (PATCH)."""
+
+    required_scopes = {"GET": {"read", "forward", "manage"}, "PATCH": {"manage"}}
+
+    @extend_schema(
+        operation_id="mailboxes_retrieve", parameters=[NAME], responses={200: MailboxSerializer, **AUTH_ERRORS}
+    )
+    def get(self, request: Request, name: str) -> Response:
+        return Response(MailboxSerializer(self.mailbox()).data, headers=NO_STORE)
+
+    @extend_schema(
+        operation_id="mailboxes_settings_update",
+        parameters=[NAME],
+        request=MailboxSettingsSerializer,
+        responses={200: MailboxSerializer, 400: _error("retention_invalid, sender_on_both_lists"), **AUTH_ERRORS},
+    )
+    def patch(self, request: Request, name: str) -> Response:
+        data = MailboxSettingsSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        mailbox = services.mailbox_configure(mailbox=self.mailbox(), **data.validated_data)
+        return Response(MailboxSerializer(mailbox).data, headers=NO_STORE)
+
+
+class MessagesView(MailboxView, ListAPIView):
+    """The mailbox's messages, newest first, metadata only (cursor pages; ``limit`` up to 200)."""
+
+    required_scopes = {"read"}
+    serializer_class = MessageMetaSerializer
+
+    @extend_schema(operation_id="mailboxes_messages_list", parameters=[NAME])
+    def get(self, request: Request, name: str) -> Response:
+        return super().get(request, name)
+
+    def get_queryset(self) -> QuerySet[Message]:
+        if getattr(self, "swagger_fake_view", False):
+            return Message.objects.none()
+        return selectors.messages_of(mailbox=self.mailbox())
+
+
+class MessageView(MailboxView):
+    """One message with its ciphertext, for the client to decrypt (GET); delete it (DELETE)."""
+
+    required_scopes = {"read"}
+
+    @extend_schema(
+        operation_id="mailboxes_messages_retrieve", parameters=[NAME], responses={200: MessageSerializer, **AUTH_ERRORS}
+    )
+    def get(self, request: Request, name: str, uid: str) -> Response:
+        message = selectors.message_of(mailbox=self.mailbox(), uid=uid)
+        return Response(MessageSerializer(message).data, headers=NO_STORE)
+
+    @extend_schema(operation_id="mailboxes_messages_destroy", parameters=[NAME], responses={204: None, **AUTH_ERRORS})
+    def delete(self, request: Request, name: str, uid: str) -> Response:
+        services.message_delete(mailbox=self.mailbox(), uid=uid)
+        return Response(status=204)
+
+
+class AckView(MailboxView):
+    """Delete many messages at once (the ones a client has read)."""
+
+    required_scopes = {"read"}
+
+    @extend_schema(
+        operation_id="mailboxes_messages_ack",
+        parameters=[NAME],
+        request=AckSerializer,
+        responses={200: AckedSerializer, **AUTH_ERRORS},
+    )
+    def post(self, request: Request, name: str) -> Response:
+        data = AckSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        deleted = services.messages_ack(mailbox=self.mailbox(), uids=data.validated_data["ids"])
+        return Response(AckedSerializer({"deleted": deleted}).data)
+
+
+class ForwardView(MailboxView):
+    """Forward every stored message to the owner's Maxima address (option 2); each is marked forwarded once the
+    owner's node took it (``delivered:true``)."""
+
+    required_scopes = {"forward"}
+
+    @extend_schema(
+        operation_id="mailboxes_forward",
+        parameters=[NAME],
+        request=ForwardSerializer,
+        responses={202: ForwardSummarySerializer, 409: _error("address_missing"), **AUTH_ERRORS},
+    )
+    def post(self, request: Request, name: str) -> Response:
+        data = ForwardSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        summary = services.mailbox_forward(mailbox=self.mailbox(), **data.validated_data)
+        return Response(ForwardSummarySerializer(summary).data, status=202)
+
+
+class AccessTokenView(MailboxView):
+    """The live access token's blob, for the owner's node to open with ``maxdecrypt`` (GET); revoke it (DELETE)."""
+
+    required_scopes = {"GET": {"register", "manage"}, "DELETE": {"manage"}}
+
+    @extend_schema(
+        operation_id="mailboxes_access_token_retrieve",
+        parameters=[NAME],
+        responses={200: AccessTokenSerializer, **AUTH_ERRORS},
+    )
+    def get(self, request: Request, name: str) -> Response:
+        token = selectors.access_token_live(mailbox=self.mailbox())
+        return Response(AccessTokenSerializer(token).data, headers=NO_STORE)
+
+    @extend_schema(
+        operation_id="mailboxes_access_token_destroy", parameters=[NAME], responses={204: None, **AUTH_ERRORS}
+    )
+    def delete(self, request: Request, name: str) -> Response:
+        services.access_token_revoke(mailbox=self.mailbox(), by="owner")
+        return Response(status=204)
+
+
+class AccessTokenRotateView(MailboxView):
+    """Replace the access token: the old one stops working now; the new blob is answered and sent over Maxima."""
+
+    required_scopes = {"manage", "rotate"}
+
+    @extend_schema(
+        operation_id="mailboxes_access_token_rotate",
+        parameters=[NAME],
+        request=None,
+        responses={201: AccessTokenSerializer, **AUTH_ERRORS},
+    )
+    def post(self, request: Request, name: str) -> Response:
+        token = services.access_token_issue(mailbox=self.mailbox())
+        return Response(AccessTokenSerializer(token).data, status=201, headers=NO_STORE)
+
+
+class SubmissionEnabled(BasePermission):
+    """REST submission is off by default: answer 403 ``submission_disabled`` before reading the body."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if not settings.MNS_REST_SUBMISSION:
+            raise DomainError("submission_disabled", "This gateway takes deliveries over Maxima only.", status=403)
+        return True
+
+
+class SubmitView(APIView):
+    """Deliver a message over REST, for senders without a node (off unless MNS_REST_SUBMISSION); the sender is
+    not verified, and the same refusals as a Maxima delivery apply."""
+
+    permission_classes = [SubmissionEnabled]
+    throttle_classes = THROTTLES
+    throttle_scope = "submit"
+
+    @extend_schema(
+        operation_id="names_messages_create",
+        parameters=[NAME],
+        request=SubmitSerializer,
+        responses={
+            201: StoredSerializer,
+            200: OpenApiResponse(StoredSerializer, description="This id was stored before: the same answer."),
+            400: _error("bad_scheme, invalid"),
+            403: _error("submission_disabled, suspended, blocked"),
+            404: _error("unknown_name"),
+            413: _error("too_large, request_too_large"),
+            429: _error("rate_limited, throttled"),
+            507: _error("over_quota"),
+        },
+    )
+    def post(self, request: Request, name: str) -> Response:
+        data = SubmitSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        stored = services.delivery_submit(
+            name=name,
+            delivery_id=fields["id"],
+            scheme=fields["scheme"],
+            ciphertext=fields["ciphertext"],
+            sender_key=fields.get("sender", ""),
+        )
+        return Response(StoredSerializer(stored).data, status=201 if stored.created else 200)

@@ -38,6 +38,7 @@ def _schedule(sender: Celery, **kwargs: object) -> None:
         "maxima.sweep_inbound": settings.MNS_SWEEP_EVERY,
         "maxima.sweep_outbound": settings.MNS_SWEEP_EVERY,
         "handshake.clean": 300,
+        "mailboxes.expire": settings.MNS_MESSAGE_EXPIRE_EVERY,
     }
     for task, seconds in every.items():
         # Expiring at the next run: a backlog of identical sweeps after an outage would only repeat one another.

@@ -36,6 +36,8 @@ STATUS_BY_CODE = {
     "name_taken": status.HTTP_409_CONFLICT,
     "name_confusable": status.HTTP_409_CONFLICT,
     "not_found": status.HTTP_404_NOT_FOUND,
+    # A registration (POST /api/v1/mailboxes) of a name nobody may register.
+    "name_reserved": status.HTTP_409_CONFLICT,
 }
 
 _DRF_CODES = {

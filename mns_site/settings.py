@@ -337,3 +337,22 @@ MNS_HANDSHAKE_OPEN_PER_NAME = env_int("MNS_HANDSHAKE_OPEN_PER_NAME", 5, minimum=
 MNS_SESSION_TTL_SECONDS = env_int("MNS_SESSION_TTL_SECONDS", 3600, minimum=60, maximum=86400)
 # Expired challenges and sessions stay visible to staff this long, then the beat task deletes them.
 MNS_HANDSHAKE_KEEP_SECONDS = env_int("MNS_HANDSHAKE_KEEP_SECONDS", 86400, minimum=0, maximum=30 * 86400)
+
+# --- Mailboxes -------------------------------------------------------------------------------------------------
+# A delivered ciphertext travels hex-encoded inside a Maxima message, and again when it is forwarded to its owner
+# with the sender's key beside it: past 120 KiB it would not fit under Maxima's 250 000 bytes of data.
+if MNS_MAX_MESSAGE_BYTES > 120 * 1024:
+    raise EnvError("MNS_MAX_MESSAGE_BYTES", str(MNS_MAX_MESSAGE_BYTES), "at most 122880 (what Maxima can carry)")
+# The quota of a new mailbox: stored messages, and the sum of their ciphertexts' sizes.
+MNS_MAILBOX_MAX_MESSAGES = env_int("MNS_MAILBOX_MAX_MESSAGES", 1000, minimum=1, maximum=10_000_000)
+MNS_MAILBOX_MAX_BYTES = env_int("MNS_MAILBOX_MAX_BYTES", 16 * 1024 * 1024, minimum=1024, maximum=2**40)
+if MNS_MAILBOX_MAX_BYTES < MNS_MAX_MESSAGE_BYTES:
+    raise EnvError("MNS_MAILBOX_MAX_BYTES", str(MNS_MAILBOX_MAX_BYTES), "at least MNS_MAX_MESSAGE_BYTES")
+# Deliveries one sender may make to one mailbox per minute (REST submissions share one bucket per mailbox).
+MNS_DELIVERY_RATE_PER_MINUTE = env_int("MNS_DELIVERY_RATE_PER_MINUTE", 60, minimum=1, maximum=10**9)
+# REST submissions (when MNS_REST_SUBMISSION is on) per client address.
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["submit"] = env_rate("MNS_THROTTLE_SUBMIT", "30/min")
+# Seconds between the beat runs that delete expired messages and mark finished forwards.
+MNS_MESSAGE_EXPIRE_EVERY = env_int("MNS_MESSAGE_EXPIRE_EVERY", 300, minimum=1, maximum=86400)
+# Senders one mailbox may list (blocked and allowed together).
+MNS_MAILBOX_MAX_SENDER_RULES = env_int("MNS_MAILBOX_MAX_SENDER_RULES", 1000, minimum=0, maximum=100_000)

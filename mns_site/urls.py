@@ -13,6 +13,7 @@ api_v1 = [
     path("health", views.HealthView.as_view(), name="health"),
     path("", include("registry.urls")),
     path("", include("handshake.urls")),
+    path("", include("mailboxes.urls")),
 ]
 
 urlpatterns = [
@@ -28,6 +29,8 @@ if settings.MNS_BENCH:
     from bench import views as bench_views
 
     urlpatterns.append(path("bench/bare-json", bench_views.bare_json))
+    urlpatterns.append(path("bench/bare-insert", bench_views.bare_insert))
+    urlpatterns.append(path("bench/maxima-hook/<str:secret>/", bench_views.maxima_hook_processed))
 
 handler400 = "mns_site.errors.handler400"
 handler403 = "mns_site.errors.handler403"

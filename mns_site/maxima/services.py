@@ -11,6 +11,7 @@ import logging
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -265,10 +266,39 @@ def outbound_send(*, message_id: int, client: MinimaRPC) -> str:
         return _failed(message, str(exc), permanent=False)
     except (RPCError, CodecError) as exc:  # the node refused the command itself: retrying cannot help
         return _failed(message, str(exc), permanent=True)
-    OutboundMessage.objects.filter(id=message.id).update(
-        status=OutboundMessage.Status.SENT, msgid=result.msgid, sent_at=timezone.now(), last_error=""
-    )
+    with transaction.atomic():
+        OutboundMessage.objects.filter(id=message.id).update(
+            status=OutboundMessage.Status.SENT, msgid=result.msgid, sent_at=timezone.now(), last_error=""
+        )
+        _notify_sent(message)
     return OutboundMessage.Status.SENT
+
+
+# What other apps learn of the outbox: a callback per idempotency-key prefix, run once a message is sent.
+SentCallback = Callable[[OutboundMessage], None]
+_sent_callbacks: dict[str, SentCallback] = {}
+
+
+def on_outbound_sent(prefix: str, callback: SentCallback) -> None:
+    """Call ``callback(message)`` when an outbound message whose idempotency key starts with ``prefix`` is sent.
+
+    Apps register in ``AppConfig.ready()``. The transport calls it once per message, in the transaction that marks
+    the message sent (in a savepoint of its own), so its writes commit with the mark. If it raises, the error is
+    logged, its writes are rolled back and the message stays sent (it is never sent twice for a callback's sake):
+    an app that must not miss a mark also sweeps for sent messages it did not mark (``mailboxes`` does).
+    """
+    _sent_callbacks[prefix] = callback
+
+
+def _notify_sent(message: OutboundMessage) -> None:
+    for prefix, callback in _sent_callbacks.items():
+        if not message.idempotency_key.startswith(prefix):
+            continue
+        try:
+            with transaction.atomic():
+                callback(message)
+        except Exception:  # a callback's failure must not undo the send
+            logger.exception("the sent callback for %r failed on outbound message %s", prefix, message.id)
 
 
 def _deliver(client: MinimaRPC, message: OutboundMessage):

@@ -1,0 +1,15 @@
+from django.apps import AppConfig
+
+
+class MailboxesConfig(AppConfig):
+    name = "mailboxes"
+    verbose_name = "Mailboxes"
+
+    def ready(self) -> None:
+        from mailboxes import handlers
+        from mns_site.maxima.routing import register_type
+        from mns_site.maxima.services import on_outbound_sent
+
+        register_type("mns", "register", handlers.register_received)
+        register_type("mns", "deliver", handlers.deliver_received)
+        on_outbound_sent("forward:", handlers.forward_sent)

@@ -1,0 +1,75 @@
+"""DRF's side of the access token (``Authorization: MNS-Token <token_id>:<secret>``), and the one permission every
+mailbox endpoint uses: a handshake session for the URL's name and one of the view's scopes, or that mailbox's token.
+
+A view declares ``required_scopes``: either a set, or a dict by HTTP method. The access token grants every scope
+on its own mailbox (it stands for a fresh handshake of any purpose); a view that must not take it says
+``token_allowed = False``. Refusals: 401 ``not_authenticated`` without credentials, 401 ``token_invalid``/
+``token_revoked`` or the session's own 401s, 403 ``session_out_of_scope``/``token_out_of_scope``.
+"""
+
+from django.core.exceptions import ImproperlyConfigured
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from handshake import services as handshake_services
+from handshake.authentication import SessionTokenAuthentication
+from handshake.models import Session
+from mailboxes import services
+from mailboxes.models import AccessToken
+from mns_client.names import normalise
+from mns_site.errors import DomainError
+
+SCHEME = "MNS-Token"
+
+
+class AccessTokenAuthentication(BaseAuthentication):
+    """``request.auth`` is the ``AccessToken``; ``request.user`` is None."""
+
+    def authenticate(self, request: Request) -> tuple[None, AccessToken] | None:
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != SCHEME.lower():
+            return None
+        return None, services.access_token_authenticate(credentials=credentials.strip())
+
+    def authenticate_header(self, request: Request) -> str:
+        return SCHEME
+
+
+AUTHENTICATION = [SessionTokenAuthentication, AccessTokenAuthentication]
+
+
+class MailboxAccess(BasePermission):
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        scopes = getattr(view, "required_scopes", None)
+        if isinstance(scopes, dict):
+            scopes = scopes.get(request.method)
+        if not scopes or "name" not in view.kwargs:
+            raise ImproperlyConfigured(f"{type(view).__name__} needs required_scopes and a <name> in its URL")
+        name = normalise(view.kwargs["name"])
+        if isinstance(request.auth, AccessToken):
+            if not getattr(view, "token_allowed", True):
+                raise DomainError("session_required", "This needs a handshake session, not the token.", status=403)
+            services.access_token_check_scope(token=request.auth, name=name)
+            return True
+        if isinstance(request.auth, Session):
+            handshake_services.session_check_scope(session=request.auth, name=name, purposes=set(scopes))
+            return True
+        return False
+
+
+class AccessTokenScheme(OpenApiAuthenticationExtension):
+    """How the OpenAPI schema describes the access token."""
+
+    target_class = AccessTokenAuthentication
+    name = "MNSToken"
+
+    def get_security_definition(self, auto_schema: object) -> dict[str, str]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "MNS-Token <token_id>:<secret> (the secret is in the blob the owner's node opens).",
+        }

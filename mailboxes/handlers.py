@@ -1,0 +1,23 @@
+"""Maxima message handlers and the outbox callback: the Maxima counterpart of ``views.py``, registered in
+``apps.py``. Each calls one service and is idempotent (an event may be processed again after a crash)."""
+
+from typing import Any
+
+from mailboxes import services
+from mns_site.maxima.models import OutboundMessage
+from mns_site.maxima.routing import InboundMessage
+
+
+def register_received(message: InboundMessage, body: dict[str, Any]) -> None:
+    """``{"v":1,"type":"register",…}`` from the owner's node: hold the name, answer with the challenge."""
+    services.register_received(message=message, body=body)
+
+
+def deliver_received(message: InboundMessage, body: dict[str, Any]) -> None:
+    """``{"v":1,"type":"deliver",…}`` from any sender: store or refuse it, and queue the receipt."""
+    services.deliver_received(message=message, body=body)
+
+
+def forward_sent(outbound: OutboundMessage) -> None:
+    """The outbox sent a ``forward:<message id>`` message (``delivered:true``)."""
+    services.message_forwarded(outbound_id=outbound.id)

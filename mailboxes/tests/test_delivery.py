@@ -1,0 +1,227 @@
+"""Delivering over Maxima: stored once with a receipt, or refused with its reason and nothing stored."""
+
+import json
+import secrets
+import time
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+
+from mailboxes import services
+from mailboxes.models import Mailbox, Message, SenderRule
+from mailboxes.tests.support import Opened, Owner, deliver, deliver_body, inbound, sent, snapshot
+from mns_client.codecs import to_hex
+from mns_client.mailbox import new_delivery_id
+from mns_site.maxima.routing import Ignored
+from mns_site.maxima.services import MaximaEvent, inbound_process, inbound_store
+from registry import services as registry_services
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_delivery_is_stored_with_its_metadata_and_receipted_at_reply_to(
+    opened: Opened, sender: Owner, settings: Any
+) -> None:
+    settings.MNS_RETENTION_DAYS = 30
+    delivery_id = new_delivery_id()
+    outcome = deliver(sender, id=delivery_id, ciphertext=b"sealed" * 10, reply_to=sender.address)
+    assert outcome == "stored"
+    message = Message.objects.get()
+    assert (message.delivery_id, message.sender_key, message.sender_verified) == (delivery_id, sender.key, True)
+    assert (bytes(message.ciphertext), message.size, message.scheme) == (b"sealed" * 10, 60, "nacl-sealedbox-v1")
+    assert (message.expires_at - message.received_at).days == 30
+    assert message.state == "stored"
+    mailbox = Mailbox.objects.get()
+    assert (mailbox.message_count, mailbox.byte_count) == (1, 60)
+    assert sent("receipt") == [
+        (sender.address, {"v": 1, "type": "receipt", "id": delivery_id, "status": "stored", "message_id": message.uid})
+    ]
+
+
+def test_without_reply_to_the_receipt_goes_to_the_senders_key(opened: Opened, sender: Owner) -> None:
+    deliver(sender)
+    [(destination, receipt)] = sent("receipt")
+    assert (destination, receipt["status"]) == (sender.key, "stored")
+
+
+def test_the_same_id_delivered_twice_is_stored_once_and_receipted_the_same_way(opened: Opened, sender: Owner) -> None:
+    body = deliver_body(reply_to=sender.address)
+    assert [deliver(sender, body=body), deliver(sender, body=body)] == ["stored", "stored"]
+    assert Message.objects.count() == 1
+    assert Mailbox.objects.get().message_count == 1
+    assert len(sent("receipt")) == 1
+
+
+def test_the_same_id_from_another_sender_is_another_message(opened: Opened, sender: Owner, bob: Owner) -> None:
+    body = deliver_body()
+    deliver(sender, body=body)
+    deliver(bob, body=body)
+    assert Message.objects.count() == 2
+    assert len(sent("receipt")) == 2
+
+
+def test_a_name_in_another_spelling_reaches_the_mailbox(opened: Opened, sender: Owner) -> None:
+    assert deliver(sender, "ALICE") == "stored"
+
+
+def refusal(sender: Owner, **fields: Any) -> dict[str, Any]:
+    """Deliver, check that nothing was stored, and return the one refusal receipt."""
+    before = snapshot()
+    body = deliver_body(**{"reply_to": sender.address, **fields})
+    outcome = deliver(sender, body=body)
+    assert snapshot() == before
+    [(destination, receipt)] = sent("receipt")
+    assert destination == sender.address
+    assert (receipt["id"], receipt["status"], receipt["reason"]) == (body["id"], "refused", outcome)
+    assert "message_id" not in receipt
+    return receipt
+
+
+def test_a_delivery_to_an_unknown_name_is_refused(opened: Opened, sender: Owner) -> None:
+    receipt = refusal(sender, to="nobody")
+    assert receipt == {**receipt, "reason": "unknown_name", "detail": "No mailbox of 'nobody' is kept by this gateway."}
+
+
+def test_a_delivery_to_something_that_is_not_a_name_is_refused_as_unknown(opened: Opened, sender: Owner) -> None:
+    assert refusal(sender, to="not a name!")["reason"] == "unknown_name"
+
+
+def test_a_delivery_to_a_suspended_name_is_refused(opened: Opened, sender: Owner, staff: User) -> None:
+    registry_services.name_suspend(name="alice", actor=staff, reason="abuse")
+    assert refusal(sender)["reason"] == "suspended"
+
+
+def test_a_delivery_to_a_released_name_is_refused_as_unknown(opened: Opened, sender: Owner, alice: Owner) -> None:
+    registry_services.statement_apply(signed=alice.sign("release", "alice", 2), source="api")
+    assert refusal(sender)["reason"] == "unknown_name"
+
+
+def test_an_unknown_scheme_is_refused(opened: Opened, sender: Owner) -> None:
+    receipt = refusal(sender, scheme="rot13")
+    assert receipt["reason"] == "bad_scheme"
+    assert receipt["detail"] == "The scheme must be one of nacl-sealedbox-v1, maxima-rsa-v1."
+
+
+def test_a_ciphertext_over_the_advertised_limit_is_refused(opened: Opened, sender: Owner, settings: Any) -> None:
+    settings.MNS_MAX_MESSAGE_BYTES = 1024
+    assert deliver(sender, ciphertext=b"x" * 1024) == "stored"
+    Message.objects.all().delete()
+    Mailbox.objects.update(message_count=0, byte_count=0)
+    sent_before = len(sent("receipt"))
+    assert refusal_after(sender, sent_before, ciphertext=b"x" * 1025)["reason"] == "too_large"
+
+
+def refusal_after(sender: Owner, already: int, **fields: Any) -> dict[str, Any]:
+    """Like ``refusal``, when receipts were queued before."""
+    before = snapshot()
+    outcome = deliver(sender, body=deliver_body(**{"reply_to": sender.address, **fields}))
+    assert snapshot() == before
+    receipts = sent("receipt")
+    assert len(receipts) == already + 1
+    assert receipts[-1][1]["reason"] == outcome
+    return receipts[-1][1]
+
+
+def test_a_full_mailbox_refuses_by_count(opened: Opened, sender: Owner) -> None:
+    Mailbox.objects.update(max_messages=2)
+    assert [deliver(sender), deliver(sender)] == ["stored", "stored"]
+    receipt = refusal_after(sender, 2)
+    assert (receipt["reason"], receipt["detail"]) == (
+        "over_quota",
+        "The mailbox is full; its owner has to read and delete messages first.",
+    )
+
+
+def test_a_full_mailbox_refuses_by_bytes(opened: Opened, sender: Owner) -> None:
+    Mailbox.objects.update(max_bytes=250)
+    assert deliver(sender, ciphertext=b"x" * 200) == "stored"
+    assert refusal_after(sender, 1, ciphertext=b"x" * 51)["reason"] == "over_quota"
+    assert deliver(sender, ciphertext=b"x" * 50) == "stored"
+    assert (Mailbox.objects.get().byte_count, Mailbox.objects.get().message_count) == (250, 2)
+
+
+def test_a_sender_over_the_rate_is_refused_until_the_next_minute(
+    opened: Opened, sender: Owner, bob: Owner, settings: Any
+) -> None:
+    settings.MNS_DELIVERY_RATE_PER_MINUTE = 2
+    assert [deliver(sender), deliver(sender)] == ["stored", "stored"]
+    assert refusal_after(sender, 2)["reason"] == "rate_limited"
+    assert deliver(bob) == "stored"  # the limit is per sender
+
+
+def test_a_sender_on_the_mailboxs_block_list_is_refused(opened: Opened, sender: Owner) -> None:
+    services.mailbox_configure(mailbox=opened.mailbox, blocked=[sender.key])
+    receipt = refusal(sender)
+    assert (receipt["reason"], receipt["detail"]) == ("blocked", "The owner of this mailbox blocked this sender.")
+
+
+def test_a_non_empty_allow_list_admits_only_its_senders(opened: Opened, sender: Owner, bob: Owner) -> None:
+    services.mailbox_configure(mailbox=opened.mailbox, allowed=[bob.key])
+    assert deliver(bob) == "stored"
+    receipt = refusal_after(sender, 1)
+    assert (receipt["reason"], receipt["detail"]) == (
+        "blocked",
+        "This mailbox accepts messages from the senders it lists only.",
+    )
+
+
+def test_a_sender_blocked_by_staff_is_refused_by_every_mailbox(
+    opened: Opened, sender: Owner, staff: User, alice: Owner
+) -> None:
+    services.sender_block(sender_key=sender.key, actor=staff, reason="spam run")
+    assert refusal(sender)["detail"] == "This gateway does not accept messages from this sender."
+    assert SenderRule.objects.count() == 0
+
+
+def test_a_malformed_delivery_with_an_id_is_refused_as_malformed(opened: Opened, sender: Owner) -> None:
+    before = snapshot()
+    body = {**deliver_body(reply_to=sender.address), "ciphertext": "not hex"}
+    assert deliver(sender, body=body) == "malformed"
+    assert snapshot() == before
+    [(_, receipt)] = sent("receipt")
+    assert (receipt["reason"], receipt["detail"]) == ("malformed", "ciphertext: expected 0x and hex digits")
+
+
+def test_a_delivery_without_a_usable_id_is_ignored_and_not_receipted(opened: Opened, sender: Owner) -> None:
+    before = snapshot()
+    body = {**deliver_body(), "id": "short"}
+    with pytest.raises(Ignored):
+        services.deliver_received(message=inbound(sender, body), body=body)
+    assert snapshot() == before
+    assert sent("receipt") == []
+
+
+def test_a_refused_id_is_stored_when_sent_again_later_and_gets_its_stored_receipt(
+    opened: Opened, sender: Owner
+) -> None:
+    Mailbox.objects.update(max_messages=0)
+    body = deliver_body(reply_to=sender.address)
+    assert deliver(sender, body=body) == "over_quota"
+    Mailbox.objects.update(max_messages=10)
+    assert deliver(sender, body=body) == "stored"
+    assert [receipt["status"] for _, receipt in sent("receipt")] == ["refused", "stored"]
+
+
+def test_the_receipt_never_carries_the_ciphertext(opened: Opened, sender: Owner) -> None:
+    deliver(sender, ciphertext=b"\xab" * 64)
+    [(_, receipt)] = sent("receipt")
+    assert to_hex(b"\xab" * 64)[2:] not in str(receipt)
+
+
+def test_the_transport_routes_a_deliver_to_the_mailbox_and_marks_the_event_done(opened: Opened, sender: Owner) -> None:
+    refused_body = deliver_body(to="nobody")
+    for body in (deliver_body(), refused_body):
+        event = MaximaEvent(
+            msgid="0x" + secrets.token_hex(32).upper(),
+            sender=sender.key,
+            recipient_key="0x00",
+            application="mns",
+            data=json.dumps(body).encode(),
+            timemilli=int(time.time() * 1000),
+            random="0x00",
+        )
+        row, _ = inbound_store(event=event)
+        assert inbound_process(event_id=row.id, claim="test") == "done"
+    assert Message.objects.count() == 1
+    assert [receipt["status"] for _, receipt in sent("receipt")] == ["stored", "refused"]

@@ -1,0 +1,146 @@
+"""Reading a mailbox (option 1: the client decrypts): metadata newest first, one ciphertext at a time, delete."""
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from mailboxes.models import Mailbox, Message
+from mailboxes.tests.support import Opened, Owner, body, deliver, error, open_mailbox, session
+from mns_client.codecs import from_hex, to_hex
+from mns_client.crypto import seal, unseal
+
+pytestmark = pytest.mark.django_db
+
+
+def stored(sender: Owner, count: int, size: int = 10) -> list[Message]:
+    for n in range(count):
+        assert deliver(sender, ciphertext=bytes([n + 1]) * size) == "stored"
+    return list(Message.objects.order_by("-id"))
+
+
+def test_the_list_is_newest_first_and_metadata_only(client: Client, opened: Opened, sender: Owner) -> None:
+    messages = stored(sender, 3)
+    response = client.get("/api/v1/mailboxes/alice/messages", **opened.auth)
+    assert response.status_code == 200
+    data = body(response)
+    assert [item["id"] for item in data["results"]] == [message.uid for message in messages]
+    first = data["results"][0]
+    assert set(first) == {
+        "id",
+        "sender",
+        "sender_verified",
+        "scheme",
+        "size",
+        "received_at",
+        "expires_at",
+        "state",
+        "forwarded_at",
+    }
+    assert (first["sender"], first["sender_verified"], first["size"], first["state"]) == (
+        sender.key,
+        True,
+        10,
+        "stored",
+    )
+
+
+def test_the_list_pages_with_a_cursor(client: Client, opened: Opened, sender: Owner) -> None:
+    messages = stored(sender, 5)
+    first = body(client.get("/api/v1/mailboxes/alice/messages?limit=2", **opened.auth))
+    second = body(client.get(first["next"], **opened.auth))
+    assert [item["id"] for item in first["results"] + second["results"]] == [m.uid for m in messages[:4]]
+
+
+def test_one_message_carries_its_ciphertext_and_the_owner_opens_it(
+    client: Client, opened: Opened, sender: Owner, alice: Owner
+) -> None:
+    envelope = seal(alice.box_public, b"hello alice")
+    deliver(sender, ciphertext=envelope)
+    message = Message.objects.get()
+    response = client.get(f"/api/v1/mailboxes/alice/messages/{message.uid}", **opened.auth)
+    assert response.status_code == 200
+    data = body(response)
+    assert data["ciphertext"] == to_hex(envelope)
+    assert unseal(alice.box_private, from_hex(data["ciphertext"])) == b"hello alice"
+
+
+def test_deleting_a_message_gives_its_room_back(client: Client, opened: Opened, sender: Owner) -> None:
+    first, second = stored(sender, 2, size=30)
+    response = client.delete(f"/api/v1/mailboxes/alice/messages/{first.uid}", **opened.auth)
+    assert response.status_code == 204
+    assert list(Message.objects.values_list("uid", flat=True)) == [second.uid]
+    mailbox = Mailbox.objects.get()
+    assert (mailbox.message_count, mailbox.byte_count) == (1, 30)
+    assert error(client.delete(f"/api/v1/mailboxes/alice/messages/{first.uid}", **opened.auth)) == (
+        404,
+        "message_not_found",
+    )
+    assert (Mailbox.objects.get().message_count, Mailbox.objects.get().byte_count) == (1, 30)
+
+
+def test_ack_deletes_many_at_once_and_skips_what_is_not_there(client: Client, opened: Opened, sender: Owner) -> None:
+    messages = stored(sender, 3)
+    ids = [messages[0].uid, messages[2].uid, "not-a-message-id"]
+    response = client.post(
+        "/api/v1/mailboxes/alice/messages/ack", {"ids": ids}, content_type="application/json", **opened.auth
+    )
+    assert (response.status_code, body(response)) == (200, {"deleted": 2})
+    assert list(Message.objects.values_list("uid", flat=True)) == [messages[1].uid]
+    assert (Mailbox.objects.get().message_count, Mailbox.objects.get().byte_count) == (1, 10)
+
+
+def test_a_read_session_reads_and_deletes(client: Client, opened: Opened, sender: Owner, alice: Owner) -> None:
+    [message] = stored(sender, 1)
+    read = session(alice, "alice", "read")
+    assert client.get("/api/v1/mailboxes/alice/messages", **read).status_code == 200
+    assert client.get(f"/api/v1/mailboxes/alice/messages/{message.uid}", **read).status_code == 200
+    assert client.delete(f"/api/v1/mailboxes/alice/messages/{message.uid}", **read).status_code == 204
+
+
+def test_a_forward_session_does_not_read(client: Client, opened: Opened, alice: Owner) -> None:
+    forward = session(alice, "alice", "forward")
+    assert error(client.get("/api/v1/mailboxes/alice/messages", **forward)) == (403, "session_out_of_scope")
+
+
+def test_without_credentials_nothing_is_read(client: Client, opened: Opened) -> None:
+    response = client.get("/api/v1/mailboxes/alice/messages")
+    assert error(response) == (401, "not_authenticated")
+    assert response["WWW-Authenticate"] == "MNS-Session"
+
+
+def test_another_mailboxs_token_or_message_is_no_use(client: Client, opened: Opened, sender: Owner, bob: Owner) -> None:
+    [message] = stored(sender, 1)
+    bobs = open_mailbox(bob, "bob")
+    assert error(client.get("/api/v1/mailboxes/alice/messages", **bobs.auth)) == (403, "token_out_of_scope")
+    assert error(client.get(f"/api/v1/mailboxes/bob/messages/{message.uid}", **bobs.auth)) == (
+        404,
+        "message_not_found",
+    )
+    assert error(client.delete(f"/api/v1/mailboxes/bob/messages/{message.uid}", **bobs.auth)) == (
+        404,
+        "message_not_found",
+    )
+    ack: Any = client.post(
+        "/api/v1/mailboxes/bob/messages/ack", {"ids": [message.uid]}, content_type="application/json", **bobs.auth
+    )
+    assert body(ack) == {"deleted": 0}
+    assert Message.objects.count() == 1
+
+
+def test_the_mailbox_shows_its_quota_and_settings(client: Client, opened: Opened, sender: Owner, alice: Owner) -> None:
+    stored(sender, 2, size=25)
+    data = body(client.get("/api/v1/mailboxes/alice", **opened.auth))
+    assert data == {
+        "name": "alice",
+        "owner": alice.key,
+        "address": alice.address,
+        "quota": {"max_messages": 1000, "max_bytes": 16 * 1024 * 1024, "messages": 2, "bytes": 50},
+        "retention_days": 30,
+        "retention_days_chosen": None,
+        "auto_forward": False,
+        "delete_forwarded": False,
+        "blocked": [],
+        "allowed": [],
+        "created_at": data["created_at"],
+    }

@@ -1,0 +1,101 @@
+"""Delivering over REST (off by default): the same checks as over Maxima, and the sender marked unverified."""
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from mailboxes import services
+from mailboxes.models import Mailbox, Message
+from mailboxes.tests.support import Opened, Owner, body, deliver, deliver_body, error, snapshot
+from mns_client.codecs import to_hex
+from mns_client.mailbox import new_delivery_id
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def rest_on(settings: Any) -> None:
+    settings.MNS_REST_SUBMISSION = True
+
+
+def submit(client: Client, name: str = "alice", **fields: Any) -> Any:
+    data = {"id": new_delivery_id(), "scheme": "nacl-sealedbox-v1", "ciphertext": to_hex(b"\x02" * 50), **fields}
+    return client.post(f"/api/v1/names/{name}/messages", data, content_type="application/json")
+
+
+def test_submission_is_off_by_default_and_stores_nothing(client: Client, opened: Opened) -> None:
+    before = snapshot()
+    assert error(submit(client)) == (403, "submission_disabled")
+    assert snapshot() == before
+
+
+def test_a_submission_is_stored_with_an_unverified_sender(
+    client: Client, opened: Opened, sender: Owner, rest_on: None
+) -> None:
+    delivery_id = new_delivery_id()
+    response = submit(client, id=delivery_id, sender=sender.key)
+    message = Message.objects.get()
+    assert (response.status_code, body(response)) == (
+        201,
+        {"id": delivery_id, "status": "stored", "message_id": message.uid},
+    )
+    assert (message.sender_key, message.sender_verified, message.size) == (sender.key, False, 50)
+    again = submit(client, id=delivery_id, sender=sender.key)
+    assert (again.status_code, body(again)["message_id"]) == (200, message.uid)
+    assert Mailbox.objects.get().message_count == 1
+
+
+def test_an_anonymous_submission_has_no_sender(client: Client, opened: Opened, rest_on: None) -> None:
+    assert submit(client).status_code == 201
+    assert Message.objects.get().sender_key == ""
+
+
+def test_a_rest_submission_never_counts_as_the_verified_senders_delivery(
+    client: Client, opened: Opened, sender: Owner, rest_on: None
+) -> None:
+    body_ = deliver_body()
+    submit(client, id=body_["id"], sender=sender.key)
+    deliver(sender, body=body_)
+    assert sorted(Message.objects.values_list("sender_verified", flat=True)) == [False, True]
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"scheme": "rot13"}, (400, "bad_scheme")),
+        ({"ciphertext": to_hex(b"x" * 65537)}, (413, "too_large")),
+        ({"ciphertext": "0xZZ"}, (400, "invalid")),
+        ({"id": "short"}, (400, "invalid")),
+    ],
+)
+def test_a_refused_submission_answers_its_reason_and_stores_nothing(
+    client: Client, opened: Opened, rest_on: None, fields: dict[str, Any], expected: tuple[int, str]
+) -> None:
+    before = snapshot()
+    assert error(submit(client, **fields)) == expected
+    assert snapshot() == before
+
+
+def test_unknown_name_quota_and_block_refusals_answer_their_reason(
+    client: Client, opened: Opened, sender: Owner, rest_on: None
+) -> None:
+    before = snapshot()
+    assert error(submit(client, "nobody")) == (404, "unknown_name")
+    assert snapshot() == before
+    Mailbox.objects.update(max_messages=0)
+    before = snapshot()
+    assert error(submit(client)) == (507, "over_quota")
+    assert snapshot() == before
+    Mailbox.objects.update(max_messages=1000)
+    services.mailbox_configure(mailbox=opened.mailbox, allowed=[sender.key])
+    before = snapshot()
+    assert error(submit(client, sender=sender.key)) == (403, "blocked")  # a claimed key is not on an allow list
+    assert snapshot() == before
+
+
+def test_submissions_share_one_rate_per_mailbox(client: Client, opened: Opened, rest_on: None, settings: Any) -> None:
+    settings.MNS_DELIVERY_RATE_PER_MINUTE = 2
+    assert [submit(client).status_code for _ in range(2)] == [201, 201]
+    assert error(submit(client)) == (429, "rate_limited")
+    assert Message.objects.count() == 2
