@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format check-python venv clean bench
+.PHONY: run demo test lint format check-python venv clean bench
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "MNS needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -20,6 +20,12 @@ venv: $(STAMP)
 ## make run: migrate and start the gateway (web, worker, beat) on the embedded defaults; Ctrl-C stops it.
 run: venv
 	$(BIN)/python manage.py rungateway
+
+## make demo: the narrated walk-through again (alice, bob, two messages, a payment) against the gateway that
+## `make run` started, with the real `mns` client; `make run` wrote where everything is to var/demo.json.
+DEMO_FILE ?= var/demo.json
+demo: venv
+	$(BIN)/python -m mns_client.demo --from $(DEMO_FILE)
 
 ## make test: the whole suite; tests needing PostgreSQL/Redis run when reachable and say why when skipped.
 test: venv

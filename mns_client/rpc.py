@@ -255,6 +255,17 @@ def _hook_url(url: str) -> str:
     return url
 
 
+_AMOUNT_RE = re.compile(r"(?:0|[1-9][0-9]{0,19})(?:\.[0-9]{1,44})?")
+
+
+def _amount_text(amount: str | int) -> str:
+    """A positive decimal amount, as the node reads it: digits, at most one point, no sign, no exponent."""
+    text = str(amount) if isinstance(amount, int) and not isinstance(amount, bool) else amount
+    if not isinstance(text, str) or not _AMOUNT_RE.fullmatch(text) or not text.strip("0."):
+        raise CodecError("an amount is a positive decimal number such as 10 or 0.5")
+    return text
+
+
 def _state_json(state: Mapping[int, str]) -> dict[str, str]:
     """``{port: value}`` as the JSON object ``send … state:`` takes, ports in order (fixture 84)."""
     result = {}
@@ -595,6 +606,23 @@ class MinimaRPC:
         """Register (and track) a script; the reply carries its ``address``."""
         response = self.command("newscript", trackall=bool(trackall), script=script)
         return _expect("newscript", response, dict)
+
+    def getaddress(self) -> dict[str, Any]:
+        """A wallet address of the node: ``address`` (0x…), ``miniaddress`` (Mx…), ``publickey`` (fixture 83)."""
+        response = _expect("getaddress", self.command("getaddress"), dict)
+        _field("getaddress", response, "address", str)
+        return response
+
+    def send(self, *, address: str, amount: str | int, tokenid: str | None = None) -> dict[str, Any]:
+        """``send address: amount: (tokenid:)``: pay ``amount`` (a positive decimal such as ``10`` or ``0.5``) of Minima
+        or of the token ``tokenid`` to ``address`` (``0x…`` or ``Mx…``). Returns the posted TxPoW (``txpowid``)."""
+        response = self.command(
+            "send",
+            address=_address_text(address),
+            amount=_amount_text(amount),
+            tokenid=None if tokenid is None else _hex_text(tokenid),
+        )
+        return _expect("send", response, dict)
 
     def send_with_state(self, *, address: str, amount: int, tokenid: str, state: dict[int, str]) -> dict[str, Any]:
         """``send address: amount: tokenid: state:{…}``: pay to a script address and store state with the coin."""

@@ -1106,6 +1106,52 @@ def test_send_with_state_refuses_bad_ports_and_values(node, state):
     assert node.requests == []
 
 
+def test_getaddress_returns_the_wallet_address_of_fixture_83(node):
+    node.answer("83-")
+
+    wallet = client(node).getaddress()
+
+    assert node.text() == request_of("83-")["body"] == "getaddress"
+    assert wallet == response_of("83-")
+    assert wallet["miniaddress"].startswith("Mx")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "line"),
+    [
+        ({"amount": "10"}, "send address:{address} amount:10"),
+        ({"amount": 3}, "send address:{address} amount:3"),
+        ({"amount": "0.5", "tokenid": "0x00"}, "send address:{address} amount:0.5 tokenid:0x00"),
+    ],
+)
+def test_send_pays_an_amount_to_an_address_and_returns_the_txpow(node, kwargs, line):
+    # the reply of fixture 84's send (a TxPoW), without the state this send does not carry
+    node.replies.append(envelope_http({**maxima_fixture("84-")["parsed"], "params": {}}))
+    address = response_of("83-")["miniaddress"]
+
+    txpow = client(node).send(address=address, **kwargs)
+
+    assert node.text() == line.format(address=address)
+    assert txpow == response_of("84-")
+
+
+@pytest.mark.parametrize("amount", ["0", "0.0", "-1", "1e3", "1,5", "", " 1", "1;x", "01", "1.", True, 0, -2, 1.5])
+def test_send_refuses_an_amount_that_is_not_a_positive_decimal_before_any_io(node, amount):
+    with pytest.raises(CodecError):
+        client(node).send(address=response_of("83-")["miniaddress"], amount=amount)
+
+    assert node.requests == []
+
+
+def test_send_refuses_an_address_with_a_bad_checksum_before_any_io(node):
+    address = response_of("83-")["miniaddress"]
+
+    with pytest.raises(CodecError):
+        client(node).send(address=address[:-1] + ("A" if address[-1] != "A" else "B"), amount="1")
+
+    assert node.requests == []
+
+
 @pytest.mark.parametrize(
     ("prefix", "simplestate"),
     [("85-", False), ("90-", True)],

@@ -34,6 +34,12 @@ class Command(BaseCommand):
             default=None,
             help="run simnet as the Minima node (default: when MINIMA_RPC_URL is not set)",
         )
+        parser.add_argument(
+            "--demo",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="run the narrated walk-through (mns_client.demo) once the gateway is up (default: with simnet)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
@@ -47,6 +53,9 @@ class Command(BaseCommand):
             base = f"http://{options['bind']}"
             health = wait_healthy(base, children, timeout=options["timeout"])
             self.banner(base, health, password_file)
+            demo = options["demo"] if options["demo"] is not None else bool(self.nodes) and not options["check"]
+            if demo:
+                self.demo(base, password_file)
             if not options["check"]:
                 stop.wait()
         finally:
@@ -118,22 +127,52 @@ class Command(BaseCommand):
         self.stdout.write(f"             (kept in {password_file}; change it in the admin)")
         identity = wait_for_identity(base)
         if identity:
-            self.stdout.write(
-                f"  maxima     identity {identity['publickey'][:26]}…  address {identity['address'][:20]}…"
-            )
+            key, address = identity["publickey"], identity["address"]  # their heads are the same for every key
+            self.stdout.write(f"  maxima     identity …{key[-24:]}  address …{address[-32:]}")
+        roles = {0: "the gateway's node", 1: "alice's node in the demo", 2: "bob's node in the demo"}
         for node in self.nodes:
-            role = "the gateway's node" if node["node"] == 0 else "a user's node"
+            role = roles.get(node["node"], "a user's node")
             self.stdout.write(f"  simnet {node['node']}   {node['rpc']}  ({role}; try: curl {node['rpc']}status)")
         self.stdout.write("")
+
+    def demo(self, base: str, password_file: Path) -> None:
+        """The walk-through with the real ``mns`` client (alice on simnet node 1, bob on node 2), then a reminder
+        of where things are. Its settings go to ``var/demo.json``, which ``make demo`` replays against."""
+        if len(self.nodes) < 3:
+            self.stdout.write("(no walk-through: it needs simnet's user nodes 1 and 2)")
+            return
+        var = Path(settings.VAR_DIR)
+        run = {
+            "gateway": base,
+            "alice_node": self.nodes[1]["rpc"],
+            "bob_node": self.nodes[2]["rpc"],
+            "alice_home": str(var / "demo" / "alice"),
+            "bob_home": str(var / "demo" / "bob"),
+        }
+        (var / "demo.json").write_text(json.dumps(run, indent=2) + "\n")
+        args = [sys.executable, "-m", "mns_client.demo", "--from", str(var / "demo.json")]
+        self.stdout.flush()
+        code = subprocess.call(args, cwd=settings.BASE_DIR)  # noqa: S603 - our own interpreter and module
+        if code:
+            self.stdout.write(self.style.WARNING(f"\nThe walk-through failed (exit {code}); see its output above."))
+        self.stdout.write(self.style.SUCCESS(f"\nThe MNS gateway keeps running at {base} (Ctrl-C stops it)."))
+        self.stdout.write(f"  admin      {base}/admin/  user: admin  password: {password_file.read_text().strip()}")
+        self.stdout.write("  replay     make demo   (the walk-through again, against this gateway)")
+        self.stdout.write(f"  clients    MNS_HOME={run['alice_home']} {sys.executable} -m mns_client inbox  (alice)")
+
+
+SIMNET_NODES = 3
 
 
 def start_simnet(logs: Path) -> tuple[subprocess.Popen, list[dict]]:
     """simnet with its state under var/, so the node keys (and so the gateway's identity) survive restarts."""
-    args = [sys.executable, "manage.py", "simnet", "--nodes", "2", "--state", str(Path(settings.VAR_DIR) / "simnet")]
+    # Node 0 is the gateway's; nodes 1 and 2 are alice's and bob's in the walk-through (mns_client.demo).
+    args = [sys.executable, "manage.py", "simnet", "--nodes", str(SIMNET_NODES)]
+    args += ["--state", str(Path(settings.VAR_DIR) / "simnet")]
     err = (logs / "simnet.log").open("ab")
     child = subprocess.Popen(args, cwd=settings.BASE_DIR, stdout=subprocess.PIPE, stderr=err, text=True)  # noqa: S603
     nodes = []
-    while len(nodes) < 2:
+    while len(nodes) < SIMNET_NODES:
         line = child.stdout.readline()
         if not line:
             raise CommandError(f"simnet exited with {child.wait()}; see {logs / 'simnet.log'}")
