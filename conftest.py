@@ -46,6 +46,12 @@ def postgres(django_db_blocker: object) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _fresh_health(settings: object) -> None:
+    """Every health request in a test runs the checks (the endpoint caches them for a couple of seconds)."""
+    settings.MNS_HEALTH_CACHE_SECONDS = 0
+
+
+@pytest.fixture(autouse=True)
 def _static_without_manifest(settings: object) -> None:
     """Templates render without running collectstatic first (the manifest is tested where gunicorn serves it)."""
     settings.STORAGES = {

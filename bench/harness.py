@@ -185,5 +185,6 @@ def bench_env(var_dir: Path, **extra: str) -> dict[str, str]:
     for name in ("MNS_THROTTLE_PER_IP", "MNS_THROTTLE_LOOKUP", "MNS_THROTTLE_WRITE"):
         env[name] = "100000000/min"
     env["MNS_HOOK_RATE_PER_MINUTE"] = "100000000"
+    env["MNS_HOOK_RATE_PER_SENDER_PER_MINUTE"] = "100000000"
     env.update(extra)
     return env

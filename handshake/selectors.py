@@ -23,9 +23,12 @@ def challenge_known(*, challenge_id: str) -> Challenge:
     return challenge
 
 
-def challenges_open(*, record: NameRecord, now: datetime) -> int:
-    """How many challenges of a name can still be answered (pending and unexpired)."""
-    return Challenge.objects.filter(record=record, status=Challenge.Status.PENDING, expires_at__gt=now).count()
+def challenges_open(*, record: NameRecord, now: datetime, client_address: str | None = None) -> int:
+    """How many challenges of a name can still be answered (pending and unexpired), all or one client's."""
+    open_ = Challenge.objects.filter(record=record, status=Challenge.Status.PENDING, expires_at__gt=now)
+    if client_address is not None:
+        open_ = open_.filter(client_address=client_address)
+    return open_.count()
 
 
 def answer_arrived_at(*, message: InboundMessage) -> datetime:

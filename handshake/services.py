@@ -77,8 +77,8 @@ def challenge_issue(
     ``register`` needs the name held as pending (the key is the one in the pending registration); every other
     purpose needs an active name. Refused, creating nothing: ``gateway_not_ready`` (503, this gateway does not
     know its own Maxima address yet), ``name_not_found``/``name_pending``/``name_not_pending``/``name_suspended``,
-    and ``too_many_challenges`` (429) past ``MNS_HANDSHAKE_OPEN_PER_NAME`` open challenges of the name. The name's
-    row is locked while counting, so concurrent requests cannot overshoot the limit.
+    and ``too_many_challenges`` (429) past ``MNS_HANDSHAKE_OPEN_PER_NAME`` open challenges of the name from one
+    client. The name's row is locked while counting, so concurrent requests cannot overshoot the limit.
     """
     if purpose not in PURPOSES:
         raise DomainError("purpose_invalid", f"The purpose must be one of {', '.join(PURPOSES)}.")
@@ -92,13 +92,7 @@ def challenge_issue(
     with transaction.atomic():
         record = NameRecord.objects.select_for_update(no_key=True).filter(name=name).first()
         owner_key = _answering_key(record, name, purpose)
-        if selectors.challenges_open(record=record, now=now) >= settings.MNS_HANDSHAKE_OPEN_PER_NAME:
-            raise DomainError(
-                "too_many_challenges",
-                f"The name {name!r} has {settings.MNS_HANDSHAKE_OPEN_PER_NAME} open handshakes; answer or let "
-                "one expire first.",
-                status=429,
-            )
+        _check_open_challenges(record, name, now, _ip_or_none(client_address))
         challenge = Challenge.objects.create(
             record=record,
             purpose=purpose,
@@ -111,6 +105,20 @@ def challenge_issue(
         )
     logger.info("issued a %s handshake for %s", purpose, name)
     return IssuedChallenge(challenge=challenge, code=code, gateway_address=address)
+
+
+def _check_open_challenges(record: NameRecord, name: str, now: datetime, client: str | None) -> None:
+    """At most MNS_HANDSHAKE_OPEN_PER_NAME open challenges per name *per client*, so a stranger cannot lock the
+    owner out by keeping the name's quota full, under a total ceiling per name (20 times that) against floods."""
+    per_client = settings.MNS_HANDSHAKE_OPEN_PER_NAME
+    if selectors.challenges_open(record=record, now=now) >= 20 * per_client or (
+        client is not None and selectors.challenges_open(record=record, now=now, client_address=client) >= per_client
+    ):
+        raise DomainError(
+            "too_many_challenges",
+            f"Too many open handshakes for {name!r}; answer or let one expire first.",
+            status=429,
+        )
 
 
 def _answering_key(record: NameRecord | None, name: str, purpose: str) -> str:

@@ -7,7 +7,6 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
-from rest_framework.views import APIView
 
 from handshake import selectors, services
 from handshake.authentication import HasSession, SessionTokenAuthentication
@@ -19,6 +18,7 @@ from handshake.serializers import (
     SessionIssuedSerializer,
     SessionSerializer,
 )
+from mns_site.api import APIView
 from mns_site.schema import ErrorSerializer
 from mns_site.throttling import PerIPThrottle, ScopedThrottle
 

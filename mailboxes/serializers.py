@@ -66,7 +66,9 @@ class RegisterSerializer(serializers.Serializer):
     statement = NameStatementSerializer()
     signature = serializers.CharField(help_text="The owner's maxsign signature: 0x + 256 upper-case hex digits.")
     address = AddressField(help_text=ADDRESS_HELP)
-    verifier_hash = serializers.RegexField(SECRET_HASH_RE, help_text="Lower-case hex SHA-256 of the verifier.")
+    verifier_hash = serializers.RegexField(
+        rf"\A{SECRET_HASH_RE.pattern}\Z", help_text="Lower-case hex SHA-256 of the verifier."
+    )
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, Mapping):
@@ -209,7 +211,9 @@ class AccessTokenSerializer(serializers.ModelSerializer):
 class SubmitSerializer(serializers.Serializer):
     """A delivery over REST: the same fields as the Maxima ``deliver`` message, ``to`` being the URL's name."""
 
-    id = serializers.RegexField(DELIVERY_ID_RE, help_text="The sender's own id: 16-64 of A-Z a-z 0-9 _ -.")
+    id = serializers.RegexField(
+        rf"\A{DELIVERY_ID_RE.pattern}\Z", help_text="The sender's own id: 16-64 of A-Z a-z 0-9 _ -."
+    )
     scheme = serializers.CharField(max_length=64)
     ciphertext = HexField(help_text="0x + hex of the envelope.")
     sender = KeyField(required=False, help_text=KEY_HELP + " Claimed, not verified.")

@@ -10,14 +10,12 @@ import hashlib
 import hmac
 import logging
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
@@ -49,6 +47,7 @@ from mns_client.mailbox import (
 )
 from mns_client.names import NameRefused, normalise
 from mns_client.statements import SignedStatement
+from mns_site import ratelimit
 from mns_site.errors import DomainError
 from mns_site.maxima.models import OutboundMessage
 from mns_site.maxima.routing import Ignored, InboundMessage
@@ -386,12 +385,8 @@ def _check_sender(context: selectors.DeliveryContext, sender_key: str, sender_ve
 def _check_rate(mailbox: Mailbox, sender_key: str) -> None:
     """A one-minute window per (mailbox, sender), shared by every worker through the cache."""
     sender = hashlib.sha256(sender_key.encode()).hexdigest()[:32] if sender_key else "unverified"
-    key = f"mailbox-rate:{mailbox.id}:{sender}:{int(time.time() // 60)}"
-    try:
-        count = cache.incr(key)
-    except ValueError:  # the first delivery of this minute
-        count = 1 if cache.add(key, 1, timeout=120) else cache.incr(key)
-    if count > settings.MNS_DELIVERY_RATE_PER_MINUTE:
+    counted = ratelimit.hit(f"mailbox:{mailbox.id}:{sender}", window=60)
+    if counted is not None and counted[0] > settings.MNS_DELIVERY_RATE_PER_MINUTE:
         raise DeliveryRefused(
             "rate_limited", f"At most {settings.MNS_DELIVERY_RATE_PER_MINUTE} deliveries a minute to this mailbox."
         )

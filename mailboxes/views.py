@@ -8,12 +8,10 @@ mailbox's access token (``MNS-Token``); see ``mailboxes.authentication``.
 from django.conf import settings
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.generics import ListAPIView
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
-from rest_framework.views import APIView
 
 from mailboxes import selectors, services
 from mailboxes.authentication import AUTHENTICATION, MailboxAccess
@@ -34,6 +32,7 @@ from mailboxes.serializers import (
     SubmitSerializer,
 )
 from mns_client.names import normalise
+from mns_site.api import APIView, ListAPIView
 from mns_site.errors import DomainError
 from mns_site.schema import ErrorSerializer
 from mns_site.throttling import PerIPThrottle, ScopedThrottle
@@ -59,7 +58,12 @@ class MailboxView(APIView):
     permission_classes = [MailboxAccess]
 
     def mailbox(self) -> Mailbox:
-        return selectors.mailbox_of(name=normalise(self.kwargs["name"]))
+        """The mailbox of the URL's name, if it is the credential holder's: a name released and registered again
+        keeps its old mailbox until the new owner's registration replaces it, and that one is not theirs."""
+        mailbox = selectors.mailbox_of(name=normalise(self.kwargs["name"]))
+        if getattr(self.request.auth, "owner_key", None) != mailbox.owner_key:
+            raise DomainError("mailbox_not_yours", "This mailbox belongs to another owner of the name.", status=403)
+        return mailbox
 
 
 class MailboxesView(APIView):

@@ -14,6 +14,7 @@ answers on its port any more). The node must be able to reach ``host``: for a no
 address of this machine that the node can connect to.
 """
 
+import hmac
 import json
 import logging
 import secrets
@@ -189,8 +190,10 @@ def _handler(listener: NodeListener) -> type[BaseHTTPRequestHandler]:
             return  # never log: a request line carries the secret path
 
         def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if self.path != listener._secret_path or not 0 < length <= MAX_BODY:
+            raw_length = self.headers.get("Content-Length") or "0"
+            length = int(raw_length) if raw_length.isdigit() else -1
+            right_path = hmac.compare_digest(self.path.encode(), listener._secret_path.encode())
+            if not right_path or not 0 < length <= MAX_BODY:
                 self.send_error(404)
                 return
             body = self.rfile.read(length)

@@ -37,6 +37,7 @@ def _schedule(sender: Celery, **kwargs: object) -> None:
         "maxima.supervise_node": settings.MNS_NODE_CHECK_EVERY,
         "maxima.sweep_inbound": settings.MNS_SWEEP_EVERY,
         "maxima.sweep_outbound": settings.MNS_SWEEP_EVERY,
+        "maxima.purge": 3600,
         "handshake.clean": 300,
         "mailboxes.expire": settings.MNS_MESSAGE_EXPIRE_EVERY,
     }

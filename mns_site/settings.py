@@ -224,7 +224,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "mns_site.pagination.CursorPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["mns_site.parsers.JSONParser"],
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "UNAUTHENTICATED_USER": None,
@@ -268,6 +268,7 @@ if len(MAXIMA_HOOK_SECRET) < 32:
 # How the node reaches this gateway's web server, to post its webhook (the node and gateway share a host).
 MNS_HOOK_BASE_URL = env_url("MNS_HOOK_BASE_URL", "http://127.0.0.1:8000", schemes=("http", "https"))
 MNS_HOOK_RATE_PER_MINUTE = env_int("MNS_HOOK_RATE_PER_MINUTE", 6000, minimum=10)
+MNS_HOOK_RATE_PER_SENDER_PER_MINUTE = env_int("MNS_HOOK_RATE_PER_SENDER_PER_MINUTE", 600, minimum=1)
 # A message whose timemilli is further than this from our clock, either way, is refused as stale (replay guard).
 MAXIMA_MAX_AGE_SECONDS = env_int("MAXIMA_MAX_AGE_SECONDS", 900, minimum=10)
 MNS_OUTBOX_MAX_ATTEMPTS = env_int("MNS_OUTBOX_MAX_ATTEMPTS", 12, minimum=1, maximum=100)
@@ -276,6 +277,10 @@ MNS_OUTBOX_BACKOFF_MAX_SECONDS = env_int("MNS_OUTBOX_BACKOFF_MAX_SECONDS", 3600,
 # The address users and peers send to. Unset: the node's p2pidentity (publish a MAX#… permanent address here
 # when the node's IP is not public or not stable).
 MNS_MAXIMA_ADDRESS = env_str("MNS_MAXIMA_ADDRESS", "")
+# Finished inbound events and outbound messages (copies of ciphertexts) are deleted after this many hours.
+MNS_TRANSPORT_KEEP_HOURS = env_int("MNS_TRANSPORT_KEEP_HOURS", 24, minimum=1, maximum=24 * 90)
+# /api/v1/health runs its checks at most this often per process (it is public and not rate-limited).
+MNS_HEALTH_CACHE_SECONDS = env_int("MNS_HEALTH_CACHE_SECONDS", 2, minimum=0, maximum=60)
 MNS_SWEEP_EVERY = env_int("MNS_SWEEP_EVERY", 10, minimum=1, maximum=3600)
 # An event still pending this long after it arrived has lost its task (broker down, worker killed): re-enqueue it.
 MNS_INBOUND_SWEEP_AFTER_SECONDS = env_int("MNS_INBOUND_SWEEP_AFTER_SECONDS", 30, minimum=1)

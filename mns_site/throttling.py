@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 from rest_framework.request import Request
 from rest_framework.throttling import ScopedRateThrottle, SimpleRateThrottle
 
+from mns_site import ratelimit
+
 if TYPE_CHECKING:
     from rest_framework.views import APIView
 
@@ -22,14 +24,10 @@ class FixedWindowThrottle(SimpleRateThrottle):
         self.key = self.get_cache_key(request, view)
         if self.key is None:
             return True
-        now = self.timer()
-        window = int(now // self.duration)
-        key = f"{self.key}:{window}"
-        try:
-            count = self.cache.incr(key)
-        except ValueError:  # the first request of this window
-            count = 1 if self.cache.add(key, 1, self.duration + 1) else self.cache.incr(key)
-        self._wait = (window + 1) * self.duration - now
+        counted = ratelimit.hit(self.key, window=self.duration, now=self.timer())
+        if counted is None:  # the cache is down: serve rather than fail
+            return True
+        count, self._wait = counted
         return count <= self.num_requests
 
     def wait(self) -> float | None:

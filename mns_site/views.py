@@ -4,9 +4,9 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from mns_site import health
+from mns_site.api import APIView
 from mns_site.errors import error_body, json_error
 
 
@@ -31,7 +31,7 @@ class HealthView(APIView):
 
     @extend_schema(responses={200: HealthSerializer, 503: HealthSerializer})
     def get(self, request: Request) -> Response:
-        results = health.run_checks()
+        results = health.run_checks_cached()
         failed = [name for name, result in results.items() if not result.ok]
         down = [name for name in failed if results[name].critical]
         body = {

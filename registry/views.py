@@ -10,14 +10,13 @@ import json
 from django.db.models import QuerySet
 from django.utils.http import parse_etags
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from handshake import services as handshake_services
 from handshake.authentication import session_token
 from mns_client.names import normalise
+from mns_site.api import APIView, ListAPIView
 from mns_site.errors import DomainError
 from mns_site.pagination import CursorPagination
 from mns_site.schema import ErrorSerializer

@@ -18,9 +18,9 @@ from registry.tests.support import Owner, hold, register
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("gateway")]
 
 
-def post(client: Client, **data: str) -> object:
+def post(client: Client, REMOTE_ADDR: str = "127.0.0.1", **data: str) -> object:
     data = {"name": "alice", "purpose": "read", "verifier_hash": verifier_hash(new_verifier()), **data}
-    return client.post("/api/v1/handshakes", data, content_type="application/json")
+    return client.post("/api/v1/handshakes", data, content_type="application/json", REMOTE_ADDR=REMOTE_ADDR)
 
 
 def test_a_challenge_gives_the_code_and_the_gateways_stable_address(client: Client, alice: Owner) -> None:
@@ -116,13 +116,36 @@ def test_malformed_requests_are_refused_and_create_nothing(
     assert snapshot() == before
 
 
-def test_a_name_with_too_many_open_challenges_gets_no_more(client: Client, alice: Owner, settings: object) -> None:
+def test_a_client_with_too_many_open_challenges_on_a_name_gets_no_more(
+    client: Client, alice: Owner, settings: object
+) -> None:
     settings.MNS_HANDSHAKE_OPEN_PER_NAME = 2
     register(alice, "alice")
-    start(), start()
+    assert [post(client).status_code, post(client).status_code] == [201, 201]
     before = snapshot()
     assert error(post(client)) == (429, "too_many_challenges")
     assert snapshot() == before
+
+
+def test_a_stranger_filling_a_names_challenges_does_not_lock_the_owner_out(
+    client: Client, alice: Owner, settings: object
+) -> None:
+    settings.MNS_HANDSHAKE_OPEN_PER_NAME = 2
+    register(alice, "alice")
+    for _ in range(2):
+        post(client, REMOTE_ADDR="203.0.113.9")
+    assert error(post(client, REMOTE_ADDR="203.0.113.9")) == (429, "too_many_challenges")
+    assert post(client, REMOTE_ADDR="198.51.100.7").status_code == 201
+
+
+def test_a_name_has_a_ceiling_of_open_challenges_over_all_clients(
+    client: Client, alice: Owner, settings: object
+) -> None:
+    settings.MNS_HANDSHAKE_OPEN_PER_NAME = 1
+    register(alice, "alice")
+    for n in range(20):
+        assert post(client, REMOTE_ADDR=f"198.51.100.{n + 1}").status_code == 201
+    assert error(post(client, REMOTE_ADDR="198.51.100.200")) == (429, "too_many_challenges")
 
 
 def test_expired_and_answered_challenges_do_not_count_against_the_name(

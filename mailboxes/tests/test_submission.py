@@ -99,3 +99,10 @@ def test_submissions_share_one_rate_per_mailbox(client: Client, opened: Opened, 
     assert [submit(client).status_code for _ in range(2)] == [201, 201]
     assert error(submit(client)) == (429, "rate_limited")
     assert Message.objects.count() == 2
+
+
+@pytest.mark.parametrize("bad_id", ["a" * 300 + "\n!", "x" * 15, "id with spaces 12345", "a" * 65])
+def test_a_delivery_id_must_match_as_a_whole(client: Client, opened: Opened, rest_on: None, bad_id: str) -> None:
+    before = snapshot()
+    assert error(submit(client, id=bad_id)) == (400, "invalid")
+    assert snapshot() == before

@@ -73,7 +73,7 @@ def decode_protocol_message(data: bytes) -> dict[str, Any]:
         raise Ignored("message too large")
     try:
         body = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise Ignored("data is not UTF-8 JSON") from None
     if not isinstance(body, dict) or not isinstance(body.get("type"), str):
         raise Ignored('data is not a JSON object with a "type"')

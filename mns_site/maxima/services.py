@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 # Maxima refuses packages above 262144 bytes (NIOMessage.java); the data must leave room for the envelope.
 MAXIMA_MAX_DATA_BYTES = 250_000
+# A transient failure (database restart, lock timeout) leaves an event pending for the sweep this many times.
+INBOUND_MAX_ATTEMPTS = 10
 _MSGID = re.compile(r"^0x[0-9A-Fa-f]{64}$")
 _HEX = re.compile(r"^0x(?:[0-9A-Fa-f]{2})*$")
 _APPLICATION = re.compile(r"^[A-Za-z0-9._:@/+-]{1,255}$")
@@ -73,7 +75,7 @@ def hook_parse(body: bytes) -> MaximaEvent | None:
     """
     try:
         envelope = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise _malformed("The body is not UTF-8 JSON.") from None
     if not isinstance(envelope, dict) or not isinstance(envelope.get("event"), str):
         raise _malformed('The body is not an object with an "event".')
@@ -172,7 +174,21 @@ def inbound_process(*, event_id: int, claim: str) -> str:
     except Ignored as exc:
         mine.update(status=InboundEvent.Status.IGNORED, processed_at=timezone.now(), last_error=str(exc))
         return InboundEvent.Status.IGNORED
-    except Exception as exc:  # any handler failure is recorded on the event, never blocks the others
+    except MNSError as exc:  # the handler refused the message on purpose (bad signature, wrong sender, …)
+        refusal = f"refused: {exc.code}: {exc}"[:2000]
+        mine.update(status=InboundEvent.Status.IGNORED, processed_at=timezone.now(), last_error=refusal)
+        logger.info("inbound event %s refused by its handler: %s", event_id, exc.code)
+        return InboundEvent.Status.IGNORED
+    except (OperationalError, InterfaceError) as exc:  # the database blinked: the sweep runs it again
+        if event.attempts < INBOUND_MAX_ATTEMPTS:
+            error = f"will retry: {type(exc).__name__}: {exc}"[:2000]
+            mine.update(status=InboundEvent.Status.PENDING, claimed_by="", claimed_at=None, last_error=error)
+            logger.warning("inbound event %s hit a transient error, left for the sweep: %s", event_id, exc)
+            return InboundEvent.Status.PENDING
+        logger.exception("inbound event %s failed %s times", event_id, event.attempts)
+        mine.update(status=InboundEvent.Status.FAILED, processed_at=timezone.now(), last_error=str(exc)[:2000])
+        return InboundEvent.Status.FAILED
+    except Exception as exc:  # a bug in a handler: recorded on the event (retry from the admin), never blocks others
         logger.exception("handler for %s failed on inbound event %s", event.application, event_id)
         error = f"{type(exc).__name__}: {exc}"[:2000]
         mine.update(status=InboundEvent.Status.FAILED, processed_at=timezone.now(), last_error=error)
@@ -386,3 +402,16 @@ def _ensure_hook(client: MinimaRPC, state: NodeState, now: object) -> str:
         state.webhook_registered_at = now
         logger.info("registered the webhook with the node")
     return entry.replace(settings.MAXIMA_HOOK_SECRET, "<secret>")
+
+
+# --- Retention -------------------------------------------------------------------------------------------------
+def transport_purge(*, older_than: timedelta) -> tuple[int, int]:
+    """Delete finished inbound events and outbound messages: they hold copies of ciphertexts (and handshake
+    codes) that the mailbox's own retention and deletes must not leave behind. An inbound event is kept past
+    the freshness window, so a replay of its msgid is still refused as stale after its row is gone."""
+    cutoff = timezone.now() - max(older_than, timedelta(seconds=2 * settings.MAXIMA_MAX_AGE_SECONDS))
+    finished_in = [InboundEvent.Status.DONE, InboundEvent.Status.IGNORED, InboundEvent.Status.REJECTED]
+    finished_out = [OutboundMessage.Status.SENT, OutboundMessage.Status.FAILED, OutboundMessage.Status.CANCELLED]
+    inbound, _ = InboundEvent.objects.filter(status__in=finished_in, received_at__lt=cutoff).delete()
+    outbound, _ = OutboundMessage.objects.filter(status__in=finished_out, created_at__lt=cutoff).delete()
+    return inbound, outbound

@@ -1,4 +1,5 @@
 import uuid
+from datetime import timedelta
 
 from celery import Task, shared_task
 from django.conf import settings
@@ -44,3 +45,9 @@ def supervise_node() -> bool:
     if not settings.MINIMA_RPC_URL:
         return False
     return services.node_supervise(client=node_client(timeout=10)).reachable
+
+
+@shared_task(name="maxima.purge", ignore_result=True)
+def purge() -> tuple[int, int]:
+    """Beat: drop finished transport rows after MNS_TRANSPORT_KEEP_HOURS."""
+    return services.transport_purge(older_than=timedelta(hours=settings.MNS_TRANSPORT_KEEP_HOURS))

@@ -116,3 +116,20 @@ def test_every_response_carries_a_request_id_and_keeps_a_sane_one_from_the_clien
     assert len(client.get("/nothing").headers["X-Request-ID"]) == 32
     assert client.get("/nothing", HTTP_X_REQUEST_ID="trace-1234-abcd")["X-Request-ID"] == "trace-1234-abcd"
     assert client.get("/nothing", HTTP_X_REQUEST_ID="bad id\n")["X-Request-ID"] != "bad id\n"
+
+
+def test_json_nested_too_deeply_answers_400_not_500(client: Client) -> None:
+    response = client.post("/test/echo", "[" * 50_000, content_type="application/json")
+    assert response.status_code == 400
+    assert body(response)["error"] == "malformed_request"
+
+
+def test_requests_with_bad_credentials_are_rate_limited_too(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mns_site.tests.urls import SecretView
+    from mns_site.throttling import ScopedThrottle
+
+    monkeypatch.setattr(SecretView, "throttle_classes", [ScopedThrottle])
+    monkeypatch.setattr(SecretView, "throttle_scope", "write", raising=False)
+    monkeypatch.setitem(ScopedThrottle.THROTTLE_RATES, "write", "2/min")
+    statuses = [client.get("/test/secret", HTTP_AUTHORIZATION="MNS-Token guess").status_code for _ in range(3)]
+    assert statuses == [401, 401, 429]

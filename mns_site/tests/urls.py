@@ -6,8 +6,8 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from mns_site.api import APIView
 from mns_site.errors import DomainError
 from mns_site.urls import handler400, handler403, handler404, handler500, urlpatterns  # noqa: F401
 

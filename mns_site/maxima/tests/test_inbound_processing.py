@@ -142,3 +142,58 @@ def test_payloads_are_hex_on_the_wire_and_bytes_in_the_handler(handled: list) ->
     inbound_process(event_id=row.id, claim="t")
     assert handled[0].data == bytes(range(256))
     assert to_hex(handled[0].data).startswith("0x000102")
+
+
+def test_a_deliberate_refusal_by_a_handler_is_recorded_as_ignored_not_failed(handled: list) -> None:
+    from mns_site.errors import DomainError
+
+    def refuses(message: InboundMessage) -> None:
+        raise DomainError("statement_wrong_sender", "Not from its owner.")
+
+    routing._applications["app-test"] = refuses
+    row = store(1)
+    assert inbound_process(event_id=row.id, claim="t") == "ignored"
+    row.refresh_from_db()
+    assert row.last_error == "refused: statement_wrong_sender: Not from its owner."
+
+
+def test_a_transient_database_error_leaves_the_event_for_the_sweep(handled: list) -> None:
+    from django.db import OperationalError
+
+    def database_blinks(message: InboundMessage) -> None:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    routing._applications["app-test"] = database_blinks
+    row = store(1)
+    assert inbound_process(event_id=row.id, claim="t") == "pending"
+    row.refresh_from_db()
+    assert (row.status, row.claimed_by, row.attempts) == ("pending", "", 1)
+    assert row.last_error.startswith("will retry: OperationalError")
+    InboundEvent.objects.filter(id=row.id).update(attempts=10)
+    assert inbound_process(event_id=row.id, claim="t2") == "failed"
+
+
+def test_finished_transport_rows_are_purged_and_live_ones_kept() -> None:
+    from mns_site.maxima.models import OutboundMessage
+    from mns_site.maxima.services import transport_purge
+
+    old = timezone.now() - timedelta(days=3)
+    done, pending = store(1), store(2)
+    InboundEvent.objects.filter(id=done.id).update(status="done", received_at=old)
+    InboundEvent.objects.filter(id=pending.id).update(received_at=old)
+    sent = OutboundMessage.objects.create(
+        destination="0x00",
+        application="mns",
+        payload=b"x",
+        size=1,
+        idempotency_key="a",
+        status="sent",
+        next_attempt_at=old,
+    )
+    queued = OutboundMessage.objects.create(
+        destination="0x00", application="mns", payload=b"x", size=1, idempotency_key="b", next_attempt_at=old
+    )
+    OutboundMessage.objects.filter(id__in=[sent.id, queued.id]).update(created_at=old)
+    assert transport_purge(older_than=timedelta(hours=24)) == (1, 1)
+    assert list(InboundEvent.objects.values_list("id", flat=True)) == [pending.id]
+    assert list(OutboundMessage.objects.values_list("id", flat=True)) == [queued.id]

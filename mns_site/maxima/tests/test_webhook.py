@@ -159,3 +159,39 @@ def test_posts_over_the_rate_answer_429_and_store_nothing(client: Client, hook_p
     assert statuses[:2] == [200, 200]
     assert statuses[2] == 429
     assert InboundEvent.objects.count() == 2
+
+
+def test_one_noisy_sender_is_limited_without_silencing_the_others(
+    client: Client, hook_path: str, settings: object
+) -> None:
+    from django.core.cache import cache
+
+    from mns_client.codecs import public_key_hex
+    from mns_client.crypto import generate_maxima_keypair
+
+    cache.clear()
+    settings.MNS_HOOK_RATE_PER_SENDER_PER_MINUTE = 1
+    other = public_key_hex(generate_maxima_keypair()[1])
+    first = post_as_the_node(client, hook_path, json.dumps(real_event(msgid="0x" + "1" * 64)))
+    again = post_as_the_node(client, hook_path, json.dumps(real_event(msgid="0x" + "2" * 64)))
+    someone_else = post_as_the_node(client, hook_path, json.dumps(real_event(msgid="0x" + "3" * 64, **{"from": other})))
+    assert (first.status_code, again.status_code, someone_else.status_code) == (200, 429, 200)
+    assert InboundEvent.objects.count() == 2
+
+
+def test_a_message_is_still_stored_when_the_rate_limit_cache_is_down(
+    client: Client, hook_path: str, settings: object
+) -> None:
+    settings.CACHES = {
+        "default": {"BACKEND": "mns_site.cache.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"},
+    }
+    response = post_as_the_node(client, hook_path, REAL_HOOK["raw_body"])
+    assert response.status_code == 200
+    assert InboundEvent.objects.count() == 1
+
+
+def test_json_nested_too_deeply_is_refused_as_malformed(client: Client, hook_path: str) -> None:
+    response = post_as_the_node(client, hook_path, "[" * 50_000)
+    assert response.status_code == 400
+    assert json.loads(response.content)["error"] == "hook_malformed"
+    assert InboundEvent.objects.count() == 0

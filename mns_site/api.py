@@ -1,0 +1,30 @@
+"""The base views of the gateway's API: DRF's, with rate limits checked before authentication.
+
+DRF runs authentication, then permissions, then throttles; a request with a bad token is refused before it is
+ever counted, so guessing tokens or hammering authenticated endpoints would cost nothing. Every throttle of the
+gateway keys on the client address alone, so nothing is lost by counting first.
+"""
+
+from typing import Any
+
+from rest_framework import generics, views
+from rest_framework.request import Request
+
+
+class ThrottleFirst:
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # DRF's APIView.initial, with check_throttles moved to the front.
+        self.format_kwarg = self.get_format_suffix(**kwargs)
+        request.accepted_renderer, request.accepted_media_type = self.perform_content_negotiation(request)
+        request.version, request.versioning_scheme = self.determine_version(request, *args, **kwargs)
+        self.check_throttles(request)
+        self.perform_authentication(request)
+        self.check_permissions(request)
+
+
+class APIView(ThrottleFirst, views.APIView):
+    pass
+
+
+class ListAPIView(ThrottleFirst, generics.ListAPIView):
+    pass
