@@ -101,14 +101,16 @@ def test_wrong_answers_at_once_are_all_counted_and_fail_the_challenge_once(
     assert (challenge.status, challenge.attempts) == ("failed", 3)
 
 
-def test_concurrent_challenges_never_exceed_the_limit_per_name(
+def test_concurrent_challenges_never_exceed_the_limit_per_name_and_client(
     monkeypatch: pytest.MonkeyPatch, alice: Owner, settings: Any
 ) -> None:
     settings.MNS_HANDSHAKE_OPEN_PER_NAME = 1
     register(alice, "alice")
 
     def issue() -> str:
-        services.challenge_issue(name="alice", purpose="read", verifier_hash=verifier_hash(new_verifier()))
+        services.challenge_issue(
+            name="alice", purpose="read", verifier_hash=verifier_hash(new_verifier()), client_address="203.0.113.5"
+        )
         return "issued"
 
     outcomes = race(monkeypatch, "normalise", [issue, issue, issue])
