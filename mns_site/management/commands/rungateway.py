@@ -46,7 +46,7 @@ class Command(BaseCommand):
         call_command("collectstatic", interactive=False, verbosity=0)
         password_file = ensure_admin(Path(settings.VAR_DIR))
         children = self.start(options)
-        stop = _Stopper(children)
+        stop = self.stopper = _Stopper(children)
         signal.signal(signal.SIGTERM, stop.on_signal)
         signal.signal(signal.SIGINT, stop.on_signal)
         try:
@@ -152,7 +152,13 @@ class Command(BaseCommand):
         (var / "demo.json").write_text(json.dumps(run, indent=2) + "\n")
         args = [sys.executable, "-m", "mns_client.demo", "--from", str(var / "demo.json")]
         self.stdout.flush()
-        code = subprocess.call(args, cwd=settings.BASE_DIR)  # noqa: S603 - our own interpreter and module
+        walkthrough = subprocess.Popen(args, cwd=settings.BASE_DIR)  # noqa: S603 - our own interpreter and module
+        while (code := walkthrough.poll()) is None:
+            if self.stopper.stopping:  # Ctrl-C or SIGTERM while it runs: stop it too, and everything else
+                walkthrough.terminate()
+                walkthrough.wait(timeout=20)
+                return
+            time.sleep(0.2)
         if code:
             self.stdout.write(self.style.WARNING(f"\nThe walk-through failed (exit {code}); see its output above."))
         self.stdout.write(self.style.SUCCESS(f"\nThe MNS gateway keeps running at {base} (Ctrl-C stops it)."))
