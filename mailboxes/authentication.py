@@ -9,6 +9,7 @@ on its own mailbox (it stands for a fresh handshake of any purpose); a view that
 
 from django.core.exceptions import ImproperlyConfigured
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -45,7 +46,9 @@ class MailboxAccess(BasePermission):
     def has_permission(self, request: Request, view: APIView) -> bool:
         scopes = getattr(view, "required_scopes", None)
         if isinstance(scopes, dict):
-            scopes = scopes.get(request.method)
+            if request.method not in scopes:  # OPTIONS, or a method the view does not serve
+                raise exceptions.MethodNotAllowed(request.method)
+            scopes = scopes[request.method]
         if not scopes or "name" not in view.kwargs:
             raise ImproperlyConfigured(f"{type(view).__name__} needs required_scopes and a <name> in its URL")
         name = normalise(view.kwargs["name"])

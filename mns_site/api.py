@@ -3,11 +3,14 @@
 DRF runs authentication, then permissions, then throttles; a request with a bad token is refused before it is
 ever counted, so guessing tokens or hammering authenticated endpoints would cost nothing. Every throttle of the
 gateway keys on the client address alone, so nothing is lost by counting first.
+
+A method the view does not handle is answered 405 right after the throttle, before credentials and permissions
+are looked at (DRF would only find out in ``dispatch``, after a permission may already have refused it).
 """
 
 from typing import Any
 
-from rest_framework import generics, views
+from rest_framework import exceptions, generics, views
 from rest_framework.request import Request
 
 
@@ -18,6 +21,9 @@ class ThrottleFirst:
         request.accepted_renderer, request.accepted_media_type = self.perform_content_negotiation(request)
         request.version, request.versioning_scheme = self.determine_version(request, *args, **kwargs)
         self.check_throttles(request)
+        method = request.method.lower()
+        if method not in self.http_method_names or not hasattr(self, method):
+            raise exceptions.MethodNotAllowed(request.method)
         self.perform_authentication(request)
         self.check_permissions(request)
 

@@ -119,3 +119,12 @@ def test_settings_change_with_the_token(
     data = body(response)
     assert (data["retention_days"], data["retention_days_chosen"], data["auto_forward"]) == (7, 7, True)
     assert (data["blocked"], data["allowed"]) == ([sender.key], [bob.key])
+
+
+@pytest.mark.parametrize("method", ["PUT", "OPTIONS", "TRACE"])
+@pytest.mark.parametrize("path", ["/api/v1/mailboxes/alice", "/api/v1/mailboxes/alice/access-token"])
+def test_a_method_an_endpoint_does_not_serve_answers_405_even_with_the_token(
+    client: Client, opened: Opened, method: str, path: str
+) -> None:
+    response = client.generic(method, path, **opened.auth)
+    assert error(response) == (405, "method_not_allowed")

@@ -106,3 +106,8 @@ def test_a_delivery_id_must_match_as_a_whole(client: Client, opened: Opened, res
     before = snapshot()
     assert error(submit(client, id=bad_id)) == (400, "invalid")
     assert snapshot() == before
+
+
+def test_a_method_submission_does_not_serve_answers_405_before_it_is_called_off(client: Client, opened: Opened) -> None:
+    response = client.generic("TRACE", "/api/v1/names/alice/messages")
+    assert error(response) == (405, "method_not_allowed")
