@@ -8,6 +8,7 @@ injection hole (see ``maxima/REFERENCE.md`` §1 and §2).
 import base64
 import hashlib
 import ipaddress
+import json
 import re
 from dataclasses import dataclass
 
@@ -250,3 +251,8 @@ def parse_address(text: str) -> MaximaAddress | PermanentAddress:
     if isinstance(text, str) and text.startswith("MAX#"):
         return PermanentAddress.parse(text)
     return MaximaAddress.parse(text)
+
+
+def canonical_json(value: object) -> bytes:
+    """The project's canonical JSON (signed statements and letters): sorted keys, no whitespace, UTF-8."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

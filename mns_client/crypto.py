@@ -94,6 +94,14 @@ def maxverify(public_key_der: bytes, data: bytes, signature: bytes) -> bool:
     return True
 
 
+def signed_by(public_key_der: bytes, data: bytes, signature: bytes) -> bool:
+    """``maxverify``, with a malformed key counting as "not signed by it" (for documents that name their signer)."""
+    try:
+        return maxverify(public_key_der, data, signature)
+    except CryptoError:
+        return False
+
+
 # ------------------------------------------------------------------------------------- maxencrypt / maxdecrypt
 
 

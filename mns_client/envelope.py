@@ -34,8 +34,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .codecs import from_hex, parse_public_key, public_key_hex, to_hex
-from .crypto import maxencrypt, maxverify, seal, unseal
+from .codecs import canonical_json, from_hex, parse_public_key, public_key_hex, to_hex
+from .crypto import maxencrypt, seal, signed_by, unseal
 from .errors import CodecError, CryptoError, MNSError
 from .mailbox import DELIVERY_ID_RE
 from .names import NameRefused, normalise
@@ -225,7 +225,7 @@ class Letter:
 
     def canonical(self) -> bytes:
         """The exact bytes the sender signs (``maxsign data:0x<hex of these bytes>``)."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        return canonical_json(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Letter":
@@ -261,11 +261,7 @@ class SignedLetter:
 
     def verify(self) -> None:
         """Raise ``EnvelopeInvalid("envelope_signature_invalid")`` unless the letter's ``from`` key signed it."""
-        try:
-            valid = maxverify(self.letter.sender_key, self.letter.canonical(), self.signature)
-        except CryptoError:
-            valid = False
-        if not valid:
+        if not signed_by(self.letter.sender_key, self.letter.canonical(), self.signature):
             raise EnvelopeInvalid(
                 "envelope_signature_invalid", "the letter's signature does not match its sender key", field="sig"
             )
@@ -275,7 +271,7 @@ class SignedLetter:
 
     def to_bytes(self) -> bytes:
         """The plaintext that is encrypted: compact JSON (the letter's key order does not matter to readers)."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        return canonical_json(self.to_dict())
 
     @classmethod
     def from_bytes(cls, plaintext: bytes) -> "SignedLetter":

@@ -18,14 +18,13 @@ Decisions, each kept by ``NameStatement.__post_init__`` so an invalid statement 
 - ``gateway`` may change in an ``update``: that is how an owner moves a name to another provider.
 """
 
-import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from mns_client.codecs import from_hex, mx_decode, parse_public_key, public_key_hex, to_hex
-from mns_client.crypto import maxverify
-from mns_client.errors import CodecError, CryptoError, MNSError
+from mns_client.codecs import canonical_json, from_hex, mx_decode, parse_public_key, public_key_hex, to_hex
+from mns_client.crypto import signed_by
+from mns_client.errors import CodecError, MNSError
 from mns_client.names import NameRefused, normalise
 
 VERSION = 1
@@ -174,7 +173,7 @@ class NameStatement:
 
     def canonical(self) -> bytes:
         """The exact bytes the owner signs (and ``maxsign`` is given as ``0x`` + hex)."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        return canonical_json(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "NameStatement":
@@ -208,11 +207,7 @@ class SignedStatement:
 
     def verify(self) -> None:
         """Raise ``StatementInvalid("signature_invalid")`` unless the statement's own owner key signed it."""
-        try:
-            valid = maxverify(self.statement.owner_key, self.statement.canonical(), self.signature)
-        except CryptoError:
-            valid = False
-        if not valid:
+        if not signed_by(self.statement.owner_key, self.statement.canonical(), self.signature):
             raise StatementInvalid(
                 "signature_invalid", "the signature does not match the statement and its owner key", field="signature"
             )
