@@ -52,7 +52,7 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "mns_site.admin_site.MNSAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -215,6 +215,9 @@ MNS_MAX_REQUEST_BYTES = env_int("MNS_MAX_REQUEST_BYTES", 256 * 1024, minimum=102
 DATA_UPLOAD_MAX_MEMORY_SIZE = MNS_MAX_REQUEST_BYTES
 # Paths with their own body limit (a Maxima message may carry up to 256 KiB of data, hex-encoded in the webhook).
 MNS_REQUEST_LIMITS = {"/maxima/hook/": env_int("MNS_MAX_HOOK_BYTES", 1024 * 1024, minimum=1024)}
+
+# Admin login attempts (POSTs) per client address per minute.
+MNS_ADMIN_LOGIN_PER_MINUTE = env_int("MNS_ADMIN_LOGIN_PER_MINUTE", 10, minimum=1)
 
 # --- REST API --------------------------------------------------------------------------------------------------
 MNS_NUM_PROXIES = env_int("MNS_NUM_PROXIES", 0, minimum=0, maximum=10)

@@ -5,10 +5,6 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from mns_site import views
 
-admin.site.site_header = "MNS gateway"
-admin.site.site_title = "MNS gateway admin"
-admin.site.index_title = "Names, mailboxes and the Maxima link"
-
 api_v1 = [
     path("health", views.HealthView.as_view(), name="health"),
     path("", include("registry.urls")),

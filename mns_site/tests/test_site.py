@@ -43,3 +43,14 @@ def test_the_admin_login_page_renders_with_the_site_title(client: Client) -> Non
     response = client.get("/admin/login/")
     assert response.status_code == 200
     assert "MNS gateway" in response.content.decode()
+
+
+def test_admin_logins_are_rate_limited_per_client(client: Client, settings: object) -> None:
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.MNS_ADMIN_LOGIN_PER_MINUTE = 2
+    attempt = {"username": "admin", "password": "wrong-password"}
+    statuses = [client.post("/admin/login/", attempt).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    assert client.get("/admin/login/").status_code == 200
