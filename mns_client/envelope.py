@@ -36,7 +36,7 @@ from typing import Any
 
 from .codecs import canonical_json, from_hex, parse_public_key, public_key_hex, to_hex
 from .crypto import maxencrypt, seal, signed_by, unseal
-from .errors import CodecError, CryptoError, MNSError
+from .errors import CodecError, CryptoError, Refusal
 from .mailbox import DELIVERY_ID_RE
 from .names import NameRefused, normalise
 
@@ -55,7 +55,7 @@ _FIELDS = frozenset(_REQUIRED + _OPTIONAL)
 _B64_RE = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 
 
-class EnvelopeInvalid(MNSError):
+class EnvelopeInvalid(Refusal):
     """An envelope that is malformed, does not open, or does not verify.
 
     ``code``: ``envelope_invalid`` (malformed; ``field`` names the culprit), ``envelope_undecryptable`` (no key
@@ -64,15 +64,6 @@ class EnvelopeInvalid(MNSError):
     """
 
     code = "envelope_invalid"
-
-    def __init__(self, code: str, message: str, *, field: str | None = None) -> None:
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
-        self.field = field
-
-    def __str__(self) -> str:
-        return self.message
 
 
 def _invalid(name: str, problem: str) -> EnvelopeInvalid:

@@ -33,6 +33,20 @@ class MNSError(Exception):
     code: str = "mns_error"
 
 
+class Refusal(MNSError):
+    """A document or a name refused by a rule: a per-instance ``code``, a ``message`` for a person, and for a
+    malformed document the ``field`` at fault. Names, statements and envelopes refuse this way."""
+
+    def __init__(self, code: str, message: str, *, field: str | None = None) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class CodecError(MNSError, ValueError):
     """Bad hex, Mx, Maxima address, key, or an RPC value that cannot be sent safely."""
 

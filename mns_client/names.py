@@ -35,7 +35,7 @@ import re
 import unicodedata
 from collections.abc import Collection
 
-from mns_client.errors import MNSError
+from mns_client.errors import Refusal
 
 MAX_LENGTH = 32
 # Names shorter than this are reserved (see the module docstring), not malformed.
@@ -173,18 +173,10 @@ BUILTIN_RESERVED: frozenset[str] = frozenset(
 )
 
 
-class NameRefused(MNSError):
+class NameRefused(Refusal):
     """A name was refused; ``code`` says which rule, ``message`` says it to a human."""
 
     code = "name_invalid"
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
 
     @classmethod
     def taken(cls, name: str) -> "NameRefused":

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from mns_client.codecs import canonical_json, from_hex, mx_decode, parse_public_key, public_key_hex, to_hex
 from mns_client.crypto import signed_by
-from mns_client.errors import CodecError, MNSError
+from mns_client.errors import CodecError, Refusal
 from mns_client.names import NameRefused, normalise
 
 VERSION = 1
@@ -40,7 +40,7 @@ _OPTIONAL = ("box_key", "payment_address")
 _FIELDS = frozenset(_REQUIRED + _OPTIONAL)
 
 
-class StatementInvalid(MNSError):
+class StatementInvalid(Refusal):
     """A statement, its signature or its place in a chain was refused.
 
     ``code`` is ``statement_invalid`` for a malformed statement (``field`` names the culprit),
@@ -48,15 +48,6 @@ class StatementInvalid(MNSError):
     """
 
     code = "statement_invalid"
-
-    def __init__(self, code: str, message: str, *, field: str | None = None) -> None:
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
-        self.field = field
-
-    def __str__(self) -> str:
-        return self.message
 
 
 def _invalid(name: str, problem: str) -> StatementInvalid:
