@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run demo test lint format check-python venv clean bench
+.PHONY: run demo test lint format check-python venv clean bench dapp dapp-if-node
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "MNS needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -18,7 +18,7 @@ $(STAMP): requirements/base.txt requirements/production.txt requirements/dev.txt
 venv: $(STAMP)
 
 ## make run: migrate and start the gateway (web, worker, beat) on the embedded defaults; Ctrl-C stops it.
-run: venv
+run: venv dapp-if-node
 	$(BIN)/python manage.py rungateway
 
 ## make demo: the narrated walk-through again (alice, bob, two messages, a payment) against the gateway that
@@ -45,3 +45,16 @@ clean:
 ## make bench: every benchmark scenario against its baseline, in one run (not part of the tests).
 bench: venv
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## make dapp: build the browser Dapp (Node.js 20 + npm: npm ci, then dapp/build.mjs) into $(DAPP_OUT)/site, which
+## the gateway serves at /app/, and the MiniDapp $(DAPP_OUT)/mns.mds.zip. The build output is never committed.
+DAPP_OUT ?= $(or $(MNS_VAR_DIR),var)/dapp
+dapp:
+	cd dapp && npm ci --no-audit --no-fund --loglevel=error
+	node dapp/build.mjs --out $(DAPP_OUT)/site --zip $(DAPP_OUT)/mns.mds.zip
+
+# `make run` builds the Dapp when Node.js is there; without it (or offline) the gateway runs and /app/ says why.
+dapp-if-node:
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory dapp || echo "make dapp failed: the gateway runs without the Dapp"; \
+	else echo "Node.js/npm not found: the gateway runs without the Dapp (/app/ says how to build it)"; fi

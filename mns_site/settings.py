@@ -364,3 +364,10 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["submit"] = env_rate("MNS_THROTTLE_SUBM
 MNS_MESSAGE_EXPIRE_EVERY = env_int("MNS_MESSAGE_EXPIRE_EVERY", 300, minimum=1, maximum=86400)
 # Senders one mailbox may list (blocked and allowed together).
 MNS_MAILBOX_MAX_SENDER_RULES = env_int("MNS_MAILBOX_MAX_SENDER_RULES", 1000, minimum=0, maximum=100_000)
+
+# --- The MNS Dapp (the browser client at /app/, built by `make dapp`) ------------------------------------------
+MNS_DAPP_DIR = Path(env_str("MNS_DAPP_DIR", str(VAR_DIR / "dapp" / "site"))).resolve()
+# Where the Dapp's page may connect besides this gateway: the users' own node RPC (CSP connect-src sources).
+MNS_DAPP_CONNECT_SRC = env_list(
+    "MNS_DAPP_CONNECT_SRC", ["http://127.0.0.1:*", "http://localhost:*", "https://127.0.0.1:*", "https://localhost:*"]
+)

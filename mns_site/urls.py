@@ -1,9 +1,10 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from mns_site import views
+from mns_site.dapp import DappView
 
 api_v1 = [
     path("health", views.HealthView.as_view(), name="health"),
@@ -19,6 +20,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path(".well-known/mns.json", views.WellKnownView.as_view(), name="well-known"),
+    path("app/", DappView.as_view(), name="dapp"),
+    re_path(r"^app/(?P<path>[^/]+)$", DappView.as_view(), name="dapp-file"),
 ]
 
 if settings.MNS_BENCH:

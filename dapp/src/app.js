@@ -1,0 +1,563 @@
+// The MNS Dapp's screens. Everything secret stays here: the box private keys (in memory once unlocked, stored only
+// encrypted), every plaintext (decrypted and encrypted in this page). The gateway sees ciphertexts, names and
+// public keys; the user's node signs, decrypts maxencrypt blobs and sends over Maxima.
+
+import { Gateway } from "./gateway.js";
+import * as keystore from "./keystore.js";
+import * as mns from "./mns.js";
+import { NodeRPC } from "./rpc.js";
+
+const $ = (id) => document.getElementById(id);
+const SETTINGS = "mns.settings";
+const POLL_MS = 500;
+
+const state = {
+  sodium: null,
+  gateway: new Gateway(""),
+  info: null, // /.well-known/mns.json
+  node: null, // NodeRPC
+  me: null, // {publickey, replyTo}
+  keys: null, // [{public, private}], newest first, when unlocked
+  name: null, // my MNS name
+  sessions: new Map(), // "name/purpose" -> session token (memory only)
+  open: null, // the message shown: {meta, letter, fromName}
+};
+
+// ------------------------------------------------------------------------------------------------ little helpers
+
+function settings() {
+  return JSON.parse(localStorage.getItem(SETTINGS) || "{}");
+}
+
+function saveSettings(changes) {
+  localStorage.setItem(SETTINGS, JSON.stringify({ ...settings(), ...changes }));
+}
+
+function showError(error) {
+  const box = $("error");
+  box.textContent = error instanceof mns.Refused ? error.message : `Something went wrong: ${error.message || error}`;
+  box.hidden = false;
+  if (!(error instanceof mns.Refused)) console.error(error);
+}
+
+function notice(text) {
+  $("notice").textContent = text;
+  $("notice").hidden = !text;
+}
+
+function clearMessages() {
+  $("error").hidden = true;
+  notice("");
+}
+
+/** Run a button's work: errors shown in words, the button disabled meanwhile. */
+function action(id, work) {
+  $(id).addEventListener("click", async (event) => {
+    event.preventDefault();
+    clearMessages();
+    const button = $(id);
+    button.disabled = true;
+    try {
+      await work();
+    } catch (error) {
+      showError(error);
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+function progress(list) {
+  $(list).replaceChildren();
+  return (text) => {
+    const previous = $(list).lastElementChild;
+    if (previous) previous.className = "done";
+    const item = document.createElement("li");
+    item.textContent = text;
+    $(list).append(item);
+  };
+}
+
+function show(screen) {
+  for (const section of document.querySelectorAll(".screen")) section.hidden = section.id !== screen;
+  for (const button of document.querySelectorAll("nav button")) {
+    button.classList.toggle("active", button.dataset.screen === screen);
+  }
+  if (screen === "inbox" && state.name && state.keys) refreshInbox().catch(showError);
+}
+
+function shortKey(key) {
+  return key ? `${key.slice(60, 68)}…${key.slice(-16, -10)}` : "";
+}
+
+function whenSeconds(iso) {
+  return iso ? new Date(iso).toLocaleString() : "";
+}
+
+function need(what) {
+  if (what === "node" && !state.me) throw new mns.Refused("no_node", "Connect your Minima node first (Set-up).");
+  if (what === "keys" && !state.keys) throw new mns.Refused("locked", "Unlock or create your box key first (Set-up).");
+  if (what === "name" && !state.name) throw new mns.Refused("no_name", "Register a name first.");
+}
+
+function updateWho() {
+  $("whoami").textContent = state.name ? `you are ${state.name}` : state.me ? "no name yet" : "not connected";
+  $("inbox-name").textContent = state.name ? `of ${state.name}` : "";
+}
+
+// ------------------------------------------------------------------------------------------------------ set-up
+
+async function gatewayInfo() {
+  if (!state.info) {
+    const info = await state.gateway.wellKnown();
+    if (!info.maxima || !info.maxima.publickey || !info.maxima.address) {
+      throw new mns.Refused("gateway_not_ready", "The gateway does not know its Maxima address yet. Try again soon.");
+    }
+    state.info = info;
+  }
+  return state.info;
+}
+
+async function connect() {
+  const url = $("rpc-url").value.trim() || "http://127.0.0.1:9005";
+  const password = $("rpc-password").value;
+  if (!/^https?:\/\/[^/\s]+\/?$/.test(url)) {
+    throw new mns.Refused("rpc_url_invalid", "The RPC address looks like http://127.0.0.1:9005 (no path).");
+  }
+  const mdsUid = new URLSearchParams(location.search).get("uid");
+  const node = new NodeRPC({ url: url.replace(/\/$/, ""), password, mdsUid });
+  state.me = await node.identity();
+  state.node = node;
+  saveSettings({ rpcUrl: url, rpcPassword: password });
+  $("node-status").textContent = `Connected. Your node's identity key: ${shortKey(state.me.publickey)}`;
+  await findMyName();
+}
+
+async function findMyName() {
+  const saved = settings().name;
+  const owned = await state.gateway.ownedNames(state.me.publickey).catch(() => ({ names: [] }));
+  const active = (owned.names || []).filter((n) => n.status === "active").map((n) => n.name);
+  state.name = active.includes(saved) ? saved : active[0] || null;
+  updateWho();
+}
+
+function showKeyState() {
+  const stored = keystore.saved();
+  $("key-open").hidden = !state.keys;
+  $("key-locked").hidden = !!state.keys || !stored;
+  $("key-none").hidden = !!state.keys || !!stored;
+  if (state.keys) $("box-public").textContent = mns.toHex(state.keys[0].public);
+}
+
+async function keep(keys, passphrase) {
+  keystore.save(await keystore.lock(keys, passphrase));
+  state.keys = keys;
+  showKeyState();
+}
+
+function exportKeys() {
+  const blob = new Blob([JSON.stringify(keystore.saved(), null, 1)], { type: "application/json" });
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = "mns-box-key.json";
+  link.click();
+  URL.revokeObjectURL(link.href);
+}
+
+async function importFile(file) {
+  clearMessages();
+  try {
+    const stored = JSON.parse(await file.text());
+    const passphrase = prompt("The passphrase of this key file:");
+    state.keys = await keystore.unlock(stored, passphrase || "");
+    keystore.save(stored);
+    showKeyState();
+  } catch (error) {
+    showError(error instanceof SyntaxError ? new mns.Refused("keyfile_invalid", "This is not an MNS key file.") : error);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------- handshakes
+
+/** A session for `purpose` on `name`: the gateway's code, answered by the user's node over Maxima. */
+async function session(name, purpose, say = () => {}) {
+  const cached = state.sessions.get(`${name}/${purpose}`);
+  if (cached) return cached;
+  const verifier = mns.newVerifier();
+  say("asking the gateway for a sign-in code");
+  const issued = await state.gateway.challenge({ name, purpose, verifier_hash: await mns.verifierHash(verifier) });
+  const token = await completeHandshake(issued, verifier, say);
+  state.sessions.set(`${name}/${purpose}`, token);
+  return token;
+}
+
+async function completeHandshake(issued, verifier, say) {
+  const before = await state.gateway.challengeState(issued.id);
+  say("your node answers the gateway's challenge over Maxima");
+  const answer = mns.handshakeAnswer({ challenge: issued.id, code: issued.code, replyTo: state.me.replyTo });
+  await state.node.send({ to: issued.gateway_address, application: "mns", data: answer });
+  const deadline = Date.parse(issued.expires_at) || Date.now() + 300000;
+  say("waiting for the gateway to see your node's answer");
+  for (;;) {
+    const now = await state.gateway.challengeState(issued.id);
+    if (now.status === "verified") break;
+    if (now.status === "failed" || now.status === "expired") {
+      throw new mns.Refused(now.reason || now.status, handshakeWords(now.reason || now.status));
+    }
+    if (typeof before.attempts_left === "number" && now.attempts_left < before.attempts_left) {
+      throw new mns.Refused("answer_refused", "The gateway refused your node's answer: this node does not own the name.");
+    }
+    if (Date.now() > deadline + 5000) throw new mns.Refused("challenge_expired", handshakeWords("challenge_expired"));
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+  }
+  say("the gateway verified your node");
+  const picked = await state.gateway.pickup(issued.id, verifier);
+  return picked.token;
+}
+
+function handshakeWords(reason) {
+  return (
+    {
+      challenge_expired: "The sign-in expired before the gateway heard from your node. Try again.",
+      expired: "The sign-in expired before the gateway heard from your node. Try again.",
+      code_wrong: "The gateway refused the code your node sent.",
+      too_many_attempts: "Too many wrong answers: the sign-in was stopped.",
+      challenge_used: "This sign-in was already used. Try again.",
+      name_changed: "The name changed during the sign-in. Try again.",
+    }[reason] || `The sign-in failed (${reason}).`
+  );
+}
+
+/** An owner's request with a session; a session that ran out is renewed once. */
+async function owner(purpose, method, rest, json) {
+  need("name");
+  for (let attempt = 0; ; attempt++) {
+    const token = await session(state.name, purpose);
+    try {
+      return await state.gateway.owner(method, state.name, rest, token, json);
+    } catch (error) {
+      const stale = error.status === 401 || ["session_invalid", "session_expired", "token_invalid"].includes(error.code);
+      if (!stale || attempt > 0) throw error;
+      state.sessions.delete(`${state.name}/${purpose}`);
+    }
+  }
+}
+
+// -------------------------------------------------------------------------------------------------- register
+
+async function lastSeq(name) {
+  try {
+    return (await mns.verifiedRecord(name, await state.gateway.name(name))).seq;
+  } catch (error) {
+    if (error.code === "name_not_found") return 0;
+    if (error.code === "name_released") {
+      const history = await state.gateway.history(name);
+      return Math.max(0, ...(history.results || []).map((entry) => entry.seq || 0));
+    }
+    throw error;
+  }
+}
+
+async function register() {
+  need("node");
+  need("keys");
+  const name = mns.normaliseName($("reg-name").value);
+  const say = progress("reg-progress");
+  const info = await gatewayInfo();
+  say(`checking that ${name} is free`);
+  const statement = {
+    v: 1,
+    op: "register",
+    name,
+    owner: state.me.publickey,
+    box_key: mns.toHex(state.keys[0].public),
+    seq: (await lastSeq(name)) + 1,
+    issued_at: Date.now(),
+    gateway: info.maxima.publickey,
+  };
+  mns.checkStatement(statement);
+  say("your node signs the binding of the name to your keys (maxsign)");
+  const signature = mns.toHex(await state.node.sign(mns.statementCanonical(statement)));
+  await mns.verifyStatement({ statement, signature });
+  const verifier = mns.newVerifier();
+  say(`asking the gateway for ${name}`);
+  const pending = await state.gateway.register({
+    statement,
+    signature,
+    address: state.me.replyTo,
+    verifier_hash: await mns.verifierHash(verifier),
+  });
+  const token = await completeHandshake(pending.handshake, verifier, say);
+  state.sessions.set(`${name}/register`, token);
+  state.name = name;
+  saveSettings({ name });
+  updateWho();
+  say(`${name} is yours`);
+  $("reg-progress").lastElementChild.className = "done";
+  notice(`Registered: ${name}. People can now write to you.`);
+}
+
+// ----------------------------------------------------------------------------------------------------- inbox
+
+async function refreshInbox() {
+  need("name");
+  need("keys");
+  const body = await owner("read", "GET", "/messages?limit=200");
+  const rows = (body.results || []).map((meta) => {
+    const row = document.createElement("tr");
+    row.dataset.id = meta.id;
+    const open = document.createElement("button");
+    open.textContent = "Open";
+    open.addEventListener("click", () => openMessage(meta.id).catch(showError));
+    const cells = [whenSeconds(meta.received_at), shortKey(meta.sender) + (meta.sender_verified ? "" : " (unverified)"), `${meta.size} B`];
+    for (const text of cells) {
+      const cell = document.createElement("td");
+      cell.textContent = text;
+      row.append(cell);
+    }
+    const last = document.createElement("td");
+    last.append(open);
+    row.append(last);
+    return row;
+  });
+  $("inbox-list").tBodies[0].replaceChildren(...rows);
+  $("inbox-empty").hidden = rows.length > 0;
+}
+
+async function decrypt(meta, ciphertext) {
+  if (meta.scheme === mns.SCHEME_NACL) {
+    return mns.unseal(state.sodium, state.keys.map((k) => k.private), ciphertext);
+  }
+  if (meta.scheme === mns.SCHEME_RSA) {
+    try {
+      return await state.node.maxdecrypt(ciphertext);
+    } catch {
+      throw new mns.Refused("envelope_undecryptable", "Your node could not open this message (maxdecrypt).");
+    }
+  }
+  throw new mns.Refused("envelope_scheme_unknown", "This message uses an encryption this page does not know.");
+}
+
+const LETTER_WORDS = {
+  envelope_undecryptable: "This message does not open with your keys.",
+  envelope_invalid: "This message is damaged or not an MNS letter.",
+  envelope_signature_invalid: "This message's signature is wrong: it may have been altered. It is not shown.",
+  envelope_wrong_recipient: "This letter was written to someone else and re-sent to you. It is not shown.",
+  envelope_sender_mismatch: "This letter was sent by another node than the one that signed it. It is not shown.",
+};
+
+async function openMessage(id) {
+  clearMessages();
+  const meta = await owner("read", "GET", `/messages/${encodeURIComponent(id)}`);
+  let letter;
+  try {
+    const plaintext = await decrypt(meta, mns.fromHex(meta.ciphertext));
+    letter = await mns.openLetter(plaintext, {
+      name: state.name,
+      deliverySender: meta.sender_verified ? meta.sender : null,
+    });
+  } catch (error) {
+    $("letter").hidden = true;
+    throw new mns.Refused(error.code || "envelope_invalid", LETTER_WORDS[error.code] || error.message);
+  }
+  let fromName = null;
+  if (letter.from_name) {
+    try {
+      const record = await mns.verifiedRecord(letter.from_name, await state.gateway.name(letter.from_name));
+      fromName = record.owner === letter.from ? letter.from_name : null;
+    } catch {
+      fromName = null;
+    }
+  }
+  state.open = { meta, letter, fromName };
+  $("letter-from").textContent = fromName || letter.from_name || shortKey(letter.from);
+  const badge = $("letter-verified");
+  badge.textContent = fromName ? "verified" : letter.from_name ? "name NOT verified" : "key only";
+  badge.className = `badge ${fromName ? "ok" : "warn"}`;
+  $("letter-sent").textContent = new Date(letter.sent_at).toLocaleString();
+  $("letter-subject").textContent = letter.subject || "(no subject)";
+  $("letter-body").textContent = "body" in letter ? letter.body : `(binary, ${mns.fromBase64(letter.body_b64).length} bytes)`;
+  $("letter").hidden = false;
+}
+
+async function deleteOpen() {
+  if (!state.open) return;
+  await owner("read", "DELETE", `/messages/${encodeURIComponent(state.open.meta.id)}`);
+  state.open = null;
+  $("letter").hidden = true;
+  notice("Deleted.");
+  await refreshInbox();
+}
+
+function replyOpen() {
+  if (!state.open) return;
+  const { letter, fromName } = state.open;
+  if (!fromName) {
+    throw new mns.Refused("no_reply_name", "The sender has no verified MNS name to answer to.");
+  }
+  $("to").value = fromName;
+  const subject = letter.subject || "";
+  $("subject").value = subject.startsWith("Re: ") ? subject : `Re: ${subject}`.slice(0, 200).trim();
+  $("body").value = "";
+  show("compose");
+}
+
+// ------------------------------------------------------------------------------------------------------ send
+
+async function send() {
+  need("node");
+  const to = mns.normaliseName($("to").value);
+  const text = $("body").value;
+  const subject = $("subject").value.trim();
+  const say = progress("send-progress");
+  $("receipt").hidden = true;
+  const info = await gatewayInfo();
+  say(`looking up ${to} and checking its owner's signature`);
+  const record = await mns.verifiedRecord(to, await state.gateway.name(to));
+  $("to-status").textContent = `${to}: binding verified (owner ${shortKey(record.owner)})`;
+  if (!record.box_key) throw new mns.Refused("no_box_key", `${to} has no box key to write to.`);
+  const id = mns.newDeliveryId();
+  const letter = mns.makeLetter({
+    id,
+    from: state.me.publickey,
+    to,
+    sentAt: Date.now(),
+    body: text,
+    subject: subject || undefined,
+    fromName: state.name || undefined,
+  });
+  say("your node signs the letter (maxsign)");
+  const signature = await state.node.sign(mns.letterCanonical(letter));
+  if (!(await mns.rsaVerify(state.me.publickey, mns.letterCanonical(letter), signature))) {
+    throw new mns.Refused("signature_invalid", "Your node's signature does not match its own key.");
+  }
+  say("encrypting here, to the recipient's box key");
+  const ciphertext = mns.seal(state.sodium, mns.fromHex(record.box_key), mns.signedLetterBytes(letter, signature));
+  const limit = (info.limits && info.limits.max_message_bytes) || 65536;
+  if (ciphertext.length > limit) {
+    throw new mns.Refused("too_large", `The message is too long: ${ciphertext.length} bytes encrypted, at most ${limit}.`);
+  }
+  say(`your node sends the ciphertext to the gateway (${ciphertext.length} bytes)`);
+  const data = mns.deliverMessage({ id, to, scheme: mns.SCHEME_NACL, ciphertext, replyTo: state.me.replyTo });
+  const sent = await state.node.send({ to: info.maxima.address, application: "mns", data });
+  say("delivered");
+  $("send-progress").lastElementChild.className = "done";
+  const receipt = $("receipt");
+  receipt.textContent =
+    `Sent to ${to}: your node delivered it to the gateway over Maxima (delivery ${id}, Maxima message ` +
+    `${sent.msgid}). The gateway's signed receipt goes to your node.`;
+  receipt.dataset.delivery = id;
+  receipt.hidden = false;
+  $("body").value = "";
+}
+
+// --------------------------------------------------------------------------------------- forward and settings
+
+async function forward() {
+  const result = await owner("forward", "POST", "/forward", { delete_after: $("forward-delete").checked });
+  const count = result.queued + result.retried + result.in_flight;
+  $("forward-result").textContent = count
+    ? `The gateway is forwarding ${count} message(s) to your node (${result.queued} new, ${result.retried} retried, ${result.in_flight} already on their way).`
+    : "There is nothing to forward.";
+}
+
+function showMailbox(box) {
+  const q = box.quota || {};
+  const rows = [
+    ["Messages", `${q.messages} of ${q.max_messages}`],
+    ["Storage", `${q.bytes} of ${q.max_bytes} bytes`],
+    ["Kept for", `${box.retention_days} days`],
+  ];
+  $("quota").replaceChildren(
+    ...rows.flatMap(([term, detail]) => {
+      const dt = document.createElement("dt");
+      dt.textContent = term;
+      const dd = document.createElement("dd");
+      dd.textContent = detail;
+      return [dt, dd];
+    }),
+  );
+  $("retention").value = box.retention_days_chosen ?? "";
+  $("blocked").value = (box.blocked || []).join("\n");
+}
+
+async function loadSettings() {
+  showMailbox(await owner("read", "GET", ""));
+}
+
+async function saveMailbox() {
+  const retention = $("retention").value.trim();
+  const blocked = $("blocked").value.split(/\s+/).filter(Boolean);
+  for (const key of blocked) {
+    if (!mns.isPublicKeyHex(key)) throw new mns.Refused("key_invalid", `Not an identity key: ${key.slice(0, 20)}…`);
+  }
+  const box = await owner("manage", "PATCH", "", { retention_days: retention ? Number(retention) : null, blocked });
+  showMailbox(box);
+  $("settings-result").textContent = "Saved.";
+}
+
+// ------------------------------------------------------------------------------------------------------- start
+
+async function start() {
+  if (!globalThis.sodium) throw new Error("the crypto library did not load");
+  await globalThis.sodium.ready;
+  state.sodium = globalThis.sodium;
+  for (const button of document.querySelectorAll("nav button")) {
+    button.addEventListener("click", () => {
+      clearMessages();
+      show(button.dataset.screen);
+    });
+  }
+  action("connect", connect);
+  action("create-key", async () => {
+    const pair = state.sodium.crypto_box_keypair();
+    await keep([{ public: pair.publicKey, private: pair.privateKey }], $("new-passphrase").value);
+    $("new-passphrase").value = "";
+  });
+  action("import-key", async () => {
+    await keep([keystore.fromPrivateHex(state.sodium, $("import-hex").value)], $("new-passphrase").value);
+    $("import-hex").value = "";
+    $("new-passphrase").value = "";
+  });
+  $("import-file").addEventListener("change", (event) => event.target.files[0] && importFile(event.target.files[0]));
+  action("unlock", async () => {
+    state.keys = await keystore.unlock(keystore.saved(), $("unlock-passphrase").value);
+    $("unlock-passphrase").value = "";
+    showKeyState();
+  });
+  action("lock", async () => {
+    state.keys = null;
+    showKeyState();
+  });
+  action("forget-key", async () => {
+    if (confirm("Forget the box key on this browser? Without an exported key file, your messages cannot be read.")) {
+      localStorage.removeItem("mns.keys");
+      showKeyState();
+    }
+  });
+  action("export-key", async () => exportKeys());
+  action("reg-go", register);
+  action("inbox-refresh", refreshInbox);
+  action("letter-delete", deleteOpen);
+  action("letter-reply", async () => replyOpen());
+  action("send", send);
+  action("forward-go", forward);
+  action("settings-load", loadSettings);
+  action("settings-save", saveMailbox);
+  const saved = settings();
+  $("rpc-url").value = saved.rpcUrl || "";
+  $("rpc-password").value = saved.rpcPassword || "";
+  showKeyState();
+  updateWho();
+  // Sessions end with the page (best effort: they expire anyway), as the CLI revokes its own when done.
+  addEventListener("pagehide", () => {
+    for (const token of state.sessions.values()) {
+      fetch("/api/v1/session", { method: "DELETE", headers: { Authorization: `MNS-Session ${token}` }, keepalive: true });
+    }
+    state.sessions.clear();
+  });
+  document.body.dataset.ready = "true";
+  if (saved.rpcUrl) connect().catch(showError);
+}
+
+start().catch(showError);

@@ -1,0 +1,97 @@
+// The gateway's REST API (docs/protocol.md): JSON in and out, its error shape {"error","detail"} turned into
+// `Refused` with a sentence a user understands. Sessions come from handshakes answered by the user's node.
+
+import { Refused } from "./mns.js";
+
+const API = "/api/v1/";
+
+const WORDS = {
+  name_taken: "Someone already holds this name. Try another one.",
+  name_reserved: "This name is reserved. Try another one.",
+  name_not_found: "Nobody holds this name.",
+  name_released: "This name was released by its owner.",
+  name_pending: "This name is still being registered.",
+  too_many_challenges: "Too many sign-in attempts are open for this name. Wait a few minutes.",
+  throttled: "Too many requests. Wait a minute and try again.",
+  gateway_not_ready: "The gateway is still starting. Try again in a minute.",
+  session_invalid: "Your sign-in ran out. Try again.",
+  message_not_found: "This message is no longer there.",
+  retention_invalid: "The number of days is not allowed by this gateway.",
+  sender_on_both_lists: "A key cannot be both blocked and allowed.",
+  address_missing: "The gateway does not know your node's address yet.",
+};
+
+export class Gateway {
+  constructor(base = "") {
+    this.base = base.replace(/\/$/, "");
+  }
+
+  async request(method, path, { json, auth } = {}) {
+    const headers = { Accept: "application/json" };
+    if (json !== undefined) headers["Content-Type"] = "application/json";
+    if (auth) headers.Authorization = auth;
+    let response;
+    try {
+      response = await fetch(this.base + path, {
+        method,
+        headers,
+        body: json === undefined ? undefined : JSON.stringify(json),
+        cache: "no-store",
+        redirect: "error",
+      });
+    } catch {
+      throw new Refused("gateway_unreachable", "The gateway does not answer. Check your connection and try again.");
+    }
+    if (response.status === 204) return null;
+    let body = null;
+    try {
+      body = await response.json();
+    } catch {
+      body = null;
+    }
+    if (response.ok && body !== null) return body;
+    if (body && typeof body.error === "string") {
+      const refused = new Refused(body.error, WORDS[body.error] || body.detail || body.error);
+      refused.status = response.status;
+      throw refused;
+    }
+    throw new Refused("gateway_unreachable", `The gateway answered with an error (HTTP ${response.status}).`);
+  }
+
+  wellKnown() {
+    return this.request("GET", "/.well-known/mns.json");
+  }
+
+  name(name) {
+    return this.request("GET", API + "names/" + encodeURIComponent(name));
+  }
+
+  ownedNames(owner) {
+    return this.request("GET", API + "names?owner=" + encodeURIComponent(owner));
+  }
+
+  history(name) {
+    return this.request("GET", API + "names/" + encodeURIComponent(name) + "/history");
+  }
+
+  register(body) {
+    return this.request("POST", API + "mailboxes", { json: body });
+  }
+
+  challenge(body) {
+    return this.request("POST", API + "handshakes", { json: body });
+  }
+
+  challengeState(id) {
+    return this.request("GET", API + "handshakes/" + encodeURIComponent(id));
+  }
+
+  pickup(id, verifier) {
+    return this.request("POST", API + "handshakes/" + encodeURIComponent(id) + "/session", { json: { verifier } });
+  }
+
+  owner(method, name, rest, session, json) {
+    const path = API + "mailboxes/" + encodeURIComponent(name) + rest;
+    return this.request(method, path, { json, auth: `MNS-Session ${session}` });
+  }
+}
