@@ -21,8 +21,30 @@ def mailbox_of(*, name: str) -> Mailbox:
     """The mailbox of a normalised name; 404 ``mailbox_not_found`` when this gateway keeps none for it."""
     mailbox = mailbox_find(name=name)
     if mailbox is None:
+        elsewhere = _gateways_keeping(name)
+        if elsewhere:
+            raise DomainError(
+                "mailbox_elsewhere",
+                f"This gateway keeps no copy of {name!r}'s mailbox; these gateways do: {', '.join(elsewhere)}",
+                status=404,
+                fields={"gateways": elsewhere},
+            )
         raise DomainError("mailbox_not_found", f"This gateway keeps no mailbox for {name!r}.", status=404)
     return mailbox
+
+
+def _gateways_keeping(name: str) -> list[str]:
+    """The API URLs of the known peers that keep the mailbox of an active name (the federation's replicas)."""
+    from federation.models import Peer
+    from registry.models import NameRecord
+
+    record = NameRecord.objects.filter(name=name, status=NameRecord.Status.ACTIVE).first()
+    if record is None or not record.gateways:
+        return []
+    urls = dict(
+        Peer.objects.filter(identity_key__in=record.gateways, enabled=True).values_list("identity_key", "api_url")
+    )
+    return [urls[key] for key in record.gateways if urls.get(key)]
 
 
 def messages_of(*, mailbox: Mailbox) -> QuerySet[Message]:

@@ -103,6 +103,7 @@ def mailbox_register(
     address = _address(address)
     with transaction.atomic():
         record = registry_services.name_hold(signed=signed, gateway_key=gateway_identity_key(), source=source)
+        _federation().claim_start(record=record)  # with peers: the network must confirm the name too
         issued = handshake_services.challenge_issue(
             name=record.name, purpose="register", verifier_hash=verifier_hash, client_address=client_address
         )
@@ -163,13 +164,24 @@ def _register_refuse(message: InboundMessage, destination: str, name: str | None
     logger.info("refused a register over Maxima: %s", code)
 
 
-def registration_confirm(*, challenge: Challenge) -> Mailbox:
+def registration_confirm(*, challenge: Challenge) -> Mailbox | None:
     """The handshake's hook: the owner's node answered the ``register`` challenge, so the name is theirs.
 
     Called by ``handshake.services`` inside the verified answer's transaction (a failure here rolls the
-    verification back). Confirms the name, creates the mailbox (a mailbox left from the name's previous owner is
-    deleted with its messages) and issues the access token, sent to the owner's address.
+    verification back). With peers, the network's claim must be confirmed too: while it is open this returns
+    ``None`` and the name stays pending, and the claim's confirmation finishes the registration
+    (``registration_complete``), whichever comes last.
     """
+    name = challenge.record.name
+    if not _federation().claim_allows_confirm(name=name, owner_key=challenge.owner_key, challenge_id=challenge.id):
+        return None
+    return registration_complete(challenge=challenge)
+
+
+def registration_complete(*, challenge: Challenge) -> Mailbox:
+    """Confirm the name, create the mailbox (a mailbox left from the name's previous owner is deleted with its
+    messages), issue the access token, sent to the owner's address, and log the name and the mailbox for the
+    peers (the signed register statement, then the mailbox and the gateways that keep it)."""
     record = registry_services.name_activate(name=challenge.record.name)
     registration = selectors.registration_of(challenge=challenge)
     address = registration.address if registration is not None else ""
@@ -190,8 +202,114 @@ def registration_confirm(*, challenge: Challenge) -> Mailbox:
         Mailbox.objects.filter(id=mailbox.id).update(address=address, updated_at=timezone.now())
         mailbox.address = address
     access_token_issue(mailbox=mailbox)
+    federation = _federation()
+    federation.op_append(kind="statement", payload={"statement": record.statement, "signature": record.signature})
+    replicas = federation.replicas_for_new_mailbox()
+    registry_services.name_replicas_set(name=record.name, gateways=replicas)
+    federation.op_append(
+        kind="mailbox",
+        payload={"name": record.name, "owner": mailbox.owner_key, "address": mailbox.address, "replicas": replicas},
+    )
     logger.info("confirmed %s and opened its mailbox", record.name)
     return mailbox
+
+
+def registration_refuse(*, name: str, owner_key: str, code: str) -> None:
+    """The network refused the claim of a held name (``name_taken``) or it expired (``claim_expired``).
+
+    The hold is given up, the register challenge fails with ``code`` (what the client polling it over REST
+    sees), and a registration made over Maxima gets a ``register-refused`` at the owner's address.
+    """
+    registry_services.name_hold_refuse(name=name, owner_key=owner_key)
+    challenges = Challenge.objects.filter(
+        record__name=name, purpose="register", owner_key=owner_key, session_issued_at=None
+    ).exclude(status=Challenge.Status.FAILED)
+    for registration in Registration.objects.filter(challenge__in=challenges, source="maxima"):
+        outbound_enqueue(
+            destination=registration.address,
+            application=APPLICATION,
+            payload=RegisterRefused(name=name, reason=code, detail=f"The MNS network refused {name!r}.").to_bytes(),
+            idempotency_key=f"register-refused:{registration.challenge_id}",
+        )
+    challenges.update(status=Challenge.Status.FAILED, failure_reason=code, answered_at=timezone.now())
+
+
+def mailbox_replicate(*, record: NameRecord, owner_key: str, address: str) -> Mailbox:
+    """A replica of a mailbox whose home gateway announced it (no access token here: the owner reads with a
+    handshake session). A mailbox left by the name's previous owner is replaced; the same one again is kept."""
+    mailbox = Mailbox.objects.select_for_update().filter(record=record).first()
+    if mailbox is not None and mailbox.owner_key == owner_key:
+        return mailbox
+    if mailbox is not None:
+        mailbox.delete()
+    return Mailbox.objects.create(
+        record=record,
+        owner_key=owner_key,
+        address=address if _address_or_empty(address) else "",
+        max_messages=settings.MNS_MAILBOX_MAX_MESSAGES,
+        max_bytes=settings.MNS_MAILBOX_MAX_BYTES,
+    )
+
+
+def message_replicate(
+    *,
+    mailbox: Mailbox,
+    uid: str,
+    delivery_id: str,
+    sender_key: str,
+    sender_verified: bool,
+    scheme: str,
+    ciphertext: bytes,
+    received_at: datetime,
+) -> str:
+    """Store a message another replica stored, under the same public id; ``applied`` or ``duplicate``.
+
+    Counted against the quota like a delivery (refused ``over_quota`` otherwise); a message already here (the
+    same id, or the same sender's delivery id) is not stored or counted again.
+    """
+    if Message.objects.filter(uid=uid).exists():
+        return "duplicate"
+    _check_content(scheme, ciphertext)
+    try:
+        with transaction.atomic():
+            _reserve(mailbox, len(ciphertext))
+            Message.objects.create(
+                uid=uid,
+                mailbox=mailbox,
+                delivery_id=delivery_id,
+                sender_key=sender_key,
+                sender_verified=sender_verified,
+                scheme=scheme,
+                ciphertext=ciphertext,
+                size=len(ciphertext),
+                received_at=received_at,
+                expires_at=received_at + timedelta(days=retention_days(mailbox)),
+            )
+    except IntegrityError:
+        return "duplicate"
+    return "applied"
+
+
+def message_replicated_delete(*, name: str, uid: str) -> int:
+    """A replica deleted a message: delete it here too (gone already changes nothing)."""
+    mailbox = selectors.mailbox_find(name=name)
+    if mailbox is None:
+        return 0
+    return _messages_delete(mailbox_id=mailbox.id, messages=Message.objects.filter(uid=uid))
+
+
+def _address_or_empty(value: str) -> bool:
+    try:
+        address_text(value)
+    except MailboxMessageInvalid:
+        return False
+    return True
+
+
+def _federation():  # the module, imported late: federation builds on this app
+    from federation import services
+
+    return services
 
 
 # ------------------------------------------------------------------------------------------------ access token
@@ -295,6 +413,7 @@ def delivery_store(
         with transaction.atomic():
             _reserve(mailbox, len(ciphertext))
             message = _message_create(mailbox, delivery_id, scheme, ciphertext, sender_key, sender_verified)
+            _federation().op_append(kind="message", payload=_message_op(message, mailbox))
     except IntegrityError:  # the same delivery, stored by a concurrent worker since we looked
         before = selectors.delivery_find(
             mailbox=mailbox, sender_key=sender_key, sender_verified=sender_verified, delivery_id=delivery_id
@@ -362,6 +481,19 @@ def _mailbox_for_delivery(to: str) -> Mailbox:
     if record is None or record.status != NameStatus.ACTIVE or record.owner_key != mailbox.owner_key:
         raise DeliveryRefused("unknown_name", f"No mailbox of {name!r} is kept by this gateway.")
     return mailbox
+
+
+def _message_op(message: Message, mailbox: Mailbox) -> dict[str, Any]:
+    """A stored message as the peers learn of it (its ciphertext joins it on the wire, from the message row)."""
+    return {
+        "name": mailbox.record.name,
+        "uid": message.uid,
+        "delivery_id": message.delivery_id,
+        "sender": message.sender_key,
+        "sender_verified": message.sender_verified,
+        "scheme": message.scheme,
+        "received_at": _ms(message.received_at),
+    }
 
 
 def _check_content(scheme: str, ciphertext: bytes) -> None:
@@ -443,13 +575,13 @@ def retention_days(mailbox: Mailbox) -> int:
 
 def message_delete(*, mailbox: Mailbox, uid: str) -> None:
     """Delete one message of the mailbox; 404 ``message_not_found`` if it is not (or no longer) there."""
-    if not _messages_delete(mailbox_id=mailbox.id, messages=Message.objects.filter(uid=uid)):
+    if not _messages_delete(mailbox_id=mailbox.id, messages=Message.objects.filter(uid=uid), replicate=True):
         raise DomainError("message_not_found", "No such message in this mailbox.", status=404)
 
 
 def messages_ack(*, mailbox: Mailbox, uids: list[str]) -> int:
     """Delete the listed messages of the mailbox (ids of other mailboxes, or gone already, are skipped)."""
-    return _messages_delete(mailbox_id=mailbox.id, messages=Message.objects.filter(uid__in=uids))
+    return _messages_delete(mailbox_id=mailbox.id, messages=Message.objects.filter(uid__in=uids), replicate=True)
 
 
 def mailbox_messages_expire(*, mailbox_id: int, now: datetime | None = None, batch: int = 500) -> int:
@@ -466,20 +598,25 @@ def mailbox_messages_expire(*, mailbox_id: int, now: datetime | None = None, bat
     return total
 
 
-def _messages_delete(*, mailbox_id: int, messages: QuerySet[Message]) -> int:
+def _messages_delete(*, mailbox_id: int, messages: QuerySet[Message], replicate: bool = False) -> int:
     """Delete messages of one mailbox and give their room back, counting only what this call deleted.
 
     The rows are locked first: of two concurrent deletes of one message only one sees it, so the counters are
-    decremented once (on PostgreSQL, FOR UPDATE skips a row another transaction deleted meanwhile).
+    decremented once (on PostgreSQL, FOR UPDATE skips a row another transaction deleted meanwhile). ``replicate``:
+    the owner (or staff) deleted them, so the other replicas delete them too (expiry runs on each gateway).
     """
     with transaction.atomic():
-        rows = list(messages.filter(mailbox_id=mailbox_id).select_for_update().values_list("id", "size"))
+        rows = list(messages.filter(mailbox_id=mailbox_id).select_for_update().values_list("id", "size", "uid"))
         if not rows:
             return 0
-        Message.objects.filter(id__in=[row_id for row_id, _ in rows]).delete()
+        Message.objects.filter(id__in=[row[0] for row in rows]).delete()
         Mailbox.objects.filter(id=mailbox_id).update(
-            message_count=F("message_count") - len(rows), byte_count=F("byte_count") - sum(size for _, size in rows)
+            message_count=F("message_count") - len(rows), byte_count=F("byte_count") - sum(row[1] for row in rows)
         )
+        if replicate:
+            name = Mailbox.objects.filter(id=mailbox_id).values_list("record__name", flat=True).get()
+            for row in rows:
+                _federation().op_append(kind="delete", payload={"name": name, "uid": row[2]})
     return len(rows)
 
 
@@ -566,7 +703,9 @@ def message_forwarded(*, outbound_id: int) -> bool:
         if message is None:
             return False
         if message.delete_when_forwarded:
-            _messages_delete(mailbox_id=message.mailbox_id, messages=Message.objects.filter(id=message.id))
+            _messages_delete(
+                mailbox_id=message.mailbox_id, messages=Message.objects.filter(id=message.id), replicate=True
+            )
         else:
             Message.objects.filter(id=message.id).update(state=State.FORWARDED, forwarded_at=timezone.now())
     return True
@@ -656,7 +795,7 @@ def mailbox_purge(*, mailbox: Mailbox, actor: AbstractBaseUser, reason: str) -> 
     """Delete every message of a mailbox (staff), with an audit entry; returns how many were deleted."""
     reason = _required_reason(reason)
     with transaction.atomic():
-        deleted = _messages_delete(mailbox_id=mailbox.id, messages=Message.objects.all())
+        deleted = _messages_delete(mailbox_id=mailbox.id, messages=Message.objects.all(), replicate=True)
         _audit(AuditEntry.Action.PURGE, actor, reason, mailbox=mailbox, detail=f"deleted {deleted} messages")
     logger.info("purged %s messages of %s by %s", deleted, mailbox.record.name, actor.get_username())
     return deleted

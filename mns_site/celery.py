@@ -40,6 +40,7 @@ def _schedule(sender: Celery, **kwargs: object) -> None:
         "maxima.purge": 3600,
         "handshake.clean": 300,
         "mailboxes.expire": settings.MNS_MESSAGE_EXPIRE_EVERY,
+        "federation.sync": settings.MNS_FEDERATION_SYNC_EVERY,
     }
     for task, seconds in every.items():
         # Expiring at the next run: a backlog of identical sweeps after an outage would only repeat one another.

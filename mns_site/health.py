@@ -91,6 +91,35 @@ def check_node() -> str:
     return f"block {(status.get('chain') or {}).get('block', '?')}, version {status.get('version', '?')}"
 
 
+def check_peers() -> str:
+    """Degraded (never down) when an enabled peer is paused, silent, or lags; ``peers_report`` has the detail."""
+    from federation.selectors import peers_health
+
+    peers = peers_health()
+    unhealthy = [peer.name for peer in peers if not peer.healthy]
+    if unhealthy:
+        raise RuntimeError(f"unhealthy peers: {', '.join(unhealthy)}"[:180])
+    return f"{len(peers)} peers"
+
+
+def _has_peers() -> bool:
+    from federation.models import Peer
+
+    try:
+        return Peer.objects.filter(enabled=True).exists()
+    except Exception:  # a health check never raises (the database check reports the failure)
+        return False
+
+
+def peers_report() -> list[dict]:
+    """Each enabled peer's last heard, lag in operations and seconds, invalid operations and pause."""
+    from dataclasses import asdict
+
+    from federation.selectors import peers_health
+
+    return [asdict(peer) for peer in peers_health()]
+
+
 _memo: dict[str, tuple[float, dict[str, CheckResult]]] = {}
 
 
@@ -115,4 +144,6 @@ def run_checks() -> dict[str, CheckResult]:
     if results["database"].ok:
         results["worker"] = _timed(lambda: _heartbeat("worker"), critical=False)
         results["beat"] = _timed(lambda: _heartbeat("beat"), critical=False)
+        if _has_peers():  # a gateway alone (a membership of one) has no peers part
+            results["peers"] = _timed(check_peers, critical=False)
     return results

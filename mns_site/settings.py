@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "registry",
     "mailboxes",
     "handshake",
+    "federation",
 ]
 
 MIDDLEWARE = [
@@ -364,6 +365,40 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["submit"] = env_rate("MNS_THROTTLE_SUBM
 MNS_MESSAGE_EXPIRE_EVERY = env_int("MNS_MESSAGE_EXPIRE_EVERY", 300, minimum=1, maximum=86400)
 # Senders one mailbox may list (blocked and allowed together).
 MNS_MAILBOX_MAX_SENDER_RULES = env_int("MNS_MAILBOX_MAX_SENDER_RULES", 1000, minimum=0, maximum=100_000)
+
+# --- The MNS Dapp (the browser client at /app/, built by `make dapp`) ------------------------------------------
+MNS_DAPP_DIR = Path(env_str("MNS_DAPP_DIR", str(VAR_DIR / "dapp" / "site"))).resolve()
+# Where the Dapp's page may connect besides this gateway: the users' own node RPC (CSP connect-src sources).
+MNS_DAPP_CONNECT_SRC = env_list(
+    "MNS_DAPP_CONNECT_SRC", ["http://127.0.0.1:*", "http://localhost:*", "https://127.0.0.1:*", "https://localhost:*"]
+)
+
+# --- Federation (DESIGN §5) ------------------------------------------------------------------------------------
+# A peer heard from within this many seconds counts as healthy (entry points, health).
+MNS_FEDERATION_HEALTHY_SECONDS = env_int("MNS_FEDERATION_HEALTHY_SECONDS", 600, minimum=10)
+# Health is degraded when a peer lags by more than this many operations, or for longer than this many seconds.
+MNS_FEDERATION_LAG_OPS_WARN = env_int("MNS_FEDERATION_LAG_OPS_WARN", 1000, minimum=0)
+MNS_FEDERATION_LAG_SECONDS_WARN = env_int("MNS_FEDERATION_LAG_SECONDS_WARN", 300, minimum=1)
+# Gateways that keep a copy of each new mailbox besides its home: 0 means every peer (the default).
+MNS_FEDERATION_REPLICATION_FACTOR = env_int("MNS_FEDERATION_REPLICATION_FACTOR", 0, minimum=0, maximum=1000)
+# Bytes of one ops batch on the wire (Maxima carries at most 250 000 bytes of data in one message).
+MNS_FEDERATION_BATCH_BYTES = env_int("MNS_FEDERATION_BATCH_BYTES", 245_000, minimum=8192, maximum=250_000)
+# An operation's wire size at most (a message op carries its ciphertext hex-encoded, so twice its size and more).
+MNS_FEDERATION_MAX_OP_BYTES = env_int(
+    "MNS_FEDERATION_MAX_OP_BYTES", min(2 * MNS_MAX_MESSAGE_BYTES + 8192, MNS_FEDERATION_BATCH_BYTES - 512), minimum=4096
+)
+if MNS_FEDERATION_MAX_OP_BYTES > MNS_FEDERATION_BATCH_BYTES - 512:
+    raise EnvError("MNS_FEDERATION_MAX_OP_BYTES", str(MNS_FEDERATION_MAX_OP_BYTES), "below MNS_FEDERATION_BATCH_BYTES")
+# Operations accepted from one peer per minute; the rest of a batch is left for a later pull.
+MNS_FEDERATION_OPS_PER_MINUTE = env_int("MNS_FEDERATION_OPS_PER_MINUTE", 6000, minimum=1)
+# Invalid (unverifiable) operations after which a peer is paused with an admin alert.
+MNS_FEDERATION_PAUSE_AFTER_INVALID = env_int("MNS_FEDERATION_PAUSE_AFTER_INVALID", 10, minimum=1)
+# How long a claim waits for the membership's answers, and a lease holds its ack, in seconds.
+MNS_FEDERATION_CLAIM_SECONDS = env_int("MNS_FEDERATION_CLAIM_SECONDS", 120, minimum=5, maximum=3600)
+# Seconds between the beat runs that push and pull operations and expire claims and leases.
+MNS_FEDERATION_SYNC_EVERY = env_int("MNS_FEDERATION_SYNC_EVERY", 30, minimum=1, maximum=3600)
+# An op that follows another origin's op not applied yet is retried for this long, then skipped.
+MNS_FEDERATION_WAIT_SECONDS = env_int("MNS_FEDERATION_WAIT_SECONDS", 600, minimum=10)
 
 # --- The MNS Dapp (the browser client at /app/, built by `make dapp`) ------------------------------------------
 MNS_DAPP_DIR = Path(env_str("MNS_DAPP_DIR", str(VAR_DIR / "dapp" / "site"))).resolve()

@@ -20,6 +20,9 @@ class HealthSerializer(serializers.Serializer):
     status = serializers.ChoiceField(["ok", "degraded", "down"])
     version = serializers.CharField()
     checks = serializers.DictField(child=CheckSerializer())
+    peers = serializers.ListField(
+        child=serializers.DictField(), required=False, help_text="Each peer: last heard, lag (ops, seconds), paused."
+    )
     error = serializers.CharField(required=False, help_text="Only when down: unhealthy.")
     detail = serializers.CharField(required=False, help_text="Only when down: which parts failed.")
 
@@ -39,6 +42,8 @@ class HealthView(APIView):
             "version": settings.MNS_VERSION,
             "checks": {name: result.as_dict() for name, result in results.items()},
         }
+        if "peers" in results:
+            body["peers"] = health.peers_report()
         if down:
             body = {**error_body("unhealthy", "Not working: " + ", ".join(down) + "."), **body}
         return Response(body, status=503 if down else 200, headers={"Cache-Control": "no-store"})

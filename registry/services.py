@@ -118,6 +118,31 @@ def name_holds_expire(*, older_than: timedelta) -> int:
     return sum(_hold_free(record_id, cutoff) for record_id in due.values_list("id", flat=True))
 
 
+def name_hold_refuse(*, name: str, owner_key: str) -> bool:
+    """Give up a pending hold at once: the network refused its claim (another owner has the name).
+
+    Like an expired hold, the unconfirmed register statement is deleted and the record goes back to what it was;
+    a name never registered before stays as a ``released`` record without a statement (rather than disappearing),
+    so its register challenge survives to tell the client why (``name_taken``). A hold confirmed meanwhile, or
+    another owner's, is left alone.
+    """
+    with transaction.atomic():
+        record = NameRecord.objects.select_for_update().filter(name=name, status=Status.PENDING).first()
+        if record is None or record.owner_key != owner_key:
+            return False
+        record.statements.filter(seq=record.seq).delete()
+        previous = record.statements.order_by("-seq").first()
+        _clear_holder(record)
+        if previous is None:
+            record.seq, record.statement, record.signature = None, None, ""
+        else:
+            record.seq, record.statement, record.signature = previous.seq, previous.statement, previous.signature
+        _set_status(record, Status.RELEASED)
+        record.save()
+    logger.info("gave up the hold on %s: the network refused its claim", name)
+    return True
+
+
 def _hold_free(record_id: int, cutoff: object) -> int:
     with transaction.atomic():
         record = (
@@ -173,8 +198,69 @@ def statement_apply(*, signed: SignedStatement, source: str) -> NameRecord:
             _set_holder(record, signed)
         record.save()
         _append(record, signed, source)
+        _replicate("statement", signed.to_dict())
     logger.info("applied %s of %s (seq %s)", statement.op, record.name, statement.seq)
     return record
+
+
+def statement_replicate(*, signed: SignedStatement) -> tuple[NameRecord | None, str]:
+    """Apply an owner-signed statement a peer replicated; returns the record and ``applied`` or ``duplicate``.
+
+    The caller checked where it came from (its ``gateway`` is a known gateway); here the signature and the
+    succession rules are checked, before anything is written, as for the owner's own statements. A ``register``
+    makes the name active at once: a peer replicates a name only once its claim was confirmed across the
+    membership and its owner answered the handshake there. Replaying a statement already applied changes nothing.
+    Refusals raise: ``StatementInvalid`` (forged or out of order), or the name-space rules (``name_taken``, the
+    per-owner limit) for a register this gateway cannot take.
+    """
+    statement = signed.statement
+    signed.verify()
+    with transaction.atomic():
+        record = NameRecord.objects.select_for_update().filter(name=statement.name).first()
+        if record is not None and _is_current(record, signed):
+            return record, "duplicate"
+        if record is not None and record.statements.filter(seq=statement.seq).exists():
+            return record, "duplicate"
+        check_successor(_current(record), statement)
+        if statement.op == "register":
+            refusal = selectors.registration_refusal(name=statement.name, owner_key=statement.owner)
+            if refusal is not None:
+                raise refusal
+            record = record or NameRecord(name=statement.name, skeleton=skeleton(statement.name))
+            _set_holder(record, signed)
+            _set_status(record, Status.ACTIVE)
+        elif statement.op == "release":
+            _clear_holder(record)
+            record.seq, record.statement = statement.seq, statement.to_dict()
+            record.signature = to_hex(signed.signature)
+            _set_status(record, Status.RELEASED)
+        else:
+            _set_holder(record, signed)
+        record.save()
+        _append(record, signed, StatementRecord.Source.REPLICATION)
+    logger.info("applied a replicated %s of %s (seq %s)", statement.op, record.name, statement.seq)
+    return record, "applied"
+
+
+def name_status_replicate(*, name: str, suspended: bool) -> bool:
+    """The name's home gateway suspended (or restored) it: do the same here; returns whether anything changed."""
+    before, after = (Status.ACTIVE, Status.SUSPENDED) if suspended else (Status.SUSPENDED, Status.ACTIVE)
+    now = timezone.now()
+    changed = NameRecord.objects.filter(name=name, status=before).update(
+        status=after, status_changed_at=now, updated_at=now
+    )
+    return bool(changed)
+
+
+def name_replicas_set(*, name: str, gateways: list[str]) -> None:
+    """The gateways that keep the name's mailbox, home first (as the home gateway announced them)."""
+    NameRecord.objects.filter(name=name).update(gateways=gateways, updated_at=timezone.now())
+
+
+def _replicate(kind: str, payload: dict) -> None:
+    from federation.services import op_append
+
+    op_append(kind=kind, payload=payload)
 
 
 def _check_changeable(record: NameRecord | None, name: str) -> None:
@@ -242,6 +328,7 @@ def _moderate(
         _set_status(record, after)
         record.save()
         _audit(record, action, actor, reason, before)
+        _replicate(str(action), {"name": name})
     logger.info("%s %s by %s", action, name, actor.get_username())
     return record
 

@@ -1,0 +1,129 @@
+"""The federation in the admin: peers with their health and pause/resume, and read-only logs, claims and leases."""
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from federation import selectors, services
+from federation.models import Claim, Lease, Operation, Peer
+
+
+class PausedFilter(admin.SimpleListFilter):
+    title = "alert"
+    parameter_name = "alert"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("paused", "paused (invalid operations)"), ("invalid", "sent invalid operations")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Peer]) -> QuerySet[Peer]:
+        if self.value() == "paused":
+            return queryset.filter(paused=True)
+        if self.value() == "invalid":
+            return queryset.filter(invalid_ops__gt=0)
+        return queryset
+
+
+@admin.register(Peer)
+class PeerAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "enabled",
+        "paused",
+        "permanent",
+        "last_heard_at",
+        "lag_ops_display",
+        "lag_seconds_display",
+        "invalid_ops",
+        "applied_ops",
+        "api_url",
+    )
+    list_filter = (PausedFilter, "enabled", "permanent")
+    search_fields = ("name", "identity_key", "api_url")
+    readonly_fields = (
+        "paused",
+        "paused_reason",
+        "paused_at",
+        "last_heard_at",
+        "cursor",
+        "remote_head",
+        "caught_up_at",
+        "last_pull_at",
+        "pushed",
+        "applied_ops",
+        "invalid_ops",
+        "refused_ops",
+        "created_at",
+    )
+    actions = ("pause", "resume")
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
+        paused = list(Peer.objects.filter(paused=True).values_list("name", flat=True))
+        if paused:
+            self.message_user(request, f"Paused peers (see their reason): {', '.join(paused)}", level=messages.WARNING)
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="lag (ops)")
+    def lag_ops_display(self, peer: Peer) -> int:
+        return peer.lag_ops
+
+    @admin.display(description="lag (s)")
+    def lag_seconds_display(self, peer: Peer) -> float:
+        return round(selectors.lag_seconds(peer), 1)
+
+    @admin.action(description="Pause the selected peers")
+    def pause(self, request: HttpRequest, queryset: QuerySet[Peer]) -> None:
+        done = sum(services.peer_pause(peer_id=p.id, reason=f"paused by {request.user}") for p in queryset)
+        self.message_user(request, f"Paused {done} peers.")
+
+    @admin.action(description="Resume the selected peers")
+    def resume(self, request: HttpRequest, queryset: QuerySet[Peer]) -> None:
+        done = sum(services.peer_resume(peer_id=p.id) for p in queryset)
+        self.message_user(request, f"Resumed {done} peers.")
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Operation)
+class OperationAdmin(ReadOnlyAdmin):
+    list_display = ("seq", "kind", "origin_short", "created_at", "outcome")
+    list_filter = ("kind", "outcome")
+    search_fields = ("origin",)
+
+    @admin.display(description="origin")
+    def origin_short(self, op: Operation) -> str:
+        return "…" + op.origin[-16:]
+
+
+@admin.register(Claim)
+class ClaimAdmin(ReadOnlyAdmin):
+    list_display = ("name", "status", "membership", "acks_count", "nacks_count", "expires_at", "created_at")
+    list_filter = ("status",)
+    search_fields = ("name", "claim_id")
+
+    @admin.display(description="acks")
+    def acks_count(self, claim: Claim) -> int:
+        return len(claim.acks)
+
+    @admin.display(description="nacks")
+    def nacks_count(self, claim: Claim) -> int:
+        return len(claim.nacks)
+
+
+@admin.register(Lease)
+class LeaseAdmin(ReadOnlyAdmin):
+    list_display = ("name", "status", "claimant_short", "expires_at", "created_at")
+    list_filter = ("status",)
+    search_fields = ("name", "claim_id")
+
+    @admin.display(description="claimant")
+    def claimant_short(self, lease: Lease) -> str:
+        return "…" + lease.claimant[-16:]

@@ -1,0 +1,109 @@
+"""Reads of the federation: who the peers are, which are fit to be entry points, and how far behind each one is."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Max, QuerySet
+from django.utils import timezone
+
+from federation.models import Claim, Lease, Operation, Peer
+
+
+@dataclass(frozen=True)
+class EntryCandidate:
+    maxima_address: str
+    identity_key: str
+    api_url: str
+
+
+def peers_active() -> QuerySet[Peer]:
+    """The peers this gateway talks to: enabled and not paused."""
+    return Peer.objects.filter(enabled=True, paused=False)
+
+
+def peer_of_key(*, key: str) -> Peer | None:
+    """The enabled peer with this identity key (canonical form), paused or not."""
+    return Peer.objects.filter(identity_key=key, enabled=True).first()
+
+
+def entry_candidates() -> list[EntryCandidate]:
+    """Enabled, unpaused peers with a permanent address that were heard from recently (the gateway itself not
+    included: the entry-points code adds it)."""
+    heard_since = timezone.now() - timedelta(seconds=settings.MNS_FEDERATION_HEALTHY_SECONDS)
+    peers = peers_active().filter(permanent=True, last_heard_at__gte=heard_since).order_by("name")
+    return [EntryCandidate(maxima_address=p.address, identity_key=p.identity_key, api_url=p.api_url) for p in peers]
+
+
+def log_head(*, origin: str) -> int:
+    """The last seq stored of ``origin``'s log."""
+    return Operation.objects.filter(origin=origin).aggregate(head=Max("seq"))["head"] or 0
+
+
+def ops_since(*, origin: str, since: int, limit: int) -> list[Operation]:
+    return list(Operation.objects.filter(origin=origin, seq__gt=since).order_by("seq")[:limit])
+
+
+def lag_seconds(peer: Peer) -> float:
+    """How long the peer's ops have been arriving here incomplete (0 while caught up)."""
+    if peer.lag_ops == 0:
+        return 0.0
+    since = peer.caught_up_at or peer.created_at
+    return max((timezone.now() - since).total_seconds(), 0.0)
+
+
+@dataclass(frozen=True)
+class PeerHealth:
+    name: str
+    last_heard_at: str | None
+    lag_ops: int
+    lag_seconds: float
+    invalid_ops: int
+    paused: bool
+    healthy: bool
+
+
+def peers_health() -> list[PeerHealth]:
+    """Each enabled peer's health: heard from recently, not paused, and under the lag thresholds."""
+    now, answer = timezone.now(), []
+    for peer in Peer.objects.filter(enabled=True).order_by("name"):
+        lag = lag_seconds(peer)
+        heard = peer.last_heard_at is not None and (now - peer.last_heard_at).total_seconds() <= (
+            settings.MNS_FEDERATION_HEALTHY_SECONDS
+        )
+        healthy = (
+            heard
+            and not peer.paused
+            and peer.lag_ops <= settings.MNS_FEDERATION_LAG_OPS_WARN
+            and lag <= settings.MNS_FEDERATION_LAG_SECONDS_WARN
+        )
+        answer.append(
+            PeerHealth(
+                name=peer.name,
+                last_heard_at=peer.last_heard_at.isoformat() if peer.last_heard_at else None,
+                lag_ops=peer.lag_ops,
+                lag_seconds=round(lag, 1),
+                invalid_ops=peer.invalid_ops,
+                paused=peer.paused,
+                healthy=healthy,
+            )
+        )
+    return answer
+
+
+def lease_holding(*, skeleton: str) -> Lease | None:
+    """The lease this gateway holds on a skeleton (live or committed, unexpired), if any."""
+    return (
+        Lease.objects.filter(skeleton=skeleton, status__in=Lease.HOLDING, expires_at__gt=timezone.now())
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def claim_of(*, claim_id: str) -> Claim | None:
+    return Claim.objects.filter(claim_id=claim_id).first()
+
+
+def claim_for_name(*, name: str) -> Claim | None:
+    """The newest claim this gateway made for a name."""
+    return Claim.objects.filter(name=name).order_by("-created_at", "-id").first()

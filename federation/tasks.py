@@ -1,0 +1,41 @@
+"""Federation tasks: thin, by id, safe to run twice; the beat task only fans out."""
+
+from celery import shared_task
+
+from federation import selectors, services
+
+
+@shared_task(name="federation.push", ignore_result=True)
+def push() -> int:
+    """Push this gateway's new operations to every active peer (enqueued after each commit that logged one)."""
+    return sum(
+        services.push_to_peer(peer_id=peer_id) for peer_id in selectors.peers_active().values_list("id", flat=True)
+    )
+
+
+@shared_task(name="federation.push_peer", ignore_result=True)
+def push_peer(peer_id: int) -> int:
+    return services.push_to_peer(peer_id=peer_id)
+
+
+@shared_task(name="federation.pull_peer", ignore_result=True)
+def pull_peer(peer_id: int) -> bool:
+    return services.pull_request(peer_id=peer_id)
+
+
+@shared_task(name="federation.claims_expire", ignore_result=True)
+def claims_expire() -> tuple[int, int]:
+    return services.claims_expire()
+
+
+@shared_task(name="federation.sync", ignore_result=True)
+def sync() -> int:
+    """Beat, every MNS_FEDERATION_SYNC_EVERY seconds: per active peer, push what it was not sent and ask for
+    what we miss of its log (so a gateway that was down catches up by itself); and expire claims and leases.
+    By hand: ``python manage.py shell -c "from federation.tasks import sync; sync()"``."""
+    peers = list(selectors.peers_active().values_list("id", flat=True))
+    for peer_id in peers:
+        push_peer.delay(peer_id)
+        pull_peer.delay(peer_id)
+    claims_expire.delay()
+    return len(peers)

@@ -1,0 +1,132 @@
+"""The operation log: what this gateway appends, in which order, and how it leaves for the peers (push, pull)."""
+
+import threading
+
+import pytest
+from django.db import connection, transaction
+
+from federation import services
+from federation.models import Operation, Peer
+from federation.tests.support import FakePeer, gateway, peer_b, sent_sync  # noqa: F401 (fixtures)
+from mailboxes import services as mailbox_services
+from mailboxes.models import Message
+from mailboxes.tests.support import Owner, deliver, open_mailbox
+from mns_client import sync
+from mns_client.codecs import to_hex
+from registry.tests.support import GATEWAY
+
+pytestmark = pytest.mark.django_db
+
+
+def own_ops() -> list[tuple[int, str]]:
+    return list(Operation.objects.filter(origin=GATEWAY).order_by("seq").values_list("seq", "kind"))
+
+
+def test_a_confirmed_registration_logs_its_statement_then_its_mailbox(gateway: object) -> None:  # noqa: F811
+    opened = open_mailbox(Owner.fresh(), "alice")
+    assert own_ops() == [(1, "statement"), (2, "mailbox")]
+    statement, mailbox = Operation.objects.filter(origin=GATEWAY).order_by("seq")
+    assert statement.payload == {
+        "statement": opened.mailbox.record.statement,
+        "signature": opened.mailbox.record.signature,
+    }
+    assert mailbox.payload["replicas"] == [GATEWAY]
+
+
+def test_a_stored_delivery_logs_one_message_op_and_its_repeat_none(gateway: object) -> None:  # noqa: F811
+    open_mailbox(Owner.fresh(), "alice")
+    sender = Owner.fresh()
+    assert deliver(sender, "alice", id="delivery-0000000001") == "stored"
+    assert deliver(sender, "alice", id="delivery-0000000001") == "stored"
+    assert own_ops()[2:] == [(3, "message")]
+    message = Message.objects.get()
+    assert Operation.objects.get(seq=3).payload["uid"] == message.uid
+    assert "ciphertext" not in Operation.objects.get(seq=3).payload  # the log keeps no copy of it
+
+
+def test_an_owners_delete_logs_a_tombstone_and_expiry_does_not(gateway: object) -> None:  # noqa: F811
+    opened = open_mailbox(Owner.fresh(), "alice")
+    sender = Owner.fresh()
+    deliver(sender, "alice", id="delivery-0000000001")
+    deliver(sender, "alice", id="delivery-0000000002")
+    first, second = Message.objects.order_by("id")
+    mailbox_services.message_delete(mailbox=opened.mailbox, uid=first.uid)
+    mailbox_services.mailbox_messages_expire(mailbox_id=opened.mailbox.id, now=second.expires_at)
+    assert [kind for _, kind in own_ops()] == ["statement", "mailbox", "message", "message", "delete"]
+    assert Operation.objects.get(kind="delete").payload == {"name": "alice", "uid": first.uid}
+
+
+def test_a_message_op_travels_with_its_ciphertext_and_says_gone_once_deleted(gateway: object) -> None:  # noqa: F811
+    opened = open_mailbox(Owner.fresh(), "alice")
+    deliver(Owner.fresh(), "alice", ciphertext=b"\x05" * 40)
+    op = Operation.objects.get(kind="message")
+    assert services.op_wire(op)["payload"]["ciphertext"] == to_hex(b"\x05" * 40)
+    mailbox_services.message_delete(mailbox=opened.mailbox, uid=op.payload["uid"])
+    assert services.op_wire(op)["payload"]["gone"] is True
+
+
+def test_batches_stay_under_the_size_limit_and_keep_every_op_in_order() -> None:
+    ops = [{"seq": seq, "kind": "message", "payload": {"pad": "x" * 30_000}, "created_at": 0} for seq in range(1, 41)]
+    batches = list(sync.batches(origin="0xAB", head=40, ops=ops, max_bytes=100_000))
+    assert all(len(sync.encode(batch)) <= 100_000 for batch in batches)
+    assert [op["seq"] for batch in batches for op in batch["ops"]] == list(range(1, 41))
+    assert len(batches) == 14  # three ops of ~30 kB fit in 100 kB
+
+
+def test_push_queues_each_unsent_op_once_and_moves_the_peers_mark(
+    gateway: object,  # noqa: F811
+    peer_b: FakePeer,  # noqa: F811
+) -> None:
+    Peer.objects.update(enabled=False)  # registered alone (the claim is tested in test_claims)
+    open_mailbox(Owner.fresh(), "alice")
+    Peer.objects.update(enabled=True)
+    assert services.push_to_peer(peer_id=Peer.objects.get().id) == 2
+    assert services.push_to_peer(peer_id=Peer.objects.get().id) == 0
+    pushed = sent_sync("ops")
+    assert [(dest, [op["seq"] for op in body["ops"]]) for dest, body in pushed] == [(peer_b.address, [1, 2])]
+    assert Peer.objects.get().pushed == 2
+
+
+def test_a_pull_is_answered_with_the_ops_after_the_peers_cursor(
+    gateway: object,  # noqa: F811
+    peer_b: FakePeer,  # noqa: F811
+) -> None:
+    Peer.objects.update(enabled=False)  # nothing pushed meanwhile
+    open_mailbox(Owner.fresh(), "alice")
+    Peer.objects.update(enabled=True)
+    assert peer_b.says(sync.message("pull", origin=GATEWAY, since=1)) == "done"
+    [(destination, answer)] = sent_sync("ops")
+    assert destination == peer_b.address
+    assert (answer["head"], [op["seq"] for op in answer["ops"]]) == (2, [2])
+
+
+def test_a_pull_from_a_stranger_is_ignored_and_answered_with_nothing(gateway: object) -> None:  # noqa: F811
+    stranger = FakePeer.fresh("stranger")
+    assert stranger.says(sync.message("pull", origin=GATEWAY, since=0)) == "ignored: ignored"
+    assert sent_sync() == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("postgres")
+def test_concurrent_appends_on_postgresql_get_distinct_consecutive_seqs(gateway: object) -> None:  # noqa: F811
+    barrier = threading.Barrier(8, timeout=10)
+    errors: list[BaseException] = []
+
+    def append() -> None:
+        try:
+            barrier.wait()
+            for _ in range(5):
+                with transaction.atomic():
+                    services.op_append(kind="suspend", payload={"name": "x"})
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=append) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert [seq for seq, _ in own_ops()] == list(range(1, 41))
