@@ -578,7 +578,13 @@ def cmd_pay(ctx: Context) -> int:
 def cmd_entry_points(ctx: Context) -> int:
     body = ctx.client().entry_points()
     picked = body["picked"]
-    ctx.emit(body, lambda: f"{len(body.get('entries') or [])} entry point(s); picked: {json.dumps(picked)}")
+    ctx.emit(
+        body,
+        lambda: (
+            f"{len(body.get('entries') or [])} entry point(s), list #{body.get('seq')} from the {body.get('source')}"
+            f"; picked: {json.dumps(picked)}"
+        ),
+    )
     return EXIT_OK
 
 

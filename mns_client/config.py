@@ -55,6 +55,8 @@ class Settings:
     name: str | None = None
     gateways: dict[str, dict[str, Any]] = field(default_factory=dict)
     names: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Where the on-chain entry-point list is (tokenid, owner, script) and the highest seq seen (docs/protocol.md).
+    entry_points: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +65,7 @@ class Settings:
             "name": self.name,
             "gateways": self.gateways,
             "names": self.names,
+            "entry_points": self.entry_points,
         }
 
     @classmethod
@@ -77,12 +80,13 @@ class Settings:
             name=data.get("name"),
             gateways=data.get("gateways") or {},
             names=data.get("names") or {},
+            entry_points=data.get("entry_points") or {},
         )
         for value in (settings.node_url, settings.node_password, settings.gateway, settings.name):
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"{CONFIG_FILE}: node, gateway and name values are strings")
-        if not isinstance(settings.gateways, dict) or not isinstance(settings.names, dict):
-            raise ConfigError(f"{CONFIG_FILE}: gateways and names are JSON objects")
+        if not all(isinstance(v, dict) for v in (settings.gateways, settings.names, settings.entry_points)):
+            raise ConfigError(f"{CONFIG_FILE}: gateways, names and entry_points are JSON objects")
         return settings
 
 

@@ -16,7 +16,6 @@ Every failure is an ``MNSError`` subclass with a ``code``; ``cli.exit_code_for``
 """
 
 import logging
-import random
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -26,10 +25,11 @@ from typing import Any
 
 import requests
 
+from . import entrypoints
 from .codecs import from_hex, mx_decode, to_hex
 from .config import AccessToken, BoxKey, Home
 from .envelope import SCHEME_NACL, SCHEMES, EnvelopeInvalid, Letter, Opened, SignedLetter, decrypt, encrypt, open_letter
-from .errors import CodecError, DeliveryFailed, MNSError
+from .errors import CodecError, DeliveryFailed, MNSError, RPCError
 from .handshake import Answer, new_verifier, verifier_hash
 from .listener import MaximaEvent, NodeListener
 from .mailbox import (
@@ -865,20 +865,59 @@ class Client:
     # -- entry points
 
     def entry_points(self) -> dict[str, Any]:
-        """The gateway's copy of the on-chain entry-point list, and one entry picked at random."""
+        """An entry point picked at random from the newest list on chain, read through the user's own node.
+
+        Where the list is (the publisher's token and owner key) comes from ``config.json`` (``entry_points``), or
+        on first use from the gateway's ``/.well-known/mns.json``, then kept. The highest ``seq`` read is kept
+        too: a lower one is refused afterwards. Only when the chain has no acceptable list does the client ask
+        the gateway (``GET /api/v1/entry-points``). ``source`` in the answer says which it was.
+        """
+        config, seen = self._entry_config(), int(self.home.settings().entry_points.get("seq") or 0)
+        reading = None
+        if config is not None:
+            try:
+                reading = entrypoints.read_from_node(self.rpc, config, min_seq=seen)
+            except RPCError as exc:
+                logger.warning("entry points: cannot read the chain through the node: %s", exc.code)
+        if reading is not None and reading.bulletin.entries:
+            settings = self.home.settings()
+            if reading.bulletin.seq > seen:
+                settings.entry_points = {**settings.entry_points, "seq": reading.bulletin.seq}
+                self.home.save_settings(settings)
+            picked = entrypoints.pick(reading.bulletin)
+            return {**reading.to_dict(), "source": "chain", "picked": picked.to_dict()}
+        return self._entry_points_from_gateway()
+
+    def _entry_config(self) -> entrypoints.ChainConfig | None:
+        settings = self.home.settings()
+        if settings.entry_points.get("tokenid"):
+            return entrypoints.ChainConfig.from_dict(settings.entry_points)
+        try:
+            body = self.api.request("GET", "/.well-known/mns.json")
+            config = entrypoints.ChainConfig.from_dict((body or {}).get("entry_points"))
+        except (MNSError, AttributeError) as exc:
+            logger.info("entry points: the gateway does not say where the list is: %s", getattr(exc, "code", exc))
+            return None
+        settings.entry_points = {**config.to_dict(), "learnt_from": self.gateway_url, "seq": 0}
+        self.home.save_settings(settings)
+        return config
+
+    def _entry_points_from_gateway(self) -> dict[str, Any]:
         try:
             body = self.api.request("GET", API + "entry-points")
         except GatewayRefused as refused:
-            if refused.status == 404:
+            if refused.status in (404, 503):
                 raise Unavailable(
-                    "not_published",
-                    "entry points are not published yet (this gateway does not serve /api/v1/entry-points)",
+                    "not_published", f"entry points are not published yet (the gateway says {refused.code})"
                 ) from None
             raise
-        entries = body.get("entries") if isinstance(body, dict) else None
-        if not entries:
-            raise Unavailable("not_published", "entry points are not published yet (the gateway's list is empty)")
-        return {**body, "picked": random.choice(entries)}
+        try:
+            bulletin = entrypoints.bulletin_from_dict(body, where=f"the gateway {self.gateway_url}")
+            picked = entrypoints.pick(bulletin)
+        except entrypoints.BulletinInvalid as exc:
+            raise Unavailable("not_published", f"the gateway's entry-point list is unusable: {exc}") from None
+        entries = [entry.to_dict() for entry in bulletin.entries]
+        return {**body, "entries": entries, "source": "gateway", "picked": picked.to_dict()}
 
 
 # ------------------------------------------------------------------------------------------------------ helpers

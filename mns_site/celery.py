@@ -41,6 +41,8 @@ def _schedule(sender: Celery, **kwargs: object) -> None:
         "handshake.clean": 300,
         "mailboxes.expire": settings.MNS_MESSAGE_EXPIRE_EVERY,
         "federation.sync": settings.MNS_FEDERATION_SYNC_EVERY,
+        "entrypoints.publish": settings.MNS_ENTRYPOINTS_EVERY * 3600,
+        "entrypoints.check": settings.MNS_ENTRYPOINTS_CHECK_EVERY,
     }
     for task, seconds in every.items():
         # Expiring at the next run: a backlog of identical sweeps after an outage would only repeat one another.

@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "mailboxes",
     "handshake",
     "federation",
+    "entrypoints",
 ]
 
 MIDDLEWARE = [
@@ -147,6 +148,7 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "mns"}}
 
 BROKER_DIR = VAR_DIR / "broker"
+REDIS_VISIBILITY_TIMEOUT = 30  # the default of CELERY_VISIBILITY_TIMEOUT (Redis broker), explained below
 CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", REDIS_URL, schemes=("redis", "rediss", "amqp", "filesystem"))
 if CELERY_BROKER_URL is None:
     CELERY_BROKER_URL = "filesystem://"
@@ -160,15 +162,26 @@ if CELERY_BROKER_URL is None:
     for folder in ("queue", "processed", "control"):
         (BROKER_DIR / folder).mkdir(parents=True, exist_ok=True)
 else:
-    # Above the longest task's run time, so a task whose worker died is redelivered, but only then.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 900, minimum=10)}
+    # A task a worker took and never acknowledged (the worker was killed) goes back to the queue this many seconds
+    # after it was handed out. It must be above the longest a task may run (CELERY_TASK_TIME_LIMIT, 25 s: a task
+    # still running must not be handed out twice) and short enough that a killed worker's tasks run again within
+    # ~30 s (the fault suite's promise). Kombu looks for such tasks every 2 s (its default, 10 s × 10 calls, would
+    # add up to 100 s).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", REDIS_VISIBILITY_TIMEOUT, minimum=10),
+        "unacked_restore_interval": 2,
+        "unacked_restore_throttle": 1,
+    }
 CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_TIME_LIMIT = 300
-CELERY_TASK_SOFT_TIME_LIMIT = 240
+# Every task is bounded: per-message tasks do one claim, one handler or one node RPC (the send's RPC timeout is
+# below the soft limit); sweeps and fan-outs only enqueue a bounded batch. The soft limit raises in the task, the
+# hard limit kills its process; the visibility timeout (above) and the claim leases (maxima.selectors) are longer.
+CELERY_TASK_TIME_LIMIT = 25
+CELERY_TASK_SOFT_TIME_LIMIT = 20
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
@@ -287,6 +300,8 @@ MNS_TRANSPORT_KEEP_HOURS = env_int("MNS_TRANSPORT_KEEP_HOURS", 24, minimum=1, ma
 MNS_HEALTH_CACHE_SECONDS = env_int("MNS_HEALTH_CACHE_SECONDS", 2, minimum=0, maximum=60)
 MNS_SWEEP_EVERY = env_int("MNS_SWEEP_EVERY", 10, minimum=1, maximum=3600)
 # An event still pending this long after it arrived has lost its task (broker down, worker killed): re-enqueue it.
+# A row the sweep enqueued is enqueued again only after as long again as it had waited (doubling, capped at 15
+# min), so a backlog in the queue is not piled on with copies; outbound messages follow the same rule.
 MNS_INBOUND_SWEEP_AFTER_SECONDS = env_int("MNS_INBOUND_SWEEP_AFTER_SECONDS", 30, minimum=1)
 MNS_NODE_CHECK_EVERY = env_int("MNS_NODE_CHECK_EVERY", 30, minimum=1, maximum=3600)
 
@@ -366,13 +381,6 @@ MNS_MESSAGE_EXPIRE_EVERY = env_int("MNS_MESSAGE_EXPIRE_EVERY", 300, minimum=1, m
 # Senders one mailbox may list (blocked and allowed together).
 MNS_MAILBOX_MAX_SENDER_RULES = env_int("MNS_MAILBOX_MAX_SENDER_RULES", 1000, minimum=0, maximum=100_000)
 
-# --- The MNS Dapp (the browser client at /app/, built by `make dapp`) ------------------------------------------
-MNS_DAPP_DIR = Path(env_str("MNS_DAPP_DIR", str(VAR_DIR / "dapp" / "site"))).resolve()
-# Where the Dapp's page may connect besides this gateway: the users' own node RPC (CSP connect-src sources).
-MNS_DAPP_CONNECT_SRC = env_list(
-    "MNS_DAPP_CONNECT_SRC", ["http://127.0.0.1:*", "http://localhost:*", "https://127.0.0.1:*", "https://localhost:*"]
-)
-
 # --- Federation (DESIGN §5) ------------------------------------------------------------------------------------
 # A peer heard from within this many seconds counts as healthy (entry points, health).
 MNS_FEDERATION_HEALTHY_SECONDS = env_int("MNS_FEDERATION_HEALTHY_SECONDS", 600, minimum=10)
@@ -399,6 +407,27 @@ MNS_FEDERATION_CLAIM_SECONDS = env_int("MNS_FEDERATION_CLAIM_SECONDS", 120, mini
 MNS_FEDERATION_SYNC_EVERY = env_int("MNS_FEDERATION_SYNC_EVERY", 30, minimum=1, maximum=3600)
 # An op that follows another origin's op not applied yet is retried for this long, then skipped.
 MNS_FEDERATION_WAIT_SECONDS = env_int("MNS_FEDERATION_WAIT_SECONDS", 600, minimum=10)
+
+# --- Entry points on chain (DESIGN §6) -------------------------------------------------------------------------
+# This gateway publishes the entry-point list (only one gateway of the network should; it runs entrypoints_setup).
+MNS_PUBLISHER = env_bool("MNS_PUBLISHER", False)
+# Hours between publications, and how many entries each list has (picked at random among the healthy candidates).
+MNS_ENTRYPOINTS_EVERY = env_int("MNS_ENTRYPOINTS_EVERY", 4, minimum=1, maximum=24 * 30)
+MNS_ENTRYPOINTS_COUNT = env_int("MNS_ENTRYPOINTS_COUNT", 3, minimum=1, maximum=32)
+# The entry-point token (0x…). Unset on the publisher: entrypoints_setup creates one. On a gateway that only reads
+# the list, set it with MNS_ENTRYPOINTS_OWNER (the publisher's owner key), both from the publisher's mns.json.
+MNS_ENTRYPOINTS_TOKENID = env_str("MNS_ENTRYPOINTS_TOKENID", "")
+MNS_ENTRYPOINTS_OWNER = env_str("MNS_ENTRYPOINTS_OWNER", "")
+# Seconds between the beat runs that confirm sent publications, retry failed ones and (readers) read the chain.
+MNS_ENTRYPOINTS_CHECK_EVERY = env_int("MNS_ENTRYPOINTS_CHECK_EVERY", 30, minimum=1, maximum=3600)
+# A publication is confirmed when its coin is this many blocks deep; one not mined this many blocks after it was
+# sent is failed and retried.
+MNS_ENTRYPOINTS_CONFIRMATIONS = env_int("MNS_ENTRYPOINTS_CONFIRMATIONS", 1, minimum=1, maximum=100)
+MNS_ENTRYPOINTS_MINE_BLOCKS = env_int("MNS_ENTRYPOINTS_MINE_BLOCKS", 10, minimum=2, maximum=1000)
+# First delay before a failed publication is retried (doubling up to an hour).
+MNS_ENTRYPOINTS_RETRY_SECONDS = env_int("MNS_ENTRYPOINTS_RETRY_SECONDS", 60, minimum=1, maximum=3600)
+# How long entrypoints_setup waits for its token and first coin to be mined.
+MNS_ENTRYPOINTS_SETUP_WAIT_SECONDS = env_int("MNS_ENTRYPOINTS_SETUP_WAIT_SECONDS", 600, minimum=1, maximum=86400)
 
 # --- The MNS Dapp (the browser client at /app/, built by `make dapp`) ------------------------------------------
 MNS_DAPP_DIR = Path(env_str("MNS_DAPP_DIR", str(VAR_DIR / "dapp" / "site"))).resolve()

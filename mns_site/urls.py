@@ -11,6 +11,7 @@ api_v1 = [
     path("", include("registry.urls")),
     path("", include("handshake.urls")),
     path("", include("mailboxes.urls")),
+    path("", include("entrypoints.urls")),
 ]
 
 urlpatterns = [

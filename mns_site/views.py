@@ -69,6 +69,7 @@ class WellKnownView(APIView):
             "retention_days": settings.MNS_RETENTION_DAYS,
             "rest_submission": settings.MNS_REST_SUBMISSION,
             "schemes": ["nacl-sealedbox-v1", "maxima-rsa-v1"],
+            "entry_points": entry_points_config(),
         }
         return Response(body, headers={"Cache-Control": "public, max-age=300"})
 
@@ -78,6 +79,13 @@ def gateway_identity() -> dict:
     from mns_site.maxima import selectors
 
     return {"publickey": selectors.gateway_identity_key(), "address": selectors.gateway_address()}
+
+
+def entry_points_config() -> dict | None:
+    """Where the on-chain entry-point list is and whose it is (script, address, tokenid, owner), once set up."""
+    from entrypoints import selectors
+
+    return selectors.chain_config()
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> JsonResponse:

@@ -206,13 +206,23 @@ def test_entry_points_are_unavailable_while_the_gateway_does_not_serve_them(
         client_for(gateway, tmp_path).entry_points()
 
 
-def test_entry_points_pick_one_of_the_published_entries(gateway: FakeGateway, tmp_path: Path) -> None:
-    entries = [{"api": "http://a"}, {"api": "http://b"}]
-    gateway.routes["/api/v1/entry-points"] = (200, {"v": 1, "seq": 3, "entries": entries})
+def test_entry_points_pick_one_of_the_gateways_entries_when_the_chain_is_not_configured(
+    gateway: FakeGateway, tmp_path: Path
+) -> None:
+    key = "0x" + maxima_fixture("01-")["parsed"]["response"]["publickey"][2:]
+    mls = maxima_fixture("01-")["parsed"]["response"]["localidentity"]
+    entries = [
+        {"maxima_address": f"MAX#{key}#{mls}", "identity_key": key, "api_url": f"https://gw{i}.example/api/v1/"}
+        for i in range(2)
+    ]
+    body = {"v": 1, "seq": 3, "issued_at": 1, "entries": [*entries, {"maxima_address": "nowhere"}]}
+    gateway.routes["/api/v1/entry-points"] = (200, body)
 
-    picked = client_for(gateway, tmp_path).entry_points()["picked"]
+    answer = client_for(gateway, tmp_path).entry_points()
 
-    assert picked in entries
+    assert answer["source"] == "gateway"
+    assert answer["entries"] == entries
+    assert answer["picked"] in entries
 
 
 def test_a_gateway_that_does_not_know_its_maxima_identity_is_not_ready(gateway: FakeGateway, tmp_path: Path) -> None:

@@ -1,0 +1,48 @@
+import json
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from entrypoints import services
+from entrypoints.models import Publication
+from mns_client.errors import MNSError
+from mns_site.maxima.node import node_client
+
+
+class Command(BaseCommand):
+    help = (
+        "Publish the entry-point list now, as the beat task does (MNS_PUBLISHER=true): a new list, or the retry of "
+        "an unfinished one. --wait also waits for its confirmation on chain."
+    )
+
+    def add_arguments(self, parser: object) -> None:
+        parser.add_argument(
+            "--once",
+            action="store_true",
+            help="Publish once and stop (without it: every MNS_ENTRYPOINTS_EVERY hours, forever).",
+        )
+        parser.add_argument("--wait", type=float, default=0, help="Seconds to wait for the confirmation.")
+
+    def handle(self, *args: object, **options: object) -> None:
+        while True:
+            self._once(float(options["wait"]))
+            if options["once"]:
+                return
+            time.sleep(settings.MNS_ENTRYPOINTS_EVERY * 3600)
+
+    def _once(self, wait: float) -> None:
+        try:
+            rpc = node_client()
+            publication = services.publish_now(rpc=rpc)
+            deadline = time.monotonic() + wait
+            while publication.status == Publication.Status.SENT and time.monotonic() < deadline:
+                time.sleep(0.5)
+                services.publications_check(rpc=rpc)
+                publication.refresh_from_db()
+        except MNSError as exc:
+            raise CommandError(f"not published: {exc}") from None
+        line = {"seq": publication.seq, "status": publication.status, "entries": publication.entries}
+        if publication.error:
+            line["error"] = publication.error
+        self.stdout.write(json.dumps(line))

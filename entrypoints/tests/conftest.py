@@ -1,0 +1,54 @@
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from django.utils import timezone
+
+from federation.models import Peer
+from mns_client.codecs import to_hex
+from mns_client.rpc import MinimaRPC
+from mns_site.maxima.simnet import SimNetwork
+
+
+@pytest.fixture
+def net() -> Iterator[SimNetwork]:
+    """Node 0 is the publishing gateway's node, node 1 a reader's (a user, or another gateway)."""
+    with SimNetwork(nodes=2, block_interval=0.2) as network:
+        yield network
+
+
+@pytest.fixture
+def publisher(net: SimNetwork, settings: object) -> MinimaRPC:
+    settings.MINIMA_RPC_URL = net.nodes[0].rpc_url
+    settings.MNS_PUBLISHER = True
+    settings.MNS_ENTRYPOINTS_COUNT = 3
+    return MinimaRPC(net.nodes[0].rpc_url, timeout=10)
+
+
+def _rsa_key_hex() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 (Maxima keys are RSA-1024)
+    der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return to_hex(der)
+
+
+@pytest.fixture
+def peers(net: SimNetwork) -> list[Peer]:
+    """Five healthy peers with permanent MAX# addresses (their MLS is node 0), one paused, one not permanent."""
+    mls = net.nodes[0].address
+    made = []
+    for index in range(7):
+        key = _rsa_key_hex()
+        made.append(
+            Peer.objects.create(
+                name=f"gw{index}",
+                identity_key=key,
+                address=f"MAX#{key}#{mls}" if index != 6 else mls,
+                permanent=index != 6,
+                api_url=f"https://gw{index}.example/api/v1/",
+                paused=index == 5,
+                last_heard_at=timezone.now() - timedelta(seconds=5),
+            )
+        )
+    return made

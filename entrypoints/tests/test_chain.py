@@ -1,0 +1,181 @@
+"""Against simnet's chain: setup, rotations read back by another node, a non-owner refused, a node outage."""
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from entrypoints import services
+from entrypoints.models import Publication, Setup
+from federation.models import Peer
+from mns_client.entrypoints import ChainConfig, read_from_node
+from mns_client.errors import RPCError
+from mns_client.rpc import MinimaRPC
+from mns_site.maxima.simnet import SimNetwork
+
+pytestmark = pytest.mark.django_db
+
+
+def _until(probe: Callable[[], Any], timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := probe()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+    return found
+
+
+def _set_up(rpc: MinimaRPC) -> Setup:
+    setup, _ = services.setup_run(rpc=rpc, wait_seconds=20, poll=0.05, say=lambda line: None)
+    return setup
+
+
+def _confirmed(rpc: MinimaRPC, seq: int) -> Publication:
+    def probe() -> Publication | None:
+        services.publications_check(rpc=rpc)
+        return Publication.objects.filter(seq=seq, status=Publication.Status.CONFIRMED).first()
+
+    return _until(probe)
+
+
+def test_setup_makes_the_token_script_and_first_coin_and_a_second_run_does_nothing_new(
+    net: SimNetwork, publisher: MinimaRPC, peers: list[Peer]
+) -> None:
+    setup = _set_up(publisher)
+    tokens_before = len(publisher.tokens())
+
+    again, done = services.setup_run(rpc=publisher, wait_seconds=5, poll=0.05, say=lambda line: None)
+
+    assert setup.tokenid
+    assert setup.provisional_tokenid
+    assert setup.tokenid != setup.provisional_tokenid
+    assert setup.owner_key == publisher.getaddress()["publickey"]
+    assert [s["step"] for s in setup.steps] == [
+        "owner key from getaddress",
+        "token created (its id is provisional until mined)",
+        "token mined: its final id",
+        "bulletin script registered and tracked",
+        "first bulletin coin sent (seq 1)",
+    ]
+    first = Publication.objects.get(seq=1)
+    assert first.status == Publication.Status.CONFIRMED
+    assert first.coinid == setup.first_coinid
+    assert done == []
+    assert again.steps == setup.steps
+    assert len(publisher.tokens()) == tokens_before
+    assert Publication.objects.count() == 1
+    assert len(publisher.coins(address=setup.script_address, tokenid=setup.tokenid)) == 1
+
+
+def test_three_rotations_are_each_seen_by_a_reader_node(
+    net: SimNetwork, publisher: MinimaRPC, peers: list[Peer]
+) -> None:
+    setup = _set_up(publisher)
+    reader, config = MinimaRPC(net.nodes[1].rpc_url), ChainConfig(tokenid=setup.tokenid, owner=setup.owner_key)
+    healthy = {p.identity_key for p in peers[:5]}
+    seen = [read_from_node(reader, config)]
+
+    for round_ in range(3):
+        sent = services.publish_now(rpc=publisher, rng=random.Random(round_))
+        assert sent.status == Publication.Status.SENT
+        confirmed = _confirmed(publisher, sent.seq)
+        reading = _until(lambda seq=sent.seq: (r := read_from_node(reader, config)) and r.bulletin.seq == seq and r)
+        assert reading.bulletin.to_dict() == confirmed.bulletin
+        assert reading.coinid == confirmed.coinid
+        assert reading.block == confirmed.block
+        seen.append(reading)
+
+    assert [r.bulletin.seq for r in seen] == [1, 2, 3, 4]
+    for reading in seen[1:]:
+        keys = {e.identity_key for e in reading.bulletin.entries}
+        assert len(keys) == 3
+        assert keys <= healthy
+    assert len(publisher.coins(address=setup.script_address, tokenid=setup.tokenid)) == 1  # one live bulletin
+
+
+def test_a_non_owner_cannot_rewrite_the_bulletin(net: SimNetwork, publisher: MinimaRPC, peers: list[Peer]) -> None:
+    setup = _set_up(publisher)
+    intruder = MinimaRPC(net.nodes[1].rpc_url)
+    intruder.newscript(script=setup.script)
+    (coin,) = intruder.coins(address=setup.script_address, tokenid=setup.tokenid)
+    forged = {0: setup.owner_key, 1: "0x" + b'{"v":1}'.hex(), 2: "99"}
+
+    with pytest.raises(RPCError, match="scripts or signatures failed"):
+        intruder.txn_rotate(
+            txn_id="forge",
+            coinid=coin["coinid"],
+            address=setup.script_address,
+            tokenid=setup.tokenid,
+            amount=1,
+            state=forged,
+            owner_publickey=intruder.getaddress()["publickey"],
+        )
+    net.wait_blocks(2)
+
+    (still,) = intruder.coins(address=setup.script_address, tokenid=setup.tokenid)
+    assert still["coinid"] == coin["coinid"]
+    reading = read_from_node(intruder, ChainConfig(tokenid=setup.tokenid, owner=setup.owner_key))
+    assert reading is not None
+    assert reading.bulletin.seq == 1
+
+
+def test_a_publication_whose_node_is_down_is_retried_and_confirmed_later(
+    net: SimNetwork, publisher: MinimaRPC, peers: list[Peer], settings: object
+) -> None:
+    settings.MNS_ENTRYPOINTS_RETRY_SECONDS = 1
+    setup = _set_up(publisher)
+    net.nodes[0].stop()
+    try:
+        failed = services.publish_now(rpc=publisher)
+        again = services.publish_now(rpc=publisher)  # the next period retries it, it does not make seq 3
+    finally:
+        net.nodes[0].start()
+
+    assert failed.status == Publication.Status.FAILED
+    assert failed.seq == 2
+    assert "node" in failed.error
+    assert failed.next_attempt_at is not None
+    assert again.pk == failed.pk
+    assert Publication.objects.count() == 2
+    time.sleep(1.1)
+    confirmed = _confirmed(publisher, 2)
+    assert confirmed.attempts >= 2
+    assert confirmed.error == ""
+    (coin,) = publisher.coins(address=setup.script_address, tokenid=setup.tokenid)
+    assert coin["coinid"] == confirmed.coinid
+
+
+def test_a_rotation_whose_reply_was_lost_is_adopted_not_repeated(
+    net: SimNetwork, publisher: MinimaRPC, peers: list[Peer]
+) -> None:
+    setup = _set_up(publisher)
+    publication = services.publication_start()
+    live = services.read_chain(rpc=publisher, setup=setup)
+    bulletin = services._bulletin_of(publication)
+    publisher.txn_rotate(  # the batch went through, but the gateway never heard back
+        txn_id="lost",
+        coinid=live.coinid,
+        address=setup.script_address,
+        tokenid=setup.tokenid,
+        amount=1,
+        state=bulletin.state(setup.owner_key),
+        owner_publickey=setup.owner_key,
+    )
+    net.wait_blocks(2)
+
+    assert services.publication_send(publication_id=publication.pk, rpc=publisher) is True
+    confirmed = _confirmed(publisher, publication.seq)
+
+    assert confirmed.attempts == 0
+    assert confirmed.txn_id == ""
+    assert len(publisher.coins(address=setup.script_address, tokenid=setup.tokenid)) == 1
+
+
+def test_a_gateway_without_mns_publisher_does_not_publish(net: SimNetwork, publisher: MinimaRPC, settings: object):
+    settings.MNS_PUBLISHER = False
+
+    with pytest.raises(Exception, match="does not publish"):
+        services.publication_start()
+
+    assert Publication.objects.count() == 0
