@@ -42,7 +42,8 @@ format: venv
 clean:
 	rm -rf var/ .pytest_cache .ruff_cache
 
-## make bench: every benchmark scenario against its baseline, in one run (not part of the tests).
+## make bench: every benchmark scenario against its baseline, in one run (not part of the tests; needs wrk and, for
+## figures that mean anything, DATABASE_URL/REDIS_URL). BENCH_ARGS="lookup --seconds 5", BENCH_ARGS=--smoke.
 bench: venv
 	$(BIN)/python -m bench $(BENCH_ARGS)
 

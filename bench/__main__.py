@@ -1,81 +1,293 @@
 """``python -m bench [scenario …]`` (or ``make bench``): run the benchmarks and print one table.
 
 Scenarios run against gunicorn (sync workers) on 127.0.0.1 with the database and broker the environment names
-(embedded SQLite by default; set DATABASE_URL/REDIS_URL for PostgreSQL + Redis). The results also go to
-``var/bench/<date>.json``. Nothing here is a test: it never fails on a time.
+(PostgreSQL + Redis: set DATABASE_URL and REDIS_URL; embedded SQLite otherwise, which says nothing about a real
+deployment). wrk loads it from a second process. Each scenario is measured right after its baseline, served by the
+same gunicorn, so the ratio holds on a noisy machine. The results also go to ``var/bench/<date>.json``. Nothing
+here is a test: it never fails on a time.
+
+``--smoke`` runs three scenarios for one second each on a small seed, to prove the harness works (< 30 s).
 """
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import harness, scenarios
+from bench import harness, pipeline, scenarios, wrk
+from bench.harness import Result
+
+WEB = list(scenarios.SCENARIOS)
+ALL = [*WEB, "overload", "maxima", "memory", "handshake", "replication"]
+SMOKE = ["lookup", "deliver-rest-1k", "mailbox-read"]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("scenarios", nargs="*", default=list(scenarios.SCENARIOS))
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scenarios", nargs="*", help=f"default: all of {', '.join(ALL)}")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per scenario and per baseline (default 10)")
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn sync workers (default 3)")
+    parser.add_argument("--names", type=int, default=scenarios.LOOKUP_NAMES, help="names seeded for lookup")
+    parser.add_argument(
+        "--deliveries", type=int, default=100_000, help="Maxima deliveries of the memory scenario (default 100000)"
+    )
+    parser.add_argument("--smoke", action="store_true", help="three scenarios, 1 s each, 1000 names")
     args = parser.parse_args()
-    unknown = set(args.scenarios) - set(scenarios.SCENARIOS)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: still stop gunicorn, worker and simnet
+    if args.smoke:
+        args.scenarios, args.seconds, args.names = args.scenarios or SMOKE, 1.0, 1000
+    chosen = args.scenarios or ALL
+    unknown = set(chosen) - set(ALL)
     if unknown:
-        parser.error(f"unknown scenario(s) {sorted(unknown)}; known: {sorted(scenarios.SCENARIOS)}")
+        parser.error(f"unknown scenario(s) {sorted(unknown)}; known: {', '.join(ALL)}")
+    wrk.require()
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%S")
     out_dir = harness.REPO / "var" / "bench"
     var_dir = out_dir / f"run-{stamp}"
     var_dir.mkdir(parents=True)
     env = harness.bench_env(var_dir)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=harness.REPO, env=env, check=True)
-    for seed in {scenarios.SCENARIOS[name].seed for name in args.scenarios} - {()}:
-        subprocess.run([sys.executable, "-m", "bench.seed", *seed], cwd=harness.REPO, env=env, check=True)  # noqa: S603
+    database = _database(env)
+    print(f"bench: {database}; gunicorn {args.workers} sync workers; wrk {args.connections} connections", flush=True)
+    _manage(env, "migrate", "-v0")
+    if "lookup" in chosen:
+        _seed(env, "names", str(args.names))
+    token_file = var_dir / "session-token"
+    _seed(env, "mailbox", str(token_file))
+    ctx = scenarios.Context(
+        hook_secret=_hook_secret(env, var_dir), session_token=token_file.read_text().strip(), names=args.names
+    )
 
-    results = []
-    with harness.gunicorn(env) as (port, server):
-        for name in args.scenarios:
-            scenario = scenarios.SCENARIOS[name]
-            baseline = (
-                harness.load(
-                    scenario.baseline,
-                    port,
-                    server.pid,
-                    scenarios.SCENARIOS[scenario.baseline].request,
-                    connections=args.connections,
-                    seconds=args.seconds,
+    results: list[Result] = []
+    web = [name for name in WEB if name in chosen]
+    if "mailbox-read" in web and "deliver-rest-1k" not in web:
+        web.insert(web.index("mailbox-read"), "deliver-rest-1k")  # it reads what that stored
+    if web or "overload" in chosen:
+        with harness.gunicorn(env, workers=args.workers) as (port, server):
+            results += _web(web, ctx, port, server.pid, args)
+            if "overload" in chosen:
+                results += _stage(
+                    "overload", pipeline.overload, ctx, port, server.pid, env, args.connections, args.seconds
                 )
-                if scenario.baseline
-                else None
-            )
-            time.sleep(0.5)
-            result = harness.load(
-                name, port, server.pid, scenario.request, connections=args.connections, seconds=args.seconds
-            )
-            if baseline is not None:
-                result.baseline, result.ratio = (
-                    baseline.scenario,
-                    round(result.rps / baseline.rps, 3) if baseline.rps else None,
-                )
-                results.append(baseline)
-            results.append(result)
+    if "maxima" in chosen or "memory" in chosen:
+        results += _stage(
+            "maxima",
+            pipeline.maxima,
+            env,
+            var_dir,
+            ctx,
+            workers=args.workers,
+            seconds=args.seconds,
+            connections=args.connections,
+            throughput="maxima" in chosen,
+            deliveries=args.deliveries if "memory" in chosen else 0,
+        )
+    if "handshake" in chosen:
+        results += _stage("handshake", lambda: [_handshake(args, var_dir)])
+    if "replication" in chosen:
+        results += _stage("replication", _replication, env)
+
+    print()
     print(harness.table(results))
     report = out_dir / f"{stamp}.json"
+    load = os.getloadavg()
     report.write_text(
         json.dumps(
             {
                 "when": stamp,
+                "database": database,
+                "gunicorn_workers": args.workers,
                 "connections": args.connections,
                 "seconds": args.seconds,
+                "load_average": [round(x, 2) for x in load],
+                "cpus": os.cpu_count(),
                 "results": [r.as_dict() for r in results],
             },
             indent=2,
         )
     )
-    print(f"\nwritten to {report.relative_to(Path.cwd()) if report.is_relative_to(Path.cwd()) else report}")
+    print(f"\nload average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs; written to {report}")
+
+
+def _web(names: list[str], ctx: scenarios.Context, port: int, pid: int, args: argparse.Namespace) -> list[Result]:
+    """Each scenario right after its baseline; a baseline on its own only when nothing chosen is measured
+    against it."""
+    wrk.run(port, scenarios.bare_json(ctx), connections=args.connections, seconds=2)  # every worker warm
+    results = []
+    compared = {scenarios.SCENARIOS[name].baseline for name in names}
+    for name in names:
+        scenario = scenarios.SCENARIOS[name]
+        if name in compared:
+            continue
+        try:
+            if name == "mailbox-read":
+                ctx.message_uids = pipeline.message_uids(port, ctx)
+            baseline = None
+            if scenario.baseline:
+                lua = scenarios.SCENARIOS[scenario.baseline].lua(ctx)
+                baseline = measure(scenario.baseline, lua, port, pid, args)
+                results.append(baseline)
+            result = measure(name, scenario.lua(ctx), port, pid, args)
+        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:  # one scenario failed: say so, go on
+            result = Result(name, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, notes=f"FAILED: {type(exc).__name__}: {exc}"[:300])
+            baseline = None
+        judge(result, baseline, scenario.target)
+        results.append(result)
+        print(f"  {name}: {result.rps:.1f}/s p99 {result.p99_ms:.1f} ms {result.notes[:100]}", flush=True)
+    return results
+
+
+_warm: set[str] = set()
+
+
+def measure(name: str, lua: str, port: int, pid: int, args: argparse.Namespace, *, connections: int = 0) -> Result:
+    if name not in _warm:  # the first requests of a path in each worker import and connect: not measured
+        for _ in range(5):  # on a loaded machine a worker's first request can take seconds
+            warm = wrk.run(port, lua, connections=args.connections, seconds=1)
+            if warm.ok >= 10 and warm.p99_ms < 1000:
+                break
+        _warm.add(name)
+    load = wrk.run(port, lua, connections=connections or args.connections, seconds=args.seconds)
+    return from_load(name, load, pid)
+
+
+def from_load(name: str, load: wrk.Load, pid: int) -> Result:
+    statuses = {s: n for s, n in load.statuses.items() if not 200 <= s < 300}
+    return Result(
+        scenario=name,
+        requests=load.ok,
+        errors=load.errors,
+        seconds=round(load.seconds, 2),
+        rps=round(load.goodput, 1),
+        p50_ms=round(load.p50_ms, 2),
+        p99_ms=round(load.p99_ms, 2),
+        peak_rss_mb=harness.peak_rss_mb(pid),
+        notes=f"non-2xx answers: {statuses}" if statuses else "",
+    )
+
+
+def judge(result: Result, baseline: Result | None, target: scenarios.Target | None) -> None:
+    if baseline is not None:
+        result.baseline = baseline.scenario
+        result.baseline_rps, result.baseline_p50_ms, result.baseline_p99_ms = (
+            baseline.rps,
+            baseline.p50_ms,
+            baseline.p99_ms,
+        )
+        result.ratio = round(result.rps / baseline.rps, 3) if baseline.rps else None
+    if target is None:
+        return
+    result.target = target.text
+    checks = []
+    if target.ratio is not None:
+        checks.append(result.ratio is not None and result.ratio >= target.ratio)
+    if target.p99_ms is not None:
+        checks.append(result.requests > 0 and result.p99_ms <= target.p99_ms)
+    if target.rate is not None:
+        checks.append(result.rps >= target.rate)
+    result.met = all(checks) and result.errors == 0
+
+
+def _handshake(args: argparse.Namespace, var_dir: Path) -> Result:
+    out = var_dir / "handshake.json"
+    seconds = str(args.seconds)
+    subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "bench.handshake", "--seconds", seconds, "--workers", str(args.workers), "--out", out],
+        cwd=harness.REPO,
+        check=True,
+    )
+    base, data = json.loads(out.read_text())["results"][-2:]
+    result = Result(**{k: v for k, v in data.items() if k in Result.__dataclass_fields__})
+    result.baseline_rps, result.baseline_p50_ms, result.baseline_p99_ms = base["rps"], base["p50_ms"], base["p99_ms"]
+    result.target, result.met = "≥600 handshakes/s", result.rps >= 600
+    return result
+
+
+def _stage(name: str, run: object, *args: object, **kwargs: object) -> list[Result]:
+    """One group of scenarios; if it breaks, its row says how and the others still run and are reported."""
+    try:
+        return run(*args, **kwargs)
+    except Exception as exc:
+        import traceback
+
+        traceback.print_exc()
+        return [Result(name, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, notes=f"FAILED: {type(exc).__name__}: {exc}"[:300])]
+
+
+def _replication(env: dict[str, str]) -> list[Result]:
+    """Federation's own bench (``bench.replication``: three gateways), run as it is and its rows added here."""
+    if not env.get("DATABASE_URL", "").startswith("postgres"):
+        print("  replication: skipped, it needs PostgreSQL (DATABASE_URL)", flush=True)
+        return []
+    started = time.time()
+    subprocess.run([sys.executable, "-m", "bench.replication"], cwd=harness.REPO, check=True)
+    reports = [p for p in (harness.REPO / "var" / "bench").glob("*-replication.json") if p.stat().st_mtime >= started]
+    if not reports:
+        return []
+    rows = json.loads(max(reports, key=lambda p: p.stat().st_mtime).read_text())["results"]
+    return [Result(**{k: v for k, v in row.items() if k in Result.__dataclass_fields__}) for row in rows]
+
+
+def _database(env: dict[str, str]) -> str:
+    url = env.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        return "SQLite (embedded default; set DATABASE_URL for PostgreSQL)"
+    shown = (
+        subprocess.run(
+            [
+                sys.executable,
+                "manage.py",
+                "shell",
+                "-c",
+                "from django.db import connection as c; cur = c.cursor(); "
+                "print(*[(cur.execute(f'SHOW {k}'), cur.fetchone()[0])[1] for k in ('fsync', 'synchronous_commit')])",
+            ],
+            cwd=harness.REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.splitlines()[-1]
+        .split()
+    )  # the last line: Django's shell may say what it imported first
+    broker = "Redis" if env.get("REDIS_URL") else "filesystem broker"
+    return f"PostgreSQL (fsync={shown[0]}, synchronous_commit={shown[1]}) + {broker}"
+
+
+def _manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], cwd=harness.REPO, env=env, check=True)  # noqa: S603
+
+
+def _seed(env: dict[str, str], *args: str) -> None:
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "bench.seed", *args], cwd=harness.REPO, env=env, check=True)  # noqa: S603
+    if time.monotonic() - started > 5:
+        print(f"  seed {' '.join(args[:1])}: {time.monotonic() - started:.0f} s", flush=True)
+
+
+def _hook_secret(env: dict[str, str], var_dir: Path) -> str:
+    """The secret the served gateway uses (MAXIMA_HOOK_SECRET, or the one settings derive)."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from django.conf import settings; print(settings.MAXIMA_HOOK_SECRET)",
+        ],
+        cwd=harness.REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()[-1]
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--worker-concurrency", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn sync workers")
+    parser.add_argument("--out", type=Path, help="write the results here too (as JSON)")
     args = parser.parse_args()
 
     from mns_site.maxima.simnet import SimNetwork
@@ -77,12 +79,14 @@ def main() -> None:
             stderr=subprocess.STDOUT,
         )
         try:
-            with harness.gunicorn(env) as (port, server):
+            with harness.gunicorn(env, workers=args.workers) as (port, server):
+                # not measured: each worker's first requests import the URL conf (seconds on a loaded machine)
+                harness.load("warm-up", port, server.pid, _bare_json, connections=args.connections, seconds=3)
                 baseline = harness.load(
                     "bare-json",
                     port,
                     server.pid,
-                    scenarios.bare_json,
+                    _bare_json,
                     connections=args.connections,
                     seconds=args.seconds,
                 )
@@ -97,7 +101,14 @@ def main() -> None:
     report = out_dir / f"{stamp}-handshake.json"
     results = [baseline.as_dict(), result.as_dict()]
     report.write_text(json.dumps({"when": stamp, "connections": args.connections, "results": results}, indent=2))
+    if args.out:
+        args.out.write_text(report.read_text())
     print(f"\nhandshakes/s = completed flows per second; p50/p99 = one flow, issue to token. Written to {report}")
+
+
+def _bare_json(n: int) -> harness.Request:
+    """The baseline request for the Python client here (``bench`` itself sends it with wrk)."""
+    return "GET", "/bench/bare-json", b"", {}
 
 
 def _env(var_dir: Path, rpc_url: str, address: str) -> dict[str, str]:

@@ -33,6 +33,12 @@ class Result:
     peak_rss_mb: float
     baseline: str = ""
     ratio: float | None = None
+    baseline_rps: float | None = None
+    baseline_p50_ms: float | None = None
+    baseline_p99_ms: float | None = None
+    target: str = ""
+    met: bool | None = None
+    notes: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -45,7 +51,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], *, workers: int = 2) -> Iterator[tuple[int, subprocess.Popen]]:
+def gunicorn(env: dict[str, str], *, workers: int = 3) -> Iterator[tuple[int, subprocess.Popen]]:
     port = free_port()
     args = [
         sys.executable,
@@ -61,20 +67,28 @@ def gunicorn(env: dict[str, str], *, workers: int = 2) -> Iterator[tuple[int, su
         "--log-level",
         "warning",
     ]
-    server = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603
+    # Its log goes to a file: a pipe nobody reads fills up, and a worker blocked writing a warning to it holds
+    # whatever its transaction locked (every other worker then waits on that row).
+    log = Path(env.get("MNS_VAR_DIR", "/tmp")) / f"gunicorn-{port}.log"  # noqa: S108
+    with log.open("ab") as out:
+        server = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
     try:
-        _wait_listening(port, server)
+        _wait_listening(port, server, log)
         yield port, server
     finally:
         server.terminate()
-        server.wait(timeout=20)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:  # a worker stuck in a request: the run is over anyway
+            server.kill()
+            server.wait(timeout=10)
 
 
-def _wait_listening(port: int, server: subprocess.Popen, timeout: float = 30) -> None:
+def _wait_listening(port: int, server: subprocess.Popen, log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError("gunicorn exited: " + server.stderr.read().decode(errors="replace")[-2000:])
+            raise RuntimeError("gunicorn exited: " + log.read_text(errors="replace")[-2000:])
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
             return
@@ -84,16 +98,16 @@ def _wait_listening(port: int, server: subprocess.Popen, timeout: float = 30) ->
 
 
 def peak_rss_mb(pid: int) -> float:
-    """Peak resident memory (VmHWM) of a process and its children, summed, in MiB."""
-    total = 0
-    for each in [pid, *_children(pid)]:
+    """Peak resident memory (VmHWM) of the largest of a server's processes (its workers, or itself), in MiB."""
+    peak = 0
+    for each in _children(pid) or [pid]:
         try:
             for line in Path(f"/proc/{each}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
-                    total += int(line.split()[1])
+                    peak = max(peak, int(line.split()[1]))
         except OSError:
             continue
-    return round(total / 1024, 1)
+    return round(peak / 1024, 1)
 
 
 def _children(pid: int) -> list[int]:
@@ -159,16 +173,38 @@ def load(
 
 
 def table(results: list[Result]) -> str:
-    header = f"{'scenario':<24}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'RSS MiB':>9}"
-    header += f"  {'baseline':<16}{'ratio':>7}"
+    """One row per scenario: its figures, its baseline's figures in the same run, the ratio, the target, met?"""
+    header = (
+        f"{'scenario':<20}{'thru/s':>9}{'p50 ms':>8}{'p99 ms':>9}{'errs':>6}{'RSS MiB':>8}  "
+        f"{'baseline':<16}{'base/s':>8}{'b.p50':>7}{'b.p99':>8}{'ratio':>7}  {'target':<36}{'met':>4}"
+    )
     rows = [header, "-" * len(header)]
     for r in results:
         ratio = f"{r.ratio:.2f}" if r.ratio is not None else "-"
+        met = "-" if r.met is None else ("yes" if r.met else "NO")
+        base = [f"{x:.1f}" if x is not None else "-" for x in (r.baseline_rps, r.baseline_p50_ms, r.baseline_p99_ms)]
         rows.append(
-            f"{r.scenario:<24}{r.rps:>9.1f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.errors:>8}{r.peak_rss_mb:>9.1f}  "
-            f"{r.baseline or '-':<16}{ratio:>7}"
+            f"{r.scenario:<20}{r.rps:>9.1f}{r.p50_ms:>8.2f}{r.p99_ms:>9.2f}{r.errors:>6}{r.peak_rss_mb:>8.1f}  "
+            f"{r.baseline or '-':<16}{base[0]:>8}{base[1]:>7}{base[2]:>8}{ratio:>7}  {r.target or '-':<36}{met:>4}"
         )
+        if r.notes:
+            rows.append(f"{'':<20}  {r.notes}")
     return "\n".join(rows)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory (VmRSS) of one process now, in MiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return 0.0
+
+
+def children(pid: int) -> list[int]:
+    return _children(pid)
 
 
 def bench_env(var_dir: Path, **extra: str) -> dict[str, str]:

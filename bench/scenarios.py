@@ -1,130 +1,215 @@
-"""The benchmark scenarios: how to make the n-th request of each, and which baseline it is compared with."""
+"""The benchmark scenarios: the Lua ``request()`` wrk sends for each, its baseline, and its target (issue #11).
 
-import hashlib
-import hmac
+Every request is made fresh in Lua where the server would refuse a repeat (delivery ids, webhook msgids), so the
+server does the work of a new message each time. The hex payloads are made here once and embedded in the script.
+"""
+
 import json
 import os
-import random
 import secrets
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from bench.harness import REPO, Request
+from bench.harness import REPO
+from bench.wrk import lua_string
 
 HOOK_FIXTURE = json.loads((REPO / "docs/vectors/maxima/11-webhook-maxima-received-nodeB.json").read_text())
+LOOKUP_NAMES = 100_000
+# Letters that no confusable fold touches, so every generated name has its own skeleton (bench.seed's names).
+ALPHABET = "abdefghjkmnpstuwxyz"
+SPREAD_MAILBOXES = 64  # the deliver-rest-1k-spread scenario's recipients: bench-0 … bench-63
+BENCH_NAME = "bench"  # the mailbox the delivery scenarios write to (made by bench.seed)
+KIB = 1024
+
+# The served gateway takes REST submissions; one client address sends everything, so the rate limits stay in the
+# path (their cost is measured) but out of reach. Set before the run's environment is made.
+os.environ.setdefault("MNS_REST_SUBMISSION", "true")
+os.environ.setdefault("MNS_THROTTLE_SUBMIT", "100000000/min")
+os.environ.setdefault("MNS_THROTTLE_READ", "100000000/min")
+os.environ.setdefault("MNS_DELIVERY_RATE_PER_MINUTE", "100000000")
+
+
+@dataclass
+class Context:
+    """What the scripts need from the run: the hook secret, the bench mailbox's read session, message ids."""
+
+    hook_secret: str = ""
+    session_token: str = ""
+    message_uids: list[str] = field(default_factory=list)
+    names: int = LOOKUP_NAMES
+
+
+@dataclass(frozen=True)
+class Target:
+    text: str
+    ratio: float | None = None  # at least this x the baseline's throughput
+    p99_ms: float | None = None  # at most
+    rate: float | None = None  # at least this many per second
 
 
 @dataclass(frozen=True)
 class Scenario:
-    request: Callable[[int], Request]
+    lua: Callable[[Context], str]
     baseline: str | None = None
-    seed: tuple[str, ...] = ()  # arguments of ``python -m bench.seed`` to run before serving
+    target: Target | None = None
 
 
-LOOKUP_NAMES = 100_000
+def _static(method: str, path: str) -> str:
+    return f'request = function() return wrk.format("{method}", "{path}") end'
 
 
-def bare_json(n: int) -> Request:
-    return "GET", "/bench/bare-json", b"", {}
+def bare_json(ctx: Context) -> str:
+    return _static("GET", "/bench/bare-json")
 
 
-def _hook_secret() -> str:
-    """The secret the served gateway derives from the bench run's SECRET_KEY (see settings)."""
-    import os
+def lookup(ctx: Context) -> str:
+    """A random one of the seeded names (``x`` + four letters, bench.seed's order), so the database answers."""
+    return f"""
+local A = "{ALPHABET}"
+request = function()
+  local i = math.random(0, {ctx.names - 1})
+  local s = ""
+  for _ = 1, 4 do
+    local d = i % {len(ALPHABET)}
+    s = A:sub(d + 1, d + 1) .. s
+    i = math.floor(i / {len(ALPHABET)})
+  end
+  return wrk.format("GET", "/api/v1/names/x" .. s)
+end
+"""
 
-    secret_key = (REPO / "var" / "bench").glob("run-*/secret_key")
-    path = max(secret_key, key=lambda p: p.stat().st_mtime)
-    return (
-        os.environ.get("MAXIMA_HOOK_SECRET")
-        or hmac.new(path.read_text().strip().encode(), b"maxima-hook", hashlib.sha256).hexdigest()[:40]
-    )
+
+def _ciphertext_hex(size: int) -> str:
+    return "0x" + secrets.token_bytes(size).hex().upper()
 
 
-def webhook(n: int) -> Request:
-    """A real node's MAXIMA post with a fresh msgid and timemilli, as each new message would have."""
+def _delivery(path: str, size: int) -> Callable[[Context], str]:
+    """A ``{"id", "scheme", "ciphertext"}`` body with a fresh id and ``size`` bytes of ciphertext (hex)."""
+
+    def lua(ctx: Context) -> str:
+        tail = f'","scheme":"nacl-sealedbox-v1","ciphertext":"{_ciphertext_hex(size)}"}}'
+        return f"""
+local H = {{["Content-Type"] = "application/json"}}
+local TAIL = {lua_string(tail)}
+request = function() return wrk.format("POST", "{path}", H, '{{"id":"' .. uid() .. TAIL) end
+"""
+
+    return lua
+
+
+def _spread_delivery(size: int) -> Callable[[Context], str]:
+    """As ``_delivery``, each to a random one of the 64 ``bench-N`` mailboxes (bench.seed), as real traffic
+    spreads over names: deliveries to one mailbox queue on its counters row, one commit after the other."""
+
+    def lua(ctx: Context) -> str:
+        tail = f'","scheme":"nacl-sealedbox-v1","ciphertext":"{_ciphertext_hex(size)}"}}'
+        return f"""
+local H = {{["Content-Type"] = "application/json"}}
+local TAIL = {lua_string(tail)}
+request = function()
+  local path = "/api/v1/names/{BENCH_NAME}-" .. math.random(0, {SPREAD_MAILBOXES - 1}) .. "/messages"
+  return wrk.format("POST", path, H, '{{"id":"' .. uid() .. TAIL)
+end
+"""
+
+    return lua
+
+
+def webhook(ctx: Context) -> str:
+    """A real node's MAXIMA post (the fixture) with a fresh msgid and timemilli, as each new message would have:
+    checked, stored, queued — the answer the node waits for."""
+    data = json.loads(HOOK_FIXTURE["raw_body"])["data"]
+    return _hook_lua(f"/maxima/hook/{ctx.hook_secret}/", data["application"], data["data"])
+
+
+def maxima_deliver_lua(path: str, size: int = KIB, sender: str | None = None) -> str:
+    """A MAXIMA post carrying an ``mns`` ``deliver`` to the bench mailbox; msgid, delivery id (hex-encoded in
+    Lua, inside the data) and timemilli fresh per request."""
+    deliver = {"v": 1, "type": "deliver", "id": "@ID@", "to": BENCH_NAME, "scheme": "nacl-sealedbox-v1"}
+    deliver["ciphertext"] = _ciphertext_hex(size)
+    before, after = json.dumps(deliver, separators=(",", ":")).split("@ID@")
+    return _hook_lua(path, "mns", "0x" + before.encode().hex().upper() + "@ID@" + after.encode().hex().upper(), sender)
+
+
+def _hook_lua(path: str, application: str, data_hex: str, sender: str | None = None) -> str:
+    """The fixture's MAXIMA post with ``application`` and ``data``; Lua fills in a fresh msgid, timemilli and
+    (where ``data_hex`` has ``@ID@``) the hex of a fresh delivery id."""
     event = json.loads(HOOK_FIXTURE["raw_body"])
-    event["data"]["msgid"] = "0x" + hashlib.sha256(f"bench-{time.time_ns()}-{n}".encode()).hexdigest().upper()
-    event["data"]["timemilli"] = int(time.time() * 1000)
-    headers = {"Content-type": "application/x-www-form-urlencoded", "User-Agent": "Minima/1.0"}
-    return "POST", f"/maxima/hook/{_secret()}/", json.dumps(event, separators=(",", ":")).encode(), headers
+    event["data"].update({"application": application, "data": data_hex, "msgid": "@MSGID@", "timemilli": 0})
+    if sender:
+        event["data"]["from"] = sender
+    text = json.dumps(event, separators=(",", ":")).replace('"@MSGID@"', "@MSGID@")
+    text = text.replace('"timemilli":0', '"timemilli":@TIME@')
+    parts = [lua_string(p) for p in _split(text, ("@MSGID@", "@ID@", "@TIME@"))]
+    return f"""
+local H = {{["Content-type"] = "application/x-www-form-urlencoded", ["User-Agent"] = "Minima/1.0"}}
+local P = {{{", ".join(parts)}}}
+local function hex(s) return (s:gsub(".", function(c) return string.format("%02X", c:byte()) end)) end
+request = function()
+  local id = uid()
+  local msgid = string.format('"0x%08X%08X%08X%040X"', tid, os.time(), counter, math.random(0, 2147483647))
+  local fill = {{["@MSGID@"] = msgid, ["@ID@"] = hex(id), ["@TIME@"] = string.format("%d", os.time() * 1000)}}
+  local out = {{}}
+  for i, piece in ipairs(P) do
+    if i % 2 == 1 then out[#out + 1] = piece else out[#out + 1] = fill[piece] end
+  end
+  return wrk.format("POST", "{path}", H, table.concat(out))
+end
+"""
 
 
-_secret_cache: list[str] = []
+def _split(text: str, markers: tuple[str, ...]) -> list[str]:
+    """``text`` as [literal, marker, literal, marker, …, literal]."""
+    out, rest = [], text
+    while True:
+        found = [(rest.find(m), m) for m in markers if m in rest]
+        if not found:
+            return [*out, rest]
+        index, marker = min(found)
+        out += [rest[:index], marker]
+        rest = rest[index + len(marker) :]
 
 
-def _secret() -> str:
-    if not _secret_cache:
-        _secret_cache.append(_hook_secret())
-    return _secret_cache[0]
+def maxima_hook(ctx: Context) -> str:
+    return maxima_deliver_lua(f"/maxima/hook/{ctx.hook_secret}/")
 
 
-def lookup(n: int) -> Request:
-    """A random one of the seeded names, so the database (not a hot cache line) answers."""
-    from bench.seed import bench_names
-
-    if not _names:
-        _names.extend(bench_names(LOOKUP_NAMES))
-    return "GET", f"/api/v1/names/{random.choice(_names)}", b"", {}
-
-
-_names: list[str] = []
-
-
-# --- Mailboxes ---------------------------------------------------------------------------------------------------
-# A delivery of a 1 KiB ciphertext (a short sealed-box message), stored in the ``bench`` mailbox that the bare-insert
-# baseline view makes on first use. The served gateway takes REST submissions, and its per-sender rate (one sender
-# sends everything here) and quota are out of reach; they stay in the path, so their cost is measured.
-os.environ.setdefault("MNS_REST_SUBMISSION", "true")
-os.environ.setdefault("MNS_THROTTLE_SUBMIT", "100000000/min")
-os.environ.setdefault("MNS_DELIVERY_RATE_PER_MINUTE", "100000000")
-CIPHERTEXT = secrets.token_bytes(1024)
-DELIVERY_HEADERS = {"Content-Type": "application/json"}
-
-
-def _delivery_body() -> bytes:
-    return json.dumps({"id": secrets.token_urlsafe(24), "scheme": "nacl-sealedbox-v1", "ciphertext": _hex()}).encode()
-
-
-def _hex() -> str:
-    return "0x" + CIPHERTEXT.hex().upper()
-
-
-def bare_insert(n: int) -> Request:
-    """The same body as deliver-rest, its ciphertext stored by one durable INSERT and nothing else."""
-    return "POST", "/bench/bare-insert", _delivery_body(), DELIVERY_HEADERS
-
-
-def deliver_rest(n: int) -> Request:
-    """``POST /api/v1/names/bench/messages``: checked, deduplicated, counted against the quota, stored."""
-    return "POST", "/api/v1/names/bench/messages", _delivery_body(), DELIVERY_HEADERS
-
-
-def deliver_maxima(n: int) -> Request:
-    """A node's MAXIMA webhook post carrying an ``mns`` ``deliver``: the hook stores the event, then (in the same
-    request, as the worker would) the handler stores the message and queues the receipt."""
-    deliver = {
-        "v": 1,
-        "type": "deliver",
-        "id": secrets.token_urlsafe(24),
-        "to": "bench",
-        "scheme": "nacl-sealedbox-v1",
-        "ciphertext": _hex(),
-    }
-    event = json.loads(HOOK_FIXTURE["raw_body"])
-    event["data"]["application"] = "mns"
-    event["data"]["data"] = "0x" + json.dumps(deliver, separators=(",", ":")).encode().hex().upper()
-    event["data"]["msgid"] = "0x" + hashlib.sha256(f"bench-{time.time_ns()}-{n}".encode()).hexdigest().upper()
-    event["data"]["timemilli"] = int(time.time() * 1000)
-    headers = {"Content-type": "application/x-www-form-urlencoded", "User-Agent": "Minima/1.0"}
-    return "POST", f"/bench/maxima-hook/{_secret()}/", json.dumps(event, separators=(",", ":")).encode(), headers
+def mailbox_read(ctx: Context) -> str:
+    """The owner's client with a ``read`` session: list the newest messages, then fetch one, alternately."""
+    uids = ", ".join(f'"{uid}"' for uid in ctx.message_uids[:2000]) or '"none"'
+    return f"""
+local H = {{["Authorization"] = "MNS-Session {ctx.session_token}"}}
+local U = {{{uids}}}
+request = function()
+  counter = counter + 1
+  if counter % 2 == 1 then
+    return wrk.format("GET", "/api/v1/mailboxes/{BENCH_NAME}/messages?limit=20", H)
+  end
+  return wrk.format("GET", "/api/v1/mailboxes/{BENCH_NAME}/messages/" .. U[math.random(1, #U)], H)
+end
+"""
 
 
 SCENARIOS: dict[str, Scenario] = {
-    "bare-insert": Scenario(bare_insert),
-    "deliver-rest": Scenario(deliver_rest, baseline="bare-insert"),
-    "deliver-maxima": Scenario(deliver_maxima, baseline="bare-insert"),
-    "lookup": Scenario(lookup, baseline="bare-json", seed=("names", str(LOOKUP_NAMES))),
     "bare-json": Scenario(bare_json),
-    "webhook": Scenario(webhook, baseline="bare-json"),
+    "lookup": Scenario(lookup, "bare-json", Target("≥0.5x bare-json, p99 ≤10 ms", ratio=0.5, p99_ms=10)),
+    "bare-insert-1k": Scenario(_delivery("/bench/bare-insert", KIB)),
+    "deliver-rest-1k": Scenario(
+        _delivery(f"/api/v1/names/{BENCH_NAME}/messages", KIB),
+        "bare-insert-1k",
+        Target("≥0.7x bare-insert-1k, p99 ≤15 ms", ratio=0.7, p99_ms=15),
+    ),
+    "deliver-rest-1k-spread": Scenario(
+        _spread_delivery(KIB),
+        "bare-insert-1k",
+        Target("(not in the issue) as deliver-rest-1k", ratio=0.7, p99_ms=15),
+    ),
+    "bare-insert-64k": Scenario(_delivery("/bench/bare-insert", 64 * KIB)),
+    "deliver-rest-64k": Scenario(
+        _delivery(f"/api/v1/names/{BENCH_NAME}/messages", 64 * KIB),
+        "bare-insert-64k",
+        Target("≥0.5x bare-insert-64k, p99 ≤50 ms", ratio=0.5, p99_ms=50),
+    ),
+    "mailbox-read": Scenario(mailbox_read, "bare-json", Target("≥0.5x bare-json", ratio=0.5)),
+    "webhook": Scenario(webhook, "bare-json", Target("answer p99 ≤5 ms", p99_ms=5)),
 }

@@ -18,14 +18,12 @@ django.setup()
 from django.db import transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from mns_client.codecs import public_key_hex, to_hex  # noqa: E402
+from bench.scenarios import ALPHABET, SPREAD_MAILBOXES  # noqa: E402
+from mns_client.codecs import parse_public_key, public_key_hex, to_hex  # noqa: E402
 from mns_client.crypto import box_keypair, generate_maxima_keypair, maxsign  # noqa: E402
 from mns_client.names import skeleton  # noqa: E402
 from mns_client.statements import NameStatement  # noqa: E402
 from registry.models import NameRecord, StatementRecord  # noqa: E402
-
-# Letters that no confusable fold touches, so every generated name has its own skeleton.
-ALPHABET = "abdefghjkmnpstuwxyz"
 
 
 def bench_names(count: int) -> list[str]:
@@ -81,10 +79,54 @@ def seed_names(count: int, *, batch: int = 2000) -> None:
             )
 
 
+def seed_mailbox(token_file: str) -> None:
+    """The ``bench`` name and mailbox the delivery scenarios write to, and a ``read`` session of its owner (made
+    directly, as a verified handshake would), its token written to ``token_file`` for the mailbox-read scenario."""
+    from datetime import timedelta
+    from pathlib import Path
+
+    from django.db import connection
+
+    from bench.views import BENCH_NAME, _bench_mailbox
+    from handshake.models import Session
+    from mailboxes.models import Mailbox, Message
+    from mns_client.handshake import new_token, secret_hash
+    from mns_site.maxima.models import NodeState
+
+    spread = [f"{BENCH_NAME}-{i}" for i in range(SPREAD_MAILBOXES)]
+    for name in [BENCH_NAME, *spread]:
+        _bench_mailbox(name)
+    record = NameRecord.objects.get(name=BENCH_NAME)
+    # The gateway's identity key, as its node would have reported it: without one, deliveries skip the
+    # federation's op log (and log a warning each), which a real gateway never does.
+    state, _ = NodeState.objects.get_or_create(pk=1)
+    if not state.publickey:
+        state.publickey = public_key_hex(generate_maxima_keypair()[1])
+        state.save(update_fields=["publickey"])
+    # What earlier runs stored goes: every run starts from the same (small) mailboxes and blob table.
+    Message.objects.filter(mailbox__record__name__in=[BENCH_NAME, *spread]).delete()
+    Mailbox.objects.filter(record__name__in=[BENCH_NAME, *spread]).update(message_count=0, byte_count=0)
+    if "bench_blob" in connection.introspection.table_names():
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM bench_blob")
+    token = new_token()
+    Session.objects.create(
+        token_hash=secret_hash(token),
+        record=record,
+        owner_key=public_key_hex(parse_public_key(record.owner_key)),
+        purpose="read",
+        expires_at=timezone.now() + timedelta(days=1),
+    )
+    Path(token_file).write_text(token)
+
+
 if __name__ == "__main__":
-    kind, count = sys.argv[1], int(sys.argv[2])
-    if kind != "names":
-        raise SystemExit("usage: python -m bench.seed names COUNT")
+    kind, arg = sys.argv[1], sys.argv[2]
     started = time.perf_counter()
-    seed_names(count)
-    print(f"seeded {count} names in {time.perf_counter() - started:.1f} s")
+    if kind == "names":
+        seed_names(int(arg))
+        print(f"seeded {arg} names in {time.perf_counter() - started:.1f} s")
+    elif kind == "mailbox":
+        seed_mailbox(arg)
+    else:
+        raise SystemExit("usage: python -m bench.seed names COUNT | mailbox TOKEN_FILE")

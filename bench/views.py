@@ -51,7 +51,7 @@ def _bench_ready() -> None:
     _ready.append(True)
 
 
-def _bench_mailbox() -> None:
+def _bench_mailbox(name: str = BENCH_NAME) -> None:
     from django.utils import timezone
 
     from mailboxes.models import Mailbox
@@ -60,11 +60,11 @@ def _bench_mailbox() -> None:
     from registry.models import NameRecord
 
     with transaction.atomic():
-        record = NameRecord.objects.filter(name=BENCH_NAME).first()
+        record = NameRecord.objects.filter(name=name).first()
         if record is None:
             record = NameRecord.objects.create(
-                name=BENCH_NAME,
-                skeleton=BENCH_NAME,
+                name=name,
+                skeleton=name,
                 status="active",
                 owner_key=public_key_hex(generate_maxima_keypair()[1]),
                 box_key=to_hex(box_keypair()[1]),
