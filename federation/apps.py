@@ -6,8 +6,22 @@ class FederationConfig(AppConfig):
     verbose_name = "Federation (peers, claims, replication)"
 
     def ready(self) -> None:
-        from federation import handlers
+        from celery.signals import worker_ready
+
+        from federation import handlers, services
         from mns_site.maxima.routing import register_type
+        from mns_site.maxima.services import on_outbound_sent
 
         for message_type, handler in handlers.HANDLERS.items():
             register_type("mns-sync", message_type, handler)
+        on_outbound_sent("fed-ops:", services.ops_batch_sent)
+        worker_ready.connect(_sync_at_start, weak=False)
+
+
+def _sync_at_start(**kwargs: object) -> None:
+    """A worker that (re)starts pushes and pulls at once, rather than at the next beat round: a gateway back from
+    an outage catches up without waiting for its beat."""
+    from federation.tasks import sync
+    from mns_site.queue import enqueue_now
+
+    enqueue_now(sync)

@@ -32,10 +32,11 @@ from mns_client.errors import CodecError, MNSError
 from mns_client.names import NameRefused, normalise, skeleton
 from mns_client.statements import SignedStatement, StatementInvalid
 from mns_site.errors import DomainError
+from mns_site.maxima.models import OutboundMessage
 from mns_site.maxima.routing import Ignored, InboundMessage
 from mns_site.maxima.selectors import gateway_identity_key
 from mns_site.maxima.services import outbound_enqueue
-from mns_site.queue import enqueue_now
+from mns_site.queue import enqueue_now, enqueue_on_commit
 from registry import services as registry_services
 from registry.models import NameRecord
 
@@ -137,7 +138,31 @@ def peer_heard(*, message: InboundMessage) -> Peer:
     if peer.paused:
         raise Ignored(f"mns-sync from the paused peer {peer.name}")
     Peer.objects.filter(id=peer.id).update(last_heard_at=timezone.now())
+    _outbox_nudge(peer)
     return peer
+
+
+def _outbox_nudge(peer: Peer) -> int:
+    """The peer is answering again: what waits in the outbox for it after failed tries (its node was away) goes
+    now rather than at the end of its backoff (usually nothing waits: one small query per message)."""
+    from mns_site.maxima.tasks import send_outbound
+
+    now = timezone.now()
+    waiting = list(
+        OutboundMessage.objects.filter(
+            destination=peer.address,
+            status=OutboundMessage.Status.QUEUED,
+            attempts__gte=1,
+            next_attempt_at__gt=now,
+        ).values_list("id", flat=True)[:100]
+    )
+    if not waiting:
+        return 0
+    OutboundMessage.objects.filter(id__in=waiting, status=OutboundMessage.Status.QUEUED).update(next_attempt_at=now)
+    for message_id in waiting:
+        enqueue_on_commit(send_outbound, message_id)
+    logger.info("peer %s answers again: sending its %s waiting message(s) now", peer.name, len(waiting))
+    return len(waiting)
 
 
 def invalid_count(*, peer: Peer, count: int, why: str) -> None:
@@ -196,9 +221,14 @@ def push_to_peer(*, peer_id: int, limit: int = 2000) -> int:
 
     Each batch is claimed by a conditional UPDATE of the peer's ``pushed`` mark (two pushes at once never send
     one range twice) and goes through the outbox with an idempotency key of its range. Returns how many ops.
+
+    While an earlier batch to the peer waits in the outbox after a failed try (the peer is not answering), no new
+    batch is queued: the ops coalesce, and go in one batch once that one is sent (``ops_batch_sent``), while the
+    peer's pull catches it up meanwhile. (Otherwise each commit during an outage queues its own small batch, and
+    the returning peer gets them one by one, out of order, as their backoffs end.)
     """
     origin, peer = self_key(), selectors.peers_active().filter(id=peer_id).first()
-    if origin is None or peer is None:
+    if origin is None or peer is None or _push_stalled(peer):
         return 0
     head = selectors.log_head(origin=origin)
     if peer.pushed >= head:
@@ -213,6 +243,22 @@ def push_to_peer(*, peer_id: int, limit: int = 2000) -> int:
             _send(peer, batch, f"fed-ops:{_short(peer.identity_key)}:{first}-{last}")
         sent += len(batch["ops"])
     return sent
+
+
+def _push_stalled(peer: Peer) -> bool:
+    return OutboundMessage.objects.filter(
+        idempotency_key__startswith=f"fed-ops:{_short(peer.identity_key)}:",
+        status__in=[OutboundMessage.Status.QUEUED, OutboundMessage.Status.SENDING],
+        attempts__gte=1,
+    ).exists()
+
+
+def ops_batch_sent(message: OutboundMessage) -> None:
+    """The outbox sent a ``fed-ops`` batch: push what coalesced behind it to that peer, after the commit."""
+    from federation.tasks import push_peer
+
+    for peer_id in selectors.peers_active().filter(address=message.destination).values_list("id", flat=True):
+        enqueue_on_commit(push_peer, peer_id)
 
 
 def pull_request(*, peer_id: int) -> bool:
@@ -456,6 +502,7 @@ def _local_hold_lose(name: str, owner: str) -> None:
     record = NameRecord.objects.filter(name=name, status=NameRecord.Status.PENDING).exclude(owner_key=owner).first()
     if record is None:
         return
+    _name_lock(name)
     claim = Claim.objects.select_for_update().filter(name=name, owner_key=record.owner_key, status=Claim.Status.OPEN)
     claim = claim.order_by("-id").first()
     if claim is not None:
@@ -695,6 +742,7 @@ def claim_answered(*, peer: Peer, claim_id: str, ack: bool) -> str:
     as a majority can no longer be reached. Returns the claim's status (``ignored`` for an unknown claim).
     """
     with transaction.atomic():
+        _name_lock(Claim.objects.filter(claim_id=claim_id).values_list("name", flat=True).first())
         claim = Claim.objects.select_for_update().filter(claim_id=claim_id).first()
         if claim is None or peer.identity_key not in claim.asked:
             return "ignored"
@@ -707,6 +755,14 @@ def claim_answered(*, peer: Peer, claim_id: str, ack: bool) -> str:
         elif len(claim.nacks) > claim.membership - claim.majority:
             _claim_refuse(claim, Claim.Status.REFUSED, "name_taken")
         return claim.status
+
+
+def _name_lock(name: str | None) -> None:
+    """Lock the name's row FOR NO KEY UPDATE before a claim of it: the answer to a ``register`` handshake locks the
+    name, then its challenge, then the claim (``claim_allows_confirm``); deciding a claim takes the same order (the
+    name first), or the two deadlock. Does not block a session pickup's key-share lock on the row."""
+    if name is not None:
+        NameRecord.objects.select_for_update(no_key=True).filter(name=name).first()
 
 
 def _claim_confirm(claim: Claim) -> None:
@@ -777,8 +833,10 @@ def claim_allows_confirm(*, name: str, owner_key: str, challenge_id: str) -> boo
 def claims_expire() -> tuple[int, int]:
     """Expire open claims past their time (their registrations refused, ``claim_expired``) and expired leases."""
     now, expired = timezone.now(), 0
-    for claim_id in Claim.objects.filter(status=Claim.Status.OPEN, expires_at__lte=now).values_list("id", flat=True):
+    due = Claim.objects.filter(status=Claim.Status.OPEN, expires_at__lte=now).values_list("id", "name")
+    for claim_id, name in due:
         with transaction.atomic():
+            _name_lock(name)
             claim = Claim.objects.select_for_update().filter(id=claim_id, status=Claim.Status.OPEN).first()
             if claim is not None:
                 _claim_refuse(claim, Claim.Status.EXPIRED, "claim_expired")

@@ -33,7 +33,17 @@ class ChallengeStateFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         now, pending = timezone.now(), Q(status=Challenge.Status.PENDING)
-        filters = {"pending": pending & Q(expires_at__gt=now), "expired": pending & Q(expires_at__lte=now)}
+        awaiting_network = Q(  # Challenge.awaiting_network: answered, the network's claim of the name still open
+            purpose="register",
+            status=Challenge.Status.VERIFIED,
+            pickup_until__isnull=True,
+            session_issued_at__isnull=True,
+        )
+        filters = {
+            "pending": (pending & Q(expires_at__gt=now)) | awaiting_network,
+            "expired": pending & Q(expires_at__lte=now),
+            "verified": Q(status=Challenge.Status.VERIFIED) & ~awaiting_network,
+        }
         if self.value() in filters:
             return queryset.filter(filters[self.value()])
         return queryset.filter(status=self.value()) if self.value() else queryset

@@ -64,10 +64,24 @@ class Challenge(models.Model):
     def __str__(self) -> str:
         return f"{self.purpose} {self.record.name} ({self.state()})"
 
+    @property
+    def awaiting_network(self) -> bool:
+        """A ``register`` the owner answered while the network's claim of the name is still open: verified, but
+        without a pickup window until the registration completes (or failed ``name_taken``/``claim_expired``)."""
+        return (
+            self.purpose == "register"
+            and self.status == self.Status.VERIFIED
+            and self.pickup_until is None
+            and self.session_issued_at is None
+        )
+
     def state(self, now: datetime | None = None) -> str:
-        """pending, verified, failed, or expired (pending past its expiry)."""
+        """pending (also: answered, awaiting the network's claim), verified, failed, or expired (pending past its
+        expiry)."""
         if self.status == self.Status.PENDING and self.expires_at <= (now or timezone.now()):
             return "expired"
+        if self.awaiting_network:
+            return "pending"
         return self.status
 
 

@@ -34,7 +34,10 @@ class ChallengeStatusSerializer(serializers.ModelSerializer):
 
     name = serializers.CharField(source="record.name")
     status = serializers.SerializerMethodField()
-    reason = serializers.SerializerMethodField(help_text="Why it failed or expired; null otherwise.")
+    reason = serializers.SerializerMethodField(
+        help_text="Why it failed or expired; claim_open while a register is answered but waits for the MNS "
+        "network's claim of the name (status pending); null otherwise."
+    )
     attempts_left = serializers.SerializerMethodField()
     session_issued = serializers.SerializerMethodField()
 
@@ -49,6 +52,8 @@ class ChallengeStatusSerializer(serializers.ModelSerializer):
         state = challenge.state()
         if state == "failed":
             return challenge.failure_reason
+        if challenge.awaiting_network:
+            return "claim_open"
         return "challenge_expired" if state == "expired" else None
 
     def get_attempts_left(self, challenge: Challenge) -> int:

@@ -202,8 +202,12 @@ def _judge(challenge: Challenge, answer: AnswerMessage, *, from_owner: bool, at:
         return name_changed
     if not _consume(challenge, at):
         return _unanswerable(challenge)
-    if challenge.purpose == "register":
-        _registration_confirm(challenge)
+    if challenge.purpose == "register" and not _registration_confirm(challenge):
+        # The owner answered, but the network's claim of the name is still open: no session until the
+        # registration completes (``mailboxes.services.registration_complete`` opens the pickup window), so the
+        # client keeps polling a ``pending`` challenge instead of picking up a session for a mailbox not there yet.
+        Challenge.objects.filter(id=challenge.id).update(pickup_until=None)
+        challenge.pickup_until = None
     return "verified"
 
 
@@ -265,18 +269,20 @@ def _name_changed(challenge: Challenge, at: datetime) -> str | None:
     return "name_changed" if failed else _unanswerable(challenge)
 
 
-def _registration_confirm(challenge: Challenge) -> None:
-    """The Mailboxes app confirms the registration (creates the mailbox) when it provides the hook.
+def _registration_confirm(challenge: Challenge) -> bool:
+    """The Mailboxes app confirms the registration (creates the mailbox) when it provides the hook; ``False``
+    while the confirmation waits for the network's claim of the name (the hook returned ``None``).
 
     Called inside the answer's transaction: if it raises, the verification is rolled back with it and the
-    inbound event is marked failed (staff can retry it), so a verified ``register`` always means confirmed.
+    inbound event is marked failed (staff can retry it), so a verified ``register`` whose session can be picked
+    up always means confirmed.
     """
     try:
         from mailboxes.services import registration_confirm
     except ImportError:
         logger.info("no mailboxes.services.registration_confirm yet: %s stays pending", challenge.record.name)
-        return
-    registration_confirm(challenge=challenge)
+        return True
+    return registration_confirm(challenge=challenge) is not None
 
 
 def _result_send(challenge: Challenge, message: InboundMessage, answer: AnswerMessage, verdict: str) -> None:
@@ -309,6 +315,8 @@ def session_open(*, challenge_id: str, verifier: str) -> OpenedSession:
     polling tells. Then a conditional UPDATE claims the pickup: a verified challenge, within its pickup window,
     not picked up before. Refusals (nothing written): ``handshake_not_found`` 404, ``verifier_wrong`` 403,
     ``handshake_pending``/``handshake_failed``/``session_already_issued`` 409, ``handshake_expired`` 410.
+    A ``register`` answered while the network's claim of the name is open has no pickup window yet
+    (``pickup_until`` empty): ``handshake_pending`` until the registration completes.
     """
     challenge = selectors.challenge_known(challenge_id=challenge_id)
     if not secret_matches(verifier, challenge.verifier_hash):

@@ -202,6 +202,10 @@ def registration_complete(*, challenge: Challenge) -> Mailbox:
         Mailbox.objects.filter(id=mailbox.id).update(address=address, updated_at=timezone.now())
         mailbox.address = address
     access_token_issue(mailbox=mailbox)
+    # The client may pick its session up now (a register answered while the network's claim was open had none).
+    Challenge.objects.filter(
+        id=challenge.id, status=Challenge.Status.VERIFIED, pickup_until=None, session_issued_at=None
+    ).update(pickup_until=timezone.now() + timedelta(seconds=settings.MNS_HANDSHAKE_TTL_SECONDS))
     federation = _federation()
     federation.op_append(kind="statement", payload={"statement": record.statement, "signature": record.signature})
     replicas = federation.replicas_for_new_mailbox()
@@ -217,21 +221,31 @@ def registration_complete(*, challenge: Challenge) -> Mailbox:
 def registration_refuse(*, name: str, owner_key: str, code: str) -> None:
     """The network refused the claim of a held name (``name_taken``) or it expired (``claim_expired``).
 
-    The hold is given up, the register challenge fails with ``code`` (what the client polling it over REST
-    sees), and a registration made over Maxima gets a ``register-refused`` at the owner's address.
+    The register challenge fails with ``code`` (what the client polling it over REST sees), a registration made
+    over Maxima gets a ``register-refused`` at the owner's address, and the hold is given up.
+
+    Locks, in the order the answer to a handshake takes them: the name's row FOR NO KEY UPDATE (as
+    ``handshake.services`` does), then the challenges, and only then the name's row FOR UPDATE (giving the hold
+    up). A session pickup locks its challenge, then takes a key-share lock on the name's row (the session's
+    foreign key), which FOR NO KEY UPDATE lets through: locking the name FOR UPDATE first deadlocked with it.
     """
-    registry_services.name_hold_refuse(name=name, owner_key=owner_key)
-    challenges = Challenge.objects.filter(
-        record__name=name, purpose="register", owner_key=owner_key, session_issued_at=None
-    ).exclude(status=Challenge.Status.FAILED)
-    for registration in Registration.objects.filter(challenge__in=challenges, source="maxima"):
+    NameRecord.objects.select_for_update(no_key=True).filter(name=name).first()
+    challenges = list(
+        Challenge.objects.filter(record__name=name, purpose="register", owner_key=owner_key, session_issued_at=None)
+        .exclude(status=Challenge.Status.FAILED)
+        .values_list("id", flat=True)
+    )
+    Challenge.objects.filter(id__in=challenges, session_issued_at=None).exclude(status=Challenge.Status.FAILED).update(
+        status=Challenge.Status.FAILED, failure_reason=code, answered_at=timezone.now()
+    )
+    for registration in Registration.objects.filter(challenge_id__in=challenges, source="maxima"):
         outbound_enqueue(
             destination=registration.address,
             application=APPLICATION,
             payload=RegisterRefused(name=name, reason=code, detail=f"The MNS network refused {name!r}.").to_bytes(),
             idempotency_key=f"register-refused:{registration.challenge_id}",
         )
-    challenges.update(status=Challenge.Status.FAILED, failure_reason=code, answered_at=timezone.now())
+    registry_services.name_hold_refuse(name=name, owner_key=owner_key)
 
 
 def mailbox_replicate(*, record: NameRecord, owner_key: str, address: str) -> Mailbox:

@@ -51,6 +51,7 @@ logger = logging.getLogger(__name__)
 API = "/api/v1/"
 DEFAULT_TIMEOUT = 15.0
 POLL_SECONDS = 0.5
+CLAIM_GRACE_SECONDS = 300  # past the challenge's expiry, how long a register may wait for the network's claim
 Progress = Callable[[str], None]
 
 
@@ -590,6 +591,14 @@ class Client:
                     "answer_refused", "the gateway refused your node's answer (it did not come from the owner's key)"
                 )
             remaining = deadline - time.time()
+            if state.get("reason") == "claim_open":
+                # A register answered, waiting for the MNS network to confirm the name (verified, or failed
+                # name_taken/claim_expired, once the gateway's claim is decided; the claim ends on its own).
+                if remaining < -CLAIM_GRACE_SECONDS:
+                    raise HandshakeFailed("claim_expired", _handshake_failure("claim_expired"))
+                self.progress("your node answered; waiting for the MNS network to confirm the name")
+                time.sleep(POLL_SECONDS)
+                continue
             if remaining < -5:  # the gateway should have said expired by now; do not wait for ever
                 raise HandshakeFailed("challenge_expired", _handshake_failure("challenge_expired"))
             self.progress(f"waiting for the gateway to see your node's answer ({max(remaining, 0):.0f} s left)")
@@ -985,6 +994,8 @@ def _handshake_failure(reason: str) -> str:
         "too_many_attempts": "the handshake failed: too many wrong answers",
         "challenge_used": "the handshake was already used",
         "name_changed": "the name changed while the handshake was open",
+        "name_taken": "another owner got the name first in the MNS network",
+        "claim_expired": "the MNS network did not confirm the name in time; try again",
     }.get(reason, f"the handshake failed: {reason}")
 
 

@@ -207,6 +207,13 @@ async function completeHandshake(issued, verifier, say) {
     if (typeof before.attempts_left === "number" && now.attempts_left < before.attempts_left) {
       throw new mns.Refused("answer_refused", "The gateway refused your node's answer: this node does not own the name.");
     }
+    if (now.reason === "claim_open") {
+      // A register answered, waiting for the MNS network to confirm the name: verified or failed when it is decided.
+      say("your node answered; waiting for the MNS network to confirm the name");
+      if (Date.now() > deadline + 300000) throw new mns.Refused("claim_expired", handshakeWords("claim_expired"));
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+      continue;
+    }
     if (Date.now() > deadline + 5000) throw new mns.Refused("challenge_expired", handshakeWords("challenge_expired"));
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
   }
@@ -224,6 +231,8 @@ function handshakeWords(reason) {
       too_many_attempts: "Too many wrong answers: the sign-in was stopped.",
       challenge_used: "This sign-in was already used. Try again.",
       name_changed: "The name changed during the sign-in. Try again.",
+      name_taken: "Another owner got this name first in the MNS network.",
+      claim_expired: "The MNS network did not confirm the name in time. Try again.",
     }[reason] || `The sign-in failed (${reason}).`
   );
 }

@@ -3,17 +3,18 @@ and the registration finishes when both the owner's handshake and the network ha
 
 import json
 import threading
+import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 
 from federation import services
 from federation.models import Claim, Lease, Peer
 from federation.tests.support import FakePeer, gateway, peer_b, peer_c, sent_sync, state  # noqa: F401 (fixtures)
-from handshake.models import Challenge
+from handshake.models import Challenge, Session
 from mailboxes import services as mailbox_services
 from mailboxes.models import AccessToken, Mailbox
 from mailboxes.tests.support import VERIFIER, Owner, answer, inbound, open_mailbox, sent
@@ -83,6 +84,73 @@ def test_an_answered_handshake_waits_for_the_claim_and_the_majority_finishes_it(
     assert AccessToken.objects.filter(mailbox__record__name="alice").count() == 1
     assert sorted(dest for dest, _ in sent_sync("commit")) == sorted([peer_b.address, peer_c.address])
     assert Lease.objects.get().status == "committed"
+
+
+def pickup(challenge_id: str) -> tuple[int, dict]:
+    response = Client().post(
+        f"/api/v1/handshakes/{challenge_id}/session", {"verifier": VERIFIER}, content_type="application/json"
+    )
+    return response.status_code, response.json()
+
+
+def polled(challenge_id: str) -> tuple[str, str | None]:
+    status = Client().get(f"/api/v1/handshakes/{challenge_id}").json()
+    return status["status"], status["reason"]
+
+
+def test_an_answered_register_polls_pending_and_gives_no_session_until_the_network_confirms_the_name(
+    peer_b: FakePeer,  # noqa: F811
+    peer_c: FakePeer,  # noqa: F811
+) -> None:
+    owner = Owner.fresh()
+    pending = start(owner)
+    challenge_id = pending.issued.challenge.id
+    assert answer(owner, challenge_id, pending.issued.code) == "verified"
+    assert polled(challenge_id) == ("pending", "claim_open")
+    status, refused = pickup(challenge_id)
+    assert (status, refused["error"]) == (409, "handshake_pending")
+    assert not Session.objects.exists()
+
+    peer_b.says(sync.message("claim-ack", claim_id=Claim.objects.get().claim_id))
+    assert polled(challenge_id) == ("verified", None)
+    status, issued = pickup(challenge_id)
+    assert status == 201, issued
+    token = Client().get("/api/v1/mailboxes/alice/access-token", HTTP_AUTHORIZATION=f"MNS-Session {issued['token']}")
+    assert token.status_code == 200, token.json()
+
+
+def test_an_answered_register_whose_claim_is_refused_fails_name_taken_and_never_gives_a_session(
+    peer_b: FakePeer,  # noqa: F811
+    peer_c: FakePeer,  # noqa: F811
+) -> None:
+    owner = Owner.fresh()
+    pending = start(owner)
+    challenge_id = pending.issued.challenge.id
+    assert answer(owner, challenge_id, pending.issued.code) == "verified"
+    claim_id = Claim.objects.get().claim_id
+    for peer in (peer_b, peer_c):
+        peer.says(sync.message("claim-nack", claim_id=claim_id, reason="claimed"))
+    assert polled(challenge_id) == ("failed", "name_taken")
+    status, refused = pickup(challenge_id)
+    assert (status, refused["error"]) == (409, "handshake_failed")
+    assert not Session.objects.exists()
+    assert NameRecord.objects.get().status == "released"
+
+
+def test_a_register_over_maxima_answered_then_refused_gets_register_refused_and_no_access_token(
+    peer_b: FakePeer,  # noqa: F811
+) -> None:
+    owner = Owner.fresh()
+    body = Register(signed=owner.register("alice"), address=owner.address).to_dict()
+    assert mailbox_services.register_received(message=inbound(owner, body), body=body) == "challenged"
+    [(_, challenge)] = sent("register-challenge")
+    assert answer(owner, challenge["challenge"], challenge["code"]) == "verified"
+    assert not AccessToken.objects.exists()  # the token goes out only when the registration completes
+    peer_b.says(sync.message("claim-nack", claim_id=Claim.objects.get().claim_id, reason="claimed"))
+    [(destination, refused)] = sent("register-refused")
+    assert (destination, refused["reason"]) == (owner.address, "name_taken")
+    assert not AccessToken.objects.exists()
+    assert not sent("access-token")
 
 
 def test_a_claim_confirmed_first_is_finished_by_the_handshake(peer_b: FakePeer, peer_c: FakePeer) -> None:  # noqa: F811
@@ -262,3 +330,47 @@ def test_on_postgresql_two_owners_claiming_at_once_get_one_ack(gateway: object) 
     assert sorted(outcomes) == ["claim-ack"] + ["claim-nack"] * 5
     assert Lease.objects.filter(status="live").count() == 1
     assert json.dumps(sorted(outcomes))  # every claim got exactly one answer
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("postgres")
+def test_on_postgresql_a_refusal_waiting_for_a_pickup_does_not_hold_the_name_row(peer_b: FakePeer) -> None:  # noqa: F811
+    """A session pickup locks its challenge, then (the session's foreign key) the name's row: a refusal must take
+    them in the same order, or the two deadlock (seen as a 500 at the pickup)."""
+    owner = Owner.fresh()
+    challenge_id = start(owner).issued.challenge.id
+    locked, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def pickup_holding_the_challenge() -> None:  # what a pickup's UPDATE of the challenge holds until it commits
+        try:
+            with transaction.atomic():
+                Challenge.objects.select_for_update().get(id=challenge_id)
+                locked.set()
+                release.wait(timeout=20)
+        finally:
+            connection.close()
+
+    def refusal() -> None:  # in one transaction, as the inbound task that handles a nack runs it
+        try:
+            with transaction.atomic():
+                mailbox_services.registration_refuse(name="alice", owner_key=owner.key, code="name_taken")
+        finally:
+            done.set()
+            connection.close()
+
+    holder, refuser = threading.Thread(target=pickup_holding_the_challenge), threading.Thread(target=refusal)
+    holder.start()
+    assert locked.wait(timeout=10)
+    refuser.start()
+    try:
+        time.sleep(0.5)  # the refusal is now waiting for the challenge
+        assert not done.is_set()
+        with transaction.atomic(), connection.cursor() as cursor:  # the pickup's foreign-key check on the name row
+            cursor.execute("SELECT id FROM registry_namerecord WHERE name = 'alice' FOR KEY SHARE NOWAIT")
+    finally:
+        release.set()
+        holder.join(timeout=20)
+        refuser.join(timeout=20)
+    assert done.is_set()
+    assert Challenge.objects.get(id=challenge_id).failure_reason == "name_taken"
+    assert NameRecord.objects.get(name="alice").status == "released"

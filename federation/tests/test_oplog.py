@@ -1,9 +1,12 @@
 """The operation log: what this gateway appends, in which order, and how it leaves for the peers (push, pull)."""
 
 import threading
+from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.db import connection, transaction
+from django.utils import timezone
 
 from federation import services
 from federation.models import Operation, Peer
@@ -13,6 +16,7 @@ from mailboxes.models import Message
 from mailboxes.tests.support import Owner, deliver, open_mailbox
 from mns_client import sync
 from mns_client.codecs import to_hex
+from mns_site.maxima.models import OutboundMessage
 from registry.tests.support import GATEWAY
 
 pytestmark = pytest.mark.django_db
@@ -85,6 +89,55 @@ def test_push_queues_each_unsent_op_once_and_moves_the_peers_mark(
     pushed = sent_sync("ops")
     assert [(dest, [op["seq"] for op in body["ops"]]) for dest, body in pushed] == [(peer_b.address, [1, 2])]
     assert Peer.objects.get().pushed == 2
+
+
+def ops_batches() -> list[list[int]]:
+    return [[op["seq"] for op in body["ops"]] for _, body in sent_sync("ops")]
+
+
+def registered_alone(name: str) -> None:
+    """A registration whose ops are pushed by hand (the peer disabled meanwhile: no claim, no push)."""
+    Peer.objects.update(enabled=False)
+    open_mailbox(Owner.fresh(), name)
+    Peer.objects.update(enabled=True)
+
+
+def test_while_a_batch_waits_for_a_retry_new_ops_coalesce_and_go_in_one_batch_once_it_is_sent(
+    gateway: object,  # noqa: F811
+    peer_b: FakePeer,  # noqa: F811
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    peer_id = Peer.objects.get().id
+    registered_alone("alice")
+    assert services.push_to_peer(peer_id=peer_id) == 2
+    waiting = OutboundMessage.objects.get(idempotency_key__startswith="fed-ops:")
+    later = timezone.now() + timedelta(seconds=60)
+    OutboundMessage.objects.filter(id=waiting.id).update(attempts=1, next_attempt_at=later)  # the peer did not answer
+    registered_alone("bobby")
+    registered_alone("carol")
+    assert services.push_to_peer(peer_id=peer_id) == 0
+    assert ops_batches() == [[1, 2]]
+    assert Peer.objects.get().pushed == 2
+
+    OutboundMessage.objects.filter(id=waiting.id).update(status=OutboundMessage.Status.SENT)
+    waiting.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.ops_batch_sent(waiting)  # the outbox's sent callback for fed-ops:
+    assert ops_batches() == [[1, 2], [3, 4, 5, 6]]
+    assert Peer.objects.get().pushed == 6
+
+
+def test_a_peer_heard_again_gets_what_waits_for_it_in_the_outbox_now(
+    gateway: object,  # noqa: F811
+    peer_b: FakePeer,  # noqa: F811
+) -> None:
+    registered_alone("alice")
+    services.push_to_peer(peer_id=Peer.objects.get().id)
+    later = timezone.now() + timedelta(seconds=60)
+    OutboundMessage.objects.filter(idempotency_key__startswith="fed-ops:").update(attempts=1, next_attempt_at=later)
+    assert peer_b.says(sync.message("pull", origin=GATEWAY, since=2)) == "done"
+    waiting = OutboundMessage.objects.get(idempotency_key__startswith="fed-ops:")
+    assert waiting.next_attempt_at <= timezone.now()
 
 
 def test_a_pull_is_answered_with_the_ops_after_the_peers_cursor(

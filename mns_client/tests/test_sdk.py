@@ -3,7 +3,9 @@ temporary webhook on a (simnet) node, and what it refuses before asking anyone."
 
 import json
 import threading
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from mns_client.sdk import (
     GatewayAPI,
     GatewayRefused,
     GatewayUnreachable,
+    HandshakeFailed,
     NotVerified,
     Unavailable,
     _verified_record,
@@ -284,3 +287,26 @@ def test_links_the_gateway_gives_are_followed_on_its_own_host_only() -> None:
 
     assert api._same_origin("http://gw.example:8000/api/v1/x?cursor=a") == "http://gw.example:8000/api/v1/x?cursor=a"
     assert api._same_origin("https://evil.example/api/v1/x?cursor=a") == "http://gw.example:8000/api/v1/x?cursor=a"
+
+
+# ------------------------------------------------------------------------------------------------ handshakes
+
+
+def test_a_register_waiting_for_the_networks_claim_is_polled_past_its_expiry_until_it_is_decided(
+    gateway: FakeGateway, tmp_path: Path
+) -> None:
+    path = "/api/v1/handshakes/hs-1"
+    state = {"id": "hs-1", "name": "alice", "purpose": "register", "attempts_left": 5, "session_issued": False}
+    gateway.routes[path] = (200, {**state, "status": "pending", "reason": "claim_open"})
+    decided = threading.Timer(
+        1.5, lambda: gateway.routes.update({path: (200, {**state, "status": "failed", "reason": "name_taken"})})
+    )
+    decided.start()
+    a_minute_ago = datetime.fromtimestamp(time.time() - 60, tz=UTC).isoformat()
+    expired = {"id": "hs-1", "expires_at": a_minute_ago}  # a plain pending would give up at once
+
+    with pytest.raises(HandshakeFailed) as caught:
+        client_for(gateway, tmp_path)._await_verified("hs-1", expired, 5)
+
+    decided.cancel()
+    assert caught.value.code == "name_taken"
