@@ -1,13 +1,15 @@
 """Reads of the mailboxes. Listings never load a ciphertext: only ``message_of`` does, for the one message asked."""
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from handshake.models import Challenge
 from mailboxes.models import AccessToken, BlockedSender, Mailbox, Message, Registration, SenderRule
+from mns_client.mailbox import MailboxMessageInvalid, Receipt
 from mns_site.errors import DomainError
 from mns_site.maxima.models import OutboundMessage
 
@@ -151,3 +153,28 @@ def forwards_unmarked(*, limit: int) -> list[int]:
         .order_by("id")
         .values_list("outbound_id", flat=True)[:limit]
     )
+
+
+@dataclass(frozen=True)
+class QueuedReceipt:
+    """A receipt the gateway queued for a sender's node, as ``GET /receipts/{id}`` answers it."""
+
+    receipt: Receipt
+    sent: bool
+
+
+def receipt_of(*, delivery_id: str, sender_key: str) -> QueuedReceipt:
+    """The receipt queued for this sender (canonical ``0x…`` key) and delivery id: the ``stored`` one if there is
+    one, else the latest refusal; 404 ``receipt_not_found`` when none is in the outbox (not yet, or purged)."""
+    # The keys written by services._receipt_send: "receipt:{id}:{sha256(sender)[:32]}" (+ ":refused:{reason}").
+    key = f"receipt:{delivery_id}:{hashlib.sha256(sender_key.encode()).hexdigest()[:32]}"
+    rows = OutboundMessage.objects.filter(Q(idempotency_key=key) | Q(idempotency_key__startswith=key + ":refused:"))
+    found = sorted(
+        rows.only("idempotency_key", "payload", "status"), key=lambda row: (row.idempotency_key != key, -row.id)
+    )
+    for row in found:
+        try:
+            return QueuedReceipt(Receipt.from_bytes(bytes(row.payload)), row.status == OutboundMessage.Status.SENT)
+        except MailboxMessageInvalid:  # never written by this gateway; skip rather than answer 500
+            continue
+    raise DomainError("receipt_not_found", "No receipt for this delivery id and sender (yet, or any more).", status=404)

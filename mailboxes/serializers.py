@@ -233,3 +233,21 @@ class StoredSerializer(serializers.Serializer):
 
     def get_status(self, stored: Stored) -> str:
         return "stored"
+
+
+class ReceiptQuerySerializer(serializers.Serializer):
+    sender = KeyField(help_text=KEY_HELP + " The delivering node's identity key: the receipt's addressee.")
+
+
+class ReceiptSerializer(serializers.Serializer):
+    """A receipt the gateway queued for the sender's node, and whether its node has delivered it."""
+
+    id = serializers.CharField(source="receipt.id", help_text="The sender's delivery id.")
+    status = serializers.ChoiceField(["stored", "refused"], source="receipt.status")
+    message_id = serializers.CharField(source="receipt.message_id", required=False, help_text="With stored.")
+    reason = serializers.CharField(source="receipt.reason", required=False, help_text="With refused.")
+    detail = serializers.CharField(source="receipt.detail", required=False, help_text="With refused: in words.")
+    sent = serializers.BooleanField(help_text="The gateway's node has delivered the receipt to the sender's node.")
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        return {key: value for key, value in super().to_representation(instance).items() if value is not None}

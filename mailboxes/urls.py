@@ -13,5 +13,6 @@ urlpatterns = [
     path("mailboxes/<str:name>/forward", views.ForwardView.as_view(), name="forward"),
     path("mailboxes/<str:name>/access-token", views.AccessTokenView.as_view(), name="access-token"),
     path("mailboxes/<str:name>/access-token/rotate", views.AccessTokenRotateView.as_view(), name="rotate"),
+    path("receipts/<str:delivery_id>", views.ReceiptView.as_view(), name="receipt"),
     path("names/<str:name>/messages", views.SubmitView.as_view(), name="submit"),
 ]

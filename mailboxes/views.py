@@ -27,10 +27,13 @@ from mailboxes.serializers import (
     MessageMetaSerializer,
     MessageSerializer,
     PendingRegistrationSerializer,
+    ReceiptQuerySerializer,
+    ReceiptSerializer,
     RegisterSerializer,
     StoredSerializer,
     SubmitSerializer,
 )
+from mns_client.mailbox import delivery_id_of
 from mns_client.names import normalise
 from mns_site.api import APIView, ListAPIView
 from mns_site.errors import DomainError
@@ -269,3 +272,33 @@ class SubmitView(APIView):
             sender_key=fields.get("sender", ""),
         )
         return Response(StoredSerializer(stored).data, status=201 if stored.created else 200)
+
+
+class ReceiptView(APIView):
+    """The receipt the gateway queued for a delivery (``?sender=`` the delivering node's key), for a sender who cannot
+    take Maxima messages itself (a web page). The delivery id is the sender's 192-bit secret, and the answer holds
+    no ciphertext: only whether the message was stored, or why not."""
+
+    throttle_classes = THROTTLES
+    throttle_scope = "lookup"
+
+    @extend_schema(
+        operation_id="receipts_retrieve",
+        parameters=[
+            OpenApiParameter("delivery_id", str, OpenApiParameter.PATH, description="The sender's delivery id."),
+            ReceiptQuerySerializer,
+        ],
+        responses={
+            200: ReceiptSerializer,
+            400: _error("invalid"),
+            404: _error("receipt_not_found"),
+            429: _error("throttled"),
+        },
+    )
+    def get(self, request: Request, delivery_id: str) -> Response:
+        if delivery_id_of({"id": delivery_id}) is None:  # the form a delivery's id must have
+            raise DomainError("invalid", "Not a delivery id.", fields={"delivery_id": ["16-64 of A-Z a-z 0-9 _ -."]})
+        query = ReceiptQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        found = selectors.receipt_of(delivery_id=delivery_id, sender_key=query.validated_data["sender"])
+        return Response(ReceiptSerializer(found).data, headers=NO_STORE)

@@ -124,7 +124,10 @@ try {
     await page.fill("#body", config.replyText);
     await page.click("#send");
     await page.waitForSelector("#receipt:not([hidden])", T);
+    result.receiptSent = await page.textContent("#receipt");
+    await page.waitForSelector("#receipt[data-status]", T); // the gateway's receipt, polled by the page
     result.receipt = await page.textContent("#receipt");
+    result.receiptStatus = await page.getAttribute("#receipt", "data-status");
   });
 
   await step("settings", async () => {

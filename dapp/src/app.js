@@ -2,7 +2,7 @@
 // encrypted), every plaintext (decrypted and encrypted in this page). The gateway sees ciphertexts, names and
 // public keys; the user's node signs, decrypts maxencrypt blobs and sends over Maxima.
 
-import { Gateway } from "./gateway.js";
+import { Gateway, inWords } from "./gateway.js";
 import * as keystore from "./keystore.js";
 import * as mns from "./mns.js";
 import { NodeRPC } from "./rpc.js";
@@ -456,8 +456,43 @@ async function send() {
     `Sent to ${to}: your node delivered it to the gateway over Maxima (delivery ${id}, Maxima message ` +
     `${sent.msgid}). The gateway's signed receipt goes to your node.`;
   receipt.dataset.delivery = id;
+  delete receipt.dataset.status;
   receipt.hidden = false;
   $("body").value = "";
+  awaitReceipt(id, to); // not awaited: the button is free again while the gateway's receipt is looked for
+}
+
+const RECEIPT_POLL_MS = 500;
+const RECEIPT_WAIT_MS = 20000;
+const RECEIPT_RETRY = ["receipt_not_found", "throttled", "gateway_unreachable"];
+
+/** The gateway's receipt goes to the user's node over Maxima, which a page cannot read: ask the gateway for it
+ * instead (the delivery id is ours and secret) and show it, unless another message was sent meanwhile. */
+async function awaitReceipt(id, to) {
+  const deadline = Date.now() + RECEIPT_WAIT_MS;
+  while (Date.now() < deadline) {
+    let answer = null;
+    try {
+      answer = await state.gateway.receipt(id, state.me.publickey);
+    } catch (error) {
+      if (!(error instanceof mns.Refused) || !RECEIPT_RETRY.includes(error.code)) {
+        return; // nothing more to learn; the text stays as it is
+      }
+    }
+    const receipt = $("receipt");
+    if (receipt.dataset.delivery !== id) return;
+    if (answer && answer.status === "stored") {
+      receipt.textContent = `Stored in ${to}'s mailbox (delivery ${id}, message ${answer.message_id}).`;
+      receipt.dataset.status = "stored";
+      return;
+    }
+    if (answer && answer.status === "refused") {
+      receipt.textContent = `Not stored in ${to}'s mailbox: ${inWords(answer.reason, answer.detail)}`;
+      receipt.dataset.status = "refused";
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, RECEIPT_POLL_MS));
+  }
 }
 
 // --------------------------------------------------------------------------------------- forward and settings

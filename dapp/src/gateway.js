@@ -19,7 +19,21 @@ const WORDS = {
   retention_invalid: "The number of days is not allowed by this gateway.",
   sender_on_both_lists: "A key cannot be both blocked and allowed.",
   address_missing: "The gateway does not know your node's address yet.",
+  // a delivery's refusal reasons (the receipt's `reason`, mns_client.mailbox.REFUSALS)
+  malformed: "The gateway could not read the message your node sent.",
+  unknown_name: "Nobody holds this name at this gateway.",
+  suspended: "This mailbox is suspended by the gateway's staff.",
+  bad_scheme: "The gateway does not take this kind of encryption.",
+  too_large: "The message is too long for this gateway.",
+  blocked: "The recipient does not take messages from you.",
+  rate_limited: "You sent too many messages to this mailbox. Wait a minute and try again.",
+  over_quota: "The recipient's mailbox is full.",
 };
+
+/** A code of the gateway (an error or a refusal reason) in words, else its own detail. */
+export function inWords(code, detail) {
+  return WORDS[code] || detail || code;
+}
 
 export class Gateway {
   constructor(base = "") {
@@ -51,7 +65,7 @@ export class Gateway {
     }
     if (response.ok && body !== null) return body;
     if (body && typeof body.error === "string") {
-      const refused = new Refused(body.error, WORDS[body.error] || body.detail || body.error);
+      const refused = new Refused(body.error, inWords(body.error, body.detail));
       refused.status = response.status;
       throw refused;
     }
@@ -88,6 +102,11 @@ export class Gateway {
 
   pickup(id, verifier) {
     return this.request("POST", API + "handshakes/" + encodeURIComponent(id) + "/session", { json: { verifier } });
+  }
+
+  /** The receipt the gateway queued for `sender`'s delivery `id` (404 receipt_not_found until there is one). */
+  receipt(id, sender) {
+    return this.request("GET", API + "receipts/" + encodeURIComponent(id) + "?sender=" + encodeURIComponent(sender));
   }
 
   owner(method, name, rest, session, json) {

@@ -193,7 +193,9 @@ def test_a_user_sets_up_registers_reads_replies_and_deletes_in_the_browser(world
     # what dana saw
     assert "A node with an RPC password cannot be used from a web page" in result["passwordNode"]
     assert result["read"] == {"from": "bob", "verified": "verified", "subject": "Meeting", "body": PLAIN}
-    assert result["receipt"].startswith("Sent to bob: your node delivered it to the gateway")
+    assert result["receiptSent"].startswith("Sent to bob: your node delivered it to the gateway")
+    assert result["receiptStatus"] == "stored"  # the gateway's receipt, polled from GET /receipts/{id}
+    assert result["receipt"].startswith("Stored in bob's mailbox (delivery ")
     assert "your node answers the gateway's challenge over Maxima" in result["progress"]
     assert result["progress"][-1] == "dana is yours"
     assert "Messages" in result["quota"]
