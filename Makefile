@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run demo test lint format check-python venv clean bench dapp dapp-if-node
+.PHONY: run demo test lint format check-python venv clean bench faults dapp dapp-if-node
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "MNS needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -59,3 +59,8 @@ dapp-if-node:
 	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
 	  $(MAKE) --no-print-directory dapp || echo "make dapp failed: the gateway runs without the Dapp"; \
 	else echo "Node.js/npm not found: the gateway runs without the Dapp (/app/ says how to build it)"; fi
+
+## make faults: the fault suite (README "Reliability") against the real stack on a private PostgreSQL and Redis;
+## the CI budget (200 messages per fault, 8 s outages); `make faults FULL=1` for 1,000 messages and 30 s outages.
+faults: venv
+	FULL=$(FULL) $(BIN)/python -m faults $(FAULTS_ARGS)

@@ -1,16 +1,19 @@
 """The Celery app. Tasks load by id, call one service, and are safe to run twice (the broker may redeliver)."""
 
+import logging
 import os
 import time
 
 from celery import Celery
 from celery.beat import PersistentScheduler
+from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mns_site.settings")
 
 app = Celery("mns_site")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+logger = logging.getLogger(__name__)
 
 
 class HeartbeatScheduler(PersistentScheduler):
@@ -21,11 +24,60 @@ class HeartbeatScheduler(PersistentScheduler):
     def tick(self, *args: object, **kwargs: object) -> float:
         now = time.monotonic()
         if now - self._last_beat >= 5:
-            from mns_site.services import heartbeat_record
-
-            heartbeat_record(name="beat")
             self._last_beat = now
+            _beat_heartbeat()
         return super().tick(*args, **kwargs)
+
+    def apply_entry(self, entry: object, producer: object = None) -> None:
+        """Send a due periodic task unless another beat sent it this period (two beats by mistake, or one
+        restarted): a lock in the shared cache (Redis ``SET NX EX``) per task, held for 90 % of its period."""
+        if _periodic_lock(entry.name, entry.schedule):
+            super().apply_entry(entry, producer=producer)
+
+
+def _beat_heartbeat() -> None:
+    """Record that beat is alive; a database outage must not stop beat (its sweeps are what recovers from it)."""
+    from django.db import close_old_connections
+
+    from mns_site.services import heartbeat_record
+
+    try:
+        close_old_connections()  # a connection the database dropped (a restart) is replaced, not reused
+        heartbeat_record(name="beat")
+    except Exception as exc:
+        logger.warning("beat could not record its heartbeat: %s", type(exc).__name__)
+
+
+def _periodic_lock(name: str, schedule: object) -> bool:
+    """True if this beat may send ``name`` now. When the cache is down it may (every periodic task is idempotent)."""
+    from django.core.cache import cache
+
+    every = getattr(schedule, "run_every", None)
+    seconds = every.total_seconds() if every is not None else 60.0
+    try:
+        return bool(cache.add(f"beat-lock:{name}", os.getpid(), timeout=max(1, int(seconds * 0.9))))
+    except Exception as exc:
+        logger.warning("beat lock for %s not taken, the cache failed: %s", name, type(exc).__name__)
+        return True
+
+
+@worker_init.connect
+def _bound_database_waits(**kwargs: object) -> None:
+    """In a worker (and the pool processes it forks), PostgreSQL cancels any statement that waits longer than a
+    task may run (a lock held on a table, a stalled server): the task fails cleanly before its soft time limit and
+    its row waits for the sweep, instead of a killed task leaving its statement waiting on the server."""
+    from django.db.backends.signals import connection_created
+
+    connection_created.connect(_statement_timeout, weak=False)
+
+
+def _statement_timeout(sender: object, connection: object, **kwargs: object) -> None:
+    from django.conf import settings
+
+    if connection.vendor == "postgresql":
+        milliseconds = max(1, settings.CELERY_TASK_SOFT_TIME_LIMIT - 5) * 1000
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('statement_timeout', %s, false)", [str(milliseconds)])
 
 
 @app.on_after_configure.connect

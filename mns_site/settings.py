@@ -165,7 +165,7 @@ else:
     # A task a worker took and never acknowledged (the worker was killed) goes back to the queue this many seconds
     # after it was handed out. It must be above the longest a task may run (CELERY_TASK_TIME_LIMIT, 25 s: a task
     # still running must not be handed out twice) and short enough that a killed worker's tasks run again within
-    # ~30 s (the fault suite's promise). Kombu looks for such tasks every 2 s (its default, 10 s × 10 calls, would
+    # ~30 s (the fault suite's promise). Kombu looks for such tasks every 2 s (its default, 10 s times 10 calls, would
     # add up to 100 s).
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", REDIS_VISIBILITY_TIMEOUT, minimum=10),
@@ -286,6 +286,9 @@ if len(MAXIMA_HOOK_SECRET) < 32:
 MNS_HOOK_BASE_URL = env_url("MNS_HOOK_BASE_URL", "http://127.0.0.1:8000", schemes=("http", "https"))
 MNS_HOOK_RATE_PER_MINUTE = env_int("MNS_HOOK_RATE_PER_MINUTE", 6000, minimum=10)
 MNS_HOOK_RATE_PER_SENDER_PER_MINUTE = env_int("MNS_HOOK_RATE_PER_SENDER_PER_MINUTE", 600, minimum=1)
+# The hook waits at most this long on the database (PostgreSQL: statement and lock timeout), then answers 503 with
+# Retry-After: the node waits for each answer before posting its next event, so a slow database must not stall it.
+MNS_HOOK_DB_TIMEOUT_MS = env_int("MNS_HOOK_DB_TIMEOUT_MS", 2000, minimum=100, maximum=30000)
 # A message whose timemilli is further than this from our clock, either way, is refused as stale (replay guard).
 MAXIMA_MAX_AGE_SECONDS = env_int("MAXIMA_MAX_AGE_SECONDS", 900, minimum=10)
 MNS_OUTBOX_MAX_ATTEMPTS = env_int("MNS_OUTBOX_MAX_ATTEMPTS", 12, minimum=1, maximum=100)

@@ -30,6 +30,9 @@ class InboundEvent(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     claimed_at = models.DateTimeField(null=True, blank=True)
     claimed_by = models.CharField(max_length=64, blank=True)
+    enqueued_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the sweep last enqueued it (unset: only when it arrived)."
+    )
     processed_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
 
@@ -62,6 +65,7 @@ class OutboundMessage(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=12)
     next_attempt_at = models.DateTimeField(db_index=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True, help_text="When a task to send it was last enqueued.")
     claimed_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     msgid = models.CharField(max_length=66, blank=True)

@@ -11,13 +11,13 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from mns_client.codecs import from_hex, parse_address, parse_public_key, public_key_hex
@@ -206,11 +206,20 @@ def _message(event: InboundEvent) -> InboundMessage:
     )
 
 
+def sweep_mark_enqueued(*, inbound: Sequence[int] = (), outbound: Sequence[int] = ()) -> None:
+    """The sweep is about to enqueue these rows again: it leaves them alone for a while (``selectors._sweep_wait``)."""
+    now = timezone.now()
+    if inbound:
+        InboundEvent.objects.filter(id__in=inbound).update(enqueued_at=now)
+    if outbound:
+        OutboundMessage.objects.filter(id__in=outbound).update(enqueued_at=now)
+
+
 def inbound_retry(*, event_id: int) -> bool:
     """Staff asked to run a failed (or ignored) event again."""
     done = InboundEvent.objects.filter(
         id=event_id, status__in=[InboundEvent.Status.FAILED, InboundEvent.Status.IGNORED]
-    ).update(status=InboundEvent.Status.PENDING, claimed_by="", claimed_at=None)
+    ).update(status=InboundEvent.Status.PENDING, claimed_by="", claimed_at=None, enqueued_at=timezone.now())
     if done:
         from mns_site.maxima.tasks import process_inbound
 
@@ -238,6 +247,7 @@ def outbound_enqueue(
         raise DomainError(
             "payload_too_large", f"A Maxima message carries at most {MAXIMA_MAX_DATA_BYTES} bytes.", status=413
         )
+    now = timezone.now()
     message, created = OutboundMessage.objects.get_or_create(
         idempotency_key=idempotency_key,
         defaults={
@@ -246,7 +256,8 @@ def outbound_enqueue(
             "payload": payload,
             "size": len(payload),
             "max_attempts": max_attempts or settings.MNS_OUTBOX_MAX_ATTEMPTS,
-            "next_attempt_at": timezone.now(),
+            "next_attempt_at": now,
+            "enqueued_at": now,  # its task is enqueued after the commit: the sweep leaves it alone for a while
         },
     )
     if created:
@@ -342,9 +353,10 @@ def _failed(message: OutboundMessage, error: str, *, permanent: bool) -> str:
 
 def outbound_retry(*, message_id: int) -> bool:
     """Staff asked to try a failed or cancelled message again, now, with a fresh attempt budget."""
+    now = timezone.now()
     done = OutboundMessage.objects.filter(
         id=message_id, status__in=[OutboundMessage.Status.FAILED, OutboundMessage.Status.CANCELLED]
-    ).update(status=OutboundMessage.Status.QUEUED, attempts=0, next_attempt_at=timezone.now())
+    ).update(status=OutboundMessage.Status.QUEUED, attempts=0, next_attempt_at=now, enqueued_at=now)
     if done:
         from mns_site.maxima.tasks import send_outbound
 
@@ -405,13 +417,25 @@ def _ensure_hook(client: MinimaRPC, state: NodeState, now: object) -> str:
 
 
 # --- Retention -------------------------------------------------------------------------------------------------
-def transport_purge(*, older_than: timedelta) -> tuple[int, int]:
+def transport_purge(*, older_than: timedelta, budget: float = 6.0) -> tuple[int, int]:
     """Delete finished inbound events and outbound messages: they hold copies of ciphertexts (and handshake
     codes) that the mailbox's own retention and deletes must not leave behind. An inbound event is kept past
     the freshness window, so a replay of its msgid is still refused as stale after its row is gone."""
     cutoff = timezone.now() - max(older_than, timedelta(seconds=2 * settings.MAXIMA_MAX_AGE_SECONDS))
     finished_in = [InboundEvent.Status.DONE, InboundEvent.Status.IGNORED, InboundEvent.Status.REJECTED]
     finished_out = [OutboundMessage.Status.SENT, OutboundMessage.Status.FAILED, OutboundMessage.Status.CANCELLED]
-    inbound, _ = InboundEvent.objects.filter(status__in=finished_in, received_at__lt=cutoff).delete()
-    outbound, _ = OutboundMessage.objects.filter(status__in=finished_out, created_at__lt=cutoff).delete()
-    return inbound, outbound
+    inbound = InboundEvent.objects.filter(status__in=finished_in, received_at__lt=cutoff)
+    outbound = OutboundMessage.objects.filter(status__in=finished_out, created_at__lt=cutoff)
+    return _delete_in_batches(inbound, budget=budget), _delete_in_batches(outbound, budget=budget)
+
+
+def _delete_in_batches(rows: QuerySet, *, budget: float, size: int = 2000) -> int:
+    """Delete ``rows`` a batch at a time for at most ``budget`` seconds (a task's run time is bounded); the beat
+    run after deletes the rest. Returns how many were deleted."""
+    deadline, deleted = time.monotonic() + budget, 0
+    while time.monotonic() < deadline:
+        batch = list(rows.order_by("id").values_list("id", flat=True)[:size])
+        if not batch:
+            break
+        deleted += rows.model.objects.filter(id__in=batch).delete()[0]
+    return deleted

@@ -17,27 +17,30 @@ def process_inbound(self: Task, event_id: int) -> str:
 
 @shared_task(name="maxima.send_outbound", ignore_result=True)
 def send_outbound(message_id: int) -> str:
-    # A send may take the node 20 s to connect plus up to 15 s to mine its TxPoW: wait for the real answer.
-    client = node_client(timeout=max(settings.MINIMA_RPC_TIMEOUT, 45))
+    # A send may take the node a while to connect and mine its TxPoW; it waits for the real answer, but no longer
+    # than the task may run (CELERY_TASK_SOFT_TIME_LIMIT): a send that timed out is retried with backoff (the
+    # receiver drops a copy that arrives twice, by its delivery id).
+    client = node_client(timeout=max(1, settings.CELERY_TASK_SOFT_TIME_LIMIT - 2))
     return services.outbound_send(message_id=message_id, client=client)
 
 
 @shared_task(name="maxima.sweep_inbound", ignore_result=True)
 def sweep_inbound() -> int:
-    """Beat: enqueue events whose task was lost (broker down at the time, worker killed)."""
+    """Beat: enqueue events whose task was lost (broker down at the time, worker killed), in a bounded batch."""
     due = selectors.inbound_due(limit=500)
-    for event_id in due:
-        enqueue_now(process_inbound, event_id)
-    return len(due)
+    # Only what was really enqueued counts as enqueued (with the broker down, the next sweep tries again).
+    enqueued = [event_id for event_id in due if enqueue_now(process_inbound, event_id)]
+    services.sweep_mark_enqueued(inbound=enqueued)
+    return len(enqueued)
 
 
 @shared_task(name="maxima.sweep_outbound", ignore_result=True)
 def sweep_outbound() -> int:
     """Beat: enqueue messages due for a (re)try."""
     due = selectors.outbound_due(limit=500)
-    for message_id in due:
-        enqueue_now(send_outbound, message_id)
-    return len(due)
+    enqueued = [message_id for message_id in due if enqueue_now(send_outbound, message_id)]
+    services.sweep_mark_enqueued(outbound=enqueued)
+    return len(enqueued)
 
 
 @shared_task(name="maxima.supervise_node", ignore_result=True)

@@ -1,7 +1,9 @@
 import hashlib
 import hmac
+import logging
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -10,6 +12,8 @@ from mns_site import ratelimit
 from mns_site.errors import DomainError, json_error
 from mns_site.maxima import services
 from mns_site.middleware import limit_for
+
+logger = logging.getLogger(__name__)
 
 
 @csrf_exempt
@@ -30,9 +34,26 @@ def webhook(request: HttpRequest, secret: str) -> JsonResponse:
     if event is None:
         return JsonResponse({"stored": False, "reason": "not a Maxima message"})
     if _over_rate(event.sender):
-        return json_error("throttled", "Too many Maxima messages from this sender; slow down.", 429)
-    row, created = services.inbound_store(event=event)
+        response = json_error("throttled", "Too many Maxima messages from this sender; slow down.", 429)
+        response["Retry-After"] = "60"
+        return response
+    try:
+        with transaction.atomic():
+            _bound_database_wait()
+            row, created = services.inbound_store(event=event)
+    except (OperationalError, InterfaceError) as exc:  # down, restarting, or slower than the node may wait
+        logger.warning("the hook could not store a Maxima message: %s", type(exc).__name__)
+        response = json_error("unavailable", "The gateway cannot store messages right now; try again.", 503)
+        response["Retry-After"] = "5"
+        return response
     return JsonResponse({"stored": created, "id": row.id, "status": row.status})
+
+
+def _bound_database_wait() -> None:
+    """On PostgreSQL, give up after MNS_HOOK_DB_TIMEOUT_MS (a lock held on the table, an overloaded server)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(settings.MNS_HOOK_DB_TIMEOUT_MS)])
 
 
 def _over_rate(sender: str) -> bool:

@@ -3,6 +3,7 @@
 import json
 from collections.abc import Iterator
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.utils import timezone
@@ -12,7 +13,13 @@ from mns_site.maxima import routing
 from mns_site.maxima.models import InboundEvent
 from mns_site.maxima.routing import InboundMessage
 from mns_site.maxima.selectors import inbound_due
-from mns_site.maxima.services import MaximaEvent, inbound_process, inbound_retry, inbound_store
+from mns_site.maxima.services import (
+    MaximaEvent,
+    inbound_process,
+    inbound_retry,
+    inbound_store,
+    sweep_mark_enqueued,
+)
 from testsupport import maxima_fixture
 
 pytestmark = pytest.mark.django_db
@@ -135,6 +142,37 @@ def test_the_sweep_finds_old_pending_events_and_abandoned_claims_only() -> None:
     InboundEvent.objects.filter(id=done.id).update(status="done")
     assert inbound_due(limit=10) == [old_pending.id, abandoned.id]
     assert fresh_pending.id not in inbound_due(limit=10)
+
+
+def test_the_sweep_does_not_enqueue_an_event_again_while_its_last_task_may_still_be_queued(settings: object) -> None:
+    settings.MNS_INBOUND_SWEEP_AFTER_SECONDS = 30
+    row = store(1)
+    now = timezone.now()
+    InboundEvent.objects.filter(id=row.id).update(received_at=now - timedelta(seconds=100))
+    assert inbound_due(limit=10) == [row.id]
+    sweep_mark_enqueued(inbound=[row.id])
+    assert inbound_due(limit=10) == []  # the next sweeps leave it alone: its task is in the queue
+    # Enqueued 60 s after it arrived, it waits 60 s more before the sweep enqueues it again (doubling).
+    InboundEvent.objects.filter(id=row.id).update(enqueued_at=now - timedelta(seconds=40))
+    assert inbound_due(limit=10) == []
+    # Enqueued 45 s after it arrived and 55 s ago: its wait is over, that task was lost.
+    InboundEvent.objects.filter(id=row.id).update(enqueued_at=now - timedelta(seconds=55))
+    assert inbound_due(limit=10) == [row.id]
+
+
+def test_a_backlog_gets_a_few_copies_per_event_from_the_sweep_not_one_per_sweep(settings: object) -> None:
+    settings.MNS_INBOUND_SWEEP_AFTER_SECONDS = 10
+    row = store(1)
+    start = timezone.now()
+    InboundEvent.objects.filter(id=row.id).update(received_at=start)
+    enqueued = 0
+    for second in range(0, 600):  # ten minutes of sweeps every second while the task waits in a backlog
+        clock = start + timedelta(seconds=second)
+        with mock.patch("django.utils.timezone.now", return_value=clock):  # the sweep's clock, a second later
+            if inbound_due(limit=10):
+                sweep_mark_enqueued(inbound=[row.id])
+                enqueued += 1
+    assert enqueued == 6  # at 10, 20, 40, 80, 160, 320 s
 
 
 def test_payloads_are_hex_on_the_wire_and_bytes_in_the_handler(handled: list) -> None:

@@ -12,7 +12,14 @@ from mns_client.rpc import MinimaRPC
 from mns_site.errors import DomainError
 from mns_site.maxima.models import OutboundMessage
 from mns_site.maxima.selectors import outbound_due
-from mns_site.maxima.services import backoff, outbound_cancel, outbound_enqueue, outbound_retry, outbound_send
+from mns_site.maxima.services import (
+    backoff,
+    outbound_cancel,
+    outbound_enqueue,
+    outbound_retry,
+    outbound_send,
+    sweep_mark_enqueued,
+)
 from mns_site.maxima.simnet import SimNetwork
 from mns_site.maxima.simnet.testing import WebhookReceiver
 from testsupport.processes import wait_for
@@ -69,6 +76,20 @@ def test_a_stopped_node_is_retried_later_and_the_message_sent_when_it_is_back(
     assert outbound_due(limit=10) == [message.id]
     assert outbound_send(message_id=message.id, client=gateway_node) == "sent"
     assert len(user_inbox.wait_for(1)) == 1
+
+
+def test_the_sweep_leaves_a_new_message_to_its_own_task_and_enqueues_a_retry_once_when_due(
+    simnet: SimNetwork, gateway_node: MinimaRPC, settings: object
+) -> None:
+    settings.MNS_INBOUND_SWEEP_AFTER_SECONDS = 30
+    message = queue(simnet)
+    assert outbound_due(limit=10) == []  # its task was enqueued with it
+    make_due(message)  # a failed attempt's backoff is over: due again, and not enqueued since
+    assert outbound_due(limit=10) == [message.id]
+    sweep_mark_enqueued(outbound=[message.id])
+    assert outbound_due(limit=10) == []  # the next sweeps do not pile copies on the queued task
+    OutboundMessage.objects.filter(id=message.id).update(enqueued_at=timezone.now() - timedelta(seconds=31))
+    assert outbound_due(limit=10) == [message.id]  # that task was lost: enqueued again
 
 
 def test_an_unreachable_gateway_node_counts_as_a_transient_failure(simnet: SimNetwork, gateway_node: MinimaRPC) -> None:

@@ -1,0 +1,140 @@
+"""The stack every fault runs against, started once: a private Redis, two simnet nodes (the gateway's and a
+sender's), gunicorn, a supervised Celery worker and a Celery beat, on the private PostgreSQL ``python -m faults``
+started. Each test opens a fresh mailbox (the database is not emptied between tests; see ``database``).
+"""
+
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+
+from faults.stack import Stack
+from mailboxes.tests.support import Opened, Owner, open_mailbox
+from mns_client.rpc import MinimaRPC
+from mns_site.celery import app as celery_app
+from mns_site.maxima.models import NodeState
+from mns_site.maxima.simnet import SimNetwork
+from mns_site.maxima.simnet.testing import WebhookReceiver
+from testsupport.processes import RedisServer, celery_worker, child_env, free_port, gunicorn, process, wait_for
+
+HOOK_SECRET = "faults-" + "h" * 40
+LAUNCHED = bool(os.environ.get("MNS_FAULTS_PG_PORT"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Only ``python -m faults`` (``make faults``) runs these: it provides the PostgreSQL they may stop."""
+    skip = pytest.mark.skip(reason="the fault suite runs only under `make faults` (python -m faults)")
+    for item in items:
+        if item.get_closest_marker("faults") and not LAUNCHED:
+            item.add_marker(skip)
+
+
+def settings_env(tmp: Path, redis_url: str, net: SimNetwork, web_url: str) -> dict[str, str]:
+    return child_env(
+        CELERY_BROKER_URL=redis_url,
+        REDIS_URL=redis_url,
+        MNS_VAR_DIR=str(tmp),
+        MINIMA_RPC_URL=net.nodes[0].rpc_url,
+        MAXIMA_HOOK_SECRET=HOOK_SECRET,
+        MNS_HOOK_BASE_URL=web_url,
+        MNS_REST_SUBMISSION="true",
+        MNS_SWEEP_EVERY="1",
+        MNS_INBOUND_SWEEP_AFTER_SECONDS="10",
+        MNS_OUTBOX_BACKOFF_SECONDS="1",
+        MNS_OUTBOX_BACKOFF_MAX_SECONDS="3",
+        MNS_OUTBOX_MAX_ATTEMPTS="100",
+        MNS_NODE_CHECK_EVERY="2",
+        MNS_HEARTBEAT_EVERY="1",
+        MNS_HOOK_RATE_PER_SENDER_PER_MINUTE="1000000",
+        MNS_HOOK_RATE_PER_MINUTE="1000000",
+        MNS_DELIVERY_RATE_PER_MINUTE="1000000",
+        MNS_THROTTLE_SUBMIT="1000000/min",
+        MNS_THROTTLE_PER_IP="1000000/min",
+        MNS_MAILBOX_MAX_MESSAGES="1000000",
+        LOG_LEVEL="info",
+    )
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, django_db_blocker: Any) -> Iterator[Stack]:
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed")
+    tmp = tmp_path_factory.mktemp("faults")
+    redis = RedisServer(free_port(), tmp)
+    redis.start()
+    web_port = free_port()
+    web_url = f"http://127.0.0.1:{web_port}"
+    with SimNetwork(nodes=2, block_interval=1.0) as net, WebhookReceiver() as sender_inbox:
+        MinimaRPC(net.nodes[1].rpc_url).webhooks_add(hook=sender_inbox.url(), filter="MAXIMA")
+        with django_db_blocker.unblock():
+            # The private cluster's own database, migrated here (no pytest-django test database: its per-test flush
+            # would run under the live stack).
+            call_command("migrate", interactive=False, verbosity=0)
+            env = settings_env(tmp, redis.url, net, web_url)
+        logs = {name: tmp / f"{name}.log" for name in ("web", "worker", "beat")}
+        beat = [sys.executable, "-m", "celery", "-A", "mns_site", "beat", "-l", "info", "--schedule", str(tmp / "beat")]
+        worker = celery_worker(env=env, log=logs["worker"], concurrency=2, supervised=True)
+        with (
+            process(gunicorn(bind=f"127.0.0.1:{web_port}"), env=env, log=logs["web"]),
+            process(worker, env=env, log=logs["worker"]) as supervisor,
+            process(beat, env=env, log=logs["beat"]),
+        ):
+            hook = f"MAXIMA#{web_url}/maxima/hook/{HOOK_SECRET}/"
+            node0 = MinimaRPC(net.nodes[0].rpc_url)
+            wait_for(lambda: hook in node0.webhooks_list(), timeout=90, what="the hook", log=logs["worker"])
+            yield Stack(net, redis, web_url, HOOK_SECRET, supervisor.pid, logs, sender_inbox, env, tmp)
+    redis.stop()
+
+
+@pytest.fixture(autouse=True)
+def database(stack: Stack, django_db_blocker: Any) -> Iterator[None]:
+    """The test reads and writes the stack's database while the stack runs: committed at once, and never flushed
+    after a test (a TRUNCATE of every table under the running worker and web deadlocks with them). Each test has
+    its own mailbox, and counts only its own deliveries."""
+    with django_db_blocker.unblock():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def on_private_broker(stack: Stack) -> Iterator[None]:
+    """What this test process queues (the new mailbox's access token) goes to the stack's worker, for real."""
+    saved = celery_app.conf.broker_url, celery_app.conf.task_always_eager
+    celery_app.conf.broker_url, celery_app.conf.task_always_eager = stack.redis.url, False
+    celery_app.pool.force_close_all()
+    try:
+        yield
+    finally:
+        celery_app.conf.broker_url, celery_app.conf.task_always_eager = saved
+        celery_app.pool.force_close_all()
+
+
+@pytest.fixture
+def mailbox(stack: Stack, database: None, request: pytest.FixtureRequest) -> Opened:
+    """A fresh mailbox named after the test, once the queue an earlier fault left is drained (each fault starts
+    from a quiet stack) and supervision has written the gateway's identity."""
+    wait_for(lambda: stack.queued() == 0, timeout=300, what="the queue to drain", log=stack.logs["worker"])
+    state = wait_for(
+        lambda: NodeState.objects.filter(pk=1).exclude(p2pidentity="").first(),
+        timeout=180,  # after a flood, supervision waits behind the backlog
+        what="node supervision",
+        log=stack.logs["worker"],
+    )
+    name = "f" + request.node.name.removeprefix("test_").replace("_", "")[:20]
+    return open_mailbox(Owner.fresh(), name, gateway=state.publickey)
+
+
+@pytest.fixture(scope="session")
+def report() -> Iterator[dict[str, Any]]:
+    """Counts and timings per fault, written where ``python -m faults`` says (the README quotes the last run)."""
+    results: dict[str, Any] = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "faults": {}}
+    yield results
+    path = Path(os.environ.get("MNS_FAULTS_REPORT", "var/faults-report.json"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
