@@ -5,6 +5,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from handshake.models import Challenge
+from mns_client.handshake import CHALLENGE_ID_RE
 from mns_site.errors import DomainError
 from mns_site.maxima.models import InboundEvent
 from mns_site.maxima.routing import InboundMessage
@@ -12,6 +13,9 @@ from registry.models import NameRecord
 
 
 def challenge_find(*, challenge_id: str) -> Challenge | None:
+    # Ids come from URLs: one that cannot be an id (a NUL byte, which PostgreSQL refuses outright) finds nothing.
+    if not isinstance(challenge_id, str) or not CHALLENGE_ID_RE.fullmatch(challenge_id):
+        return None
     return Challenge.objects.select_related("record").filter(id=challenge_id).first()
 
 

@@ -56,7 +56,10 @@ def messages_of(*, mailbox: Mailbox) -> QuerySet[Message]:
 
 def message_of(*, mailbox: Mailbox, uid: str) -> Message:
     """One message of the mailbox, ciphertext included; 404 ``message_not_found`` otherwise."""
-    message = Message.objects.filter(mailbox=mailbox, uid=uid).first()
+    # The uid comes from the URL: anything but text of a uid's length and alphabet (a NUL byte, which PostgreSQL
+    # refuses outright) finds nothing.
+    usable = 0 < len(uid) <= 32 and uid.isascii() and uid.replace("-", "").replace("_", "").isalnum()
+    message = Message.objects.filter(mailbox=mailbox, uid=uid).first() if usable else None
     if message is None:
         raise DomainError("message_not_found", "No such message in this mailbox.", status=404)
     return message

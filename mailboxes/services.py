@@ -463,6 +463,7 @@ def deliver_received(*, message: InboundMessage, body: dict[str, Any]) -> str:
         )
     except (DeliveryRefused, MailboxMessageInvalid) as refused:
         receipt = Receipt(id=delivery_id, status="refused", reason=refused.code, detail=_detail(refused))
+        logger.info("refused a delivery over Maxima: %s", refused.code)
     else:
         receipt = Receipt(id=delivery_id, status="stored", message_id=stored.message.uid)
     _receipt_send(receipt, destination=destination, sender_key=message.sender)

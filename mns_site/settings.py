@@ -223,6 +223,8 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# No script needs the CSRF cookie: the admin's forms carry the token, and the API takes no cookies.
+CSRF_COOKIE_HTTPONLY = True
 
 # --- Request limits --------------------------------------------------------------------------------------------
 MNS_MAX_REQUEST_BYTES = env_int("MNS_MAX_REQUEST_BYTES", 256 * 1024, minimum=1024)

@@ -65,6 +65,11 @@ class WellKnownView(APIView):
                 "max_message_bytes": settings.MNS_MAX_MESSAGE_BYTES,
                 "max_request_bytes": settings.MNS_MAX_REQUEST_BYTES,
                 "rate_per_ip": rates["ip"],
+                # Per client address, by kind of endpoint ("ip" counts every API request; DRF rate strings).
+                "rates": dict(rates),
+                # Maxima messages reaching the webhook, per sender key and in all, per minute.
+                "maxima_per_sender_per_minute": settings.MNS_HOOK_RATE_PER_SENDER_PER_MINUTE,
+                "maxima_per_minute": settings.MNS_HOOK_RATE_PER_MINUTE,
             },
             "retention_days": settings.MNS_RETENTION_DAYS,
             "rest_submission": settings.MNS_REST_SUBMISSION,

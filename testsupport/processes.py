@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
+from mns_site.limits import GUNICORN_LIMITS
 from testsupport import REPO
 
 
@@ -136,4 +137,5 @@ def gunicorn(*, bind: str) -> list[str]:
         "2",
         "--log-level",
         "warning",
+        *GUNICORN_LIMITS,
     ]

@@ -173,6 +173,8 @@ def inbound_process(*, event_id: int, claim: str) -> str:
         return InboundEvent.Status.DONE
     except Ignored as exc:
         mine.update(status=InboundEvent.Status.IGNORED, processed_at=timezone.now(), last_error=str(exc))
+        # %r: the reason may quote what the sender wrote, newlines included; one event, one log line.
+        logger.info("inbound event %s from %s ignored: %r", event_id, event.application, str(exc)[:300])
         return InboundEvent.Status.IGNORED
     except MNSError as exc:  # the handler refused the message on purpose (bad signature, wrong sender, …)
         refusal = f"refused: {exc.code}: {exc}"[:2000]

@@ -18,6 +18,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from mns_site.limits import GUNICORN_LIMITS
+
 
 class Command(BaseCommand):
     help = "Run the gateway (web, worker, beat, and simnet as its node) in the foreground; Ctrl-C stops everything."
@@ -86,6 +88,7 @@ class Command(BaseCommand):
             "-",
             "--graceful-timeout",
             "10",
+            *GUNICORN_LIMITS,
         ]
         # Supervised: restarted if it dies (a broker outage can make a Celery worker exit), as systemd would.
         worker = [
