@@ -42,9 +42,17 @@ format: venv
 clean:
 	rm -rf var/ .pytest_cache .ruff_cache
 
-## make bench: every benchmark scenario against its baseline, in one run (not part of the tests; needs wrk and, for
-## figures that mean anything, DATABASE_URL/REDIS_URL). BENCH_ARGS="lookup --seconds 5", BENCH_ARGS=--smoke.
+## make bench: every benchmark scenario against its baseline, in one run (not part of the tests; needs wrk). It uses
+## DATABASE_URL/REDIS_URL, else the machine's PostgreSQL and Redis on 127.0.0.1 when they answer (database mns_bench).
+## BENCH_ARGS="lookup --seconds 5" for one scenario, BENCH_ARGS=--smoke to check the harness.
 bench: venv
+	@if [ -z "$$DATABASE_URL" ] && pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then \
+	  psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='mns_bench'" | grep -q 1 \
+	    || psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE mns_bench"; \
+	  export DATABASE_URL=postgres://postgres@127.0.0.1:5432/mns_bench; fi; \
+	if [ -z "$$REDIS_URL" ] && redis-cli -h 127.0.0.1 ping 2>/dev/null | grep -q PONG; then \
+	  export REDIS_URL=redis://127.0.0.1:6379/11; fi; \
+	echo "bench on $${DATABASE_URL:-SQLite} and $${REDIS_URL:-the filesystem broker}"; \
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 ## make dapp: build the browser Dapp (Node.js 20 + npm: npm ci, then dapp/build.mjs) into $(DAPP_OUT)/site, which
