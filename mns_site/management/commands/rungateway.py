@@ -126,6 +126,8 @@ class Command(BaseCommand):
         self.stdout.write(f"  health     {base}/api/v1/health")
         self.stdout.write(f"  policy     {base}/.well-known/mns.json")
         self.stdout.write(f"  API docs   {base}/api/docs/")
+        dapp = "" if (settings.MNS_DAPP_DIR / "index.html").exists() else "  (not built: make dapp needs Node.js)"
+        self.stdout.write(f"  Dapp       {base}/app/{dapp}")
         self.stdout.write(f"  admin      {base}/admin/  user: admin  password: {password_file.read_text().strip()}")
         self.stdout.write(f"             (kept in {password_file}; change it in the admin)")
         identity = wait_for_identity(base)
