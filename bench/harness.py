@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mns_site.limits import GUNICORN_LIMITS
+
 REPO = Path(__file__).resolve().parent.parent
 
 Request = tuple[str, str, bytes, dict[str, str]]  # method, path, body, headers
@@ -66,6 +68,7 @@ def gunicorn(env: dict[str, str], *, workers: int = 3) -> Iterator[tuple[int, su
         "sync",
         "--log-level",
         "warning",
+        *GUNICORN_LIMITS,
     ]
     # Its log goes to a file: a pipe nobody reads fills up, and a worker blocked writing a warning to it holds
     # whatever its transaction locked (every other worker then waits on that row).

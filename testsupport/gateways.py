@@ -45,6 +45,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from mns_site.limits import GUNICORN_LIMITS
 from testsupport import REPO
 from testsupport.processes import RedisServer, free_port, wait_for
 
@@ -469,7 +470,7 @@ class GatewayCluster:
             env["MNS_MAXIMA_ADDRESS"] = f"MAX#{node.publickey_hex}#{node.address}"
         env.update(self.extra_env)
         web_args = [sys.executable, "-m", "gunicorn", "mns_site.wsgi", "--bind", f"127.0.0.1:{web_port}"]
-        web_args += ["--workers", str(self.web_workers), "--log-level", "warning"]
+        web_args += ["--workers", str(self.web_workers), "--log-level", "warning", *GUNICORN_LIMITS]
         worker_args = [sys.executable, "-m", "mns_site.supervise", "--", sys.executable, "-m", "celery"]
         worker_args += ["-A", "mns_site", "worker", "-l", "info", "--concurrency", str(self.worker_concurrency)]
         worker_args += ["--without-gossip", "--without-mingle", "--pool", "prefork", "-n", f"{name}@%h"]
