@@ -166,11 +166,16 @@ class QueuedReceipt:
     sent: bool
 
 
+def receipt_key(*, delivery_id: str, sender_key: str) -> str:
+    """The outbox idempotency key of the ``stored`` receipt for this sender's delivery id; a refusal's key adds
+    ``:refused:{reason}`` (``services._receipt_send`` writes them, ``receipt_of`` reads them)."""
+    return f"receipt:{delivery_id}:{hashlib.sha256(sender_key.encode()).hexdigest()[:32]}"
+
+
 def receipt_of(*, delivery_id: str, sender_key: str) -> QueuedReceipt:
     """The receipt queued for this sender (canonical ``0x…`` key) and delivery id: the ``stored`` one if there is
     one, else the latest refusal; 404 ``receipt_not_found`` when none is in the outbox (not yet, or purged)."""
-    # The keys written by services._receipt_send: "receipt:{id}:{sha256(sender)[:32]}" (+ ":refused:{reason}").
-    key = f"receipt:{delivery_id}:{hashlib.sha256(sender_key.encode()).hexdigest()[:32]}"
+    key = receipt_key(delivery_id=delivery_id, sender_key=sender_key)
     rows = OutboundMessage.objects.filter(Q(idempotency_key=key) | Q(idempotency_key__startswith=key + ":refused:"))
     found = sorted(
         rows.only("idempotency_key", "payload", "status"), key=lambda row: (row.idempotency_key != key, -row.id)

@@ -573,8 +573,7 @@ def _message_create(
 
 
 def _receipt_send(receipt: Receipt, *, destination: str, sender_key: str) -> None:
-    sender = hashlib.sha256(sender_key.encode()).hexdigest()[:32]
-    key = f"receipt:{receipt.id}:{sender}"
+    key = selectors.receipt_key(delivery_id=receipt.id, sender_key=sender_key)
     if receipt.status == "refused":  # a refusal must not stand in for a later "stored" of the same id
         key += f":refused:{receipt.reason}"
     outbound_enqueue(destination=destination, application=APPLICATION, payload=receipt.to_bytes(), idempotency_key=key)
