@@ -287,17 +287,8 @@ def message_replicate(
     try:
         with transaction.atomic():
             _reserve(mailbox, len(ciphertext))
-            Message.objects.create(
-                uid=uid,
-                mailbox=mailbox,
-                delivery_id=delivery_id,
-                sender_key=sender_key,
-                sender_verified=sender_verified,
-                scheme=scheme,
-                ciphertext=ciphertext,
-                size=len(ciphertext),
-                received_at=received_at,
-                expires_at=received_at + timedelta(days=retention_days(mailbox)),
+            _message_row(
+                mailbox, delivery_id, scheme, ciphertext, sender_key, sender_verified, received_at=received_at, uid=uid
             )
     except IntegrityError:
         return "duplicate"
@@ -555,8 +546,28 @@ def _reserve(mailbox: Mailbox, size: int) -> None:
 def _message_create(
     mailbox: Mailbox, delivery_id: str, scheme: str, ciphertext: bytes, sender_key: str, sender_verified: bool
 ) -> Message:
-    now = timezone.now()
-    message = Message.objects.create(
+    message = _message_row(
+        mailbox, delivery_id, scheme, ciphertext, sender_key, sender_verified, received_at=timezone.now()
+    )
+    if mailbox.auto_forward and mailbox.address:
+        _forward_queue(message, mailbox, delete=mailbox.delete_forwarded)
+    return message
+
+
+def _message_row(
+    mailbox: Mailbox,
+    delivery_id: str,
+    scheme: str,
+    ciphertext: bytes,
+    sender_key: str,
+    sender_verified: bool,
+    *,
+    received_at: datetime,
+    **fields: Any,
+) -> Message:
+    """The message row of a delivery or a replica's copy (``fields``: its ``uid``); it expires after the mailbox's
+    retention, counted from its arrival."""
+    return Message.objects.create(
         mailbox=mailbox,
         delivery_id=delivery_id,
         sender_key=sender_key,
@@ -564,12 +575,10 @@ def _message_create(
         scheme=scheme,
         ciphertext=ciphertext,
         size=len(ciphertext),
-        received_at=now,
-        expires_at=now + timedelta(days=retention_days(mailbox)),
+        received_at=received_at,
+        expires_at=received_at + timedelta(days=retention_days(mailbox)),
+        **fields,
     )
-    if mailbox.auto_forward and mailbox.address:
-        _forward_queue(message, mailbox, delete=mailbox.delete_forwarded)
-    return message
 
 
 def _receipt_send(receipt: Receipt, *, destination: str, sender_key: str) -> None:
