@@ -3,8 +3,9 @@
 The invariants the database keeps itself, so no race can break them:
 
 - an operation is stored once per ``(origin, seq)`` (unique): applying a batch twice stores nothing twice;
-- this gateway's own operations get consecutive ``seq`` numbers from one ``LogHead`` row, bumped by a single
-  conditional UPDATE (its row lock orders concurrent appends on PostgreSQL; SQLite takes one writer at a time);
+- this gateway's own operations are numbered after they commit, by one sequencer at a time holding the
+  ``LogHead`` row (``federation.services.op_sequence``): consecutive ``seq`` numbers, no gap, none twice, and a
+  number is only ever given to a committed operation, so a peer reading by cursor never skips one;
 - a peer holds at most one live lease per confusable skeleton (a conditional unique constraint), so it can never
   ack two owners of one name at once.
 """
@@ -75,7 +76,9 @@ class Operation(models.Model):
         RESTORE = "restore"
 
     origin = models.TextField(help_text="The Maxima identity key of the gateway that made the operation.")
-    seq = models.PositiveBigIntegerField()
+    seq = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Its place in the origin's log; empty for our own until it is numbered."
+    )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     payload = models.JSONField(help_text="What the operation says (a message's ciphertext stays in its Message).")
     created_at = models.DateTimeField(db_index=True)
@@ -84,8 +87,12 @@ class Operation(models.Model):
 
     class Meta:
         ordering = ["origin", "seq"]
+        indexes = [
+            models.Index(fields=["origin", "id"], condition=Q(seq__isnull=True), name="federation_op_unnumbered")
+        ]
         constraints = [
             models.UniqueConstraint(fields=["origin", "seq"], name="federation_op_once"),
+            models.CheckConstraint(condition=Q(seq__isnull=False) | Q(outcome="own"), name="federation_op_numbered"),
             models.CheckConstraint(
                 condition=Q(kind__in=["statement", "mailbox", "message", "delete", "suspend", "restore"]),
                 name="federation_op_kind",

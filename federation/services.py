@@ -178,29 +178,56 @@ def invalid_count(*, peer: Peer, count: int, why: str) -> None:
 
 
 def op_append(*, kind: str, payload: dict[str, Any]) -> Operation | None:
-    """Append one of this gateway's own operations to its log, with the next ``seq``; pushed to peers on commit.
+    """Append one of this gateway's own operations to its log, in the caller's transaction; numbered and pushed
+    to peers after the commit.
 
-    The seq comes from one UPDATE of the ``LogHead`` row inside the caller's transaction: on PostgreSQL the row
-    lock queues concurrent appends until the first commits, on SQLite writers take turns anyway, so the log has
-    no gap and no seq twice (and a rolled-back append gives its seq back). Without its own identity key yet the
-    gateway cannot have confirmed anything worth replicating: nothing is appended, and a warning says so.
+    The append is one INSERT with no ``seq`` yet: it locks nothing, so concurrent writers (deliveries above all)
+    commit side by side, their fsyncs grouped, instead of queueing on one head row until each has committed.
+    ``op_sequence`` numbers the committed ones later (a push, a pull, the beat). Without its own identity key yet
+    the gateway cannot have confirmed anything worth replicating: nothing is appended, and a warning says so.
     """
     origin = self_key()
     if origin is None:
         logger.warning("a %s operation was not logged: this gateway does not know its identity key yet", kind)
         return None
-    with transaction.atomic():
-        LogHead.objects.get_or_create(origin=origin)
-        LogHead.objects.filter(origin=origin).update(seq=F("seq") + 1)
-        seq = LogHead.objects.filter(origin=origin).values_list("seq", flat=True).get()
-        op = Operation.objects.create(
-            origin=origin, seq=seq, kind=kind, payload=payload, created_at=timezone.now(), outcome="own"
-        )
+    op = Operation.objects.create(origin=origin, kind=kind, payload=payload, created_at=timezone.now(), outcome="own")
     if selectors.peers_active().exists():
         from federation.tasks import push
 
         transaction.on_commit(lambda: enqueue_now(push))
     return op
+
+
+def op_sequence(*, chunk: int = 2000) -> int:
+    """Give this gateway's committed, unnumbered operations the next ``seq`` numbers, in the order they were
+    appended; returns how many it numbered.
+
+    One sequencer at a time: each round first UPDATEs the ``LogHead`` row (a row lock on PostgreSQL, the write
+    lock on SQLite) and only then reads the head and the unnumbered ops, so two sequencers never hand out one
+    number. It sees committed ops only, so no number is ever given to an op that could still roll back, and an op
+    committed after a round gets a later number than every op that round numbered: a peer reading the log by
+    cursor never misses one. Causal order is kept: an op whose transaction began after another committed was
+    appended after it (a higher id) and is numbered after it, in the same round or a later one.
+    """
+    origin = self_key()
+    if origin is None:
+        return 0
+    numbered = 0
+    while True:
+        with transaction.atomic():
+            LogHead.objects.get_or_create(origin=origin)
+            LogHead.objects.filter(origin=origin).update(seq=F("seq"))  # the lock, before reading anything
+            head = LogHead.objects.filter(origin=origin).values_list("seq", flat=True).get()
+            ops = list(Operation.objects.filter(origin=origin, seq__isnull=True).order_by("id").only("id")[:chunk])
+            if not ops:
+                return numbered
+            for offset, op in enumerate(ops, start=1):
+                op.seq = head + offset
+            Operation.objects.bulk_update(ops, ["seq"], batch_size=500)
+            LogHead.objects.filter(origin=origin).update(seq=head + len(ops))
+        numbered += len(ops)
+        if len(ops) < chunk:
+            return numbered
 
 
 def op_wire(op: Operation) -> dict[str, Any]:
@@ -230,6 +257,7 @@ def push_to_peer(*, peer_id: int, limit: int = 2000) -> int:
     origin, peer = self_key(), selectors.peers_active().filter(id=peer_id).first()
     if origin is None or peer is None or _push_stalled(peer):
         return 0
+    op_sequence()
     head = selectors.log_head(origin=origin)
     if peer.pushed >= head:
         return 0
@@ -278,6 +306,7 @@ def pull_received(*, peer: Peer, message: InboundMessage, body: dict[str, Any]) 
     origin = self_key()
     if origin is None or body["origin"] != origin:
         raise Ignored("a pull for a log this gateway does not keep")
+    op_sequence()
     head = selectors.log_head(origin=origin)
     ops = [op_wire(op) for op in selectors.ops_since(origin=origin, since=body["since"], limit=sync.MAX_BATCH_OPS)]
     batch = next(

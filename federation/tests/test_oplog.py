@@ -23,6 +23,8 @@ pytestmark = pytest.mark.django_db
 
 
 def own_ops() -> list[tuple[int, str]]:
+    """Our log as a peer reads it: numbered first, as a push or a pull does."""
+    services.op_sequence()
     return list(Operation.objects.filter(origin=GATEWAY).order_by("seq").values_list("seq", "kind"))
 
 
@@ -159,27 +161,84 @@ def test_a_pull_from_a_stranger_is_ignored_and_answered_with_nothing(gateway: ob
     assert sent_sync() == []
 
 
+def test_an_append_numbers_nothing_and_the_sequencer_numbers_in_append_order_once(gateway: object) -> None:  # noqa: F811
+    for name in ("a", "b", "c"):
+        services.op_append(kind="suspend", payload={"name": name})
+    assert list(Operation.objects.filter(origin=GATEWAY).values_list("seq", flat=True)) == [None, None, None]
+
+    assert services.op_sequence() == 3
+    assert services.op_sequence() == 0  # nothing new: nothing renumbered
+    assert [op.payload["name"] for op in Operation.objects.filter(origin=GATEWAY).order_by("seq")] == ["a", "b", "c"]
+    services.op_append(kind="suspend", payload={"name": "d"})
+    assert services.op_sequence(chunk=2) == 1
+    assert [seq for seq, _ in own_ops()] == [1, 2, 3, 4]
+
+
+def test_the_beat_round_numbers_the_log_even_without_peers(gateway: object) -> None:  # noqa: F811
+    from federation.tasks import sync as sync_round
+
+    services.op_append(kind="suspend", payload={"name": "x"})
+    assert sync_round() == 0  # no peer to push to
+    assert Operation.objects.get(origin=GATEWAY).seq == 1
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("postgres")
-def test_concurrent_appends_on_postgresql_get_distinct_consecutive_seqs(gateway: object) -> None:  # noqa: F811
+def test_concurrent_appends_and_sequencers_on_postgresql_give_distinct_consecutive_seqs(
+    gateway: object,  # noqa: F811
+) -> None:
     barrier = threading.Barrier(8, timeout=10)
     errors: list[BaseException] = []
 
-    def append() -> None:
+    def append(sequencer: bool) -> None:
         try:
             barrier.wait()
             for _ in range(5):
                 with transaction.atomic():
                     services.op_append(kind="suspend", payload={"name": "x"})
+                if sequencer:
+                    services.op_sequence()
         except BaseException as exc:
             errors.append(exc)
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=append) for _ in range(8)]
+    threads = [threading.Thread(target=append, args=(n % 2 == 0,)) for n in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
     assert errors == []
     assert [seq for seq, _ in own_ops()] == list(range(1, 41))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("postgres")
+def test_an_op_still_in_its_transaction_is_not_numbered_and_comes_after_those_numbered_meanwhile(
+    gateway: object,  # noqa: F811
+) -> None:
+    appended, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def slow_writer() -> None:
+        try:
+            with transaction.atomic():
+                services.op_append(kind="suspend", payload={"name": "slow"})
+                appended.set()
+                release.wait(timeout=10)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    writer = threading.Thread(target=slow_writer)
+    writer.start()
+    assert appended.wait(timeout=10)
+    services.op_append(kind="suspend", payload={"name": "quick"})
+    assert services.op_sequence() == 1  # the quick one; the slow one is not committed, so not seen
+    release.set()
+    writer.join(timeout=10)
+    assert errors == []
+    assert services.op_sequence() == 1
+    numbered = Operation.objects.filter(origin=GATEWAY).order_by("seq").values_list("seq", "payload__name")
+    assert list(numbered) == [(1, "quick"), (2, "slow")]
