@@ -6,7 +6,7 @@ import time
 
 from celery import Celery
 from celery.beat import PersistentScheduler
-from celery.signals import worker_init
+from celery.signals import task_prerun, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mns_site.settings")
 
@@ -69,6 +69,21 @@ def _bound_database_waits(**kwargs: object) -> None:
     from django.db.backends.signals import connection_created
 
     connection_created.connect(_statement_timeout, weak=False)
+
+
+@task_prerun.connect
+def _database_checked(sender: object = None, **kwargs: object) -> None:
+    """Before each task, what Django does before each request: close a connection that had an error and no
+    longer works, that a task left outside autocommit, or that outlived ``CONN_MAX_AGE``, and re-arm the health
+    check (``CONN_HEALTH_CHECKS``) for the next query. The connection is otherwise kept from task to task
+    (``CELERY_DB_REUSE_MAX``), so a restarted PostgreSQL costs one reconnection, not one per task."""
+    from django.db import connections
+
+    if getattr(getattr(sender, "request", None), "is_eager", False):
+        return  # run in the caller's process (tests, eager mode): its connection is the caller's
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close_if_unusable_or_obsolete()
 
 
 def _statement_timeout(sender: object, connection: object, **kwargs: object) -> None:
