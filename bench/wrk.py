@@ -36,6 +36,22 @@ function uid()
   counter = counter + 1
   return string.format("b%d%x%08x%06x", tid, os.time(), counter, math.random(0, 16777215))
 end
+-- Every request carries the time it was sent, as a front proxy stamps it (nginx: X-Request-Start "t=${msec}"),
+-- so the gateway's load shedding (MNS_SHED_AFTER_MS) sees how long it waited in the listen backlog.
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_usec; } bench_timeval;
+int gettimeofday(bench_timeval *tv, void *tz);
+]]
+local clock = ffi.new("bench_timeval")
+local unstamped_format = wrk.format
+wrk.format = function(method, path, headers, body)
+  local stamped = {}
+  for k, v in pairs(headers or wrk.headers) do stamped[k] = v end
+  ffi.C.gettimeofday(clock, nil)
+  stamped["X-Request-Start"] = string.format("t=%d%06d", tonumber(clock.tv_sec), tonumber(clock.tv_usec))
+  return unstamped_format(method, path, stamped, body)
+end
 function done(summary, latency, requests)
   local counts, retries = {}, 0
   for _, thread in ipairs(threads) do

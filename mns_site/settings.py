@@ -72,6 +72,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "mns_site.middleware.QueueTimeShedMiddleware",
     "mns_site.middleware.RequestIdMiddleware",
     "mns_site.middleware.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -235,6 +236,11 @@ MNS_MAX_REQUEST_BYTES = env_int("MNS_MAX_REQUEST_BYTES", 256 * 1024, minimum=102
 DATA_UPLOAD_MAX_MEMORY_SIZE = MNS_MAX_REQUEST_BYTES
 # Paths with their own body limit (a Maxima message may carry up to 256 KiB of data, hex-encoded in the webhook).
 MNS_REQUEST_LIMITS = {"/maxima/hook/": env_int("MNS_MAX_HOOK_BYTES", 1024 * 1024, minimum=1024)}
+
+# Load shedding behind a front proxy that stamps each request (nginx: proxy_set_header X-Request-Start
+# "t=${msec}";): a request that waited longer than this for a worker is answered 503 + Retry-After at once,
+# before any work. 0 (the default) turns it off; without the header nothing is shed. README "Limits".
+MNS_SHED_AFTER_MS = env_int("MNS_SHED_AFTER_MS", 0, minimum=0, maximum=60_000)
 
 # Admin login attempts (POSTs) per client address per minute.
 MNS_ADMIN_LOGIN_PER_MINUTE = env_int("MNS_ADMIN_LOGIN_PER_MINUTE", 10, minimum=1)

@@ -123,6 +123,7 @@ def test_the_readme_documents_every_limit_and_its_setting() -> None:
         "MNS_ADMIN_LOGIN_PER_MINUTE",
         "MNS_MAX_REQUEST_BYTES",
         "MNS_MAX_HOOK_BYTES",
+        "MNS_SHED_AFTER_MS",
         ".well-known/mns.json",
         " ".join(GUNICORN_LIMITS),
     ):
