@@ -416,11 +416,9 @@ def delivery_store(
     _check_rate(mailbox, sender_key if sender_verified else "")
     try:
         with transaction.atomic():
+            _reserve(mailbox, len(ciphertext))
             message = _message_create(mailbox, delivery_id, scheme, ciphertext, sender_key, sender_verified)
             _federation().op_append(kind="message", payload=_message_op(message, mailbox))
-            # Last, so the mailbox's row lock is held through the commit only, not through the writes above:
-            # deliveries to one mailbox queue on it. Over quota, it raises and the writes above roll back.
-            _reserve(mailbox, len(ciphertext))
     except IntegrityError:  # the same delivery, stored by a concurrent worker since we looked
         before = selectors.delivery_find(
             mailbox=mailbox, sender_key=sender_key, sender_verified=sender_verified, delivery_id=delivery_id
