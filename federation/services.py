@@ -199,8 +199,9 @@ def op_append(*, kind: str, payload: dict[str, Any]) -> Operation | None:
 
 
 def op_sequence(*, chunk: int = 2000) -> int:
-    """Give this gateway's committed, unnumbered operations the next ``seq`` numbers, in the order they were
-    appended; returns how many it numbered.
+    """Give this gateway's committed, unnumbered operations the next ``seq`` numbers, each round in the order they
+    were appended (an op that commits after a round is numbered by a later one); returns how many it numbered.
+    Call it outside a transaction: inside one, the head row stays locked until that transaction ends.
 
     One sequencer at a time: each round first UPDATEs the ``LogHead`` row (a row lock on PostgreSQL, the write
     lock on SQLite) and only then reads the head and the unnumbered ops, so two sequencers never hand out one
@@ -210,8 +211,8 @@ def op_sequence(*, chunk: int = 2000) -> int:
     appended after it (a higher id) and is numbered after it, in the same round or a later one.
     """
     origin = self_key()
-    if origin is None:
-        return 0
+    if origin is None or not Operation.objects.filter(origin=origin, seq__isnull=True).exists():
+        return 0  # nothing to number: no lock taken, nothing written
     numbered = 0
     while True:
         with transaction.atomic():
@@ -306,7 +307,8 @@ def pull_received(*, peer: Peer, message: InboundMessage, body: dict[str, Any]) 
     origin = self_key()
     if origin is None or body["origin"] != origin:
         raise Ignored("a pull for a log this gateway does not keep")
-    op_sequence()
+    # Not numbered here: this runs in the inbound task's transaction, which would hold the head row while the
+    # answer is built. Pushes (after every commit that logs, when there are peers) and each sync round number it.
     head = selectors.log_head(origin=origin)
     ops = [op_wire(op) for op in selectors.ops_since(origin=origin, since=body["since"], limit=sync.MAX_BATCH_OPS)]
     batch = next(

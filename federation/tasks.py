@@ -32,12 +32,13 @@ def claims_expire() -> tuple[int, int]:
 def sync() -> int:
     """Beat, every MNS_FEDERATION_SYNC_EVERY seconds: per active peer, push what it was not sent and ask for
     what we miss of its log (so a gateway that was down catches up by itself); and expire claims and leases.
-    Numbers the log's new ops first, with or without peers, so a peer added later finds it numbered.
+    Then numbers the log's new ops, with or without peers, so a peer added later finds it numbered (after the
+    fan-out, which must not depend on it).
     By hand: ``python manage.py shell -c "from federation.tasks import sync; sync()"``."""
-    services.op_sequence()
     peers = list(selectors.peers_active().values_list("id", flat=True))
     for peer_id in peers:
         push_peer.delay(peer_id)
         pull_peer.delay(peer_id)
     claims_expire.delay()
+    services.op_sequence()
     return len(peers)

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from federation import services
@@ -149,6 +150,7 @@ def test_a_pull_is_answered_with_the_ops_after_the_peers_cursor(
     Peer.objects.update(enabled=False)  # nothing pushed meanwhile
     open_mailbox(Owner.fresh(), "alice")
     Peer.objects.update(enabled=True)
+    services.op_sequence()  # as the sync round does (a pull answers what is numbered)
     assert peer_b.says(sync.message("pull", origin=GATEWAY, since=1)) == "done"
     [(destination, answer)] = sent_sync("ops")
     assert destination == peer_b.address
@@ -167,7 +169,9 @@ def test_an_append_numbers_nothing_and_the_sequencer_numbers_in_append_order_onc
     assert list(Operation.objects.filter(origin=GATEWAY).values_list("seq", flat=True)) == [None, None, None]
 
     assert services.op_sequence() == 3
-    assert services.op_sequence() == 0  # nothing new: nothing renumbered
+    with CaptureQueriesContext(connection) as queries:
+        assert services.op_sequence() == 0  # nothing new: nothing renumbered, no lock taken, nothing written
+    assert [query["sql"].split()[0] for query in queries.captured_queries] == ["SELECT", "SELECT"]
     assert [op.payload["name"] for op in Operation.objects.filter(origin=GATEWAY).order_by("seq")] == ["a", "b", "c"]
     services.op_append(kind="suspend", payload={"name": "d"})
     assert services.op_sequence(chunk=2) == 1
