@@ -82,7 +82,14 @@ def _database_checked(sender: object = None, **kwargs: object) -> None:
     if getattr(getattr(sender, "request", None), "is_eager", False):
         return  # run in the caller's process (tests, eager mode): its connection is the caller's
     for conn in connections.all(initialized_only=True):
-        if not conn.in_atomic_block:
+        if conn.in_atomic_block:
+            # A task stopped (its soft time limit) between entering a transaction and its body never left it:
+            # reused, every later task would write into a transaction that never commits. Drop it, start afresh.
+            logger.error("a task left its database connection inside a transaction: dropped, reconnecting")
+            if conn.connection is not None:
+                conn.connection.close()
+            del connections[conn.alias]
+        else:
             conn.close_if_unusable_or_obsolete()
 
 

@@ -31,3 +31,32 @@ def test_a_worker_keeps_its_connection_between_tasks_and_drops_it_once_too_old()
     assert connection.connection is kept  # an eager task runs on its caller's connection: not touched
     _database_checked(sender=_Task(eager=False))
     assert connection.connection is None
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("postgres")
+def test_a_connection_left_inside_a_transaction_is_dropped_and_the_next_task_commits() -> None:
+    from django.contrib.auth.models import Group
+    from django.db import connections, transaction
+
+    from mns_site.celery import _database_checked
+
+    leaked = transaction.atomic()
+    leaked.__enter__()  # as a soft time limit between Atomic.__enter__ and the body leaves it
+    Group.objects.create(name="never-committed")
+    stuck = connections["default"]
+    assert stuck.in_atomic_block
+
+    _database_checked(sender=_Task(eager=False))
+
+    fresh = connections["default"]
+    assert fresh is not stuck
+    assert not fresh.in_atomic_block
+    Group.objects.create(name="committed")  # autocommit again: visible to another connection at once
+    other = stuck.__class__(fresh.settings_dict, alias="other")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT name FROM auth_group ORDER BY name")
+            assert cursor.fetchall() == [("committed",)]
+    finally:
+        other.close()
