@@ -6,7 +6,6 @@ started. Each test opens a fresh mailbox (the database is not emptied between te
 import json
 import os
 import shutil
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +17,11 @@ from django.core.management import call_command
 from faults.stack import Stack
 from mailboxes.tests.support import Opened, Owner, open_mailbox
 from mns_client.rpc import MinimaRPC
-from mns_site.celery import app as celery_app
 from mns_site.maxima.models import NodeState
 from mns_site.maxima.simnet import SimNetwork
 from mns_site.maxima.simnet.testing import WebhookReceiver
-from testsupport.processes import RedisServer, celery_worker, child_env, free_port, gunicorn, process, wait_for
+from testsupport.processes import RedisServer, free_port, wait_for
+from testsupport.stack import gateway_env, live_gateway, private_broker
 
 HOOK_SECRET = "faults-" + "h" * 40
 LAUNCHED = bool(os.environ.get("MNS_FAULTS_PG_PORT"))
@@ -36,21 +35,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-def settings_env(tmp: Path, redis_url: str, net: SimNetwork, web_url: str) -> dict[str, str]:
-    return child_env(
-        CELERY_BROKER_URL=redis_url,
+def settings_env(tmp: Path, redis_url: str, net: SimNetwork) -> dict[str, str]:
+    """The stack's settings: the limits out of the way of a thousand deliveries from one sender, retries soon."""
+    return gateway_env(
+        net,
+        tmp,
+        redis_url=redis_url,
+        hook_secret=HOOK_SECRET,
         REDIS_URL=redis_url,
-        MNS_VAR_DIR=str(tmp),
-        MINIMA_RPC_URL=net.nodes[0].rpc_url,
-        MAXIMA_HOOK_SECRET=HOOK_SECRET,
-        MNS_HOOK_BASE_URL=web_url,
         MNS_REST_SUBMISSION="true",
-        MNS_SWEEP_EVERY="1",
         MNS_INBOUND_SWEEP_AFTER_SECONDS="10",
-        MNS_OUTBOX_BACKOFF_SECONDS="1",
         MNS_OUTBOX_BACKOFF_MAX_SECONDS="3",
         MNS_OUTBOX_MAX_ATTEMPTS="100",
-        MNS_NODE_CHECK_EVERY="2",
         MNS_HEARTBEAT_EVERY="1",
         MNS_HOOK_RATE_PER_SENDER_PER_MINUTE="1000000",
         MNS_HOOK_RATE_PER_MINUTE="1000000",
@@ -69,27 +65,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory, django_db_blocker: Any) -> I
     tmp = tmp_path_factory.mktemp("faults")
     redis = RedisServer(free_port(), tmp)
     redis.start()
-    web_port = free_port()
-    web_url = f"http://127.0.0.1:{web_port}"
     with SimNetwork(nodes=2, block_interval=1.0) as net, WebhookReceiver() as sender_inbox:
         MinimaRPC(net.nodes[1].rpc_url).webhooks_add(hook=sender_inbox.url(), filter="MAXIMA")
         with django_db_blocker.unblock():
             # The private cluster's own database, migrated here (no pytest-django test database: its per-test flush
             # would run under the live stack).
             call_command("migrate", interactive=False, verbosity=0)
-            env = settings_env(tmp, redis.url, net, web_url)
-        logs = {name: tmp / f"{name}.log" for name in ("web", "worker", "beat")}
-        beat = [sys.executable, "-m", "celery", "-A", "mns_site", "beat", "-l", "info", "--schedule", str(tmp / "beat")]
-        worker = celery_worker(env=env, log=logs["worker"], concurrency=2, supervised=True)
-        with (
-            process(gunicorn(bind=f"127.0.0.1:{web_port}"), env=env, log=logs["web"]),
-            process(worker, env=env, log=logs["worker"]) as supervisor,
-            process(beat, env=env, log=logs["beat"]),
-        ):
-            hook = f"MAXIMA#{web_url}/maxima/hook/{HOOK_SECRET}/"
-            node0 = MinimaRPC(net.nodes[0].rpc_url)
-            wait_for(lambda: hook in node0.webhooks_list(), timeout=90, what="the hook", log=logs["worker"])
-            yield Stack(net, redis, web_url, HOOK_SECRET, supervisor.pid, logs, sender_inbox, env, tmp)
+            env = settings_env(tmp, redis.url, net)
+        with live_gateway(net, tmp, env, separate_beat=True, supervised=True, hook_timeout=90) as live:
+            yield Stack(net, redis, live.url, HOOK_SECRET, live.worker.pid, live.logs, sender_inbox, env, tmp)
     redis.stop()
 
 
@@ -105,14 +89,8 @@ def database(stack: Stack, django_db_blocker: Any) -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def on_private_broker(stack: Stack) -> Iterator[None]:
     """What this test process queues (the new mailbox's access token) goes to the stack's worker, for real."""
-    saved = celery_app.conf.broker_url, celery_app.conf.task_always_eager
-    celery_app.conf.broker_url, celery_app.conf.task_always_eager = stack.redis.url, False
-    celery_app.pool.force_close_all()
-    try:
+    with private_broker(stack.redis.url):
         yield
-    finally:
-        celery_app.conf.broker_url, celery_app.conf.task_always_eager = saved
-        celery_app.pool.force_close_all()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -37,12 +36,12 @@ from mns_client.mailbox import (
 )
 from mns_client.rpc import MinimaRPC
 from mns_client.statements import NameStatement, SignedStatement
-from mns_site.celery import app as celery_app
 from mns_site.maxima.models import InboundEvent, NodeState, OutboundMessage
 from mns_site.maxima.simnet import SimNetwork
 from mns_site.maxima.simnet.node import SimNode
 from mns_site.maxima.simnet.testing import WebhookReceiver
-from testsupport.processes import RedisServer, celery_worker, child_env, free_port, gunicorn, process, wait_for
+from testsupport.processes import RedisServer, free_port, wait_for
+from testsupport.stack import gateway_env, live_gateway, private_broker
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -98,52 +97,29 @@ def gateway(
     tmp = tmp_path_factory.mktemp("mailboxes-e2e")
     redis = RedisServer(free_port(), tmp)
     redis.start()
-    web_port = free_port()
-    web_url = f"http://127.0.0.1:{web_port}"
     with SimNetwork(nodes=3, block_interval=0.5) as net, WebhookReceiver() as owner, WebhookReceiver() as sender:
         MinimaRPC(net.nodes[1].rpc_url).webhooks_add(hook=owner.url(), filter="MAXIMA")
         MinimaRPC(net.nodes[2].rpc_url).webhooks_add(hook=sender.url(), filter="MAXIMA")
         with django_db_blocker.unblock():
-            env = child_env(
-                CELERY_BROKER_URL=redis.url,
-                MNS_VAR_DIR=str(tmp),
-                MINIMA_RPC_URL=net.nodes[0].rpc_url,
-                MAXIMA_HOOK_SECRET=HOOK_SECRET,
-                MNS_HOOK_BASE_URL=web_url,
+            env = gateway_env(
+                net,
+                tmp,
+                redis_url=redis.url,
+                hook_secret=HOOK_SECRET,
                 MNS_REST_SUBMISSION="true",
-                MNS_SWEEP_EVERY="1",
-                MNS_INBOUND_SWEEP_AFTER_SECONDS="2",
-                MNS_OUTBOX_BACKOFF_SECONDS="1",
                 MNS_OUTBOX_BACKOFF_MAX_SECONDS="2",
-                MNS_NODE_CHECK_EVERY="2",
                 MNS_MESSAGE_EXPIRE_EVERY="2",
-                CELERY_VISIBILITY_TIMEOUT="30",
             )
-        worker_log, beat_log, web_log = tmp / "worker.log", tmp / "beat.log", tmp / "web.log"
-        beat = [sys.executable, "-m", "celery", "-A", "mns_site", "beat", "-l", "info", "--schedule", str(tmp / "beat")]
-        with (
-            process(gunicorn(bind=f"127.0.0.1:{web_port}"), env=env, log=web_log),
-            process(celery_worker(env=env, log=worker_log, concurrency=2), env=env, log=worker_log) as worker,
-            process(beat, env=env, log=beat_log),
-        ):
-            hook = f"MAXIMA#{web_url}/maxima/hook/{HOOK_SECRET}/"
-            node0 = MinimaRPC(net.nodes[0].rpc_url)
-            wait_for(lambda: hook in node0.webhooks_list(), timeout=60, what="the hook", log=beat_log)
-            yield Gateway(net, redis, web_url, worker.pid, worker_log, owner, sender)
+        with live_gateway(net, tmp, env, separate_beat=True) as live:
+            yield Gateway(net, redis, live.url, live.worker.pid, live.worker_log, owner, sender)
     redis.stop()
 
 
 @pytest.fixture(autouse=True)
 def on_private_broker(gateway: Gateway) -> Iterator[None]:
     """What this test process queues (an access token it made itself) goes to the gateway's worker, for real."""
-    saved = celery_app.conf.broker_url, celery_app.conf.task_always_eager
-    celery_app.conf.broker_url, celery_app.conf.task_always_eager = gateway.redis.url, False
-    celery_app.pool.force_close_all()
-    try:
+    with private_broker(gateway.redis.url):
         yield
-    finally:
-        celery_app.conf.broker_url, celery_app.conf.task_always_eager = saved
-        celery_app.pool.force_close_all()
 
 
 @pytest.fixture

@@ -24,15 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from django.conf import settings
 
 from conftest import _unavailable
-from mns_client.rpc import MinimaRPC
 from mns_site.maxima.simnet import SimNetwork
 from mns_site.tests.dapp_support import DAPP, build_dapp, node_tools
 from testsupport import REPO
-from testsupport.processes import RedisServer, celery_worker, child_env, free_port, gunicorn, process, wait_for
+from testsupport.processes import RedisServer, free_port
+from testsupport.stack import OPEN_THROTTLES, gateway_env, live_gateway, migrate
 
 pytestmark = [pytest.mark.slow]
 
@@ -80,52 +79,22 @@ def world(tmp_path_factory: pytest.TempPathFactory, django_db_blocker: Any) -> I
     built = build_dapp(tmp / "dapp")
     redis = RedisServer(free_port(), tmp)
     redis.start()
-    web_port = free_port()
-    url = f"http://127.0.0.1:{web_port}"
     with SimNetwork(nodes=4, block_interval=0.5) as net:
         net.nodes[3].runtime_password = RPC_PASSWORD
-        with django_db_blocker.unblock():
-            env = child_env(
-                CELERY_BROKER_URL=redis.url,
-                MNS_VAR_DIR=str(tmp),
+        with django_db_blocker.unblock():  # it reads the test database's settings
+            env = gateway_env(
+                net,
+                tmp,
+                redis_url=redis.url,
+                hook_secret=HOOK_SECRET,
                 MNS_DAPP_DIR=str(built.site),
-                MINIMA_RPC_URL=net.nodes[0].rpc_url,
-                MAXIMA_HOOK_SECRET=HOOK_SECRET,
-                MNS_HOOK_BASE_URL=url,
-                MNS_PUBLIC_URL=url,
-                MNS_SWEEP_EVERY="1",
-                MNS_INBOUND_SWEEP_AFTER_SECONDS="2",
-                MNS_OUTBOX_BACKOFF_SECONDS="1",
-                MNS_NODE_CHECK_EVERY="2",
                 MNS_HANDSHAKE_TTL_SECONDS="60",
-                MNS_THROTTLE_WRITE="10000/min",
-                MNS_THROTTLE_LOOKUP="10000/min",
-                MNS_THROTTLE_PER_IP="10000/min",
-                CELERY_VISIBILITY_TIMEOUT="30",
                 DATABASE_URL=f"sqlite://{tmp / 'gateway.sqlite3'}",
+                **OPEN_THROTTLES,
             )
-        migrate = [sys.executable, "manage.py", "migrate", "--verbosity", "0"]
-        subprocess.run(migrate, cwd=REPO, env=env, check=True, timeout=300)
-        worker_log = tmp / "worker.log"
-        worker = celery_worker(env=env, log=worker_log, concurrency=2, beat=True)
-        with (
-            process(gunicorn(bind=f"127.0.0.1:{web_port}"), env=env, log=tmp / "web.log"),
-            process(worker, env=env, log=worker_log),
-        ):
-            node0 = MinimaRPC(net.nodes[0].rpc_url)
-            wait_for(
-                lambda: f"MAXIMA#{url}/maxima/hook/{HOOK_SECRET}/" in node0.webhooks_list(),
-                timeout=60,
-                what="supervision to register the gateway's hook",
-                log=worker_log,
-            )
-            wait_for(
-                lambda: requests.get(url + "/.well-known/mns.json", timeout=5).json()["maxima"]["address"],
-                timeout=60,
-                what="the gateway to learn its Maxima address",
-                log=worker_log,
-            )
-            yield World(net, url, tmp / "homes")
+        migrate(env)
+        with live_gateway(net, tmp, env) as live:
+            yield World(net, live.url, tmp / "homes")
     redis.stop()
 
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from mns_client.rpc import MinimaRPC
-from mns_site.celery import app as celery_app
 from mns_site.maxima.models import InboundEvent, OutboundMessage
 from mns_site.maxima.services import outbound_enqueue
 from mns_site.maxima.simnet import SimNetwork
 from mns_site.maxima.simnet.testing import WebhookReceiver
-from testsupport.processes import RedisServer, celery_worker, child_env, free_port, gunicorn, process, wait_for
+from testsupport.processes import RedisServer, free_port, wait_for
+from testsupport.stack import gateway_env, live_gateway, private_broker
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -56,54 +56,27 @@ def gateway(
     tmp = tmp_path_factory.mktemp("e2e")
     redis = RedisServer(free_port(), tmp)
     redis.start()
-    web_port = free_port()
-    web_url = f"http://127.0.0.1:{web_port}"
     with SimNetwork(nodes=2, block_interval=0.5) as net, WebhookReceiver() as copy:
         MinimaRPC(net.nodes[0].rpc_url).webhooks_add(hook=copy.url(), filter="MAXIMA")
         with django_db_blocker.unblock():
-            env = child_env(
-                CELERY_BROKER_URL=redis.url,
-                MNS_VAR_DIR=str(tmp),
-                MINIMA_RPC_URL=net.nodes[0].rpc_url,
-                MAXIMA_HOOK_SECRET=HOOK_SECRET,
-                MNS_HOOK_BASE_URL=web_url,
+            env = gateway_env(
+                net,
+                tmp,
+                redis_url=redis.url,
+                hook_secret=HOOK_SECRET,
                 MNS_TEST_APPS="true",
                 MNS_TEST_HANDLER_LOG=str(tmp / "handler.log"),
-                MNS_SWEEP_EVERY="1",
-                MNS_INBOUND_SWEEP_AFTER_SECONDS="2",
-                MNS_OUTBOX_BACKOFF_SECONDS="1",
-                MNS_NODE_CHECK_EVERY="2",
-                CELERY_VISIBILITY_TIMEOUT="30",
             )
-        worker_log, web_log = tmp / "worker.log", tmp / "web.log"
-        worker = celery_worker(env=env, log=worker_log, concurrency=2, beat=True, supervised=True)
-        with (
-            process(gunicorn(bind=f"127.0.0.1:{web_port}"), env=env, log=web_log),
-            process(worker, env=env, log=worker_log),
-        ):
-            hook = f"MAXIMA#{web_url}/maxima/hook/{HOOK_SECRET}/"
-            node0 = MinimaRPC(net.nodes[0].rpc_url)
-            wait_for(
-                lambda: hook in node0.webhooks_list(),
-                timeout=60,
-                what="supervision to register the hook",
-                log=worker_log,
-            )
-            yield Gateway(net, redis, web_url, tmp / "handler.log", worker_log, copy)
+        with live_gateway(net, tmp, env, supervised=True) as live:
+            yield Gateway(net, redis, live.url, tmp / "handler.log", live.worker_log, copy)
     redis.stop()
 
 
 @pytest.fixture
 def on_private_broker(gateway: Gateway) -> Iterator[None]:
     """This test process publishes to the gateway's Redis too, for real (not eagerly)."""
-    saved = celery_app.conf.broker_url, celery_app.conf.task_always_eager
-    celery_app.conf.broker_url, celery_app.conf.task_always_eager = gateway.redis.url, False
-    celery_app.pool.force_close_all()
-    try:
+    with private_broker(gateway.redis.url):
         yield
-    finally:
-        celery_app.conf.broker_url, celery_app.conf.task_always_eager = saved
-        celery_app.pool.force_close_all()
 
 
 def processed(msgid: str) -> InboundEvent | None:
