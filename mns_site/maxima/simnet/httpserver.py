@@ -11,13 +11,12 @@ password check gets the bare 401 of fixture 99.
 import base64
 import binascii
 import codecs
-import contextlib
 import logging
 import socket
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mns_site.maxima.simnet.listener import Listener
 from mns_site.maxima.simnet.util import java_date, java_trim
 
 logger = logging.getLogger(__name__)
@@ -149,7 +148,7 @@ def unauthorized_response() -> bytes:
     return f"HTTP/1.1 401 Unauthorized\n{SERVER_HEADER}\n\n{AUTH_FAILURE}\n".encode()
 
 
-class RpcServer:
+class RpcServer(Listener):
     """Serves one node's RPC port until :meth:`close`; each connection is handled on its own thread."""
 
     def __init__(
@@ -161,26 +160,7 @@ class RpcServer:
     ) -> None:
         self._run_command = run_command
         self._password = password
-        self._sock = socket.create_server((host, port), reuse_port=False)
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name=f"simnet-rpc-{port}", daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        """Stop listening: later connections are refused, as with a stopped node."""
-        self._closed.set()
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
-        self._sock.close()
-        self._thread.join(timeout=5)
-
-    def _serve(self) -> None:
-        while not self._closed.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+        super().__init__(host, port, name="simnet-rpc")
 
     def _handle(self, conn: socket.socket) -> None:
         conn.settimeout(READ_TIMEOUT)

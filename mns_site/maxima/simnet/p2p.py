@@ -7,12 +7,12 @@ receiver answers a package with OK / TOOBIG / UNKNOWN before the message is proc
 A frame is ``kind (1 byte) ‖ u32 length ‖ payload``; the answer is ``u32 length ‖ payload``.
 """
 
-import contextlib
 import logging
 import socket
 import struct
-import threading
 from collections.abc import Callable
+
+from mns_site.maxima.simnet.listener import Listener
 
 logger = logging.getLogger(__name__)
 
@@ -91,30 +91,12 @@ def exchange(host: str, port: int, kind: bytes, payload: bytes) -> bytes:
 FrameHandler = Callable[[bytes, bytes], bytes]
 
 
-class P2PServer:
+class P2PServer(Listener):
     """Listens on a node's P2P port; ``handler(kind, payload)`` returns the answer bytes."""
 
     def __init__(self, host: str, port: int, handler: FrameHandler) -> None:
         self._handler = handler
-        self._sock = socket.create_server((host, port))
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name=f"simnet-p2p-{port}", daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._closed.set()
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
-        self._sock.close()
-        self._thread.join(timeout=5)
-
-    def _serve(self) -> None:
-        while not self._closed.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+        super().__init__(host, port, name="simnet-p2p")
 
     def _handle(self, conn: socket.socket) -> None:
         conn.settimeout(READ_TIMEOUT)
