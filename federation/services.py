@@ -183,7 +183,7 @@ def op_append(*, kind: str, payload: dict[str, Any]) -> Operation | None:
 
     The append is one INSERT with no ``seq`` yet: it locks nothing, so concurrent writers (deliveries above all)
     commit side by side, their fsyncs grouped, instead of queueing on one head row until each has committed.
-    ``op_sequence`` numbers the committed ones later (a push, a pull, the beat). Without its own identity key yet
+    ``op_sequence`` numbers the committed ones later (a push, the sync round). Without its own identity key yet
     the gateway cannot have confirmed anything worth replicating: nothing is appended, and a warning says so.
     """
     origin = self_key()
