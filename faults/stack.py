@@ -253,6 +253,9 @@ class Traffic:
             now = time.monotonic()
             stale = [item for item in waiting if now - item.last_try > resend_after * 2 ** min(item.attempts - 1, 3)]
             for item in stale[:50]:
+                # Its clock starts now, not when the busy pool gets to it: one copy in flight at a time (without
+                # this, a backed-up pool was handed the same delivery every half second: 40 copies of each).
+                item.last_try = now
                 self.pool.submit(self.send, item)
             time.sleep(0.5)
 
