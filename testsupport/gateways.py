@@ -46,22 +46,19 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from mns_site.limits import GUNICORN_LIMITS
-from testsupport import REPO
+from testsupport import REPO, stack
 from testsupport.processes import RedisServer, free_port, wait_for
 
 GATEWAY_NAMES = "abcdefghijklmnopqrstuvwxyz"
 REQUIRE_SERVICES = os.environ.get("MNS_REQUIRE_SERVICES", "") == "1"
 
-# Fast loops: the tests wait on these, and they are a few seconds in production.
+# Fast loops: the tests wait on these, and they are a few seconds in production. The single gateway's set
+# (testsupport.stack), and the loops a network's health and catch-up wait on as well.
 FAST = {
-    "MNS_SWEEP_EVERY": "1",
-    "MNS_INBOUND_SWEEP_AFTER_SECONDS": "2",
-    "MNS_OUTBOX_BACKOFF_SECONDS": "1",
+    **stack.FAST,
     "MNS_OUTBOX_BACKOFF_MAX_SECONDS": "2",
-    "MNS_NODE_CHECK_EVERY": "2",
     "MNS_HEARTBEAT_EVERY": "2",
     "MNS_MESSAGE_EXPIRE_EVERY": "5",
-    "CELERY_VISIBILITY_TIMEOUT": "30",
     "MNS_HEALTH_CACHE_SECONDS": "0",
 }
 # Every client here is 127.0.0.1: the limits stay on but far away (the tests of the limits set their own).
