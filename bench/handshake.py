@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the results here too (as JSON)")
     args = parser.parse_args()
 
-    from mns_site.maxima.simnet import SimNetwork
+    from simnet import SimNetwork
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%S")
     out_dir = harness.REPO / "var" / "bench"
@@ -127,9 +127,9 @@ def _seed(env: dict[str, str], count: int, gateway_key: str) -> list[Owner]:
     import django
 
     django.setup()
-    from mns_client.codecs import public_key_hex, to_hex
-    from mns_client.crypto import box_keypair, generate_maxima_keypair, maxsign
-    from mns_client.statements import NameStatement, SignedStatement
+    from mns_client.protocol.codecs import public_key_hex, to_hex
+    from mns_client.protocol.crypto import box_keypair, generate_maxima_keypair, maxsign
+    from mns_client.protocol.statements import NameStatement, SignedStatement
     from registry import services
 
     owners = []
@@ -189,7 +189,7 @@ def _load(port: int, server_pid: int, owners: list[Owner], reply_to: str, *, sec
 
 def _flow(port: int, owner: Owner, reply_to: str) -> bool:
     """One whole handshake; False if any step was refused or it did not verify in time."""
-    from mns_client.handshake import Answer, new_verifier, verifier_hash
+    from mns_client.protocol.handshake import Answer, new_verifier, verifier_hash
 
     verifier = new_verifier()
     status, started = _call(port, "POST", "/api/v1/handshakes", _json(owner.name, verifier_hash(verifier)))

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mns_site.limits import GUNICORN_LIMITS
+from core.limits import GUNICORN_LIMITS
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -153,7 +153,7 @@ def maxima(
 ) -> list[Result]:
     """Webhook POST → InboundEvent → the Celery worker runs the ``deliver`` handler → message stored and its
     receipt in the outbox (sent through simnet node 0 to node 1, the sender)."""
-    from mns_site.maxima.simnet import SimNetwork
+    from simnet import SimNetwork
 
     results = []
     with SimNetwork(nodes=2, block_interval=1.0) as net:
@@ -181,7 +181,7 @@ def maxima(
 def _clean_queue(env: dict[str, str]) -> None:
     """Start from an empty queue: the webhook scenario stored events (not ``mns`` messages) with no worker
     running; they would be processed first and counted against this scenario's time."""
-    from mns_site.maxima.models import InboundEvent
+    from maxima.models import InboundEvent
 
     subprocess.run(
         [sys.executable, "-m", "celery", "-A", "mns_site", "purge", "-f"],
@@ -213,7 +213,7 @@ def _broker_empty(timeout: float = DRAIN_TIMEOUT) -> bool:
 
 
 def _marks() -> tuple[int, int]:
-    from mns_site.maxima.models import InboundEvent, OutboundMessage
+    from maxima.models import InboundEvent, OutboundMessage
 
     last_in = InboundEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
     last_out = OutboundMessage.objects.order_by("-id").values_list("id", flat=True).first() or 0
@@ -221,7 +221,7 @@ def _marks() -> tuple[int, int]:
 
 
 def _drain(after: int, timeout: float = DRAIN_TIMEOUT) -> bool:
-    from mns_site.maxima.models import InboundEvent
+    from maxima.models import InboundEvent
 
     deadline = time.monotonic() + timeout
     waiting = InboundEvent.objects.filter(id__gt=after, status__in=["pending", "processing"])
@@ -243,7 +243,7 @@ def _wait_worker(port: int, lua: str) -> None:
 def _throughput(port: int, pid: int, lua: str, connections: int, seconds: float) -> list[Result]:
     from bench.__main__ import from_load
     from mailboxes.models import Message
-    from mns_site.maxima.models import InboundEvent, OutboundMessage
+    from maxima.models import InboundEvent, OutboundMessage
 
     first_in, first_out = _marks()
     load = wrk.run(port, lua, connections=connections, seconds=seconds)
@@ -274,7 +274,7 @@ def _throughput(port: int, pid: int, lua: str, connections: int, seconds: float)
 def _latency(port: int, sender: str, ctx: scenarios.Context, sustained: float, seconds: float) -> Result:
     """Deliveries at half the goal rate (250/s; half the measured sustained rate when that is below the goal, so
     that the queue does not grow without end), paced; latency = processed_at - received_at of each event."""
-    from mns_site.maxima.models import InboundEvent
+    from maxima.models import InboundEvent
 
     rate = 250.0 if sustained >= 500 else max(1.0, round(sustained / 2, 1))
     _broker_empty()  # the receipts' send tasks of the throughput run go first, or they would be measured here
@@ -362,7 +362,7 @@ def _paced(port: int, ctx: scenarios.Context, sender: str, rate: float, seconds:
 def _memory(port: int, server_pid: int, worker_pid: int, lua: str, connections: int, deliveries: int) -> Result:
     """Deliver ``deliveries`` messages over the webhook through the worker, in rounds; after each round sample
     the resident memory of every gunicorn worker and Celery pool process. Growth = last sample - first."""
-    from mns_site.maxima.models import InboundEvent
+    from maxima.models import InboundEvent
 
     first_in, _ = _marks()
     samples: list[tuple[int, float, float]] = []  # (delivered, max web worker RSS, max celery process RSS)

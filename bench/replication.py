@@ -201,7 +201,7 @@ def _note(result: Result, text: str) -> None:
 def _register(cluster: object, gateway: object) -> None:
     """The bench mailbox, registered with the mns SDK (the bench needs the mailbox only, not the access token: a
     gateway that confirms the name a moment after the handshake is fine here)."""
-    from mns_client.errors import MNSError
+    from mns_client.protocol.errors import MNSError
 
     try:
         cluster.client(0, gateway).register(MAILBOX)

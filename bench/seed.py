@@ -19,10 +19,10 @@ from django.db import transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from bench.scenarios import ALPHABET, SPREAD_MAILBOXES  # noqa: E402
-from mns_client.codecs import parse_public_key, public_key_hex, to_hex  # noqa: E402
-from mns_client.crypto import box_keypair, generate_maxima_keypair, maxsign  # noqa: E402
-from mns_client.names import skeleton  # noqa: E402
-from mns_client.statements import NameStatement  # noqa: E402
+from mns_client.protocol.codecs import parse_public_key, public_key_hex, to_hex  # noqa: E402
+from mns_client.protocol.crypto import box_keypair, generate_maxima_keypair, maxsign  # noqa: E402
+from mns_client.protocol.names import skeleton  # noqa: E402
+from mns_client.protocol.statements import NameStatement  # noqa: E402
 from registry.models import NameRecord, StatementRecord  # noqa: E402
 
 
@@ -90,8 +90,8 @@ def seed_mailbox(token_file: str) -> None:
     from bench.views import BENCH_NAME, _bench_mailbox
     from handshake.models import Session
     from mailboxes.models import Mailbox, Message
-    from mns_client.handshake import new_token, secret_hash
-    from mns_site.maxima.models import NodeState
+    from maxima.models import NodeState
+    from mns_client.protocol.handshake import new_token, secret_hash
 
     spread = [f"{BENCH_NAME}-{i}" for i in range(SPREAD_MAILBOXES)]
     for name in [BENCH_NAME, *spread]:

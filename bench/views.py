@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from mns_client.codecs import from_hex
+from mns_client.protocol.codecs import from_hex
 
 
 def bare_json(request: HttpRequest) -> JsonResponse:
@@ -55,8 +55,8 @@ def _bench_mailbox(name: str = BENCH_NAME) -> None:
     from django.utils import timezone
 
     from mailboxes.models import Mailbox
-    from mns_client.codecs import public_key_hex, to_hex
-    from mns_client.crypto import box_keypair, generate_maxima_keypair
+    from mns_client.protocol.codecs import public_key_hex, to_hex
+    from mns_client.protocol.crypto import box_keypair, generate_maxima_keypair
     from registry.models import NameRecord
 
     with transaction.atomic():
@@ -81,8 +81,8 @@ def maxima_hook_processed(request: HttpRequest, secret: str) -> HttpResponse:
     """The real webhook view, then what the worker does with the event it stored (``inbound_process``: the
     ``deliver`` handler stores the message and queues the receipt), back to back in one request, so that a
     delivery stored over Maxima is measured end to end, served the way the REST path and the baseline are."""
-    from mns_site.maxima import services
-    from mns_site.maxima.views import webhook
+    from maxima import services
+    from maxima.views import webhook
 
     response = webhook(request, secret)
     event_id = json.loads(response.content).get("id") if response.status_code == 200 else None

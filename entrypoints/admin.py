@@ -8,9 +8,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from core.queue import enqueue_on_commit
 from entrypoints import selectors, tasks
 from entrypoints.models import Publication, Setup
-from mns_site.queue import enqueue_on_commit
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

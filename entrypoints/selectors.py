@@ -12,7 +12,7 @@ logger = logging.getLogger(__name__)
 
 def self_candidate() -> dict[str, str] | None:
     """This gateway as an entry, when its configured address (MNS_MAXIMA_ADDRESS) is a permanent MAX# one."""
-    from mns_site.maxima import selectors as maxima
+    from maxima import selectors as maxima
 
     address, key = settings.MNS_MAXIMA_ADDRESS, maxima.gateway_identity_key()
     if not address.startswith("MAX#") or not key:

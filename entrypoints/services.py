@@ -27,9 +27,10 @@ from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
+from core.errors import DomainError
 from entrypoints import selectors
 from entrypoints.models import Publication, Setup
-from mns_client.entrypoints import (
+from mns_client.protocol.entrypoints import (
     BULLETIN_SCRIPT,
     Bulletin,
     BulletinInvalid,
@@ -38,9 +39,8 @@ from mns_client.entrypoints import (
     newest_bulletin,
     parse_entry,
 )
-from mns_client.errors import MNSError
-from mns_client.rpc import MinimaRPC
-from mns_site.errors import DomainError
+from mns_client.protocol.errors import MNSError
+from mns_client.protocol.rpc import MinimaRPC
 
 logger = logging.getLogger(__name__)
 

@@ -3,9 +3,9 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
+from core.errors import DomainError
 from entrypoints import services
-from mns_site.errors import DomainError
-from mns_site.maxima.node import node_client
+from maxima.node import node_client
 
 logger = logging.getLogger(__name__)
 

@@ -4,12 +4,12 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.api import APIView
+from core.errors import DomainError
+from core.schema import ErrorSerializer
+from core.throttling import PerIPThrottle, ScopedThrottle
 from entrypoints import selectors
 from entrypoints.serializers import EntryPointsSerializer, entry_points_data
-from mns_site.api import APIView
-from mns_site.errors import DomainError
-from mns_site.schema import ErrorSerializer
-from mns_site.throttling import PerIPThrottle, ScopedThrottle
 
 
 class EntryPointsView(APIView):

@@ -16,10 +16,10 @@ from django.core.management import call_command
 
 from faults.stack import Stack
 from mailboxes.tests.support import Opened, Owner, open_mailbox
-from mns_client.rpc import MinimaRPC
-from mns_site.maxima.models import NodeState
-from mns_site.maxima.simnet import SimNetwork
-from mns_site.maxima.simnet.testing import WebhookReceiver
+from maxima.models import NodeState
+from mns_client.protocol.rpc import MinimaRPC
+from simnet import SimNetwork
+from simnet.testing import WebhookReceiver
 from testsupport.processes import RedisServer, free_port, wait_for
 from testsupport.stack import gateway_env, live_gateway, private_broker
 

@@ -26,12 +26,12 @@ import redis
 from django.db import close_old_connections, connection
 
 from mailboxes.models import Mailbox, Message
-from mns_client.codecs import from_hex, to_hex
-from mns_client.mailbox import Deliver, new_delivery_id
-from mns_client.rpc import MinimaRPC
-from mns_site.maxima.simnet import SimNetwork
-from mns_site.maxima.simnet.node import SimNode
-from mns_site.maxima.simnet.testing import WebhookReceiver
+from mns_client.protocol.codecs import from_hex, to_hex
+from mns_client.protocol.mailbox import Deliver, new_delivery_id
+from mns_client.protocol.rpc import MinimaRPC
+from simnet import SimNetwork
+from simnet.node import SimNode
+from simnet.testing import WebhookReceiver
 from testsupport.processes import RedisServer, wait_for
 
 UNKNOWN = "nobody-here"  # every 20th delivery goes to a name that does not exist: it must be refused, not stored

@@ -14,7 +14,7 @@ from django.db import connection
 from faults import postgres
 from faults.stack import Stack, Traffic, kill
 from mailboxes.tests.support import Opened
-from mns_client.rpc import MinimaRPC
+from mns_client.protocol.rpc import MinimaRPC
 from testsupport.processes import process, wait_for
 
 # Database access without pytest-django's per-test transaction or flush: see ``database`` in conftest.py.
@@ -203,4 +203,4 @@ def test_beat_started_twice_still_runs_each_periodic_task_once(
 
 def _heartbeats(stack: Stack) -> int:
     text = stack.logs["worker"].read_text(errors="replace")
-    return text.count("mns_site.tasks.heartbeat[") // 2  # "received" and "succeeded" lines
+    return text.count("core.tasks.heartbeat[") // 2  # "received" and "succeeded" lines

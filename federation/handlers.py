@@ -10,8 +10,8 @@ from typing import Any
 
 from federation import services
 from federation.models import Peer
-from mns_client import sync
-from mns_site.maxima.routing import InboundMessage
+from maxima.routing import InboundMessage
+from mns_client.protocol import sync
 
 
 def _checked(message: InboundMessage, body: dict[str, Any]) -> Peer | None:

@@ -1,6 +1,6 @@
 """Reads of the federation: who the peers are, which are fit to be entry points, and how far behind each one is."""
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -107,3 +107,22 @@ def claim_of(*, claim_id: str) -> Claim | None:
 def claim_for_name(*, name: str) -> Claim | None:
     """The newest claim this gateway made for a name."""
     return Claim.objects.filter(name=name).order_by("-created_at", "-id").first()
+
+
+def peers_check() -> str:
+    """The peers part of ``/api/v1/health``: degraded (never down) when an enabled peer is paused, silent, or lags."""
+    peers = peers_health()
+    unhealthy = [peer.name for peer in peers if not peer.healthy]
+    if unhealthy:
+        raise RuntimeError(f"unhealthy peers: {', '.join(unhealthy)}"[:180])
+    return f"{len(peers)} peers"
+
+
+def peers_report() -> list[dict]:
+    """Each enabled peer's last heard, lag in operations and seconds, invalid operations and pause."""
+    return [asdict(peer) for peer in peers_health()]
+
+
+def has_peers() -> bool:
+    """A gateway alone (a membership of one) has no peers part in its health."""
+    return Peer.objects.filter(enabled=True).exists()

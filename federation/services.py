@@ -21,22 +21,22 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core.errors import DomainError
+from core.queue import enqueue_now, enqueue_on_commit
 from federation import selectors
 from federation.models import Claim, Lease, LogHead, Operation, Peer
 from handshake.models import Challenge
 from mailboxes import services as mailbox_services
 from mailboxes.models import Mailbox, Message
-from mns_client import sync
-from mns_client.codecs import from_hex, parse_address, parse_public_key, public_key_hex, to_hex
-from mns_client.errors import CodecError, MNSError
-from mns_client.names import NameRefused, normalise, skeleton
-from mns_client.statements import SignedStatement, StatementInvalid
-from mns_site.errors import DomainError
-from mns_site.maxima.models import OutboundMessage
-from mns_site.maxima.routing import Ignored, InboundMessage
-from mns_site.maxima.selectors import gateway_identity_key
-from mns_site.maxima.services import outbound_enqueue
-from mns_site.queue import enqueue_now, enqueue_on_commit
+from maxima.models import OutboundMessage
+from maxima.routing import Ignored, InboundMessage
+from maxima.selectors import gateway_identity_key
+from maxima.services import outbound_enqueue
+from mns_client.protocol import sync
+from mns_client.protocol.codecs import from_hex, parse_address, parse_public_key, public_key_hex, to_hex
+from mns_client.protocol.errors import CodecError, MNSError
+from mns_client.protocol.names import NameRefused, normalise, skeleton
+from mns_client.protocol.statements import SignedStatement, StatementInvalid
 from registry import services as registry_services
 from registry.models import NameRecord
 
@@ -145,7 +145,7 @@ def peer_heard(*, message: InboundMessage) -> Peer:
 def _outbox_nudge(peer: Peer) -> int:
     """The peer is answering again: what waits in the outbox for it after failed tries (its node was away) goes
     now rather than at the end of its backoff (usually nothing waits: one small query per message)."""
-    from mns_site.maxima.tasks import send_outbound
+    from maxima.tasks import send_outbound
 
     now = timezone.now()
     waiting = list(
@@ -444,7 +444,7 @@ def _rate_take(peer: Peer, wanted: int) -> int:
     key = f"rate:fed-ops:{peer.id}:{int(time.time() // 60)}"
     try:
         used = cache.incr(key, wanted) if not cache.add(key, wanted, timeout=61) else wanted
-    except Exception as exc:  # the cache is down: do not limit, as mns_site.ratelimit does
+    except Exception as exc:  # the cache is down: do not limit, as core.ratelimit does
         logger.warning("federation rate limit not applied, the cache failed: %s", type(exc).__name__)
         return wanted
     allowed = max(0, min(wanted, settings.MNS_FEDERATION_OPS_PER_MINUTE - (used - wanted)))

@@ -7,6 +7,6 @@ class HandshakeConfig(AppConfig):
 
     def ready(self) -> None:
         from handshake import handlers
-        from mns_site.maxima.routing import register_type
+        from maxima.routing import register_type
 
         register_type("mns", "handshake", handlers.answer_received)

@@ -27,7 +27,7 @@ from rest_framework.views import APIView
 
 from handshake import services
 from handshake.models import Session
-from mns_client.names import normalise
+from mns_client.protocol.names import normalise
 
 SCHEME = "MNS-Session"
 SCHEMES = {SCHEME.lower(), "bearer"}

@@ -3,7 +3,7 @@
 from typing import Any
 
 from handshake import services
-from mns_site.maxima.routing import InboundMessage
+from maxima.routing import InboundMessage
 
 
 def answer_received(message: InboundMessage, body: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """The handshake (DESIGN §4): challenges, the answers the owner's node sent to them, and the sessions they grant.
 
-No secret is stored: codes, verifiers and tokens are kept as their SHA-256 (``mns_client.handshake``). The
+No secret is stored: codes, verifiers and tokens are kept as their SHA-256 (``mns_client.protocol.handshake``). The
 invariants the database keeps itself, so no race can break them:
 
 - a challenge leaves ``pending`` once, by a conditional UPDATE (verified, or failed), so two answers cannot
@@ -15,7 +15,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from mns_client.handshake import PURPOSES, new_challenge_id
+from mns_client.protocol.handshake import PURPOSES, new_challenge_id
 from registry.models import NameRecord
 
 Purpose = models.TextChoices("Purpose", [(purpose.upper(), purpose) for purpose in PURPOSES])

@@ -4,11 +4,11 @@ from datetime import datetime
 
 from django.utils import timezone
 
+from core.errors import DomainError
 from handshake.models import Challenge
-from mns_client.handshake import CHALLENGE_ID_RE
-from mns_site.errors import DomainError
-from mns_site.maxima.models import InboundEvent
-from mns_site.maxima.routing import InboundMessage
+from maxima.models import InboundEvent
+from maxima.routing import InboundMessage
+from mns_client.protocol.handshake import CHALLENGE_ID_RE
 from registry.models import NameRecord
 
 

@@ -2,7 +2,7 @@ from rest_framework import serializers
 
 from handshake.models import Challenge, Session
 from handshake.services import IssuedChallenge
-from mns_client.handshake import APPLICATION, PURPOSES, SECRET_HASH_RE
+from mns_client.protocol.handshake import APPLICATION, PURPOSES, SECRET_HASH_RE
 
 
 class ChallengeRequestSerializer(serializers.Serializer):

@@ -25,11 +25,15 @@ from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
+from core.errors import DomainError
 from handshake import selectors
 from handshake.models import Answer, Challenge, Session
-from mns_client.codecs import parse_public_key, public_key_hex
-from mns_client.errors import CodecError
-from mns_client.handshake import (
+from maxima.routing import Ignored, InboundMessage
+from maxima.selectors import gateway_address
+from maxima.services import outbound_enqueue
+from mns_client.protocol.codecs import parse_public_key, public_key_hex
+from mns_client.protocol.errors import CodecError
+from mns_client.protocol.handshake import (
     APPLICATION,
     PURPOSES,
     SECRET_HASH_RE,
@@ -40,12 +44,8 @@ from mns_client.handshake import (
     secret_hash,
     secret_matches,
 )
-from mns_client.handshake import Answer as AnswerMessage
-from mns_client.names import normalise
-from mns_site.errors import DomainError
-from mns_site.maxima.routing import Ignored, InboundMessage
-from mns_site.maxima.selectors import gateway_address
-from mns_site.maxima.services import outbound_enqueue
+from mns_client.protocol.handshake import Answer as AnswerMessage
+from mns_client.protocol.names import normalise
 from registry.models import NameRecord
 
 logger = logging.getLogger(__name__)

@@ -8,6 +8,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 
+from core.api import APIView
+from core.schema import ErrorSerializer
+from core.throttling import PerIPThrottle, ScopedThrottle
 from handshake import selectors, services
 from handshake.authentication import HasSession, SessionTokenAuthentication
 from handshake.serializers import (
@@ -18,9 +21,6 @@ from handshake.serializers import (
     SessionIssuedSerializer,
     SessionSerializer,
 )
-from mns_site.api import APIView
-from mns_site.schema import ErrorSerializer
-from mns_site.throttling import PerIPThrottle, ScopedThrottle
 
 THROTTLES = [PerIPThrottle, ScopedThrottle]
 NO_STORE = {"Cache-Control": "no-store"}

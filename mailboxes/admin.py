@@ -14,7 +14,7 @@ from django.template.response import TemplateResponse
 
 from mailboxes import services
 from mailboxes.models import AccessToken, AuditEntry, BlockedSender, Mailbox, Message
-from mns_client.errors import MNSError
+from mns_client.protocol.errors import MNSError
 
 MODERATE_PERMISSION = "mailboxes.change_mailbox"
 

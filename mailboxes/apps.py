@@ -7,8 +7,8 @@ class MailboxesConfig(AppConfig):
 
     def ready(self) -> None:
         from mailboxes import handlers
-        from mns_site.maxima.routing import register_type
-        from mns_site.maxima.services import on_outbound_sent
+        from maxima.routing import register_type
+        from maxima.services import on_outbound_sent
 
         register_type("mns", "register", handlers.register_received)
         register_type("mns", "deliver", handlers.deliver_received)

@@ -15,13 +15,13 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from core.errors import DomainError
 from handshake import services as handshake_services
 from handshake.authentication import SessionTokenAuthentication
 from handshake.models import Session
 from mailboxes import services
 from mailboxes.models import AccessToken
-from mns_client.names import normalise
-from mns_site.errors import DomainError
+from mns_client.protocol.names import normalise
 
 SCHEME = "MNS-Token"
 

@@ -4,8 +4,8 @@
 from typing import Any
 
 from mailboxes import services
-from mns_site.maxima.models import OutboundMessage
-from mns_site.maxima.routing import InboundMessage
+from maxima.models import OutboundMessage
+from maxima.routing import InboundMessage
 
 
 def register_received(message: InboundMessage, body: dict[str, Any]) -> None:

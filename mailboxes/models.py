@@ -18,8 +18,8 @@ from django.db import models
 from django.db.models import F, Q
 
 from handshake.models import Challenge
-from mns_client.mailbox import SCHEMES
-from mns_site.maxima.models import OutboundMessage
+from maxima.models import OutboundMessage
+from mns_client.protocol.mailbox import SCHEMES
 from registry.models import NameRecord
 
 

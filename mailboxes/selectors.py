@@ -7,11 +7,11 @@ from datetime import datetime
 from django.db import connection
 from django.db.models import Q, QuerySet
 
+from core.errors import DomainError
 from handshake.models import Challenge
 from mailboxes.models import AccessToken, BlockedSender, Mailbox, Message, Registration, SenderRule
-from mns_client.mailbox import MailboxMessageInvalid, Receipt
-from mns_site.errors import DomainError
-from mns_site.maxima.models import OutboundMessage
+from maxima.models import OutboundMessage
+from mns_client.protocol.mailbox import MailboxMessageInvalid, Receipt
 
 
 def mailbox_find(*, name: str) -> Mailbox | None:

@@ -10,11 +10,11 @@ from handshake.serializers import ChallengeIssuedSerializer
 from mailboxes import selectors
 from mailboxes.models import AccessToken, Mailbox, Message
 from mailboxes.services import Stored, retention_days
-from mns_client.codecs import from_hex, parse_public_key, public_key_hex, to_hex
-from mns_client.errors import CodecError
-from mns_client.handshake import SECRET_HASH_RE
-from mns_client.mailbox import DELIVERY_ID_RE, MailboxMessageInvalid, address_text
-from mns_client.statements import SignedStatement
+from mns_client.protocol.codecs import from_hex, parse_public_key, public_key_hex, to_hex
+from mns_client.protocol.errors import CodecError
+from mns_client.protocol.handshake import SECRET_HASH_RE
+from mns_client.protocol.mailbox import DELIVERY_ID_RE, MailboxMessageInvalid, address_text
+from mns_client.protocol.statements import SignedStatement
 from registry.serializers import NameStatementSerializer
 
 KEY_HELP = "A Maxima identity key: 0x + upper-case hex of the 162-byte RSA-1024 DER."

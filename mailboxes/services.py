@@ -20,15 +20,21 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from core import ratelimit
+from core.errors import DomainError
 from handshake import services as handshake_services
 from handshake.models import Challenge
 from mailboxes import selectors
 from mailboxes.models import AccessToken, AuditEntry, BlockedSender, Mailbox, Message, Registration, SenderRule
-from mns_client.codecs import from_hex, parse_public_key, public_key_hex
-from mns_client.crypto import maxencrypt
-from mns_client.errors import CodecError, MNSError
-from mns_client.handshake import new_verifier, secret_hash
-from mns_client.mailbox import (
+from maxima.models import OutboundMessage
+from maxima.routing import Ignored, InboundMessage
+from maxima.selectors import gateway_identity_key
+from maxima.services import outbound_enqueue, outbound_retry
+from mns_client.protocol.codecs import from_hex, parse_public_key, public_key_hex
+from mns_client.protocol.crypto import maxencrypt
+from mns_client.protocol.errors import CodecError, MNSError
+from mns_client.protocol.handshake import new_verifier, secret_hash
+from mns_client.protocol.mailbox import (
     APPLICATION,
     SCHEMES,
     TOKEN_ID_RE,
@@ -45,14 +51,8 @@ from mns_client.mailbox import (
     delivery_id_of,
     reply_to_of,
 )
-from mns_client.names import NameRefused, normalise
-from mns_client.statements import SignedStatement
-from mns_site import ratelimit
-from mns_site.errors import DomainError
-from mns_site.maxima.models import OutboundMessage
-from mns_site.maxima.routing import Ignored, InboundMessage
-from mns_site.maxima.selectors import gateway_identity_key
-from mns_site.maxima.services import outbound_enqueue, outbound_retry
+from mns_client.protocol.names import NameRefused, normalise
+from mns_client.protocol.statements import SignedStatement
 from registry import services as registry_services
 from registry.models import NameRecord
 
@@ -61,7 +61,8 @@ logger = logging.getLogger(__name__)
 NameStatus = NameRecord.Status
 State = Message.State
 MAX_SECRET_CHARS = 128
-# The HTTP status of each delivery refusal; the code is also the receipt's reason (mns_client.mailbox.REFUSALS).
+# The HTTP status of each delivery refusal; the code is also the receipt's reason
+# (mns_client.protocol.mailbox.REFUSALS).
 REFUSAL_STATUS = {
     "malformed": 400,
     "unknown_name": 404,

@@ -1,8 +1,8 @@
 from celery import shared_task
 from django.utils import timezone
 
+from core.queue import enqueue_now
 from mailboxes import selectors, services
-from mns_site.queue import enqueue_now
 
 
 @shared_task(name="mailboxes.expire", ignore_result=True)

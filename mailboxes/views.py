@@ -13,6 +13,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 
+from core.api import APIView, ListAPIView
+from core.errors import DomainError
+from core.schema import ErrorSerializer
+from core.throttling import PerIPThrottle, ScopedThrottle
 from mailboxes import selectors, services
 from mailboxes.authentication import AUTHENTICATION, MailboxAccess
 from mailboxes.models import Mailbox, Message
@@ -33,12 +37,8 @@ from mailboxes.serializers import (
     StoredSerializer,
     SubmitSerializer,
 )
-from mns_client.mailbox import delivery_id_of
-from mns_client.names import normalise
-from mns_site.api import APIView, ListAPIView
-from mns_site.errors import DomainError
-from mns_site.schema import ErrorSerializer
-from mns_site.throttling import PerIPThrottle, ScopedThrottle
+from mns_client.protocol.mailbox import delivery_id_of
+from mns_client.protocol.names import normalise
 
 THROTTLES = [PerIPThrottle, ScopedThrottle]
 NO_STORE = {"Cache-Control": "no-store"}

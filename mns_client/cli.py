@@ -19,12 +19,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from .codecs import to_hex
 from .config import ConfigError, Home, Settings
-from .envelope import SCHEME_NACL, SCHEME_RSA, EnvelopeInvalid
-from .errors import CodecError, MNSError, NodeAuthError, NodeStartingUp, NodeUnreachable, RPCError
-from .names import NameRefused, normalise
-from .rpc import MinimaRPC
+from .protocol.codecs import to_hex
+from .protocol.envelope import SCHEME_NACL, SCHEME_RSA, EnvelopeInvalid
+from .protocol.errors import CodecError, MNSError, NodeAuthError, NodeStartingUp, NodeUnreachable, RPCError
+from .protocol.names import NameRefused, normalise
+from .protocol.rpc import MinimaRPC
+from .protocol.statements import StatementInvalid
 from .sdk import (
     Client,
     DeliveryError,
@@ -36,7 +37,6 @@ from .sdk import (
     ReadMessage,
     Unavailable,
 )
-from .statements import StatementInvalid
 
 DEFAULT_NODE = "http://127.0.0.1:9005"
 

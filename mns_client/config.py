@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .codecs import from_hex, to_hex
-from .crypto import box_keypair
-from .errors import MNSError
+from .protocol.codecs import from_hex, to_hex
+from .protocol.crypto import box_keypair
+from .protocol.errors import MNSError
 
 CONFIG_FILE = "config.json"
 BOX_KEYS_FILE = "box-keys.json"

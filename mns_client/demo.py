@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from .codecs import to_hex
 from .config import Home
+from .protocol.codecs import to_hex
 
 NAME = "alice"
 FIRST = "Hi Alice,\nare we still on for lunch on Friday? The usual place, 12:30.\n-- Bob\n"

@@ -28,9 +28,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, TypeVar
 
-from .codecs import from_hex
-from .errors import CodecError, RPCError
-from .rpc import MinimaRPC
+from .protocol.codecs import from_hex
+from .protocol.errors import CodecError, RPCError
+from .protocol.rpc import MinimaRPC
 
 logger = logging.getLogger(__name__)
 

@@ -25,14 +25,24 @@ from typing import Any
 
 import requests
 
-from . import entrypoints
-from .codecs import from_hex, mx_decode, to_hex
 from .config import AccessToken, BoxKey, Home
-from .envelope import SCHEME_NACL, SCHEMES, EnvelopeInvalid, Letter, Opened, SignedLetter, decrypt, encrypt, open_letter
-from .errors import CodecError, DeliveryFailed, MNSError, RPCError
-from .handshake import Answer, new_verifier, verifier_hash
 from .listener import MaximaEvent, NodeListener
-from .mailbox import (
+from .protocol import entrypoints
+from .protocol.codecs import from_hex, mx_decode, to_hex
+from .protocol.envelope import (
+    SCHEME_NACL,
+    SCHEMES,
+    EnvelopeInvalid,
+    Letter,
+    Opened,
+    SignedLetter,
+    decrypt,
+    encrypt,
+    open_letter,
+)
+from .protocol.errors import CodecError, DeliveryFailed, MNSError, RPCError
+from .protocol.handshake import Answer, new_verifier, verifier_hash
+from .protocol.mailbox import (
     APPLICATION,
     Deliver,
     Forwarded,
@@ -42,9 +52,9 @@ from .mailbox import (
     access_token_read,
     new_delivery_id,
 )
-from .names import normalise
-from .rpc import MaximaInfo, MinimaRPC
-from .statements import NameStatement, SignedStatement, StatementInvalid
+from .protocol.names import normalise
+from .protocol.rpc import MaximaInfo, MinimaRPC
+from .protocol.statements import NameStatement, SignedStatement, StatementInvalid
 
 logger = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
 from django.http import HttpRequest, HttpResponse
 
-from mns_site import ratelimit
-from mns_site.errors import json_error
+from core import ratelimit
+from core.errors import json_error
 
 
 class MNSAdminSite(admin.AdminSite):

@@ -39,7 +39,7 @@ def _beat_heartbeat() -> None:
     """Record that beat is alive; a database outage must not stop beat (its sweeps are what recovers from it)."""
     from django.db import close_old_connections
 
-    from mns_site.services import heartbeat_record
+    from core.services import heartbeat_record
 
     try:
         close_old_connections()  # a connection the database dropped (a restart) is replaced, not reused
@@ -107,7 +107,7 @@ def _schedule(sender: Celery, **kwargs: object) -> None:
     from django.conf import settings
 
     every = {
-        "mns_site.tasks.heartbeat": settings.CELERY_HEARTBEAT_EVERY,
+        "core.tasks.heartbeat": settings.CELERY_HEARTBEAT_EVERY,
         "maxima.supervise_node": settings.MNS_NODE_CHECK_EVERY,
         "maxima.sweep_inbound": settings.MNS_SWEEP_EVERY,
         "maxima.sweep_outbound": settings.MNS_SWEEP_EVERY,

@@ -19,8 +19,8 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 
-from mns_site.api import APIView
-from mns_site.errors import DomainError
+from core.api import APIView
+from core.errors import DomainError
 
 HASHED = re.compile(r"\.[0-9a-f]{16,}\.[a-z0-9]+$")
 SAFE_PATH = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")

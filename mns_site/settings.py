@@ -1,7 +1,7 @@
 """The gateway's only settings module.
 
 Every knob is an environment variable with a safe default (see ``.env.example``), parsed strictly by
-``mns_site.env``. Two shapes come out of it:
+``core.env``. Two shapes come out of it:
 
 - *embedded* (nothing set): SQLite in WAL mode, a Celery worker and beat on kombu's filesystem transport and a
   local-memory cache, everything under ``var/``; no service to install.
@@ -14,7 +14,7 @@ import os
 import secrets
 from pathlib import Path
 
-from mns_site.env import (
+from core.env import (
     EnvError,
     database_from_url,
     env_bool,
@@ -62,8 +62,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "mns_site",
-    "mns_site.maxima",
+    "core",
+    "maxima",
     "registry",
     "mailboxes",
     "handshake",
@@ -72,9 +72,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "mns_site.middleware.QueueTimeShedMiddleware",
-    "mns_site.middleware.RequestIdMiddleware",
-    "mns_site.middleware.RequestSizeLimitMiddleware",
+    "core.middleware.QueueTimeShedMiddleware",
+    "core.middleware.RequestIdMiddleware",
+    "core.middleware.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -139,7 +139,7 @@ REDIS_URL = env_url("REDIS_URL", None, schemes=("redis", "rediss"))
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "mns_site.cache.RedisCache",
+            "BACKEND": "core.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "mns",
             "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
@@ -248,16 +248,16 @@ MNS_ADMIN_LOGIN_PER_MINUTE = env_int("MNS_ADMIN_LOGIN_PER_MINUTE", 10, minimum=1
 # --- REST API --------------------------------------------------------------------------------------------------
 MNS_NUM_PROXIES = env_int("MNS_NUM_PROXIES", 0, minimum=0, maximum=10)
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "mns_site.schema.AutoSchema",
-    "EXCEPTION_HANDLER": "mns_site.errors.api_exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "mns_site.pagination.CursorPagination",
+    "DEFAULT_SCHEMA_CLASS": "core.schema.AutoSchema",
+    "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "core.pagination.CursorPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["mns_site.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.JSONParser"],
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "UNAUTHENTICATED_USER": None,
-    "DEFAULT_THROTTLE_CLASSES": ["mns_site.throttling.PerIPThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["core.throttling.PerIPThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "ip": env_rate("MNS_THROTTLE_PER_IP", "600/min"),
         "lookup": env_rate("MNS_THROTTLE_LOOKUP", "300/min"),
@@ -333,12 +333,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "request_id": {"()": "mns_site.logging.RequestIdFilter"},
-        "redact": {"()": "mns_site.logging.RedactSecretsFilter"},
+        "request_id": {"()": "core.logging.RequestIdFilter"},
+        "redact": {"()": "core.logging.RedactSecretsFilter"},
     },
     "formatters": {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
-        "json": {"()": "mns_site.logging.JsonFormatter"},
+        "json": {"()": "core.logging.JsonFormatter"},
     },
     "handlers": {
         "console": {

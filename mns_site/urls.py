@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from mns_site import views
+from core import views
 from mns_site.dapp import DappView
 
 api_v1 = [
@@ -16,7 +16,7 @@ api_v1 = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("maxima/", include("mns_site.maxima.urls")),
+    path("maxima/", include("maxima.urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
@@ -25,14 +25,10 @@ urlpatterns = [
     re_path(r"^app/(?P<path>[^/]+)$", DappView.as_view(), name="dapp-file"),
 ]
 
-if settings.MNS_BENCH:
-    from bench import views as bench_views
+if settings.MNS_BENCH:  # the benchmark's baselines, served by the same gunicorn (`make bench` only)
+    urlpatterns.append(path("bench/", include("bench.urls")))
 
-    urlpatterns.append(path("bench/bare-json", bench_views.bare_json))
-    urlpatterns.append(path("bench/bare-insert", bench_views.bare_insert))
-    urlpatterns.append(path("bench/maxima-hook/<str:secret>/", bench_views.maxima_hook_processed))
-
-handler400 = "mns_site.errors.handler400"
-handler403 = "mns_site.errors.handler403"
-handler404 = "mns_site.errors.handler404"
-handler500 = "mns_site.errors.handler500"
+handler400 = "core.errors.handler400"
+handler403 = "core.errors.handler403"
+handler404 = "core.errors.handler404"
+handler500 = "core.errors.handler500"

@@ -16,8 +16,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
-from mns_client.errors import MNSError
-from mns_site.errors import DomainError
+from core.errors import DomainError
+from mns_client.protocol.errors import MNSError
 from registry import services
 from registry.models import AuditEntry, NameRecord, StatementRecord
 

@@ -7,8 +7,8 @@ class RegistryConfig(AppConfig):
     verbose_name = "Name registry"
 
     def ready(self) -> None:
+        from maxima.routing import register_type
         from mns_site.celery import app
-        from mns_site.maxima.routing import register_type
         from registry import handlers, tasks
 
         register_type("mns", "statement", handlers.statement_received)

@@ -6,11 +6,11 @@ idempotent (an event may be processed again after a crash); raising marks the ev
 
 from typing import Any
 
-from mns_client.codecs import parse_public_key, public_key_hex
-from mns_client.errors import CodecError
-from mns_client.statements import SignedStatement
-from mns_site.errors import DomainError
-from mns_site.maxima.routing import InboundMessage
+from core.errors import DomainError
+from maxima.routing import InboundMessage
+from mns_client.protocol.codecs import parse_public_key, public_key_hex
+from mns_client.protocol.errors import CodecError
+from mns_client.protocol.statements import SignedStatement
 from registry import selectors, services
 
 

@@ -5,11 +5,11 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db.models import QuerySet
 
-from mns_client.codecs import to_hex
-from mns_client.errors import MNSError
-from mns_client.names import NameRefused, check_reserved, normalise, skeleton
-from mns_client.statements import SignedStatement
-from mns_site.errors import DomainError
+from core.errors import DomainError
+from mns_client.protocol.codecs import to_hex
+from mns_client.protocol.errors import MNSError
+from mns_client.protocol.names import NameRefused, check_reserved, normalise, skeleton
+from mns_client.protocol.statements import SignedStatement
 from registry.models import NameRecord, StatementRecord
 
 Status = NameRecord.Status

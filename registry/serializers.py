@@ -2,9 +2,9 @@ from typing import Any
 
 from rest_framework import serializers
 
-from mns_client.codecs import parse_public_key, public_key_hex
-from mns_client.errors import CodecError
-from mns_client.statements import SignedStatement
+from mns_client.protocol.codecs import parse_public_key, public_key_hex
+from mns_client.protocol.errors import CodecError
+from mns_client.protocol.statements import SignedStatement
 from registry.models import NameRecord, StatementRecord
 
 KEY_HELP = "A Maxima identity key: 0x + upper-case hex of the 162-byte RSA-1024 DER."

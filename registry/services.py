@@ -13,10 +13,10 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from mns_client.codecs import to_hex
-from mns_client.names import NameRefused, normalise, skeleton
-from mns_client.statements import NameStatement, SignedStatement, check_successor
-from mns_site.errors import DomainError
+from core.errors import DomainError
+from mns_client.protocol.codecs import to_hex
+from mns_client.protocol.names import NameRefused, normalise, skeleton
+from mns_client.protocol.statements import NameStatement, SignedStatement, check_successor
 from registry import selectors
 from registry.models import AuditEntry, NameRecord, StatementRecord
 
@@ -27,7 +27,7 @@ Status = NameRecord.Status
 
 def gateway_identity_key() -> str | None:
     """This gateway's own Maxima identity key (``0x…``) as its node last reported it; ``None`` until known."""
-    from mns_site.maxima.selectors import gateway_identity_key as node_identity_key
+    from maxima.selectors import gateway_identity_key as node_identity_key
 
     return node_identity_key()
 

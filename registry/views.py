@@ -13,14 +13,14 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.api import APIView, ListAPIView
+from core.errors import DomainError
+from core.pagination import CursorPagination
+from core.schema import ErrorSerializer
+from core.throttling import PerIPThrottle, ScopedThrottle
 from handshake import services as handshake_services
 from handshake.authentication import session_token
-from mns_client.names import normalise
-from mns_site.api import APIView, ListAPIView
-from mns_site.errors import DomainError
-from mns_site.pagination import CursorPagination
-from mns_site.schema import ErrorSerializer
-from mns_site.throttling import PerIPThrottle, ScopedThrottle
+from mns_client.protocol.names import normalise
 from registry import selectors, services
 from registry.models import NameRecord, StatementRecord
 from registry.serializers import (

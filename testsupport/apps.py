@@ -5,7 +5,7 @@ from pathlib import Path
 from django.apps import AppConfig
 from django.db import connection
 
-from mns_site.maxima.routing import InboundMessage, register_application
+from maxima.routing import InboundMessage, register_application
 
 
 class TestSupportConfig(AppConfig):

@@ -45,7 +45,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from mns_site.limits import GUNICORN_LIMITS
+from core.limits import GUNICORN_LIMITS
 from testsupport import REPO, stack
 from testsupport.processes import RedisServer, free_port, wait_for
 
@@ -344,7 +344,7 @@ class GatewayCluster:
         self.close()
 
     def start(self) -> "GatewayCluster":
-        from mns_site.maxima.simnet import SimNetwork
+        from simnet import SimNetwork
 
         if shutil.which("redis-server") is None:
             raise ServiceMissing("redis-server is not installed")
@@ -468,7 +468,7 @@ class GatewayCluster:
         env.update(self.extra_env)
         web_args = [sys.executable, "-m", "gunicorn", "mns_site.wsgi", "--bind", f"127.0.0.1:{web_port}"]
         web_args += ["--workers", str(self.web_workers), "--log-level", "warning", *GUNICORN_LIMITS]
-        worker_args = [sys.executable, "-m", "mns_site.supervise", "--", sys.executable, "-m", "celery"]
+        worker_args = [sys.executable, "-m", "core.supervise", "--", sys.executable, "-m", "celery"]
         worker_args += ["-A", "mns_site", "worker", "-l", "info", "--concurrency", str(self.worker_concurrency)]
         worker_args += ["--without-gossip", "--without-mingle", "--pool", "prefork", "-n", f"{name}@%h"]
         worker_args += ["--beat", "--schedule", str(var_dir / "beat-schedule")]
@@ -491,7 +491,7 @@ class GatewayCluster:
     def _wire_nodes(self) -> None:
         """Permanent gateways are their own MLS and list their key as permanent; the others add the permanent
         ones as contacts and pin their MLS to the first of them (REFERENCE §4)."""
-        from mns_client.rpc import MinimaRPC
+        from mns_client.protocol.rpc import MinimaRPC
 
         anchors = [g for g in self.gateways if g.permanent]
         for gateway in self.gateways:
@@ -505,7 +505,7 @@ class GatewayCluster:
 
     def _wait_up(self, gateway: Gateway) -> None:
         """Its web answers and its worker has registered the node's webhook and written the node's identity."""
-        from mns_client.rpc import MinimaRPC
+        from mns_client.protocol.rpc import MinimaRPC
 
         hook = f"MAXIMA#{gateway.web_url}/maxima/hook/{gateway.hook_secret}/"
         rpc = MinimaRPC(gateway.node.rpc_url, timeout=10)
@@ -593,7 +593,7 @@ class GatewayCluster:
     def client(self, user: int | User, gateway: Gateway, **options: Any) -> Any:
         """The mns SDK client of a user (their node, their home folder) talking to one gateway."""
         from mns_client.config import Home
-        from mns_client.rpc import MinimaRPC
+        from mns_client.protocol.rpc import MinimaRPC
         from mns_client.sdk import Client
 
         chosen = self.users[user] if isinstance(user, int) else user

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
-from mns_site.limits import GUNICORN_LIMITS
+from core.limits import GUNICORN_LIMITS
 from testsupport import REPO
 
 
@@ -55,7 +55,7 @@ def celery_worker(
     *, env: dict[str, str], log: Path, concurrency: int = 1, beat: bool = False, supervised: bool = False
 ) -> list[str]:
     """The worker command line; ``supervised`` restarts it whenever it dies, as systemd would in production."""
-    args = [sys.executable, "-m", "mns_site.supervise", "--"] if supervised else []
+    args = [sys.executable, "-m", "core.supervise", "--"] if supervised else []
     args += [
         sys.executable,
         "-m",

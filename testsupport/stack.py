@@ -14,8 +14,8 @@ from pathlib import Path
 
 import requests
 
-from mns_client.rpc import MinimaRPC
-from mns_site.maxima.simnet import SimNetwork
+from mns_client.protocol.rpc import MinimaRPC
+from simnet import SimNetwork
 from testsupport import REPO
 from testsupport.processes import celery_worker, child_env, free_port, gunicorn, process, wait_for
 

@@ -19,7 +19,7 @@ const WORDS = {
   retention_invalid: "The number of days is not allowed by this gateway.",
   sender_on_both_lists: "A key cannot be both blocked and allowed.",
   address_missing: "The gateway does not know your node's address yet.",
-  // a delivery's refusal reasons (the receipt's `reason`, mns_client.mailbox.REFUSALS)
+  // a delivery's refusal reasons (the receipt's `reason`, mns_client.protocol.mailbox.REFUSALS)
   malformed: "The gateway could not read the message your node sent.",
   unknown_name: "Nobody holds this name at this gateway.",
   suspended: "This mailbox is suspended by the gateway's staff.",

@@ -135,7 +135,7 @@ export function isPublicKeyHex(text) {
   );
 }
 
-/** A name in normal form: what `mns_client.names.normalise` leaves unchanged (1-32 of [a-z0-9] with - and _). */
+/** A name in normal form: what `mns_client.protocol.names.normalise` leaves unchanged (1-32 of [a-z0-9] with - and _). */
 export function isNormalName(text) {
   return typeof text === "string" && text.length >= 1 && text.length <= 32 && NAME_RE.test(text);
 }

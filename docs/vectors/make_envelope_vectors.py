@@ -55,9 +55,9 @@ def build() -> str:
         sys.path.insert(0, str(REPO))
     from nacl.public import PrivateKey
 
-    from mns_client.codecs import from_hex, to_hex
-    from mns_client.crypto import maxdecrypt, maxencrypt, maxsign
-    from mns_client.envelope import SCHEME_NACL, SCHEME_RSA, Letter, SignedLetter
+    from mns_client.protocol.codecs import from_hex, to_hex
+    from mns_client.protocol.crypto import maxdecrypt, maxencrypt, maxsign
+    from mns_client.protocol.envelope import SCHEME_NACL, SCHEME_RSA, Letter, SignedLetter
     from testsupport import maxima_fixture
 
     sender_pair = maxima_fixture("30-")["parsed"]["response"]
@@ -152,8 +152,8 @@ def build() -> str:
 
 def _invalid_cases(valid: dict[str, Any], sender_private: bytes) -> list[dict[str, Any]]:
     """Plaintexts that must be refused, each a small change to vector 1, with the code a reader gives."""
-    from mns_client.codecs import to_hex
-    from mns_client.crypto import maxsign
+    from mns_client.protocol.codecs import to_hex
+    from mns_client.protocol.crypto import maxsign
 
     letter = valid["letter"]
 

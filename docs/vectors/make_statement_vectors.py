@@ -25,9 +25,9 @@ def build() -> str:
         sys.path.insert(0, str(REPO))
     from nacl.public import PrivateKey
 
-    from mns_client.codecs import from_hex, to_hex
-    from mns_client.crypto import maxsign
-    from mns_client.statements import NameStatement
+    from mns_client.protocol.codecs import from_hex, to_hex
+    from mns_client.protocol.crypto import maxsign
+    from mns_client.protocol.statements import NameStatement
     from testsupport import maxima_fixture
 
     keypair = maxima_fixture("30-")["parsed"]["response"]

@@ -7,9 +7,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.utils import timezone
 
 from federation.models import Peer
-from mns_client.codecs import to_hex
-from mns_client.rpc import MinimaRPC
-from mns_site.maxima.simnet import SimNetwork
+from mns_client.protocol.codecs import to_hex
+from mns_client.protocol.rpc import MinimaRPC
+from simnet import SimNetwork
 
 
 @pytest.fixture

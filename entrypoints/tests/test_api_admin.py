@@ -9,9 +9,9 @@ from django.test import Client
 
 from entrypoints.models import Publication, Setup
 from federation.models import Peer
-from mns_client.entrypoints import BULLETIN_SCRIPT
-from mns_client.rpc import MinimaRPC
-from mns_site.maxima.simnet import SimNetwork
+from mns_client.protocol.entrypoints import BULLETIN_SCRIPT
+from mns_client.protocol.rpc import MinimaRPC
+from simnet import SimNetwork
 
 pytestmark = pytest.mark.django_db
 

@@ -10,10 +10,10 @@ import pytest
 from entrypoints import services
 from entrypoints.models import Publication, Setup
 from federation.models import Peer
-from mns_client.entrypoints import ChainConfig, read_from_node
-from mns_client.errors import RPCError
-from mns_client.rpc import MinimaRPC
-from mns_site.maxima.simnet import SimNetwork
+from mns_client.protocol.entrypoints import ChainConfig, read_from_node
+from mns_client.protocol.errors import RPCError
+from mns_client.protocol.rpc import MinimaRPC
+from simnet import SimNetwork
 
 pytestmark = pytest.mark.django_db
 

@@ -8,10 +8,10 @@ from entrypoints import services
 from federation.models import Peer
 from mns_client.cli import main
 from mns_client.config import Home
-from mns_client.errors import MNSError
-from mns_client.rpc import MinimaRPC
+from mns_client.protocol.errors import MNSError
+from mns_client.protocol.rpc import MinimaRPC
 from mns_client.sdk import Client
-from mns_site.maxima.simnet import SimNetwork
+from simnet import SimNetwork
 
 pytestmark = pytest.mark.django_db
 

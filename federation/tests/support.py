@@ -14,10 +14,10 @@ from federation import services
 from federation.models import Claim, Lease, LogHead, Operation, Peer
 from mailboxes.models import Mailbox, Message
 from mailboxes.tests.support import GATEWAY_ADDRESS, Owner
-from mns_client import sync
-from mns_client.codecs import MaximaAddress, from_hex, to_hex
-from mns_site.maxima.models import NodeState, OutboundMessage
-from mns_site.maxima.routing import InboundMessage, dispatch
+from maxima.models import NodeState, OutboundMessage
+from maxima.routing import InboundMessage, dispatch
+from mns_client.protocol import sync
+from mns_client.protocol.codecs import MaximaAddress, from_hex, to_hex
 from registry.models import NameRecord, StatementRecord
 from registry.tests.support import GATEWAY, fresh_owner
 

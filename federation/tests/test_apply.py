@@ -9,7 +9,7 @@ from federation.tests.support import FakePeer, gateway, peer_b, sent_sync, state
 from handshake import services as handshake_services
 from mailboxes.models import Mailbox, Message
 from mailboxes.tests.support import VERIFIER, Owner, answer
-from mns_client.handshake import verifier_hash
+from mns_client.protocol.handshake import verifier_hash
 from registry.models import NameRecord
 from registry.tests.support import GATEWAY
 

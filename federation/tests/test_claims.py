@@ -18,10 +18,10 @@ from handshake.models import Challenge, Session
 from mailboxes import services as mailbox_services
 from mailboxes.models import AccessToken, Mailbox
 from mailboxes.tests.support import VERIFIER, Owner, answer, inbound, open_mailbox, sent
-from mns_client import sync
-from mns_client.handshake import verifier_hash
-from mns_client.mailbox import Register
-from mns_client.names import skeleton
+from mns_client.protocol import sync
+from mns_client.protocol.handshake import verifier_hash
+from mns_client.protocol.mailbox import Register
+from mns_client.protocol.names import skeleton
 from registry.models import NameRecord
 from registry.tests.support import GATEWAY
 

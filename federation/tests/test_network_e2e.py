@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from mns_client.codecs import to_hex
-from mns_client.crypto import box_keypair, maxsign
-from mns_client.errors import MNSError
-from mns_client.rpc import MinimaRPC
-from mns_client.statements import NameStatement, SignedStatement
+from mns_client.protocol.codecs import to_hex
+from mns_client.protocol.crypto import box_keypair, maxsign
+from mns_client.protocol.errors import MNSError
+from mns_client.protocol.rpc import MinimaRPC
+from mns_client.protocol.statements import NameStatement, SignedStatement
 from testsupport.gateways import Gateway, GatewayCluster, require_postgres
 from testsupport.processes import wait_for
 

@@ -15,9 +15,9 @@ from federation.tests.support import FakePeer, gateway, peer_b, sent_sync  # noq
 from mailboxes import services as mailbox_services
 from mailboxes.models import Message
 from mailboxes.tests.support import Owner, deliver, open_mailbox
-from mns_client import sync
-from mns_client.codecs import to_hex
-from mns_site.maxima.models import OutboundMessage
+from maxima.models import OutboundMessage
+from mns_client.protocol import sync
+from mns_client.protocol.codecs import to_hex
 from registry.tests.support import GATEWAY
 
 pytestmark = pytest.mark.django_db

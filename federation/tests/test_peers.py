@@ -10,10 +10,10 @@ from django.core.management.base import CommandError
 from django.test import Client
 from django.utils import timezone
 
+from core import health
 from federation import selectors, services
 from federation.models import Peer
 from federation.tests.support import FakePeer, gateway  # noqa: F401 (fixture)
-from mns_site import health
 
 pytestmark = pytest.mark.django_db
 

@@ -4,7 +4,7 @@ import pytest
 from django.core.cache import cache
 
 from handshake.tests.support import Client
-from mns_site.maxima.models import NodeState
+from maxima.models import NodeState
 from registry.tests.support import GATEWAY, Owner, fresh_owner
 from testsupport import maxima_fixture
 

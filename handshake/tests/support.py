@@ -9,10 +9,10 @@ from django.test import Client
 
 from handshake import services
 from handshake.models import Answer, Challenge, Session
-from mns_client.handshake import Answer as AnswerMessage
-from mns_client.handshake import new_verifier, verifier_hash
-from mns_site.maxima.models import OutboundMessage
-from mns_site.maxima.routing import InboundMessage
+from maxima.models import OutboundMessage
+from maxima.routing import InboundMessage
+from mns_client.protocol.handshake import Answer as AnswerMessage
+from mns_client.protocol.handshake import new_verifier, verifier_hash
 from registry.models import NameRecord
 from registry.tests.support import Owner
 

@@ -11,11 +11,11 @@ from django.utils import timezone
 
 from handshake.models import Answer, Challenge, Session
 from handshake.tests.support import Started, answer, receive, snapshot, start
-from mns_client.handshake import Result
-from mns_site.maxima import routing
-from mns_site.maxima.models import InboundEvent, OutboundMessage
-from mns_site.maxima.routing import Ignored
-from mns_site.maxima.services import MaximaEvent, inbound_process, inbound_store
+from maxima import routing
+from maxima.models import InboundEvent, OutboundMessage
+from maxima.routing import Ignored
+from maxima.services import MaximaEvent, inbound_process, inbound_store
+from mns_client.protocol.handshake import Result
 from registry import services as registry
 from registry.models import NameRecord
 from registry.tests.support import Owner, hold, register

@@ -10,8 +10,8 @@ from rest_framework.throttling import ScopedRateThrottle
 
 from handshake.models import Challenge
 from handshake.tests.support import body, error, snapshot, start
-from mns_client.handshake import new_verifier, secret_hash, verifier_hash
-from mns_site.maxima.models import NodeState
+from maxima.models import NodeState
+from mns_client.protocol.handshake import new_verifier, secret_hash, verifier_hash
 from registry import services as registry
 from registry.tests.support import Owner, hold, register
 

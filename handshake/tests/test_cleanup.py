@@ -9,8 +9,8 @@ from django.utils import timezone
 from handshake import tasks
 from handshake.models import Answer, Challenge, Session
 from handshake.tests.support import answer, receive, start
+from maxima import routing
 from mns_site.celery import app as celery_app
-from mns_site.maxima import routing
 from registry.tests.support import Owner, register
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("gateway")]

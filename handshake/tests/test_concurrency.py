@@ -10,8 +10,8 @@ from django.db import connection
 from handshake import services
 from handshake.models import Answer, Challenge, Session
 from handshake.tests.support import Started, answer, receive, start
-from mns_client.errors import MNSError
-from mns_client.handshake import new_verifier, verifier_hash
+from mns_client.protocol.errors import MNSError
+from mns_client.protocol.handshake import new_verifier, verifier_hash
 from registry.tests.support import Owner, register
 
 pytestmark = [

@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 
 from handshake.models import Answer, Session
-from mns_client.codecs import from_hex
-from mns_client.handshake import Answer as AnswerMessage
-from mns_client.handshake import Result, new_verifier, verifier_hash
-from mns_client.rpc import MinimaRPC
-from mns_site.maxima.services import node_supervise
-from mns_site.maxima.simnet import SimNetwork, SimNode
-from mns_site.maxima.simnet.testing import WebhookReceiver
+from maxima.services import node_supervise
+from mns_client.protocol.codecs import from_hex
+from mns_client.protocol.handshake import Answer as AnswerMessage
+from mns_client.protocol.handshake import Result, new_verifier, verifier_hash
+from mns_client.protocol.rpc import MinimaRPC
 from registry import services as registry
 from registry.tests.support import Owner, new_box_key
+from simnet import SimNetwork, SimNode
+from simnet.testing import WebhookReceiver
 from testsupport.processes import celery_worker, child_env, free_port, gunicorn, process, wait_for
 
 pytestmark = [

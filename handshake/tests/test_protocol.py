@@ -1,12 +1,12 @@
-"""The handshake's wire format and secrets (mns_client.handshake), as docs/protocol.md describes them."""
+"""The handshake's wire format and secrets (mns_client.protocol.handshake), as docs/protocol.md describes them."""
 
 import hashlib
 import json
 
 import pytest
 
-from mns_client.errors import CodecError
-from mns_client.handshake import (
+from mns_client.protocol.errors import CodecError
+from mns_client.protocol.handshake import (
     Answer,
     HandshakeMessageInvalid,
     Result,

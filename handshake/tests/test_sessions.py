@@ -11,7 +11,7 @@ from django.utils import timezone
 from handshake import services
 from handshake.models import Challenge, Session
 from handshake.tests.support import Started, answer, body, error, receive, snapshot, start
-from mns_client.handshake import new_verifier, secret_hash
+from mns_client.protocol.handshake import new_verifier, secret_hash
 from registry import services as registry
 from registry.models import NameRecord
 from registry.tests.support import Owner, new_box_key, register

@@ -7,7 +7,7 @@ from django.core.cache import cache
 from django.test import Client
 
 from mailboxes.tests.support import GATEWAY_ADDRESS, Opened, Owner, open_mailbox
-from mns_site.maxima.models import NodeState
+from maxima.models import NodeState
 from registry.tests.support import GATEWAY
 
 

@@ -16,16 +16,16 @@ from mailboxes.models import (
     Registration,
     SenderRule,
 )
-from mns_client.codecs import MaximaAddress, from_hex, to_hex
-from mns_client.crypto import box_keypair
-from mns_client.errors import DeliveryFailed
-from mns_client.handshake import Answer, new_verifier, verifier_hash
-from mns_client.mailbox import Deliver, access_token_header, access_token_open, new_delivery_id
-from mns_client.rpc import SendResult
-from mns_client.statements import SignedStatement
-from mns_site.maxima.models import OutboundMessage
-from mns_site.maxima.routing import InboundMessage
-from mns_site.maxima.services import outbound_send
+from maxima.models import OutboundMessage
+from maxima.routing import InboundMessage
+from maxima.services import outbound_send
+from mns_client.protocol.codecs import MaximaAddress, from_hex, to_hex
+from mns_client.protocol.crypto import box_keypair
+from mns_client.protocol.errors import DeliveryFailed
+from mns_client.protocol.handshake import Answer, new_verifier, verifier_hash
+from mns_client.protocol.mailbox import Deliver, access_token_header, access_token_open, new_delivery_id
+from mns_client.protocol.rpc import SendResult
+from mns_client.protocol.statements import SignedStatement
 from registry.models import NameRecord, StatementRecord
 from registry.tests.support import Owner as StatementOwner
 from registry.tests.support import fresh_owner

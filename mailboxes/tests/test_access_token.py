@@ -10,8 +10,8 @@ from django.test import Client
 from mailboxes import services
 from mailboxes.models import AccessToken
 from mailboxes.tests.support import Opened, Owner, body, error, open_mailbox, sent, session
-from mns_client.codecs import from_hex
-from mns_client.mailbox import access_token_header, access_token_open
+from mns_client.protocol.codecs import from_hex
+from mns_client.protocol.mailbox import access_token_header, access_token_open
 from registry import services as registry_services
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,7 @@ from django.test import Client
 
 from mailboxes.models import AuditEntry, BlockedSender, Mailbox, Message
 from mailboxes.tests.support import Opened, Owner, deliver
-from mns_client.codecs import to_hex
+from mns_client.protocol.codecs import to_hex
 
 pytestmark = pytest.mark.django_db
 

@@ -11,10 +11,10 @@ from django.contrib.auth.models import User
 from mailboxes import services
 from mailboxes.models import Mailbox, Message, SenderRule
 from mailboxes.tests.support import Opened, Owner, deliver, deliver_body, inbound, sent, snapshot
-from mns_client.codecs import to_hex
-from mns_client.mailbox import new_delivery_id
-from mns_site.maxima.routing import Ignored
-from mns_site.maxima.services import MaximaEvent, inbound_process, inbound_store
+from maxima.routing import Ignored
+from maxima.services import MaximaEvent, inbound_process, inbound_store
+from mns_client.protocol.codecs import to_hex
+from mns_client.protocol.mailbox import new_delivery_id
 from registry import services as registry_services
 
 pytestmark = pytest.mark.django_db

@@ -23,10 +23,11 @@ from django.db import connection, transaction
 
 from mailboxes.models import Mailbox, Message
 from mailboxes.tests.support import Opened, Owner, open_mailbox
-from mns_client.codecs import from_hex, to_hex
-from mns_client.crypto import box_keypair, maxdecrypt, seal, unseal
-from mns_client.handshake import Answer, new_verifier, verifier_hash
-from mns_client.mailbox import (
+from maxima.models import InboundEvent, NodeState, OutboundMessage
+from mns_client.protocol.codecs import from_hex, to_hex
+from mns_client.protocol.crypto import box_keypair, maxdecrypt, seal, unseal
+from mns_client.protocol.handshake import Answer, new_verifier, verifier_hash
+from mns_client.protocol.mailbox import (
     AccessTokenMessage,
     Deliver,
     Register,
@@ -34,12 +35,11 @@ from mns_client.mailbox import (
     access_token_read,
     new_delivery_id,
 )
-from mns_client.rpc import MinimaRPC
-from mns_client.statements import NameStatement, SignedStatement
-from mns_site.maxima.models import InboundEvent, NodeState, OutboundMessage
-from mns_site.maxima.simnet import SimNetwork
-from mns_site.maxima.simnet.node import SimNode
-from mns_site.maxima.simnet.testing import WebhookReceiver
+from mns_client.protocol.rpc import MinimaRPC
+from mns_client.protocol.statements import NameStatement, SignedStatement
+from simnet import SimNetwork
+from simnet.node import SimNode
+from simnet.testing import WebhookReceiver
 from testsupport.processes import RedisServer, free_port, wait_for
 from testsupport.stack import gateway_env, live_gateway, private_broker
 

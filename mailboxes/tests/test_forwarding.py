@@ -12,8 +12,8 @@ from django.utils import timezone
 from mailboxes import services, tasks
 from mailboxes.models import Mailbox, Message
 from mailboxes.tests.support import FakeNode, Opened, Owner, body, deliver, error, send_all, sent, session
-from mns_client.mailbox import Forwarded
-from mns_site.maxima.models import OutboundMessage
+from maxima.models import OutboundMessage
+from mns_client.protocol.mailbox import Forwarded
 
 pytestmark = pytest.mark.django_db
 

@@ -7,8 +7,8 @@ from django.test import Client
 
 from mailboxes.models import Mailbox, Message
 from mailboxes.tests.support import Opened, Owner, body, deliver, error, open_mailbox, session
-from mns_client.codecs import from_hex, to_hex
-from mns_client.crypto import seal, unseal
+from mns_client.protocol.codecs import from_hex, to_hex
+from mns_client.protocol.crypto import seal, unseal
 
 pytestmark = pytest.mark.django_db
 

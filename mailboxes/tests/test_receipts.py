@@ -8,9 +8,9 @@ from rest_framework.throttling import ScopedRateThrottle
 
 from mailboxes.models import Message
 from mailboxes.tests.support import FakeNode, Opened, Owner, body, deliver, error, send_all, snapshot
-from mns_client.codecs import from_hex
-from mns_client.mailbox import new_delivery_id
-from mns_site.maxima.models import OutboundMessage
+from maxima.models import OutboundMessage
+from mns_client.protocol.codecs import from_hex
+from mns_client.protocol.mailbox import new_delivery_id
 
 pytestmark = pytest.mark.django_db
 

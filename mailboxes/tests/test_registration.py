@@ -24,10 +24,10 @@ from mailboxes.tests.support import (
     sent,
     snapshot,
 )
-from mns_client.codecs import from_hex, to_hex
-from mns_client.handshake import verifier_hash
-from mns_client.mailbox import AccessTokenMessage, Register, access_token_open
-from mns_site.maxima.models import NodeState
+from maxima.models import NodeState
+from mns_client.protocol.codecs import from_hex, to_hex
+from mns_client.protocol.handshake import verifier_hash
+from mns_client.protocol.mailbox import AccessTokenMessage, Register, access_token_open
 from registry import services as registry_services
 from registry.models import NameRecord
 

@@ -8,8 +8,8 @@ from django.test import Client
 from mailboxes import services
 from mailboxes.models import Mailbox, Message
 from mailboxes.tests.support import Opened, Owner, body, deliver, deliver_body, error, snapshot
-from mns_client.codecs import to_hex
-from mns_client.mailbox import new_delivery_id
+from mns_client.protocol.codecs import to_hex
+from mns_client.protocol.mailbox import new_delivery_id
 
 pytestmark = pytest.mark.django_db
 

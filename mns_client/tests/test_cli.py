@@ -20,9 +20,10 @@ from mns_client.cli import (
     main,
 )
 from mns_client.config import ConfigError
-from mns_client.envelope import EnvelopeInvalid
-from mns_client.errors import CodecError, NodeAuthError, NodeStartingUp, NodeUnreachable, RPCError
-from mns_client.names import NameRefused
+from mns_client.protocol.envelope import EnvelopeInvalid
+from mns_client.protocol.errors import CodecError, NodeAuthError, NodeStartingUp, NodeUnreachable, RPCError
+from mns_client.protocol.names import NameRefused
+from mns_client.protocol.statements import StatementInvalid
 from mns_client.sdk import (
     DeliveryError,
     GatewayRefused,
@@ -31,8 +32,7 @@ from mns_client.sdk import (
     NotVerified,
     Unavailable,
 )
-from mns_client.statements import StatementInvalid
-from mns_site.maxima.simnet import SimNetwork
+from simnet import SimNetwork
 from testsupport import REPO
 from testsupport.processes import free_port
 

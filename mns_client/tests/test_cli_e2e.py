@@ -20,14 +20,14 @@ from typing import Any
 import pytest
 import requests
 
-from mns_client.codecs import from_hex, to_hex
 from mns_client.config import Home
-from mns_client.crypto import seal
-from mns_client.envelope import SCHEME_NACL, Letter, SignedLetter
 from mns_client.listener import NodeListener
-from mns_client.mailbox import Deliver, MailboxMessageInvalid, Receipt, new_delivery_id
-from mns_client.rpc import MinimaRPC
-from mns_site.maxima.simnet import SimNetwork
+from mns_client.protocol.codecs import from_hex, to_hex
+from mns_client.protocol.crypto import seal
+from mns_client.protocol.envelope import SCHEME_NACL, Letter, SignedLetter
+from mns_client.protocol.mailbox import Deliver, MailboxMessageInvalid, Receipt, new_delivery_id
+from mns_client.protocol.rpc import MinimaRPC
+from simnet import SimNetwork
 from testsupport import REPO
 from testsupport.processes import RedisServer, free_port, wait_for
 from testsupport.stack import OPEN_THROTTLES, gateway_env, live_gateway, migrate

@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mns_client.codecs import (
+from mns_client.protocol.codecs import (
     RSA_SPKI_PREFIX,
     MaximaAddress,
     PermanentAddress,
@@ -20,7 +20,7 @@ from mns_client.codecs import (
     public_key_hex,
     to_hex,
 )
-from mns_client.errors import CodecError, MNSError
+from mns_client.protocol.errors import CodecError, MNSError
 from testsupport import maxima_fixture
 
 MX_KEY_PREFIX = "MxG18HGG6FJ038614Y8CW46US6G20810K0070CD00Z83282G60G1"

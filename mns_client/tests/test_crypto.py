@@ -9,8 +9,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mns_client.codecs import from_hex, mx_encode, parse_public_key
-from mns_client.crypto import (
+from mns_client.protocol.codecs import from_hex, mx_encode, parse_public_key
+from mns_client.protocol.crypto import (
     box_keypair,
     generate_maxima_keypair,
     maxdecrypt,
@@ -21,7 +21,7 @@ from mns_client.crypto import (
     seal,
     unseal,
 )
-from mns_client.errors import CryptoError
+from mns_client.protocol.errors import CryptoError
 from testsupport import maxima_fixture
 
 

@@ -8,8 +8,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from mns_client.codecs import mx_encode, to_hex
-from mns_client.entrypoints import (
+from mns_client.protocol.codecs import mx_encode, to_hex
+from mns_client.protocol.entrypoints import (
     BULLETIN_SCRIPT,
     Bulletin,
     BulletinInvalid,
@@ -20,7 +20,7 @@ from mns_client.entrypoints import (
     parse_bulletin,
     pick,
 )
-from mns_site.maxima.simnet.chain import BULLETIN_SCRIPT as SIMNET_SCRIPT
+from simnet.chain import BULLETIN_SCRIPT as SIMNET_SCRIPT
 
 ADDRESS = "0x1DF1924B7E73144C4F3661AFFD29A9D1D2AE0EB1F5E05554AE11A6BF6A1FAB4F"
 TOKEN = "0x6E1D6025E36E2D793F242C25E6946B99A7BCE4DD96D28286833512E5A9668832"
@@ -107,7 +107,7 @@ def test_the_highest_seq_wins(caplog: pytest.LogCaptureFixture) -> None:
     ids=["another_address", "another_owner", "not_json", "another_version", "seq_ports_disagree", "lower_seq"],
 )
 def test_a_refused_coin_is_ignored_with_a_log_line(coin: dict, code: str, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="mns_client.entrypoints"):
+    with caplog.at_level(logging.WARNING, logger="mns_client.protocol.entrypoints"):
         reading = _newest([coin], min_seq=4)
 
     assert reading is None
@@ -119,7 +119,7 @@ def test_entries_without_a_permanent_address_are_dropped_with_a_log_line(caplog:
     other_key = {**ENTRY, "identity_key": to_hex(MLS)}
     raw = _bulletin(3, [contact, ENTRY, {"maxima_address": ""}, other_key])
 
-    with caplog.at_level(logging.WARNING, logger="mns_client.entrypoints"):
+    with caplog.at_level(logging.WARNING, logger="mns_client.protocol.entrypoints"):
         bulletin = parse_bulletin(json.dumps(raw).encode())
 
     assert bulletin.entries == (Entry(**ENTRY),)

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mns_client.codecs import from_hex, to_hex
-from mns_client.crypto import box_keypair, maxdecrypt, maxsign
-from mns_client.envelope import (
+from mns_client.protocol.codecs import from_hex, to_hex
+from mns_client.protocol.crypto import box_keypair, maxdecrypt, maxsign
+from mns_client.protocol.envelope import (
     MAX_SUBJECT_CHARS,
     SCHEME_NACL,
     SCHEME_RSA,

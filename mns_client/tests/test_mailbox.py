@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from mns_client.codecs import from_hex, to_hex
-from mns_client.crypto import generate_maxima_keypair, maxencrypt
-from mns_client.mailbox import (
+from mns_client.protocol.codecs import from_hex, to_hex
+from mns_client.protocol.crypto import generate_maxima_keypair, maxencrypt
+from mns_client.protocol.mailbox import (
     AccessTokenMessage,
     Deliver,
     Forwarded,

@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mns_client import names
-from mns_client.errors import MNSError
-from mns_client.names import (
+from mns_client.protocol import names
+from mns_client.protocol.errors import MNSError
+from mns_client.protocol.names import (
     BUILTIN_RESERVED,
     GRAMMAR,
     MAX_LENGTH,

@@ -21,8 +21,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from mns_client.codecs import MaximaAddress, from_hex, to_hex
-from mns_client.errors import (
+from mns_client.protocol.codecs import MaximaAddress, from_hex, to_hex
+from mns_client.protocol.errors import (
     CodecError,
     CommandPending,
     CommandSplit,
@@ -32,7 +32,7 @@ from mns_client.errors import (
     NodeUnreachable,
     RPCError,
 )
-from mns_client.rpc import MaximaInfo, MinimaRPC, SendResult, format_command
+from mns_client.protocol.rpc import MaximaInfo, MinimaRPC, SendResult, format_command
 from testsupport import maxima_fixture
 
 NODE_HEAD = (

@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from mns_client.codecs import from_hex, to_hex
 from mns_client.config import Home
-from mns_client.crypto import maxsign
 from mns_client.listener import PATH_PREFIX, NodeListener
-from mns_client.rpc import MinimaRPC
+from mns_client.protocol.codecs import from_hex, to_hex
+from mns_client.protocol.crypto import maxsign
+from mns_client.protocol.rpc import MinimaRPC
+from mns_client.protocol.statements import NameStatement, SignedStatement
 from mns_client.sdk import (
     Client,
     GatewayAPI,
@@ -27,8 +28,7 @@ from mns_client.sdk import (
     Unavailable,
     _verified_record,
 )
-from mns_client.statements import NameStatement, SignedStatement
-from mns_site.maxima.simnet import SimNetwork
+from simnet import SimNetwork
 from testsupport import maxima_fixture
 from testsupport.processes import free_port, wait_for
 

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mns_client.codecs import from_hex, mx_encode, to_hex
-from mns_client.crypto import maxsign
-from mns_client.errors import MNSError
-from mns_client.names import GRAMMAR, MAX_LENGTH
-from mns_client.statements import (
+from mns_client.protocol.codecs import from_hex, mx_encode, to_hex
+from mns_client.protocol.crypto import maxsign
+from mns_client.protocol.errors import MNSError
+from mns_client.protocol.names import GRAMMAR, MAX_LENGTH
+from mns_client.protocol.statements import (
     MAX_SAFE_INTEGER,
     NameStatement,
     SignedStatement,

@@ -15,8 +15,8 @@ from django.apps import apps
 from django.conf import settings
 from django.test import Client
 
-from mns_client.codecs import to_hex
-from mns_site.logging import JsonFormatter, RedactSecretsFilter, RequestIdFilter
+from core.logging import JsonFormatter, RedactSecretsFilter, RequestIdFilter
+from mns_client.protocol.codecs import to_hex
 from registry.tests.support import GATEWAY
 
 

@@ -27,8 +27,8 @@ import pytest
 from django.conf import settings
 
 from conftest import _unavailable
-from mns_site.maxima.simnet import SimNetwork
 from mns_site.tests.dapp_support import DAPP, build_dapp, node_tools
+from simnet import SimNetwork
 from testsupport import REPO
 from testsupport.processes import RedisServer, free_port
 from testsupport.stack import OPEN_THROTTLES, gateway_env, live_gateway, migrate

@@ -1,6 +1,6 @@
 import pytest
 
-from mns_site.env import EnvError, database_from_url, env_bool, env_choice, env_int, env_list, env_rate, env_url
+from core.env import EnvError, database_from_url, env_bool, env_choice, env_int, env_list, env_rate, env_url
 
 
 @pytest.mark.parametrize(

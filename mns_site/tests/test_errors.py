@@ -125,8 +125,8 @@ def test_json_nested_too_deeply_answers_400_not_500(client: Client) -> None:
 
 
 def test_requests_with_bad_credentials_are_rate_limited_too(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.throttling import ScopedThrottle
     from mns_site.tests.urls import SecretView
-    from mns_site.throttling import ScopedThrottle
 
     monkeypatch.setattr(SecretView, "throttle_classes", [ScopedThrottle])
     monkeypatch.setattr(SecretView, "throttle_scope", "write", raising=False)

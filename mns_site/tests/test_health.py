@@ -7,9 +7,9 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
+from core.models import Heartbeat
+from core.services import heartbeat_record
 from mns_site.celery import app as celery_app
-from mns_site.models import Heartbeat
-from mns_site.services import heartbeat_record
 
 pytestmark = pytest.mark.django_db
 

@@ -7,8 +7,8 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache
 
+from maxima.models import InboundEvent
 from mns_site.celery import _periodic_lock
-from mns_site.maxima.models import InboundEvent
 from testsupport import maxima_fixture
 
 
@@ -19,7 +19,7 @@ def test_a_task_is_acknowledged_only_after_it_ran_and_requeued_when_its_worker_d
 
 
 def test_the_visibility_timeout_default_is_above_the_longest_task() -> None:
-    from mns_site.env import env_int
+    from core.env import env_int
 
     default = env_int("__MNS_UNSET_FOR_THIS_TEST__", settings.REDIS_VISIBILITY_TIMEOUT, minimum=10)
     assert default > settings.CELERY_TASK_TIME_LIMIT > settings.CELERY_TASK_SOFT_TIME_LIMIT
@@ -29,7 +29,7 @@ def test_the_visibility_timeout_default_is_above_the_longest_task() -> None:
 
 
 def test_a_killed_workers_tasks_come_back_within_30_s_and_no_claim_is_taken_from_a_running_task() -> None:
-    from mns_site.maxima.selectors import inbound_lease, outbound_lease
+    from maxima.selectors import inbound_lease, outbound_lease
 
     assert settings.REDIS_VISIBILITY_TIMEOUT <= 30  # the promise: redelivered within 30 s
     assert settings.CELERY_TASK_SOFT_TIME_LIMIT < settings.CELERY_TASK_TIME_LIMIT < settings.REDIS_VISIBILITY_TIMEOUT

@@ -23,7 +23,7 @@ from rest_framework.throttling import SimpleRateThrottle
 from schemathesis.checks import positive_data_acceptance
 
 from mailboxes.tests.support import GATEWAY_ADDRESS, Opened, Owner, open_mailbox
-from mns_site.maxima.models import NodeState
+from maxima.models import NodeState
 from mns_site.wsgi import application
 from registry.tests.support import GATEWAY
 

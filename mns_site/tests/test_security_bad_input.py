@@ -18,9 +18,9 @@ from django.test import Client
 
 from handshake import services as handshake_services
 from mailboxes.tests.support import GATEWAY_ADDRESS, VERIFIER, Opened, Owner, deliver_body, open_mailbox, session
-from mns_client.codecs import to_hex
-from mns_client.handshake import Answer, verifier_hash
-from mns_site.maxima.models import InboundEvent, NodeState, OutboundMessage
+from maxima.models import InboundEvent, NodeState, OutboundMessage
+from mns_client.protocol.codecs import to_hex
+from mns_client.protocol.handshake import Answer, verifier_hash
 from mns_site.tests.security_support import hook_event, hook_post, row_counts
 from registry.tests.support import GATEWAY
 

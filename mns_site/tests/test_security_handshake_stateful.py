@@ -30,12 +30,12 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, initialize, invariant, precondition, rule
 
+from core.errors import DomainError
 from handshake import services
 from handshake.models import Challenge, Session
 from handshake.tests.support import answer, receive
-from mns_client.handshake import new_verifier, verifier_hash
-from mns_site.errors import DomainError
-from mns_site.maxima.models import NodeState
+from maxima.models import NodeState
+from mns_client.protocol.handshake import new_verifier, verifier_hash
 from registry.models import NameRecord
 from registry.tests.support import GATEWAY, fresh_owner, register
 from testsupport import maxima_fixture

@@ -18,8 +18,8 @@ from django.conf import settings
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from mns_site.limits import GUNICORN_LIMITS
-from mns_site.middleware import limit_for
+from core.limits import GUNICORN_LIMITS
+from core.middleware import limit_for
 from mns_site.tests.security_support import row_counts
 from testsupport.processes import child_env, free_port, gunicorn, process, wait_for
 
@@ -90,7 +90,7 @@ def test_a_body_over_the_limit_is_refused_413_on_every_route_and_nothing_is_writ
 
 def test_the_body_limit_runs_before_anything_that_reads_the_body() -> None:
     middleware = settings.MIDDLEWARE
-    assert middleware.index("mns_site.middleware.RequestSizeLimitMiddleware") < min(
+    assert middleware.index("core.middleware.RequestSizeLimitMiddleware") < min(
         middleware.index(name)
         for name in (
             "django.middleware.csrf.CsrfViewMiddleware",

@@ -22,10 +22,10 @@ from django.test import Client
 from handshake.models import Challenge, Session
 from mailboxes.models import AccessToken, Message
 from mailboxes.tests.support import GATEWAY_ADDRESS, FakeNode, Owner, send_all
-from mns_client.crypto import seal
-from mns_client.handshake import Answer, new_verifier, secret_hash, verifier_hash
-from mns_client.mailbox import Deliver, access_token_header, access_token_open, new_delivery_id
-from mns_site.maxima.models import NodeState
+from maxima.models import NodeState
+from mns_client.protocol.crypto import seal
+from mns_client.protocol.handshake import Answer, new_verifier, secret_hash, verifier_hash
+from mns_client.protocol.mailbox import Deliver, access_token_header, access_token_open, new_delivery_id
 from mns_site.tests.security_support import all_logs, hook_event, hook_post, spellings
 from registry.tests.support import GATEWAY
 
@@ -188,7 +188,7 @@ SCANNED = [
     "*/views.py",
     "*/authentication.py",
     "mns_site/*.py",
-    "mns_site/maxima/*.py",
+    "maxima/*.py",
     "mns_client/*.py",
 ]
 # Comparisons of names that hold no secret though their name says so (each with the reason).

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from mns_site.middleware import queued_seconds
+from core.middleware import queued_seconds
 
 pytestmark = pytest.mark.django_db
 

@@ -7,8 +7,8 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from mns_site.api import APIView
-from mns_site.errors import DomainError
+from core.api import APIView
+from core.errors import DomainError
 from mns_site.urls import handler400, handler403, handler404, handler500, urlpatterns  # noqa: F401
 
 

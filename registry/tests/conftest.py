@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.core.cache import cache
 
-from mns_client.codecs import from_hex
+from mns_client.protocol.codecs import from_hex
 from registry.tests.support import Owner, fresh_owner
 from testsupport import maxima_fixture
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from mns_client.codecs import public_key_hex, to_hex
-from mns_client.crypto import box_keypair, generate_maxima_keypair, maxsign
-from mns_client.errors import MNSError
-from mns_client.statements import NameStatement, SignedStatement
+from mns_client.protocol.codecs import public_key_hex, to_hex
+from mns_client.protocol.crypto import box_keypair, generate_maxima_keypair, maxsign
+from mns_client.protocol.errors import MNSError
+from mns_client.protocol.statements import NameStatement, SignedStatement
 from registry import services
 from registry.models import AuditEntry, NameRecord, StatementRecord
 from testsupport import maxima_fixture

@@ -8,9 +8,9 @@ from django.test import Client
 from rest_framework.throttling import ScopedRateThrottle
 
 import handshake.services
-from mns_client.codecs import from_hex, mx_encode
-from mns_client.statements import SignedStatement
-from mns_site.errors import DomainError
+from core.errors import DomainError
+from mns_client.protocol.codecs import from_hex, mx_encode
+from mns_client.protocol.statements import SignedStatement
 from registry import services
 from registry.models import NameRecord
 from registry.tests.support import FULL_WIDTH_ALICE, GATEWAY, Owner, db_snapshot, hold, new_box_key, register

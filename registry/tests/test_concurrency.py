@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from django.db import connection
 
-from mns_client.errors import MNSError
+from mns_client.protocol.errors import MNSError
 from registry import services
 from registry.models import NameRecord, StatementRecord
 from registry.tests.support import Owner, hold

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from mns_client.statements import SignedStatement
-from mns_site.maxima.routing import InboundMessage, dispatch
+from maxima.routing import InboundMessage, dispatch
+from mns_client.protocol.statements import SignedStatement
 from registry import handlers
 from registry.models import NameRecord, StatementRecord
 from registry.tests.support import Owner, db_snapshot, new_box_key, refused, register

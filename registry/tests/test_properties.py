@@ -7,8 +7,8 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mns_client.errors import MNSError
-from mns_client.names import NameRefused, normalise
+from mns_client.protocol.errors import MNSError
+from mns_client.protocol.names import NameRefused, normalise
 from registry import selectors, services
 from registry.models import NameRecord
 from registry.tests.support import GATEWAY, Owner

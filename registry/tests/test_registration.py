@@ -5,9 +5,9 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import User
 
-from mns_client.crypto import maxsign
-from mns_client.errors import MNSError
-from mns_client.statements import SignedStatement
+from mns_client.protocol.crypto import maxsign
+from mns_client.protocol.errors import MNSError
+from mns_client.protocol.statements import SignedStatement
 from registry import selectors, services
 from registry.models import NameRecord, StatementRecord
 from registry.tests.support import GATEWAY, OTHER_GATEWAY, Owner, hold, refused, register

@@ -4,12 +4,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from mns_client.errors import MNSError
-from mns_client.rpc import MinimaRPC
-from mns_client.statements import NameStatement, SignedStatement
-from mns_site.maxima.simnet import SimNetwork
+from mns_client.protocol.errors import MNSError
+from mns_client.protocol.rpc import MinimaRPC
+from mns_client.protocol.statements import NameStatement, SignedStatement
 from registry import services
 from registry.tests.support import GATEWAY, ISSUED_AT, new_box_key
+from simnet import SimNetwork
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import User
 
-from mns_client.crypto import maxsign
-from mns_client.statements import SignedStatement
+from mns_client.protocol.crypto import maxsign
+from mns_client.protocol.statements import SignedStatement
 from registry import services
 from registry.models import NameRecord, StatementRecord
 from registry.tests.support import GATEWAY, OTHER_GATEWAY, Owner, new_box_key, refused, register

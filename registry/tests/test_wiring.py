@@ -4,9 +4,9 @@ from datetime import timedelta
 
 import pytest
 
+from maxima.models import NodeState
+from maxima.routing import _types
 from mns_site.celery import app as celery_app
-from mns_site.maxima.models import NodeState
-from mns_site.maxima.routing import _types
 from registry import handlers, services, tasks
 from registry.models import NameRecord
 from registry.tests.support import GATEWAY, Owner, hold

@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from entrypoints import services
-from mns_client.errors import MNSError
-from mns_site.maxima.node import node_client
+from maxima.node import node_client
+from mns_client.protocol.errors import MNSError
 
 
 class Command(BaseCommand):

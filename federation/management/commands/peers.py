@@ -2,9 +2,9 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from core.errors import DomainError
 from federation import selectors, services
 from federation.models import Peer
-from mns_site.errors import DomainError
 
 
 class Command(BaseCommand):

@@ -18,7 +18,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from mns_site.limits import GUNICORN_LIMITS
+from core.limits import GUNICORN_LIMITS
 
 
 class Command(BaseCommand):
@@ -94,7 +94,7 @@ class Command(BaseCommand):
         worker = [
             python,
             "-m",
-            "mns_site.supervise",
+            "core.supervise",
             "--",
             python,
             "-m",

@@ -1,0 +1,48 @@
+"""Fixed-window counters in the shared cache, for every rate limit of the gateway.
+
+A limit must never cost an accepted message: when the cache (Redis) is unreachable, ``hit`` answers None and
+callers let the request through. The work is stored first and limited second; an outage of the limiter is not a
+reason to drop a Maxima message the node will never post again.
+"""
+
+import logging
+import time
+
+from django.core.cache import cache
+
+logger = logging.getLogger(__name__)
+
+
+def hit(key: str, *, window: int, now: float | None = None) -> tuple[int, float] | None:
+    """Count one event under ``key`` in the current window of ``window`` seconds.
+
+    Returns (count so far in this window, seconds until the window ends), or None if the cache failed.
+    """
+    counted = hit_many([(key, window)], now=now)
+    return None if counted is None else counted[0]
+
+
+def hit_many(limits: list[tuple[str, int]], *, now: float | None = None) -> list[tuple[int, float]] | None:
+    """``hit`` for several ``(key, window)`` at once: one round trip to Redis for all of them (the limits of one
+    request). Returns one (count, seconds left) per limit, in order, or None if the cache failed."""
+    now = time.time() if now is None else now
+    indexes = [int(now // window) for _, window in limits]
+    full_keys = [f"rate:{key}:{index}" for (key, _), index in zip(limits, indexes, strict=True)]
+    try:
+        if hasattr(cache, "count_windows"):  # core.cache.RedisCache
+            counts = cache.count_windows([(k, w + 1) for k, (_, w) in zip(full_keys, limits, strict=True)])
+        else:
+            counts = [_count(k, w) for k, (_, w) in zip(full_keys, limits, strict=True)]
+    except Exception as exc:  # the cache is down: do not limit, and say so once per failure
+        logger.warning("rate limit not applied, the cache failed: %s", type(exc).__name__)
+        return None
+    return [
+        (count, (index + 1) * window - now) for count, index, (_, window) in zip(counts, indexes, limits, strict=True)
+    ]
+
+
+def _count(full_key: str, window: int) -> int:
+    try:
+        return cache.incr(full_key)  # one round trip in the common case
+    except ValueError:  # the first event of this window
+        return 1 if cache.add(full_key, 1, timeout=window + 1) else cache.incr(full_key)

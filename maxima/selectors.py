@@ -1,0 +1,95 @@
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from maxima.models import InboundEvent, NodeState, OutboundMessage
+
+
+def node_state() -> NodeState | None:
+    return NodeState.objects.filter(pk=1).first()
+
+
+def gateway_identity_key() -> str | None:
+    """This gateway's Maxima identity key ("0x…"), as its node last reported it."""
+    state = node_state()
+    return state.publickey if state and state.publickey else None
+
+
+def gateway_identity() -> dict[str, str | None]:
+    """This gateway's Maxima identity and address, as its node last reported them (published in the policy)."""
+    return {"publickey": gateway_identity_key(), "address": gateway_address()}
+
+
+def gateway_address() -> str | None:
+    """The address users send to: the configured permanent one, else the node's stable p2pidentity.
+
+    Never ``contact``: it is chosen at random among the node's hosts on every call.
+    """
+    if settings.MNS_MAXIMA_ADDRESS:
+        return settings.MNS_MAXIMA_ADDRESS
+    state = node_state()
+    if state is None:
+        return None
+    return state.p2pidentity or state.localidentity or None
+
+
+# A row the sweep enqueued waits before the next sweep enqueues it again (its task may still be in the queue,
+# behind a backlog): as long again as it had waited since it was due, at least MNS_INBOUND_SWEEP_AFTER_SECONDS and
+# at most this. So a backlog is piled on with a few copies per row (doubling), not one per sweep.
+SWEEP_WAIT_MAX = timedelta(minutes=15)
+
+
+def _sweep_wait(due_since: datetime, enqueued_at: datetime) -> timedelta:
+    floor = timedelta(seconds=settings.MNS_INBOUND_SWEEP_AFTER_SECONDS)
+    return min(max(enqueued_at - due_since, floor), SWEEP_WAIT_MAX)
+
+
+def inbound_due(*, limit: int) -> list[int]:
+    """Events a worker should (re)process: pending ones the queue may have lost, and claims that went stale; not
+    those enqueued too recently (``_sweep_wait``). The sweep marks what it enqueues (``sweep_mark_enqueued``)."""
+    now = timezone.now()
+    lost_after = timedelta(seconds=settings.MNS_INBOUND_SWEEP_AFTER_SECONDS)
+    pending = Q(status=InboundEvent.Status.PENDING)
+    abandoned = Q(status=InboundEvent.Status.PROCESSING, claimed_at__lt=now - inbound_lease())
+    rows = (
+        InboundEvent.objects.filter(pending | abandoned)
+        .annotate(last_enqueued=Coalesce("enqueued_at", "received_at"))
+        .filter(last_enqueued__lt=now - lost_after)
+        .order_by("last_enqueued", "id")
+        .values_list("id", "received_at", "last_enqueued")[: limit * 4]
+    )
+    due = [ident for ident, received, last in rows if last + _sweep_wait(received, last) <= now]
+    return sorted(due[:limit])
+
+
+def outbound_due(*, limit: int) -> list[int]:
+    """Messages due for a (re)try not enqueued since they became due, or enqueued long enough ago that the task
+    was lost (``_sweep_wait``), and claims that went stale."""
+    now = timezone.now()
+    queued = Q(status=OutboundMessage.Status.QUEUED, next_attempt_at__lte=now)
+    abandoned = Q(status=OutboundMessage.Status.SENDING, claimed_at__lt=now - outbound_lease())
+    rows = (
+        OutboundMessage.objects.filter(queued | abandoned)
+        .order_by("next_attempt_at", "id")
+        .values_list("id", "next_attempt_at", "enqueued_at")[: limit * 4]
+    )
+    due = [
+        ident
+        for ident, due_since, enqueued in rows
+        if enqueued is None or enqueued < due_since or enqueued + _sweep_wait(due_since, enqueued) <= now
+    ]
+    return due[:limit]
+
+
+def inbound_lease() -> timedelta:
+    """After this long a claimed event whose worker died is taken over: longer than any task may run (the hard
+    time limit kills it first), so a claim is never taken from a task still running."""
+    return timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 5)
+
+
+def outbound_lease() -> timedelta:
+    """The same for a message being sent (its RPC times out below the task's soft limit)."""
+    return timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 5)

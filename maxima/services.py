@@ -1,0 +1,443 @@
+"""The gateway's side of the Maxima link: the webhook inbox, the retried outbox, and node supervision.
+
+Inbound: the hook stores each MAXIMA event (unique on ``msgid``) and answers at once; a task claims it with a
+conditional UPDATE and dispatches it to the handler of its application inside one transaction, so a handler's
+writes and the ``done`` mark commit together. Outbound: a row per message, sent by a task, counted sent only on
+``delivered:true``, retried with exponential backoff and jitter. Beat sweeps find whatever a lost task left.
+"""
+
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+
+from core.errors import DomainError
+from core.queue import enqueue_on_commit
+from maxima.models import InboundEvent, NodeState, OutboundMessage
+from maxima.node import hook_url
+from maxima.routing import Ignored, InboundMessage, dispatch
+from maxima.selectors import inbound_lease, outbound_lease
+from mns_client.protocol.codecs import from_hex, parse_address, parse_public_key, public_key_hex
+from mns_client.protocol.errors import (
+    CodecError,
+    DeliveryFailed,
+    MNSError,
+    NodeAuthError,
+    NodeStartingUp,
+    NodeUnreachable,
+    RPCError,
+)
+from mns_client.protocol.rpc import MinimaRPC
+
+logger = logging.getLogger(__name__)
+
+# Maxima refuses packages above 262144 bytes (NIOMessage.java); the data must leave room for the envelope.
+MAXIMA_MAX_DATA_BYTES = 250_000
+# A transient failure (database restart, lock timeout) leaves an event pending for the sweep this many times.
+INBOUND_MAX_ATTEMPTS = 10
+_MSGID = re.compile(r"^0x[0-9A-Fa-f]{64}$")
+_HEX = re.compile(r"^0x(?:[0-9A-Fa-f]{2})*$")
+_APPLICATION = re.compile(r"^[A-Za-z0-9._:@/+-]{1,255}$")
+
+
+# --- Inbound ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MaximaEvent:
+    """The fields of a MAXIMA webhook event, checked and in canonical form."""
+
+    msgid: str
+    sender: str
+    recipient_key: str
+    application: str
+    data: bytes
+    timemilli: int
+    random: str
+
+
+def _malformed(detail: str) -> DomainError:
+    return DomainError("hook_malformed", detail, status=400)
+
+
+def hook_parse(body: bytes) -> MaximaEvent | None:
+    """Read a webhook body as the node sends it (JSON, whatever the Content-Type says).
+
+    Returns None for events that are not Maxima messages (MAXIMAHOSTS, MAXIMACONTACTS also match the
+    ``MAXIMA`` filter); raises ``DomainError`` for anything malformed, before anything is stored.
+    """
+    try:
+        envelope = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise _malformed("The body is not UTF-8 JSON.") from None
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("event"), str):
+        raise _malformed('The body is not an object with an "event".')
+    if envelope["event"] != "MAXIMA":
+        return None
+    data = envelope.get("data")
+    if not isinstance(data, dict):
+        raise _malformed('A MAXIMA event needs a "data" object.')
+    return MaximaEvent(
+        msgid=_text(data, "msgid", _MSGID).upper().replace("0X", "0x"),
+        sender=_sender(data),
+        recipient_key=_text(data, "to", _HEX),
+        application=_text(data, "application", _APPLICATION),
+        data=from_hex(_text(data, "data", _HEX)),
+        timemilli=_timemilli(data),
+        random=_text(data, "random", _HEX)[:66],
+    )
+
+
+def _text(data: dict, key: str, pattern: re.Pattern) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise _malformed(f'"{key}" is missing or malformed.')
+    return value
+
+
+def _sender(data: dict) -> str:
+    try:
+        return public_key_hex(parse_public_key(_text(data, "from", _HEX)))
+    except CodecError:
+        raise _malformed('"from" is not a Maxima public key.') from None
+
+
+def _timemilli(data: dict) -> int:
+    value = data.get("timemilli")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _malformed('"timemilli" must be a number of milliseconds.')
+    return value
+
+
+def inbound_store(*, event: MaximaEvent, now_ms: int | None = None) -> tuple[InboundEvent, bool]:
+    """Store a Maxima message once; a repeat of the same ``msgid`` returns the stored row and ``False``.
+
+    A message whose ``timemilli`` is outside the allowed window is stored as ``rejected`` (visible to staff,
+    never processed): Maxima itself has no replay protection.
+    """
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    stale = abs(now_ms - event.timemilli) > settings.MAXIMA_MAX_AGE_SECONDS * 1000
+    try:
+        with transaction.atomic():
+            row = InboundEvent.objects.create(
+                msgid=event.msgid,
+                sender=event.sender,
+                recipient_key=event.recipient_key,
+                application=event.application,
+                data=event.data,
+                size=len(event.data),
+                timemilli=event.timemilli,
+                random=event.random,
+                status=InboundEvent.Status.REJECTED if stale else InboundEvent.Status.PENDING,
+                last_error=f"stale: sent {(now_ms - event.timemilli) / 1000:.0f} s from now" if stale else "",
+            )
+    except IntegrityError:
+        return InboundEvent.objects.get(msgid=event.msgid), False
+    if not stale:
+        from maxima.tasks import process_inbound
+
+        enqueue_on_commit(process_inbound, row.id)
+    return row, True
+
+
+def inbound_process(*, event_id: int, claim: str) -> str:
+    """Claim one event and run its handler; returns the event's new status, or ``skipped`` if not ours to run.
+
+    The claim is a conditional UPDATE: a pending event, a claim of our own (the same task redelivered after its
+    worker died) or a claim older than the lease. Handler and ``done`` mark share one transaction.
+    """
+    now = timezone.now()
+    claimable = (
+        Q(status=InboundEvent.Status.PENDING)
+        | Q(status=InboundEvent.Status.PROCESSING, claimed_by=claim)
+        | Q(status=InboundEvent.Status.PROCESSING, claimed_at__lt=now - inbound_lease())
+    )
+    claimed = InboundEvent.objects.filter(claimable, id=event_id).update(
+        status=InboundEvent.Status.PROCESSING, claimed_at=now, claimed_by=claim, attempts=F("attempts") + 1
+    )
+    if not claimed:
+        return "skipped"
+    event = InboundEvent.objects.get(id=event_id)
+    mine = InboundEvent.objects.filter(id=event_id, claimed_by=claim)
+    try:
+        with transaction.atomic():
+            dispatch(_message(event))
+            mine.update(status=InboundEvent.Status.DONE, processed_at=timezone.now(), last_error="")
+        return InboundEvent.Status.DONE
+    except Ignored as exc:
+        mine.update(status=InboundEvent.Status.IGNORED, processed_at=timezone.now(), last_error=str(exc))
+        # %r: the reason may quote what the sender wrote, newlines included; one event, one log line.
+        logger.info("inbound event %s from %s ignored: %r", event_id, event.application, str(exc)[:300])
+        return InboundEvent.Status.IGNORED
+    except MNSError as exc:  # the handler refused the message on purpose (bad signature, wrong sender, …)
+        refusal = f"refused: {exc.code}: {exc}"[:2000]
+        mine.update(status=InboundEvent.Status.IGNORED, processed_at=timezone.now(), last_error=refusal)
+        logger.info("inbound event %s refused by its handler: %s", event_id, exc.code)
+        return InboundEvent.Status.IGNORED
+    except (OperationalError, InterfaceError) as exc:  # the database blinked: the sweep runs it again
+        if event.attempts < INBOUND_MAX_ATTEMPTS:
+            error = f"will retry: {type(exc).__name__}: {exc}"[:2000]
+            mine.update(status=InboundEvent.Status.PENDING, claimed_by="", claimed_at=None, last_error=error)
+            logger.warning("inbound event %s hit a transient error, left for the sweep: %s", event_id, exc)
+            return InboundEvent.Status.PENDING
+        logger.exception("inbound event %s failed %s times", event_id, event.attempts)
+        mine.update(status=InboundEvent.Status.FAILED, processed_at=timezone.now(), last_error=str(exc)[:2000])
+        return InboundEvent.Status.FAILED
+    except Exception as exc:  # a bug in a handler: recorded on the event (retry from the admin), never blocks others
+        logger.exception("handler for %s failed on inbound event %s", event.application, event_id)
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        mine.update(status=InboundEvent.Status.FAILED, processed_at=timezone.now(), last_error=error)
+        return InboundEvent.Status.FAILED
+
+
+def _message(event: InboundEvent) -> InboundMessage:
+    return InboundMessage(
+        event_id=event.id,
+        msgid=event.msgid,
+        sender=event.sender,
+        application=event.application,
+        data=bytes(event.data),
+        timemilli=event.timemilli,
+    )
+
+
+def sweep_mark_enqueued(*, inbound: Sequence[int] = (), outbound: Sequence[int] = ()) -> None:
+    """The sweep is about to enqueue these rows again: it leaves them alone for a while (``selectors._sweep_wait``)."""
+    now = timezone.now()
+    if inbound:
+        InboundEvent.objects.filter(id__in=inbound).update(enqueued_at=now)
+    if outbound:
+        OutboundMessage.objects.filter(id__in=outbound).update(enqueued_at=now)
+
+
+def inbound_retry(*, event_id: int) -> bool:
+    """Staff asked to run a failed (or ignored) event again."""
+    done = InboundEvent.objects.filter(
+        id=event_id, status__in=[InboundEvent.Status.FAILED, InboundEvent.Status.IGNORED]
+    ).update(status=InboundEvent.Status.PENDING, claimed_by="", claimed_at=None, enqueued_at=timezone.now())
+    if done:
+        from maxima.tasks import process_inbound
+
+        enqueue_on_commit(process_inbound, event_id)
+    return bool(done)
+
+
+# --- Outbound --------------------------------------------------------------------------------------------------
+def _check_destination(destination: str) -> str:
+    try:
+        if destination.startswith("0x"):
+            return public_key_hex(parse_public_key(destination))
+        return str(parse_address(destination))
+    except CodecError as exc:
+        raise DomainError("destination_invalid", f"Not a Maxima address or key: {exc}") from None
+
+
+def outbound_enqueue(
+    *, destination: str, application: str, payload: bytes, idempotency_key: str, max_attempts: int | None = None
+) -> OutboundMessage:
+    """Queue a Maxima message; the same ``idempotency_key`` queues it only once. Sent after the commit."""
+    if not _APPLICATION.fullmatch(application):
+        raise DomainError("application_invalid", "The application name has characters Maxima cannot carry.")
+    if len(payload) > MAXIMA_MAX_DATA_BYTES:
+        raise DomainError(
+            "payload_too_large", f"A Maxima message carries at most {MAXIMA_MAX_DATA_BYTES} bytes.", status=413
+        )
+    now = timezone.now()
+    message, created = OutboundMessage.objects.get_or_create(
+        idempotency_key=idempotency_key,
+        defaults={
+            "destination": _check_destination(destination),
+            "application": application,
+            "payload": payload,
+            "size": len(payload),
+            "max_attempts": max_attempts or settings.MNS_OUTBOX_MAX_ATTEMPTS,
+            "next_attempt_at": now,
+            "enqueued_at": now,  # its task is enqueued after the commit: the sweep leaves it alone for a while
+        },
+    )
+    if created:
+        from maxima.tasks import send_outbound
+
+        enqueue_on_commit(send_outbound, message.id)
+    return message
+
+
+def backoff(attempts: int) -> timedelta:
+    """Exponential, capped, with ±25 % jitter so that many failed sends do not all come back at once."""
+    base = min(settings.MNS_OUTBOX_BACKOFF_MAX_SECONDS, settings.MNS_OUTBOX_BACKOFF_SECONDS * 2 ** max(attempts - 1, 0))
+    return timedelta(seconds=base * random.uniform(0.75, 1.25))
+
+
+def outbound_send(*, message_id: int, client: MinimaRPC) -> str:
+    """Send one due message through the node; returns its new status, or ``skipped``."""
+    now = timezone.now()
+    claimable = Q(status=OutboundMessage.Status.QUEUED, next_attempt_at__lte=now) | Q(
+        status=OutboundMessage.Status.SENDING, claimed_at__lt=now - outbound_lease()
+    )
+    claimed = OutboundMessage.objects.filter(claimable, id=message_id).update(
+        status=OutboundMessage.Status.SENDING, claimed_at=now, attempts=F("attempts") + 1
+    )
+    if not claimed:
+        return "skipped"
+    message = OutboundMessage.objects.get(id=message_id)
+    try:
+        result = _deliver(client, message)
+    except DeliveryFailed as exc:
+        return _failed(message, exc.error, permanent=exc.permanent)
+    except (NodeUnreachable, NodeStartingUp, NodeAuthError) as exc:
+        return _failed(message, str(exc), permanent=False)
+    except (RPCError, CodecError) as exc:  # the node refused the command itself: retrying cannot help
+        return _failed(message, str(exc), permanent=True)
+    with transaction.atomic():
+        OutboundMessage.objects.filter(id=message.id).update(
+            status=OutboundMessage.Status.SENT, msgid=result.msgid, sent_at=timezone.now(), last_error=""
+        )
+        _notify_sent(message)
+    return OutboundMessage.Status.SENT
+
+
+# What other apps learn of the outbox: a callback per idempotency-key prefix, run once a message is sent.
+SentCallback = Callable[[OutboundMessage], None]
+_sent_callbacks: dict[str, SentCallback] = {}
+
+
+def on_outbound_sent(prefix: str, callback: SentCallback) -> None:
+    """Call ``callback(message)`` when an outbound message whose idempotency key starts with ``prefix`` is sent.
+
+    Apps register in ``AppConfig.ready()``. The transport calls it once per message, in the transaction that marks
+    the message sent (in a savepoint of its own), so its writes commit with the mark. If it raises, the error is
+    logged, its writes are rolled back and the message stays sent (it is never sent twice for a callback's sake):
+    an app that must not miss a mark also sweeps for sent messages it did not mark (``mailboxes`` does).
+    """
+    _sent_callbacks[prefix] = callback
+
+
+def _notify_sent(message: OutboundMessage) -> None:
+    for prefix, callback in _sent_callbacks.items():
+        if not message.idempotency_key.startswith(prefix):
+            continue
+        try:
+            with transaction.atomic():
+                callback(message)
+        except Exception:  # a callback's failure must not undo the send
+            logger.exception("the sent callback for %r failed on outbound message %s", prefix, message.id)
+
+
+def _deliver(client: MinimaRPC, message: OutboundMessage):
+    payload = bytes(message.payload)
+    if message.destination.startswith("0x"):
+        return client.maxima_send(
+            application=message.application, data=payload, publickey=from_hex(message.destination)
+        )
+    return client.maxima_send(application=message.application, data=payload, to=message.destination)
+
+
+def _failed(message: OutboundMessage, error: str, *, permanent: bool) -> str:
+    error = error[:2000]
+    if permanent or message.attempts >= message.max_attempts:
+        OutboundMessage.objects.filter(id=message.id).update(status=OutboundMessage.Status.FAILED, last_error=error)
+        logger.warning("outbound message %s failed for good after %s attempts: %s", message.id, message.attempts, error)
+        return OutboundMessage.Status.FAILED
+    OutboundMessage.objects.filter(id=message.id).update(
+        status=OutboundMessage.Status.QUEUED,
+        last_error=error,
+        next_attempt_at=timezone.now() + backoff(message.attempts),
+    )
+    return OutboundMessage.Status.QUEUED
+
+
+def outbound_retry(*, message_id: int) -> bool:
+    """Staff asked to try a failed or cancelled message again, now, with a fresh attempt budget."""
+    now = timezone.now()
+    done = OutboundMessage.objects.filter(
+        id=message_id, status__in=[OutboundMessage.Status.FAILED, OutboundMessage.Status.CANCELLED]
+    ).update(status=OutboundMessage.Status.QUEUED, attempts=0, next_attempt_at=now, enqueued_at=now)
+    if done:
+        from maxima.tasks import send_outbound
+
+        enqueue_on_commit(send_outbound, message_id)
+    return bool(done)
+
+
+def outbound_cancel(*, message_id: int) -> bool:
+    return bool(
+        OutboundMessage.objects.filter(id=message_id, status=OutboundMessage.Status.QUEUED).update(
+            status=OutboundMessage.Status.CANCELLED
+        )
+    )
+
+
+# --- Node supervision ------------------------------------------------------------------------------------------
+def node_supervise(*, client: MinimaRPC) -> NodeState:
+    """Read the node's status and identity, and make sure it posts MAXIMA events to our hook.
+
+    Hooks survive a node restart on real nodes, but not a new data folder or a node swapped underneath us; and an
+    old hook of ours (a rotated secret) would make the node wait on a 404 before every event, so it is removed.
+    """
+    state, _ = NodeState.objects.get_or_create(pk=1)
+    now = timezone.now()
+    state.checked_at = now
+    try:
+        status = client.status()
+        info = client.maxima_info()
+        state.webhook = _ensure_hook(client, state, now)
+    except MNSError as exc:
+        state.reachable, state.error = False, str(exc)[:2000]
+        state.save()
+        logger.warning("the Minima node is not usable: %s", exc)
+        return state
+    state.reachable, state.error, state.last_ok_at = True, "", now
+    state.version = str(status.get("version", ""))[:64]
+    block = (status.get("chain") or {}).get("block")
+    state.block = int(block) if str(block).isdigit() else None
+    state.publickey = info.publickey_hex
+    state.mls, state.localidentity, state.p2pidentity = info.mls, info.localidentity, info.p2pidentity
+    state.save()
+    return state
+
+
+def _ensure_hook(client: MinimaRPC, state: NodeState, now: object) -> str:
+    url = hook_url()
+    entry = f"MAXIMA#{url}"
+    ours = f"MAXIMA#{settings.MNS_HOOK_BASE_URL.rstrip('/')}/maxima/hook/"
+    hooks = client.webhooks_list()
+    for old in hooks:
+        if old.startswith(ours) and old != entry:
+            client.webhooks_remove(old)
+    if entry not in hooks:
+        client.webhooks_add(hook=url, filter="MAXIMA")
+        state.webhook_registered_at = now
+        logger.info("registered the webhook with the node")
+    return entry.replace(settings.MAXIMA_HOOK_SECRET, "<secret>")
+
+
+# --- Retention -------------------------------------------------------------------------------------------------
+def transport_purge(*, older_than: timedelta, budget: float = 6.0) -> tuple[int, int]:
+    """Delete finished inbound events and outbound messages: they hold copies of ciphertexts (and handshake
+    codes) that the mailbox's own retention and deletes must not leave behind. An inbound event is kept past
+    the freshness window, so a replay of its msgid is still refused as stale after its row is gone."""
+    cutoff = timezone.now() - max(older_than, timedelta(seconds=2 * settings.MAXIMA_MAX_AGE_SECONDS))
+    finished_in = [InboundEvent.Status.DONE, InboundEvent.Status.IGNORED, InboundEvent.Status.REJECTED]
+    finished_out = [OutboundMessage.Status.SENT, OutboundMessage.Status.FAILED, OutboundMessage.Status.CANCELLED]
+    inbound = InboundEvent.objects.filter(status__in=finished_in, received_at__lt=cutoff)
+    outbound = OutboundMessage.objects.filter(status__in=finished_out, created_at__lt=cutoff)
+    return _delete_in_batches(inbound, budget=budget), _delete_in_batches(outbound, budget=budget)
+
+
+def _delete_in_batches(rows: QuerySet, *, budget: float, size: int = 2000) -> int:
+    """Delete ``rows`` a batch at a time for at most ``budget`` seconds (a task's run time is bounded); the beat
+    run after deletes the rest. Returns how many were deleted."""
+    deadline, deleted = time.monotonic() + budget, 0
+    while time.monotonic() < deadline:
+        batch = list(rows.order_by("id").values_list("id", flat=True)[:size])
+        if not batch:
+            break
+        deleted += rows.model.objects.filter(id__in=batch).delete()[0]
+    return deleted

@@ -1,0 +1,56 @@
+import uuid
+from datetime import timedelta
+
+from celery import Task, shared_task
+from django.conf import settings
+
+from core.queue import enqueue_now
+from maxima import selectors, services
+from maxima.node import node_client
+
+
+@shared_task(bind=True, name="maxima.process_inbound", ignore_result=True)
+def process_inbound(self: Task, event_id: int) -> str:
+    # The task id is the claim: the same message redelivered after its worker died may take its claim back.
+    return services.inbound_process(event_id=event_id, claim=self.request.id or uuid.uuid4().hex)
+
+
+@shared_task(name="maxima.send_outbound", ignore_result=True)
+def send_outbound(message_id: int) -> str:
+    # A send may take the node a while to connect and mine its TxPoW; it waits for the real answer, but no longer
+    # than the task may run (CELERY_TASK_SOFT_TIME_LIMIT): a send that timed out is retried with backoff (the
+    # receiver drops a copy that arrives twice, by its delivery id).
+    client = node_client(timeout=max(1, settings.CELERY_TASK_SOFT_TIME_LIMIT - 2))
+    return services.outbound_send(message_id=message_id, client=client)
+
+
+@shared_task(name="maxima.sweep_inbound", ignore_result=True)
+def sweep_inbound() -> int:
+    """Beat: enqueue events whose task was lost (broker down at the time, worker killed), in a bounded batch."""
+    due = selectors.inbound_due(limit=500)
+    # Only what was really enqueued counts as enqueued (with the broker down, the next sweep tries again).
+    enqueued = [event_id for event_id in due if enqueue_now(process_inbound, event_id)]
+    services.sweep_mark_enqueued(inbound=enqueued)
+    return len(enqueued)
+
+
+@shared_task(name="maxima.sweep_outbound", ignore_result=True)
+def sweep_outbound() -> int:
+    """Beat: enqueue messages due for a (re)try."""
+    due = selectors.outbound_due(limit=500)
+    enqueued = [message_id for message_id in due if enqueue_now(send_outbound, message_id)]
+    services.sweep_mark_enqueued(outbound=enqueued)
+    return len(enqueued)
+
+
+@shared_task(name="maxima.supervise_node", ignore_result=True)
+def supervise_node() -> bool:
+    if not settings.MINIMA_RPC_URL:
+        return False
+    return services.node_supervise(client=node_client(timeout=10)).reachable
+
+
+@shared_task(name="maxima.purge", ignore_result=True)
+def purge() -> tuple[int, int]:
+    """Beat: drop finished transport rows after MNS_TRANSPORT_KEEP_HOURS."""
+    return services.transport_purge(older_than=timedelta(hours=settings.MNS_TRANSPORT_KEEP_HOURS))

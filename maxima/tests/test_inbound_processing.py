@@ -1,0 +1,237 @@
+"""Processing stored events: exactly one claim wins, handlers are isolated, and nothing stays stuck."""
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from django.utils import timezone
+
+from maxima import routing
+from maxima.models import InboundEvent
+from maxima.routing import InboundMessage
+from maxima.selectors import inbound_due
+from maxima.services import (
+    MaximaEvent,
+    inbound_process,
+    inbound_retry,
+    inbound_store,
+    sweep_mark_enqueued,
+)
+from mns_client.protocol.codecs import to_hex
+from testsupport import maxima_fixture
+
+pytestmark = pytest.mark.django_db
+
+SENDER = json.loads(maxima_fixture("11-")["raw_body"])["data"]["from"]
+
+
+def event(n: int, *, application: str = "app-test", data: bytes = b"hello") -> MaximaEvent:
+    return MaximaEvent(
+        msgid="0x" + f"{n:064X}",
+        sender=SENDER,
+        recipient_key="0x00",
+        application=application,
+        data=data,
+        timemilli=1_700_000_000_000,
+        random="0x01",
+    )
+
+
+def store(n: int, **kwargs: object) -> InboundEvent:
+    row, created = inbound_store(event=event(n, **kwargs), now_ms=1_700_000_000_000)
+    assert created
+    return row
+
+
+@pytest.fixture
+def handled() -> Iterator[list[InboundMessage]]:
+    seen: list[InboundMessage] = []
+
+    def handler(message: InboundMessage) -> None:
+        if message.data == b"boom":
+            raise ValueError("the handler broke")
+        seen.append(message)
+
+    routing._applications["app-test"] = handler
+    yield seen
+    routing._applications.pop("app-test", None)
+
+
+def test_the_first_claim_runs_the_handler_and_a_second_is_skipped(handled: list) -> None:
+    row = store(1)
+    assert inbound_process(event_id=row.id, claim="task-a") == "done"
+    assert inbound_process(event_id=row.id, claim="task-b") == "skipped"
+    assert len(handled) == 1
+    assert handled[0].sender == SENDER
+    row.refresh_from_db()
+    assert (row.status, row.attempts, row.claimed_by) == ("done", 1, "task-a")
+
+
+def test_a_failing_handler_marks_its_event_failed_and_others_still_run(handled: list) -> None:
+    broken, fine = store(1, data=b"boom"), store(2)
+    assert inbound_process(event_id=broken.id, claim="t1") == "failed"
+    assert inbound_process(event_id=fine.id, claim="t2") == "done"
+    broken.refresh_from_db()
+    assert broken.last_error == "ValueError: the handler broke"
+    assert [m.event_id for m in handled] == [fine.id]
+
+
+def test_a_failed_event_runs_again_when_staff_retry_it(
+    handled: list, django_capture_on_commit_callbacks: object
+) -> None:
+    row = store(1, data=b"boom")
+    inbound_process(event_id=row.id, claim="t1")
+    InboundEvent.objects.filter(id=row.id).update(data=b"fixed")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert inbound_retry(event_id=row.id) is True
+    row.refresh_from_db()
+    assert (row.status, row.attempts) == ("done", 2)
+
+
+def test_a_handler_failure_rolls_back_its_own_writes(handled: list) -> None:
+    def writes_then_fails(message: InboundMessage) -> None:
+        InboundEvent.objects.filter(id=message.event_id).update(random="0xWRITTEN")
+        raise RuntimeError("after writing")
+
+    routing._applications["app-test"] = writes_then_fails
+    row = store(1)
+    inbound_process(event_id=row.id, claim="t1")
+    row.refresh_from_db()
+    assert (row.status, row.random) == ("failed", "0x01")
+
+
+def test_an_unknown_application_is_recorded_as_ignored() -> None:
+    row = store(1, application="somebody-elses-app")
+    assert inbound_process(event_id=row.id, claim="t1") == "ignored"
+    row.refresh_from_db()
+    assert row.last_error == "no handler for application 'somebody-elses-app'"
+
+
+def test_an_mns_message_goes_to_the_handler_of_its_type() -> None:
+    seen = []
+    routing.register_type("mns", "ping-test", lambda message, body: seen.append(body))
+    try:
+        ok = store(1, application="mns", data=b'{"v":1,"type":"ping-test","n":7}')
+        unknown = store(2, application="mns", data=b'{"v":1,"type":"nope"}')
+        garbage = store(3, application="mns", data=b"not json")
+        assert inbound_process(event_id=ok.id, claim="t") == "done"
+        assert inbound_process(event_id=unknown.id, claim="t") == "ignored"
+        assert inbound_process(event_id=garbage.id, claim="t") == "ignored"
+    finally:
+        routing._types.pop(("mns", "ping-test"))
+    assert seen == [{"v": 1, "type": "ping-test", "n": 7}]
+
+
+def test_a_redelivered_task_takes_back_its_own_claim_after_its_worker_died(handled: list) -> None:
+    row = store(1)
+    InboundEvent.objects.filter(id=row.id).update(status="processing", claimed_by="task-a", claimed_at=timezone.now())
+    assert inbound_process(event_id=row.id, claim="task-b") == "skipped"
+    assert inbound_process(event_id=row.id, claim="task-a") == "done"
+
+
+def test_the_sweep_finds_old_pending_events_and_abandoned_claims_only() -> None:
+    old_pending, fresh_pending, abandoned, live_claim, done = (store(n) for n in range(1, 6))
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    InboundEvent.objects.filter(id__in=[old_pending.id, abandoned.id, live_claim.id, done.id]).update(
+        received_at=an_hour_ago
+    )
+    InboundEvent.objects.filter(id=abandoned.id).update(status="processing", claimed_at=an_hour_ago)
+    InboundEvent.objects.filter(id=live_claim.id).update(status="processing", claimed_at=timezone.now())
+    InboundEvent.objects.filter(id=done.id).update(status="done")
+    assert inbound_due(limit=10) == [old_pending.id, abandoned.id]
+    assert fresh_pending.id not in inbound_due(limit=10)
+
+
+def test_the_sweep_does_not_enqueue_an_event_again_while_its_last_task_may_still_be_queued(settings: object) -> None:
+    settings.MNS_INBOUND_SWEEP_AFTER_SECONDS = 30
+    row = store(1)
+    now = timezone.now()
+    InboundEvent.objects.filter(id=row.id).update(received_at=now - timedelta(seconds=100))
+    assert inbound_due(limit=10) == [row.id]
+    sweep_mark_enqueued(inbound=[row.id])
+    assert inbound_due(limit=10) == []  # the next sweeps leave it alone: its task is in the queue
+    # Enqueued 60 s after it arrived, it waits 60 s more before the sweep enqueues it again (doubling).
+    InboundEvent.objects.filter(id=row.id).update(enqueued_at=now - timedelta(seconds=40))
+    assert inbound_due(limit=10) == []
+    # Enqueued 45 s after it arrived and 55 s ago: its wait is over, that task was lost.
+    InboundEvent.objects.filter(id=row.id).update(enqueued_at=now - timedelta(seconds=55))
+    assert inbound_due(limit=10) == [row.id]
+
+
+def test_a_backlog_gets_a_few_copies_per_event_from_the_sweep_not_one_per_sweep(settings: object) -> None:
+    settings.MNS_INBOUND_SWEEP_AFTER_SECONDS = 10
+    row = store(1)
+    start = timezone.now()
+    InboundEvent.objects.filter(id=row.id).update(received_at=start)
+    enqueued = 0
+    for second in range(0, 600):  # ten minutes of sweeps every second while the task waits in a backlog
+        clock = start + timedelta(seconds=second)
+        with mock.patch("django.utils.timezone.now", return_value=clock):  # the sweep's clock, a second later
+            if inbound_due(limit=10):
+                sweep_mark_enqueued(inbound=[row.id])
+                enqueued += 1
+    assert enqueued == 6  # at 10, 20, 40, 80, 160, 320 s
+
+
+def test_payloads_are_hex_on_the_wire_and_bytes_in_the_handler(handled: list) -> None:
+    row = store(1, data=bytes(range(256)))
+    inbound_process(event_id=row.id, claim="t")
+    assert handled[0].data == bytes(range(256))
+    assert to_hex(handled[0].data).startswith("0x000102")
+
+
+def test_a_deliberate_refusal_by_a_handler_is_recorded_as_ignored_not_failed(handled: list) -> None:
+    from core.errors import DomainError
+
+    def refuses(message: InboundMessage) -> None:
+        raise DomainError("statement_wrong_sender", "Not from its owner.")
+
+    routing._applications["app-test"] = refuses
+    row = store(1)
+    assert inbound_process(event_id=row.id, claim="t") == "ignored"
+    row.refresh_from_db()
+    assert row.last_error == "refused: statement_wrong_sender: Not from its owner."
+
+
+def test_a_transient_database_error_leaves_the_event_for_the_sweep(handled: list) -> None:
+    from django.db import OperationalError
+
+    def database_blinks(message: InboundMessage) -> None:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    routing._applications["app-test"] = database_blinks
+    row = store(1)
+    assert inbound_process(event_id=row.id, claim="t") == "pending"
+    row.refresh_from_db()
+    assert (row.status, row.claimed_by, row.attempts) == ("pending", "", 1)
+    assert row.last_error.startswith("will retry: OperationalError")
+    InboundEvent.objects.filter(id=row.id).update(attempts=10)
+    assert inbound_process(event_id=row.id, claim="t2") == "failed"
+
+
+def test_finished_transport_rows_are_purged_and_live_ones_kept() -> None:
+    from maxima.models import OutboundMessage
+    from maxima.services import transport_purge
+
+    old = timezone.now() - timedelta(days=3)
+    done, pending = store(1), store(2)
+    InboundEvent.objects.filter(id=done.id).update(status="done", received_at=old)
+    InboundEvent.objects.filter(id=pending.id).update(received_at=old)
+    sent = OutboundMessage.objects.create(
+        destination="0x00",
+        application="mns",
+        payload=b"x",
+        size=1,
+        idempotency_key="a",
+        status="sent",
+        next_attempt_at=old,
+    )
+    queued = OutboundMessage.objects.create(
+        destination="0x00", application="mns", payload=b"x", size=1, idempotency_key="b", next_attempt_at=old
+    )
+    OutboundMessage.objects.filter(id__in=[sent.id, queued.id]).update(created_at=old)
+    assert transport_purge(older_than=timedelta(hours=24)) == (1, 1)
+    assert list(InboundEvent.objects.values_list("id", flat=True)) == [pending.id]
+    assert list(OutboundMessage.objects.values_list("id", flat=True)) == [queued.id]

@@ -1,0 +1,188 @@
+"""The outbox against simnet: sent only on delivered:true, retried with backoff, failed for good when hopeless."""
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from core.errors import DomainError
+from maxima.models import OutboundMessage
+from maxima.selectors import outbound_due
+from maxima.services import (
+    backoff,
+    outbound_cancel,
+    outbound_enqueue,
+    outbound_retry,
+    outbound_send,
+    sweep_mark_enqueued,
+)
+from mns_client.protocol.codecs import MaximaAddress, to_hex
+from mns_client.protocol.crypto import generate_maxima_keypair
+from mns_client.protocol.rpc import MinimaRPC
+from simnet import SimNetwork
+from simnet.testing import WebhookReceiver
+from testsupport.processes import wait_for
+
+pytestmark = pytest.mark.django_db
+
+
+def queue(
+    simnet: SimNetwork, payload: bytes = b'{"v":1,"type":"test"}', key: str = "k1", **kw: object
+) -> OutboundMessage:
+    return outbound_enqueue(
+        destination=simnet.nodes[1].address, application="mns", payload=payload, idempotency_key=key, **kw
+    )
+
+
+def make_due(message: OutboundMessage) -> None:
+    OutboundMessage.objects.filter(id=message.id).update(next_attempt_at=timezone.now())
+
+
+def test_a_message_is_sent_once_and_marked_with_the_nodes_msgid(
+    simnet: SimNetwork, gateway_node: MinimaRPC, user_inbox: WebhookReceiver
+) -> None:
+    message = queue(simnet)
+    assert outbound_send(message_id=message.id, client=gateway_node) == "sent"
+    assert outbound_send(message_id=message.id, client=gateway_node) == "skipped"
+    arrived = user_inbox.wait_for(1)[0].json()["data"]
+    message.refresh_from_db()
+    assert (message.status, message.attempts, message.msgid) == ("sent", 1, arrived["msgid"])
+    assert arrived["data"] == to_hex(b'{"v":1,"type":"test"}')
+    assert arrived["from"] == simnet.nodes[0].publickey_hex
+    assert len(user_inbox.requests) == 1
+
+
+def test_the_same_idempotency_key_queues_one_message(simnet: SimNetwork) -> None:
+    first, second = queue(simnet, key="same"), queue(simnet, payload=b"other", key="same")
+    assert first.id == second.id
+    assert OutboundMessage.objects.count() == 1
+
+
+def test_a_stopped_node_is_retried_later_and_the_message_sent_when_it_is_back(
+    simnet: SimNetwork, gateway_node: MinimaRPC, user_inbox: WebhookReceiver, settings: object
+) -> None:
+    settings.MNS_OUTBOX_BACKOFF_SECONDS = 60
+    message = queue(simnet)
+    simnet.nodes[1].stop()
+    before = timezone.now()
+    assert outbound_send(message_id=message.id, client=gateway_node) == "queued"
+    message.refresh_from_db()
+    assert message.last_error == "java.net.ConnectException: Connection refused"
+    assert before + timedelta(seconds=44) < message.next_attempt_at < before + timedelta(seconds=76)
+    assert outbound_due(limit=10) == []
+    simnet.nodes[1].start()
+    make_due(message)
+    assert outbound_due(limit=10) == [message.id]
+    assert outbound_send(message_id=message.id, client=gateway_node) == "sent"
+    assert len(user_inbox.wait_for(1)) == 1
+
+
+def test_the_sweep_leaves_a_new_message_to_its_own_task_and_enqueues_a_retry_once_when_due(
+    simnet: SimNetwork, gateway_node: MinimaRPC, settings: object
+) -> None:
+    settings.MNS_INBOUND_SWEEP_AFTER_SECONDS = 30
+    message = queue(simnet)
+    assert outbound_due(limit=10) == []  # its task was enqueued with it
+    make_due(message)  # a failed attempt's backoff is over: due again, and not enqueued since
+    assert outbound_due(limit=10) == [message.id]
+    sweep_mark_enqueued(outbound=[message.id])
+    assert outbound_due(limit=10) == []  # the next sweeps do not pile copies on the queued task
+    OutboundMessage.objects.filter(id=message.id).update(enqueued_at=timezone.now() - timedelta(seconds=31))
+    assert outbound_due(limit=10) == [message.id]  # that task was lost: enqueued again
+
+
+def test_an_unreachable_gateway_node_counts_as_a_transient_failure(simnet: SimNetwork, gateway_node: MinimaRPC) -> None:
+    message = queue(simnet)
+    simnet.nodes[0].stop()
+    assert outbound_send(message_id=message.id, client=MinimaRPC(simnet.nodes[0].rpc_url, timeout=2)) == "queued"
+    message.refresh_from_db()
+    assert message.last_error.startswith("maxima: ")
+
+
+def test_an_unknown_address_fails_at_once_without_retries(simnet: SimNetwork, gateway_node: MinimaRPC) -> None:
+    _, stranger = generate_maxima_keypair()
+    node1 = MaximaAddress.parse(simnet.nodes[1].address)
+    message = outbound_enqueue(
+        destination=str(MaximaAddress(stranger, node1.host, node1.port)),
+        application="mns",
+        payload=b"x",
+        idempotency_key="k",
+    )
+    assert outbound_send(message_id=message.id, client=gateway_node) == "failed"
+    message.refresh_from_db()
+    assert (message.status, message.attempts, message.last_error) == ("failed", 1, "Unknown Address")
+
+
+def test_a_message_fails_for_good_when_its_attempts_are_used_up(simnet: SimNetwork, gateway_node: MinimaRPC) -> None:
+    message = queue(simnet, max_attempts=2)
+    simnet.nodes[1].stop()
+    assert outbound_send(message_id=message.id, client=gateway_node) == "queued"
+    make_due(message)
+    assert outbound_send(message_id=message.id, client=gateway_node) == "failed"
+
+
+def test_staff_can_retry_a_failed_message_and_cancel_a_queued_one(simnet: SimNetwork, gateway_node: MinimaRPC) -> None:
+    failed = queue(simnet, key="a", max_attempts=1)
+    simnet.nodes[1].stop()
+    outbound_send(message_id=failed.id, client=gateway_node)
+    simnet.nodes[1].start()
+    assert outbound_retry(message_id=failed.id) is True
+    assert outbound_send(message_id=failed.id, client=gateway_node) == "sent"
+    queued = queue(simnet, key="b")
+    assert outbound_cancel(message_id=queued.id) is True
+    assert outbound_send(message_id=queued.id, client=gateway_node) == "skipped"
+    assert OutboundMessage.objects.get(id=queued.id).status == "cancelled"
+
+
+@pytest.mark.parametrize(
+    ("destination", "application", "payload", "code"),
+    [
+        ("Mx123@127.0.0.1:9001", "mns", b"x", "destination_invalid"),
+        ("0x1234", "mns", b"x", "destination_invalid"),
+        ("MxG18@127.0.0.1:9001;maxima", "mns", b"x", "destination_invalid"),
+        (None, "mns app;", b"x", "application_invalid"),
+        (None, "mns", b"x" * 250_001, "payload_too_large"),
+    ],
+)
+def test_a_message_that_could_never_be_sent_is_refused_and_not_stored(
+    simnet: SimNetwork, destination: str | None, application: str, payload: bytes, code: str
+) -> None:
+    with pytest.raises(DomainError) as refused:
+        outbound_enqueue(
+            destination=destination or simnet.nodes[1].address,
+            application=application,
+            payload=payload,
+            idempotency_key="k",
+        )
+    assert refused.value.code == code
+    assert OutboundMessage.objects.count() == 0
+
+
+def test_a_contact_can_be_addressed_by_its_identity_key(simnet: SimNetwork, gateway_node: MinimaRPC) -> None:
+    gateway_node.maxcontacts_add(simnet.nodes[1].address)
+    key = simnet.nodes[1].publickey_hex
+    wait_for(lambda: key in [c["publickey"] for c in gateway_node.maxcontacts_list()], timeout=10, what="the contact")
+    message = outbound_enqueue(
+        destination=simnet.nodes[1].publickey_hex, application="mns", payload=b"hi", idempotency_key="k"
+    )
+    assert outbound_send(message_id=message.id, client=gateway_node) == "sent"
+
+
+def test_backoff_doubles_with_jitter_and_is_capped(settings: object) -> None:
+    settings.MNS_OUTBOX_BACKOFF_SECONDS = 5
+    settings.MNS_OUTBOX_BACKOFF_MAX_SECONDS = 60
+    for attempts, base in [(1, 5), (2, 10), (3, 20), (4, 40), (5, 60), (20, 60)]:
+        delays = {backoff(attempts).total_seconds() for _ in range(50)}
+        assert all(base * 0.75 <= d <= base * 1.25 for d in delays)
+        assert len(delays) > 1
+
+
+def test_payloads_are_never_in_an_error_or_log(simnet: SimNetwork, gateway_node: MinimaRPC, caplog: object) -> None:
+    secret_payload = json.dumps({"ciphertext": "SECRET-PAYLOAD"}).encode()
+    message = queue(simnet, payload=secret_payload)
+    simnet.nodes[1].stop()
+    outbound_send(message_id=message.id, client=gateway_node)
+    message.refresh_from_db()
+    assert "SECRET" not in message.last_error
+    assert "SECRET" not in caplog.text

@@ -1,0 +1,256 @@
+"""Owner-signed name statements (DESIGN §2; ``docs/protocol.md`` "Name statements").
+
+A name's record is a chain of statements, each signed by the owner with ``maxsign`` (SHA256withRSA, PKCS#1 v1.5)
+over ``canonical()``: the node is given ``data:0x<hex of the canonical bytes>``. Any gateway checks the signature
+with the statement's own ``owner`` key, so a peer can relay a statement but never forge or alter one.
+
+Decisions, each kept by ``NameStatement.__post_init__`` so an invalid statement cannot exist:
+
+- Canonical bytes = ``json.dumps(to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` in UTF-8.
+  A field that is ``None`` is *omitted*, never written as ``null``; ``from_dict`` refuses ``null``, so a statement
+  has exactly one written form and a signer that wrote ``null`` finds out at parsing, not as a bad signature.
+- Every value has one spelling: keys are ``0x`` + upper-case hex of the DER (what ``maxima action:info`` prints),
+  the box key ``0x`` + upper-case hex of 32 bytes, the name already normalised. Other spellings are refused
+  rather than converted, because converting would change the signed bytes.
+- ``register`` and ``update`` carry a ``box_key``; ``release`` carries neither ``box_key`` nor
+  ``payment_address``: a released name has no mailbox and no wallet.
+- ``seq`` and ``issued_at`` are integers in ``0 … 2**53-1`` (``seq`` from 1), so the browser Dapp reads them exactly.
+- ``gateway`` may change in an ``update``: that is how an owner moves a name to another provider.
+"""
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from mns_client.protocol.codecs import canonical_json, from_hex, mx_decode, parse_public_key, public_key_hex, to_hex
+from mns_client.protocol.crypto import signed_by
+from mns_client.protocol.errors import CodecError, Refusal
+from mns_client.protocol.names import NameRefused, normalise
+
+VERSION = 1
+OPS = ("register", "update", "release")
+Op = Literal["register", "update", "release"]
+MAX_SAFE_INTEGER = 2**53 - 1
+BOX_KEY_LENGTH = 32
+SIGNATURE_LENGTH = 128
+PAYMENT_ADDRESS_LENGTH = 32
+
+_REQUIRED = ("v", "op", "name", "owner", "seq", "issued_at", "gateway")
+_OPTIONAL = ("box_key", "payment_address")
+_FIELDS = frozenset(_REQUIRED + _OPTIONAL)
+
+
+class StatementInvalid(Refusal):
+    """A statement, its signature or its place in a chain was refused.
+
+    ``code`` is ``statement_invalid`` for a malformed statement (``field`` names the culprit),
+    ``signature_invalid`` for a bad signature, and one ``statement_*`` code per succession rule.
+    """
+
+    code = "statement_invalid"
+
+
+def _invalid(name: str, problem: str) -> StatementInvalid:
+    return StatementInvalid("statement_invalid", f"{name}: {problem}", field=name)
+
+
+def _check_int(name: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _invalid(name, "must be an integer")
+    if not low <= value <= MAX_SAFE_INTEGER:
+        raise _invalid(name, f"must be between {low} and {MAX_SAFE_INTEGER}")
+
+
+def _check_text(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise _invalid(name, "must be a string")
+    return value
+
+
+def _check_public_key(name: str, value: object) -> None:
+    text = _check_text(name, value)
+    if not text.startswith("0x"):
+        raise _invalid(name, "must be 0x followed by the hex of an RSA-1024 public key")
+    try:
+        canonical = public_key_hex(parse_public_key(text))
+    except CodecError:
+        raise _invalid(name, "is not an RSA-1024 public key") from None
+    if canonical != text:
+        raise _invalid(name, "must be written as 0x followed by upper-case hex")
+
+
+def _check_hex_bytes(name: str, value: object, length: int) -> None:
+    text = _check_text(name, value)
+    try:
+        raw = from_hex(text)
+    except CodecError:
+        raise _invalid(name, f"must be 0x followed by the hex of {length} bytes") from None
+    if len(raw) != length:
+        raise _invalid(name, f"must be {length} bytes, not {len(raw)}")
+    if to_hex(raw) != text:
+        raise _invalid(name, "must be written as 0x followed by upper-case hex")
+
+
+def _check_payment_address(value: object) -> None:
+    text = _check_text("payment_address", value)
+    if text.startswith("Mx"):
+        try:
+            raw = mx_decode(text)
+        except CodecError:
+            raise _invalid("payment_address", "is not a valid Mx address") from None
+        if len(raw) != PAYMENT_ADDRESS_LENGTH:
+            raise _invalid("payment_address", f"must be an address of {PAYMENT_ADDRESS_LENGTH} bytes")
+    else:
+        _check_hex_bytes("payment_address", text, PAYMENT_ADDRESS_LENGTH)
+
+
+def _check_name(value: object) -> None:
+    text = _check_text("name", value)
+    try:
+        normal = normalise(text)
+    except NameRefused as refused:
+        raise _invalid("name", refused.message) from None
+    if normal != text:
+        raise _invalid("name", f"must be in normal form ({normal!r})")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NameStatement:
+    """One link of a name's chain; see the module docstring for the rules every instance keeps."""
+
+    v: int = VERSION
+    op: Op
+    name: str
+    owner: str
+    box_key: str | None = None
+    payment_address: str | None = None
+    seq: int
+    issued_at: int
+    gateway: str
+
+    def __post_init__(self) -> None:
+        if isinstance(self.v, bool) or not isinstance(self.v, int) or self.v != VERSION:
+            raise _invalid("v", f"must be {VERSION}")
+        if self.op not in OPS:
+            raise _invalid("op", f"must be one of {', '.join(OPS)}")
+        _check_name(self.name)
+        _check_public_key("owner", self.owner)
+        _check_public_key("gateway", self.gateway)
+        _check_int("seq", self.seq, 1)
+        _check_int("issued_at", self.issued_at, 0)
+        if self.op == "release":
+            for absent in _OPTIONAL:
+                if getattr(self, absent) is not None:
+                    raise _invalid(absent, "must be omitted from a release")
+            return
+        if self.box_key is None:
+            raise _invalid("box_key", f"is required for {self.op}")
+        _check_hex_bytes("box_key", self.box_key, BOX_KEY_LENGTH)
+        if self.payment_address is not None:
+            _check_payment_address(self.payment_address)
+
+    @property
+    def owner_key(self) -> bytes:
+        """The owner's Maxima identity key as DER."""
+        return from_hex(self.owner)
+
+    @property
+    def box_key_bytes(self) -> bytes | None:
+        return None if self.box_key is None else from_hex(self.box_key)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The statement as JSON-ready data, ``None`` fields omitted."""
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+    def canonical(self) -> bytes:
+        """The exact bytes the owner signs (and ``maxsign`` is given as ``0x`` + hex)."""
+        return canonical_json(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "NameStatement":
+        """Parse strictly: unknown, missing or ``null`` fields and every wrong value raise ``StatementInvalid``."""
+        if not isinstance(data, Mapping):
+            raise StatementInvalid("statement_invalid", "a statement must be a JSON object")
+        for key in data:
+            if key not in _FIELDS:
+                raise StatementInvalid("statement_invalid", f"unknown field {str(key)[:40]!r}", field=str(key)[:40])
+        for key in _REQUIRED:
+            if key not in data:
+                raise _invalid(key, "is missing")
+        for key, value in data.items():
+            if value is None:
+                raise _invalid(key, "must be omitted rather than null")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class SignedStatement:
+    """A statement and the owner's ``maxsign`` signature over its canonical bytes."""
+
+    statement: NameStatement
+    signature: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.statement, NameStatement):
+            raise StatementInvalid("statement_invalid", "statement: must be a NameStatement", field="statement")
+        if not isinstance(self.signature, bytes) or len(self.signature) != SIGNATURE_LENGTH:
+            raise _invalid("signature", f"must be {SIGNATURE_LENGTH} bytes")
+
+    def verify(self) -> None:
+        """Raise ``StatementInvalid("signature_invalid")`` unless the statement's own owner key signed it."""
+        if not signed_by(self.statement.owner_key, self.statement.canonical(), self.signature):
+            raise StatementInvalid(
+                "signature_invalid", "the signature does not match the statement and its owner key", field="signature"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"statement": self.statement.to_dict(), "signature": to_hex(self.signature)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SignedStatement":
+        """Parse strictly (exactly ``statement`` and ``signature``); does not verify: call ``verify()``."""
+        if not isinstance(data, Mapping) or set(data) != {"statement", "signature"}:
+            raise StatementInvalid("statement_invalid", "a signed statement has exactly: statement, signature")
+        _check_hex_bytes("signature", data["signature"], SIGNATURE_LENGTH)
+        return cls(statement=NameStatement.from_dict(data["statement"]), signature=from_hex(data["signature"]))
+
+
+def check_successor(previous: NameStatement | None, new: NameStatement) -> None:
+    """Raise ``StatementInvalid`` unless ``new`` may follow ``previous`` (the name's current statement, if any).
+
+    A gateway keeps the last statement of every name for ever (a release included), so ``previous`` is ``None``
+    only for a name it has never seen. The rules, each with its own code:
+
+    - ``statement_not_registered``: a name's first statement must be a ``register`` (any ``seq``: a gateway that
+      joins late may first see a name after a release and a new register).
+    - ``statement_wrong_name``: the statement is about another name.
+    - ``statement_duplicate``: ``new`` equals ``previous``; replaying it changes nothing, so callers that apply
+      replicated operations treat this code as "already applied".
+    - ``statement_stale_seq``: ``seq`` must be strictly greater than the previous one.
+    - ``statement_after_release``: after a ``release`` only a ``register`` may follow, by any key.
+    - ``statement_wrong_owner``: while the name is held, only its owner's key may sign for it; the owner cannot
+      be changed by a statement (release, then register anew).
+    - ``statement_already_registered``: a held name cannot be registered again; its owner sends an ``update``.
+
+    ``issued_at`` is not compared: clocks differ, ``seq`` is the order.
+    """
+    if previous is None:
+        if new.op != "register":
+            raise StatementInvalid("statement_not_registered", f"{new.name!r} is not registered: {new.op} refused")
+        return
+    if new.name != previous.name:
+        raise StatementInvalid("statement_wrong_name", f"the statement is about {new.name!r}, not {previous.name!r}")
+    if new == previous:
+        raise StatementInvalid("statement_duplicate", f"this statement is already the current one (seq {new.seq})")
+    if new.seq <= previous.seq:
+        raise StatementInvalid(
+            "statement_stale_seq", f"seq {new.seq} is not greater than the current seq {previous.seq}"
+        )
+    if previous.op == "release":
+        if new.op != "register":
+            raise StatementInvalid("statement_after_release", f"{new.name!r} was released: only register may follow")
+        return
+    if new.owner != previous.owner:
+        raise StatementInvalid("statement_wrong_owner", f"{new.name!r} belongs to another key")
+    if new.op == "register":
+        raise StatementInvalid("statement_already_registered", f"{new.name!r} is already registered: use update")

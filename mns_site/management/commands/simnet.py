@@ -1,0 +1,63 @@
+"""``python manage.py simnet``: run the simulated Maxima network until SIGTERM or SIGINT.
+
+Prints one JSON line per node once all of them answer, then serves until stopped. The work is done by
+``simnet``; this command only parses options and waits.
+"""
+
+import json
+import signal
+import sys
+import threading
+from argparse import ArgumentParser
+from types import FrameType
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from simnet import ControlServer, SimNetwork
+
+
+class Command(BaseCommand):
+    help = "Run simnet, the simulated Maxima network (N nodes on loopback) until stopped."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--nodes", type=int, default=2, help="number of nodes (default 2)")
+        parser.add_argument("--base-port", type=int, default=None, help="RPC of node i is base+i (default: free)")
+        parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+        parser.add_argument("--state", default=None, help="directory that keeps keys, hooks and chain across runs")
+        parser.add_argument("--rpc-password", default=None, help="turn on Basic auth (user minima)")
+        parser.add_argument("--block-interval", type=float, default=2.0, help="seconds between blocks (default 2)")
+        parser.add_argument("--control-port", type=int, default=None, help="fault-control endpoint on 127.0.0.1")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["nodes"] < 1:
+            raise CommandError("--nodes must be at least 1")
+        network = SimNetwork(
+            nodes=options["nodes"],
+            base_port=options["base_port"],
+            host=options["host"],
+            state_dir=options["state"],
+            rpc_password=options["rpc_password"],
+            block_interval=options["block_interval"],
+        )
+        stop = threading.Event()
+
+        def _on_signal(signum: int, frame: FrameType | None) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGTERM, _on_signal)
+        signal.signal(signal.SIGINT, _on_signal)
+        network.start()
+        control = ControlServer(network, options["control_port"]) if options["control_port"] is not None else None
+        if control is not None:
+            self.stderr.write(f"simnet control endpoint: http://127.0.0.1:{control.port}/nodes")
+        try:
+            for line in network.summaries():
+                sys.stdout.write(json.dumps(line) + "\n")
+            sys.stdout.flush()
+            while not stop.wait(0.5):
+                pass
+        finally:
+            if control is not None:
+                control.close()
+            network.stop()

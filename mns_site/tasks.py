@@ -1,9 +1,0 @@
-from celery import shared_task
-
-from mns_site.services import heartbeat_record
-
-
-@shared_task(name="mns_site.tasks.heartbeat", ignore_result=True)
-def heartbeat() -> None:
-    """Scheduled by beat and run by a worker: a fresh worker heartbeat proves beat, broker and worker all work."""
-    heartbeat_record(name="worker")

@@ -1,0 +1,476 @@
+"""One simulated Minima node: its keys, RPC server, Maxima transport, contacts, MLS service and webhooks.
+
+Threads: the RPC server and the P2P server run one thread per connection; commands and incoming messages may run
+concurrently, so the node's mutable state is guarded by ``self.lock``. The lock is never held across network I/O
+(a node can send to itself, and two nodes can send to each other at once).
+"""
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mns_client.protocol import crypto
+from mns_client.protocol.codecs import MaximaAddress, from_hex, mx_encode, to_hex
+from simnet import p2p
+from simnet.chain import Chain, Coin, Txn, miniaddress, script_address
+from simnet.httpserver import RpcServer
+from simnet.message import (
+    MAX_PACKAGE_SIZE,
+    MaximaMessage,
+    open_package,
+    package_recipient,
+    package_size,
+    seal_package,
+)
+from simnet.util import java_date, now_ms, random_bytes
+from simnet.webhooks import WebhookDispatcher
+
+if TYPE_CHECKING:
+    from simnet.commands import CommandSpec
+
+logger = logging.getLogger(__name__)
+
+CONTACT_APPLICATION = "**maxima_contact_ctrl**"
+RESERVED_APPLICATIONS = frozenset(
+    {CONTACT_APPLICATION, "**maxima_check_connect**", "**maxima_mls_set**", "**maxima_mls_get**"}
+)
+MAX_CONTACTS = 30
+POLL_STACK_LIMIT = 256
+
+
+@dataclass
+class Faults:
+    """Test controls, settable at any time.
+
+    ``drop_deliveries``: incoming messages are acknowledged (the sender sees ``delivered:true``) and then lost,
+    the case a gateway must survive because ``delivered`` is not end-to-end. ``delivery_delay``: seconds this node
+    waits before acknowledging each incoming message (the sender's synchronous send takes that much longer).
+    ``webhook_delay``: seconds before each webhook POST, like a slow endpoint; it delays later events of this node.
+    """
+
+    drop_deliveries: bool = False
+    delivery_delay: float = 0.0
+    webhook_delay: float = 0.0
+
+
+@dataclass
+class Contact:
+    id: int
+    publickey: str
+    currentaddress: str
+    myaddress: str
+    lastseen: int
+    extradata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MlsEntry:
+    address: str
+    allowed: list[str]
+
+
+class SimNode:
+    """A simulated node. Build it through SimNetwork; ``start``/``stop`` may be called any number of times."""
+
+    def __init__(
+        self,
+        network: Any,
+        index: int,
+        host: str,
+        rpc_port: int,
+        p2p_port: int,
+        chain: Chain,
+        commands: dict[str, "CommandSpec"],
+        rpc_password: str | None = None,
+        state_file: Path | None = None,
+    ) -> None:
+        self.network = network
+        self.index = index
+        self.host = host
+        self.rpc_port = rpc_port
+        self.p2p_port = p2p_port
+        self.chain = chain
+        self.commands = commands
+        self.startup_password = rpc_password
+        self.runtime_password: str | None = None
+        self.state_file = state_file
+        self.lock = threading.RLock()
+        self.faults = Faults()
+        self.webhook_log: list[tuple[str, int | Exception]] = []
+        self.started_at = now_ms()
+        self.name = "noname"
+        self.icon = "0x00"
+        self.hooks: list[str] = []
+        self.contacts: list[Contact] = []
+        self.next_contact_id = 1
+        self.permanent: list[str] = []
+        self.static_mls: str | None = None
+        self.allow_all_contacts = True
+        self.allowed_contacts: list[str] = []
+        self.tracked: list[str] = []
+        self.txns: dict[str, Txn] = {}
+        self.mls_registry: dict[str, MlsEntry] = {}
+        self.pending_adds = 0
+        self._rpc: RpcServer | None = None
+        self._p2p: p2p.P2PServer | None = None
+        self._hooks: WebhookDispatcher | None = None
+        self._poll: queue.Queue[tuple[MaximaMessage, str, int, int] | None] | None = None
+        self._poll_thread: threading.Thread | None = None
+        self._new_keys()
+        if state_file is not None and state_file.exists():
+            self._load(json.loads(state_file.read_text()))
+        self.wallet_keys = chain.register_wallet(self.wallet_secret)
+        chain.genesis_coin(self.default_address)
+
+    # ------------------------------------------------------------------------------------ identity
+
+    def _new_keys(self) -> None:
+        self.identity_private, self.identity_public = crypto.generate_maxima_keypair()
+        self.mls_private, self.mls_public = crypto.generate_maxima_keypair()
+        self.wallet_secret = random_bytes(32)
+
+    @property
+    def publickey(self) -> bytes:
+        return self.identity_public
+
+    @property
+    def private_key(self) -> bytes:
+        return self.identity_private
+
+    @property
+    def publickey_hex(self) -> str:
+        return to_hex(self.identity_public)
+
+    @property
+    def address(self) -> str:
+        """The node's ``localidentity``/``p2pidentity``: ``Mx<MLS key>@host:<p2p port>``."""
+        return str(MaximaAddress(self.mls_public, self.host, self.p2p_port))
+
+    @property
+    def contact_address(self) -> str:
+        """With no Maxima hosts, ``contact`` is the local address (fixture 01)."""
+        return self.address
+
+    @property
+    def mls_address(self) -> str:
+        return self.static_mls or self.address
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://{self.host}:{self.rpc_port}/"
+
+    @property
+    def default_key(self) -> str:
+        return self.wallet_keys[0]
+
+    @property
+    def default_address(self) -> str:
+        return script_address(f"RETURN SIGNEDBY({self.default_key})")
+
+    def wallet_addresses(self) -> set[str]:
+        return {script_address(f"RETURN SIGNEDBY({key})") for key in self.wallet_keys}
+
+    def relevant_addresses(self) -> set[str]:
+        return self.wallet_addresses() | set(self.tracked)
+
+    def private_key_for(self, key: bytes) -> bytes | None:
+        """The private key matching a package's ``to``: identity or MLS key (simnet has no per-host keys)."""
+        if key == self.identity_public:
+            return self.identity_private
+        if key == self.mls_public:
+            return self.mls_private
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON line simnet prints for this node."""
+        return {"node": self.index, "rpc": self.rpc_url, "publickey": self.publickey_hex, "address": self.address}
+
+    # ------------------------------------------------------------------------------------ lifecycle
+
+    @property
+    def running(self) -> bool:
+        return self._rpc is not None
+
+    def start(self) -> None:
+        with self.lock:
+            if self.running:
+                return
+            self.runtime_password = None
+            self.started_at = now_ms()
+            self._p2p = p2p.P2PServer(self.host, self.p2p_port, self.handle_frame)
+            self._hooks = WebhookDispatcher(
+                str(self.index), lambda: self.hooks, lambda: self.faults.webhook_delay, self.webhook_log
+            )
+            self._poll = queue.Queue()
+            self._poll_thread = threading.Thread(target=self._poll_loop, args=(self._poll,), daemon=True)
+            self._poll_thread.start()
+            self._rpc = RpcServer(self.host, self.rpc_port, self.run_command, self.password)
+        self.register_with_mls_async()
+
+    def stop(self) -> None:
+        """Close both ports (connections are refused), drop queued events and poll sends; keys and hooks stay."""
+        with self.lock:
+            rpc, p2p_server, hooks, poll = self._rpc, self._p2p, self._hooks, self._poll
+            self._rpc = self._p2p = self._hooks = self._poll = None
+        if rpc is not None:
+            rpc.close()
+        if p2p_server is not None:
+            p2p_server.close()
+        if hooks is not None:
+            hooks.close()
+        if poll is not None:
+            poll.put(None)
+        self.save()
+
+    def password(self) -> str | None:
+        return self.runtime_password or self.startup_password
+
+    # ------------------------------------------------------------------------------------ commands
+
+    def run_command(self, text: str) -> str:
+        """Run a request body as the RPC port would (without HTTP); returns the reply JSON text."""
+        from simnet.commands import run_multi
+
+        result = run_multi(self, text, self.commands)
+        self.save()
+        return result
+
+    # ------------------------------------------------------------------------------------ events
+
+    def post_event(self, event: str, data: Any) -> None:
+        hooks = self._hooks
+        if hooks is not None:
+            hooks.post_event(event, data)
+
+    def on_block(self, changes: list[tuple[Coin, bool]], block: dict[str, Any]) -> None:
+        """NEWCOIN for every spent or created coin at an address this node tracks (fixtures 86, 91, 92)."""
+        relevant = self.relevant_addresses()
+        for coin, spent in changes:
+            if coin.address in relevant:
+                data = {
+                    "relevant": True,
+                    "txblockid": block["hash"],
+                    "txblock": block["block"],
+                    "spent": spent,
+                    "coin": coin.to_json(simple_state=True),
+                }
+                self.post_event("NEWCOIN", data)
+
+    # ------------------------------------------------------------------------------------ sending
+
+    def new_message(self, to_key: bytes, application: str, data: bytes) -> MaximaMessage:
+        return MaximaMessage(self.identity_public, to_key, random_bytes(32), now_ms(), application, data)
+
+    def deliver(self, message: MaximaMessage, host: str, port: int) -> bytes:
+        """Seal and send one message; returns the receiver's answer or raises p2p.TransportError."""
+        package = seal_package(message, self.identity_private)
+        return p2p.exchange(host, port, p2p.KIND_MESSAGE, package)
+
+    def queue_poll(self, message: MaximaMessage, host: str, port: int, delay_ms: int) -> None:
+        poll = self._poll
+        if poll is None:
+            return
+        if poll.qsize() >= POLL_STACK_LIMIT:
+            while not poll.empty():
+                poll.get_nowait()
+        poll.put((message, host, port, delay_ms))
+
+    def poll_count(self) -> int:
+        poll = self._poll
+        return 0 if poll is None else poll.qsize()
+
+    def _poll_loop(self, poll: "queue.Queue[tuple[MaximaMessage, str, int, int] | None]") -> None:
+        """One asynchronous attempt per poll send; errors are swallowed and nothing is retried (REFERENCE §2)."""
+        while True:
+            item = poll.get()
+            if item is None:
+                return
+            message, host, port, delay_ms = item
+            if delay_ms > 0:
+                time.sleep(delay_ms / 1000)
+            try:
+                self.deliver(message, host, port)
+            except p2p.TransportError as exc:
+                logger.info("simnet node %s: poll send lost (%s)", self.index, exc)
+
+    def send_async(self, func: Callable[[], Any]) -> None:
+        threading.Thread(target=func, daemon=True).start()
+
+    # ------------------------------------------------------------------------------------ receiving
+
+    def handle_frame(self, kind: bytes, payload: bytes) -> bytes:
+        if kind == p2p.KIND_MESSAGE:
+            return self._receive_package(payload)
+        if kind == p2p.KIND_MLS_LOOKUP:
+            return json.dumps(self.mls_lookup(json.loads(payload))).encode()
+        if kind == p2p.KIND_MLS_REGISTER:
+            self.mls_register(json.loads(payload))
+            return p2p.RESPONSE_OK
+        return p2p.RESPONSE_UNKNOWN
+
+    def _receive_package(self, package: bytes) -> bytes:
+        if package_size(package) > MAX_PACKAGE_SIZE:
+            return p2p.RESPONSE_TOOBIG
+        try:
+            private_key = self.private_key_for(package_recipient(package))
+        except ValueError:
+            private_key = None
+        if private_key is None:
+            return p2p.RESPONSE_UNKNOWN
+        if self.faults.delivery_delay > 0:
+            time.sleep(self.faults.delivery_delay)
+        if self.faults.drop_deliveries:
+            logger.info("simnet node %s: dropping an incoming message (fault)", self.index)
+            return p2p.RESPONSE_OK
+        message = open_package(package, private_key)
+        if message is None:
+            logger.info("simnet node %s: incoming message failed its checks; dropped", self.index)
+        elif message.application in RESERVED_APPLICATIONS:
+            self.send_async(lambda: self._handle_reserved(message))
+        else:
+            self.post_event("MAXIMA", message.event_json())
+        return p2p.RESPONSE_OK
+
+    def _handle_reserved(self, message: MaximaMessage) -> None:
+        if message.application != CONTACT_APPLICATION:
+            return
+        try:
+            payload = json.loads(message.data.decode("utf-8"))
+        except ValueError:
+            return
+        from simnet.contacts import receive_contact_message
+
+        receive_contact_message(self, to_hex(message.sender), payload)
+
+    # ------------------------------------------------------------------------------------ MLS service
+
+    def mls_register(self, entry: dict[str, Any]) -> None:
+        with self.lock:
+            self.mls_registry[entry["publickey"]] = MlsEntry(entry["address"], list(entry["allowed"]))
+
+    def mls_lookup(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Answer for a key if it is permanent here, or the asker is that key or one of its contacts."""
+        target, requester = request.get("publickey", ""), request.get("requester", "")
+        with self.lock:
+            entry = self.mls_registry.get(target)
+            allowed = target in self.permanent or (entry is not None and requester in (target, *entry.allowed))
+            if entry is None or not allowed:
+                return {}
+            return {"publickey": target, "address": entry.address, "ranmdomuid": to_hex(random_bytes(32))}
+
+    def mls_entry(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "publickey": self.publickey_hex,
+                "address": self.contact_address,
+                "allowed": [c.publickey for c in self.contacts],
+            }
+
+    def register_with_mls(self) -> None:
+        entry = self.mls_entry()
+        mls = MaximaAddress.parse(self.mls_address)
+        if mls.host == self.host and mls.port == self.p2p_port:
+            self.mls_register(entry)
+            return
+        try:
+            p2p.exchange(mls.host, mls.port, p2p.KIND_MLS_REGISTER, json.dumps(entry).encode())
+        except p2p.TransportError as exc:
+            logger.info("simnet node %s: MLS registration failed (%s)", self.index, exc)
+
+    def register_with_mls_async(self) -> None:
+        self.send_async(self.register_with_mls)
+
+    def lookup_via_mls(self, target_hex: str, mls: MaximaAddress) -> dict[str, Any]:
+        request = json.dumps({"publickey": target_hex, "requester": self.publickey_hex}).encode()
+        try:
+            answer = p2p.exchange(mls.host, mls.port, p2p.KIND_MLS_LOOKUP, request)
+            result = json.loads(answer)
+        except (p2p.TransportError, ValueError):
+            return {}
+        return result if isinstance(result, dict) else {}
+
+    # ------------------------------------------------------------------------------------ contacts
+
+    def contact_info(self, intro: bool) -> dict[str, Any]:
+        """The payload of a ``**maxima_contact_ctrl**`` message (REFERENCE §4), in the node's key order."""
+        return {
+            "delete": False,
+            "intro": intro,
+            "publickey": self.publickey_hex,
+            "address": self.contact_address,
+            "name": self.name,
+            "icon": self.icon,
+            "minimaaddress": miniaddress(self.default_address),
+            "topblock": str(self.chain.block),
+            "checkblock": "1",
+            "checkhash": self.chain.hashes[1],
+            "mls": self.mls_address,
+        }
+
+    def contact_json(self, contact: Contact) -> dict[str, Any]:
+        checkhash = contact.extradata.get("checkhash", "")
+        return {
+            "id": contact.id,
+            "publickey": contact.publickey,
+            "currentaddress": contact.currentaddress,
+            "myaddress": contact.myaddress,
+            "lastseen": contact.lastseen,
+            "date": java_date(contact.lastseen),
+            "extradata": contact.extradata,
+            "chaintip": str(self.chain.block),
+            "samechain": checkhash == self.chain.hashes[1],
+        }
+
+    # ------------------------------------------------------------------------------------ persistence
+
+    def save(self) -> None:
+        if self.state_file is None:
+            return
+        with self.lock:
+            data = self._dump()
+        tmp = self.state_file.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle)
+        os.replace(tmp, self.state_file)
+
+    def _dump(self) -> dict[str, Any]:
+        return {
+            "identity_private": to_hex(self.identity_private),
+            "mls_private": to_hex(self.mls_private),
+            "wallet_secret": to_hex(self.wallet_secret),
+            "name": self.name,
+            "icon": self.icon,
+            "hooks": self.hooks,
+            "contacts": [c.__dict__ for c in self.contacts],
+            "next_contact_id": self.next_contact_id,
+            "permanent": self.permanent,
+            "static_mls": self.static_mls,
+            "allow_all_contacts": self.allow_all_contacts,
+            "tracked": self.tracked,
+        }
+
+    def _load(self, data: dict[str, Any]) -> None:
+        self.identity_private = from_hex(data["identity_private"])
+        self.identity_public = crypto.maxima_public_key(self.identity_private)
+        self.mls_private = from_hex(data["mls_private"])
+        self.mls_public = crypto.maxima_public_key(self.mls_private)
+        self.wallet_secret = from_hex(data["wallet_secret"])
+        self.name, self.icon = data["name"], data["icon"]
+        self.hooks = list(data["hooks"])
+        self.contacts = [Contact(**c) for c in data["contacts"]]
+        self.next_contact_id = data["next_contact_id"]
+        self.permanent = list(data["permanent"])
+        self.static_mls = data["static_mls"]
+        self.allow_all_contacts = data["allow_all_contacts"]
+        self.tracked = list(data["tracked"])
+
+    def mx_publickey(self) -> str:
+        return mx_encode(self.identity_public)
