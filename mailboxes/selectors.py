@@ -143,6 +143,11 @@ def registration_of(*, challenge: Challenge) -> Registration | None:
     )
 
 
+def registrations_over_maxima(*, challenge_ids: list[str]) -> QuerySet[Registration]:
+    """The registrations of these challenges that arrived over Maxima (their refusal goes back the same way)."""
+    return Registration.objects.filter(challenge_id__in=challenge_ids, source="maxima")
+
+
 def mailboxes_with_expired(*, now: datetime, limit: int) -> list[int]:
     """Mailboxes holding messages past their expiry."""
     due = Message.objects.filter(expires_at__lte=now).order_by("mailbox_id").values_list("mailbox_id", flat=True)

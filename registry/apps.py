@@ -9,9 +9,10 @@ class RegistryConfig(AppConfig):
     def ready(self) -> None:
         from maxima.routing import register_type
         from mns_site.celery import app
-        from registry import handlers, tasks
+        from registry import handlers, replication, tasks
 
         register_type("mns", "statement", handlers.statement_received)
+        replication.register()
         app.add_periodic_task(
             60.0,
             tasks.name_holds_expire.s(seconds=settings.MNS_NAME_HOLD_SECONDS),

@@ -14,6 +14,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.errors import DomainError
+from federation.services import op_append
+from maxima.selectors import gateway_identity_key as node_identity_key
 from mns_client.protocol.codecs import to_hex
 from mns_client.protocol.names import NameRefused, normalise, skeleton
 from mns_client.protocol.statements import NameStatement, SignedStatement, check_successor
@@ -27,8 +29,6 @@ Status = NameRecord.Status
 
 def gateway_identity_key() -> str | None:
     """This gateway's own Maxima identity key (``0x…``) as its node last reported it; ``None`` until known."""
-    from maxima.selectors import gateway_identity_key as node_identity_key
-
     return node_identity_key()
 
 
@@ -258,8 +258,6 @@ def name_replicas_set(*, name: str, gateways: list[str]) -> None:
 
 
 def _replicate(kind: str, payload: dict) -> None:
-    from federation.services import op_append
-
     op_append(kind=kind, payload=payload)
 
 
