@@ -162,7 +162,7 @@ def maxima(node: "SimNode", params: Params, reply: Reply) -> None:
     elif action == "send":
         _send(node, params, reply)
     elif action == "hosts":
-        reply["response"] = {"hosts": []}
+        reply["response"] = {"hosts": node.hosts_json()}
     elif action == "setname":
         node.name = params.get("name").replace('"', "").replace("'", "").replace(";", "")
         reply["response"] = {"name": node.name}

@@ -1,8 +1,17 @@
 """SimNetwork: N simulated nodes on loopback sharing one chain, started and stopped together.
 
 Ports: node i serves RPC on ``base_port + i`` and Maxima (P2P) on ``base_port + nodes + i``. With
-``base_port=None`` a free block of ``2 * nodes`` consecutive ports is chosen. With ``state_dir`` the keys, hooks,
+``base_port=None`` a free block of ``3 * nodes`` consecutive ports is chosen, a new one on every run: like real
+nodes that restart on another port or network, a network restarted with the same ``state_dir`` keeps its keys but
+its nodes' ``Mx…@host:port`` addresses change (pass ``base_port`` to keep them). With ``state_dir`` the keys, hooks,
 contacts and the chain are kept in JSON files there (private keys included, files mode 0600) and reloaded.
+
+Nodes that cannot be reached directly (``unreachable``: behind NAT, on a phone; fixtures 180-188): such a node
+advertises a ``p2pidentity`` on ``base_port + 2 * nodes + i``, where a socket is bound but never answers (mode
+``refuse``: the connection is refused at once; mode ``silent``: it is accepted and never answered, so a sender
+waits for its read timeout as in fixture 182b). Its Maxima host is node ``host_node`` (a reachable node; default
+0), which relays messages for the node's per-host key: its ``contact`` (``Mx<per-host key>@<host's address>``) and
+its MLS (the host, so ``MAX#<key>#<host's p2pidentity>`` resolves) reach it. Everything stays on loopback.
 """
 
 import http.client
@@ -13,12 +22,13 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Collection
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from simnet.chain import Chain
-from simnet.node import SimNode
+from simnet.node import UNREACHABLE_MODES, SimNode
 from simnet.registry import COMMANDS
 
 logger = logging.getLogger(__name__)
@@ -56,16 +66,28 @@ class SimNetwork:
         state_dir: str | Path | None = None,
         rpc_password: str | None = None,
         block_interval: float = 2.0,
+        unreachable: Collection[int] = (),
+        unreachable_mode: str = "refuse",
+        host_node: int = 0,
     ) -> None:
         if nodes < 1:
             raise ValueError("a network needs at least one node")
+        unreachable = set(unreachable)
+        if not unreachable <= set(range(nodes)):
+            raise ValueError(f"unreachable nodes must be among 0 … {nodes - 1}")
+        if host_node in unreachable or not 0 <= host_node < nodes:
+            raise ValueError("the Maxima host of the unreachable nodes must be a reachable node")
+        if unreachable_mode not in UNREACHABLE_MODES:
+            raise ValueError(f"unreachable_mode must be one of {', '.join(UNREACHABLE_MODES)}")
         self.host = host
         self.block_interval = block_interval
         self.state_dir = Path(state_dir) if state_dir is not None else None
-        self.base_port = base_port if base_port is not None else find_free_ports(host, 2 * nodes)
+        self.base_port = base_port if base_port is not None else find_free_ports(host, 3 * nodes)
         self.chain = Chain()
         self._load_chain()
         self.nodes: list[SimNode] = [self._make_node(i, nodes, rpc_password) for i in range(nodes)]
+        for index in sorted(unreachable):
+            self.nodes[index].hide_behind(self.nodes[host_node], self.base_port + 2 * nodes + index, unreachable_mode)
         self._stop_blocks = threading.Event()
         self._block_thread: threading.Thread | None = None
 

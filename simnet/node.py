@@ -43,6 +43,7 @@ RESERVED_APPLICATIONS = frozenset(
 )
 MAX_CONTACTS = 30
 POLL_STACK_LIMIT = 256
+UNREACHABLE_MODES = ("refuse", "silent")
 
 
 @dataclass
@@ -123,6 +124,10 @@ class SimNode:
         self._hooks: WebhookDispatcher | None = None
         self._poll: queue.Queue[tuple[MaximaMessage, str, int, int] | None] | None = None
         self._poll_thread: threading.Thread | None = None
+        self.maxima_host: SimNode | None = None  # set by hide_behind: this node is reachable only through it
+        self.advertised_port: int | None = None
+        self.unreachable_mode = "refuse"
+        self._dead_port: p2p.DeadPort | None = None
         self._new_keys()
         if state_file is not None and state_file.exists():
             self._load(json.loads(state_file.read_text()))
@@ -134,6 +139,7 @@ class SimNode:
     def _new_keys(self) -> None:
         self.identity_private, self.identity_public = crypto.generate_maxima_keypair()
         self.mls_private, self.mls_public = crypto.generate_maxima_keypair()
+        self.hostkey_private, self.hostkey_public = crypto.generate_maxima_keypair()
         self.wallet_secret = random_bytes(32)
 
     @property
@@ -148,19 +154,48 @@ class SimNode:
     def publickey_hex(self) -> str:
         return to_hex(self.identity_public)
 
+    def hide_behind(self, host: "SimNode", advertised_port: int, mode: str = "refuse") -> None:
+        """Make this node unreachable directly: it advertises ``advertised_port``, where nothing answers (``mode``
+        ``refuse`` or ``silent``), and is reached only through ``host``, which relays for its per-host key."""
+        if mode not in UNREACHABLE_MODES:
+            raise ValueError(f"unknown unreachable mode {mode!r}")
+        self.maxima_host, self.advertised_port, self.unreachable_mode = host, advertised_port, mode
+
     @property
     def address(self) -> str:
-        """The node's ``localidentity``/``p2pidentity``: ``Mx<MLS key>@host:<p2p port>``."""
-        return str(MaximaAddress(self.mls_public, self.host, self.p2p_port))
+        """The node's ``localidentity``/``p2pidentity``: ``Mx<MLS key>@host:<p2p port>`` (the advertised port of a
+        node that cannot be reached directly, where nothing answers: fixture 180)."""
+        return str(MaximaAddress(self.mls_public, self.host, self.advertised_port or self.p2p_port))
 
     @property
     def contact_address(self) -> str:
-        """With no Maxima hosts, ``contact`` is the local address (fixture 01)."""
-        return self.address
+        """With no Maxima hosts, ``contact`` is the local address (fixture 01); behind a host, the node's per-host
+        key at the host's address (fixture 180)."""
+        if self.maxima_host is None:
+            return self.address
+        return str(MaximaAddress(self.hostkey_public, self.maxima_host.host, self.maxima_host.p2p_port))
 
     @property
     def mls_address(self) -> str:
-        return self.static_mls or self.address
+        """A static MLS when set; else the host of a node behind one (fixture 180), else the node itself."""
+        if self.static_mls:
+            return self.static_mls
+        return self.maxima_host.address if self.maxima_host is not None else self.address
+
+    def hosts_json(self) -> list[dict[str, Any]]:
+        """``maxima action:hosts`` (fixture 181): the host this node connected out to, if any."""
+        if self.maxima_host is None:
+            return []
+        host = self.maxima_host
+        return [
+            {
+                "host": f"{host.host}:{host.p2p_port}",
+                "public": to_hex(self.hostkey_public),
+                "lastseen": java_date(self.started_at),
+                "connected": host.running,
+                "address": self.contact_address,
+            }
+        ]
 
     @property
     def rpc_url(self) -> str:
@@ -181,11 +216,20 @@ class SimNode:
         return self.wallet_addresses() | set(self.tracked)
 
     def private_key_for(self, key: bytes) -> bytes | None:
-        """The private key matching a package's ``to``: identity or MLS key (simnet has no per-host keys)."""
+        """The private key matching a package's ``to``: identity, MLS or (behind a host) per-host key."""
         if key == self.identity_public:
             return self.identity_private
         if key == self.mls_public:
             return self.mls_private
+        if key == self.hostkey_public and self.maxima_host is not None:
+            return self.hostkey_private
+        return None
+
+    def relay_client(self, key: bytes) -> "SimNode | None":
+        """The running node behind this one whose per-host key is ``key`` (this node is its Maxima host)."""
+        for node in self.network.nodes:
+            if node.maxima_host is self and node.hostkey_public == key and node.running:
+                return node
         return None
 
     def summary(self) -> dict[str, Any]:
@@ -205,6 +249,10 @@ class SimNode:
             self.runtime_password = None
             self.started_at = now_ms()
             self._p2p = p2p.P2PServer(self.host, self.p2p_port, self.handle_frame)
+            if self.advertised_port is not None:
+                self._dead_port = p2p.DeadPort(
+                    self.host, self.advertised_port, silent=self.unreachable_mode == "silent"
+                )
             self._hooks = WebhookDispatcher(
                 str(self.index), lambda: self.hooks, lambda: self.faults.webhook_delay, self.webhook_log
             )
@@ -219,6 +267,9 @@ class SimNode:
         with self.lock:
             rpc, p2p_server, hooks, poll = self._rpc, self._p2p, self._hooks, self._poll
             self._rpc = self._p2p = self._hooks = self._poll = None
+            dead, self._dead_port = self._dead_port, None
+        if dead is not None:
+            dead.close()
         if rpc is not None:
             rpc.close()
         if p2p_server is not None:
@@ -319,11 +370,12 @@ class SimNode:
         if package_size(package) > MAX_PACKAGE_SIZE:
             return p2p.RESPONSE_TOOBIG
         try:
-            private_key = self.private_key_for(package_recipient(package))
+            recipient = package_recipient(package)
         except ValueError:
-            private_key = None
-        if private_key is None:
             return p2p.RESPONSE_UNKNOWN
+        private_key = self.private_key_for(recipient)
+        if private_key is None:
+            return self._relay(recipient, package)
         if self.faults.delivery_delay > 0:
             time.sleep(self.faults.delivery_delay)
         if self.faults.drop_deliveries:
@@ -337,6 +389,17 @@ class SimNode:
         else:
             self.post_event("MAXIMA", message.event_json())
         return p2p.RESPONSE_OK
+
+    def _relay(self, key: bytes, package: bytes) -> bytes:
+        """As a Maxima host: pass a package for a client's per-host key on to that client (UNKNOWN if none)."""
+        client = self.relay_client(key)
+        if client is None:
+            return p2p.RESPONSE_UNKNOWN
+        try:
+            return p2p.exchange(client.host, client.p2p_port, p2p.KIND_MESSAGE, package)
+        except p2p.TransportError as exc:
+            logger.info("simnet node %s: relay to node %s failed (%s)", self.index, client.index, exc)
+            return p2p.RESPONSE_UNKNOWN
 
     def _handle_reserved(self, message: MaximaMessage) -> None:
         if message.application != CONTACT_APPLICATION:
@@ -445,6 +508,7 @@ class SimNode:
         return {
             "identity_private": to_hex(self.identity_private),
             "mls_private": to_hex(self.mls_private),
+            "hostkey_private": to_hex(self.hostkey_private),
             "wallet_secret": to_hex(self.wallet_secret),
             "name": self.name,
             "icon": self.icon,
@@ -462,6 +526,9 @@ class SimNode:
         self.identity_public = crypto.maxima_public_key(self.identity_private)
         self.mls_private = from_hex(data["mls_private"])
         self.mls_public = crypto.maxima_public_key(self.mls_private)
+        if "hostkey_private" in data:  # state saved before simnet modelled hosts has none: keep the new one
+            self.hostkey_private = from_hex(data["hostkey_private"])
+            self.hostkey_public = crypto.maxima_public_key(self.hostkey_private)
         self.wallet_secret = from_hex(data["wallet_secret"])
         self.name, self.icon = data["name"], data["icon"]
         self.hooks = list(data["hooks"])

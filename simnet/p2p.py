@@ -111,3 +111,21 @@ class P2PServer(Listener):
             logger.debug("simnet p2p: connection dropped (%s)", type(exc).__name__)
         finally:
             conn.close()
+
+
+class DeadPort:
+    """The advertised port of a node that cannot be reached directly, held so nobody else takes it.
+
+    Not ``silent``: bound but never listening, so a connection is refused at once (a closed port). ``silent``: it
+    listens and never accepts or answers, so a sender waits for its read timeout (fixture 182b).
+    """
+
+    def __init__(self, host: str, port: int, *, silent: bool = False) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, port))
+        if silent:
+            self._sock.listen(64)
+
+    def close(self) -> None:
+        self._sock.close()

@@ -15,6 +15,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from simnet import ControlServer, SimNetwork
+from simnet.node import UNREACHABLE_MODES
+
+
+def _indexes(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part.strip())
 
 
 class Command(BaseCommand):
@@ -27,11 +32,26 @@ class Command(BaseCommand):
         parser.add_argument("--state", default=None, help="directory that keeps keys, hooks and chain across runs")
         parser.add_argument("--rpc-password", default=None, help="turn on Basic auth (user minima)")
         parser.add_argument("--block-interval", type=float, default=2.0, help="seconds between blocks (default 2)")
+        parser.add_argument(
+            "--unreachable",
+            type=_indexes,
+            default=(),
+            metavar="I,J",
+            help="nodes that cannot be reached directly, only through node 0 as their Maxima host (e.g. 1,2)",
+        )
+        parser.add_argument(
+            "--unreachable-mode",
+            choices=UNREACHABLE_MODES,
+            default="refuse",
+            help="what a direct send to them meets: refuse (at once) or silent (the 20 s read timeout)",
+        )
         parser.add_argument("--control-port", type=int, default=None, help="fault-control endpoint on 127.0.0.1")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["nodes"] < 1:
             raise CommandError("--nodes must be at least 1")
+        if any(not 0 < i < options["nodes"] for i in options["unreachable"]):
+            raise CommandError("--unreachable names nodes 1 … nodes-1 (node 0 is their host)")
         network = SimNetwork(
             nodes=options["nodes"],
             base_port=options["base_port"],
@@ -39,6 +59,8 @@ class Command(BaseCommand):
             state_dir=options["state"],
             rpc_password=options["rpc_password"],
             block_interval=options["block_interval"],
+            unreachable=options["unreachable"],
+            unreachable_mode=options["unreachable_mode"],
         )
         stop = threading.Event()
 
