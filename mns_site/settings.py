@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "federation",
     "registration",
     "entrypoints",
+    "mns_site",  # no models: only its management commands (rungateway for `make run`, simnet)
 ]
 
 MIDDLEWARE = [
