@@ -7,9 +7,11 @@ class MailboxesConfig(AppConfig):
 
     def ready(self) -> None:
         from mailboxes import handlers, replication
-        from maxima.routing import register_type
+        from mailboxes.services import owner_address_seen
+        from maxima.routing import on_reply_address, register_type
         from maxima.services import on_outbound_sent
 
         register_type("mns", "deliver", handlers.deliver_received)
         on_outbound_sent("forward:", handlers.forward_sent)
+        on_reply_address(lambda key, address: owner_address_seen(owner_key=key, address=address))
         replication.register()

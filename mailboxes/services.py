@@ -27,7 +27,7 @@ from mailboxes import selectors
 from mailboxes.models import AccessToken, AuditEntry, BlockedSender, Mailbox, Message, Registration, SenderRule
 from maxima.models import OutboundMessage
 from maxima.routing import Ignored, InboundMessage
-from maxima.services import outbound_enqueue, outbound_retry
+from maxima.services import outbound_enqueue, outbound_redirect, outbound_retry
 from mns_client.protocol.codecs import from_hex, parse_public_key, public_key_hex
 from mns_client.protocol.crypto import maxencrypt
 from mns_client.protocol.errors import CodecError
@@ -556,8 +556,8 @@ def _forward_queue(message: Message, mailbox: Mailbox, *, delete: bool) -> None:
 def _forward_requeue(message: Message, mailbox: Mailbox) -> None:
     if message.outbound is None:  # its outbound row was deleted by staff: queue it anew
         _forward_queue(message, mailbox, delete=message.delete_when_forwarded)
-    else:
-        outbound_retry(message_id=message.outbound.id)
+    else:  # to where the owner is now: the address may have changed since it failed
+        outbound_retry(message_id=message.outbound.id, destination=mailbox.address)
 
 
 def _forwarded(message: Message, mailbox: Mailbox) -> Forwarded:
@@ -615,7 +615,10 @@ def mailbox_configure(
     with transaction.atomic():
         mailbox = Mailbox.objects.select_for_update().select_related("record").get(id=mailbox.id)
         if address is not KEEP:
+            moved_from = mailbox.address
             mailbox.address = address_check(address) if address else ""
+            if moved_from and mailbox.address:
+                outbound_redirect(old=moved_from, new=mailbox.address)
         if retention_days is not KEEP:
             mailbox.retention_days = _retention(retention_days)
         if auto_forward is not KEEP:
@@ -627,6 +630,32 @@ def mailbox_configure(
         _rules_replace(mailbox, blocked=blocked, allowed=allowed)
         mailbox.save()
     return mailbox
+
+
+def owner_address_seen(*, owner_key: str, address: str) -> int:
+    """A message Maxima authenticated as ``owner_key``'s gave ``address`` as where to answer it: the owner's
+    mailboxes follow (a node that restarted on another port or network, or is now reached through its host), and
+    what the outbox still holds for the old address (forwards, the access token, verdicts) goes to the new one.
+    A mailbox whose owner cleared its address stays without one. Returns how many mailboxes moved."""
+    key, address = _canonical_key(owner_key), _address_or_none(address)
+    if not key or address is None:
+        return 0
+    moved = 0
+    stale = Mailbox.objects.select_for_update().filter(owner_key=key).exclude(address="").exclude(address=address)
+    for mailbox in stale:
+        Mailbox.objects.filter(id=mailbox.id).update(address=address, updated_at=timezone.now())
+        outbound_redirect(old=mailbox.address, new=address)
+        moved += 1
+    if moved:
+        logger.info("the owner of %s mailbox(es) moved; their address follows", moved)
+    return moved
+
+
+def _address_or_none(value: str) -> str | None:
+    try:
+        return address_text(value)
+    except MailboxMessageInvalid:
+        return None
 
 
 def _rules_replace(mailbox: Mailbox, *, blocked: list[str], allowed: list[str]) -> None:

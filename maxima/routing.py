@@ -8,11 +8,16 @@ an exception to mark the event failed.
 """
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import transaction
+
 from mns_client.protocol.errors import MNSError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,11 +65,44 @@ def dispatch(message: InboundMessage) -> None:
         if handler is None:
             raise Ignored(f"no handler for {message.application} type {body['type']!r}")
         handler(message, body)
+        if message.application == "mns":
+            _reply_address_seen(message, body)
         return
     app_handler = _applications.get(message.application)
     if app_handler is None:
         raise Ignored(f"no handler for application {message.application!r}")
     app_handler(message)
+
+
+# Where the senders of ``mns`` messages say they are now: one callback, registered by the app that keeps owners'
+# addresses (mailboxes), told the verified sender key and the message's valid ``reply_to`` after its handler ran.
+ReplyAddressCallback = Callable[[str, str], None]
+_reply_address_callbacks: list[ReplyAddressCallback] = []
+
+
+def on_reply_address(callback: ReplyAddressCallback) -> None:
+    """Call ``callback(sender_key, reply_to)`` for every ``mns`` message handled that names a valid ``reply_to``.
+
+    ``sender_key`` is the key Maxima verified, so the address is the sender's own word about where it is: an owner
+    whose node moved (a new port, another network, behind a host now) is answered there from then on. It runs in the
+    message's transaction, in a savepoint: if it fails, its writes roll back and the message stays handled.
+    """
+    if callback not in _reply_address_callbacks:
+        _reply_address_callbacks.append(callback)
+
+
+def _reply_address_seen(message: InboundMessage, body: dict[str, Any]) -> None:
+    from mns_client.protocol.mailbox import reply_to_of
+
+    address = reply_to_of(body)
+    if address is None:
+        return
+    for callback in _reply_address_callbacks:
+        try:
+            with transaction.atomic():
+                callback(message.sender, address)
+        except Exception:  # keeping an address fresh must not undo the message's own handling
+            logger.exception("the reply-address callback failed on inbound event %s", message.event_id)
 
 
 def decode_protocol_message(data: bytes) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
@@ -353,12 +354,14 @@ def _failed(message: OutboundMessage, error: str, *, permanent: bool) -> str:
     return OutboundMessage.Status.QUEUED
 
 
-def outbound_retry(*, message_id: int) -> bool:
-    """Staff asked to try a failed or cancelled message again, now, with a fresh attempt budget."""
+def outbound_retry(*, message_id: int, destination: str | None = None) -> bool:
+    """Staff (or the owner, asking again) want a failed or cancelled message tried again, now, with a fresh attempt
+    budget; to ``destination`` when given (its recipient is somewhere else now)."""
     now = timezone.now()
+    changes: dict[str, Any] = {"destination": _check_destination(destination)} if destination else {}
     done = OutboundMessage.objects.filter(
         id=message_id, status__in=[OutboundMessage.Status.FAILED, OutboundMessage.Status.CANCELLED]
-    ).update(status=OutboundMessage.Status.QUEUED, attempts=0, next_attempt_at=now, enqueued_at=now)
+    ).update(status=OutboundMessage.Status.QUEUED, attempts=0, next_attempt_at=now, enqueued_at=now, **changes)
     if done:
         from maxima.tasks import send_outbound
 
@@ -387,6 +390,29 @@ def outbound_nudge(*, destination: str, limit: int = 100) -> int:
     for message_id in waiting:
         enqueue_on_commit(send_outbound, message_id)
     return len(waiting)
+
+
+def outbound_redirect(*, old: str, new: str, limit: int = 500) -> int:
+    """The recipient at ``old`` is at ``new`` now (a node that moved: its owner said so in a message Maxima
+    authenticated, or set it): what waits for ``old`` in the outbox, and what failed for good there, goes to ``new``
+    now with a fresh attempt budget; returns how many. A message being sent right now is left to finish."""
+    new = _check_destination(new)
+    if new == old:
+        return 0
+    movable = [OutboundMessage.Status.QUEUED, OutboundMessage.Status.FAILED]
+    ids = list(OutboundMessage.objects.filter(destination=old, status__in=movable).values_list("id", flat=True)[:limit])
+    if not ids:
+        return 0
+    now = timezone.now()
+    OutboundMessage.objects.filter(id__in=ids, destination=old, status__in=movable).update(
+        destination=new, status=OutboundMessage.Status.QUEUED, attempts=0, next_attempt_at=now, enqueued_at=now
+    )
+    from maxima.tasks import send_outbound
+
+    for message_id in ids:
+        enqueue_on_commit(send_outbound, message_id)
+    logger.info("redirected %s outbound message(s) to a moved recipient", len(ids))
+    return len(ids)
 
 
 def outbound_cancel(*, message_id: int) -> bool:
