@@ -26,6 +26,7 @@ from .protocol.errors import CodecError, MNSError, NodeAuthError, NodeStartingUp
 from .protocol.names import NameRefused, normalise
 from .protocol.rpc import MinimaRPC
 from .protocol.statements import StatementInvalid
+from .reply import REPLY_VIA_CHOICES
 from .sdk import (
     Client,
     DeliveryError,
@@ -277,6 +278,9 @@ def cmd_init(ctx: Context) -> int:
             setattr(settings, attribute, value)
     if getattr(args, "name", None):
         settings.name = normalise(args.name)
+    if getattr(args, "reply_via", None):
+        settings.reply_via = args.reply_via
+    settings.reachability = {}  # init measures again how the gateway reaches the node
     ctx.home.save_settings(settings)
     keys = ctx.home.box_keys()
     created = not keys
@@ -291,6 +295,8 @@ def cmd_init(ctx: Context) -> int:
     if ctx.option("gateway", "MNS_GATEWAY", settings.gateway):
         gateway = ctx.client().gateway()
         data["gateway"] = {"url": gateway.url, "identity": gateway.identity, "address": gateway.address}
+        data["node"]["reply_via"] = ctx.client().reply_route()
+        data["node"]["reply_address"] = ctx.client().reply_address()
 
     def human() -> str:
         lines = [
@@ -300,6 +306,9 @@ def cmd_init(ctx: Context) -> int:
             f"  identity   {_short(info.publickey_hex)} (your Maxima identity key: the owner key of your names)",
             f"  address    {_short(info.p2pidentity, 40)}",
         ]
+        if "reply_via" in data["node"]:
+            how = REPLY_VIA_TEXT[data["node"]["reply_via"]]
+            lines.append(f"  replies    {how}: {_short(data['node']['reply_address'], 40)}")
         if "gateway" in data:
             lines.append(f"  gateway    {data['gateway']['url']} (identity {_short(data['gateway']['identity'])})")
         else:
@@ -307,6 +316,21 @@ def cmd_init(ctx: Context) -> int:
         return "\n".join(lines)
 
     ctx.emit(data, human)
+    return EXIT_OK
+
+
+REPLY_VIA_TEXT = {
+    "direct": "directly at your node's p2pidentity",
+    "contact": "through your node's Maxima host (its contact address)",
+    "max": "through your node's MLS (a MAX# address)",
+}
+
+
+def cmd_set_address(ctx: Context) -> int:
+    name = ctx.name()
+    settings = ctx.client().set_address(name, ctx.args.address)
+    address = str(settings.get("address"))
+    ctx.emit({"name": name, "address": address}, f"{name}: the gateway reaches your node at {_short(address, 40)}")
     return EXIT_OK
 
 
@@ -728,6 +752,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     init = command("init", cmd_init, "create your box key, check your node, show your Maxima identity")
     init.add_argument("--name", metavar="NAME", help="your default name")
+    init.add_argument(
+        "--reply-via",
+        choices=REPLY_VIA_CHOICES,
+        help="how the gateway reaches your node: auto (default: tested now), direct (its p2pidentity), contact "
+        "(through its Maxima host, for a node behind NAT or on a phone), max (a MAX# address through its MLS)",
+    )
 
     whois = command("whois", cmd_whois, "look a name up; its binding signature is verified here")
     whois.add_argument("lookup_name", metavar="NAME")
@@ -768,6 +798,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     rotate = command("rotate-key", cmd_rotate_key, "make a new box key and publish it (signed by your node)")
     _owner_options(rotate)
+
+    where = command(
+        "set-address", cmd_set_address, "tell the gateway where your node is now (forwards and tokens go there)"
+    )
+    _owner_options(where)
+    where.add_argument("address", metavar="ADDRESS", nargs="?", help="Mx…@host:port or MAX#… (default: your node's)")
 
     payment = command("set-payment", cmd_set_payment, "publish a payment address (default: your node's)")
     _owner_options(payment)

@@ -57,6 +57,10 @@ class Settings:
     names: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Where the on-chain entry-point list is (tokenid, owner, script) and the highest seq seen (docs/protocol.md).
     entry_points: dict[str, Any] = field(default_factory=dict)
+    # How the gateway reaches this node (mns_client.reply): auto, direct, contact or max; and what auto found, with
+    # the p2pidentity it was measured for ({"p2pidentity": …, "via": …}): measured again when the node moves.
+    reply_via: str | None = None
+    reachability: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +70,8 @@ class Settings:
             "gateways": self.gateways,
             "names": self.names,
             "entry_points": self.entry_points,
+            "reply_via": self.reply_via,
+            "reachability": self.reachability,
         }
 
     @classmethod
@@ -81,12 +87,18 @@ class Settings:
             gateways=data.get("gateways") or {},
             names=data.get("names") or {},
             entry_points=data.get("entry_points") or {},
+            reply_via=data.get("reply_via"),
+            reachability=data.get("reachability") or {},
         )
         for value in (settings.node_url, settings.node_password, settings.gateway, settings.name):
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"{CONFIG_FILE}: node, gateway and name values are strings")
         if not all(isinstance(v, dict) for v in (settings.gateways, settings.names, settings.entry_points)):
             raise ConfigError(f"{CONFIG_FILE}: gateways, names and entry_points are JSON objects")
+        if settings.reply_via not in (None, "auto", "direct", "contact", "max"):
+            raise ConfigError(f"{CONFIG_FILE}: reply_via is auto, direct, contact or max")
+        if not isinstance(settings.reachability, dict):
+            raise ConfigError(f"{CONFIG_FILE}: reachability is a JSON object")
         return settings
 
 

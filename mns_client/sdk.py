@@ -10,7 +10,8 @@ its sender's signature verified locally (``envelope.open_letter``).
 
 Waiting: a handshake is followed by polling ``GET /api/v1/handshakes/{id}`` (the gateway keeps its state);
 receipts and forwarded messages come back over Maxima only, so the commands that wait for them hold a temporary
-webhook on the node (``listener.NodeListener``) and give the node's ``p2pidentity`` as ``reply_to``.
+webhook on the node (``listener.NodeListener``) and give the node's reply address as ``reply_to``: its
+``p2pidentity``, its ``contact`` or a ``MAX#`` address, as ``reply_via`` says (``reply.py``).
 
 Every failure is an ``MNSError`` subclass with a ``code``; ``cli.exit_code_for`` maps them to exit codes.
 """
@@ -55,6 +56,7 @@ from .protocol.mailbox import (
 from .protocol.names import normalise
 from .protocol.rpc import MaximaInfo, MinimaRPC
 from .protocol.statements import NameStatement, SignedStatement, StatementInvalid
+from .reply import REPLY_VIA_CHOICES, detect, reply_address
 
 logger = logging.getLogger(__name__)
 
@@ -315,8 +317,12 @@ class Client:
         listen_host: str = "127.0.0.1",
         use_token: bool = True,
         timeout: float = DEFAULT_TIMEOUT,
+        reply_via: str | None = None,
     ) -> None:
+        if reply_via not in (None, *REPLY_VIA_CHOICES):
+            raise ValueError(f"reply_via: expected one of {', '.join(REPLY_VIA_CHOICES)}")
         self.rpc = rpc
+        self.reply_via = reply_via
         self.api = GatewayAPI(gateway_url, timeout=timeout)
         self.home = home
         self.progress = progress or (lambda line: None)
@@ -348,9 +354,26 @@ class Client:
         return self._identity
 
     def reply_address(self) -> str:
-        """Where the gateway should answer: the node's ``p2pidentity`` (never ``contact``, which changes)."""
+        """Where the gateway should answer this node (``reply.py``): given in every message, so it follows a move."""
+        return reply_address(self.identity(), self.reply_route())
+
+    def reply_route(self) -> str:
+        """``direct``, ``contact`` or ``max``: ``reply_via`` (else the settings'); ``auto`` measures it once per
+        node address and keeps the result in the settings."""
+        settings = self.home.settings()
+        via = self.reply_via or settings.reply_via or "auto"
+        if via != "auto":
+            return via
         info = self.identity()
-        return info.p2pidentity or info.localidentity
+        known = settings.reachability
+        if known.get("p2pidentity") == info.p2pidentity and known.get("via") in ("direct", "contact"):
+            return str(known["via"])
+        gateway = settings.gateways.get(self.gateway_url) or {}
+        via = detect(self.rpc, info, gateway_address=gateway.get("address"))
+        self.progress(f"your node is reached {'directly' if via == 'direct' else 'through its Maxima host'}")
+        settings.reachability = {"p2pidentity": info.p2pidentity, "via": via}
+        self.home.save_settings(settings)
+        return via
 
     def gateway(self) -> GatewayInfo:
         """The gateway's policy and Maxima identity (``/.well-known/mns.json``), remembered in the settings."""
@@ -777,6 +800,7 @@ class Client:
         """Have the gateway forward the stored messages to this node, and open the ones that arrive in ``wait``."""
         name = normalise(name)
         gateway = self.gateway()
+        self._address_current(name)
         with NodeListener(self.rpc, host=self.listen_host) as listener:
             summary = self._owner(
                 name, "forward", "POST", API + f"mailboxes/{name}/forward", json={"delete_after": delete_after}
@@ -812,6 +836,20 @@ class Client:
     def set_auto_forward(self, name: str, on: bool) -> dict[str, Any]:
         name = normalise(name)
         return self._owner(name, "manage", "PATCH", API + f"mailboxes/{name}", json={"auto_forward": bool(on)})
+
+    def set_address(self, name: str, address: str | None = None) -> dict[str, Any]:
+        """Tell the gateway where this node is now (default: its reply address); what waits for the old one follows."""
+        name = normalise(name)
+        address = address or self.reply_address()
+        return self._owner(name, "manage", "PATCH", API + f"mailboxes/{name}", json={"address": address})
+
+    def _address_current(self, name: str) -> None:
+        """Before the gateway sends this node anything: the mailbox's address is where the node is now."""
+        current = self.reply_address()
+        mailbox = self._owner(name, "forward", "GET", API + f"mailboxes/{name}")
+        if mailbox.get("address") not in (current, ""):
+            self.progress("your node moved: telling the gateway its new address")
+            self.set_address(name, current)
 
     def mailbox(self, name: str) -> dict[str, Any]:
         name = normalise(name)
