@@ -126,10 +126,14 @@ async function connect() {
   }
   const mdsUid = new URLSearchParams(location.search).get("uid");
   const node = new NodeRPC({ url: url.replace(/\/$/, ""), password, mdsUid });
-  state.me = await node.identity();
+  const replyVia = $("reply-via").value || "auto";
+  state.me = await node.identity({ replyVia });
   state.node = node;
-  saveSettings({ rpcUrl: url, rpcPassword: password });
-  $("node-status").textContent = `Connected. Your node's identity key: ${shortKey(state.me.publickey)}`;
+  saveSettings({ rpcUrl: url, rpcPassword: password, replyVia });
+  const how = { direct: "directly", contact: "through your node's Maxima host", max: "through your node's MLS" };
+  $("node-status").textContent =
+    `Connected. Your node's identity key: ${shortKey(state.me.publickey)}; ` +
+    `the gateway answers ${how[state.me.replyVia]}.`;
   await findMyName();
 }
 
@@ -591,6 +595,7 @@ async function start() {
   const saved = settings();
   $("rpc-url").value = saved.rpcUrl || "";
   $("rpc-password").value = saved.rpcPassword || "";
+  $("reply-via").value = saved.replyVia || "auto";
   showKeyState();
   updateWho();
   // Sessions end with the page (best effort: they expire anyway), as the CLI revokes its own when done.

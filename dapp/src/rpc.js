@@ -58,14 +58,25 @@ export class NodeRPC {
     return reply.response;
   }
 
-  /** `maxima action:info`: the identity key (the owner key of your names) and your node's addresses. */
-  async identity() {
+  /** `maxima action:info`: the identity key (the owner key of your names) and the address the gateway answers,
+   * as `replyVia` says (docs/protocol.md, "Reply addresses"): auto, direct, contact or max. */
+  async identity({ replyVia = "auto" } = {}) {
     const info = await this.command("maxima action:info");
-    return {
-      publickey: info.publickey,
-      replyTo: info.p2pidentity || info.localidentity,
-      name: info.name,
-    };
+    const via = replyVia === "auto" ? await this.reachedVia(info) : replyVia;
+    return { publickey: info.publickey, replyTo: replyAddress(info, via), replyVia: via, name: info.name };
+  }
+
+  /** As `mns init` measures it: `direct` for a node with no Maxima host, else one byte from the node to its own
+   * p2pidentity; when nothing answers there, the gateway must reach the node through its host (`contact`). */
+  async reachedVia(info) {
+    const own = info.p2pidentity || info.localidentity;
+    if (!info.contact || info.contact === own) return "direct";
+    try {
+      const sent = await this.command(`maxima action:send to:${value(own)} application:mns-probe data:0x00`);
+      return sent.delivered === true ? "direct" : "contact";
+    } catch {
+      return "contact";
+    }
   }
 
   /** `maxsign`: your node signs `data` with its identity key; returns the 128-byte signature. */
@@ -92,6 +103,17 @@ export class NodeRPC {
     }
     return response;
   }
+}
+
+export const REPLY_VIA = ["auto", "direct", "contact", "max"];
+
+/** The reply address for `via` from `maxima action:info`: the p2pidentity, the contact (through the node's host)
+ * or `MAX#<identity key>#<MLS>`. */
+export function replyAddress(info, via) {
+  if (via === "direct") return info.p2pidentity || info.localidentity;
+  if (via === "contact") return info.contact;
+  if (via === "max") return `MAX#${info.publickey}#${info.mls}`;
+  throw new Refused("reply_via_invalid", `Replies go direct, through a contact or a MAX# address, not "${via}".`);
 }
 
 function hexBytes(text) {
