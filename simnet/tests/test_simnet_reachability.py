@@ -57,6 +57,7 @@ def test_a_node_behind_a_host_advertises_a_dead_p2pidentity_its_contact_at_the_h
     assert entry["public"] == to_hex(contact.key)
     assert entry["connected"] is True
     assert entry["address"] == shown["contact"]
+    assert list(entry) == ["host", "public", "lastseen", "connected", "address"]  # fixture 181's order
 
 
 def test_a_direct_send_to_a_node_behind_a_host_fails_and_its_contact_address_delivers(net: SimNetwork) -> None:
