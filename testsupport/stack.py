@@ -106,12 +106,21 @@ def live_gateway(
             log=logs["worker"],
         )
         wait_for(
-            lambda: requests.get(url + "/.well-known/mns.json", timeout=5).json()["maxima"]["address"],
+            lambda: published_address(url),
             timeout=hook_timeout,
             what="the gateway to learn its Maxima address",
             log=logs["worker"],
         )
         yield gateway
+
+
+def published_address(url: str) -> str | None:
+    """The Maxima address the gateway at ``url`` publishes, or None while it does not answer (a gateway restarted
+    on a node that kept its hook entry is waited for here, not at the hook)."""
+    try:
+        return requests.get(url + "/.well-known/mns.json", timeout=5).json()["maxima"]["address"] or None
+    except requests.RequestException:
+        return None
 
 
 @contextmanager
