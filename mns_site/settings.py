@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "federation",
     "registration",
     "entrypoints",
+    "mns_site",  # the top: no models, only the commands that start the whole gateway (rungateway, simnet)
 ]
 
 MIDDLEWARE = [
