@@ -56,7 +56,7 @@ def test_while_the_mls_process_is_down_lookups_and_sends_fail_with_the_connect_e
     net.nodes[0].stop()
 
     assert resolves(net, address) == "java.net.ConnectException: Connection refused"
-    with pytest.raises(RPCError, match="java.net.ConnectException: Connection refused"):
+    with pytest.raises(RPCError, match=r"java\.net\.ConnectException: Connection refused"):
         MinimaRPC(net.nodes[1].rpc_url).maxima_send(to=address, application="test", data=b"\x01")
 
 

@@ -32,7 +32,7 @@ class Command(BaseCommand):
             "--mls-gap",
             type=float,
             default=MLS_GAP_SECONDS,
-            help=f"seconds a restarted node's MAX# address stays dark, as on real nodes (default {MLS_GAP_SECONDS:.0f})",
+            help=f"seconds a restarted node's MAX# address stays dark (default {MLS_GAP_SECONDS:.0f}, as measured)",
         )
         parser.add_argument("--control-port", type=int, default=None, help="fault-control endpoint on 127.0.0.1")
 
