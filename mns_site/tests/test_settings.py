@@ -60,5 +60,17 @@ def test_the_embedded_shape_uses_sqlite_in_wal_mode_and_the_filesystem_broker(tm
     )
     result = run_manage("shell", "--no-imports", "-c", code, env={"MNS_VAR_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["wal", "filesystem://", "django.core.cache.backends.locmem.LocMemCache", "False"]
+    locmem = "django.core.cache.backends.locmem.LocMemCache"
+    assert result.stdout.split() == ["wal", "filesystem://localhost/", locmem, "False"]
     assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+
+
+def test_connecting_to_the_embedded_broker_logs_no_hostname_warning(tmp_path: Path) -> None:
+    code = (
+        "import logging; logging.basicConfig(); from mns_site.celery import app;"
+        "conn = app.connection_for_write(); conn.ensure_connection(max_retries=1); print(conn.as_uri()); conn.release()"
+    )
+    result = run_manage("shell", "--no-imports", "-c", code, env={"MNS_VAR_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["filesystem://:**@localhost//"]
+    assert "No hostname" not in result.stderr
