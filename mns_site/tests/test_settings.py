@@ -9,6 +9,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from testsupport.processes import free_port
+
 REPO = Path(settings.BASE_DIR)
 
 
@@ -44,6 +46,76 @@ def test_the_placeholder_secret_key_is_refused(tmp_path: Path) -> None:
     result = run_manage("check", env=env)
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
+
+
+def test_a_value_not_understood_is_one_line_naming_the_variable_and_what_to_do(tmp_path: Path) -> None:
+    result = run_manage("check", env={"MNS_HTTPS": "yes-please", "MNS_VAR_DIR": str(tmp_path)})
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "manage.py check: MNS_HTTPS='yes-please' is not valid: expected one of true/false, yes/no, on/off, 1/0. "
+        "Set MNS_HTTPS to a valid value in the environment (or the EnvironmentFile/.env you load; every variable is "
+        "described in .env.example), or unset it for the default."
+    ]
+
+
+def test_the_placeholder_secret_key_is_one_line(tmp_path: Path) -> None:
+    env = production_example(tmp_path)
+    env["SECRET_KEY"] = "replace-with-the-output-of-python-secrets-token-urlsafe-50-command-above"
+    result = run_manage("migrate", env=env)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("manage.py migrate: SECRET_KEY=")
+
+
+def test_verbosity_3_or_debug_shows_the_traceback_of_a_start_up_failure(tmp_path: Path) -> None:
+    verbose = run_manage("check", "-v", "3", env={"MNS_HTTPS": "yes-please", "MNS_VAR_DIR": str(tmp_path)})
+    debug = run_manage("check", env={"MNS_HTTPS": "yes-please", "DEBUG": "true", "MNS_VAR_DIR": str(tmp_path)})
+    for result in (verbose, debug):
+        assert result.returncode == 1
+        assert result.stderr.startswith("Traceback (most recent call last):")
+        assert result.stderr.splitlines()[-1].startswith("mns_site.env.EnvError: MNS_HTTPS='yes-please'")
+
+
+def test_a_command_refusing_is_one_line_and_a_non_zero_exit(tmp_path: Path) -> None:
+    result = run_manage("maxima_status", env={"MNS_VAR_DIR": str(tmp_path)})
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "CommandError: this gateway has no Minima node configured: set MINIMA_RPC_URL (and MINIMA_RPC_PASSWORD) to "
+        "the node's RPC, e.g. http://127.0.0.1:9005 (make run starts simnet and sets it itself)"
+    ]
+
+
+def test_a_domain_error_from_a_command_is_one_line(tmp_path: Path) -> None:
+    code = "from mns_site.maxima.node import node_client; node_client()"
+    result = run_manage("shell", "--no-imports", "-c", code, env={"MNS_VAR_DIR": str(tmp_path)})
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "manage.py shell: This gateway has no Minima node configured. (node_not_configured)"
+    ]
+
+
+def test_gunicorn_with_a_bad_setting_says_it_in_one_line_and_stops(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MNS_", "DATABASE_", "REDIS_", "CELERY_"))}
+    env.update({"MNS_HTTPS": "yes-please", "MNS_VAR_DIR": str(tmp_path)})
+    args = [sys.executable, "-m", "gunicorn", "mns_site.wsgi", "--bind", f"127.0.0.1:{free_port()}"]
+    result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3
+    assert [line for line in result.stderr.splitlines() if "MNS_HTTPS" in line] == [
+        "gunicorn mns_site.wsgi: MNS_HTTPS='yes-please' is not valid: expected one of true/false, yes/no, on/off, "
+        "1/0. Set MNS_HTTPS to a valid value in the environment (or the EnvironmentFile/.env you load; every variable "
+        "is described in .env.example), or unset it for the default."
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_a_celery_worker_with_a_bad_setting_says_it_in_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MNS_", "DATABASE_", "REDIS_", "CELERY_"))}
+    env.update({"MNS_HTTPS": "yes-please", "MNS_VAR_DIR": str(tmp_path)})
+    args = [sys.executable, "-m", "celery", "-A", "mns_site", "worker"]
+    result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("celery -A mns_site: MNS_HTTPS='yes-please' is not valid")
 
 
 def test_check_deploy_is_clean_with_the_production_example(tmp_path: Path) -> None:
