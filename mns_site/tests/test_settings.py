@@ -1,5 +1,6 @@
 """The settings module, run for real in a fresh interpreter with a given environment."""
 
+import json
 import os
 import re
 import secrets
@@ -22,16 +23,86 @@ def run_manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
-def production_example(tmp_path: Path) -> dict[str, str]:
-    """The production block of .env.example, with a real secret in place of the placeholder."""
+def environment_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines read the way systemd's ``EnvironmentFile=`` (and ``docker --env-file``) reads them: a
+    line starting with ``#`` or ``;`` is a comment, everything after the first ``=`` is the value — an inline
+    ``# comment`` included — with the whitespace around it trimmed."""
     env = {}
-    for line in (REPO / ".env.example").read_text().splitlines():
-        match = re.match(r"^([A-Z_]+)=(\S*)", line)
-        if match:
-            env[match[1]] = match[2]
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", ";")):
+            key, _, value = line.partition("=")
+            env[key.strip()] = value.strip()
+    return env
+
+
+def commented_out(path: Path) -> dict[str, str]:
+    """The optional variables the file shows as ``# NAME=value``, as they would read once uncommented."""
+    lines = [line[2:] for line in path.read_text().splitlines() if re.match(r"^# [A-Z][A-Z0-9_]*=", line)]
+    return {key: value for key, _, value in (line.partition("=") for line in lines)}
+
+
+def production_example(tmp_path: Path) -> dict[str, str]:
+    """The production block of .env.example as systemd reads it, with a real secret in place of the placeholder."""
+    env = environment_file(REPO / ".env.example")
     env["SECRET_KEY"] = secrets.token_urlsafe(50)
     env["MNS_VAR_DIR"] = str(tmp_path)
     return env
+
+
+# Runs settings (and the Celery app's configuration) with os.environ replaced by a mapping that records every name
+# asked for, then prints those names: what the gateway really reads, however a module reads it.
+RECORD_READS = """
+import json, os, sys
+class Recording(dict):
+    asked = set()
+    def get(self, key, default=None):
+        self.asked.add(key)
+        return super().get(key, default)
+    def __getitem__(self, key):
+        self.asked.add(key)
+        return super().__getitem__(key)
+    def __contains__(self, key):
+        self.asked.add(key)
+        return super().__contains__(key)
+os.environ = Recording(os.environ)
+import django
+django.setup()
+from mns_site.celery import app
+app.conf.broker_url
+print(json.dumps(sorted(Recording.asked)))
+"""
+
+
+def test_every_value_of_the_env_example_reads_the_same_in_systemd_and_in_a_shell(tmp_path: Path) -> None:
+    example = REPO / ".env.example"
+    systemd = environment_file(example)
+    shell = subprocess.run(
+        ["sh", "-c", 'set -a; . "$1"; set +a; env -0', "sh", str(example)],
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    sourced = dict(item.split("=", 1) for item in shell.stdout.split("\0") if "=" in item)
+    assert systemd == {key: sourced[key] for key in systemd}
+    for key, value in {**systemd, **commented_out(example)}.items():
+        assert "#" not in value, f"{key}={value}: an inline comment"
+        assert not value.startswith(("'", '"')), f"{key}={value}: quotes"
+
+
+def test_every_variable_the_env_example_names_is_read_by_the_gateway(tmp_path: Path) -> None:
+    example = REPO / ".env.example"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MNS_", "DATABASE_", "REDIS_", "CELERY_"))}
+    env.update(production_example(tmp_path))
+    env["DJANGO_SETTINGS_MODULE"] = "mns_site.settings"
+    result = subprocess.run(
+        [sys.executable, "-c", RECORD_READS], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    read = set(json.loads(result.stdout.splitlines()[-1]))
+    named = set(environment_file(example)) | set(commented_out(example))
+    assert sorted(named - read) == []
 
 
 def test_an_unknown_value_stops_start_up_naming_the_variable(tmp_path: Path) -> None:
