@@ -73,11 +73,22 @@ class Declined(MNSError):
     code = "declined"
 
 
+class NothingWritten(MNSError):
+    """``init`` stopped before writing anything: the node or the gateway did not answer as it must."""
+
+    def __init__(self, cause: MNSError, home: Path) -> None:
+        super().__init__(str(cause))
+        self.cause, self.home = cause, home
+        self.code = getattr(cause, "code", "") or type(cause).__name__
+
+
 # ------------------------------------------------------------------------------------------------ errors
 
 
 def exit_code_for(error: BaseException) -> int:
     """The documented exit code of a failure (see ``EXIT_CODES_HELP``)."""
+    if isinstance(error, NothingWritten):
+        return exit_code_for(error.cause)
     if isinstance(error, NodeAuthError | NodeUnreachable | NodeStartingUp | RPCError):
         return EXIT_NODE
     if isinstance(error, GatewayUnreachable):
@@ -99,6 +110,8 @@ def exit_code_for(error: BaseException) -> int:
 
 def describe(error: BaseException, context: "Context | None" = None) -> str:
     """One sentence for a person; never a secret."""
+    if isinstance(error, NothingWritten):
+        return f"{describe(error.cause, context)} (nothing was written to {error.home})"
     node, gateway = (context.describe_node(), context.describe_gateway()) if context else ("", "the gateway")
     if isinstance(error, NodeAuthError):
         return (
@@ -268,28 +281,41 @@ class Context:
 
 
 def cmd_init(ctx: Context) -> int:
+    """Check the node (and the gateway, when there is one) first; only once both answered write anything, so a
+    failed ``init`` leaves the folder as it was."""
     args = ctx.args
-    ctx.home.ensure()
     settings = ctx.settings
-    for option, attribute in (("node", "node_url"), ("node_password", "node_password"), ("gateway", "gateway")):
-        value = getattr(args, option, None)
+    name = normalise(args.name) if getattr(args, "name", None) else None
+    try:
+        info = ctx.rpc().maxima_info()
+        gateway = ctx.client().gateway(remember=False) if ctx.option("gateway", "MNS_GATEWAY", None) else None
+    except MNSError as error:
+        raise NothingWritten(error, ctx.home.path) from None
+    ctx.home.ensure()
+    # What was given now, as an option or (for the gateway) through its environment variable, is remembered.
+    given = {
+        "node_url": getattr(args, "node", None),
+        "node_password": getattr(args, "node_password", None),
+        "gateway": ctx.option("gateway", "MNS_GATEWAY", None),
+    }
+    for attribute, value in given.items():
         if value:
             setattr(settings, attribute, value)
-    if getattr(args, "name", None):
-        settings.name = normalise(args.name)
+    if name:
+        settings.name = name
     ctx.home.save_settings(settings)
+    if gateway is not None:
+        ctx.client().gateway()  # remembers its identity, now that config.json may be written
     keys = ctx.home.box_keys()
     created = not keys
     box = ctx.home.add_box_key() if created else keys[-1]
-    info = ctx.rpc().maxima_info()
     data: dict[str, Any] = {
         "home": str(ctx.home.path),
         "box_key": to_hex(box.public),
         "box_key_created": created,
         "node": {"rpc_url": ctx.node_url, "publickey": info.publickey_hex, "address": info.p2pidentity},
     }
-    if ctx.option("gateway", "MNS_GATEWAY", settings.gateway):
-        gateway = ctx.client().gateway()
+    if gateway is not None:
         data["gateway"] = {"url": gateway.url, "identity": gateway.identity, "address": gateway.address}
 
     def human() -> str:

@@ -130,8 +130,7 @@ class Command(BaseCommand):
         return children
 
     def banner(self, base: str, health: dict, password_file: Path) -> None:
-        checks = ", ".join(f"{name} {'ok' if c['ok'] else 'NOT OK'}" for name, c in health["checks"].items())
-        self.stdout.write(self.style.SUCCESS(f"\nThe MNS gateway is running: {health['status']} ({checks})"))
+        self.stdout.write(self.style.SUCCESS("\n" + status_line(health)))
         self.stdout.write(f"  health     {base}/api/v1/health")
         self.stdout.write(f"  policy     {base}/.well-known/mns.json")
         self.stdout.write(f"  API docs   {base}/api/docs/")
@@ -182,6 +181,12 @@ class Command(BaseCommand):
 
 
 SIMNET_NODES = 3
+
+
+def status_line(health: dict) -> str:
+    """The banner's first line, from the health endpoint's answer (the README shows it)."""
+    checks = ", ".join(f"{name} {'ok' if c['ok'] else 'NOT OK'}" for name, c in health["checks"].items())
+    return f"The MNS gateway is running: {health['status']} ({checks})"
 
 
 def start_simnet(logs: Path) -> tuple[subprocess.Popen, list[dict]]:
