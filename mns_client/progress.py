@@ -20,12 +20,14 @@ class Progress:
         after: float = 2.0,
         every: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        inline: bool | None = None,
     ) -> None:
         self.what = what
         self.stream = stream if stream is not None else sys.stderr
         self.after, self.every, self.clock = after, every, clock
         self.started = clock()
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        # Rewritten in place on a terminal, unless the caller prints other lines meanwhile (inline=False).
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)()) if inline is None else inline
         self._next = after
         self._shown = False
 
