@@ -73,8 +73,11 @@ def test_stopping_ends_every_process_of_a_supervised_worker_with_beat(tmp_path: 
             assert len(group_members(worker.pid)) >= 4  # supervise, celery's main process, two pool children
         finally:
             report = stopper.stop_all()
-    assert report == [f"stopped worker (pid {worker.pid}), exit 0"]
+    # Celery's exit status after SIGINT is 1 (its warm shutdown on Ctrl-C); what matters is that it ended by itself
+    assert report == [f"stopped worker (pid {worker.pid}) by itself, exit {worker.returncode}"]
     assert group_members(worker.pid) == []
+    shutdowns = [line for line in log.read_text().splitlines() if line.startswith("worker: ") and "shutdown (" in line]
+    assert shutdowns == ["worker: Warm shutdown (MainProcess)"]  # one SIGINT reached Celery: no cold shutdown
 
 
 IGNORES_CTRL_C = """

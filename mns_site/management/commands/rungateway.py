@@ -317,11 +317,14 @@ def wait_for_identity(base: str, timeout: float = 30) -> dict | None:
 
 
 class _Stopper:
-    """Stops every child the way Ctrl-C does — SIGINT to its whole process group (Celery's warm shutdown) — waits
-    at most ``grace`` seconds for every process of every group to be gone, then SIGKILLs the groups still there.
+    """Stops every child with one SIGINT to the process we started (gunicorn's master, the supervisor, which passes
+    it to Celery once: Celery's warm shutdown, which ends its pool and beat itself), waits at most ``grace`` seconds
+    for every process of every group to be gone, then SIGKILLs the groups still there.
 
-    SIGTERM could leave Celery's main process hung in billiard's ``_terminate_pool`` (one stop in four); SIGINT to
-    the group, which is what a terminal's Ctrl-C sends, never did, and the SIGKILL bounds the stop in any case.
+    A signal to a whole group reaches Celery's pool children too: SIGTERM to the group could kill one holding the
+    pool's queue lock and leave Celery's main process hung in billiard's ``_terminate_pool`` (one stop in four),
+    and a second SIGINT (the group's, then the supervisor's) would turn the warm shutdown into a cold one. One
+    signal to each leader avoids both, and the SIGKILL of the group bounds the stop whatever happens.
     """
 
     def __init__(self, children: dict[str, subprocess.Popen], *, grace: float = 20.0) -> None:
@@ -342,8 +345,9 @@ class _Stopper:
     def stop_all(self) -> list[str]:
         """Stop everything; one line per child saying how it ended."""
         groups = {name: child.pid for name, child in self.children.items()}  # spawn() made each pid its group id
-        for pgid in groups.values():
-            _signal_group(pgid, signal.SIGINT)
+        for child in self.children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
         started = time.monotonic()
         progress = Progress("stopping " + ", ".join(groups))
         while time.monotonic() - started < self.grace:
@@ -368,7 +372,7 @@ class _Stopper:
                 )
             else:
                 child.wait()
-                report.append(f"stopped {name} (pid {child.pid}), exit {child.returncode}")
+                report.append(f"stopped {name} (pid {child.pid}) by itself, exit {child.returncode}")
         return report
 
 
