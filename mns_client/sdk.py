@@ -330,6 +330,7 @@ class Client:
         self.use_token = use_token
         self._identity: MaximaInfo | None = None
         self._gateway: GatewayInfo | None = None
+        self._gateway_remembered = False
         self._sessions: dict[tuple[str, str], str] = {}
 
     @property
@@ -358,8 +359,9 @@ class Client:
         info = self.identity()
         return info.p2pidentity or info.localidentity
 
-    def gateway(self) -> GatewayInfo:
-        """The gateway's policy and Maxima identity (``/.well-known/mns.json``), remembered in the settings."""
+    def gateway(self, *, remember: bool = True) -> GatewayInfo:
+        """The gateway's policy and Maxima identity (``/.well-known/mns.json``), remembered in the settings unless
+        ``remember`` is false (``mns init`` checks the gateway answers before it writes anything)."""
         if self._gateway is None:
             body = self.api.request("GET", "/.well-known/mns.json")
             body = body if isinstance(body, dict) else {}
@@ -375,7 +377,9 @@ class Client:
                 max_message_bytes=int(limits.get("max_message_bytes") or 64 * 1024),
                 schemes=tuple(body.get("schemes") or SCHEMES),
             )
+        if remember and not self._gateway_remembered:
             self._remember_gateway(self._gateway)
+            self._gateway_remembered = True
         return self._gateway
 
     def _remember_gateway(self, info: GatewayInfo) -> None:

@@ -2,15 +2,26 @@
 
 import logging
 import os
+import sys
 import time
 
 from celery import Celery
 from celery.beat import PersistentScheduler
 from celery.signals import task_prerun, worker_init
 
+from mns_site.management.failures import one_line_failures
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mns_site.settings")
 
-app = Celery("mns_site")
+
+class _App(Celery):
+    def _load_config(self) -> object:
+        """Where Celery first reads the Django settings: a setting it cannot start with is one line, not a traceback."""
+        with one_line_failures("celery -A mns_site", argv=sys.argv):
+            return super()._load_config()
+
+
+app = _App("mns_site")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 logger = logging.getLogger(__name__)

@@ -154,7 +154,9 @@ BROKER_DIR = VAR_DIR / "broker"
 REDIS_VISIBILITY_TIMEOUT = 30  # the default of CELERY_VISIBILITY_TIMEOUT (Redis broker), explained below
 CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", REDIS_URL, schemes=("redis", "rediss", "amqp", "filesystem"))
 if CELERY_BROKER_URL is None:
-    CELERY_BROKER_URL = "filesystem://"
+    # With a host named, kombu need not warn on every connection that it is "reverting to default 'localhost'"
+    # (the filesystem transport ignores the host; every folder it uses is named below).
+    CELERY_BROKER_URL = "filesystem://localhost/"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
