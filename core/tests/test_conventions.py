@@ -1,0 +1,48 @@
+"""Conventions of the gateway's code that one piece of the kernel keeps, checked over the source of every app.
+
+Each convention had copies in the apps that drifted apart; these tests keep a new copy from appearing."""
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+from django.conf import settings
+
+APPS = ("core", "maxima", "federation", "registry", "handshake", "mailboxes", "entrypoints", "mns_site")
+
+
+def _modules() -> Iterator[tuple[str, ast.Module]]:
+    """Every module of the gateway's apps but their tests, as (path from the repository, syntax tree)."""
+    for app in APPS:
+        for path in sorted((Path(settings.BASE_DIR) / app).rglob("*.py")):
+            relative = path.relative_to(settings.BASE_DIR).as_posix()
+            if "/tests/" not in relative and "/migrations/" not in relative:
+                yield relative, ast.parse(path.read_text(), filename=relative)
+
+
+def _calls(tree: ast.Module) -> Iterator[ast.Call]:
+    return (node for node in ast.walk(tree) if isinstance(node, ast.Call))
+
+
+def test_the_scan_reads_every_app() -> None:
+    assert {path.split("/")[0] for path, _ in _modules()} == set(APPS)
+
+
+def test_only_the_kernel_names_the_api_throttles() -> None:
+    defined = [
+        path
+        for path, tree in _modules()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "THROTTLES" for t in node.targets)
+    ]
+    assert defined == ["core/api.py"]
+
+
+def test_only_the_kernel_builds_the_schema_of_an_error() -> None:
+    built = [
+        path
+        for path, tree in _modules()
+        for call in _calls(tree)
+        if any(isinstance(arg, ast.Name) and arg.id == "ErrorSerializer" for arg in call.args)
+    ]
+    assert sorted(set(built)) == ["core/api.py", "core/schema.py"]
