@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from core import ratelimit
 from core.errors import DomainError
+from core.staff import required_reason
 from handshake import services as handshake_services
 from handshake.models import Challenge
 from mailboxes import selectors
@@ -870,10 +871,7 @@ def _audit(
 
 
 def _required_reason(reason: str) -> str:
-    reason = (reason or "").strip()
-    if not reason:
-        raise DomainError("reason_required", "Say why: staff actions on mailboxes need a reason.")
-    return reason
+    return required_reason(reason, acting_on="mailboxes")
 
 
 # ----------------------------------------------------------------------------------------------------- helpers

@@ -46,3 +46,13 @@ def test_only_the_kernel_builds_the_schema_of_an_error() -> None:
         if any(isinstance(arg, ast.Name) and arg.id == "ErrorSerializer" for arg in call.args)
     ]
     assert sorted(set(built)) == ["core/api.py", "core/schema.py"]
+
+
+def test_only_the_kernel_refuses_a_staff_action_without_a_reason() -> None:
+    refusing = [
+        path
+        for path, tree in _modules()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and node.value == "reason_required"
+    ]
+    assert refusing == ["core/staff.py"]
