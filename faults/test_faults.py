@@ -203,4 +203,4 @@ def test_beat_started_twice_still_runs_each_periodic_task_once(
 
 def _heartbeats(stack: Stack) -> int:
     text = stack.logs["worker"].read_text(errors="replace")
-    return text.count("core.tasks.heartbeat[") // 2  # "received" and "succeeded" lines
+    return text.count("core.heartbeat[") // 2  # "received" and "succeeded" lines
