@@ -56,3 +56,25 @@ def test_only_the_kernel_refuses_a_staff_action_without_a_reason() -> None:
         if isinstance(node, ast.Constant) and node.value == "reason_required"
     ]
     assert refusing == ["core/staff.py"]
+
+
+def test_only_the_queue_module_publishes_a_task() -> None:
+    """Tasks are enqueued through ``core.queue`` (after the commit, never failing the caller), not by hand."""
+    publishing = [
+        f"{path}:{call.lineno}"
+        for path, tree in _modules()
+        for call in _calls(tree)
+        if isinstance(call.func, ast.Attribute) and call.func.attr in ("delay", "apply_async", "send_task")
+    ]
+    assert [where.split(":")[0] for where in publishing] == ["core/queue.py"], publishing
+
+
+def test_no_app_adds_to_the_beat_schedule_itself() -> None:
+    """The one beat schedule is ``CELERY_BEAT_SCHEDULE`` in the settings."""
+    adding = [
+        path
+        for path, tree in _modules()
+        for call in _calls(tree)
+        if isinstance(call.func, ast.Attribute) and call.func.attr == "add_periodic_task"
+    ]
+    assert adding == []
