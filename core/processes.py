@@ -1,6 +1,6 @@
-"""The Celery worker's command line, one copy for every place that starts one: ``rungateway`` (``make run``), the
-test harnesses (``testsupport``), ``bench`` and ``faults``. Kept in the kernel so the wiring's own command may
-use it as well as the harnesses above it."""
+"""The Celery worker's and beat's command lines, one copy for every place that starts them: ``rungateway``
+(``make run``), the test harnesses (``testsupport``), ``bench`` and ``faults``. Kept in the kernel so the wiring's
+own command may use them as well as the harnesses above it."""
 
 import sys
 from pathlib import Path
@@ -26,3 +26,8 @@ def celery_worker_command(
     if beat_schedule is not None:
         args += ["--beat", "--schedule", str(beat_schedule)]
     return args
+
+
+def celery_beat_command(*, schedule: str | Path, loglevel: str = "info", python: str = sys.executable) -> list[str]:
+    """Beat on its own (as in production), its schedule kept in ``schedule``."""
+    return [python, "-m", "celery", "-A", "mns_site", "beat", "-l", loglevel, "--schedule", str(schedule)]

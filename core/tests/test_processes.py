@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.processes import celery_worker_command
+from core.processes import celery_beat_command, celery_worker_command
 from testsupport.processes import children
 
 WORKER = ["-m", "celery", "-A", "mns_site", "worker"]
@@ -42,3 +42,8 @@ def test_children_are_the_processes_a_process_started_and_none_once_it_is_gone()
         finally:
             child.kill()
     assert children(child.pid) == []
+
+
+def test_beat_on_its_own_keeps_its_schedule_in_the_file_it_is_given() -> None:
+    args = celery_beat_command(schedule=Path("/tmp/b2"), python="py")
+    assert args == ["py", "-m", "celery", "-A", "mns_site", "beat", "-l", "info", "--schedule", "/tmp/b2"]
