@@ -9,10 +9,12 @@ STAMP  := $(VENV)/.installed
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "MNS needs Python 3.11 or newer; set PYTHON=python3.11")'
 
-# Reinstalled whenever a requirements file changes.
-$(STAMP): requirements/base.txt requirements/production.txt requirements/dev.txt | check-python
+# Reinstalled whenever a requirements file or pyproject.toml changes. The client goes in editable and without its
+# dependencies (the pins above already hold them; test_packaging checks they satisfy its ranges): $(BIN)/mns.
+$(STAMP): requirements/base.txt requirements/production.txt requirements/dev.txt pyproject.toml | check-python
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -6,14 +6,14 @@ from typing import Any
 from django.conf import settings
 
 from entrypoints.models import Publication, Setup
+from federation.selectors import entry_candidates
+from maxima import selectors as maxima
 
 logger = logging.getLogger(__name__)
 
 
 def self_candidate() -> dict[str, str] | None:
     """This gateway as an entry, when its configured address (MNS_MAXIMA_ADDRESS) is a permanent MAX# one."""
-    from maxima import selectors as maxima
-
     address, key = settings.MNS_MAXIMA_ADDRESS, maxima.gateway_identity_key()
     if not address.startswith("MAX#") or not key:
         return None
@@ -26,8 +26,6 @@ def self_candidate() -> dict[str, str] | None:
 
 def candidates() -> list[dict[str, Any]]:
     """Healthy, enabled, unpaused peers with permanent addresses (federation), and this gateway when it has one."""
-    from federation.selectors import entry_candidates
-
     found = [
         {"maxima_address": c.maxima_address, "identity_key": c.identity_key, "api_url": c.api_url}
         for c in entry_candidates()

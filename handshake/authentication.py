@@ -25,6 +25,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from core.errors import DomainError
 from handshake import services
 from handshake.models import Session
 from mns_client.protocol.names import normalise
@@ -87,3 +88,16 @@ class HasSessionScope(HasSession):
             raise ImproperlyConfigured(f"{type(view).__name__} needs required_scopes and a <name> in its URL")
         services.session_check_scope(session=request.auth, name=normalise(view.kwargs["name"]), purposes=set(scopes))
         return True
+
+
+def require_session(request: Request, name: str, purposes: set[str]) -> None:
+    """The registry's gate on changing a name over REST (registered in ``apps.py``): a session for ``name`` opened
+    for one of ``purposes`` (``Authorization: MNS-Session <token>``)."""
+    token = session_token(request)
+    if token is None:
+        raise DomainError(
+            "session_required",
+            "Changing a name needs a handshake session (Authorization: MNS-Session <token>).",
+            status=401,
+        )
+    services.session_authorise(token=token, name=name, purposes=purposes)

@@ -17,6 +17,7 @@ which are the point of counting.
 import hmac
 import ipaddress
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -46,6 +47,7 @@ from mns_client.protocol.handshake import (
 )
 from mns_client.protocol.handshake import Answer as AnswerMessage
 from mns_client.protocol.names import normalise
+from registry import selectors as registry_selectors
 from registry.models import NameRecord
 
 logger = logging.getLogger(__name__)
@@ -90,7 +92,7 @@ def challenge_issue(
     name = normalise(name)
     code, now = new_code(), timezone.now()
     with transaction.atomic():
-        record = NameRecord.objects.select_for_update(no_key=True).filter(name=name).first()
+        record = registry_selectors.name_lock(name)
         owner_key = _answering_key(record, name, purpose)
         _check_open_challenges(record, name, now, _ip_or_none(client_address))
         challenge = Challenge.objects.create(
@@ -202,9 +204,9 @@ def _judge(challenge: Challenge, answer: AnswerMessage, *, from_owner: bool, at:
         return name_changed
     if not _consume(challenge, at):
         return _unanswerable(challenge)
-    if challenge.purpose == "register" and not _registration_confirm(challenge):
+    if not _complete(challenge):
         # The owner answered, but the network's claim of the name is still open: no session until the
-        # registration completes (``mailboxes.services.registration_complete`` opens the pickup window), so the
+        # registration completes (``pickup_open``, called by the registration flow, opens the window), so the
         # client keeps polling a ``pending`` challenge instead of picking up a session for a mailbox not there yet.
         Challenge.objects.filter(id=challenge.id).update(pickup_until=None)
         challenge.pickup_until = None
@@ -259,7 +261,7 @@ def _name_changed(challenge: Challenge, at: datetime) -> str | None:
     """Fail a challenge whose name moved on since it was issued (released, freed, re-registered, suspended)."""
     # FOR NO KEY UPDATE on PostgreSQL: waits for a statement being applied to the name, but not for the
     # foreign-key checks of a concurrent session pickup (FOR UPDATE would deadlock with those).
-    record = NameRecord.objects.select_for_update(no_key=True).filter(id=challenge.record_id).first()
+    record = registry_selectors.name_lock_by_id(challenge.record_id)
     wanted = NameStatus.PENDING if challenge.purpose == "register" else NameStatus.ACTIVE
     if record is not None and record.status == wanted and _canonical_key(record.owner_key) == challenge.owner_key:
         return None
@@ -269,20 +271,49 @@ def _name_changed(challenge: Challenge, at: datetime) -> str | None:
     return "name_changed" if failed else _unanswerable(challenge)
 
 
-def _registration_confirm(challenge: Challenge) -> bool:
-    """The Mailboxes app confirms the registration (creates the mailbox) when it provides the hook; ``False``
-    while the confirmation waits for the network's claim of the name (the hook returned ``None``).
+# What a verified answer completes, by purpose, registered by the app that owns the flow (the registration
+# flow registers ``register`` in its ``AppConfig.ready``). Called inside the answer's transaction: if it raises,
+# the verification is rolled back with it and the inbound event is marked failed (staff can retry it), so a
+# verified ``register`` whose session can be picked up always means confirmed. ``False``: not complete yet (the
+# network's claim of the name is open), no session until it is.
+Completion = Callable[[Challenge], bool]
+_completions: dict[str, Completion] = {}
+NEEDS_COMPLETION = frozenset({"register"})  # verifying one of these without its flow would confirm nothing
 
-    Called inside the answer's transaction: if it raises, the verification is rolled back with it and the
-    inbound event is marked failed (staff can retry it), so a verified ``register`` whose session can be picked
-    up always means confirmed.
-    """
-    try:
-        from mailboxes.services import registration_confirm
-    except ImportError:
-        logger.info("no mailboxes.services.registration_confirm yet: %s stays pending", challenge.record.name)
+
+def register_completion(purpose: str, complete: Completion) -> None:
+    _completions[purpose] = complete
+
+
+def _complete(challenge: Challenge) -> bool:
+    complete = _completions.get(challenge.purpose)
+    if complete is None:
+        if challenge.purpose in NEEDS_COMPLETION:
+            raise RuntimeError(f"no completion is registered for {challenge.purpose} handshakes")
         return True
-    return registration_confirm(challenge=challenge) is not None
+    return complete(challenge)
+
+
+def pickup_open(*, challenge_id: str) -> int:
+    """Open the session pickup of a verified ``register`` challenge whose registration completed after the answer
+    (the network's claim was still open then); a challenge already picked up, or never verified, is left alone."""
+    return Challenge.objects.filter(
+        id=challenge_id, status=Status.VERIFIED, pickup_until=None, session_issued_at=None
+    ).update(pickup_until=timezone.now() + timedelta(seconds=settings.MNS_HANDSHAKE_TTL_SECONDS))
+
+
+def register_challenges_fail(*, name: str, owner_key: str, code: str) -> list[str]:
+    """Fail the owner's open ``register`` challenges for ``name`` with ``code`` (the network refused the name);
+    returns their ids. One whose session was picked up is left alone. Call it with the name's row locked."""
+    ids = list(
+        Challenge.objects.filter(record__name=name, purpose="register", owner_key=owner_key, session_issued_at=None)
+        .exclude(status=Status.FAILED)
+        .values_list("id", flat=True)
+    )
+    Challenge.objects.filter(id__in=ids, session_issued_at=None).exclude(status=Status.FAILED).update(
+        status=Status.FAILED, failure_reason=code, answered_at=timezone.now()
+    )
+    return ids
 
 
 def _result_send(challenge: Challenge, message: InboundMessage, answer: AnswerMessage, verdict: str) -> None:

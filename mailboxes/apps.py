@@ -6,10 +6,10 @@ class MailboxesConfig(AppConfig):
     verbose_name = "Mailboxes"
 
     def ready(self) -> None:
-        from mailboxes import handlers
+        from mailboxes import handlers, replication
         from maxima.routing import register_type
         from maxima.services import on_outbound_sent
 
-        register_type("mns", "register", handlers.register_received)
         register_type("mns", "deliver", handlers.deliver_received)
         on_outbound_sent("forward:", handlers.forward_sent)
+        replication.register()

@@ -8,11 +8,6 @@ from maxima.models import OutboundMessage
 from maxima.routing import InboundMessage
 
 
-def register_received(message: InboundMessage, body: dict[str, Any]) -> None:
-    """``{"v":1,"type":"register",…}`` from the owner's node: hold the name, answer with the challenge."""
-    services.register_received(message=message, body=body)
-
-
 def deliver_received(message: InboundMessage, body: dict[str, Any]) -> None:
     """``{"v":1,"type":"deliver",…}`` from any sender: store or refuse it, and queue the receipt."""
     services.deliver_received(message=message, body=body)

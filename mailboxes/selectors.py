@@ -8,10 +8,12 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 
 from core.errors import DomainError
+from federation.models import Peer
 from handshake.models import Challenge
 from mailboxes.models import AccessToken, BlockedSender, Mailbox, Message, Registration, SenderRule
 from maxima.models import OutboundMessage
 from mns_client.protocol.mailbox import MailboxMessageInvalid, Receipt
+from registry.models import NameRecord
 
 
 def mailbox_find(*, name: str) -> Mailbox | None:
@@ -37,9 +39,6 @@ def mailbox_of(*, name: str) -> Mailbox:
 
 def _gateways_keeping(name: str) -> list[str]:
     """The API URLs of the known peers that keep the mailbox of an active name (the federation's replicas)."""
-    from federation.models import Peer
-    from registry.models import NameRecord
-
     record = NameRecord.objects.filter(name=name, status=NameRecord.Status.ACTIVE).first()
     if record is None or not record.gateways:
         return []
@@ -141,6 +140,11 @@ def registration_of(*, challenge: Challenge) -> Registration | None:
         .order_by("-created_at", "-id")
         .first()
     )
+
+
+def registrations_over_maxima(*, challenge_ids: list[str]) -> QuerySet[Registration]:
+    """The registrations of these challenges that arrived over Maxima (their refusal goes back the same way)."""
+    return Registration.objects.filter(challenge_id__in=challenge_ids, source="maxima")
 
 
 def mailboxes_with_expired(*, now: datetime, limit: int) -> list[int]:

@@ -23,18 +23,16 @@ from django.utils import timezone
 from core import ratelimit
 from core.errors import DomainError
 from core.staff import required_reason
-from handshake import services as handshake_services
-from handshake.models import Challenge
+from federation import services as federation
 from mailboxes import selectors
 from mailboxes.models import AccessToken, AuditEntry, BlockedSender, Mailbox, Message, Registration, SenderRule
 from maxima.models import OutboundMessage
 from maxima.routing import Ignored, InboundMessage
-from maxima.selectors import gateway_identity_key
 from maxima.services import outbound_enqueue, outbound_retry
 from mns_client.protocol.codecs import from_hex, parse_public_key, public_key_hex
 from mns_client.protocol.crypto import maxencrypt
-from mns_client.protocol.errors import CodecError, MNSError
-from mns_client.protocol.handshake import new_verifier, secret_hash
+from mns_client.protocol.errors import CodecError
+from mns_client.protocol.handshake import secret_hash
 from mns_client.protocol.mailbox import (
     APPLICATION,
     SCHEMES,
@@ -44,17 +42,12 @@ from mns_client.protocol.mailbox import (
     Forwarded,
     MailboxMessageInvalid,
     Receipt,
-    Register,
-    RegisterChallenge,
-    RegisterRefused,
     access_token_plaintext,
     address_text,
     delivery_id_of,
     reply_to_of,
 )
 from mns_client.protocol.names import NameRefused, normalise
-from mns_client.protocol.statements import SignedStatement
-from registry import services as registry_services
 from registry.models import NameRecord
 
 logger = logging.getLogger(__name__)
@@ -84,118 +77,30 @@ class DeliveryRefused(DomainError):
 
 
 # ------------------------------------------------------------------------------------------------ registration
+# The flow itself is ``registration.services``; these are the mailbox's rows it writes.
 
 
-@dataclass(frozen=True)
-class PendingRegistration:
-    record: NameRecord
-    issued: handshake_services.IssuedChallenge
-
-
-def mailbox_register(
-    *, signed: SignedStatement, address: str, verifier_hash: str, source: str, client_address: str | None = None
-) -> PendingRegistration:
-    """Hold the name of a ``register`` statement as pending and issue the ``register`` handshake for it.
-
-    The statement is checked by ``registry.services.name_hold`` (signature, gateway, availability, succession) and
-    the challenge by ``handshake.services.challenge_issue``; a refusal of either leaves nothing behind, the hold
-    included. ``address`` (where the mailbox forwards to and the access token goes) is kept with the challenge
-    until the owner's node answers it (``registration_confirm``).
-    """
-    address = _address(address)
-    with transaction.atomic():
-        record = registry_services.name_hold(signed=signed, gateway_key=gateway_identity_key(), source=source)
-        _federation().claim_start(record=record)  # with peers: the network must confirm the name too
-        issued = handshake_services.challenge_issue(
-            name=record.name, purpose="register", verifier_hash=verifier_hash, client_address=client_address
-        )
-        Registration.objects.create(challenge=issued.challenge, record=record, address=address, source=source)
-    logger.info("registration of %s started over %s", record.name, source)
-    return PendingRegistration(record=record, issued=issued)
-
-
-def register_received(*, message: InboundMessage, body: dict[str, Any]) -> str:
-    """A ``register`` over Maxima: the REST registration, answered over Maxima. Returns the outcome's code.
-
-    Only the statement's owner may send it (Maxima verified ``message.sender``). The ``register-challenge`` goes to
-    ``reply_to`` (else ``address``); a refusal goes back as ``register-refused`` with the REST API's error code (to
-    the sender's key when the message is too malformed to name an address). Never raises for a refusal: the reply
-    must commit, and a refusal writes nothing else.
-    """
-    try:
-        request = Register.from_dict(body)
-    except MNSError as invalid:
-        destination = reply_to_of(body) or message.sender
-        _register_refuse(message, destination, None, getattr(invalid, "code", "malformed"), _detail(invalid))
-        return "malformed"
-    destination = request.reply_to or request.address
-    name = request.signed.statement.name
-    if _canonical_key(message.sender) != request.signed.statement.owner:
-        detail = "A register over Maxima must come from the statement's owner's node."
-        _register_refuse(message, destination, name, "register_wrong_sender", detail)
-        return "register_wrong_sender"
-    verifier_hash = request.verifier_hash or secret_hash(new_verifier())  # no verifier: no REST session for anyone
-    try:
-        with transaction.atomic():
-            pending = mailbox_register(
-                signed=request.signed, address=request.address, verifier_hash=verifier_hash, source="maxima"
-            )
-    except MNSError as refused:
-        _register_refuse(message, destination, name, refused.code, _detail(refused))
-        return refused.code
-    challenge = pending.issued.challenge
-    reply = RegisterChallenge(
-        name=name, challenge=challenge.id, code=pending.issued.code, expires_at=_ms(challenge.expires_at)
+def registration_record(*, challenge_id: str, record: NameRecord, address: str, source: str) -> Registration:
+    """Keep what a registration asked for (where the mailbox forwards to) with its ``register`` challenge."""
+    return Registration.objects.create(
+        challenge_id=challenge_id, record=record, address=address_check(address), source=source
     )
-    outbound_enqueue(
-        destination=destination,
-        application=APPLICATION,
-        payload=reply.to_bytes(),
-        idempotency_key=f"register-challenge:{challenge.id}",
-    )
-    return "challenged"
 
 
-def _register_refuse(message: InboundMessage, destination: str, name: str | None, code: str, detail: str) -> None:
-    outbound_enqueue(
-        destination=destination,
-        application=APPLICATION,
-        payload=RegisterRefused(name=name, reason=code, detail=detail).to_bytes(),
-        idempotency_key=f"register-refused:{message.msgid}",
-    )
-    logger.info("refused a register over Maxima: %s", code)
+def mailbox_open(*, record: NameRecord, owner_key: str, address: str) -> Mailbox:
+    """The mailbox of a name just confirmed for ``owner_key``, with a new access token queued to its address.
 
-
-def registration_confirm(*, challenge: Challenge) -> Mailbox | None:
-    """The handshake's hook: the owner's node answered the ``register`` challenge, so the name is theirs.
-
-    Called by ``handshake.services`` inside the verified answer's transaction (a failure here rolls the
-    verification back). With peers, the network's claim must be confirmed too: while it is open this returns
-    ``None`` and the name stays pending, and the claim's confirmation finishes the registration
-    (``registration_complete``), whichever comes last.
-    """
-    name = challenge.record.name
-    if not _federation().claim_allows_confirm(name=name, owner_key=challenge.owner_key, challenge_id=challenge.id):
-        return None
-    return registration_complete(challenge=challenge)
-
-
-def registration_complete(*, challenge: Challenge) -> Mailbox:
-    """Confirm the name, create the mailbox (a mailbox left from the name's previous owner is deleted with its
-    messages), issue the access token, sent to the owner's address, and log the name and the mailbox for the
-    peers (the signed register statement, then the mailbox and the gateways that keep it)."""
-    record = registry_services.name_activate(name=challenge.record.name)
-    registration = selectors.registration_of(challenge=challenge)
-    address = registration.address if registration is not None else ""
+    A mailbox left from the name's previous owner is deleted with its messages; the owner's own one is kept (its
+    address updated when one is given)."""
     mailbox = Mailbox.objects.select_for_update().filter(record=record).first()
-    if mailbox is not None and mailbox.owner_key != challenge.owner_key:
+    if mailbox is not None and mailbox.owner_key != owner_key:
         logger.info("deleting the mailbox of %s left by its previous owner", record.name)
         mailbox.delete()
         mailbox = None
     if mailbox is None:
         mailbox = Mailbox.objects.create(
             record=record,
-            owner_key=challenge.owner_key,
+            owner_key=owner_key,
             address=address,
             max_messages=settings.MNS_MAILBOX_MAX_MESSAGES,
             max_bytes=settings.MNS_MAILBOX_MAX_BYTES,
@@ -204,50 +109,7 @@ def registration_complete(*, challenge: Challenge) -> Mailbox:
         Mailbox.objects.filter(id=mailbox.id).update(address=address, updated_at=timezone.now())
         mailbox.address = address
     access_token_issue(mailbox=mailbox)
-    # The client may pick its session up now (a register answered while the network's claim was open had none).
-    Challenge.objects.filter(
-        id=challenge.id, status=Challenge.Status.VERIFIED, pickup_until=None, session_issued_at=None
-    ).update(pickup_until=timezone.now() + timedelta(seconds=settings.MNS_HANDSHAKE_TTL_SECONDS))
-    federation = _federation()
-    federation.op_append(kind="statement", payload={"statement": record.statement, "signature": record.signature})
-    replicas = federation.replicas_for_new_mailbox()
-    registry_services.name_replicas_set(name=record.name, gateways=replicas)
-    federation.op_append(
-        kind="mailbox",
-        payload={"name": record.name, "owner": mailbox.owner_key, "address": mailbox.address, "replicas": replicas},
-    )
-    logger.info("confirmed %s and opened its mailbox", record.name)
     return mailbox
-
-
-def registration_refuse(*, name: str, owner_key: str, code: str) -> None:
-    """The network refused the claim of a held name (``name_taken``) or it expired (``claim_expired``).
-
-    The register challenge fails with ``code`` (what the client polling it over REST sees), a registration made
-    over Maxima gets a ``register-refused`` at the owner's address, and the hold is given up.
-
-    Locks, in the order the answer to a handshake takes them: the name's row FOR NO KEY UPDATE (as
-    ``handshake.services`` does), then the challenges, and only then the name's row FOR UPDATE (giving the hold
-    up). A session pickup locks its challenge, then takes a key-share lock on the name's row (the session's
-    foreign key), which FOR NO KEY UPDATE lets through: locking the name FOR UPDATE first deadlocked with it.
-    """
-    NameRecord.objects.select_for_update(no_key=True).filter(name=name).first()
-    challenges = list(
-        Challenge.objects.filter(record__name=name, purpose="register", owner_key=owner_key, session_issued_at=None)
-        .exclude(status=Challenge.Status.FAILED)
-        .values_list("id", flat=True)
-    )
-    Challenge.objects.filter(id__in=challenges, session_issued_at=None).exclude(status=Challenge.Status.FAILED).update(
-        status=Challenge.Status.FAILED, failure_reason=code, answered_at=timezone.now()
-    )
-    for registration in Registration.objects.filter(challenge_id__in=challenges, source="maxima"):
-        outbound_enqueue(
-            destination=registration.address,
-            application=APPLICATION,
-            payload=RegisterRefused(name=name, reason=code, detail=f"The MNS network refused {name!r}.").to_bytes(),
-            idempotency_key=f"register-refused:{registration.challenge_id}",
-        )
-    registry_services.name_hold_refuse(name=name, owner_key=owner_key)
 
 
 def mailbox_replicate(*, record: NameRecord, owner_key: str, address: str) -> Mailbox:
@@ -311,12 +173,6 @@ def _address_or_empty(value: str) -> bool:
     except MailboxMessageInvalid:
         return False
     return True
-
-
-def _federation():  # the module, imported late: federation builds on this app
-    from federation import services
-
-    return services
 
 
 # ------------------------------------------------------------------------------------------------ access token
@@ -420,7 +276,7 @@ def delivery_store(
         with transaction.atomic():
             _reserve(mailbox, len(ciphertext))
             message = _message_create(mailbox, delivery_id, scheme, ciphertext, sender_key, sender_verified)
-            _federation().op_append(kind="message", payload=_message_op(message, mailbox))
+            federation.op_append(kind="message", payload=_message_op(message, mailbox))
     except IntegrityError:  # the same delivery, stored by a concurrent worker since we looked
         before = selectors.delivery_find(
             mailbox=mailbox, sender_key=sender_key, sender_verified=sender_verified, delivery_id=delivery_id
@@ -641,7 +497,7 @@ def _messages_delete(*, mailbox_id: int, messages: QuerySet[Message], replicate:
         if replicate:
             name = Mailbox.objects.filter(id=mailbox_id).values_list("record__name", flat=True).get()
             for row in rows:
-                _federation().op_append(kind="delete", payload={"name": name, "uid": row[2]})
+                federation.op_append(kind="delete", payload={"name": name, "uid": row[2]})
     return len(rows)
 
 
@@ -760,7 +616,7 @@ def mailbox_configure(
     with transaction.atomic():
         mailbox = Mailbox.objects.select_for_update().select_related("record").get(id=mailbox.id)
         if address is not KEEP:
-            mailbox.address = _address(address) if address else ""
+            mailbox.address = address_check(address) if address else ""
         if retention_days is not KEEP:
             mailbox.retention_days = _retention(retention_days)
         if auto_forward is not KEEP:
@@ -877,7 +733,8 @@ def _required_reason(reason: str) -> str:
 # ----------------------------------------------------------------------------------------------------- helpers
 
 
-def _address(value: str) -> str:
+def address_check(value: str) -> str:
+    """A mailbox's address in its one spelling, or ``address_invalid``."""
     try:
         return address_text(value)
     except MailboxMessageInvalid:

@@ -5,7 +5,6 @@ from mailboxes import views
 app_name = "mailboxes"
 
 urlpatterns = [
-    path("mailboxes", views.MailboxesView.as_view(), name="mailboxes"),
     path("mailboxes/<str:name>", views.MailboxSettingsView.as_view(), name="mailbox"),
     path("mailboxes/<str:name>/messages", views.MessagesView.as_view(), name="messages"),
     path("mailboxes/<str:name>/messages/ack", views.AckView.as_view(), name="ack"),

@@ -1,5 +1,5 @@
-"""The mailboxes' REST API: register, read and delete (option 1: the client decrypts), forward (option 2),
-settings, the access token, and the optional REST submission of deliveries.
+"""The mailboxes' REST API: read and delete (option 1: the client decrypts), forward (option 2), settings, the
+access token, and the optional REST submission of deliveries. (Registering a name is ``registration.views``.)
 
 Every mailbox endpoint takes a handshake session for its name (``MNS-Session``) with the scope it names, or the
 mailbox's access token (``MNS-Token``); see ``mailboxes.authentication``.
@@ -11,7 +11,6 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import BaseThrottle
 
 from core.api import THROTTLES, APIView, ListAPIView, error_response
 from core.errors import DomainError
@@ -28,10 +27,8 @@ from mailboxes.serializers import (
     MailboxSettingsSerializer,
     MessageMetaSerializer,
     MessageSerializer,
-    PendingRegistrationSerializer,
     ReceiptQuerySerializer,
     ReceiptSerializer,
-    RegisterSerializer,
     StoredSerializer,
     SubmitSerializer,
 )
@@ -60,34 +57,6 @@ class MailboxView(APIView):
         if getattr(self.request.auth, "owner_key", None) != mailbox.owner_key:
             raise DomainError("mailbox_not_yours", "This mailbox belongs to another owner of the name.", status=403)
         return mailbox
-
-
-class MailboxesView(APIView):
-    """Create a mailbox: hold the name, and answer with the ``register`` handshake for the owner's node."""
-
-    throttle_classes = THROTTLES
-    throttle_scope = "write"
-
-    @extend_schema(
-        operation_id="mailboxes_create",
-        request=RegisterSerializer,
-        responses={
-            201: PendingRegistrationSerializer,
-            400: error_response(
-                "statement_invalid, signature_invalid, statement_wrong_gateway, address_invalid, invalid"
-            ),
-            403: error_response("owner_limit_reached"),
-            409: error_response("name_taken, name_confusable, name_reserved"),
-            429: error_response("too_many_challenges, throttled"),
-            503: error_response("gateway_not_ready"),
-        },
-    )
-    def post(self, request: Request) -> Response:
-        data = RegisterSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        client = BaseThrottle().get_ident(request)
-        pending = services.mailbox_register(**data.validated_data, source="api", client_address=client)
-        return Response(PendingRegistrationSerializer(pending).data, status=201, headers=NO_STORE)
 
 
 class MailboxSettingsView(MailboxView):

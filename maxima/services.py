@@ -366,6 +366,29 @@ def outbound_retry(*, message_id: int) -> bool:
     return bool(done)
 
 
+def outbound_nudge(*, destination: str, limit: int = 100) -> int:
+    """The destination answers again (a peer's message arrived): what waits for it in the outbox after failed tries
+    (its node was away) goes now rather than at the end of its backoff; returns how many (usually none: one small
+    query)."""
+    now = timezone.now()
+    waiting = list(
+        OutboundMessage.objects.filter(
+            destination=destination,
+            status=OutboundMessage.Status.QUEUED,
+            attempts__gte=1,
+            next_attempt_at__gt=now,
+        ).values_list("id", flat=True)[:limit]
+    )
+    if not waiting:
+        return 0
+    OutboundMessage.objects.filter(id__in=waiting, status=OutboundMessage.Status.QUEUED).update(next_attempt_at=now)
+    from maxima.tasks import send_outbound
+
+    for message_id in waiting:
+        enqueue_on_commit(send_outbound, message_id)
+    return len(waiting)
+
+
 def outbound_cancel(*, message_id: int) -> bool:
     return bool(
         OutboundMessage.objects.filter(id=message_id, status=OutboundMessage.Status.QUEUED).update(

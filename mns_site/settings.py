@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "mailboxes",
     "handshake",
     "federation",
+    "registration",
     "entrypoints",
 ]
 

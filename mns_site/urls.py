@@ -10,6 +10,7 @@ api_v1 = [
     path("health", views.HealthView.as_view(), name="health"),
     path("", include("registry.urls")),
     path("", include("handshake.urls")),
+    path("", include("registration.urls")),
     path("", include("mailboxes.urls")),
     path("", include("entrypoints.urls")),
 ]

@@ -7,6 +7,7 @@ class RegistryConfig(AppConfig):
 
     def ready(self) -> None:
         from maxima.routing import register_type
-        from registry import handlers
+        from registry import handlers, replication
 
         register_type("mns", "statement", handlers.statement_received)
+        replication.register()

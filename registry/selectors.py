@@ -149,3 +149,33 @@ def _message(error: MNSError) -> str:
 def _sentence(message: str) -> str:
     """A core refusal message ("the name 'x' is reserved") as an API detail ("The name 'x' is reserved.")."""
     return message[:1].upper() + message[1:] + "."
+
+
+def name_lock(name: str) -> NameRecord | None:
+    """Lock the name's row FOR NO KEY UPDATE and return it: the first lock of every change to a name (the answer to
+    a handshake, a claim decided, a registration refused), so that they all take their locks in one order. It
+    waits for a statement being applied to the name, but not for a session pickup's key-share lock on the row
+    (its foreign key check; FOR UPDATE would deadlock with it)."""
+    return NameRecord.objects.select_for_update(no_key=True).filter(name=name).first()
+
+
+def name_lock_by_id(record_id: int) -> NameRecord | None:
+    """``name_lock`` for a row known by its id."""
+    return NameRecord.objects.select_for_update(no_key=True).filter(id=record_id).first()
+
+
+def skeleton_taken(skeleton: str, owner_key: str) -> bool:
+    """Whether a name with this skeleton is live here for another owner, or reserved (a claim is refused)."""
+    live = NameRecord.objects.filter(skeleton=skeleton, status__in=NameRecord.LIVE)
+    return any(record.status == NameRecord.Status.RESERVED or record.owner_key != owner_key for record in live)
+
+
+def owner_full(owner_key: str, name: str) -> bool:
+    """Whether the owner already holds its limit of names other than ``name`` (a claim of one more is refused)."""
+    held = NameRecord.objects.filter(owner_key=owner_key, status__in=NameRecord.HELD).exclude(name=name)
+    return held.count() >= settings.MNS_NAMES_PER_OWNER
+
+
+def name_pending_of_other(*, name: str, owner_key: str) -> NameRecord | None:
+    """The local hold of ``name`` by another owner than ``owner_key``, while it waits for its claim."""
+    return NameRecord.objects.filter(name=name, status=NameRecord.Status.PENDING).exclude(owner_key=owner_key).first()

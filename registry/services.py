@@ -15,6 +15,8 @@ from django.utils import timezone
 
 from core.errors import DomainError
 from core.staff import required_reason
+from federation.services import op_append
+from maxima.selectors import gateway_identity_key as node_identity_key
 from mns_client.protocol.codecs import to_hex
 from mns_client.protocol.names import NameRefused, normalise, skeleton
 from mns_client.protocol.statements import NameStatement, SignedStatement, check_successor
@@ -28,8 +30,6 @@ Status = NameRecord.Status
 
 def gateway_identity_key() -> str | None:
     """This gateway's own Maxima identity key (``0x…``) as its node last reported it; ``None`` until known."""
-    from maxima.selectors import gateway_identity_key as node_identity_key
-
     return node_identity_key()
 
 
@@ -259,8 +259,6 @@ def name_replicas_set(*, name: str, gateways: list[str]) -> None:
 
 
 def _replicate(kind: str, payload: dict) -> None:
-    from federation.services import op_append
-
     op_append(kind=kind, payload=payload)
 
 

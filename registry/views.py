@@ -16,10 +16,8 @@ from rest_framework.response import Response
 from core.api import THROTTLES, APIView, ListAPIView, error_response
 from core.errors import DomainError
 from core.pagination import CursorPagination
-from handshake import services as handshake_services
-from handshake.authentication import session_token
 from mns_client.protocol.names import normalise
-from registry import selectors, services
+from registry import gates, selectors, services
 from registry.models import NameRecord, StatementRecord
 from registry.serializers import (
     AvailabilitySerializer,
@@ -174,13 +172,6 @@ def _session_purposes(op: str) -> set[str]:
 
 
 def _require_session(request: Request, name: str, purposes: set[str]) -> None:
-    """The handshake gate on changing a name over REST: a session for ``name`` opened for one of ``purposes``
-    (``Authorization: MNS-Session <token>``). The owner's node can send the same statement over Maxima instead."""
-    token = session_token(request)
-    if token is None:
-        raise DomainError(
-            "session_required",
-            "Changing a name needs a handshake session (Authorization: MNS-Session <token>).",
-            status=401,
-        )
-    handshake_services.session_authorise(token=token, name=name, purposes=purposes)
+    """The handshake gate on changing a name over REST (``gates.require_session``). The owner's node can send the
+    same statement over Maxima instead."""
+    gates.require_session(request, name=name, purposes=purposes)

@@ -15,21 +15,21 @@ from federation import services
 from federation.models import Claim, Lease, Peer
 from federation.tests.support import FakePeer, gateway, peer_b, peer_c, sent_sync, state  # noqa: F401 (fixtures)
 from handshake.models import Challenge, Session
-from mailboxes import services as mailbox_services
 from mailboxes.models import AccessToken, Mailbox
 from mailboxes.tests.support import VERIFIER, Owner, answer, inbound, open_mailbox, sent
 from mns_client.protocol import sync
 from mns_client.protocol.handshake import verifier_hash
 from mns_client.protocol.mailbox import Register
 from mns_client.protocol.names import skeleton
+from registration import services as registration_services
 from registry.models import NameRecord
 from registry.tests.support import GATEWAY
 
 pytestmark = pytest.mark.django_db
 
 
-def start(owner: Owner, name: str = "alice") -> mailbox_services.PendingRegistration:
-    return mailbox_services.mailbox_register(
+def start(owner: Owner, name: str = "alice") -> registration_services.PendingRegistration:
+    return registration_services.mailbox_register(
         signed=owner.register(name), address=owner.address, verifier_hash=verifier_hash(VERIFIER), source="api"
     )
 
@@ -142,7 +142,7 @@ def test_a_register_over_maxima_answered_then_refused_gets_register_refused_and_
 ) -> None:
     owner = Owner.fresh()
     body = Register(signed=owner.register("alice"), address=owner.address).to_dict()
-    assert mailbox_services.register_received(message=inbound(owner, body), body=body) == "challenged"
+    assert registration_services.register_received(message=inbound(owner, body), body=body) == "challenged"
     [(_, challenge)] = sent("register-challenge")
     assert answer(owner, challenge["challenge"], challenge["code"]) == "verified"
     assert not AccessToken.objects.exists()  # the token goes out only when the registration completes
@@ -186,7 +186,7 @@ def test_a_majority_of_nacks_refuses_the_name_and_tells_the_rest_client_name_tak
 def test_a_refused_registration_over_maxima_gets_register_refused(peer_b: FakePeer) -> None:  # noqa: F811
     owner = Owner.fresh()
     body = Register(signed=owner.register("alice"), address=owner.address).to_dict()
-    assert mailbox_services.register_received(message=inbound(owner, body), body=body) == "challenged"
+    assert registration_services.register_received(message=inbound(owner, body), body=body) == "challenged"
     peer_b.says(sync.message("claim-nack", claim_id=Claim.objects.get().claim_id, reason="claimed"))
     [(destination, refused)] = sent("register-refused")
     assert (destination, refused["name"], refused["reason"]) == (owner.address, "alice", "name_taken")
@@ -353,7 +353,7 @@ def test_on_postgresql_a_refusal_waiting_for_a_pickup_does_not_hold_the_name_row
     def refusal() -> None:  # in one transaction, as the inbound task that handles a nack runs it
         try:
             with transaction.atomic():
-                mailbox_services.registration_refuse(name="alice", owner_key=owner.key, code="name_taken")
+                registration_services.registration_refuse(name="alice", owner_key=owner.key, code="name_taken")
         finally:
             done.set()
             connection.close()

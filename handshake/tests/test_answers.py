@@ -2,13 +2,13 @@
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.utils import timezone
 
+from handshake import services
 from handshake.models import Answer, Challenge, Session
 from handshake.tests.support import Started, answer, receive, snapshot, start
 from maxima import routing
@@ -199,21 +199,28 @@ def test_what_is_not_an_answer_is_ignored_and_changes_nothing(started: Started, 
 
 
 @pytest.fixture
-def confirmations(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Challenge]]:
-    """Stands in for the Mailboxes app's hook, which creates the mailbox and activates the name."""
-    import mailboxes.services
+def completions(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """The completions registered with the handshake, for a test to replace (restored afterwards)."""
+    registered = dict(services._completions)
+    monkeypatch.setattr(services, "_completions", registered)
+    return registered
 
+
+@pytest.fixture
+def confirmations(completions: dict) -> list[Challenge]:
+    """Stands in for the registration flow's completion, which creates the mailbox and activates the name."""
     confirmed: list[Challenge] = []
 
-    def registration_confirm(*, challenge: Challenge) -> None:
+    def complete(challenge: Challenge) -> bool:
         confirmed.append(challenge)
         registry.name_activate(name=challenge.record.name)
+        return True
 
-    monkeypatch.setattr(mailboxes.services, "registration_confirm", registration_confirm, raising=False)
+    services.register_completion("register", complete)
     return confirmed
 
 
-def test_a_verified_register_handshake_calls_the_mailboxes_hook(alice: Owner, confirmations: list) -> None:
+def test_a_verified_register_handshake_calls_the_registered_completion(alice: Owner, confirmations: list) -> None:
     hold(alice, "alice")
     started = start(purpose="register")
     assert receive(answer(alice, started.id, started.code)) == "verified"
@@ -221,25 +228,29 @@ def test_a_verified_register_handshake_calls_the_mailboxes_hook(alice: Owner, co
     assert NameRecord.objects.get().status == "active"
 
 
-def test_without_the_mailboxes_hook_a_register_handshake_verifies_and_the_name_stays_pending(
-    alice: Owner, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import mailboxes.services
+def test_the_registration_flow_is_the_completion_of_register_handshakes() -> None:
+    from registration.services import handshake_verified
 
-    monkeypatch.delattr(mailboxes.services, "registration_confirm", raising=False)
+    assert services._completions["register"] is handshake_verified
+
+
+def test_without_a_completion_a_register_answer_verifies_nothing(alice: Owner, completions: dict) -> None:
+    """Fail closed: with no flow to complete it, a right answer must not leave a verified register behind."""
+    completions.clear()
     hold(alice, "alice")
     started = start(purpose="register")
-    assert receive(answer(alice, started.id, started.code)) == "verified"
-    assert NameRecord.objects.get().status == "pending"
+    row, _ = inbound_store(event=_event(answer(alice, started.id, started.code)), now_ms=_now_ms())
+    before = snapshot()
+    assert inbound_process(event_id=row.id, claim="t") == "failed"
+    assert snapshot() == before
+    assert Challenge.objects.get().status == "pending"
 
 
-def test_a_failing_mailboxes_hook_rolls_the_verification_back(alice: Owner, monkeypatch: pytest.MonkeyPatch) -> None:
-    import mailboxes.services
-
-    def broken(*, challenge: Challenge) -> None:
+def test_a_failing_completion_rolls_the_verification_back(alice: Owner, completions: dict) -> None:
+    def broken(challenge: Challenge) -> bool:
         raise RuntimeError("the mailbox could not be created")
 
-    monkeypatch.setattr(mailboxes.services, "registration_confirm", broken, raising=False)
+    services.register_completion("register", broken)
     hold(alice, "alice")
     started = start(purpose="register")
     row, _ = inbound_store(event=_event(answer(alice, started.id, started.code)), now_ms=_now_ms())

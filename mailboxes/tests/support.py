@@ -26,6 +26,7 @@ from mns_client.protocol.handshake import Answer, new_verifier, verifier_hash
 from mns_client.protocol.mailbox import Deliver, access_token_header, access_token_open, new_delivery_id
 from mns_client.protocol.rpc import SendResult
 from mns_client.protocol.statements import SignedStatement
+from registration import services as registration_services
 from registry.models import NameRecord, StatementRecord
 from registry.tests.support import Owner as StatementOwner
 from registry.tests.support import fresh_owner
@@ -72,7 +73,7 @@ class Opened:
 
 def open_mailbox(owner: Owner, name: str, *, address: str | None = None, **statement: Any) -> Opened:
     """The whole registration: request, the owner's node answering the challenge, opening the token's blob."""
-    pending = services.mailbox_register(
+    pending = registration_services.mailbox_register(
         signed=owner.register(name, **statement),
         address=address or owner.address,
         verifier_hash=verifier_hash(VERIFIER),

@@ -28,6 +28,7 @@ from maxima.models import NodeState
 from mns_client.protocol.codecs import from_hex, to_hex
 from mns_client.protocol.handshake import verifier_hash
 from mns_client.protocol.mailbox import AccessTokenMessage, Register, access_token_open
+from registration import services as registration
 from registry import services as registry_services
 from registry.models import NameRecord
 
@@ -139,7 +140,7 @@ def test_the_owners_answer_confirms_the_name_creates_the_mailbox_and_sends_the_a
     gateway: NodeState, alice: Owner, settings: Any
 ) -> None:
     settings.MNS_MAILBOX_MAX_MESSAGES, settings.MNS_MAILBOX_MAX_BYTES = 7, 99_999
-    pending = services.mailbox_register(
+    pending = registration.mailbox_register(
         signed=alice.register("alice"), address=alice.address, verifier_hash=verifier_hash(VERIFIER), source="api"
     )
     assert answer(alice, pending.issued.challenge.id, pending.issued.code) == "verified"
@@ -159,7 +160,7 @@ def test_the_owners_answer_confirms_the_name_creates_the_mailbox_and_sends_the_a
 
 
 def test_a_wrong_code_confirms_nothing(gateway: NodeState, alice: Owner) -> None:
-    pending = services.mailbox_register(
+    pending = registration.mailbox_register(
         signed=alice.register("alice"), address=alice.address, verifier_hash=verifier_hash(VERIFIER), source="api"
     )
     assert answer(alice, pending.issued.challenge.id, "wrong-code") == "code_wrong"
@@ -210,7 +211,7 @@ def test_a_name_registered_anew_by_another_owner_gets_a_fresh_mailbox(
 ) -> None:
     first = open_mailbox(alice, "alice")
     registry_services.statement_apply(signed=alice.sign("release", "alice", 2), source="api")
-    pending = services.mailbox_register(
+    pending = registration.mailbox_register(
         signed=bob.sign("register", "alice", 3, box_key=to_hex(bob.box_public)),
         address=bob.address,
         verifier_hash=verifier_hash(VERIFIER),
@@ -229,7 +230,7 @@ def test_a_name_registered_anew_by_another_owner_gets_a_fresh_mailbox(
 def test_a_register_over_maxima_is_answered_with_the_challenge_at_reply_to(gateway: NodeState, alice: Owner) -> None:
     request = Register(signed=alice.register("alice"), address=alice.address, reply_to=alice.address)
     message = inbound(alice, request.to_dict())
-    assert services.register_received(message=message, body=request.to_dict()) == "challenged"
+    assert registration.register_received(message=message, body=request.to_dict()) == "challenged"
     [(destination, reply)] = sent("register-challenge")
     challenge = Challenge.objects.get()
     assert destination == alice.address
@@ -251,7 +252,7 @@ def test_a_register_over_maxima_from_another_key_is_refused_and_holds_nothing(
 ) -> None:
     request = Register(signed=alice.register("alice"), address=alice.address).to_dict()
     before = snapshot()
-    assert services.register_received(message=inbound(bob, request), body=request) == "register_wrong_sender"
+    assert registration.register_received(message=inbound(bob, request), body=request) == "register_wrong_sender"
     assert snapshot() == before
     assert sent("register-refused") == [
         (
@@ -273,7 +274,7 @@ def test_a_register_over_maxima_for_a_taken_name_is_answered_with_the_reason(
     open_mailbox(alice, "alice")
     request = Register(signed=bob.register("alice"), address=bob.address).to_dict()
     before = snapshot()
-    assert services.register_received(message=inbound(bob, request), body=request) == "name_taken"
+    assert registration.register_received(message=inbound(bob, request), body=request) == "name_taken"
     assert snapshot() == before
     [(destination, reply)] = sent("register-refused")
     assert (destination, reply["reason"]) == (bob.address, "name_taken")
@@ -281,7 +282,7 @@ def test_a_register_over_maxima_for_a_taken_name_is_answered_with_the_reason(
 
 def test_a_malformed_register_over_maxima_is_refused_to_its_sender(gateway: NodeState, alice: Owner) -> None:
     request = {"v": 1, "type": "register", "statement": {}, "signature": "0x00", "address": alice.address}
-    assert services.register_received(message=inbound(alice, request), body=request) == "malformed"
+    assert registration.register_received(message=inbound(alice, request), body=request) == "malformed"
     [(destination, reply)] = sent("register-refused")
     assert (destination, reply["reason"], reply["name"]) == (alice.key, "statement_invalid", None)
     assert not NameRecord.objects.exists()
@@ -304,7 +305,7 @@ def test_a_reserved_name_is_refused_with_409_and_nothing_is_written(
 def test_a_register_challenge_asked_for_again_confirms_with_the_first_requests_address(
     gateway: NodeState, alice: Owner
 ) -> None:
-    services.mailbox_register(
+    registration.mailbox_register(
         signed=alice.register("alice"), address=alice.address, verifier_hash=verifier_hash(VERIFIER), source="api"
     )
     again = handshake_services.challenge_issue(name="alice", purpose="register", verifier_hash=verifier_hash(VERIFIER))

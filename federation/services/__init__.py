@@ -1,0 +1,75 @@
+"""Federation's services, by job: ``peers`` (who they are, heard, paused), ``oplog`` (this gateway's own log:
+append, number, push, pull), ``replication`` (applying a peer's ops), ``claims`` (new names across the membership)
+and ``kinds`` (the op kinds, registered by the apps that own them). Callers import the functions from here."""
+
+from federation.services.claims import (
+    NameSpace,
+    Outcomes,
+    claim_allows_confirm,
+    claim_answered,
+    claim_finished,
+    claim_received,
+    claim_start,
+    claims_expire,
+    hold_lose,
+    register_name_space,
+    register_outcomes,
+)
+from federation.services.kinds import Invalid, Skip, Wait
+from federation.services.oplog import (
+    op_append,
+    op_sequence,
+    op_wire,
+    ops_batch_sent,
+    pull_received,
+    pull_request,
+    push_to_peer,
+    replicas_for_new_mailbox,
+)
+from federation.services.peers import (
+    canonical_key,
+    invalid_count,
+    peer_heard,
+    peer_pause,
+    peer_remove,
+    peer_resume,
+    peer_upsert,
+    self_key,
+)
+from federation.services.replication import gateways_known, me, ops_received
+
+__all__ = [
+    "Invalid",
+    "NameSpace",
+    "Outcomes",
+    "Skip",
+    "Wait",
+    "canonical_key",
+    "claim_allows_confirm",
+    "claim_answered",
+    "claim_finished",
+    "claim_received",
+    "claim_start",
+    "claims_expire",
+    "gateways_known",
+    "hold_lose",
+    "invalid_count",
+    "me",
+    "op_append",
+    "op_sequence",
+    "op_wire",
+    "ops_batch_sent",
+    "ops_received",
+    "peer_heard",
+    "peer_pause",
+    "peer_remove",
+    "peer_resume",
+    "peer_upsert",
+    "pull_received",
+    "pull_request",
+    "push_to_peer",
+    "register_name_space",
+    "register_outcomes",
+    "replicas_for_new_mailbox",
+    "self_key",
+]

@@ -1,0 +1,59 @@
+"""The kinds of operation in the log, each registered by the app that owns its rows.
+
+Federation moves operations; it does not know names or mailboxes. The registry registers ``statement``,
+``suspend`` and ``restore``, the mailboxes ``mailbox``, ``message`` and ``delete`` (in their ``AppConfig.ready``):
+how to apply a peer's op of that kind here, and, where the log keeps less than travels, how to complete an op for
+the wire (a ``message`` op takes its ciphertext from the stored message).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Apply = Callable[[str, dict[str, Any]], str]
+Wire = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class Wait(Exception):
+    """The op follows another origin's op this gateway has not applied yet: stop here, try again later."""
+
+
+class Invalid(Exception):
+    """The op does not verify: refused and counted against the peer."""
+
+
+class Skip(Exception):
+    """The op is valid but changes nothing here (a duplicate, not a replica, a limit): recorded, not counted."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    apply: Apply  # (the origin's identity key, the payload) -> the outcome: "applied", or why it changed nothing
+    wire: Wire | None
+
+
+_kinds: dict[str, Kind] = {}
+
+
+def register(kind: str, *, apply: Apply, wire: Wire | None = None) -> None:
+    _kinds[kind] = Kind(apply=apply, wire=wire)
+
+
+def kind_of(kind: str) -> Kind:
+    try:
+        return _kinds[kind]
+    except KeyError:
+        raise Invalid("op_kind_unknown") from None
+
+
+def for_wire(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    registered = _kinds.get(kind)
+    return registered.wire(payload) if registered is not None and registered.wire is not None else payload
+
+
+def text(payload: dict[str, Any], key: str, limit: int = 600) -> str:
+    """A required string field of an op's payload, 1 to ``limit`` characters, else ``Invalid("<key>_invalid")``."""
+    value = payload.get(key)
+    if not isinstance(value, str) or not 0 < len(value) <= limit:
+        raise Invalid(f"{key}_invalid")
+    return value

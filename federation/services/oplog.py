@@ -1,0 +1,165 @@
+"""This gateway's own operation log: appended in the writers' transactions, numbered after commit, pushed and pulled."""
+
+import logging
+import time
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from core.queue import enqueue_now, enqueue_on_commit
+from federation import selectors
+from federation.models import LogHead, Operation, Peer
+from federation.services import kinds
+from federation.services.peers import _ms, _send, _short, self_key
+from maxima.models import OutboundMessage
+from maxima.routing import Ignored, InboundMessage
+from mns_client.protocol import sync
+
+logger = logging.getLogger(__name__)
+
+
+def op_append(*, kind: str, payload: dict[str, Any]) -> Operation | None:
+    """Append one of this gateway's own operations to its log, in the caller's transaction; numbered and pushed
+    to peers after the commit.
+
+    The append is one INSERT with no ``seq`` yet: it locks nothing, so concurrent writers (deliveries above all)
+    commit side by side, their fsyncs grouped, instead of queueing on one head row until each has committed.
+    ``op_sequence`` numbers the committed ones later (a push, the sync round). Without its own identity key yet
+    the gateway cannot have confirmed anything worth replicating: nothing is appended, and a warning says so.
+    """
+    origin = self_key()
+    if origin is None:
+        logger.warning("a %s operation was not logged: this gateway does not know its identity key yet", kind)
+        return None
+    op = Operation.objects.create(origin=origin, kind=kind, payload=payload, created_at=timezone.now(), outcome="own")
+    if selectors.peers_active().exists():
+        from federation import tasks  # the app's own tasks, which call back into these services
+
+        transaction.on_commit(lambda: enqueue_now(tasks.push))
+    return op
+
+
+def op_sequence(*, chunk: int = 2000) -> int:
+    """Give this gateway's committed, unnumbered operations the next ``seq`` numbers, each round in the order they
+    were appended (an op that commits after a round is numbered by a later one); returns how many it numbered.
+    Call it outside a transaction: inside one, the head row stays locked until that transaction ends.
+
+    One sequencer at a time: each round first UPDATEs the ``LogHead`` row (a row lock on PostgreSQL, the write
+    lock on SQLite) and only then reads the head and the unnumbered ops, so two sequencers never hand out one
+    number. It sees committed ops only, so no number is ever given to an op that could still roll back, and an op
+    committed after a round gets a later number than every op that round numbered: a peer reading the log by
+    cursor never misses one. Causal order is kept: an op whose transaction began after another committed was
+    appended after it (a higher id) and is numbered after it, in the same round or a later one.
+    """
+    origin = self_key()
+    if origin is None or not Operation.objects.filter(origin=origin, seq__isnull=True).exists():
+        return 0  # nothing to number: no lock taken, nothing written
+    numbered = 0
+    while True:
+        with transaction.atomic():
+            LogHead.objects.get_or_create(origin=origin)
+            LogHead.objects.filter(origin=origin).update(seq=F("seq"))  # the lock, before reading anything
+            head = LogHead.objects.filter(origin=origin).values_list("seq", flat=True).get()
+            ops = list(Operation.objects.filter(origin=origin, seq__isnull=True).order_by("id").only("id")[:chunk])
+            if not ops:
+                return numbered
+            for offset, op in enumerate(ops, start=1):
+                op.seq = head + offset
+            Operation.objects.bulk_update(ops, ["seq"], batch_size=500)
+            LogHead.objects.filter(origin=origin).update(seq=head + len(ops))
+        numbered += len(ops)
+        if len(ops) < chunk:
+            return numbered
+
+
+def op_wire(op: Operation) -> dict[str, Any]:
+    """An operation as it travels, completed by its kind's owner where the log keeps less (a ``message`` op takes
+    its ciphertext from the stored message, or says ``gone`` when the message was deleted or expired since)."""
+    payload = kinds.for_wire(op.kind, dict(op.payload))
+    return {"seq": op.seq, "kind": op.kind, "payload": payload, "created_at": _ms(op.created_at)}
+
+
+def push_to_peer(*, peer_id: int, limit: int = 2000) -> int:
+    """Queue this gateway's operations the peer has not been sent yet, in batches below Maxima's size limit.
+
+    Each batch is claimed by a conditional UPDATE of the peer's ``pushed`` mark (two pushes at once never send
+    one range twice) and goes through the outbox with an idempotency key of its range. Returns how many ops.
+
+    While an earlier batch to the peer waits in the outbox after a failed try (the peer is not answering), no new
+    batch is queued: the ops coalesce, and go in one batch once that one is sent (``ops_batch_sent``), while the
+    peer's pull catches it up meanwhile. (Otherwise each commit during an outage queues its own small batch, and
+    the returning peer gets them one by one, out of order, as their backoffs end.)
+    """
+    origin, peer = self_key(), selectors.peers_active().filter(id=peer_id).first()
+    if origin is None or peer is None or _push_stalled(peer):
+        return 0
+    op_sequence()
+    head = selectors.log_head(origin=origin)
+    if peer.pushed >= head:
+        return 0
+    ops = [op_wire(op) for op in selectors.ops_since(origin=origin, since=peer.pushed, limit=limit)]
+    sent = 0
+    for batch in sync.batches(origin=origin, head=head, ops=ops, max_bytes=settings.MNS_FEDERATION_BATCH_BYTES):
+        first, last = batch["ops"][0]["seq"], batch["ops"][-1]["seq"]
+        with transaction.atomic():
+            if not Peer.objects.filter(id=peer.id, pushed=first - 1).update(pushed=last):
+                break  # another push took this range
+            _send(peer, batch, f"fed-ops:{_short(peer.identity_key)}:{first}-{last}")
+        sent += len(batch["ops"])
+    return sent
+
+
+def _push_stalled(peer: Peer) -> bool:
+    return OutboundMessage.objects.filter(
+        idempotency_key__startswith=f"fed-ops:{_short(peer.identity_key)}:",
+        status__in=[OutboundMessage.Status.QUEUED, OutboundMessage.Status.SENDING],
+        attempts__gte=1,
+    ).exists()
+
+
+def ops_batch_sent(message: OutboundMessage) -> None:
+    """The outbox sent a ``fed-ops`` batch: push what coalesced behind it to that peer, after the commit."""
+    from federation import tasks  # the app's own tasks, which call back into these services
+
+    for peer_id in selectors.peers_active().filter(address=message.destination).values_list("id", flat=True):
+        enqueue_on_commit(tasks.push_peer, peer_id)
+
+
+def pull_request(*, peer_id: int) -> bool:
+    """Ask a peer for its operations after our cursor (at most once per peer and cursor per sync period)."""
+    peer = selectors.peers_active().filter(id=peer_id).first()
+    if peer is None:
+        return False
+    period = int(time.time() // settings.MNS_FEDERATION_SYNC_EVERY)
+    body = sync.message("pull", origin=peer.identity_key, since=peer.cursor)
+    _send(peer, body, f"fed-pull:{_short(peer.identity_key)}:{peer.cursor}:{period}")
+    Peer.objects.filter(id=peer.id).update(last_pull_at=timezone.now())
+    return True
+
+
+def pull_received(*, peer: Peer, message: InboundMessage, body: dict[str, Any]) -> int:
+    """Answer a peer's ``pull`` with one ``ops`` batch of our log after its cursor (it pulls again while behind)."""
+    origin = self_key()
+    if origin is None or body["origin"] != origin:
+        raise Ignored("a pull for a log this gateway does not keep")
+    # Not numbered here: this runs in the inbound task's transaction, which would hold the head row while the
+    # answer is built. Pushes (after every commit that logs, when there are peers) and each sync round number it.
+    head = selectors.log_head(origin=origin)
+    ops = [op_wire(op) for op in selectors.ops_since(origin=origin, since=body["since"], limit=sync.MAX_BATCH_OPS)]
+    batch = next(
+        sync.batches(origin=origin, head=head, ops=ops, max_bytes=settings.MNS_FEDERATION_BATCH_BYTES),
+        sync.message("ops", origin=origin, head=head, ops=[]),
+    )
+    _send(peer, batch, f"fed-answer:{_short(peer.identity_key)}:{body['since']}:{message.msgid[2:26]}")
+    return len(batch["ops"])
+
+
+def replicas_for_new_mailbox() -> list[str]:
+    """The gateways to keep a new mailbox: this one (home) first, then every active peer, or the first
+    ``MNS_FEDERATION_REPLICATION_FACTOR`` of them by name."""
+    keys = list(selectors.peers_active().order_by("name").values_list("identity_key", flat=True))
+    factor = settings.MNS_FEDERATION_REPLICATION_FACTOR
+    return [self_key(), *(keys[:factor] if factor else keys)]

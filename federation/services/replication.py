@@ -1,0 +1,193 @@
+"""Applying a peer's operations: in order, each once, verified, within the peer's limits."""
+
+import logging
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from federation.models import Operation, Peer
+from federation.services import kinds
+from federation.services.kinds import Invalid, Skip, Wait
+from federation.services.oplog import pull_request
+from federation.services.peers import invalid_count, self_key
+from mns_client.protocol import sync
+from mns_client.protocol.errors import MNSError
+
+logger = logging.getLogger(__name__)
+
+
+def ops_received(*, peer: Peer, body: dict[str, Any]) -> dict[str, int]:
+    """Apply a batch of the peer's own operations in ``seq`` order, each at most once; returns the outcomes.
+
+    An op at or below the peer's cursor was applied before and is skipped; a gap stops the batch and asks for
+    the missing ops. Each op is applied in a savepoint: one that does not verify writes nothing and is counted
+    against the peer (paused past the threshold); one that must wait for another origin's op stops the batch
+    (given up after ``MNS_FEDERATION_WAIT_SECONDS``). The cursor, the counters and the health marks move in the
+    same transaction as the ops' effects, so a crash half-way applies nothing twice.
+    """
+    counts = {"applied": 0, "skipped": 0, "invalid": 0, "duplicate": 0}
+    if body["origin"] != peer.identity_key:
+        invalid_count(peer=peer, count=1, why="a batch of another origin's log")
+        counts["invalid"] = 1
+        return counts
+    ops = sorted(body["ops"], key=lambda op: op.get("seq", 0) if isinstance(op, dict) else 0)
+    allowed = _rate_take(peer, len(ops))
+    peer = Peer.objects.select_for_update().get(id=peer.id)
+    batch = _Batch(me=self_key(), known={peer.identity_key, *Peer.objects.values_list("identity_key", flat=True)})
+    token = _batch.set(batch)
+    try:
+        cursor, stopped, why_invalid = _ops_apply(peer, ops[:allowed], counts)
+    finally:
+        _batch.reset(token)
+    Operation.objects.bulk_create(batch.rows, ignore_conflicts=True)
+    _peer_advance(peer, cursor=cursor, head=max(body["head"], cursor), counts=counts)
+    if counts["invalid"]:
+        invalid_count(peer=peer, count=counts["invalid"], why=why_invalid)
+    if cursor < body["head"] and (stopped or allowed == len(ops)) and not _is_waiting(peer, cursor):
+        pull_request(peer_id=peer.id)
+    return counts
+
+
+@dataclass
+class _Batch:
+    """What the ops of one batch share: this gateway's key, the gateways it knows, the log rows to store."""
+
+    me: str | None
+    known: set[str]
+    rows: list[Operation] = field(default_factory=list)
+
+
+_batch: ContextVar[_Batch | None] = ContextVar("federation_batch", default=None)
+
+
+def me() -> str | None:
+    """This gateway's identity key (in a batch, as read once for the whole batch)."""
+    batch = _batch.get()
+    return batch.me if batch is not None else self_key()
+
+
+def _ops_apply(peer: Peer, ops: list[Any], counts: dict[str, int]) -> tuple[int, bool, str]:
+    cursor, stopped, why_invalid = peer.cursor, False, ""
+    for op in ops:
+        seq = op.get("seq") if isinstance(op, dict) else None
+        if isinstance(seq, int) and seq <= cursor:
+            counts["duplicate"] += 1
+            continue
+        if seq != cursor + 1:
+            stopped = True  # a gap (or garbage): ask for what follows the cursor
+            break
+        outcome = _apply(peer, op)
+        if outcome == "wait":
+            if not _waited_too_long(peer, seq):
+                stopped = True
+                break
+            outcome = "skipped"
+            logger.warning("gave up waiting to apply op %s of %s", seq, peer.name)
+        if outcome.startswith("invalid"):
+            counts["invalid"] += 1
+            why_invalid = outcome
+        else:
+            counts["applied" if outcome == "applied" else "skipped"] += 1
+        cursor = seq
+    return cursor, stopped, why_invalid
+
+
+def _peer_advance(peer: Peer, *, cursor: int, head: int, counts: dict[str, int]) -> None:
+    now = timezone.now()
+    changes: dict[str, Any] = {
+        "cursor": cursor,
+        "remote_head": head,
+        "applied_ops": F("applied_ops") + counts["applied"],
+        "refused_ops": F("refused_ops") + counts["skipped"],
+    }
+    if cursor >= head or peer.cursor >= peer.remote_head:
+        changes["caught_up_at"] = now
+    if peer.waiting_seq is not None and cursor >= peer.waiting_seq:
+        changes.update(waiting_seq=None, waiting_since=None)
+    Peer.objects.filter(id=peer.id).update(**changes)
+
+
+def _is_waiting(peer: Peer, cursor: int) -> bool:
+    return Peer.objects.filter(id=peer.id, waiting_seq=cursor + 1).exists()
+
+
+def _waited_too_long(peer: Peer, seq: int) -> bool:
+    now = timezone.now()
+    if peer.waiting_seq != seq:
+        Peer.objects.filter(id=peer.id).update(waiting_seq=seq, waiting_since=now)
+        peer.waiting_seq, peer.waiting_since = seq, now
+        return False
+    return (now - peer.waiting_since).total_seconds() > settings.MNS_FEDERATION_WAIT_SECONDS
+
+
+def _rate_take(peer: Peer, wanted: int) -> int:
+    """How many of ``wanted`` ops the peer may still have applied this minute (shared by every worker)."""
+    if not wanted:
+        return 0
+    key = f"rate:fed-ops:{peer.id}:{int(time.time() // 60)}"
+    try:
+        used = cache.incr(key, wanted) if not cache.add(key, wanted, timeout=61) else wanted
+    except Exception as exc:  # the cache is down: do not limit, as core.ratelimit does
+        logger.warning("federation rate limit not applied, the cache failed: %s", type(exc).__name__)
+        return wanted
+    allowed = max(0, min(wanted, settings.MNS_FEDERATION_OPS_PER_MINUTE - (used - wanted)))
+    if allowed < wanted:
+        logger.warning("peer %s is over %s ops a minute", peer.name, settings.MNS_FEDERATION_OPS_PER_MINUTE)
+    return allowed
+
+
+def _apply(peer: Peer, op: Any) -> str:
+    """Apply one op in a savepoint; returns ``applied``, ``wait``, ``invalid:<why>`` or ``<why it changed nothing>``.
+
+    Only what verified is stored (with its outcome) in the local copy of the peer's log; an invalid op writes
+    nothing at all.
+    """
+    try:
+        sync.check_op(op)
+        if sync.op_size(op) > settings.MNS_FEDERATION_MAX_OP_BYTES:
+            raise Invalid("op_too_large")
+        with transaction.atomic():
+            outcome = kinds.kind_of(op["kind"]).apply(peer.identity_key, op["payload"])
+            _op_store(peer, op, outcome)
+            return outcome
+    except Wait:
+        return "wait"
+    except Skip as skip:
+        with transaction.atomic():
+            _op_store(peer, op, str(skip))
+        return str(skip)
+    except Invalid as invalid:
+        return f"invalid:{invalid}"
+    except MNSError as refused:  # sync.check_op, and anything a service refused that the branches did not map
+        return f"invalid:{getattr(refused, 'code', 'refused')}"
+
+
+def _op_store(peer: Peer, op: dict[str, Any], outcome: str) -> None:
+    """Keep the op in the local copy of the peer's log (stored with the batch's others at its end)."""
+    row = Operation(
+        origin=peer.identity_key,
+        seq=op["seq"],
+        kind=op["kind"],
+        payload={key: value for key, value in op["payload"].items() if key != "ciphertext"},
+        created_at=datetime.fromtimestamp(op["created_at"] / 1000, tz=UTC),
+        outcome=outcome[:32],
+    )
+    batch = _batch.get()
+    if batch is None:
+        Operation.objects.bulk_create([row], ignore_conflicts=True)
+    else:
+        batch.rows.append(row)
+
+
+def gateways_known() -> set[str]:
+    """The identity keys of every gateway this one knows: its peers (in a batch, as read once for the batch)."""
+    batch = _batch.get()
+    return batch.known if batch is not None else set(Peer.objects.values_list("identity_key", flat=True))

@@ -1,0 +1,104 @@
+"""The mailboxes' kinds of replicated operation, registered with federation in ``apps.py``: a mailbox announced by
+its home gateway (``mailbox``), a message stored at a replica (``message``) and its deletion (``delete``)."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+
+from core.errors import DomainError
+from federation import services as federation
+from federation.services import Invalid, Skip, Wait, kinds
+from mailboxes import services
+from mailboxes.models import Mailbox, Message
+from mns_client.protocol.codecs import from_hex, to_hex
+from mns_client.protocol.errors import CodecError
+from registry import services as registry_services
+from registry.models import NameRecord
+
+
+def _replica_record(payload: dict[str, Any]) -> NameRecord:
+    record = NameRecord.objects.filter(name=kinds.text(payload, "name", 32)).first()
+    if record is None:
+        raise Wait()
+    return record
+
+
+def mailbox_apply(origin: str, payload: dict[str, Any]) -> str:
+    record = _replica_record(payload)
+    replicas = payload.get("replicas")
+    if not isinstance(replicas, list) or not replicas or not all(isinstance(key, str) for key in replicas):
+        raise Invalid("replicas_invalid")
+    if not record.gateways or record.gateways[0] != origin:
+        raise Invalid("mailbox_not_from_home")
+    if record.status != NameRecord.Status.ACTIVE or record.owner_key != kinds.text(payload, "owner"):
+        raise Skip("name_moved_on")
+    replicas = [origin, *(key for key in replicas if key != origin)][:1000]
+    registry_services.name_replicas_set(name=record.name, gateways=replicas)
+    if federation.me() not in replicas:
+        return "not_replica"
+    address = payload.get("address") if isinstance(payload.get("address"), str) else ""
+    services.mailbox_replicate(record=record, owner_key=record.owner_key, address=address)
+    return "applied"
+
+
+def message_apply(origin: str, payload: dict[str, Any]) -> str:
+    if payload.get("gone") is True:
+        raise Skip("gone")
+    record = _replica_record(payload)
+    if federation.me() not in record.gateways:
+        raise Skip("not_replica")
+    if origin not in record.gateways:
+        raise Invalid("message_not_from_replica")
+    mailbox = Mailbox.objects.filter(record=record).first()
+    if mailbox is None:
+        raise Wait()
+    try:
+        ciphertext = from_hex(kinds.text(payload, "ciphertext", 2 * settings.MNS_FEDERATION_MAX_OP_BYTES))
+        received_at = datetime.fromtimestamp(int(payload["received_at"]) / 1000, tz=UTC)
+        sender_verified = payload["sender_verified"]
+        if not isinstance(sender_verified, bool) or not ciphertext:
+            raise Invalid("message_invalid")
+    except (CodecError, KeyError, TypeError, ValueError, OverflowError):
+        raise Invalid("message_invalid") from None
+    sender = payload.get("sender", "")
+    if not isinstance(sender, str) or len(sender) > 1000:
+        raise Invalid("sender_invalid")
+    try:
+        return services.message_replicate(
+            mailbox=mailbox,
+            uid=kinds.text(payload, "uid", 32),
+            delivery_id=kinds.text(payload, "delivery_id", 64),
+            sender_key=sender,
+            sender_verified=sender_verified,
+            scheme=kinds.text(payload, "scheme", 32),
+            ciphertext=ciphertext,
+            received_at=received_at,
+        )
+    except DomainError as refused:  # over_quota, too_large, bad_scheme here
+        raise Skip(refused.code) from None
+
+
+def message_wire(payload: dict[str, Any]) -> dict[str, Any]:
+    """A ``message`` op takes its ciphertext from the stored message (the log does not keep a copy), or says
+    ``gone`` when the message was deleted or expired since."""
+    message = Message.objects.filter(uid=payload.get("uid")).only("ciphertext").first()
+    if message is None:
+        return {**payload, "gone": True}
+    return {**payload, "ciphertext": to_hex(bytes(message.ciphertext))}
+
+
+def delete_apply(origin: str, payload: dict[str, Any]) -> str:
+    record = NameRecord.objects.filter(name=kinds.text(payload, "name", 32)).first()
+    if record is None:
+        raise Skip("unknown_name")
+    if origin not in record.gateways:
+        raise Invalid("delete_not_from_replica")
+    deleted = services.message_replicated_delete(name=record.name, uid=kinds.text(payload, "uid", 32))
+    return "applied" if deleted else "already_deleted"
+
+
+def register() -> None:
+    kinds.register("mailbox", apply=mailbox_apply)
+    kinds.register("message", apply=message_apply, wire=message_wire)
+    kinds.register("delete", apply=delete_apply)
