@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "federation",
     "registration",
     "entrypoints",
+    "mns_site",  # for its management commands: rungateway (make run) and simnet
 ]
 
 MIDDLEWARE = [
