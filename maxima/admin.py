@@ -59,5 +59,5 @@ class OutboundMessageAdmin(ReadOnlyAdmin):
 
 @admin.register(NodeState)
 class NodeStateAdmin(ReadOnlyAdmin):
-    list_display = ("__str__", "checked_at", "last_ok_at", "block", "version", "webhook_registered_at")
+    list_display = ("__str__", "checked_at", "last_ok_at", "block", "version", "address_resolves", "address_dark_since")
     readonly_fields = [f.name for f in NodeState._meta.fields]

@@ -99,6 +99,13 @@ class NodeState(models.Model):
     p2pidentity = models.TextField(blank=True)
     webhook = models.TextField(blank=True, help_text="The hook entry (FILTER#url) the node posts to, once checked.")
     webhook_registered_at = models.DateTimeField(null=True, blank=True)
+    address_resolves = models.BooleanField(
+        null=True, blank=True, help_text="Whether the published MAX# address resolves through its MLS (empty: no MAX#)."
+    )
+    address_checked_at = models.DateTimeField(null=True, blank=True)
+    address_dark_since = models.DateTimeField(
+        null=True, blank=True, help_text="Since when the MAX# address has not resolved (its MLS restarted?)."
+    )
 
     class Meta:
         verbose_name = "node state"

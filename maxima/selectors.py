@@ -26,11 +26,13 @@ def gateway_identity() -> dict[str, str | None]:
 def gateway_address() -> str | None:
     """The address users send to: the configured permanent one, else the node's stable p2pidentity.
 
-    Never ``contact``: it is chosen at random among the node's hosts on every call.
+    While supervision finds that the permanent ``MAX#`` address does not resolve through its MLS (for minutes after
+    the node restarts), the p2pidentity stands in: an address known not to resolve is never handed out. Never
+    ``contact``: it is chosen at random among the node's hosts on every call.
     """
-    if settings.MNS_MAXIMA_ADDRESS:
-        return settings.MNS_MAXIMA_ADDRESS
     state = node_state()
+    if settings.MNS_MAXIMA_ADDRESS and not (state is not None and state.address_resolves is False):
+        return settings.MNS_MAXIMA_ADDRESS
     if state is None:
         return None
     return state.p2pidentity or state.localidentity or None
@@ -93,3 +95,22 @@ def inbound_lease() -> timedelta:
 def outbound_lease() -> timedelta:
     """The same for a message being sent (its RPC times out below the task's soft limit)."""
     return timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 5)
+
+
+def address_check() -> str:
+    """The ``address`` part of ``/api/v1/health`` (degraded, never down): whether the published ``MAX#`` address
+    resolves through its MLS, as supervision last found."""
+    state = node_state()
+    if state is None or state.address_resolves is None:
+        return "not checked yet"
+    if not state.address_resolves:
+        since = (timezone.now() - (state.address_dark_since or timezone.now())).total_seconds()
+        raise RuntimeError(
+            f"the MAX# address does not resolve through its MLS (for {since:.0f} s; after a restart of the node "
+            "it takes about 4.5 minutes); the direct address is published meanwhile"
+        )
+    return "resolves through its MLS"
+
+
+def has_permanent_address() -> bool:
+    return settings.MNS_MAXIMA_ADDRESS.startswith("MAX#")

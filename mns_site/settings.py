@@ -70,7 +70,7 @@ INSTALLED_APPS = [
     "federation",
     "registration",
     "entrypoints",
-    "mns_site",  # for its management commands: rungateway (make run) and simnet
+    "mns_site",  # the top: no models, only the commands that start the whole gateway (rungateway, simnet)
 ]
 
 MIDDLEWARE = [
@@ -308,6 +308,10 @@ MAXIMA_MAX_AGE_SECONDS = env_int("MAXIMA_MAX_AGE_SECONDS", 900, minimum=10)
 MNS_OUTBOX_MAX_ATTEMPTS = env_int("MNS_OUTBOX_MAX_ATTEMPTS", 12, minimum=1, maximum=100)
 MNS_OUTBOX_BACKOFF_SECONDS = env_int("MNS_OUTBOX_BACKOFF_SECONDS", 5, minimum=1)
 MNS_OUTBOX_BACKOFF_MAX_SECONDS = env_int("MNS_OUTBOX_BACKOFF_MAX_SECONDS", 3600, minimum=1)
+# A send to a MAX# address that does not resolve (its MLS restarted: ~4.5 min on real nodes) is tried again this
+# often, without using up its attempts, until this long after it was queued.
+MNS_OUTBOX_UNRESOLVED_WAIT_SECONDS = env_int("MNS_OUTBOX_UNRESOLVED_WAIT_SECONDS", 30, minimum=1, maximum=3600)
+MNS_OUTBOX_UNRESOLVED_GIVE_UP_SECONDS = env_int("MNS_OUTBOX_UNRESOLVED_GIVE_UP_SECONDS", 3600, minimum=60)
 # The address users and peers send to. Unset: the node's p2pidentity (publish a MAX#… permanent address here
 # when the node's IP is not public or not stable).
 MNS_MAXIMA_ADDRESS = env_str("MNS_MAXIMA_ADDRESS", "")
