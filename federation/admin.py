@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from core.admin import ReadOnlyAdmin
 from federation import selectors, services
 from federation.models import Claim, Lease, Operation, Peer
 
@@ -79,17 +80,6 @@ class PeerAdmin(admin.ModelAdmin):
     def resume(self, request: HttpRequest, queryset: QuerySet[Peer]) -> None:
         done = sum(services.peer_resume(peer_id=p.id) for p in queryset)
         self.message_user(request, f"Resumed {done} peers.")
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(Operation)

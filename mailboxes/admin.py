@@ -12,22 +12,12 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from core.admin import ReadOnlyAdmin
 from mailboxes import services
 from mailboxes.models import AccessToken, AuditEntry, BlockedSender, Mailbox, Message
 from mns_client.protocol.errors import MNSError
 
 MODERATE_PERMISSION = "mailboxes.change_mailbox"
-
-
-class ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 class ReasonForm(forms.Form):
@@ -52,7 +42,7 @@ def reason_page(
 
 
 @admin.register(Mailbox)
-class MailboxAdmin(ReadOnly):
+class MailboxAdmin(ReadOnlyAdmin):
     list_display = ("name", "short_owner", "message_count", "byte_count", "quota_use", "auto_forward", "created_at")
     list_filter = ("auto_forward", "record__status")
     search_fields = ("record__name", "=owner_key")
@@ -103,7 +93,7 @@ class MailboxAdmin(ReadOnly):
 
 
 @admin.register(Message)
-class MessageAdmin(ReadOnly):
+class MessageAdmin(ReadOnlyAdmin):
     """Metadata only: size, scheme, times, state. The ciphertext is never loaded."""
 
     list_display = ("uid", "mailbox", "short_sender", "sender_verified", "scheme", "size", "state", "received_at")
@@ -185,7 +175,7 @@ class BlockedSenderAdmin(admin.ModelAdmin):
 
 
 @admin.register(AccessToken)
-class AccessTokenAdmin(ReadOnly):
+class AccessTokenAdmin(ReadOnlyAdmin):
     """Token ids and their state; the secret exists nowhere here, and the blob only the owner's node opens."""
 
     list_display = ("token_id", "name", "created_at", "revoked_at", "revoked_by")
@@ -210,7 +200,7 @@ class AccessTokenAdmin(ReadOnly):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(ReadOnly):
+class AuditEntryAdmin(ReadOnlyAdmin):
     list_display = ("at", "action", "name", "actor_username", "reason", "detail")
     list_filter = ("action",)
     search_fields = ("name", "=sender_key", "actor_username")

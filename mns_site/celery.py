@@ -111,24 +111,3 @@ def _statement_timeout(sender: object, connection: object, **kwargs: object) -> 
         milliseconds = max(1, settings.CELERY_TASK_SOFT_TIME_LIMIT - 5) * 1000
         with connection.cursor() as cursor:
             cursor.execute("SELECT set_config('statement_timeout', %s, false)", [str(milliseconds)])
-
-
-@app.on_after_configure.connect
-def _schedule(sender: Celery, **kwargs: object) -> None:
-    from django.conf import settings
-
-    every = {
-        "core.tasks.heartbeat": settings.CELERY_HEARTBEAT_EVERY,
-        "maxima.supervise_node": settings.MNS_NODE_CHECK_EVERY,
-        "maxima.sweep_inbound": settings.MNS_SWEEP_EVERY,
-        "maxima.sweep_outbound": settings.MNS_SWEEP_EVERY,
-        "maxima.purge": 3600,
-        "handshake.clean": 300,
-        "mailboxes.expire": settings.MNS_MESSAGE_EXPIRE_EVERY,
-        "federation.sync": settings.MNS_FEDERATION_SYNC_EVERY,
-        "entrypoints.publish": settings.MNS_ENTRYPOINTS_EVERY * 3600,
-        "entrypoints.check": settings.MNS_ENTRYPOINTS_CHECK_EVERY,
-    }
-    for task, seconds in every.items():
-        # Expiring at the next run: a backlog of identical sweeps after an outage would only repeat one another.
-        sender.add_periodic_task(seconds, sender.signature(task, options={"expires": seconds}), name=task)

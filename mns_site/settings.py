@@ -458,3 +458,28 @@ MNS_DAPP_DIR = Path(env_str("MNS_DAPP_DIR", str(VAR_DIR / "dapp" / "site"))).res
 MNS_DAPP_CONNECT_SRC = env_list(
     "MNS_DAPP_CONNECT_SRC", ["http://127.0.0.1:*", "http://localhost:*", "https://127.0.0.1:*", "https://localhost:*"]
 )
+
+# --- The beat schedule: every periodic task of the gateway, by task name ("<app>.<task>"), here and nowhere else --
+# Seconds between runs. Each run expires at the next: a backlog of identical sweeps after an outage would only
+# repeat one another.
+CELERY_BEAT_SCHEDULE = {
+    task: {"task": task, "schedule": seconds, "options": {"expires": seconds}}
+    for task, seconds in (
+        ("core.heartbeat", CELERY_HEARTBEAT_EVERY),
+        ("maxima.supervise_node", MNS_NODE_CHECK_EVERY),
+        ("maxima.sweep_inbound", MNS_SWEEP_EVERY),
+        ("maxima.sweep_outbound", MNS_SWEEP_EVERY),
+        ("maxima.purge", 3600),
+        ("handshake.clean", 300),
+        ("mailboxes.expire", MNS_MESSAGE_EXPIRE_EVERY),
+        ("federation.sync", MNS_FEDERATION_SYNC_EVERY),
+        ("entrypoints.publish", MNS_ENTRYPOINTS_EVERY * 3600),
+        ("entrypoints.check", MNS_ENTRYPOINTS_CHECK_EVERY),
+    )
+}
+# Every minute, free the names whose owner did not answer the handshake within MNS_NAME_HOLD_SECONDS.
+CELERY_BEAT_SCHEDULE["registry.name_holds_expire"] = {
+    "task": "registry.name_holds_expire",
+    "schedule": 60.0,
+    "kwargs": {"seconds": MNS_NAME_HOLD_SECONDS},
+}

@@ -40,7 +40,7 @@ from mns_client.protocol.statements import NameStatement, SignedStatement
 from simnet import SimNetwork
 from simnet.node import SimNode
 from simnet.testing import WebhookReceiver
-from testsupport.processes import RedisServer, free_port, wait_for
+from testsupport.processes import RedisServer, children, free_port, wait_for
 from testsupport.stack import gateway_env, live_gateway, private_broker
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -398,7 +398,7 @@ def test_a_worker_killed_during_a_delivery_loses_nothing_and_stores_nothing_twic
             log=gateway.worker_log,
         )
         wait_for(_someone_waits_on_a_lock, timeout=10, what="the handler to wait on the mailbox row")
-        for child in _children(gateway.worker_pid):
+        for child in children(gateway.worker_pid):
             os.kill(child, signal.SIGKILL)  # the pool processes die mid-delivery, inside its transaction
     event = wait_for(
         lambda: InboundEvent.objects.filter(msgid=msgid, status="done").first(),
@@ -419,10 +419,3 @@ def _someone_waits_on_a_lock() -> bool:
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
         )
         return cursor.fetchone()[0] > 0
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        found += [int(child) for child in (task / "children").read_text().split()]
-    return found

@@ -19,7 +19,7 @@ pytestmark = [
 
 def send_heartbeat_task(connection: Connection) -> None:
     with connection as conn:
-        celery_app.send_task("core.tasks.heartbeat", connection=conn)
+        celery_app.send_task("core.heartbeat", connection=conn)
 
 
 def test_a_task_runs_in_a_worker_on_redis(tmp_path: Path, redis_url: str) -> None:
@@ -29,7 +29,7 @@ def test_a_task_runs_in_a_worker_on_redis(tmp_path: Path, redis_url: str) -> Non
         send_heartbeat_task(Connection(redis_url))
         beat = wait_for(lambda: Heartbeat.objects.filter(name="worker").first(), timeout=60, what="the task", log=log)
     assert beat.pid is not None
-    assert "core.tasks.heartbeat" in log.read_text()
+    assert "core.heartbeat" in log.read_text()
 
 
 def test_a_task_runs_in_a_worker_on_the_embedded_filesystem_broker(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.limits import GUNICORN_LIMITS
+from core.processes import celery_worker_command
 from mns_client.progress import Progress
 
 DEFAULT_BIND = "127.0.0.1:8000"
@@ -100,27 +101,9 @@ class Command(BaseCommand):
             *GUNICORN_LIMITS,
         ]
         # Supervised: restarted if it dies (a broker outage can make a Celery worker exit), as systemd would.
-        worker = [
-            python,
-            "-m",
-            "core.supervise",
-            "--",
-            python,
-            "-m",
-            "celery",
-            "-A",
-            "mns_site",
-            "worker",
-            "--beat",
-            "-l",
-            "info",
-            "--concurrency",
-            "2",
-            "--schedule",
-            settings.CELERY_BEAT_SCHEDULE_FILENAME,
-            "--without-gossip",
-            "--without-mingle",
-        ]
+        worker = celery_worker_command(
+            concurrency=2, beat_schedule=settings.CELERY_BEAT_SCHEDULE_FILENAME, supervised=True, python=python
+        )
         for name, args in (("web", web), ("worker", worker)):
             out = (logs / f"{name}.log").open("ab")
             # Our own interpreter with fixed arguments: nothing here comes from a request.
