@@ -9,12 +9,13 @@ from pathlib import Path
 from django.apps import apps
 from django.conf import settings
 
-# Our installed apps (the ones in this repository, but the tests' own), and the wiring.
+# Our installed apps (the ones in this repository, not the packages of a virtualenv inside it, nor the tests'
+# own), and the wiring.
 APPS = sorted(
     {
         config.name.split(".")[0]
         for config in apps.get_app_configs()
-        if Path(config.path).is_relative_to(settings.BASE_DIR)
+        if Path(config.path).is_relative_to(settings.BASE_DIR) and "site-packages" not in Path(config.path).parts
     }
     - {"testsupport"}
     | {"mns_site"}
