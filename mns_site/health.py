@@ -120,6 +120,12 @@ def peers_report() -> list[dict]:
     return [asdict(peer) for peer in peers_health()]
 
 
+def status_of(results: dict[str, CheckResult]) -> str:
+    """``down`` when a critical part failed, ``degraded`` when another did, else ``ok``."""
+    failed = [result for result in results.values() if not result.ok]
+    return "down" if any(result.critical for result in failed) else ("degraded" if failed else "ok")
+
+
 _memo: dict[str, tuple[float, dict[str, CheckResult]]] = {}
 
 

@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from mns_site import views
+from mns_site import pages, views
 from mns_site.dapp import DappView
 
 api_v1 = [
@@ -15,6 +15,8 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("", pages.FrontPageView.as_view(), name="front"),
+    path("favicon.ico", pages.FaviconView.as_view(), name="favicon"),
     path("admin/", admin.site.urls),
     path("maxima/", include("mns_site.maxima.urls")),
     path("api/v1/", include(api_v1)),
