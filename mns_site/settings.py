@@ -93,7 +93,9 @@ CSRF_FAILURE_VIEW = "mns_site.views.csrf_failure"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Before the apps' folders, so that mns_site's admin/ templates (its style sheet, the index's figures)
+        # override the admin's own (the admin app comes first in INSTALLED_APPS).
+        "DIRS": [BASE_DIR / "mns_site" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
