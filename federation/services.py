@@ -22,7 +22,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from federation import selectors
-from federation.models import Claim, Lease, LogHead, Operation, Peer
+from federation.models import Claim, Lease, LogHead, Operation, Peer, PeerLagSample
 from handshake.models import Challenge
 from mailboxes import services as mailbox_services
 from mailboxes.models import Mailbox, Message
@@ -889,3 +889,21 @@ def replicas_for_new_mailbox() -> list[str]:
 
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+LAG_SAMPLES_KEPT = timedelta(hours=48)
+
+
+def peer_lag_sample(*, every: int, now: datetime | None = None) -> int:
+    """Record every enabled peer's lag, unless samples were taken less than ``every`` seconds ago; drop samples
+    older than 48 hours. Returns how many were written (safe to run twice: at worst two close together)."""
+    now = now or timezone.now()
+    if PeerLagSample.objects.filter(at__gt=now - timedelta(seconds=every), at__lte=now).exists():
+        return 0
+    rows = [
+        PeerLagSample(peer=peer, at=now, lag_ops=peer.lag_ops, lag_seconds=round(selectors.lag_seconds(peer), 1))
+        for peer in Peer.objects.filter(enabled=True)
+    ]
+    PeerLagSample.objects.bulk_create(rows)
+    PeerLagSample.objects.filter(at__lt=now - LAG_SAMPLES_KEPT).delete()
+    return len(rows)

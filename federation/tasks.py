@@ -1,6 +1,7 @@
 """Federation tasks: thin, by id, safe to run twice; the beat task only fans out."""
 
 from celery import shared_task
+from django.conf import settings
 
 from federation import selectors, services
 
@@ -41,4 +42,5 @@ def sync() -> int:
         pull_peer.delay(peer_id)
     claims_expire.delay()
     services.op_sequence()
+    services.peer_lag_sample(every=settings.MNS_SAMPLE_EVERY)  # for the admin's chart
     return len(peers)

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, Min, Q
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
@@ -86,26 +86,6 @@ def gauge(name: str, documentation: str, value: float, labels: dict[str, str] | 
     return family
 
 
-def queue_figures(now: object = None) -> dict[str, float]:
-    """The Maxima inbox and outbox now: rows waiting (or being worked on) and the age of the oldest, in seconds."""
-    from mns_site.maxima.models import InboundEvent, OutboundMessage
-
-    now = now or timezone.now()
-    inbound = InboundEvent.objects.filter(status__in=["pending", "processing"]).aggregate(
-        depth=Count("id"), oldest=Min("received_at")
-    )
-    outbound = OutboundMessage.objects.filter(status__in=["queued", "sending"]).aggregate(
-        depth=Count("id"), oldest=Min("created_at")
-    )
-    age = lambda oldest: max((now - oldest).total_seconds(), 0.0) if oldest else 0.0  # noqa: E731
-    return {
-        "inbound_depth": inbound["depth"],
-        "inbound_oldest_seconds": age(inbound["oldest"]),
-        "outbound_depth": outbound["depth"],
-        "outbound_oldest_seconds": age(outbound["oldest"]),
-    }
-
-
 def refused_receipts() -> object:
     """Receipts of refused deliveries in the outbox (their key ends in ``:refused:<reason>``)."""
     from mns_site.maxima.models import OutboundMessage
@@ -127,10 +107,11 @@ class DatabaseCollector(Collector):
         from federation.selectors import peers_health
         from mailboxes.models import Message
         from mns_site.maxima.models import NodeState, OutboundMessage
+        from mns_site.maxima.selectors import queue_figures
 
         now = timezone.now()
         since = now - WINDOW
-        queues = queue_figures(now)
+        queues = queue_figures(now=now)
         yield gauge(
             "mns_inbound_queue_depth", "Maxima messages received and not yet processed.", queues["inbound_depth"]
         )

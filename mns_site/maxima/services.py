@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
@@ -32,10 +32,10 @@ from mns_client.errors import (
 )
 from mns_client.rpc import MinimaRPC
 from mns_site.errors import DomainError
-from mns_site.maxima.models import InboundEvent, NodeState, OutboundMessage
+from mns_site.maxima.models import InboundEvent, NodeState, OutboundMessage, QueueSample
 from mns_site.maxima.node import hook_url
 from mns_site.maxima.routing import Ignored, InboundMessage, dispatch
-from mns_site.maxima.selectors import inbound_lease, outbound_lease
+from mns_site.maxima.selectors import inbound_lease, outbound_lease, queue_figures
 from mns_site.queue import enqueue_on_commit
 
 logger = logging.getLogger(__name__)
@@ -441,3 +441,17 @@ def _delete_in_batches(rows: QuerySet, *, budget: float, size: int = 2000) -> in
             break
         deleted += rows.model.objects.filter(id__in=batch).delete()[0]
     return deleted
+
+
+SAMPLES_KEPT = timedelta(hours=48)
+
+
+def queue_sample(*, every: int, now: datetime | None = None) -> QueueSample | None:
+    """Record the queues' depth and oldest age, unless a sample was taken less than ``every`` seconds ago; drop
+    samples older than 48 hours. Safe to run twice (at worst two samples close together)."""
+    now = now or timezone.now()
+    if QueueSample.objects.filter(at__gt=now - timedelta(seconds=every), at__lte=now).exists():
+        return None
+    sample = QueueSample.objects.create(at=now, **queue_figures(now=now))
+    QueueSample.objects.filter(at__lt=now - SAMPLES_KEPT).delete()
+    return sample
