@@ -98,12 +98,17 @@ def seed() -> None:
         name="gw-lisbon", identity_key=key(), address="Mx1234@10.0.0.3:9001", last_heard_at=now,
         cursor=940, remote_head=940, applied_ops=940,
     )  # fmt: skip
-    try:
-        from mns_site.metrics import sample_now
-    except ImportError:  # older trees: no samples to take
-        return
-    for hours in range(24, 0, -1):
-        sample_now(at=now - timedelta(hours=hours))
+    from federation.models import PeerLagSample
+    from mns_site.maxima.models import QueueSample
+
+    for step in range(24 * 12, 0, -1):  # one sample every 5 minutes, as MNS_SAMPLE_EVERY's default takes them
+        at, wave = now - timedelta(minutes=5 * step), abs((step % 96) - 48)
+        QueueSample.objects.create(
+            at=at, inbound_depth=wave // 6, inbound_oldest_seconds=wave * 1.5,
+            outbound_depth=wave // 3 + rng.randint(0, 4), outbound_oldest_seconds=wave * 4.0,
+        )  # fmt: skip
+        for peer in Peer.objects.all():
+            PeerLagSample.objects.create(peer=peer, at=at, lag_ops=rng.randint(0, 30) + wave, lag_seconds=wave * 2.0)
 
 
 # The page's width, the window's, and how far the widest table can scroll sideways inside its box.
