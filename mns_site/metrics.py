@@ -97,7 +97,7 @@ def failed_sends() -> object:
     """Outbox rows whose last attempt (``claimed_at``) failed: given up for good, or waiting for a retry."""
     from mns_site.maxima.models import OutboundMessage
 
-    return OutboundMessage.objects.filter(Q(status="failed") | Q(status="queued", attempts__gt=0) & ~Q(last_error=""))
+    return OutboundMessage.objects.filter(Q(status="failed") | (Q(status="queued", attempts__gt=0) & ~Q(last_error="")))
 
 
 class DatabaseCollector(Collector):
