@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
@@ -86,14 +86,14 @@ def gauge(name: str, documentation: str, value: float, labels: dict[str, str] | 
     return family
 
 
-def refused_receipts() -> object:
+def refused_receipts() -> QuerySet:
     """Receipts of refused deliveries in the outbox (their key ends in ``:refused:<reason>``)."""
     from mns_site.maxima.models import OutboundMessage
 
     return OutboundMessage.objects.filter(idempotency_key__startswith="receipt:", idempotency_key__contains=":refused:")
 
 
-def failed_sends() -> object:
+def failed_sends() -> QuerySet:
     """Outbox rows whose last attempt (``claimed_at``) failed: given up for good, or waiting for a retry."""
     from mns_site.maxima.models import OutboundMessage
 
