@@ -40,6 +40,9 @@ class PeerAdmin(admin.ModelAdmin):
     )
     list_filter = (PausedFilter, "enabled", "permanent")
     search_fields = ("name", "identity_key", "api_url")
+    # What staff say about a peer; everything else is the replication's own bookkeeping, shown read-only once the
+    # peer exists and never on the add form.
+    editable_fields = ("name", "identity_key", "address", "permanent", "api_url", "enabled")
     readonly_fields = (
         "paused",
         "paused_reason",
@@ -53,9 +56,14 @@ class PeerAdmin(admin.ModelAdmin):
         "applied_ops",
         "invalid_ops",
         "refused_ops",
+        "waiting_seq",
+        "waiting_since",
         "created_at",
     )
     actions = ("pause", "resume")
+
+    def get_fields(self, request: HttpRequest, obj: Peer | None = None) -> tuple[str, ...]:
+        return self.editable_fields if obj is None else self.editable_fields + self.readonly_fields
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
         paused = list(Peer.objects.filter(paused=True).values_list("name", flat=True))

@@ -1,6 +1,7 @@
 """Federation tasks: thin, by id, safe to run twice; the beat task only fans out."""
 
 from celery import shared_task
+from django.conf import settings
 
 from core.queue import enqueue_now
 from federation import selectors, services
@@ -42,4 +43,5 @@ def sync() -> int:
         enqueue_now(pull_peer, peer_id)
     enqueue_now(claims_expire)
     services.op_sequence()
+    services.peer_lag_sample(every=settings.MNS_SAMPLE_EVERY)  # for the admin's chart
     return len(peers)

@@ -11,6 +11,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils.html import format_html
 
 from core.admin import ReadOnlyAdmin
 from mailboxes import services
@@ -96,7 +97,9 @@ class MailboxAdmin(ReadOnlyAdmin):
 class MessageAdmin(ReadOnlyAdmin):
     """Metadata only: size, scheme, times, state. The ciphertext is never loaded."""
 
-    list_display = ("uid", "mailbox", "short_sender", "sender_verified", "scheme", "size", "state", "received_at")
+    # Short columns, so the list fits a 1 280 px window beside the admin's menu and filters (the scheme and the
+    # sender's verification are filters; the change page shows every field in full).
+    list_display = ("short_uid", "mailbox", "short_sender", "size", "state", "received")
     list_filter = ("state", "scheme", "sender_verified")
     search_fields = ("=uid", "mailbox__record__name", "=sender_key")
     list_select_related = ("mailbox__record",)
@@ -120,9 +123,18 @@ class MessageAdmin(ReadOnlyAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
         return super().get_queryset(request).defer("ciphertext")
 
+    @admin.display(description="id", ordering="uid")
+    def short_uid(self, message: Message) -> str:
+        return format_html('<span title="{}">{}…</span>', message.uid, message.uid[:10])
+
     @admin.display(description="sender")
     def short_sender(self, message: Message) -> str:
-        return f"…{message.sender_key[-16:]}" if message.sender_key else "—"
+        key = f"…{message.sender_key[-8:]}" if message.sender_key else "—"
+        return key if message.sender_verified else f"{key} (REST)"
+
+    @admin.display(description="received", ordering="received_at")
+    def received(self, message: Message) -> str:
+        return f"{message.received_at:%Y-%m-%d %H:%M}"
 
 
 class BlockForm(forms.ModelForm):

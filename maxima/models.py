@@ -112,3 +112,21 @@ class NodeState(models.Model):
 
     def __str__(self) -> str:
         return "reachable" if self.reachable else f"unreachable: {self.error[:60]}"
+
+
+class QueueSample(models.Model):
+    """The inbox's and outbox's depth and oldest age at one moment, for the admin's 24-hour charts (the rows
+    themselves say when each message came and went, but not how long the queues were). Written by the outbound
+    sweep every MNS_SAMPLE_EVERY seconds, kept 48 hours."""
+
+    at = models.DateTimeField(db_index=True)
+    inbound_depth = models.PositiveIntegerField()
+    inbound_oldest_seconds = models.FloatField()
+    outbound_depth = models.PositiveIntegerField()
+    outbound_oldest_seconds = models.FloatField()
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} in {self.inbound_depth} out {self.outbound_depth}"

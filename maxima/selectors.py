@@ -1,7 +1,7 @@
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Count, Min, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -114,3 +114,24 @@ def address_check() -> str:
 
 def has_permanent_address() -> bool:
     return settings.MNS_MAXIMA_ADDRESS.startswith("MAX#")
+
+
+def queue_figures(*, now: datetime | None = None) -> dict[str, float]:
+    """The inbox and outbox now: rows waiting (or being worked on) and the age of the oldest, in seconds."""
+    now = now or timezone.now()
+    inbound = InboundEvent.objects.filter(status__in=["pending", "processing"]).aggregate(
+        depth=Count("id"), oldest=Min("received_at")
+    )
+    outbound = OutboundMessage.objects.filter(status__in=["queued", "sending"]).aggregate(
+        depth=Count("id"), oldest=Min("created_at")
+    )
+    return {
+        "inbound_depth": inbound["depth"],
+        "inbound_oldest_seconds": _age(now, inbound["oldest"]),
+        "outbound_depth": outbound["depth"],
+        "outbound_oldest_seconds": _age(now, outbound["oldest"]),
+    }
+
+
+def _age(now: datetime, oldest: datetime | None) -> float:
+    return round(max((now - oldest).total_seconds(), 0.0), 1) if oldest else 0.0

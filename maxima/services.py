@@ -22,10 +22,10 @@ from django.utils import timezone
 
 from core.errors import DomainError
 from core.queue import enqueue_on_commit
-from maxima.models import InboundEvent, NodeState, OutboundMessage
+from maxima.models import InboundEvent, NodeState, OutboundMessage, QueueSample
 from maxima.node import hook_url
 from maxima.routing import Ignored, InboundMessage, dispatch
-from maxima.selectors import inbound_lease, outbound_lease
+from maxima.selectors import inbound_lease, outbound_lease, queue_figures
 from mns_client.protocol.codecs import from_hex, parse_address, parse_public_key, public_key_hex
 from mns_client.protocol.errors import (
     AddressUnresolved,
@@ -510,3 +510,17 @@ def _delete_in_batches(rows: QuerySet, *, budget: float, size: int = 2000) -> in
             break
         deleted += rows.model.objects.filter(id__in=batch).delete()[0]
     return deleted
+
+
+SAMPLES_KEPT = timedelta(hours=48)
+
+
+def queue_sample(*, every: int, now: datetime | None = None) -> QueueSample | None:
+    """Record the queues' depth and oldest age, unless a sample was taken less than ``every`` seconds ago; drop
+    samples older than 48 hours. Safe to run twice (at worst two samples close together)."""
+    now = now or timezone.now()
+    if QueueSample.objects.filter(at__gt=now - timedelta(seconds=every), at__lte=now).exists():
+        return None
+    sample = QueueSample.objects.create(at=now, **queue_figures(now=now))
+    QueueSample.objects.filter(at__lt=now - SAMPLES_KEPT).delete()
+    return sample

@@ -36,10 +36,12 @@ def sweep_inbound() -> int:
 
 @shared_task(name="maxima.sweep_outbound", ignore_result=True)
 def sweep_outbound() -> int:
-    """Beat: enqueue messages due for a (re)try."""
+    """Beat: enqueue messages due for a (re)try; and sample the queues for the admin's charts (every
+    MNS_SAMPLE_EVERY seconds, one small row)."""
     due = selectors.outbound_due(limit=500)
     enqueued = [message_id for message_id in due if enqueue_now(send_outbound, message_id)]
     services.sweep_mark_enqueued(outbound=enqueued)
+    services.queue_sample(every=settings.MNS_SAMPLE_EVERY)
     return len(enqueued)
 
 

@@ -76,6 +76,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "core.middleware.QueueTimeShedMiddleware",
     "core.middleware.RequestIdMiddleware",
+    "mns_site.metrics.RequestMetricsMiddleware",
     "core.middleware.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -95,7 +96,9 @@ CSRF_FAILURE_VIEW = "mns_site.views.csrf_failure"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Before the apps' folders, so that mns_site's admin/ templates (its style sheet, the index's figures)
+        # override the admin's own (the admin app comes first in INSTALLED_APPS).
+        "DIRS": [BASE_DIR / "mns_site" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -327,6 +330,16 @@ MNS_SWEEP_EVERY = env_int("MNS_SWEEP_EVERY", 10, minimum=1, maximum=3600)
 # min), so a backlog in the queue is not piled on with copies; outbound messages follow the same rule.
 MNS_INBOUND_SWEEP_AFTER_SECONDS = env_int("MNS_INBOUND_SWEEP_AFTER_SECONDS", 30, minimum=1)
 MNS_NODE_CHECK_EVERY = env_int("MNS_NODE_CHECK_EVERY", 30, minimum=1, maximum=3600)
+
+# --- Metrics (/metrics for Prometheus; mns_site.metrics) -------------------------------------------------------
+# The bearer token a scraper sends (Authorization: Bearer <token>), compared in constant time. Unset: /metrics
+# answers only on loopback, and only in the embedded shape or with DEBUG (behind a proxy every client is loopback).
+MNS_METRICS_TOKEN = env_str("MNS_METRICS_TOKEN", "")
+if MNS_METRICS_TOKEN and len(MNS_METRICS_TOKEN) < 32:
+    raise EnvError("MNS_METRICS_TOKEN", "<hidden>", "at least 32 characters (e.g. openssl rand -hex 32)")
+MNS_METRICS_OPEN_ON_LOOPBACK = DEBUG or not DATABASE_URL
+# Seconds between the samples of queue depths and peers' lag the admin's charts draw (kept 48 hours).
+MNS_SAMPLE_EVERY = env_int("MNS_SAMPLE_EVERY", 300, minimum=10, maximum=3600)
 
 # Mounts the baseline views of bench/ (never in production).
 MNS_BENCH = env_bool("MNS_BENCH", False)
