@@ -2,6 +2,8 @@ from django.apps import AppConfig
 
 
 class MnsSiteConfig(AppConfig):
+    """The wiring on top. No models: it is an installed app for its commands (rungateway, simnet), templates and
+    static files (the front page, the admin's style sheet and icon)."""
+
     name = "mns_site"
-    # The admin heads this app's section with it (its one model is the background processes' heartbeat).
-    verbose_name = "Background processes"
+    verbose_name = "MNS gateway"
