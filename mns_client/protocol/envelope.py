@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import fields
-from .codecs import canonical_json, from_hex, parse_public_key, public_key_hex, to_hex
+from .codecs import canonical_json, canonical_public_key, from_hex, to_hex
 from .crypto import maxencrypt, seal, signed_by, unseal
 from .errors import CodecError, CryptoError, Refusal
 from .mailbox import DELIVERY_ID_RE
@@ -85,7 +85,7 @@ def _text(name: str, value: object) -> str:
 def _check_key(name: str, value: object) -> None:
     text = _text(name, value)
     try:
-        canonical = public_key_hex(parse_public_key(text)) if text.startswith("0x") else None
+        canonical = canonical_public_key(text) if text.startswith("0x") else None
     except CodecError:
         canonical = None
     if canonical is None:
@@ -341,7 +341,7 @@ def open_letter(plaintext: bytes, *, name: str, delivery_sender: str | None = No
     matches = None
     if delivery_sender:
         try:
-            matches = public_key_hex(parse_public_key(delivery_sender)) == signed.letter.from_
+            matches = canonical_public_key(delivery_sender) == signed.letter.from_
         except CodecError:
             matches = False
     return Opened(letter=signed.letter, sender_matches=matches)

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from mns_client.protocol import fields
-from mns_client.protocol.codecs import canonical_json, from_hex, mx_decode, parse_public_key, public_key_hex, to_hex
+from mns_client.protocol.codecs import canonical_json, canonical_public_key, from_hex, mx_decode, to_hex
 from mns_client.protocol.crypto import signed_by
 from mns_client.protocol.errors import CodecError, Refusal
 from mns_client.protocol.names import NameRefused, normalise
@@ -71,7 +71,7 @@ def _check_public_key(name: str, value: object) -> None:
     if not text.startswith("0x"):
         raise _invalid(name, "must be 0x followed by the hex of an RSA-1024 public key")
     try:
-        canonical = public_key_hex(parse_public_key(text))
+        canonical = canonical_public_key(text)
     except CodecError:
         raise _invalid(name, "is not an RSA-1024 public key") from None
     if canonical != text:
