@@ -301,6 +301,19 @@ class RegisterRefused:
     def to_bytes(self) -> bytes:
         return encode(self.to_dict())
 
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "RegisterRefused":
+        """``name`` is the one key of the mailbox formats that may be ``null`` (the statement could not be read)."""
+        body = decode(data)
+        fields.check_header(
+            body, "register-refused", required={"name", "reason", "detail"}, nullable={"name"}, invalid=_invalid
+        )
+        name = None if body["name"] is None else fields.text(body["name"], "name", invalid=_invalid)
+        reason = fields.text(body["reason"], "reason", invalid=_invalid)
+        return cls(
+            name=name, reason=reason, detail=fields.text(body["detail"], "detail", invalid=_invalid, min_chars=0)
+        )
+
 
 # --------------------------------------------------------------------------------------------- access tokens
 

@@ -23,6 +23,7 @@ from mns_client.protocol.mailbox import (
     Receipt,
     Register,
     RegisterChallenge,
+    RegisterRefused,
     access_token_read,
 )
 from mns_client.protocol.statements import NameStatement, SignedStatement, StatementInvalid, statement_message
@@ -127,6 +128,11 @@ FORMATS = [
         lambda: {"v": 1, "type": "register-challenge", "name": "alice", "challenge": CHALLENGE, "code": "c0de",
                  "expires_at": 1795660441638},
         _bytes(RegisterChallenge.from_bytes), MailboxMessageInvalid, (("v",), ("expires_at",)),
+    ),
+    Format(
+        "register-refused",
+        lambda: {"v": 1, "type": "register-refused", "name": "alice", "reason": "name_taken", "detail": "Taken."},
+        _bytes(RegisterRefused.from_bytes), MailboxMessageInvalid, (("v",),),
     ),
     Format(
         "access-token",
@@ -296,6 +302,14 @@ def test_a_handshake_answer_with_v_true_or_reply_to_null_is_refused_like_a_deliv
             Deliver.from_dict({**deliver, **change})
     assert Answer.from_dict(answer).reply_to is None
     assert Deliver.from_dict(deliver).reply_to is None
+
+
+def test_the_one_nullable_key_is_read_as_none_and_still_cannot_be_left_out() -> None:
+    body = {"v": 1, "type": "register-refused", "name": None, "reason": "malformed", "detail": "not JSON"}
+
+    assert RegisterRefused.from_bytes(json.dumps(body).encode()).name is None
+    with pytest.raises(MailboxMessageInvalid, match="name: is missing"):
+        RegisterRefused.from_bytes(json.dumps({k: v for k, v in body.items() if k != "name"}).encode())
 
 
 @pytest.mark.parametrize("index", range(len(STATEMENTS)))
