@@ -32,7 +32,7 @@ from maxima.models import OutboundMessage
 from maxima.routing import Ignored, InboundMessage
 from maxima.selectors import gateway_identity_key
 from maxima.services import outbound_enqueue
-from mns_client.protocol import sync
+from mns_client.protocol import fields, sync
 from mns_client.protocol.codecs import canonical_public_key, from_hex, parse_address, to_hex
 from mns_client.protocol.errors import CodecError, MNSError
 from mns_client.protocol.names import NameRefused, normalise, skeleton
@@ -584,7 +584,8 @@ def _apply_message(peer: Peer, payload: dict[str, Any]) -> str:
         raise _Wait()
     try:
         ciphertext = from_hex(_text(payload, "ciphertext", 2 * settings.MNS_FEDERATION_MAX_OP_BYTES))
-        received_at = datetime.fromtimestamp(int(payload["received_at"]) / 1000, tz=UTC)
+        received_ms = fields.integer(payload["received_at"], "received_at", invalid=_message_invalid)  # not true
+        received_at = datetime.fromtimestamp(received_ms / 1000, tz=UTC)
         sender_verified = payload["sender_verified"]
         if not isinstance(sender_verified, bool) or not ciphertext:
             raise _Invalid("message_invalid")
@@ -606,6 +607,10 @@ def _apply_message(peer: Peer, payload: dict[str, Any]) -> str:
         )
     except DomainError as refused:  # over_quota, too_large, bad_scheme here
         raise _Skip(refused.code) from None
+
+
+def _message_invalid(field: str, problem: str) -> Exception:
+    return _Invalid("message_invalid")
 
 
 def _apply_delete(peer: Peer, payload: dict[str, Any]) -> str:

@@ -194,7 +194,7 @@ class Forwarded:
         return cls(
             name=fields.text(body["name"], "name", invalid=_invalid, max_chars=MAX_NAME_CHARS),
             message_id=fields.text(body["message_id"], "message_id", invalid=_invalid),
-            sender=fields.text(body["sender"], "sender", invalid=_invalid),
+            sender=fields.text(body["sender"], "sender", invalid=_invalid, min_chars=0),  # "": a REST submission
             sender_verified=fields.boolean(body["sender_verified"], "sender_verified", invalid=_invalid),
             scheme=fields.text(body["scheme"], "scheme", invalid=_invalid, max_chars=64),
             ciphertext=_hex(body, "ciphertext"),

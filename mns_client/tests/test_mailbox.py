@@ -92,6 +92,19 @@ def test_a_forwarded_message_round_trips() -> None:
     assert Forwarded.from_bytes(forwarded.to_bytes()) == forwarded
 
 
+def test_a_forwarded_message_submitted_over_rest_has_an_empty_sender_and_still_reads() -> None:
+    forwarded = Forwarded(
+        name="alice",
+        message_id="m1",
+        sender="",
+        sender_verified=False,
+        scheme="nacl-sealedbox-v1",
+        ciphertext=b"\x01",
+        received_at=0,
+    )
+    assert Forwarded.from_bytes(forwarded.to_bytes()) == forwarded
+
+
 def test_the_access_token_opens_only_with_the_owners_key_and_makes_the_header() -> None:
     private, public = generate_maxima_keypair()
     other, _ = generate_maxima_keypair()
