@@ -69,6 +69,11 @@ def _invalid(name: str, problem: str) -> EnvelopeInvalid:
     return EnvelopeInvalid("envelope_invalid", f"{name}: {problem}", field=name)
 
 
+def _not_a_letter(field: str, problem: str) -> EnvelopeInvalid:
+    """A plaintext that is not one JSON object in one spelling: what the reader is told (the ``mns`` CLI shows it)."""
+    return EnvelopeInvalid("envelope_invalid", f"the plaintext is not a signed MNS letter ({field} {problem})")
+
+
 def _not_signed_letter(field: str, problem: str) -> EnvelopeInvalid:
     return EnvelopeInvalid("envelope_invalid", "a signed letter has exactly: letter, sig")
 
@@ -256,7 +261,7 @@ class SignedLetter:
     @classmethod
     def from_bytes(cls, plaintext: bytes) -> "SignedLetter":
         """Parse a decrypted plaintext strictly; does not verify (call ``verify``)."""
-        data = fields.loads(plaintext, invalid=_invalid, what="plaintext")
+        data = fields.loads(plaintext, invalid=_not_a_letter, what="it")
         fields.check_keys(data, required={"letter", "sig"}, invalid=_not_signed_letter)
         signature = data["sig"]
         try:
