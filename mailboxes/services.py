@@ -29,7 +29,7 @@ from mailboxes.models import AccessToken, AuditEntry, BlockedSender, Mailbox, Me
 from maxima.models import OutboundMessage
 from maxima.routing import Ignored, InboundMessage
 from maxima.services import outbound_enqueue, outbound_retry
-from mns_client.protocol.codecs import from_hex, parse_public_key, public_key_hex
+from mns_client.protocol.codecs import canonical_public_key, from_hex
 from mns_client.protocol.crypto import maxencrypt
 from mns_client.protocol.errors import CodecError
 from mns_client.protocol.handshake import secret_hash
@@ -226,7 +226,7 @@ def access_token_authenticate(*, credentials: str) -> AccessToken:
         raise DomainError(
             "name_suspended", f"The name {record.name!r} is suspended by this gateway's staff.", status=403
         )
-    if record.status != NameStatus.ACTIVE or _canonical_key(record.owner_key) != token.owner_key:
+    if record.status != NameStatus.ACTIVE or canonical_public_key(record.owner_key) != token.owner_key:
         raise DomainError("token_invalid", "The name of this token changed hands or was released.", status=401)
     return token
 
@@ -654,12 +654,12 @@ def _rules_replace(mailbox: Mailbox, *, blocked: list[str], allowed: list[str]) 
 def _keys(values: list[str], field: str) -> list[str]:
     keys = []
     for value in values:
-        key = _canonical_key(value)
-        if not key:
+        try:
+            keys.append(canonical_public_key(value))
+        except CodecError:
             raise DomainError(
                 "invalid", "The request has invalid fields.", fields={field: [f"Not a key: {value[:40]}"]}
-            )
-        keys.append(key)
+            ) from None
     return list(dict.fromkeys(keys))
 
 
@@ -684,9 +684,11 @@ def mailbox_purge(*, mailbox: Mailbox, actor: AbstractBaseUser, reason: str) -> 
 
 def sender_block(*, sender_key: str, actor: AbstractBaseUser, reason: str) -> BlockedSender:
     """Refuse deliveries from ``sender_key`` to every mailbox of this gateway (staff), with an audit entry."""
-    key, reason = _canonical_key(sender_key), _required_reason(reason)
-    if not key:
-        raise DomainError("sender_invalid", "Not a Maxima identity key.")
+    reason = _required_reason(reason)
+    try:
+        key = canonical_public_key(sender_key)
+    except CodecError:
+        raise DomainError("sender_invalid", "Not a Maxima identity key.") from None
     with transaction.atomic():
         blocked, created = BlockedSender.objects.get_or_create(
             sender_key=key, defaults={"reason": reason, "blocked_by": actor.get_username()}
@@ -697,7 +699,11 @@ def sender_block(*, sender_key: str, actor: AbstractBaseUser, reason: str) -> Bl
 
 
 def sender_unblock(*, sender_key: str, actor: AbstractBaseUser, reason: str) -> bool:
-    key, reason = _canonical_key(sender_key), _required_reason(reason)
+    reason = _required_reason(reason)
+    try:
+        key = canonical_public_key(sender_key)
+    except CodecError:
+        return False  # not a key, so never blocked
     with transaction.atomic():
         deleted, _ = BlockedSender.objects.filter(sender_key=key).delete()
         if deleted:
@@ -739,13 +745,6 @@ def address_check(value: str) -> str:
         return address_text(value)
     except MailboxMessageInvalid:
         raise DomainError("address_invalid", "The address must be a Maxima address: Mx…@host:port or MAX#….") from None
-
-
-def _canonical_key(key: str) -> str:
-    try:
-        return public_key_hex(parse_public_key(key))
-    except (CodecError, TypeError):
-        return ""
 
 
 def _detail(error: Exception) -> str:

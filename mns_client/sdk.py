@@ -961,7 +961,7 @@ class Client:
                 ) from None
             raise
         try:
-            bulletin = entrypoints.bulletin_from_dict(body, where=f"the gateway {self.gateway_url}")
+            bulletin = entrypoints.bulletin_from_dict(body, where=f"the gateway {self.gateway_url}", others=True)
             picked = entrypoints.pick(bulletin)
         except entrypoints.BulletinInvalid as exc:
             raise Unavailable("not_published", f"the gateway's entry-point list is unusable: {exc}") from None

@@ -27,7 +27,6 @@ from federation.services.oplog import (
     replicas_for_new_mailbox,
 )
 from federation.services.peers import (
-    canonical_key,
     invalid_count,
     peer_heard,
     peer_lag_sample,
@@ -45,7 +44,6 @@ __all__ = [
     "Outcomes",
     "Skip",
     "Wait",
-    "canonical_key",
     "claim_allows_confirm",
     "claim_answered",
     "claim_finished",

@@ -17,27 +17,22 @@ from maxima.routing import Ignored, InboundMessage
 from maxima.selectors import gateway_identity_key
 from maxima.services import outbound_enqueue, outbound_nudge
 from mns_client.protocol import sync
-from mns_client.protocol.codecs import parse_address, parse_public_key, public_key_hex
+from mns_client.protocol.codecs import canonical_public_key, parse_address
 from mns_client.protocol.errors import CodecError
 
 logger = logging.getLogger(__name__)
-
-
-def canonical_key(key: str) -> str | None:
-    """``0x`` + upper-case hex of the DER, or ``None`` when ``key`` is not a Maxima identity key."""
-    try:
-        return public_key_hex(parse_public_key(key))
-    except (CodecError, TypeError, ValueError):
-        return None
 
 
 def peer_upsert(
     *, name: str, identity_key: str, address: str, api_url: str = "", permanent: bool = False, enabled: bool = True
 ) -> tuple[Peer, bool]:
     """Add a peer, or change the one of that name (idempotent: the same arguments again change nothing)."""
-    key = canonical_key(identity_key)
-    if key is None:
-        raise DomainError("peer_key_invalid", "The identity key is not a Maxima public key (0x… hex of the DER).")
+    try:
+        key = canonical_public_key(identity_key)
+    except CodecError:
+        raise DomainError(
+            "peer_key_invalid", "The identity key is not a Maxima public key (0x… hex of the DER)."
+        ) from None
     try:
         parsed = parse_address(address)
     except CodecError as exc:
@@ -109,8 +104,10 @@ def _send(peer: Peer, body: dict[str, Any], idempotency_key: str) -> None:
 def peer_heard(*, message: InboundMessage) -> Peer:
     """The enabled, unpaused peer that sent ``message`` (Maxima verified its ``from``), now marked as heard from;
     ``Ignored`` (nothing written) for anyone else."""
-    key = canonical_key(message.sender)
-    peer = selectors.peer_of_key(key=key) if key else None
+    try:
+        peer = selectors.peer_of_key(key=canonical_public_key(message.sender))
+    except CodecError:
+        peer = None
     if peer is None:
         raise Ignored("mns-sync from a key that is not an enabled peer")
     if peer.paused:
