@@ -27,11 +27,19 @@ class Command(BaseCommand):
         parser.add_argument("--state", default=None, help="directory that keeps keys, hooks and chain across runs")
         parser.add_argument("--rpc-password", default=None, help="turn on Basic auth (user minima)")
         parser.add_argument("--block-interval", type=float, default=2.0, help="seconds between blocks (default 2)")
+        parser.add_argument(
+            "--confirmations",
+            type=int,
+            default=3,
+            help="blocks deep a coin must be to be spent (default 3, as real nodes)",
+        )
         parser.add_argument("--control-port", type=int, default=None, help="fault-control endpoint on 127.0.0.1")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["nodes"] < 1:
             raise CommandError("--nodes must be at least 1")
+        if options["confirmations"] < 0:
+            raise CommandError("--confirmations cannot be negative")
         network = SimNetwork(
             nodes=options["nodes"],
             base_port=options["base_port"],
@@ -39,6 +47,7 @@ class Command(BaseCommand):
             state_dir=options["state"],
             rpc_password=options["rpc_password"],
             block_interval=options["block_interval"],
+            confirmations=options["confirmations"],
         )
         stop = threading.Event()
 
