@@ -20,7 +20,7 @@ from .rpc import Balance, MinimaRPC
 DEFAULT_CONFIRMATIONS = 3  # the depth real nodes' wallets spend at
 PROGRESS_AFTER_SECONDS = 2.0  # shorter waits say nothing
 MINIMA = "0x00"
-NOT_YET = ("No Coins of tokenid:", "Insufficient funds.. you only have ")
+NOT_YET = ("No Coins of tokenid:", "No Minima Coins available!", "Insufficient funds.. you only have ")
 
 T = TypeVar("T")
 
