@@ -7,9 +7,10 @@ address sent back with its state). ``RETURN TRUE`` always passes; any other scri
 
 Invariants: a wallet spends a coin (``send``, ``tokencreate``) only once it is ``confirmations`` blocks deep
 (``block - created``, 3 on real nodes: fixtures 141-149d) and while no mempool transaction spends it; ``balance``
-counts coins by depth alone and is blind to the mempool (fixtures 144, 148); a token's final id exists only after
-the block that mines its ``tokencreate`` (before that, replies show a provisional id, as real nodes do). All
-mutation happens under ``Chain.lock``.
+counts coins by depth alone and is blind to the mempool (fixtures 144, 148); a ``txn*`` batch is not depth-checked
+(no fixture shows what a real node answers to a young input; the gateway waits for depth anyway); a token's final
+id exists only after the block that mines its ``tokencreate`` (before that, replies show a provisional id, as real
+nodes do). All mutation happens under ``Chain.lock``.
 """
 
 import hashlib
