@@ -25,10 +25,12 @@ from .progress import Progress
 from .protocol.codecs import to_hex
 from .protocol.envelope import SCHEME_NACL, SCHEME_RSA, EnvelopeInvalid
 from .protocol.errors import CodecError, MNSError, NodeAuthError, NodeStartingUp, NodeUnreachable, RPCError
+from .protocol.funds import FundsNotConfirmed, NoFunds
 from .protocol.names import NameRefused, normalise
 from .protocol.rpc import MinimaRPC
 from .protocol.statements import StatementInvalid
 from .sdk import (
+    PAY_WAIT_SECONDS,
     Client,
     DeliveryError,
     GatewayRefused,
@@ -55,7 +57,7 @@ EXIT_UNAVAILABLE = 8
 EXIT_CODES_HELP = """exit codes:
   0  done
   1  usage: bad arguments, missing or unreadable configuration, a confirmation declined
-  2  your node: unreachable, wrong RPC password, or it refused a command (e.g. insufficient funds)
+  2  your node: unreachable, wrong RPC password, it refused a command, no funds, or funds not yet confirmed
   3  the gateway: unreachable, not ready, or an answer that is not the MNS API
   4  refused by the gateway (or by the name rules): the reason's code is shown, e.g. name_taken
   5  handshake failed or expired, or this node is not the name's owner
@@ -91,7 +93,7 @@ def exit_code_for(error: BaseException) -> int:
     """The documented exit code of a failure (see ``EXIT_CODES_HELP``)."""
     if isinstance(error, NothingWritten):
         return exit_code_for(error.cause)
-    if isinstance(error, NodeAuthError | NodeUnreachable | NodeStartingUp | RPCError):
+    if isinstance(error, NodeAuthError | NodeUnreachable | NodeStartingUp | RPCError | NoFunds | FundsNotConfirmed):
         return EXIT_NODE
     if isinstance(error, GatewayUnreachable):
         return EXIT_GATEWAY
@@ -619,7 +621,7 @@ def cmd_pay(ctx: Context) -> int:
         answer = sys.stdin.readline().strip().lower()
         if answer not in ("y", "yes"):
             raise Declined("not paid: the payment was not confirmed (answer y, or pass --yes)")
-    sent = client.pay(plan)
+    sent = client.pay(plan, wait=args.wait)
     data = {
         "name": plan.name,
         "address": plan.address,
@@ -843,6 +845,13 @@ def build_parser() -> argparse.ArgumentParser:
     pay.add_argument("amount", metavar="AMOUNT", help="how much, in Minima (or in the token given with --token)")
     pay.add_argument("--token", metavar="ID", help="token id (default: Minima)")
     pay.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    pay.add_argument(
+        "--wait",
+        type=float,
+        default=PAY_WAIT_SECONDS,
+        metavar="S",
+        help="seconds to wait for your coins to be deep enough to spend (3 blocks after they are mined)",
+    )
 
     command("entry-points", cmd_entry_points, "the published entry points, and one picked at random")
     return parser

@@ -21,6 +21,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import requests
@@ -41,6 +42,7 @@ from .protocol.envelope import (
     open_letter,
 )
 from .protocol.errors import AddressUnresolved, CodecError, DeliveryFailed, MNSError, RPCError
+from .protocol.funds import DEFAULT_CONFIRMATIONS, spend_when_confirmed
 from .protocol.handshake import Answer, new_verifier, verifier_hash
 from .protocol.mailbox import (
     APPLICATION,
@@ -60,6 +62,7 @@ logger = logging.getLogger(__name__)
 
 API = "/api/v1/"
 DEFAULT_TIMEOUT = 15.0
+PAY_WAIT_SECONDS = 300.0  # 3 confirmations take about 1 min on a test-mode node, about 2.5 min on mainnet
 POLL_SECONDS = 0.5
 CLAIM_GRACE_SECONDS = 300  # past the challenge's expiry, how long a register may wait for the network's claim
 Progress = Callable[[str], None]
@@ -321,8 +324,10 @@ class Client:
         listen_host: str = "127.0.0.1",
         use_token: bool = True,
         timeout: float = DEFAULT_TIMEOUT,
+        confirmations: int = DEFAULT_CONFIRMATIONS,
     ) -> None:
         self.rpc = rpc
+        self.confirmations = confirmations
         self.api = GatewayAPI(gateway_url, timeout=timeout)
         self.home = home
         self.progress = progress or (lambda line: None)
@@ -906,10 +911,24 @@ class Client:
             raise Unavailable("no_payment_address", f"{record.name!r} has no payment address")
         return PaymentPlan(name=record.name, address=record.payment_address, amount=amount, tokenid=tokenid or "0x00")
 
-    def pay(self, plan: PaymentPlan) -> dict[str, Any]:
-        """Have the user's node send the payment; returns the node's TxPoW (``txpowid``)."""
+    def pay(self, plan: PaymentPlan, *, wait: float = PAY_WAIT_SECONDS) -> dict[str, Any]:
+        """Have the user's node send the payment once its coins are deep enough to spend (waiting up to ``wait``
+        seconds, with progress); returns the node's TxPoW (``txpowid``). ``NoFunds`` when the wallet lacks the
+        amount, ``FundsNotConfirmed`` when it is there but not yet spendable at the end of the wait."""
+        try:
+            amount = Decimal(plan.amount)
+        except ArithmeticError:
+            raise CodecError("an amount is a positive decimal number such as 10 or 0.5") from None
         tokenid = None if plan.tokenid == "0x00" else plan.tokenid
-        return self.rpc.send(address=plan.address, amount=plan.amount, tokenid=tokenid)
+        return spend_when_confirmed(
+            self.rpc,
+            lambda: self.rpc.send(address=plan.address, amount=plan.amount, tokenid=tokenid),
+            amount=amount,
+            tokenid=plan.tokenid,
+            confirmations=self.confirmations,
+            wait=wait,
+            progress=self.progress,
+        )
 
     # -- entry points
 

@@ -462,7 +462,10 @@ MNS_ENTRYPOINTS_CONFIRMATIONS = env_int("MNS_ENTRYPOINTS_CONFIRMATIONS", 1, mini
 MNS_ENTRYPOINTS_MINE_BLOCKS = env_int("MNS_ENTRYPOINTS_MINE_BLOCKS", 10, minimum=2, maximum=1000)
 # First delay before a failed publication is retried (doubling up to an hour).
 MNS_ENTRYPOINTS_RETRY_SECONDS = env_int("MNS_ENTRYPOINTS_RETRY_SECONDS", 60, minimum=1, maximum=3600)
-# How long entrypoints_setup waits for its token and first coin to be mined.
+# How deep a coin must be before the gateway's node spends it (entry-point setup and rotations wait for it): real
+# nodes' wallets spend a coin 3 blocks after it is mined, and refuse it before ("No Coins of tokenid … available!").
+MNS_CONFIRMATIONS = env_int("MNS_CONFIRMATIONS", 3, minimum=0, maximum=100)
+# How long entrypoints_setup waits for its token and first coin to be mined (and deep enough to spend).
 MNS_ENTRYPOINTS_SETUP_WAIT_SECONDS = env_int("MNS_ENTRYPOINTS_SETUP_WAIT_SECONDS", 600, minimum=1, maximum=86400)
 
 # --- The MNS Dapp (the browser client at /app/, built by `make dapp`) ------------------------------------------

@@ -2,7 +2,9 @@
 
 Ports: node i serves RPC on ``base_port + i`` and Maxima (P2P) on ``base_port + nodes + i``. With
 ``base_port=None`` a free block of ``2 * nodes`` consecutive ports is chosen. With ``state_dir`` the keys, hooks,
-contacts and the chain are kept in JSON files there (private keys included, files mode 0600) and reloaded.
+contacts and the chain are kept in JSON files there (private keys included, files mode 0600) and reloaded. A wallet
+spends a coin only once it is ``confirmations`` blocks deep (3, as on real nodes); fast tests shorten
+``block_interval``.
 """
 
 import http.client
@@ -62,6 +64,7 @@ class SimNetwork:
         rpc_password: str | None = None,
         block_interval: float = 2.0,
         mls_gap: float = MLS_GAP_SECONDS,
+        confirmations: int = 3,
     ) -> None:
         if nodes < 1:
             raise ValueError("a network needs at least one node")
@@ -70,7 +73,7 @@ class SimNetwork:
         self.mls_gap = mls_gap
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.base_port = base_port if base_port is not None else find_free_ports(host, 2 * nodes)
-        self.chain = Chain()
+        self.chain = Chain(confirmations=confirmations)
         self._load_chain()
         self.nodes: list[SimNode] = [self._make_node(i, nodes, rpc_password) for i in range(nodes)]
         self._stop_blocks = threading.Event()

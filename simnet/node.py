@@ -125,6 +125,7 @@ class SimNode:
         self._poll: queue.Queue[tuple[MaximaMessage, str, int, int] | None] | None = None
         self._poll_thread: threading.Thread | None = None
         self._mls_stop: threading.Event | None = None
+        self.wallet_count = 2
         self._new_keys()
         # A node that ran before (started again here, or loaded from its state) comes back with an empty MLS
         # table: real nodes keep it in memory (see ``mls_loop``).
@@ -132,7 +133,7 @@ class SimNode:
         if state_file is not None and state_file.exists():
             self._load(json.loads(state_file.read_text()))
             self._ran_before = True
-        self.wallet_keys = chain.register_wallet(self.wallet_secret)
+        self.wallet_keys = chain.register_wallet(self.wallet_secret, self.wallet_count)
         chain.genesis_coin(self.default_address)
 
     # ------------------------------------------------------------------------------------ identity
@@ -179,6 +180,14 @@ class SimNode:
     @property
     def default_address(self) -> str:
         return script_address(f"RETURN SIGNEDBY({self.default_key})")
+
+    def new_wallet_key(self) -> str:
+        """One more wallet key (``newaddress``), kept across restarts with ``--state``."""
+        with self.lock:
+            self.wallet_count += 1
+            self.wallet_keys = self.chain.register_wallet(self.wallet_secret, self.wallet_count)
+        self.save()
+        return self.wallet_keys[-1]
 
     def wallet_addresses(self) -> set[str]:
         return {script_address(f"RETURN SIGNEDBY({key})") for key in self.wallet_keys}
@@ -478,6 +487,7 @@ class SimNode:
             "identity_private": to_hex(self.identity_private),
             "mls_private": to_hex(self.mls_private),
             "wallet_secret": to_hex(self.wallet_secret),
+            "wallet_count": self.wallet_count,
             "name": self.name,
             "icon": self.icon,
             "hooks": self.hooks,
@@ -495,6 +505,7 @@ class SimNode:
         self.mls_private = from_hex(data["mls_private"])
         self.mls_public = crypto.maxima_public_key(self.mls_private)
         self.wallet_secret = from_hex(data["wallet_secret"])
+        self.wallet_count = int(data.get("wallet_count", 2))
         self.name, self.icon = data["name"], data["icon"]
         self.hooks = list(data["hooks"])
         self.contacts = [Contact(**c) for c in data["contacts"]]

@@ -20,6 +20,7 @@ from mns_client.protocol.codecs import MaximaAddress, mx_decode, to_hex
 from simnet import SimNetwork, SimNode
 from simnet.javajson import dumps as java_dumps
 from simnet.testing import CapturedRequest, WebhookReceiver, raw_exchange, rpc, shape_diff
+from simnet.tests.test_simnet_spending import REPLAYED as SPENDING
 from testsupport import MAXIMA_FIXTURES, maxima_fixture
 
 BLOCK_INTERVAL = 0.3
@@ -28,7 +29,7 @@ BLOCK_INTERVAL = 0.3
 # kept as a vector where a test reads it.
 _WALLET = "wallet sign/verify, convert and hash: not simulated yet (the MiniDapp issue)"
 _ONCHAIN_MNS = "Minima's on-chain MNS coins and coinnotify: not simulated yet (the MiniDapp issue)"
-_DEPTH = "spending before 3 confirmations and insufficient funds: three nodes A, B, C; not replayed here"
+_DEPTH = "spending before 3 confirmations: four nodes, replayed block by block in test_simnet_spending.py"
 _MAX_GAP = "the MAX# gap after a relay restart: a timeline of three nodes, modelled by mls_gap (test_simnet_mls_gap.py)"
 _UNREACHABLE = "a node that cannot be reached directly: four nodes, not replayed here"
 _MDS = "MDS (login, command endpoint, polling, install, permissions): not simulated yet (the MiniDapp issue)"
@@ -144,7 +145,13 @@ def _all_fixture_names() -> list[str]:
 
 
 def _rpc_fixture_names() -> list[str]:
-    return [n for n in _all_fixture_names() if "request" in maxima_fixture(n + ".json")]
+    """The fixtures this scenario replays; those of spending (140-163, 189) replay in test_simnet_spending."""
+    names = [n for n in _all_fixture_names() if "request" in maxima_fixture(n + ".json")]
+    return [n for n in names if n.split("-")[0] + "-" not in SPENDING]
+
+
+def _spending_fixture_names() -> list[str]:
+    return [n for n in _all_fixture_names() if n.split("-")[0] + "-" in SPENDING]
 
 
 def _webhook_fixture_names() -> list[str]:
@@ -329,8 +336,10 @@ def _hook_removal_and_restart(s: Scenario) -> None:
 
 
 def _chain(s: Scenario) -> None:
+    depth = s.net.chain.confirmations
+    _wait(lambda: s.net.chain.block > depth)  # the genesis coins are deep enough to spend
     s.run("80-")
-    s.net.wait_blocks(1)
+    s.net.wait_blocks(1 + depth)  # the token is mined, then deep enough to spend
     tokens = s.run("87-")["response"]
     s.subs["0x6E1D6025E36E2D793F242C25E6946B99A7BCE4DD96D28286833512E5A9668832"] = tokens[1]["tokenid"]
     script = s.run("81-")["response"]
@@ -613,7 +622,8 @@ def test_every_fixture_is_covered_or_listed_with_a_reason() -> None:
         "57-mx-address-vectors",
         "INDEX",
     }
-    handled = set(_rpc_fixture_names()) | set(_webhook_fixture_names()) | special | set(NOT_COVERED)
+    handled = set(_rpc_fixture_names()) | set(_spending_fixture_names()) | set(_webhook_fixture_names())
+    handled |= special | set(NOT_COVERED)
     assert names - handled == set()
     assert all(Path(MAXIMA_FIXTURES / f"{n}.json").exists() for n in NOT_COVERED)
 

@@ -34,11 +34,19 @@ class Command(BaseCommand):
             default=MLS_GAP_SECONDS,
             help=f"seconds a restarted node's MAX# address stays dark (default {MLS_GAP_SECONDS:.0f}, as measured)",
         )
+        parser.add_argument(
+            "--confirmations",
+            type=int,
+            default=3,
+            help="blocks deep a coin must be to be spent (default 3, as real nodes)",
+        )
         parser.add_argument("--control-port", type=int, default=None, help="fault-control endpoint on 127.0.0.1")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["nodes"] < 1:
             raise CommandError("--nodes must be at least 1")
+        if options["confirmations"] < 0:
+            raise CommandError("--confirmations cannot be negative")
         network = SimNetwork(
             nodes=options["nodes"],
             base_port=options["base_port"],
@@ -47,6 +55,7 @@ class Command(BaseCommand):
             rpc_password=options["rpc_password"],
             block_interval=options["block_interval"],
             mls_gap=options["mls_gap"],
+            confirmations=options["confirmations"],
         )
         stop = threading.Event()
 
