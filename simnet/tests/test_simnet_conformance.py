@@ -29,7 +29,6 @@ BLOCK_INTERVAL = 0.3
 # kept as a vector where a test reads it.
 _WALLET = "wallet sign/verify, convert and hash: not simulated yet (the MiniDapp issue)"
 _ONCHAIN_MNS = "Minima's on-chain MNS coins and coinnotify: not simulated yet (the MiniDapp issue)"
-_DEPTH = "spending before 3 confirmations: four nodes, replayed block by block in test_simnet_spending.py"
 _MAX_GAP = "the MAX# gap after a relay restart: a timeline of three nodes, modelled by mls_gap (test_simnet_mls_gap.py)"
 _UNREACHABLE = "a node that cannot be reached directly: four nodes, not replayed here"
 _MDS = "MDS (login, command endpoint, polling, install, permissions): not simulated yet (the MiniDapp issue)"
@@ -66,30 +65,6 @@ NOT_COVERED = {
     "132-coinnotify-check-not-added-nodeC": _ONCHAIN_MNS,
     "133-coinnotify-invalid-action": _ONCHAIN_MNS,
     "134-coinnotify-missing-address": _ONCHAIN_MNS,
-    "140-newaddress-nodeC": _DEPTH,
-    "141-send-1-to-nodeC-fresh": _DEPTH,
-    "142-send-too-early-nodeC": _DEPTH,
-    "143-send-too-early-fromaddress-nodeC": _DEPTH,
-    "144-balance-unconfirmed-nodeC": _DEPTH,
-    "145-send-1-to-nodeC-fresh": _DEPTH,
-    "146-send-too-early-nodeC": _DEPTH,
-    "147-send-too-early-fromaddress-nodeC": _DEPTH,
-    "148-balance-unconfirmed-nodeC": _DEPTH,
-    "149-balance-partly-confirmed-nodeC": _DEPTH,
-    "149b-send-fromaddress-1-confirmation-nodeC": _DEPTH,
-    "149c-balance-confirmed-nodeC": _DEPTH,
-    "149d-send-after-3-confirmations-nodeC": _DEPTH,
-    "150-mns-coins-asc-simplestate-nodeB": _DEPTH,
-    "151-mns-coins-desc-simplestate-nodeB": _DEPTH,
-    "152-mns-coins-asc-fullstate-nodeB": _DEPTH,
-    "153-mns-coins-all-nodeB": _DEPTH,
-    "154-mns-coins-prefix-filter-nodeB": _DEPTH,
-    "155-mns-coins-bracket-filter-nodeB": _DEPTH,
-    "156-mns-coins-unknown-name-nodeB": _DEPTH,
-    "160-send-insufficient-funds-nodeB": _DEPTH,
-    "161-tokencreate-insufficient-funds-nodeB": _DEPTH,
-    "162-send-zero-amount-nodeB": _DEPTH,
-    "163-send-invalid-address-nodeB": _DEPTH,
     "170-maxima-info-nodeA-before-restart": _MAX_GAP,
     "171-maxextra-getaddress-A-before-restart-nodeB": _MAX_GAP,
     "172-maxima-hosts-before-restart-nodeB": _MAX_GAP,
@@ -112,8 +87,6 @@ NOT_COVERED = {
     "186-maxcontacts-list-nodeB": _UNREACHABLE,
     "187-maxcontacts-list-nodeD": _UNREACHABLE,
     "188-maxima-send-publickey-contact-D-nodeB": _UNREACHABLE,
-    "189-send-no-coins-nodeD": _DEPTH,
-    "189b-tokencreate-no-coins-nodeD": _DEPTH,
     "190-mds-login-raw-https-nodeC": _MDS,
     "191-mds-list-nodeC": _MDS,
     "192-mds-install-mns-0.6-nodeC": _MDS,
