@@ -20,6 +20,7 @@ from typing import Any
 from simnet.chain import Chain
 from simnet.node import SimNode
 from simnet.registry import COMMANDS
+from simnet.util import write_file_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class SimNetwork:
         self.host = host
         self.block_interval = block_interval
         self.state_dir = Path(state_dir) if state_dir is not None else None
+        self._save_lock = threading.Lock()
         self.base_port = base_port if base_port is not None else find_free_ports(host, 2 * nodes)
         self.chain = Chain()
         self._load_chain()
@@ -180,7 +182,5 @@ class SimNetwork:
     def save_chain(self) -> None:
         if self.state_dir is None or not self.state_dir.exists():
             return
-        path = self.state_dir / "chain.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.chain.to_dict()))
-        os.replace(tmp, path)
+        with self._save_lock:  # the block timer, a test's make_block and stop may save at once
+            write_file_atomic(self.state_dir / "chain.json", json.dumps(self.chain.to_dict()))

@@ -7,7 +7,6 @@ concurrently, so the node's mutable state is guarded by ``self.lock``. The lock 
 
 import json
 import logging
-import os
 import queue
 import threading
 import time
@@ -29,7 +28,7 @@ from simnet.message import (
     package_size,
     seal_package,
 )
-from simnet.util import java_date, now_ms, random_bytes
+from simnet.util import java_date, now_ms, random_bytes, write_file_atomic
 from simnet.webhooks import WebhookDispatcher
 
 if TYPE_CHECKING:
@@ -102,6 +101,8 @@ class SimNode:
         self.runtime_password: str | None = None
         self.state_file = state_file
         self.lock = threading.RLock()
+        self._save_lock = threading.Lock()
+        self._saved_text: str | None = None
         self.faults = Faults()
         self.webhook_log: list[tuple[str, int | Exception]] = []
         self.started_at = now_ms()
@@ -431,15 +432,21 @@ class SimNode:
     # ------------------------------------------------------------------------------------ persistence
 
     def save(self) -> None:
+        """Write the node's state file if it changed since the last save; safe from any number of threads.
+
+        Every RPC command ends here, and commands run concurrently: saves are serialised by ``_save_lock``, and each
+        one dumps the state inside it, so the last file written holds the latest state (an earlier dump can never
+        replace a later one). The node's own lock is held only while dumping, not across the disk write.
+        """
         if self.state_file is None:
             return
-        with self.lock:
-            data = self._dump()
-        tmp = self.state_file.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle)
-        os.replace(tmp, self.state_file)
+        with self._save_lock:
+            with self.lock:
+                text = json.dumps(self._dump())
+            if text == self._saved_text:
+                return
+            write_file_atomic(self.state_file, text)
+            self._saved_text = text
 
     def _dump(self) -> dict[str, Any]:
         return {
