@@ -20,6 +20,7 @@ from typing import Any
 from simnet.chain import Chain
 from simnet.node import SimNode
 from simnet.registry import COMMANDS
+from simnet.sending import SendTiming
 from simnet.util import write_file_atomic
 
 logger = logging.getLogger(__name__)
@@ -57,11 +58,15 @@ class SimNetwork:
         state_dir: str | Path | None = None,
         rpc_password: str | None = None,
         block_interval: float = 2.0,
+        send_timing: SendTiming | None = None,
     ) -> None:
         if nodes < 1:
             raise ValueError("a network needs at least one node")
         self.host = host
         self.block_interval = block_interval
+        # How long each node's sends take, by size, and how many it gets through (simnet.sending; as measured on
+        # real nodes unless given: fast tests pass SendTiming.instant() or a scaled one).
+        self.send_timing = send_timing if send_timing is not None else SendTiming()
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self._save_lock = threading.Lock()
         self.base_port = base_port if base_port is not None else find_free_ports(host, 2 * nodes)
@@ -85,6 +90,7 @@ class SimNetwork:
             COMMANDS,
             rpc_password=rpc_password,
             state_file=state_file,
+            send_timing=self.send_timing,
         )
 
     # ------------------------------------------------------------------------------------ lifecycle
