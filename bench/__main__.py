@@ -23,7 +23,7 @@ from bench import harness, pipeline, scenarios, wrk
 from bench.harness import Result
 
 WEB = list(scenarios.SCENARIOS)
-ALL = [*WEB, "overload", "maxima", "memory", "handshake", "replication"]
+ALL = [*WEB, "overload", "maxima", "memory", "maxima-node", "handshake", "replication"]
 SMOKE = ["lookup", "deliver-rest-1k", "mailbox-read"]
 
 
@@ -46,7 +46,8 @@ def main() -> None:
     unknown = set(chosen) - set(ALL)
     if unknown:
         parser.error(f"unknown scenario(s) {sorted(unknown)}; known: {', '.join(ALL)}")
-    wrk.require()
+    if set(chosen) - {"maxima-node"}:  # maxima-node loads the gateway from Python: it runs without wrk
+        wrk.require()
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%S")
     out_dir = harness.REPO / "var" / "bench"
@@ -87,6 +88,10 @@ def main() -> None:
             connections=args.connections,
             throughput="maxima" in chosen,
             deliveries=args.deliveries if "memory" in chosen else 0,
+        )
+    if "maxima-node" in chosen:
+        results += _stage(
+            "maxima-node", pipeline.maxima_node, env, var_dir, ctx, workers=args.workers, seconds=args.seconds
         )
     if "handshake" in chosen:
         results += _stage("handshake", lambda: [_handshake(args, var_dir)])
