@@ -19,6 +19,7 @@ from typing import Any
 
 from bench import harness, scenarios, wrk
 from bench.harness import Result
+from core.processes import celery_worker_command
 
 CELERY_CONCURRENCY = 2
 DRAIN_TIMEOUT = 300.0
@@ -109,25 +110,10 @@ def _stored() -> int:
 def _worker(env: dict[str, str], log: Path):
     with log.open("wb") as out:
         worker = subprocess.Popen(  # noqa: S603
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "mns_site",
-                "worker",
-                "-l",
-                "warning",
-                "--without-gossip",
-                "--without-mingle",
-                "--pool",
-                "prefork",
-                "--concurrency",
-                str(CELERY_CONCURRENCY),
-                "--beat",  # as deployed: the sweeps re-enqueue what a lost task left pending
-                "--schedule",
-                str(log.with_suffix(".schedule")),
-            ],
+            # With beat, as deployed: the sweeps re-enqueue what a lost task left pending.
+            celery_worker_command(
+                concurrency=CELERY_CONCURRENCY, loglevel="warning", beat_schedule=log.with_suffix(".schedule")
+            ),
             cwd=harness.REPO,
             env=env,
             stdout=out,

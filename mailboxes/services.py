@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from core import ratelimit
 from core.errors import DomainError
+from core.staff import required_reason
 from federation import services as federation
 from mailboxes import selectors
 from mailboxes.models import AccessToken, AuditEntry, BlockedSender, Mailbox, Message, Registration, SenderRule
@@ -726,10 +727,7 @@ def _audit(
 
 
 def _required_reason(reason: str) -> str:
-    reason = (reason or "").strip()
-    if not reason:
-        raise DomainError("reason_required", "Say why: staff actions on mailboxes need a reason.")
-    return reason
+    return required_reason(reason, acting_on="mailboxes")
 
 
 # ----------------------------------------------------------------------------------------------------- helpers

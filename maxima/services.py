@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
@@ -23,13 +23,14 @@ from django.utils import timezone
 from core.errors import DomainError
 from core.queue import enqueue_on_commit
 from maxima import selectors
-from maxima.models import InboundEvent, NodeState, OutboundMessage
+from maxima.models import InboundEvent, NodeState, OutboundMessage, QueueSample
 from maxima.node import hook_url
 from maxima.routing import Ignored, InboundMessage, dispatch
-from maxima.selectors import inbound_lease, stale_sending
+from maxima.selectors import inbound_lease, queue_figures, stale_sending
 from maxima.timing import MAXIMA_MAX_DATA_BYTES
 from mns_client.protocol.codecs import from_hex, parse_address, parse_public_key, public_key_hex
 from mns_client.protocol.errors import (
+    AddressUnresolved,
     CodecError,
     DeliveryFailed,
     MNSError,
@@ -289,6 +290,8 @@ def outbound_send(*, message_id: int, client: MinimaRPC) -> str:
         result = _deliver(client, message)
     except DeliveryFailed as exc:
         return _failed(message, exc.error, permanent=exc.permanent)
+    except AddressUnresolved as exc:
+        return _unresolved(message, str(exc))
     except (NodeUnreachable, NodeStartingUp, NodeAuthError) as exc:
         return _failed(message, str(exc), permanent=False)
     except (RPCError, CodecError) as exc:  # the node refused the command itself: retrying cannot help
@@ -348,6 +351,29 @@ def _failed(message: OutboundMessage, error: str, *, permanent: bool) -> str:
         last_error=error,
         next_attempt_at=timezone.now() + backoff(message.attempts),
     )
+    return OutboundMessage.Status.QUEUED
+
+
+UNRESOLVED = "waiting for the MAX# address to resolve again: its MLS does not know it (the node says %r)"
+
+
+def _unresolved(message: OutboundMessage, error: str) -> str:
+    """The destination's ``MAX#`` address does not resolve through its MLS: the MLS node restarted and the owner's
+    node has not registered with it again yet (about 4.5 minutes on real nodes). Waiting it out is the only cure,
+    so the try is given back (the attempt budget is for failures that retrying might not cure), and the message is
+    tried again every ``MNS_OUTBOX_UNRESOLVED_WAIT_SECONDS``, until ``MNS_OUTBOX_UNRESOLVED_GIVE_UP_SECONDS`` after
+    it was queued."""
+    age = (timezone.now() - message.created_at).total_seconds()
+    reason = UNRESOLVED % error
+    if age > settings.MNS_OUTBOX_UNRESOLVED_GIVE_UP_SECONDS:
+        return _failed(message, f"gave up after {age:.0f} s {reason}", permanent=True)
+    OutboundMessage.objects.filter(id=message.id).update(
+        status=OutboundMessage.Status.QUEUED,
+        attempts=F("attempts") - 1,
+        last_error=reason,
+        next_attempt_at=timezone.now() + timedelta(seconds=settings.MNS_OUTBOX_UNRESOLVED_WAIT_SECONDS),
+    )
+    logger.info("outbound message %s waits for its MAX# address to resolve", message.id)
     return OutboundMessage.Status.QUEUED
 
 
@@ -422,8 +448,28 @@ def node_supervise(*, client: MinimaRPC) -> NodeState:
     state.block = int(block) if str(block).isdigit() else None
     state.publickey = info.publickey_hex
     state.mls, state.localidentity, state.p2pidentity = info.mls, info.localidentity, info.p2pidentity
+    _check_address(client, state, now)
     state.save()
     return state
+
+
+def _check_address(client: MinimaRPC, state: NodeState, now: datetime) -> None:
+    """Whether the gateway's published ``MAX#`` address resolves through its MLS, as any sender's node would look
+    it up (``maxextra action:getaddress``). It does not for minutes after the node restarts (fixture 178b): health
+    says so, and the gateway hands out its direct address meanwhile (``selectors.gateway_address``)."""
+    address = settings.MNS_MAXIMA_ADDRESS
+    if not address.startswith("MAX#"):
+        state.address_resolves = state.address_dark_since = None
+        return
+    try:
+        resolves = client.maxextra_getaddress(address) is not None
+    except MNSError as exc:
+        logger.info("the gateway's MAX# address could not be looked up: %s", exc)
+        resolves = False
+    if not resolves and state.address_dark_since is None:
+        logger.warning("the gateway's MAX# address does not resolve through its MLS")
+    state.address_resolves, state.address_checked_at = resolves, now
+    state.address_dark_since = None if resolves else (state.address_dark_since or now)
 
 
 def _ensure_hook(client: MinimaRPC, state: NodeState, now: object) -> str:
@@ -464,3 +510,17 @@ def _delete_in_batches(rows: QuerySet, *, budget: float, size: int = 2000) -> in
             break
         deleted += rows.model.objects.filter(id__in=batch).delete()[0]
     return deleted
+
+
+SAMPLES_KEPT = timedelta(hours=48)
+
+
+def queue_sample(*, every: int, now: datetime | None = None) -> QueueSample | None:
+    """Record the queues' depth and oldest age, unless a sample was taken less than ``every`` seconds ago; drop
+    samples older than 48 hours. Safe to run twice (at worst two samples close together)."""
+    now = now or timezone.now()
+    if QueueSample.objects.filter(at__gt=now - timedelta(seconds=every), at__lte=now).exists():
+        return None
+    sample = QueueSample.objects.create(at=now, **queue_figures(now=now))
+    QueueSample.objects.filter(at__lt=now - SAMPLES_KEPT).delete()
+    return sample

@@ -46,11 +46,13 @@ def sweep_inbound() -> int:
 
 @shared_task(name="maxima.sweep_outbound", ignore_result=True)
 def sweep_outbound() -> int:
-    """Beat: enqueue messages due for a (re)try."""
+    """Beat: enqueue messages due for a (re)try; and sample the queues for the admin's charts (every
+    MNS_SAMPLE_EVERY seconds, one small row)."""
     due = selectors.outbound_due(limit=500)
     sizes = selectors.outbound_sizes(due)
     enqueued = [message_id for message_id in due if enqueue_send(message_id, sizes.get(message_id, 0), on_commit=False)]
     services.sweep_mark_enqueued(outbound=enqueued)
+    services.queue_sample(every=settings.MNS_SAMPLE_EVERY)
     return len(enqueued)
 
 

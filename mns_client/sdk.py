@@ -40,7 +40,7 @@ from .protocol.envelope import (
     encrypt,
     open_letter,
 )
-from .protocol.errors import CodecError, DeliveryFailed, MNSError, RPCError
+from .protocol.errors import AddressUnresolved, CodecError, DeliveryFailed, MNSError, RPCError
 from .protocol.handshake import Answer, new_verifier, verifier_hash
 from .protocol.mailbox import (
     APPLICATION,
@@ -111,6 +111,12 @@ class NotVerified(MNSError):
 
     def __str__(self) -> str:
         return self.detail
+
+
+UNRESOLVED = (
+    "the gateway's Maxima address does not resolve right now: its node restarted and its relay (MLS) forgets "
+    "addresses for about 5 minutes; nothing was sent, try again in a few minutes"
+)
 
 
 class DeliveryError(MNSError):
@@ -324,6 +330,7 @@ class Client:
         self.use_token = use_token
         self._identity: MaximaInfo | None = None
         self._gateway: GatewayInfo | None = None
+        self._gateway_remembered = False
         self._sessions: dict[tuple[str, str], str] = {}
 
     @property
@@ -352,8 +359,9 @@ class Client:
         info = self.identity()
         return info.p2pidentity or info.localidentity
 
-    def gateway(self) -> GatewayInfo:
-        """The gateway's policy and Maxima identity (``/.well-known/mns.json``), remembered in the settings."""
+    def gateway(self, *, remember: bool = True) -> GatewayInfo:
+        """The gateway's policy and Maxima identity (``/.well-known/mns.json``), remembered in the settings unless
+        ``remember`` is false (``mns init`` checks the gateway answers before it writes anything)."""
         if self._gateway is None:
             body = self.api.request("GET", "/.well-known/mns.json")
             body = body if isinstance(body, dict) else {}
@@ -369,7 +377,9 @@ class Client:
                 max_message_bytes=int(limits.get("max_message_bytes") or 64 * 1024),
                 schemes=tuple(body.get("schemes") or SCHEMES),
             )
+        if remember and not self._gateway_remembered:
             self._remember_gateway(self._gateway)
+            self._gateway_remembered = True
         return self._gateway
 
     def _remember_gateway(self, info: GatewayInfo) -> None:
@@ -568,14 +578,32 @@ class Client:
     def _challenge_state(self, challenge: str) -> dict[str, Any]:
         return self.api.request("GET", API + f"handshakes/{challenge}")
 
+    def _send_to_gateway(self, address: str, data: bytes) -> None:
+        """Send to the gateway's Maxima address. When a ``MAX#`` address does not resolve (the gateway's node
+        restarted: its MLS forgets for minutes), ask the gateway for its current address once and send there: a
+        gateway publishes its direct address while its ``MAX#`` one is dark. ``AddressUnresolved`` if that fails too.
+        """
+        try:
+            self.rpc.maxima_send(to=address, application=APPLICATION, data=data)
+            return
+        except AddressUnresolved:
+            self._gateway = None
+            current = self.gateway().address
+            if current == address:
+                raise
+        self.progress("the gateway's MAX# address does not resolve right now: sending to its current address")
+        self.rpc.maxima_send(to=current, application=APPLICATION, data=data)
+
     def _send_answer(self, issued: dict[str, Any]) -> None:
         answer = Answer(challenge=str(issued["id"]), code=str(issued["code"]), reply_to=self.reply_address())
         self.progress("your node answers the gateway's challenge over Maxima")
         deadline = _deadline(issued.get("expires_at"))
         while True:
             try:
-                self.rpc.maxima_send(to=str(issued["gateway_address"]), application=APPLICATION, data=answer.to_bytes())
+                self._send_to_gateway(str(issued["gateway_address"]), answer.to_bytes())
                 return
+            except AddressUnresolved:
+                raise HandshakeFailed("gateway_unresolved", UNRESOLVED) from None
             except DeliveryFailed as failed:
                 if failed.permanent or time.time() + 2 > deadline:
                     raise HandshakeFailed(
@@ -708,7 +736,9 @@ class Client:
     def _deliver(self, gateway: GatewayInfo, deliver: Deliver) -> None:
         self.progress(f"your node sends the ciphertext to the gateway ({len(deliver.ciphertext)} bytes)")
         try:
-            self.rpc.maxima_send(to=gateway.address, application=APPLICATION, data=deliver.to_bytes())
+            self._send_to_gateway(gateway.address, deliver.to_bytes())
+        except AddressUnresolved:
+            raise DeliveryError("gateway_unresolved", UNRESOLVED, delivery_id=deliver.id) from None
         except DeliveryFailed as failed:
             raise DeliveryError(
                 "not_delivered",

@@ -70,11 +70,13 @@ INSTALLED_APPS = [
     "federation",
     "registration",
     "entrypoints",
+    "mns_site",  # the top: no models, only the commands that start the whole gateway (rungateway, simnet)
 ]
 
 MIDDLEWARE = [
     "core.middleware.QueueTimeShedMiddleware",
     "core.middleware.RequestIdMiddleware",
+    "mns_site.metrics.RequestMetricsMiddleware",
     "core.middleware.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -94,7 +96,9 @@ CSRF_FAILURE_VIEW = "mns_site.views.csrf_failure"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Before the apps' folders, so that mns_site's admin/ templates (its style sheet, the index's figures)
+        # override the admin's own (the admin app comes first in INSTALLED_APPS).
+        "DIRS": [BASE_DIR / "mns_site" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -153,7 +157,9 @@ BROKER_DIR = VAR_DIR / "broker"
 REDIS_VISIBILITY_TIMEOUT = 30  # the default of CELERY_VISIBILITY_TIMEOUT (Redis broker), explained below
 CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", REDIS_URL, schemes=("redis", "rediss", "amqp", "filesystem"))
 if CELERY_BROKER_URL is None:
-    CELERY_BROKER_URL = "filesystem://"
+    # With a host named, kombu need not warn on every connection that it is "reverting to default 'localhost'"
+    # (the filesystem transport ignores the host; every folder it uses is named below).
+    CELERY_BROKER_URL = "filesystem://localhost/"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
@@ -315,6 +321,10 @@ MAXIMA_MAX_AGE_SECONDS = env_int("MAXIMA_MAX_AGE_SECONDS", 900, minimum=10)
 MNS_OUTBOX_MAX_ATTEMPTS = env_int("MNS_OUTBOX_MAX_ATTEMPTS", 12, minimum=1, maximum=100)
 MNS_OUTBOX_BACKOFF_SECONDS = env_int("MNS_OUTBOX_BACKOFF_SECONDS", 5, minimum=1)
 MNS_OUTBOX_BACKOFF_MAX_SECONDS = env_int("MNS_OUTBOX_BACKOFF_MAX_SECONDS", 3600, minimum=1)
+# A send to a MAX# address that does not resolve (its MLS restarted: ~4.5 min on real nodes) is tried again this
+# often, without using up its attempts, until this long after it was queued.
+MNS_OUTBOX_UNRESOLVED_WAIT_SECONDS = env_int("MNS_OUTBOX_UNRESOLVED_WAIT_SECONDS", 30, minimum=1, maximum=3600)
+MNS_OUTBOX_UNRESOLVED_GIVE_UP_SECONDS = env_int("MNS_OUTBOX_UNRESOLVED_GIVE_UP_SECONDS", 3600, minimum=60)
 # The address users and peers send to. Unset: the node's p2pidentity (publish a MAX#… permanent address here
 # when the node's IP is not public or not stable).
 MNS_MAXIMA_ADDRESS = env_str("MNS_MAXIMA_ADDRESS", "")
@@ -328,6 +338,16 @@ MNS_SWEEP_EVERY = env_int("MNS_SWEEP_EVERY", 10, minimum=1, maximum=3600)
 # min), so a backlog in the queue is not piled on with copies; outbound messages follow the same rule.
 MNS_INBOUND_SWEEP_AFTER_SECONDS = env_int("MNS_INBOUND_SWEEP_AFTER_SECONDS", 30, minimum=1)
 MNS_NODE_CHECK_EVERY = env_int("MNS_NODE_CHECK_EVERY", 30, minimum=1, maximum=3600)
+
+# --- Metrics (/metrics for Prometheus; mns_site.metrics) -------------------------------------------------------
+# The bearer token a scraper sends (Authorization: Bearer <token>), compared in constant time. Unset: /metrics
+# answers only on loopback, and only in the embedded shape or with DEBUG (behind a proxy every client is loopback).
+MNS_METRICS_TOKEN = env_str("MNS_METRICS_TOKEN", "")
+if MNS_METRICS_TOKEN and len(MNS_METRICS_TOKEN) < 32:
+    raise EnvError("MNS_METRICS_TOKEN", "<hidden>", "at least 32 characters (e.g. openssl rand -hex 32)")
+MNS_METRICS_OPEN_ON_LOOPBACK = DEBUG or not DATABASE_URL
+# Seconds between the samples of queue depths and peers' lag the admin's charts draw (kept 48 hours).
+MNS_SAMPLE_EVERY = env_int("MNS_SAMPLE_EVERY", 300, minimum=10, maximum=3600)
 
 # Mounts the baseline views of bench/ (never in production).
 MNS_BENCH = env_bool("MNS_BENCH", False)
@@ -461,3 +481,28 @@ MNS_DAPP_DIR = Path(env_str("MNS_DAPP_DIR", str(VAR_DIR / "dapp" / "site"))).res
 MNS_DAPP_CONNECT_SRC = env_list(
     "MNS_DAPP_CONNECT_SRC", ["http://127.0.0.1:*", "http://localhost:*", "https://127.0.0.1:*", "https://localhost:*"]
 )
+
+# --- The beat schedule: every periodic task of the gateway, by task name ("<app>.<task>"), here and nowhere else --
+# Seconds between runs. Each run expires at the next: a backlog of identical sweeps after an outage would only
+# repeat one another.
+CELERY_BEAT_SCHEDULE = {
+    task: {"task": task, "schedule": seconds, "options": {"expires": seconds}}
+    for task, seconds in (
+        ("core.heartbeat", CELERY_HEARTBEAT_EVERY),
+        ("maxima.supervise_node", MNS_NODE_CHECK_EVERY),
+        ("maxima.sweep_inbound", MNS_SWEEP_EVERY),
+        ("maxima.sweep_outbound", MNS_SWEEP_EVERY),
+        ("maxima.purge", 3600),
+        ("handshake.clean", 300),
+        ("mailboxes.expire", MNS_MESSAGE_EXPIRE_EVERY),
+        ("federation.sync", MNS_FEDERATION_SYNC_EVERY),
+        ("entrypoints.publish", MNS_ENTRYPOINTS_EVERY * 3600),
+        ("entrypoints.check", MNS_ENTRYPOINTS_CHECK_EVERY),
+    )
+}
+# Every minute, free the names whose owner did not answer the handshake within MNS_NAME_HOLD_SECONDS.
+CELERY_BEAT_SCHEDULE["registry.name_holds_expire"] = {
+    "task": "registry.name_holds_expire",
+    "schedule": 60.0,
+    "kwargs": {"seconds": MNS_NAME_HOLD_SECONDS},
+}

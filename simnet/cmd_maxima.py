@@ -107,9 +107,11 @@ def _recipient(node: "SimNode", params: Params) -> str:
 
 
 def resolve_permanent(node: "SimNode", fullto: str) -> str:
+    """The current address behind a ``MAX#`` address; ``MAX address invalid..`` while its MLS does not know it
+    (fixture 177: the gap after the MLS restarted)."""
     result = getaddress(node, fullto)
     if not result["success"]:
-        raise CommandError(f"Could not find Maxima address for {fullto}")
+        raise CommandError("MAX address invalid..")
     return result["mlsresponse"]["address"]
 
 

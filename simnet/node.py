@@ -19,6 +19,7 @@ from mns_client.protocol import crypto
 from mns_client.protocol.codecs import MaximaAddress, from_hex, mx_encode, to_hex
 from simnet import p2p
 from simnet.chain import Chain, Coin, Txn, miniaddress, script_address
+from simnet.commands import CommandError
 from simnet.httpserver import RpcServer
 from simnet.message import (
     MAX_PACKAGE_SIZE,
@@ -127,9 +128,14 @@ class SimNode:
         self._hooks: WebhookDispatcher | None = None
         self._poll: queue.Queue[tuple[MaximaMessage, str, int, int] | None] | None = None
         self._poll_thread: threading.Thread | None = None
+        self._mls_stop: threading.Event | None = None
         self._new_keys()
+        # A node that ran before (started again here, or loaded from its state) comes back with an empty MLS
+        # table: real nodes keep it in memory (see ``mls_loop``).
+        self._ran_before = False
         if state_file is not None and state_file.exists():
             self._load(json.loads(state_file.read_text()))
+            self._ran_before = True
         self.wallet_keys = chain.register_wallet(self.wallet_secret)
         chain.genesis_coin(self.default_address)
 
@@ -216,13 +222,19 @@ class SimNode:
             self._poll_thread = threading.Thread(target=self._poll_loop, args=(self._poll,), daemon=True)
             self._poll_thread.start()
             self._rpc = RpcServer(self.host, self.rpc_port, self.run_command, self.password)
-        self.register_with_mls_async()
+            self._mls_stop = threading.Event()
+            first = self.network.mls_gap if self._ran_before else 0.0
+            self._ran_before = True
+            threading.Thread(target=self.mls_loop, args=(self._mls_stop, first), daemon=True).start()
 
     def stop(self) -> None:
         """Close both ports (connections are refused), drop queued events and poll sends; keys and hooks stay."""
         with self.lock:
             rpc, p2p_server, hooks, poll = self._rpc, self._p2p, self._hooks, self._poll
             self._rpc = self._p2p = self._hooks = self._poll = None
+            if self._mls_stop is not None:
+                self._mls_stop.set()
+            self.mls_registry.clear()  # in memory only, as on real nodes
         if rpc is not None:
             rpc.close()
         if p2p_server is not None:
@@ -395,15 +407,35 @@ class SimNode:
         except p2p.TransportError as exc:
             logger.info("simnet node %s: MLS registration failed (%s)", self.index, exc)
 
+    def mls_loop(self, stop: threading.Event, first: float) -> None:
+        """Register with our MLS, then again every ``network.mls_gap`` seconds while running.
+
+        Real nodes register on their Maxima loop (``MAXIMA_LOOP``, 3 min, then ``MAXIMA_REFRESH``, 60 s), so after a
+        restart a node's ``MAX#`` address does not resolve through its MLS for about 4.5 minutes (fixture ``178b``:
+        ``getaddress`` fails, sends fail ``MAX address invalid..``), and a node whose MLS restarted is found again
+        only once its own loop registers it anew. A first start registers at once.
+        """
+        if stop.wait(first):
+            return
+        while not stop.is_set():
+            self.register_with_mls()
+            if stop.wait(self.network.mls_gap or 60.0):
+                return
+
     def register_with_mls_async(self) -> None:
         self.send_async(self.register_with_mls)
 
     def lookup_via_mls(self, target_hex: str, mls: MaximaAddress) -> dict[str, Any]:
+        """The MLS's answer for a key (``{}`` when it does not know it); an MLS whose process is gone makes the
+        command fail as on real nodes (fixtures 174, 175: ``java.net.ConnectException: Connection refused``)."""
         request = json.dumps({"publickey": target_hex, "requester": self.publickey_hex}).encode()
         try:
             answer = p2p.exchange(mls.host, mls.port, p2p.KIND_MLS_LOOKUP, request)
+        except p2p.TransportError as exc:
+            raise CommandError(str(exc)) from None
+        try:
             result = json.loads(answer)
-        except (p2p.TransportError, ValueError):
+        except ValueError:
             return {}
         return result if isinstance(result, dict) else {}
 

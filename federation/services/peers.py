@@ -2,7 +2,7 @@
 
 import hashlib
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from core.errors import DomainError
 from federation import selectors
-from federation.models import Peer
+from federation.models import Peer, PeerLagSample
 from maxima.routing import Ignored, InboundMessage
 from maxima.selectors import gateway_identity_key
 from maxima.services import outbound_enqueue, outbound_nudge
@@ -132,3 +132,21 @@ def invalid_count(*, peer: Peer, count: int, why: str) -> None:
 
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+LAG_SAMPLES_KEPT = timedelta(hours=48)
+
+
+def peer_lag_sample(*, every: int, now: datetime | None = None) -> int:
+    """Record every enabled peer's lag, unless samples were taken less than ``every`` seconds ago; drop samples
+    older than 48 hours. Returns how many were written (safe to run twice: at worst two close together)."""
+    now = now or timezone.now()
+    if PeerLagSample.objects.filter(at__gt=now - timedelta(seconds=every), at__lte=now).exists():
+        return 0
+    rows = [
+        PeerLagSample(peer=peer, at=now, lag_ops=peer.lag_ops, lag_seconds=round(selectors.lag_seconds(peer), 1))
+        for peer in Peer.objects.filter(enabled=True)
+    ]
+    PeerLagSample.objects.bulk_create(rows)
+    PeerLagSample.objects.filter(at__lt=now - LAG_SAMPLES_KEPT).delete()
+    return len(rows)

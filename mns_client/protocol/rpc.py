@@ -31,6 +31,7 @@ from requests.adapters import HTTPAdapter
 
 from .codecs import MaximaAddress, PermanentAddress, from_hex, mx_decode, parse_address, parse_public_key, to_hex
 from .errors import (
+    AddressUnresolved,
     CodecError,
     CommandPending,
     CommandSplit,
@@ -47,6 +48,7 @@ ParamValue = str | int | bool | bytes | dict[str, Any] | list[Any] | None
 
 RPC_USER = "minima"
 STARTING_UP = "Maxima still starting up"
+MAX_UNRESOLVED = "MAX address invalid"
 _COMMAND_NAME_RE = re.compile(r"[a-z][a-z0-9]*")
 _PARAM_NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
 _PRINTABLE_RE = re.compile(r"[\x20-\x7e]*")
@@ -189,6 +191,8 @@ def _check_envelope(name: str, envelope: Any) -> dict[str, Any]:
         raise CommandPending(name, message, reply)
     if message.startswith(STARTING_UP):
         raise NodeStartingUp(name, message, reply)
+    if message.startswith(MAX_UNRESOLVED):
+        raise AddressUnresolved(name, message, reply)
     if status is False:
         raise RPCError(name, message, reply)
     raise RPCError(name, "unexpected reply from the node", reply)

@@ -15,6 +15,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from simnet import ControlServer, SendTiming, SimNetwork
+from simnet.network import MLS_GAP_SECONDS
 
 
 class Command(BaseCommand):
@@ -27,6 +28,12 @@ class Command(BaseCommand):
         parser.add_argument("--state", default=None, help="directory that keeps keys, hooks and chain across runs")
         parser.add_argument("--rpc-password", default=None, help="turn on Basic auth (user minima)")
         parser.add_argument("--block-interval", type=float, default=2.0, help="seconds between blocks (default 2)")
+        parser.add_argument(
+            "--mls-gap",
+            type=float,
+            default=MLS_GAP_SECONDS,
+            help=f"seconds a restarted node's MAX# address stays dark (default {MLS_GAP_SECONDS:.0f}, as measured)",
+        )
         parser.add_argument("--control-port", type=int, default=None, help="fault-control endpoint on 127.0.0.1")
         measured = SendTiming()
         sends = parser.add_argument_group("send timing", "how long each node's maxima sends take (simnet.sending)")
@@ -75,6 +82,7 @@ class Command(BaseCommand):
             rpc_password=options["rpc_password"],
             block_interval=options["block_interval"],
             send_timing=timing,
+            mls_gap=options["mls_gap"],
         )
         stop = threading.Event()
 
