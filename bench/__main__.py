@@ -37,6 +37,9 @@ def main() -> None:
     parser.add_argument(
         "--deliveries", type=int, default=100_000, help="Maxima deliveries of the memory scenario (default 100000)"
     )
+    parser.add_argument(
+        "--worker-processes", type=int, default=pipeline.CELERY_CONCURRENCY, help="Celery processes of maxima-node"
+    )
     parser.add_argument("--smoke", action="store_true", help="three scenarios, 1 s each, 1000 names")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: still stop gunicorn, worker and simnet
@@ -91,7 +94,14 @@ def main() -> None:
         )
     if "maxima-node" in chosen:
         results += _stage(
-            "maxima-node", pipeline.maxima_node, env, var_dir, ctx, workers=args.workers, seconds=args.seconds
+            "maxima-node",
+            pipeline.maxima_node,
+            env,
+            var_dir,
+            ctx,
+            workers=args.workers,
+            seconds=args.seconds,
+            processes=args.worker_processes,
         )
     if "handshake" in chosen:
         results += _stage("handshake", lambda: [_handshake(args, var_dir)])

@@ -107,12 +107,12 @@ def _stored() -> int:
 
 
 @contextmanager
-def _worker(env: dict[str, str], log: Path):
+def _worker(env: dict[str, str], log: Path, concurrency: int = CELERY_CONCURRENCY):
     with log.open("wb") as out:
         worker = subprocess.Popen(  # noqa: S603
             # With beat, as deployed: the sweeps re-enqueue what a lost task left pending.
             celery_worker_command(
-                concurrency=CELERY_CONCURRENCY, loglevel="warning", beat_schedule=log.with_suffix(".schedule")
+                concurrency=concurrency, loglevel="warning", beat_schedule=log.with_suffix(".schedule")
             ),
             cwd=harness.REPO,
             env=env,
@@ -347,15 +347,22 @@ def _paced(port: int, ctx: scenarios.Context, sender: str, rate: float, seconds:
 
 
 def maxima_node(
-    env: dict[str, str], var_dir: Path, ctx: scenarios.Context, *, workers: int, seconds: float
+    env: dict[str, str],
+    var_dir: Path,
+    ctx: scenarios.Context,
+    *,
+    workers: int,
+    seconds: float,
+    processes: int = CELERY_CONCURRENCY,
 ) -> list[Result]:
     """How many messages a second the gateway gets through one node, against that node's own send rate measured in
     the same run. Simnet's nodes send as real ones do (simnet.sending: time by size, one send pipeline per node).
 
-    First the node alone: ``maxima send`` of a receipt's size to the sender's node from 1, 2 (the worker's
-    processes) and 4 threads. Then the gateway: deliveries over the webhook, offered faster than the node can send
-    their receipts, each stored by the worker and its receipt sent through the node by the outbox; the rate is the
-    receipts sent over the time from the first delivery received to the last receipt sent.
+    First the node alone: ``maxima send`` of a receipt's size to the sender's node from 1, 2, 4 threads and as many
+    as the worker has ``processes`` (the figure the gateway is compared with). Then the gateway: deliveries over
+    the webhook, offered faster than the node can send their receipts, each stored by the worker and its receipt
+    sent through the node by the outbox; the rate is the receipts sent over the time from the first delivery
+    received to the last receipt sent.
     """
     from simnet import SendTiming, SimNetwork
 
@@ -365,7 +372,8 @@ def maxima_node(
         env = {**env, "MINIMA_RPC_URL": gateway.rpc_url, "MNS_MAXIMA_ADDRESS": gateway.address}
         django(env)
         _clean_queue(env)
-        with _worker(env, var_dir / "celery-worker-node.log"), harness.gunicorn(env, workers=workers) as (port, _):
+        log = var_dir / "celery-worker-node.log"
+        with _worker(env, log, processes), harness.gunicorn(env, workers=workers) as (port, _):
             warm_in, warm_out = _marks()
             _paced(port, ctx, sender.publickey_hex, 20.0, 2.0)  # warm: Python load, so this runs without wrk
             if not _drain(warm_in, timeout=60):
@@ -373,15 +381,18 @@ def maxima_node(
             _broker_empty()
             _outbox_drained(warm_out)
             size = _receipt_size(warm_out)
-            results = [_node_rate(gateway.rpc_url, sender.address, size, n, min(seconds, 5)) for n in (1, 2, 4)]
-            node_rate = results[1].rps  # as many senders as the worker has processes
+            counts = sorted({1, 2, 4, processes})
+            results = [_node_rate(gateway.rpc_url, sender.address, size, n, min(seconds, 5)) for n in counts]
+            node_rate = results[counts.index(processes)].rps  # as many senders as the worker has processes
             first_in, first_out = _marks()
             before = (gateway.sends.sent, gateway.sends.queued)
             offered = max(10.0, round(1.5 * max(r.rps for r in results)))
             accepted, refused = _paced(port, ctx, sender.publickey_hex, offered, seconds)
             drained = _drain(first_in) and _outbox_drained(first_out)
             results.append(
-                _through_node(first_in, first_out, node_rate, offered, accepted, refused, drained, gateway, before)
+                _through_node(
+                    first_in, first_out, (processes, node_rate), offered, accepted, refused, drained, gateway, before
+                )
             )
     return results
 
@@ -468,14 +479,15 @@ def _node_rate(url: str, to: str, size: int, senders: int, seconds: float) -> Re
 def _through_node(
     first_in: int,
     first_out: int,
-    node_rate: float,
+    node: tuple[int, float],
     offered: float,
     accepted: int,
     refused: int,
     drained: bool,
-    node: Any,
+    gateway: Any,
     before: tuple[int, int],
 ) -> Result:
+    senders, node_rate = node
     from maxima.models import InboundEvent, OutboundMessage
 
     events = list(InboundEvent.objects.filter(id__gt=first_in).values_list("received_at", "processed_at"))
@@ -486,7 +498,7 @@ def _through_node(
     rate = round(len(sent) / span, 1) if span else 0.0
     stored_span = (max(processed) - min(received)).total_seconds() if processed else 0.0
     sending_span = (max(sent) - min(sent)).total_seconds() if len(sent) > 1 else 0.0
-    sends, queued = node.sends.sent - before[0], node.sends.queued - before[1]
+    sends, queued = gateway.sends.sent - before[0], gateway.sends.queued - before[1]
     result = Result(
         scenario="maxima-through-node",
         requests=len(sent),
@@ -496,15 +508,16 @@ def _through_node(
         p50_ms=0.0,
         p99_ms=0.0,
         peak_rss_mb=0.0,
-        baseline="node-send-2",
+        baseline=f"node-send-{senders}",
         baseline_rps=node_rate,
         ratio=round(rate / node_rate, 3) if node_rate else None,
         target="the node's own rate (the node, not the gateway, is the limit)",
         met=drained and bool(node_rate) and rate >= 0.8 * node_rate,
     )
     result.notes = (
-        f"offered {offered}/s for deliveries, {accepted} accepted ({refused} refused); {len(sent)} receipts sent "
-        f"through the node in {span:.1f} s from the first delivery received (sending: "
+        f"worker of {senders} processes; offered {offered}/s for deliveries, {accepted} accepted ({refused} "
+        f"refused); {len(sent)} receipts sent through the node in {span:.1f} s from the first delivery received "
+        "(sending: "
         f"{len(sent) / sending_span if sending_span else 0:.1f}/s from the first receipt sent; the worker stored "
         f"{len(processed)} in {stored_span:.1f} s); the node's pipeline: {sends} sends, {queued} waited behind "
         f"another{'' if drained else ' (NOT drained in time)'}"
