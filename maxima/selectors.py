@@ -6,6 +6,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from maxima.models import InboundEvent, NodeState, OutboundMessage
+from maxima.timing import lease_classes, send_limits
 
 
 def node_state() -> NodeState | None:
@@ -72,7 +73,7 @@ def outbound_due(*, limit: int) -> list[int]:
     was lost (``_sweep_wait``), and claims that went stale."""
     now = timezone.now()
     queued = Q(status=OutboundMessage.Status.QUEUED, next_attempt_at__lte=now)
-    abandoned = Q(status=OutboundMessage.Status.SENDING, claimed_at__lt=now - outbound_lease())
+    abandoned = stale_sending(now)
     rows = (
         OutboundMessage.objects.filter(queued | abandoned)
         .order_by("next_attempt_at", "id")
@@ -93,8 +94,21 @@ def inbound_lease() -> timedelta:
 
 
 def outbound_lease() -> timedelta:
-    """The same for a message being sent (its RPC times out below the task's soft limit)."""
-    return timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 5)
+    """The same for a small message being sent (its RPC times out below the task's soft limit); a bigger one's
+    send may take longer, and so does its lease (``maxima.timing.send_limits``)."""
+    return send_limits(0).lease
+
+
+def stale_sending(now: datetime) -> Q:
+    """Messages claimed for sending whose claim is older than the lease of their size: their task died."""
+    stale = Q(pk__in=[])
+    for above, up_to, lease in lease_classes():
+        stale |= Q(size__gt=above, size__lte=up_to, claimed_at__lt=now - lease)
+    return Q(status=OutboundMessage.Status.SENDING) & stale
+
+
+def outbound_sizes(ids: list[int]) -> dict[int, int]:
+    return dict(OutboundMessage.objects.filter(id__in=ids).values_list("id", "size"))
 
 
 def address_check() -> str:

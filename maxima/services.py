@@ -22,10 +22,12 @@ from django.utils import timezone
 
 from core.errors import DomainError
 from core.queue import enqueue_on_commit
+from maxima import selectors
 from maxima.models import InboundEvent, NodeState, OutboundMessage, QueueSample
 from maxima.node import hook_url
 from maxima.routing import Ignored, InboundMessage, dispatch
-from maxima.selectors import inbound_lease, outbound_lease, queue_figures
+from maxima.selectors import inbound_lease, queue_figures, stale_sending
+from maxima.timing import MAXIMA_MAX_DATA_BYTES
 from mns_client.protocol.codecs import from_hex, parse_address, parse_public_key, public_key_hex
 from mns_client.protocol.errors import (
     AddressUnresolved,
@@ -41,8 +43,6 @@ from mns_client.protocol.rpc import MinimaRPC
 
 logger = logging.getLogger(__name__)
 
-# Maxima refuses packages above 262144 bytes (NIOMessage.java); the data must leave room for the envelope.
-MAXIMA_MAX_DATA_BYTES = 250_000
 # A transient failure (database restart, lock timeout) leaves an event pending for the sweep this many times.
 INBOUND_MAX_ATTEMPTS = 10
 _MSGID = re.compile(r"^0x[0-9A-Fa-f]{64}$")
@@ -264,9 +264,9 @@ def outbound_enqueue(
         },
     )
     if created:
-        from maxima.tasks import send_outbound
+        from maxima.tasks import enqueue_send
 
-        enqueue_on_commit(send_outbound, message.id)
+        enqueue_send(message.id, message.size)
     return message
 
 
@@ -279,9 +279,7 @@ def backoff(attempts: int) -> timedelta:
 def outbound_send(*, message_id: int, client: MinimaRPC) -> str:
     """Send one due message through the node; returns its new status, or ``skipped``."""
     now = timezone.now()
-    claimable = Q(status=OutboundMessage.Status.QUEUED, next_attempt_at__lte=now) | Q(
-        status=OutboundMessage.Status.SENDING, claimed_at__lt=now - outbound_lease()
-    )
+    claimable = Q(status=OutboundMessage.Status.QUEUED, next_attempt_at__lte=now) | stale_sending(now)
     claimed = OutboundMessage.objects.filter(claimable, id=message_id).update(
         status=OutboundMessage.Status.SENDING, claimed_at=now, attempts=F("attempts") + 1
     )
@@ -386,9 +384,9 @@ def outbound_retry(*, message_id: int) -> bool:
         id=message_id, status__in=[OutboundMessage.Status.FAILED, OutboundMessage.Status.CANCELLED]
     ).update(status=OutboundMessage.Status.QUEUED, attempts=0, next_attempt_at=now, enqueued_at=now)
     if done:
-        from maxima.tasks import send_outbound
+        from maxima.tasks import enqueue_send
 
-        enqueue_on_commit(send_outbound, message_id)
+        enqueue_send(message_id, selectors.outbound_sizes([message_id]).get(message_id, 0))
     return bool(done)
 
 
@@ -403,15 +401,17 @@ def outbound_nudge(*, destination: str, limit: int = 100) -> int:
             status=OutboundMessage.Status.QUEUED,
             attempts__gte=1,
             next_attempt_at__gt=now,
-        ).values_list("id", flat=True)[:limit]
+        ).values_list("id", "size")[:limit]
     )
     if not waiting:
         return 0
-    OutboundMessage.objects.filter(id__in=waiting, status=OutboundMessage.Status.QUEUED).update(next_attempt_at=now)
-    from maxima.tasks import send_outbound
+    OutboundMessage.objects.filter(id__in=[ident for ident, _ in waiting], status=OutboundMessage.Status.QUEUED).update(
+        next_attempt_at=now
+    )
+    from maxima.tasks import enqueue_send
 
-    for message_id in waiting:
-        enqueue_on_commit(send_outbound, message_id)
+    for message_id, size in waiting:
+        enqueue_send(message_id, size)
     return len(waiting)
 
 

@@ -188,6 +188,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Every task is bounded: per-message tasks do one claim, one handler or one node RPC (the send's RPC timeout is
 # below the soft limit); sweeps and fan-outs only enqueue a bounded batch. The soft limit raises in the task, the
 # hard limit kills its process; the visibility timeout (above) and the claim leases (maxima.selectors) are longer.
+# The one exception: sending a message the node takes more than a second to send (above ~78 KB) gets longer limits
+# and a longer lease, by its size (maxima.timing); its claim turns away a copy the broker hands out meanwhile.
 CELERY_TASK_TIME_LIMIT = 25
 CELERY_TASK_SOFT_TIME_LIMIT = 20
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -294,6 +296,12 @@ MNS_REST_SUBMISSION = env_bool("MNS_REST_SUBMISSION", False)
 MINIMA_RPC_URL = env_url("MINIMA_RPC_URL", None, schemes=("http", "https"))
 MINIMA_RPC_PASSWORD = env_str("MINIMA_RPC_PASSWORD", "")
 MINIMA_RPC_TIMEOUT = env_int("MINIMA_RPC_TIMEOUT", 20, minimum=1, maximum=120)
+# How long the node takes to send a full Maxima message (250 000 bytes of data); smaller ones take less, with the
+# square of their size (maxima.timing; measured on real nodes: 245 KB 8.5-10 s, 122 KB 2.3 s, 60 KB 0.5 s).
+MNS_MAXIMA_SEND_FULL_SECONDS = env_int("MNS_MAXIMA_SEND_FULL_SECONDS", 10, minimum=0, maximum=300)
+# Each second a send takes the node beyond the first gives its RPC timeout, task limits and claim lease this many
+# seconds more (a full-size message on a slow node gets 36 s instead of 18 with the defaults).
+MNS_MAXIMA_SEND_MARGIN = env_int("MNS_MAXIMA_SEND_MARGIN", 2, minimum=1, maximum=10)
 # The webhook lives at a secret path. Unset, it is derived from SECRET_KEY, so every web process of one gateway
 # agrees on it without another variable to share, and it cannot be turned back into the key.
 MAXIMA_HOOK_SECRET = env_str(
@@ -425,14 +433,16 @@ MNS_FEDERATION_LAG_OPS_WARN = env_int("MNS_FEDERATION_LAG_OPS_WARN", 1000, minim
 MNS_FEDERATION_LAG_SECONDS_WARN = env_int("MNS_FEDERATION_LAG_SECONDS_WARN", 300, minimum=1)
 # Gateways that keep a copy of each new mailbox besides its home: 0 means every peer (the default).
 MNS_FEDERATION_REPLICATION_FACTOR = env_int("MNS_FEDERATION_REPLICATION_FACTOR", 0, minimum=0, maximum=1000)
-# Bytes of one ops batch on the wire (Maxima carries at most 250 000 bytes of data in one message).
-MNS_FEDERATION_BATCH_BYTES = env_int("MNS_FEDERATION_BATCH_BYTES", 245_000, minimum=8192, maximum=250_000)
+# Bytes of one ops batch on the wire: ops are packed up to this size, which a real node sends in about half a second
+# (60 KB: 0.5 s; a full 245 KB message took it 8.5-10 s). Maxima carries at most 250 000 bytes of data.
+MNS_FEDERATION_BATCH_BYTES = env_int("MNS_FEDERATION_BATCH_BYTES", 60_000, minimum=8192, maximum=250_000)
 # An operation's wire size at most (a message op carries its ciphertext hex-encoded, so twice its size and more).
+# A bigger op than the batch size goes alone in its batch; with the header it stays within what Maxima carries.
 MNS_FEDERATION_MAX_OP_BYTES = env_int(
-    "MNS_FEDERATION_MAX_OP_BYTES", min(2 * MNS_MAX_MESSAGE_BYTES + 8192, MNS_FEDERATION_BATCH_BYTES - 512), minimum=4096
+    "MNS_FEDERATION_MAX_OP_BYTES", min(2 * MNS_MAX_MESSAGE_BYTES + 8192, 249_488), minimum=4096
 )
-if MNS_FEDERATION_MAX_OP_BYTES > MNS_FEDERATION_BATCH_BYTES - 512:
-    raise EnvError("MNS_FEDERATION_MAX_OP_BYTES", str(MNS_FEDERATION_MAX_OP_BYTES), "below MNS_FEDERATION_BATCH_BYTES")
+if MNS_FEDERATION_MAX_OP_BYTES > 250_000 - 512:
+    raise EnvError("MNS_FEDERATION_MAX_OP_BYTES", str(MNS_FEDERATION_MAX_OP_BYTES), "at most 249488 (Maxima's limit)")
 # Operations accepted from one peer per minute; the rest of a batch is left for a later pull.
 MNS_FEDERATION_OPS_PER_MINUTE = env_int("MNS_FEDERATION_OPS_PER_MINUTE", 6000, minimum=1)
 # Invalid (unverifiable) operations after which a peer is paused with an admin alert.
