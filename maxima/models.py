@@ -68,6 +68,9 @@ class OutboundMessage(models.Model):
     enqueued_at = models.DateTimeField(null=True, blank=True, help_text="When a task to send it was last enqueued.")
     claimed_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    unresolved_since = models.DateTimeField(
+        null=True, blank=True, help_text="Since when its MAX# destination has not resolved (its MLS restarted?)."
+    )
     msgid = models.CharField(max_length=66, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)

@@ -35,8 +35,8 @@ def gateway_address() -> str | None:
     if settings.MNS_MAXIMA_ADDRESS and not (state is not None and state.address_resolves is False):
         return settings.MNS_MAXIMA_ADDRESS
     if state is None:
-        return None
-    return state.p2pidentity or state.localidentity or None
+        return settings.MNS_MAXIMA_ADDRESS or None
+    return state.p2pidentity or state.localidentity or settings.MNS_MAXIMA_ADDRESS or None
 
 
 # A row the sweep enqueued waits before the next sweep enqueues it again (its task may still be in the queue,

@@ -298,7 +298,11 @@ def outbound_send(*, message_id: int, client: MinimaRPC) -> str:
         return _failed(message, str(exc), permanent=True)
     with transaction.atomic():
         OutboundMessage.objects.filter(id=message.id).update(
-            status=OutboundMessage.Status.SENT, msgid=result.msgid, sent_at=timezone.now(), last_error=""
+            status=OutboundMessage.Status.SENT,
+            msgid=result.msgid,
+            sent_at=timezone.now(),
+            last_error="",
+            unresolved_since=None,
         )
         _notify_sent(message)
     return OutboundMessage.Status.SENT
@@ -355,23 +359,29 @@ def _failed(message: OutboundMessage, error: str, *, permanent: bool) -> str:
 
 
 UNRESOLVED = "waiting for the MAX# address to resolve again: its MLS does not know it (the node says %r)"
+UNRESOLVED_WAIT_MAX_SECONDS = 300
 
 
 def _unresolved(message: OutboundMessage, error: str) -> str:
     """The destination's ``MAX#`` address does not resolve through its MLS: the MLS node restarted and the owner's
     node has not registered with it again yet (about 4.5 minutes on real nodes). Waiting it out is the only cure,
-    so the try is given back (the attempt budget is for failures that retrying might not cure), and the message is
-    tried again every ``MNS_OUTBOX_UNRESOLVED_WAIT_SECONDS``, until ``MNS_OUTBOX_UNRESOLVED_GIVE_UP_SECONDS`` after
-    it was queued."""
-    age = (timezone.now() - message.created_at).total_seconds()
+    so the try does not count against the attempt budget (which is for failures a retry might not cure: its limit
+    grows by one instead, so ``attempts`` still counts every try), and the message is tried again after
+    ``MNS_OUTBOX_UNRESOLVED_WAIT_SECONDS``, then after half as long as it has waited so far (at most 5 minutes),
+    until it has not resolved for ``MNS_OUTBOX_UNRESOLVED_GIVE_UP_SECONDS``."""
+    now = timezone.now()
+    since = message.unresolved_since or now
+    waited = (now - since).total_seconds()
     reason = UNRESOLVED % error
-    if age > settings.MNS_OUTBOX_UNRESOLVED_GIVE_UP_SECONDS:
-        return _failed(message, f"gave up after {age:.0f} s {reason}", permanent=True)
+    if waited > settings.MNS_OUTBOX_UNRESOLVED_GIVE_UP_SECONDS:
+        return _failed(message, f"gave up after {waited:.0f} s {reason}", permanent=True)
+    wait = min(max(settings.MNS_OUTBOX_UNRESOLVED_WAIT_SECONDS, waited / 2), UNRESOLVED_WAIT_MAX_SECONDS)
     OutboundMessage.objects.filter(id=message.id).update(
         status=OutboundMessage.Status.QUEUED,
-        attempts=F("attempts") - 1,
+        max_attempts=F("max_attempts") + 1,
         last_error=reason,
-        next_attempt_at=timezone.now() + timedelta(seconds=settings.MNS_OUTBOX_UNRESOLVED_WAIT_SECONDS),
+        unresolved_since=since,
+        next_attempt_at=now + timedelta(seconds=wait),
     )
     logger.info("outbound message %s waits for its MAX# address to resolve", message.id)
     return OutboundMessage.Status.QUEUED
@@ -382,7 +392,9 @@ def outbound_retry(*, message_id: int) -> bool:
     now = timezone.now()
     done = OutboundMessage.objects.filter(
         id=message_id, status__in=[OutboundMessage.Status.FAILED, OutboundMessage.Status.CANCELLED]
-    ).update(status=OutboundMessage.Status.QUEUED, attempts=0, next_attempt_at=now, enqueued_at=now)
+    ).update(
+        status=OutboundMessage.Status.QUEUED, attempts=0, next_attempt_at=now, enqueued_at=now, unresolved_since=None
+    )
     if done:
         from maxima.tasks import enqueue_send
 
@@ -463,9 +475,9 @@ def _check_address(client: MinimaRPC, state: NodeState, now: datetime) -> None:
         return
     try:
         resolves = client.maxextra_getaddress(address) is not None
-    except MNSError as exc:
+    except MNSError as exc:  # the lookup itself failed (a timeout, a read-only RPC user): nothing learnt
         logger.info("the gateway's MAX# address could not be looked up: %s", exc)
-        resolves = False
+        return
     if not resolves and state.address_dark_since is None:
         logger.warning("the gateway's MAX# address does not resolve through its MLS")
     state.address_resolves, state.address_checked_at = resolves, now

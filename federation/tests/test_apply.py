@@ -241,3 +241,16 @@ def test_the_home_gateways_suspension_and_restore_apply_here_and_anothers_do_not
     peer_b.says(peer_b.batch(peer_b.op("restore", {"name": "alice"})))
     assert NameRecord.objects.get().status == "active"
     assert Operation.objects.get(origin=peer_c.key).outcome == "not_home"
+
+
+def test_an_op_of_a_protocol_kind_no_app_registered_fails_the_batch_and_is_neither_skipped_nor_counted(
+    peer_b: FakePeer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fail closed: a lost registration must not drop the network's ops for good nor pause a healthy peer."""
+    from federation.services import kinds
+
+    monkeypatch.setattr(kinds, "_kinds", {k: v for k, v in kinds._kinds.items() if k != "statement"})
+    assert peer_b.says(peer_b.batch(peer_b.register_op(Owner.fresh(), "alice"))) == "ignored: RuntimeError"
+    peer = Peer.objects.get()
+    assert (peer.cursor, peer.invalid_ops, NameRecord.objects.count(), Operation.objects.count()) == (0, 0, 0, 0)

@@ -7,9 +7,11 @@ so, and the direct address is handed out meanwhile. Simnet shortens the gap to a
 """
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from maxima.models import NodeState, OutboundMessage
 from maxima.selectors import gateway_address
@@ -58,22 +60,32 @@ def test_a_send_to_a_dark_max_address_waits_without_using_up_its_attempts_and_go
 
         assert outbound_send(message_id=message.id, client=gateway) == "queued"
         message.refresh_from_db()
-        assert (message.status, message.attempts) == ("queued", 0)
+        # The try is counted, but its budget grows with it: waiting out a dark address uses up nothing.
+        assert (message.status, message.attempts, message.max_attempts) == ("queued", 1, 13)
+        assert message.unresolved_since is not None
         assert "waiting for the MAX# address to resolve again" in message.last_error
 
         wait_for(lambda: resolves(net, address), timeout=GAP + 5, what="the MAX# address to resolve again")
         OutboundMessage.objects.filter(id=message.id).update(next_attempt_at=message.created_at)
         assert outbound_send(message_id=message.id, client=gateway) == "sent"
         assert len(inbox.wait_for(1)) == 1
+        assert OutboundMessage.objects.get(id=message.id).unresolved_since is None
 
 
 def test_a_send_whose_max_address_stays_dark_too_long_fails_for_good(net: SimNetwork, settings: object) -> None:
-    settings.MNS_OUTBOX_UNRESOLVED_GIVE_UP_SECONDS = 0
+    settings.MNS_OUTBOX_UNRESOLVED_GIVE_UP_SECONDS = 600
     address = permanent(net, 1)
     wait_for(lambda: resolves(net, address), timeout=5, what="the MAX# address to resolve")
     restart(net, 1)
+    gateway = MinimaRPC(net.nodes[0].rpc_url)
     message = outbound_enqueue(destination=address, application="mns", payload=b"{}", idempotency_key="too-long")
-    assert outbound_send(message_id=message.id, client=MinimaRPC(net.nodes[0].rpc_url)) == "failed"
+    # Queued two hours ago and retried since: the first dark try waits; the give-up counts from the first one.
+    OutboundMessage.objects.filter(id=message.id).update(created_at=timezone.now() - timedelta(hours=2))
+    assert outbound_send(message_id=message.id, client=gateway) == "queued"
+
+    dark_since = timezone.now() - timedelta(seconds=601)
+    OutboundMessage.objects.filter(id=message.id).update(unresolved_since=dark_since, next_attempt_at=dark_since)
+    assert outbound_send(message_id=message.id, client=gateway) == "failed"
     assert "gave up" in OutboundMessage.objects.get(id=message.id).last_error
 
 
