@@ -20,6 +20,8 @@ from core.throttling import PerIPThrottle, ScopedThrottle
 
 # The limits of every endpoint of the gateway's API: the client address's, and the view's ``throttle_scope``.
 THROTTLES = (PerIPThrottle, ScopedThrottle)
+# The headers of an answer that carries a secret or a one-time state (a session, a challenge's code): never cached.
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 def error_response(description: str) -> OpenApiResponse:

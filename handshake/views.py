@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 
-from core.api import THROTTLES, APIView, error_response
+from core.api import NO_STORE, THROTTLES, APIView, error_response
 from core.throttling import PerIPThrottle
 from handshake import selectors, services
 from handshake.authentication import HasSession, SessionTokenAuthentication
@@ -20,8 +20,6 @@ from handshake.serializers import (
     SessionIssuedSerializer,
     SessionSerializer,
 )
-
-NO_STORE = {"Cache-Control": "no-store"}
 
 
 class ChallengesView(APIView):

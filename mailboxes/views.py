@@ -12,7 +12,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import THROTTLES, APIView, ListAPIView, error_response
+from core.api import NO_STORE, THROTTLES, APIView, ListAPIView, error_response
 from core.errors import DomainError
 from mailboxes import selectors, services
 from mailboxes.authentication import AUTHENTICATION, MailboxAccess
@@ -35,7 +35,6 @@ from mailboxes.serializers import (
 from mns_client.protocol.mailbox import delivery_id_of
 from mns_client.protocol.names import normalise
 
-NO_STORE = {"Cache-Control": "no-store"}
 NAME = OpenApiParameter("name", str, OpenApiParameter.PATH, description="The name in any spelling.")
 AUTH_ERRORS = {
     401: error_response("not_authenticated, session_*, token_invalid, token_revoked"),

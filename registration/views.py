@@ -6,11 +6,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 
-from core.api import THROTTLES, APIView, error_response
+from core.api import NO_STORE, THROTTLES, APIView, error_response
 from registration import services
 from registration.serializers import PendingRegistrationSerializer, RegisterSerializer
-
-NO_STORE = {"Cache-Control": "no-store"}
 
 
 class MailboxesView(APIView):
