@@ -177,6 +177,9 @@ def start_simnet(logs: Path) -> tuple[subprocess.Popen, list[dict]]:
     # Node 0 is the gateway's; nodes 1 and 2 are alice's and bob's in the walk-through (mns_client.demo).
     args = [sys.executable, "manage.py", "simnet", "--nodes", str(SIMNET_NODES)]
     args += ["--state", str(Path(settings.VAR_DIR) / "simnet")]
+    # Like most users, alice runs her node behind NAT: nobody can connect to it, it is reached only through its
+    # Maxima host (node 0), so the walk-through shows the reply address `mns init` picks for such a node.
+    args += ["--unreachable", "1"]
     err = (logs / "simnet.log").open("ab")
     child = spawn(args, cwd=settings.BASE_DIR, stdout=subprocess.PIPE, stderr=err, text=True)
     nodes = []
