@@ -648,8 +648,9 @@ def test_entry_points_say_they_are_not_published_yet(world: World) -> None:
     assert "not published yet" in run.err
 
 
-def test_a_missing_gateway_is_a_usage_error(world: World) -> None:
-    run = world.mns("bob", "whois", "alice", env={"MNS_GATEWAY": ""})
+def test_a_missing_gateway_is_a_usage_error(world: World, tmp_path: Path) -> None:
+    # A client folder that never remembered a gateway (`mns init` remembers the one it was given).
+    run = world.mns("bob", "whois", "alice", env={"MNS_GATEWAY": "", "MNS_HOME": str(tmp_path / "fresh")})
 
     assert run.code == 1
     assert "no gateway" in run.err
