@@ -1,0 +1,299 @@
+"""Start, check and stop N real Minima nodes on loopback for the interop mode (``docs/interop.md``).
+
+    python -m interop.nodes start --minima PATH --nodes 3 --base-port 9001 --dir var/interop
+    python -m interop.nodes status --dir var/interop
+    python -m interop.nodes stop --dir var/interop
+
+``PATH`` is what the user provides: a Minima release jar (``minima.jar``, dependencies inside) or a checkout of the
+Minima source (github.com/minima-global/Minima), which is compiled once with the JDK's ``javac`` into
+``DIR/classes`` against BouncyCastle from the system (Debian: ``libbcprov-java libbcpkix-java libbcutil-java``) and
+the checkout's own ``lib/*.jar``. Nothing is downloaded.
+
+Every node runs in test mode on 127.0.0.1 and can reach no one else: node 0 creates the chain with ``-nop2p``
+(``-genesis`` on its first start), the others ``-connect 127.0.0.1:<node 0's port>``, all advertise
+``-host 127.0.0.1``. With P2P off, Minima builds no P2P manager, so neither its seed list nor its internet check
+runs. ``MINIMA_*`` variables are removed from the nodes' environment, because Minima reads its options from them.
+Node ``i`` uses ports ``base + i * step`` (P2P) to ``+ 4`` (RPC); its data, log and pid are under ``DIR/node<i>``.
+
+Once every node answers and the others list node 0 among their Maxima hosts, node 0 (the gateway's) is made its own
+MLS with its key permanent, so it has a ``MAX#`` address. One JSON line per node is printed, as ``manage.py simnet``
+does. Standard library only: no Django.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+HOST = "127.0.0.1"
+NODE_FLAGS = ["-test", "-rpcenable", "-allowallip", "-daemon", "-nodefaultminidapps", "-host", HOST]
+SYSTEM_JARS = Path("/usr/share/java")
+BOUNCYCASTLE = ("bcprov.jar", "bcpkix.jar", "bcutil.jar")
+# BouncyCastle 1.71 moved the GMSS Winternitz classes Minima 1.0.45 imports to ``pqc.legacy``; these subclasses give
+# a newer bcprov (Debian 12 has 1.72) the old names, so the source compiles unchanged.
+SHIM_PACKAGE = "org.bouncycastle.pqc.crypto.gmss.util"
+SHIMS = {
+    "WinternitzOTSignature": "(byte[] seed, org.bouncycastle.crypto.Digest digest, int w) { super(seed, digest, w); }",
+    "WinternitzOTSVerify": "(org.bouncycastle.crypto.Digest digest, int w) { super(digest, w); }",
+}
+
+
+class NodeError(RuntimeError):
+    pass
+
+
+# ------------------------------------------------------------------------------------------------ the node's RPC
+
+
+def rpc(url: str, command: str, timeout: float = 30) -> Any:
+    """One command, POSTed as ASCII (the node reads the body unencoded); the ``response`` of a successful reply."""
+    request = urllib.request.Request(url, data=command.encode("ascii"), method="POST")  # noqa: S310 (loopback)
+    with urllib.request.urlopen(request, timeout=timeout) as reply:  # noqa: S310 (a loopback URL we built)
+        answer = json.loads(reply.read())
+    if not answer.get("status"):
+        raise NodeError(f"{command.split()[0]}: {answer.get('error') or answer}")
+    return answer.get("response")
+
+
+def answers(url: str) -> bool:
+    try:
+        rpc(url, "status", timeout=5)
+    except (OSError, ValueError, NodeError):
+        return False
+    return True
+
+
+def wait_until(check: Any, *, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise NodeError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(1)
+
+
+# ------------------------------------------------------------------------------------------------ the node's code
+
+
+def classpath(minima: Path, state: Path, jars: Path) -> str:
+    """The class path for a release jar, or for a source checkout (compiled into ``state/classes`` once)."""
+    if minima.is_file():
+        return str(minima)
+    if not (minima / "src" / "org" / "minima" / "Minima.java").exists():
+        raise NodeError(f"{minima} is neither a Minima jar nor a Minima source checkout (no src/org/minima)")
+    bouncycastle = [jars / name for name in BOUNCYCASTLE]
+    missing = [str(path) for path in bouncycastle if not path.exists()]
+    if missing:
+        raise NodeError(f"BouncyCastle not found: {', '.join(missing)} (Debian: libbcprov-java libbcpkix-java "
+                        "libbcutil-java, or give --jars)")  # fmt: skip
+    own = [jar for jar in sorted((minima / "lib").glob("*.jar")) if not jar.name.startswith(("bc", "junit"))]
+    path = [str(p) for p in (*bouncycastle, *own)]
+    classes = state / "classes"
+    if not (classes / "org" / "minima" / "Minima.class").exists():
+        compile_source(minima, classes, path)
+    return os.pathsep.join([str(classes), str(minima / "resources"), *path])
+
+
+def compile_source(minima: Path, classes: Path, path: list[str]) -> None:
+    shims = classes.parent / "shims"
+    (shims / SHIM_PACKAGE.replace(".", "/")).mkdir(parents=True, exist_ok=True)
+    for name, body in SHIMS.items():
+        legacy = SHIM_PACKAGE.replace(".pqc.", ".pqc.legacy.")
+        source = f"package {SHIM_PACKAGE};\npublic class {name} extends {legacy}.{name} {{\n  public {name}{body}\n}}\n"
+        (shims / SHIM_PACKAGE.replace(".", "/") / f"{name}.java").write_text(source)
+    sources = [str(p) for p in sorted((minima / "src").rglob("*.java"))]
+    sources += [str(p) for p in sorted(shims.rglob("*.java"))]
+    listing = classes.parent / "sources.txt"
+    listing.write_text("\n".join(sources) + "\n")
+    classes.mkdir(parents=True, exist_ok=True)
+    print(f"compiling {len(sources)} files of {minima} into {classes} (a few minutes)", file=sys.stderr)
+    # Some of Minima's sources are Windows-1252 text; -nowarn keeps its deprecation notes out of the way.
+    command = ["javac", "-nowarn", "-encoding", "Cp1252", "--release", "11", "-cp", os.pathsep.join(path)]
+    command += ["-d", str(classes), f"@{listing}"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603 (our own list)
+    if done.returncode != 0:
+        raise NodeError(f"javac failed:\n{done.stderr[-4000:]}")
+
+
+# ------------------------------------------------------------------------------------------------ one node
+
+
+class Node:
+    def __init__(self, state: Path, index: int, p2p_port: int) -> None:
+        self.index, self.p2p_port = index, p2p_port
+        self.dir = state / f"node{index}"
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://{HOST}:{self.p2p_port + 4}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "pid"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return None
+        return pid
+
+    def command(self, java: list[str], first: int) -> list[str]:
+        data = self.dir / "data"
+        network = ["-nop2p"] if self.index == 0 else ["-connect", f"{HOST}:{first}"]
+        if self.index == 0 and not (data / "1.0").exists():
+            network.append("-genesis")  # the chain is created once; a restart keeps it
+        return [*java, "-data", str(data), "-port", str(self.p2p_port), *NODE_FLAGS, *network]
+
+    def start(self, java: list[str], first: int) -> None:
+        if self.pid():
+            raise NodeError(f"node {self.index} already runs (pid {self.pid()})")
+        if answers(self.rpc_url):
+            raise NodeError(f"something else answers on {self.rpc_url}: choose another --base-port")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        env = {key: value for key, value in os.environ.items() if not key.upper().startswith("MINIMA_")}
+        with (self.dir / "node.log").open("ab") as log:
+            process = subprocess.Popen(  # noqa: S603 (our own argument list)
+                self.command(java, first), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                start_new_session=True,
+            )  # fmt: skip
+        self.pid_file.write_text(str(process.pid))
+
+    def summary(self) -> dict[str, Any]:
+        maxima = rpc(self.rpc_url, "maxima")
+        line = {
+            "node": self.index,
+            "rpc_url": self.rpc_url,
+            "p2p": f"{HOST}:{self.p2p_port}",
+            "publickey": maxima["publickey"],
+            "p2pidentity": maxima["p2pidentity"],
+            "contact": maxima["contact"],
+            "version": rpc(self.rpc_url, "status")["version"],
+        }
+        if maxima.get("staticmls") and maxima.get("mls") == maxima["p2pidentity"]:
+            line["max_address"] = f"MAX#{maxima['publickey']}#{maxima['p2pidentity']}"
+        return line
+
+    def stop(self, timeout: float = 30) -> None:
+        pid = self.pid()
+        if pid is None:
+            return
+        with contextlib.suppress(OSError, ValueError, NodeError):
+            rpc(self.rpc_url, "quit", timeout=5)  # Minima saves its databases and exits
+        for sig in (None, signal.SIGTERM, signal.SIGKILL):
+            if sig is not None:
+                os.kill(pid, sig)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and self.pid() is not None:
+                time.sleep(0.5)
+            if self.pid() is None:
+                break
+        self.pid_file.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------------------------ the network
+
+
+def nodes_in(state: Path) -> list[Node]:
+    saved = json.loads((state / "nodes.json").read_text()) if (state / "nodes.json").exists() else []
+    return [Node(state, item["node"], item["p2p_port"]) for item in saved]
+
+
+def sees(node: Node, first: Node) -> bool:
+    try:
+        hosts = rpc(node.rpc_url, "maxima action:hosts")["hosts"]
+    except (OSError, ValueError, NodeError):
+        return False
+    return any(h["host"] == f"{HOST}:{first.p2p_port}" and h.get("connected") for h in hosts)
+
+
+def permanent_address(gateway: Node) -> None:
+    """Node 0 serves its own MLS and lets anyone resolve its key: ``MAX#<its key>#<its p2pidentity>``."""
+    maxima = rpc(gateway.rpc_url, "maxima")
+    rpc(gateway.rpc_url, f"maxextra action:staticmls host:{maxima['p2pidentity']}")
+    rpc(gateway.rpc_url, f"maxextra action:addpermanent publickey:{maxima['publickey']}")
+
+
+def start(args: argparse.Namespace) -> None:
+    state: Path = args.dir.resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    if any(node.pid() for node in nodes_in(state)):
+        raise NodeError(f"nodes of {state} are running: stop them first")
+    java = ["java", f"-Xmx{args.heap}", "-cp", classpath(args.minima.resolve(), state, args.jars), "org.minima.Minima"]
+    network = [Node(state, i, args.base_port + i * args.port_step) for i in range(args.nodes)]
+    (state / "nodes.json").write_text(json.dumps([{"node": n.index, "p2p_port": n.p2p_port} for n in network]))
+    first = network[0]
+    try:
+        first.start(java, first.p2p_port)
+        wait_until(lambda: answers(first.rpc_url), timeout=args.timeout, what="node 0 to answer status")
+        for node in network[1:]:
+            node.start(java, first.p2p_port)
+        for node in network[1:]:
+            wait_until(lambda n=node: answers(n.rpc_url), timeout=args.timeout, what=f"node {node.index} to answer")
+            wait_until(lambda n=node: sees(n, first), timeout=args.timeout, what=f"node {node.index} to see node 0")
+        permanent_address(first)
+        for node in network:
+            print(json.dumps(node.summary()), flush=True)
+    except BaseException:
+        for node in reversed(network):
+            node.stop()
+        raise
+
+
+def status(args: argparse.Namespace) -> int:
+    down = 0
+    for node in nodes_in(args.dir.resolve()):
+        if node.pid() and answers(node.rpc_url):
+            print(json.dumps(node.summary()))
+        else:
+            down += 1
+            print(json.dumps({"node": node.index, "rpc_url": node.rpc_url, "running": node.pid() is not None}))
+    return 1 if down else 0
+
+
+def stop(args: argparse.Namespace) -> None:
+    for node in reversed(nodes_in(args.dir.resolve())):
+        node.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m interop.nodes", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="action", required=True)
+    begin = commands.add_parser("start", help="start the nodes and print one JSON line each")
+    begin.add_argument("--minima", type=Path, required=True, help="a Minima release jar or source checkout")
+    begin.add_argument("--nodes", type=int, default=3)
+    begin.add_argument("--base-port", type=int, default=9001, help="node 0's P2P port; its RPC is this + 4")
+    begin.add_argument("--port-step", type=int, default=1000, help="node i's ports are base + i * step")
+    begin.add_argument("--jars", type=Path, default=SYSTEM_JARS, help="where bcprov/bcpkix/bcutil .jar are")
+    begin.add_argument("--heap", default="384m", help="each node's Java heap")
+    begin.add_argument("--timeout", type=float, default=180, help="seconds to wait for each step")
+    for name in ("status", "stop"):
+        commands.add_parser(name, help=f"{name} the nodes of --dir")
+    for sub in commands.choices.values():
+        sub.add_argument("--dir", type=Path, default=Path("var/interop"), help="the nodes' data, logs and pids")
+    args = parser.parse_args(argv)
+    try:
+        if args.action == "start":
+            start(args)
+        elif args.action == "status":
+            return status(args)
+        else:
+            stop(args)
+    except NodeError as exc:
+        print(f"interop: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
