@@ -14,6 +14,7 @@ from mns_client.protocol.entrypoints import ChainConfig, read_from_node
 from mns_client.protocol.errors import RPCError
 from mns_client.protocol.rpc import MinimaRPC
 from simnet import SimNetwork
+from testsupport.nodes import simnet_only
 
 pytestmark = pytest.mark.django_db
 
@@ -120,6 +121,7 @@ def test_a_non_owner_cannot_rewrite_the_bulletin(net: SimNetwork, publisher: Min
     assert reading.bulletin.seq == 1
 
 
+@simnet_only("stops and restarts the publishing node")
 def test_a_publication_whose_node_is_down_is_retried_and_confirmed_later(
     net: SimNetwork, publisher: MinimaRPC, peers: list[Peer], settings: object
 ) -> None:
