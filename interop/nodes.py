@@ -16,8 +16,9 @@ runs. ``MINIMA_*`` variables are removed from the nodes' environment, because Mi
 Node ``i`` uses ports ``base + i * step`` (P2P) to ``+ 4`` (RPC); its data, log and pid are under ``DIR/node<i>``.
 
 Once every node answers and the others list node 0 among their Maxima hosts, node 0 (the gateway's) is made its own
-MLS with its key permanent, so it has a ``MAX#`` address. One JSON line per node is printed, as ``manage.py simnet``
-does. Standard library only: no Django.
+MLS with its key permanent, so it has a ``MAX#`` address, and node 0 (which holds the new chain's coins) sends the
+others a few coins and waits until they are spendable (3 blocks deep). One JSON line per node is printed, as
+``manage.py simnet`` does. ``sendrate`` measures one node's own Maxima send rate. Standard library only: no Django.
 """
 
 import argparse
@@ -35,6 +36,7 @@ from typing import Any
 HOST = "127.0.0.1"
 NODE_FLAGS = ["-test", "-rpcenable", "-allowallip", "-daemon", "-nodefaultminidapps", "-host", HOST]
 SYSTEM_JARS = Path("/usr/share/java")
+MAX_OUTPUTS = 15  # Minima refuses to send a transaction with more outputs (GeneralParams.MAX_RELAY_OUTPUTCOINS)
 BOUNCYCASTLE = ("bcprov.jar", "bcpkix.jar", "bcutil.jar")
 # BouncyCastle 1.71 moved the GMSS Winternitz classes Minima 1.0.45 imports to ``pqc.legacy``; these subclasses give
 # a newer bcprov (Debian 12 has 1.72) the old names, so the source compiles unchanged.
@@ -143,6 +145,8 @@ class Node:
     def pid(self) -> int | None:
         try:
             pid = int(self.pid_file.read_text())
+            with contextlib.suppress(ChildProcessError):  # reap it if we started it, so it is not a zombie
+                os.waitpid(pid, os.WNOHANG)
             os.kill(pid, 0)
         except (OSError, ValueError):
             return None
@@ -188,9 +192,11 @@ class Node:
         pid = self.pid()
         if pid is None:
             return
+        signals: list[signal.Signals | None] = [signal.SIGTERM, signal.SIGKILL]
         with contextlib.suppress(OSError, ValueError, NodeError):
             rpc(self.rpc_url, "quit", timeout=5)  # Minima saves its databases and exits
-        for sig in (None, signal.SIGTERM, signal.SIGKILL):
+            signals.insert(0, None)  # (a node with an RPC password we do not know gets SIGTERM at once)
+        for sig in signals:
             if sig is not None:
                 os.kill(pid, sig)
             deadline = time.monotonic() + timeout
@@ -224,6 +230,27 @@ def permanent_address(gateway: Node) -> None:
     rpc(gateway.rpc_url, f"maxextra action:addpermanent publickey:{maxima['publickey']}")
 
 
+def sendable(node: Node) -> float:
+    balance = rpc(node.rpc_url, "balance")
+    return sum(float(row["sendable"]) for row in balance if row["tokenid"] == "0x00")
+
+
+def fund(network: list[Node], *, amount: int, coins: int, timeout: float) -> None:
+    """Each other node gets ``coins`` coins of ``amount`` Minima from node 0 in one transaction (node 0 made the
+    chain and holds its coins), then we wait until they are spendable: 3 blocks deep, about a minute in -test."""
+    poor = [node for node in network[1:] if sendable(node) < amount]
+    if not poor:
+        return
+    coins = max(1, min(coins, (MAX_OUTPUTS - 1) // len(poor)))  # and one output is node 0's change
+    outputs = [f'"{rpc(node.rpc_url, "getaddress")["address"]}:{amount * coins}"' for node in poor]
+    first = network[0]
+    wait_until(lambda: sendable(first) > amount * coins * len(poor), timeout=timeout, what="node 0's coins to confirm")
+    command = f"send multi:[{','.join(outputs)}] split:{coins}"  # split: each output becomes ``coins`` coins
+    rpc(first.rpc_url, command, timeout=timeout)  # it mines the transaction first
+    for node in poor:
+        wait_until(lambda n=node: sendable(n) >= amount * coins, timeout=timeout, what=f"node {node.index}'s funds")
+
+
 def start(args: argparse.Namespace) -> None:
     state: Path = args.dir.resolve()
     state.mkdir(parents=True, exist_ok=True)
@@ -242,6 +269,8 @@ def start(args: argparse.Namespace) -> None:
             wait_until(lambda n=node: answers(n.rpc_url), timeout=args.timeout, what=f"node {node.index} to answer")
             wait_until(lambda n=node: sees(n, first), timeout=args.timeout, what=f"node {node.index} to see node 0")
         permanent_address(first)
+        if args.fund:
+            fund(network, amount=args.fund, coins=args.coins, timeout=args.timeout)
         for node in network:
             print(json.dumps(node.summary()), flush=True)
     except BaseException:
@@ -266,6 +295,29 @@ def stop(args: argparse.Namespace) -> None:
         node.stop()
 
 
+def send_rate(args: argparse.Namespace) -> None:
+    """The node's own Maxima send rate: one ``maxima action:send`` at a time (the next when the last answered) of
+    ``--size`` bytes from node ``--sender`` to node ``--to``'s ``p2pidentity``, for ``--seconds``; one JSON line."""
+    network = nodes_in(args.dir.resolve())
+    sender, receiver = network[args.sender], network[args.to]
+    to = rpc(receiver.rpc_url, "maxima")["p2pidentity"]
+    data = "0x" + os.urandom(args.size).hex()
+    times, delivered = [], 0
+    began = time.monotonic()
+    while time.monotonic() - began < args.seconds:
+        start = time.monotonic()
+        reply = rpc(sender.rpc_url, f"maxima action:send to:{to} application:interop-rate data:{data}", timeout=60)
+        times.append(time.monotonic() - start)
+        delivered += bool(reply.get("delivered"))
+    elapsed = time.monotonic() - began
+    times.sort()
+    print(json.dumps({
+        "sender": args.sender, "to": args.to, "size": args.size, "sends": len(times), "delivered": delivered,
+        "seconds": round(elapsed, 2), "per_second": round(len(times) / elapsed, 1),
+        "p50_ms": round(1000 * times[len(times) // 2], 1), "p99_ms": round(1000 * times[int(len(times) * 0.99)], 1),
+    }))  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m interop.nodes", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="action", required=True)
@@ -277,8 +329,15 @@ def main(argv: list[str] | None = None) -> int:
     begin.add_argument("--jars", type=Path, default=SYSTEM_JARS, help="where bcprov/bcpkix/bcutil .jar are")
     begin.add_argument("--heap", default="384m", help="each node's Java heap")
     begin.add_argument("--timeout", type=float, default=180, help="seconds to wait for each step")
+    begin.add_argument("--fund", type=int, default=1000, help="Minima per coin sent to each other node (0: none)")
+    begin.add_argument("--coins", type=int, default=4, help="coins sent to each other node (at most 14 in all)")
     for name in ("status", "stop"):
         commands.add_parser(name, help=f"{name} the nodes of --dir")
+    rate = commands.add_parser("sendrate", help="measure one node's Maxima send rate, one send at a time")
+    rate.add_argument("--sender", type=int, default=1, help="the sending node (default 1)")
+    rate.add_argument("--to", type=int, default=0, help="the receiving node (default 0, the gateway's)")
+    rate.add_argument("--size", type=int, default=1024, help="bytes of data per message (default 1024)")
+    rate.add_argument("--seconds", type=float, default=10.0)
     for sub in commands.choices.values():
         sub.add_argument("--dir", type=Path, default=Path("var/interop"), help="the nodes' data, logs and pids")
     args = parser.parse_args(argv)
@@ -287,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
             start(args)
         elif args.action == "status":
             return status(args)
+        elif args.action == "sendrate":
+            send_rate(args)
         else:
             stop(args)
     except NodeError as exc:
