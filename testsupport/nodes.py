@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from mns_client.protocol.codecs import from_hex
+from mns_client.protocol.errors import NodeAuthError
 from mns_client.protocol.rpc import MinimaRPC
 from simnet import SimNetwork, SimNode
 
@@ -58,6 +59,7 @@ class RealNode:
     index: int
     rpc_url: str
     maxima: dict[str, Any] = field(default_factory=dict)
+    password: str | None = None  # set by a suite that gives the node an RPC password at runtime
 
     def __post_init__(self) -> None:
         self.maxima = MinimaRPC(self.rpc_url, timeout=30).command("maxima")
@@ -107,16 +109,27 @@ Network = SimNetwork | RealNetwork
 Node = SimNode | RealNode
 
 
+def _hooks(node: RealNode) -> set[str] | None:
+    """The node's webhooks, or None when it asks for a password we do not know (one a suite set in an earlier run)."""
+    try:
+        return set(MinimaRPC(node.rpc_url, password=node.password).webhooks_list())
+    except NodeAuthError:
+        return None
+
+
 @contextmanager
-def _hooks_removed_after(urls: list[str]) -> Iterator[None]:
+def _hooks_removed_after(net: RealNetwork) -> Iterator[None]:
     """A real node keeps its webhooks: take off the ones the suite added, so no node posts to a closed port."""
-    before = {url: set(MinimaRPC(url).webhooks_list()) for url in urls}
+    before = {node.index: _hooks(node) for node in net.nodes}
     try:
         yield
     finally:
-        for url, kept in before.items():
-            rpc = MinimaRPC(url)
-            for hook in set(rpc.webhooks_list()) - kept:
+        for node in net.nodes:
+            kept, now = before[node.index], _hooks(node)
+            if kept is None or now is None:
+                continue
+            rpc = MinimaRPC(node.rpc_url, password=node.password)
+            for hook in now - kept:
                 rpc.webhooks_remove(hook)
 
 
@@ -131,5 +144,6 @@ def network(nodes: int, *, block_interval: float = 0.5) -> Iterator[Network]:
         return
     if len(urls) < nodes:
         pytest.skip(f"interop mode: this suite needs {nodes} nodes, {INTEROP_ENV} gives {len(urls)}")
-    with _hooks_removed_after(urls[:nodes]):
-        yield RealNetwork(urls[:nodes])
+    net = RealNetwork(urls[:nodes])
+    with _hooks_removed_after(net):
+        yield net

@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from mailboxes.models import Mailbox, Message
 from mailboxes.tests.support import Opened, Owner, open_mailbox
 from maxima.models import InboundEvent, NodeState, OutboundMessage
 from mns_client.protocol.codecs import from_hex, to_hex
-from mns_client.protocol.crypto import box_keypair, maxdecrypt, seal, unseal
+from mns_client.protocol.crypto import box_keypair, seal, unseal
 from mns_client.protocol.handshake import Answer, new_verifier, verifier_hash
 from mns_client.protocol.mailbox import (
     AccessTokenMessage,
@@ -38,7 +38,7 @@ from mns_client.protocol.mailbox import (
 from mns_client.protocol.rpc import MinimaRPC
 from mns_client.protocol.statements import NameStatement, SignedStatement
 from simnet.testing import WebhookReceiver
-from testsupport.nodes import Network, Node, interop_mode, network
+from testsupport.nodes import Network, Node, network, simnet_only
 from testsupport.processes import RedisServer, free_port, wait_for
 from testsupport.stack import gateway_env, live_gateway, private_broker
 
@@ -137,17 +137,32 @@ _BOX_KEYS = box_keypair()  # the mailbox's box key pair, as the owner's client m
 
 @pytest.fixture
 def owner(gateway: Gateway) -> Owner:
-    """The owner: node 1's own identity key pair (a real node's private key stays in it), a box key pair the client
-    made, node 1's address."""
+    """The owner: node 1's own identity key pair, a box key pair the client made, node 1's address. A real node
+    keeps its private key: it signs and opens tokens itself."""
     node = gateway.owner_node
-    return Owner(node.publickey_hex, getattr(node, "private_key", b""), *_BOX_KEYS, node.address)
+    private_key = getattr(node, "private_key", None)
+    if private_key is None:
+        return NodeOwner(node.publickey_hex, b"", *_BOX_KEYS, node.address, rpc=gateway.rpc(node))
+    return Owner(node.publickey_hex, private_key, *_BOX_KEYS, node.address)
+
+
+@dataclass
+class NodeOwner(Owner):
+    """An owner whose (real) node signs with ``maxsign`` and opens tokens with ``maxdecrypt``."""
+
+    rpc: MinimaRPC = field(default=None, repr=False)  # type: ignore[assignment]
+
+    def sign(self, op: str, name: str, seq: int, **fields: Any) -> SignedStatement:
+        statement = self.statement(op, name, seq, **fields)
+        return SignedStatement(statement, self.rpc.maxsign(statement.canonical()))
+
+    def open_token(self, blob: bytes) -> tuple[str, str]:
+        return access_token_read(self.rpc.maxdecrypt(blob))
 
 
 @pytest.fixture
 def mailbox(node_known: NodeState, owner: Owner) -> Opened:
     """alice's mailbox, made directly (the create flow itself is the first test)."""
-    if interop_mode():
-        pytest.skip("interop mode: the mailbox is opened in-process with the owner node's private key (simnet only)")
     return open_mailbox(owner, "alice", gateway=node_known.publickey)
 
 
@@ -321,13 +336,14 @@ def test_the_owner_reads_and_decrypts_both_schemes(gateway: Gateway, mailbox: Op
         if item["scheme"] == "nacl-sealedbox-v1":
             opened[item["scheme"]] = unseal(mailbox.owner.box_private, ciphertext)
         else:
-            opened[item["scheme"]] = maxdecrypt(owner_node.private_key, ciphertext)
+            opened[item["scheme"]] = gateway.rpc(owner_node).maxdecrypt(ciphertext)  # the owner's node opens it
     assert opened == {"nacl-sealedbox-v1": b"sealed for alice", "maxima-rsa-v1": b"rsa for alice"}
 
 
 # -------------------------------------------------------------------------------------------------- forward
 
 
+@simnet_only("stops and restarts the owner's node")
 def test_forwarding_retries_until_the_owners_node_takes_it(gateway: Gateway, mailbox: Opened) -> None:
     body = delivery(gateway, "alice", seal(mailbox.owner.box_public, b"forward me"))
     send_delivery(gateway, body)

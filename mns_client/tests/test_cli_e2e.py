@@ -137,8 +137,8 @@ def _carol_needs_a_password(net: Network) -> None:
     it until it restarts, so a second run finds it set already)."""
     carol = net.nodes[PEOPLE["carol"]]
     if not hasattr(carol, "runtime_password"):
-        rpc = MinimaRPC(carol.rpc_url, password=CAROL_PASSWORD)
-        rpc.command("rpc", enable="true", password=CAROL_PASSWORD)
+        MinimaRPC(carol.rpc_url, password=CAROL_PASSWORD).command("rpc", enable="true", password=CAROL_PASSWORD)
+        carol.password = CAROL_PASSWORD
         return
     carol.runtime_password = CAROL_PASSWORD
 
