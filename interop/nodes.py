@@ -28,6 +28,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -296,23 +297,34 @@ def stop(args: argparse.Namespace) -> None:
 
 
 def send_rate(args: argparse.Namespace) -> None:
-    """The node's own Maxima send rate: one ``maxima action:send`` at a time (the next when the last answered) of
-    ``--size`` bytes from node ``--sender`` to node ``--to``'s ``p2pidentity``, for ``--seconds``; one JSON line."""
+    """The node's own Maxima send rate: ``--concurrent`` callers (default 1), each sending one ``maxima action:send``
+    at a time (the next when the last answered) of ``--size`` bytes from node ``--sender`` to node ``--to``'s
+    ``p2pidentity``, for ``--seconds``; one JSON line."""
     network = nodes_in(args.dir.resolve())
     sender, receiver = network[args.sender], network[args.to]
     to = rpc(receiver.rpc_url, "maxima")["p2pidentity"]
     data = "0x" + os.urandom(args.size).hex()
-    times, delivered = [], 0
+    times: list[float] = []
+    delivered = [0]
     began = time.monotonic()
-    while time.monotonic() - began < args.seconds:
-        start = time.monotonic()
-        reply = rpc(sender.rpc_url, f"maxima action:send to:{to} application:interop-rate data:{data}", timeout=60)
-        times.append(time.monotonic() - start)
-        delivered += bool(reply.get("delivered"))
+
+    def caller() -> None:
+        while time.monotonic() - began < args.seconds:
+            start = time.monotonic()
+            reply = rpc(sender.rpc_url, f"maxima action:send to:{to} application:interop-rate data:{data}", timeout=60)
+            times.append(time.monotonic() - start)
+            delivered[0] += bool(reply.get("delivered"))
+
+    callers = [threading.Thread(target=caller) for _ in range(args.concurrent)]
+    for thread in callers:
+        thread.start()
+    for thread in callers:
+        thread.join()
     elapsed = time.monotonic() - began
     times.sort()
     print(json.dumps({
-        "sender": args.sender, "to": args.to, "size": args.size, "sends": len(times), "delivered": delivered,
+        "sender": args.sender, "to": args.to, "size": args.size, "concurrent": args.concurrent, "sends": len(times),
+        "delivered": delivered[0],
         "seconds": round(elapsed, 2), "per_second": round(len(times) / elapsed, 1),
         "p50_ms": round(1000 * times[len(times) // 2], 1), "p99_ms": round(1000 * times[int(len(times) * 0.99)], 1),
     }))  # fmt: skip
@@ -338,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     rate.add_argument("--to", type=int, default=0, help="the receiving node (default 0, the gateway's)")
     rate.add_argument("--size", type=int, default=1024, help="bytes of data per message (default 1024)")
     rate.add_argument("--seconds", type=float, default=10.0)
+    rate.add_argument("--concurrent", type=int, default=1, help="callers sending at once (default 1)")
     for sub in commands.choices.values():
         sub.add_argument("--dir", type=Path, default=Path("var/interop"), help="the nodes' data, logs and pids")
     args = parser.parse_args(argv)
