@@ -20,8 +20,10 @@ $(STAMP): requirements/base.txt requirements/production.txt requirements/dev.txt
 venv: $(STAMP)
 
 ## make run: migrate and start the gateway (web, worker, beat) on the embedded defaults; Ctrl-C stops it.
+## BIND=host:port serves it elsewhere than 127.0.0.1:8000 (make demo then finds it through var/demo.json).
+BIND ?= 127.0.0.1:8000
 run: venv dapp-if-node
-	$(BIN)/python manage.py rungateway
+	$(BIN)/python manage.py rungateway --bind $(BIND)
 
 ## make demo: the narrated walk-through again (alice, bob, two messages, a payment) against the gateway that
 ## `make run` started, with the real `mns` client; `make run` wrote where everything is to var/demo.json.

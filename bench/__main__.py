@@ -23,7 +23,7 @@ from bench import harness, pipeline, scenarios, wrk
 from bench.harness import Result
 
 WEB = list(scenarios.SCENARIOS)
-ALL = [*WEB, "overload", "maxima", "memory", "handshake", "replication"]
+ALL = [*WEB, "overload", "maxima", "memory", "maxima-node", "handshake", "replication"]
 SMOKE = ["lookup", "deliver-rest-1k", "mailbox-read"]
 
 
@@ -37,6 +37,9 @@ def main() -> None:
     parser.add_argument(
         "--deliveries", type=int, default=100_000, help="Maxima deliveries of the memory scenario (default 100000)"
     )
+    parser.add_argument(
+        "--worker-processes", type=int, default=pipeline.CELERY_CONCURRENCY, help="Celery processes of maxima-node"
+    )
     parser.add_argument("--smoke", action="store_true", help="three scenarios, 1 s each, 1000 names")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: still stop gunicorn, worker and simnet
@@ -46,7 +49,8 @@ def main() -> None:
     unknown = set(chosen) - set(ALL)
     if unknown:
         parser.error(f"unknown scenario(s) {sorted(unknown)}; known: {', '.join(ALL)}")
-    wrk.require()
+    if set(chosen) - {"maxima-node"}:  # maxima-node loads the gateway from Python: it runs without wrk
+        wrk.require()
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%S")
     out_dir = harness.REPO / "var" / "bench"
@@ -87,6 +91,17 @@ def main() -> None:
             connections=args.connections,
             throughput="maxima" in chosen,
             deliveries=args.deliveries if "memory" in chosen else 0,
+        )
+    if "maxima-node" in chosen:
+        results += _stage(
+            "maxima-node",
+            pipeline.maxima_node,
+            env,
+            var_dir,
+            ctx,
+            workers=args.workers,
+            seconds=args.seconds,
+            processes=args.worker_processes,
         )
     if "handshake" in chosen:
         results += _stage("handshake", lambda: [_handshake(args, var_dir)])

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import harness, scenarios
+from core.processes import celery_worker_command
 
 HOOK_SECRET = "bench-handshake-" + "h" * 32
 POLL_SECONDS = 0.02
@@ -59,20 +60,7 @@ def main() -> None:
         owners = _seed(env, args.connections, gateway_node.publickey_hex)
         worker_log = (var_dir / "worker.log").open("wb")
         worker = subprocess.Popen(  # noqa: S603
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "mns_site",
-                "worker",
-                "-l",
-                "warning",
-                "--without-gossip",
-                "--without-mingle",
-                "--concurrency",
-                str(args.worker_concurrency),
-            ],
+            celery_worker_command(concurrency=args.worker_concurrency, loglevel="warning"),
             cwd=harness.REPO,
             env=env,
             stdout=worker_log,

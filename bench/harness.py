@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from core.limits import GUNICORN_LIMITS
+from testsupport.processes import children
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -103,7 +104,7 @@ def _wait_listening(port: int, server: subprocess.Popen, log: Path, timeout: flo
 def peak_rss_mb(pid: int) -> float:
     """Peak resident memory (VmHWM) of the largest of a server's processes (its workers, or itself), in MiB."""
     peak = 0
-    for each in _children(pid) or [pid]:
+    for each in children(pid) or [pid]:
         try:
             for line in Path(f"/proc/{each}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
@@ -111,16 +112,6 @@ def peak_rss_mb(pid: int) -> float:
         except OSError:
             continue
     return round(peak / 1024, 1)
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
 
 
 def load(
@@ -204,10 +195,6 @@ def rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
-
-
-def children(pid: int) -> list[int]:
-    return _children(pid)
 
 
 def bench_env(var_dir: Path, **extra: str) -> dict[str, str]:

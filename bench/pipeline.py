@@ -19,6 +19,7 @@ from typing import Any
 
 from bench import harness, scenarios, wrk
 from bench.harness import Result
+from core.processes import celery_worker_command
 
 CELERY_CONCURRENCY = 2
 DRAIN_TIMEOUT = 300.0
@@ -106,28 +107,13 @@ def _stored() -> int:
 
 
 @contextmanager
-def _worker(env: dict[str, str], log: Path):
+def _worker(env: dict[str, str], log: Path, concurrency: int = CELERY_CONCURRENCY):
     with log.open("wb") as out:
         worker = subprocess.Popen(  # noqa: S603
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "mns_site",
-                "worker",
-                "-l",
-                "warning",
-                "--without-gossip",
-                "--without-mingle",
-                "--pool",
-                "prefork",
-                "--concurrency",
-                str(CELERY_CONCURRENCY),
-                "--beat",  # as deployed: the sweeps re-enqueue what a lost task left pending
-                "--schedule",
-                str(log.with_suffix(".schedule")),
-            ],
+            # With beat, as deployed: the sweeps re-enqueue what a lost task left pending.
+            celery_worker_command(
+                concurrency=concurrency, loglevel="warning", beat_schedule=log.with_suffix(".schedule")
+            ),
             cwd=harness.REPO,
             env=env,
             stdout=out,
@@ -153,10 +139,11 @@ def maxima(
 ) -> list[Result]:
     """Webhook POST → InboundEvent → the Celery worker runs the ``deliver`` handler → message stored and its
     receipt in the outbox (sent through simnet node 0 to node 1, the sender)."""
-    from simnet import SimNetwork
+    from simnet import SendTiming, SimNetwork
 
     results = []
-    with SimNetwork(nodes=2, block_interval=1.0) as net:
+    # The gateway alone: its node sends at once (maxima-node measures the gateway against a node's send rate).
+    with SimNetwork(nodes=2, block_interval=1.0, send_timing=SendTiming.instant()) as net:
         gateway, sender = net.nodes
         env = {**env, "MINIMA_RPC_URL": gateway.rpc_url, "MNS_MAXIMA_ADDRESS": gateway.address}
         django(env)
@@ -354,6 +341,189 @@ def _paced(port: int, ctx: scenarios.Context, sender: str, rate: float, seconds:
     for thread in threads:
         thread.join()
     return counts[0], counts[1]
+
+
+# --- Through one node, against the node's own send rate -----------------------------------------------------
+
+
+def maxima_node(
+    env: dict[str, str],
+    var_dir: Path,
+    ctx: scenarios.Context,
+    *,
+    workers: int,
+    seconds: float,
+    processes: int = CELERY_CONCURRENCY,
+) -> list[Result]:
+    """How many messages a second the gateway gets through one node, against that node's own send rate measured in
+    the same run. Simnet's nodes send as real ones do (simnet.sending: time by size, one send pipeline per node).
+
+    First the node alone: ``maxima send`` of a receipt's size to the sender's node from 1, 2, 4 threads and as many
+    as the worker has ``processes`` (the figure the gateway is compared with). Then the gateway: deliveries over
+    the webhook, offered faster than the node can send their receipts, each stored by the worker and its receipt
+    sent through the node by the outbox; the rate is the receipts sent over the time from the first delivery
+    received to the last receipt sent.
+    """
+    from simnet import SendTiming, SimNetwork
+
+    with SimNetwork(nodes=2, block_interval=1.0, send_timing=SendTiming()) as net:
+        gateway, sender = net.nodes
+        _contacts(gateway, sender)  # receipts go to the sender's key (no reply_to): a publickey send to a contact
+        env = {**env, "MINIMA_RPC_URL": gateway.rpc_url, "MNS_MAXIMA_ADDRESS": gateway.address}
+        django(env)
+        _clean_queue(env)
+        log = var_dir / "celery-worker-node.log"
+        with _worker(env, log, processes), harness.gunicorn(env, workers=workers) as (port, _):
+            warm_in, warm_out = _marks()
+            _paced(port, ctx, sender.publickey_hex, 20.0, 2.0)  # warm: Python load, so this runs without wrk
+            if not _drain(warm_in, timeout=60):
+                raise RuntimeError("the Celery worker did not process the warm-up deliveries within 60 s")
+            _broker_empty()
+            _outbox_drained(warm_out)
+            size = _receipt_size(warm_out)
+            counts = sorted({1, 2, 4, processes})
+            results = [_node_rate(gateway.rpc_url, sender.address, size, n, min(seconds, 5)) for n in counts]
+            node_rate = results[counts.index(processes)].rps  # as many senders as the worker has processes
+            first_in, first_out = _marks()
+            before = (gateway.sends.sent, gateway.sends.queued)
+            offered = max(10.0, round(1.5 * max(r.rps for r in results)))
+            accepted, refused = _paced(port, ctx, sender.publickey_hex, offered, seconds)
+            drained = _drain(first_in) and _outbox_drained(first_out)
+            results.append(
+                _through_node(
+                    first_in, first_out, (processes, node_rate), offered, accepted, refused, drained, gateway, before
+                )
+            )
+    return results
+
+
+def _contacts(node: Any, other: Any, timeout: float = 30.0) -> None:
+    from mns_client.protocol.rpc import MinimaRPC
+
+    MinimaRPC(node.rpc_url).command("maxcontacts", action="add", contact=other.address)
+    deadline = time.monotonic() + timeout
+    while not any(c.publickey == other.publickey_hex for c in node.contacts):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the sender's node did not become a contact of the gateway's node")
+        time.sleep(0.1)
+
+
+def _receipt_size(after: int) -> int:
+    from django.db.models import Avg
+
+    from maxima.models import OutboundMessage
+
+    return int(OutboundMessage.objects.filter(id__gt=after).aggregate(size=Avg("size"))["size"] or 512)
+
+
+def _outbox_drained(after: int, timeout: float = DRAIN_TIMEOUT) -> bool:
+    from maxima.models import OutboundMessage
+
+    deadline = time.monotonic() + timeout
+    waiting = OutboundMessage.objects.filter(id__gt=after, status__in=["queued", "sending"])
+    while waiting.exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
+def _node_rate(url: str, to: str, size: int, senders: int, seconds: float) -> Result:
+    """``senders`` threads each sending one message after the other for ``seconds``: sends a second, latencies."""
+    from mns_client.protocol.rpc import MinimaRPC
+
+    latencies: list[float] = []
+    failed = [0]
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def run() -> None:
+        client = MinimaRPC(url, timeout=60)
+        data = b"x" * size
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            try:
+                client.maxima_send(to=to, application="mns-bench", data=data)
+            except Exception:  # counted, not raised: the figure says how many failed
+                with lock:
+                    failed[0] += 1
+                continue
+            with lock:
+                latencies.append((time.monotonic() - started) * 1000)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=run, daemon=True) for _ in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.monotonic() - started
+    latencies.sort()
+    count = len(latencies)
+    result = Result(
+        scenario=f"node-send-{senders}",
+        requests=count,
+        errors=failed[0],
+        seconds=round(wall, 2),
+        rps=round(count / wall, 1) if wall else 0.0,
+        p50_ms=round(latencies[count // 2], 1) if count else 0.0,
+        p99_ms=round(latencies[min(count - 1, int(count * 0.99))], 1) if count else 0.0,
+        peak_rss_mb=0.0,
+        target="real node: ~30/s alone, 52/s with 4",
+        notes=f"the gateway's node alone: maxima send of {size} bytes from {senders} thread(s)",
+    )
+    print(f"  {result.scenario}: {result.rps}/s p99 {result.p99_ms} ms", flush=True)
+    return result
+
+
+def _through_node(
+    first_in: int,
+    first_out: int,
+    node: tuple[int, float],
+    offered: float,
+    accepted: int,
+    refused: int,
+    drained: bool,
+    gateway: Any,
+    before: tuple[int, int],
+) -> Result:
+    senders, node_rate = node
+    from maxima.models import InboundEvent, OutboundMessage
+
+    events = list(InboundEvent.objects.filter(id__gt=first_in).values_list("received_at", "processed_at"))
+    sent = list(OutboundMessage.objects.filter(id__gt=first_out, status="sent").values_list("sent_at", flat=True))
+    received = [r for r, _ in events]
+    processed = [p for _, p in events if p is not None]
+    span = (max(sent) - min(received)).total_seconds() if sent and received else 0.0
+    rate = round(len(sent) / span, 1) if span else 0.0
+    stored_span = (max(processed) - min(received)).total_seconds() if processed else 0.0
+    sending_span = (max(sent) - min(sent)).total_seconds() if len(sent) > 1 else 0.0
+    sends, queued = gateway.sends.sent - before[0], gateway.sends.queued - before[1]
+    result = Result(
+        scenario="maxima-through-node",
+        requests=len(sent),
+        errors=refused,
+        seconds=round(span, 1),
+        rps=rate,
+        p50_ms=0.0,
+        p99_ms=0.0,
+        peak_rss_mb=0.0,
+        baseline=f"node-send-{senders}",
+        baseline_rps=node_rate,
+        ratio=round(rate / node_rate, 3) if node_rate else None,
+        target="the node's own rate (the node, not the gateway, is the limit)",
+        met=drained and bool(node_rate) and rate >= 0.8 * node_rate,
+    )
+    result.notes = (
+        f"worker of {senders} processes; offered {offered}/s for deliveries, {accepted} accepted ({refused} "
+        f"refused); {len(sent)} receipts sent through the node in {span:.1f} s from the first delivery received "
+        "(sending: "
+        f"{len(sent) / sending_span if sending_span else 0:.1f}/s from the first receipt sent; the worker stored "
+        f"{len(processed)} in {stored_span:.1f} s); the node's pipeline: {sends} sends, {queued} waited behind "
+        f"another{'' if drained else ' (NOT drained in time)'}"
+    )
+    print(f"  maxima-through-node: {rate}/s against the node's {node_rate}/s ({result.notes})", flush=True)
+    return result
 
 
 # --- Memory ----------------------------------------------------------------------------------------------------

@@ -10,10 +10,23 @@ are looked at (DRF would only find out in ``dispatch``, after a permission may a
 
 from typing import Any
 
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, generics, views
 from rest_framework.request import Request
 
 from core import throttling
+from core.schema import ErrorSerializer
+from core.throttling import PerIPThrottle, ScopedThrottle
+
+# The limits of every endpoint of the gateway's API: the client address's, and the view's ``throttle_scope``.
+THROTTLES = (PerIPThrottle, ScopedThrottle)
+# The headers of an answer that carries a secret or a one-time state (a session, a challenge's code): never cached.
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def error_response(description: str) -> OpenApiResponse:
+    """An error of the API's one shape (``{"error", "detail"}``) in the OpenAPI schema, for ``extend_schema``."""
+    return OpenApiResponse(ErrorSerializer, description=description)
 
 
 class ThrottleFirst:

@@ -6,4 +6,4 @@ class CoreConfig(AppConfig):
 
     name = "core"
     label = "core"
-    verbose_name = "Gateway processes"
+    verbose_name = "Background processes"  # the admin heads the heartbeats' section with it

@@ -118,6 +118,12 @@ def reports(results: dict[str, CheckResult]) -> dict[str, object]:
     return {name: part.report() for name, part in _parts.items() if part.report is not None and name in results}
 
 
+def status_of(results: dict[str, CheckResult]) -> str:
+    """``down`` when a critical part failed, ``degraded`` when another did, else ``ok``."""
+    failed = [result for result in results.values() if not result.ok]
+    return "down" if any(result.critical for result in failed) else ("degraded" if failed else "ok")
+
+
 _memo: dict[str, tuple[float, dict[str, CheckResult]]] = {}
 
 

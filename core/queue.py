@@ -14,13 +14,14 @@ from django.db import transaction
 logger = logging.getLogger(__name__)
 
 
-def enqueue_on_commit(task: Task, *args: Any) -> None:
-    transaction.on_commit(lambda: enqueue_now(task, *args))
+def enqueue_on_commit(task: Task, *args: Any, **options: Any) -> None:
+    transaction.on_commit(lambda: enqueue_now(task, *args, **options))
 
 
-def enqueue_now(task: Task, *args: Any) -> bool:
+def enqueue_now(task: Task, *args: Any, **options: Any) -> bool:
+    """Publish ``task(*args)`` now; ``options`` go to ``apply_async`` (e.g. a task's own time limits)."""
     try:
-        task.apply_async(args=args, retry=False)
+        task.apply_async(args=args, retry=False, **options)
     except Exception as exc:  # the broker is down or refused: the sweep will pick the row up
         logger.warning("could not enqueue %s%r (the sweep will retry): %s", task.name, args, exc)
         return False

@@ -3,7 +3,7 @@ from celery import shared_task
 from core.services import heartbeat_record
 
 
-@shared_task(name="core.tasks.heartbeat", ignore_result=True)
+@shared_task(name="core.heartbeat", ignore_result=True)
 def heartbeat() -> None:
     """Scheduled by beat and run by a worker: a fresh worker heartbeat proves beat, broker and worker all work."""
     heartbeat_record(name="worker")

@@ -40,7 +40,7 @@ class HealthView(APIView):
         failed = [name for name, result in results.items() if not result.ok]
         down = [name for name in failed if results[name].critical]
         body = {
-            "status": "down" if down else ("degraded" if failed else "ok"),
+            "status": health.status_of(results),
             "version": settings.MNS_VERSION,
             "checks": {name: result.as_dict() for name, result in results.items()},
         }

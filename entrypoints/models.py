@@ -34,7 +34,8 @@ class Publication(models.Model):
     """One entry-point list: published by this gateway (a rotation of the bulletin coin), or read from the chain.
 
     ``seq`` is unique: a failed publication is retried with the same seq and list, never replaced by a new one
-    while it is unfinished, so the chain never holds two live bulletins.
+    while it is unfinished, so the chain never holds two live bulletins. A ``refused`` one was never sent (an empty
+    list, or no permanent address: ``error`` says why); it keeps its seq, and the next list takes the one after.
     """
 
     class Status(models.TextChoices):
@@ -42,6 +43,7 @@ class Publication(models.Model):
         SENT = "sent"
         CONFIRMED = "confirmed"
         FAILED = "failed"
+        REFUSED = "refused"
 
     class Origin(models.TextChoices):
         PUBLISHED = "published"

@@ -20,11 +20,12 @@ import random
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from core.errors import DomainError
@@ -40,11 +41,30 @@ from mns_client.protocol.entrypoints import (
     parse_entry,
 )
 from mns_client.protocol.errors import MNSError
+from mns_client.protocol.funds import spend_when_confirmed
 from mns_client.protocol.rpc import MinimaRPC
 
 logger = logging.getLogger(__name__)
 
 UNFINISHED = (Publication.Status.PENDING, Publication.Status.SENT, Publication.Status.FAILED)
+TOKEN_COLOUR = Decimal(1).scaleb(-44)  # the Minima a 1-token, 0-decimal tokencreate colours
+
+NO_PERMANENT_ADDRESS = (
+    "This gateway has no permanent Maxima address (MNS_MAXIMA_ADDRESS is not a MAX# address), so it cannot "
+    "publish entry points: on the node that serves its MLS run `maxextra action:addpermanent "
+    "publickey:<this gateway's Maxima key>`, set MNS_MAXIMA_ADDRESS=MAX#<that key>#<the MLS node's p2pidentity> "
+    "and restart the gateway."
+)
+NO_ENTRIES = (
+    "No entry to publish: no healthy, enabled, unpaused peer with a permanent address, and this gateway's own "
+    "address is not one either (or its Maxima key is not known yet); an empty list is never published."
+)
+
+
+def _permanent_address_check() -> None:
+    """Refuse, saying how to fix it, when this gateway has no permanent ``MAX#`` address (issue 17, point 5)."""
+    if not settings.MNS_MAXIMA_ADDRESS.startswith("MAX#"):
+        raise DomainError("no_permanent_address", NO_PERMANENT_ADDRESS, status=409)
 
 
 def _now_ms() -> int:
@@ -64,6 +84,10 @@ def setup_run(
     Reader: the configured token and owner, and the script tracked.
     """
     wait = settings.MNS_ENTRYPOINTS_SETUP_WAIT_SECONDS if wait_seconds is None else wait_seconds
+    if settings.MNS_PUBLISHER and selectors.setup_done() is None:
+        _permanent_address_check()
+        if not entries_choose():
+            raise DomainError("no_entries", NO_ENTRIES, status=409)
     setup, _ = Setup.objects.get_or_create(pk=1)
     done: list[str] = []
 
@@ -78,7 +102,7 @@ def setup_run(
     if not settings.MNS_PUBLISHER:
         _setup_reader(setup, rpc, step)
     else:
-        _setup_publisher(setup, rpc, step, wait=wait, poll=poll)
+        _setup_publisher(setup, rpc, step, wait=wait, poll=poll, say=say)
     if done or setup.completed_at is None:
         setup.completed_at = timezone.now()
         setup.save(update_fields=["completed_at"])
@@ -100,7 +124,10 @@ def _setup_reader(setup: Setup, rpc: MinimaRPC, step: Callable[..., None]) -> No
         _register_script(setup, rpc, step)
 
 
-def _setup_publisher(setup: Setup, rpc: MinimaRPC, step: Callable[..., None], *, wait: float, poll: float) -> None:
+def _setup_publisher(
+    setup: Setup, rpc: MinimaRPC, step: Callable[..., None], *, wait: float, poll: float, say: Callable[[str], None]
+) -> None:
+    """Each spend waits for coins deep enough (MNS_CONFIRMATIONS): the Minima for the token, then the token."""
     if not setup.owner_key:
         step("owner key from getaddress", owner_key=str(rpc.getaddress()["publickey"]))
     if not setup.tokenid:
@@ -108,7 +135,15 @@ def _setup_publisher(setup: Setup, rpc: MinimaRPC, step: Callable[..., None], *,
             step("token from MNS_ENTRYPOINTS_TOKENID", tokenid=settings.MNS_ENTRYPOINTS_TOKENID)
         else:
             if not setup.token_coinid:
-                created = rpc.tokencreate(name=setup.token_name, amount=1, decimals=0)
+                created = spend_when_confirmed(
+                    rpc,
+                    lambda: rpc.tokencreate(name=setup.token_name, amount=1, decimals=0),
+                    amount=TOKEN_COLOUR,
+                    confirmations=settings.MNS_CONFIRMATIONS,
+                    wait=wait,
+                    poll=poll,
+                    progress=say,
+                )
                 minted = next(o for o in created["body"]["txn"]["outputs"] if o.get("token"))
                 step(
                     "token created (its id is provisional until mined)",
@@ -120,7 +155,7 @@ def _setup_publisher(setup: Setup, rpc: MinimaRPC, step: Callable[..., None], *,
     if not setup.script_address:
         _register_script(setup, rpc, step)
     if not setup.first_coinid:
-        _first_coin(setup, rpc, step, wait=wait, poll=poll)
+        _first_coin(setup, rpc, step, wait=wait, poll=poll, say=say)
 
 
 def _register_script(setup: Setup, rpc: MinimaRPC, step: Callable[..., None]) -> None:
@@ -147,7 +182,9 @@ def _wait_for(probe: Callable[[], Any], wait: float, poll: float, what: str) -> 
         time.sleep(poll)
 
 
-def _first_coin(setup: Setup, rpc: MinimaRPC, step: Callable[..., None], *, wait: float, poll: float) -> None:
+def _first_coin(
+    setup: Setup, rpc: MinimaRPC, step: Callable[..., None], *, wait: float, poll: float, say: Callable[[str], None]
+) -> None:
     existing = read_chain(rpc=rpc, setup=setup)
     if existing is not None:  # a setup that stopped after sending: adopt the coin it made
         _record_reading(existing, origin=Publication.Origin.PUBLISHED)
@@ -158,10 +195,19 @@ def _first_coin(setup: Setup, rpc: MinimaRPC, step: Callable[..., None], *, wait
         bulletin = Bulletin(seq=1, issued_at=_now_ms(), entries=tuple(entries_choose()))
         publication = Publication.objects.create(seq=1, bulletin=bulletin.to_dict())
     bulletin = _bulletin_of(publication)
-    block = int(rpc.block()["block"])
-    sent = rpc.send_with_state(
-        address=setup.script_address, amount=1, tokenid=setup.tokenid, state=bulletin.state(setup.owner_key)
+    sent = spend_when_confirmed(
+        rpc,
+        lambda: rpc.send_with_state(
+            address=setup.script_address, amount=1, tokenid=setup.tokenid, state=bulletin.state(setup.owner_key)
+        ),
+        amount=Decimal(1),
+        tokenid=setup.tokenid,
+        confirmations=settings.MNS_CONFIRMATIONS,
+        wait=wait,
+        poll=poll,
+        progress=say,
     )
+    block = int(rpc.block()["block"])
     coinid = next(
         str(o["coinid"])
         for o in sent["body"]["txn"]["outputs"]
@@ -198,7 +244,8 @@ def entries_choose(*, count: int | None = None, rng: random.Random | None = None
 
 def publication_start(*, rng: random.Random | None = None) -> Publication:
     """The publication to send now: the unfinished one if there is one (it is retried, never replaced), else a
-    new list with the next seq."""
+    new list with the next seq. A new list that would be empty, or a gateway without a permanent address, is
+    recorded as ``refused`` (never sent) and raises ``DomainError`` with the reason and what to do."""
     if not settings.MNS_PUBLISHER:
         raise DomainError("not_publisher", "This gateway does not publish entry points (MNS_PUBLISHER).", status=409)
     with transaction.atomic():
@@ -209,8 +256,24 @@ def publication_start(*, rng: random.Random | None = None) -> Publication:
         if unfinished is not None:
             return unfinished
         seq = (Publication.objects.aggregate(top=Max("seq"))["top"] or 0) + 1
-        bulletin = Bulletin(seq=seq, issued_at=_now_ms(), entries=tuple(entries_choose(rng=rng)))
-        return Publication.objects.create(seq=seq, bulletin=bulletin.to_dict())
+        entries = tuple(entries_choose(rng=rng))
+        bulletin = Bulletin(seq=seq, issued_at=_now_ms(), entries=entries)
+        refusal = _refusal(entries)
+        if refusal is None:
+            return Publication.objects.create(seq=seq, bulletin=bulletin.to_dict())
+        Publication.objects.create(
+            seq=seq, bulletin=bulletin.to_dict(), status=Publication.Status.REFUSED, error=refusal.detail
+        )
+    logger.warning("entry points: list seq %s refused, not sent: %s", seq, refusal.detail)
+    raise refusal
+
+
+def _refusal(entries: tuple[Entry, ...]) -> DomainError | None:
+    try:
+        _permanent_address_check()
+    except DomainError as exc:
+        return exc
+    return None if entries else DomainError("no_entries", NO_ENTRIES, status=409)
 
 
 def publish_now(*, rpc: MinimaRPC, rng: random.Random | None = None) -> Publication:
@@ -239,6 +302,15 @@ def publication_send(*, publication_id: int, rpc: MinimaRPC) -> bool:
     if live is None or live.bulletin.seq > publication.seq:
         reason = "no live bulletin coin on chain" if live is None else f"the chain holds seq {live.bulletin.seq}"
         _fail(publication.pk, reason, count=True)
+        return False
+    if block - live.block < settings.MNS_CONFIRMATIONS:  # the node spends a coin only this deep: wait, unclaimed
+        logger.info(
+            "entry points: seq %s waits for %s confirmations of the bulletin coin: %s/%s",
+            publication.seq,
+            settings.MNS_CONFIRMATIONS,
+            block - live.block,
+            settings.MNS_CONFIRMATIONS,
+        )
         return False
     txn_id = f"mnsep{publication.seq}a{publication.attempts + 1}"
     claimed = Publication.objects.filter(pk=publication.pk, status=publication.status).update(
@@ -308,8 +380,9 @@ def publications_check(*, rpc: MinimaRPC) -> dict[str, int]:
         outcome = _confirm(publication, rpc=rpc, setup=setup)
         if outcome:
             counts[outcome] += 1
-    due = Publication.objects.filter(status=Publication.Status.FAILED, next_attempt_at__lte=timezone.now())
-    for publication in due.order_by("seq"):
+    waiting = Q(status=Publication.Status.PENDING)  # e.g. for the bulletin coin to be deep enough
+    due = Q(status=Publication.Status.FAILED, next_attempt_at__lte=timezone.now())
+    for publication in Publication.objects.filter(waiting | due).order_by("seq"):
         counts["retried"] += int(publication_send(publication_id=publication.pk, rpc=rpc))
     return counts
 

@@ -1,13 +1,11 @@
 """``GET /api/v1/entry-points``: the newest confirmed entry-point list, as this gateway read it from the chain."""
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import APIView
+from core.api import THROTTLES, APIView, error_response
 from core.errors import DomainError
-from core.schema import ErrorSerializer
-from core.throttling import PerIPThrottle, ScopedThrottle
 from entrypoints import selectors
 from entrypoints.serializers import EntryPointsSerializer, entry_points_data
 
@@ -16,16 +14,15 @@ class EntryPointsView(APIView):
     """The newest confirmed list with its coin, block and seq. Clients should read the chain through their own
     node first (docs/protocol.md, "Entry points") and ask here only when it has none."""
 
-    throttle_classes = [PerIPThrottle, ScopedThrottle]
+    throttle_classes = THROTTLES
     throttle_scope = "lookup"
 
     @extend_schema(
         operation_id="entry_points_retrieve",
         responses={
             200: EntryPointsSerializer,
-            404: OpenApiResponse(
-                ErrorSerializer,
-                description="not_published: no list is confirmed yet; not_configured: this gateway has no bulletin "
+            404: error_response(
+                "not_published: no list is confirmed yet; not_configured: this gateway has no bulletin "
                 "set up (entrypoints_setup).",
             ),
         },

@@ -32,7 +32,7 @@ from mns_client.protocol.rpc import MinimaRPC
 from simnet import SimNetwork
 from simnet.node import SimNode
 from simnet.testing import WebhookReceiver
-from testsupport.processes import RedisServer, wait_for
+from testsupport.processes import RedisServer, children, wait_for
 
 UNKNOWN = "nobody-here"  # every 20th delivery goes to a name that does not exist: it must be refused, not stored
 
@@ -77,14 +77,6 @@ class Stack:
                 return int(client.llen("celery"))
         except redis.RedisError:
             return -1
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            found += [int(child) for child in (task / "children").read_text().split()]
-    return found
 
 
 def kill(pid: int) -> None:

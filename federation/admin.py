@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from core.admin import ReadOnlyAdmin
 from federation import selectors, services
 from federation.models import Claim, Lease, Operation, Peer
 
@@ -39,6 +40,9 @@ class PeerAdmin(admin.ModelAdmin):
     )
     list_filter = (PausedFilter, "enabled", "permanent")
     search_fields = ("name", "identity_key", "api_url")
+    # What staff say about a peer; everything else is the replication's own bookkeeping, shown read-only once the
+    # peer exists and never on the add form.
+    editable_fields = ("name", "identity_key", "address", "permanent", "api_url", "enabled")
     readonly_fields = (
         "paused",
         "paused_reason",
@@ -52,9 +56,14 @@ class PeerAdmin(admin.ModelAdmin):
         "applied_ops",
         "invalid_ops",
         "refused_ops",
+        "waiting_seq",
+        "waiting_since",
         "created_at",
     )
     actions = ("pause", "resume")
+
+    def get_fields(self, request: HttpRequest, obj: Peer | None = None) -> tuple[str, ...]:
+        return self.editable_fields if obj is None else self.editable_fields + self.readonly_fields
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
         paused = list(Peer.objects.filter(paused=True).values_list("name", flat=True))
@@ -79,17 +88,6 @@ class PeerAdmin(admin.ModelAdmin):
     def resume(self, request: HttpRequest, queryset: QuerySet[Peer]) -> None:
         done = sum(services.peer_resume(peer_id=p.id) for p in queryset)
         self.message_user(request, f"Resumed {done} peers.")
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(Operation)

@@ -169,3 +169,19 @@ class Lease(models.Model):
 
     def __str__(self) -> str:
         return f"lease of {self.name} ({self.status})"
+
+
+class PeerLagSample(models.Model):
+    """A peer's lag at one moment, for the admin's 24-hour chart (the peer row holds only the present). Written by
+    the sync round every MNS_SAMPLE_EVERY seconds, kept 48 hours."""
+
+    peer = models.ForeignKey(Peer, on_delete=models.CASCADE, related_name="lag_samples")
+    at = models.DateTimeField(db_index=True)
+    lag_ops = models.PositiveBigIntegerField()
+    lag_seconds = models.FloatField()
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.peer_id} at {self.at:%Y-%m-%d %H:%M}: {self.lag_ops} ops"

@@ -1,7 +1,9 @@
 """Federation tasks: thin, by id, safe to run twice; the beat task only fans out."""
 
 from celery import shared_task
+from django.conf import settings
 
+from core.queue import enqueue_now
 from federation import selectors, services
 
 
@@ -37,8 +39,9 @@ def sync() -> int:
     By hand: ``python manage.py shell -c "from federation.tasks import sync; sync()"``."""
     peers = list(selectors.peers_active().values_list("id", flat=True))
     for peer_id in peers:
-        push_peer.delay(peer_id)
-        pull_peer.delay(peer_id)
-    claims_expire.delay()
+        enqueue_now(push_peer, peer_id)
+        enqueue_now(pull_peer, peer_id)
+    enqueue_now(claims_expire)
     services.op_sequence()
+    services.peer_lag_sample(every=settings.MNS_SAMPLE_EVERY)  # for the admin's chart
     return len(peers)

@@ -9,19 +9,12 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from core.admin import ReadOnlyAdmin
 from handshake import services
 from handshake.models import Answer, Challenge, Session
 from registry.models import NameRecord
 
 REVOKE_PERMISSION = "handshake.change_session"
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 class ChallengeStateFilter(admin.SimpleListFilter):
@@ -83,6 +76,7 @@ class AnswerInline(admin.TabularInline):
 
 @admin.register(Challenge)
 class ChallengeAdmin(ReadOnlyAdmin):
+    staff_may_delete = True  # as before the kernel's copy: staff may delete these rows
     list_display = ("short_id", "name", "purpose", "state", "attempts", "created_at", "expires_at", "answered_at")
     list_filter = (ChallengeStateFilter, "purpose")
     search_fields = ("=record__name",)
@@ -122,6 +116,7 @@ class ChallengeAdmin(ReadOnlyAdmin):
 
 @admin.register(Session)
 class SessionAdmin(ReadOnlyAdmin):
+    staff_may_delete = True  # as before the kernel's copy: staff may delete these rows
     list_display = ("id", "name", "purpose", "state", "created_at", "expires_at", "revoked_at", "revoked_by")
     list_filter = (SessionStateFilter, "purpose")
     search_fields = ("=record__name",)

@@ -32,8 +32,7 @@ from handshake.models import Answer, Challenge, Session
 from maxima.routing import Ignored, InboundMessage
 from maxima.selectors import gateway_address
 from maxima.services import outbound_enqueue
-from mns_client.protocol.codecs import parse_public_key, public_key_hex
-from mns_client.protocol.errors import CodecError
+from mns_client.protocol.codecs import canonical_public_key
 from mns_client.protocol.handshake import (
     APPLICATION,
     PURPOSES,
@@ -137,7 +136,7 @@ def _answering_key(record: NameRecord | None, name: str, purpose: str) -> str:
         raise DomainError("name_suspended", f"The name {name!r} is suspended by this gateway's staff.", status=403)
     elif record.status != NameStatus.ACTIVE:
         raise DomainError("name_not_found", f"Nobody holds the name {name!r}.", status=404)
-    return _canonical_key(record.owner_key)
+    return canonical_public_key(record.owner_key)
 
 
 # ------------------------------------------------------------------------------------------------------ answers
@@ -168,7 +167,7 @@ def answer_receive(*, message: InboundMessage, body: dict) -> str:
         logged = _answer_log(challenge, message)
         if logged is None:
             return "duplicate"
-        from_owner = _canonical_key(message.sender) == challenge.owner_key
+        from_owner = canonical_public_key(message.sender) == challenge.owner_key
         verdict = _judge(challenge, answer, from_owner=from_owner, at=logged.received_at)
         logged.outcome = Answer.Outcome.VERIFIED if verdict == "verified" else Answer.Outcome.REFUSED
         logged.reason = "" if verdict == "verified" else verdict
@@ -263,7 +262,7 @@ def _name_changed(challenge: Challenge, at: datetime) -> str | None:
     # foreign-key checks of a concurrent session pickup (FOR UPDATE would deadlock with those).
     record = registry_selectors.name_lock_by_id(challenge.record_id)
     wanted = NameStatus.PENDING if challenge.purpose == "register" else NameStatus.ACTIVE
-    if record is not None and record.status == wanted and _canonical_key(record.owner_key) == challenge.owner_key:
+    if record is not None and record.status == wanted and canonical_public_key(record.owner_key) == challenge.owner_key:
         return None
     failed = Challenge.objects.filter(id=challenge.id, status=Status.PENDING, expires_at__gt=at).update(
         status=Status.FAILED, failure_reason="name_changed", answered_at=timezone.now()
@@ -405,7 +404,7 @@ def session_for_token(*, token: str) -> Session:
             "name_suspended", f"The name {record.name!r} is suspended by this gateway's staff.", status=403
         )
     usable = {NameStatus.ACTIVE} | ({NameStatus.PENDING} if session.purpose == "register" else set())
-    if record.status not in usable or _canonical_key(record.owner_key) != session.owner_key:
+    if record.status not in usable or canonical_public_key(record.owner_key) != session.owner_key:
         raise DomainError("session_invalid", "The name of this session changed hands or was released.", status=401)
     return session
 
@@ -463,13 +462,6 @@ def handshakes_clean(*, now: datetime | None = None) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
-
-
-def _canonical_key(key: str) -> str:
-    try:
-        return public_key_hex(parse_public_key(key))
-    except CodecError:
-        return ""
 
 
 def _ip_or_none(address: str | None) -> str | None:

@@ -3,14 +3,13 @@
 The answer itself never comes over REST: only the owner's node, over Maxima (``handlers.py``).
 """
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 
-from core.api import APIView
-from core.schema import ErrorSerializer
-from core.throttling import PerIPThrottle, ScopedThrottle
+from core.api import NO_STORE, THROTTLES, APIView, error_response
+from core.throttling import PerIPThrottle
 from handshake import selectors, services
 from handshake.authentication import HasSession, SessionTokenAuthentication
 from handshake.serializers import (
@@ -21,13 +20,6 @@ from handshake.serializers import (
     SessionIssuedSerializer,
     SessionSerializer,
 )
-
-THROTTLES = [PerIPThrottle, ScopedThrottle]
-NO_STORE = {"Cache-Control": "no-store"}
-
-
-def _error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(ErrorSerializer, description=description)
 
 
 class ChallengesView(APIView):
@@ -41,11 +33,11 @@ class ChallengesView(APIView):
         request=ChallengeRequestSerializer,
         responses={
             201: ChallengeIssuedSerializer,
-            403: _error("name_suspended"),
-            404: _error("name_not_found: nobody holds the name."),
-            409: _error("name_pending: not confirmed yet; name_not_pending: register is for a pending name."),
-            429: _error("too_many_challenges: the name has too many open handshakes; throttled."),
-            503: _error("gateway_not_ready: the gateway does not know its Maxima address yet."),
+            403: error_response("name_suspended"),
+            404: error_response("name_not_found: nobody holds the name."),
+            409: error_response("name_pending: not confirmed yet; name_not_pending: register is for a pending name."),
+            429: error_response("too_many_challenges: the name has too many open handshakes; throttled."),
+            503: error_response("gateway_not_ready: the gateway does not know its Maxima address yet."),
         },
     )
     def post(self, request: Request) -> Response:
@@ -61,7 +53,9 @@ class ChallengeView(APIView):
     throttle_classes = THROTTLES
     throttle_scope = "lookup"
 
-    @extend_schema(operation_id="handshakes_retrieve", responses={200: ChallengeStatusSerializer, 404: _error("")})
+    @extend_schema(
+        operation_id="handshakes_retrieve", responses={200: ChallengeStatusSerializer, 404: error_response("")}
+    )
     def get(self, request: Request, challenge_id: str) -> Response:
         challenge = selectors.challenge_known(challenge_id=challenge_id)
         return Response(ChallengeStatusSerializer(challenge).data, headers=NO_STORE)
@@ -78,10 +72,10 @@ class SessionPickupView(APIView):
         request=PickupSerializer,
         responses={
             201: SessionIssuedSerializer,
-            403: _error("verifier_wrong"),
-            404: _error("handshake_not_found"),
-            409: _error("handshake_pending, handshake_failed, session_already_issued"),
-            410: _error("handshake_expired"),
+            403: error_response("verifier_wrong"),
+            404: error_response("handshake_not_found"),
+            409: error_response("handshake_pending, handshake_failed, session_already_issued"),
+            410: error_response("handshake_expired"),
         },
     )
     def post(self, request: Request, challenge_id: str) -> Response:
@@ -98,11 +92,11 @@ class CurrentSessionView(APIView):
     permission_classes = [HasSession]
     throttle_classes = [PerIPThrottle]
 
-    @extend_schema(operation_id="session_retrieve", responses={200: SessionSerializer, 401: _error("")})
+    @extend_schema(operation_id="session_retrieve", responses={200: SessionSerializer, 401: error_response("")})
     def get(self, request: Request) -> Response:
         return Response(SessionSerializer(request.auth).data, headers=NO_STORE)
 
-    @extend_schema(operation_id="session_destroy", responses={204: None, 401: _error("")})
+    @extend_schema(operation_id="session_destroy", responses={204: None, 401: error_response("")})
     def delete(self, request: Request) -> Response:
         services.session_revoke(session=request.auth, by="owner")
         return Response(status=204)

@@ -11,23 +11,14 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils.html import format_html
 
+from core.admin import ReadOnlyAdmin
 from mailboxes import services
 from mailboxes.models import AccessToken, AuditEntry, BlockedSender, Mailbox, Message
 from mns_client.protocol.errors import MNSError
 
 MODERATE_PERMISSION = "mailboxes.change_mailbox"
-
-
-class ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 class ReasonForm(forms.Form):
@@ -52,7 +43,7 @@ def reason_page(
 
 
 @admin.register(Mailbox)
-class MailboxAdmin(ReadOnly):
+class MailboxAdmin(ReadOnlyAdmin):
     list_display = ("name", "short_owner", "message_count", "byte_count", "quota_use", "auto_forward", "created_at")
     list_filter = ("auto_forward", "record__status")
     search_fields = ("record__name", "=owner_key")
@@ -103,10 +94,12 @@ class MailboxAdmin(ReadOnly):
 
 
 @admin.register(Message)
-class MessageAdmin(ReadOnly):
+class MessageAdmin(ReadOnlyAdmin):
     """Metadata only: size, scheme, times, state. The ciphertext is never loaded."""
 
-    list_display = ("uid", "mailbox", "short_sender", "sender_verified", "scheme", "size", "state", "received_at")
+    # Short columns, so the list fits a 1 280 px window beside the admin's menu and filters (the scheme and the
+    # sender's verification are filters; the change page shows every field in full).
+    list_display = ("short_uid", "mailbox", "short_sender", "size", "state", "received")
     list_filter = ("state", "scheme", "sender_verified")
     search_fields = ("=uid", "mailbox__record__name", "=sender_key")
     list_select_related = ("mailbox__record",)
@@ -130,9 +123,18 @@ class MessageAdmin(ReadOnly):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
         return super().get_queryset(request).defer("ciphertext")
 
+    @admin.display(description="id", ordering="uid")
+    def short_uid(self, message: Message) -> str:
+        return format_html('<span title="{}">{}…</span>', message.uid, message.uid[:10])
+
     @admin.display(description="sender")
     def short_sender(self, message: Message) -> str:
-        return f"…{message.sender_key[-16:]}" if message.sender_key else "—"
+        key = f"…{message.sender_key[-8:]}" if message.sender_key else "—"
+        return key if message.sender_verified else f"{key} (REST)"
+
+    @admin.display(description="received", ordering="received_at")
+    def received(self, message: Message) -> str:
+        return f"{message.received_at:%Y-%m-%d %H:%M}"
 
 
 class BlockForm(forms.ModelForm):
@@ -185,7 +187,7 @@ class BlockedSenderAdmin(admin.ModelAdmin):
 
 
 @admin.register(AccessToken)
-class AccessTokenAdmin(ReadOnly):
+class AccessTokenAdmin(ReadOnlyAdmin):
     """Token ids and their state; the secret exists nowhere here, and the blob only the owner's node opens."""
 
     list_display = ("token_id", "name", "created_at", "revoked_at", "revoked_by")
@@ -210,7 +212,7 @@ class AccessTokenAdmin(ReadOnly):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(ReadOnly):
+class AuditEntryAdmin(ReadOnlyAdmin):
     list_display = ("at", "action", "name", "actor_username", "reason", "detail")
     list_filter = ("action",)
     search_fields = ("name", "=sender_key", "actor_username")

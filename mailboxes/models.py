@@ -93,6 +93,8 @@ class Message(models.Model):
         ordering = ["-id"]
         indexes = [
             models.Index(fields=["mailbox", "-id"], name="message_mailbox_newest"),
+            # /metrics (every scrape) and the admin's charts count the messages received in the last hour / day.
+            models.Index(fields=["received_at"], name="message_received"),
             models.Index(fields=["outbound"], condition=Q(state="forwarding"), name="message_forwarding"),
         ]
         constraints = [

@@ -11,6 +11,7 @@ from federation import services as federation
 from federation.services import Invalid, Skip, Wait, kinds
 from mailboxes import services
 from mailboxes.models import Mailbox, Message
+from mns_client.protocol import fields
 from mns_client.protocol.codecs import from_hex, to_hex
 from mns_client.protocol.errors import CodecError
 from registry import services as registry_services
@@ -55,7 +56,8 @@ def message_apply(origin: str, payload: dict[str, Any]) -> str:
         raise Wait()
     try:
         ciphertext = from_hex(kinds.text(payload, "ciphertext", 2 * settings.MNS_FEDERATION_MAX_OP_BYTES))
-        received_at = datetime.fromtimestamp(int(payload["received_at"]) / 1000, tz=UTC)
+        received_ms = fields.integer(payload["received_at"], "received_at", invalid=_message_invalid)  # not true
+        received_at = datetime.fromtimestamp(received_ms / 1000, tz=UTC)
         sender_verified = payload["sender_verified"]
         if not isinstance(sender_verified, bool) or not ciphertext:
             raise Invalid("message_invalid")
@@ -77,6 +79,10 @@ def message_apply(origin: str, payload: dict[str, Any]) -> str:
         )
     except DomainError as refused:  # over_quota, too_large, bad_scheme here
         raise Skip(refused.code) from None
+
+
+def _message_invalid(field: str, problem: str) -> Exception:
+    return Invalid("message_invalid")
 
 
 def message_wire(payload: dict[str, Any]) -> dict[str, Any]:

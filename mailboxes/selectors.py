@@ -172,7 +172,7 @@ class QueuedReceipt:
 
 def receipt_key(*, delivery_id: str, sender_key: str) -> str:
     """The outbox idempotency key of the ``stored`` receipt for this sender's delivery id; a refusal's key adds
-    ``:refused:{reason}`` (``services._receipt_send`` writes them, ``receipt_of`` reads them)."""
+    ``:refused:{reason}`` (``services.delivery._receipt_send`` writes them, ``receipt_of`` reads them)."""
     return f"receipt:{delivery_id}:{hashlib.sha256(sender_key.encode()).hexdigest()[:32]}"
 
 

@@ -12,10 +12,8 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import APIView, ListAPIView
+from core.api import NO_STORE, THROTTLES, APIView, ListAPIView, error_response
 from core.errors import DomainError
-from core.schema import ErrorSerializer
-from core.throttling import PerIPThrottle, ScopedThrottle
 from mailboxes import selectors, services
 from mailboxes.authentication import AUTHENTICATION, MailboxAccess
 from mailboxes.models import Mailbox, Message
@@ -37,18 +35,12 @@ from mailboxes.serializers import (
 from mns_client.protocol.mailbox import delivery_id_of
 from mns_client.protocol.names import normalise
 
-THROTTLES = [PerIPThrottle, ScopedThrottle]
-NO_STORE = {"Cache-Control": "no-store"}
 NAME = OpenApiParameter("name", str, OpenApiParameter.PATH, description="The name in any spelling.")
 AUTH_ERRORS = {
-    401: OpenApiResponse(ErrorSerializer, description="not_authenticated, session_*, token_invalid, token_revoked"),
-    403: OpenApiResponse(ErrorSerializer, description="session_out_of_scope, token_out_of_scope, name_suspended"),
-    404: OpenApiResponse(ErrorSerializer, description="mailbox_not_found, message_not_found"),
+    401: error_response("not_authenticated, session_*, token_invalid, token_revoked"),
+    403: error_response("session_out_of_scope, token_out_of_scope, name_suspended"),
+    404: error_response("mailbox_not_found, message_not_found"),
 }
-
-
-def _error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(ErrorSerializer, description=description)
 
 
 class MailboxView(APIView):
@@ -81,7 +73,11 @@ class MailboxSettingsView(MailboxView):
         operation_id="mailboxes_settings_update",
         parameters=[NAME],
         request=MailboxSettingsSerializer,
-        responses={200: MailboxSerializer, 400: _error("retention_invalid, sender_on_both_lists"), **AUTH_ERRORS},
+        responses={
+            200: MailboxSerializer,
+            400: error_response("retention_invalid, sender_on_both_lists"),
+            **AUTH_ERRORS,
+        },
     )
     def patch(self, request: Request, name: str) -> Response:
         data = MailboxSettingsSerializer(data=request.data)
@@ -152,7 +148,7 @@ class ForwardView(MailboxView):
         operation_id="mailboxes_forward",
         parameters=[NAME],
         request=ForwardSerializer,
-        responses={202: ForwardSummarySerializer, 409: _error("address_missing"), **AUTH_ERRORS},
+        responses={202: ForwardSummarySerializer, 409: error_response("address_missing"), **AUTH_ERRORS},
     )
     def post(self, request: Request, name: str) -> Response:
         data = ForwardSerializer(data=request.data)
@@ -223,12 +219,12 @@ class SubmitView(APIView):
         responses={
             201: StoredSerializer,
             200: OpenApiResponse(StoredSerializer, description="This id was stored before: the same answer."),
-            400: _error("bad_scheme, invalid"),
-            403: _error("submission_disabled, suspended, blocked"),
-            404: _error("unknown_name"),
-            413: _error("too_large, request_too_large"),
-            429: _error("rate_limited, throttled"),
-            507: _error("over_quota"),
+            400: error_response("bad_scheme, invalid"),
+            403: error_response("submission_disabled, suspended, blocked"),
+            404: error_response("unknown_name"),
+            413: error_response("too_large, request_too_large"),
+            429: error_response("rate_limited, throttled"),
+            507: error_response("over_quota"),
         },
     )
     def post(self, request: Request, name: str) -> Response:
@@ -261,9 +257,9 @@ class ReceiptView(APIView):
         ],
         responses={
             200: ReceiptSerializer,
-            400: _error("invalid"),
-            404: _error("receipt_not_found"),
-            429: _error("throttled"),
+            400: error_response("invalid"),
+            404: error_response("receipt_not_found"),
+            429: error_response("throttled"),
         },
     )
     def get(self, request: Request, delivery_id: str) -> Response:

@@ -2,22 +2,14 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from core.admin import ReadOnlyAdmin
 from maxima import services
 from maxima.models import InboundEvent, NodeState, OutboundMessage
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written by the transport; staff look and act through actions, never edit fields."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-
 @admin.register(InboundEvent)
 class InboundEventAdmin(ReadOnlyAdmin):
+    staff_may_delete = True  # as before the kernel's copy: staff may delete these rows
     list_display = ("id", "received_at", "application", "status", "attempts", "size", "short_sender", "short_error")
     list_filter = ("status", "application")
     search_fields = ("msgid", "sender", "application")
@@ -42,6 +34,7 @@ class InboundEventAdmin(ReadOnlyAdmin):
 
 @admin.register(OutboundMessage)
 class OutboundMessageAdmin(ReadOnlyAdmin):
+    staff_may_delete = True  # as before the kernel's copy: staff may delete these rows
     list_display = ("id", "created_at", "application", "status", "attempts", "next_attempt_at", "size", "short_error")
     list_filter = ("status", "application")
     search_fields = ("destination", "idempotency_key", "msgid")
@@ -66,8 +59,5 @@ class OutboundMessageAdmin(ReadOnlyAdmin):
 
 @admin.register(NodeState)
 class NodeStateAdmin(ReadOnlyAdmin):
-    list_display = ("__str__", "checked_at", "last_ok_at", "block", "version", "webhook_registered_at")
+    list_display = ("__str__", "checked_at", "last_ok_at", "block", "version", "address_resolves", "address_dark_since")
     readonly_fields = [f.name for f in NodeState._meta.fields]
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False

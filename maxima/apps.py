@@ -14,4 +14,5 @@ class MaximaConfig(AppConfig):
 
         # A gateway without a node serves the API but cannot speak Maxima: then there is no node part.
         health.register("node", node_health, critical=True, applies=lambda: bool(settings.MINIMA_RPC_URL))
+        health.register("address", selectors.address_check, critical=False, applies=selectors.has_permanent_address)
         wellknown.register("maxima", selectors.gateway_identity)

@@ -68,6 +68,9 @@ class OutboundMessage(models.Model):
     enqueued_at = models.DateTimeField(null=True, blank=True, help_text="When a task to send it was last enqueued.")
     claimed_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    unresolved_since = models.DateTimeField(
+        null=True, blank=True, help_text="Since when its MAX# destination has not resolved (its MLS restarted?)."
+    )
     msgid = models.CharField(max_length=66, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -99,9 +102,34 @@ class NodeState(models.Model):
     p2pidentity = models.TextField(blank=True)
     webhook = models.TextField(blank=True, help_text="The hook entry (FILTER#url) the node posts to, once checked.")
     webhook_registered_at = models.DateTimeField(null=True, blank=True)
+    address_resolves = models.BooleanField(
+        null=True, blank=True, help_text="Whether the published MAX# address resolves through its MLS (empty: no MAX#)."
+    )
+    address_checked_at = models.DateTimeField(null=True, blank=True)
+    address_dark_since = models.DateTimeField(
+        null=True, blank=True, help_text="Since when the MAX# address has not resolved (its MLS restarted?)."
+    )
 
     class Meta:
         verbose_name = "node state"
 
     def __str__(self) -> str:
         return "reachable" if self.reachable else f"unreachable: {self.error[:60]}"
+
+
+class QueueSample(models.Model):
+    """The inbox's and outbox's depth and oldest age at one moment, for the admin's 24-hour charts (the rows
+    themselves say when each message came and went, but not how long the queues were). Written by the outbound
+    sweep every MNS_SAMPLE_EVERY seconds, kept 48 hours."""
+
+    at = models.DateTimeField(db_index=True)
+    inbound_depth = models.PositiveIntegerField()
+    inbound_oldest_seconds = models.FloatField()
+    outbound_depth = models.PositiveIntegerField()
+    outbound_oldest_seconds = models.FloatField()
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} in {self.inbound_depth} out {self.outbound_depth}"

@@ -7,11 +7,11 @@ against its signature), must be idempotent (an event may be processed more than 
 an exception to mark the event failed.
 """
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mns_client.protocol import fields
 from mns_client.protocol.errors import MNSError
 
 
@@ -71,12 +71,13 @@ def decode_protocol_message(data: bytes) -> dict[str, Any]:
     """The JSON object of an ``mns``/``mns-sync`` message; ``Ignored`` when it is not one we can read."""
     if len(data) > MAX_JSON_BYTES:
         raise Ignored("message too large")
-    try:
-        body = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise Ignored("data is not UTF-8 JSON") from None
+    body = fields.loads(data, invalid=_ignored, what="data")  # a key written twice is not one spelling
     if not isinstance(body, dict) or not isinstance(body.get("type"), str):
         raise Ignored('data is not a JSON object with a "type"')
-    if body.get("v") != 1:
-        raise Ignored(f"unsupported protocol version {body.get('v')!r}")
+    if not fields.is_integer(body.get("v")) or body["v"] != fields.VERSION:  # true is not 1
+        raise Ignored(f"unsupported protocol version {str(body.get('v'))[:20]!r}")
     return body
+
+
+def _ignored(field: str, problem: str) -> Ignored:
+    return Ignored(f"{field}: {problem}")

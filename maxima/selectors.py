@@ -1,11 +1,12 @@
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Count, Min, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from maxima.models import InboundEvent, NodeState, OutboundMessage
+from maxima.timing import lease_classes, send_limits
 
 
 def node_state() -> NodeState | None:
@@ -26,14 +27,16 @@ def gateway_identity() -> dict[str, str | None]:
 def gateway_address() -> str | None:
     """The address users send to: the configured permanent one, else the node's stable p2pidentity.
 
-    Never ``contact``: it is chosen at random among the node's hosts on every call.
+    While supervision finds that the permanent ``MAX#`` address does not resolve through its MLS (for minutes after
+    the node restarts), the p2pidentity stands in: an address known not to resolve is never handed out. Never
+    ``contact``: it is chosen at random among the node's hosts on every call.
     """
-    if settings.MNS_MAXIMA_ADDRESS:
-        return settings.MNS_MAXIMA_ADDRESS
     state = node_state()
+    if settings.MNS_MAXIMA_ADDRESS and not (state is not None and state.address_resolves is False):
+        return settings.MNS_MAXIMA_ADDRESS
     if state is None:
-        return None
-    return state.p2pidentity or state.localidentity or None
+        return settings.MNS_MAXIMA_ADDRESS or None
+    return state.p2pidentity or state.localidentity or settings.MNS_MAXIMA_ADDRESS or None
 
 
 # A row the sweep enqueued waits before the next sweep enqueues it again (its task may still be in the queue,
@@ -70,7 +73,7 @@ def outbound_due(*, limit: int) -> list[int]:
     was lost (``_sweep_wait``), and claims that went stale."""
     now = timezone.now()
     queued = Q(status=OutboundMessage.Status.QUEUED, next_attempt_at__lte=now)
-    abandoned = Q(status=OutboundMessage.Status.SENDING, claimed_at__lt=now - outbound_lease())
+    abandoned = stale_sending(now)
     rows = (
         OutboundMessage.objects.filter(queued | abandoned)
         .order_by("next_attempt_at", "id")
@@ -91,5 +94,58 @@ def inbound_lease() -> timedelta:
 
 
 def outbound_lease() -> timedelta:
-    """The same for a message being sent (its RPC times out below the task's soft limit)."""
-    return timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 5)
+    """The same for a small message being sent (its RPC times out below the task's soft limit); a bigger one's
+    send may take longer, and so does its lease (``maxima.timing.send_limits``)."""
+    return send_limits(0).lease
+
+
+def stale_sending(now: datetime) -> Q:
+    """Messages claimed for sending whose claim is older than the lease of their size: their task died."""
+    stale = Q(pk__in=[])
+    for above, up_to, lease in lease_classes():
+        stale |= Q(size__gt=above, size__lte=up_to, claimed_at__lt=now - lease)
+    return Q(status=OutboundMessage.Status.SENDING) & stale
+
+
+def outbound_sizes(ids: list[int]) -> dict[int, int]:
+    return dict(OutboundMessage.objects.filter(id__in=ids).values_list("id", "size"))
+
+
+def address_check() -> str:
+    """The ``address`` part of ``/api/v1/health`` (degraded, never down): whether the published ``MAX#`` address
+    resolves through its MLS, as supervision last found."""
+    state = node_state()
+    if state is None or state.address_resolves is None:
+        return "not checked yet"
+    if not state.address_resolves:
+        since = (timezone.now() - (state.address_dark_since or timezone.now())).total_seconds()
+        raise RuntimeError(
+            f"the MAX# address does not resolve through its MLS (for {since:.0f} s; after a restart of the node "
+            "it takes about 4.5 minutes); the direct address is published meanwhile"
+        )
+    return "resolves through its MLS"
+
+
+def has_permanent_address() -> bool:
+    return settings.MNS_MAXIMA_ADDRESS.startswith("MAX#")
+
+
+def queue_figures(*, now: datetime | None = None) -> dict[str, float]:
+    """The inbox and outbox now: rows waiting (or being worked on) and the age of the oldest, in seconds."""
+    now = now or timezone.now()
+    inbound = InboundEvent.objects.filter(status__in=["pending", "processing"]).aggregate(
+        depth=Count("id"), oldest=Min("received_at")
+    )
+    outbound = OutboundMessage.objects.filter(status__in=["queued", "sending"]).aggregate(
+        depth=Count("id"), oldest=Min("created_at")
+    )
+    return {
+        "inbound_depth": inbound["depth"],
+        "inbound_oldest_seconds": _age(now, inbound["oldest"]),
+        "outbound_depth": outbound["depth"],
+        "outbound_oldest_seconds": _age(now, outbound["oldest"]),
+    }
+
+
+def _age(now: datetime, oldest: datetime | None) -> float:
+    return round(max((now - oldest).total_seconds(), 0.0), 1) if oldest else 0.0

@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
@@ -22,12 +22,15 @@ from django.utils import timezone
 
 from core.errors import DomainError
 from core.queue import enqueue_on_commit
-from maxima.models import InboundEvent, NodeState, OutboundMessage
+from maxima import selectors
+from maxima.models import InboundEvent, NodeState, OutboundMessage, QueueSample
 from maxima.node import hook_url
 from maxima.routing import Ignored, InboundMessage, dispatch
-from maxima.selectors import inbound_lease, outbound_lease
+from maxima.selectors import inbound_lease, queue_figures, stale_sending
+from maxima.timing import MAXIMA_MAX_DATA_BYTES
 from mns_client.protocol.codecs import from_hex, parse_address, parse_public_key, public_key_hex
 from mns_client.protocol.errors import (
+    AddressUnresolved,
     CodecError,
     DeliveryFailed,
     MNSError,
@@ -40,8 +43,6 @@ from mns_client.protocol.rpc import MinimaRPC
 
 logger = logging.getLogger(__name__)
 
-# Maxima refuses packages above 262144 bytes (NIOMessage.java); the data must leave room for the envelope.
-MAXIMA_MAX_DATA_BYTES = 250_000
 # A transient failure (database restart, lock timeout) leaves an event pending for the sweep this many times.
 INBOUND_MAX_ATTEMPTS = 10
 _MSGID = re.compile(r"^0x[0-9A-Fa-f]{64}$")
@@ -263,9 +264,9 @@ def outbound_enqueue(
         },
     )
     if created:
-        from maxima.tasks import send_outbound
+        from maxima.tasks import enqueue_send
 
-        enqueue_on_commit(send_outbound, message.id)
+        enqueue_send(message.id, message.size)
     return message
 
 
@@ -278,9 +279,7 @@ def backoff(attempts: int) -> timedelta:
 def outbound_send(*, message_id: int, client: MinimaRPC) -> str:
     """Send one due message through the node; returns its new status, or ``skipped``."""
     now = timezone.now()
-    claimable = Q(status=OutboundMessage.Status.QUEUED, next_attempt_at__lte=now) | Q(
-        status=OutboundMessage.Status.SENDING, claimed_at__lt=now - outbound_lease()
-    )
+    claimable = Q(status=OutboundMessage.Status.QUEUED, next_attempt_at__lte=now) | stale_sending(now)
     claimed = OutboundMessage.objects.filter(claimable, id=message_id).update(
         status=OutboundMessage.Status.SENDING, claimed_at=now, attempts=F("attempts") + 1
     )
@@ -291,13 +290,19 @@ def outbound_send(*, message_id: int, client: MinimaRPC) -> str:
         result = _deliver(client, message)
     except DeliveryFailed as exc:
         return _failed(message, exc.error, permanent=exc.permanent)
+    except AddressUnresolved as exc:
+        return _unresolved(message, str(exc))
     except (NodeUnreachable, NodeStartingUp, NodeAuthError) as exc:
         return _failed(message, str(exc), permanent=False)
     except (RPCError, CodecError) as exc:  # the node refused the command itself: retrying cannot help
         return _failed(message, str(exc), permanent=True)
     with transaction.atomic():
         OutboundMessage.objects.filter(id=message.id).update(
-            status=OutboundMessage.Status.SENT, msgid=result.msgid, sent_at=timezone.now(), last_error=""
+            status=OutboundMessage.Status.SENT,
+            msgid=result.msgid,
+            sent_at=timezone.now(),
+            last_error="",
+            unresolved_since=None,
         )
         _notify_sent(message)
     return OutboundMessage.Status.SENT
@@ -353,16 +358,47 @@ def _failed(message: OutboundMessage, error: str, *, permanent: bool) -> str:
     return OutboundMessage.Status.QUEUED
 
 
+UNRESOLVED = "waiting for the MAX# address to resolve again: its MLS does not know it (the node says %r)"
+UNRESOLVED_WAIT_MAX_SECONDS = 300
+
+
+def _unresolved(message: OutboundMessage, error: str) -> str:
+    """The destination's ``MAX#`` address does not resolve through its MLS: the MLS node restarted and the owner's
+    node has not registered with it again yet (about 4.5 minutes on real nodes). Waiting it out is the only cure,
+    so the try does not count against the attempt budget (which is for failures a retry might not cure: its limit
+    grows by one instead, so ``attempts`` still counts every try), and the message is tried again after
+    ``MNS_OUTBOX_UNRESOLVED_WAIT_SECONDS``, then after half as long as it has waited so far (at most 5 minutes),
+    until it has not resolved for ``MNS_OUTBOX_UNRESOLVED_GIVE_UP_SECONDS``."""
+    now = timezone.now()
+    since = message.unresolved_since or now
+    waited = (now - since).total_seconds()
+    reason = UNRESOLVED % error
+    if waited > settings.MNS_OUTBOX_UNRESOLVED_GIVE_UP_SECONDS:
+        return _failed(message, f"gave up after {waited:.0f} s {reason}", permanent=True)
+    wait = min(max(settings.MNS_OUTBOX_UNRESOLVED_WAIT_SECONDS, waited / 2), UNRESOLVED_WAIT_MAX_SECONDS)
+    OutboundMessage.objects.filter(id=message.id).update(
+        status=OutboundMessage.Status.QUEUED,
+        max_attempts=F("max_attempts") + 1,
+        last_error=reason,
+        unresolved_since=since,
+        next_attempt_at=now + timedelta(seconds=wait),
+    )
+    logger.info("outbound message %s waits for its MAX# address to resolve", message.id)
+    return OutboundMessage.Status.QUEUED
+
+
 def outbound_retry(*, message_id: int) -> bool:
     """Staff asked to try a failed or cancelled message again, now, with a fresh attempt budget."""
     now = timezone.now()
     done = OutboundMessage.objects.filter(
         id=message_id, status__in=[OutboundMessage.Status.FAILED, OutboundMessage.Status.CANCELLED]
-    ).update(status=OutboundMessage.Status.QUEUED, attempts=0, next_attempt_at=now, enqueued_at=now)
+    ).update(
+        status=OutboundMessage.Status.QUEUED, attempts=0, next_attempt_at=now, enqueued_at=now, unresolved_since=None
+    )
     if done:
-        from maxima.tasks import send_outbound
+        from maxima.tasks import enqueue_send
 
-        enqueue_on_commit(send_outbound, message_id)
+        enqueue_send(message_id, selectors.outbound_sizes([message_id]).get(message_id, 0))
     return bool(done)
 
 
@@ -377,15 +413,17 @@ def outbound_nudge(*, destination: str, limit: int = 100) -> int:
             status=OutboundMessage.Status.QUEUED,
             attempts__gte=1,
             next_attempt_at__gt=now,
-        ).values_list("id", flat=True)[:limit]
+        ).values_list("id", "size")[:limit]
     )
     if not waiting:
         return 0
-    OutboundMessage.objects.filter(id__in=waiting, status=OutboundMessage.Status.QUEUED).update(next_attempt_at=now)
-    from maxima.tasks import send_outbound
+    OutboundMessage.objects.filter(id__in=[ident for ident, _ in waiting], status=OutboundMessage.Status.QUEUED).update(
+        next_attempt_at=now
+    )
+    from maxima.tasks import enqueue_send
 
-    for message_id in waiting:
-        enqueue_on_commit(send_outbound, message_id)
+    for message_id, size in waiting:
+        enqueue_send(message_id, size)
     return len(waiting)
 
 
@@ -422,8 +460,28 @@ def node_supervise(*, client: MinimaRPC) -> NodeState:
     state.block = int(block) if str(block).isdigit() else None
     state.publickey = info.publickey_hex
     state.mls, state.localidentity, state.p2pidentity = info.mls, info.localidentity, info.p2pidentity
+    _check_address(client, state, now)
     state.save()
     return state
+
+
+def _check_address(client: MinimaRPC, state: NodeState, now: datetime) -> None:
+    """Whether the gateway's published ``MAX#`` address resolves through its MLS, as any sender's node would look
+    it up (``maxextra action:getaddress``). It does not for minutes after the node restarts (fixture 178b): health
+    says so, and the gateway hands out its direct address meanwhile (``selectors.gateway_address``)."""
+    address = settings.MNS_MAXIMA_ADDRESS
+    if not address.startswith("MAX#"):
+        state.address_resolves = state.address_dark_since = None
+        return
+    try:
+        resolves = client.maxextra_getaddress(address) is not None
+    except MNSError as exc:  # the lookup itself failed (a timeout, a read-only RPC user): nothing learnt
+        logger.info("the gateway's MAX# address could not be looked up: %s", exc)
+        return
+    if not resolves and state.address_dark_since is None:
+        logger.warning("the gateway's MAX# address does not resolve through its MLS")
+    state.address_resolves, state.address_checked_at = resolves, now
+    state.address_dark_since = None if resolves else (state.address_dark_since or now)
 
 
 def _ensure_hook(client: MinimaRPC, state: NodeState, now: object) -> str:
@@ -464,3 +522,17 @@ def _delete_in_batches(rows: QuerySet, *, budget: float, size: int = 2000) -> in
             break
         deleted += rows.model.objects.filter(id__in=batch).delete()[0]
     return deleted
+
+
+SAMPLES_KEPT = timedelta(hours=48)
+
+
+def queue_sample(*, every: int, now: datetime | None = None) -> QueueSample | None:
+    """Record the queues' depth and oldest age, unless a sample was taken less than ``every`` seconds ago; drop
+    samples older than 48 hours. Safe to run twice (at worst two samples close together)."""
+    now = now or timezone.now()
+    if QueueSample.objects.filter(at__gt=now - timedelta(seconds=every), at__lte=now).exists():
+        return None
+    sample = QueueSample.objects.create(at=now, **queue_figures(now=now))
+    QueueSample.objects.filter(at__lt=now - SAMPLES_KEPT).delete()
+    return sample

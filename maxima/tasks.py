@@ -4,8 +4,8 @@ from datetime import timedelta
 from celery import Task, shared_task
 from django.conf import settings
 
-from core.queue import enqueue_now
-from maxima import selectors, services
+from core.queue import enqueue_now, enqueue_on_commit
+from maxima import selectors, services, timing
 from maxima.node import node_client
 
 
@@ -16,12 +16,22 @@ def process_inbound(self: Task, event_id: int) -> str:
 
 
 @shared_task(name="maxima.send_outbound", ignore_result=True)
-def send_outbound(message_id: int) -> str:
-    # A send may take the node a while to connect and mine its TxPoW; it waits for the real answer, but no longer
-    # than the task may run (CELERY_TASK_SOFT_TIME_LIMIT): a send that timed out is retried with backoff (the
-    # receiver drops a copy that arrives twice, by its delivery id).
-    client = node_client(timeout=max(1, settings.CELERY_TASK_SOFT_TIME_LIMIT - 2))
+def send_outbound(message_id: int, size: int = 0) -> str:
+    # A send may take the node a while (a big message seconds, maxima.timing); it waits for the real answer, but
+    # no longer than its task may run (enqueue_send gave the task the limits of its size): a send that timed out
+    # is retried with backoff (the receiver drops a copy that arrives twice, by its delivery id).
+    client = node_client(timeout=timing.send_limits(size).timeout)
     return services.outbound_send(message_id=message_id, client=client)
+
+
+def enqueue_send(message_id: int, size: int, *, on_commit: bool = True) -> bool:
+    """Enqueue the send of an outbound message of ``size`` bytes with the time limits of its size."""
+    limits = timing.send_limits(size)
+    options = {"soft_time_limit": limits.soft, "time_limit": limits.hard}
+    if on_commit:
+        enqueue_on_commit(send_outbound, message_id, size, **options)
+        return True
+    return enqueue_now(send_outbound, message_id, size, **options)
 
 
 @shared_task(name="maxima.sweep_inbound", ignore_result=True)
@@ -36,10 +46,13 @@ def sweep_inbound() -> int:
 
 @shared_task(name="maxima.sweep_outbound", ignore_result=True)
 def sweep_outbound() -> int:
-    """Beat: enqueue messages due for a (re)try."""
+    """Beat: enqueue messages due for a (re)try; and sample the queues for the admin's charts (every
+    MNS_SAMPLE_EVERY seconds, one small row)."""
     due = selectors.outbound_due(limit=500)
-    enqueued = [message_id for message_id in due if enqueue_now(send_outbound, message_id)]
+    sizes = selectors.outbound_sizes(due)
+    enqueued = [message_id for message_id in due if enqueue_send(message_id, sizes.get(message_id, 0), on_commit=False)]
     services.sweep_mark_enqueued(outbound=enqueued)
+    services.queue_sample(every=settings.MNS_SAMPLE_EVERY)
     return len(enqueued)
 
 

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -20,13 +21,16 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .config import ConfigError, Home, Settings
+from .progress import Progress
 from .protocol.codecs import to_hex
 from .protocol.envelope import SCHEME_NACL, SCHEME_RSA, EnvelopeInvalid
 from .protocol.errors import CodecError, MNSError, NodeAuthError, NodeStartingUp, NodeUnreachable, RPCError
+from .protocol.funds import FundsNotConfirmed, NoFunds
 from .protocol.names import NameRefused, normalise
 from .protocol.rpc import MinimaRPC
 from .protocol.statements import StatementInvalid
 from .sdk import (
+    PAY_WAIT_SECONDS,
     Client,
     DeliveryError,
     GatewayRefused,
@@ -53,7 +57,7 @@ EXIT_UNAVAILABLE = 8
 EXIT_CODES_HELP = """exit codes:
   0  done
   1  usage: bad arguments, missing or unreadable configuration, a confirmation declined
-  2  your node: unreachable, wrong RPC password, or it refused a command (e.g. insufficient funds)
+  2  your node: unreachable, wrong RPC password, it refused a command, no funds, or funds not yet confirmed
   3  the gateway: unreachable, not ready, or an answer that is not the MNS API
   4  refused by the gateway (or by the name rules): the reason's code is shown, e.g. name_taken
   5  handshake failed or expired, or this node is not the name's owner
@@ -73,12 +77,23 @@ class Declined(MNSError):
     code = "declined"
 
 
+class NothingWritten(MNSError):
+    """``init`` stopped before writing anything: the node or the gateway did not answer as it must."""
+
+    def __init__(self, cause: MNSError, home: Path) -> None:
+        super().__init__(str(cause))
+        self.cause, self.home = cause, home
+        self.code = getattr(cause, "code", "") or type(cause).__name__
+
+
 # ------------------------------------------------------------------------------------------------ errors
 
 
 def exit_code_for(error: BaseException) -> int:
     """The documented exit code of a failure (see ``EXIT_CODES_HELP``)."""
-    if isinstance(error, NodeAuthError | NodeUnreachable | NodeStartingUp | RPCError):
+    if isinstance(error, NothingWritten):
+        return exit_code_for(error.cause)
+    if isinstance(error, NodeAuthError | NodeUnreachable | NodeStartingUp | RPCError | NoFunds | FundsNotConfirmed):
         return EXIT_NODE
     if isinstance(error, GatewayUnreachable):
         return EXIT_GATEWAY
@@ -99,6 +114,8 @@ def exit_code_for(error: BaseException) -> int:
 
 def describe(error: BaseException, context: "Context | None" = None) -> str:
     """One sentence for a person; never a secret."""
+    if isinstance(error, NothingWritten):
+        return f"{describe(error.cause, context)} (nothing was written to {error.home})"
     node, gateway = (context.describe_node(), context.describe_gateway()) if context else ("", "the gateway")
     if isinstance(error, NodeAuthError):
         return (
@@ -143,6 +160,10 @@ class Context:
         self._settings: Settings | None = None
         self._client: Client | None = None
         self._progress_shown = False
+        self._waiting: Progress | None = None  # the step being waited on, whose age a ticker shows after 2 s
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._ticker: threading.Thread | None = None
 
     @property
     def settings(self) -> Settings:
@@ -223,22 +244,42 @@ class Context:
         if self._client is not None:
             self._client.close()
         self.end_progress()
+        self._closed.set()
 
     # -- output
 
     def progress(self, line: str) -> None:
-        if self.verbose:
-            self.stderr.write(f"… {line}\n")
-        elif self.stderr.isatty():
-            self.stderr.write(f"\r\x1b[2K… {line}")
-            self._progress_shown = True
-        self.stderr.flush()
+        """A step starts: shown on a terminal (rewritten in place) or with --verbose; a step that lasts longer than
+        two seconds then shows its age (``… waiting for the gateway's receipt… 4 s``), never on stdout."""
+        with self._lock:
+            self._waiting = None
+            if self.verbose:
+                self.stderr.write(f"… {line}\n")
+            elif self.stderr.isatty():
+                self.stderr.write(f"\r\x1b[2K… {line}")
+                self._progress_shown = True
+            else:
+                return
+            self.stderr.flush()
+            self._waiting = Progress(f"… {line}", stream=self.stderr, inline=not self.verbose)
+        if self._ticker is None:
+            self._ticker = threading.Thread(target=self._tick, name="mns-progress", daemon=True)
+            self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._closed.wait(0.5):
+            with self._lock:
+                if self._waiting is not None:
+                    self._waiting.tick()
+                    self._progress_shown = self._progress_shown or self._waiting.tty
 
     def end_progress(self) -> None:
-        if self._progress_shown:
-            self.stderr.write("\r\x1b[2K")
-            self.stderr.flush()
-            self._progress_shown = False
+        with self._lock:
+            self._waiting = None
+            if self._progress_shown:
+                self.stderr.write("\r\x1b[2K")
+                self.stderr.flush()
+                self._progress_shown = False
 
     def emit(self, data: dict[str, Any], human: str | Callable[[], str]) -> None:
         self.end_progress()
@@ -268,28 +309,45 @@ class Context:
 
 
 def cmd_init(ctx: Context) -> int:
+    """Check the node (and the gateway, when there is one) first; only once both answered write anything, so a
+    failed ``init`` leaves the folder as it was."""
     args = ctx.args
-    ctx.home.ensure()
     settings = ctx.settings
-    for option, attribute in (("node", "node_url"), ("node_password", "node_password"), ("gateway", "gateway")):
-        value = getattr(args, option, None)
+    name = normalise(args.name) if getattr(args, "name", None) else None
+    try:
+        ctx.progress(f"asking your node {ctx.describe_node()}who it is")
+        info = ctx.rpc().maxima_info()
+        gateway = None
+        if ctx.option("gateway", "MNS_GATEWAY", settings.gateway):
+            ctx.progress(f"asking {ctx.gateway_url} for its policy")
+            gateway = ctx.client().gateway(remember=False)
+    except MNSError as error:
+        raise NothingWritten(error, ctx.home.path) from None
+    ctx.home.ensure()
+    # What was given now, as an option or (for the gateway) through its environment variable, is remembered.
+    given = {
+        "node_url": getattr(args, "node", None),
+        "node_password": getattr(args, "node_password", None),
+        "gateway": ctx.option("gateway", "MNS_GATEWAY", None),
+    }
+    for attribute, value in given.items():
         if value:
             setattr(settings, attribute, value)
-    if getattr(args, "name", None):
-        settings.name = normalise(args.name)
+    if name:
+        settings.name = name
     ctx.home.save_settings(settings)
+    if gateway is not None:
+        ctx.client().gateway()  # remembers its identity, now that config.json may be written
     keys = ctx.home.box_keys()
     created = not keys
     box = ctx.home.add_box_key() if created else keys[-1]
-    info = ctx.rpc().maxima_info()
     data: dict[str, Any] = {
         "home": str(ctx.home.path),
         "box_key": to_hex(box.public),
         "box_key_created": created,
         "node": {"rpc_url": ctx.node_url, "publickey": info.publickey_hex, "address": info.p2pidentity},
     }
-    if ctx.option("gateway", "MNS_GATEWAY", settings.gateway):
-        gateway = ctx.client().gateway()
+    if gateway is not None:
         data["gateway"] = {"url": gateway.url, "identity": gateway.identity, "address": gateway.address}
 
     def human() -> str:
@@ -563,7 +621,7 @@ def cmd_pay(ctx: Context) -> int:
         answer = sys.stdin.readline().strip().lower()
         if answer not in ("y", "yes"):
             raise Declined("not paid: the payment was not confirmed (answer y, or pass --yes)")
-    sent = client.pay(plan)
+    sent = client.pay(plan, wait=args.wait)
     data = {
         "name": plan.name,
         "address": plan.address,
@@ -727,22 +785,30 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     init = command("init", cmd_init, "create your box key, check your node, show your Maxima identity")
-    init.add_argument("--name", metavar="NAME", help="your default name")
+    init.add_argument("--name", metavar="NAME", help="your default name, for the commands that act on your name")
 
     whois = command("whois", cmd_whois, "look a name up; its binding signature is verified here")
-    whois.add_argument("lookup_name", metavar="NAME")
+    whois.add_argument("lookup_name", metavar="NAME", help="the name to look up, e.g. alice")
 
     register = command("register", cmd_register, "register NAME: your node signs and answers the gateway")
-    register.add_argument("register_name", metavar="NAME")
+    register.add_argument("register_name", metavar="NAME", help="the name to register; your node becomes its owner")
     register.add_argument(
         "--payment-address", metavar="ADDRESS", help="a Minima address for `mns pay` (node: your node's own)"
     )
 
     send = command("send", cmd_send, "send a message (FILE, or - / nothing for stdin) and wait for the receipt")
-    send.add_argument("send_name", metavar="NAME")
-    send.add_argument("file", metavar="FILE", nargs="?")
-    send.add_argument("--subject", metavar="S")
-    send.add_argument("--scheme", choices=sorted(SCHEME_ALIASES), default=SCHEME_NACL)
+    send.add_argument("send_name", metavar="NAME", help="the recipient's name")
+    send.add_argument("file", metavar="FILE", nargs="?", help="the message body: a file, or - or nothing for stdin")
+    send.add_argument("--subject", metavar="S", help="a subject line (up to 200 characters), encrypted with the body")
+    send.add_argument(
+        "--scheme",
+        choices=sorted(SCHEME_ALIASES),
+        default=SCHEME_NACL,
+        metavar="SCHEME",
+        help=f"how the letter is encrypted: nacl (= {SCHEME_NACL}, the default) to the recipient's box key, which "
+        f"only their client can open; rsa (= {SCHEME_RSA}) to their Maxima key with maxencrypt, which their node "
+        "opens (weaker: RSA-1024 and AES-CBC without a MAC; for recipients with nothing but a node)",
+    )
     send.add_argument("--from", dest="from_name", metavar="NAME", help="your name, shown to the recipient")
     send.add_argument("--no-wait", action="store_true", help="do not wait for the gateway's receipt")
     send.add_argument("--timeout", type=float, default=60.0, metavar="S", help="seconds to wait for the receipt")
@@ -753,12 +819,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     read = command("read", cmd_read, "decrypt and show one message, verifying its sender's signature")
     _owner_options(read)
-    read.add_argument("message_id", metavar="ID")
+    read.add_argument("message_id", metavar="ID", help="the message's id, as `mns inbox` lists it")
     read.add_argument("--output", metavar="FILE", help="write the body to FILE")
 
     delete = command("delete", cmd_delete, "delete one message from your mailbox")
     _owner_options(delete)
-    delete.add_argument("message_id", metavar="ID")
+    delete.add_argument("message_id", metavar="ID", help="the message's id, as `mns inbox` lists it")
 
     forward = command("forward", cmd_forward, "have the gateway forward your messages to your node (option 2)")
     _owner_options(forward)
@@ -775,10 +841,17 @@ def build_parser() -> argparse.ArgumentParser:
     payment.add_argument("--clear", action="store_true", help="remove the payment address")
 
     pay = command("pay", cmd_pay, "send Minima (or a token) to a name's payment address through your node")
-    pay.add_argument("pay_name", metavar="NAME")
-    pay.add_argument("amount", metavar="AMOUNT")
+    pay.add_argument("pay_name", metavar="NAME", help="the name whose published payment address is paid")
+    pay.add_argument("amount", metavar="AMOUNT", help="how much, in Minima (or in the token given with --token)")
     pay.add_argument("--token", metavar="ID", help="token id (default: Minima)")
     pay.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    pay.add_argument(
+        "--wait",
+        type=float,
+        default=PAY_WAIT_SECONDS,
+        metavar="S",
+        help="seconds to wait for your coins to be deep enough to spend (3 blocks after they are mined)",
+    )
 
     command("entry-points", cmd_entry_points, "the published entry points, and one picked at random")
     return parser

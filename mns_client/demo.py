@@ -191,8 +191,14 @@ class Demo:
             self.say(f"    {item['id']}  subject: {item.get('subject') or '-'}  ({verdict})")
             for line in (item.get("body") or "").splitlines():
                 self.say(f"        {line}")
-        if not arrived.get(second["message_id"], {}).get("verified"):
-            self.say("    ✗ bob's second message did not arrive, or did not verify")
+        mine = arrived.get(second["message_id"])
+        if mine is not None and not mine.get("verified"):
+            self.say(f"    ✗ bob's second message reached alice's node but does not verify: {mine.get('problem')}")
+            raise StepFailed("mns forward", 6)
+        if mine is None:
+            inbox = self.mns_json(self.alice, "inbox", "--no-open", show=False, expect=(0,))
+            state = next((row["state"] for row in inbox["messages"] if row["id"] == second["message_id"]), None)
+            self.say("    ✗ " + not_forwarded(result, state))
             raise StepFailed("mns forward", 7)
 
     def pay(self) -> None:
@@ -218,6 +224,26 @@ class Demo:
 
     def identity(self, person: Person) -> str:
         return self.mns_json(person, "init", show=False)["node"]["publickey"]
+
+
+def not_forwarded(result: dict[str, Any], state: str | None) -> str:
+    """What happened to a message ``mns forward`` waited for in vain, from the gateway's answer to the forward
+    (``queued``, ``in_flight``, ``retried``) and the message's state in the mailbox now."""
+    counts = f"{result['queued']} queued now, {result['in_flight']} already being sent, {result['retried']} re-queued"
+    if state == "forwarding":
+        return (
+            "bob's second message has not reached alice's node yet: the gateway holds it, queued for forwarding "
+            f"({counts}), and its outbox keeps retrying the send from the gateway's node to hers; the reason a send "
+            "failed is in the gateway's worker log (var/log/worker.log)"
+        )
+    if state == "forwarded":
+        return (
+            "the gateway's node delivered bob's second message to alice's node (state forwarded), but alice's "
+            "client did not receive it from her node while it listened (her node did not post it to the client)"
+        )
+    if state is None:
+        return "bob's second message is no longer in alice's mailbox: it was deleted, or expired, before forwarding"
+    return f"the gateway did not queue bob's second message for forwarding (state {state}; {counts})"
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:

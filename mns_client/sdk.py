@@ -21,6 +21,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import requests
@@ -40,7 +41,8 @@ from .protocol.envelope import (
     encrypt,
     open_letter,
 )
-from .protocol.errors import CodecError, DeliveryFailed, MNSError, RPCError
+from .protocol.errors import AddressUnresolved, CodecError, DeliveryFailed, MNSError, RPCError
+from .protocol.funds import DEFAULT_CONFIRMATIONS, spend_when_confirmed
 from .protocol.handshake import Answer, new_verifier, verifier_hash
 from .protocol.mailbox import (
     APPLICATION,
@@ -60,6 +62,7 @@ logger = logging.getLogger(__name__)
 
 API = "/api/v1/"
 DEFAULT_TIMEOUT = 15.0
+PAY_WAIT_SECONDS = 300.0  # 3 confirmations take about 1 min on a test-mode node, about 2.5 min on mainnet
 POLL_SECONDS = 0.5
 CLAIM_GRACE_SECONDS = 300  # past the challenge's expiry, how long a register may wait for the network's claim
 Progress = Callable[[str], None]
@@ -111,6 +114,12 @@ class NotVerified(MNSError):
 
     def __str__(self) -> str:
         return self.detail
+
+
+UNRESOLVED = (
+    "the gateway's Maxima address does not resolve right now: its node restarted and its relay (MLS) forgets "
+    "addresses for about 5 minutes; nothing was sent, try again in a few minutes"
+)
 
 
 class DeliveryError(MNSError):
@@ -315,8 +324,10 @@ class Client:
         listen_host: str = "127.0.0.1",
         use_token: bool = True,
         timeout: float = DEFAULT_TIMEOUT,
+        confirmations: int = DEFAULT_CONFIRMATIONS,
     ) -> None:
         self.rpc = rpc
+        self.confirmations = confirmations
         self.api = GatewayAPI(gateway_url, timeout=timeout)
         self.home = home
         self.progress = progress or (lambda line: None)
@@ -324,6 +335,7 @@ class Client:
         self.use_token = use_token
         self._identity: MaximaInfo | None = None
         self._gateway: GatewayInfo | None = None
+        self._gateway_remembered = False
         self._sessions: dict[tuple[str, str], str] = {}
 
     @property
@@ -352,8 +364,9 @@ class Client:
         info = self.identity()
         return info.p2pidentity or info.localidentity
 
-    def gateway(self) -> GatewayInfo:
-        """The gateway's policy and Maxima identity (``/.well-known/mns.json``), remembered in the settings."""
+    def gateway(self, *, remember: bool = True) -> GatewayInfo:
+        """The gateway's policy and Maxima identity (``/.well-known/mns.json``), remembered in the settings unless
+        ``remember`` is false (``mns init`` checks the gateway answers before it writes anything)."""
         if self._gateway is None:
             body = self.api.request("GET", "/.well-known/mns.json")
             body = body if isinstance(body, dict) else {}
@@ -369,7 +382,9 @@ class Client:
                 max_message_bytes=int(limits.get("max_message_bytes") or 64 * 1024),
                 schemes=tuple(body.get("schemes") or SCHEMES),
             )
+        if remember and not self._gateway_remembered:
             self._remember_gateway(self._gateway)
+            self._gateway_remembered = True
         return self._gateway
 
     def _remember_gateway(self, info: GatewayInfo) -> None:
@@ -568,14 +583,32 @@ class Client:
     def _challenge_state(self, challenge: str) -> dict[str, Any]:
         return self.api.request("GET", API + f"handshakes/{challenge}")
 
+    def _send_to_gateway(self, address: str, data: bytes) -> None:
+        """Send to the gateway's Maxima address. When a ``MAX#`` address does not resolve (the gateway's node
+        restarted: its MLS forgets for minutes), ask the gateway for its current address once and send there: a
+        gateway publishes its direct address while its ``MAX#`` one is dark. ``AddressUnresolved`` if that fails too.
+        """
+        try:
+            self.rpc.maxima_send(to=address, application=APPLICATION, data=data)
+            return
+        except AddressUnresolved:
+            self._gateway = None
+            current = self.gateway().address
+            if current == address:
+                raise
+        self.progress("the gateway's MAX# address does not resolve right now: sending to its current address")
+        self.rpc.maxima_send(to=current, application=APPLICATION, data=data)
+
     def _send_answer(self, issued: dict[str, Any]) -> None:
         answer = Answer(challenge=str(issued["id"]), code=str(issued["code"]), reply_to=self.reply_address())
         self.progress("your node answers the gateway's challenge over Maxima")
         deadline = _deadline(issued.get("expires_at"))
         while True:
             try:
-                self.rpc.maxima_send(to=str(issued["gateway_address"]), application=APPLICATION, data=answer.to_bytes())
+                self._send_to_gateway(str(issued["gateway_address"]), answer.to_bytes())
                 return
+            except AddressUnresolved:
+                raise HandshakeFailed("gateway_unresolved", UNRESOLVED) from None
             except DeliveryFailed as failed:
                 if failed.permanent or time.time() + 2 > deadline:
                     raise HandshakeFailed(
@@ -708,7 +741,9 @@ class Client:
     def _deliver(self, gateway: GatewayInfo, deliver: Deliver) -> None:
         self.progress(f"your node sends the ciphertext to the gateway ({len(deliver.ciphertext)} bytes)")
         try:
-            self.rpc.maxima_send(to=gateway.address, application=APPLICATION, data=deliver.to_bytes())
+            self._send_to_gateway(gateway.address, deliver.to_bytes())
+        except AddressUnresolved:
+            raise DeliveryError("gateway_unresolved", UNRESOLVED, delivery_id=deliver.id) from None
         except DeliveryFailed as failed:
             raise DeliveryError(
                 "not_delivered",
@@ -876,10 +911,24 @@ class Client:
             raise Unavailable("no_payment_address", f"{record.name!r} has no payment address")
         return PaymentPlan(name=record.name, address=record.payment_address, amount=amount, tokenid=tokenid or "0x00")
 
-    def pay(self, plan: PaymentPlan) -> dict[str, Any]:
-        """Have the user's node send the payment; returns the node's TxPoW (``txpowid``)."""
+    def pay(self, plan: PaymentPlan, *, wait: float = PAY_WAIT_SECONDS) -> dict[str, Any]:
+        """Have the user's node send the payment once its coins are deep enough to spend (waiting up to ``wait``
+        seconds, with progress); returns the node's TxPoW (``txpowid``). ``NoFunds`` when the wallet lacks the
+        amount, ``FundsNotConfirmed`` when it is there but not yet spendable at the end of the wait."""
+        try:
+            amount = Decimal(plan.amount)
+        except ArithmeticError:
+            raise CodecError("an amount is a positive decimal number such as 10 or 0.5") from None
         tokenid = None if plan.tokenid == "0x00" else plan.tokenid
-        return self.rpc.send(address=plan.address, amount=plan.amount, tokenid=tokenid)
+        return spend_when_confirmed(
+            self.rpc,
+            lambda: self.rpc.send(address=plan.address, amount=plan.amount, tokenid=tokenid),
+            amount=amount,
+            tokenid=plan.tokenid,
+            confirmations=self.confirmations,
+            wait=wait,
+            progress=self.progress,
+        )
 
     # -- entry points
 
@@ -931,7 +980,7 @@ class Client:
                 ) from None
             raise
         try:
-            bulletin = entrypoints.bulletin_from_dict(body, where=f"the gateway {self.gateway_url}")
+            bulletin = entrypoints.bulletin_from_dict(body, where=f"the gateway {self.gateway_url}", others=True)
             picked = entrypoints.pick(bulletin)
         except entrypoints.BulletinInvalid as exc:
             raise Unavailable("not_published", f"the gateway's entry-point list is unusable: {exc}") from None

@@ -14,6 +14,11 @@ class MNSAdminSite(admin.AdminSite):
     site_title = "MNS gateway admin"
     index_title = "Names, mailboxes and the Maxima link"
 
+    def index(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        from mns_site.admin_charts import charts
+
+        return super().index(request, {**(extra_context or {}), "mns_charts": charts()})
+
     def login(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         if request.method == "POST":
             counted = ratelimit.hit(f"admin-login:{request.META.get('REMOTE_ADDR', '')}", window=60)

@@ -2,15 +2,26 @@
 
 import logging
 import os
+import sys
 import time
 
 from celery import Celery
 from celery.beat import PersistentScheduler
 from celery.signals import task_prerun, worker_init
 
+from mns_site.management.failures import one_line_failures
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mns_site.settings")
 
-app = Celery("mns_site")
+
+class _App(Celery):
+    def _load_config(self) -> object:
+        """Where Celery first reads the Django settings: a setting it cannot start with is one line, not a traceback."""
+        with one_line_failures("celery -A mns_site", argv=sys.argv):
+            return super()._load_config()
+
+
+app = _App("mns_site")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 logger = logging.getLogger(__name__)
@@ -100,24 +111,3 @@ def _statement_timeout(sender: object, connection: object, **kwargs: object) -> 
         milliseconds = max(1, settings.CELERY_TASK_SOFT_TIME_LIMIT - 5) * 1000
         with connection.cursor() as cursor:
             cursor.execute("SELECT set_config('statement_timeout', %s, false)", [str(milliseconds)])
-
-
-@app.on_after_configure.connect
-def _schedule(sender: Celery, **kwargs: object) -> None:
-    from django.conf import settings
-
-    every = {
-        "core.tasks.heartbeat": settings.CELERY_HEARTBEAT_EVERY,
-        "maxima.supervise_node": settings.MNS_NODE_CHECK_EVERY,
-        "maxima.sweep_inbound": settings.MNS_SWEEP_EVERY,
-        "maxima.sweep_outbound": settings.MNS_SWEEP_EVERY,
-        "maxima.purge": 3600,
-        "handshake.clean": 300,
-        "mailboxes.expire": settings.MNS_MESSAGE_EXPIRE_EVERY,
-        "federation.sync": settings.MNS_FEDERATION_SYNC_EVERY,
-        "entrypoints.publish": settings.MNS_ENTRYPOINTS_EVERY * 3600,
-        "entrypoints.check": settings.MNS_ENTRYPOINTS_CHECK_EVERY,
-    }
-    for task, seconds in every.items():
-        # Expiring at the next run: a backlog of identical sweeps after an outage would only repeat one another.
-        sender.add_periodic_task(seconds, sender.signature(task, options={"expires": seconds}), name=task)

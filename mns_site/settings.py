@@ -70,11 +70,13 @@ INSTALLED_APPS = [
     "federation",
     "registration",
     "entrypoints",
+    "mns_site",  # the top: no models, only the commands that start the whole gateway (rungateway, simnet)
 ]
 
 MIDDLEWARE = [
     "core.middleware.QueueTimeShedMiddleware",
     "core.middleware.RequestIdMiddleware",
+    "mns_site.metrics.RequestMetricsMiddleware",
     "core.middleware.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -94,7 +96,9 @@ CSRF_FAILURE_VIEW = "mns_site.views.csrf_failure"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Before the apps' folders, so that mns_site's admin/ templates (its style sheet, the index's figures)
+        # override the admin's own (the admin app comes first in INSTALLED_APPS).
+        "DIRS": [BASE_DIR / "mns_site" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -153,7 +157,9 @@ BROKER_DIR = VAR_DIR / "broker"
 REDIS_VISIBILITY_TIMEOUT = 30  # the default of CELERY_VISIBILITY_TIMEOUT (Redis broker), explained below
 CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", REDIS_URL, schemes=("redis", "rediss", "amqp", "filesystem"))
 if CELERY_BROKER_URL is None:
-    CELERY_BROKER_URL = "filesystem://"
+    # With a host named, kombu need not warn on every connection that it is "reverting to default 'localhost'"
+    # (the filesystem transport ignores the host; every folder it uses is named below).
+    CELERY_BROKER_URL = "filesystem://localhost/"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
@@ -182,6 +188,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Every task is bounded: per-message tasks do one claim, one handler or one node RPC (the send's RPC timeout is
 # below the soft limit); sweeps and fan-outs only enqueue a bounded batch. The soft limit raises in the task, the
 # hard limit kills its process; the visibility timeout (above) and the claim leases (maxima.selectors) are longer.
+# The one exception: sending a message the node takes more than a second to send (above ~78 KB) gets longer limits
+# and a longer lease, by its size (maxima.timing); its claim turns away a copy the broker hands out meanwhile.
 CELERY_TASK_TIME_LIMIT = 25
 CELERY_TASK_SOFT_TIME_LIMIT = 20
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -288,6 +296,12 @@ MNS_REST_SUBMISSION = env_bool("MNS_REST_SUBMISSION", False)
 MINIMA_RPC_URL = env_url("MINIMA_RPC_URL", None, schemes=("http", "https"))
 MINIMA_RPC_PASSWORD = env_str("MINIMA_RPC_PASSWORD", "")
 MINIMA_RPC_TIMEOUT = env_int("MINIMA_RPC_TIMEOUT", 20, minimum=1, maximum=120)
+# How long the node takes to send a full Maxima message (250 000 bytes of data); smaller ones take less, with the
+# square of their size (maxima.timing; measured on real nodes: 245 KB 8.5-10 s, 122 KB 2.3 s, 60 KB 0.5 s).
+MNS_MAXIMA_SEND_FULL_SECONDS = env_int("MNS_MAXIMA_SEND_FULL_SECONDS", 10, minimum=0, maximum=300)
+# Each second a send takes the node beyond the first gives its RPC timeout, task limits and claim lease this many
+# seconds more (a full-size message on a slow node gets 36 s instead of 18 with the defaults).
+MNS_MAXIMA_SEND_MARGIN = env_int("MNS_MAXIMA_SEND_MARGIN", 2, minimum=1, maximum=10)
 # The webhook lives at a secret path. Unset, it is derived from SECRET_KEY, so every web process of one gateway
 # agrees on it without another variable to share, and it cannot be turned back into the key.
 MAXIMA_HOOK_SECRET = env_str(
@@ -307,6 +321,10 @@ MAXIMA_MAX_AGE_SECONDS = env_int("MAXIMA_MAX_AGE_SECONDS", 900, minimum=10)
 MNS_OUTBOX_MAX_ATTEMPTS = env_int("MNS_OUTBOX_MAX_ATTEMPTS", 12, minimum=1, maximum=100)
 MNS_OUTBOX_BACKOFF_SECONDS = env_int("MNS_OUTBOX_BACKOFF_SECONDS", 5, minimum=1)
 MNS_OUTBOX_BACKOFF_MAX_SECONDS = env_int("MNS_OUTBOX_BACKOFF_MAX_SECONDS", 3600, minimum=1)
+# A send to a MAX# address that does not resolve (its MLS restarted: ~4.5 min on real nodes) is tried again this
+# often, without using up its attempts, until this long after it was queued.
+MNS_OUTBOX_UNRESOLVED_WAIT_SECONDS = env_int("MNS_OUTBOX_UNRESOLVED_WAIT_SECONDS", 30, minimum=1, maximum=3600)
+MNS_OUTBOX_UNRESOLVED_GIVE_UP_SECONDS = env_int("MNS_OUTBOX_UNRESOLVED_GIVE_UP_SECONDS", 3600, minimum=60)
 # The address users and peers send to. Unset: the node's p2pidentity (publish a MAX#… permanent address here
 # when the node's IP is not public or not stable).
 MNS_MAXIMA_ADDRESS = env_str("MNS_MAXIMA_ADDRESS", "")
@@ -320,6 +338,16 @@ MNS_SWEEP_EVERY = env_int("MNS_SWEEP_EVERY", 10, minimum=1, maximum=3600)
 # min), so a backlog in the queue is not piled on with copies; outbound messages follow the same rule.
 MNS_INBOUND_SWEEP_AFTER_SECONDS = env_int("MNS_INBOUND_SWEEP_AFTER_SECONDS", 30, minimum=1)
 MNS_NODE_CHECK_EVERY = env_int("MNS_NODE_CHECK_EVERY", 30, minimum=1, maximum=3600)
+
+# --- Metrics (/metrics for Prometheus; mns_site.metrics) -------------------------------------------------------
+# The bearer token a scraper sends (Authorization: Bearer <token>), compared in constant time. Unset: /metrics
+# answers only on loopback, and only in the embedded shape or with DEBUG (behind a proxy every client is loopback).
+MNS_METRICS_TOKEN = env_str("MNS_METRICS_TOKEN", "")
+if MNS_METRICS_TOKEN and len(MNS_METRICS_TOKEN) < 32:
+    raise EnvError("MNS_METRICS_TOKEN", "<hidden>", "at least 32 characters (e.g. openssl rand -hex 32)")
+MNS_METRICS_OPEN_ON_LOOPBACK = DEBUG or not DATABASE_URL
+# Seconds between the samples of queue depths and peers' lag the admin's charts draw (kept 48 hours).
+MNS_SAMPLE_EVERY = env_int("MNS_SAMPLE_EVERY", 300, minimum=10, maximum=3600)
 
 # Mounts the baseline views of bench/ (never in production).
 MNS_BENCH = env_bool("MNS_BENCH", False)
@@ -405,14 +433,16 @@ MNS_FEDERATION_LAG_OPS_WARN = env_int("MNS_FEDERATION_LAG_OPS_WARN", 1000, minim
 MNS_FEDERATION_LAG_SECONDS_WARN = env_int("MNS_FEDERATION_LAG_SECONDS_WARN", 300, minimum=1)
 # Gateways that keep a copy of each new mailbox besides its home: 0 means every peer (the default).
 MNS_FEDERATION_REPLICATION_FACTOR = env_int("MNS_FEDERATION_REPLICATION_FACTOR", 0, minimum=0, maximum=1000)
-# Bytes of one ops batch on the wire (Maxima carries at most 250 000 bytes of data in one message).
-MNS_FEDERATION_BATCH_BYTES = env_int("MNS_FEDERATION_BATCH_BYTES", 245_000, minimum=8192, maximum=250_000)
+# Bytes of one ops batch on the wire: ops are packed up to this size, which a real node sends in about half a second
+# (60 KB: 0.5 s; a full 245 KB message took it 8.5-10 s). Maxima carries at most 250 000 bytes of data.
+MNS_FEDERATION_BATCH_BYTES = env_int("MNS_FEDERATION_BATCH_BYTES", 60_000, minimum=8192, maximum=250_000)
 # An operation's wire size at most (a message op carries its ciphertext hex-encoded, so twice its size and more).
+# A bigger op than the batch size goes alone in its batch; with the header it stays within what Maxima carries.
 MNS_FEDERATION_MAX_OP_BYTES = env_int(
-    "MNS_FEDERATION_MAX_OP_BYTES", min(2 * MNS_MAX_MESSAGE_BYTES + 8192, MNS_FEDERATION_BATCH_BYTES - 512), minimum=4096
+    "MNS_FEDERATION_MAX_OP_BYTES", min(2 * MNS_MAX_MESSAGE_BYTES + 8192, 249_488), minimum=4096
 )
-if MNS_FEDERATION_MAX_OP_BYTES > MNS_FEDERATION_BATCH_BYTES - 512:
-    raise EnvError("MNS_FEDERATION_MAX_OP_BYTES", str(MNS_FEDERATION_MAX_OP_BYTES), "below MNS_FEDERATION_BATCH_BYTES")
+if MNS_FEDERATION_MAX_OP_BYTES > 250_000 - 512:
+    raise EnvError("MNS_FEDERATION_MAX_OP_BYTES", str(MNS_FEDERATION_MAX_OP_BYTES), "at most 249488 (Maxima's limit)")
 # Operations accepted from one peer per minute; the rest of a batch is left for a later pull.
 MNS_FEDERATION_OPS_PER_MINUTE = env_int("MNS_FEDERATION_OPS_PER_MINUTE", 6000, minimum=1)
 # Invalid (unverifiable) operations after which a peer is paused with an admin alert.
@@ -442,7 +472,10 @@ MNS_ENTRYPOINTS_CONFIRMATIONS = env_int("MNS_ENTRYPOINTS_CONFIRMATIONS", 1, mini
 MNS_ENTRYPOINTS_MINE_BLOCKS = env_int("MNS_ENTRYPOINTS_MINE_BLOCKS", 10, minimum=2, maximum=1000)
 # First delay before a failed publication is retried (doubling up to an hour).
 MNS_ENTRYPOINTS_RETRY_SECONDS = env_int("MNS_ENTRYPOINTS_RETRY_SECONDS", 60, minimum=1, maximum=3600)
-# How long entrypoints_setup waits for its token and first coin to be mined.
+# How deep a coin must be before the gateway's node spends it (entry-point setup and rotations wait for it): real
+# nodes' wallets spend a coin 3 blocks after it is mined, and refuse it before ("No Coins of tokenid … available!").
+MNS_CONFIRMATIONS = env_int("MNS_CONFIRMATIONS", 3, minimum=0, maximum=100)
+# How long entrypoints_setup waits for its token and first coin to be mined (and deep enough to spend).
 MNS_ENTRYPOINTS_SETUP_WAIT_SECONDS = env_int("MNS_ENTRYPOINTS_SETUP_WAIT_SECONDS", 600, minimum=1, maximum=86400)
 
 # --- The MNS Dapp (the browser client at /app/, built by `make dapp`) ------------------------------------------
@@ -451,3 +484,28 @@ MNS_DAPP_DIR = Path(env_str("MNS_DAPP_DIR", str(VAR_DIR / "dapp" / "site"))).res
 MNS_DAPP_CONNECT_SRC = env_list(
     "MNS_DAPP_CONNECT_SRC", ["http://127.0.0.1:*", "http://localhost:*", "https://127.0.0.1:*", "https://localhost:*"]
 )
+
+# --- The beat schedule: every periodic task of the gateway, by task name ("<app>.<task>"), here and nowhere else --
+# Seconds between runs. Each run expires at the next: a backlog of identical sweeps after an outage would only
+# repeat one another.
+CELERY_BEAT_SCHEDULE = {
+    task: {"task": task, "schedule": seconds, "options": {"expires": seconds}}
+    for task, seconds in (
+        ("core.heartbeat", CELERY_HEARTBEAT_EVERY),
+        ("maxima.supervise_node", MNS_NODE_CHECK_EVERY),
+        ("maxima.sweep_inbound", MNS_SWEEP_EVERY),
+        ("maxima.sweep_outbound", MNS_SWEEP_EVERY),
+        ("maxima.purge", 3600),
+        ("handshake.clean", 300),
+        ("mailboxes.expire", MNS_MESSAGE_EXPIRE_EVERY),
+        ("federation.sync", MNS_FEDERATION_SYNC_EVERY),
+        ("entrypoints.publish", MNS_ENTRYPOINTS_EVERY * 3600),
+        ("entrypoints.check", MNS_ENTRYPOINTS_CHECK_EVERY),
+    )
+}
+# Every minute, free the names whose owner did not answer the handshake within MNS_NAME_HOLD_SECONDS.
+CELERY_BEAT_SCHEDULE["registry.name_holds_expire"] = {
+    "task": "registry.name_holds_expire",
+    "schedule": 60.0,
+    "kwargs": {"seconds": MNS_NAME_HOLD_SECONDS},
+}

@@ -4,7 +4,9 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core import views
+from mns_site import pages
 from mns_site.dapp import DappView
+from mns_site.metrics import MetricsView
 
 api_v1 = [
     path("health", views.HealthView.as_view(), name="health"),
@@ -16,6 +18,9 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("", pages.FrontPageView.as_view(), name="front"),
+    path("favicon.ico", pages.FaviconView.as_view(), name="favicon"),
+    path("metrics", MetricsView.as_view(), name="metrics"),
     path("admin/", admin.site.urls),
     path("maxima/", include("maxima.urls")),
     path("api/v1/", include(api_v1)),

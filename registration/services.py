@@ -26,8 +26,8 @@ from mailboxes.models import Mailbox
 from maxima.routing import InboundMessage
 from maxima.selectors import gateway_identity_key
 from maxima.services import outbound_enqueue
-from mns_client.protocol.codecs import parse_public_key, public_key_hex
-from mns_client.protocol.errors import CodecError, MNSError
+from mns_client.protocol.codecs import canonical_public_key
+from mns_client.protocol.errors import MNSError
 from mns_client.protocol.handshake import new_verifier, secret_hash
 from mns_client.protocol.mailbox import APPLICATION, Register, RegisterChallenge, RegisterRefused, reply_to_of
 from mns_client.protocol.statements import SignedStatement
@@ -85,7 +85,7 @@ def register_received(*, message: InboundMessage, body: dict[str, Any]) -> str:
         return "malformed"
     destination = request.reply_to or request.address
     name = request.signed.statement.name
-    if _canonical_key(message.sender) != request.signed.statement.owner:
+    if canonical_public_key(message.sender) != request.signed.statement.owner:
         detail = "A register over Maxima must come from the statement's owner's node."
         _register_refuse(message, destination, name, "register_wrong_sender", detail)
         return "register_wrong_sender"
@@ -177,13 +177,6 @@ def registration_refuse(*, name: str, owner_key: str, code: str) -> None:
             idempotency_key=f"register-refused:{registration.challenge_id}",
         )
     registry_services.name_hold_refuse(name=name, owner_key=owner_key)
-
-
-def _canonical_key(key: str) -> str:
-    try:
-        return public_key_hex(parse_public_key(key))
-    except (CodecError, TypeError):
-        return ""
 
 
 def _detail(error: Exception) -> str:

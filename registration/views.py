@@ -1,23 +1,14 @@
 """Registering a name over REST: ``POST /api/v1/mailboxes`` holds the name and answers with the ``register``
 handshake for the owner's node (the same registration arrives over Maxima in ``handlers.py``)."""
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 
-from core.api import APIView
-from core.schema import ErrorSerializer
-from core.throttling import PerIPThrottle, ScopedThrottle
+from core.api import NO_STORE, THROTTLES, APIView, error_response
 from registration import services
 from registration.serializers import PendingRegistrationSerializer, RegisterSerializer
-
-THROTTLES = [PerIPThrottle, ScopedThrottle]
-NO_STORE = {"Cache-Control": "no-store"}
-
-
-def _error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(ErrorSerializer, description=description)
 
 
 class MailboxesView(APIView):
@@ -31,11 +22,13 @@ class MailboxesView(APIView):
         request=RegisterSerializer,
         responses={
             201: PendingRegistrationSerializer,
-            400: _error("statement_invalid, signature_invalid, statement_wrong_gateway, address_invalid, invalid"),
-            403: _error("owner_limit_reached"),
-            409: _error("name_taken, name_confusable, name_reserved"),
-            429: _error("too_many_challenges, throttled"),
-            503: _error("gateway_not_ready"),
+            400: error_response(
+                "statement_invalid, signature_invalid, statement_wrong_gateway, address_invalid, invalid"
+            ),
+            403: error_response("owner_limit_reached"),
+            409: error_response("name_taken, name_confusable, name_reserved"),
+            429: error_response("too_many_challenges, throttled"),
+            503: error_response("gateway_not_ready"),
         },
     )
     def post(self, request: Request) -> Response:

@@ -16,6 +16,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
+from core.admin import ReadOnlyAdmin
 from core.errors import DomainError
 from mns_client.protocol.errors import MNSError
 from registry import services
@@ -63,7 +64,8 @@ class AuditInline(admin.TabularInline):
 
 
 @admin.register(NameRecord)
-class NameRecordAdmin(admin.ModelAdmin):
+class NameRecordAdmin(ReadOnlyAdmin):
+    # Keys and statements are the owner's, and the statement chain is kept for ever: staff act through the actions.
     list_display = ("name", "status", "short_owner", "seq", "status_changed_at", "updated_at")
     list_filter = ("status",)
     search_fields = ("name", "=owner_key", "=box_key")
@@ -71,15 +73,6 @@ class NameRecordAdmin(admin.ModelAdmin):
     inlines = (StatementInline, AuditInline)
     actions = ("suspend", "restore", "reserve", "unreserve")
     change_list_template = "admin/registry/namerecord/change_list.html"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False  # keys and statements are the owner's; staff act through the actions below
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False  # the statement chain is kept for ever
 
     def has_moderate_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(MODERATE_PERMISSION)
@@ -166,18 +159,9 @@ def _describe(error: MNSError) -> str:
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdmin):
     list_display = ("at", "name", "action", "actor_username", "reason", "status_before", "status_after")
     list_filter = ("action",)
     search_fields = ("name", "actor_username", "reason")
     readonly_fields = [field.name for field in AuditEntry._meta.fields]
     date_hierarchy = "at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False

@@ -8,9 +8,8 @@ from typing import Any
 
 from core.errors import DomainError
 from maxima.routing import InboundMessage
-from mns_client.protocol.codecs import parse_public_key, public_key_hex
-from mns_client.protocol.errors import CodecError
-from mns_client.protocol.statements import SignedStatement
+from mns_client.protocol.codecs import canonical_public_key
+from mns_client.protocol.statements import statement_message
 from registry import selectors, services
 
 
@@ -20,16 +19,9 @@ def statement_received(message: InboundMessage, body: dict[str, Any]) -> None:
     Accepted only when Maxima's verified sender is the statement's owner; then it is exactly the REST path's
     ``statement_apply``. A statement already in the history (a redelivered message) is not applied again.
     """
-    signed = SignedStatement.from_dict({"statement": body.get("statement"), "signature": body.get("signature")})
-    if _canonical_key(message.sender) != signed.statement.owner:
+    signed = statement_message(body)
+    if canonical_public_key(message.sender) != signed.statement.owner:
         raise DomainError("statement_wrong_sender", "A statement over Maxima must come from its owner's node.")
     if selectors.statement_is_recorded(signed=signed):
         return
     services.statement_apply(signed=signed, source="maxima")
-
-
-def _canonical_key(key: str) -> str | None:
-    try:
-        return public_key_hex(parse_public_key(key))
-    except CodecError:
-        return None

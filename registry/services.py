@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.errors import DomainError
+from core.staff import required_reason
 from federation.services import op_append
 from maxima.selectors import gateway_identity_key as node_identity_key
 from mns_client.protocol.codecs import to_hex
@@ -351,10 +352,7 @@ def _check_no_lookalike(name: str) -> None:
 
 
 def _required_reason(reason: str) -> str:
-    reason = (reason or "").strip()
-    if not reason:
-        raise DomainError("reason_required", "Say why: staff actions on names need a reason.")
-    return reason
+    return required_reason(reason, acting_on="names")
 
 
 def _audit(

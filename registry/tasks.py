@@ -5,7 +5,7 @@ from celery import shared_task
 from registry import services
 
 
-@shared_task(name="registry.tasks.name_holds_expire", ignore_result=True)
+@shared_task(name="registry.name_holds_expire", ignore_result=True)
 def name_holds_expire(*, seconds: int) -> int:
     """Scheduled every minute by beat: free the names whose owner never answered the handshake in time.
 

@@ -13,11 +13,9 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import APIView, ListAPIView
+from core.api import THROTTLES, APIView, ListAPIView, error_response
 from core.errors import DomainError
 from core.pagination import CursorPagination
-from core.schema import ErrorSerializer
-from core.throttling import PerIPThrottle, ScopedThrottle
 from mns_client.protocol.names import normalise
 from registry import gates, selectors, services
 from registry.models import NameRecord, StatementRecord
@@ -31,7 +29,6 @@ from registry.serializers import (
     record_representation,
 )
 
-THROTTLES = [PerIPThrottle, ScopedThrottle]
 CACHE_CONTROL = "public, max-age=30"
 # What a session must have been opened for, by statement op (the handshake's purposes, DESIGN §4).
 SESSION_PURPOSES = {"update": {"rotate"}, "release": {"delete"}}
@@ -39,10 +36,6 @@ SESSION_PURPOSES = {"update": {"rotate"}, "release": {"delete"}}
 NAME_PARAMETER = OpenApiParameter(
     "name", str, OpenApiParameter.PATH, description="The name in any spelling: it is normalised (NFKC, case-folded)."
 )
-
-
-def _error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(ErrorSerializer, description=description)
 
 
 class NameView(APIView):
@@ -60,13 +53,13 @@ class NameView(APIView):
         responses={
             200: NameRecordSerializer,
             304: OpenApiResponse(description="Not modified: the ETag in If-None-Match is still current."),
-            400: _error("name_invalid, name_empty or name_too_long: the input is not a name."),
-            403: _error("name_suspended: the gateway's staff suspended this name."),
-            404: _error(
+            400: error_response("name_invalid, name_empty or name_too_long: the input is not a name."),
+            403: error_response("name_suspended: the gateway's staff suspended this name."),
+            404: error_response(
                 "name_not_found: no such name; name_pending: being registered, not confirmed yet; "
                 "name_reserved: reserved (built in, by staff, a look-alike of a reserved name, or 1-2 characters)."
             ),
-            410: _error("name_released: its owner released it; the signed release is in the history."),
+            410: error_response("name_released: its owner released it; the signed release is in the history."),
         },
     )
     def get(self, request: Request, name: str) -> Response:
@@ -139,11 +132,11 @@ class StatementsView(APIView):
         request=SignedStatementSerializer,
         responses={
             201: NameRecordSerializer,
-            400: _error("statement_invalid, signature_invalid, statement_stale_seq, statement_wrong_owner, …"),
-            401: _error("session_required: a handshake session for this name and purpose is needed."),
-            403: _error("name_suspended"),
-            404: _error("name_not_found"),
-            409: _error("name_pending: the name is not confirmed yet."),
+            400: error_response("statement_invalid, signature_invalid, statement_stale_seq, statement_wrong_owner, …"),
+            401: error_response("session_required: a handshake session for this name and purpose is needed."),
+            403: error_response("name_suspended"),
+            404: error_response("name_not_found"),
+            409: error_response("name_pending: the name is not confirmed yet."),
         },
     )
     def post(self, request: Request, name: str) -> Response:

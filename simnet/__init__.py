@@ -14,5 +14,6 @@ or from the command line: ``python manage.py simnet --nodes 2 --base-port 9100``
 from simnet.control import ControlServer
 from simnet.network import SimNetwork
 from simnet.node import Faults, SimNode
+from simnet.sending import SendTiming
 
-__all__ = ["ControlServer", "Faults", "SimNetwork", "SimNode"]
+__all__ = ["ControlServer", "Faults", "SendTiming", "SimNetwork", "SimNode"]

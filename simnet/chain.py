@@ -5,9 +5,12 @@ scripts the gateway uses are recognised and their rules enforced: a wallet key's
 the owner-locked bulletin script of REFERENCE §5 (port 0 kept, signed by ``PREVSTATE(0)``, same amount, token and
 address sent back with its state). ``RETURN TRUE`` always passes; any other script fails the script check.
 
-Invariants: a coin is spendable only once it is mined (``created`` ≤ the current block) and while no mempool
-transaction spends it; a token's final id exists only after the block that mines its ``tokencreate`` (before that,
-replies show a provisional id, as real nodes do). All mutation happens under ``Chain.lock``.
+Invariants: a wallet spends a coin (``send``, ``tokencreate``) only once it is ``confirmations`` blocks deep
+(``block - created``, 3 on real nodes: fixtures 141-149d) and while no mempool transaction spends it; ``balance``
+counts coins by depth alone and is blind to the mempool (fixtures 144, 148); a ``txn*`` batch is not depth-checked
+(no fixture shows what a real node answers to a young input; the gateway waits for depth anyway); a token's final
+id exists only after the block that mines its ``tokencreate`` (before that, replies show a provisional id, as real
+nodes do). All mutation happens under ``Chain.lock``.
 """
 
 import hashlib
@@ -37,6 +40,14 @@ _SIGNEDBY = re.compile(r"RETURN SIGNEDBY\((0x[0-9A-Fa-f]+)\)")
 
 class ChainError(Exception):
     """A transaction the chain refuses; the text is shown to the RPC caller."""
+
+
+class NoCoins(ChainError):
+    """No coin of the token is deep enough to spend: the node answers ``error`` (fixtures 141, 146, 149b, 189)."""
+
+
+class InsufficientFunds(ChainError):
+    """Deep coins exist but too few are free of the mempool: the node answers ``message``, not ``error`` (142, 160)."""
 
 
 def h(*parts: str | bytes | int) -> str:
@@ -234,7 +245,10 @@ class Pending:
 class Chain:
     """The chain all nodes of one SimNetwork share."""
 
-    def __init__(self) -> None:
+    def __init__(self, confirmations: int = 3) -> None:
+        if confirmations < 0:
+            raise ValueError("confirmations cannot be negative")
+        self.confirmations = confirmations
         self.lock = threading.RLock()
         self.block = 1
         self.hashes: dict[int, str] = {1: block_hash(1, now_ms())}
@@ -308,13 +322,22 @@ class Chain:
     def in_mempool(self, coinid: str) -> bool:
         return any(coinid == c.coinid for p in self.mempool for c in p.txn.inputs)
 
-    def spendable(self, addresses: set[str], tokenid: str) -> list[Coin]:
+    def deep(self, coin: Coin) -> bool:
+        """Whether ``coin`` has the depth a wallet needs to spend it (``confirmations`` blocks)."""
+        return self.block - coin.created >= self.confirmations
+
+    def wallet_coins(self, addresses: set[str], tokenid: str) -> list[Coin]:
+        """The mined, unspent coins of ``tokenid`` at ``addresses``, at any depth, mempool or not."""
         with self.lock:
-            return [
-                c
-                for c in self.unspent()
-                if c.address in addresses and c.tokenid == tokenid and not self.in_mempool(c.coinid)
-            ]
+            return [c for c in self.unspent() if c.address in addresses and c.tokenid == tokenid]
+
+    def spendable(self, addresses: set[str], tokenid: str) -> list[Coin]:
+        """The coins a wallet may spend now: deep enough (else ``NoCoins``), minus those a mempool txn spends."""
+        with self.lock:
+            deep = [c for c in self.wallet_coins(addresses, tokenid) if self.deep(c)]
+            if not deep:
+                raise NoCoins(f"No Coins of tokenid:{tokenid} available!")
+            return [c for c in deep if not self.in_mempool(c.coinid)]
 
     def token(self, tokenid: str) -> Token | None:
         return self.tokens.get(tokenid)

@@ -10,6 +10,8 @@ from simnet.chain import (
     TOTAL_SUPPLY,
     ChainError,
     Coin,
+    InsufficientFunds,
+    NoCoins,
     StateVar,
     Token,
     Txn,
@@ -122,6 +124,13 @@ def newscript(node: "SimNode", params: Params, reply: Reply) -> None:
     reply["response"] = _address_json(script, simple=False, default=False, publickey="0x00", track=track)
 
 
+def newaddress(node: "SimNode", params: Params, reply: Reply) -> None:
+    """A fresh wallet key and its simple address (fixture 140)."""
+    key = node.new_wallet_key()
+    script = f"RETURN SIGNEDBY({key})"
+    reply["response"] = _address_json(script, simple=True, default=False, publickey=key, track=True)
+
+
 def tokens(node: "SimNode", params: Params, reply: Reply) -> None:
     minima = {"name": "Minima", "tokenid": MINIMA_TOKENID, "total": TOTAL_SUPPLY, "decimals": 44, "scale": 1}
     with node.chain.lock:
@@ -138,9 +147,14 @@ def tokens(node: "SimNode", params: Params, reply: Reply) -> None:
 # ------------------------------------------------------------------------------------------------- spending
 
 
-def select_coins(node: "SimNode", tokenid: str, needed: Decimal) -> list[Coin]:
-    """Smallest-first coins of this node's wallet for ``needed`` (coin units); raises when there is not enough."""
-    available = sorted(node.chain.spendable(node.wallet_addresses(), tokenid), key=lambda c: c.amount)
+def select_coins(node: "SimNode", tokenid: str, needed: Decimal, addresses: set[str] | None = None) -> list[Coin]:
+    """Smallest-first deep coins of this wallet (or of ``addresses``) for ``needed`` (coin units).
+
+    Raises ``NoCoins`` when no coin is deep enough, ``InsufficientFunds`` (its text: what there is, in token
+    units) when the deep coins free of the mempool do not add up to ``needed``.
+    """
+    wallet = node.wallet_addresses() if addresses is None else addresses
+    available = sorted(node.chain.spendable(wallet, tokenid), key=lambda c: c.amount)
     chosen, total = [], Decimal(0)
     for coin in available:
         if total >= needed:
@@ -148,8 +162,7 @@ def select_coins(node: "SimNode", tokenid: str, needed: Decimal) -> list[Coin]:
         chosen.append(coin)
         total += coin.amount
     if total < needed or not chosen:
-        have = sum((c.tokenamount() for c in available), Decimal(0))
-        raise ChainError(f"Insufficient funds.. you only have {fmt(have)}")
+        raise InsufficientFunds(fmt(sum((c.tokenamount() for c in available), Decimal(0))))
     return chosen
 
 
@@ -187,24 +200,37 @@ def _state_param(params: Params) -> list[StateVar]:
     return sorted((StateVar.parse(int(port), value) for port, value in raw.items()), key=lambda s: s.port)
 
 
-def _address_param(params: Params) -> str:
-    text = params.get("address")
+def _address_param(params: Params, name: str = "address") -> str:
+    text = params.get(name)
     if text.startswith("Mx"):
         from mns_client.protocol.codecs import mx_decode
 
         return "0x" + mx_decode(text).hex().upper()
-    return "0x" + hex_param(text).hex().upper()
+    try:
+        return "0x" + hex_param(text).hex().upper()
+    except CommandError:  # the wallet's own MiniData parse (fixture 163), not maxima's hex check
+        raise CommandError(f"java.lang.NumberFormatException: Invalid HEX string in decode16 : {text}") from None
 
 
 def send(node: "SimNode", params: Params, reply: Reply) -> None:
+    """Pay from this wallet's deep coins (or ``fromaddress``'s): the node's checks in its order (fixtures 141-163)."""
     chain = node.chain
     tokenid = params.opt("tokenid", MINIMA_TOKENID)
     try:
-        amount, token = chain.coin_amount(tokenid, parse_amount(params.get("amount")))
+        wanted = parse_amount(params.get("amount"))
+        if wanted <= 0:
+            raise ChainError(f"Invalid Minima amount to send.. {fmt(wanted)}")
+        amount, token = chain.coin_amount(tokenid, wanted)
         address = _address_param(params)
+        source = {_address_param(params, "fromaddress")} if params.has("fromaddress") else None
         txn = Txn(state=_state_param(params))
         with chain.lock:
-            txn.inputs = [c.copy() for c in select_coins(node, tokenid, amount)]
+            try:
+                txn.inputs = [c.copy() for c in select_coins(node, tokenid, amount, source)]
+            except InsufficientFunds as short:
+                reply["status"] = False
+                reply["message"] = f"Insufficient funds.. you only have {short} require:{fmt(wanted)}"
+                return
             change = sum((c.amount for c in txn.inputs), Decimal(0)) - amount
             storestate = params.boolean("storestate", True)
             txn.outputs.append(Coin("0x00", amount, address, tokenid, token, storestate))
@@ -239,6 +265,7 @@ def tokencreate(node: "SimNode", params: Params, reply: Reply) -> None:
         raise CommandError("Decimal must be between 0 and 16")
     try:
         total = parse_amount(params.get("amount"))
+        burn = parse_amount(params.get("burn")) if params.has("burn") else Decimal(0)
     except ChainError as exc:
         raise CommandError(str(exc)) from None
     scale = MAX_SCALE - decimals
@@ -248,14 +275,16 @@ def tokencreate(node: "SimNode", params: Params, reply: Reply) -> None:
     token.tokenid = token.final_id("0x00", 0)
     with chain.lock:
         try:
-            inputs = select_coins(node, MINIMA_TOKENID, colour)
-        except ChainError as exc:
+            inputs = select_coins(node, MINIMA_TOKENID, colour + burn)
+        except NoCoins:
+            raise CommandError("No Minima Coins available!") from None
+        except InsufficientFunds as short:  # no "require:" here (fixture 161)
             reply["status"] = False
-            reply["message"] = str(exc)
+            reply["message"] = f"Insufficient funds.. you only have {short}"
             return
         txn = Txn(inputs=[c.copy() for c in inputs], state=_state_param(params))
         txn.outputs.append(Coin("0x00", colour, node.default_address, CREATE_TOKENID, token, True))
-        change = sum((c.amount for c in txn.inputs), Decimal(0)) - colour
+        change = sum((c.amount for c in txn.inputs), Decimal(0)) - colour - burn
         if change > 0:
             change_address = script_address(f"RETURN SIGNEDBY({node.wallet_keys[1]})")
             txn.outputs.append(Coin("0x00", change, change_address, MINIMA_TOKENID, None, False))
@@ -264,6 +293,40 @@ def tokencreate(node: "SimNode", params: Params, reply: Reply) -> None:
             reply["response"] = sign_and_post(node, txn)
         except ChainError as exc:
             raise CommandError(str(exc)) from None
+
+
+def balance(node: "SimNode", params: Params, reply: Reply) -> None:
+    """Per token: ``confirmed`` (coins ``confirmations`` deep), ``unconfirmed`` (mined, not yet deep), ``sendable``
+    (confirmed at the wallet's own addresses), the coin count; blind to the mempool (fixtures 144-149c).
+    Minima is always listed first, with zeros on an empty wallet."""
+    chain = node.chain
+    with chain.lock:
+        relevant, own = node.relevant_addresses(), node.wallet_addresses()
+        coins = [c for c in chain.unspent() if c.address in relevant and c.created <= chain.block]
+        tokenids = list(dict.fromkeys([MINIMA_TOKENID, *(c.tokenid for c in coins)]))
+        if params.has("tokenid"):
+            wanted = params.get("tokenid").upper()
+            tokenids = [next((t for t in tokenids if t.upper() == wanted), params.get("tokenid"))]
+        reply["response"] = [_balance_row(chain, tokenid, coins, own) for tokenid in tokenids]
+
+
+def _balance_row(chain: Any, tokenid: str, coins: list[Coin], own: set[str]) -> dict[str, Any]:
+    mine = [c for c in coins if c.tokenid == tokenid]
+    deep = [c for c in mine if chain.deep(c)]
+
+    def total(found: list[Coin]) -> str:
+        return fmt(sum((c.tokenamount() for c in found), Decimal(0)))
+
+    token = chain.token(tokenid)
+    return {
+        "token": "Minima" if token is None else token.name,
+        "tokenid": tokenid,
+        "confirmed": total(deep),
+        "unconfirmed": total([c for c in mine if not chain.deep(c)]),
+        "sendable": total([c for c in deep if c.address in own]),
+        "coins": str(len(mine)),
+        "total": TOTAL_SUPPLY if token is None else fmt(token.total),
+    }
 
 
 def coins(node: "SimNode", params: Params, reply: Reply) -> None:

@@ -7,7 +7,6 @@ concurrently, so the node's mutable state is guarded by ``self.lock``. The lock 
 
 import json
 import logging
-import os
 import queue
 import threading
 import time
@@ -20,6 +19,7 @@ from mns_client.protocol import crypto
 from mns_client.protocol.codecs import MaximaAddress, from_hex, mx_encode, to_hex
 from simnet import p2p
 from simnet.chain import Chain, Coin, Txn, miniaddress, script_address
+from simnet.commands import CommandError
 from simnet.httpserver import RpcServer
 from simnet.message import (
     MAX_PACKAGE_SIZE,
@@ -29,7 +29,8 @@ from simnet.message import (
     package_size,
     seal_package,
 )
-from simnet.util import java_date, now_ms, random_bytes
+from simnet.sending import SendPipeline, SendTiming
+from simnet.util import java_date, now_ms, random_bytes, write_file_atomic
 from simnet.webhooks import WebhookDispatcher
 
 if TYPE_CHECKING:
@@ -90,6 +91,7 @@ class SimNode:
         commands: dict[str, "CommandSpec"],
         rpc_password: str | None = None,
         state_file: Path | None = None,
+        send_timing: SendTiming | None = None,
     ) -> None:
         self.network = network
         self.index = index
@@ -102,7 +104,10 @@ class SimNode:
         self.runtime_password: str | None = None
         self.state_file = state_file
         self.lock = threading.RLock()
+        self._save_lock = threading.Lock()
+        self._saved_text: str | None = None
         self.faults = Faults()
+        self.sends = SendPipeline(send_timing if send_timing is not None else SendTiming())
         self.webhook_log: list[tuple[str, int | Exception]] = []
         self.started_at = now_ms()
         self.name = "noname"
@@ -123,10 +128,16 @@ class SimNode:
         self._hooks: WebhookDispatcher | None = None
         self._poll: queue.Queue[tuple[MaximaMessage, str, int, int] | None] | None = None
         self._poll_thread: threading.Thread | None = None
+        self._mls_stop: threading.Event | None = None
+        self.wallet_count = 2
         self._new_keys()
+        # A node that ran before (started again here, or loaded from its state) comes back with an empty MLS
+        # table: real nodes keep it in memory (see ``mls_loop``).
+        self._ran_before = False
         if state_file is not None and state_file.exists():
             self._load(json.loads(state_file.read_text()))
-        self.wallet_keys = chain.register_wallet(self.wallet_secret)
+            self._ran_before = True
+        self.wallet_keys = chain.register_wallet(self.wallet_secret, self.wallet_count)
         chain.genesis_coin(self.default_address)
 
     # ------------------------------------------------------------------------------------ identity
@@ -174,6 +185,14 @@ class SimNode:
     def default_address(self) -> str:
         return script_address(f"RETURN SIGNEDBY({self.default_key})")
 
+    def new_wallet_key(self) -> str:
+        """One more wallet key (``newaddress``), kept across restarts with ``--state``."""
+        with self.lock:
+            self.wallet_count += 1
+            self.wallet_keys = self.chain.register_wallet(self.wallet_secret, self.wallet_count)
+        self.save()
+        return self.wallet_keys[-1]
+
     def wallet_addresses(self) -> set[str]:
         return {script_address(f"RETURN SIGNEDBY({key})") for key in self.wallet_keys}
 
@@ -212,13 +231,19 @@ class SimNode:
             self._poll_thread = threading.Thread(target=self._poll_loop, args=(self._poll,), daemon=True)
             self._poll_thread.start()
             self._rpc = RpcServer(self.host, self.rpc_port, self.run_command, self.password)
-        self.register_with_mls_async()
+            self._mls_stop = threading.Event()
+            first = self.network.mls_gap if self._ran_before else 0.0
+            self._ran_before = True
+            threading.Thread(target=self.mls_loop, args=(self._mls_stop, first), daemon=True).start()
 
     def stop(self) -> None:
         """Close both ports (connections are refused), drop queued events and poll sends; keys and hooks stay."""
         with self.lock:
             rpc, p2p_server, hooks, poll = self._rpc, self._p2p, self._hooks, self._poll
             self._rpc = self._p2p = self._hooks = self._poll = None
+            if self._mls_stop is not None:
+                self._mls_stop.set()
+            self.mls_registry.clear()  # in memory only, as on real nodes
         if rpc is not None:
             rpc.close()
         if p2p_server is not None:
@@ -273,6 +298,13 @@ class SimNode:
         package = seal_package(message, self.identity_private)
         return p2p.exchange(host, port, p2p.KIND_MESSAGE, package)
 
+    def send_package(self, message: MaximaMessage, package: bytes, host: str, port: int) -> tuple[bytes, float]:
+        """Send a sealed package through this node's send pipeline (simnet.sending); returns the receiver's answer
+        and the seconds until the package left the pipeline. A package over the limit is refused at once, as on a
+        real node (fixture 19: 31 ms for 300 000 bytes), so only its base time counts."""
+        size = len(message.data) if package_size(package) <= MAX_PACKAGE_SIZE else 0
+        return self.sends.send(size, lambda: p2p.exchange(host, port, p2p.KIND_MESSAGE, package))
+
     def queue_poll(self, message: MaximaMessage, host: str, port: int, delay_ms: int) -> None:
         poll = self._poll
         if poll is None:
@@ -296,7 +328,7 @@ class SimNode:
             if delay_ms > 0:
                 time.sleep(delay_ms / 1000)
             try:
-                self.deliver(message, host, port)
+                self.send_package(message, seal_package(message, self.identity_private), host, port)
             except p2p.TransportError as exc:
                 logger.info("simnet node %s: poll send lost (%s)", self.index, exc)
 
@@ -384,15 +416,35 @@ class SimNode:
         except p2p.TransportError as exc:
             logger.info("simnet node %s: MLS registration failed (%s)", self.index, exc)
 
+    def mls_loop(self, stop: threading.Event, first: float) -> None:
+        """Register with our MLS, then again every ``network.mls_gap`` seconds while running.
+
+        Real nodes register on their Maxima loop (``MAXIMA_LOOP``, 3 min, then ``MAXIMA_REFRESH``, 60 s), so after a
+        restart a node's ``MAX#`` address does not resolve through its MLS for about 4.5 minutes (fixture ``178b``:
+        ``getaddress`` fails, sends fail ``MAX address invalid..``), and a node whose MLS restarted is found again
+        only once its own loop registers it anew. A first start registers at once.
+        """
+        if stop.wait(first):
+            return
+        while not stop.is_set():
+            self.register_with_mls()
+            if stop.wait(self.network.mls_gap or 60.0):
+                return
+
     def register_with_mls_async(self) -> None:
         self.send_async(self.register_with_mls)
 
     def lookup_via_mls(self, target_hex: str, mls: MaximaAddress) -> dict[str, Any]:
+        """The MLS's answer for a key (``{}`` when it does not know it); an MLS whose process is gone makes the
+        command fail as on real nodes (fixtures 174, 175: ``java.net.ConnectException: Connection refused``)."""
         request = json.dumps({"publickey": target_hex, "requester": self.publickey_hex}).encode()
         try:
             answer = p2p.exchange(mls.host, mls.port, p2p.KIND_MLS_LOOKUP, request)
+        except p2p.TransportError as exc:
+            raise CommandError(str(exc)) from None
+        try:
             result = json.loads(answer)
-        except (p2p.TransportError, ValueError):
+        except ValueError:
             return {}
         return result if isinstance(result, dict) else {}
 
@@ -431,21 +483,28 @@ class SimNode:
     # ------------------------------------------------------------------------------------ persistence
 
     def save(self) -> None:
+        """Write the node's state file if it changed since the last save; safe from any number of threads.
+
+        Every RPC command ends here, and commands run concurrently: saves are serialised by ``_save_lock``, and each
+        one dumps the state inside it, so the last file written holds the latest state (an earlier dump can never
+        replace a later one). The node's own lock is held only while dumping, not across the disk write.
+        """
         if self.state_file is None:
             return
-        with self.lock:
-            data = self._dump()
-        tmp = self.state_file.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle)
-        os.replace(tmp, self.state_file)
+        with self._save_lock:
+            with self.lock:
+                text = json.dumps(self._dump())
+            if text == self._saved_text:
+                return
+            write_file_atomic(self.state_file, text)
+            self._saved_text = text
 
     def _dump(self) -> dict[str, Any]:
         return {
             "identity_private": to_hex(self.identity_private),
             "mls_private": to_hex(self.mls_private),
             "wallet_secret": to_hex(self.wallet_secret),
+            "wallet_count": self.wallet_count,
             "name": self.name,
             "icon": self.icon,
             "hooks": self.hooks,
@@ -463,6 +522,7 @@ class SimNode:
         self.mls_private = from_hex(data["mls_private"])
         self.mls_public = crypto.maxima_public_key(self.mls_private)
         self.wallet_secret = from_hex(data["wallet_secret"])
+        self.wallet_count = int(data.get("wallet_count", 2))
         self.name, self.icon = data["name"], data["icon"]
         self.hooks = list(data["hooks"])
         self.contacts = [Contact(**c) for c in data["contacts"]]

@@ -24,6 +24,8 @@ _SPECS = (
     CommandSpec("webhooks", ("action", "hook", "filter", "enable"), cmd_misc.webhooks),
     CommandSpec("rpc", ("enable", "password", "ssl", "action", "username", "mode"), cmd_misc.rpc),
     CommandSpec("getaddress", ("createall",), cmd_chain.getaddress),
+    CommandSpec("newaddress", (), cmd_chain.newaddress),
+    CommandSpec("balance", ("address", "tokenid", "tokendetails", "confirmations", "megammr"), cmd_chain.balance),
     CommandSpec("newscript", ("script", "trackall", "clean"), cmd_chain.newscript),
     CommandSpec("tokens", ("tokenid", "action", "data"), cmd_chain.tokens),
     CommandSpec(

@@ -1,8 +1,11 @@
-"""Small helpers shared by the simnet modules: Java-style dates and trimming, hashing, time."""
+"""Small helpers shared by the simnet modules: Java-style dates and trimming, hashing, time, state files."""
 
+import contextlib
 import hashlib
 import os
+import tempfile
 import time
+from pathlib import Path
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -47,3 +50,23 @@ def random_bytes(n: int = 32) -> bytes:
 def hex0x(data: bytes) -> str:
     """``MiniData.to0xString()``: ``0x`` and upper-case hex."""
     return "0x" + data.hex().upper()
+
+
+def write_file_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` (mode 0600) so a reader sees the old file or the new one, never a mix.
+
+    Each call writes its own temporary file in the same directory (two writers at once never share one, which
+    lost RPC answers when they did: one writer's rename took the other's file away), syncs it, then renames it.
+    Callers that must not let an older state overwrite a newer one serialise their calls themselves.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -46,14 +46,16 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from core.limits import GUNICORN_LIMITS
+from core.processes import celery_worker_command
 from testsupport import REPO, stack
-from testsupport.processes import RedisServer, free_port, wait_for
+from testsupport.processes import RedisServer, children, free_port, wait_for
 
 GATEWAY_NAMES = "abcdefghijklmnopqrstuvwxyz"
 REQUIRE_SERVICES = os.environ.get("MNS_REQUIRE_SERVICES", "") == "1"
 
 # Fast loops: the tests wait on these, and they are a few seconds in production. The single gateway's set
 # (testsupport.stack), and the loops a network's health and catch-up wait on as well.
+MLS_GAP = 3.0
 FAST = {
     **stack.FAST,
     "MNS_OUTBOX_BACKOFF_MAX_SECONDS": "2",
@@ -211,8 +213,8 @@ class Gateway:
     def worker_children(self) -> list[int]:
         """The pids under the Celery main process (supervise -> celery -> these): its pool processes and its
         embedded beat, for tests that kill the work in flight (the supervisor and Celery itself stay)."""
-        celery = _children(self.worker.pid) if self.worker.pid else []
-        return [pid for main in celery for pid in _children(main)]
+        celery = children(self.worker.pid) if self.worker.pid else []
+        return [pid for main in celery for pid in children(main)]
 
     # -- HTTP
 
@@ -352,7 +354,11 @@ class GatewayCluster:
         self.redis = RedisServer(free_port(), self.folder)
         self.redis.start()
         databases = self._make_databases() if self.database_urls is None else list(self.database_urls)
-        self.net = SimNetwork(nodes=self.gateways_count + self.users_count, block_interval=self.block_interval)
+        # A restarted gateway's MAX# address is dark for this long (4.5 minutes on real nodes; shortened here, the
+        # outbox and health handle it the same way whatever its length).
+        self.net = SimNetwork(
+            nodes=self.gateways_count + self.users_count, block_interval=self.block_interval, mls_gap=MLS_GAP
+        )
         self.net.start()
         for index in range(self.gateways_count):
             self.gateways.append(self._make_gateway(index, databases[index]))
@@ -468,10 +474,12 @@ class GatewayCluster:
         env.update(self.extra_env)
         web_args = [sys.executable, "-m", "gunicorn", "mns_site.wsgi", "--bind", f"127.0.0.1:{web_port}"]
         web_args += ["--workers", str(self.web_workers), "--log-level", "warning", *GUNICORN_LIMITS]
-        worker_args = [sys.executable, "-m", "core.supervise", "--", sys.executable, "-m", "celery"]
-        worker_args += ["-A", "mns_site", "worker", "-l", "info", "--concurrency", str(self.worker_concurrency)]
-        worker_args += ["--without-gossip", "--without-mingle", "--pool", "prefork", "-n", f"{name}@%h"]
-        worker_args += ["--beat", "--schedule", str(var_dir / "beat-schedule")]
+        worker_args = celery_worker_command(
+            concurrency=self.worker_concurrency,
+            beat_schedule=var_dir / "beat-schedule",
+            supervised=True,
+            hostname=f"{name}@%h",
+        )
         return Gateway(
             index=index,
             name=name,
@@ -615,14 +623,6 @@ class GatewayCluster:
             text=True,
             timeout=timeout,
         )
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            found += [int(child) for child in (task / "children").read_text().split()]
-    return found
 
 
 def _drop_abandoned(conn: Any) -> None:

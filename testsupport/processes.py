@@ -1,5 +1,6 @@
 """Start the gateway's real processes (Celery worker, gunicorn, simnet) from tests, and wait on them."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from core.limits import GUNICORN_LIMITS
+from core.processes import celery_worker_command
 from testsupport import REPO
 
 
@@ -54,24 +56,18 @@ def process(args: list[str], *, env: dict[str, str], log: Path) -> Iterator[subp
 def celery_worker(
     *, env: dict[str, str], log: Path, concurrency: int = 1, beat: bool = False, supervised: bool = False
 ) -> list[str]:
-    """The worker command line; ``supervised`` restarts it whenever it dies, as systemd would in production."""
-    args = [sys.executable, "-m", "core.supervise", "--"] if supervised else []
-    args += [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "mns_site",
-        "worker",
-        "-l",
-        "info",
-        "--concurrency",
-        str(concurrency),
-    ]
-    args += ["--without-gossip", "--without-mingle", "--pool", "prefork"]
-    if beat:
-        args += ["--beat", "--schedule", str(log.with_suffix(".schedule"))]
-    return args
+    """The worker command line (``core.processes``), its beat schedule (if any) next to its log."""
+    schedule = log.with_suffix(".schedule") if beat else None
+    return celery_worker_command(concurrency=concurrency, beat_schedule=schedule, supervised=supervised)
+
+
+def children(pid: int) -> list[int]:
+    """The pids of the processes ``pid`` started (from ``/proc``); none once it is gone."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return found
 
 
 def wait_for(condition: Callable[[], object], *, timeout: float, what: str, log: Path | None = None) -> object:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import requests
 
+from core.processes import celery_beat_command
 from mns_client.protocol.rpc import MinimaRPC
 from testsupport import REPO
 from testsupport.nodes import Network
@@ -94,9 +95,7 @@ def live_gateway(
         running.enter_context(process(gunicorn(bind=url.removeprefix("http://")), env=env, log=logs["web"]))
         worker_process = running.enter_context(process(worker, env=env, log=logs["worker"]))
         if separate_beat:
-            beat = [sys.executable, "-m", "celery", "-A", "mns_site", "beat", "-l", "info"]
-            beat += ["--schedule", str(tmp / "beat")]
-            running.enter_context(process(beat, env=env, log=logs["beat"]))
+            running.enter_context(process(celery_beat_command(schedule=tmp / "beat"), env=env, log=logs["beat"]))
         gateway = LiveGateway(url, env, logs, worker_process)
         node = MinimaRPC(net.nodes[0].rpc_url)
         wait_for(

@@ -73,7 +73,17 @@ def imports(name: str, path: Path) -> list[tuple[int, str]]:
                 base = ".".join([*parent, base] if base else parent)
             found.append((node.lineno, base))
             found += [(node.lineno, f"{base}.{alias.name}") for alias in node.names]
+        elif _is_dynamic_import(node):
+            found.append((node.lineno, node.args[0].value))
     return found
+
+
+def _is_dynamic_import(node: ast.AST) -> bool:
+    """``importlib.import_module("x")``, ``__import__("x")``, Django's ``import_string("x.y")`` with a literal."""
+    if not isinstance(node, ast.Call) or not node.args or not isinstance(node.args[0], ast.Constant):
+        return False
+    name = getattr(node.func, "attr", getattr(node.func, "id", ""))
+    return name in {"import_module", "__import__", "import_string"} and isinstance(node.args[0].value, str)
 
 
 def violations() -> list[str]:
@@ -88,6 +98,22 @@ def violations() -> list[str]:
             elif theirs is not None and theirs != mine and theirs not in ALLOWED[mine]:
                 wrong.append(f"{where}: {mine} may not import {theirs}")
     return sorted(set(wrong))
+
+
+# Top-level files and folders that hold no code of a part.
+NOT_PARTS = {"conftest.py", "manage.py", "gunicorn.conf.py", "docs", "var", ".venv", "node_modules", "dapp", "interop"}
+
+
+def test_every_top_level_package_is_a_part() -> None:
+    """A new top-level package must be placed in the layers, or its imports (and imports of it) go unchecked."""
+    tops = {path.relative_to(ROOT).parts[0] for path in ROOT.rglob("*.py")}
+    assert tops - set(ALLOWED) - {"mns_client"} - NOT_PARTS == set()
+
+
+def test_a_dynamic_import_with_a_literal_is_read_as_an_import(tmp_path: Path) -> None:
+    path = tmp_path / "x.py"
+    path.write_text("import importlib\nimportlib.import_module('registration.services')\n__import__('mailboxes')\n")
+    assert {module for _line, module in imports("core.x", path)} >= {"registration.services", "mailboxes"}
 
 
 def test_every_import_goes_down_the_layers() -> None:

@@ -351,6 +351,42 @@ export function checkLetter(letter) {
   return letter;
 }
 
+/**
+ * The first key written twice in one object of a valid JSON `text`, or null. `JSON.parse` keeps the last copy and
+ * Python's the last too, but other readers keep the first: such a text has no one meaning, so it is refused, as
+ * the Python core's `fields.loads` refuses it (docs/protocol.md, "One spelling, in every wire format").
+ */
+export function repeatedKey(text) {
+  const open = []; // a Set of the keys seen for each open object, null for each open array
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const char = text[i];
+    if (char === '"') {
+      let end = i + 1;
+      while (text[end] !== '"') end += text[end] === "\\" ? 2 : 1;
+      const keys = open[open.length - 1];
+      if (keys && expectKey) {
+        const key = JSON.parse(text.slice(i, end + 1));
+        if (keys.has(key)) return key;
+        keys.add(key);
+        expectKey = false;
+      }
+      i = end;
+    } else if (char === "{") {
+      open.push(new Set());
+      expectKey = true;
+    } else if (char === "[") {
+      open.push(null);
+    } else if (char === "}" || char === "]") {
+      open.pop();
+      expectKey = false;
+    } else if (char === ",") {
+      expectKey = open[open.length - 1] instanceof Set;
+    }
+  }
+  return null;
+}
+
 /** A letter for a body given as text (or bytes): `body` when UTF-8 text, else `body_b64`. Optional fields omitted. */
 export function makeLetter({ id, from, to, sentAt, body, subject, fromName }) {
   const letter = { v: 1, type: "letter", id, from, to, sent_at: sentAt };
@@ -391,6 +427,8 @@ export async function openLetter(plaintext, { name, deliverySender = null }) {
   if (data === null || typeof data !== "object" || Object.keys(data).sort().join() !== "letter,sig") {
     throw new Refused("envelope_invalid", "a signed letter has exactly: letter, sig");
   }
+  const twice = repeatedKey(text);
+  if (twice !== null) throw letterInvalid(twice.slice(0, 40), "is written twice");
   let signature;
   try {
     signature = fromHex(data.sig);

@@ -25,6 +25,7 @@ def publisher(net: Network, settings: object) -> MinimaRPC:
     settings.MINIMA_RPC_URL = net.nodes[0].rpc_url
     settings.MNS_PUBLISHER = True
     settings.MNS_ENTRYPOINTS_COUNT = 3
+    settings.MNS_MAXIMA_ADDRESS = f"MAX#{net.nodes[0].publickey_hex}#{net.nodes[0].address}"
     return MinimaRPC(net.nodes[0].rpc_url, timeout=10)
 
 

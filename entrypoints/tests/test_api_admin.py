@@ -145,6 +145,7 @@ def test_the_admin_action_publishes_a_new_list_and_the_page_shows_it(
 
     services.setup_run(rpc=publisher, wait_seconds=20, poll=0.05, say=lambda line: None)
     first = Publication.objects.get(seq=1)
+    net.wait_blocks(3)  # the first bulletin coin is deep enough to be spent by the rotation
 
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(CHANGELIST, {"action": "publish_now", ACTION_CHECKBOX_NAME: [first.pk]})

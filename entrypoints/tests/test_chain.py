@@ -79,8 +79,7 @@ def test_three_rotations_are_each_seen_by_a_reader_node(
 
     for round_ in range(3):
         sent = services.publish_now(rpc=publisher, rng=random.Random(round_))
-        assert sent.status == Publication.Status.SENT
-        confirmed = _confirmed(publisher, sent.seq)
+        confirmed = _confirmed(publisher, sent.seq)  # sent by the check once the coin is deep enough, then read back
         reading = _until(lambda seq=sent.seq: (r := read_from_node(reader, config)) and r.bulletin.seq == seq and r)
         assert reading.bulletin.to_dict() == confirmed.bulletin
         assert reading.coinid == confirmed.coinid
@@ -93,6 +92,23 @@ def test_three_rotations_are_each_seen_by_a_reader_node(
         assert len(keys) == 3
         assert keys <= healthy
     assert len(publisher.coins(address=setup.script_address, tokenid=setup.tokenid)) == 1  # one live bulletin
+
+
+def test_a_rotation_waits_until_the_bulletin_coin_is_deep_enough_to_spend(
+    net: SimNetwork, publisher: MinimaRPC, peers: list[Peer], settings: object
+) -> None:
+    setup = _set_up(publisher)
+    live = services.read_chain(rpc=publisher, setup=setup)
+    settings.MNS_CONFIRMATIONS = 100  # surely deeper than the coin is now
+
+    early = services.publish_now(rpc=publisher)
+    settings.MNS_CONFIRMATIONS = 3
+    net.wait_blocks(3)
+    confirmed = _confirmed(publisher, 2)
+
+    assert (early.status, early.attempts, early.txn_id, early.error) == (Publication.Status.PENDING, 0, "", "")
+    assert confirmed.input_coinid == live.coinid
+    assert confirmed.attempts == 1
 
 
 def test_a_non_owner_cannot_rewrite_the_bulletin(net: SimNetwork, publisher: MinimaRPC, peers: list[Peer]) -> None:

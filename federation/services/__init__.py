@@ -27,9 +27,9 @@ from federation.services.oplog import (
     replicas_for_new_mailbox,
 )
 from federation.services.peers import (
-    canonical_key,
     invalid_count,
     peer_heard,
+    peer_lag_sample,
     peer_pause,
     peer_remove,
     peer_resume,
@@ -44,7 +44,6 @@ __all__ = [
     "Outcomes",
     "Skip",
     "Wait",
-    "canonical_key",
     "claim_allows_confirm",
     "claim_answered",
     "claim_finished",
@@ -61,6 +60,7 @@ __all__ = [
     "ops_batch_sent",
     "ops_received",
     "peer_heard",
+    "peer_lag_sample",
     "peer_pause",
     "peer_remove",
     "peer_resume",

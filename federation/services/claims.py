@@ -13,8 +13,10 @@ from django.utils import timezone
 
 from federation import selectors
 from federation.models import Claim, Lease, Peer
-from federation.services.peers import _ms, _send, _short, canonical_key, self_key
+from federation.services.peers import _ms, _send, _short, self_key
 from mns_client.protocol import sync
+from mns_client.protocol.codecs import canonical_public_key
+from mns_client.protocol.errors import CodecError
 from mns_client.protocol.names import NameRefused, normalise
 from mns_client.protocol.names import skeleton as skeleton_of
 
@@ -119,10 +121,10 @@ def claim_received(*, peer: Peer, body: dict[str, Any]) -> str | None:
     claim_id = body["claim_id"]
     try:
         name = normalise(body["name"])
-        owner = canonical_key(body["owner"])
-        if owner is None or name != body["name"]:
-            raise NameRefused("name_invalid", "not a name in normal form, or not an owner key")
-    except NameRefused:
+        owner = canonical_public_key(body["owner"])
+        if name != body["name"]:
+            raise NameRefused("name_invalid", "not a name in normal form")
+    except (NameRefused, CodecError):
         reason: str | None = "claim_invalid"
     else:
         cap = timezone.now() + timedelta(seconds=settings.MNS_FEDERATION_CLAIM_SECONDS)

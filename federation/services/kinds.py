@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mns_client.protocol import sync
+
 Apply = Callable[[str, dict[str, Any]], str]
 Wire = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -40,15 +42,19 @@ def register(kind: str, *, apply: Apply, wire: Wire | None = None) -> None:
 
 
 def kind_of(kind: str) -> Kind:
+    """The registered kind; a kind of the protocol that no app registered fails (the batch rolls back and is
+    applied later), never counted against the peer nor skipped for good."""
     try:
         return _kinds[kind]
     except KeyError:
+        if kind in sync.KINDS:
+            raise RuntimeError(f"no app registered the {kind!r} operation kind") from None
         raise Invalid("op_kind_unknown") from None
 
 
 def for_wire(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
-    registered = _kinds.get(kind)
-    return registered.wire(payload) if registered is not None and registered.wire is not None else payload
+    registered = kind_of(kind)
+    return registered.wire(payload) if registered.wire is not None else payload
 
 
 def text(payload: dict[str, Any], key: str, limit: int = 600) -> str:

@@ -2,7 +2,7 @@
 
 import hashlib
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -12,32 +12,27 @@ from django.utils import timezone
 
 from core.errors import DomainError
 from federation import selectors
-from federation.models import Peer
+from federation.models import Peer, PeerLagSample
 from maxima.routing import Ignored, InboundMessage
 from maxima.selectors import gateway_identity_key
 from maxima.services import outbound_enqueue, outbound_nudge
 from mns_client.protocol import sync
-from mns_client.protocol.codecs import parse_address, parse_public_key, public_key_hex
+from mns_client.protocol.codecs import canonical_public_key, parse_address
 from mns_client.protocol.errors import CodecError
 
 logger = logging.getLogger(__name__)
-
-
-def canonical_key(key: str) -> str | None:
-    """``0x`` + upper-case hex of the DER, or ``None`` when ``key`` is not a Maxima identity key."""
-    try:
-        return public_key_hex(parse_public_key(key))
-    except (CodecError, TypeError, ValueError):
-        return None
 
 
 def peer_upsert(
     *, name: str, identity_key: str, address: str, api_url: str = "", permanent: bool = False, enabled: bool = True
 ) -> tuple[Peer, bool]:
     """Add a peer, or change the one of that name (idempotent: the same arguments again change nothing)."""
-    key = canonical_key(identity_key)
-    if key is None:
-        raise DomainError("peer_key_invalid", "The identity key is not a Maxima public key (0x… hex of the DER).")
+    try:
+        key = canonical_public_key(identity_key)
+    except CodecError:
+        raise DomainError(
+            "peer_key_invalid", "The identity key is not a Maxima public key (0x… hex of the DER)."
+        ) from None
     try:
         parsed = parse_address(address)
     except CodecError as exc:
@@ -109,8 +104,10 @@ def _send(peer: Peer, body: dict[str, Any], idempotency_key: str) -> None:
 def peer_heard(*, message: InboundMessage) -> Peer:
     """The enabled, unpaused peer that sent ``message`` (Maxima verified its ``from``), now marked as heard from;
     ``Ignored`` (nothing written) for anyone else."""
-    key = canonical_key(message.sender)
-    peer = selectors.peer_of_key(key=key) if key else None
+    try:
+        peer = selectors.peer_of_key(key=canonical_public_key(message.sender))
+    except CodecError:
+        peer = None
     if peer is None:
         raise Ignored("mns-sync from a key that is not an enabled peer")
     if peer.paused:
@@ -132,3 +129,21 @@ def invalid_count(*, peer: Peer, count: int, why: str) -> None:
 
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+LAG_SAMPLES_KEPT = timedelta(hours=48)
+
+
+def peer_lag_sample(*, every: int, now: datetime | None = None) -> int:
+    """Record every enabled peer's lag, unless samples were taken less than ``every`` seconds ago; drop samples
+    older than 48 hours. Returns how many were written (safe to run twice: at worst two close together)."""
+    now = now or timezone.now()
+    if PeerLagSample.objects.filter(at__gt=now - timedelta(seconds=every), at__lte=now).exists():
+        return 0
+    rows = [
+        PeerLagSample(peer=peer, at=now, lag_ops=peer.lag_ops, lag_seconds=round(selectors.lag_seconds(peer), 1))
+        for peer in Peer.objects.filter(enabled=True)
+    ]
+    PeerLagSample.objects.bulk_create(rows)
+    PeerLagSample.objects.filter(at__lt=now - LAG_SAMPLES_KEPT).delete()
+    return len(rows)

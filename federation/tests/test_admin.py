@@ -49,3 +49,21 @@ def test_operations_claims_and_leases_are_read_only(staff_client: Client, peer_b
     assert staff_client.post(f"/admin/federation/operation/{op.id}/delete/").status_code == 403
     assert not Claim.objects.exists()
     assert not Lease.objects.exists()
+
+
+def test_the_add_peer_form_asks_only_what_staff_know_about_a_peer(staff_client: Client) -> None:
+    response = staff_client.get("/admin/federation/peer/add/")
+    form = response.context["adminform"].form
+    assert response.status_code == 200
+    assert list(form.fields) == ["name", "identity_key", "address", "permanent", "api_url", "enabled"]
+    page = response.content.decode()
+    for internal in ("Waiting seq", "Waiting since", "Cursor", "Remote head", "Pushed", "Applied ops"):
+        assert internal not in page, internal
+
+
+def test_a_peers_bookkeeping_is_shown_read_only_once_it_exists(staff_client: Client, peer_b: FakePeer) -> None:  # noqa: F811
+    peer = Peer.objects.get()
+    response = staff_client.get(f"/admin/federation/peer/{peer.id}/change/")
+    form = response.context["adminform"].form
+    assert list(form.fields) == ["name", "identity_key", "address", "permanent", "api_url", "enabled"]
+    assert "Waiting seq" in response.content.decode()  # read-only, shown for diagnosis

@@ -152,6 +152,20 @@ def test_a_message_from_a_gateway_that_does_not_keep_the_mailbox_is_refused(
     assert Peer.objects.get(name="gw-c").invalid_ops == 1
 
 
+@pytest.mark.parametrize("received_at", [True, 1795660441638.0, "1795660441638"], ids=["true", "float", "text"])
+def test_a_message_whose_received_at_is_not_an_integer_writes_nothing_and_counts(
+    peer_b: FakePeer,  # noqa: F811
+    received_at: object,
+) -> None:
+    replicated_mailbox(peer_b, Owner.fresh())
+    before = state()
+
+    peer_b.says(peer_b.batch(peer_b.message_op("alice", "uid-of-message-1", received_at=received_at)))
+
+    assert state() == before
+    assert Peer.objects.get().invalid_ops == 1
+
+
 def test_ops_from_a_key_that_is_not_a_peer_are_ignored_and_change_nothing(gateway: object) -> None:  # noqa: F811
     stranger = FakePeer.fresh("stranger")
     before = state()
@@ -227,3 +241,16 @@ def test_the_home_gateways_suspension_and_restore_apply_here_and_anothers_do_not
     peer_b.says(peer_b.batch(peer_b.op("restore", {"name": "alice"})))
     assert NameRecord.objects.get().status == "active"
     assert Operation.objects.get(origin=peer_c.key).outcome == "not_home"
+
+
+def test_an_op_of_a_protocol_kind_no_app_registered_fails_the_batch_and_is_neither_skipped_nor_counted(
+    peer_b: FakePeer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fail closed: a lost registration must not drop the network's ops for good nor pause a healthy peer."""
+    from federation.services import kinds
+
+    monkeypatch.setattr(kinds, "_kinds", {k: v for k, v in kinds._kinds.items() if k != "statement"})
+    assert peer_b.says(peer_b.batch(peer_b.register_op(Owner.fresh(), "alice"))) == "ignored: RuntimeError"
+    peer = Peer.objects.get()
+    assert (peer.cursor, peer.invalid_ops, NameRecord.objects.count(), Operation.objects.count()) == (0, 0, 0, 0)

@@ -301,6 +301,30 @@ def test_a_malformed_claim_counts_against_the_peer_and_leases_nothing(peer_b: Fa
     assert not Lease.objects.exists()
 
 
+@pytest.mark.parametrize(
+    "change",
+    [{"expires_at": True}, {"expires_at": 1.0e12}, {"skeleton": None}],
+    ids=["expires_at-true", "expires_at-float", "skeleton-null"],
+)
+def test_a_claim_in_a_second_spelling_counts_against_the_peer_and_leases_nothing(
+    peer_b: FakePeer,  # noqa: F811
+    change: dict,
+) -> None:
+    assert peer_b.says({**claim_body(Owner.fresh()), **change}) == "done"
+
+    assert Peer.objects.get().invalid_ops == 1
+    assert not Lease.objects.exists()
+    assert sent_sync() == []
+
+
+def test_a_claim_whose_version_is_true_is_not_routed_and_changes_nothing(peer_b: FakePeer) -> None:  # noqa: F811
+    assert peer_b.says({**claim_body(Owner.fresh()), "v": True}) == "ignored: ignored"
+
+    assert Peer.objects.get().invalid_ops == 0
+    assert not Lease.objects.exists()
+    assert sent_sync() == []
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("postgres")
 def test_on_postgresql_two_owners_claiming_at_once_get_one_ack(gateway: object) -> None:  # noqa: F811

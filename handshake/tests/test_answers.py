@@ -195,6 +195,37 @@ def test_what_is_not_an_answer_is_ignored_and_changes_nothing(started: Started, 
     assert snapshot() == before
 
 
+@pytest.mark.parametrize(
+    "change",
+    [{"v": True}, {"v": 1.0}, {"reply_to": None}, {"code": None}],
+    ids=["v-true", "v-float", "reply_to-null", "code-null"],
+)
+def test_the_right_code_in_a_second_spelling_is_not_an_answer_and_changes_nothing(
+    started: Started, alice: Owner, change: dict[str, Any]
+) -> None:
+    message = answer(alice, started.id, started.code)
+    data = json.dumps({**json.loads(message.data), **change}).encode()
+    before = snapshot()
+
+    with pytest.raises(Ignored):
+        routing.dispatch(dataclasses.replace(message, data=data))
+    with pytest.raises(Ignored):  # the service refuses it too, whoever calls it
+        receive(dataclasses.replace(message, data=data))
+
+    assert snapshot() == before
+
+
+def test_an_answer_with_a_key_written_twice_is_not_read_and_changes_nothing(started: Started, alice: Owner) -> None:
+    message = answer(alice, started.id, started.code)
+    data = b'{"v":1,"v":1,' + message.data[len(b'{"v":1,') :]
+    before = snapshot()
+
+    with pytest.raises(Ignored):
+        routing.dispatch(dataclasses.replace(message, data=data))
+
+    assert snapshot() == before
+
+
 # ------------------------------------------------------------------------------------------------- register
 
 

@@ -95,3 +95,19 @@ def test_staff_block_a_sender_network_wide_with_a_reason(
         "block_sender",
         "unblock_sender",
     ]
+
+
+def test_the_message_list_has_short_columns_that_fit_a_1280_px_window(
+    admin_client: Client, opened: Opened, sender: Owner
+) -> None:
+    deliver(sender, ciphertext=SECRET_BYTES)
+    message = Message.objects.get()
+    response = admin_client.get("/admin/mailboxes/message/")
+    assert list(response.context["cl"].list_display) == [
+        "short_uid", "mailbox", "short_sender", "size", "state", "received",
+    ]  # fmt: skip
+    page = response.content.decode()
+    assert f'<span title="{message.uid}">{message.uid[:10]}…</span>' in page
+    assert f"…{message.sender_key[-8:]}<" in page
+    assert f"{message.received_at:%Y-%m-%d %H:%M}" in page
+    assert '<td class="field-state">Stored</td>' in page

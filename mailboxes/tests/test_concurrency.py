@@ -1,5 +1,6 @@
 """Parallel writers on PostgreSQL: the quota holds, a delivery id is stored once, a delete gives room back once."""
 
+import importlib
 import threading
 from collections.abc import Callable
 
@@ -13,16 +14,21 @@ from mailboxes.tests.support import Opened, Owner, deliver, deliver_body
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgres")]
 
 
-def together(monkeypatch: pytest.MonkeyPatch, attempts: list[Callable[[], object]], at: str = "_reserve") -> list:
-    """Run the attempts in threads that all reach ``services.<at>`` before any of them goes on."""
+def together(
+    monkeypatch: pytest.MonkeyPatch, attempts: list[Callable[[], object]], at: str = "delivery._reserve"
+) -> list:
+    """Run the attempts in threads that all reach ``mailboxes.services.<at>`` (``module.function``) before any of
+    them goes on."""
     barrier = threading.Barrier(len(attempts), timeout=20)
-    real = getattr(services, at)
+    module_name, function = at.split(".")
+    module = importlib.import_module(f"mailboxes.services.{module_name}")
+    real = getattr(module, function)
 
     def wait_then(*args: object, **kwargs: object) -> object:
         barrier.wait()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(services, at, wait_then)
+    monkeypatch.setattr(module, function, wait_then)
     outcomes: list = []
 
     def run(attempt: Callable[[], object]) -> None:
@@ -79,7 +85,7 @@ def test_deleting_one_message_from_two_places_at_once_gives_its_room_back_once(
     outcomes = together(
         monkeypatch,
         [lambda: services.messages_ack(mailbox=mailbox, uids=[uid]) for _ in range(3)],
-        at="_messages_delete",
+        at="reading._messages_delete",
     )
     assert outcomes == [0, 0, 1]
     mailbox.refresh_from_db()

@@ -183,6 +183,49 @@ def test_a_malformed_delivery_with_an_id_is_refused_as_malformed(opened: Opened,
     assert (receipt["reason"], receipt["detail"]) == ("malformed", "ciphertext: expected 0x and hex digits")
 
 
+@pytest.mark.parametrize(
+    ("change", "detail"),
+    [
+        ({"v": True}, "v: must be 1"),
+        ({"v": 1.0}, "v: must be 1"),
+        ({"reply_to": None}, "reply_to: must be omitted rather than null"),
+    ],
+    ids=["v-true", "v-float", "reply_to-null"],
+)
+def test_a_delivery_in_a_second_spelling_is_refused_as_malformed_and_nothing_is_stored(
+    opened: Opened, sender: Owner, change: dict[str, Any], detail: str
+) -> None:
+    before = snapshot()
+    body = {**deliver_body(reply_to=sender.address), **change}
+
+    assert deliver(sender, body=body) == "malformed"
+
+    assert snapshot() == before
+    [(destination, receipt)] = sent("receipt")
+    expected = sender.key if change.get("reply_to", "") is None else sender.address  # a null reply_to is no address
+    assert (destination, receipt["reason"], receipt["detail"]) == (expected, "malformed", detail)
+
+
+def test_the_transport_does_not_route_a_deliver_whose_version_is_true(opened: Opened, sender: Owner) -> None:
+    body = {**deliver_body(reply_to=sender.address), "v": True}
+    event = MaximaEvent(
+        msgid="0x" + secrets.token_hex(32).upper(),
+        sender=sender.key,
+        recipient_key="0x00",
+        application="mns",
+        data=json.dumps(body).encode(),
+        timemilli=int(time.time() * 1000),
+        random="0x00",
+    )
+    row, _ = inbound_store(event=event)
+    before = snapshot()
+
+    assert inbound_process(event_id=row.id, claim="test") == "ignored"
+
+    assert snapshot() == before
+    assert sent("receipt") == []
+
+
 def test_a_delivery_without_a_usable_id_is_ignored_and_not_receipted(opened: Opened, sender: Owner) -> None:
     before = snapshot()
     body = {**deliver_body(), "id": "short"}

@@ -39,12 +39,13 @@ from mns_client.protocol.rpc import MinimaRPC
 from mns_client.protocol.statements import NameStatement, SignedStatement
 from simnet.testing import WebhookReceiver
 from testsupport.nodes import Network, Node, network, simnet_only
-from testsupport.processes import RedisServer, free_port, wait_for
+from testsupport.processes import RedisServer, children, free_port, wait_for
 from testsupport.stack import gateway_env, live_gateway, private_broker
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 HOOK_SECRET = "e2e-mailboxes-" + "s" * 40
+METRICS_TOKEN = "e2e-metrics-" + "m" * 40
 
 
 @dataclass
@@ -108,6 +109,7 @@ def gateway(
                 MNS_REST_SUBMISSION="true",
                 MNS_OUTBOX_BACKOFF_MAX_SECONDS="2",
                 MNS_MESSAGE_EXPIRE_EVERY="2",
+                MNS_METRICS_TOKEN=METRICS_TOKEN,
             )
         with live_gateway(net, tmp, env, separate_beat=True) as live:
             yield Gateway(net, redis, live.url, live.worker.pid, live.worker_log, owner, sender)
@@ -416,7 +418,7 @@ def test_a_worker_killed_during_a_delivery_loses_nothing_and_stores_nothing_twic
             log=gateway.worker_log,
         )
         wait_for(_someone_waits_on_a_lock, timeout=10, what="the handler to wait on the mailbox row")
-        for child in _children(gateway.worker_pid):
+        for child in children(gateway.worker_pid):
             os.kill(child, signal.SIGKILL)  # the pool processes die mid-delivery, inside its transaction
     event = wait_for(
         lambda: InboundEvent.objects.filter(msgid=msgid, status="done").first(),
@@ -439,8 +441,35 @@ def _someone_waits_on_a_lock() -> bool:
         return cursor.fetchone()[0] > 0
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        found += [int(child) for child in (task / "children").read_text().split()]
-    return found
+# -------------------------------------------------------------------------------------------------- metrics
+
+
+def scrape(gateway: Gateway) -> dict[str, float]:
+    """``/metrics`` of the live gateway (any of its gunicorn workers answers), as {name{labels}: value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    request = urllib.request.Request(gateway.web_url + "/metrics")
+    request.add_header("Authorization", f"Bearer {METRICS_TOKEN}")
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        text = reply.read().decode()
+    return {
+        sample.name + (json.dumps(sample.labels, sort_keys=True) if sample.labels else ""): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_show_the_deliveries_stored_and_refused_and_the_nodes_sends(gateway: Gateway, mailbox: Opened) -> None:
+    stored = delivery(gateway, "alice", seal(mailbox.owner.box_public, b"hello"))
+    refused = delivery(gateway, "nobody", b"x" * 10)
+    for body in (stored, refused):
+        send_delivery(gateway, body)
+        receipt_for(gateway, body["id"])
+    figures = wait_for(
+        lambda: (f := scrape(gateway))["mns_node_sends_last_hour"] >= 2 and f, timeout=30, what="the receipts sent"
+    )
+    assert figures["mns_deliveries_stored_last_hour"] == 1
+    assert figures['mns_deliveries_refused_last_hour{"reason": "unknown_name"}'] == 1
+    assert figures["mns_inbound_queue_depth"] == 0
+    # The node's webhook posts reached the web workers: summed over every gunicorn worker (multiprocess mode).
+    assert figures['mns_http_request_duration_seconds_count{"route": "maxima-hook", "status_class": "2xx"}'] >= 2

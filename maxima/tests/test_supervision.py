@@ -1,10 +1,11 @@
 """Node supervision against simnet: identity learnt, webhook kept registered, state visible in health."""
 
 import json
+import re
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.test import Client
 
 from maxima.models import NodeState
@@ -81,6 +82,28 @@ def test_maxima_status_prints_what_supervision_learnt(simnet: SimNetwork, gatewa
     assert "reachable  True" in text
     assert simnet.nodes[0].publickey_hex in text
     assert NodeState.objects.get().reachable is True
+
+
+def test_maxima_status_marks_what_it_could_not_read_now_as_last_known_with_its_age(
+    simnet: SimNetwork, gateway_node: MinimaRPC
+) -> None:
+    call_command("maxima_status", stdout=StringIO())
+    simnet.nodes[0].stop()
+    out = StringIO()
+    with pytest.raises(CommandError, match="is not reachable"):
+        call_command("maxima_status", stdout=out)
+    rows = {line[:14].strip(): line[16:] for line in out.getvalue().splitlines()}
+    last_known = r"  \(last known, \d+ s ago\)"
+    assert rows["reachable"] == "False"
+    assert re.fullmatch(rf"{re.escape(simnet.nodes[0].publickey_hex)}{last_known}", rows["identity key"])
+    assert re.fullmatch(rf"\d+{last_known}", rows["block"])
+    assert re.fullmatch(rf".+{last_known}", rows["version"])
+
+
+def test_maxima_status_without_a_node_says_which_variable_to_set(settings: object) -> None:
+    settings.MINIMA_RPC_URL = None
+    with pytest.raises(CommandError, match="set MINIMA_RPC_URL"):
+        call_command("maxima_status", stdout=StringIO())
 
 
 def test_the_policy_shows_the_gateways_maxima_identity(

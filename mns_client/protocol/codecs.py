@@ -122,6 +122,15 @@ def public_key_hex(der: bytes) -> str:
     return to_hex(parse_public_key(der))
 
 
+def canonical_public_key(value: object) -> str:
+    """The one spelling of a Maxima public key, ``0x`` + upper-case hex of its DER, from ``0x``/``0X`` hex in any
+    case, ``Mx…`` text or DER bytes. ``CodecError`` for anything else (a non-text value included): a caller for
+    whom a bad key is simply "no key" catches it."""
+    if not isinstance(value, str | bytes | bytearray | memoryview):
+        raise CodecError("a public key is 0x hex, Mx text or DER bytes")
+    return to_hex(parse_public_key(value))
+
+
 # ------------------------------------------------------------------------------------------- Maxima addresses
 
 _LABEL_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")

@@ -15,12 +15,12 @@ lower than the highest it has already seen; then takes the highest ``seq`` and p
 Everything refused is logged with the reason. No Django here: the gateway and the ``mns`` client share it.
 """
 
-import json
 import logging
 import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from mns_client.protocol import fields
 from mns_client.protocol.codecs import CodecError, PermanentAddress, canonical_json, from_hex, parse_public_key, to_hex
 from mns_client.protocol.errors import MNSError
 
@@ -43,6 +43,14 @@ class BulletinInvalid(MNSError):
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(detail)
         self.code = code
+
+
+def _unparsable(field: str, problem: str) -> BulletinInvalid:
+    return BulletinInvalid("unparsable", f"{field}: {problem}")
+
+
+def _bad_entry(field: str, problem: str) -> BulletinInvalid:
+    return BulletinInvalid("bad_entry", f"the entry's {field}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -112,8 +120,7 @@ def permanent_address(text: Any) -> PermanentAddress:
 
 
 def parse_entry(raw: Any) -> Entry:
-    if not isinstance(raw, dict) or set(raw) != {"maxima_address", "identity_key", "api_url"}:
-        raise BulletinInvalid("bad_entry", "an entry is {maxima_address, identity_key, api_url}")
+    fields.check_keys(raw, required=("maxima_address", "identity_key", "api_url"), invalid=_bad_entry, what="entry")
     address = permanent_address(raw["maxima_address"])
     try:
         key = to_hex(parse_public_key(raw["identity_key"]))
@@ -144,20 +151,20 @@ def parse_bulletin(data: bytes, *, where: str = "bulletin") -> Bulletin:
     """Decode and check the JSON of state port 1. Raises ``BulletinInvalid``; bad entries are dropped (logged)."""
     if len(data) > MAX_BULLETIN_BYTES:
         raise BulletinInvalid("unparsable", "the list is too large")
-    try:
-        raw = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise BulletinInvalid("unparsable", "the list is not JSON") from None
+    raw = fields.loads(data, invalid=_unparsable, what="the list")
     return bulletin_from_dict(raw, where=where)
 
 
-def bulletin_from_dict(raw: Any, *, where: str = "bulletin") -> Bulletin:
-    if not isinstance(raw, dict) or raw.get("v") != VERSION:
+def bulletin_from_dict(raw: Any, *, where: str = "bulletin", others: bool = False) -> Bulletin:
+    """Check a bulletin's fields strictly (``fields``); ``others`` lets a wrapper (the gateway's REST answer, which
+    adds ``coinid`` and ``block``) carry more keys than the on-chain form, which has exactly these four."""
+    if not isinstance(raw, dict) or not fields.is_integer(raw.get("v")) or raw["v"] != VERSION:
         raise BulletinInvalid("unparsable", f"the list is not a version {VERSION} bulletin")
-    seq, issued_at = raw.get("seq"), raw.get("issued_at")
-    if type(seq) is not int or seq < 1 or type(issued_at) is not int or issued_at < 0:
-        raise BulletinInvalid("unparsable", "seq and issued_at are positive integers")
-    entries = entries_from(raw.get("entries"), where=where)
+    required = ("v", "seq", "issued_at", "entries")
+    fields.check_keys(raw, required=required, invalid=_unparsable, what="the list", others=others)
+    seq = fields.integer(raw["seq"], "seq", invalid=_unparsable, low=1)
+    issued_at = fields.integer(raw["issued_at"], "issued_at", invalid=_unparsable)
+    entries = entries_from(raw["entries"], where=where)
     return Bulletin(seq=seq, issued_at=issued_at, entries=entries)
 
 

@@ -27,14 +27,14 @@ node's job (``maxdecrypt``), so ``decrypt`` takes it as a callable.
 """
 
 import base64
-import json
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .codecs import canonical_json, from_hex, parse_public_key, public_key_hex, to_hex
+from . import fields
+from .codecs import canonical_json, canonical_public_key, from_hex, to_hex
 from .crypto import maxencrypt, seal, signed_by, unseal
 from .errors import CodecError, CryptoError, Refusal
 from .mailbox import DELIVERY_ID_RE
@@ -45,13 +45,12 @@ TYPE = "letter"
 SCHEME_NACL = "nacl-sealedbox-v1"
 SCHEME_RSA = "maxima-rsa-v1"
 SCHEMES = (SCHEME_NACL, SCHEME_RSA)
-MAX_SAFE_INTEGER = 2**53 - 1
+MAX_SAFE_INTEGER = fields.MAX_SAFE_INTEGER
 MAX_SUBJECT_CHARS = 200
 SIGNATURE_LENGTH = 128
 
 _REQUIRED = ("v", "type", "id", "from", "to", "sent_at")
 _OPTIONAL = ("from_name", "subject", "body", "body_b64")
-_FIELDS = frozenset(_REQUIRED + _OPTIONAL)
 _B64_RE = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 
 
@@ -70,9 +69,17 @@ def _invalid(name: str, problem: str) -> EnvelopeInvalid:
     return EnvelopeInvalid("envelope_invalid", f"{name}: {problem}", field=name)
 
 
+def _not_a_letter(field: str, problem: str) -> EnvelopeInvalid:
+    """A plaintext that is not one JSON object in one spelling: what the reader is told (the ``mns`` CLI shows it)."""
+    return EnvelopeInvalid("envelope_invalid", f"the plaintext is not a signed MNS letter ({field} {problem})")
+
+
+def _not_signed_letter(field: str, problem: str) -> EnvelopeInvalid:
+    return EnvelopeInvalid("envelope_invalid", "a signed letter has exactly: letter, sig")
+
+
 def _text(name: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise _invalid(name, "must be a string")
+    fields.text(value, name, invalid=_invalid, min_chars=0)
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -83,7 +90,7 @@ def _text(name: str, value: object) -> str:
 def _check_key(name: str, value: object) -> None:
     text = _text(name, value)
     try:
-        canonical = public_key_hex(parse_public_key(text)) if text.startswith("0x") else None
+        canonical = canonical_public_key(text) if text.startswith("0x") else None
     except CodecError:
         canonical = None
     if canonical is None:
@@ -149,7 +156,7 @@ class Letter:
     body_b64: str | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.v, bool) or self.v != VERSION:
+        if not fields.is_integer(self.v) or self.v != VERSION:
             raise _invalid("v", f"must be {VERSION}")
         if self.type != TYPE:
             raise _invalid("type", f'must be "{TYPE}"')
@@ -159,10 +166,7 @@ class Letter:
         _check_name("to", self.to)
         if self.from_name is not None:
             _check_name("from_name", self.from_name)
-        if isinstance(self.sent_at, bool) or not isinstance(self.sent_at, int):
-            raise _invalid("sent_at", "must be an integer")
-        if not 0 <= self.sent_at <= MAX_SAFE_INTEGER:
-            raise _invalid("sent_at", f"must be between 0 and {MAX_SAFE_INTEGER}")
+        fields.integer(self.sent_at, "sent_at", invalid=_invalid)
         if self.subject is not None:
             _check_subject(self.subject)
         if (self.body is None) == (self.body_b64 is None):
@@ -221,20 +225,10 @@ class Letter:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Letter":
         """Parse strictly: unknown, missing or ``null`` fields and every wrong value raise ``EnvelopeInvalid``."""
-        if not isinstance(data, Mapping):
-            raise _invalid("letter", "must be a JSON object")
-        for key in data:
-            if key not in _FIELDS:
-                raise _invalid(str(key)[:40], "unknown field")
-        for key in _REQUIRED:
-            if key not in data:
-                raise _invalid(key, "is missing")
-        for key, value in data.items():
-            if value is None:
-                raise _invalid(key, "must be omitted rather than null")
-        fields = dict(data)
-        fields["from_"] = fields.pop("from")
-        return cls(**fields)
+        fields.check_keys(data, required=_REQUIRED, optional=_OPTIONAL, invalid=_invalid, what="letter")
+        values = dict(data)
+        values["from_"] = values.pop("from")
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -267,12 +261,8 @@ class SignedLetter:
     @classmethod
     def from_bytes(cls, plaintext: bytes) -> "SignedLetter":
         """Parse a decrypted plaintext strictly; does not verify (call ``verify``)."""
-        try:
-            data = json.loads(bytes(plaintext).decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            raise EnvelopeInvalid("envelope_invalid", "the plaintext is not a signed MNS letter (not JSON)") from None
-        if not isinstance(data, dict) or set(data) != {"letter", "sig"}:
-            raise EnvelopeInvalid("envelope_invalid", "a signed letter has exactly: letter, sig")
+        data = fields.loads(plaintext, invalid=_not_a_letter, what="it")
+        fields.check_keys(data, required={"letter", "sig"}, invalid=_not_signed_letter)
         signature = data["sig"]
         try:
             raw = from_hex(signature)
@@ -356,7 +346,7 @@ def open_letter(plaintext: bytes, *, name: str, delivery_sender: str | None = No
     matches = None
     if delivery_sender:
         try:
-            matches = public_key_hex(parse_public_key(delivery_sender)) == signed.letter.from_
+            matches = canonical_public_key(delivery_sender) == signed.letter.from_
         except CodecError:
             matches = False
     return Opened(letter=signed.letter, sender_matches=matches)

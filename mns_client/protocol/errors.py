@@ -96,6 +96,16 @@ class NodeStartingUp(RPCError):
     code = "node_starting_up"
 
 
+class AddressUnresolved(RPCError):
+    """``MAX address invalid..``: the node could not resolve a ``MAX#`` address through its MLS (fixture 177).
+
+    Transient: after the MLS node restarts, the addresses it serves are dark until the owners' nodes register with
+    it again (about 4.5 minutes on real nodes, fixture 178b).
+    """
+
+    code = "address_unresolved"
+
+
 class CommandPending(RPCError):
     """``"pending":true``: the RPC user is in read mode, so a write command was queued instead of run."""
 

@@ -20,6 +20,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from . import fields
 from .codecs import parse_address
 from .errors import CodecError, MNSError
 
@@ -44,6 +45,10 @@ class HandshakeMessageInvalid(MNSError):
     """An ``mns`` ``handshake`` or ``handshake-result`` message that does not follow the format."""
 
     code = "handshake_malformed"
+
+
+def _invalid(field: str, problem: str) -> HandshakeMessageInvalid:
+    return HandshakeMessageInvalid(f"{field}: {problem}")
 
 
 # ------------------------------------------------------------------------------------------------------ secrets
@@ -107,16 +112,15 @@ class Answer:
 
     @classmethod
     def from_dict(cls, body: dict[str, Any]) -> "Answer":
-        """Read an answer strictly: unknown keys, a malformed id or code, or an unparsable ``reply_to`` refuse."""
-        _check_header(body, ANSWER_TYPE, {"challenge", "code", "reply_to"})
-        challenge, code, reply_to = body.get("challenge"), body.get("code"), body.get("reply_to")
-        if not isinstance(challenge, str) or not CHALLENGE_ID_RE.fullmatch(challenge):
-            raise HandshakeMessageInvalid("challenge: expected a challenge id")
-        if not isinstance(code, str) or not 0 < len(code) <= MAX_CODE_CHARS:
-            raise HandshakeMessageInvalid(f"code: expected text of 1 to {MAX_CODE_CHARS} characters")
-        if reply_to is not None:
+        """Read an answer strictly (``fields``): unknown keys, ``null``, a malformed id or code, or an unparsable
+        ``reply_to`` refuse."""
+        fields.check_header(body, ANSWER_TYPE, required={"challenge", "code"}, optional={"reply_to"}, invalid=_invalid)
+        challenge = fields.text(body["challenge"], "challenge", invalid=_invalid, pattern=CHALLENGE_ID_RE)
+        code = fields.text(body["code"], "code", invalid=_invalid, max_chars=MAX_CODE_CHARS)
+        reply_to = None
+        if "reply_to" in body:
             try:
-                reply_to = str(parse_address(reply_to))
+                reply_to = str(parse_address(body["reply_to"]))
             except CodecError:
                 raise HandshakeMessageInvalid("reply_to: expected Mx…@host:port or MAX#…") from None
         return cls(challenge=challenge, code=code, reply_to=reply_to)
@@ -144,25 +148,15 @@ class Result:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Result":
-        try:
-            body = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            raise HandshakeMessageInvalid("not UTF-8 JSON") from None
-        _check_header(body, RESULT_TYPE, {"challenge", "status", "reason"})
-        status, reason = body.get("status"), body.get("reason")
-        if status not in RESULT_STATUSES:
-            raise HandshakeMessageInvalid("status: expected verified or failed")
-        if (status == "failed") != isinstance(reason, str):
+        body = fields.loads(data, invalid=_invalid)
+        fields.check_header(body, RESULT_TYPE, required={"challenge", "status"}, optional={"reason"}, invalid=_invalid)
+        status = fields.one_of(body["status"], "status", RESULT_STATUSES, invalid=_invalid)
+        if (status == "failed") != ("reason" in body):
             raise HandshakeMessageInvalid("reason: present exactly when the status is failed")
-        return cls(challenge=str(body.get("challenge")), status=status, reason=reason)
-
-
-def _check_header(body: object, message_type: str, fields: set[str]) -> None:
-    if not isinstance(body, dict) or body.get("v") != 1 or body.get("type") != message_type:
-        raise HandshakeMessageInvalid(f'expected {{"v":1,"type":"{message_type}",…}}')
-    unknown = set(body) - fields - {"v", "type"}
-    if unknown:
-        raise HandshakeMessageInvalid(f"unknown fields: {', '.join(sorted(unknown))}")
+        reason = fields.text(body["reason"], "reason", invalid=_invalid) if "reason" in body else None
+        return cls(
+            challenge=fields.text(body["challenge"], "challenge", invalid=_invalid), status=status, reason=reason
+        )
 
 
 def _encode(body: dict[str, Any]) -> bytes:

@@ -2,8 +2,9 @@
 
 Pure functions and dataclasses, no Django, no I/O. Every message is an ``mns`` Maxima message whose data is the
 compact UTF-8 JSON of ``{"v":1,"type":…,…}``; binary values (ciphertexts, the access-token blob) are ``0x`` + hex,
-as everything else in Maxima. What the gateway reads from strangers (``deliver``, ``register``) is parsed
-strictly: unknown keys, ``null`` and wrong types refuse, so there is one spelling of every message.
+as everything else in Maxima. Every message is parsed strictly through ``fields`` (the one check all wire formats
+share): unknown or repeated keys, ``null``, ``true`` for an integer and wrong types refuse, so there is one
+spelling of every message.
 
 The access token's plaintext ``{"token_id":…,"secret":…}`` travels only inside a ``maxencrypt`` blob made with the
 owner's Maxima key, so the owner's own node opens it with ``maxdecrypt`` and nobody else can.
@@ -15,6 +16,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from . import fields
 from .codecs import from_hex, parse_address, to_hex
 from .crypto import maxdecrypt
 from .errors import CodecError, CryptoError, MNSError
@@ -45,6 +47,10 @@ class MailboxMessageInvalid(MNSError):
     """An ``mns`` mailbox message that does not follow its format."""
 
     code = "malformed"
+
+
+def _invalid(field: str, problem: str) -> MailboxMessageInvalid:
+    return MailboxMessageInvalid(f"{field}: {problem}")
 
 
 def new_delivery_id() -> str:
@@ -94,10 +100,7 @@ class Deliver:
         if delivery_id is None:
             raise MailboxMessageInvalid("id: expected 16 to 64 characters of A-Z a-z 0-9 _ -")
         to, scheme = _text(body, "to", MAX_NAME_CHARS), _text(body, "scheme", 64)
-        try:
-            ciphertext = from_hex(body["ciphertext"])
-        except CodecError:
-            raise MailboxMessageInvalid("ciphertext: expected 0x and hex digits") from None
+        ciphertext = _hex(body, "ciphertext")
         if not ciphertext:
             raise MailboxMessageInvalid("ciphertext: must not be empty")
         return cls(id=delivery_id, to=to, scheme=scheme, ciphertext=ciphertext, reply_to=_reply_to(body))
@@ -145,10 +148,13 @@ class Receipt:
     def from_bytes(cls, data: bytes) -> "Receipt":
         body = decode(data)
         check_header(body, "receipt", required={"id", "status"}, optional={"message_id", "reason", "detail"})
-        if body["status"] not in RECEIPT_STATUSES:
-            raise MailboxMessageInvalid("status: expected stored or refused")
-        fields = {key: body.get(key) for key in ("message_id", "reason", "detail")}
-        return cls(id=str(body["id"]), status=body["status"], **fields)
+        fields.one_of(body["status"], "status", RECEIPT_STATUSES, invalid=_invalid)
+        optional = {
+            key: fields.text(body[key], key, invalid=_invalid, min_chars=0)
+            for key in ("message_id", "reason", "detail")
+            if key in body
+        }
+        return cls(id=fields.text(body["id"], "id", invalid=_invalid), status=body["status"], **optional)
 
 
 @dataclass(frozen=True)
@@ -183,16 +189,16 @@ class Forwarded:
     @classmethod
     def from_bytes(cls, data: bytes) -> "Forwarded":
         body = decode(data)
-        fields = {"name", "message_id", "sender", "sender_verified", "scheme", "ciphertext", "received_at"}
-        check_header(body, "forwarded", required=fields, optional=set())
+        required = {"name", "message_id", "sender", "sender_verified", "scheme", "ciphertext", "received_at"}
+        check_header(body, "forwarded", required=required, optional=set())
         return cls(
-            name=body["name"],
-            message_id=body["message_id"],
-            sender=body["sender"],
-            sender_verified=body["sender_verified"],
-            scheme=body["scheme"],
-            ciphertext=from_hex(body["ciphertext"]),
-            received_at=body["received_at"],
+            name=fields.text(body["name"], "name", invalid=_invalid, max_chars=MAX_NAME_CHARS),
+            message_id=fields.text(body["message_id"], "message_id", invalid=_invalid),
+            sender=fields.text(body["sender"], "sender", invalid=_invalid, min_chars=0),  # "": a REST submission
+            sender_verified=fields.boolean(body["sender_verified"], "sender_verified", invalid=_invalid),
+            scheme=fields.text(body["scheme"], "scheme", invalid=_invalid, max_chars=64),
+            ciphertext=_hex(body, "ciphertext"),
+            received_at=fields.integer(body["received_at"], "received_at", invalid=_invalid),
         )
 
 
@@ -232,9 +238,7 @@ class Register:
         check_header(body, "register", required=required, optional=optional)
         signed = SignedStatement.from_dict({"statement": body["statement"], "signature": body["signature"]})
         verifier_hash = body.get("verifier_hash")
-        if verifier_hash is not None and not (
-            isinstance(verifier_hash, str) and SECRET_HASH_RE.fullmatch(verifier_hash)
-        ):
+        if "verifier_hash" in body and not (isinstance(verifier_hash, str) and SECRET_HASH_RE.fullmatch(verifier_hash)):
             raise MailboxMessageInvalid("verifier_hash: expected the lower-case hex SHA-256 of a verifier")
         return cls(
             signed=signed, address=address_text(body["address"]), reply_to=_reply_to(body), verifier_hash=verifier_hash
@@ -268,7 +272,12 @@ class RegisterChallenge:
     def from_bytes(cls, data: bytes) -> "RegisterChallenge":
         body = decode(data)
         check_header(body, "register-challenge", required={"name", "challenge", "code", "expires_at"}, optional=set())
-        return cls(name=body["name"], challenge=body["challenge"], code=body["code"], expires_at=body["expires_at"])
+        return cls(
+            name=fields.text(body["name"], "name", invalid=_invalid, max_chars=MAX_NAME_CHARS),
+            challenge=fields.text(body["challenge"], "challenge", invalid=_invalid),
+            code=fields.text(body["code"], "code", invalid=_invalid),
+            expires_at=fields.integer(body["expires_at"], "expires_at", invalid=_invalid),
+        )
 
 
 @dataclass(frozen=True)
@@ -291,6 +300,19 @@ class RegisterRefused:
 
     def to_bytes(self) -> bytes:
         return encode(self.to_dict())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "RegisterRefused":
+        """``name`` is the one key of the mailbox formats that may be ``null`` (the statement could not be read)."""
+        body = decode(data)
+        fields.check_header(
+            body, "register-refused", required={"name", "reason", "detail"}, nullable={"name"}, invalid=_invalid
+        )
+        name = None if body["name"] is None else fields.text(body["name"], "name", invalid=_invalid)
+        reason = fields.text(body["reason"], "reason", invalid=_invalid)
+        return cls(
+            name=name, reason=reason, detail=fields.text(body["detail"], "detail", invalid=_invalid, min_chars=0)
+        )
 
 
 # --------------------------------------------------------------------------------------------- access tokens
@@ -320,7 +342,11 @@ class AccessTokenMessage:
     def from_bytes(cls, data: bytes) -> "AccessTokenMessage":
         body = decode(data)
         check_header(body, "access-token", required={"name", "token_id", "token"}, optional=set())
-        return cls(name=body["name"], token_id=body["token_id"], blob=from_hex(body["token"]))
+        return cls(
+            name=fields.text(body["name"], "name", invalid=_invalid, max_chars=MAX_NAME_CHARS),
+            token_id=fields.text(body["token_id"], "token_id", invalid=_invalid, pattern=TOKEN_ID_RE),
+            blob=_hex(body, "token"),
+        )
 
 
 def access_token_plaintext(*, token_id: str, secret: str) -> bytes:
@@ -330,16 +356,10 @@ def access_token_plaintext(*, token_id: str, secret: str) -> bytes:
 
 def access_token_read(plaintext: bytes) -> tuple[str, str]:
     """``(token_id, secret)`` from a blob's plaintext (what ``maxdecrypt`` returned)."""
-    try:
-        body = json.loads(bytes(plaintext).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise MailboxMessageInvalid("the access token is not UTF-8 JSON") from None
-    if not isinstance(body, dict) or set(body) != {"token_id", "secret"}:
-        raise MailboxMessageInvalid("the access token has exactly: token_id, secret")
-    token_id, secret = body["token_id"], body["secret"]
-    if not isinstance(token_id, str) or not TOKEN_ID_RE.fullmatch(token_id) or not isinstance(secret, str):
-        raise MailboxMessageInvalid("the access token's fields are malformed")
-    return token_id, secret
+    body = fields.loads(plaintext, invalid=_invalid, what="the access token")
+    fields.check_keys(body, required={"token_id", "secret"}, invalid=_invalid, what="the access token")
+    token_id = fields.text(body["token_id"], "token_id", invalid=_invalid, pattern=TOKEN_ID_RE)
+    return token_id, fields.text(body["secret"], "secret", invalid=_invalid)
 
 
 def access_token_open(private_key_der: bytes, blob: bytes) -> tuple[str, str]:
@@ -363,25 +383,12 @@ def encode(body: dict[str, Any]) -> bytes:
 
 
 def decode(data: bytes) -> Any:
-    try:
-        return json.loads(bytes(data).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise MailboxMessageInvalid("not UTF-8 JSON") from None
+    return fields.loads(data, invalid=_invalid)
 
 
 def check_header(body: Any, message_type: str, *, required: set[str], optional: set[str]) -> None:
-    """``{"v":1,"type":message_type}`` with every required key, no unknown key and no ``null``."""
-    if not isinstance(body, dict) or body.get("v") != VERSION or body.get("type") != message_type:
-        raise MailboxMessageInvalid(f'expected {{"v":1,"type":"{message_type}",…}}')
-    unknown = set(body) - required - optional - {"v", "type"}
-    if unknown:
-        raise MailboxMessageInvalid(f"unknown fields: {', '.join(sorted(str(key)[:40] for key in unknown))}")
-    missing = required - set(body)
-    if missing:
-        raise MailboxMessageInvalid(f"missing fields: {', '.join(sorted(missing))}")
-    nulls = [key for key, value in body.items() if value is None]
-    if nulls:
-        raise MailboxMessageInvalid(f"omit rather than null: {', '.join(sorted(nulls))}")
+    """``{"v":1,"type":message_type}`` with every required key, no unknown key and no ``null`` (``fields``)."""
+    fields.check_header(body, message_type, required=required, optional=optional, invalid=_invalid)
 
 
 def address_text(value: Any, field: str = "address") -> str:
@@ -393,12 +400,16 @@ def address_text(value: Any, field: str = "address") -> str:
 
 
 def _reply_to(body: dict[str, Any]) -> str | None:
-    value = body.get("reply_to")
-    return None if value is None else address_text(value, "reply_to")
+    """An absent ``reply_to`` is None; a present one, ``null`` included, must be an address."""
+    return address_text(body["reply_to"], "reply_to") if "reply_to" in body else None
 
 
 def _text(body: dict[str, Any], key: str, limit: int) -> str:
-    value = body.get(key)
-    if not isinstance(value, str) or not 0 < len(value) <= limit:
-        raise MailboxMessageInvalid(f"{key}: expected text of 1 to {limit} characters")
-    return value
+    return fields.text(body.get(key), key, invalid=_invalid, max_chars=limit)
+
+
+def _hex(body: dict[str, Any], key: str) -> bytes:
+    try:
+        return from_hex(body[key])
+    except CodecError:
+        raise MailboxMessageInvalid(f"{key}: expected 0x and hex digits") from None

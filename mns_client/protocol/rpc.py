@@ -24,6 +24,7 @@ import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Literal
 
 import requests
@@ -31,6 +32,7 @@ from requests.adapters import HTTPAdapter
 
 from .codecs import MaximaAddress, PermanentAddress, from_hex, mx_decode, parse_address, parse_public_key, to_hex
 from .errors import (
+    AddressUnresolved,
     CodecError,
     CommandPending,
     CommandSplit,
@@ -47,6 +49,7 @@ ParamValue = str | int | bool | bytes | dict[str, Any] | list[Any] | None
 
 RPC_USER = "minima"
 STARTING_UP = "Maxima still starting up"
+MAX_UNRESOLVED = "MAX address invalid"
 _COMMAND_NAME_RE = re.compile(r"[a-z][a-z0-9]*")
 _PARAM_NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
 _PRINTABLE_RE = re.compile(r"[\x20-\x7e]*")
@@ -189,6 +192,8 @@ def _check_envelope(name: str, envelope: Any) -> dict[str, Any]:
         raise CommandPending(name, message, reply)
     if message.startswith(STARTING_UP):
         raise NodeStartingUp(name, message, reply)
+    if message.startswith(MAX_UNRESOLVED):
+        raise AddressUnresolved(name, message, reply)
     if status is False:
         raise RPCError(name, message, reply)
     raise RPCError(name, "unexpected reply from the node", reply)
@@ -312,6 +317,38 @@ class SendResult:
     timemilli: int
     poll: bool
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class Balance:
+    """One token's line of ``balance`` (fixtures 144-149c), amounts in the token's units.
+
+    ``confirmed``: coins at least 3 blocks deep (the node's own rule); ``unconfirmed``: mined, not yet that deep;
+    ``sendable``: confirmed coins of the wallet's own keys. Blind to the mempool: a coin that a transaction not yet
+    mined spends still counts, and a payment not yet mined does not show at all.
+    """
+
+    tokenid: str
+    confirmed: Decimal
+    unconfirmed: Decimal
+    sendable: Decimal
+    coins: int
+
+
+def _balance(name: str, line: Any) -> Balance:
+    def amount(key: str) -> Decimal:
+        try:
+            return Decimal(_field(name, line, key, str))
+        except ArithmeticError:
+            raise RPCError(name, f"unexpected reply from the node: {key}") from None
+
+    return Balance(
+        tokenid=_field(name, line, "tokenid", str),
+        confirmed=amount("confirmed"),
+        unconfirmed=amount("unconfirmed"),
+        sendable=amount("sendable"),
+        coins=_int_field(name, line, "coins"),
+    )
 
 
 def _send_result(name: str, response: Any) -> SendResult:
@@ -668,13 +705,24 @@ class MinimaRPC:
         except RPCError as exc:
             logger.info("txndelete after a failed rotation: %s", exc.code)
 
+    def balance(self, *, tokenid: str | None = None) -> list[Balance]:
+        """``balance``: one line per token the wallet holds (Minima, ``0x00``, first)."""
+        response = self.command("balance", tokenid=None if tokenid is None else _hex_text(tokenid))
+        return [_balance("balance", line) for line in _expect("balance", response, list)]
+
     def coins(
-        self, *, address: str | None = None, tokenid: str | None = None, simplestate: bool = False
+        self,
+        *,
+        address: str | None = None,
+        tokenid: str | None = None,
+        simplestate: bool = False,
+        relevant: bool = False,
     ) -> list[dict[str, Any]]:
-        """Coins known to the node. State is a ``[{port,type,data}]`` array, or ``{"port": value}`` with
-        ``simplestate=True`` (fixtures 85, 90)."""
+        """Coins known to the node (``relevant``: only the wallet's and tracked ones), at any depth, with ``created``.
+        State is a ``[{port,type,data}]`` array, or ``{"port": value}`` with ``simplestate=True`` (fixtures 85, 90)."""
         response = self.command(
             "coins",
+            relevant=True if relevant else None,
             address=None if address is None else _address_text(address),
             tokenid=None if tokenid is None else _hex_text(tokenid),
             simplestate=True if simplestate else None,

@@ -22,7 +22,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from mns_client.protocol.codecs import canonical_json, from_hex, mx_decode, parse_public_key, public_key_hex, to_hex
+from mns_client.protocol import fields
+from mns_client.protocol.codecs import canonical_json, canonical_public_key, from_hex, mx_decode, to_hex
 from mns_client.protocol.crypto import signed_by
 from mns_client.protocol.errors import CodecError, Refusal
 from mns_client.protocol.names import NameRefused, normalise
@@ -30,14 +31,13 @@ from mns_client.protocol.names import NameRefused, normalise
 VERSION = 1
 OPS = ("register", "update", "release")
 Op = Literal["register", "update", "release"]
-MAX_SAFE_INTEGER = 2**53 - 1
+MAX_SAFE_INTEGER = fields.MAX_SAFE_INTEGER
 BOX_KEY_LENGTH = 32
 SIGNATURE_LENGTH = 128
 PAYMENT_ADDRESS_LENGTH = 32
 
 _REQUIRED = ("v", "op", "name", "owner", "seq", "issued_at", "gateway")
 _OPTIONAL = ("box_key", "payment_address")
-_FIELDS = frozenset(_REQUIRED + _OPTIONAL)
 
 
 class StatementInvalid(Refusal):
@@ -54,17 +54,16 @@ def _invalid(name: str, problem: str) -> StatementInvalid:
     return StatementInvalid("statement_invalid", f"{name}: {problem}", field=name)
 
 
+def _not_signed_statement(field: str, problem: str) -> StatementInvalid:
+    return StatementInvalid("statement_invalid", "a signed statement has exactly: statement, signature")
+
+
 def _check_int(name: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid(name, "must be an integer")
-    if not low <= value <= MAX_SAFE_INTEGER:
-        raise _invalid(name, f"must be between {low} and {MAX_SAFE_INTEGER}")
+    fields.integer(value, name, invalid=_invalid, low=low)
 
 
 def _check_text(name: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise _invalid(name, "must be a string")
-    return value
+    return fields.text(value, name, invalid=_invalid, min_chars=0)
 
 
 def _check_public_key(name: str, value: object) -> None:
@@ -72,7 +71,7 @@ def _check_public_key(name: str, value: object) -> None:
     if not text.startswith("0x"):
         raise _invalid(name, "must be 0x followed by the hex of an RSA-1024 public key")
     try:
-        canonical = public_key_hex(parse_public_key(text))
+        canonical = canonical_public_key(text)
     except CodecError:
         raise _invalid(name, "is not an RSA-1024 public key") from None
     if canonical != text:
@@ -129,7 +128,7 @@ class NameStatement:
     gateway: str
 
     def __post_init__(self) -> None:
-        if isinstance(self.v, bool) or not isinstance(self.v, int) or self.v != VERSION:
+        if not fields.is_integer(self.v) or self.v != VERSION:
             raise _invalid("v", f"must be {VERSION}")
         if self.op not in OPS:
             raise _invalid("op", f"must be one of {', '.join(OPS)}")
@@ -171,15 +170,7 @@ class NameStatement:
         """Parse strictly: unknown, missing or ``null`` fields and every wrong value raise ``StatementInvalid``."""
         if not isinstance(data, Mapping):
             raise StatementInvalid("statement_invalid", "a statement must be a JSON object")
-        for key in data:
-            if key not in _FIELDS:
-                raise StatementInvalid("statement_invalid", f"unknown field {str(key)[:40]!r}", field=str(key)[:40])
-        for key in _REQUIRED:
-            if key not in data:
-                raise _invalid(key, "is missing")
-        for key, value in data.items():
-            if value is None:
-                raise _invalid(key, "must be omitted rather than null")
+        fields.check_keys(data, required=_REQUIRED, optional=_OPTIONAL, invalid=_invalid, what="statement")
         return cls(**data)
 
 
@@ -209,10 +200,16 @@ class SignedStatement:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SignedStatement":
         """Parse strictly (exactly ``statement`` and ``signature``); does not verify: call ``verify()``."""
-        if not isinstance(data, Mapping) or set(data) != {"statement", "signature"}:
-            raise StatementInvalid("statement_invalid", "a signed statement has exactly: statement, signature")
+        fields.check_keys(data, required={"statement", "signature"}, invalid=_not_signed_statement)
         _check_hex_bytes("signature", data["signature"], SIGNATURE_LENGTH)
         return cls(statement=NameStatement.from_dict(data["statement"]), signature=from_hex(data["signature"]))
+
+
+def statement_message(body: Any) -> SignedStatement:
+    """``{"v":1,"type":"statement","statement":{…},"signature":"0x…"}``, an owner's statement sent over Maxima,
+    read strictly (``fields``); does not verify: call ``verify()``."""
+    fields.check_header(body, "statement", required={"statement", "signature"}, invalid=_invalid)
+    return SignedStatement.from_dict({"statement": body["statement"], "signature": body["signature"]})
 
 
 def check_successor(previous: NameStatement | None, new: NameStatement) -> None:

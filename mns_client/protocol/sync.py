@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from mns_client.protocol import fields
 from mns_client.protocol.errors import Refusal
 
 APPLICATION = "mns-sync"
@@ -31,8 +32,21 @@ _FIELDS: dict[str, tuple[set[str], set[str]]] = {  # type: (required, optional)
 _OP_FIELDS = {"seq", "kind", "payload", "created_at"}
 
 
+_TEXT_FIELDS = ("claim_id", "name", "owner", "origin", "reason", "skeleton")
+_COUNT_FIELDS = ("expires_at", "head", "since", "limit")
+MAX_TEXT_CHARS = 600
+
+
 class SyncMessageInvalid(Refusal):
     code = "sync_invalid"
+
+
+def _invalid(field: str, problem: str) -> SyncMessageInvalid:
+    return SyncMessageInvalid("sync_invalid", f"{field}: {problem}"[:200], field=field)
+
+
+def _op_invalid(field: str, problem: str) -> SyncMessageInvalid:
+    return SyncMessageInvalid("op_invalid", f"{field}: {problem}"[:200], field=field)
 
 
 def encode(body: dict[str, Any]) -> bytes:
@@ -47,33 +61,30 @@ def message(message_type: str, **fields: Any) -> dict[str, Any]:
 
 
 def check(body: Any) -> None:
-    """Raise ``SyncMessageInvalid`` unless ``body`` has its type's fields, no other, and sane values."""
-    if not isinstance(body, dict) or body.get("v") != VERSION or body.get("type") not in _FIELDS:
-        raise SyncMessageInvalid("sync_invalid", 'expected {"v":1,"type":<an mns-sync type>,…}')
-    required, optional = _FIELDS[body["type"]]
-    unknown = set(body) - required - optional - {"v", "type"}
-    missing = required - set(body)
-    if unknown or missing:
-        problem = f"unknown {sorted(unknown)}" if unknown else f"missing {sorted(missing)}"
-        raise SyncMessageInvalid("sync_invalid", f"{body['type']}: {problem}"[:200])
-    for key in ("claim_id", "name", "owner", "origin", "reason", "skeleton"):
-        if key in body and (not isinstance(body[key], str) or not 0 < len(body[key]) <= 600):
-            raise SyncMessageInvalid("sync_invalid", f"{key}: expected a short string")
-    for key in ("expires_at", "head", "since", "limit"):
-        if key in body and not _is_count(body[key]):
-            raise SyncMessageInvalid("sync_invalid", f"{key}: expected a non-negative integer")
-    if body["type"] == "ops" and (not isinstance(body["ops"], list) or len(body["ops"]) > MAX_BATCH_OPS):
-        raise SyncMessageInvalid("sync_invalid", f"ops: expected a list of at most {MAX_BATCH_OPS} operations")
+    """Raise ``SyncMessageInvalid`` unless ``body`` has its type's fields, no other, and sane values (``fields``:
+    no ``null``, no ``true`` for an integer)."""
+    message_type = body.get("type") if isinstance(body, dict) else None
+    if not isinstance(message_type, str) or message_type not in _FIELDS:
+        raise SyncMessageInvalid("sync_invalid", 'expected {"v":1,"type":<an mns-sync type>,…}', field="type")
+    required, optional = _FIELDS[message_type]
+    fields.check_header(body, message_type, required=required, optional=optional, invalid=_invalid)
+    for key in _TEXT_FIELDS:
+        if key in body:
+            fields.text(body[key], key, invalid=_invalid, max_chars=MAX_TEXT_CHARS)
+    for key in _COUNT_FIELDS:
+        if key in body:
+            fields.integer(body[key], key, invalid=_invalid)
+    if message_type == "ops":
+        fields.json_list(body["ops"], "ops", invalid=_invalid, max_items=MAX_BATCH_OPS)
 
 
 def check_op(op: Any) -> None:
     """One operation of an ``ops`` batch: ``{"seq","kind","payload","created_at"}``."""
-    if not isinstance(op, dict) or set(op) != _OP_FIELDS:
-        raise SyncMessageInvalid("op_invalid", f"an operation has exactly: {', '.join(sorted(_OP_FIELDS))}")
-    if not _is_count(op["seq"]) or op["seq"] < 1 or not _is_count(op["created_at"]):
-        raise SyncMessageInvalid("op_invalid", "seq and created_at must be non-negative integers (seq from 1)")
-    if op["kind"] not in KINDS or not isinstance(op["payload"], dict):
-        raise SyncMessageInvalid("op_invalid", f"kind must be one of {', '.join(KINDS)}, payload an object")
+    fields.check_keys(op, required=_OP_FIELDS, invalid=_op_invalid, what="operation")
+    fields.integer(op["seq"], "seq", invalid=_op_invalid, low=1)
+    fields.integer(op["created_at"], "created_at", invalid=_op_invalid)
+    fields.one_of(op["kind"], "kind", KINDS, invalid=_op_invalid)
+    fields.json_object(op["payload"], "payload", invalid=_op_invalid)
 
 
 def op_size(op: dict[str, Any]) -> int:
@@ -95,7 +106,3 @@ def batches(*, origin: str, head: int, ops: Iterable[dict[str, Any]], max_bytes:
         size += extra
     if batch:
         yield message("ops", origin=origin, head=head, ops=batch)
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SAFE_INTEGER

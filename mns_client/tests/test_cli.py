@@ -1,11 +1,17 @@
 """The command line in-process (``main(argv)``): exit codes, error output, options, and ``init`` on a simnet node.
 The flows against a real gateway are in ``test_cli_e2e.py``."""
 
+import argparse
+import contextlib
+import http.server
 import io
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,6 +62,43 @@ def net() -> Iterator[SimNetwork]:
         yield network
 
 
+@pytest.fixture
+def policy_server() -> Iterator[str]:
+    """A stand-in gateway on loopback that serves only its policy, ``/.well-known/mns.json``."""
+    yield from _policy_server(delay=0)
+
+
+@pytest.fixture
+def slow_policy_server() -> Iterator[str]:
+    """The same, answering after 3.5 s: a wait long enough for a progress line."""
+    yield from _policy_server(delay=3.5)
+
+
+def _policy_server(*, delay: float) -> Iterator[str]:
+    policy = json.dumps({"name": "stand-in", "maxima": {"publickey": "0x3081", "address": "MxG18@127.0.0.1:1"}})
+
+    class Policy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            time.sleep(delay)
+            found = self.path == "/.well-known/mns.json"
+            self.send_response(200 if found else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(policy.encode() if found else b'{"error": "not_found", "detail": "Nothing is here."}')
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Policy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.mark.parametrize(
     ("error", "code"),
     [
@@ -89,6 +132,27 @@ def test_help_documents_the_exit_codes_and_exits_0() -> None:
 
     assert exited.value.code == 0
     assert run("--help")[0] == 0
+
+
+def test_every_argument_of_every_command_has_help_text() -> None:
+    parser = build_parser()
+    [commands] = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    missing = [
+        f"{name} {action.metavar or action.dest}"
+        for name, sub in commands.choices.items()
+        for action in sub._actions
+        if not action.help
+    ]
+    assert missing == []
+
+
+def test_the_scheme_help_says_what_nacl_and_rsa_stand_for() -> None:
+    out = io.StringIO()
+    with pytest.raises(SystemExit), contextlib.redirect_stdout(out):
+        build_parser().parse_args(["send", "--help"])
+    text = " ".join(out.getvalue().split())
+    assert "nacl (= nacl-sealedbox-v1, the default)" in text
+    assert "rsa (= maxima-rsa-v1)" in text
 
 
 @pytest.mark.parametrize("argv", [[], ["frobnicate"], ["send"], ["pay", "alice"], ["forward", "--auto", "maybe"]])
@@ -180,6 +244,54 @@ def test_an_unreachable_node_exits_2() -> None:
 
     assert code == 2
     assert "cannot reach your Minima node" in err
+
+
+def test_init_with_the_gateway_down_writes_nothing_and_says_so(net: SimNetwork, tmp_path: Path) -> None:
+    gateway = f"http://127.0.0.1:{free_port()}"
+
+    code, out, err = run("init", "--node", net.nodes[0].rpc_url, "--node-password", "node-pw", "--gateway", gateway)
+
+    assert code == 3
+    assert err.startswith("mns: ")
+    assert err.rstrip().endswith(f"(nothing was written to {tmp_path / 'home'})")
+    assert out == ""
+    assert not (tmp_path / "home").exists()
+
+
+def test_init_with_the_node_down_writes_nothing(tmp_path: Path) -> None:
+    code, out, _ = run("init", "--node", f"http://127.0.0.1:{free_port()}", "--json")
+
+    assert code == 2
+    assert json.loads(out)["detail"].endswith(f"(nothing was written to {tmp_path / 'home'})")
+    assert not (tmp_path / "home").exists()
+
+
+def test_init_remembers_a_gateway_given_through_mns_gateway_as_it_does_one_given_with_the_option(
+    net: SimNetwork, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy_server: str
+) -> None:
+    monkeypatch.setenv("MNS_GATEWAY", policy_server)
+    assert run("init", "--node", net.nodes[0].rpc_url, "--node-password", "node-pw")[0] == 0
+    monkeypatch.delenv("MNS_GATEWAY")
+
+    code, out, err = run("init", "--json")  # nothing given this time: all from config.json
+
+    assert code == 0, err
+    assert json.loads(out)["gateway"] == {"url": policy_server, "identity": "0x3081", "address": "MxG18@127.0.0.1:1"}
+    saved = json.loads((tmp_path / "home" / "config.json").read_text())
+    assert saved["gateway"] == policy_server
+
+
+def test_a_wait_longer_than_two_seconds_shows_its_age_on_stderr_and_leaves_json_alone(
+    net: SimNetwork, slow_policy_server: str
+) -> None:
+    gateway = slow_policy_server
+    argv = ["init", "--node", net.nodes[0].rpc_url, "--node-password", "node-pw", "--gateway", gateway]
+
+    code, out, err = run(*argv, "--json", "--verbose")
+
+    assert code == 0, err
+    assert re.search(rf"^… asking {gateway} for its policy… \d+ s$", err, re.MULTILINE), err
+    assert json.loads(out)["gateway"]["url"] == gateway
 
 
 def test_a_secret_file_others_can_read_is_refused(net: SimNetwork, tmp_path: Path) -> None:

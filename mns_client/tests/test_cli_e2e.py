@@ -590,11 +590,11 @@ def test_pay_a_name_without_a_payment_address_exits_8(world: World, alice: dict[
     assert run.json["error"] == "no_payment_address"
 
 
-def test_pay_more_than_the_wallet_holds_is_the_nodes_refusal(world: World, alice: dict[str, Any]) -> None:
+def test_pay_more_than_the_wallet_holds_exits_2_saying_no_funds(world: World, alice: dict[str, Any]) -> None:
     run = world.mns("bob", "pay", "alice", "999999999", "--yes")
 
     assert run.code == 2
-    assert "Insufficient funds" in run.err
+    assert "no funds: your node's wallet holds " in run.err
 
 
 # ---------------------------------------------------------------------------------------------------- failures

@@ -12,6 +12,7 @@ from mns_client.protocol.codecs import (
     RSA_SPKI_PREFIX,
     MaximaAddress,
     PermanentAddress,
+    canonical_public_key,
     from_hex,
     mx_decode,
     mx_encode,
@@ -258,6 +259,26 @@ def test_parse_public_key_refuses_a_truncated_or_extended_key():
 def test_public_key_hex_refuses_an_invalid_key():
     with pytest.raises(CodecError):
         public_key_hex(b"\x00" * 162)
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_canonical_public_key_gives_one_spelling_for_every_form_of_a_key(index):
+    vector = maxima_fixture("57-")["vectors"][index]
+    spellings = [
+        vector["publickey"],
+        vector["publickey"].lower(),
+        "0X" + vector["publickey"][2:],
+        vector["mxpublickey"],
+        from_hex(vector["publickey"]),
+    ]
+
+    assert {canonical_public_key(spelling) for spelling in spellings} == {vector["publickey"]}
+
+
+@pytest.mark.parametrize("value", [None, 162, True, "", "alice", "0x00", b"\x00" * 162, ["0x00"]])
+def test_canonical_public_key_raises_codec_error_for_anything_that_is_not_a_key(value):
+    with pytest.raises(CodecError):
+        canonical_public_key(value)
 
 
 # ---------------------------------------------------------------------------------------- Maxima addresses

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from mns_client.protocol.codecs import MaximaAddress, from_hex, to_hex
 from mns_client.protocol.errors import (
+    AddressUnresolved,
     CodecError,
     CommandPending,
     CommandSplit,
@@ -261,6 +262,16 @@ def test_it_raises_node_starting_up_for_the_maxima_start_up_message(node):
 
     assert (caught.value.code, caught.value.message) == ("node_starting_up", "Maxima still starting up..")
     assert node.text() == "maxima action:info"
+
+
+def test_a_send_to_a_max_address_its_mls_does_not_know_raises_address_unresolved_fixture_177(node):
+    fixture = node.answer("177-")
+    to = fixture["parsed"]["params"]["to"]
+
+    with pytest.raises(AddressUnresolved) as caught:
+        client(node).maxima_send(to=to, application="test", data=b"\x01")
+
+    assert (caught.value.code, caught.value.message) == ("address_unresolved", "MAX address invalid..")
 
 
 def test_it_reads_the_message_field_of_a_failure_when_there_is_no_error_field(node):

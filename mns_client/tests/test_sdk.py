@@ -16,6 +16,7 @@ from mns_client.config import Home
 from mns_client.listener import PATH_PREFIX, NodeListener
 from mns_client.protocol.codecs import from_hex, to_hex
 from mns_client.protocol.crypto import maxsign
+from mns_client.protocol.errors import AddressUnresolved
 from mns_client.protocol.rpc import MinimaRPC
 from mns_client.protocol.statements import NameStatement, SignedStatement
 from mns_client.sdk import (
@@ -29,6 +30,7 @@ from mns_client.sdk import (
     _verified_record,
 )
 from simnet import SimNetwork
+from simnet.testing import WebhookReceiver
 from testsupport import maxima_fixture
 from testsupport.processes import free_port, wait_for
 
@@ -310,3 +312,46 @@ def test_a_register_waiting_for_the_networks_claim_is_polled_past_its_expiry_unt
 
     decided.cancel()
     assert caught.value.code == "name_taken"
+
+
+# ------------------------------------------------------------------------------------ the gateway's MAX# gap
+
+
+def test_when_the_gateways_max_address_is_dark_the_client_sends_to_the_address_it_publishes_meanwhile(
+    gateway: FakeGateway, tmp_path: Path
+) -> None:
+    with SimNetwork(nodes=2, block_interval=0.5, mls_gap=60) as net, WebhookReceiver() as inbox:
+        gw, user = net.nodes
+        MinimaRPC(gw.rpc_url).maxextra_addpermanent(gw.publickey)
+        MinimaRPC(gw.rpc_url).webhooks_add(hook=inbox.url(), filter="MAXIMA")
+        permanent = f"MAX#{gw.publickey_hex}#{gw.address}"
+        policy = {"maxima": {"publickey": gw.publickey_hex, "address": permanent}}
+        gateway.routes["/.well-known/mns.json"] = (200, policy)
+        client = client_for(gateway, tmp_path, user.rpc_url)
+        assert client.gateway().address == permanent
+        gw.stop()
+        gw.start()  # its MLS forgot it: dark for the next minute
+        gateway.routes["/.well-known/mns.json"] = (200, {"maxima": {**policy["maxima"], "address": gw.address}})
+
+        client._send_to_gateway(permanent, b'{"v":1}')
+
+        assert inbox.wait_for(1)[0].json()["data"]["from"] == user.publickey_hex
+        assert client.gateway().address == gw.address
+
+
+def test_when_the_gateway_has_no_other_address_a_dark_max_address_is_a_clear_error(
+    gateway: FakeGateway, tmp_path: Path
+) -> None:
+    with SimNetwork(nodes=2, block_interval=0.5, mls_gap=60) as net:
+        gw, user = net.nodes
+        MinimaRPC(gw.rpc_url).maxextra_addpermanent(gw.publickey)
+        permanent = f"MAX#{gw.publickey_hex}#{gw.address}"
+        gateway.routes["/.well-known/mns.json"] = (
+            200,
+            {"maxima": {"publickey": gw.publickey_hex, "address": permanent}},
+        )
+        gw.stop()
+        gw.start()
+
+        with pytest.raises(AddressUnresolved):
+            client_for(gateway, tmp_path, user.rpc_url)._send_to_gateway(permanent, b'{"v":1}')

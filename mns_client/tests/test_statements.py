@@ -229,7 +229,7 @@ def test_it_refuses_a_statement_that_is_not_an_object() -> None:
 
 
 def test_it_refuses_an_unknown_field() -> None:
-    assert _parse_error(_with(note="hi")) == ("statement_invalid", "note", "unknown field 'note'")
+    assert _parse_error(_with(note="hi")) == ("statement_invalid", "note", "note: is an unknown field")
 
 
 @pytest.mark.parametrize("key", ["v", "op", "name", "owner", "seq", "issued_at", "gateway"])

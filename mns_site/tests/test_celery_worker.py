@@ -7,6 +7,7 @@ from kombu import Connection
 
 from core.models import Heartbeat
 from mns_site.celery import app as celery_app
+from testsupport import REPO
 from testsupport.processes import celery_worker, child_env, process, wait_for
 
 pytestmark = [
@@ -18,7 +19,7 @@ pytestmark = [
 
 def send_heartbeat_task(connection: Connection) -> None:
     with connection as conn:
-        celery_app.send_task("core.tasks.heartbeat", connection=conn)
+        celery_app.send_task("core.heartbeat", connection=conn)
 
 
 def test_a_task_runs_in_a_worker_on_redis(tmp_path: Path, redis_url: str) -> None:
@@ -28,7 +29,7 @@ def test_a_task_runs_in_a_worker_on_redis(tmp_path: Path, redis_url: str) -> Non
         send_heartbeat_task(Connection(redis_url))
         beat = wait_for(lambda: Heartbeat.objects.filter(name="worker").first(), timeout=60, what="the task", log=log)
     assert beat.pid is not None
-    assert "core.tasks.heartbeat" in log.read_text()
+    assert "core.heartbeat" in log.read_text()
 
 
 def test_a_task_runs_in_a_worker_on_the_embedded_filesystem_broker(tmp_path: Path) -> None:
@@ -37,11 +38,15 @@ def test_a_task_runs_in_a_worker_on_the_embedded_filesystem_broker(tmp_path: Pat
     env.pop("REDIS_URL", None)
     log = tmp_path / "worker.log"
     queue = tmp_path / "broker" / "queue"
+    control = tmp_path / "broker" / "control"
     options = {"data_folder_in": str(queue), "data_folder_out": str(queue), "store_processed": False}
+    options["control_folder"] = str(control)  # kombu's default is ./control, i.e. the repository root
     with process(celery_worker(env=env, log=log), env=env, log=log):
         wait_for(queue.exists, timeout=30, what="the worker to create its queue folder", log=log)
-        send_heartbeat_task(Connection("filesystem://", transport_options=options))
+        send_heartbeat_task(Connection("filesystem://localhost/", transport_options=options))
         wait_for(lambda: Heartbeat.objects.filter(name="worker").exists(), timeout=60, what="the task", log=log)
+    assert (control / "celery.exchange").exists()
+    assert not (REPO / "control").exists()
 
 
 def test_beat_schedules_the_heartbeat_and_records_itself(tmp_path: Path, redis_url: str) -> None:

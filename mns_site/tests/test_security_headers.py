@@ -126,3 +126,11 @@ def test_plain_http_is_redirected_to_https_except_the_node_hook_and_health(
     response = plain.get("/api/v1/names/alice")
     assert (response.status_code, response["Location"]) == (301, f"https://{host}/api/v1/names/alice")
     assert plain.get("/api/v1/health").status_code != 301
+
+
+def test_the_front_page_and_its_icon_carry_every_security_header(https: Client) -> None:
+    page, icon = https.get("/"), https.get("/favicon.ico")
+    assert (page.status_code, icon.status_code) == (200, 200)
+    assert_secure_headers(page)
+    assert_secure_headers(icon)
+    assert "frame-ancestors 'none'" in page["Content-Security-Policy"]

@@ -70,3 +70,20 @@ def test_bad_statements_over_maxima_are_refused_like_over_rest(alice: Owner) -> 
     }
     for code, wire in cases.items():
         assert refused(lambda wire=wire: handlers.statement_received(*message(alice.key, wire))).code == code
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [({"v": True}, "v"), ({"extra": 1}, "extra"), ({"signature": None}, "signature")],
+    ids=["v-true", "unknown-key", "signature-null"],
+)
+def test_a_statement_message_in_a_second_spelling_is_refused_and_changes_nothing(
+    alice: Owner, change: dict, field: str
+) -> None:
+    register(alice, "alice")
+    inbound, body = message(alice.key, alice.sign("update", "alice", 2, box_key=new_box_key()))
+
+    refusal = refused(lambda: handlers.statement_received(inbound, {**body, **change}))
+
+    assert (refusal.code, refusal.field) == ("statement_invalid", field)
+    assert NameRecord.objects.get().seq == 1

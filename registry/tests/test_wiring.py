@@ -14,7 +14,7 @@ from registry.tests.support import GATEWAY, Owner, hold
 
 def test_beat_expires_unanswered_holds_every_minute(settings: object) -> None:
     entry = celery_app.conf.beat_schedule["registry.name_holds_expire"]
-    assert (entry["task"], entry["schedule"]) == ("registry.tasks.name_holds_expire", 60.0)
+    assert (entry["task"], entry["schedule"]) == ("registry.name_holds_expire", 60.0)
     assert entry["kwargs"] == {"seconds": settings.MNS_NAME_HOLD_SECONDS}
 
 

@@ -18,6 +18,7 @@ ENTRIES_2 = json.dumps(["MxBBB@127.0.0.1:9001"]).encode()
 @pytest.fixture(scope="module")
 def net() -> Iterator[SimNetwork]:
     with SimNetwork(nodes=2, block_interval=0.25) as network:
+        network.wait_blocks(3)  # a wallet spends a coin only 3 blocks deep, the genesis coins too
         yield network
 
 
@@ -26,7 +27,7 @@ def _published(net: SimNetwork) -> tuple[str, str, str, str]:
     owner = MinimaRPC(net.nodes[0].rpc_url)
     created = owner.tokencreate(name="mns-entry", amount=1, decimals=0)
     provisional = created["body"]["txn"]["outputs"][0]["token"]["tokenid"]
-    net.wait_blocks(1)
+    net.wait_blocks(4)  # mined, then 3 deep
     tokenid = owner.tokens()[-1]["tokenid"]
     script = owner.newscript(script=BULLETIN_SCRIPT)["address"]
     MinimaRPC(net.nodes[1].rpc_url).newscript(script=BULLETIN_SCRIPT)
@@ -116,13 +117,13 @@ def test_send_without_enough_funds_is_refused(net: SimNetwork) -> None:
     reply = rpc(net.nodes[0].rpc_url, "send address:0x00 amount:999999999").json()
 
     assert reply["status"] is False
-    assert reply["error"].startswith("Insufficient funds.. you only have ")
+    assert reply["message"].startswith("Insufficient funds.. you only have ")
 
 
 def test_an_unmined_coin_cannot_be_spent_twice(net: SimNetwork) -> None:
     a = MinimaRPC(net.nodes[0].rpc_url)
     a.tokencreate(name="twice", amount=5, decimals=0)
-    net.wait_blocks(1)
+    net.wait_blocks(4)  # mined, then 3 deep
     token = next(t for t in a.tokens() if t["name"] == {"name": "twice"})["tokenid"]
     address = a.command("getaddress")["address"]
 

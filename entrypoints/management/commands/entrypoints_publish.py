@@ -13,7 +13,9 @@ from mns_client.protocol.errors import MNSError
 class Command(BaseCommand):
     help = (
         "Publish the entry-point list now, as the beat task does (MNS_PUBLISHER=true): a new list, or the retry of "
-        "an unfinished one. --wait also waits for its confirmation on chain."
+        "an unfinished one. --wait also waits for the bulletin coin to be deep enough to spend (MNS_CONFIRMATIONS) "
+        "and for the new list's confirmation on chain. Refused, and recorded as refused, when the list would be empty "
+        "or this gateway has no permanent (MAX#) address."
     )
 
     def add_arguments(self, parser: object) -> None:
@@ -36,7 +38,8 @@ class Command(BaseCommand):
             rpc = node_client()
             publication = services.publish_now(rpc=rpc)
             deadline = time.monotonic() + wait
-            while publication.status == Publication.Status.SENT and time.monotonic() < deadline:
+            waiting = (Publication.Status.PENDING, Publication.Status.SENT)  # for the coin's depth, for the block
+            while publication.status in waiting and time.monotonic() < deadline:
                 time.sleep(0.5)
                 services.publications_check(rpc=rpc)
                 publication.refresh_from_db()

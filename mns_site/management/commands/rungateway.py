@@ -1,10 +1,12 @@
 """``make run``: the whole gateway on one machine — web (gunicorn), Celery worker and beat — and proof it works."""
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +21,10 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.limits import GUNICORN_LIMITS
+from core.processes import celery_worker_command
+from mns_client.progress import Progress
+
+DEFAULT_BIND = "127.0.0.1:8000"
 
 
 class Command(BaseCommand):
@@ -26,7 +32,9 @@ class Command(BaseCommand):
     nodes: list[dict] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--bind", default="127.0.0.1:8000", help="host:port for the web server")
+        parser.add_argument(
+            "--bind", default=DEFAULT_BIND, help="host:port for the web server (make run BIND=host:port)"
+        )
         parser.add_argument("--web-workers", type=int, default=2)
         parser.add_argument("--check", action="store_true", help="start, show that every part works, then stop")
         parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for every part")
@@ -44,6 +52,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        check_free(options["bind"])  # before anything starts: the likeliest failure of a second `make run`
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         password_file = ensure_admin(Path(settings.VAR_DIR))
@@ -53,7 +62,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, stop.on_signal)
         try:
             base = f"http://{options['bind']}"
-            health = wait_healthy(base, children, timeout=options["timeout"])
+            health = wait_healthy(base, children, bind=options["bind"], timeout=options["timeout"])
             self.banner(base, health, password_file)
             demo = options["demo"] if options["demo"] is not None else bool(self.nodes) and not options["check"]
             if demo:
@@ -61,7 +70,8 @@ class Command(BaseCommand):
             if not options["check"]:
                 stop.wait()
         finally:
-            stop.stop_all()
+            for line in stop.stop_all():
+                self.stdout.write(line)
 
     def start(self, options: dict[str, Any]) -> dict[str, subprocess.Popen]:
         python = sys.executable
@@ -91,38 +101,19 @@ class Command(BaseCommand):
             *GUNICORN_LIMITS,
         ]
         # Supervised: restarted if it dies (a broker outage can make a Celery worker exit), as systemd would.
-        worker = [
-            python,
-            "-m",
-            "core.supervise",
-            "--",
-            python,
-            "-m",
-            "celery",
-            "-A",
-            "mns_site",
-            "worker",
-            "--beat",
-            "-l",
-            "info",
-            "--concurrency",
-            "2",
-            "--schedule",
-            settings.CELERY_BEAT_SCHEDULE_FILENAME,
-            "--without-gossip",
-            "--without-mingle",
-        ]
+        worker = celery_worker_command(
+            concurrency=2, beat_schedule=settings.CELERY_BEAT_SCHEDULE_FILENAME, supervised=True, python=python
+        )
         for name, args in (("web", web), ("worker", worker)):
             out = (logs / f"{name}.log").open("ab")
             # Our own interpreter with fixed arguments: nothing here comes from a request.
             options = {"cwd": settings.BASE_DIR, "env": env, "stdout": out, "stderr": subprocess.STDOUT}
-            children[name] = subprocess.Popen(args, **options)  # noqa: S603
+            children[name] = spawn(args, **options)
             self.stdout.write(f"started {name} (pid {children[name].pid}), log in {logs / (name + '.log')}")
         return children
 
     def banner(self, base: str, health: dict, password_file: Path) -> None:
-        checks = ", ".join(f"{name} {'ok' if c['ok'] else 'NOT OK'}" for name, c in health["checks"].items())
-        self.stdout.write(self.style.SUCCESS(f"\nThe MNS gateway is running: {health['status']} ({checks})"))
+        self.stdout.write(self.style.SUCCESS("\n" + status_line(health)))
         self.stdout.write(f"  health     {base}/api/v1/health")
         self.stdout.write(f"  policy     {base}/.well-known/mns.json")
         self.stdout.write(f"  API docs   {base}/api/docs/")
@@ -175,13 +166,19 @@ class Command(BaseCommand):
 SIMNET_NODES = 3
 
 
+def status_line(health: dict) -> str:
+    """The banner's first line, from the health endpoint's answer (the README shows it)."""
+    checks = ", ".join(f"{name} {'ok' if c['ok'] else 'NOT OK'}" for name, c in health["checks"].items())
+    return f"The MNS gateway is running: {health['status']} ({checks})"
+
+
 def start_simnet(logs: Path) -> tuple[subprocess.Popen, list[dict]]:
     """simnet with its state under var/, so the node keys (and so the gateway's identity) survive restarts."""
     # Node 0 is the gateway's; nodes 1 and 2 are alice's and bob's in the walk-through (mns_client.demo).
     args = [sys.executable, "manage.py", "simnet", "--nodes", str(SIMNET_NODES)]
     args += ["--state", str(Path(settings.VAR_DIR) / "simnet")]
     err = (logs / "simnet.log").open("ab")
-    child = subprocess.Popen(args, cwd=settings.BASE_DIR, stdout=subprocess.PIPE, stderr=err, text=True)  # noqa: S603
+    child = spawn(args, cwd=settings.BASE_DIR, stdout=subprocess.PIPE, stderr=err, text=True)
     nodes = []
     while len(nodes) < SIMNET_NODES:
         line = child.stdout.readline()
@@ -205,41 +202,117 @@ def ensure_admin(var_dir: Path) -> Path:
     return path
 
 
-def wait_healthy(base: str, children: dict[str, subprocess.Popen], *, timeout: float) -> dict:
+def split_bind(bind: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:8000`` for IPv6) as gunicorn takes it."""
+    host, _, port = bind.rpartition(":")
+    if not host or not port.isdigit():
+        raise CommandError(f"--bind {bind!r} is not host:port; e.g. make run BIND=127.0.0.1:8001")
+    return host.strip("[]"), int(port)
+
+
+def check_free(bind: str) -> None:
+    """Refuse, in one line naming the address, to start when something already listens there."""
+    host, port = split_bind(bind)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise CommandError(
+            f"cannot listen on {bind}: {exc.strerror or exc}; e.g. make run BIND=127.0.0.1:8001"
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn does: TIME_WAIT is no obstacle
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise CommandError(_bind_refused(bind, exc.strerror or str(exc))) from None
+
+
+def _bind_refused(bind: str, reason: str) -> str:
+    return (
+        f"cannot listen on {bind}: {reason.lower()} (another gateway or program is there); stop it, or choose "
+        f"another address: make run BIND=127.0.0.1:8001"
+    )
+
+
+def spawn(args: list[str], **options: Any) -> subprocess.Popen:
+    """A child in a process group of its own, which ``_Stopper`` signals and, if need be, kills as a whole (a
+    Celery worker's pool and a supervised command's children are in it too)."""
+    # Our own interpreter with fixed arguments: nothing here comes from a request.
+    return subprocess.Popen(args, process_group=0, **options)  # noqa: S603
+
+
+def wait_healthy(base: str, children: dict[str, subprocess.Popen], *, bind: str, timeout: float) -> dict:
     """Wait until health says every part, worker and beat included, works."""
     deadline, last = time.monotonic() + timeout, {}
+    progress = Progress("waiting for the gateway to be healthy")
     while time.monotonic() < deadline:
         for name, child in children.items():
             if child.poll() is not None:
-                raise CommandError(f"{name} exited with {child.returncode}; see var/log/{name}.log")
+                raise CommandError(_exited(name, child.returncode, bind))
         try:
             with urllib.request.urlopen(f"{base}/api/v1/health", timeout=5) as reply:  # noqa: S310 - our own URL
                 last = json.load(reply)
         except urllib.error.HTTPError as error:
-            last = json.load(error)
+            try:
+                last = json.load(error)
+            except ValueError:  # not the gateway's JSON: something else answers on that address
+                last = {"status": f"HTTP {error.code} from something that is not this gateway"}
+        except ValueError:
+            last = {"status": "an answer that is not the gateway's health"}
         except OSError:
             pass
         if last.get("status") == "ok":
+            progress.done()
             return last
+        waiting = [name for name, check in last.get("checks", {}).items() if not check.get("ok")]
+        progress.tick(f"not yet: {', '.join(waiting)}" if waiting else "")
         time.sleep(0.5)
+    progress.done()
     raise CommandError(f"the gateway did not become healthy in {timeout:.0f} s: {json.dumps(last)}")
+
+
+def _exited(name: str, code: int, bind: str) -> str:
+    log = Path(settings.VAR_DIR) / "log" / f"{name}.log"
+    if name == "web" and log.exists():
+        # gunicorn retries a taken address for a few seconds, then exits: "Connection in use: ('127.0.0.1', 8000)"
+        tail = log.read_text(errors="replace")[-4000:]
+        if "Connection in use" in tail or "Address already in use" in tail:
+            return _bind_refused(bind, "address already in use")
+    return f"{name} exited with {code}; see {log}"
 
 
 def wait_for_identity(base: str, timeout: float = 30) -> dict | None:
     """The gateway's Maxima identity once node supervision (a beat task) has learnt it, or None."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"{base}/.well-known/mns.json", timeout=5) as reply:  # noqa: S310
-            maxima = json.load(reply)["maxima"]
-        if maxima["publickey"]:
-            return maxima
-        time.sleep(0.5)
-    return None
+    progress = Progress("waiting for the gateway's node to tell its Maxima identity")
+    try:
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"{base}/.well-known/mns.json", timeout=5) as reply:  # noqa: S310
+                maxima = json.load(reply)["maxima"]
+            if maxima["publickey"]:
+                return maxima
+            progress.tick()
+            time.sleep(0.5)
+        return None
+    finally:
+        progress.done()
 
 
 class _Stopper:
-    def __init__(self, children: dict[str, subprocess.Popen]) -> None:
+    """Stops every child with one SIGINT to the process we started (gunicorn's master, the supervisor, which passes
+    it to Celery once: Celery's warm shutdown, which ends its pool and beat itself), waits at most ``grace`` seconds
+    for every process of every group to be gone, then SIGKILLs the groups still there.
+
+    A signal to a whole group reaches Celery's pool children too: SIGTERM to the group could kill one holding the
+    pool's queue lock and leave Celery's main process hung in billiard's ``_terminate_pool`` (one stop in four),
+    and a second SIGINT (the group's, then the supervisor's) would turn the warm shutdown into a cold one. One
+    signal to each leader avoids both, and the SIGKILL of the group bounds the stop whatever happens.
+    """
+
+    def __init__(self, children: dict[str, subprocess.Popen], *, grace: float = 20.0) -> None:
         self.children = children
+        self.grace = grace
         self.stopping = False
 
     def on_signal(self, signum: int, frame: object) -> None:
@@ -252,12 +325,63 @@ class _Stopper:
                     raise CommandError(f"{name} exited with {child.returncode}; see var/log/{name}.log")
             time.sleep(0.5)
 
-    def stop_all(self) -> None:
+    def stop_all(self) -> list[str]:
+        """Stop everything; one line per child saying how it ended."""
+        groups = {name: child.pid for name, child in self.children.items()}  # spawn() made each pid its group id
         for child in self.children.values():
             if child.poll() is None:
-                child.terminate()
-        for child in self.children.values():
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
+                child.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        progress = Progress("stopping " + ", ".join(groups))
+        while time.monotonic() - started < self.grace:
+            for child in self.children.values():
+                child.poll()  # reap the group leaders, which would otherwise count as still there
+            left = [name for name, pgid in groups.items() if group_members(pgid)]
+            if not left:
+                break
+            progress.tick("still running: " + ", ".join(left))
+            time.sleep(0.1)
+        progress.done()
+        report = []
+        for name, pgid in groups.items():
+            members = group_members(pgid)
+            child = self.children[name]
+            if members:
+                _signal_group(pgid, signal.SIGKILL)
+                child.wait()
+                report.append(
+                    f"stopped {name} (pid {child.pid}): killed with {len(members)} process(es) of its group "
+                    f"still running {self.grace:.0f} s after SIGINT"
+                )
+            else:
+                child.wait()
+                report.append(f"stopped {name} (pid {child.pid}) by itself, exit {child.returncode}")
+        return report
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the whole group is gone already
+        os.killpg(pgid, signum)
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of a process group; zombies wait for a parent that may never reap them."""
+    proc = Path("/proc")
+    if not proc.is_dir():  # not Linux: a group with only zombies in it counts as running
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return []
+        return [pgid]
+    members = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state, ppid, pgrp, …
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members

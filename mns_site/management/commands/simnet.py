@@ -14,7 +14,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from simnet import ControlServer, SimNetwork
+from simnet import ControlServer, SendTiming, SimNetwork
+from simnet.network import MLS_GAP_SECONDS
 
 
 class Command(BaseCommand):
@@ -27,11 +28,60 @@ class Command(BaseCommand):
         parser.add_argument("--state", default=None, help="directory that keeps keys, hooks and chain across runs")
         parser.add_argument("--rpc-password", default=None, help="turn on Basic auth (user minima)")
         parser.add_argument("--block-interval", type=float, default=2.0, help="seconds between blocks (default 2)")
+        parser.add_argument(
+            "--mls-gap",
+            type=float,
+            default=MLS_GAP_SECONDS,
+            help=f"seconds a restarted node's MAX# address stays dark (default {MLS_GAP_SECONDS:.0f}, as measured)",
+        )
+        parser.add_argument(
+            "--confirmations",
+            type=int,
+            default=3,
+            help="blocks deep a coin must be to be spent (default 3, as real nodes)",
+        )
         parser.add_argument("--control-port", type=int, default=None, help="fault-control endpoint on 127.0.0.1")
+        measured = SendTiming()
+        sends = parser.add_argument_group("send timing", "how long each node's maxima sends take (simnet.sending)")
+        sends.add_argument(
+            "--send-base-seconds",
+            type=float,
+            default=measured.base_seconds,
+            help=f"one small send alone (default {measured.base_seconds}, as measured; 0 with the others: instant)",
+        )
+        sends.add_argument(
+            "--send-full-seconds",
+            type=float,
+            default=measured.full_seconds,
+            help=f"added for 250 000 bytes, growing with the square of the size (default {measured.full_seconds})",
+        )
+        sends.add_argument(
+            "--send-serial-share",
+            type=float,
+            default=measured.serial_share,
+            help=f"share of a send the node does one at a time (default {measured.serial_share})",
+        )
+        sends.add_argument(
+            "--send-contention",
+            type=float,
+            default=measured.contention,
+            help=f"slow-down of the pipeline per send waiting in it (default {measured.contention})",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["nodes"] < 1:
             raise CommandError("--nodes must be at least 1")
+        if options["confirmations"] < 0:
+            raise CommandError("--confirmations cannot be negative")
+        try:
+            timing = SendTiming(
+                base_seconds=options["send_base_seconds"],
+                full_seconds=options["send_full_seconds"],
+                serial_share=options["send_serial_share"],
+                contention=options["send_contention"],
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
         network = SimNetwork(
             nodes=options["nodes"],
             base_port=options["base_port"],
@@ -39,6 +89,9 @@ class Command(BaseCommand):
             state_dir=options["state"],
             rpc_password=options["rpc_password"],
             block_interval=options["block_interval"],
+            send_timing=timing,
+            mls_gap=options["mls_gap"],
+            confirmations=options["confirmations"],
         )
         stop = threading.Event()
 

@@ -1,0 +1,60 @@
+"""The mailboxes' services, by job: ``delivery`` (store, count, receipt), ``reading`` (read, delete, expire),
+``forwarding`` (option 2), ``tokens`` (the access token), ``configure`` (the owner's settings), ``staff``
+(moderation), ``opening`` (the rows the registration flow writes) and ``replicas`` (copies kept for the network).
+Callers import the functions from here."""
+
+from mailboxes.services.common import MAX_SECRET_CHARS, NameStatus, State, address_check
+from mailboxes.services.configure import KEEP, mailbox_configure
+from mailboxes.services.delivery import (
+    REFUSAL_STATUS,
+    DeliveryRefused,
+    Stored,
+    deliver_received,
+    delivery_store,
+    delivery_submit,
+)
+from mailboxes.services.forwarding import ForwardSummary, mailbox_forward, message_forwarded
+from mailboxes.services.opening import mailbox_open, registration_record
+from mailboxes.services.reading import mailbox_messages_expire, message_delete, messages_ack, retention_days
+from mailboxes.services.replicas import mailbox_replicate, message_replicate, message_replicated_delete
+from mailboxes.services.staff import mailbox_purge, sender_block, sender_unblock
+from mailboxes.services.tokens import (
+    access_token_authenticate,
+    access_token_check_scope,
+    access_token_issue,
+    access_token_revoke,
+)
+
+__all__ = [
+    "KEEP",
+    "MAX_SECRET_CHARS",
+    "REFUSAL_STATUS",
+    "DeliveryRefused",
+    "ForwardSummary",
+    "NameStatus",
+    "State",
+    "Stored",
+    "access_token_authenticate",
+    "access_token_check_scope",
+    "access_token_issue",
+    "access_token_revoke",
+    "address_check",
+    "deliver_received",
+    "delivery_store",
+    "delivery_submit",
+    "mailbox_configure",
+    "mailbox_forward",
+    "mailbox_messages_expire",
+    "mailbox_open",
+    "mailbox_purge",
+    "mailbox_replicate",
+    "message_delete",
+    "message_forwarded",
+    "message_replicate",
+    "message_replicated_delete",
+    "messages_ack",
+    "registration_record",
+    "retention_days",
+    "sender_block",
+    "sender_unblock",
+]

@@ -1,0 +1,91 @@
+"""The owner's settings of a mailbox: where it forwards, its sender rules, its retention."""
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from core.errors import DomainError
+from mailboxes import selectors
+from mailboxes.models import Mailbox, SenderRule
+from mailboxes.services.common import address_check
+from mns_client.protocol.codecs import canonical_public_key
+from mns_client.protocol.errors import CodecError
+
+logger = logging.getLogger(__name__)
+
+
+KEEP: Any = object()  # a setting the request did not mention
+
+
+def mailbox_configure(
+    *,
+    mailbox: Mailbox,
+    address: str = KEEP,
+    retention_days: int | None = KEEP,
+    auto_forward: bool = KEEP,
+    delete_forwarded: bool = KEEP,
+    blocked: list[str] = KEEP,
+    allowed: list[str] = KEEP,
+) -> Mailbox:
+    """Change the owner's settings; what is not given stays. ``blocked``/``allowed`` replace those lists.
+
+    Refused, changing nothing: an address that is not a Maxima address, a retention outside 1 … the gateway's
+    (``None`` means the gateway's), automatic forwarding without an address, a key on both lists, lists longer
+    than ``MNS_MAILBOX_MAX_SENDER_RULES`` together. New retention applies to messages delivered from now on.
+    """
+    with transaction.atomic():
+        mailbox = Mailbox.objects.select_for_update().select_related("record").get(id=mailbox.id)
+        if address is not KEEP:
+            mailbox.address = address_check(address) if address else ""
+        if retention_days is not KEEP:
+            mailbox.retention_days = _retention(retention_days)
+        if auto_forward is not KEEP:
+            mailbox.auto_forward = bool(auto_forward)
+        if delete_forwarded is not KEEP:
+            mailbox.delete_forwarded = bool(delete_forwarded)
+        if mailbox.auto_forward and not mailbox.address:
+            raise DomainError("address_missing", "Automatic forwarding needs the mailbox's address.", status=409)
+        _rules_replace(mailbox, blocked=blocked, allowed=allowed)
+        mailbox.save()
+    return mailbox
+
+
+def _rules_replace(mailbox: Mailbox, *, blocked: list[str], allowed: list[str]) -> None:
+    current = selectors.sender_lists(mailbox=mailbox)
+    lists = {
+        SenderRule.List.BLOCK: current["blocked"] if blocked is KEEP else _keys(blocked, "blocked"),
+        SenderRule.List.ALLOW: current["allowed"] if allowed is KEEP else _keys(allowed, "allowed"),
+    }
+    both = set(lists[SenderRule.List.BLOCK]) & set(lists[SenderRule.List.ALLOW])
+    if both:
+        raise DomainError("sender_on_both_lists", "A sender key cannot be both blocked and allowed.")
+    if sum(len(keys) for keys in lists.values()) > settings.MNS_MAILBOX_MAX_SENDER_RULES:
+        raise DomainError(
+            "too_many_senders", f"A mailbox lists at most {settings.MNS_MAILBOX_MAX_SENDER_RULES} senders in all."
+        )
+    if blocked is KEEP and allowed is KEEP:
+        return
+    SenderRule.objects.filter(mailbox=mailbox).delete()
+    SenderRule.objects.bulk_create(
+        SenderRule(mailbox=mailbox, sender_key=key, list=kind) for kind, keys in lists.items() for key in keys
+    )
+
+
+def _keys(values: list[str], field: str) -> list[str]:
+    keys = []
+    for value in values:
+        try:
+            keys.append(canonical_public_key(value))
+        except CodecError:
+            raise DomainError(
+                "invalid", "The request has invalid fields.", fields={field: [f"Not a key: {value[:40]}"]}
+            ) from None
+    return list(dict.fromkeys(keys))
+
+
+def _retention(days: int | None) -> int | None:
+    if days is not None and not 1 <= days <= settings.MNS_RETENTION_DAYS:
+        raise DomainError("retention_invalid", f"Retention is 1 to {settings.MNS_RETENTION_DAYS} days on this gateway.")
+    return days

@@ -1,0 +1,259 @@
+"""Deliveries: checked, stored once, counted against the quota, logged for the peers, and answered with a receipt.
+
+Every refusal raises before anything is written (a ``DomainError`` with its own code), and the writes that must
+hold together share one transaction. The quota is kept by the database: a delivery reserves its space with one
+conditional UPDATE of the mailbox's counters (``count + 1 <= max AND bytes + n <= max``), so concurrent
+deliveries can never overfill a mailbox, and every delete gives back exactly what it deleted."""
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from core import ratelimit
+from core.errors import DomainError
+from federation import services as federation
+from mailboxes import selectors
+from mailboxes.models import Mailbox, Message
+from mailboxes.services.common import NameStatus, _detail, _ms
+from mailboxes.services.forwarding import _forward_queue
+from mailboxes.services.reading import retention_days
+from maxima.routing import Ignored, InboundMessage
+from maxima.services import outbound_enqueue
+from mns_client.protocol.mailbox import (
+    APPLICATION,
+    SCHEMES,
+    Deliver,
+    MailboxMessageInvalid,
+    Receipt,
+    delivery_id_of,
+    reply_to_of,
+)
+from mns_client.protocol.names import NameRefused, normalise
+
+logger = logging.getLogger(__name__)
+
+
+REFUSAL_STATUS = {
+    "malformed": 400,
+    "unknown_name": 404,
+    "suspended": 403,
+    "bad_scheme": 400,
+    "too_large": 413,
+    "blocked": 403,
+    "rate_limited": 429,
+    "over_quota": 507,
+}
+
+
+class DeliveryRefused(DomainError):
+    """A delivery the gateway will not store; ``code`` is the receipt's ``reason``."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(reason, detail, status=REFUSAL_STATUS[reason])
+
+
+@dataclass(frozen=True)
+class Stored:
+    message: Message
+    created: bool  # False: this sender's delivery id was stored before
+
+
+def delivery_store(
+    *, to: str, delivery_id: str, scheme: str, ciphertext: bytes, sender_key: str, sender_verified: bool
+) -> Stored:
+    """Store one delivery, or refuse it (``DeliveryRefused``, nothing written) with the receipt's reason.
+
+    Checks, in order: the name has a mailbox here (``unknown_name``) that is not suspended (``suspended``); the
+    same sender's ``delivery_id`` stored before is answered as stored again, before any other check; then the
+    scheme (``bad_scheme``), the size (``too_large``), the sender (``blocked``: staff's gateway-wide list, the
+    mailbox's block list, or not on its non-empty allow list), the per-sender rate (``rate_limited``) and the
+    quota (``over_quota``). A REST submission (``sender_verified=False``) never matches a Maxima delivery.
+    """
+    mailbox = _mailbox_for_delivery(to)
+    context = selectors.delivery_context(
+        mailbox=mailbox, sender_key=sender_key, sender_verified=sender_verified, delivery_id=delivery_id
+    )
+    if context.stored_before is not None:
+        return Stored(message=Message.objects.defer("ciphertext").get(id=context.stored_before), created=False)
+    _check_content(scheme, ciphertext)
+    _check_sender(context, sender_key, sender_verified)
+    _check_rate(mailbox, sender_key if sender_verified else "")
+    try:
+        with transaction.atomic():
+            _reserve(mailbox, len(ciphertext))
+            message = _message_create(mailbox, delivery_id, scheme, ciphertext, sender_key, sender_verified)
+            federation.op_append(kind="message", payload=_message_op(message, mailbox))
+    except IntegrityError:  # the same delivery, stored by a concurrent worker since we looked
+        before = selectors.delivery_find(
+            mailbox=mailbox, sender_key=sender_key, sender_verified=sender_verified, delivery_id=delivery_id
+        )
+        if before is None:
+            raise
+        return Stored(message=before, created=False)
+    logger.info("stored message %s (%s bytes) in %s", message.uid, message.size, mailbox.record.name)
+    return Stored(message=message, created=True)
+
+
+def deliver_received(*, message: InboundMessage, body: dict[str, Any]) -> str:
+    """A Maxima ``deliver``: store it (or refuse it) and queue the receipt; returns ``stored`` or the reason.
+
+    Runs in the inbound task's transaction, so the message, its counters and its receipt commit together with
+    the event's ``done``, or not at all (a worker killed half-way leaves nothing and the event is run again).
+    The receipt goes to ``reply_to``, else to the sender's key; its idempotency key is the delivery's, so a
+    resent delivery re-uses the first receipt. A delivery without a usable ``id`` cannot be receipted: ignored.
+    """
+    delivery_id = delivery_id_of(body)
+    if delivery_id is None:
+        raise Ignored("a delivery without a well-formed id")
+    destination = reply_to_of(body) or message.sender
+    try:
+        deliver = Deliver.from_dict(body)
+        stored = delivery_store(  # writes nothing unless it stores (its own savepoint)
+            to=deliver.to,
+            delivery_id=deliver.id,
+            scheme=deliver.scheme,
+            ciphertext=deliver.ciphertext,
+            sender_key=message.sender,  # the transport's canonical form of the key Maxima verified
+            sender_verified=True,
+        )
+    except (DeliveryRefused, MailboxMessageInvalid) as refused:
+        receipt = Receipt(id=delivery_id, status="refused", reason=refused.code, detail=_detail(refused))
+        logger.info("refused a delivery over Maxima: %s", refused.code)
+    else:
+        receipt = Receipt(id=delivery_id, status="stored", message_id=stored.message.uid)
+    _receipt_send(receipt, destination=destination, sender_key=message.sender)
+    return receipt.status if receipt.status == "stored" else str(receipt.reason)
+
+
+def delivery_submit(*, name: str, delivery_id: str, scheme: str, ciphertext: bytes, sender_key: str) -> Stored:
+    """A delivery over REST (``MNS_REST_SUBMISSION``): the same checks, stored with an unverified sender."""
+    if not settings.MNS_REST_SUBMISSION:
+        raise DomainError("submission_disabled", "This gateway takes deliveries over Maxima only.", status=403)
+    return delivery_store(
+        to=name,
+        delivery_id=delivery_id,
+        scheme=scheme,
+        ciphertext=ciphertext,
+        sender_key=sender_key,
+        sender_verified=False,
+    )
+
+
+def _mailbox_for_delivery(to: str) -> Mailbox:
+    try:
+        name = normalise(to)
+    except NameRefused:
+        raise DeliveryRefused("unknown_name", "The recipient is not a name.") from None
+    mailbox = selectors.mailbox_find(name=name)
+    record = mailbox.record if mailbox is not None else None
+    if record is not None and record.status == NameStatus.SUSPENDED:
+        raise DeliveryRefused("suspended", f"The mailbox of {name!r} is suspended by this gateway's staff.")
+    if record is None or record.status != NameStatus.ACTIVE or record.owner_key != mailbox.owner_key:
+        raise DeliveryRefused("unknown_name", f"No mailbox of {name!r} is kept by this gateway.")
+    return mailbox
+
+
+def _message_op(message: Message, mailbox: Mailbox) -> dict[str, Any]:
+    """A stored message as the peers learn of it (its ciphertext joins it on the wire, from the message row)."""
+    return {
+        "name": mailbox.record.name,
+        "uid": message.uid,
+        "delivery_id": message.delivery_id,
+        "sender": message.sender_key,
+        "sender_verified": message.sender_verified,
+        "scheme": message.scheme,
+        "received_at": _ms(message.received_at),
+    }
+
+
+def _check_content(scheme: str, ciphertext: bytes) -> None:
+    if scheme not in SCHEMES:
+        raise DeliveryRefused("bad_scheme", f"The scheme must be one of {', '.join(SCHEMES)}.")
+    if len(ciphertext) > settings.MNS_MAX_MESSAGE_BYTES:
+        raise DeliveryRefused(
+            "too_large", f"The ciphertext may be at most {settings.MNS_MAX_MESSAGE_BYTES} bytes here."
+        )
+
+
+def _check_sender(context: selectors.DeliveryContext, sender_key: str, sender_verified: bool) -> None:
+    if sender_key and context.blocked_by_staff:
+        raise DeliveryRefused("blocked", "This gateway does not accept messages from this sender.")
+    if sender_key and context.blocked_by_owner:
+        raise DeliveryRefused("blocked", "The owner of this mailbox blocked this sender.")
+    if context.has_allow_list and not (sender_verified and context.allowed_by_owner):
+        raise DeliveryRefused("blocked", "This mailbox accepts messages from the senders it lists only.")
+
+
+def _check_rate(mailbox: Mailbox, sender_key: str) -> None:
+    """A one-minute window per (mailbox, sender), shared by every worker through the cache."""
+    sender = hashlib.sha256(sender_key.encode()).hexdigest()[:32] if sender_key else "unverified"
+    counted = ratelimit.hit(f"mailbox:{mailbox.id}:{sender}", window=60)
+    if counted is not None and counted[0] > settings.MNS_DELIVERY_RATE_PER_MINUTE:
+        raise DeliveryRefused(
+            "rate_limited", f"At most {settings.MNS_DELIVERY_RATE_PER_MINUTE} deliveries a minute to this mailbox."
+        )
+
+
+def _reserve(mailbox: Mailbox, size: int) -> None:
+    """Take room for one message of ``size`` bytes in one conditional UPDATE, or refuse ``over_quota``.
+
+    Concurrent deliveries to one mailbox queue on its row; each re-evaluates the condition once the one before
+    committed, so the counters never pass the quota (and the check constraints would refuse it anyway).
+    """
+    reserved = Mailbox.objects.filter(
+        id=mailbox.id, message_count__lt=F("max_messages"), byte_count__lte=F("max_bytes") - size
+    ).update(message_count=F("message_count") + 1, byte_count=F("byte_count") + size)
+    if not reserved:
+        raise DeliveryRefused("over_quota", "The mailbox is full; its owner has to read and delete messages first.")
+
+
+def _message_create(
+    mailbox: Mailbox, delivery_id: str, scheme: str, ciphertext: bytes, sender_key: str, sender_verified: bool
+) -> Message:
+    message = _message_row(
+        mailbox, delivery_id, scheme, ciphertext, sender_key, sender_verified, received_at=timezone.now()
+    )
+    if mailbox.auto_forward and mailbox.address:
+        _forward_queue(message, mailbox, delete=mailbox.delete_forwarded)
+    return message
+
+
+def _message_row(
+    mailbox: Mailbox,
+    delivery_id: str,
+    scheme: str,
+    ciphertext: bytes,
+    sender_key: str,
+    sender_verified: bool,
+    *,
+    received_at: datetime,
+    **fields: Any,
+) -> Message:
+    """The message row of a delivery or a replica's copy (``fields``: its ``uid``); it expires after the mailbox's
+    retention, counted from its arrival."""
+    return Message.objects.create(
+        mailbox=mailbox,
+        delivery_id=delivery_id,
+        sender_key=sender_key,
+        sender_verified=sender_verified,
+        scheme=scheme,
+        ciphertext=ciphertext,
+        size=len(ciphertext),
+        received_at=received_at,
+        expires_at=received_at + timedelta(days=retention_days(mailbox)),
+        **fields,
+    )
+
+
+def _receipt_send(receipt: Receipt, *, destination: str, sender_key: str) -> None:
+    key = selectors.receipt_key(delivery_id=receipt.id, sender_key=sender_key)
+    if receipt.status == "refused":  # a refusal must not stand in for a later "stored" of the same id
+        key += f":refused:{receipt.reason}"
+    outbound_enqueue(destination=destination, application=APPLICATION, payload=receipt.to_bytes(), idempotency_key=key)

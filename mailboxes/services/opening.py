@@ -1,0 +1,46 @@
+"""The mailbox's rows that the registration flow (``registration.services``) writes: what a registration asked
+for, and the mailbox opened once the name is confirmed."""
+
+import logging
+
+from django.conf import settings
+from django.utils import timezone
+
+from mailboxes.models import Mailbox, Registration
+from mailboxes.services.common import address_check
+from mailboxes.services.tokens import access_token_issue
+from registry.models import NameRecord
+
+logger = logging.getLogger(__name__)
+
+
+def registration_record(*, challenge_id: str, record: NameRecord, address: str, source: str) -> Registration:
+    """Keep what a registration asked for (where the mailbox forwards to) with its ``register`` challenge."""
+    return Registration.objects.create(
+        challenge_id=challenge_id, record=record, address=address_check(address), source=source
+    )
+
+
+def mailbox_open(*, record: NameRecord, owner_key: str, address: str) -> Mailbox:
+    """The mailbox of a name just confirmed for ``owner_key``, with a new access token queued to its address.
+
+    A mailbox left from the name's previous owner is deleted with its messages; the owner's own one is kept (its
+    address updated when one is given)."""
+    mailbox = Mailbox.objects.select_for_update().filter(record=record).first()
+    if mailbox is not None and mailbox.owner_key != owner_key:
+        logger.info("deleting the mailbox of %s left by its previous owner", record.name)
+        mailbox.delete()
+        mailbox = None
+    if mailbox is None:
+        mailbox = Mailbox.objects.create(
+            record=record,
+            owner_key=owner_key,
+            address=address,
+            max_messages=settings.MNS_MAILBOX_MAX_MESSAGES,
+            max_bytes=settings.MNS_MAILBOX_MAX_BYTES,
+        )
+    elif address:
+        Mailbox.objects.filter(id=mailbox.id).update(address=address, updated_at=timezone.now())
+        mailbox.address = address
+    access_token_issue(mailbox=mailbox)
+    return mailbox
