@@ -54,15 +54,19 @@ def requires_interop() -> None:
 
 @dataclass
 class RealNode:
-    """A real Minima node reached over its RPC; its Maxima identity read once."""
+    """A real Minima node reached over its RPC; its Maxima identity read once, when first needed (with the password
+    a suite may have given the node)."""
 
     index: int
     rpc_url: str
-    maxima: dict[str, Any] = field(default_factory=dict)
     password: str | None = None  # set by a suite that gives the node an RPC password at runtime
+    _maxima: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    def __post_init__(self) -> None:
-        self.maxima = MinimaRPC(self.rpc_url, timeout=30).command("maxima")
+    @property
+    def maxima(self) -> dict[str, Any]:
+        if not self._maxima:
+            self._maxima = MinimaRPC(self.rpc_url, password=self.password, timeout=30).command("maxima")
+        return self._maxima
 
     @property
     def publickey_hex(self) -> str:
