@@ -46,6 +46,12 @@ def simnet_only(reason: str) -> pytest.MarkDecorator:
     return pytest.mark.skipif(interop_mode(), reason=f"interop mode: {reason}")
 
 
+def chain_timeout(seconds: float) -> float:
+    """A wait for the chain: ``seconds`` on simnet's fast blocks; on real ``-test`` nodes (a block about every 20 s,
+    coins spendable 3 blocks deep) at least 5 minutes."""
+    return max(seconds, 300.0) if interop_mode() else seconds
+
+
 def requires_interop() -> None:
     """Skip unless real nodes are given (a plain skip, also under ``MNS_REQUIRE_SERVICES=1``)."""
     if not interop_mode():

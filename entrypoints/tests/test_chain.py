@@ -14,13 +14,13 @@ from mns_client.protocol.entrypoints import ChainConfig, read_from_node
 from mns_client.protocol.errors import RPCError
 from mns_client.protocol.rpc import MinimaRPC
 from simnet import SimNetwork
-from testsupport.nodes import simnet_only
+from testsupport.nodes import chain_timeout, simnet_only
 
 pytestmark = pytest.mark.django_db
 
 
 def _until(probe: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + chain_timeout(timeout)
     while not (found := probe()):
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
@@ -28,7 +28,7 @@ def _until(probe: Callable[[], Any], timeout: float = 15.0) -> Any:
 
 
 def _set_up(rpc: MinimaRPC) -> Setup:
-    setup, _ = services.setup_run(rpc=rpc, wait_seconds=20, poll=0.05, say=lambda line: None)
+    setup, _ = services.setup_run(rpc=rpc, wait_seconds=chain_timeout(20), poll=0.05, say=lambda line: None)
     return setup
 
 
