@@ -30,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,16 @@ def answers(url: str) -> bool:
     except (OSError, ValueError, NodeError):
         return False
     return True
+
+
+def asks_for_password(url: str) -> bool:
+    try:
+        rpc(url, "status", timeout=5)
+    except urllib.error.HTTPError as refused:
+        return refused.code == 401
+    except (OSError, ValueError, NodeError):
+        return False
+    return False
 
 
 def wait_until(check: Any, *, timeout: float, what: str) -> Any:
@@ -285,6 +296,8 @@ def status(args: argparse.Namespace) -> int:
     for node in nodes_in(args.dir.resolve()):
         if node.pid() and answers(node.rpc_url):
             print(json.dumps(node.summary()))
+        elif node.pid() and asks_for_password(node.rpc_url):  # a suite set one at runtime (until it restarts)
+            print(json.dumps({"node": node.index, "rpc_url": node.rpc_url, "running": True, "rpc_password": True}))
         else:
             down += 1
             print(json.dumps({"node": node.index, "rpc_url": node.rpc_url, "running": node.pid() is not None}))
@@ -343,9 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     begin.add_argument("--timeout", type=float, default=180, help="seconds to wait for each step")
     begin.add_argument("--fund", type=int, default=1000, help="Minima per coin sent to each other node (0: none)")
     begin.add_argument("--coins", type=int, default=4, help="coins sent to each other node (at most 14 in all)")
-    for name in ("status", "stop"):
-        commands.add_parser(name, help=f"{name} the nodes of --dir")
-    rate = commands.add_parser("sendrate", help="measure one node's Maxima send rate, one send at a time")
+    commands.add_parser("status", help="one JSON line per node of --dir; exit 1 if one is down")
+    commands.add_parser("stop", help="stop the nodes of --dir")
+    rate = commands.add_parser("sendrate", help="measure one node's own Maxima send rate")
     rate.add_argument("--sender", type=int, default=1, help="the sending node (default 1)")
     rate.add_argument("--to", type=int, default=0, help="the receiving node (default 0, the gateway's)")
     rate.add_argument("--size", type=int, default=1024, help="bytes of data per message (default 1024)")
