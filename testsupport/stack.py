@@ -16,8 +16,8 @@ import requests
 
 from core.processes import celery_beat_command
 from mns_client.protocol.rpc import MinimaRPC
-from simnet import SimNetwork
 from testsupport import REPO
+from testsupport.nodes import Network
 from testsupport.processes import celery_worker, child_env, free_port, gunicorn, process, wait_for
 
 # Periodic work every second or two, so a test sees a sweep, a retry or a supervision round without waiting long.
@@ -36,7 +36,7 @@ OPEN_THROTTLES = {
 }
 
 
-def gateway_env(net: SimNetwork, tmp: Path, *, redis_url: str, hook_secret: str, **settings: str) -> dict[str, str]:
+def gateway_env(net: Network, tmp: Path, *, redis_url: str, hook_secret: str, **settings: str) -> dict[str, str]:
     """The settings of a gateway on a free port of 127.0.0.1 whose node is ``net``'s node 0, with ``FAST``
     periodic work, overridden by ``settings``. Reads the test database's address: call it with the database
     unblocked (or give ``DATABASE_URL``)."""
@@ -76,7 +76,7 @@ class LiveGateway:
 
 @contextmanager
 def live_gateway(
-    net: SimNetwork,
+    net: Network,
     tmp: Path,
     env: dict[str, str],
     *,

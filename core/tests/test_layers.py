@@ -31,11 +31,12 @@ ALLOWED: dict[str, set[str]] = {
     "entrypoints": {PROTOCOL, "core", *DOMAIN},
     "mns_site": {PROTOCOL, "mns_client", "simnet", "core", *DOMAIN, "registration", "entrypoints"},
     "testsupport": {PROTOCOL, "mns_client", "simnet", "core", *DOMAIN, "registration", "entrypoints", "mns_site"},
+    "interop": set(),  # starts real Minima nodes: the standard library only
 }
 ALLOWED["bench"] = ALLOWED["testsupport"] | {"testsupport"}
 ALLOWED["faults"] = ALLOWED["testsupport"] | {"testsupport"}
 # No web framework below the gateway: the client and simnet run without Django installed.
-DJANGO_FREE = {PROTOCOL, "mns_client", "simnet"}
+DJANGO_FREE = {PROTOCOL, "mns_client", "simnet", "interop"}
 FRAMEWORKS = {"django", "rest_framework", "drf_spectacular", "celery", "kombu"}
 
 

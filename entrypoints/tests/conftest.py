@@ -9,18 +9,19 @@ from django.utils import timezone
 from federation.models import Peer
 from mns_client.protocol.codecs import to_hex
 from mns_client.protocol.rpc import MinimaRPC
-from simnet import SimNetwork
+from testsupport.nodes import Network, network
 
 
 @pytest.fixture
-def net() -> Iterator[SimNetwork]:
-    """Node 0 is the publishing gateway's node, node 1 a reader's (a user, or another gateway)."""
-    with SimNetwork(nodes=2, block_interval=0.2) as network:
-        yield network
+def net() -> Iterator[Network]:
+    """Node 0 is the publishing gateway's node, node 1 a reader's (a user, or another gateway); real nodes in
+    interop mode (``testsupport.nodes``)."""
+    with network(2, block_interval=0.2) as nodes:
+        yield nodes
 
 
 @pytest.fixture
-def publisher(net: SimNetwork, settings: object) -> MinimaRPC:
+def publisher(net: Network, settings: object) -> MinimaRPC:
     settings.MINIMA_RPC_URL = net.nodes[0].rpc_url
     settings.MNS_PUBLISHER = True
     settings.MNS_ENTRYPOINTS_COUNT = 3
@@ -35,7 +36,7 @@ def _rsa_key_hex() -> str:
 
 
 @pytest.fixture
-def peers(net: SimNetwork) -> list[Peer]:
+def peers(net: Network) -> list[Peer]:
     """Five healthy peers with permanent MAX# addresses (their MLS is node 0), one paused, one not permanent."""
     mls = net.nodes[0].address
     made = []

@@ -14,12 +14,13 @@ from mns_client.protocol.entrypoints import ChainConfig, read_from_node
 from mns_client.protocol.errors import RPCError
 from mns_client.protocol.rpc import MinimaRPC
 from simnet import SimNetwork
+from testsupport.nodes import chain_timeout, simnet_only
 
 pytestmark = pytest.mark.django_db
 
 
 def _until(probe: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + chain_timeout(timeout)
     while not (found := probe()):
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
@@ -27,7 +28,7 @@ def _until(probe: Callable[[], Any], timeout: float = 15.0) -> Any:
 
 
 def _set_up(rpc: MinimaRPC) -> Setup:
-    setup, _ = services.setup_run(rpc=rpc, wait_seconds=20, poll=0.05, say=lambda line: None)
+    setup, _ = services.setup_run(rpc=rpc, wait_seconds=chain_timeout(20), poll=0.05, say=lambda line: None)
     return setup
 
 
@@ -136,6 +137,7 @@ def test_a_non_owner_cannot_rewrite_the_bulletin(net: SimNetwork, publisher: Min
     assert reading.bulletin.seq == 1
 
 
+@simnet_only("stops and restarts the publishing node")
 def test_a_publication_whose_node_is_down_is_retried_and_confirmed_later(
     net: SimNetwork, publisher: MinimaRPC, peers: list[Peer], settings: object
 ) -> None:

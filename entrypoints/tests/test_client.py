@@ -12,12 +12,14 @@ from mns_client.protocol.errors import MNSError
 from mns_client.protocol.rpc import MinimaRPC
 from mns_client.sdk import Client
 from simnet import SimNetwork
+from testsupport.nodes import chain_timeout
 
 pytestmark = pytest.mark.django_db
 
 
 def _client(net: SimNetwork, home: Path, *, seen: int = 0) -> Client:
-    setup = services.setup_run(rpc=MinimaRPC(net.nodes[0].rpc_url), wait_seconds=20, poll=0.05, say=lambda s: None)[0]
+    rpc, wait = MinimaRPC(net.nodes[0].rpc_url), chain_timeout(20)
+    setup = services.setup_run(rpc=rpc, wait_seconds=wait, poll=0.05, say=lambda s: None)[0]
     store = Home(home)
     store.ensure()
     settings = store.settings()

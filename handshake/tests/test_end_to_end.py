@@ -1,4 +1,5 @@
-"""The whole handshake for real: simnet nodes, the gateway served by gunicorn, a real Celery worker.
+"""The whole handshake for real: simnet nodes (or real ones in interop mode, ``testsupport.nodes``), the gateway
+served by gunicorn, a real Celery worker.
 
 Node 0 is the gateway's node, node 1 the owner's, node 2 a stranger's. The client asks for a challenge over REST,
 the nodes send their answers with ``maxima action:send``, node 0 posts them to the gateway's webhook, the worker
@@ -9,7 +10,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,11 @@ from mns_client.protocol.codecs import from_hex
 from mns_client.protocol.handshake import Answer as AnswerMessage
 from mns_client.protocol.handshake import Result, new_verifier, verifier_hash
 from mns_client.protocol.rpc import MinimaRPC
+from mns_client.protocol.statements import SignedStatement
 from registry import services as registry
 from registry.tests.support import Owner, new_box_key
-from simnet import SimNetwork, SimNode
 from simnet.testing import WebhookReceiver
+from testsupport.nodes import Network, Node, network
 from testsupport.processes import celery_worker, child_env, free_port, gunicorn, process, wait_for
 
 pytestmark = [
@@ -38,7 +40,7 @@ HOOK_SECRET = "handshake-e2e-" + "s" * 30
 
 @dataclass
 class Gateway:
-    net: SimNetwork
+    net: Network
     url: str
     worker_log: Path
 
@@ -61,7 +63,7 @@ def gateway(tmp_path: Path, settings: Any) -> Iterator[Gateway]:
     web_port = free_port()
     url = f"http://127.0.0.1:{web_port}"
     settings.MNS_HOOK_BASE_URL, settings.MAXIMA_HOOK_SECRET = url, HOOK_SECRET
-    with SimNetwork(nodes=3, block_interval=0.5) as net:
+    with network(3, block_interval=0.5) as net:
         env = child_env(
             MNS_VAR_DIR=str(tmp_path),  # the embedded filesystem broker, shared by the web server and the worker
             MINIMA_RPC_URL=net.nodes[0].rpc_url,
@@ -89,13 +91,32 @@ def _answers(gateway: Gateway) -> bool:
         return False
 
 
-def send_answer(node: SimNode, started: dict[str, Any], code: str | None = None) -> str:
+def send_answer(node: Node, started: dict[str, Any], code: str | None = None) -> str:
     """The node sends ``{"v":1,"type":"handshake",…}`` to the address the gateway gave, as any Maxima app would."""
     message = AnswerMessage(challenge=started["id"], code=code or started["code"], reply_to=node.address)
     sent = MinimaRPC(node.rpc_url, timeout=30).maxima_send(
         to=started["gateway_address"], application="mns", data=message.to_bytes()
     )
     return sent.msgid
+
+
+@dataclass
+class NodeOwner(Owner):
+    """An owner whose node signs with its own ``maxsign``: a real node never shows its private key."""
+
+    rpc: MinimaRPC = field(default=None, repr=False)  # type: ignore[assignment]
+
+    def sign(self, op: str, name: str, seq: int, **fields: Any) -> SignedStatement:
+        statement = self.statement(op, name, seq, **fields)
+        return SignedStatement(statement, self.rpc.maxsign(statement.canonical()))
+
+
+def owner_of(node: Node) -> Owner:
+    """The node's identity as the owner of a name."""
+    private_key = getattr(node, "private_key", None)
+    if private_key is not None:
+        return Owner(key=node.publickey_hex, private_key=private_key)
+    return NodeOwner(key=node.publickey_hex, private_key=b"", rpc=MinimaRPC(node.rpc_url, timeout=30))
 
 
 def verdicts(inbox: WebhookReceiver) -> list[Result]:
@@ -106,7 +127,7 @@ def verdicts(inbox: WebhookReceiver) -> list[Result]:
 
 def test_the_owners_node_proves_the_mailbox_and_the_client_uses_the_session(gateway: Gateway) -> None:
     gateway_node, user, stranger = gateway.net.nodes
-    owner = Owner(key=user.publickey_hex, private_key=user.private_key)
+    owner = owner_of(user)
     home = gateway_node.publickey_hex
     registry.name_hold(signed=owner.sign("register", "alice", 1, gateway=home), gateway_key=home, source="api")
     registry.name_activate(name="alice")
@@ -161,7 +182,7 @@ def test_the_owners_node_proves_the_mailbox_and_the_client_uses_the_session(gate
 
 def test_a_wrong_code_from_the_owners_node_is_refused_over_maxima(gateway: Gateway) -> None:
     gateway_node, user, _ = gateway.net.nodes
-    owner = Owner(key=user.publickey_hex, private_key=user.private_key)
+    owner = owner_of(user)
     home = gateway_node.publickey_hex
     registry.name_hold(signed=owner.sign("register", "bob", 1, gateway=home), gateway_key=home, source="api")
     registry.name_activate(name="bob")

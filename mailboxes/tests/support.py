@@ -56,6 +56,10 @@ class Owner(StatementOwner):
     def register(self, name: str, seq: int = 1, **fields: Any) -> SignedStatement:
         return self.sign("register", name, seq, box_key=to_hex(self.box_public), **fields)
 
+    def open_token(self, blob: bytes) -> tuple[str, str]:
+        """What the owner's node does with an access token's blob (``maxdecrypt``): its id and secret."""
+        return access_token_open(self.private_key, blob)
+
 
 @dataclass(frozen=True)
 class Opened:
@@ -82,7 +86,7 @@ def open_mailbox(owner: Owner, name: str, *, address: str | None = None, **state
     assert answer(owner, pending.issued.challenge.id, pending.issued.code) == "verified"
     mailbox = Mailbox.objects.select_related("record").get(record__name=name)
     token = AccessToken.objects.get(mailbox=mailbox, revoked_at=None)
-    token_id, secret = access_token_open(owner.private_key, bytes(token.blob))
+    token_id, secret = owner.open_token(bytes(token.blob))
     return Opened(mailbox=mailbox, owner=owner, token_id=token_id, secret=secret)
 
 

@@ -1,6 +1,7 @@
-"""The transport end to end: two simnet nodes, the gateway served by gunicorn, a real Celery worker and beat on
-a real Redis that the test can stop. A message from a user's node reaches the inbox exactly once whatever fails
-in between; a message to a stopped node is sent when it comes back."""
+"""The transport end to end: two simnet nodes (or real ones in interop mode, ``testsupport.nodes``), the gateway
+served by gunicorn, a real Celery worker and beat on a real Redis that the test can stop. A message from a user's
+node reaches the inbox exactly once whatever fails in between; a message to a stopped node is sent when it comes
+back."""
 
 import json
 import os
@@ -17,8 +18,8 @@ import pytest
 from maxima.models import InboundEvent, OutboundMessage
 from maxima.services import outbound_enqueue
 from mns_client.protocol.rpc import MinimaRPC
-from simnet import SimNetwork
 from simnet.testing import WebhookReceiver
+from testsupport.nodes import Network, network, simnet_only
 from testsupport.processes import RedisServer, free_port, wait_for
 from testsupport.stack import gateway_env, live_gateway, private_broker
 
@@ -29,7 +30,7 @@ HOOK_SECRET = "e2e-" + "s" * 40
 
 @dataclass
 class Gateway:
-    net: SimNetwork
+    net: Network
     redis: RedisServer
     web_url: str
     handler_log: Path
@@ -56,7 +57,7 @@ def gateway(
     tmp = tmp_path_factory.mktemp("e2e")
     redis = RedisServer(free_port(), tmp)
     redis.start()
-    with SimNetwork(nodes=2, block_interval=0.5) as net, WebhookReceiver() as copy:
+    with network(2, block_interval=0.5) as net, WebhookReceiver() as copy:
         MinimaRPC(net.nodes[0].rpc_url).webhooks_add(hook=copy.url(), filter="MAXIMA")
         with django_db_blocker.unblock():
             env = gateway_env(
@@ -123,6 +124,7 @@ def test_a_message_that_arrives_while_the_broker_is_down_is_processed_when_it_is
     assert InboundEvent.objects.filter(msgid=msgid).count() == 1
 
 
+@simnet_only("stops and restarts the user's node")
 def test_a_message_to_a_stopped_node_is_retried_and_sent_when_it_comes_back(
     gateway: Gateway, on_private_broker: None
 ) -> None:
