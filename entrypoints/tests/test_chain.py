@@ -3,6 +3,7 @@
 import random
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from mns_client.protocol.entrypoints import ChainConfig, read_from_node
 from mns_client.protocol.errors import RPCError
 from mns_client.protocol.rpc import MinimaRPC
 from simnet import SimNetwork
-from testsupport.nodes import chain_timeout, simnet_only
+from testsupport.nodes import chain_timeout, interop_mode, simnet_only
 
 pytestmark = pytest.mark.django_db
 
@@ -118,7 +119,9 @@ def test_a_non_owner_cannot_rewrite_the_bulletin(net: SimNetwork, publisher: Min
     (coin,) = intruder.coins(address=setup.script_address, tokenid=setup.tokenid)
     forged = {0: setup.owner_key, 1: "0x" + b'{"v":1}'.hex(), 2: "99"}
 
-    with pytest.raises(RPCError, match="scripts or signatures failed"):
+    # Simnet refuses it in the reply; a real node answers status:true, logs the script failure and drops it.
+    refused = nullcontext() if interop_mode() else pytest.raises(RPCError, match="scripts or signatures failed")
+    with refused:
         intruder.txn_rotate(
             txn_id="forge",
             coinid=coin["coinid"],
