@@ -1,6 +1,7 @@
 """``make run`` (``manage.py rungateway``): a taken address said in one line, and a stop that leaves nothing behind."""
 
 import socket
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -37,10 +38,19 @@ def test_make_run_on_a_taken_address_says_so_in_one_line_and_starts_nothing(tmp_
 
 
 def test_make_run_passes_bind_to_rungateway() -> None:
+    # Run as make's own child (`make test` is one): without its MAKEFLAGS/MAKELEVEL, as a user types it.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     result = subprocess.run(
-        ["make", "-n", "run", "BIND=127.0.0.1:8001"], cwd=REPO, capture_output=True, text=True, timeout=60
+        ["make", "--no-print-directory", "-n", "run", "BIND=127.0.0.1:8001"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
-    assert "manage.py rungateway --bind 127.0.0.1:8001" in result.stdout.splitlines()[-1]
+    runs = [line for line in result.stdout.splitlines() if "manage.py rungateway" in line]
+    assert runs == [runs[0]]
+    assert "manage.py rungateway --bind 127.0.0.1:8001" in runs[0]
 
 
 @pytest.mark.django_db
