@@ -1,7 +1,7 @@
 """``make run`` (``manage.py rungateway``): a taken address said in one line, and a stop that leaves nothing behind."""
 
-import socket
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
