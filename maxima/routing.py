@@ -16,6 +16,7 @@ from django.db import transaction
 
 from mns_client.protocol import fields
 from mns_client.protocol.errors import MNSError
+from mns_client.protocol.mailbox import reply_to_of
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +93,6 @@ def on_reply_address(callback: ReplyAddressCallback) -> None:
 
 
 def _reply_address_seen(message: InboundMessage, body: dict[str, Any]) -> None:
-    from mns_client.protocol.mailbox import reply_to_of
-
     address = reply_to_of(body)
     if address is None:
         return
