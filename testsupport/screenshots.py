@@ -172,10 +172,13 @@ def main() -> None:
     parser.add_argument("--suffix", default="", help="added to each file name, e.g. -390")
     options = parser.parse_args()
     var = Path(tempfile.mkdtemp(prefix="mns-screens-"))
-    env = {**os.environ, "MNS_VAR_DIR": str(var), "DEBUG": "true", "DJANGO_SETTINGS_MODULE": "mns_site.settings"}
-    env.pop("DATABASE_URL", None)
-    env.pop("REDIS_URL", None)
-    os.environ.update(env)
+    # Its own SQLite and local cache whatever the caller's environment says (the PostgreSQL pass of the suite runs
+    # this with DATABASE_URL set): the example rows must never reach another database. This process seeds it and
+    # the runserver child serves it, so both read the same environment.
+    for shared in ("DATABASE_URL", "REDIS_URL"):
+        os.environ.pop(shared, None)
+    os.environ.update({"MNS_VAR_DIR": str(var), "DEBUG": "true", "DJANGO_SETTINGS_MODULE": "mns_site.settings"})
+    env = dict(os.environ)
     import django
 
     django.setup()
