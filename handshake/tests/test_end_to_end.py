@@ -22,9 +22,8 @@ from mns_client.protocol.codecs import from_hex
 from mns_client.protocol.handshake import Answer as AnswerMessage
 from mns_client.protocol.handshake import Result, new_verifier, verifier_hash
 from mns_client.protocol.rpc import MinimaRPC
-from mns_client.protocol.statements import SignedStatement
 from registry import services as registry
-from registry.tests.support import Owner, new_box_key
+from registry.tests.support import Owner, SignsOnItsNode, new_box_key
 from simnet.testing import WebhookReceiver
 from testsupport.nodes import Network, Node, network
 from testsupport.processes import celery_worker, child_env, free_port, gunicorn, process, wait_for
@@ -101,14 +100,10 @@ def send_answer(node: Node, started: dict[str, Any], code: str | None = None) ->
 
 
 @dataclass
-class NodeOwner(Owner):
+class NodeOwner(SignsOnItsNode, Owner):
     """An owner whose node signs with its own ``maxsign``: a real node never shows its private key."""
 
     rpc: MinimaRPC = field(default=None, repr=False)  # type: ignore[assignment]
-
-    def sign(self, op: str, name: str, seq: int, **fields: Any) -> SignedStatement:
-        statement = self.statement(op, name, seq, **fields)
-        return SignedStatement(statement, self.rpc.maxsign(statement.canonical()))
 
 
 def owner_of(node: Node) -> Owner:

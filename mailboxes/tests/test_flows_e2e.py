@@ -37,6 +37,7 @@ from mns_client.protocol.mailbox import (
 )
 from mns_client.protocol.rpc import MinimaRPC
 from mns_client.protocol.statements import NameStatement, SignedStatement
+from registry.tests.support import SignsOnItsNode
 from simnet.testing import WebhookReceiver
 from testsupport.nodes import Network, Node, network, simnet_only
 from testsupport.processes import RedisServer, children, free_port, wait_for
@@ -149,14 +150,10 @@ def owner(gateway: Gateway) -> Owner:
 
 
 @dataclass
-class NodeOwner(Owner):
+class NodeOwner(SignsOnItsNode, Owner):
     """An owner whose (real) node signs with ``maxsign`` and opens tokens with ``maxdecrypt``."""
 
     rpc: MinimaRPC = field(default=None, repr=False)  # type: ignore[assignment]
-
-    def sign(self, op: str, name: str, seq: int, **fields: Any) -> SignedStatement:
-        statement = self.statement(op, name, seq, **fields)
-        return SignedStatement(statement, self.rpc.maxsign(statement.canonical()))
 
     def open_token(self, blob: bytes) -> tuple[str, str]:
         return access_token_read(self.rpc.maxdecrypt(blob))

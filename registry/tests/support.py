@@ -14,6 +14,7 @@ import pytest
 from mns_client.protocol.codecs import public_key_hex, to_hex
 from mns_client.protocol.crypto import box_keypair, generate_maxima_keypair, maxsign
 from mns_client.protocol.errors import MNSError
+from mns_client.protocol.rpc import MinimaRPC
 from mns_client.protocol.statements import NameStatement, SignedStatement
 from registry import services
 from registry.models import AuditEntry, NameRecord, StatementRecord
@@ -47,6 +48,17 @@ class Owner:
     def sign(self, op: str, name: str, seq: int, **fields: Any) -> SignedStatement:
         statement = self.statement(op, name, seq, **fields)
         return SignedStatement(statement, maxsign(self.private_key, statement.canonical()))
+
+
+class SignsOnItsNode:
+    """For an owner whose node signs with its own ``maxsign`` (a real node never shows its private key): mixed in
+    before ``Owner`` by a dataclass that has an ``rpc`` field, the node's ``MinimaRPC``."""
+
+    rpc: MinimaRPC
+
+    def sign(self, op: str, name: str, seq: int, **fields: Any) -> SignedStatement:
+        statement = self.statement(op, name, seq, **fields)  # type: ignore[attr-defined]
+        return SignedStatement(statement, self.rpc.maxsign(statement.canonical()))
 
 
 def fresh_owner() -> Owner:
