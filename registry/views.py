@@ -8,6 +8,7 @@ import hashlib
 import json
 
 from django.db.models import QuerySet
+from django.http import HttpResponse
 from django.utils.http import parse_etags
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.request import Request
@@ -16,8 +17,8 @@ from rest_framework.response import Response
 from core.api import THROTTLES, APIView, ListAPIView, error_response
 from core.errors import DomainError
 from core.pagination import CursorPagination
-from mns_client.protocol.names import normalise
-from registry import gates, selectors, services
+from mns_client.protocol.names import NameRefused, normalise
+from registry import gates, published, selectors, services
 from registry.models import NameRecord, StatementRecord
 from registry.serializers import (
     AvailabilitySerializer,
@@ -62,12 +63,26 @@ class NameView(APIView):
             410: error_response("name_released: its owner released it; the signed release is in the history."),
         },
     )
-    def get(self, request: Request, name: str) -> Response:
-        record = selectors.record_published(name=normalise(name))
-        headers = {"ETag": _etag(record), "Cache-Control": CACHE_CONTROL}
-        if _not_modified(request, headers["ETag"]):
-            return Response(status=304, headers=headers)
-        return Response(record_representation(record), headers=headers)
+    def get(self, request: Request, name: str) -> HttpResponse:
+        entry = published.entry_of(self.cached)
+        if entry is None:  # not cached (or no Redis): from the database, and kept for the next lookups
+            name = normalise(name)
+            record = selectors.record_published(name=name)
+            entry = (_etag(record), published.render(record_representation(record)))
+            published.store(name, *entry, self.cached)
+        etag, body = entry
+        headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
+        if _not_modified(request, etag):
+            return HttpResponse(status=304, headers=headers)
+        # The body is already what DRF's JSON renderer makes of it (the kept entry is rendered bytes).
+        return HttpResponse(body, content_type="application/json", headers=headers)
+
+    def cache_keys(self, request: Request) -> list[str]:
+        """The published entry of the name, fetched with the rate limits (``registry.published``)."""
+        try:
+            return published.cache_keys(normalise(self.kwargs["name"]))
+        except NameRefused:  # not a name: refused in ``get``
+            return []
 
 
 class AvailabilityView(APIView):
