@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import redis
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import transaction
 from django.test import Client
 from rest_framework.throttling import ScopedRateThrottle
 
@@ -49,7 +49,8 @@ def test_a_second_lookup_is_answered_from_redis_without_touching_the_database(
 ) -> None:
     register(alice, "alice")
     status, first, response = lookup(client)
-    assert status == 200 and entry() is not None
+    assert status == 200
+    assert entry() is not None
     with django_assert_num_queries(0):
         status, second, cached = lookup(client)
     assert (status, second, cached["ETag"]) == (200, first, response["ETag"])
@@ -94,7 +95,8 @@ def test_no_lookup_answers_the_old_record_once_a_change_committed(
     change(alice, staff)
     status, after, changed = lookup(client, If_None_Match=response["ETag"])
     assert status == expected
-    assert after != before and changed.get("ETag") != response["ETag"]
+    assert after != before
+    assert changed.get("ETag") != response["ETag"]
     assert lookup(client)[1] == after  # and what it kept since is the new record too
 
 
@@ -160,7 +162,9 @@ def test_a_change_is_refused_and_nothing_written_when_the_mark_cannot_be_set(
     assert NameRecord.objects.get(name="alice").status == NameRecord.Status.ACTIVE
 
 
-def test_a_lookup_still_answers_from_the_database_when_redis_is_down(client: Client, alice: Owner, settings: Any) -> None:
+def test_a_lookup_still_answers_from_the_database_when_redis_is_down(
+    client: Client, alice: Owner, settings: Any
+) -> None:
     register(alice, "alice")
     settings.CACHES = {"default": {"BACKEND": "core.cache.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}}
     status, data, _ = lookup(client)
@@ -170,10 +174,9 @@ def test_a_lookup_still_answers_from_the_database_when_redis_is_down(client: Cli
 def test_a_rolled_back_change_leaves_the_record_served_from_the_database(client: Client, alice: Owner) -> None:
     register(alice, "alice")
     lookup(client)
-    with pytest.raises(RuntimeError), transaction.atomic():
+    with transaction.atomic():
         NameRecord.objects.filter(name="alice").update(payment_address="Mx" + "A" * 60)
-        raise RuntimeError("rolled back")
+        transaction.set_rollback(True)
     assert entry() is None  # dropped by the mark, not stored again while the mark lasts
     status, data, _ = lookup(client)
     assert (status, data["payment_address"]) == (200, None)
-    assert connection.in_atomic_block is False
