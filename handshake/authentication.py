@@ -43,13 +43,17 @@ def session_token(request: Request) -> str | None:
 
 
 class SessionTokenAuthentication(BaseAuthentication):
-    """Authenticates a request by its handshake session: ``request.auth`` is the ``Session``, ``request.user`` None."""
+    """Authenticates a request by its handshake session: ``request.auth`` is the ``Session``, ``request.user`` None.
+
+    ``related``: relations of the session's record an app's views read anyway, loaded with the session."""
+
+    related: tuple[str, ...] = ()
 
     def authenticate(self, request: Request) -> tuple[None, Session] | None:
         token = session_token(request)
         if token is None:
             return None
-        return None, services.session_for_token(token=token)
+        return None, services.session_for_token(token=token, related=self.related)
 
     def authenticate_header(self, request: Request) -> str:
         return SCHEME
@@ -59,6 +63,7 @@ class SessionTokenScheme(OpenApiAuthenticationExtension):
     """How the OpenAPI schema describes ``SessionTokenAuthentication``."""
 
     target_class = SessionTokenAuthentication
+    match_subclasses = True  # an app's own variant (mailboxes loads the mailbox with the session)
     name = "MNS-Session"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:

@@ -20,7 +20,7 @@ from handshake import services as handshake_services
 from handshake.authentication import SessionTokenAuthentication
 from handshake.models import Session
 from mailboxes import services
-from mailboxes.models import AccessToken
+from mailboxes.models import AccessToken, Mailbox
 from mns_client.protocol.names import normalise
 
 SCHEME = "MNS-Token"
@@ -39,7 +39,25 @@ class AccessTokenAuthentication(BaseAuthentication):
         return SCHEME
 
 
-AUTHENTICATION = [SessionTokenAuthentication, AccessTokenAuthentication]
+class MailboxSessionAuthentication(SessionTokenAuthentication):
+    """A handshake session, with its name's mailbox loaded in the same query (``mailbox_of_credential``)."""
+
+    related = ("record__mailbox",)
+
+
+AUTHENTICATION = [MailboxSessionAuthentication, AccessTokenAuthentication]
+
+
+def mailbox_of_credential(request: Request, name: str) -> Mailbox | None:
+    """The mailbox the request's credential came with, if it is the normalised ``name``'s (the permission checked
+    that the credential is for ``name``); None when it came without one (then the caller reads it)."""
+    if isinstance(request.auth, AccessToken):
+        mailbox = request.auth.mailbox
+    elif isinstance(request.auth, Session):
+        mailbox = getattr(request.auth.record, "mailbox", None)  # None: no mailbox here (yet) for this record
+    else:
+        return None
+    return mailbox if mailbox is not None and mailbox.record.name == name else None
 
 
 class MailboxAccess(BasePermission):

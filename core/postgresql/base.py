@@ -8,8 +8,9 @@ trip on every request (12-22 % of a lookup in the profiles).
 Here the check asks the kernel instead. A connection between two requests is idle: PostgreSQL sends nothing on it
 unless it is going away (a shutdown or ``pg_terminate_backend`` sends a FATAL error and closes it; a crashed
 server's socket reads as closed). So a kept connection whose socket has something to read is dropped, to be
-opened again. A ``select`` with no timeout is a system call, not a round trip. A peer that vanished without closing (a cable cut) is not seen, as it would not be
-by ``SELECT 1`` within its own timeout either; the gateway's database is on the same host or network.
+opened again. A ``select`` with no timeout is a system call, not a round trip. A peer that vanished without
+closing (a cable cut) is not seen, as it would not be by ``SELECT 1`` within its own timeout either; the
+gateway's database is on the same host or network.
 """
 
 import select
