@@ -47,6 +47,18 @@ return out
 """
 
 
+# INCR the keys in order (a new one gets its timeout, ARGV[2i - 1]) until one is over its limit (ARGV[2i]): 1 if
+# one was, 0 if none. The later limits are not counted for an event the earlier ones refused.
+COUNT_UNTIL_OVER = """
+for i, key in ipairs(KEYS) do
+  local count = redis.call('INCR', key)
+  if count == 1 then redis.call('EXPIRE', key, ARGV[2 * i - 1]) end
+  if count > tonumber(ARGV[2 * i]) then return 1 end
+end
+return 0
+"""
+
+
 class RedisCache(_RedisCache):
     def __init__(self, server: str, params: dict) -> None:
         super().__init__(server, params)
@@ -61,6 +73,13 @@ class RedisCache(_RedisCache):
         keys = [self.make_and_validate_key(key) for key, _ in counters] + [self.make_and_validate_key(k) for k in gets]
         out = self.script(COUNT_AND_GET)(keys=keys, args=[len(counters), *(timeout for _, timeout in counters)])
         return [int(count) for count in out[: len(counters)]], [value or None for value in out[len(counters) :]]
+
+    def count_until_over(self, counters: list[tuple[str, int, int]]) -> bool:
+        """Add one to each ``(key, timeout, limit)`` counter in order, stopping after the first one over its
+        limit, in one round trip; whether one was over."""
+        keys = [self.make_and_validate_key(key) for key, _, _ in counters]
+        args = [value for _, timeout, limit in counters for value in (timeout, limit)]
+        return bool(self.script(COUNT_UNTIL_OVER)(keys=keys, args=args))
 
     def script(self, source: str) -> Any:
         """A Lua script registered once per client (redis-py's ``Script``: EVALSHA, EVAL when not loaded yet)."""

@@ -53,6 +53,21 @@ def hit_many_and_get(
     return counted, values
 
 
+def over_any(limits: list[tuple[str, int, int]], *, now: float | None = None) -> bool:
+    """Count one event under each ``(key, window, limit)`` in order, stopping at the first one over its limit
+    (the later ones are not counted then); whether one was over. One round trip on Redis. False when the cache
+    failed: a limit never costs an accepted message."""
+    now = time.time() if now is None else now
+    full_keys = [(f"rate:{key}:{int(now // window)}", window + 1, limit) for key, window, limit in limits]
+    try:
+        if hasattr(cache, "count_until_over"):  # core.cache.RedisCache
+            return cache.count_until_over(full_keys)
+        return any(_count(key, timeout - 1) > limit for key, timeout, limit in full_keys)  # any() stops at one
+    except Exception as exc:
+        logger.warning("rate limit not applied, the cache failed: %s", type(exc).__name__)
+        return False
+
+
 def _count(full_key: str, window: int) -> int:
     try:
         return cache.incr(full_key)  # one round trip in the common case
