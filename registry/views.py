@@ -152,6 +152,7 @@ class StatementsView(APIView):
             403: error_response("name_suspended"),
             404: error_response("name_not_found"),
             409: error_response("name_pending: the name is not confirmed yet."),
+            503: error_response("cache_unavailable: Redis is down, so no lookup could be kept exact; nothing written."),
         },
     )
     def post(self, request: Request, name: str) -> Response:
