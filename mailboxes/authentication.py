@@ -39,13 +39,7 @@ class AccessTokenAuthentication(BaseAuthentication):
         return SCHEME
 
 
-class MailboxSessionAuthentication(SessionTokenAuthentication):
-    """A handshake session, with its name's mailbox loaded in the same query (``mailbox_of_credential``)."""
-
-    related = ("record__mailbox",)
-
-
-AUTHENTICATION = [MailboxSessionAuthentication, AccessTokenAuthentication]
+AUTHENTICATION = [SessionTokenAuthentication, AccessTokenAuthentication]
 
 
 def mailbox_of_credential(request: Request, name: str) -> Mailbox | None:
@@ -54,7 +48,8 @@ def mailbox_of_credential(request: Request, name: str) -> Mailbox | None:
     if isinstance(request.auth, AccessToken):
         mailbox = request.auth.mailbox
     elif isinstance(request.auth, Session):
-        mailbox = getattr(request.auth.record, "mailbox", None)  # None: no mailbox here (yet) for this record
+        # Loaded with the session (``MailboxView.session_related``); None: no mailbox here for this record.
+        mailbox = getattr(request.auth.record, "mailbox", None)
     else:
         return None
     return mailbox if mailbox is not None and mailbox.record.name == name else None

@@ -48,6 +48,7 @@ class MailboxView(APIView):
 
     authentication_classes = AUTHENTICATION
     permission_classes = [MailboxAccess]
+    session_related = ("record__mailbox",)  # the mailbox comes with the session (``mailbox_of_credential``)
 
     def mailbox(self) -> Mailbox:
         """The mailbox of the URL's name, if it is the credential holder's: a name released and registered again

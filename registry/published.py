@@ -27,6 +27,8 @@ cannot be written (Redis down) the change is refused before anything is written 
 writing it anyway could leave the old entry served once Redis is back.
 """
 
+import hashlib
+import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -101,6 +103,39 @@ def store(name: str, etag: str, body: bytes, cached: list[Any] | None) -> bool:
     except Exception:  # the cache is down: nothing is kept, the database answers
         return False
     return bool(stored)
+
+
+def publish_active(*, batch: int = 1000) -> int:
+    """Keep the answer of every active name in Redis (before a lookup asked for it: after a restore of Redis, or
+    to warm a gateway); returns how many were kept. Each batch fetches the generations before reading the
+    records, as a lookup does, so a change committed meanwhile is never overwritten by what was read before it."""
+    from registry.models import NameRecord  # the model module imports this one
+    from registry.serializers import record_representation
+
+    if not enabled():
+        return 0
+    kept, last = 0, 0
+    while True:
+        names = list(
+            NameRecord.objects.filter(status=NameRecord.Status.ACTIVE, id__gt=last)
+            .order_by("id")
+            .values_list("id", "name")[:batch]
+        )
+        if not names:
+            return kept
+        last = names[-1][0]
+        seen = cache.raw_client().mget([cache.make_and_validate_key(GEN + name) for _, name in names])
+        gens = dict(zip((name for _, name in names), seen, strict=True))
+        records = NameRecord.objects.filter(name__in=gens, status=NameRecord.Status.ACTIVE)
+        for record in records:
+            body = render(record_representation(record))
+            kept += store(record.name, etag_of(record), body, [None, gens[record.name]])
+
+
+def etag_of(record: Any) -> str:
+    """Changes with every new statement and status (and with the mailbox's gateways, which no statement pins)."""
+    state = json.dumps([record.name, record.seq, record.status, record.gateways])
+    return '"' + hashlib.sha256(state.encode()).hexdigest()[:32] + '"'
 
 
 @contextmanager

@@ -4,9 +4,6 @@ Nothing here lists or enumerates names: every lookup is by one exact name (norma
 answers for ``alice``) or by one exact owner key.
 """
 
-import hashlib
-import json
-
 from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.utils.http import parse_etags
@@ -19,7 +16,7 @@ from core.errors import DomainError
 from core.pagination import CursorPagination
 from mns_client.protocol.names import NameRefused, normalise
 from registry import gates, published, selectors, services
-from registry.models import NameRecord, StatementRecord
+from registry.models import StatementRecord
 from registry.serializers import (
     AvailabilitySerializer,
     NameRecordSerializer,
@@ -68,7 +65,7 @@ class NameView(APIView):
         if entry is None:  # not cached (or no Redis): from the database, and kept for the next lookups
             name = normalise(name)
             record = selectors.record_published(name=name)
-            entry = (_etag(record), published.render(record_representation(record)))
+            entry = (published.etag_of(record), published.render(record_representation(record)))
             published.store(name, *entry, self.cached)
         etag, body = entry
         headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
@@ -163,12 +160,6 @@ class StatementsView(APIView):
         _require_session(request, signed.statement.name, _session_purposes(signed.statement.op))
         record = services.statement_apply(signed=signed, source="api")
         return Response(NameRecordSerializer(record).data, status=201)
-
-
-def _etag(record: NameRecord) -> str:
-    """Changes with every new statement and status (and with the mailbox's gateways, which no statement pins)."""
-    state = json.dumps([record.name, record.seq, record.status, record.gateways])
-    return '"' + hashlib.sha256(state.encode()).hexdigest()[:32] + '"'
 
 
 def _not_modified(request: Request, etag: str) -> bool:

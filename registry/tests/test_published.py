@@ -180,3 +180,27 @@ def test_a_rolled_back_change_leaves_the_record_served_from_the_database(client:
     assert entry() is None  # dropped by the mark, not stored again while the mark lasts
     status, data, _ = lookup(client)
     assert (status, data["payment_address"]) == (200, None)
+
+
+def test_publishing_every_active_name_keeps_their_answers_and_nothing_else(
+    client: Client, alice: Owner, bob: Owner, staff: Any, django_assert_num_queries: Any
+) -> None:
+    register(alice, "alice")
+    register(bob, "bobby")
+    services.name_suspend(name="bobby", actor=staff, reason="spam")
+    assert published.publish_active(batch=1) == 1
+    with django_assert_num_queries(0):
+        status, data, _ = lookup(client)
+    assert (status, data["name"]) == (200, "alice")
+    assert lookup(client, "bobby")[0] == 403
+
+
+def test_publishing_keeps_nothing_while_a_change_of_the_name_is_under_way(alice: Owner) -> None:
+    register(alice, "alice")
+    kept: list[int] = []
+    with transaction.atomic():
+        transaction.on_commit(lambda: kept.append(published.publish_active()))  # after the commit, before finish
+        services.statement_apply(signed=alice.sign("update", "alice", 2), source="api")
+        kept.append(published.publish_active())  # marked, not committed
+    assert (kept, entry()) == ([0, 0], None)
+    assert published.publish_active() == 1
