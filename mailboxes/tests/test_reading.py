@@ -4,8 +4,10 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from rest_framework.serializers import ModelSerializer
 
 from mailboxes.models import Mailbox, Message
+from mailboxes.serializers import MessageMetaSerializer, MessageSerializer
 from mailboxes.tests.support import Opened, Owner, body, deliver, error, open_mailbox, session
 from mns_client.protocol.codecs import from_hex, to_hex
 from mns_client.protocol.crypto import seal, unseal
@@ -169,3 +171,16 @@ def test_the_mailbox_loaded_with_a_session_is_still_refused_when_it_is_a_previou
     auth = session(alice, "alice", "read")
     Mailbox.objects.filter(record__name="alice").update(owner_key=bob.key)  # as left by another owner of the name
     assert error(client.get("/api/v1/mailboxes/alice/messages", **auth)) == (403, "mailbox_not_yours")
+
+
+@pytest.mark.parametrize("serializer", [MessageMetaSerializer, MessageSerializer])
+def test_a_message_is_shown_exactly_as_its_declared_fields_would_show_it(
+    opened: Opened, sender: Owner, serializer: type
+) -> None:
+    stored(sender, 1)
+    message = Message.objects.get()
+    message.forwarded_at = message.received_at  # every datetime field with a value
+    direct = serializer(message).data
+    declared = ModelSerializer.to_representation(serializer(), message)
+    assert direct == declared
+    assert direct["received_at"].endswith("Z")
