@@ -25,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,7 +196,8 @@ class Mds:
         self.pending: list[PendingCommand] = []
         self.polls = PollStack()
         self.services: dict[str, ServiceRunner] = {}
-        self.logs: list[tuple[str, str]] = []  # (MiniDapp name, text) of every MDS.log, for tests and debugging
+        # (MiniDapp name, text) of the latest MDS.log lines, for tests and debugging
+        self.logs: deque[tuple[str, str]] = deque(maxlen=10000)
         self.public_session = hex0x(random_bytes(128))
         self.untrusted_session = hex0x(random_bytes(128))
         self._sql: dict[str, sqlite3.Connection] = {}

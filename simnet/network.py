@@ -141,6 +141,10 @@ class SimNetwork:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop for good: also remove what the nodes kept in temporary folders (MDS without a state directory)."""
         self.stop()
         for node in self.nodes:
             node.discard()

@@ -141,4 +141,4 @@ class Command(BaseCommand):
         finally:
             if control is not None:
                 control.close()
-            network.stop()
+            network.close()
