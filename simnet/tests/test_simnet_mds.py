@@ -201,6 +201,24 @@ def test_uninstall_removes_the_minidapp_and_its_session(net: SimNetwork, tmp_pat
     assert not (node.mds.root / "web" / uid).exists()
 
 
+def test_a_restarted_node_keeps_its_minidapps_and_their_data_with_new_sessions(tmp_path: Path) -> None:
+    archive = make_zip(tmp_path, "keeper", {"dapp.conf": conf("keeper")})
+    with SimNetwork(nodes=1, block_interval=3600, mds_password=PASSWORD, state_dir=tmp_path / "state") as network:
+        node = network.nodes[0]
+        uid, session = install(node, archive)
+        mds_call(node, session, "keypair", "set&kept&1")
+        node.stop()
+        node.start()
+        listed = call(node, "mds action:list")["response"]["minidapps"]
+        again = next(d["sessionid"] for d in listed if d["uid"] == uid)
+        kept = mds_call(node, again, "keypair", "get&kept")
+        old = post(node, f"/mdscommand_/cmd?uid={session}", "block")
+
+    assert again != session
+    assert kept["value"] == "1"
+    assert old.startswith(b"HTTP/1.1 500 ")
+
+
 # ------------------------------------------------------------------------------------------------ commands
 
 
