@@ -10,7 +10,6 @@ import datetime
 import ipaddress
 import json
 import logging
-import mimetypes
 import socket
 import ssl
 import struct
@@ -146,11 +145,33 @@ def _not_found() -> bytes:
     return head.encode() + body
 
 
+# MiniFile.getContentType: by the ending, case-sensitively; anything else (.mjs, .json, .map, .woff2…) is text/plain,
+# which browsers refuse for module scripts: a MiniDapp must load its code from .js files.
+CONTENT_TYPES = {
+    "html": "text/html",
+    "htm": "text/html",
+    "css": "text/css",
+    "js": "text/javascript",
+    "txt": "text/plain",
+    "xml": "text/xml",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "gif": "image/gif",
+    "svg": "image/svg+xml",
+    "ico": "image/ico",
+    "ttf": "font/ttf",
+    "zip": "application/zip",
+    "pdf": "application/pdf",
+    "wasm": "application/wasm",
+    "mp3": "audio/mp3",
+    "wav": "audio/wav",
+}
+
+
 def _content_type(name: str) -> str:
-    if name.endswith(".js"):
-        return "text/javascript"
-    guessed, _ = mimetypes.guess_type(name)
-    return guessed or "application/octet-stream"
+    ending = name.rsplit(".", 1)[1] if "." in name else ""
+    return CONTENT_TYPES.get(ending, "text/plain")
 
 
 def _page(name: str) -> bytes:

@@ -170,6 +170,26 @@ def test_install_unpacks_the_zip_with_read_permission_and_serves_its_files(net: 
     assert b"mdscommand_/" in library
 
 
+def test_files_get_the_nodes_content_types_so_a_module_script_must_end_in_js(net: SimNetwork, tmp_path: Path) -> None:
+    node = net.nodes[0]
+    names = ["app.js", "app.mjs", "data.json", "logo.png", "lib.wasm", "README"]
+    uid, _ = install(node, make_zip(tmp_path, "types", {"dapp.conf": conf("types"), **dict.fromkeys(names, "x")}))
+
+    types = {}
+    for name in names:
+        head = raw_https(node, f"GET /{uid}/{name} HTTP/1.1\r\nHost: x\r\n\r\n".encode()).split(b"\r\n")[1]
+        types[name] = head.decode()
+
+    assert types == {
+        "app.js": "Content-Type: text/javascript; charset=UTF-8",
+        "app.mjs": "Content-Type: text/plain; charset=UTF-8",
+        "data.json": "Content-Type: text/plain; charset=UTF-8",
+        "logo.png": "Content-Type: image/png",
+        "lib.wasm": "Content-Type: application/wasm",
+        "README": "Content-Type: text/plain; charset=UTF-8",
+    }
+
+
 def test_install_of_a_missing_file_or_a_zip_without_dapp_conf_is_refused_and_installs_nothing(
     net: SimNetwork, tmp_path: Path
 ) -> None:
