@@ -271,6 +271,10 @@ class Mds:
                 self.services[dapp.uid] = runner
             runner.start()
 
+    def page_url(self, uid: str, page: str = "index.html") -> str:
+        """Where the MiniHUB opens a MiniDapp: ``https://host:port/<uid>/index.html?uid=<session id>``."""
+        return f"{self.url}/{uid}/{page}?uid={self.session_of(uid)}"
+
     def folder(self, uid: str) -> Path:
         return self.root / "web" / uid
 
