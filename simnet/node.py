@@ -360,9 +360,9 @@ class SimNode:
 
     def on_block(self, changes: list[tuple[Coin, bool]], block: dict[str, Any]) -> None:
         """NEWCOIN for every spent or created coin at an address this node tracks (fixtures 86, 91, 92), and
-        NOTIFYCOIN for one at an address under ``coinnotify`` (TxPoWTreeNode: ``address`` first, no ``relevant``)."""
-        # NEWBLOCK reaches MiniDapps only: simnet's webhooks never had it, and gateways do not listen for it.
-        self.post_mds_event("NEWBLOCK", {"txpow": block_txpow(self.chain, block)})
+        NOTIFYCOIN for one at an address under ``coinnotify`` (TxPoWTreeNode: ``address`` first, no ``relevant``);
+        then, to MiniDapps only, NEWBALANCE when a relevant coin changed and NEWBLOCK (simnet's webhooks never had
+        these two, and gateways do not listen for them)."""
         relevant = self.relevant_addresses()
         for coin, spent in changes:
             if coin.address in self.coin_notify:
@@ -383,6 +383,9 @@ class SimNode:
                     "coin": coin.to_json(simple_state=True),
                 }
                 self.post_event("NEWCOIN", data)
+        if any(coin.address in relevant for coin, _ in changes):
+            self.post_mds_event("NEWBALANCE", {})
+        self.post_mds_event("NEWBLOCK", {"txpow": block_txpow(self.chain, block)})
 
     # ------------------------------------------------------------------------------------ sending
 

@@ -453,6 +453,38 @@ def test_a_page_calls_the_api_of_a_service_and_gets_the_reply_as_an_event(servic
     assert json.loads(data["message"]) == {"FOUND": False, "NAME": "bob", "OWNER": ""}
 
 
+WATCHER = """
+MDS.init(function (msg) {
+  if (msg.event == "inited") {
+    MDS.cmd("coinnotify action:add address:0xFFEEDDFFEEDDFFEEDD", function (r) { MDS.log("watching " + r.status); });
+  } else if (msg.event == "NOTIFYCOIN") {
+    MDS.log("coin " + msg.data.coin.state["2"] + " in " + msg.data.txblock);
+  } else if (msg.event == "NEWBLOCK") {
+    MDS.log("block " + msg.data.txpow.header.block);
+  }
+});
+"""
+
+
+def test_a_service_that_asks_for_coinnotify_gets_the_coins_and_the_blocks(
+    services: SimNode, net: SimNetwork, tmp_path: Path
+) -> None:
+    node, payer = services, net.nodes[1]
+    install(node, make_zip(tmp_path, "watcher", {"dapp.conf": conf("watcher"), "service.js": WATCHER}))
+    wait_for(lambda: "watching true" in logs_of(node, "watcher"))
+    for _ in range(3):
+        net.make_block()  # the payer's coins are spendable 3 blocks deep
+    state = json.dumps({"0": "[0x01]", "2": "[watched]"}, separators=(",", ":"))
+
+    sent = call(payer, f"send amount:0.01 address:0xFFEEDDFFEEDDFFEEDD state:{state}")
+    net.make_block()
+    mined = str(net.chain.block)
+
+    assert sent["status"] is True, sent
+    assert wait_for(lambda: f"coin [watched] in {mined}" in logs_of(node, "watcher"))
+    assert wait_for(lambda: f"block {mined}" in logs_of(node, "watcher"))
+
+
 # ------------------------------------------------------------------------------------------------ net, keypair
 
 
