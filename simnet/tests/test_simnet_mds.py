@@ -6,6 +6,7 @@ fixtures by structure (uids, session ids and keys are the node's own) and by tex
 """
 
 import json
+import os
 import shutil
 import socket
 import ssl
@@ -582,3 +583,36 @@ def test_a_page_inside_simnets_mds_calls_mds_cmd_in_chromium(net: SimNetwork, tm
         browser.close()
 
     assert shown == f"block={net.chain.block}"
+
+
+# ------------------------------------------------------------------------------------------------ Minima's own MNS
+
+MINIMA_MNS_ZIP = os.environ.get("MNS_TEST_MINIMA_MNS_ZIP", "")
+
+
+@pytest.mark.skipif(
+    not MINIMA_MNS_ZIP, reason="set MNS_TEST_MINIMA_MNS_ZIP to Minima's mns-0.6.mds.zip (mds/code/mns/ of Minima)"
+)
+def test_minimas_own_mns_minidapp_resolves_the_first_registrant_through_mds_api(tmp_path: Path) -> None:
+    """Minima's MNS 0.6, unchanged, in simnet's MDS: its service.js answers GET with the first valid coin on chain,
+    not a later squatter's (screenshot 209 of the real node)."""
+    from simnet.tests.test_simnet_wallet import _register
+
+    asker = 'MDS.init(function (msg) { if (msg.event == "inited") { MDS.api.call("mns", '
+    asker += 'JSON.stringify({action: "GET", data: "mnsfixture"}), function (r) { MDS.log(r.data); }); } });'
+    with SimNetwork(nodes=3, block_interval=3600, mds_password=PASSWORD) as network:
+        owner, reader, squatter = network.nodes
+        for _ in range(3):
+            network.make_block()
+        _register(owner, "mnsfixture")
+        network.make_block()
+        _register(squatter, "mnsfixture")
+        network.make_block()
+        network.make_block()
+        install(reader, Path(MINIMA_MNS_ZIP))
+        install(reader, make_zip(tmp_path, "asker", {"dapp.conf": conf("asker"), "service.js": asker}))
+        answers = wait_for(lambda: logs_of(reader, "asker"))
+
+    record = json.loads(answers[0])
+    assert (record["FOUND"], record["LOCATION"], record["NAME"]) == (True, "ONCHAIN", "mnsfixture")
+    assert record["OWNER"] == owner.wallet_keys[0]
