@@ -585,6 +585,31 @@ def test_a_page_inside_simnets_mds_calls_mds_cmd_in_chromium(net: SimNetwork, tm
     assert shown == f"block={net.chain.block}"
 
 
+def test_the_user_accepts_a_pending_action_in_the_minihub_in_chromium(net: SimNetwork, tmp_path: Path) -> None:
+    if not Path(CHROMIUM).is_file() or shutil.which("chromedriver") is None:
+        pytest.skip(f"Chromium ({CHROMIUM}) and chromedriver are needed")
+    from testsupport.screenshots import Browser
+
+    node = net.nodes[0]
+    _, session = install(node, make_zip(tmp_path, "asking", {"dapp.conf": conf("asking")}))
+    pending = mds_call(node, session, "cmd", f"sign publickey:{node.wallet_keys[0]} data:0x0A")
+    listed = "return [...document.querySelectorAll('li.pending')].map(li => li.dataset.uid)"
+    browser = Browser(1000, 800, extra_args=("--ignore-certificate-errors",))
+    try:
+        browser.go(node.mds.page_url(node.mds.minihub))
+        shown = wait_for(lambda: browser.script(listed))
+        browser.script(f"document.querySelector('li[data-uid=\"{pending['pendinguid']}\"] button').click()")
+        left = wait_for(lambda: not browser.script(listed))
+    finally:
+        browser.close()
+    told = wait_for(lambda: [e for e in events(node, session) if e["message"]["event"] == "MDS_PENDING"])
+
+    assert pending["pendinguid"] in shown
+    assert left is True
+    assert told[0]["message"]["data"]["accept"] is True
+    assert told[0]["message"]["data"]["result"]["status"] is True
+
+
 # ------------------------------------------------------------------------------------------------ Minima's own MNS
 
 MINIMA_MNS_ZIP = os.environ.get("MNS_TEST_MINIMA_MNS_ZIP", "")
