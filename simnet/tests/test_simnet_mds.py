@@ -538,6 +538,44 @@ def test_mds_net_fetches_loopback_urls_as_the_node_does_and_nothing_else(net: Si
     assert "loopback" in outside["error"]
 
 
+def test_sql_answers_in_the_nodes_shape_with_upper_case_labels_and_errors_change_nothing(
+    net: SimNetwork, tmp_path: Path
+) -> None:
+    node = net.nodes[0]
+    _, session = install(node, make_zip(tmp_path, "sqler", {"dapp.conf": conf("sqler")}))
+
+    created = mds_call(node, session, "sql", "CREATE TABLE IF NOT EXISTS `mns` (`name` varchar(64), `note` text)")
+    mds_call(node, session, "sql", "INSERT INTO mns (name) VALUES ('alice')")
+    bad = mds_call(node, session, "sql", "INSERT INTO nosuchtable VALUES (1)")
+    rows = mds_call(node, session, "sql", "SELECT * FROM mns")
+
+    assert created == {"sql": created["sql"], "status": True, "results": False}
+    assert list(bad) == ["sql", "status", "count", "rows", "results", "error"]
+    assert bad["status"] is False
+    assert rows == {
+        "sql": "SELECT * FROM mns",
+        "status": True,
+        "results": True,
+        "count": 1,
+        "rows": [{"NAME": "alice"}],
+    }
+
+
+def test_comms_reach_every_minidapp_or_only_the_senders_own(net: SimNetwork, tmp_path: Path) -> None:
+    node = net.nodes[0]
+    uid, one = install(node, make_zip(tmp_path, "talker", {"dapp.conf": conf("talker")}))
+    _, other = install(node, make_zip(tmp_path, "listener", {"dapp.conf": conf("listener")}))
+    start = mds_call(node, other, "megapoll", "series=0&counter=0")["counter"]
+
+    mds_call(node, one, "comms", "public&hello all")
+    mds_call(node, one, "comms", "private&to myself")
+    mine = wait_for(lambda: [e for e in events(node, one, start) if e["message"]["event"] == "MDSCOMMS"])
+    theirs = [e for e in events(node, other, start) if e["message"]["event"] == "MDSCOMMS"]
+
+    assert [(e["to"], e["message"]["data"]["message"]) for e in mine] == [("*", "hello all"), (uid, "to myself")]
+    assert [e["message"]["data"] for e in theirs] == [{"minidapp": "talker", "public": True, "message": "hello all"}]
+
+
 def test_keypairs_are_per_minidapp(net: SimNetwork, tmp_path: Path) -> None:
     node = net.nodes[0]
     _, one = install(node, make_zip(tmp_path, "kp-one", {"dapp.conf": conf("kp-one")}))
