@@ -486,6 +486,30 @@ def test_a_service_that_asks_for_coinnotify_gets_the_coins_and_the_blocks(
     assert wait_for(lambda: f"block {mined}" in logs_of(node, "watcher"))
 
 
+TICKER = """
+MDS.init(function (msg) {
+  if (msg.event == "MDS_TIMER_10SECONDS") MDS.log(typeof msg.data.timemilli + " " + (msg.data.timemilli.length > 10));
+});
+"""
+
+
+def test_services_and_pages_get_the_mds_timer_with_timemilli_as_a_string(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if shutil.which("node") is None:
+        pytest.skip("Node.js is not installed: service.js cannot run")
+    monkeypatch.setattr("simnet.mds.TIMERS", (("MDS_TIMER_10SECONDS", 0.2),))  # the real 10 s, shortened
+    with SimNetwork(nodes=1, block_interval=3600, mds_password=PASSWORD) as network:
+        node = network.nodes[0]
+        _, session = install(node, make_zip(tmp_path, "ticker", {"dapp.conf": conf("ticker"), "service.js": TICKER}))
+        ticks = wait_for(lambda: logs_of(node, "ticker"))
+        polled = [e for e in events(node, session) if e["message"]["event"] == "MDS_TIMER_10SECONDS"]
+
+    assert ticks[0] == "string true"
+    assert polled[0]["to"] == "*"
+    assert list(polled[0]["message"]["data"]) == ["timemilli"]
+
+
 # ------------------------------------------------------------------------------------------------ net, keypair
 
 
