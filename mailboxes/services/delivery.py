@@ -7,6 +7,7 @@ deliveries can never overfill a mailbox, and every delete gives back exactly wha
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -66,6 +67,26 @@ class Stored:
     created: bool  # False: this sender's delivery id was stored before
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery as ``delivery_store`` takes it (for ``deliveries_store``)."""
+
+    to: str
+    delivery_id: str
+    scheme: str
+    ciphertext: bytes
+    sender_key: str
+    sender_verified: bool
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A delivery that passed every check but the quota: what its write needs."""
+
+    delivery: Delivery
+    mailbox: Mailbox
+
+
 def delivery_store(
     *, to: str, delivery_id: str, scheme: str, ciphertext: bytes, sender_key: str, sender_verified: bool
 ) -> Stored:
@@ -80,18 +101,72 @@ def delivery_store(
     Two statements on PostgreSQL: one read (``selectors.delivery_target``) and one write (``_write_at_once``);
     outside a transaction the write is its own, so it costs no ``BEGIN`` or ``COMMIT`` round trip either.
     """
-    target = _target_for_delivery(to, delivery_id=delivery_id, sender_key=sender_key, sender_verified=sender_verified)
-    mailbox = target.mailbox
+    checked = _checked(Delivery(to, delivery_id, scheme, ciphertext, sender_key, sender_verified))
+    return checked if isinstance(checked, Stored) else _written(checked)
+
+
+def deliveries_store(deliveries: Sequence[Delivery]) -> list[Stored | DeliveryRefused]:
+    """Store many deliveries in one transaction (the caller's, else one of their own), each checked and stored as
+    ``delivery_store`` does; returns, in the given order, each one's ``Stored`` or its refusal (which wrote nothing).
+
+    The writes go in the order of their mailboxes' ids (in the given order within one mailbox), each in a
+    savepoint: batches that share mailboxes take the counters rows in the same order, and each takes a mailbox's
+    row before it writes a message into it, so they cannot deadlock on one another nor with single deliveries.
+    (A peer's replicated batch applies its ops in the peer's order instead.)
+    """
+    outcomes: list[Stored | DeliveryRefused | None] = [None] * len(deliveries)
+    ready: list[tuple[int, _Checked]] = []
+    with transaction.atomic():
+        for index, delivery in enumerate(deliveries):
+            try:
+                checked = _checked(delivery)
+            except DeliveryRefused as refused:
+                outcomes[index] = refused
+                continue
+            if isinstance(checked, Stored):
+                outcomes[index] = checked
+            else:
+                ready.append((index, checked))
+        for index, checked in sorted(ready, key=lambda item: (item[1].mailbox.id, item[0])):
+            try:
+                outcomes[index] = _written(checked)
+            except DeliveryRefused as refused:
+                outcomes[index] = refused
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _checked(delivery: Delivery) -> Stored | _Checked:
+    """Every check but the quota (``DeliveryRefused`` otherwise): ``Stored`` when this delivery was stored before."""
+    sender_key, sender_verified = delivery.sender_key, delivery.sender_verified
+    target = _target_for_delivery(
+        delivery.to, delivery_id=delivery.delivery_id, sender_key=sender_key, sender_verified=sender_verified
+    )
     if target.stored_before is not None:
         return Stored(message=Message.objects.defer("ciphertext").get(id=target.stored_before), created=False)
-    _check_content(scheme, ciphertext)
+    _check_content(delivery.scheme, delivery.ciphertext)
     _check_sender(target, sender_key, sender_verified)
-    _check_rate(mailbox, sender_key if sender_verified else "")
+    _check_rate(target.mailbox, sender_key if sender_verified else "")
+    return _Checked(delivery, target.mailbox)
+
+
+def _written(checked: _Checked) -> Stored:
+    """Store a checked delivery, or refuse it ``over_quota``; the same one stored meanwhile is ``Stored`` again."""
+    delivery, mailbox = checked.delivery, checked.mailbox
     try:
-        message = _store_new(mailbox, delivery_id, scheme, ciphertext, sender_key, sender_verified)
+        message = _store_new(
+            mailbox,
+            delivery.delivery_id,
+            delivery.scheme,
+            delivery.ciphertext,
+            delivery.sender_key,
+            delivery.sender_verified,
+        )
     except IntegrityError:  # the same delivery, stored by a concurrent worker since we looked
         before = selectors.delivery_find(
-            mailbox=mailbox, sender_key=sender_key, sender_verified=sender_verified, delivery_id=delivery_id
+            mailbox=mailbox,
+            sender_key=delivery.sender_key,
+            sender_verified=delivery.sender_verified,
+            delivery_id=delivery.delivery_id,
         )
         if before is None:
             raise

@@ -15,7 +15,7 @@ from django.utils import timezone
 from federation.models import Operation
 from mailboxes import services
 from mailboxes.models import Mailbox, Message
-from mailboxes.tests.support import Opened, Owner, deliver, deliver_body, snapshot
+from mailboxes.tests.support import Opened, Owner, deliver, deliver_body, open_mailbox, snapshot
 from maxima.models import NodeState
 from mns_client.protocol.mailbox import new_delivery_id
 from registry.tests.support import GATEWAY
@@ -29,17 +29,23 @@ def together(
     at: str = "delivery._store_new",
     *,
     atomic: bool = True,
+    first_only: bool = False,
 ) -> list:
     """Run the attempts in threads that all reach ``mailboxes.services.<at>`` (``module.function``) before any of
     them goes on; each in a transaction of its own (as the inbound task runs a handler), or without one (``atomic``
-    false: as a REST request runs, each statement committing on its own)."""
+    false: as a REST request runs, each statement committing on its own). ``first_only``: a thread that reaches the
+    function again (a batch) goes straight on."""
     barrier = threading.Barrier(len(attempts), timeout=20)
     module_name, function = at.split(".")
     module = importlib.import_module(f"mailboxes.services.{module_name}")
     real = getattr(module, function)
 
+    arrived = threading.local()
+
     def wait_then(*args: object, **kwargs: object) -> object:
-        barrier.wait()
+        if not (first_only and getattr(arrived, "before", False)):
+            arrived.before = True
+            barrier.wait()
         return real(*args, **kwargs)
 
     monkeypatch.setattr(module, function, wait_then)
@@ -243,3 +249,21 @@ def _wait_for_a_lock_wait() -> None:
                 return
         time.sleep(0.05)
     raise AssertionError("the local delivery never waited on the batch's lock")
+
+
+def test_two_batches_over_the_same_mailboxes_in_opposite_orders_never_deadlock(
+    monkeypatch: pytest.MonkeyPatch, opened: Opened, sender: Owner, bob: Owner
+) -> None:
+    """Both past their checks before either writes; each then takes the two counters rows in the same order."""
+    open_mailbox(bob, "bob")
+
+    def item(to: str) -> services.Delivery:
+        return services.Delivery(to, new_delivery_id(), "nacl-sealedbox-v1", b"\x06" * 30, sender.key, True)
+
+    def batch(items: list[services.Delivery]) -> Callable[[], list[bool]]:
+        return lambda: [outcome.created for outcome in services.deliveries_store(items)]
+
+    forth, back = [item("alice"), item("bob")], [item("bob"), item("alice")]
+    outcomes = together(monkeypatch, [batch(forth), batch(back)], at="delivery._written", first_only=True)
+    assert outcomes == [[True, True], [True, True]]
+    assert sorted(Mailbox.objects.values_list("message_count", flat=True)) == [2, 2]
