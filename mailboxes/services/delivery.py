@@ -111,9 +111,9 @@ def deliveries_store(deliveries: Sequence[Delivery]) -> list[Stored | DeliveryRe
 
     The writes go in the order of their mailboxes' ids (in the given order within one mailbox), each in a
     savepoint: batches that share mailboxes take the counters rows in the same order, and each takes a mailbox's
-    row before it writes a message into it, so they cannot deadlock on one another nor with single deliveries.
-    Not so with a peer's replicated batch, which takes the rows in the order of the peer's ops: one that holds two
-    of the same mailboxes' rows in the other order deadlocks with this batch (PostgreSQL fails one of the two).
+    row before it writes a message into it, so they cannot deadlock on one another nor with single deliveries,
+    nor with a peer's replicated batch (it takes the rows of the mailboxes its ops name in id order before it
+    applies any: ``mailboxes.replication.counters_lock``).
     """
     outcomes: list[Stored | DeliveryRefused | None] = [None] * len(deliveries)
     ready: list[tuple[int, _Checked]] = []

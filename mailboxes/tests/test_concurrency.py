@@ -14,8 +14,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from federation.models import Operation
+from federation.tests.support import FakePeer
 from mailboxes import services
 from mailboxes.models import Mailbox, Message
+from mailboxes.services import delivery as delivery_module
 from mailboxes.tests.support import Opened, Owner, deliver, deliver_body, open_mailbox, snapshot
 from maxima.models import NodeState
 from mns_client.protocol.codecs import to_hex
@@ -273,3 +275,59 @@ def test_two_batches_over_the_same_mailboxes_in_opposite_orders_never_deadlock(
     outcomes = together(monkeypatch, [batch(forth), batch(back)], at="delivery._written", first_only=True)
     assert outcomes == [[True, True], [True, True]]
     assert sorted(Mailbox.objects.values_list("message_count", flat=True)) == [2, 2]
+
+
+def test_a_batch_of_deliveries_never_deadlocks_with_a_peers_batch_taking_the_mailboxes_the_other_way(
+    monkeypatch: pytest.MonkeyPatch, opened: Opened, sender: Owner
+) -> None:
+    """The peer's ops name the newer mailbox first; the deliveries go in id order. Both are past their checks
+    before either writes: the peer's batch must already hold both counters rows by then (``counters_lock``)."""
+    peer = FakePeer.fresh("gw-b")
+    peer.add()
+    for name in ("carol", "dave"):
+        owner = Owner.fresh()
+        batch = peer.batch(peer.register_op(owner, name), peer.mailbox_op(owner, name, [peer.key, GATEWAY]))
+        assert peer.says(batch) == "done"
+    barrier, arrived = threading.Barrier(2, timeout=20), threading.local()
+
+    def first_waits(real: Callable[..., object]) -> Callable[..., object]:
+        def wait_then(*args: object, **kwargs: object) -> object:
+            if not getattr(arrived, "before", False):
+                arrived.before = True
+                barrier.wait()
+            return real(*args, **kwargs)
+
+        return wait_then
+
+    monkeypatch.setattr(services, "message_replicate", first_waits(services.message_replicate))
+    monkeypatch.setattr(delivery_module, "_written", first_waits(delivery_module._written))
+    ops = peer.batch(peer.message_op("dave", "uid-dave"), peer.message_op("carol", "uid-carol"))
+    items = [
+        services.Delivery(name, new_delivery_id(), "nacl-sealedbox-v1", b"\x06" * 30, sender.key, True)
+        for name in ("dave", "carol")
+    ]
+    outcomes: dict[str, object] = {}
+
+    def run(key: str, attempt: Callable[[], object]) -> None:
+        try:
+            outcomes[key] = attempt()
+        except Exception as error:
+            outcomes[key] = repr(error)
+        finally:
+            connection.close()
+
+    def deliveries() -> list[bool]:
+        return [outcome.created for outcome in services.deliveries_store(items)]
+
+    threads = [
+        threading.Thread(target=run, args=("peer", lambda: peer.says(ops))),
+        threading.Thread(target=run, args=("local", deliveries)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert outcomes == {"peer": "done", "local": [True, True]}
+    assert sorted(
+        Mailbox.objects.filter(record__name__in=["carol", "dave"]).values_list("message_count", flat=True)
+    ) == [2, 2]
