@@ -748,9 +748,11 @@ class MinimaRPC:
 
     # -- the wallet's keys (TreeKey signatures, not the Maxima identity's RSA)
 
-    def keys(self) -> list[dict[str, Any]]:
-        """``keys action:list``: the wallet's signing keys (``publickey``, ``uses``, ``maxuses``…), fixture 100."""
-        response = _field("keys", self.command("keys", action="list"), "keys", list)
+    def keys(self, *, publickey: str | None = None) -> list[dict[str, Any]]:
+        """``keys action:list``: the wallet's signing keys (``publickey``, ``uses``, ``maxuses``…), or only
+        ``publickey`` (fixture 100)."""
+        key = None if publickey is None else _wallet_key_text(publickey)
+        response = _field("keys", self.command("keys", action="list", publickey=key), "keys", list)
         if not all(isinstance(key, dict) and isinstance(key.get("publickey"), str) for key in response):
             raise RPCError("keys", "unexpected reply from the node: keys")
         return response
