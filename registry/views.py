@@ -17,6 +17,7 @@ from core.api import THROTTLES, APIView, ListAPIView, error_response
 from core.errors import DomainError
 from core.pagination import CursorPagination
 from mns_client.protocol.names import normalise
+from onchain import selectors as onchain_selectors
 from registry import gates, selectors, services
 from registry.models import NameRecord, StatementRecord
 from registry.serializers import (
@@ -64,10 +65,14 @@ class NameView(APIView):
     )
     def get(self, request: Request, name: str) -> Response:
         record = selectors.record_published(name=normalise(name))
-        headers = {"ETag": _etag(record), "Cache-Control": CACHE_CONTROL}
+        on_chain = onchain_selectors.lookup_status(name=record.name, owner_key=record.owner_key or None)
+        headers = {"ETag": _etag(record, on_chain), "Cache-Control": CACHE_CONTROL}
         if _not_modified(request, headers["ETag"]):
             return Response(status=304, headers=headers)
-        return Response(record_representation(record), headers=headers)
+        body = record_representation(record)
+        if on_chain is not None:
+            body["on_chain"] = on_chain
+        return Response(body, headers=headers)
 
 
 class AvailabilityView(APIView):
@@ -149,9 +154,10 @@ class StatementsView(APIView):
         return Response(NameRecordSerializer(record).data, status=201)
 
 
-def _etag(record: NameRecord) -> str:
-    """Changes with every new statement and status (and with the mailbox's gateways, which no statement pins)."""
-    state = json.dumps([record.name, record.seq, record.status, record.gateways])
+def _etag(record: NameRecord, on_chain: dict | None = None) -> str:
+    """Changes with every new statement and status (and with the mailbox's gateways, which no statement pins), and
+    with what the chain says of the name."""
+    state = json.dumps([record.name, record.seq, record.status, record.gateways, *([on_chain] if on_chain else [])])
     return '"' + hashlib.sha256(state.encode()).hexdigest()[:32] + '"'
 
 
