@@ -155,7 +155,18 @@ def _json_value(command: str, token: str, value: str) -> Any:
     try:
         return javajson.loads(value)
     except ValueError as exc:
-        raise CommandError(f"Invalid JSON parameter for {command} @ {token} {exc}") from None
+        raise CommandError(f"Invalid JSON parameter for {command} @ {token} {_parse_error(value, exc)}") from None
+
+
+def _parse_error(value: str, exc: ValueError) -> str:
+    """The node's json-simple ``ParseException`` text for the position Python's parser stopped at (fixture 155)."""
+    position = getattr(exc, "pos", None)
+    prefix = "org.minima.utils.json.parser.ParseException: "
+    if position is None:
+        return prefix + str(exc)
+    if position >= len(value):
+        return prefix + f"Unexpected token END OF FILE at position {position}."
+    return prefix + f"Unexpected character ({value[position]}) at position {position}."
 
 
 def _parse_value(command: str, token: str, value: str) -> Any:

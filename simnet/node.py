@@ -121,6 +121,8 @@ class SimNode:
         self.allow_all_contacts = True
         self.allowed_contacts: list[str] = []
         self.tracked: list[str] = []
+        self.coin_notify: set[str] = set()  # in memory only, as on real nodes
+        self.key_uses: dict[str, int] = {}
         self.txns: dict[str, Txn] = {}
         self.mls_registry: dict[str, MlsEntry] = {}
         self.pending_adds = 0
@@ -326,9 +328,19 @@ class SimNode:
             hooks.post_event(event, data)
 
     def on_block(self, changes: list[tuple[Coin, bool]], block: dict[str, Any]) -> None:
-        """NEWCOIN for every spent or created coin at an address this node tracks (fixtures 86, 91, 92)."""
+        """NEWCOIN for every spent or created coin at an address this node tracks (fixtures 86, 91, 92), and
+        NOTIFYCOIN for one at an address under ``coinnotify`` (TxPoWTreeNode: ``address`` first, no ``relevant``)."""
         relevant = self.relevant_addresses()
         for coin, spent in changes:
+            if coin.address in self.coin_notify:
+                notify = {
+                    "address": coin.address,
+                    "txblockid": block["hash"],
+                    "txblock": block["block"],
+                    "spent": spent,
+                    "coin": coin.to_json(simple_state=True),
+                }
+                self.post_event("NOTIFYCOIN", notify)
             if coin.address in relevant:
                 data = {
                     "relevant": True,
@@ -578,6 +590,7 @@ class SimNode:
             "static_mls": self.static_mls,
             "allow_all_contacts": self.allow_all_contacts,
             "tracked": self.tracked,
+            "key_uses": self.key_uses,
         }
 
     def _load(self, data: dict[str, Any]) -> None:
@@ -598,6 +611,7 @@ class SimNode:
         self.static_mls = data["static_mls"]
         self.allow_all_contacts = data["allow_all_contacts"]
         self.tracked = list(data["tracked"])
+        self.key_uses = dict(data.get("key_uses", {}))
 
     def mx_publickey(self) -> str:
         return mx_encode(self.identity_public)
