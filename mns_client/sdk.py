@@ -30,6 +30,7 @@ import requests
 from .config import AccessToken, BoxKey, Home
 from .listener import MaximaEvent, NodeListener
 from .protocol import entrypoints
+from .protocol.chainnames import ChainName, read_name
 from .protocol.codecs import from_hex, mx_decode, to_hex
 from .protocol.envelope import (
     SCHEME_NACL,
@@ -176,6 +177,7 @@ class NameInfo:
     gateways: list[str]
     seq: int
     signed: SignedStatement
+    on_chain: dict[str, Any] | None = None  # the gateway's word (not verified here) on the name on chain
 
     @property
     def owner_key(self) -> bytes:
@@ -427,6 +429,11 @@ class Client:
         name = normalise(name)
         body = self.api.request("GET", API + "names/" + urllib.parse.quote(name, safe=""))
         return _verified_record(name, body)
+
+    def chain_lookup(self, name: str) -> ChainName | None:
+        """``name`` as Minima's MNS holds it on chain, read through this client's own node and checked by its
+        ``verify`` (not the gateway's word): None when it is not registered there."""
+        return read_name(self.rpc, normalise(name))
 
     def owned_names(self) -> list[str]:
         """The names this node's key holds at the gateway (the reverse lookup), active ones first."""
@@ -1055,6 +1062,7 @@ def _verified_record(name: str, body: Any) -> NameInfo:
         gateways=list(body.get("gateways") or []),
         seq=statement.seq,
         signed=signed,
+        on_chain=body.get("on_chain") if isinstance(body.get("on_chain"), dict) else None,
     )
 
 

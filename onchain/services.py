@@ -99,18 +99,16 @@ def proof_record(proof: Proof) -> None:
 def coins_refresh(*, name: str, client: MinimaRPC) -> ChainName | None:
     """Read ``name``'s coins from the node, keep the new ones, verify what the rule needs; the name's record."""
     try:
-        reply = client.coins(address=MNS_ADDRESS, state=chainnames.state_filter(name), order="asc", simplestate=True)
-        coins, skipped = chainnames.parse_coins(reply)
+        coins, skipped = chainnames.fetch_coins(client, name)
     except MNSError as failed:
         logger.warning("could not read the MNS coins from the node: %s", getattr(failed, "code", type(failed).__name__))
         raise DomainError(
             "chain_unreadable", "This gateway cannot read names on chain right now; try again shortly.", status=503
         ) from None
     if skipped:
-        logger.info("%s coin(s) at the MNS address are not MNS records", skipped)
+        logger.info("%s coin(s) the node matched for %s are not its MNS records", skipped, name)
     for coin in coins:
-        if coin.name == name:
-            _store(coin)
+        _store(coin)
     return name_record(name=name, client=client)
 
 

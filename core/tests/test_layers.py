@@ -24,7 +24,7 @@ ALLOWED: dict[str, set[str]] = {
     "core": {PROTOCOL},
     "maxima": {PROTOCOL, "core"},
     "onchain": {PROTOCOL, "core", "maxima"},
-    "federation": {PROTOCOL, "core", "maxima"},
+    "federation": {PROTOCOL, "core", "maxima", "onchain"},
     "registry": {PROTOCOL, "core", "maxima", "onchain", "federation"},
     "handshake": {PROTOCOL, "core", "maxima", "onchain", "federation", "registry"},
     "mailboxes": {PROTOCOL, "core", "maxima", "onchain", "federation", "registry", "handshake"},

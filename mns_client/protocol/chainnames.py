@@ -6,18 +6,23 @@ A name is registered by sending Minima to the fixed address ``0xFFEEDDFFEEDDFFEE
 valid coin of a name makes its holder the coin's ``transfer`` key; a later valid coin whose ``owner`` is the
 current holder updates the record and hands it to that coin's ``transfer``; any other coin is ignored.
 
-Pure: no I/O. Parsing is strict (``fields.py``); the signature check is the caller's, through the node's
-``verify`` (``MinimaRPC.verify``), passed in as a callable, since only a node can check a wallet (TreeKey) key.
+Parsing is strict (``fields.py``) and pure; the signature check is the caller's, through the node's ``verify``
+(``MinimaRPC.verify``), passed in as a callable, since only a node can check a wallet (TreeKey) key. The two
+functions at the end ask a node: ``fetch_coins`` (the one query, used by the gateway, which keeps what it reads) and
+``read_name`` (a client's uncached reading through its own node).
 """
 
 import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import fields
 from .errors import Refusal
+
+if TYPE_CHECKING:
+    from .rpc import MinimaRPC
 
 MNS_ADDRESS = "0xFFEEDDFFEEDDFFEEDD"
 MINIMA_TOKENID = "0x00"
@@ -207,3 +212,22 @@ def state_filter(name: str) -> str | None:
     if not re.fullmatch(r"[\x21-\x7e]+", name) or set(name) & set(';"{}[]\\:'):
         return None
     return name
+
+
+def fetch_coins(rpc: "MinimaRPC", name: str) -> tuple[list[ChainCoin], int]:
+    """The MNS coins of exactly ``name`` the node knows, oldest first (``coins address: state: order:asc
+    simplestate:true``, fixture 150), and how many coins of the reply were not records of that name."""
+    reply = rpc.coins(address=MNS_ADDRESS, state=state_filter(name), order="asc", simplestate=True)
+    coins, skipped = parse_coins(reply)
+    named = [coin for coin in coins if coin.name == name]
+    return named, skipped + len(coins) - len(named)
+
+
+def read_name(rpc: "MinimaRPC", name: str) -> ChainName | None:
+    """``name``'s record on chain as the node ``rpc`` knows it, its signatures checked by that node's ``verify``."""
+    coins, _ = fetch_coins(rpc, name)
+    return name_record(
+        coins,
+        name,
+        verify=lambda coin: rpc.verify(publickey=coin.owner, data=coin.signed_data(), signature=coin.signature),
+    )
