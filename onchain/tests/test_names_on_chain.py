@@ -19,11 +19,12 @@ from mns_client.protocol.codecs import from_hex, to_hex
 from mns_client.protocol.handshake import verifier_hash
 from mns_client.protocol.rpc import MinimaRPC
 from mns_client.protocol.statements import SignedStatement
-from onchain import tasks
+from onchain import services, tasks
 from onchain.models import ChainCoin, ChainProof
 from registration import services as registration_services
 from simnet import SimNetwork, SimNode
 from simnet.testing import rpc
+from testsupport.processes import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -218,3 +219,31 @@ def register_and_confirm(owner: Owner, name: str, holder: SimNode) -> Opened:
     token = AccessToken.objects.get(mailbox=mailbox, revoked_at=None)
     token_id, secret = owner.open_token(bytes(token.blob))
     return Opened(mailbox=mailbox, owner=owner, token_id=token_id, secret=secret)
+
+
+def test_a_node_that_cannot_be_read_fails_the_registration_closed_and_writes_nothing(
+    client: Client, settings: Any, gateway: NodeState, bob: Owner
+) -> None:
+    settings.MINIMA_RPC_URL = f"http://127.0.0.1:{free_port()}"
+    before = gateway_rows()
+    assert error(post(client, register_request(bob, bob.register("carol")))) == (503, "chain_unreadable")
+    assert gateway_rows() == before
+
+
+def test_without_a_node_or_with_the_check_off_nothing_is_read(
+    client: Client, settings: Any, node: SimNetwork, bob: Owner
+) -> None:
+    settings.MNS_CHAIN_NAMES = False
+    response = post(client, register_request(bob, bob.register("carol")))
+    assert response.status_code == 201, body(response)
+    assert not ChainCoin.objects.exists()
+
+
+def test_watching_asks_the_node_for_coin_events_once(node: SimNetwork, settings: Any) -> None:
+    rpc_client = MinimaRPC(node.nodes[0].rpc_url)
+    hook = services.hook_url()
+    for _ in range(2):  # the periodic task runs again and again: nothing doubles
+        services.watch(client=rpc_client, hook=hook)
+    assert rpc_client.coinnotify(action="check", address=MNS_ADDRESS)["found"] is True
+    assert rpc_client.webhooks_list().count(f"NOTIFYCOIN#{hook}") == 1
+    rpc_client.webhooks_remove(f"NOTIFYCOIN#{hook}")
