@@ -14,7 +14,8 @@ get a second owner because the node was briefly away. A gateway with no node con
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,18 +32,19 @@ from onchain.models import ChainCoin, ChainProof
 
 logger = logging.getLogger(__name__)
 
-_changed: list[Callable[[str], None]] = []
+ChangeGuard = Callable[[Iterable[str]], AbstractContextManager[None]]
+_guards: list[ChangeGuard] = []
 
 
-def on_name_changed(callback: Callable[[str], None]) -> None:
-    """Register what to call with a name when what is known of it on chain changed (a cached lookup to drop)."""
-    if callback not in _changed:
-        _changed.append(callback)
+def register_change_guard(guard: ChangeGuard) -> None:
+    """Register what wraps every write that changes what a lookup says of a name on chain: ``guard(names)`` is
+    entered before the write and left after it (the registry's cached lookups: marked before, dropped after the
+    commit)."""
+    _guards[:] = [guard]
 
 
-def _notify(name: str) -> None:
-    for callback in _changed:
-        transaction.on_commit(lambda callback=callback: callback(name))
+def _changing(name: str) -> AbstractContextManager[None]:
+    return _guards[0]([name]) if _guards else nullcontext()
 
 
 @dataclass(frozen=True)
@@ -89,11 +91,10 @@ def proof_record(proof: Proof) -> None:
     if proof.holder is None:
         return
     try:
-        with transaction.atomic():
+        with _changing(proof.name), transaction.atomic():
             ChainProof.objects.get_or_create(name=proof.name, owner_key=proof.owner_key, holder=proof.holder)
     except IntegrityError:  # the same proof recorded at the same moment: it is there
         pass
-    _notify(proof.name)
 
 
 def coins_refresh(*, name: str, client: MinimaRPC) -> ChainName | None:
@@ -198,8 +199,8 @@ def _insert(coin: chainnames.ChainCoin) -> ChainCoin:
 
 
 def _verdict(row: ChainCoin, valid: bool) -> None:
-    if ChainCoin.objects.filter(id=row.id, valid__isnull=True).update(valid=valid):
-        _notify(row.name)
+    with _changing(row.name):
+        ChainCoin.objects.filter(id=row.id, valid__isnull=True).update(valid=valid)
     row.valid = valid
     if not valid:
         logger.info("a coin at the MNS address for %s does not verify", row.name)

@@ -247,3 +247,20 @@ def test_watching_asks_the_node_for_coin_events_once(node: SimNetwork, settings:
     assert rpc_client.coinnotify(action="check", address=MNS_ADDRESS)["found"] is True
     assert rpc_client.webhooks_list().count(f"NOTIFYCOIN#{hook}") == 1
     rpc_client.webhooks_remove(f"NOTIFYCOIN#{hook}")
+
+
+def test_each_change_of_what_a_lookup_says_on_chain_goes_through_the_registered_guard(
+    node: SimNetwork, bob: Owner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entered: list[tuple[str, list[str]]] = []
+
+    @contextmanager
+    def guard(names: Any) -> Iterator[None]:
+        entered.append(("before", list(names)))
+        yield
+        entered.append(("after", list(names)))
+
+    monkeypatch.setattr(services, "_guards", [guard])
+    register_and_confirm(bob, "carol", node.nodes[1])
+    # The holder's coin judged valid by the node, then the proof kept: each wrapped.
+    assert entered == [("before", ["carol"]), ("after", ["carol"])] * 2
