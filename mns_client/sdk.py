@@ -486,12 +486,9 @@ class Client:
         statement = signed.statement
         verifier = new_verifier()
         self.progress(f"asking {gateway.url} for {name!r}")
+        request = {**signed.to_dict(), "address": self.reply_address(), "verifier_hash": verifier_hash(verifier)}
         try:
-            pending = self.api.request(
-                "POST",
-                API + "mailboxes",
-                json={**signed.to_dict(), "address": self.reply_address(), "verifier_hash": verifier_hash(verifier)},
-            )
+            pending = self._ask_for_name(request, statement)
         except GatewayRefused as refused:
             if refused.status < 500:  # refused for good: a later attempt signs a new statement
                 self._forget_pending(name)
@@ -511,6 +508,30 @@ class Client:
             token_id=token.token_id,
             gateway=self.gateway_url,
         )
+
+    def _ask_for_name(self, request: dict[str, Any], statement: NameStatement) -> Any:
+        """``POST mailboxes``; a name Minima's MNS holds on chain for a key of this node's own wallet is asked for
+        again with that key's signature (``chain_signature``), which the gateway wants before it lets it go."""
+        try:
+            return self.api.request("POST", API + "mailboxes", json=request)
+        except GatewayRefused as refused:
+            proof = self.chain_signature(statement) if refused.code == "name_held_on_chain" else None
+            if proof is None:
+                raise
+            self.progress(f"{statement.name!r} is held on chain by this node's wallet: signing for it with that key")
+            return self.api.request("POST", API + "mailboxes", json={**request, "chain_signature": to_hex(proof)})
+
+    def chain_signature(self, statement: NameStatement) -> bytes | None:
+        """The ``sign`` of the register ``statement`` by the key that holds its name on chain, when that key is in
+        this node's wallet; None when the name is not on chain, or held by a key this node does not have."""
+        try:
+            held = self.chain_lookup(statement.name)
+            if held is None or not self.rpc.keys(publickey=held.holder):
+                return None
+            return self.rpc.sign(publickey=held.holder, data=statement.canonical())
+        except RPCError as failed:
+            logger.info("no on-chain signature for %s: %s", statement.name, failed.code)
+            return None
 
     def _pending_registration(self, name: str, *, box_key: str, payment_address: str | None) -> SignedStatement | None:
         """The statement of an earlier attempt to register ``name`` here whose handshake did not finish, if it says
