@@ -1,6 +1,6 @@
 """The commands simnet understands, with the valid parameter names of Minima 1.0.45 (unknown names are refused)."""
 
-from simnet import cmd_chain, cmd_crypto, cmd_maxima, cmd_misc, cmd_txn, cmd_wallet
+from simnet import cmd_chain, cmd_crypto, cmd_maxima, cmd_mds, cmd_misc, cmd_txn, cmd_wallet
 from simnet.commands import CommandSpec
 
 _SPECS = (
@@ -21,6 +21,7 @@ _SPECS = (
     CommandSpec("maxencrypt", ("data", "publickey"), cmd_crypto.maxencrypt),
     CommandSpec("maxdecrypt", ("data", "privatekey"), cmd_crypto.maxdecrypt),
     CommandSpec("maxmessage", ("action", "data", "publickey", "privatekey"), cmd_crypto.maxmessage),
+    CommandSpec("mds", ("action", "file", "folder", "uid", "trust", "enable", "locationonly"), cmd_mds.mds),
     CommandSpec("keys", ("action", "publickey", "phrase", "modifier"), cmd_wallet.keys),
     CommandSpec("sign", ("publickey", "data"), cmd_wallet.sign),
     CommandSpec("verify", ("publickey", "data", "signature"), cmd_wallet.verify),

@@ -23,7 +23,7 @@ MNS_ADDRESS = "0xFFEEDDFFEEDDFFEEDD"
 
 # Replies with no node-specific value: the same bytes from any node.
 BYTE_FOR_BYTE = ("106-", "107-", "108-", "109-", "110-", "111-", "112-", "113-", "114-", "115-", "116-")
-BYTE_FOR_BYTE += ("130-", "131-", "132-", "133-", "134-", "155-", "156-")
+BYTE_FOR_BYTE += ("120-", "123-", "130-", "131-", "132-", "133-", "134-", "155-", "156-")
 
 
 def call(node: SimNode, command: str) -> dict[str, Any]:
