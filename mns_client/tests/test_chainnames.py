@@ -2,6 +2,7 @@
 
 import copy
 import dataclasses
+import json
 
 import pytest
 
@@ -12,11 +13,12 @@ from mns_client.protocol.chainnames import (
     parse_coin,
     parse_coins,
     signed_data,
+    signed_text,
     state_filter,
     strip_brackets,
 )
 from mns_client.protocol.codecs import from_hex
-from testsupport import maxima_fixture
+from testsupport import REPO, maxima_fixture
 
 OWNER_A = "0xCDCDA9DEF760393E4E553FA2D206B33E2F0EF1B9E18C495E226FB7B02AAD57FE"
 OWNER_C = "0xF4491653C103ACC5640B9AB61C4C1279ABC4B8A3766FB795D8738B89472C1FCF"
@@ -155,3 +157,18 @@ def test_the_state_filter_is_left_out_for_what_the_node_would_misread():
     assert state_filter("[alice]") is None
     assert state_filter("zoë") is None
     assert maxima_fixture("150")["parsed"]["params"]["address"] == MNS_ADDRESS
+
+
+def mns_vectors() -> list[dict]:
+    return json.loads((REPO / "docs" / "vectors" / "mns-onchain.json").read_text())["vectors"]
+
+
+@pytest.mark.parametrize("vector", mns_vectors(), ids=lambda vector: vector["description"])
+def test_the_signed_data_is_what_javascripts_encode_uri_component_gives(vector):
+    fields = {key: vector[key] for key in ("owner", "transfer", "name", "data", "datahex")}
+    assert signed_text(**fields) == vector["signed_text"]
+    assert "0x" + signed_data(**fields).hex().upper() == vector["signed_hex"]
+
+
+def test_the_first_vector_is_what_the_real_node_converted():
+    assert mns_vectors()[0]["signed_hex"] == maxima_fixture("120")["parsed"]["response"]["conversion"]
