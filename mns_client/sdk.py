@@ -30,6 +30,7 @@ import requests
 from .config import AccessToken, BoxKey, Home
 from .listener import MaximaEvent, NodeListener
 from .protocol import entrypoints
+from .protocol.chainnames import ChainName, read_name
 from .protocol.codecs import from_hex, mx_decode, to_hex
 from .protocol.envelope import (
     SCHEME_NACL,
@@ -176,6 +177,7 @@ class NameInfo:
     gateways: list[str]
     seq: int
     signed: SignedStatement
+    on_chain: dict[str, Any] | None = None  # the gateway's word (not verified here) on the name on chain
 
     @property
     def owner_key(self) -> bytes:
@@ -428,6 +430,11 @@ class Client:
         body = self.api.request("GET", API + "names/" + urllib.parse.quote(name, safe=""))
         return _verified_record(name, body)
 
+    def chain_lookup(self, name: str) -> ChainName | None:
+        """``name`` as Minima's MNS holds it on chain, read through this client's own node and checked by its
+        ``verify`` (not the gateway's word): None when it is not registered there."""
+        return read_name(self.rpc, normalise(name))
+
     def owned_names(self) -> list[str]:
         """The names this node's key holds at the gateway (the reverse lookup), active ones first."""
         body = self.api.request("GET", API + "names", params={"owner": self.identity().publickey_hex})
@@ -479,12 +486,9 @@ class Client:
         statement = signed.statement
         verifier = new_verifier()
         self.progress(f"asking {gateway.url} for {name!r}")
+        request = {**signed.to_dict(), "address": self.reply_address(), "verifier_hash": verifier_hash(verifier)}
         try:
-            pending = self.api.request(
-                "POST",
-                API + "mailboxes",
-                json={**signed.to_dict(), "address": self.reply_address(), "verifier_hash": verifier_hash(verifier)},
-            )
+            pending = self._ask_for_name(request, statement)
         except GatewayRefused as refused:
             if refused.status < 500:  # refused for good: a later attempt signs a new statement
                 self._forget_pending(name)
@@ -504,6 +508,30 @@ class Client:
             token_id=token.token_id,
             gateway=self.gateway_url,
         )
+
+    def _ask_for_name(self, request: dict[str, Any], statement: NameStatement) -> Any:
+        """``POST mailboxes``; a name Minima's MNS holds on chain for a key of this node's own wallet is asked for
+        again with that key's signature (``chain_signature``), which the gateway wants before it lets it go."""
+        try:
+            return self.api.request("POST", API + "mailboxes", json=request)
+        except GatewayRefused as refused:
+            proof = self.chain_signature(statement) if refused.code == "name_held_on_chain" else None
+            if proof is None:
+                raise
+            self.progress(f"{statement.name!r} is held on chain by this node's wallet: signing for it with that key")
+            return self.api.request("POST", API + "mailboxes", json={**request, "chain_signature": to_hex(proof)})
+
+    def chain_signature(self, statement: NameStatement) -> bytes | None:
+        """The ``sign`` of the register ``statement`` by the key that holds its name on chain, when that key is in
+        this node's wallet; None when the name is not on chain, or held by a key this node does not have."""
+        try:
+            held = self.chain_lookup(statement.name)
+            if held is None or not self.rpc.keys(publickey=held.holder):
+                return None
+            return self.rpc.sign(publickey=held.holder, data=statement.canonical())
+        except RPCError as failed:
+            logger.info("no on-chain signature for %s: %s", statement.name, failed.code)
+            return None
 
     def _pending_registration(self, name: str, *, box_key: str, payment_address: str | None) -> SignedStatement | None:
         """The statement of an earlier attempt to register ``name`` here whose handshake did not finish, if it says
@@ -1055,6 +1083,7 @@ def _verified_record(name: str, body: Any) -> NameInfo:
         gateways=list(body.get("gateways") or []),
         seq=statement.seq,
         signed=signed,
+        on_chain=body.get("on_chain") if isinstance(body.get("on_chain"), dict) else None,
     )
 
 

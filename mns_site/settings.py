@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "federation",
     "registration",
     "entrypoints",
+    "onchain",
     "mns_site",  # the top: no models, only the commands that start the whole gateway (rungateway, simnet)
 ]
 
@@ -488,6 +489,15 @@ MNS_DAPP_CONNECT_SRC = env_list(
     "MNS_DAPP_CONNECT_SRC", ["http://127.0.0.1:*", "http://localhost:*", "https://127.0.0.1:*", "https://localhost:*"]
 )
 
+# --- Names on chain (Minima's MNS, docs/protocol.md "Names on chain") ---
+# Honour names registered on chain by Minima's MNS MiniDapp: a registration of a name held there by a wallet key
+# needs that key's signature (read through this gateway's node; nothing is read without MINIMA_RPC_URL).
+MNS_CHAIN_NAMES = env_bool("MNS_CHAIN_NAMES", True)
+# Seconds between checks that the node still reports new coins at the MNS address (coinnotify + webhook).
+MNS_CHAIN_NAMES_WATCH_EVERY = env_int("MNS_CHAIN_NAMES_WATCH_EVERY", 300, minimum=10, maximum=86400)
+# Coin events the node may post to /onchain/hook/ per minute (a flood of spam coins is cut here, not stored).
+MNS_CHAIN_HOOK_PER_MINUTE = env_int("MNS_CHAIN_HOOK_PER_MINUTE", 600, minimum=1)
+
 # --- The beat schedule: every periodic task of the gateway, by task name ("<app>.<task>"), here and nowhere else --
 # Seconds between runs. Each run expires at the next: a backlog of identical sweeps after an outage would only
 # repeat one another.
@@ -504,6 +514,7 @@ CELERY_BEAT_SCHEDULE = {
         ("federation.sync", MNS_FEDERATION_SYNC_EVERY),
         ("entrypoints.publish", MNS_ENTRYPOINTS_EVERY * 3600),
         ("entrypoints.check", MNS_ENTRYPOINTS_CHECK_EVERY),
+        ("onchain.watch", MNS_CHAIN_NAMES_WATCH_EVERY),
     )
 }
 # Every minute, free the names whose owner did not answer the handshake within MNS_NAME_HOLD_SECONDS.
