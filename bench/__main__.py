@@ -1,10 +1,10 @@
 """``python -m bench [scenario …]`` (or ``make bench``): run the benchmarks and print one table.
 
-Scenarios run against gunicorn (sync workers) on 127.0.0.1 with the database and broker the environment names
-(PostgreSQL + Redis: set DATABASE_URL and REDIS_URL; embedded SQLite otherwise, which says nothing about a real
-deployment). wrk loads it from a second process. Each scenario is measured right after its baseline, served by the
-same gunicorn, so the ratio holds on a noisy machine. The results also go to ``var/bench/<date>.json``. Nothing
-here is a test: it never fails on a time.
+Scenarios run against gunicorn (as gunicorn.conf.py serves it: gthread workers behind an admission limit) on
+127.0.0.1 with the database and broker the environment names (PostgreSQL + Redis: set DATABASE_URL and REDIS_URL;
+embedded SQLite otherwise, which says nothing about a real deployment). wrk loads it from a second process. Each
+scenario is measured right after its baseline, served by the same gunicorn, so the ratio holds on a noisy machine.
+The results also go to ``var/bench/<date>.json``. Nothing here is a test: it never fails on a time.
 
 ``--smoke`` runs three scenarios for one second each on a small seed, to prove the harness works (< 30 s).
 """
@@ -32,7 +32,10 @@ def main() -> None:
     parser.add_argument("scenarios", nargs="*", help=f"default: all of {', '.join(ALL)}")
     parser.add_argument("--seconds", type=float, default=10.0, help="per scenario and per baseline (default 10)")
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn sync workers (default 3)")
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes (default 3)")
+    parser.add_argument(
+        "--worker-class", default=None, help="gunicorn's worker class (default: gunicorn.conf.py's, gthread)"
+    )
     parser.add_argument("--names", type=int, default=scenarios.LOOKUP_NAMES, help="names seeded for lookup")
     parser.add_argument(
         "--deliveries", type=int, default=100_000, help="Maxima deliveries of the memory scenario (default 100000)"
@@ -58,7 +61,8 @@ def main() -> None:
     var_dir.mkdir(parents=True)
     env = harness.bench_env(var_dir)
     database = _database(env)
-    print(f"bench: {database}; gunicorn {args.workers} sync workers; wrk {args.connections} connections", flush=True)
+    served = f"{args.workers} {args.worker_class or 'gthread'} workers"
+    print(f"bench: {database}; gunicorn {served}; wrk {args.connections} connections", flush=True)
     _manage(env, "migrate", "-v0")
     if "lookup" in chosen:
         _seed(env, "names", str(args.names))
@@ -73,7 +77,7 @@ def main() -> None:
     if "mailbox-read" in web and "deliver-rest-1k" not in web:
         web.insert(web.index("mailbox-read"), "deliver-rest-1k")  # it reads what that stored
     if web or "overload" in chosen:
-        with harness.gunicorn(env, workers=args.workers) as (port, server):
+        with harness.gunicorn(env, workers=args.workers, worker_class=args.worker_class) as (port, server):
             results += _web(web, ctx, port, server.pid, args)
             if "overload" in chosen:
                 results += _stage(
@@ -118,6 +122,7 @@ def main() -> None:
                 "when": stamp,
                 "database": database,
                 "gunicorn_workers": args.workers,
+                "gunicorn_worker_class": args.worker_class or "gthread",
                 "connections": args.connections,
                 "seconds": args.seconds,
                 "load_average": [round(x, 2) for x in load],

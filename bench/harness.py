@@ -54,7 +54,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], *, workers: int = 3) -> Iterator[tuple[int, subprocess.Popen]]:
+def gunicorn(
+    env: dict[str, str], *, workers: int = 3, worker_class: str | None = None
+) -> Iterator[tuple[int, subprocess.Popen]]:
+    """Serve the gateway as gunicorn.conf.py says (gthread workers with spare threads), or with ``worker_class``."""
     port = free_port()
     args = [
         sys.executable,
@@ -65,8 +68,7 @@ def gunicorn(env: dict[str, str], *, workers: int = 3) -> Iterator[tuple[int, su
         f"127.0.0.1:{port}",
         "--workers",
         str(workers),
-        "--worker-class",
-        "sync",
+        *(["--worker-class", worker_class] if worker_class else []),
         "--log-level",
         "warning",
         *GUNICORN_LIMITS,
