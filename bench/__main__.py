@@ -23,7 +23,7 @@ from bench import harness, pipeline, scenarios, wrk
 from bench.harness import Result
 
 WEB = list(scenarios.SCENARIOS)
-ALL = [*WEB, "overload", "maxima", "memory", "maxima-node", "handshake", "replication"]
+ALL = [*WEB, "overload", "scale", "maxima", "memory", "maxima-node", "handshake", "replication"]
 SMOKE = ["lookup", "deliver-rest-1k", "mailbox-read"]
 
 
@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument(
         "--worker-processes", type=int, default=pipeline.CELERY_CONCURRENCY, help="Celery processes of maxima-node"
     )
+    parser.add_argument("--scale-names", type=int, default=1_000_000, help="names of the scale scenario's large world")
+    parser.add_argument("--scale-messages", type=int, default=1_000_000, help="its stored messages")
     parser.add_argument("--smoke", action="store_true", help="three scenarios, 1 s each, 1000 names")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: still stop gunicorn, worker and simnet
@@ -83,6 +85,8 @@ def main() -> None:
                 results += _stage(
                     "overload", pipeline.overload, ctx, port, server.pid, env, args.connections, args.seconds
                 )
+    if "scale" in chosen:
+        results += _stage("scale", _scale, env, ctx, args)
     if "maxima" in chosen or "memory" in chosen:
         results += _stage(
             "maxima",
@@ -212,6 +216,58 @@ def judge(result: Result, baseline: Result | None, target: scenarios.Target | No
     if target.rate is not None:
         checks.append(result.rps >= target.rate)
     result.met = all(checks) and result.errors == 0
+
+
+SCALE_SMALL = 20_000
+SCALE_SCENARIOS = ("lookup", "deliver-rest-1k", "mailbox-read")
+
+
+def _scale(env: dict[str, str], ctx: scenarios.Context, args: argparse.Namespace) -> list[Result]:
+    """Lookup, REST delivery and mailbox read with 20 000 names and 20 000 stored messages, then again once the
+    same database holds ``--scale-names`` names and ``--scale-messages`` messages (bench.seed scale, timed), served
+    by the same gunicorn: each within 10 % of its small figure (ratio >= 0.9), its workers' peak memory flat (at
+    most 10 % more)."""
+    import dataclasses
+
+    ctx = dataclasses.replace(ctx, name_prefix="y", name_letters=5)
+    _seed(env, "scale", str(SCALE_SMALL), str(SCALE_SMALL))
+    results: list[Result] = []
+    with harness.gunicorn(env, workers=args.workers, worker_class=args.worker_class) as (port, server):
+        wrk.run(port, scenarios.bare_json(ctx), connections=args.connections, seconds=2)  # every worker warm
+        small = _scale_round("20k", dataclasses.replace(ctx, names=SCALE_SMALL), port, server.pid, args)
+        started = time.monotonic()
+        _seed(env, "scale", str(args.scale_names), str(args.scale_messages))
+        seeding = time.monotonic() - started
+        large_ctx = dataclasses.replace(ctx, names=args.scale_names)
+        large = _scale_round(_size(args.scale_names), large_ctx, port, server.pid, args)
+    for before, after in zip(small, large, strict=True):
+        after.baseline, after.baseline_rps = before.scenario, before.rps
+        after.baseline_p50_ms, after.baseline_p99_ms = before.p50_ms, before.p99_ms
+        after.ratio = round(after.rps / before.rps, 3) if before.rps else None
+        flat = after.peak_rss_mb <= 1.1 * before.peak_rss_mb
+        after.target = "within 10 % of the 20k figure (>=0.9x), peak RSS flat (<=1.1x)"
+        after.met = after.ratio is not None and after.ratio >= 0.9 and flat and after.errors == 0
+        after.notes = (f"{after.notes}; " if after.notes else "") + (
+            f"seeded to {args.scale_names} names and {args.scale_messages} messages in {seeding:.0f} s; "
+            f"peak RSS {before.peak_rss_mb:.0f} -> {after.peak_rss_mb:.0f} MiB"
+        )
+        results += [before, after]
+    return results
+
+
+def _size(count: int) -> str:
+    return f"{count // 1_000_000}m" if count % 1_000_000 == 0 else f"{count // 1000}k"
+
+
+def _scale_round(size: str, ctx: scenarios.Context, port: int, pid: int, args: argparse.Namespace) -> list[Result]:
+    results = []
+    for name in SCALE_SCENARIOS:
+        if name == "mailbox-read":
+            ctx.message_uids = pipeline.message_uids(port, ctx)
+        result = measure(f"scale-{size}-{name}", scenarios.SCENARIOS[name].lua(ctx), port, pid, args)
+        print(f"  scale-{size}-{name}: {result.rps:.1f}/s p99 {result.p99_ms:.1f} ms", flush=True)
+        results.append(result)
+    return results
 
 
 def _handshake(args: argparse.Namespace, var_dir: Path) -> Result:

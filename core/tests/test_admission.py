@@ -23,8 +23,10 @@ class HeldApp:
         self.entered = threading.Semaphore(0)
         self.release = threading.Event()
         self.served = 0
+        self.threads: set[str] = set()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        self.threads.add(threading.current_thread().name)
         self.entered.release()
         self.release.wait(HANG_GUARD_SECONDS)
         self.served += 1
@@ -102,12 +104,23 @@ def test_a_request_in_the_queue_waits_for_its_turn_and_is_served(settings: Any, 
 
 def test_the_maxima_hook_is_never_refused(settings: Any, view: HeldApp) -> None:
     middleware = _middleware(settings, view, admit=1, queue=0)
-    Caller(middleware)
+    first = Caller(middleware)
     view.entered.acquire()
-    hook = Caller(middleware, "/maxima/hook/secret/")
-    view.entered.acquire()  # the hook went in, past the full limit
+    hook = Caller(middleware, "/maxima/hook/secret/")  # the limit is full: the hook waits for its turn
+    assert Caller(middleware).finished().status_code == 503  # as anything else is refused meanwhile
     view.release.set()
+    assert first.finished().status_code == 200
     assert hook.finished().status_code == 200
+    assert view.served == 2
+
+
+def test_admitted_requests_run_on_the_processs_own_threads_only(settings: Any, view: HeldApp) -> None:
+    view.release.set()
+    middleware = _middleware(settings, view, admit=2, queue=8)
+    callers = [Caller(middleware) for _ in range(10)]  # ten gunicorn threads
+    assert [caller.finished().status_code for caller in callers] == [200] * 10
+    assert len(view.threads) <= 2  # so at most two database connections, whatever gunicorn's thread count
+    assert all(name.startswith("admitted") for name in view.threads)
 
 
 def test_no_limit_when_admission_is_off(settings: Any, view: HeldApp) -> None:
