@@ -23,7 +23,7 @@ from bench import harness, pipeline, scenarios, wrk
 from bench.harness import Result
 
 WEB = list(scenarios.SCENARIOS)
-ALL = [*WEB, "overload", "scale", "maxima", "memory", "maxima-node", "handshake", "replication"]
+ALL = [*WEB, "overload", "scale", "maxima", "memory", "maxima-node", "node-pool", "handshake", "replication"]
 SMOKE = ["lookup", "deliver-rest-1k", "mailbox-read"]
 
 
@@ -54,7 +54,7 @@ def main() -> None:
     unknown = set(chosen) - set(ALL)
     if unknown:
         parser.error(f"unknown scenario(s) {sorted(unknown)}; known: {', '.join(ALL)}")
-    if set(chosen) - {"maxima-node"}:  # maxima-node loads the gateway from Python: it runs without wrk
+    if set(chosen) - {"maxima-node", "node-pool"}:  # these load the gateway from Python: they run without wrk
         wrk.require()
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%S")
@@ -111,6 +111,8 @@ def main() -> None:
             seconds=args.seconds,
             processes=args.worker_processes,
         )
+    if "node-pool" in chosen:
+        results += _stage("node-pool", _node_pool, args, var_dir)
     if "handshake" in chosen:
         results += _stage("handshake", lambda: [_handshake(args, var_dir)])
     if "replication" in chosen:
@@ -268,6 +270,32 @@ def _scale_round(size: str, ctx: scenarios.Context, port: int, pid: int, args: a
         print(f"  scale-{size}-{name}: {result.rps:.1f}/s p99 {result.p99_ms:.1f} ms", flush=True)
         results.append(result)
     return results
+
+
+def _node_pool(args: argparse.Namespace, var_dir: Path) -> list[Result]:
+    """``bench.outbox`` in its own process (simnet, a private Redis): the node's own send rate, the gateway's
+    through that node, and through a pool of two."""
+    out = var_dir / "node-pool.json"
+    subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "bench.outbox", "--seconds", str(args.seconds), "--out", out],
+        cwd=harness.REPO,
+        check=True,
+    )
+    data = json.loads(out.read_text())
+    own, one, two = (
+        data[key] for key in ("node_sends_per_second", "gateway_sends_per_second", "pool_of_two_sends_per_second")
+    )
+    node = Result(
+        "node-alone", int(own["per_second"] * args.seconds), 0, args.seconds, own["per_second"], own["p50_ms"], 0.0, 0.0
+    )
+    through_one = Result("node-pool-1", one["sent"], 0, one["span_s"], one["per_second"], 0.0, 0.0, 0.0)
+    through_two = Result("node-pool-2", two["sent"], 0, two["span_s"], two["per_second"], 0.0, 0.0, 0.0)
+    for result, baseline, ratio in ((through_one, node, 0.9), (through_two, through_one, 1.8)):
+        result.baseline, result.baseline_rps = baseline.scenario, baseline.rps
+        result.ratio = round(result.rps / baseline.rps, 3) if baseline.rps else None
+        result.target = f">={ratio}x {baseline.scenario}"
+        result.met = result.ratio is not None and result.ratio >= ratio
+    return [node, through_one, through_two]
 
 
 def _handshake(args: argparse.Namespace, var_dir: Path) -> Result:
