@@ -256,6 +256,14 @@ MNS_SHED_AFTER_MS = env_int("MNS_SHED_AFTER_MS", 0, minimum=0, maximum=60_000)
 # sum). MNS_WEB_ADMIT=0 turns it off. docs/reliability.md "Overload".
 MNS_WEB_ADMIT = env_int("MNS_WEB_ADMIT", 2, minimum=0, maximum=1000)
 MNS_WEB_QUEUE = env_int("MNS_WEB_QUEUE", 6, minimum=0, maximum=1000)
+# gunicorn.conf.py reads it too (gunicorn starts before Django); checked here, where a bad value stops the worker.
+MNS_WEB_THREADS = env_int("MNS_WEB_THREADS", 16, minimum=1, maximum=1000)
+if MNS_WEB_ADMIT and MNS_WEB_THREADS <= MNS_WEB_ADMIT + MNS_WEB_QUEUE:
+    raise EnvError(
+        "MNS_WEB_THREADS",
+        str(MNS_WEB_THREADS),
+        f"more than MNS_WEB_ADMIT + MNS_WEB_QUEUE ({MNS_WEB_ADMIT + MNS_WEB_QUEUE}): spare threads refuse the excess",
+    )
 
 # Admin login attempts (POSTs) per client address per minute.
 MNS_ADMIN_LOGIN_PER_MINUTE = env_int("MNS_ADMIN_LOGIN_PER_MINUTE", 10, minimum=1)
