@@ -253,11 +253,11 @@ MNS_REQUEST_LIMITS = {"/maxima/hook/": env_int("MNS_MAX_HOOK_BYTES", 1024 * 1024
 MNS_SHED_AFTER_MS = env_int("MNS_SHED_AFTER_MS", 0, minimum=0, maximum=60_000)
 # Admission, per web process: MNS_WEB_ADMIT requests run at once, MNS_WEB_QUEUE more wait, the excess is refused
 # 503 + Retry-After at once by a spare thread (gunicorn gthread, MNS_WEB_THREADS in gunicorn.conf.py, above their
-# sum). MNS_WEB_ADMIT=0 turns it off. docs/reliability.md "Overload".
+# sum). MNS_WEB_ADMIT=0 turns it off. README "Limits", docs/performance.md "Overload".
 MNS_WEB_ADMIT = env_int("MNS_WEB_ADMIT", 2, minimum=0, maximum=1000)
-MNS_WEB_QUEUE = env_int("MNS_WEB_QUEUE", 6, minimum=0, maximum=1000)
+MNS_WEB_QUEUE = env_int("MNS_WEB_QUEUE", 14, minimum=0, maximum=1000)
 # gunicorn.conf.py reads it too (gunicorn starts before Django); checked here, where a bad value stops the worker.
-MNS_WEB_THREADS = env_int("MNS_WEB_THREADS", 16, minimum=1, maximum=1000)
+MNS_WEB_THREADS = env_int("MNS_WEB_THREADS", 24, minimum=1, maximum=1000)
 if MNS_WEB_ADMIT and MNS_WEB_THREADS <= MNS_WEB_ADMIT + MNS_WEB_QUEUE:
     raise EnvError(
         "MNS_WEB_THREADS",
