@@ -163,6 +163,12 @@ class GatewayInfo:
     name: str
     max_message_bytes: int
     schemes: tuple[str, ...]
+    pool: tuple[str, ...] = ()  # the keys of the gateway's other nodes: its receipts may come from them too
+
+    @property
+    def senders(self) -> frozenset[str]:
+        """The keys the gateway's messages to users may come from (Maxima verifies ``from``)."""
+        return frozenset((self.identity, *self.pool))
 
 
 @dataclass(frozen=True)
@@ -406,6 +412,7 @@ class Client:
                 name=str(body.get("name") or ""),
                 max_message_bytes=int(limits.get("max_message_bytes") or 64 * 1024),
                 schemes=tuple(body.get("schemes") or SCHEMES),
+                pool=_pool_keys(maxima.get("pool")),
             )
         if remember and not self._gateway_remembered:
             self._remember_gateway(self._gateway)
@@ -772,7 +779,7 @@ class Client:
         with NodeListener(self.rpc, host=self.listen_host) as listener:
             self._deliver(gateway, deliver)
             self.progress("waiting for the gateway's receipt")
-            receipt = listener.wait_for(_receipt_picker(gateway.identity, delivery_id), timeout=receipt_timeout)
+            receipt = listener.wait_for(_receipt_picker(gateway.senders, delivery_id), timeout=receipt_timeout)
         if receipt is None:
             raise DeliveryError(
                 "receipt_timeout",
@@ -871,7 +878,7 @@ class Client:
             expected = int(summary.get("queued", 0)) + int(summary.get("retried", 0)) + int(summary.get("in_flight", 0))
             self.progress(f"the gateway is forwarding {expected} message(s) to your node")
             forwarded = listener.collect(
-                _forward_picker(gateway.identity, name),
+                _forward_picker(gateway.senders, name),
                 until=lambda found: len({item.message_id for item in found}) >= expected,
                 timeout=wait if expected else 0,
             )
@@ -1087,10 +1094,17 @@ def _verified_record(name: str, body: Any) -> NameInfo:
     )
 
 
-def _receipt_picker(gateway_identity: str, delivery_id: str) -> Callable[[MaximaEvent], Receipt | None]:
+def _pool_keys(value: object) -> tuple[str, ...]:
+    """``maxima.pool`` of the policy: the keys of the gateway's other nodes (absent for a gateway of one node)."""
+    if not isinstance(value, list):
+        return ()
+    return tuple(key for key in value if isinstance(key, str) and key.startswith("0x"))
+
+
+def _receipt_picker(senders: frozenset[str], delivery_id: str) -> Callable[[MaximaEvent], Receipt | None]:
     def pick(event: MaximaEvent) -> Receipt | None:
-        if event.sender != gateway_identity:
-            return None  # only the gateway's own node can send its receipts (Maxima verifies "from")
+        if event.sender not in senders:
+            return None  # only the gateway's own nodes can send its receipts (Maxima verifies "from")
         try:
             receipt = Receipt.from_bytes(event.data)
         except MailboxMessageInvalid:
@@ -1100,9 +1114,9 @@ def _receipt_picker(gateway_identity: str, delivery_id: str) -> Callable[[Maxima
     return pick
 
 
-def _forward_picker(gateway_identity: str, name: str) -> Callable[[MaximaEvent], Forwarded | None]:
+def _forward_picker(senders: frozenset[str], name: str) -> Callable[[MaximaEvent], Forwarded | None]:
     def pick(event: MaximaEvent) -> Forwarded | None:
-        if event.sender != gateway_identity:
+        if event.sender not in senders:
             return None
         try:
             forwarded = Forwarded.from_bytes(event.data)

@@ -24,6 +24,7 @@ from core.env import (
     env_rate,
     env_str,
     env_url,
+    env_url_list,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -251,6 +252,19 @@ MNS_REQUEST_LIMITS = {"/maxima/hook/": env_int("MNS_MAX_HOOK_BYTES", 1024 * 1024
 # "t=${msec}";): a request that waited longer than this for a worker is answered 503 + Retry-After at once,
 # before any work. 0 (the default) turns it off; without the header nothing is shed. README "Limits".
 MNS_SHED_AFTER_MS = env_int("MNS_SHED_AFTER_MS", 0, minimum=0, maximum=60_000)
+# Admission, per web process: MNS_WEB_ADMIT requests run at once, MNS_WEB_QUEUE more wait, the excess is refused
+# 503 + Retry-After at once by a spare thread (gunicorn gthread, MNS_WEB_THREADS in gunicorn.conf.py, above their
+# sum). MNS_WEB_ADMIT=0 turns it off. README "Limits", docs/performance.md "Overload".
+MNS_WEB_ADMIT = env_int("MNS_WEB_ADMIT", 2, minimum=0, maximum=1000)
+MNS_WEB_QUEUE = env_int("MNS_WEB_QUEUE", 14, minimum=0, maximum=1000)
+# gunicorn.conf.py reads it too (gunicorn starts before Django); checked here, where a bad value stops the worker.
+MNS_WEB_THREADS = env_int("MNS_WEB_THREADS", 24, minimum=1, maximum=1000)
+if MNS_WEB_ADMIT and MNS_WEB_THREADS <= MNS_WEB_ADMIT + MNS_WEB_QUEUE:
+    raise EnvError(
+        "MNS_WEB_THREADS",
+        str(MNS_WEB_THREADS),
+        f"more than MNS_WEB_ADMIT + MNS_WEB_QUEUE ({MNS_WEB_ADMIT + MNS_WEB_QUEUE}): spare threads refuse the excess",
+    )
 
 # Admin login attempts (POSTs) per client address per minute.
 MNS_ADMIN_LOGIN_PER_MINUTE = env_int("MNS_ADMIN_LOGIN_PER_MINUTE", 10, minimum=1)
@@ -294,7 +308,9 @@ MNS_RETENTION_DAYS = env_int("MNS_RETENTION_DAYS", 30, minimum=1, maximum=3650)
 MNS_REST_SUBMISSION = env_bool("MNS_REST_SUBMISSION", False)
 
 # --- The Minima node and Maxima --------------------------------------------------------------------------------
-MINIMA_RPC_URL = env_url("MINIMA_RPC_URL", None, schemes=("http", "https"))
+# One node, or a pool: URLs separated by commas, the first the gateway's identity node (its key and address are
+# the gateway's; maxima/node.py). The password is the same for every node of the pool.
+MINIMA_RPC_URL = env_url_list("MINIMA_RPC_URL", schemes=("http", "https"), most=16)
 MINIMA_RPC_PASSWORD = env_str("MINIMA_RPC_PASSWORD", "")
 MINIMA_RPC_TIMEOUT = env_int("MINIMA_RPC_TIMEOUT", 20, minimum=1, maximum=120)
 # How long the node takes to send a full Maxima message (250 000 bytes of data); smaller ones take less, with the
