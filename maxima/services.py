@@ -11,18 +11,19 @@ import logging
 import random
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from core.errors import DomainError
-from core.queue import enqueue_on_commit
+from core.queue import enqueue_coalesced, enqueue_on_commit
 from maxima import selectors
 from maxima.models import InboundEvent, NodeState, OutboundMessage, QueueSample
 from maxima.node import hook_url
@@ -143,60 +144,163 @@ def inbound_store(*, event: MaximaEvent, now_ms: int | None = None) -> tuple[Inb
     except IntegrityError:
         return InboundEvent.objects.get(msgid=event.msgid), False
     if not stale:
-        from maxima.tasks import process_inbound
-
-        enqueue_on_commit(process_inbound, row.id)
+        transaction.on_commit(_inbound_drain_soon)
     return row, True
+
+
+def _inbound_drain_soon() -> None:
+    from maxima.tasks import process_inbound_batch
+
+    enqueue_coalesced(process_inbound_batch, window=settings.MNS_MAXIMA_BATCH_WINDOW_MS / 1000)
+
+
+def _claimable(claim: str, now: datetime) -> Q:
+    """A pending event, a claim of our own (the same task redelivered after its worker died) or a claim older than
+    the lease (its worker died and the broker lost the task)."""
+    return (
+        Q(status=InboundEvent.Status.PENDING)
+        | Q(status=InboundEvent.Status.PROCESSING, claimed_by=claim)
+        | Q(status=InboundEvent.Status.PROCESSING, claimed_at__lt=now - inbound_lease())
+    )
 
 
 def inbound_process(*, event_id: int, claim: str) -> str:
     """Claim one event and run its handler; returns the event's new status, or ``skipped`` if not ours to run.
 
-    The claim is a conditional UPDATE: a pending event, a claim of our own (the same task redelivered after its
-    worker died) or a claim older than the lease. Handler and ``done`` mark share one transaction.
+    The claim is a conditional UPDATE (``_claimable``). Handler and status mark share one transaction.
     """
     now = timezone.now()
-    claimable = (
-        Q(status=InboundEvent.Status.PENDING)
-        | Q(status=InboundEvent.Status.PROCESSING, claimed_by=claim)
-        | Q(status=InboundEvent.Status.PROCESSING, claimed_at__lt=now - inbound_lease())
-    )
-    claimed = InboundEvent.objects.filter(claimable, id=event_id).update(
+    claimed = InboundEvent.objects.filter(_claimable(claim, now), id=event_id).update(
         status=InboundEvent.Status.PROCESSING, claimed_at=now, claimed_by=claim, attempts=F("attempts") + 1
     )
     if not claimed:
         return "skipped"
-    event = InboundEvent.objects.get(id=event_id)
-    mine = InboundEvent.objects.filter(id=event_id, claimed_by=claim)
+    return _process_claimed([InboundEvent.objects.get(id=event_id)], claim)[event_id]
+
+
+def inbound_process_batch(*, claim: str, limit: int, budget: float = 5.0) -> Counter:
+    """Claim up to ``limit`` events at a time and process each claimed batch in one transaction, until none is
+    left, a batch is not full, one hit a transient error, or ``budget`` seconds are spent; returns how many ended
+    in each status.
+
+    A batch is one claim (one UPDATE), one transaction with a savepoint per event (a handler that fails undoes its
+    own writes only) and one UPDATE marking the done ones. A worker killed half-way commits nothing of its batch:
+    the events stay claimed and are taken again by the same task redelivered, or by any once the lease is over.
+    """
+    outcomes: Counter = Counter()
+    deadline = time.monotonic() + budget
+    while True:
+        events = _claim_batch(claim, limit)
+        batch = Counter(_process_claimed(events, claim).values())
+        outcomes.update(batch)
+        # A transient error (the database blinking) ends the run: what it left pending waits for the sweep.
+        if len(events) < limit or batch[InboundEvent.Status.PENDING] or time.monotonic() > deadline:
+            return outcomes
+
+
+def _claim_batch(claim: str, limit: int) -> list[InboundEvent]:
+    """Claim up to ``limit`` events, oldest first: claims to take over first, then pending ones. On PostgreSQL the
+    candidates are locked with SKIP LOCKED, so concurrent tasks claim different events without waiting; elsewhere
+    (SQLite: one writer at a time) the conditional UPDATE alone decides."""
+    now = timezone.now()
+    claimable = _claimable(claim, now)
+    with transaction.atomic():
+        taken_over = InboundEvent.objects.filter(claimable, status=InboundEvent.Status.PROCESSING)
+        pending = InboundEvent.objects.filter(status=InboundEvent.Status.PENDING)
+        ids: list[int] = []
+        for candidates in (taken_over, pending):  # each an index range of (status, id)
+            if len(ids) < limit:
+                ids += _locked_ids(candidates.order_by("id"), limit - len(ids))
+        if not ids:
+            return []
+        InboundEvent.objects.filter(claimable, id__in=ids).update(
+            status=InboundEvent.Status.PROCESSING, claimed_at=now, claimed_by=claim, attempts=F("attempts") + 1
+        )
+    mine = InboundEvent.objects.filter(id__in=ids, status=InboundEvent.Status.PROCESSING, claimed_by=claim)
+    return list(mine.order_by("id"))
+
+
+def _locked_ids(rows: QuerySet, limit: int) -> list[int]:
+    if connection.features.has_select_for_update_skip_locked:
+        rows = rows.select_for_update(skip_locked=True)
+    return list(rows.values_list("id", flat=True)[:limit])
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    status: str
+    error: str = ""
+
+
+def _process_claimed(events: list[InboundEvent], claim: str) -> dict[int, str]:
+    """Run the handlers of claimed events in one transaction and mark each; returns each event's new status."""
+    if not events:
+        return {}
+    try:
+        with transaction.atomic():
+            outcomes = {event.id: _handle(event) for event in sorted(events, key=lambda e: e.id)}
+            _mark(outcomes, claim)
+    except (OperationalError, InterfaceError) as exc:  # the batch's transaction failed as a whole: nothing of it
+        _release(events, claim, exc)
+        return {event.id: InboundEvent.Status.PENDING for event in events}
+    return {event_id: outcome.status for event_id, outcome in outcomes.items()}
+
+
+def _handle(event: InboundEvent) -> _Outcome:
+    """Dispatch one event in a savepoint of the batch's transaction; its outcome, never an exception."""
     try:
         with transaction.atomic():
             dispatch(_message(event))
-            mine.update(status=InboundEvent.Status.DONE, processed_at=timezone.now(), last_error="")
-        return InboundEvent.Status.DONE
+        return _Outcome(InboundEvent.Status.DONE)
     except Ignored as exc:
-        mine.update(status=InboundEvent.Status.IGNORED, processed_at=timezone.now(), last_error=str(exc))
         # %r: the reason may quote what the sender wrote, newlines included; one event, one log line.
-        logger.info("inbound event %s from %s ignored: %r", event_id, event.application, str(exc)[:300])
-        return InboundEvent.Status.IGNORED
+        logger.info("inbound event %s from %s ignored: %r", event.id, event.application, str(exc)[:300])
+        return _Outcome(InboundEvent.Status.IGNORED, str(exc))
     except MNSError as exc:  # the handler refused the message on purpose (bad signature, wrong sender, …)
-        refusal = f"refused: {exc.code}: {exc}"[:2000]
-        mine.update(status=InboundEvent.Status.IGNORED, processed_at=timezone.now(), last_error=refusal)
-        logger.info("inbound event %s refused by its handler: %s", event_id, exc.code)
-        return InboundEvent.Status.IGNORED
+        logger.info("inbound event %s refused by its handler: %s", event.id, exc.code)
+        return _Outcome(InboundEvent.Status.IGNORED, f"refused: {exc.code}: {exc}")
     except (OperationalError, InterfaceError) as exc:  # the database blinked: the sweep runs it again
         if event.attempts < INBOUND_MAX_ATTEMPTS:
-            error = f"will retry: {type(exc).__name__}: {exc}"[:2000]
-            mine.update(status=InboundEvent.Status.PENDING, claimed_by="", claimed_at=None, last_error=error)
-            logger.warning("inbound event %s hit a transient error, left for the sweep: %s", event_id, exc)
-            return InboundEvent.Status.PENDING
-        logger.exception("inbound event %s failed %s times", event_id, event.attempts)
-        mine.update(status=InboundEvent.Status.FAILED, processed_at=timezone.now(), last_error=str(exc)[:2000])
-        return InboundEvent.Status.FAILED
+            logger.warning("inbound event %s hit a transient error, left for the sweep: %s", event.id, exc)
+            return _Outcome(InboundEvent.Status.PENDING, f"will retry: {type(exc).__name__}: {exc}")
+        logger.exception("inbound event %s failed %s times", event.id, event.attempts)
+        return _Outcome(InboundEvent.Status.FAILED, str(exc))
     except Exception as exc:  # a bug in a handler: recorded on the event (retry from the admin), never blocks others
-        logger.exception("handler for %s failed on inbound event %s", event.application, event_id)
-        error = f"{type(exc).__name__}: {exc}"[:2000]
-        mine.update(status=InboundEvent.Status.FAILED, processed_at=timezone.now(), last_error=error)
-        return InboundEvent.Status.FAILED
+        logger.exception("handler for %s failed on inbound event %s", event.application, event.id)
+        return _Outcome(InboundEvent.Status.FAILED, f"{type(exc).__name__}: {exc}")
+
+
+def _mark(outcomes: dict[int, _Outcome], claim: str) -> None:
+    """One UPDATE for the events done (the usual case), one per event otherwise (its own error)."""
+    now = timezone.now()
+    mine = InboundEvent.objects.filter(claimed_by=claim, status=InboundEvent.Status.PROCESSING)
+    done = [event_id for event_id, outcome in outcomes.items() if outcome.status == InboundEvent.Status.DONE]
+    if done:
+        mine.filter(id__in=done).update(status=InboundEvent.Status.DONE, processed_at=now, last_error="")
+    for event_id, outcome in outcomes.items():
+        if outcome.status == InboundEvent.Status.PENDING:
+            mine.filter(id=event_id).update(
+                status=outcome.status, claimed_by="", claimed_at=None, last_error=outcome.error[:2000]
+            )
+        elif outcome.status != InboundEvent.Status.DONE:
+            mine.filter(id=event_id).update(status=outcome.status, processed_at=now, last_error=outcome.error[:2000])
+
+
+def _release(events: list[InboundEvent], claim: str, exc: Exception) -> None:
+    """The batch's transaction failed (the connection went, the commit failed): its events go back to pending for
+    the sweep; if even that cannot be written, the lease gives them to the next task."""
+    logger.warning("a batch of %s inbound events rolled back, left for the sweep: %s", len(events), exc)
+    try:
+        InboundEvent.objects.filter(
+            id__in=[event.id for event in events], claimed_by=claim, status=InboundEvent.Status.PROCESSING
+        ).update(
+            status=InboundEvent.Status.PENDING,
+            claimed_by="",
+            claimed_at=None,
+            last_error=f"will retry: {type(exc).__name__}: {exc}"[:2000],
+        )
+    except (OperationalError, InterfaceError):
+        logger.warning("could not release the batch's claims; they are taken again after the lease")
 
 
 def _message(event: InboundEvent) -> InboundMessage:

@@ -15,6 +15,14 @@ def process_inbound(self: Task, event_id: int) -> str:
     return services.inbound_process(event_id=event_id, claim=self.request.id or uuid.uuid4().hex)
 
 
+@shared_task(bind=True, name="maxima.process_inbound_batch", ignore_result=True)
+def process_inbound_batch(self: Task) -> dict[str, int]:
+    """Process what is pending, ``MNS_INBOUND_BATCH`` events at a time (enqueued by the hook, coalesced per window,
+    and by the sweep). The task id is the claim, as for ``process_inbound``."""
+    claim = self.request.id or uuid.uuid4().hex
+    return dict(services.inbound_process_batch(claim=claim, limit=settings.MNS_INBOUND_BATCH))
+
+
 @shared_task(name="maxima.send_outbound", ignore_result=True)
 def send_outbound(message_id: int, size: int = 0) -> str:
     # A send may take the node a while (a big message seconds, maxima.timing); it waits for the real answer, but
@@ -38,8 +46,13 @@ def enqueue_send(message_id: int, size: int, *, on_commit: bool = True) -> bool:
 def sweep_inbound() -> int:
     """Beat: enqueue events whose task was lost (broker down at the time, worker killed), in a bounded batch."""
     due = selectors.inbound_due(limit=500)
+    # One batch task per MNS_INBOUND_BATCH due events (each claims whatever is pending or abandoned, oldest first).
     # Only what was really enqueued counts as enqueued (with the broker down, the next sweep tries again).
-    enqueued = [event_id for event_id in due if enqueue_now(process_inbound, event_id)]
+    size = settings.MNS_INBOUND_BATCH
+    enqueued: list[int] = []
+    for start in range(0, len(due), size):
+        if enqueue_now(process_inbound_batch):
+            enqueued += due[start : start + size]
     services.sweep_mark_enqueued(inbound=enqueued)
     return len(enqueued)
 
