@@ -29,7 +29,8 @@ from maxima.models import InboundEvent, NodeState, OutboundMessage, QueueSample
 from maxima.node import hook_url
 from maxima.routing import Ignored, InboundMessage, dispatch
 from maxima.selectors import inbound_lease, queue_figures, stale_sending
-from maxima.timing import MAXIMA_MAX_DATA_BYTES
+from maxima.timing import BATCH_BYTES, MAXIMA_MAX_DATA_BYTES
+from mns_client.protocol import batch
 from mns_client.protocol.codecs import from_hex, parse_address, parse_public_key, public_key_hex
 from mns_client.protocol.errors import (
     AddressUnresolved,
@@ -346,9 +347,19 @@ def _check_destination(destination: str) -> str:
 
 
 def outbound_enqueue(
-    *, destination: str, application: str, payload: bytes, idempotency_key: str, max_attempts: int | None = None
+    *,
+    destination: str,
+    application: str,
+    payload: bytes,
+    idempotency_key: str,
+    max_attempts: int | None = None,
+    batchable: bool = False,
 ) -> OutboundMessage:
-    """Queue a Maxima message; the same ``idempotency_key`` queues it only once. Sent after the commit."""
+    """Queue a Maxima message; the same ``idempotency_key`` queues it only once. Sent after the commit.
+
+    ``batchable``: an ``mns`` message object (a receipt, a verdict, a forward) that may travel in one ``batch``
+    message with the others due to the same destination, up to ``BATCH_BYTES`` (a bigger one goes alone); its
+    task is then one per destination and window (``enqueue_coalesced``), which sends what is due."""
     if not _APPLICATION.fullmatch(application):
         raise DomainError("application_invalid", "The application name has characters Maxima cannot carry.")
     if len(payload) > MAXIMA_MAX_DATA_BYTES:
@@ -366,13 +377,22 @@ def outbound_enqueue(
             "max_attempts": max_attempts or settings.MNS_OUTBOX_MAX_ATTEMPTS,
             "next_attempt_at": now,
             "enqueued_at": now,  # its task is enqueued after the commit: the sweep leaves it alone for a while
+            "batchable": batchable and batch.packed_size([len(payload)]) <= BATCH_BYTES,
         },
     )
-    if created:
+    if created and message.batchable:
+        transaction.on_commit(lambda: _batch_send_soon(message.destination, message.application))
+    elif created:
         from maxima.tasks import enqueue_send
 
         enqueue_send(message.id, message.size)
     return message
+
+
+def _batch_send_soon(destination: str, application: str) -> None:
+    from maxima.tasks import send_outbound_batch
+
+    enqueue_coalesced(send_outbound_batch, destination, application, window=settings.MNS_MAXIMA_BATCH_WINDOW_MS / 1000)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -391,26 +411,89 @@ def outbound_send(*, message_id: int, client: MinimaRPC) -> str:
     if not claimed:
         return "skipped"
     message = OutboundMessage.objects.get(id=message_id)
-    try:
-        result = _deliver(client, message)
-    except DeliveryFailed as exc:
-        return _failed(message, exc.error, permanent=exc.permanent)
-    except AddressUnresolved as exc:
-        return _unresolved(message, str(exc))
-    except (NodeUnreachable, NodeStartingUp, NodeAuthError) as exc:
-        return _failed(message, str(exc), permanent=False)
-    except (RPCError, CodecError) as exc:  # the node refused the command itself: retrying cannot help
-        return _failed(message, str(exc), permanent=True)
+    joined = _batch_claim(message.destination, message.application, now, lead=message) if message.batchable else []
+    return _send(client, sorted([message, *joined], key=lambda m: m.id))[0]  # one outcome for all of them
+
+
+def outbound_send_batch(*, destination: str, application: str, client: MinimaRPC) -> tuple[int, bool]:
+    """Send the batchable messages due to ``destination`` in one Maxima message (alone: in its own form); returns
+    how many were sent, and whether more are due (the batch was full)."""
+    batch = _batch_claim(destination, application, timezone.now())
+    if not batch:
+        return 0, False
+    statuses = _send(client, batch)
+    sent = statuses.count(OutboundMessage.Status.SENT)
+    return sent, bool(sent) and _batch_due(destination, application, timezone.now()).exists()
+
+
+BATCH_MAX_MESSAGES = 500
+
+
+def _batch_due(destination: str, application: str, now: datetime) -> QuerySet:
+    return OutboundMessage.objects.filter(
+        status=OutboundMessage.Status.QUEUED,
+        next_attempt_at__lte=now,
+        batchable=True,
+        destination=destination,
+        application=application,
+    )
+
+
+def _batch_claim(
+    destination: str, application: str, now: datetime, *, lead: OutboundMessage | None = None
+) -> list[OutboundMessage]:
+    """Claim the batchable messages due to ``destination``, oldest first, as many as fit in ``BATCH_BYTES`` with
+    ``lead`` (already claimed) in front. Locked with SKIP LOCKED on PostgreSQL, so two senders never take the same
+    one; the conditional UPDATE decides elsewhere, and the claim's time tells ours."""
+    sizes = [lead.size] if lead is not None else []
+    due = _batch_due(destination, application, now).order_by("id")
     with transaction.atomic():
-        OutboundMessage.objects.filter(id=message.id).update(
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True)
+        chosen = []
+        for ident, size in due.values_list("id", "size")[:BATCH_MAX_MESSAGES]:
+            if batch.packed_size([*sizes, size]) > BATCH_BYTES:
+                break
+            sizes.append(size)
+            chosen.append(ident)
+        if not chosen:
+            return []
+        OutboundMessage.objects.filter(id__in=chosen, status=OutboundMessage.Status.QUEUED).update(
+            status=OutboundMessage.Status.SENDING, claimed_at=now, attempts=F("attempts") + 1
+        )
+    mine = OutboundMessage.objects.filter(id__in=chosen, status=OutboundMessage.Status.SENDING, claimed_at=now)
+    return list(mine.order_by("id"))
+
+
+def _send(client: MinimaRPC, messages: list[OutboundMessage]) -> list[str]:
+    """Send claimed messages to one destination as one Maxima message (a batch when more than one); each gets the
+    outcome, and each sent one its callbacks."""
+    lead = messages[0]
+    alone = len(messages) == 1
+    payload = bytes(lead.payload) if alone else batch.pack([bytes(m.payload) for m in messages])
+    try:
+        result = _deliver(client, lead, payload)
+    except DeliveryFailed as exc:
+        return [_failed(m, exc.error, permanent=exc.permanent) for m in messages]
+    except AddressUnresolved as exc:
+        return [_unresolved(m, str(exc)) for m in messages]
+    except (NodeUnreachable, NodeStartingUp, NodeAuthError) as exc:
+        return [_failed(m, str(exc), permanent=False) for m in messages]
+    except (RPCError, CodecError) as exc:  # the node refused the command itself: retrying cannot help
+        return [_failed(m, str(exc), permanent=True) for m in messages]
+    with transaction.atomic():
+        OutboundMessage.objects.filter(id__in=[m.id for m in messages]).update(
             status=OutboundMessage.Status.SENT,
             msgid=result.msgid,
             sent_at=timezone.now(),
             last_error="",
             unresolved_since=None,
         )
-        _notify_sent(message)
-    return OutboundMessage.Status.SENT
+        for message in messages:
+            _notify_sent(message)
+    if len(messages) > 1:
+        logger.info("sent %s messages in one batch of %s bytes", len(messages), len(payload))
+    return [OutboundMessage.Status.SENT] * len(messages)
 
 
 # What other apps learn of the outbox: a callback per idempotency-key prefix, run once a message is sent.
@@ -440,8 +523,7 @@ def _notify_sent(message: OutboundMessage) -> None:
             logger.exception("the sent callback for %r failed on outbound message %s", prefix, message.id)
 
 
-def _deliver(client: MinimaRPC, message: OutboundMessage):
-    payload = bytes(message.payload)
+def _deliver(client: MinimaRPC, message: OutboundMessage, payload: bytes):
     if message.destination.startswith("0x"):
         return client.maxima_send(
             application=message.application, data=payload, publickey=from_hex(message.destination)

@@ -32,6 +32,17 @@ def send_outbound(message_id: int, size: int = 0) -> str:
     return services.outbound_send(message_id=message_id, client=client)
 
 
+@shared_task(name="maxima.send_outbound_batch", ignore_result=True)
+def send_outbound_batch(destination: str, application: str) -> int:
+    """Send the batchable messages due to ``destination`` together (enqueued per destination and window); a full
+    batch enqueues the next one at once."""
+    client = node_client(timeout=timing.send_limits(timing.BATCH_BYTES).timeout)
+    sent, more = services.outbound_send_batch(destination=destination, application=application, client=client)
+    if more:
+        enqueue_now(send_outbound_batch, destination, application)
+    return sent
+
+
 def enqueue_send(message_id: int, size: int, *, on_commit: bool = True) -> bool:
     """Enqueue the send of an outbound message of ``size`` bytes with the time limits of its size."""
     limits = timing.send_limits(size)
