@@ -1,9 +1,11 @@
 """The gateway's side of the Maxima link: the webhook inbox, the retried outbox, and node supervision.
 
-Inbound: the hook stores each MAXIMA event (unique on ``msgid``) and answers at once; a task claims it with a
-conditional UPDATE and dispatches it to the handler of its application inside one transaction, so a handler's
-writes and the ``done`` mark commit together. Outbound: a row per message, sent by a task, counted sent only on
-``delivered:true``, retried with exponential backoff and jitter. Beat sweeps find whatever a lost task left.
+Inbound: the hook stores each MAXIMA event (unique on ``msgid``) and answers at once; a task claims many pending
+events with one conditional UPDATE (their rows locked with SKIP LOCKED on PostgreSQL) and dispatches each to the
+handler of its application, all in one transaction with a savepoint per event, so a handler's writes and its
+event's mark commit together (``inbound_process_batch``). Outbound: a row per message, sent by a task, counted sent
+only on ``delivered:true``, retried with exponential backoff and jitter; replies due to one destination travel in
+one ``batch`` message (``outbound_send_batch``). Beat sweeps find whatever a lost task left.
 """
 
 import json

@@ -6,6 +6,7 @@ from django.conf import settings
 
 from core.queue import enqueue_now, enqueue_on_commit
 from maxima import selectors, services, timing
+from maxima.models import InboundEvent
 from maxima.node import node_client
 
 
@@ -20,7 +21,13 @@ def process_inbound_batch(self: Task) -> dict[str, int]:
     """Process what is pending, ``MNS_INBOUND_BATCH`` events at a time (enqueued by the hook, coalesced per window,
     and by the sweep). The task id is the claim, as for ``process_inbound``."""
     claim = self.request.id or uuid.uuid4().hex
-    return dict(services.inbound_process_batch(claim=claim, limit=settings.MNS_INBOUND_BATCH))
+    outcomes = services.inbound_process_batch(claim=claim, limit=settings.MNS_INBOUND_BATCH)
+    if outcomes[InboundEvent.Status.PENDING]:  # a transient error (a deadlock between two batches, a blink): soon again
+        enqueue_now(process_inbound_batch, countdown=RETRY_TRANSIENT_SECONDS)
+    return dict(outcomes)
+
+
+RETRY_TRANSIENT_SECONDS = 1
 
 
 @shared_task(name="maxima.send_outbound", ignore_result=True)
