@@ -191,13 +191,15 @@ def inbound_process_batch(*, claim: str, limit: int, budget: float = 5.0) -> Cou
     the events stay claimed and are taken again by the same task redelivered, or by any once the lease is over.
     """
     outcomes: Counter = Counter()
-    deadline = time.monotonic() + budget
+    started = time.monotonic()
+    # Past half the task's soft limit the rest of a batch goes back to pending, before the limit interrupts a handler.
+    stop_at = started + max(budget, settings.CELERY_TASK_SOFT_TIME_LIMIT / 2)
     while True:
         events = _claim_batch(claim, limit)
-        batch = Counter(_process_claimed(events, claim).values())
-        outcomes.update(batch)
+        ran = Counter(_process_claimed(events, claim, stop_at=stop_at).values())
+        outcomes.update(ran)
         # A transient error (the database blinking) ends the run: what it left pending waits for the sweep.
-        if len(events) < limit or batch[InboundEvent.Status.PENDING] or time.monotonic() > deadline:
+        if len(events) < limit or ran[InboundEvent.Status.PENDING] or time.monotonic() > started + budget:
             return outcomes
 
 
@@ -229,19 +231,26 @@ def _locked_ids(rows: QuerySet, limit: int) -> list[int]:
     return list(rows.values_list("id", flat=True)[:limit])
 
 
+OUT_OF_TIME = "will retry: its batch ran out of time"
+
+
 @dataclass(frozen=True)
 class _Outcome:
     status: str
     error: str = ""
 
 
-def _process_claimed(events: list[InboundEvent], claim: str) -> dict[int, str]:
-    """Run the handlers of claimed events in one transaction and mark each; returns each event's new status."""
+def _process_claimed(events: list[InboundEvent], claim: str, *, stop_at: float | None = None) -> dict[int, str]:
+    """Run the handlers of claimed events in one transaction and mark each; returns each event's new status. Those
+    not reached by ``stop_at`` (``time.monotonic``) go back to pending."""
     if not events:
         return {}
     try:
         with transaction.atomic():
-            outcomes = {event.id: _handle(event) for event in sorted(events, key=lambda e: e.id)}
+            outcomes = {}
+            for event in sorted(events, key=lambda e: e.id):
+                late = stop_at is not None and time.monotonic() > stop_at
+                outcomes[event.id] = _Outcome(InboundEvent.Status.PENDING, OUT_OF_TIME) if late else _handle(event)
             _mark(outcomes, claim)
     except (OperationalError, InterfaceError) as exc:  # the batch's transaction failed as a whole: nothing of it
         _release(events, claim, exc)

@@ -16,6 +16,7 @@ from maxima.selectors import inbound_due, inbound_lease
 from maxima.services import (
     MaximaEvent,
     _claim_batch,
+    _process_claimed,
     inbound_process,
     inbound_process_batch,
     inbound_retry,
@@ -343,3 +344,11 @@ def test_stored_events_of_a_burst_share_a_few_tasks(settings: object, django_cap
     assert len(enqueue.call_args_list) == 2
     assert "countdown" not in enqueue.call_args_list[0].kwargs
     assert 0 < enqueue.call_args_list[1].kwargs["countdown"] <= 60.005
+
+
+def test_events_a_batch_did_not_reach_in_time_go_back_to_pending_unhandled(handled: list) -> None:
+    rows = [store(1), store(2)]
+    claimed = _claim_batch("slow-task", 10)
+    assert _process_claimed(claimed, "slow-task", stop_at=0.0) == {rows[0].id: "pending", rows[1].id: "pending"}
+    assert handled == []
+    assert set(InboundEvent.objects.values_list("status", "claimed_by")) == {("pending", "")}
