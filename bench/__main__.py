@@ -23,7 +23,7 @@ from bench import harness, pipeline, scenarios, wrk
 from bench.harness import Result
 
 WEB = list(scenarios.SCENARIOS)
-ALL = [*WEB, "overload", "maxima", "memory", "maxima-node", "handshake", "replication"]
+ALL = [*WEB, "overload", "maxima", "maxima-backlog", "memory", "maxima-node", "handshake", "replication"]
 SMOKE = ["lookup", "deliver-rest-1k", "mailbox-read"]
 
 
@@ -79,7 +79,7 @@ def main() -> None:
                 results += _stage(
                     "overload", pipeline.overload, ctx, port, server.pid, env, args.connections, args.seconds
                 )
-    if "maxima" in chosen or "memory" in chosen:
+    if "maxima" in chosen or "memory" in chosen or "maxima-backlog" in chosen:
         results += _stage(
             "maxima",
             pipeline.maxima,
@@ -91,6 +91,7 @@ def main() -> None:
             connections=args.connections,
             throughput="maxima" in chosen,
             deliveries=args.deliveries if "memory" in chosen else 0,
+            backlog="maxima-backlog" in chosen,
         )
     if "maxima-node" in chosen:
         results += _stage(
