@@ -176,6 +176,9 @@ def _backlog(env: dict[str, str], var_dir: Path, lua: str, *, workers: int, seco
 
     first_in, _ = _marks()
     with harness.gunicorn(env, workers=workers) as (port, _server):
+        deadline = time.monotonic() + 60
+        while _marks()[0] == first_in and time.monotonic() < deadline:  # the web workers are up (they load lazily)
+            wrk.run(port, lua, connections=1, seconds=1)
         load = wrk.run(port, lua, connections=connections, seconds=seconds)
     events = InboundEvent.objects.filter(id__gt=first_in)
     stored = events.count()
