@@ -196,11 +196,19 @@ def inbound_process_batch(*, claim: str, limit: int, budget: float = 5.0) -> Cou
     stop_at = started + max(budget, settings.CELERY_TASK_SOFT_TIME_LIMIT / 2)
     while True:
         events = _claim_batch(claim, limit)
-        ran = Counter(_process_claimed(events, claim, stop_at=stop_at).values())
+        # A batch holds its rows' locks (a mailbox's counters) until it commits: on a slow machine it commits after
+        # BATCH_SECONDS with what it did, and hands the rest back (RELEASED), to be claimed again at once.
+        batch_stop = min(time.monotonic() + BATCH_SECONDS, stop_at)
+        ran = Counter(_process_claimed(events, claim, stop_at=batch_stop).values())
         outcomes.update(ran)
+        more = len(events) == limit or ran[RELEASED]
         # A transient error (the database blinking) ends the run: what it left pending waits for the sweep.
-        if len(events) < limit or ran[InboundEvent.Status.PENDING] or time.monotonic() > started + budget:
+        if not more or ran[InboundEvent.Status.PENDING] or time.monotonic() > min(started + budget, stop_at):
             return outcomes
+
+
+BATCH_SECONDS = 1.0
+RELEASED = "released"  # not reached in its batch's time: pending again, unhandled
 
 
 def _claim_batch(claim: str, limit: int) -> list[InboundEvent]:
@@ -242,20 +250,21 @@ class _Outcome:
 
 def _process_claimed(events: list[InboundEvent], claim: str, *, stop_at: float | None = None) -> dict[int, str]:
     """Run the handlers of claimed events in one transaction and mark each; returns each event's new status. Those
-    not reached by ``stop_at`` (``time.monotonic``) go back to pending."""
+    not reached by ``stop_at`` (``time.monotonic``) go back to pending (``RELEASED``); the first is always run, so
+    every batch moves on."""
     if not events:
         return {}
     try:
         with transaction.atomic():
             outcomes = {}
             for event in sorted(events, key=lambda e: e.id):
-                late = stop_at is not None and time.monotonic() > stop_at
+                late = bool(outcomes) and stop_at is not None and time.monotonic() > stop_at  # the first is always run
                 outcomes[event.id] = _Outcome(InboundEvent.Status.PENDING, OUT_OF_TIME) if late else _handle(event)
             _mark(outcomes, claim)
     except (OperationalError, InterfaceError) as exc:  # the batch's transaction failed as a whole: nothing of it
         _release(events, claim, exc)
         return {event.id: InboundEvent.Status.PENDING for event in events}
-    return {event_id: outcome.status for event_id, outcome in outcomes.items()}
+    return {event_id: RELEASED if o.error == OUT_OF_TIME else o.status for event_id, o in outcomes.items()}
 
 
 def _handle(event: InboundEvent) -> _Outcome:

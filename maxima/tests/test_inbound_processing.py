@@ -347,8 +347,24 @@ def test_stored_events_of_a_burst_share_a_few_tasks(settings: object, django_cap
 
 
 def test_events_a_batch_did_not_reach_in_time_go_back_to_pending_unhandled(handled: list) -> None:
-    rows = [store(1), store(2)]
+    rows = [store(1), store(2), store(3)]
     claimed = _claim_batch("slow-task", 10)
-    assert _process_claimed(claimed, "slow-task", stop_at=0.0) == {rows[0].id: "pending", rows[1].id: "pending"}
-    assert handled == []
-    assert set(InboundEvent.objects.values_list("status", "claimed_by")) == {("pending", "")}
+    outcomes = _process_claimed(claimed, "slow-task", stop_at=0.0)
+    assert outcomes == {rows[0].id: "done", rows[1].id: "released", rows[2].id: "released"}  # the first always runs
+    assert [m.event_id for m in handled] == [rows[0].id]
+    statuses = dict(InboundEvent.objects.values_list("id", "status"))
+    assert [statuses[r.id] for r in rows] == ["done", "pending", "pending"]
+
+
+def test_a_batch_out_of_its_time_commits_what_it_did_and_the_run_claims_the_rest_again(
+    handled: list, settings: object
+) -> None:
+    from maxima import services
+
+    rows = [store(n) for n in range(1, 4)]
+    with mock.patch.object(services, "BATCH_SECONDS", 0.0):  # every batch out of time after its first event
+        outcomes = inbound_process_batch(claim="t", limit=10)
+    # each batch handled one event (the first always runs) and handed the rest back, claimed again at once
+    assert outcomes == {"done": 3, "released": 3}  # 2 handed back by the first batch, 1 by the second
+    assert [m.event_id for m in handled] == [r.id for r in rows]
+    assert set(InboundEvent.objects.values_list("status", flat=True)) == {"done"}
