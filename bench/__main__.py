@@ -23,7 +23,10 @@ from bench import harness, pipeline, scenarios, wrk
 from bench.harness import Result
 
 WEB = list(scenarios.SCENARIOS)
-ALL = [*WEB, "overload", "scale", "maxima", "memory", "maxima-node", "node-pool", "handshake", "replication"]
+ALL = [
+    *WEB, "overload", "scale", "maxima", "maxima-backlog", "memory", "maxima-node", "node-pool", "handshake",
+    "replication",
+]  # fmt: skip
 SMOKE = ["lookup", "deliver-rest-1k", "mailbox-read"]
 
 
@@ -90,7 +93,7 @@ def main() -> None:
                 )
     if "scale" in chosen:
         results += _stage("scale", _scale, env, ctx, args)
-    if "maxima" in chosen or "memory" in chosen:
+    if "maxima" in chosen or "memory" in chosen or "maxima-backlog" in chosen:
         results += _stage(
             "maxima",
             pipeline.maxima,
@@ -102,6 +105,7 @@ def main() -> None:
             connections=args.connections,
             throughput="maxima" in chosen,
             deliveries=args.deliveries if "memory" in chosen else 0,
+            backlog="maxima-backlog" in chosen,
         )
     if "maxima-node" in chosen:
         results += _stage(

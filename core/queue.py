@@ -6,6 +6,7 @@ already committed its work, nor hold it up with retries.
 """
 
 import logging
+import time
 from typing import Any
 
 from celery import Task
@@ -26,3 +27,32 @@ def enqueue_now(task: Task, *args: Any, **options: Any) -> bool:
         logger.warning("could not enqueue %s%r (the sweep will retry): %s", task.name, args, exc)
         return False
     return True
+
+
+# Per process: for each (task, args) coalesced, the window of its last enqueue and whether a trailing task is due.
+_windows: dict[tuple[str, tuple], tuple[int, bool]] = {}
+_WINDOWS_KEPT = 1000
+
+
+def enqueue_coalesced(task: Task, *args: Any, window: float) -> None:
+    """Enqueue ``task(*args)`` at most twice per ``window`` seconds in this process: at once for the first call of a
+    window (a lone event waits for nothing), and once more, due at the window's end, for any later call in it.
+
+    Only for tasks that take whatever is due when they run (drains), never for a task of one row: everything
+    committed before a call is committed before the window's end, so the trailing task finds it. What a lost task
+    leaves is found by its sweep, as for ``enqueue_now``. ``window`` 0 enqueues every call. Threads racing here
+    enqueue a task more, never less.
+    """
+    now = time.time()
+    slot = int(now / window) if window > 0 else -1
+    key = (task.name, args)
+    last = _windows.get(key)
+    if window <= 0 or last is None or last[0] != slot:
+        if len(_windows) >= _WINDOWS_KEPT:
+            _windows.clear()  # old windows mean nothing any more; at worst one task more
+        _windows[key] = (slot, False)
+        if not enqueue_now(task, *args):
+            _windows.pop(key, None)  # not published: the next call tries again
+        return
+    if not last[1]:
+        _windows[key] = (slot, enqueue_now(task, *args, countdown=(slot + 1) * window - now + 0.005))

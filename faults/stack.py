@@ -26,6 +26,7 @@ import redis
 from django.db import close_old_connections, connection
 
 from mailboxes.models import Mailbox, Message
+from mns_client.protocol import batch
 from mns_client.protocol.codecs import from_hex, to_hex
 from mns_client.protocol.mailbox import Deliver, new_delivery_id
 from mns_client.protocol.rpc import MinimaRPC
@@ -218,12 +219,14 @@ class Traffic:
                 event = json.loads(request.body)
                 if event.get("event") != "MAXIMA" or event["data"]["application"] != "mns":
                     continue
-                body = json.loads(from_hex(event["data"]["data"]))
+                # A receipt alone, or several in one batch (docs/protocol.md, "Batched replies").
+                bodies = [json.loads(data) for data in batch.messages_of(from_hex(event["data"]["data"]))]
             except (ValueError, KeyError):
                 continue
-            item = self.sent.get(body.get("id", "")) if body.get("type") == "receipt" else None
-            if item is not None:
-                self._answer(item, "stored" if body.get("status") == "stored" else "refused")
+            for body in bodies:
+                item = self.sent.get(body.get("id", "")) if body.get("type") == "receipt" else None
+                if item is not None:
+                    self._answer(item, "stored" if body.get("status") == "stored" else "refused")
 
     def unanswered(self) -> list[Sent]:
         self.read_receipts()

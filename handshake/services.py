@@ -326,6 +326,7 @@ def _result_send(challenge: Challenge, message: InboundMessage, answer: AnswerMe
         payload=result.to_bytes(),
         idempotency_key=f"handshake-result:{challenge.id}:{message.msgid}",
         max_attempts=RESULT_MAX_ATTEMPTS,
+        batchable=True,
     )
 
 

@@ -72,6 +72,11 @@ class OutboundMessage(models.Model):
         null=True, blank=True, help_text="Since when its MAX# destination has not resolved (its MLS restarted?)."
     )
     msgid = models.CharField(max_length=66, blank=True)
+    batchable = models.BooleanField(
+        default=False,
+        help_text="May travel in one batch message with others due to the same destination (a receipt, a verdict, "
+        "a forward: mns_client.protocol.batch).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
 
@@ -80,6 +85,10 @@ class OutboundMessage(models.Model):
         indexes = [
             models.Index(
                 fields=["next_attempt_at"], condition=Q(status__in=["queued", "sending"]), name="outbound_due"
+            ),
+            # What a batch to one destination takes (maxima.services._batch_claim).
+            models.Index(
+                fields=["destination", "id"], condition=Q(status="queued", batchable=True), name="outbound_batch_due"
             ),
         ]
 

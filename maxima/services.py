@@ -1,9 +1,11 @@
 """The gateway's side of the Maxima link: the webhook inbox, the retried outbox, and node supervision.
 
-Inbound: the hook stores each MAXIMA event (unique on ``msgid``) and answers at once; a task claims it with a
-conditional UPDATE and dispatches it to the handler of its application inside one transaction, so a handler's
-writes and the ``done`` mark commit together. Outbound: a row per message, sent by a task, counted sent only on
-``delivered:true``, retried with exponential backoff and jitter. Beat sweeps find whatever a lost task left.
+Inbound: the hook stores each MAXIMA event (unique on ``msgid``) and answers at once; a task claims many pending
+events with one conditional UPDATE (their rows locked with SKIP LOCKED on PostgreSQL) and dispatches each to the
+handler of its application, all in one transaction with a savepoint per event, so a handler's writes and its
+event's mark commit together (``inbound_process_batch``). Outbound: a row per message, sent by a task, counted sent
+only on ``delivered:true``, retried with exponential backoff and jitter; replies due to one destination travel in
+one ``batch`` message (``outbound_send_batch``). Beat sweeps find whatever a lost task left.
 """
 
 import json
@@ -11,6 +13,7 @@ import logging
 import random
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,13 +26,14 @@ from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from core.errors import DomainError
-from core.queue import enqueue_on_commit
+from core.queue import enqueue_coalesced, enqueue_on_commit
 from maxima import selectors
 from maxima.models import InboundEvent, NodeState, OutboundMessage, QueueSample
 from maxima.node import hook_url, node_client, send_node
 from maxima.routing import Ignored, InboundMessage, dispatch
 from maxima.selectors import inbound_lease, queue_figures, stale_sending
-from maxima.timing import MAXIMA_MAX_DATA_BYTES
+from maxima.timing import BATCH_BYTES, MAXIMA_MAX_DATA_BYTES
+from mns_client.protocol import batch
 from mns_client.protocol.codecs import from_hex, parse_address, parse_public_key, public_key_hex
 from mns_client.protocol.errors import (
     AddressUnresolved,
@@ -145,9 +149,7 @@ def inbound_store(
     if not _insert_once(row, timeout_ms):
         return InboundEvent.objects.get(msgid=event.msgid), False
     if not stale:
-        from maxima.tasks import process_inbound
-
-        enqueue_on_commit(process_inbound, row.id)
+        transaction.on_commit(_inbound_drain_soon)
     return row, True
 
 
@@ -184,54 +186,177 @@ def _insert_once(row: InboundEvent, timeout_ms: int | None) -> bool:
     return True
 
 
-def inbound_process(*, event_id: int, claim: str) -> str:
-    """Claim one event and run its handler; returns the event's new status, or ``skipped`` if not ours to run.
+def _inbound_drain_soon() -> None:
+    from maxima.tasks import process_inbound_batch
 
-    The claim is a conditional UPDATE: a pending event, a claim of our own (the same task redelivered after its
-    worker died) or a claim older than the lease. Handler and ``done`` mark share one transaction.
-    """
-    now = timezone.now()
-    claimable = (
+    enqueue_coalesced(process_inbound_batch, window=settings.MNS_MAXIMA_BATCH_WINDOW_MS / 1000)
+
+
+def _claimable(claim: str, now: datetime) -> Q:
+    """A pending event, a claim of our own (the same task redelivered after its worker died) or a claim older than
+    the lease (its worker died and the broker lost the task)."""
+    return (
         Q(status=InboundEvent.Status.PENDING)
         | Q(status=InboundEvent.Status.PROCESSING, claimed_by=claim)
         | Q(status=InboundEvent.Status.PROCESSING, claimed_at__lt=now - inbound_lease())
     )
-    claimed = InboundEvent.objects.filter(claimable, id=event_id).update(
+
+
+def inbound_process(*, event_id: int, claim: str) -> str:
+    """Claim one event and run its handler; returns the event's new status, or ``skipped`` if not ours to run.
+
+    The claim is a conditional UPDATE (``_claimable``). Handler and status mark share one transaction.
+    """
+    now = timezone.now()
+    claimed = InboundEvent.objects.filter(_claimable(claim, now), id=event_id).update(
         status=InboundEvent.Status.PROCESSING, claimed_at=now, claimed_by=claim, attempts=F("attempts") + 1
     )
     if not claimed:
         return "skipped"
-    event = InboundEvent.objects.get(id=event_id)
-    mine = InboundEvent.objects.filter(id=event_id, claimed_by=claim)
+    return _process_claimed([InboundEvent.objects.get(id=event_id)], claim)[event_id]
+
+
+def inbound_process_batch(*, claim: str, limit: int, budget: float = 5.0) -> Counter:
+    """Claim up to ``limit`` events at a time and process each claimed batch in one transaction, until none is
+    left, a batch is not full, one hit a transient error, or ``budget`` seconds are spent; returns how many ended
+    in each status.
+
+    A batch is one claim (one UPDATE), one transaction with a savepoint per event (a handler that fails undoes its
+    own writes only) and one UPDATE marking the done ones. A worker killed half-way commits nothing of its batch:
+    the events stay claimed and are taken again by the same task redelivered, or by any once the lease is over.
+    """
+    outcomes: Counter = Counter()
+    started = time.monotonic()
+    # Past half the task's soft limit the rest of a batch goes back to pending, before the limit interrupts a handler.
+    stop_at = started + max(budget, settings.CELERY_TASK_SOFT_TIME_LIMIT / 2)
+    while True:
+        events = _claim_batch(claim, limit)
+        # A batch holds its rows' locks (a mailbox's counters) until it commits: on a slow machine it commits after
+        # BATCH_SECONDS with what it did, and hands the rest back (RELEASED), to be claimed again at once.
+        batch_stop = min(time.monotonic() + BATCH_SECONDS, stop_at)
+        ran = Counter(_process_claimed(events, claim, stop_at=batch_stop).values())
+        outcomes.update(ran)
+        more = len(events) == limit or ran[RELEASED]
+        # A transient error (the database blinking) ends the run: what it left pending waits for the sweep.
+        if not more or ran[InboundEvent.Status.PENDING] or time.monotonic() > min(started + budget, stop_at):
+            return outcomes
+
+
+BATCH_SECONDS = 1.0
+RELEASED = "released"  # not reached in its batch's time: pending again, unhandled
+
+
+def _claim_batch(claim: str, limit: int) -> list[InboundEvent]:
+    """Claim up to ``limit`` events, oldest first: claims to take over first, then pending ones. On PostgreSQL the
+    candidates are locked with SKIP LOCKED, so concurrent tasks claim different events without waiting; elsewhere
+    (SQLite: one writer at a time) the conditional UPDATE alone decides."""
+    now = timezone.now()
+    claimable = _claimable(claim, now)
+    with transaction.atomic():
+        taken_over = InboundEvent.objects.filter(claimable, status=InboundEvent.Status.PROCESSING)
+        pending = InboundEvent.objects.filter(status=InboundEvent.Status.PENDING)
+        ids: list[int] = []
+        for candidates in (taken_over, pending):  # each an index range of (status, id)
+            if len(ids) < limit:
+                ids += _locked_ids(candidates.order_by("id"), limit - len(ids))
+        if not ids:
+            return []
+        InboundEvent.objects.filter(claimable, id__in=ids).update(
+            status=InboundEvent.Status.PROCESSING, claimed_at=now, claimed_by=claim, attempts=F("attempts") + 1
+        )
+    mine = InboundEvent.objects.filter(id__in=ids, status=InboundEvent.Status.PROCESSING, claimed_by=claim)
+    return list(mine.order_by("id"))
+
+
+def _locked_ids(rows: QuerySet, limit: int) -> list[int]:
+    if connection.features.has_select_for_update_skip_locked:
+        rows = rows.select_for_update(skip_locked=True)
+    return list(rows.values_list("id", flat=True)[:limit])
+
+
+OUT_OF_TIME = "will retry: its batch ran out of time"
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    status: str
+    error: str = ""
+
+
+def _process_claimed(events: list[InboundEvent], claim: str, *, stop_at: float | None = None) -> dict[int, str]:
+    """Run the handlers of claimed events in one transaction and mark each; returns each event's new status. Those
+    not reached by ``stop_at`` (``time.monotonic``) go back to pending (``RELEASED``); the first is always run, so
+    every batch moves on."""
+    if not events:
+        return {}
+    try:
+        with transaction.atomic():
+            outcomes = {}
+            for event in sorted(events, key=lambda e: e.id):
+                late = bool(outcomes) and stop_at is not None and time.monotonic() > stop_at  # the first is always run
+                outcomes[event.id] = _Outcome(InboundEvent.Status.PENDING, OUT_OF_TIME) if late else _handle(event)
+            _mark(outcomes, claim)
+    except (OperationalError, InterfaceError) as exc:  # the batch's transaction failed as a whole: nothing of it
+        _release(events, claim, exc)
+        return {event.id: InboundEvent.Status.PENDING for event in events}
+    return {event_id: RELEASED if o.error == OUT_OF_TIME else o.status for event_id, o in outcomes.items()}
+
+
+def _handle(event: InboundEvent) -> _Outcome:
+    """Dispatch one event in a savepoint of the batch's transaction; its outcome, never an exception."""
     try:
         with transaction.atomic():
             dispatch(_message(event))
-            mine.update(status=InboundEvent.Status.DONE, processed_at=timezone.now(), last_error="")
-        return InboundEvent.Status.DONE
+        return _Outcome(InboundEvent.Status.DONE)
     except Ignored as exc:
-        mine.update(status=InboundEvent.Status.IGNORED, processed_at=timezone.now(), last_error=str(exc))
         # %r: the reason may quote what the sender wrote, newlines included; one event, one log line.
-        logger.info("inbound event %s from %s ignored: %r", event_id, event.application, str(exc)[:300])
-        return InboundEvent.Status.IGNORED
+        logger.info("inbound event %s from %s ignored: %r", event.id, event.application, str(exc)[:300])
+        return _Outcome(InboundEvent.Status.IGNORED, str(exc))
     except MNSError as exc:  # the handler refused the message on purpose (bad signature, wrong sender, …)
-        refusal = f"refused: {exc.code}: {exc}"[:2000]
-        mine.update(status=InboundEvent.Status.IGNORED, processed_at=timezone.now(), last_error=refusal)
-        logger.info("inbound event %s refused by its handler: %s", event_id, exc.code)
-        return InboundEvent.Status.IGNORED
+        logger.info("inbound event %s refused by its handler: %s", event.id, exc.code)
+        return _Outcome(InboundEvent.Status.IGNORED, f"refused: {exc.code}: {exc}")
     except (OperationalError, InterfaceError) as exc:  # the database blinked: the sweep runs it again
         if event.attempts < INBOUND_MAX_ATTEMPTS:
-            error = f"will retry: {type(exc).__name__}: {exc}"[:2000]
-            mine.update(status=InboundEvent.Status.PENDING, claimed_by="", claimed_at=None, last_error=error)
-            logger.warning("inbound event %s hit a transient error, left for the sweep: %s", event_id, exc)
-            return InboundEvent.Status.PENDING
-        logger.exception("inbound event %s failed %s times", event_id, event.attempts)
-        mine.update(status=InboundEvent.Status.FAILED, processed_at=timezone.now(), last_error=str(exc)[:2000])
-        return InboundEvent.Status.FAILED
+            logger.warning("inbound event %s hit a transient error, left for the sweep: %s", event.id, exc)
+            return _Outcome(InboundEvent.Status.PENDING, f"will retry: {type(exc).__name__}: {exc}")
+        logger.exception("inbound event %s failed %s times", event.id, event.attempts)
+        return _Outcome(InboundEvent.Status.FAILED, str(exc))
     except Exception as exc:  # a bug in a handler: recorded on the event (retry from the admin), never blocks others
-        logger.exception("handler for %s failed on inbound event %s", event.application, event_id)
-        error = f"{type(exc).__name__}: {exc}"[:2000]
-        mine.update(status=InboundEvent.Status.FAILED, processed_at=timezone.now(), last_error=error)
-        return InboundEvent.Status.FAILED
+        logger.exception("handler for %s failed on inbound event %s", event.application, event.id)
+        return _Outcome(InboundEvent.Status.FAILED, f"{type(exc).__name__}: {exc}")
+
+
+def _mark(outcomes: dict[int, _Outcome], claim: str) -> None:
+    """One UPDATE for the events done (the usual case), one per event otherwise (its own error)."""
+    now = timezone.now()
+    mine = InboundEvent.objects.filter(claimed_by=claim, status=InboundEvent.Status.PROCESSING)
+    done = [event_id for event_id, outcome in outcomes.items() if outcome.status == InboundEvent.Status.DONE]
+    if done:
+        mine.filter(id__in=done).update(status=InboundEvent.Status.DONE, processed_at=now, last_error="")
+    for event_id, outcome in outcomes.items():
+        if outcome.status == InboundEvent.Status.PENDING:
+            mine.filter(id=event_id).update(
+                status=outcome.status, claimed_by="", claimed_at=None, last_error=outcome.error[:2000]
+            )
+        elif outcome.status != InboundEvent.Status.DONE:
+            mine.filter(id=event_id).update(status=outcome.status, processed_at=now, last_error=outcome.error[:2000])
+
+
+def _release(events: list[InboundEvent], claim: str, exc: Exception) -> None:
+    """The batch's transaction failed (the connection went, the commit failed): its events go back to pending for
+    the sweep; if even that cannot be written, the lease gives them to the next task."""
+    logger.warning("a batch of %s inbound events rolled back, left for the sweep: %s", len(events), exc)
+    try:
+        InboundEvent.objects.filter(
+            id__in=[event.id for event in events], claimed_by=claim, status=InboundEvent.Status.PROCESSING
+        ).update(
+            status=InboundEvent.Status.PENDING,
+            claimed_by="",
+            claimed_at=None,
+            last_error=f"will retry: {type(exc).__name__}: {exc}"[:2000],
+        )
+    except (OperationalError, InterfaceError):
+        logger.warning("could not release the batch's claims; they are taken again after the lease")
 
 
 def _message(event: InboundEvent) -> InboundMessage:
@@ -277,9 +402,19 @@ def _check_destination(destination: str) -> str:
 
 
 def outbound_enqueue(
-    *, destination: str, application: str, payload: bytes, idempotency_key: str, max_attempts: int | None = None
+    *,
+    destination: str,
+    application: str,
+    payload: bytes,
+    idempotency_key: str,
+    max_attempts: int | None = None,
+    batchable: bool = False,
 ) -> OutboundMessage:
-    """Queue a Maxima message; the same ``idempotency_key`` queues it only once. Sent after the commit."""
+    """Queue a Maxima message; the same ``idempotency_key`` queues it only once. Sent after the commit.
+
+    ``batchable``: an ``mns`` message object (a receipt, a verdict, a forward) that may travel in one ``batch``
+    message with the others due to the same destination, up to ``BATCH_BYTES`` (a bigger one goes alone); its
+    task is then one per destination and window (``enqueue_coalesced``), which sends what is due."""
     if not _APPLICATION.fullmatch(application):
         raise DomainError("application_invalid", "The application name has characters Maxima cannot carry.")
     if len(payload) > MAXIMA_MAX_DATA_BYTES:
@@ -297,13 +432,22 @@ def outbound_enqueue(
             "max_attempts": max_attempts or settings.MNS_OUTBOX_MAX_ATTEMPTS,
             "next_attempt_at": now,
             "enqueued_at": now,  # its task is enqueued after the commit: the sweep leaves it alone for a while
+            "batchable": batchable and batch.packed_size([len(payload)]) <= BATCH_BYTES,
         },
     )
-    if created:
+    if created and message.batchable:
+        transaction.on_commit(lambda: _batch_send_soon(message.destination, message.application))
+    elif created:
         from maxima.tasks import enqueue_send
 
         enqueue_send(message.id, message.size)
     return message
+
+
+def _batch_send_soon(destination: str, application: str) -> None:
+    from maxima.tasks import send_outbound_batch
+
+    enqueue_coalesced(send_outbound_batch, destination, application, window=settings.MNS_MAXIMA_BATCH_WINDOW_MS / 1000)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -326,26 +470,97 @@ def outbound_send(*, message_id: int, client: MinimaRPC | None = None, timeout: 
     if client is None:
         node = send_node(message_id=message.id, attempt=message.attempts, application=message.application)
         client = node_client(timeout=timeout, node=node)
-    try:
-        result = _deliver(client, message)
-    except DeliveryFailed as exc:
-        return _failed(message, exc.error, permanent=exc.permanent)
-    except AddressUnresolved as exc:
-        return _unresolved(message, str(exc))
-    except (NodeUnreachable, NodeStartingUp, NodeAuthError) as exc:
-        return _failed(message, str(exc), permanent=False)
-    except (RPCError, CodecError) as exc:  # the node refused the command itself: retrying cannot help
-        return _failed(message, str(exc), permanent=True)
+    joined = _batch_claim(message.destination, message.application, now, lead=message) if message.batchable else []
+    return _send(client, sorted([message, *joined], key=lambda m: m.id))[0]  # one outcome for all of them
+
+
+def outbound_send_batch(
+    *, destination: str, application: str, client: MinimaRPC | None = None, timeout: float | None = None
+) -> tuple[int, bool]:
+    """Send the batchable messages due to ``destination`` in one Maxima message (alone: in its own form), through
+    ``client``, else through the node of the pool its first message falls to; returns how many were sent, and
+    whether more are due (the batch was full)."""
+    batch = _batch_claim(destination, application, timezone.now())
+    if not batch:
+        return 0, False
+    if client is None:
+        lead = batch[0]
+        client = node_client(
+            timeout=timeout, node=send_node(message_id=lead.id, attempt=lead.attempts, application=application)
+        )
+    statuses = _send(client, batch)
+    sent = statuses.count(OutboundMessage.Status.SENT)
+    return sent, bool(sent) and _batch_due(destination, application, timezone.now()).exists()
+
+
+BATCH_MAX_MESSAGES = 500
+
+
+def _batch_due(destination: str, application: str, now: datetime) -> QuerySet:
+    return OutboundMessage.objects.filter(
+        status=OutboundMessage.Status.QUEUED,
+        next_attempt_at__lte=now,
+        batchable=True,
+        destination=destination,
+        application=application,
+    )
+
+
+def _batch_claim(
+    destination: str, application: str, now: datetime, *, lead: OutboundMessage | None = None
+) -> list[OutboundMessage]:
+    """Claim the batchable messages due to ``destination``, oldest first, as many as fit in ``BATCH_BYTES`` with
+    ``lead`` (already claimed) in front. Locked with SKIP LOCKED on PostgreSQL, so two senders never take the same
+    one; the conditional UPDATE decides elsewhere, and the claim's time tells ours."""
+    sizes = [lead.size] if lead is not None else []
+    due = _batch_due(destination, application, now).order_by("id")
     with transaction.atomic():
-        OutboundMessage.objects.filter(id=message.id).update(
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True)
+        chosen = []
+        for ident, size in due.values_list("id", "size")[:BATCH_MAX_MESSAGES]:
+            if batch.packed_size([*sizes, size]) > BATCH_BYTES:
+                break
+            sizes.append(size)
+            chosen.append(ident)
+        if not chosen:
+            return []
+        OutboundMessage.objects.filter(id__in=chosen, status=OutboundMessage.Status.QUEUED).update(
+            status=OutboundMessage.Status.SENDING, claimed_at=now, attempts=F("attempts") + 1
+        )
+    mine = OutboundMessage.objects.filter(id__in=chosen, status=OutboundMessage.Status.SENDING, claimed_at=now)
+    return list(mine.order_by("id"))
+
+
+def _send(client: MinimaRPC, messages: list[OutboundMessage]) -> list[str]:
+    """Send claimed messages to one destination as one Maxima message (a batch when more than one); each gets the
+    outcome, and each sent one its callbacks."""
+    lead = messages[0]
+    alone = len(messages) == 1
+    payload = bytes(lead.payload) if alone else batch.pack([bytes(m.payload) for m in messages])
+    try:
+        result = _deliver(client, lead, payload)
+    except DeliveryFailed as exc:
+        return [_failed(m, exc.error, permanent=exc.permanent) for m in messages]
+    except AddressUnresolved as exc:
+        return [_unresolved(m, str(exc)) for m in messages]
+    except (NodeUnreachable, NodeStartingUp, NodeAuthError) as exc:
+        return [_failed(m, str(exc), permanent=False) for m in messages]
+    except (RPCError, CodecError) as exc:  # the node refused the command itself: retrying cannot help
+        return [_failed(m, str(exc), permanent=True) for m in messages]
+    with transaction.atomic():
+        OutboundMessage.objects.filter(id__in=[m.id for m in messages]).update(
             status=OutboundMessage.Status.SENT,
             msgid=result.msgid,
             sent_at=timezone.now(),
             last_error="",
             unresolved_since=None,
         )
-        _notify_sent(message)
-    return OutboundMessage.Status.SENT
+        for message in messages:
+            _notify_sent(message)
+    if len(messages) > 1:
+        logger.info("sent %s messages in one batch of %s bytes", len(messages), len(payload))
+    return [OutboundMessage.Status.SENT] * len(messages)
 
 
 # What other apps learn of the outbox: a callback per idempotency-key prefix, run once a message is sent.
@@ -375,8 +590,7 @@ def _notify_sent(message: OutboundMessage) -> None:
             logger.exception("the sent callback for %r failed on outbound message %s", prefix, message.id)
 
 
-def _deliver(client: MinimaRPC, message: OutboundMessage):
-    payload = bytes(message.payload)
+def _deliver(client: MinimaRPC, message: OutboundMessage, payload: bytes):
     if message.destination.startswith("0x"):
         return client.maxima_send(
             application=message.application, data=payload, publickey=from_hex(message.destination)

@@ -6,6 +6,7 @@ from django.conf import settings
 
 from core.queue import enqueue_now, enqueue_on_commit
 from maxima import selectors, services, timing
+from maxima.models import InboundEvent
 from maxima.node import node_client, node_urls, require_node
 
 
@@ -13,6 +14,22 @@ from maxima.node import node_client, node_urls, require_node
 def process_inbound(self: Task, event_id: int) -> str:
     # The task id is the claim: the same message redelivered after its worker died may take its claim back.
     return services.inbound_process(event_id=event_id, claim=self.request.id or uuid.uuid4().hex)
+
+
+@shared_task(bind=True, name="maxima.process_inbound_batch", ignore_result=True)
+def process_inbound_batch(self: Task) -> dict[str, int]:
+    """Process what is pending, ``MNS_INBOUND_BATCH`` events at a time (enqueued by the hook, coalesced per window,
+    and by the sweep). The task id is the claim, as for ``process_inbound``."""
+    claim = self.request.id or uuid.uuid4().hex
+    outcomes = services.inbound_process_batch(claim=claim, limit=settings.MNS_INBOUND_BATCH)
+    if outcomes[InboundEvent.Status.PENDING]:  # a transient error (a deadlock between two batches, a blink): soon again
+        enqueue_now(process_inbound_batch, countdown=RETRY_TRANSIENT_SECONDS)
+    elif outcomes[services.RELEASED]:  # out of time with events handed back: another task takes them now
+        enqueue_now(process_inbound_batch)
+    return dict(outcomes)
+
+
+RETRY_TRANSIENT_SECONDS = 1
 
 
 @shared_task(name="maxima.send_outbound", ignore_result=True)
@@ -23,6 +40,18 @@ def send_outbound(message_id: int, size: int = 0) -> str:
     # The node is picked once the message is claimed (node.send_node: spread over the pool, a retry on the next).
     require_node()
     return services.outbound_send(message_id=message_id, timeout=timing.send_limits(size).timeout)
+
+
+@shared_task(name="maxima.send_outbound_batch", ignore_result=True)
+def send_outbound_batch(destination: str, application: str) -> int:
+    """Send the batchable messages due to ``destination`` together (enqueued per destination and window); a full
+    batch enqueues the next one at once."""
+    require_node()
+    timeout = timing.send_limits(timing.BATCH_BYTES).timeout
+    sent, more = services.outbound_send_batch(destination=destination, application=application, timeout=timeout)
+    if more:
+        enqueue_now(send_outbound_batch, destination, application)
+    return sent
 
 
 def enqueue_send(message_id: int, size: int, *, on_commit: bool = True) -> bool:
@@ -39,8 +68,13 @@ def enqueue_send(message_id: int, size: int, *, on_commit: bool = True) -> bool:
 def sweep_inbound() -> int:
     """Beat: enqueue events whose task was lost (broker down at the time, worker killed), in a bounded batch."""
     due = selectors.inbound_due(limit=500)
+    # One batch task per MNS_INBOUND_BATCH due events (each claims whatever is pending or abandoned, oldest first).
     # Only what was really enqueued counts as enqueued (with the broker down, the next sweep tries again).
-    enqueued = [event_id for event_id in due if enqueue_now(process_inbound, event_id)]
+    size = settings.MNS_INBOUND_BATCH
+    enqueued: list[int] = []
+    for start in range(0, len(due), size):
+        if enqueue_now(process_inbound_batch):
+            enqueued += due[start : start + size]
     services.sweep_mark_enqueued(inbound=enqueued)
     return len(enqueued)
 

@@ -24,6 +24,9 @@ from django.conf import settings
 # Maxima refuses packages above 262144 bytes (NIOMessage.java); the data must leave room for the envelope.
 MAXIMA_MAX_DATA_BYTES = 250_000
 SEND_BASE_SECONDS = 0.03
+# Replies due to one destination travel together up to this many bytes (``mns_client.protocol.batch``): a send the
+# node takes about half a second for, so a batch keeps the time limits of every task (``send_limits``).
+BATCH_BYTES = 60_000
 # Seconds between the send's RPC timeout and its task's soft limit (the claim before, the result's UPDATE after),
 # and between the task's hard limit and the lease after which another task may take its claim.
 RPC_HEADROOM_SECONDS = 2

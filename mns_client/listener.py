@@ -23,11 +23,12 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, TypeVar
 
+from .protocol import batch
 from .protocol.codecs import from_hex
 from .protocol.errors import CodecError, RPCError
 from .protocol.rpc import MinimaRPC
@@ -126,8 +127,10 @@ class NodeListener:
         event = _event(body)
         if event is None or event.application != self.application:
             return
+        # A batch of the gateway's replies is read as its messages, one after the other, each from its sender.
+        items = [replace(event, data=data) for data in batch.messages_of(event.data)]
         with self._cond:
-            self.events.append(event)
+            self.events.extend(items)
             self._cond.notify_all()
 
     def wait_for(self, pick: Callable[[MaximaEvent], T | None], *, timeout: float) -> T | None:

@@ -168,6 +168,9 @@ if CELERY_BROKER_URL is None:
         "processed_folder": str(BROKER_DIR / "processed"),
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
+        # kombu looks at the folder again this long after finding it empty (1 s by default: every message then
+        # waited up to a second for its task, ~2 Maxima messages a second on the embedded default).
+        "polling_interval": 0.02,
     }
     for folder in ("queue", "processed", "control"):
         (BROKER_DIR / folder).mkdir(parents=True, exist_ok=True)
@@ -357,6 +360,11 @@ MNS_SWEEP_EVERY = env_int("MNS_SWEEP_EVERY", 10, minimum=1, maximum=3600)
 # A row the sweep enqueued is enqueued again only after as long again as it had waited (doubling, capped at 15
 # min), so a backlog in the queue is not piled on with copies; outbound messages follow the same rule.
 MNS_INBOUND_SWEEP_AFTER_SECONDS = env_int("MNS_INBOUND_SWEEP_AFTER_SECONDS", 30, minimum=1)
+# Inbound events are claimed and processed this many at a time, in one transaction (a savepoint each). The tasks of
+# a burst, inbound and outbound, are coalesced over windows of this many milliseconds (core.queue.enqueue_coalesced):
+# one at once, one more at the window's end.
+MNS_INBOUND_BATCH = env_int("MNS_INBOUND_BATCH", 100, minimum=1, maximum=1000)
+MNS_MAXIMA_BATCH_WINDOW_MS = env_int("MNS_MAXIMA_BATCH_WINDOW_MS", 50, minimum=0, maximum=5000)
 MNS_NODE_CHECK_EVERY = env_int("MNS_NODE_CHECK_EVERY", 30, minimum=1, maximum=3600)
 
 # --- Metrics (/metrics for Prometheus; mns_site.metrics) -------------------------------------------------------

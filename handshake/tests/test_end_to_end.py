@@ -18,6 +18,7 @@ import pytest
 
 from handshake.models import Answer, Session
 from maxima.services import node_supervise
+from mns_client.protocol import batch
 from mns_client.protocol.codecs import from_hex
 from mns_client.protocol.handshake import Answer as AnswerMessage
 from mns_client.protocol.handshake import Result, new_verifier, verifier_hash
@@ -115,9 +116,10 @@ def owner_of(node: Node) -> Owner:
 
 
 def verdicts(inbox: WebhookReceiver) -> list[Result]:
-    """The handshake-result messages a node's webhook received."""
+    """The handshake-result messages a node's webhook received, alone or in a batch of replies."""
     events = [request.json()["data"] for request in inbox.events("MAXIMA")]
-    return [Result.from_bytes(from_hex(event["data"])) for event in events if event["application"] == "mns"]
+    mns = [from_hex(event["data"]) for event in events if event["application"] == "mns"]
+    return [Result.from_bytes(item) for data in mns for item in batch.messages_of(data)]
 
 
 def test_the_owners_node_proves_the_mailbox_and_the_client_uses_the_session(gateway: Gateway) -> None:

@@ -405,4 +405,11 @@ def _receipt_send(receipt: Receipt, *, destination: str, sender_key: str) -> Non
     key = selectors.receipt_key(delivery_id=receipt.id, sender_key=sender_key)
     if receipt.status == "refused":  # a refusal must not stand in for a later "stored" of the same id
         key += f":refused:{receipt.reason}"
-    outbound_enqueue(destination=destination, application=APPLICATION, payload=receipt.to_bytes(), idempotency_key=key)
+    # Receipts due to one node travel together in one batch message when several are due (the protocol's "batch").
+    outbound_enqueue(
+        destination=destination,
+        application=APPLICATION,
+        payload=receipt.to_bytes(),
+        idempotency_key=key,
+        batchable=True,
+    )

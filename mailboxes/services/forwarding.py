@@ -65,6 +65,7 @@ def _forward_queue(message: Message, mailbox: Mailbox, *, delete: bool) -> None:
         application=APPLICATION,
         payload=_forwarded(message, mailbox).to_bytes(),
         idempotency_key=f"forward:{message.id}",
+        batchable=True,  # the forwards of a mailbox go in as few sends as the batch size allows
     )
     Message.objects.filter(id=message.id).update(
         state=State.FORWARDING, outbound=outbound, delete_when_forwarded=delete

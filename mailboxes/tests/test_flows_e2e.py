@@ -24,6 +24,7 @@ from django.db import connection, transaction
 from mailboxes.models import Mailbox, Message
 from mailboxes.tests.support import Opened, Owner, open_mailbox
 from maxima.models import InboundEvent, NodeState, OutboundMessage
+from mns_client.protocol import batch
 from mns_client.protocol.codecs import from_hex, to_hex
 from mns_client.protocol.crypto import box_keypair, seal, unseal
 from mns_client.protocol.handshake import Answer, new_verifier, verifier_hash
@@ -172,9 +173,10 @@ def arrived(inbox: WebhookReceiver, message_type: str) -> list[dict[str, Any]]:
         event = request.json()
         if event.get("event") != "MAXIMA" or event["data"]["application"] != "mns":
             continue
-        body = json.loads(from_hex(event["data"]["data"]))
-        if body.get("type") == message_type:
-            found.append(body)
+        for data in batch.messages_of(from_hex(event["data"]["data"])):  # alone, or in a batch of replies
+            body = json.loads(data)
+            if body.get("type") == message_type:
+                found.append(body)
     return found
 
 

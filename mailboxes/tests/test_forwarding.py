@@ -13,6 +13,7 @@ from mailboxes import services, tasks
 from mailboxes.models import Mailbox, Message
 from mailboxes.tests.support import FakeNode, Opened, Owner, body, deliver, error, send_all, sent, session
 from maxima.models import OutboundMessage
+from mns_client.protocol import batch
 from mns_client.protocol.mailbox import Forwarded
 
 pytestmark = pytest.mark.django_db
@@ -129,3 +130,20 @@ def test_forwarding_without_an_address_is_refused(client: Client, opened: Opened
     Mailbox.objects.update(address="")
     assert error(forward(client, opened)) == (409, "address_missing")
     assert Message.objects.get().state == "stored"
+
+
+def test_many_forwards_go_in_one_batch_send_and_each_message_is_marked_forwarded(
+    client: Client, opened: Opened, sender: Owner, alice: Owner
+) -> None:
+    for n in range(5):
+        deliver(sender, ciphertext=f"message {n}".encode())
+    OutboundMessage.objects.all().delete()  # the receipts are not what this test is about
+    forward(client, opened)
+    node = FakeNode()
+    assert send_all(node) == ["sent", "skipped", "skipped", "skipped", "skipped"]
+    assert len(node.sent) == 1
+    destination, data = node.sent[0]
+    items = [Forwarded.from_bytes(item) for item in batch.unpack(data)]
+    assert destination == alice.address
+    assert [item.ciphertext for item in items] == [f"message {n}".encode() for n in range(5)]
+    assert set(Message.objects.values_list("state", flat=True)) == {"forwarded"}

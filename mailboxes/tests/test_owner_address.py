@@ -24,6 +24,7 @@ from mailboxes.tests.support import (
 )
 from maxima.models import OutboundMessage
 from maxima.routing import dispatch
+from mns_client.protocol import batch
 from mns_client.protocol.codecs import MaximaAddress, from_hex
 from mns_client.protocol.handshake import Answer, verifier_hash
 
@@ -71,7 +72,9 @@ def test_a_forward_queued_to_the_old_address_goes_to_the_new_one_at_once_with_a_
     send_all(node)
     waiting.refresh_from_db()
     assert waiting.status == "sent"
-    forwards = [to for to, data in node.sent if json.loads(data)["type"] == "forwarded"]
+    forwards = [
+        to for to, data in node.sent for item in batch.messages_of(data) if json.loads(item)["type"] == "forwarded"
+    ]
     assert forwards == [moved(alice)]
 
 

@@ -1,5 +1,6 @@
 """Reading a delivery's receipt over REST: what the gateway queued for the sender's node, for a web page."""
 
+import json
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from mailboxes.models import Message
 from mailboxes.tests.support import FakeNode, Opened, Owner, body, deliver, error, send_all, snapshot
 from maxima.models import OutboundMessage
+from mns_client.protocol import batch
 from mns_client.protocol.codecs import from_hex
 from mns_client.protocol.mailbox import new_delivery_id
 
@@ -140,3 +142,19 @@ def test_the_receipt_operation_is_in_the_openapi_schema(client: Client) -> None:
     operation = schema["paths"]["/api/v1/receipts/{delivery_id}"]["get"]
     assert {parameter["name"] for parameter in operation["parameters"]} == {"delivery_id", "sender"}
     assert set(operation["responses"]) >= {"200", "400", "404", "429"}
+
+
+def test_receipts_sent_together_in_one_batch_are_each_answered_over_rest_as_sent(
+    client: Client, opened: Opened, sender: Owner
+) -> None:
+    OutboundMessage.objects.all().delete()  # what opening the mailbox queued is not what this test is about
+    ids = [new_delivery_id() for _ in range(3)]
+    outcomes = [deliver(sender, id=ids[0]), deliver(sender, id=ids[1], to="nobody"), deliver(sender, id=ids[2])]
+    assert outcomes == ["stored", "unknown_name", "stored"]
+    node = FakeNode()
+    assert send_all(node) == ["sent", "skipped", "skipped"]
+    assert len(node.sent) == 1  # one Maxima message carried the three receipts
+    carried = [json.loads(item)["id"] for item in batch.unpack(node.sent[0][1])]
+    assert carried == ids
+    answers = [body(receipt(client, delivery_id, sender.key)) for delivery_id in ids]
+    assert [(a["status"], a["sent"]) for a in answers] == [("stored", True), ("refused", True), ("stored", True)]

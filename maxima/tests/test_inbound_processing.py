@@ -8,13 +8,17 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
+from core import queue
 from maxima import routing
 from maxima.models import InboundEvent
 from maxima.routing import InboundMessage
-from maxima.selectors import inbound_due
+from maxima.selectors import inbound_due, inbound_lease
 from maxima.services import (
     MaximaEvent,
+    _claim_batch,
+    _process_claimed,
     inbound_process,
+    inbound_process_batch,
     inbound_retry,
     inbound_store,
     sweep_mark_enqueued,
@@ -235,3 +239,132 @@ def test_finished_transport_rows_are_purged_and_live_ones_kept() -> None:
     assert transport_purge(older_than=timedelta(hours=24)) == (1, 1)
     assert list(InboundEvent.objects.values_list("id", flat=True)) == [pending.id]
     assert list(OutboundMessage.objects.values_list("id", flat=True)) == [queued.id]
+
+
+# --- Batches -----------------------------------------------------------------------------------------------------
+
+
+class WorkerKilled(BaseException):
+    """What a killed worker looks like from inside its task: nothing after this point runs, nothing is caught."""
+
+
+def test_a_batch_claims_many_events_and_marks_each_with_its_own_outcome(handled: list) -> None:
+    rows = [store(1), store(2, data=b"boom"), store(3), store(4, application="nobody")]
+    outcomes = inbound_process_batch(claim="batch-a", limit=10)
+    assert outcomes == {"done": 2, "failed": 1, "ignored": 1}
+    statuses = dict(InboundEvent.objects.filter(id__in=[r.id for r in rows]).values_list("id", "status"))
+    assert [statuses[r.id] for r in rows] == ["done", "failed", "done", "ignored"]
+    assert [m.event_id for m in handled] == [rows[0].id, rows[2].id]
+    assert set(InboundEvent.objects.values_list("claimed_by", flat=True)) == {"batch-a"}
+
+
+def test_a_batch_takes_at_most_its_limit_at_a_time_and_goes_on_until_nothing_is_left(handled: list) -> None:
+    rows = [store(n) for n in range(1, 8)]
+    assert [e.id for e in _claim_batch("look", 3)] == [r.id for r in rows[:3]]  # oldest first, three of them
+    InboundEvent.objects.update(status="pending", claimed_by="", claimed_at=None, attempts=0)
+    assert inbound_process_batch(claim="batch-a", limit=3) == {"done": 7}
+    assert sorted(m.event_id for m in handled) == [r.id for r in rows]
+    assert inbound_process_batch(claim="batch-b", limit=3) == {}
+
+
+def test_a_failing_handler_in_a_batch_undoes_its_own_writes_only(handled: list) -> None:
+    def writes_then_maybe_fails(message: InboundMessage) -> None:
+        InboundEvent.objects.filter(id=message.event_id).update(random="0xWRITTEN")
+        if message.data == b"boom":
+            raise RuntimeError("after writing")
+
+    routing._applications["app-test"] = writes_then_maybe_fails
+    fine, broken = store(1), store(2, data=b"boom")
+    inbound_process_batch(claim="batch-a", limit=10)
+    fine.refresh_from_db()
+    broken.refresh_from_db()
+    assert (fine.status, fine.random) == ("done", "0xWRITTEN")
+    assert (broken.status, broken.random) == ("failed", "0x01")
+
+
+def test_a_worker_killed_mid_batch_commits_nothing_and_the_batch_is_taken_again_and_done_once(
+    handled: list, settings: object
+) -> None:
+    rows = [store(n) for n in range(1, 6)]
+
+    def dies_on_the_third(message: InboundMessage) -> None:
+        handled.append(message)
+        if message.event_id == rows[2].id:
+            raise WorkerKilled
+
+    routing._applications["app-test"] = dies_on_the_third
+    with pytest.raises(WorkerKilled):
+        inbound_process_batch(claim="killed-task", limit=10)
+    # The first two were handled in the batch's transaction, which never committed: nothing is marked done, every
+    # event is still claimed by the dead task.
+    assert set(InboundEvent.objects.values_list("status", "claimed_by")) == {("processing", "killed-task")}
+    assert inbound_process_batch(claim="another-task", limit=10) == {}  # a live claim is left alone
+
+    routing._applications["app-test"] = lambda message: handled.append(message)
+    handled.clear()
+    lease_over = timezone.now() - inbound_lease() - timedelta(seconds=1)
+    InboundEvent.objects.update(claimed_at=lease_over)
+    assert inbound_process_batch(claim="another-task", limit=10) == {"done": 5}
+    assert sorted(m.event_id for m in handled) == [r.id for r in rows]  # each once
+    assert set(InboundEvent.objects.values_list("status", "attempts")) == {("done", 2)}
+
+
+def test_the_killed_task_redelivered_takes_its_own_batch_back_at_once(handled: list) -> None:
+    rows = [store(1), store(2)]
+    InboundEvent.objects.update(status="processing", claimed_by="task-a", claimed_at=timezone.now())
+    assert inbound_process_batch(claim="task-b", limit=10) == {}
+    assert inbound_process_batch(claim="task-a", limit=10) == {"done": 2}
+    assert [m.event_id for m in handled] == [r.id for r in rows]
+
+
+def test_a_transient_error_in_one_event_of_a_batch_leaves_it_pending_and_the_others_done(handled: list) -> None:
+    from django.db import OperationalError
+
+    def blinks_once(message: InboundMessage) -> None:
+        if message.data == b"blink":
+            raise OperationalError("canceling statement due to lock timeout")
+        handled.append(message)
+
+    routing._applications["app-test"] = blinks_once
+    fine, blinked = store(1), store(2, data=b"blink")
+    assert inbound_process_batch(claim="t", limit=1) == {"done": 1, "pending": 1}
+    blinked.refresh_from_db()
+    assert (blinked.status, blinked.claimed_by) == ("pending", "")
+    assert [m.event_id for m in handled] == [fine.id]
+
+
+def test_stored_events_of_a_burst_share_a_few_tasks(settings: object, django_capture_on_commit_callbacks) -> None:
+    settings.MNS_MAXIMA_BATCH_WINDOW_MS = 60_000  # one window for the whole test
+    queue._windows.clear()
+    with mock.patch("core.queue.enqueue_now", return_value=True) as enqueue:
+        for n in range(1, 21):
+            with django_capture_on_commit_callbacks(execute=True):
+                store(n)
+    # the first at once, one more at the window's end for the other nineteen
+    assert len(enqueue.call_args_list) == 2
+    assert "countdown" not in enqueue.call_args_list[0].kwargs
+    assert 0 < enqueue.call_args_list[1].kwargs["countdown"] <= 60.005
+
+
+def test_events_a_batch_did_not_reach_in_time_go_back_to_pending_unhandled(handled: list) -> None:
+    rows = [store(1), store(2), store(3)]
+    claimed = _claim_batch("slow-task", 10)
+    outcomes = _process_claimed(claimed, "slow-task", stop_at=0.0)
+    assert outcomes == {rows[0].id: "done", rows[1].id: "released", rows[2].id: "released"}  # the first always runs
+    assert [m.event_id for m in handled] == [rows[0].id]
+    statuses = dict(InboundEvent.objects.values_list("id", "status"))
+    assert [statuses[r.id] for r in rows] == ["done", "pending", "pending"]
+
+
+def test_a_batch_out_of_its_time_commits_what_it_did_and_the_run_claims_the_rest_again(
+    handled: list, settings: object
+) -> None:
+    from maxima import services
+
+    rows = [store(n) for n in range(1, 4)]
+    with mock.patch.object(services, "BATCH_SECONDS", 0.0):  # every batch out of time after its first event
+        outcomes = inbound_process_batch(claim="t", limit=10)
+    # each batch handled one event (the first always runs) and handed the rest back, claimed again at once
+    assert outcomes == {"done": 3, "released": 3}  # 2 handed back by the first batch, 1 by the second
+    assert [m.event_id for m in handled] == [r.id for r in rows]
+    assert set(InboundEvent.objects.values_list("status", flat=True)) == {"done"}

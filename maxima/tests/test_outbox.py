@@ -15,9 +15,12 @@ from maxima.services import (
     outbound_enqueue,
     outbound_retry,
     outbound_send,
+    outbound_send_batch,
     sweep_mark_enqueued,
 )
-from mns_client.protocol.codecs import MaximaAddress, to_hex
+from maxima.timing import BATCH_BYTES
+from mns_client.protocol import batch
+from mns_client.protocol.codecs import MaximaAddress, from_hex, to_hex
 from mns_client.protocol.crypto import generate_maxima_keypair
 from mns_client.protocol.rpc import MinimaRPC
 from simnet import SimNetwork
@@ -186,3 +189,56 @@ def test_payloads_are_never_in_an_error_or_log(simnet: SimNetwork, gateway_node:
     message.refresh_from_db()
     assert "SECRET" not in message.last_error
     assert "SECRET" not in caplog.text
+
+
+# --- Batches ---------------------------------------------------------------------------------------------------
+
+
+def receipt(n: int, size: int = 0) -> bytes:
+    body = {"v": 1, "type": "receipt", "id": f"delivery-{n:012d}", "status": "stored", "pad": "x" * size}
+    return json.dumps(body, separators=(",", ":"))
+
+
+def test_replies_due_to_one_destination_travel_in_one_batch_and_each_is_marked_sent(
+    simnet: SimNetwork, gateway_node: MinimaRPC, user_inbox: WebhookReceiver
+) -> None:
+    replies = [queue(simnet, payload=receipt(n).encode(), key=f"r{n}", batchable=True) for n in range(5)]
+    other_app = queue(simnet, payload=b'{"v":1,"type":"test"}', key="alone")  # not batchable: its own send
+    assert outbound_send(message_id=replies[2].id, client=gateway_node) == "sent"
+    arrived = user_inbox.wait_for(1)[0].json()["data"]
+    assert batch.unpack(from_hex(arrived["data"])) == [bytes(r.payload) for r in replies]  # in order, each once
+    statuses = set(OutboundMessage.objects.filter(id__in=[r.id for r in replies]).values_list("status", "msgid"))
+    assert statuses == {("sent", arrived["msgid"])}
+    other_app.refresh_from_db()
+    assert other_app.status == "queued"
+    assert outbound_send(message_id=replies[0].id, client=gateway_node) == "skipped"  # its own task: nothing left
+
+
+def test_a_batch_takes_no_more_than_its_size_limit_and_the_rest_follows_in_another(
+    simnet: SimNetwork, gateway_node: MinimaRPC, user_inbox: WebhookReceiver
+) -> None:
+    replies = [queue(simnet, payload=receipt(n, 20_000).encode(), key=f"r{n}", batchable=True) for n in range(5)]
+    sent, more = outbound_send_batch(destination=replies[0].destination, application="mns", client=gateway_node)
+    assert (sent, more) == (2, True)  # two of 20 kB fit in 60 000 bytes, not three
+    assert outbound_send_batch(destination=replies[0].destination, application="mns", client=gateway_node)[0] == 2
+    assert outbound_send_batch(destination=replies[0].destination, application="mns", client=gateway_node) == (1, False)
+    bodies = [from_hex(r.json()["data"]["data"]) for r in user_inbox.wait_for(3)]
+    assert [len(batch.messages_of(body)) for body in bodies] == [2, 2, 1]
+    assert max(len(body) for body in bodies) <= BATCH_BYTES
+    assert json.loads(bodies[2])["type"] == "receipt"  # one alone travels in its own form
+
+
+def test_a_reply_too_big_for_a_batch_is_sent_alone(simnet: SimNetwork, gateway_node: MinimaRPC) -> None:
+    big = queue(simnet, payload=receipt(1, BATCH_BYTES).encode(), key="big", batchable=True)
+    assert big.batchable is False
+
+
+def test_a_batch_the_node_could_not_deliver_is_retried_as_a_whole_with_each_message_counted(
+    simnet: SimNetwork, gateway_node: MinimaRPC
+) -> None:
+    replies = [queue(simnet, payload=receipt(n).encode(), key=f"r{n}", batchable=True) for n in range(3)]
+    simnet.nodes[1].stop()
+    sent, _ = outbound_send_batch(destination=replies[0].destination, application="mns", client=gateway_node)
+    assert sent == 0
+    rows = OutboundMessage.objects.filter(id__in=[r.id for r in replies])
+    assert set(rows.values_list("status", "attempts")) == {("queued", 1)}
