@@ -310,7 +310,9 @@ function checkDataValue(value, depth) {
     return 0;
   }
   if (value === null) throw statementInvalid("data", "must not hold null: leave the key out");
-  if (typeof value !== "object") throw statementInvalid("data", "values are strings, integers, booleans, arrays and objects");
+  if (typeof value !== "object") {
+    throw statementInvalid("data", "values are strings, integers, booleans, arrays and objects");
+  }
   if (depth > DATA_MAX_DEPTH) throw statementInvalid("data", `is nested deeper than ${DATA_MAX_DEPTH} levels`);
   if (Array.isArray(value)) return value.reduce((sum, item) => sum + checkDataValue(item, depth + 1), 0);
   let keys = 0;
@@ -319,6 +321,73 @@ function checkDataValue(value, depth) {
     keys += 1 + checkDataValue(item, depth + 1);
   }
   return keys;
+}
+
+const DAY_MS = 24 * 3600 * 1000;
+export const TRANSFER_DAYS = 7;
+
+/**
+ * The owner's next statement after `current` (the name's current statement, verified): the binding as it stands
+ * (box key, payment address, data, gateway; never a pending offer's fields), with `changes` on top. A change to
+ * `undefined` removes that field (`{data: undefined}` clears the data record). Checked before it is returned.
+ */
+export function ownerStatement(current, op, changes = {}, issuedAt = Date.now()) {
+  const { to, expires_at: expiresAt, accepts, ...binding } = current;
+  const statement = { ...binding, op, seq: current.seq + 1, issued_at: issuedAt, ...changes };
+  for (const key of Object.keys(statement)) if (statement[key] === undefined) delete statement[key];
+  return checkStatement(statement);
+}
+
+/** The owner's offer of the name to the key `to`, open until `expiresAt` (Unix ms, at most 30 days on). */
+export function transferStatement(current, to, expiresAt, issuedAt = Date.now()) {
+  return ownerStatement(current, "transfer", { to, expires_at: expiresAt }, issuedAt);
+}
+
+/** When a name offered for `days` from `issuedAt` stops being open. */
+export function offerDeadline(days, issuedAt = Date.now()) {
+  return issuedAt + days * DAY_MS;
+}
+
+/**
+ * The new key's acceptance of the offer `current` (the name's current statement): its own box key, gateway and,
+ * if given, payment address and data; nothing of the old owner's. Refused unless the offer is to `owner` and open.
+ */
+export function acceptStatement(current, { owner, boxKey, gateway, paymentAddress, data }, issuedAt = Date.now()) {
+  if (current.op !== "transfer" || current.to !== owner) {
+    throw new Refused("transfer_not_pending", `No transfer of ${current.name} to your node is pending.`);
+  }
+  if (issuedAt > current.expires_at) throw new Refused("transfer_expired", `The offer of ${current.name} expired.`);
+  const statement = {
+    v: 1,
+    op: "accept",
+    name: current.name,
+    owner,
+    box_key: boxKey,
+    payment_address: paymentAddress,
+    data,
+    accepts: current.seq,
+    seq: current.seq + 1,
+    issued_at: issuedAt,
+    gateway,
+  };
+  for (const key of Object.keys(statement)) if (statement[key] === undefined) delete statement[key];
+  return checkStatement(statement);
+}
+
+/** A data record as a user typed it: one JSON object within the protocol's bounds (empty text: no record). */
+export function parseData(text) {
+  if (!String(text).trim()) return undefined;
+  let data;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    throw new Refused("data_invalid", "The data record is not valid JSON.");
+  }
+  try {
+    return checkData(data);
+  } catch (error) {
+    throw new Refused("data_invalid", `The data record is refused: ${error.message.replace(/^data: /, "")}.`);
+  }
 }
 
 /** The bytes the owner signs: the canonical JSON of the statement's present fields. */
