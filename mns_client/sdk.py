@@ -750,7 +750,12 @@ class Client:
                 reason="too_large",
             )
         deliver = Deliver(
-            id=delivery_id, to=record.name, scheme=scheme, ciphertext=ciphertext, reply_to=self.reply_address()
+            id=delivery_id,
+            to=record.name,
+            scheme=scheme,
+            ciphertext=ciphertext,
+            reply_to=self.reply_address(),
+            owner=record.owner,  # refused if the name changes hands before it arrives: never the next owner's
         )
         if not wait:
             self._deliver(gateway, deliver)

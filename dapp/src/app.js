@@ -451,7 +451,14 @@ async function send() {
     throw new mns.Refused("too_large", `The message is too long: ${ciphertext.length} bytes encrypted, at most ${limit}.`);
   }
   say(`your node sends the ciphertext to the gateway (${ciphertext.length} bytes)`);
-  const data = mns.deliverMessage({ id, to, scheme: mns.SCHEME_NACL, ciphertext, replyTo: state.me.replyTo });
+  const data = mns.deliverMessage({
+    id,
+    to,
+    scheme: mns.SCHEME_NACL,
+    ciphertext,
+    replyTo: state.me.replyTo,
+    owner: record.owner,
+  });
   const sent = await state.node.send({ to: info.maxima.address, application: "mns", data });
   say("delivered");
   $("send-progress").lastElementChild.className = "done";

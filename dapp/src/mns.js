@@ -669,9 +669,13 @@ export function handshakeAnswer({ challenge, code, replyTo }) {
   return utf8(JSON.stringify(body));
 }
 
-/** The `deliver` message a sender's node sends to the gateway. */
-export function deliverMessage({ id, to, scheme, ciphertext, replyTo }) {
+/**
+ * The `deliver` message a sender's node sends to the gateway; `owner`: the owner key of the record the letter was
+ * sealed for, so the gateway refuses it (`owner_changed`) if the name changed hands meanwhile.
+ */
+export function deliverMessage({ id, to, scheme, ciphertext, replyTo, owner }) {
   const body = { v: 1, type: "deliver", id, to, scheme, ciphertext: toHex(ciphertext) };
   if (replyTo) body.reply_to = replyTo;
+  if (owner) body.owner = owner;
   return utf8(JSON.stringify(body));
 }

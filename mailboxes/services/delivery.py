@@ -49,6 +49,7 @@ REFUSAL_STATUS = {
     "blocked": 403,
     "rate_limited": 429,
     "over_quota": 507,
+    "owner_changed": 409,
 }
 
 
@@ -66,7 +67,14 @@ class Stored:
 
 
 def delivery_store(
-    *, to: str, delivery_id: str, scheme: str, ciphertext: bytes, sender_key: str, sender_verified: bool
+    *,
+    to: str,
+    delivery_id: str,
+    scheme: str,
+    ciphertext: bytes,
+    sender_key: str,
+    sender_verified: bool,
+    owner: str | None = None,
 ) -> Stored:
     """Store one delivery, or refuse it (``DeliveryRefused``, nothing written) with the receipt's reason.
 
@@ -74,7 +82,9 @@ def delivery_store(
     same sender's ``delivery_id`` stored before is answered as stored again, before any other check; then the
     scheme (``bad_scheme``), the size (``too_large``), the sender (``blocked``: staff's gateway-wide list, the
     mailbox's block list, or not on its non-empty allow list), the per-sender rate (``rate_limited``) and the
-    quota (``over_quota``). A REST submission (``sender_verified=False``) never matches a Maxima delivery.
+    quota (``over_quota``). A REST submission (``sender_verified=False``) never matches a Maxima delivery. A
+    sender that names the ``owner`` it encrypted for is refused (``owner_changed``) when the name changed hands
+    since its lookup: a letter sealed for the old owner never lands in the new owner's mailbox.
     """
     mailbox = _mailbox_for_delivery(to)
     context = selectors.delivery_context(
@@ -82,6 +92,10 @@ def delivery_store(
     )
     if context.stored_before is not None:
         return Stored(message=Message.objects.defer("ciphertext").get(id=context.stored_before), created=False)
+    if owner is not None and owner != mailbox.owner_key:
+        raise DeliveryRefused(
+            "owner_changed", f"{mailbox.record.name!r} has another owner than the one this letter was sealed for."
+        )
     _check_content(scheme, ciphertext)
     _check_sender(context, sender_key, sender_verified)
     _check_rate(mailbox, sender_key if sender_verified else "")
@@ -122,6 +136,7 @@ def deliver_received(*, message: InboundMessage, body: dict[str, Any]) -> str:
             ciphertext=deliver.ciphertext,
             sender_key=message.sender,  # the transport's canonical form of the key Maxima verified
             sender_verified=True,
+            owner=deliver.owner,
         )
     except (DeliveryRefused, MailboxMessageInvalid) as refused:
         receipt = Receipt(id=delivery_id, status="refused", reason=refused.code, detail=_detail(refused))

@@ -7,7 +7,7 @@ import pytest
 from django.test import Client
 
 from mailboxes.models import AccessToken, Mailbox, Message
-from mailboxes.tests.support import Opened, Owner, body, deliver, error, session
+from mailboxes.tests.support import Opened, Owner, body, deliver, deliver_body, error, sent, session
 from mns_client.protocol.codecs import to_hex
 from mns_client.protocol.crypto import seal
 from registry.tests.support import post_statement
@@ -82,3 +82,18 @@ def test_a_pending_offer_leaves_the_old_owners_mailbox_working(
     assert deliver(sender) == "stored"
     listed = client.get("/api/v1/mailboxes/alice/messages", **opened.auth)
     assert (listed.status_code, len(body(listed)["results"])) == (200, 1)
+
+
+def test_a_letter_sealed_for_the_old_owner_that_arrives_after_the_transfer_is_refused(
+    client: Client, opened: Opened, sender: Owner, alice: Owner, bob: Owner
+) -> None:
+    # a sender looked alice up before the transfer (owner: alice) and its letter arrives after it
+    transfer_to(client, alice, bob)
+    before = list(Message.objects.values_list("uid", flat=True))
+    late = deliver_body(ciphertext=seal(alice.box_public, b"meant for alice"), owner=alice.key)
+    assert deliver(sender, body=late) == "owner_changed"
+    assert list(Message.objects.values_list("uid", flat=True)) == before
+    [(_, receipt)] = sent("receipt")
+    assert (receipt["status"], receipt["reason"]) == ("refused", "owner_changed")
+    # while a letter sealed for bob, naming him, is his
+    assert deliver(sender, body=deliver_body(ciphertext=seal(bob.box_public, b"for bob"), owner=bob.key)) == "stored"
