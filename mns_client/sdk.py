@@ -967,7 +967,8 @@ class Client:
     def accept_transfer(self, name: str, *, payment_address: str | None = None) -> NameInfo:
         """Take a name offered to this node's key: an ``accept`` signed by the node, with this client's own box
         key (nothing of the old owner's carries over: its mailbox is deleted, this one starts empty). No session:
-        the node's signature over the offer's seq is the proof."""
+        the node's signature over the offer's seq is the proof. Then the new mailbox learns this node's address,
+        with a ``manage`` handshake, as a registration gives it."""
         record = self.lookup(name)
         me, offer = self.identity().publickey_hex, record.transfer
         if offer is None or offer["to"] != me:
@@ -990,6 +991,9 @@ class Client:
         settings.names[record.name] = {"gateway": self.gateway_url}
         settings.name = settings.name or record.name
         self.home.save_settings(settings)
+        # The new mailbox knows no address yet (the statement carries none): forwards and tokens need one.
+        self.progress("telling the gateway where your node is (forwards go there)")
+        self.set_address(record.name)
         return taken
 
     def _owner_key_of(self, who: str) -> str:

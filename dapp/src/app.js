@@ -647,6 +647,8 @@ async function acceptName() {
   state.name = record.name;
   saveSettings({ name: record.name });
   updateWho();
+  // The new mailbox knows no address yet (the statement carries none): forwards go there.
+  await owner("manage", "PATCH", "", { address: state.me.replyTo });
   showRecord(record);
   $("record-result").textContent = `${record.name} is yours, with your own box key and an empty mailbox.`;
 }

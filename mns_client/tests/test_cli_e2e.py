@@ -769,6 +769,9 @@ def test_a_transfer_is_offered_shown_accepted_and_the_old_mail_stays_behind(worl
     assert inbox.code == 0, inbox.err
     assert inbox.json["messages"] == []
     assert world.mns("bob", "inbox", "--name", "shop", "--json").json["error"] == "not_owner"
+    # the accept told the gateway where carol's node is: forwarding works (without an address it is refused)
+    forwarded = world.mns("carol", "forward", "--name", "shop", "--json")
+    assert forwarded.code == 0, forwarded.err + forwarded.out
     # and new mail is carol's
     assert world.mns("alice", "send", "shop", "--json", stdin=b"for carol").code == 0
     read = world.mns("carol", "inbox", "--name", "shop", "--json")
