@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -207,6 +208,7 @@ def statement_apply(*, signed: SignedStatement, source: str) -> NameRecord:
         check_successor(current, statement)
         if statement.op == "accept":
             offer_open(current, int(time.time() * 1000))
+            _check_owner_limit(statement)
         previous_owner = record.owner_key
         if statement.op == "release":
             _clear_holder(record)
@@ -247,6 +249,8 @@ def statement_replicate(*, signed: SignedStatement) -> tuple[NameRecord | None, 
             return record, "duplicate"
         check_successor(_current(record), statement)
         previous_owner = record.owner_key if record is not None else ""
+        if statement.op == "accept":
+            _check_owner_limit(statement)
         if statement.op == "register":
             refusal = selectors.registration_refusal(name=statement.name, owner_key=statement.owner)
             if refusal is not None:
@@ -282,6 +286,16 @@ def name_status_replicate(*, name: str, suspended: bool) -> bool:
 def name_replicas_set(*, name: str, gateways: list[str]) -> None:
     """The gateways that keep the name's mailbox, home first (as the home gateway announced them)."""
     NameRecord.objects.filter(name=name).update(gateways=gateways, updated_at=timezone.now())
+
+
+def _check_owner_limit(statement: NameStatement) -> None:
+    """A transfer must not take a key past the names-per-owner cap that a registration could not pass."""
+    if selectors.owner_full(statement.owner, statement.name):
+        raise DomainError(
+            "owner_limit_reached",
+            f"This key already holds {settings.MNS_NAMES_PER_OWNER} names, the most this gateway allows.",
+            status=403,
+        )
 
 
 def _owner_changed(record: NameRecord, previous_owner: str) -> None:

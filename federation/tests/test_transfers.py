@@ -150,3 +150,20 @@ def test_a_transfer_taken_here_goes_to_the_peers_with_the_new_owners_mailbox_aft
     assert [payload["statement"]["op"] for kind, payload in ops if kind == "statement"] == ["transfer", "accept"]
     assert ops[-1][1]["owner"] == new_owner.key
     assert Mailbox.objects.get().owner_key == new_owner.key
+
+
+def test_a_peers_accept_past_the_names_per_owner_cap_is_skipped_here_not_counted(
+    peer_b: FakePeer,  # noqa: F811
+    settings: object,
+) -> None:
+    owner, new_owner = Owner.fresh(), Owner.fresh()
+    settings.MNS_NAMES_PER_OWNER = 1  # type: ignore[attr-defined]
+    assert (
+        peer_b.says(peer_b.batch(peer_b.register_op(new_owner, "other"), peer_b.register_op(owner, "alice"))) == "done"
+    )
+    assert peer_b.says(peer_b.batch(offer_op(peer_b, owner, new_owner, seq=2))) == "done"
+    before = state()
+    assert peer_b.says(peer_b.batch(peer_b.op("statement", accept_statement(peer_b, new_owner)))) == "done"
+    assert (state()["records"], state()["statements"]) == (before["records"], before["statements"])
+    peer = Peer.objects.get()
+    assert (peer.invalid_ops, peer.refused_ops) == (0, 1)

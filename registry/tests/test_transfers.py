@@ -221,3 +221,15 @@ def test_nobody_but_the_owner_can_offer_the_name(client: Client, alice: Owner, b
     by_bob = bob.sign("transfer", "alice", 2, to=carol.key, expires_at=now_ms() + DAY_MS, issued_at=now_ms())
     assert error(post_statement(client, "alice", by_bob, token="good")) == (400, "statement_wrong_owner")
     assert db_snapshot() == before
+
+
+def test_an_accept_that_would_take_the_new_key_past_the_names_per_owner_cap_is_refused(
+    client: Client, alice: Owner, bob: Owner, settings: Any
+) -> None:
+    settings.MNS_NAMES_PER_OWNER = 1
+    register(bob, "bobs-name")
+    register(alice, "alice")
+    post_statement(client, "alice", offer(alice, bob), token="good")
+    before = db_snapshot()
+    assert error(post_statement(client, "alice", accept(bob))) == (403, "owner_limit_reached")
+    assert db_snapshot() == before
