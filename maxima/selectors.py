@@ -19,6 +19,12 @@ def gateway_identity_key() -> str | None:
     return state.publickey if state and state.publickey else None
 
 
+def gateway_identity_key_sql() -> str:
+    """``gateway_identity_key()`` as a scalar subquery of the caller's statement (NULL while the node has not
+    reported it): read in the same round trip as the writes that need it, so always the committed value."""
+    return f"(SELECT NULLIF(publickey, '') FROM {NodeState._meta.db_table} WHERE id = 1)"  # noqa: S608
+
+
 def gateway_identity() -> dict[str, str | None]:
     """This gateway's Maxima identity and address, as its node last reported them (published in the policy)."""
     return {"publickey": gateway_identity_key(), "address": gateway_address()}
