@@ -131,7 +131,7 @@ def database_from_url(name: str, url: str) -> dict:
     except ValueError:
         raise EnvError(name, _redact(url), "a URL with a valid port") from None
     return {
-        "ENGINE": "django.db.backends.postgresql",
+        "ENGINE": "core.postgresql",
         "NAME": unquote(parts.path.lstrip("/")),
         "USER": unquote(parts.username or ""),
         "PASSWORD": unquote(parts.password or ""),

@@ -17,8 +17,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q, QuerySet
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from core.errors import DomainError
@@ -118,35 +119,69 @@ def _timemilli(data: dict) -> int:
     return value
 
 
-def inbound_store(*, event: MaximaEvent, now_ms: int | None = None) -> tuple[InboundEvent, bool]:
+def inbound_store(
+    *, event: MaximaEvent, now_ms: int | None = None, timeout_ms: int | None = None
+) -> tuple[InboundEvent, bool]:
     """Store a Maxima message once; a repeat of the same ``msgid`` returns the stored row and ``False``.
 
     A message whose ``timemilli`` is outside the allowed window is stored as ``rejected`` (visible to staff,
-    never processed): Maxima itself has no replay protection.
+    never processed): Maxima itself has no replay protection. ``timeout_ms``: on PostgreSQL, give up (an
+    ``OperationalError``) rather than wait longer for the database (a lock on the table, an overloaded server).
     """
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     stale = abs(now_ms - event.timemilli) > settings.MAXIMA_MAX_AGE_SECONDS * 1000
-    try:
-        with transaction.atomic():
-            row = InboundEvent.objects.create(
-                msgid=event.msgid,
-                sender=event.sender,
-                recipient_key=event.recipient_key,
-                application=event.application,
-                data=event.data,
-                size=len(event.data),
-                timemilli=event.timemilli,
-                random=event.random,
-                status=InboundEvent.Status.REJECTED if stale else InboundEvent.Status.PENDING,
-                last_error=f"stale: sent {(now_ms - event.timemilli) / 1000:.0f} s from now" if stale else "",
-            )
-    except IntegrityError:
+    row = InboundEvent(
+        msgid=event.msgid,
+        sender=event.sender,
+        recipient_key=event.recipient_key,
+        application=event.application,
+        data=event.data,
+        size=len(event.data),
+        timemilli=event.timemilli,
+        random=event.random,
+        status=InboundEvent.Status.REJECTED if stale else InboundEvent.Status.PENDING,
+        last_error=f"stale: sent {(now_ms - event.timemilli) / 1000:.0f} s from now" if stale else "",
+    )
+    if not _insert_once(row, timeout_ms):
         return InboundEvent.objects.get(msgid=event.msgid), False
     if not stale:
         from maxima.tasks import process_inbound
 
         enqueue_on_commit(process_inbound, row.id)
     return row, True
+
+
+def _insert_once(row: InboundEvent, timeout_ms: int | None) -> bool:
+    """INSERT the row unless its ``msgid`` is stored already; whether it was inserted (``row.id`` is set then).
+
+    On PostgreSQL outside a transaction, one round trip in all: the bound on waiting (``SET LOCAL``) and
+    ``INSERT … ON CONFLICT DO NOTHING RETURNING id`` go as one simple query, which PostgreSQL runs as one implicit
+    transaction, committed (durably) before it answers. Elsewhere, Django's ``create`` in a transaction."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        try:
+            with transaction.atomic():
+                if timeout_ms and connection.vendor == "postgresql":
+                    with connection.cursor() as cursor:
+                        cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(timeout_ms)])
+                row.save(force_insert=True)
+        except IntegrityError:
+            return False
+        return True
+    query = InsertQuery(InboundEvent)
+    query.insert_values([f for f in InboundEvent._meta.concrete_fields if not f.primary_key], [row])
+    [(insert, params)] = query.get_compiler(connection=connection).as_sql()
+    bound = f"SET LOCAL statement_timeout = {int(timeout_ms)}; " if timeout_ms else ""
+    with connection.cursor() as cursor:
+        # Django's psycopg cursor binds parameters on the client, so the two statements go as one query.
+        cursor.execute(f'{bound}{insert} ON CONFLICT ("msgid") DO NOTHING RETURNING "id"', params)
+        if bound:
+            cursor.nextset()
+        inserted = cursor.fetchone()
+    if inserted is None:
+        return False
+    row.id = inserted[0]
+    row._state.adding, row._state.db = False, connection.alias
+    return True
 
 
 def inbound_process(*, event_id: int, claim: str) -> str:

@@ -331,6 +331,9 @@ MNS_MAXIMA_ADDRESS = env_str("MNS_MAXIMA_ADDRESS", "")
 # Finished inbound events and outbound messages (copies of ciphertexts) are deleted after this many hours.
 MNS_TRANSPORT_KEEP_HOURS = env_int("MNS_TRANSPORT_KEEP_HOURS", 24, minimum=1, maximum=24 * 90)
 # /api/v1/health runs its checks at most this often per process (it is public and not rate-limited).
+# How long a name's published lookup answer stays in Redis once read (registry.published keeps it exact; this only
+# bounds Redis's memory: a million names at ~1.5 KB each would otherwise all stay).
+MNS_LOOKUP_CACHE_SECONDS = env_int("MNS_LOOKUP_CACHE_SECONDS", 600, minimum=1, maximum=86_400)
 MNS_HEALTH_CACHE_SECONDS = env_int("MNS_HEALTH_CACHE_SECONDS", 2, minimum=0, maximum=60)
 MNS_SWEEP_EVERY = env_int("MNS_SWEEP_EVERY", 10, minimum=1, maximum=3600)
 # An event still pending this long after it arrived has lost its task (broker down, worker killed): re-enqueue it.
