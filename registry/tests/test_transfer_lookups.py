@@ -11,12 +11,8 @@ import redis
 from django.core.cache import cache
 from django.test import Client
 
-from registry import services
+from registry import published, services
 from registry.tests.support import Owner, register
-
-# The published form (registry.published) comes with the lookup cache's branch; until it is merged there is
-# nothing cached to be stale, and this module is skipped.
-published = pytest.importorskip("registry.published")
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
