@@ -26,7 +26,7 @@ from core.errors import DomainError
 from core.queue import enqueue_on_commit
 from maxima import selectors
 from maxima.models import InboundEvent, NodeState, OutboundMessage, QueueSample
-from maxima.node import hook_url
+from maxima.node import hook_url, node_client, send_node
 from maxima.routing import Ignored, InboundMessage, dispatch
 from maxima.selectors import inbound_lease, queue_figures, stale_sending
 from maxima.timing import MAXIMA_MAX_DATA_BYTES
@@ -312,8 +312,9 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=base * random.uniform(0.75, 1.25))
 
 
-def outbound_send(*, message_id: int, client: MinimaRPC) -> str:
-    """Send one due message through the node; returns its new status, or ``skipped``."""
+def outbound_send(*, message_id: int, client: MinimaRPC | None = None, timeout: float | None = None) -> str:
+    """Send one due message through ``client``, else through the node of the pool this attempt falls to
+    (``node.send_node``, its RPC waiting ``timeout``); returns the message's new status, or ``skipped``."""
     now = timezone.now()
     claimable = Q(status=OutboundMessage.Status.QUEUED, next_attempt_at__lte=now) | stale_sending(now)
     claimed = OutboundMessage.objects.filter(claimable, id=message_id).update(
@@ -322,6 +323,9 @@ def outbound_send(*, message_id: int, client: MinimaRPC) -> str:
     if not claimed:
         return "skipped"
     message = OutboundMessage.objects.get(id=message_id)
+    if client is None:
+        node = send_node(message_id=message.id, attempt=message.attempts, application=message.application)
+        client = node_client(timeout=timeout, node=node)
     try:
         result = _deliver(client, message)
     except DeliveryFailed as exc:
@@ -507,13 +511,14 @@ def outbound_cancel(*, message_id: int) -> bool:
 
 
 # --- Node supervision ------------------------------------------------------------------------------------------
-def node_supervise(*, client: MinimaRPC) -> NodeState:
-    """Read the node's status and identity, and make sure it posts MAXIMA events to our hook.
+def node_supervise(*, client: MinimaRPC, node: int = 1) -> NodeState:
+    """Read node ``node``'s status and identity (row ``node``; 1, the identity node, unless said), and make sure
+    it posts MAXIMA events to our hook: every node of a pool posts to the same one, feeding the same inbox.
 
     Hooks survive a node restart on real nodes, but not a new data folder or a node swapped underneath us; and an
     old hook of ours (a rotated secret) would make the node wait on a 404 before every event, so it is removed.
     """
-    state, _ = NodeState.objects.get_or_create(pk=1)
+    state, _ = NodeState.objects.get_or_create(pk=node)
     now = timezone.now()
     state.checked_at = now
     try:
@@ -523,7 +528,7 @@ def node_supervise(*, client: MinimaRPC) -> NodeState:
     except MNSError as exc:
         state.reachable, state.error = False, str(exc)[:2000]
         state.save()
-        logger.warning("the Minima node is not usable: %s", exc)
+        logger.warning("the Minima node %s is not usable: %s", node, exc)
         return state
     state.reachable, state.error, state.last_ok_at = True, "", now
     state.version = str(status.get("version", ""))[:64]
@@ -531,7 +536,8 @@ def node_supervise(*, client: MinimaRPC) -> NodeState:
     state.block = int(block) if str(block).isdigit() else None
     state.publickey = info.publickey_hex
     state.mls, state.localidentity, state.p2pidentity = info.mls, info.localidentity, info.p2pidentity
-    _check_address(client, state, now)
+    if node == 1:  # the published address is the identity node's
+        _check_address(client, state, now)
     state.save()
     return state
 

@@ -110,7 +110,6 @@ def publish_active(*, batch: int = 1000) -> int:
     to warm a gateway); returns how many were kept. Each batch fetches the generations before reading the
     records, as a lookup does, so a change committed meanwhile is never overwritten by what was read before it."""
     from registry.models import NameRecord  # the model module imports this one
-    from registry.serializers import record_representation
 
     if not enabled():
         return 0
@@ -128,13 +127,26 @@ def publish_active(*, batch: int = 1000) -> int:
         gens = dict(zip((name for _, name in names), seen, strict=True))
         records = NameRecord.objects.filter(name__in=gens, status=NameRecord.Status.ACTIVE)
         for record in records:
-            body = render(record_representation(record))
-            kept += store(record.name, etag_of(record), body, [None, gens[record.name]])
+            kept += store(record.name, *answer_of(record), [None, gens[record.name]])
 
 
-def etag_of(record: Any) -> str:
-    """Changes with every new statement and status (and with the mailbox's gateways, which no statement pins)."""
-    state = json.dumps([record.name, record.seq, record.status, record.gateways])
+def answer_of(record: Any) -> tuple[str, bytes]:
+    """A lookup's (ETag, body) for ``record``: its representation, with what the chain says of the name when it is
+    also registered there (``onchain``; its changes go through ``changing`` too, registered in ``apps.py``)."""
+    from onchain.selectors import lookup_status
+    from registry.serializers import record_representation
+
+    on_chain = lookup_status(name=record.name, owner_key=record.owner_key or None)
+    representation = record_representation(record)
+    if on_chain is not None:
+        representation["on_chain"] = on_chain
+    return etag_of(record, on_chain), render(representation)
+
+
+def etag_of(record: Any, on_chain: dict[str, Any] | None = None) -> str:
+    """Changes with every new statement and status (and with the mailbox's gateways, which no statement pins), and
+    with what the chain says of the name."""
+    state = json.dumps([record.name, record.seq, record.status, record.gateways, *([on_chain] if on_chain else [])])
     return '"' + hashlib.sha256(state.encode()).hexdigest()[:32] + '"'
 
 

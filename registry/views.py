@@ -24,7 +24,6 @@ from registry.serializers import (
     OwnerQuerySerializer,
     SignedStatementSerializer,
     StatementEntrySerializer,
-    record_representation,
 )
 
 CACHE_CONTROL = "public, max-age=30"
@@ -67,7 +66,7 @@ class NameView(APIView):
         if entry is None:  # not cached (or no Redis): from the database, and kept for the next lookups
             name = normalise(name)
             record = selectors.record_published(name=name)
-            entry = (published.etag_of(record), published.render(record_representation(record)))
+            entry = published.answer_of(record)
             published.store(name, *entry, self.cached)
         etag, body = entry
         headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
