@@ -14,24 +14,27 @@ import os
 import re
 import sys
 import threading
+import time
 import unicodedata
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from .config import ConfigError, Home, Settings
 from .progress import Progress
+from .protocol import fields
 from .protocol.codecs import to_hex
 from .protocol.envelope import SCHEME_NACL, SCHEME_RSA, EnvelopeInvalid
 from .protocol.errors import CodecError, MNSError, NodeAuthError, NodeStartingUp, NodeUnreachable, RPCError
 from .protocol.funds import FundsNotConfirmed, NoFunds
 from .protocol.names import NameRefused, normalise
 from .protocol.rpc import MinimaRPC
-from .protocol.statements import StatementInvalid
+from .protocol.statements import StatementInvalid, check_data
 from .reply import REPLY_VIA_CHOICES
 from .sdk import (
     PAY_WAIT_SECONDS,
+    TRANSFER_DAYS,
     Client,
     DeliveryError,
     GatewayRefused,
@@ -417,6 +420,8 @@ def cmd_whois(ctx: Context) -> int:
             f"  payment    {record.payment_address or '-'}",
             f"  gateways   {', '.join(_short(g) for g in record.gateways) or '-'}",
             f"  seq        {record.seq}",
+            f"  data       {_data_text(record.data)}",
+            *_transfer_lines(record),
             "  signature  verified here: the owner key above signed this binding",
             f"  on chain   {_chain_text(chain, unread)}",
         ]
@@ -689,6 +694,47 @@ def cmd_set_payment(ctx: Context) -> int:
     return EXIT_OK
 
 
+def cmd_set_data(ctx: Context) -> int:
+    args = ctx.args
+    if args.clear == (args.data is not None):
+        raise UsageError("give the data as one JSON object, or --clear")
+    data = None if args.clear else _data_argument(args.data)
+    record = ctx.client().set_data(ctx.name(), data)
+    ctx.emit(_record_json(record), f"{record.name}: data {_data_text(record.data)} (seq {record.seq})")
+    return EXIT_OK
+
+
+def cmd_transfer(ctx: Context) -> int:
+    args = ctx.args
+    if args.cancel == (args.to is not None):
+        raise UsageError("give --to KEY (or a name) to offer the name, or --cancel to withdraw the offer")
+    client = ctx.client()
+    if args.cancel:
+        record = client.cancel_transfer(args.transfer_name)
+        ctx.emit(_record_json(record), f"{record.name}: the offer is withdrawn (seq {record.seq})")
+        return EXIT_OK
+    if not 1 <= args.days <= 30:
+        raise UsageError("--days is 1 to 30")
+    record = client.transfer(args.transfer_name, args.to, days=args.days)
+    offer = record.transfer or {}
+    ctx.emit(
+        _record_json(record),
+        f"{record.name}: offered to {_short(offer.get('to'))} until {_when(offer.get('expires_at'))} "
+        f"(seq {record.seq}); it stays yours until that key runs `mns accept-transfer {record.name}`",
+    )
+    return EXIT_OK
+
+
+def cmd_accept_transfer(ctx: Context) -> int:
+    record = ctx.client().accept_transfer(ctx.args.accept_name, payment_address=ctx.args.payment_address)
+    ctx.emit(
+        _record_json(record),
+        f"{record.name} is yours (seq {record.seq}), with your own box key and an empty mailbox: "
+        "nothing of the previous owner's mail comes with it",
+    )
+    return EXIT_OK
+
+
 def cmd_pay(ctx: Context) -> int:
     args = ctx.args
     client = ctx.client()
@@ -737,12 +783,47 @@ def _record_json(record: NameInfo) -> dict[str, Any]:
         "owner": record.owner,
         "box_key": to_hex(record.box_key) if record.box_key else None,
         "payment_address": record.payment_address,
+        "data": record.data,
+        "transfer": record.transfer,
         "gateways": record.gateways,
         "seq": record.seq,
         "verified": True,
         "statement": record.signed.statement.to_dict(),
         "signature": to_hex(record.signed.signature),
     }
+
+
+def _data_argument(text: str) -> dict[str, Any]:
+    """The data record as typed: strict JSON (a key twice is refused), then the protocol's bounds."""
+    try:
+        data = fields.loads(text.encode(), invalid=_data_invalid, what="data")
+        return check_data(data)
+    except StatementInvalid as invalid:
+        raise UsageError(f"the data record is refused: {invalid.message}") from None
+
+
+def _data_invalid(field: str, problem: str) -> StatementInvalid:
+    return StatementInvalid("statement_invalid", f"{field} {problem}", field="data")
+
+
+def _data_text(data: dict[str, Any] | None) -> str:
+    if data is None:
+        return "-"
+    return _safe(json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(", ", ": ")))
+
+
+def _transfer_lines(record: NameInfo) -> list[str]:
+    offer = record.transfer
+    if offer is None:
+        return []
+    expired = " (expired)" if offer["expires_at"] < time.time() * 1000 else ""
+    return [f"  transfer   offered to {_short(offer['to'])} until {_when(offer['expires_at'])}{expired}"]
+
+
+def _when(ms: object) -> str:
+    if not isinstance(ms, int):
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _letter_summary(message: ReadMessage) -> dict[str, Any]:
@@ -932,6 +1013,26 @@ def build_parser() -> argparse.ArgumentParser:
     _owner_options(payment)
     payment.add_argument("address", metavar="ADDRESS", nargs="?", help="Mx… or 0x…, or node")
     payment.add_argument("--clear", action="store_true", help="remove the payment address")
+
+    set_data = command("set-data", cmd_set_data, "publish the name's data record: one JSON object, signed by your node")
+    _owner_options(set_data)
+    set_data.add_argument(
+        "data", metavar="JSON", nargs="?", help='e.g. \'{"website": "https://alice.example/"}\' (at most 1024 bytes)'
+    )
+    set_data.add_argument("--clear", action="store_true", help="remove the data record")
+
+    transfer = command("transfer", cmd_transfer, "offer NAME to another owner key, or withdraw the offer")
+    _owner_options(transfer)
+    transfer.add_argument("transfer_name", metavar="NAME", help="your name to give away")
+    transfer.add_argument("--to", metavar="KEY", help="the new owner's Maxima key (0x… or Mx…), or a name it owns")
+    transfer.add_argument("--days", type=int, default=TRANSFER_DAYS, metavar="N", help="how long the offer stands")
+    transfer.add_argument("--cancel", action="store_true", help="withdraw the pending offer")
+
+    accept = command("accept-transfer", cmd_accept_transfer, "take NAME, offered to your node's key")
+    accept.add_argument("accept_name", metavar="NAME", help="the name offered to you")
+    accept.add_argument(
+        "--payment-address", metavar="ADDRESS", help="a Minima address for `mns pay` (node: your node's own)"
+    )
 
     pay = command("pay", cmd_pay, "send Minima (or a token) to a name's payment address through your node")
     pay.add_argument("pay_name", metavar="NAME", help="the name whose published payment address is paid")

@@ -31,7 +31,7 @@ from .config import AccessToken, BoxKey, Home
 from .listener import MaximaEvent, NodeListener
 from .protocol import entrypoints
 from .protocol.chainnames import ChainName, read_name
-from .protocol.codecs import from_hex, mx_decode, to_hex
+from .protocol.codecs import from_hex, mx_decode, parse_public_key, public_key_hex, to_hex
 from .protocol.envelope import (
     SCHEME_NACL,
     SCHEMES,
@@ -58,7 +58,7 @@ from .protocol.mailbox import (
 )
 from .protocol.names import normalise
 from .protocol.rpc import MaximaInfo, MinimaRPC
-from .protocol.statements import NameStatement, SignedStatement, StatementInvalid
+from .protocol.statements import NameStatement, SignedStatement, StatementInvalid, check_data
 from .reply import REPLY_VIA_CHOICES, detect, reply_address
 
 logger = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ API = "/api/v1/"
 DEFAULT_TIMEOUT = 15.0
 PAY_WAIT_SECONDS = 300.0  # 3 confirmations take about 1 min on a test-mode node, about 2.5 min on mainnet
 POLL_SECONDS = 0.5
+TRANSFER_DAYS = 7  # how long an offer of a name stands unless said otherwise (the protocol allows up to 30)
 CLAIM_GRACE_SECONDS = 300  # past the challenge's expiry, how long a register may wait for the network's claim
 Progress = Callable[[str], None]
 
@@ -188,6 +189,19 @@ class NameInfo:
     @property
     def owner_key(self) -> bytes:
         return from_hex(self.owner)
+
+    @property
+    def data(self) -> dict[str, Any] | None:
+        """The owner's signed data record, if any."""
+        return self.signed.statement.data
+
+    @property
+    def transfer(self) -> dict[str, Any] | None:
+        """The pending offer of the name (``to``, ``expires_at`` in Unix ms, ``offer``: its seq), if any."""
+        statement = self.signed.statement
+        if statement.op != "transfer":
+            return None
+        return {"to": statement.to, "expires_at": statement.expires_at, "offer": statement.seq}
 
 
 @dataclass(frozen=True)
@@ -771,7 +785,12 @@ class Client:
                 reason="too_large",
             )
         deliver = Deliver(
-            id=delivery_id, to=record.name, scheme=scheme, ciphertext=ciphertext, reply_to=self.reply_address()
+            id=delivery_id,
+            to=record.name,
+            scheme=scheme,
+            ciphertext=ciphertext,
+            reply_to=self.reply_address(),
+            owner=record.owner,  # refused if the name changes hands before it arrives: never the next owner's
         )
         if not wait:
             self._deliver(gateway, deliver)
@@ -943,6 +962,82 @@ class Client:
         record = self._own_record(name)
         return self._update(record, payment_address=self._payment_address(address), clear_payment=address is None)
 
+    def set_data(self, name: str, data: dict[str, Any] | None) -> NameInfo:
+        """Publish the name's data record (a JSON object, checked here as the gateway will), or remove it."""
+        record = self._own_record(name)
+        return self._update(record, data=None if data is None else check_data(data), clear_data=data is None)
+
+    # -- transfers
+
+    def transfer(self, name: str, to: str, *, days: int = TRANSFER_DAYS) -> NameInfo:
+        """Offer the name to another owner key (``to``: its key as ``0x…``/``Mx…``, or a name whose owner it is),
+        open for ``days``; the binding stands until that key accepts. Needs a ``delete`` handshake: it gives the
+        name up."""
+        record = self._own_record(name)
+        new_owner = self._owner_key_of(to)
+        current = record.signed.statement
+        now = _now_ms()
+        statement = NameStatement(
+            op="transfer",
+            name=record.name,
+            owner=current.owner,
+            box_key=current.box_key,
+            payment_address=current.payment_address,
+            data=current.data,
+            to=new_owner,
+            expires_at=now + days * 24 * 3600 * 1000,
+            seq=record.seq + 1,
+            issued_at=now,
+            gateway=current.gateway,
+        )
+        return self._post_statement(record.name, self._sign_statement(statement), purpose="delete")
+
+    def cancel_transfer(self, name: str) -> NameInfo:
+        """Withdraw the pending offer: an ``update`` of the binding as it stands."""
+        record = self._own_record(name)
+        if record.transfer is None:
+            raise GatewayRefused(409, "transfer_not_pending", f"no transfer of {record.name!r} is pending")
+        return self._update(record)
+
+    def accept_transfer(self, name: str, *, payment_address: str | None = None) -> NameInfo:
+        """Take a name offered to this node's key: an ``accept`` signed by the node, with this client's own box
+        key (nothing of the old owner's carries over: its mailbox is deleted, this one starts empty). No session:
+        the node's signature over the offer's seq is the proof. Then the new mailbox learns this node's address,
+        with a ``manage`` handshake, as a registration gives it."""
+        record = self.lookup(name)
+        me, offer = self.identity().publickey_hex, record.transfer
+        if offer is None or offer["to"] != me:
+            raise GatewayRefused(409, "transfer_not_pending", f"no transfer of {record.name!r} to this node is pending")
+        if _now_ms() > offer["expires_at"]:
+            raise GatewayRefused(409, "transfer_expired", f"the offer of {record.name!r} expired")
+        statement = NameStatement(
+            op="accept",
+            name=record.name,
+            owner=me,
+            box_key=to_hex(self.home.current_box_key().public),
+            payment_address=self._payment_address(payment_address),
+            accepts=offer["offer"],
+            seq=record.seq + 1,
+            issued_at=_now_ms(),
+            gateway=self.gateway().identity,
+        )
+        taken = self._post_statement(record.name, self._sign_statement(statement), purpose=None)
+        settings = self.home.settings()
+        settings.names[record.name] = {"gateway": self.gateway_url}
+        settings.name = settings.name or record.name
+        self.home.save_settings(settings)
+        # The new mailbox knows no address yet (the statement carries none): forwards and tokens need one.
+        self.progress("telling the gateway where your node is (forwards go there)")
+        self.set_address(record.name)
+        return taken
+
+    def _owner_key_of(self, who: str) -> str:
+        """A key as the protocol spells it, from a key in any spelling or from a name (its verified owner)."""
+        try:
+            return public_key_hex(parse_public_key(who))
+        except CodecError:
+            return self.lookup(who).owner
+
     def _own_record(self, name: str) -> NameInfo:
         record = self.lookup(name)
         if record.owner != self.identity().publickey_hex:
@@ -956,7 +1051,11 @@ class Client:
         box_key: str | None = None,
         payment_address: str | None = None,
         clear_payment: bool = False,
+        data: dict[str, Any] | None = None,
+        clear_data: bool = False,
     ) -> NameInfo:
+        """An ``update`` keeping every field not given (the data record included: each statement carries the
+        whole record); it also withdraws a pending transfer."""
         current = record.signed.statement
         statement = NameStatement(
             op="update",
@@ -964,16 +1063,18 @@ class Client:
             owner=current.owner,
             box_key=box_key or current.box_key,
             payment_address=None if clear_payment else (payment_address or current.payment_address),
+            data=None if clear_data else (data or current.data),
             seq=record.seq + 1,
             issued_at=_now_ms(),
             gateway=current.gateway,
         )
-        signed = self._sign_statement(statement)
-        session = self.handshake(record.name, "rotate")
-        body = self.api.request(
-            "POST", API + f"names/{record.name}/statements", json=signed.to_dict(), auth=f"Bearer {session}"
-        )
-        return _verified_record(record.name, body)
+        return self._post_statement(record.name, self._sign_statement(statement), purpose="rotate")
+
+    def _post_statement(self, name: str, signed: SignedStatement, *, purpose: str | None) -> NameInfo:
+        """Send a signed statement, with a handshake session for ``purpose`` (``None``: an accept, which has none)."""
+        auth = f"Bearer {self.handshake(name, purpose)}" if purpose else None
+        body = self.api.request("POST", API + f"names/{name}/statements", json=signed.to_dict(), auth=auth)
+        return _verified_record(name, body)
 
     # -- paying
 

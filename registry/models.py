@@ -109,6 +109,8 @@ class StatementRecord(models.Model):
         REGISTER = "register"
         UPDATE = "update"
         RELEASE = "release"
+        TRANSFER = "transfer"
+        ACCEPT = "accept"
 
     class Source(models.TextChoices):
         API = "api", "REST API"

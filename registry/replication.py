@@ -1,17 +1,26 @@
 """The registry's kinds of replicated operation, registered with federation in ``apps.py``: owner-signed
-statements (``statement``) and the home gateway's moderation (``suspend``, ``restore``), and what a claim of a new
-name asks of the local name space."""
+statements (``statement``: transfers and their acceptance included, each signed by its own signer) and the home
+gateway's moderation (``suspend``, ``restore``), and what a claim of a new name asks of the local name space."""
 
 from typing import Any
 
 from federation import services as federation
 from federation.services import Invalid, Skip, Wait, kinds
 from mns_client.protocol.errors import MNSError
-from mns_client.protocol.statements import SignedStatement, StatementInvalid
+from mns_client.protocol.statements import NameStatement, SignedStatement, StatementInvalid
 from registry import selectors, services
 from registry.models import NameRecord
 
-_INVALID_STATEMENT = {"signature_invalid", "statement_invalid", "statement_wrong_owner", "statement_wrong_name"}
+# Refusals no honest origin sends: forged, another owner's name, an accept of another offer or past its deadline
+# (the origin checked the deadline by its own clock when it took the accept).
+_INVALID_STATEMENT = {
+    "signature_invalid",
+    "statement_invalid",
+    "statement_wrong_owner",
+    "statement_wrong_name",
+    "transfer_wrong_offer",
+    "transfer_expired",
+}
 
 
 def statement_apply(origin: str, payload: dict[str, Any]) -> str:
@@ -34,12 +43,21 @@ def statement_apply(origin: str, payload: dict[str, Any]) -> str:
     except StatementInvalid as refused:
         if refused.code in _INVALID_STATEMENT:
             raise Invalid(refused.code) from None
-        if refused.code == "statement_not_registered":
+        if refused.code == "statement_not_registered" or _offer_not_seen_yet(refused.code, statement):
             raise Wait() from None
         raise Skip(refused.code) from None
     except MNSError as refused:  # the name-space rules: taken here, look-alike, names per owner
         raise Skip(getattr(refused, "code", "refused")) from None
     return outcome
+
+
+def _offer_not_seen_yet(code: str, statement: NameStatement) -> bool:
+    """An accept taken at one gateway may reach this one before the offer, taken at another: wait for the offer
+    while this gateway's record is behind it; once past it, the offer was withdrawn here and the accept is moot."""
+    if code != "transfer_not_pending" or statement.accepts is None:
+        return False
+    record = selectors.record_find(name=statement.name)
+    return record is None or record.seq is None or record.seq < statement.accepts
 
 
 def _local_hold_lose(name: str, owner: str) -> None:

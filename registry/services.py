@@ -7,8 +7,11 @@ constraint's ``IntegrityError`` is turned into the same refusal (see ``name_hold
 """
 
 import logging
+import time
+from collections.abc import Callable
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -19,13 +22,25 @@ from federation.services import op_append
 from maxima.selectors import gateway_identity_key as node_identity_key
 from mns_client.protocol.codecs import to_hex
 from mns_client.protocol.names import NameRefused, normalise, skeleton
-from mns_client.protocol.statements import NameStatement, SignedStatement, check_successor
+from mns_client.protocol.statements import NameStatement, SignedStatement, check_successor, offer_open
 from registry import selectors
 from registry.models import AuditEntry, NameRecord, StatementRecord
 
 logger = logging.getLogger(__name__)
 
 Status = NameRecord.Status
+
+# Called in the transaction that gave a name to a new owner (an accepted transfer), with the record as it is now
+# and the key that held it: the mailboxes app registers the hand-over of the mailbox (``register_owner_change``).
+OwnerChange = Callable[[NameRecord, str], None]
+_owner_changes: list[OwnerChange] = []
+
+
+def register_owner_change(callback: OwnerChange) -> None:
+    """Registered by the app above that keeps what belongs to a name's owner (the mailbox); called once per
+    accepted transfer, locally or replicated, inside the transaction that applied it."""
+    if callback not in _owner_changes:
+        _owner_changes.append(callback)
 
 
 def gateway_identity_key() -> str | None:
@@ -170,11 +185,14 @@ def _hold_free(record_id: int, cutoff: object) -> int:
 
 
 def statement_apply(*, signed: SignedStatement, source: str) -> NameRecord:
-    """Apply an owner's ``update`` (rotate the box key, change the payment address or the gateway) or ``release``.
+    """Apply an owner's ``update`` (rotate the box key, change the payment address, the data record or the
+    gateway), ``release`` or ``transfer`` (an offer of the name to another key), or the new key's ``accept``.
 
     Verified before anything is written: the signature, then, under the record's row lock, the name's state
     (``name_not_found``, ``name_pending``, ``name_suspended``) and the succession rules against the current
-    statement (stale ``seq``, another owner, after a release, a duplicate). The statement joins the history.
+    statement (stale ``seq``, another owner, after a release, a duplicate, an accept without its pending offer),
+    and for an ``accept`` the offer's deadline by this gateway's clock (``transfer_expired``). The statement joins
+    the history; an accept hands the name over (``_owner_changed``).
     """
     statement = signed.statement
     _check_source(source)
@@ -186,7 +204,12 @@ def statement_apply(*, signed: SignedStatement, source: str) -> NameRecord:
     with transaction.atomic():
         record = NameRecord.objects.select_for_update().filter(name=statement.name).first()
         _check_changeable(record, statement.name)
-        check_successor(_current(record), statement)
+        current = _current(record)
+        check_successor(current, statement)
+        if statement.op == "accept":
+            offer_open(current, int(time.time() * 1000))
+            _check_owner_limit(statement)
+        previous_owner = record.owner_key
         if statement.op == "release":
             _clear_holder(record)
             record.seq, record.statement, record.signature = (
@@ -200,6 +223,8 @@ def statement_apply(*, signed: SignedStatement, source: str) -> NameRecord:
         record.save()
         _append(record, signed, source)
         _replicate("statement", signed.to_dict())
+        if statement.op == "accept":
+            _owner_changed(record, previous_owner)
     logger.info("applied %s of %s (seq %s)", statement.op, record.name, statement.seq)
     return record
 
@@ -223,6 +248,9 @@ def statement_replicate(*, signed: SignedStatement) -> tuple[NameRecord | None, 
         if record is not None and record.statements.filter(seq=statement.seq).exists():
             return record, "duplicate"
         check_successor(_current(record), statement)
+        previous_owner = record.owner_key if record is not None else ""
+        if statement.op == "accept":
+            _check_owner_limit(statement)
         if statement.op == "register":
             refusal = selectors.registration_refusal(name=statement.name, owner_key=statement.owner)
             if refusal is not None:
@@ -239,6 +267,8 @@ def statement_replicate(*, signed: SignedStatement) -> tuple[NameRecord | None, 
             _set_holder(record, signed)
         record.save()
         _append(record, signed, StatementRecord.Source.REPLICATION)
+        if statement.op == "accept":
+            _owner_changed(record, previous_owner)
     logger.info("applied a replicated %s of %s (seq %s)", statement.op, record.name, statement.seq)
     return record, "applied"
 
@@ -256,6 +286,23 @@ def name_status_replicate(*, name: str, suspended: bool) -> bool:
 def name_replicas_set(*, name: str, gateways: list[str]) -> None:
     """The gateways that keep the name's mailbox, home first (as the home gateway announced them)."""
     NameRecord.objects.filter(name=name).update(gateways=gateways, updated_at=timezone.now())
+
+
+def _check_owner_limit(statement: NameStatement) -> None:
+    """A transfer must not take a key past the names-per-owner cap that a registration could not pass."""
+    if selectors.owner_full(statement.owner, statement.name):
+        raise DomainError(
+            "owner_limit_reached",
+            f"This key already holds {settings.MNS_NAMES_PER_OWNER} names, the most this gateway allows.",
+            status=403,
+        )
+
+
+def _owner_changed(record: NameRecord, previous_owner: str) -> None:
+    """After an accepted transfer: what belonged to the old owner (its mailbox and messages) goes, at once."""
+    logger.info("%s changed owner by an accepted transfer", record.name)
+    for callback in _owner_changes:
+        callback(record, previous_owner)
 
 
 def _replicate(kind: str, payload: dict) -> None:

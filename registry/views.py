@@ -27,8 +27,10 @@ from registry.serializers import (
 )
 
 CACHE_CONTROL = "public, max-age=30"
-# What a session must have been opened for, by statement op (the handshake's purposes, DESIGN §4).
-SESSION_PURPOSES = {"update": {"rotate"}, "release": {"delete"}}
+# What a session must have been opened for, by statement op (the handshake's purposes, DESIGN §4). A transfer
+# gives the name up, as a release does. An accept needs none: its signer is not the owner yet (no handshake can
+# prove it), and the statement is its proof: signed by the very key the pending offer names.
+SESSION_PURPOSES = {"update": {"rotate"}, "release": {"delete"}, "transfer": {"delete"}, "accept": set()}
 
 NAME_PARAMETER = OpenApiParameter(
     "name", str, OpenApiParameter.PATH, description="The name in any spelling: it is normalised (NFKC, case-folded)."
@@ -132,7 +134,8 @@ class OwnerNamesView(APIView):
 
 
 class StatementsView(APIView):
-    """Change a name with an owner-signed ``update`` (rotate keys, payment address, gateway) or ``release``."""
+    """Change a name with an owner-signed ``update`` (rotate keys, payment address, data, gateway), ``release`` or
+    ``transfer``, or take a name offered to you with your own signed ``accept``."""
 
     throttle_classes = THROTTLES
     throttle_scope = "write"
@@ -143,7 +146,10 @@ class StatementsView(APIView):
         request=SignedStatementSerializer,
         responses={
             201: NameRecordSerializer,
-            400: error_response("statement_invalid, signature_invalid, statement_stale_seq, statement_wrong_owner, …"),
+            400: error_response(
+                "statement_invalid, signature_invalid, statement_stale_seq, statement_wrong_owner, "
+                "transfer_not_pending, transfer_wrong_offer, transfer_expired, …"
+            ),
             401: error_response("session_required: a handshake session for this name and purpose is needed."),
             403: error_response("name_suspended"),
             404: error_response("name_not_found"),
@@ -156,7 +162,9 @@ class StatementsView(APIView):
         data.is_valid(raise_exception=True)
         signed = data.validated_data
         _require_same_name(normalise(name), signed.statement.name)
-        _require_session(request, signed.statement.name, _session_purposes(signed.statement.op))
+        purposes = _session_purposes(signed.statement.op)
+        if purposes:
+            _require_session(request, signed.statement.name, purposes)
         record = services.statement_apply(signed=signed, source="api")
         return Response(NameRecordSerializer(record).data, status=201)
 

@@ -154,6 +154,47 @@ try {
     result.forward = await page.textContent("#forward-result");
   });
 
+  await step("record-data", async () => {
+    await page.click("nav button[data-screen=record]");
+    await page.click("#record-load");
+    await page.waitForSelector("#record-view dd", T);
+    await page.fill("#data-json", JSON.stringify(config.record.data));
+    await page.click("#data-save");
+    await page.waitForFunction(() => document.querySelector("#record-result").textContent !== "", null, T);
+    result.dataSaved = await page.textContent("#record-result");
+    result.recordView = await page.locator("#record-view").textContent();
+  });
+
+  await step("record-offer", async () => {
+    await page.evaluate(() => (document.querySelector("#record-result").textContent = ""));
+    await page.fill("#transfer-to", config.record.offerTo);
+    await page.click("#transfer-go");
+    await page.waitForFunction(() => document.querySelector("#record-result").textContent !== "", null, T);
+    result.offered = await page.textContent("#record-result");
+    result.offerView = await page.locator("#record-view").textContent();
+  });
+
+  await step("record-withdrawn", async () => {
+    await page.evaluate(() => (document.querySelector("#record-result").textContent = ""));
+    await page.click("#transfer-cancel");
+    await page.waitForFunction(() => document.querySelector("#record-result").textContent !== "", null, T);
+    result.withdrawn = await page.textContent("#record-result");
+    result.withdrawnView = await page.locator("#record-view").textContent();
+  });
+
+  await step("record-offer-accepted-by-the-cli", async () => {
+    await page.evaluate(() => (document.querySelector("#record-result").textContent = ""));
+    await page.click("#transfer-go");
+    await page.waitForFunction(() => document.querySelector("#record-result").textContent !== "", null, T);
+    result.accepted = execFileSync(config.record.accept.argv[0], config.record.accept.argv.slice(1), {
+      env: config.record.accept.env,
+      cwd: config.record.accept.cwd,
+    }).toString();
+    await page.click("#record-load");
+    await page.waitForSelector("#error:not([hidden])", T);
+    result.afterAccept = await page.textContent("#error");
+  });
+
   await step("wrong-passphrase", async () => {
     await page.click("nav button[data-screen=setup]");
     await page.click("#lock");

@@ -451,7 +451,14 @@ async function send() {
     throw new mns.Refused("too_large", `The message is too long: ${ciphertext.length} bytes encrypted, at most ${limit}.`);
   }
   say(`your node sends the ciphertext to the gateway (${ciphertext.length} bytes)`);
-  const data = mns.deliverMessage({ id, to, scheme: mns.SCHEME_NACL, ciphertext, replyTo: state.me.replyTo });
+  const data = mns.deliverMessage({
+    id,
+    to,
+    scheme: mns.SCHEME_NACL,
+    ciphertext,
+    replyTo: state.me.replyTo,
+    owner: record.owner,
+  });
   const sent = await state.node.send({ to: info.maxima.address, application: "mns", data });
   say("delivered");
   $("send-progress").lastElementChild.className = "done";
@@ -544,6 +551,108 @@ async function saveMailbox() {
   $("settings-result").textContent = "Saved.";
 }
 
+// ------------------------------------------------------------------------------------- the name's record
+
+async function currentRecord(name) {
+  return mns.verifiedRecord(name, await state.gateway.name(name));
+}
+
+/** Sign `statement` on the node, check it here, and send it; `purpose`: the session it needs (none: an accept). */
+async function publish(statement, purpose) {
+  const signature = mns.toHex(await state.node.sign(mns.statementCanonical(statement)));
+  await mns.verifyStatement({ statement, signature });
+  const auth = purpose ? `MNS-Session ${await session(statement.name, purpose)}` : undefined;
+  const path = `/api/v1/names/${encodeURIComponent(statement.name)}/statements`;
+  const body = await state.gateway.request("POST", path, { json: { statement, signature }, auth });
+  return mns.verifiedRecord(statement.name, body);
+}
+
+/** The owner's current record and its signed statement, refused when this node does not hold the name. */
+async function myRecord() {
+  need("node");
+  need("name");
+  const body = await state.gateway.name(state.name);
+  const record = await mns.verifiedRecord(state.name, body);
+  if (record.owner !== state.me.publickey) {
+    throw new mns.Refused("not_owner", `Your node does not hold ${state.name} any more.`);
+  }
+  return { record, statement: body.statement };
+}
+
+function showRecord(record) {
+  const offer = record.transfer;
+  const rows = [
+    ["Owner", shortKey(record.owner)],
+    ["Data", record.data ? JSON.stringify(record.data) : "none"],
+    ["Transfer", offer ? `offered to ${shortKey(offer.to)} until ${new Date(offer.expires_at).toLocaleString()}` : "-"],
+  ];
+  $("record-view").replaceChildren(
+    ...rows.flatMap(([term, detail]) => {
+      const dt = document.createElement("dt");
+      dt.textContent = term;
+      const dd = document.createElement("dd");
+      dd.textContent = detail;
+      return [dt, dd];
+    }),
+  );
+  $("data-json").value = record.data ? JSON.stringify(record.data, null, 1) : "";
+}
+
+async function loadRecord() {
+  showRecord((await myRecord()).record);
+}
+
+async function saveData() {
+  const data = mns.parseData($("data-json").value);
+  const { statement } = await myRecord();
+  const record = await publish(mns.ownerStatement(statement, "update", { data }), "rotate");
+  showRecord(record);
+  $("record-result").textContent = data ? "Your data record is published." : "Your data record is removed.";
+}
+
+async function offerName() {
+  const typed = $("transfer-to").value.trim();
+  const to = mns.isPublicKeyHex(typed) ? typed : (await currentRecord(mns.normaliseName(typed))).owner;
+  const days = Number($("transfer-days").value || mns.TRANSFER_DAYS);
+  if (!Number.isInteger(days) || days < 1 || days > 30) {
+    throw new mns.Refused("days_invalid", "An offer stands 1 to 30 days.");
+  }
+  const { statement } = await myRecord();
+  const now = Date.now();
+  const record = await publish(mns.transferStatement(statement, to, mns.offerDeadline(days, now), now), "delete");
+  showRecord(record);
+  $("record-result").textContent = `${record.name} is offered to ${shortKey(to)}: yours until that node accepts.`;
+}
+
+async function withdrawOffer() {
+  const { record, statement } = await myRecord();
+  if (!record.transfer) throw new mns.Refused("transfer_not_pending", "No offer of your name is pending.");
+  showRecord(await publish(mns.ownerStatement(statement, "update"), "rotate"));
+  $("record-result").textContent = "The offer is withdrawn.";
+}
+
+async function acceptName() {
+  need("node");
+  need("keys");
+  const name = mns.normaliseName($("accept-name").value);
+  const body = await state.gateway.name(name);
+  await mns.verifiedRecord(name, body);
+  const info = await gatewayInfo();
+  const statement = mns.acceptStatement(body.statement, {
+    owner: state.me.publickey,
+    boxKey: mns.toHex(state.keys[0].public),
+    gateway: info.maxima.publickey,
+  });
+  const record = await publish(statement, null);
+  state.name = record.name;
+  saveSettings({ name: record.name });
+  updateWho();
+  // The new mailbox knows no address yet (the statement carries none): forwards go there.
+  await owner("manage", "PATCH", "", { address: state.me.replyTo });
+  showRecord(record);
+  $("record-result").textContent = `${record.name} is yours, with your own box key and an empty mailbox.`;
+}
+
 // ------------------------------------------------------------------------------------------------------- start
 
 async function start() {
@@ -592,6 +701,11 @@ async function start() {
   action("forward-go", forward);
   action("settings-load", loadSettings);
   action("settings-save", saveMailbox);
+  action("record-load", loadRecord);
+  action("data-save", saveData);
+  action("transfer-go", offerName);
+  action("transfer-cancel", withdrawOffer);
+  action("accept-go", acceptName);
   const saved = settings();
   $("rpc-url").value = saved.rpcUrl || "";
   $("rpc-password").value = saved.rpcPassword || "";

@@ -17,7 +17,24 @@ const B64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
 const LETTER_REQUIRED = ["v", "type", "id", "from", "to", "sent_at"];
 const LETTER_FIELDS = new Set([...LETTER_REQUIRED, "from_name", "subject", "body", "body_b64"]);
 const STATEMENT_REQUIRED = ["v", "op", "name", "owner", "seq", "issued_at", "gateway"];
-const STATEMENT_FIELDS = new Set([...STATEMENT_REQUIRED, "box_key", "payment_address"]);
+const STATEMENT_FIELDS = new Set([
+  ...STATEMENT_REQUIRED,
+  "box_key",
+  "payment_address",
+  "data",
+  "to",
+  "expires_at",
+  "accepts",
+]);
+export const STATEMENT_OPS = ["register", "update", "release", "transfer", "accept"];
+const OP_FIELDS = { transfer: ["to", "expires_at"], accept: ["accepts"] };
+export const TRANSFER_MAX_MS = 30 * 24 * 3600 * 1000;
+export const DATA_MAX_BYTES = 1024;
+const DATA_MAX_DEPTH = 4;
+const DATA_MAX_KEYS = 32;
+const DATA_KEY_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
+// eslint-disable-next-line no-control-regex
+const DATA_CONTROL_RE = /[\u0000-\u001f\u007f]/;
 
 /** A refusal with the protocol's code (`envelope_invalid`, `signature_invalid`, ...) and a message for people. */
 export class Refused extends Error {
@@ -205,15 +222,16 @@ export function checkStatement(statement) {
   }
   for (const key of STATEMENT_REQUIRED) if (!(key in statement)) throw statementInvalid(key, "is missing");
   if (statement.v !== 1) throw statementInvalid("v", "must be 1");
-  if (!["register", "update", "release"].includes(statement.op)) throw statementInvalid("op", "unknown op");
+  if (!STATEMENT_OPS.includes(statement.op)) throw statementInvalid("op", "unknown op");
   if (!isNormalName(statement.name)) throw statementInvalid("name", "must be a name in normal form");
   for (const field of ["owner", "gateway"]) {
     if (!isPublicKeyHex(statement[field])) throw statementInvalid(field, "must be 0x + upper-case hex of an RSA key");
   }
   checkSafeInt("seq", statement.seq, 1);
   checkSafeInt("issued_at", statement.issued_at, 0);
+  checkOpFields(statement);
   if (statement.op === "release") {
-    for (const absent of ["box_key", "payment_address"]) {
+    for (const absent of ["box_key", "payment_address", "data"]) {
       if (absent in statement) throw statementInvalid(absent, "must be omitted from a release");
     }
     return statement;
@@ -229,7 +247,147 @@ export function checkStatement(statement) {
       checkHexBytes("payment_address", address, 32);
     }
   }
+  if ("data" in statement) checkData(statement.data);
   return statement;
+}
+
+/** `to`/`expires_at` only in a transfer, `accepts` only in an accept, and required there. */
+function checkOpFields(statement) {
+  for (const [op, names] of Object.entries(OP_FIELDS)) {
+    for (const name of names) {
+      if (statement.op === op && !(name in statement)) throw statementInvalid(name, `is required for ${op}`);
+      if (statement.op !== op && name in statement) throw statementInvalid(name, `belongs to ${op} only`);
+    }
+  }
+  if (statement.op === "transfer") {
+    if (!isPublicKeyHex(statement.to)) throw statementInvalid("to", "must be 0x + upper-case hex of an RSA key");
+    if (statement.to === statement.owner) throw statementInvalid("to", "must be another key than the owner's");
+    checkSafeInt("expires_at", statement.expires_at, 0);
+    const { issued_at: issued, expires_at: expires } = statement;
+    if (!(issued < expires && expires <= issued + TRANSFER_MAX_MS)) {
+      throw statementInvalid("expires_at", "must be after issued_at, by at most 30 days");
+    }
+  }
+  if (statement.op === "accept") {
+    checkSafeInt("accepts", statement.accepts, 1);
+    if (statement.accepts >= statement.seq) {
+      throw statementInvalid("accepts", "must be the seq of an earlier statement (the offer)");
+    }
+  }
+}
+
+/**
+ * A name's data record as the protocol admits it (`check_data` in statements.py): a non-empty object of at most
+ * 1024 canonical bytes, 4 levels, 32 keys in all; keys of [A-Za-z0-9_.:-]; strings, safe integers, booleans,
+ * arrays and objects only (no null, no fractions, no control characters or lone surrogates).
+ */
+export function checkData(data) {
+  if (data === null || typeof data !== "object" || Array.isArray(data) || Object.keys(data).length === 0) {
+    throw statementInvalid("data", "must be a non-empty JSON object (leave data out for none)");
+  }
+  const keys = checkDataValue(data, 1);
+  if (keys > DATA_MAX_KEYS) throw statementInvalid("data", `has ${keys} keys; at most ${DATA_MAX_KEYS}`);
+  const size = canonicalJson(data).length;
+  if (size > DATA_MAX_BYTES) {
+    throw statementInvalid("data", `is ${size} bytes in canonical JSON; at most ${DATA_MAX_BYTES}`);
+  }
+  return data;
+}
+
+function checkDataValue(value, depth) {
+  if (typeof value === "string") {
+    if (DATA_CONTROL_RE.test(value) || hasLoneSurrogate(value)) {
+      throw statementInvalid("data", "strings must not hold control characters or lone surrogates");
+    }
+    return 0;
+  }
+  if (typeof value === "boolean") return 0;
+  if (typeof value === "number") {
+    if (!Number.isInteger(value)) {
+      throw statementInvalid("data", "values are strings, integers, booleans, arrays and objects (no fractions)");
+    }
+    if (Math.abs(value) > MAX_SAFE_INTEGER) throw statementInvalid("data", "integers must be within ±(2^53-1)");
+    return 0;
+  }
+  if (value === null) throw statementInvalid("data", "must not hold null: leave the key out");
+  if (typeof value !== "object") {
+    throw statementInvalid("data", "values are strings, integers, booleans, arrays and objects");
+  }
+  if (depth > DATA_MAX_DEPTH) throw statementInvalid("data", `is nested deeper than ${DATA_MAX_DEPTH} levels`);
+  if (Array.isArray(value)) return value.reduce((sum, item) => sum + checkDataValue(item, depth + 1), 0);
+  let keys = 0;
+  for (const [key, item] of Object.entries(value)) {
+    if (!DATA_KEY_RE.test(key)) throw statementInvalid("data", "keys are 1 to 64 characters of A-Z a-z 0-9 _ . : -");
+    keys += 1 + checkDataValue(item, depth + 1);
+  }
+  return keys;
+}
+
+const DAY_MS = 24 * 3600 * 1000;
+export const TRANSFER_DAYS = 7;
+
+/**
+ * The owner's next statement after `current` (the name's current statement, verified): the binding as it stands
+ * (box key, payment address, data, gateway; never a pending offer's fields), with `changes` on top. A change to
+ * `undefined` removes that field (`{data: undefined}` clears the data record). Checked before it is returned.
+ */
+export function ownerStatement(current, op, changes = {}, issuedAt = Date.now()) {
+  const { to, expires_at: expiresAt, accepts, ...binding } = current;
+  const statement = { ...binding, op, seq: current.seq + 1, issued_at: issuedAt, ...changes };
+  for (const key of Object.keys(statement)) if (statement[key] === undefined) delete statement[key];
+  return checkStatement(statement);
+}
+
+/** The owner's offer of the name to the key `to`, open until `expiresAt` (Unix ms, at most 30 days on). */
+export function transferStatement(current, to, expiresAt, issuedAt = Date.now()) {
+  return ownerStatement(current, "transfer", { to, expires_at: expiresAt }, issuedAt);
+}
+
+/** When a name offered for `days` from `issuedAt` stops being open. */
+export function offerDeadline(days, issuedAt = Date.now()) {
+  return issuedAt + days * DAY_MS;
+}
+
+/**
+ * The new key's acceptance of the offer `current` (the name's current statement): its own box key, gateway and,
+ * if given, payment address and data; nothing of the old owner's. Refused unless the offer is to `owner` and open.
+ */
+export function acceptStatement(current, { owner, boxKey, gateway, paymentAddress, data }, issuedAt = Date.now()) {
+  if (current.op !== "transfer" || current.to !== owner) {
+    throw new Refused("transfer_not_pending", `No transfer of ${current.name} to your node is pending.`);
+  }
+  if (issuedAt > current.expires_at) throw new Refused("transfer_expired", `The offer of ${current.name} expired.`);
+  const statement = {
+    v: 1,
+    op: "accept",
+    name: current.name,
+    owner,
+    box_key: boxKey,
+    payment_address: paymentAddress,
+    data,
+    accepts: current.seq,
+    seq: current.seq + 1,
+    issued_at: issuedAt,
+    gateway,
+  };
+  for (const key of Object.keys(statement)) if (statement[key] === undefined) delete statement[key];
+  return checkStatement(statement);
+}
+
+/** A data record as a user typed it: one JSON object within the protocol's bounds (empty text: no record). */
+export function parseData(text) {
+  if (!String(text).trim()) return undefined;
+  let data;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    throw new Refused("data_invalid", "The data record is not valid JSON.");
+  }
+  try {
+    return checkData(data);
+  } catch (error) {
+    throw new Refused("data_invalid", `The data record is refused: ${error.message.replace(/^data: /, "")}.`);
+  }
 }
 
 /** The bytes the owner signs: the canonical JSON of the statement's present fields. */
@@ -251,7 +409,8 @@ export async function verifyStatement(signed) {
 
 /**
  * A name record from `GET /api/v1/names/{name}`, used only if its binding verifies and its fields are the signed
- * statement's (the SDK's `_verified_record`). Returns {name, owner, box_key, payment_address, seq, gateways}.
+ * statement's (the SDK's `_verified_record`). Returns {name, owner, box_key, payment_address, data, transfer, seq,
+ * gateways}; `transfer` is the pending offer ({to, expires_at, offer}) when the current statement is one.
  */
 export async function verifiedRecord(name, body) {
   let statement;
@@ -282,6 +441,11 @@ export async function verifiedRecord(name, body) {
     owner: statement.owner,
     box_key: statement.box_key,
     payment_address: statement.payment_address ?? null,
+    data: statement.data ?? null,
+    transfer:
+      statement.op === "transfer"
+        ? { to: statement.to, expires_at: statement.expires_at, offer: statement.seq }
+        : null,
     seq: statement.seq,
     gateway: statement.gateway,
     status: String(body.status || ""),
@@ -505,9 +669,13 @@ export function handshakeAnswer({ challenge, code, replyTo }) {
   return utf8(JSON.stringify(body));
 }
 
-/** The `deliver` message a sender's node sends to the gateway. */
-export function deliverMessage({ id, to, scheme, ciphertext, replyTo }) {
+/**
+ * The `deliver` message a sender's node sends to the gateway; `owner`: the owner key of the record the letter was
+ * sealed for, so the gateway refuses it (`owner_changed`) if the name changed hands meanwhile.
+ */
+export function deliverMessage({ id, to, scheme, ciphertext, replyTo, owner }) {
   const body = { v: 1, type: "deliver", id, to, scheme, ciphertext: toHex(ciphertext) };
   if (replyTo) body.reply_to = replyTo;
+  if (owner) body.owner = owner;
   return utf8(JSON.stringify(body));
 }

@@ -51,6 +51,53 @@ test("a gateway record is used only when its fields are the signed statement's",
   await assert.rejects(mns.verifiedRecord("alice", swapped), { code: "record_mismatch" });
 });
 
+test("a transfer and its acceptance verify, the acceptance with the new owner's key", async () => {
+  const [, offer, accepted] = statements.vectors.slice(4, 7);
+  const record = { ...offer.statement, statement: offer.statement, signature: offer.signature_hex };
+  const verified = await mns.verifiedRecord("carol", record);
+  assert.deepEqual(verified.transfer, { to: offer.statement.to, expires_at: offer.statement.expires_at, offer: 2 });
+  assert.deepEqual(verified.data, offer.statement.data);
+  const taken = await mns.verifyStatement({ statement: accepted.statement, signature: accepted.signature_hex });
+  assert.equal(taken.owner, offer.statement.to);
+  const forged = { ...accepted.statement, owner: offer.statement.owner };
+  await assert.rejects(mns.verifyStatement({ statement: forged, signature: accepted.signature_hex }), {
+    code: "signature_invalid",
+  });
+});
+
+test("a data record outside the bounds is refused as Python refuses it", () => {
+  const base = statements.vectors[4].statement;
+  const bad = [
+    {},
+    { a: null },
+    { a: 1.5 },
+    { "a b": 1 },
+    { a: "line\nbreak" },
+    { a: "\ud800" },
+    { a: { b: { c: { d: { e: 1 } } } } },
+    Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, i])),
+    { a: "x".repeat(1020) },
+  ];
+  for (const data of bad) {
+    assert.throws(() => mns.checkStatement({ ...base, data }), { code: "statement_invalid" }, JSON.stringify(data));
+  }
+  const exact = { a: "x".repeat(1024 - '{"a":""}'.length) };
+  assert.equal(mns.checkData(exact), exact);
+  assert.equal(mns.checkData({ smile: "😀" }).smile, "😀");
+});
+
+test("the transfer fields belong to their op only", () => {
+  const [, offer, accepted] = statements.vectors.slice(4, 7);
+  const { to, expires_at, ...update } = offer.statement;
+  assert.throws(() => mns.checkStatement({ ...update, op: "update", to }), { code: "statement_invalid" });
+  assert.throws(() => mns.checkStatement({ ...offer.statement, to: offer.statement.owner }), { code: "statement_invalid" });
+  assert.throws(() => mns.checkStatement({ ...offer.statement, expires_at: offer.statement.issued_at }), {
+    code: "statement_invalid",
+  });
+  assert.throws(() => mns.checkStatement({ ...accepted.statement, accepts: 3 }), { code: "statement_invalid" });
+  assert.equal(expires_at, offer.statement.expires_at);
+});
+
 test("every letter's canonical bytes and plaintext are the vector's, byte for byte", () => {
   for (const vector of envelopes.vectors) {
     const letter = mns.checkLetter(vector.letter);

@@ -4,9 +4,9 @@ Run from the repository root: ``.venv/bin/python docs/vectors/make_statement_vec
 committed; ``mns_client/tests/test_statements.py`` checks that this script reproduces it byte for byte (PKCS#1 v1.5
 signatures are deterministic) and that every vector verifies.
 
-The owner key is ``maxcreate``'s pair in ``maxima/30-maxcreate-keypair.json``; the gateways are the identities of
-node A (``01-``) and node B (``02-``); the box keys are X25519 keys of fixed, published private keys (never use
-them for anything else).
+The owner key is ``maxcreate``'s pair in ``maxima/30-maxcreate-keypair.json``, and the key a name is transferred to
+is the pair in ``maxima/55-maxcreate-mx-vector-2.json``; the gateways are the identities of node A (``01-``) and
+node B (``02-``); the box keys are X25519 keys of fixed, published private keys (never use them for anything else).
 """
 
 import json
@@ -17,6 +17,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 OUTPUT = REPO / "docs" / "vectors" / "statements.json"
 ISSUED_AT = 1795660441638  # node A's clock in fixture 61 (2026-11-26)
+DAY_MS = 24 * 3600 * 1000
+HEX_ADDRESS = "0x957FE07D406C55D49C7BD1101EB23AF541786FC8BEE925F10FA9DDFDC5282F24"
 
 
 def build() -> str:
@@ -32,6 +34,9 @@ def build() -> str:
 
     keypair = maxima_fixture("30-")["parsed"]["response"]
     owner, private_key = keypair["publickey"], from_hex(keypair["privatekey"])
+    new_keypair = maxima_fixture("55-")["parsed"]["response"]
+    new_owner = new_keypair["publickey"]
+    private_keys = {owner: private_key, new_owner: from_hex(new_keypair["privatekey"])}
     gateway_a = maxima_fixture("01-")["parsed"]["response"]["publickey"]
     gateway_b = maxima_fixture("02-")["parsed"]["response"]["publickey"]
     box_1 = to_hex(bytes(PrivateKey(bytes([1]) * 32).public_key))
@@ -56,7 +61,7 @@ def build() -> str:
                 op="update",
                 **common,
                 box_key=box_2,
-                payment_address="0x957FE07D406C55D49C7BD1101EB23AF541786FC8BEE925F10FA9DDFDC5282F24",
+                payment_address=HEX_ADDRESS,
                 seq=2,
                 issued_at=ISSUED_AT + 60_000,
                 gateway=gateway_b,
@@ -78,6 +83,49 @@ def build() -> str:
                 gateway=gateway_a,
             ),
         ),
+        (
+            "register carol with a data record (a website for MNS Web and a Minima address)",
+            NameStatement(
+                op="register",
+                name="carol",
+                owner=owner,
+                box_key=box_1,
+                data={"website": "https://carol.example/", "minima": HEX_ADDRESS},
+                seq=1,
+                issued_at=ISSUED_AT,
+                gateway=gateway_a,
+            ),
+        ),
+        (
+            "carol's owner offers the name to the key of fixture 55 (seq 2), open for 7 days; the binding stands",
+            NameStatement(
+                op="transfer",
+                name="carol",
+                owner=owner,
+                box_key=box_1,
+                data={"website": "https://carol.example/", "minima": HEX_ADDRESS},
+                to=new_owner,
+                expires_at=ISSUED_AT + 7 * DAY_MS,
+                seq=2,
+                issued_at=ISSUED_AT + 60_000,
+                gateway=gateway_a,
+            ),
+        ),
+        (
+            "the new key accepts offer 2 (seq 3), signed by itself: its own box key, gateway B, and data with "
+            "non-ASCII text, a list, an integer, a boolean and a nested object",
+            NameStatement(
+                op="accept",
+                name="carol",
+                owner=new_owner,
+                box_key=box_2,
+                data={"greeting": "Grüße, 日本 ✓", "tags": ["web", "mail"], "since": 2026, "nested": {"ok": True}},
+                accepts=2,
+                seq=3,
+                issued_at=ISSUED_AT + 120_000,
+                gateway=gateway_b,
+            ),
+        ),
     ]
     vectors: list[dict[str, Any]] = []
     for description, statement in cases:
@@ -88,15 +136,16 @@ def build() -> str:
                 "statement": statement.to_dict(),
                 "canonical": canonical.decode(),
                 "canonical_hex": to_hex(canonical),
-                "signature_hex": to_hex(maxsign(private_key, canonical)),
-                "owner_publickey_hex": owner,
+                "signature_hex": to_hex(maxsign(private_keys[statement.owner], canonical)),
+                "owner_publickey_hex": statement.owner,
             }
         )
     document = {
         "description": (
             "MNS name statements (docs/protocol.md, 'Name statements'). canonical_hex is what maxsign is given as "
             "data:0x...; signature_hex is SHA256withRSA PKCS#1 v1.5 by the key of maxima/30-maxcreate-keypair.json; "
-            "vectors 1-3 are one valid chain. Made by make_statement_vectors.py."
+            "vectors 1-3 are one valid chain, and so are 5-7 (register with data, transfer, accept: 7 is signed by "
+            "the key of maxima/55-maxcreate-mx-vector-2.json, its owner). Made by make_statement_vectors.py."
         ),
         "vectors": vectors,
     }

@@ -195,6 +195,46 @@ def test_a_message_delivered_at_a_is_read_at_c_and_deleted_there_everywhere(clus
         client.close()
 
 
+def test_a_data_record_and_a_transfer_reach_every_gateway_and_the_old_mail_goes_everywhere(
+    cluster: GatewayCluster,
+) -> None:
+    a, b, _ = cluster.gateways
+    old_owner, new_owner = cluster.users[0].key, cluster.users[2].key
+    at_a = cluster.client(0, a)
+    at_a.register("nova")
+    at_a.set_data("nova", {"website": "https://nova.example/"})
+    sent = cluster.client(1, a).send("nova", b"for the first owner only")
+    wait_everywhere(cluster, "the data record and the message", lambda g: _data_of(g, "nova") is not None)
+    wait_everywhere(cluster, "the old owner's message", lambda g: copies_at(g, sent.delivery_id) == 1)
+    # the owner offers nova at a; the new owner accepts at b (its home from now on)
+    at_a.transfer("nova", new_owner)
+    taker_at_b = cluster.client(2, b)
+    wait_at(b, "the offer", lambda g: _op_of(g, "nova") == "transfer")
+    taken = taker_at_b.accept_transfer("nova")
+    assert (taken.owner, taken.data, taken.transfer) == (new_owner, None, None)
+    # everywhere: the new owner's, without the old owner's mail; the new owner reads an empty mailbox at b
+    wait_everywhere(cluster, "the accepted transfer", lambda g: owner_at(g, "nova") == ("active", new_owner))
+    wait_everywhere(cluster, "the old mail gone", lambda g: copies_at(g, sent.delivery_id) == 0)
+    assert taker_at_b.messages("nova") == []
+    assert old_owner != new_owner
+    for client in (at_a, taker_at_b):
+        client.close()
+
+
+def _data_of(gateway: Gateway, name: str) -> Any:
+    rows = gateway.sql("SELECT statement FROM registry_namerecord WHERE name = %s", name)
+    statement = rows[0][0] if rows else None
+    statement = json.loads(statement) if isinstance(statement, str) else statement
+    return (statement or {}).get("data")
+
+
+def _op_of(gateway: Gateway, name: str) -> str | None:
+    rows = gateway.sql("SELECT statement FROM registry_namerecord WHERE name = %s", name)
+    statement = rows[0][0] if rows else None
+    statement = json.loads(statement) if isinstance(statement, str) else statement
+    return (statement or {}).get("op")
+
+
 def test_a_gateway_that_was_stopped_catches_up_with_nothing_lost_or_doubled(cluster: GatewayCluster) -> None:
     a, b, c = cluster.gateways
     cluster.stop_gateway(b)

@@ -16,7 +16,7 @@ from mailboxes.services.delivery import (
     delivery_submit,
 )
 from mailboxes.services.forwarding import ForwardSummary, mailbox_forward, message_forwarded
-from mailboxes.services.opening import mailbox_open, registration_record
+from mailboxes.services.opening import mailbox_hand_over, mailbox_open, registration_record
 from mailboxes.services.reading import mailbox_messages_expire, message_delete, messages_ack, retention_days
 from mailboxes.services.replicas import mailbox_replicate, message_replicate, message_replicated_delete
 from mailboxes.services.staff import mailbox_purge, sender_block, sender_unblock
@@ -48,6 +48,7 @@ __all__ = [
     "delivery_submit",
     "mailbox_configure",
     "mailbox_forward",
+    "mailbox_hand_over",
     "mailbox_messages_expire",
     "mailbox_open",
     "mailbox_purge",

@@ -51,6 +51,7 @@ REFUSAL_STATUS = {
     "blocked": 403,
     "rate_limited": 429,
     "over_quota": 507,
+    "owner_changed": 409,
 }
 
 
@@ -77,6 +78,7 @@ class Delivery:
     ciphertext: bytes
     sender_key: str
     sender_verified: bool
+    owner: str | None = None  # the owner the letter was sealed for, if the sender named it
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,14 @@ class _Checked:
 
 
 def delivery_store(
-    *, to: str, delivery_id: str, scheme: str, ciphertext: bytes, sender_key: str, sender_verified: bool
+    *,
+    to: str,
+    delivery_id: str,
+    scheme: str,
+    ciphertext: bytes,
+    sender_key: str,
+    sender_verified: bool,
+    owner: str | None = None,
 ) -> Stored:
     """Store one delivery, or refuse it (``DeliveryRefused``, nothing written) with the receipt's reason.
 
@@ -96,12 +105,14 @@ def delivery_store(
     same sender's ``delivery_id`` stored before is answered as stored again, before any other check; then the
     scheme (``bad_scheme``), the size (``too_large``), the sender (``blocked``: staff's gateway-wide list, the
     mailbox's block list, or not on its non-empty allow list), the per-sender rate (``rate_limited``) and the
-    quota (``over_quota``). A REST submission (``sender_verified=False``) never matches a Maxima delivery.
+    quota (``over_quota``). A REST submission (``sender_verified=False``) never matches a Maxima delivery. A
+    sender that names the ``owner`` it encrypted for is refused (``owner_changed``) when the name changed hands
+    since its lookup: a letter sealed for the old owner never lands in the new owner's mailbox.
 
     Two statements on PostgreSQL: one read (``selectors.delivery_target``) and one write (``_write_at_once``);
     outside a transaction the write is its own, so it costs no ``BEGIN`` or ``COMMIT`` round trip either.
     """
-    checked = _checked(Delivery(to, delivery_id, scheme, ciphertext, sender_key, sender_verified))
+    checked = _checked(Delivery(to, delivery_id, scheme, ciphertext, sender_key, sender_verified, owner))
     return checked if isinstance(checked, Stored) else _written(checked)
 
 
@@ -144,6 +155,10 @@ def _checked(delivery: Delivery) -> Stored | _Checked:
     )
     if target.stored_before is not None:
         return Stored(message=Message.objects.defer("ciphertext").get(id=target.stored_before), created=False)
+    if delivery.owner is not None and delivery.owner != target.mailbox.owner_key:
+        raise DeliveryRefused(
+            "owner_changed", f"{delivery.to!r} has another owner than the one this letter was sealed for."
+        )
     _check_content(delivery.scheme, delivery.ciphertext)
     _check_sender(target, sender_key, sender_verified)
     _check_rate(target.mailbox, sender_key if sender_verified else "")
@@ -197,6 +212,7 @@ def deliver_received(*, message: InboundMessage, body: dict[str, Any]) -> str:
             ciphertext=deliver.ciphertext,
             sender_key=message.sender,  # the transport's canonical form of the key Maxima verified
             sender_verified=True,
+            owner=deliver.owner,
         )
     except (DeliveryRefused, MailboxMessageInvalid) as refused:
         receipt = Receipt(id=delivery_id, status="refused", reason=refused.code, detail=_detail(refused))

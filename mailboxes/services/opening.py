@@ -6,9 +6,11 @@ import logging
 from django.conf import settings
 from django.utils import timezone
 
+from federation import services as federation
 from mailboxes.models import Mailbox, Registration
 from mailboxes.services.common import address_check
 from mailboxes.services.tokens import access_token_issue
+from registry import services as registry_services
 from registry.models import NameRecord
 
 logger = logging.getLogger(__name__)
@@ -43,4 +45,28 @@ def mailbox_open(*, record: NameRecord, owner_key: str, address: str) -> Mailbox
         Mailbox.objects.filter(id=mailbox.id).update(address=address, updated_at=timezone.now())
         mailbox.address = address
     access_token_issue(mailbox=mailbox)
+    return mailbox
+
+
+def mailbox_hand_over(*, record: NameRecord, previous_owner: str) -> Mailbox | None:
+    """A name changed owner by an accepted transfer (``registry.services.register_owner_change``): the old owner's
+    mailbox is deleted here with every message in it (sealed to the old box key or the old owner's Maxima key:
+    never listed to the new owner), its access token with it. The new owner's home gateway (the accept's
+    ``gateway``) opens it an empty mailbox, with a token sent to its key, and announces it to the peers as a
+    registration does; a replica gets that mailbox from the home's ``mailbox`` op.
+
+    Runs in the transaction that applied the accept, after its ``statement`` op, so the peers apply them in order.
+    """
+    deleted, _ = Mailbox.objects.filter(record=record).exclude(owner_key=record.owner_key).delete()
+    if deleted:
+        logger.info("deleted the mailbox of %s: the name was transferred to another owner", record.name)
+    if not record.gateways or record.gateways[0] != federation.me():
+        return None
+    mailbox = mailbox_open(record=record, owner_key=record.owner_key, address="")
+    replicas = federation.replicas_for_new_mailbox()
+    registry_services.name_replicas_set(name=record.name, gateways=replicas)
+    federation.op_append(
+        kind="mailbox",
+        payload={"name": record.name, "owner": mailbox.owner_key, "address": mailbox.address, "replicas": replicas},
+    )
     return mailbox

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import fields
-from .codecs import from_hex, parse_address, to_hex
+from .codecs import from_hex, parse_address, parse_public_key, public_key_hex, to_hex
 from .crypto import maxdecrypt
 from .errors import CodecError, CryptoError, MNSError
 from .statements import SignedStatement
@@ -39,6 +39,7 @@ REFUSALS = (
     "blocked",
     "rate_limited",
     "over_quota",
+    "owner_changed",
 )
 MAX_NAME_CHARS = 128  # a ``to`` in any spelling; the gateway normalises it
 
@@ -63,11 +64,14 @@ def new_delivery_id() -> str:
 
 @dataclass(frozen=True)
 class Deliver:
-    """``{"v":1,"type":"deliver","id":…,"to":…,"scheme":…,"ciphertext":"0x…","reply_to":…?}``: a sender's message.
+    """``{"v":1,"type":"deliver","id":…,"to":…,"scheme":…,"ciphertext":"0x…","reply_to":…?,"owner":…?}``: a
+    sender's message.
 
     ``id`` is the sender's own (random, 16-64 of ``[A-Za-z0-9_-]``): the gateway stores one message per sender and
     id, so a resent delivery is stored once. The receipt goes to ``reply_to`` when given (``Mx…@host:port`` or
-    ``MAX#…``), else to the sender's key (which works only for the gateway's contacts).
+    ``MAX#…``), else to the sender's key (which works only for the gateway's contacts). ``owner``, when given, is
+    the owner key of the record the sender encrypted to: if the name has changed hands since, the gateway refuses
+    the delivery (``owner_changed``) rather than give a letter meant for the old owner to the new one.
     """
 
     id: str
@@ -75,6 +79,7 @@ class Deliver:
     scheme: str
     ciphertext: bytes
     reply_to: str | None = None
+    owner: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -87,6 +92,8 @@ class Deliver:
         }
         if self.reply_to is not None:
             body["reply_to"] = self.reply_to
+        if self.owner is not None:
+            body["owner"] = self.owner
         return body
 
     def to_bytes(self) -> bytes:
@@ -95,7 +102,7 @@ class Deliver:
     @classmethod
     def from_dict(cls, body: Any) -> "Deliver":
         """Parse strictly. The scheme is only checked to be text: an unknown one is a refusal, not malformed."""
-        check_header(body, "deliver", required={"id", "to", "scheme", "ciphertext"}, optional={"reply_to"})
+        check_header(body, "deliver", required={"id", "to", "scheme", "ciphertext"}, optional={"reply_to", "owner"})
         delivery_id = delivery_id_of(body)
         if delivery_id is None:
             raise MailboxMessageInvalid("id: expected 16 to 64 characters of A-Z a-z 0-9 _ -")
@@ -103,7 +110,14 @@ class Deliver:
         ciphertext = _hex(body, "ciphertext")
         if not ciphertext:
             raise MailboxMessageInvalid("ciphertext: must not be empty")
-        return cls(id=delivery_id, to=to, scheme=scheme, ciphertext=ciphertext, reply_to=_reply_to(body))
+        return cls(
+            id=delivery_id,
+            to=to,
+            scheme=scheme,
+            ciphertext=ciphertext,
+            reply_to=_reply_to(body),
+            owner=_owner(body),
+        )
 
 
 def delivery_id_of(body: Any) -> str | None:
@@ -402,6 +416,19 @@ def address_text(value: Any, field: str = "address") -> str:
 def _reply_to(body: dict[str, Any]) -> str | None:
     """An absent ``reply_to`` is None; a present one, ``null`` included, must be an address."""
     return address_text(body["reply_to"], "reply_to") if "reply_to" in body else None
+
+
+def _owner(body: dict[str, Any]) -> str | None:
+    """An absent ``owner`` is None; a present one is a Maxima key as the protocol spells it (``0x`` + upper hex)."""
+    if "owner" not in body:
+        return None
+    owner = _text(body, "owner", 2 + 2 * 1000)
+    try:
+        if public_key_hex(parse_public_key(owner)) == owner:
+            return owner
+    except CodecError:
+        pass
+    raise MailboxMessageInvalid("owner: expected 0x and the upper-case hex of an RSA-1024 public key")
 
 
 def _text(body: dict[str, Any], key: str, limit: int) -> str:

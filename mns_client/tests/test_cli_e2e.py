@@ -707,3 +707,86 @@ def test_the_demo_walks_through_every_flow_with_the_real_client(
     assert "signature verified" in out
     assert "paid 10 Minima to alice" in out
     assert out.rstrip().endswith("never a plaintext or a private key.")
+
+
+# ------------------------------------------------------------------------------------- data records, transfers
+
+
+def test_set_data_publishes_a_signed_record_that_whois_shows(world: World) -> None:
+    assert world.mns("bob", "register", "shop", "--json").code == 0
+    site = '{"website": "https://shop.example/", "minima": "0x' + "AB" * 32 + '"}'
+
+    published = world.mns("bob", "set-data", site, "--name", "shop", "--json")
+    seen = world.mns("alice", "whois", "shop")
+
+    assert published.code == 0, published.err
+    assert published.json["data"] == json.loads(site)
+    assert published.json["statement"]["data"] == json.loads(site)
+    assert seen.code == 0, seen.err
+    assert '"website": "https://shop.example/"' in seen.out
+
+
+def test_set_data_refuses_a_record_that_is_not_one_json_object_and_changes_nothing(world: World) -> None:
+    before = world.mns("alice", "whois", "shop", "--json").json
+    runs = [
+        world.mns("bob", "set-data", '{"a": 1, "a": 2}', "--name", "shop"),
+        world.mns("bob", "set-data", '{"blob": "' + "x" * 1100 + '"}', "--name", "shop"),
+        world.mns("bob", "set-data", "[1, 2]", "--name", "shop"),
+        world.mns("bob", "set-data", "{not json", "--name", "shop"),
+    ]
+
+    assert [run.code for run in runs] == [1, 1, 1, 1]
+    assert "written twice" in runs[0].err
+    assert "at most 1024" in runs[1].err
+    assert world.mns("alice", "whois", "shop", "--json").json["seq"] == before["seq"]
+
+
+def test_a_transfer_is_offered_shown_accepted_and_the_old_mail_stays_behind(world: World) -> None:
+    # given mail for bob in shop's mailbox
+    stored = world.mns("alice", "send", "shop", "--json", stdin=b"for bob, the first owner")
+    assert stored.code == 0, stored.err
+    # when bob offers shop to carol's key, carol sees the offer and accepts it
+    offered = world.mns("bob", "transfer", "shop", "--to", world.key("carol"), "--json")
+    pending = world.mns("alice", "whois", "shop")
+    not_for_alice = world.mns("alice", "accept-transfer", "shop", "--json")
+    accepted = world.mns("carol", "accept-transfer", "shop", "--json")
+
+    assert offered.code == 0, offered.err
+    assert offered.json["transfer"]["to"] == world.key("carol")
+    assert offered.json["owner"] == world.key("bob")
+    assert "transfer   offered to" in pending.out
+    assert not_for_alice.code == 4
+    assert not_for_alice.json["error"] == "transfer_not_pending"
+    assert accepted.code == 0, accepted.err
+    assert (accepted.json["owner"], accepted.json["transfer"], accepted.json["data"]) == (
+        world.key("carol"),
+        None,
+        None,
+    )
+    assert accepted.json["box_key"] == to_hex(world.home("carol").current_box_key().public)
+    # then carol's mailbox is empty: bob's letter never reaches her; and bob no longer opens it
+    inbox = world.mns("carol", "inbox", "--name", "shop", "--json")
+    assert inbox.code == 0, inbox.err
+    assert inbox.json["messages"] == []
+    assert world.mns("bob", "inbox", "--name", "shop", "--json").json["error"] == "not_owner"
+    # the accept told the gateway where carol's node is: forwarding works (without an address it is refused)
+    forwarded = world.mns("carol", "forward", "--name", "shop", "--json")
+    assert forwarded.code == 0, forwarded.err + forwarded.out
+    # and new mail is carol's
+    assert world.mns("alice", "send", "shop", "--json", stdin=b"for carol").code == 0
+    read = world.mns("carol", "inbox", "--name", "shop", "--json")
+    assert [message["verified"] for message in read.json["messages"]] == [True]
+
+
+def test_an_offer_can_be_withdrawn_before_it_is_accepted(world: World) -> None:
+    assert world.mns("bob", "register", "stall", "--json").code == 0
+
+    offered = world.mns("bob", "transfer", "stall", "--to", "shop", "--json")  # to the key that owns shop: carol
+    cancelled = world.mns("bob", "transfer", "stall", "--cancel", "--json")
+    too_late = world.mns("carol", "accept-transfer", "stall", "--json")
+
+    assert offered.json["transfer"]["to"] == world.key("carol")
+    assert cancelled.code == 0, cancelled.err
+    assert cancelled.json["transfer"] is None
+    assert (too_late.code, too_late.json["error"]) == (4, "transfer_not_pending")
+    assert world.mns("alice", "whois", "stall", "--json").json["owner"] == world.key("bob")

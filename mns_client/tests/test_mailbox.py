@@ -23,6 +23,7 @@ from testsupport import maxima_fixture
 
 ADDRESS = maxima_fixture("01-")["parsed"]["response"]["p2pidentity"]
 DELIVERY_ID = "k3Jd8_x-Qm2VbN7aL0pRtY"
+OWNER_KEY = maxima_fixture("30-")["parsed"]["response"]["publickey"]
 
 
 def test_a_deliver_message_is_compact_json_with_hex_ciphertext() -> None:
@@ -43,6 +44,8 @@ def test_a_deliver_message_is_compact_json_with_hex_ciphertext() -> None:
         ({"to": ""}, "to: must be 1 to 128 characters"),
         ({"reply_to": "nowhere"}, "reply_to: expected Mx…@host:port or MAX#…"),
         ({"reply_to": None}, "reply_to: must be omitted rather than null"),
+        ({"owner": OWNER_KEY.lower().replace("0X", "0x")}, "owner: expected 0x and the upper-case hex"),
+        ({"owner": "alice"}, "owner: expected 0x and the upper-case hex"),
         ({"extra": 1}, "extra: is an unknown field"),
         ({"v": 2}, "v: must be 1"),
     ],
@@ -51,6 +54,12 @@ def test_a_malformed_deliver_is_refused_with_the_field_named(change: dict, probl
     body = {**Deliver(id=DELIVERY_ID, to="alice", scheme="s", ciphertext=b"x").to_dict(), **change}
     with pytest.raises(MailboxMessageInvalid, match=problem.replace("{", r"\{").replace("…", ".")):
         Deliver.from_dict(body)
+
+
+def test_a_deliver_may_name_the_owner_it_was_sealed_for() -> None:
+    message = Deliver(id=DELIVERY_ID, to="alice", scheme="nacl-sealedbox-v1", ciphertext=b"\x01", owner=OWNER_KEY)
+    assert message.to_dict()["owner"] == OWNER_KEY
+    assert Deliver.from_dict(json.loads(message.to_bytes())) == message
 
 
 def test_the_id_and_reply_to_of_a_malformed_message_are_still_found_when_they_are_good() -> None:

@@ -19,6 +19,7 @@ from mns_client.protocol.statements import (
     SignedStatement,
     StatementInvalid,
     check_successor,
+    offer_open,
 )
 from testsupport import REPO, maxima_fixture
 
@@ -249,8 +250,8 @@ def test_it_refuses_null_instead_of_an_omitted_field(key: str) -> None:
         ({"v": "1"}, "v", "v: must be 1"),
         ({"v": True}, "v", "v: must be 1"),
         ({"v": 1.0}, "v", "v: must be 1"),
-        ({"op": "transfer"}, "op", "op: must be one of register, update, release"),
-        ({"op": ["register"]}, "op", "op: must be one of register, update, release"),
+        ({"op": "move"}, "op", "op: must be one of register, update, release, transfer, accept"),
+        ({"op": ["register"]}, "op", "op: must be one of register, update, release, transfer, accept"),
         ({"name": "Alice"}, "name", "name: must be in normal form ('alice')"),
         ({"name": "ＡＬＩＣＥ"}, "name", "name: must be in normal form ('alice')"),  # noqa: RUF001
         ({"name": "a--b"}, "name", "name: a name cannot have two separators (- or _) in a row"),
@@ -496,15 +497,16 @@ def test_the_vectors_file_is_what_the_script_makes() -> None:
     assert module.build() == VECTORS.read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("index", range(4))
+@pytest.mark.parametrize("index", range(7))
 def test_every_vector_reproduces_and_verifies(index: int) -> None:
     vector = _vectors()[index]
     statement = NameStatement.from_dict(vector["statement"])
+    private_key = {OWNER: PRIVATE_KEY, OTHER: OTHER_PRIVATE_KEY}[statement.owner]
     # the canonical bytes, their text and the signature are reproduced exactly
     assert to_hex(statement.canonical()) == vector["canonical_hex"]
     assert statement.canonical().decode() == vector["canonical"]
-    assert to_hex(maxsign(PRIVATE_KEY, statement.canonical())) == vector["signature_hex"]
-    assert vector["owner_publickey_hex"] == statement.owner == OWNER
+    assert to_hex(maxsign(private_key, statement.canonical())) == vector["signature_hex"]
+    assert vector["owner_publickey_hex"] == statement.owner
     # and the signed statement verifies
     SignedStatement(statement, from_hex(vector["signature_hex"])).verify()
 
@@ -516,5 +518,144 @@ def test_the_first_three_vectors_are_one_valid_chain() -> None:
     check_successor(second, third)
 
 
-def test_there_are_four_vectors() -> None:
-    assert [vector["statement"]["op"] for vector in _vectors()] == ["register", "update", "release", "register"]
+def test_vectors_five_to_seven_are_a_transfer_chain_and_the_last_is_the_new_owners() -> None:
+    first, offer, accept = (NameStatement.from_dict(vector["statement"]) for vector in _vectors()[4:7])
+    check_successor(None, first)
+    check_successor(first, offer)
+    check_successor(offer, accept)
+    assert (offer.to, accept.owner, accept.accepts) == (OTHER, OTHER, offer.seq)
+
+
+def test_the_vectors_are_the_ops_in_this_order() -> None:
+    assert [vector["statement"]["op"] for vector in _vectors()] == [
+        "register",
+        "update",
+        "release",
+        "register",
+        "register",
+        "transfer",
+        "accept",
+    ]
+
+
+# ------------------------------------------------------------------------------------------ data and transfers
+
+EXPIRES_AT = ISSUED_AT + 7 * 24 * 3600 * 1000
+
+
+def transfer(**overrides: Any) -> NameStatement:
+    fields: dict[str, Any] = {"op": "transfer", "seq": 2, "to": OTHER, "expires_at": EXPIRES_AT}
+    return register(**{**fields, **overrides})
+
+
+def accept(**overrides: Any) -> NameStatement:
+    fields: dict[str, Any] = {"op": "accept", "owner": OTHER, "seq": 3, "accepts": 2, "issued_at": ISSUED_AT + 1}
+    return register(**{**fields, "payment_address": None, **overrides})
+
+
+def test_a_data_record_is_signed_in_its_canonical_form_with_sorted_keys_at_every_level() -> None:
+    statement = register(data={"b": {"z": 1, "a": [True, "é"]}, "a": "x"})
+    assert b'"data":{"a":"x","b":{"a":[true,"\xc3\xa9"],"z":1}}' in statement.canonical()
+    SignedStatement.from_dict(signed(statement).to_dict()).verify()
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        ({}, "must be a non-empty JSON object"),
+        ([1], "must be a non-empty JSON object"),
+        ("site", "must be a non-empty JSON object"),
+        ({"a": None}, "must not hold null"),
+        ({"a": 1.5}, "no fractions"),
+        ({"a": 2**53}, "within ±(2^53-1)"),
+        ({"a b": 1}, "keys are 1 to 64 characters"),
+        ({"k" * 65: 1}, "keys are 1 to 64 characters"),
+        ({"a": "line\nbreak"}, "control characters"),
+        ({"a": "\ud800"}, "lone surrogates"),
+        ({"a": {"b": {"c": {"d": {"e": 1}}}}}, "nested deeper than 4 levels"),
+        ({f"k{i}": i for i in range(33)}, "at most 32"),
+        ({"a": "x" * 1020}, "at most 1024"),
+    ],
+)
+def test_a_data_record_outside_the_bounds_is_refused(data: object, problem: str) -> None:
+    error = refused(register, data=data)
+    assert (error.code, error.field) == ("statement_invalid", "data")
+    assert problem in error.message
+
+
+def test_a_data_record_of_exactly_1024_canonical_bytes_is_accepted() -> None:
+    data = {"a": "x" * (1024 - len(b'{"a":""}'))}
+    assert register(data=data).data == data
+
+
+def test_a_data_record_may_hold_any_printable_text_outside_the_basic_plane() -> None:
+    assert register(data={"smile": "😀"}).canonical().count("😀".encode()) == 1
+
+
+def test_a_release_carries_no_data() -> None:
+    assert refused(release, data={"a": 1}).field == "data"
+
+
+def test_a_transfer_needs_its_new_key_and_a_deadline_within_30_days() -> None:
+    assert refused(transfer, to=None).message == "to: is required for transfer"
+    assert refused(transfer, expires_at=None).message == "expires_at: is required for transfer"
+    assert refused(transfer, to=OWNER).message == "to: must be another key than the owner's"
+    assert refused(transfer, expires_at=ISSUED_AT).field == "expires_at"
+    assert refused(transfer, expires_at=ISSUED_AT + 30 * 24 * 3600 * 1000 + 1).field == "expires_at"
+    assert transfer(expires_at=ISSUED_AT + 30 * 24 * 3600 * 1000).to == OTHER
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"op": "update", "to": OTHER}, "to"),
+        ({"op": "update", "accepts": 1}, "accepts"),
+        ({"op": "release", "expires_at": EXPIRES_AT}, "expires_at"),
+    ],
+)
+def test_the_transfer_fields_belong_to_their_op_only(changes: dict[str, Any], field: str) -> None:
+    maker = release if changes["op"] == "release" else register
+    assert (
+        refused(maker, **changes).message
+        == f"{field}: belongs to {'transfer' if field != 'accepts' else 'accept'} only"
+    )
+
+
+def test_an_accept_names_an_earlier_offer_and_carries_a_box_key() -> None:
+    assert refused(accept, accepts=None).message == "accepts: is required for accept"
+    assert refused(accept, accepts=3).field == "accepts"
+    assert refused(accept, box_key=None).field == "box_key"
+
+
+def test_the_new_key_accepts_a_pending_offer_and_takes_the_name() -> None:
+    check_successor(transfer(), accept())
+
+
+def test_the_owner_withdraws_an_offer_by_any_later_statement_of_its_own() -> None:
+    for withdrawal in (register(op="update", seq=3), transfer(seq=3), release(seq=3)):
+        check_successor(transfer(), withdrawal)
+    assert _succession_error(register(op="update", seq=3), accept(seq=4))[0] == "transfer_not_pending"
+
+
+@pytest.mark.parametrize(
+    ("previous", "new", "code"),
+    [
+        (register(), accept(seq=2, accepts=1), "transfer_not_pending"),
+        (transfer(), accept(owner=GATEWAY_B), "statement_wrong_owner"),
+        (transfer(), accept(accepts=1), "transfer_wrong_offer"),
+        (transfer(), accept(issued_at=EXPIRES_AT + 1), "transfer_expired"),
+        (transfer(), accept(seq=2, accepts=1), "statement_stale_seq"),
+        (transfer(), register(owner=OTHER, seq=3), "statement_wrong_owner"),
+        (transfer(), register(op="update", owner=OTHER, seq=3), "statement_wrong_owner"),
+    ],
+)
+def test_an_accept_that_does_not_fit_the_offer_is_refused(
+    previous: NameStatement, new: NameStatement, code: str
+) -> None:
+    assert _succession_error(previous, new)[0] == code
+
+
+def test_an_offer_is_open_until_its_deadline_by_the_gateways_clock() -> None:
+    offer_open(transfer(), EXPIRES_AT)
+    offer_open(register(), EXPIRES_AT + 1)
+    assert refused(offer_open, transfer(), EXPIRES_AT + 1).code == "transfer_expired"

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,6 +147,15 @@ def test_a_user_sets_up_registers_reads_replies_and_deletes_in_the_browser(world
         "boxPrivateHex": "0x" + box_private.hex().upper(),
         "name": "dana",
         "replyText": REPLY,
+        "record": {
+            "data": {"website": "https://dana.example/"},
+            "offerTo": "bob",
+            "accept": {
+                "argv": [sys.executable, "-m", "mns_client", "accept-transfer", "dana", "--json"],
+                "env": world.mns_env("bob", 2),
+                "cwd": str(REPO),
+            },
+        },
         "send": {
             "argv": [sys.executable, "-m", "mns_client", "send", "dana", "--subject", "Meeting", "--from", "bob"],
             "env": world.mns_env("bob", 2),
@@ -170,6 +180,19 @@ def test_a_user_sets_up_registers_reads_replies_and_deletes_in_the_browser(world
     assert "Messages" in result["quota"]
     assert result["forward"] == "There is nothing to forward."
     assert result["wrongPassphrase"] == "The passphrase does not open your keys."
+    # dana's record: a data record and an offer of her name to bob's key, signed by her node in the browser; the
+    # offer withdrawn, then made again and accepted by bob with the CLI (the browser's statements are the CLI's)
+    assert result["dataSaved"] == "Your data record is published."
+    assert '{"website":"https://dana.example/"}' in result["recordView"]
+    assert result["offered"].startswith("dana is offered to ")
+    assert "offered to" in result["offerView"]
+    assert (result["withdrawn"], result["withdrawnView"].endswith("Transfer-")) == ("The offer is withdrawn.", True)
+    accepted = json.loads(result["accepted"])
+    assert (accepted["owner"], accepted["data"], accepted["transfer"]) == (world.net.nodes[2].publickey_hex, None, None)
+    assert result["afterAccept"] == "Your node does not hold dana any more."
+    with urllib.request.urlopen(world.url + "/api/v1/names/dana/history", timeout=30) as answer:
+        history = [entry["statement"]["op"] for entry in json.load(answer)["results"]]
+    assert history == ["register", "update", "transfer", "update", "transfer", "accept"]
     assert result["keyFile"]["kind"] == "mns-box-keys"  # encrypted: no key in the clear
     assert box_private.hex() not in json.dumps(result["keyFile"]).lower()
     shots = sorted(path.name for path in screenshots.glob("*.png"))

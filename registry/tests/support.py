@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from django.test import Client
 
 from mns_client.protocol.codecs import public_key_hex, to_hex
 from mns_client.protocol.crypto import box_keypair, generate_maxima_keypair, maxsign
@@ -92,3 +93,10 @@ def db_snapshot() -> tuple[list[dict], list[dict], list[dict]]:
         list(StatementRecord.objects.order_by("id").values()),
         list(AuditEntry.objects.order_by("id").values()),
     )
+
+
+def post_statement(client: Client, name: str, signed: SignedStatement | dict, token: str | None = None) -> Any:
+    """``POST /api/v1/names/{name}/statements``, with a handshake session's token when one is given."""
+    data = signed.to_dict() if isinstance(signed, SignedStatement) else signed
+    headers = {"HTTP_AUTHORIZATION": f"MNS-Session {token}"} if token else {}
+    return client.post(f"/api/v1/names/{name}/statements", data, content_type="application/json", **headers)

@@ -7,13 +7,20 @@ import pytest
 from django.test import Client
 from rest_framework.throttling import ScopedRateThrottle
 
-import handshake.services
-from core.errors import DomainError
 from mns_client.protocol.codecs import from_hex, mx_encode
 from mns_client.protocol.statements import SignedStatement
 from registry import services
 from registry.models import NameRecord
-from registry.tests.support import FULL_WIDTH_ALICE, GATEWAY, Owner, db_snapshot, hold, new_box_key, register
+from registry.tests.support import (
+    FULL_WIDTH_ALICE,
+    GATEWAY,
+    Owner,
+    db_snapshot,
+    hold,
+    new_box_key,
+    post_statement,
+    register,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -45,6 +52,8 @@ def test_a_lookup_answers_the_record_with_the_owners_signature_to_verify(client:
         "owner": alice.key,
         "box_key": record.box_key,
         "payment_address": "0x" + "AB" * 32,
+        "data": None,
+        "transfer": None,
         "gateways": [GATEWAY],
         "seq": 1,
         "statement": record.statement,
@@ -222,26 +231,6 @@ def test_names_are_never_listed_without_an_owner(client: Client, alice: Owner) -
 # ------------------------------------------------------------------------------------ POST /names/{name}/statements
 
 
-@pytest.fixture
-def sessions(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """Stands in for the Handshake app's ``session_authorise``: accepts the token "good", refuses the others."""
-    calls: list[dict[str, Any]] = []
-
-    def session_authorise(*, token: str, name: str, purposes: set[str]) -> None:
-        calls.append({"token": token, "name": name, "purposes": purposes})
-        if token != "good":
-            raise DomainError("session_invalid", "Unknown or expired session.", status=401)
-
-    monkeypatch.setattr(handshake.services, "session_authorise", session_authorise, raising=False)
-    return calls
-
-
-def post_statement(client: Client, name: str, signed: SignedStatement | dict, token: str | None = None) -> Any:
-    data = signed.to_dict() if isinstance(signed, SignedStatement) else signed
-    headers = {"HTTP_AUTHORIZATION": f"MNS-Session {token}"} if token else {}
-    return client.post(f"/api/v1/names/{name}/statements", data, content_type="application/json", **headers)
-
-
 def test_without_a_handshake_session_a_change_is_refused_and_nothing_is_written(client: Client, alice: Owner) -> None:
     register(alice, "alice")
     before = db_snapshot()
@@ -281,6 +270,8 @@ def test_a_release_needs_a_session_for_deleting(client: Client, alice: Owner, se
         "owner": None,
         "box_key": None,
         "payment_address": None,
+        "data": None,
+        "transfer": None,
         "gateways": [],
         "seq": 2,
         "statement": None,

@@ -2,6 +2,7 @@
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -69,3 +70,38 @@ def test_one_key_registering_two_lookalikes_at_once_gets_one(monkeypatch: pytest
     outcomes = race(monkeypatch, [lambda: hold(alice, "modern"), lambda: hold(alice, "rnodern")])
     assert outcomes == ["name_confusable", "won"]
     assert NameRecord.objects.count() == 1
+
+
+def test_an_accept_and_the_owners_withdrawal_at_once_exactly_one_wins(alice: Owner, bob: Owner) -> None:
+    # given alice's name offered to bob; when bob's accept and alice's update (which withdraws the offer) race
+    hold(alice, "alice")
+    services.name_activate(name="alice")
+    now = int(time.time() * 1000)
+    offer = alice.sign("transfer", "alice", 2, to=bob.key, expires_at=now + 3600_000, issued_at=now)
+    services.statement_apply(signed=offer, source="api")
+    accept = bob.sign("accept", "alice", 3, accepts=2, issued_at=now + 1)
+    withdrawal = alice.sign("update", "alice", 3)
+    barrier = threading.Barrier(2, timeout=10)
+    outcomes: dict[str, str] = {}
+
+    def run(who: str, signed: object) -> None:
+        barrier.wait()
+        try:
+            services.statement_apply(signed=signed, source="api")
+            outcomes[who] = "won"
+        except MNSError as refused:
+            outcomes[who] = refused.code
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=args) for args in (("bob", accept), ("alice", withdrawal))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    # then exactly one won (the row lock orders them), and the record is the winner's
+    assert sorted(outcomes.values()) == ["statement_stale_seq", "won"]
+    winner = next(who for who, outcome in outcomes.items() if outcome == "won")
+    record = NameRecord.objects.get()
+    assert record.owner_key == {"bob": bob.key, "alice": alice.key}[winner]
+    assert StatementRecord.objects.filter(seq=3).count() == 1

@@ -1,6 +1,7 @@
 """Statements over Maxima: the owner's own node sends the same signed statement the REST path takes."""
 
 import json
+import time
 
 import pytest
 
@@ -87,3 +88,22 @@ def test_a_statement_message_in_a_second_spelling_is_refused_and_changes_nothing
 
     assert (refusal.code, refusal.field) == ("statement_invalid", field)
     assert NameRecord.objects.get().seq == 1
+
+
+def test_an_accept_over_maxima_comes_from_the_new_owners_node_only(alice: Owner, bob: Owner, carol: Owner) -> None:
+    register(alice, "alice")
+    now = int(time.time() * 1000)
+    offer = alice.sign("transfer", "alice", 2, to=bob.key, expires_at=now + 3600_000, issued_at=now)
+    handlers.statement_received(*message(alice.key, offer))
+    accept = bob.sign("accept", "alice", 3, accepts=2, issued_at=now + 1)
+    # relayed by another node (the old owner's, or anyone's): refused, nothing written
+    assert refused(lambda: handlers.statement_received(*message(carol.key, accept))).code == "statement_wrong_sender"
+    assert refused(lambda: handlers.statement_received(*message(alice.key, accept))).code == "statement_wrong_sender"
+    # from bob's own node: the name is bob's
+    handlers.statement_received(*message(bob.key, accept))
+    record = NameRecord.objects.get()
+    assert (record.owner_key, record.box_key, StatementRecord.objects.get(seq=3).source) == (
+        bob.key,
+        accept.statement.box_key,
+        "maxima",
+    )
