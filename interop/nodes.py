@@ -142,9 +142,14 @@ def compile_source(minima: Path, classes: Path, path: list[str]) -> None:
 
 
 class Node:
-    def __init__(self, state: Path, index: int, p2p_port: int) -> None:
-        self.index, self.p2p_port = index, p2p_port
+    def __init__(self, state: Path, index: int, p2p_port: int, mds_password: str = "") -> None:
+        self.index, self.p2p_port, self.mds_password = index, p2p_port, mds_password
         self.dir = state / f"node{index}"
+
+    @property
+    def mds_url(self) -> str:
+        """The node's MiniDapp system (MDS): HTTPS with a self-signed certificate on the P2P port + 2."""
+        return f"https://{HOST}:{self.p2p_port + 2}"
 
     @property
     def rpc_url(self) -> str:
@@ -169,7 +174,8 @@ class Node:
         network = ["-nop2p"] if self.index == 0 else ["-connect", f"{HOST}:{first}"]
         if self.index == 0 and not (data / "1.0").exists():
             network.append("-genesis")  # the chain is created once; a restart keeps it
-        return [*java, "-data", str(data), "-port", str(self.p2p_port), *NODE_FLAGS, *network]
+        mds = ["-mdsenable", "-mdspassword", self.mds_password] if self.mds_password else []
+        return [*java, "-data", str(data), "-port", str(self.p2p_port), *NODE_FLAGS, *network, *mds]
 
     def start(self, java: list[str], first: int) -> None:
         if self.pid():
@@ -196,6 +202,8 @@ class Node:
             "contact": maxima["contact"],
             "version": rpc(self.rpc_url, "status")["version"],
         }
+        if self.mds_password:
+            line["mds_url"] = self.mds_url
         if maxima.get("staticmls") and maxima.get("mls") == maxima["p2pidentity"]:
             line["max_address"] = f"MAX#{maxima['publickey']}#{maxima['p2pidentity']}"
         return line
@@ -224,7 +232,7 @@ class Node:
 
 def nodes_in(state: Path) -> list[Node]:
     saved = json.loads((state / "nodes.json").read_text()) if (state / "nodes.json").exists() else []
-    return [Node(state, item["node"], item["p2p_port"]) for item in saved]
+    return [Node(state, item["node"], item["p2p_port"], item.get("mds_password", "")) for item in saved]
 
 
 def sees(node: Node, first: Node) -> bool:
@@ -269,8 +277,12 @@ def start(args: argparse.Namespace) -> None:
     if any(node.pid() for node in nodes_in(state)):
         raise NodeError(f"nodes of {state} are running: stop them first")
     java = ["java", f"-Xmx{args.heap}", "-cp", classpath(args.minima.resolve(), state, args.jars), "org.minima.Minima"]
-    network = [Node(state, i, args.base_port + i * args.port_step) for i in range(args.nodes)]
-    (state / "nodes.json").write_text(json.dumps([{"node": n.index, "p2p_port": n.p2p_port} for n in network]))
+    network = [
+        Node(state, i, args.base_port + i * args.port_step, args.mds_password if i else "") for i in range(args.nodes)
+    ]  # node 0 is the gateway's; the others are users' nodes, which run MiniDapps
+    (state / "nodes.json").write_text(
+        json.dumps([{"node": n.index, "p2p_port": n.p2p_port, "mds_password": n.mds_password} for n in network])
+    )
     first = network[0]
     try:
         first.start(java, first.p2p_port)
@@ -356,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     begin.add_argument("--timeout", type=float, default=180, help="seconds to wait for each step")
     begin.add_argument("--fund", type=int, default=1000, help="Minima per coin sent to each other node (0: none)")
     begin.add_argument("--coins", type=int, default=4, help="coins sent to each other node (at most 14 in all)")
+    begin.add_argument(
+        "--mds-password", default="", help="enable MDS (the MiniDapp system) on the users' nodes with this password"
+    )
     commands.add_parser("status", help="one JSON line per node of --dir; exit 1 if one is down")
     commands.add_parser("stop", help="stop the nodes of --dir")
     rate = commands.add_parser("sendrate", help="measure one node's own Maxima send rate")

@@ -200,7 +200,7 @@ def _state_param(params: Params) -> list[StateVar]:
     return sorted((StateVar.parse(int(port), value) for port, value in raw.items()), key=lambda s: s.port)
 
 
-def _address_param(params: Params, name: str = "address") -> str:
+def address_param(params: Params, name: str = "address") -> str:
     text = params.get(name)
     if text.startswith("Mx"):
         from mns_client.protocol.codecs import mx_decode
@@ -221,8 +221,8 @@ def send(node: "SimNode", params: Params, reply: Reply) -> None:
         if wanted <= 0:
             raise ChainError(f"Invalid Minima amount to send.. {fmt(wanted)}")
         amount, token = chain.coin_amount(tokenid, wanted)
-        address = _address_param(params)
-        source = {_address_param(params, "fromaddress")} if params.has("fromaddress") else None
+        address = address_param(params)
+        source = {address_param(params, "fromaddress")} if params.has("fromaddress") else None
         txn = Txn(state=_state_param(params))
         with chain.lock:
             try:
@@ -330,18 +330,31 @@ def _balance_row(chain: Any, tokenid: str, coins: list[Coin], own: set[str]) -> 
 
 
 def coins(node: "SimNode", params: Params, reply: Reply) -> None:
+    """``coins``: with none of relevant/coinid/address/state/tokenid, only relevant coins (as the node forces it).
+
+    ``state:`` matches a substring of any state value as printed (brackets kept: fixtures 150-156); newest first
+    unless ``order:asc`` (oldest first, so the first registrant of an MNS name comes first).
+    """
     chain = node.chain
+    filters = ("relevant", "coinid", "address", "state", "tokenid")
+    relevant_only = params.boolean("relevant") or not any(params.has(name) for name in filters)
     with chain.lock:
         found = [c for c in chain.unspent() if c.created <= chain.block]
-        if params.boolean("relevant"):
+        if relevant_only:
             relevant = node.relevant_addresses()
             found = [c for c in found if c.address in relevant]
         if params.has("address"):
-            address = _address_param(params)
+            address = address_param(params)
             found = [c for c in found if c.address.upper() == address.upper()]
         if params.has("tokenid"):
             found = [c for c in found if c.tokenid.upper() == params.get("tokenid").upper()]
         if params.has("coinid"):
             found = [c for c in found if c.coinid.upper() == params.get("coinid").upper()]
+        if params.has("state"):
+            wanted = params.get("state")
+            found = [c for c in found if any(wanted in s.data for s in c.state)]
+        found.sort(key=lambda c: c.created, reverse=True)
+        if params.opt("order", "desc") == "asc":
+            found.sort(key=lambda c: c.created)
         simple = params.boolean("simplestate")
         reply["response"] = [c.to_json(simple_state=simple, age=chain.block - c.created) for c in found]

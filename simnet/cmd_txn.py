@@ -3,7 +3,7 @@
 from typing import TYPE_CHECKING
 
 from simnet.chain import MINIMA_TOKENID, ChainError, Coin, StateVar, Txn, parse_amount
-from simnet.cmd_chain import _address_param, add_basics
+from simnet.cmd_chain import add_basics, address_param
 from simnet.commands import CommandError, Params, Reply
 from simnet.txpow import txn_reply, txpow_json
 
@@ -47,7 +47,7 @@ def txnoutput(node: "SimNode", params: Params, reply: Reply) -> None:
         amount, token = node.chain.coin_amount(tokenid, parse_amount(params.get("amount")))
     except ChainError as exc:
         raise CommandError(str(exc)) from None
-    coin = Coin("0x00", amount, _address_param(params), tokenid, token, params.boolean("storestate", True))
+    coin = Coin("0x00", amount, address_param(params), tokenid, token, params.boolean("storestate", True))
     txn.outputs.append(coin)
     coin.coinid = txn.output_coinid(len(txn.outputs) - 1)
     reply["response"] = txn_reply(ident, txn)

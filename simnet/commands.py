@@ -155,7 +155,18 @@ def _json_value(command: str, token: str, value: str) -> Any:
     try:
         return javajson.loads(value)
     except ValueError as exc:
-        raise CommandError(f"Invalid JSON parameter for {command} @ {token} {exc}") from None
+        raise CommandError(f"Invalid JSON parameter for {command} @ {token} {_parse_error(value, exc)}") from None
+
+
+def _parse_error(value: str, exc: ValueError) -> str:
+    """The node's json-simple ``ParseException`` text for the position Python's parser stopped at (fixture 155)."""
+    position = getattr(exc, "pos", None)
+    prefix = "org.minima.utils.json.parser.ParseException: "
+    if position is None:
+        return prefix + str(exc)
+    if position >= len(value):
+        return prefix + f"Unexpected token END OF FILE at position {position}."
+    return prefix + f"Unexpected character ({value[position]}) at position {position}."
 
 
 def _parse_value(command: str, token: str, value: str) -> Any:
@@ -216,7 +227,12 @@ def _failure(name: str, params: dict[str, Any], error: str) -> Reply:
     return reply
 
 
-def run_one(node: Any, parsed: ParsedCommand, known: dict[str, CommandSpec]) -> Reply:
+Gate = Callable[[ParsedCommand], "Reply | None"]
+
+
+def run_one(node: Any, parsed: ParsedCommand, known: dict[str, CommandSpec], gate: Gate | None = None) -> Reply:
+    """Run one parsed command. ``gate`` (MDS: a READ-mode MiniDapp's write command) may answer instead, after the
+    parameters are checked and before the command runs, as CommandRunner does."""
     if parsed.error is not None:
         return {"command": parsed.name, "status": False, "pending": False, "error": parsed.error}
     spec = known[parsed.name]
@@ -229,6 +245,9 @@ def run_one(node: Any, parsed: ParsedCommand, known: dict[str, CommandSpec]) -> 
                 "pending": False,
                 "error": f"Invalid parameter : {key}",
             }
+    gated = gate(parsed) if gate is not None else None
+    if gated is not None:
+        return gated
     reply = base_reply(parsed.name, parsed.params)
     try:
         spec.handler(node, Params(parsed.params), reply)
@@ -240,12 +259,12 @@ def run_one(node: Any, parsed: ParsedCommand, known: dict[str, CommandSpec]) -> 
     return reply
 
 
-def run_multi(node: Any, text: str, known: dict[str, CommandSpec]) -> str:
+def run_multi(node: Any, text: str, known: dict[str, CommandSpec], gate: Gate | None = None) -> str:
     """Run a request body and return the reply text (without the trailing newline the HTTP layer adds)."""
     results: list[Reply] = []
     try:
         for piece in split_multi(text):
-            result = run_one(node, parse_command(piece, known), known)
+            result = run_one(node, parse_command(piece, known), known, gate)
             results.append(result)
             if result.get("status") is False:
                 break

@@ -8,6 +8,9 @@ contacts and the chain are kept in JSON files there (private keys included, file
 spends a coin only once it is ``confirmations`` blocks deep (3, as on real nodes); fast tests shorten
 ``block_interval``.
 
+MDS (``mds_password``): node i also serves its MiniDapp system on ``base_port + 3 * nodes + i`` (HTTPS with a
+self-signed certificate; see ``simnet.mds``), and the block of ports is ``4 * nodes`` long.
+
 Nodes that cannot be reached directly (``unreachable``: behind NAT, on a phone; fixtures 180-188): such a node
 advertises a ``p2pidentity`` on ``base_port + 2 * nodes + i``, where a socket is bound but never answers (mode
 ``refuse``: the connection is refused at once; mode ``silent``: it is accepted and never answered, so a sender
@@ -81,6 +84,7 @@ class SimNetwork:
         unreachable: Collection[int] = (),
         unreachable_mode: str = "refuse",
         host_node: int = 0,
+        mds_password: str | None = None,
     ) -> None:
         if nodes < 1:
             raise ValueError("a network needs at least one node")
@@ -99,7 +103,9 @@ class SimNetwork:
         self.mls_gap = mls_gap
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self._save_lock = threading.Lock()
-        self.base_port = base_port if base_port is not None else find_free_ports(host, 3 * nodes)
+        self.mds_password = mds_password
+        blocks = 4 if mds_password else 3  # with MDS, node i serves it on base + 3 * nodes + i
+        self.base_port = base_port if base_port is not None else find_free_ports(host, blocks * nodes)
         self.chain = Chain(confirmations=confirmations)
         self._load_chain()
         self.nodes: list[SimNode] = [self._make_node(i, nodes, rpc_password) for i in range(nodes)]
@@ -123,6 +129,8 @@ class SimNetwork:
             rpc_password=rpc_password,
             state_file=state_file,
             send_timing=self.send_timing,
+            mds_port=self.base_port + 3 * count + index if self.mds_password else None,
+            mds_password=self.mds_password,
         )
 
     # ------------------------------------------------------------------------------------ lifecycle
@@ -133,7 +141,13 @@ class SimNetwork:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop for good: also remove what the nodes kept in temporary folders (MDS without a state directory)."""
         self.stop()
+        for node in self.nodes:
+            node.discard()
 
     def start(self, timeout: float = 10.0) -> "SimNetwork":
         """Start every node and the block timer; returns once every node answers on its RPC port."""

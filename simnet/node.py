@@ -21,6 +21,7 @@ from simnet import p2p
 from simnet.chain import Chain, Coin, Txn, miniaddress, script_address
 from simnet.commands import CommandError
 from simnet.httpserver import RpcServer
+from simnet.mds import Mds, mds_root, remove_root
 from simnet.message import (
     MAX_PACKAGE_SIZE,
     MaximaMessage,
@@ -30,6 +31,7 @@ from simnet.message import (
     seal_package,
 )
 from simnet.sending import SendPipeline, SendTiming
+from simnet.txpow import block_txpow
 from simnet.util import java_date, now_ms, random_bytes, write_file_atomic
 from simnet.webhooks import WebhookDispatcher
 
@@ -93,6 +95,8 @@ class SimNode:
         rpc_password: str | None = None,
         state_file: Path | None = None,
         send_timing: SendTiming | None = None,
+        mds_port: int | None = None,
+        mds_password: str | None = None,
     ) -> None:
         self.network = network
         self.index = index
@@ -121,6 +125,11 @@ class SimNode:
         self.allow_all_contacts = True
         self.allowed_contacts: list[str] = []
         self.tracked: list[str] = []
+        self.coin_notify: set[str] = set()  # in memory only, as on real nodes
+        self.mds_port, self.mds_password = mds_port, mds_password
+        self.mds: Mds | None = None
+        self._mds_root: Path | None = None
+        self.key_uses: dict[str, int] = {}
         self.txns: dict[str, Txn] = {}
         self.mls_registry: dict[str, MlsEntry] = {}
         self.pending_adds = 0
@@ -253,7 +262,10 @@ class SimNode:
 
     def summary(self) -> dict[str, Any]:
         """The JSON line simnet prints for this node."""
-        return {"node": self.index, "rpc": self.rpc_url, "publickey": self.publickey_hex, "address": self.address}
+        line = {"node": self.index, "rpc": self.rpc_url, "publickey": self.publickey_hex, "address": self.address}
+        if self.mds_port is not None and self.mds_password:
+            line["mds"] = f"https://{self.host}:{self.mds_port}"
+        return line
 
     # ------------------------------------------------------------------------------------ lifecycle
 
@@ -279,6 +291,12 @@ class SimNode:
             self._poll_thread = threading.Thread(target=self._poll_loop, args=(self._poll,), daemon=True)
             self._poll_thread.start()
             self._rpc = RpcServer(self.host, self.rpc_port, self.run_command, self.password)
+            if self.mds_port is not None and self.mds_password:
+                if self._mds_root is None:
+                    state_dir = self.state_file.parent if self.state_file is not None else None
+                    self._mds_root = mds_root(state_dir, self.index)
+                self.mds = Mds(self, self.mds_port, self.mds_password, self._mds_root)
+                self.mds.start()
             self._mls_stop = threading.Event()
             first = self.network.mls_gap if self._ran_before else 0.0
             self._ran_before = True
@@ -289,12 +307,15 @@ class SimNode:
         with self.lock:
             rpc, p2p_server, hooks, poll = self._rpc, self._p2p, self._hooks, self._poll
             self._rpc = self._p2p = self._hooks = self._poll = None
+            mds, self.mds = self.mds, None
             dead, self._dead_port = self._dead_port, None
             if self._mls_stop is not None:
                 self._mls_stop.set()
             self.mls_registry.clear()  # in memory only, as on real nodes
         if dead is not None:
             dead.close()
+        if mds is not None:
+            mds.close()
         if rpc is not None:
             rpc.close()
         if p2p_server is not None:
@@ -321,14 +342,38 @@ class SimNode:
     # ------------------------------------------------------------------------------------ events
 
     def post_event(self, event: str, data: Any) -> None:
+        """``PostNotifyEvent`` to everyone: the webhooks, and every MiniDapp when MDS is on."""
         hooks = self._hooks
         if hooks is not None:
             hooks.post_event(event, data)
+        self.post_mds_event(event, data)
+
+    def post_mds_event(self, event: str, data: Any) -> None:
+        mds = self.mds
+        if mds is not None:
+            mds.post(event, data)
+
+    def discard(self) -> None:
+        """Remove what this node keeps outside its state file (a temporary MDS folder), once it is stopped."""
+        if self._mds_root is not None:
+            remove_root(self._mds_root)
 
     def on_block(self, changes: list[tuple[Coin, bool]], block: dict[str, Any]) -> None:
-        """NEWCOIN for every spent or created coin at an address this node tracks (fixtures 86, 91, 92)."""
+        """NEWCOIN for every spent or created coin at an address this node tracks (fixtures 86, 91, 92), and
+        NOTIFYCOIN for one at an address under ``coinnotify`` (TxPoWTreeNode: ``address`` first, no ``relevant``);
+        then, to MiniDapps only, NEWBALANCE when a relevant coin changed and NEWBLOCK (simnet's webhooks never had
+        these two, and gateways do not listen for them)."""
         relevant = self.relevant_addresses()
         for coin, spent in changes:
+            if coin.address in self.coin_notify:
+                notify = {
+                    "address": coin.address,
+                    "txblockid": block["hash"],
+                    "txblock": block["block"],
+                    "spent": spent,
+                    "coin": coin.to_json(simple_state=True),
+                }
+                self.post_event("NOTIFYCOIN", notify)
             if coin.address in relevant:
                 data = {
                     "relevant": True,
@@ -338,6 +383,9 @@ class SimNode:
                     "coin": coin.to_json(simple_state=True),
                 }
                 self.post_event("NEWCOIN", data)
+        if any(coin.address in relevant for coin, _ in changes):
+            self.post_mds_event("NEWBALANCE", {})
+        self.post_mds_event("NEWBLOCK", {"txpow": block_txpow(self.chain, block)})
 
     # ------------------------------------------------------------------------------------ sending
 
@@ -578,6 +626,7 @@ class SimNode:
             "static_mls": self.static_mls,
             "allow_all_contacts": self.allow_all_contacts,
             "tracked": self.tracked,
+            "key_uses": self.key_uses,
         }
 
     def _load(self, data: dict[str, Any]) -> None:
@@ -598,6 +647,7 @@ class SimNode:
         self.static_mls = data["static_mls"]
         self.allow_all_contacts = data["allow_all_contacts"]
         self.tracked = list(data["tracked"])
+        self.key_uses = dict(data.get("key_uses", {}))
 
     def mx_publickey(self) -> str:
         return mx_encode(self.identity_public)

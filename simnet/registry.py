@@ -1,6 +1,6 @@
 """The commands simnet understands, with the valid parameter names of Minima 1.0.45 (unknown names are refused)."""
 
-from simnet import cmd_chain, cmd_crypto, cmd_maxima, cmd_misc, cmd_txn
+from simnet import cmd_chain, cmd_crypto, cmd_maxima, cmd_mds, cmd_misc, cmd_txn, cmd_wallet
 from simnet.commands import CommandSpec
 
 _SPECS = (
@@ -21,6 +21,13 @@ _SPECS = (
     CommandSpec("maxencrypt", ("data", "publickey"), cmd_crypto.maxencrypt),
     CommandSpec("maxdecrypt", ("data", "privatekey"), cmd_crypto.maxdecrypt),
     CommandSpec("maxmessage", ("action", "data", "publickey", "privatekey"), cmd_crypto.maxmessage),
+    CommandSpec("mds", ("action", "file", "folder", "uid", "trust", "enable", "locationonly"), cmd_mds.mds),
+    CommandSpec("keys", ("action", "publickey", "phrase", "modifier"), cmd_wallet.keys),
+    CommandSpec("sign", ("publickey", "data"), cmd_wallet.sign),
+    CommandSpec("verify", ("publickey", "data", "signature"), cmd_wallet.verify),
+    CommandSpec("convert", ("from", "to", "data"), cmd_wallet.convert),
+    CommandSpec("hash", ("data", "type", "file"), cmd_wallet.hash_),
+    CommandSpec("coinnotify", ("action", "address"), cmd_wallet.coinnotify),
     CommandSpec("webhooks", ("action", "hook", "filter", "enable"), cmd_misc.webhooks),
     CommandSpec("rpc", ("enable", "password", "ssl", "action", "username", "mode"), cmd_misc.rpc),
     CommandSpec("getaddress", ("createall",), cmd_chain.getaddress),

@@ -134,3 +134,11 @@ def txpow_json(chain: Chain, txpowid: str, txn: Txn) -> dict[str, Any]:
     }
     out["size"] = len(javajson.dumps(out)) // 2
     return out
+
+
+def block_txpow(chain: Chain, block: dict[str, Any]) -> dict[str, Any]:
+    """The TxPoW of a new block, as ``NEWBLOCK`` carries it (Main.java: ``{"txpow": …}``)."""
+    out = txpow_json(chain, block["hash"], Txn())
+    out["isblock"] = True
+    out["header"]["block"] = block["block"]
+    return out

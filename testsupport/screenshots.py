@@ -119,11 +119,11 @@ WIDTHS = """return [document.documentElement.scrollWidth, window.innerWidth,
 class Browser:
     """Chromium through chromedriver's WebDriver HTTP API (no Python client needed)."""
 
-    def __init__(self, width: int, height: int) -> None:
+    def __init__(self, width: int, height: int, *, extra_args: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.driver = subprocess.Popen(["chromedriver", f"--port={self.port}"], stdout=subprocess.DEVNULL)
         self.base = f"http://127.0.0.1:{self.port}"
-        args = [*CHROMIUM_ARGS, f"--window-size={width},{height}", f"--user-data-dir={tempfile.mkdtemp()}"]
+        args = [*CHROMIUM_ARGS, *extra_args, f"--window-size={width},{height}", f"--user-data-dir={tempfile.mkdtemp()}"]
         options = {"binary": "/usr/bin/chromium", "args": args}
         for _ in range(50):
             try:

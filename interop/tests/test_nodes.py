@@ -41,6 +41,13 @@ def test_a_node_rpc_url_is_its_p2p_port_plus_4(tmp_path: Path) -> None:
     assert nodes.Node(tmp_path, 1, 10001).rpc_url == "http://127.0.0.1:10005"
 
 
+def test_a_users_node_runs_mds_with_the_password_given_and_node_0_never_does(tmp_path: Path) -> None:
+    user = nodes.Node(tmp_path, 1, 10001, mds_password="Secret123")
+    assert user.command(JAVA, 9001)[-3:] == ["-mdsenable", "-mdspassword", "Secret123"]
+    assert user.mds_url == "https://127.0.0.1:10003"
+    assert "-mdsenable" not in nodes.Node(tmp_path, 1, 10001).command(JAVA, 9001)
+
+
 def test_a_path_that_is_neither_a_jar_nor_a_minima_checkout_is_refused(tmp_path: Path) -> None:
     with pytest.raises(nodes.NodeError, match="neither a Minima jar nor a Minima source checkout"):
         nodes.classpath(tmp_path, tmp_path / "state", tmp_path)

@@ -27,11 +27,11 @@ BLOCK_INTERVAL = 0.3
 
 # Why the fixtures of three and four nodes (A, B, C, D) and of MDS are not replayed by the scenario below; each is
 # kept as a vector where a test reads it.
-_WALLET = "wallet sign/verify, convert and hash: not simulated yet (the MiniDapp issue)"
-_ONCHAIN_MNS = "Minima's on-chain MNS coins and coinnotify: not simulated yet (the MiniDapp issue)"
+_WALLET = "wallet sign/verify, convert and hash: three nodes' keys, replayed in test_simnet_wallet.py"
+_ONCHAIN_MNS = "Minima's on-chain MNS coins and coinnotify: three nodes, replayed in test_simnet_wallet.py"
 _MAX_GAP = "the MAX# gap after a relay restart: a timeline of three nodes, modelled by mls_gap (test_simnet_mls_gap.py)"
 _UNREACHABLE = "a node that cannot be reached directly: four nodes, not replayed here"
-_MDS = "MDS (login, command endpoint, polling, install, permissions): not simulated yet (the MiniDapp issue)"
+_MDS = "MDS (login, command endpoint, polling, install, permissions): one node's MDS, in test_simnet_mds.py"
 
 # Fixtures simnet does not reproduce, and why.
 NOT_COVERED = {

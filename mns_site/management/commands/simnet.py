@@ -32,6 +32,11 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
         parser.add_argument("--state", default=None, help="directory that keeps keys, hooks and chain across runs")
         parser.add_argument("--rpc-password", default=None, help="turn on Basic auth (user minima)")
+        parser.add_argument(
+            "--mds-password",
+            default=None,
+            help="serve MDS (the MiniDapp system) on each node with this hub password (node i: base+3*nodes+i)",
+        )
         parser.add_argument("--block-interval", type=float, default=2.0, help="seconds between blocks (default 2)")
         parser.add_argument(
             "--unreachable",
@@ -114,6 +119,7 @@ class Command(BaseCommand):
             send_timing=timing,
             mls_gap=options["mls_gap"],
             confirmations=options["confirmations"],
+            mds_password=options["mds_password"],
         )
         stop = threading.Event()
 
@@ -135,4 +141,4 @@ class Command(BaseCommand):
         finally:
             if control is not None:
                 control.close()
-            network.stop()
+            network.close()
