@@ -2,7 +2,8 @@
 // DIR gets the files the gateway serves at /app/: the app's modules as they are, the crypto library
 // (libsodium + its wrappers, from node_modules) as one file named by its content hash, and index.html pointing at
 // it. FILE (optional) is the installable MiniDapp: the same files at the zip's root with dapp.conf (name, icon,
-// version, description, browser, permission), our own MDS client (mds.js) and the node-run service.js. NAME
+// version, description, browser, permission), our own MDS client (mds-client.js: the node serves its own
+// library for any file named mds.js) and the node-run service.js. NAME
 // replaces dapp.conf's name: other MiniDapps address this one's MDS.api by it (`--name MNS` answers the
 // `MDS.api.call("mns", …)` of MiniDapps written for Minima's own MNS, in its place).
 import { createHash } from "node:crypto";
@@ -48,7 +49,7 @@ if (dappName) conf.name = dappName;
 for (const key of ["name", "icon", "version", "description", "browser", "permission"]) {
   if (typeof conf[key] !== "string" || !conf[key]) throw new Error(`dapp.conf needs a ${key}`);
 }
-for (const needed of [conf.icon, "service.js", "mds.js"]) {
+for (const needed of [conf.icon, "service.js", "mds-client.js"]) {
   if (!readdirSync(out).includes(needed)) throw new Error(`the MiniDapp needs ${needed} in src/`);
 }
 writeFileSync(join(out, "dapp.conf"), JSON.stringify(conf, null, 1) + "\n");

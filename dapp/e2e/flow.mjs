@@ -131,8 +131,7 @@ try {
   });
 
   await step("settings", async () => {
-    await page.click("nav button[data-screen=settings]");
-    await page.click("#settings-load");
+    await page.click("nav button[data-screen=settings]"); // shown at once, without a "Load" click
     await page.waitForSelector("#quota dd", T);
     result.quota = await page.locator("#quota").textContent();
   });

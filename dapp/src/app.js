@@ -10,7 +10,7 @@ import { chainConfigOf, chooseGateway } from "./entrypoints.js";
 import { humanBytes } from "./format.js";
 import { FetchTransport, Gateway, inWords, MdsNetTransport } from "./gateway.js";
 import * as keystore from "./keystore.js";
-import { MDS } from "./mds.js";
+import { MDS } from "./mds-client.js";
 import * as mns from "./mns.js";
 import { NodeMDS, NodeRPC } from "./node.js";
 import { latestFromService } from "./service-store.js";

@@ -12,7 +12,7 @@ export async function latestFromService(mds, kind, ref, from) {
   if (!KINDS.includes(kind) || !REF.test(ref) || !/^0x[0-9A-Fa-f]+$/.test(from)) return null;
   const sender = "0x" + from.slice(2).toUpperCase();
   const reply = await mds.sql(
-    `SELECT body FROM mnsevents WHERE kind='${kind}' AND ref='${ref}' AND sender='${sender}' ORDER BY id DESC`,
+    `SELECT body FROM mnsevents WHERE kind='${kind}' AND ref='${ref}' AND sender='${sender}' ORDER BY received DESC`,
   );
   if (!reply || reply.status !== true) return null;
   const messages = (reply.rows || []).map((row) => JSON.parse(utf8Text(fromHex(row.BODY ?? row.body))));

@@ -37,8 +37,9 @@ function textOfHex(hex) {
 
 function createTable() {
   MDS.sql(
-    "CREATE TABLE IF NOT EXISTS " + TABLE + " (id BIGINT AUTO_INCREMENT PRIMARY KEY, kind VARCHAR(32) NOT NULL, " +
-      "ref VARCHAR(128) NOT NULL, sender VARCHAR(400) NOT NULL, body CLOB NOT NULL, received BIGINT NOT NULL)"
+    // SQL that both the node's H2 and simnet's SQLite take: no auto-increment column, rows ordered by `received`.
+    "CREATE TABLE IF NOT EXISTS " + TABLE + " (kind VARCHAR(32) NOT NULL, ref VARCHAR(128) NOT NULL, " +
+      "sender VARCHAR(400) NOT NULL, body CLOB NOT NULL, received BIGINT NOT NULL)"
   );
 }
 

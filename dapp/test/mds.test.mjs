@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { after, before, test } from "node:test";
-import { MDS } from "../src/mds.js";
+import { MDS } from "../src/mds-client.js";
 import { NodeMDS, pendingWords } from "../src/node.js";
 
 const FIXTURES = new URL("../../docs/vectors/maxima/", import.meta.url); // copies of the shared fixtures

@@ -1,5 +1,6 @@
-// A minimal client of a Minima node's MiniDapp system (MDS), for the MiniDapp's page. Written from the wire facts of
-// real nodes (shared fixtures 190-199e), not from Minima's own mds.js:
+// A minimal client of a Minima node's MiniDapp system (MDS), for the MiniDapp's page: an ES module of our own, written
+// from the wire facts of real nodes (fixtures 190-199e), not from Minima's mds.js. It is not named mds.js: a node
+// answers any request for a file of that name with its own library (MDSFileHandler). The facts:
 // - every call is `POST /mdscommand_/<kind>?uid=<sessionid>` (the sessionid is the page's `?uid=`), the body
 //   encodeURIComponent(payload), the answer JSON; an unknown uid is HTTP 500 with no body;
 // - `cmd` runs a node command line (`;` splits several: the answer is then an array); in READ mode a command that
