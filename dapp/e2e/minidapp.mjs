@@ -5,16 +5,15 @@
 // with live progress, reads what the `mns` CLI sent, replies (the receipt comes from service.js), looks at the
 // settings, deletes, forwards, and shows each screen at phone width. Every request the page makes is written to
 // CONFIG.output so the test can check where they went.
-import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
+import { T, mailScreens, record, sendWithCli, stepper } from "./harness.mjs";
 
 const config = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const requests = [];
 const consoleLines = [];
 const steps = [];
-mkdirSync(config.screenshots, { recursive: true });
 
 const browser = await chromium.launch({
   executablePath: config.chromium,
@@ -22,26 +21,9 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--ignore-certificate-errors"],
 });
 const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1000, height: 800 } });
-context.on("request", (request) => {
-  requests.push({ method: request.method(), url: request.url(), headers: request.headers(), body: request.postData() || "" });
-});
 const page = await context.newPage();
-page.on("console", (message) => consoleLines.push(`${message.type()}: ${message.text()}`));
-page.on("pageerror", (error) => consoleLines.push(`pageerror: ${error.message}`));
-
-let shot = 0;
-async function step(name, work) {
-  try {
-    await work();
-  } catch (error) {
-    const problem = await page.locator("#error").textContent().catch(() => "");
-    await page.screenshot({ path: join(config.screenshots, `failed-${name}.png`), fullPage: true });
-    throw new Error(`step ${name}: ${error.message}\npage error box: ${problem}\nconsole:\n${consoleLines.join("\n")}`);
-  }
-  shot += 1;
-  await page.screenshot({ path: join(config.screenshots, `${String(shot).padStart(2, "0")}-${name}.png`), fullPage: true });
-  steps.push(name);
-}
+record(context, page, requests, consoleLines);
+const step = stepper(page, config.screenshots, steps, consoleLines);
 
 /** Each screen at a phone's width: nothing wider than the window. */
 async function phone(screen) {
@@ -54,7 +36,6 @@ async function phone(screen) {
   return wide;
 }
 
-const T = { timeout: 90000 };
 let exitCode = 0;
 const result = { phoneWidths: {} };
 try {
@@ -97,64 +78,8 @@ try {
     await page.waitForSelector("#key-open:not([hidden])", T);
   });
 
-  execFileSync(config.send.argv[0], config.send.argv.slice(1), {
-    input: config.send.text,
-    env: config.send.env,
-    cwd: config.send.cwd,
-    stdio: ["pipe", "pipe", "inherit"],
-    timeout: 120000,
-  });
-
-  await step("inbox", async () => {
-    await page.click("nav button[data-screen=inbox]");
-    await page.waitForSelector("#inbox-list tbody tr", T);
-    result.inboxRow = await page.locator("#inbox-list tbody tr").first().textContent();
-  });
-
-  await step("read", async () => {
-    await page.click("#inbox-list tbody tr button");
-    await page.waitForSelector("#letter:not([hidden])", T);
-    result.read = {
-      from: await page.textContent("#letter-from"),
-      verified: await page.textContent("#letter-verified"),
-      subject: await page.textContent("#letter-subject"),
-      body: await page.textContent("#letter-body"),
-    };
-  });
-
-  await step("replied", async () => {
-    await page.click("#letter-reply");
-    await page.fill("#body", config.replyText);
-    await page.click("#send");
-    await page.waitForSelector("#receipt:not([hidden])", T);
-    await page.waitForSelector("#receipt[data-status]", T); // the receipt service.js kept from the node's Maxima
-    result.receipt = await page.textContent("#receipt");
-    result.receiptStatus = await page.getAttribute("#receipt", "data-status");
-    result.formAfterSend = await page.evaluate(() => ["to", "subject", "body"].map((id) => document.getElementById(id).value));
-  });
-
-  await step("settings", async () => {
-    await page.click("nav button[data-screen=settings]");
-    await page.waitForSelector("#quota dd", T);
-    result.quota = await page.locator("#quota").textContent();
-  });
-
-  await step("deleted", async () => {
-    await page.click("nav button[data-screen=inbox]");
-    await page.waitForSelector("#inbox-list tbody tr", T);
-    await page.click("#inbox-list tbody tr button");
-    await page.waitForSelector("#letter:not([hidden])", T);
-    await page.click("#letter-delete");
-    await page.waitForFunction(() => document.querySelector("#notice").textContent === "Deleted.", null, T);
-    await page.waitForSelector("#inbox-empty:not([hidden])", T);
-  });
-
-  await step("forward", async () => {
-    await page.click("nav button[data-screen=forward]");
-    await page.click("#forward-go");
-    await page.waitForFunction(() => document.querySelector("#forward-result").textContent !== "", null, T);
-    result.forward = await page.textContent("#forward-result");
-  });
+  sendWithCli(config.send);
+  await mailScreens(page, step, result, config.replyText);
 
   for (const screen of ["setup", "register", "inbox", "compose", "forward", "settings"]) {
     result.phoneWidths[screen] = await phone(screen);

@@ -118,6 +118,7 @@ function show(screen) {
   for (const button of document.querySelectorAll("nav button")) {
     button.classList.toggle("active", button.dataset.screen === screen);
   }
+  if (screen === "inbox") closeLetter();
   if (screen === "inbox" && state.name && state.keys) refreshInbox().catch(showError);
   if (screen === "settings" && state.name && state.me) loadSettings().catch(showError);
 }
@@ -457,8 +458,15 @@ const LETTER_WORDS = {
   envelope_sender_mismatch: "This letter was sent by another node than the one that signed it. It is not shown.",
 };
 
+function closeLetter() {
+  state.open = null;
+  state.opening = null;
+  $("letter").hidden = true;
+}
+
 async function openMessage(id) {
   clearMessages();
+  state.opening = id; // a letter that arrives after another was opened, or after a delete, is not shown
   const meta = await owner("read", "GET", `/messages/${encodeURIComponent(id)}`);
   let letter;
   try {
@@ -480,6 +488,7 @@ async function openMessage(id) {
       fromName = null;
     }
   }
+  if (state.opening !== id) return;
   state.open = { meta, letter, fromName };
   $("letter-from").textContent = fromName || letter.from_name || shortKey(letter.from);
   const badge = $("letter-verified");
@@ -494,8 +503,7 @@ async function openMessage(id) {
 async function deleteOpen() {
   if (!state.open) return;
   await owner("read", "DELETE", `/messages/${encodeURIComponent(state.open.meta.id)}`);
-  state.open = null;
-  $("letter").hidden = true;
+  closeLetter();
   notice("Deleted.");
   await refreshInbox();
 }

@@ -8,28 +8,19 @@ command line). The page talks to nothing but its node's MDS (``/mdscommand_/``):
 """
 
 import json
-import os
 import secrets
 import shutil
-import subprocess
 import sys
 import time
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import settings
 
-from conftest import _unavailable
-from mns_site.tests.dapp_support import build_dapp, node_tools
-from mns_site.tests.test_dapp_e2e import CHROMIUM, carries, run_flow
-from simnet import SimNetwork
+from mns_site.tests.dapp_support import CHROMIUM, World, carries, dapp_world, node_tools, run_flow
 from testsupport import REPO
-from testsupport.processes import RedisServer, free_port
-from testsupport.stack import OPEN_THROTTLES, gateway_env, live_gateway, migrate
 
 pytestmark = [pytest.mark.slow]
 
@@ -48,57 +39,18 @@ ASKER = """MDS.init(function (msg) {
 """
 
 
-@dataclass
-class World:
-    net: SimNetwork
-    url: str
-    homes: Path
-    zip: Path
-
-    def mns_env(self, who: str, index: int) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "MNS_", "DJANGO_"))}
-        env.update(MNS_HOME=str(self.homes / who), MNS_GATEWAY=self.url, MNS_NODE=self.net.nodes[index].rpc_url)
-        return env
-
-    def mns(self, *args: str) -> subprocess.CompletedProcess:
-        """``python -m mns_client ARGS`` as alice (node 2)."""
-        return subprocess.run(
-            [sys.executable, "-m", "mns_client", *args],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            env=self.mns_env("alice", 2),
-            timeout=180,
-            check=False,
-        )
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, django_db_blocker: Any) -> Iterator[World]:
-    if not Path(CHROMIUM).is_file():
-        _unavailable(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium chromium-driver)")
-    node_tools()
-    if shutil.which("redis-server") is None:
-        _unavailable("redis-server is not installed")
     tmp = tmp_path_factory.mktemp("minidapp-e2e")
-    built = build_dapp(tmp / "dapp")
-    redis = RedisServer(free_port(), tmp)
-    redis.start()
-    with SimNetwork(nodes=3, block_interval=0.5, mds_password=MDS_PASSWORD) as net:
-        with django_db_blocker.unblock():
-            env = gateway_env(
-                net,
-                tmp,
-                redis_url=redis.url,
-                hook_secret=HOOK_SECRET,
-                MNS_HANDSHAKE_TTL_SECONDS="90",
-                DATABASE_URL=f"sqlite://{tmp / 'gateway.sqlite3'}",
-                **OPEN_THROTTLES,
-            )
-        migrate(env)
-        with live_gateway(net, tmp, env) as live:
-            yield World(net, live.url, tmp / "homes", built.zip)
-    redis.stop()
+    with dapp_world(
+        tmp,
+        django_db_blocker,
+        cli=("alice", 2),
+        hook_secret=HOOK_SECRET,
+        mds_password=MDS_PASSWORD,
+        MNS_HANDSHAKE_TTL_SECONDS="90",
+    ) as world:
+        yield world
 
 
 def wait_for(condition: Any, timeout: float = 30.0) -> Any:
@@ -109,7 +61,7 @@ def wait_for(condition: Any, timeout: float = 30.0) -> Any:
 
 
 def test_the_minidapp_zip_is_installable_and_names_what_mds_needs(world: World) -> None:
-    with zipfile.ZipFile(world.zip) as archive:
+    with zipfile.ZipFile(world.built.zip) as archive:
         names = set(archive.namelist())
         conf = json.loads(archive.read("dapp.conf"))
     assert {"dapp.conf", "index.html", "service.js", "mds-client.js", conf["icon"]} <= names
@@ -126,7 +78,7 @@ def test_a_user_runs_every_screen_of_the_minidapp_inside_her_nodes_mds(world: Wo
         run = world.mns(*args)
         assert run.returncode == 0, run.stdout + run.stderr
     dana = world.net.nodes[1]
-    installed = dana.mds.install(world.zip, "read")
+    installed = dana.mds.install(world.built.zip, "read")
     box_private = secrets.token_bytes(32)
     screenshots = settings.VAR_DIR / "screenshots" / "minidapp"
     shutil.rmtree(screenshots, ignore_errors=True)
@@ -168,6 +120,7 @@ def test_a_user_runs_every_screen_of_the_minidapp_inside_her_nodes_mds(world: Wo
     assert "bytes" not in result["quota"]
     assert "16 MiB" in result["quota"]
     assert result["forward"] == "There is nothing to forward."
+    assert result["letterHiddenAfterDelete"] is True  # a deleted letter does not come back
     assert all(width <= 390 for width in result["phoneWidths"].values()), result["phoneWidths"]
     shots = {path.name for path in screenshots.glob("*.png")}
     assert {"01-opened-in-mds.png", "02-setup.png", "03-registered.png", "07-replied.png", "phone-inbox.png"} <= shots
