@@ -63,7 +63,8 @@ class ServiceRunner:
         self._thread.start()
 
     def deliver(self, message: dict[str, Any]) -> None:
-        self._events.put(message)
+        if self._process is not None:  # a service that could not start keeps nothing
+            self._events.put(message)
 
     def stop(self) -> None:
         self._events.put(None)

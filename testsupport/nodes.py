@@ -144,12 +144,12 @@ def _hooks_removed_after(net: RealNetwork) -> Iterator[None]:
 
 
 @contextmanager
-def network(nodes: int, *, block_interval: float = 0.5) -> Iterator[Network]:
+def network(nodes: int, *, block_interval: float = 0.5, mds_password: str | None = None) -> Iterator[Network]:
     """``nodes`` Minima nodes, node 0 the gateway's: a fresh simnet, or the first ``nodes`` real ones in interop
-    mode (skipped, with the reason, when fewer are given)."""
+    mode (skipped, with the reason, when fewer are given). With ``mds_password`` simnet nodes also serve MDS."""
     urls = interop_urls()
     if not urls:
-        with SimNetwork(nodes=nodes, block_interval=block_interval) as net:
+        with SimNetwork(nodes=nodes, block_interval=block_interval, mds_password=mds_password) as net:
             yield net
         return
     if len(urls) < nodes:

@@ -486,6 +486,30 @@ def test_a_service_that_asks_for_coinnotify_gets_the_coins_and_the_blocks(
     assert wait_for(lambda: f"block {mined}" in logs_of(node, "watcher"))
 
 
+TICKER = """
+MDS.init(function (msg) {
+  if (msg.event == "MDS_TIMER_10SECONDS") MDS.log(typeof msg.data.timemilli + " " + (msg.data.timemilli.length > 10));
+});
+"""
+
+
+def test_services_and_pages_get_the_mds_timer_with_timemilli_as_a_string(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if shutil.which("node") is None:
+        pytest.skip("Node.js is not installed: service.js cannot run")
+    monkeypatch.setattr("simnet.mds.TIMERS", (("MDS_TIMER_10SECONDS", 0.2),))  # the real 10 s, shortened
+    with SimNetwork(nodes=1, block_interval=3600, mds_password=PASSWORD) as network:
+        node = network.nodes[0]
+        _, session = install(node, make_zip(tmp_path, "ticker", {"dapp.conf": conf("ticker"), "service.js": TICKER}))
+        ticks = wait_for(lambda: logs_of(node, "ticker"))
+        polled = [e for e in events(node, session) if e["message"]["event"] == "MDS_TIMER_10SECONDS"]
+
+    assert ticks[0] == "string true"
+    assert polled[0]["to"] == "*"
+    assert list(polled[0]["message"]["data"]) == ["timemilli"]
+
+
 # ------------------------------------------------------------------------------------------------ net, keypair
 
 
@@ -536,6 +560,44 @@ def test_mds_net_fetches_loopback_urls_as_the_node_does_and_nothing_else(net: Si
     assert "POST request not HTTP_OK resp:404" in missing_post["error"]
     assert outside["status"] is False
     assert "loopback" in outside["error"]
+
+
+def test_sql_answers_in_the_nodes_shape_with_upper_case_labels_and_errors_change_nothing(
+    net: SimNetwork, tmp_path: Path
+) -> None:
+    node = net.nodes[0]
+    _, session = install(node, make_zip(tmp_path, "sqler", {"dapp.conf": conf("sqler")}))
+
+    created = mds_call(node, session, "sql", "CREATE TABLE IF NOT EXISTS `mns` (`name` varchar(64), `note` text)")
+    mds_call(node, session, "sql", "INSERT INTO mns (name) VALUES ('alice')")
+    bad = mds_call(node, session, "sql", "INSERT INTO nosuchtable VALUES (1)")
+    rows = mds_call(node, session, "sql", "SELECT * FROM mns")
+
+    assert created == {"sql": created["sql"], "status": True, "results": False}
+    assert list(bad) == ["sql", "status", "count", "rows", "results", "error"]
+    assert bad["status"] is False
+    assert rows == {
+        "sql": "SELECT * FROM mns",
+        "status": True,
+        "results": True,
+        "count": 1,
+        "rows": [{"NAME": "alice"}],
+    }
+
+
+def test_comms_reach_every_minidapp_or_only_the_senders_own(net: SimNetwork, tmp_path: Path) -> None:
+    node = net.nodes[0]
+    uid, one = install(node, make_zip(tmp_path, "talker", {"dapp.conf": conf("talker")}))
+    _, other = install(node, make_zip(tmp_path, "listener", {"dapp.conf": conf("listener")}))
+    start = mds_call(node, other, "megapoll", "series=0&counter=0")["counter"]
+
+    mds_call(node, one, "comms", "public&hello all")
+    mds_call(node, one, "comms", "private&to myself")
+    mine = wait_for(lambda: [e for e in events(node, one, start) if e["message"]["event"] == "MDSCOMMS"])
+    theirs = [e for e in events(node, other, start) if e["message"]["event"] == "MDSCOMMS"]
+
+    assert [(e["to"], e["message"]["data"]["message"]) for e in mine] == [("*", "hello all"), (uid, "to myself")]
+    assert [e["message"]["data"] for e in theirs] == [{"minidapp": "talker", "public": True, "message": "hello all"}]
 
 
 def test_keypairs_are_per_minidapp(net: SimNetwork, tmp_path: Path) -> None:
