@@ -30,10 +30,11 @@ from core.api import APIView
 from core.errors import DomainError
 
 METHODS = ("GET", "POST", "PATCH", "DELETE")
-RELAYED = re.compile(r"^/(api/v1/[A-Za-z0-9._~%/-]*|\.well-known/mns\.json)$")
+RELAYED = re.compile(r"^/(api/v1/[A-Za-z0-9._~/-]*|\.well-known/mns\.json)$")
 NOT_RELAYED = ("/api/v1/relay",)
 KEYS = {"method", "path", "authorization", "json"}
-# What the relayed request keeps of the relay's own: who the client is (rate limits) and how it reached us (links).
+# What the relayed request keeps of the relay's own headers: who the client is (rate limits) and how it reached us
+# (links). Nothing else, cookies least of all: a staff login never rides on a relayed request.
 KEPT_HEADERS = ("HTTP_HOST", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_USER_AGENT")
 
 
@@ -63,8 +64,8 @@ def parse_relayed(raw: bytes) -> dict[str, Any]:
     path = request["path"]
     if not isinstance(path, str) or len(path) > 2000:
         raise _invalid("path: the API path, with its query.")
-    route = path.split("?", 1)[0]
-    if not RELAYED.match(route) or route.rstrip("/") in NOT_RELAYED or "/../" in route or route.endswith("/.."):
+    route = urllib.parse.unquote(path.split("?", 1)[0])  # judged as Django will route it
+    if not RELAYED.match(route) or route.rstrip("/") in NOT_RELAYED or "/.." in route or "//" in route:
         raise _invalid("path: only the API (/api/v1/…) and /.well-known/mns.json can be relayed.")
     authorization = request.get("authorization")
     if authorization is not None and (not isinstance(authorization, str) or not authorization.isprintable()):
