@@ -42,6 +42,10 @@ def _invalid(detail: str) -> DomainError:
     return DomainError("relay_invalid", detail, status=400)
 
 
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
 @cache
 def _handler() -> BaseHandler:
     """Django's request handler with the project's middleware, built once (as the WSGI handler builds its own)."""
@@ -54,7 +58,7 @@ def parse_relayed(raw: bytes) -> dict[str, Any]:
     """The relayed request, checked: a JSON object with a method, a path (with its query) and optional
     authorization and json; anything else is ``relay_invalid``."""
     try:
-        request = json.loads(raw)
+        request = json.loads(raw, parse_constant=_no_constant)
     except (ValueError, RecursionError):
         raise _invalid("The relay takes a JSON object.") from None
     if not isinstance(request, dict) or not {"method", "path"} <= request.keys() or request.keys() - KEYS:

@@ -94,6 +94,7 @@ def test_the_well_known_policy_can_be_relayed(client: Client, gateway: Any) -> N
     "request_body",
     [
         "not json",
+        '{"method": "GET", "path": "/api/v1/names/alice", "json": NaN}',
         "[1, 2]",
         {"method": "GET"},
         {"method": "PUT", "path": "/api/v1/names/alice"},
@@ -108,6 +109,7 @@ def test_the_well_known_policy_can_be_relayed(client: Client, gateway: Any) -> N
     ],
     ids=[
         "not-json",
+        "a-nan",
         "not-an-object",
         "no-path",
         "unknown-method",
