@@ -54,7 +54,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], *, workers: int = 3) -> Iterator[tuple[int, subprocess.Popen]]:
+def gunicorn(
+    env: dict[str, str], *, workers: int = 3, worker_class: str | None = None
+) -> Iterator[tuple[int, subprocess.Popen]]:
+    """Serve the gateway as gunicorn.conf.py says (gthread workers with spare threads), or with ``worker_class``."""
     port = free_port()
     args = [
         sys.executable,
@@ -65,8 +68,7 @@ def gunicorn(env: dict[str, str], *, workers: int = 3) -> Iterator[tuple[int, su
         f"127.0.0.1:{port}",
         "--workers",
         str(workers),
-        "--worker-class",
-        "sync",
+        *(["--worker-class", worker_class] if worker_class else []),
         "--log-level",
         "warning",
         *GUNICORN_LIMITS,
@@ -95,8 +97,18 @@ def _wait_listening(port: int, server: subprocess.Popen, log: Path, timeout: flo
             raise RuntimeError("gunicorn exited: " + log.read_text(errors="replace")[-2000:])
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
         except OSError:
+            time.sleep(0.1)
+            continue
+        # The master listens before its workers have loaded the application (seconds on a loaded machine): wait
+        # for an answer, so that the first measured seconds are not the workers' start.
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=max(deadline - time.monotonic(), 1))
+            connection.request("GET", "/api/v1/health")
+            connection.getresponse().read()
+            connection.close()
+            return
+        except (OSError, http.client.HTTPException):
             time.sleep(0.1)
     raise RuntimeError("gunicorn did not start listening")
 

@@ -1,13 +1,17 @@
-"""``python -m bench.outbox``: the gateway's Maxima sends per second through its node, next to that node's own send
-rate measured right before in the same run.
+"""``python -m bench.outbox``: the gateway's Maxima sends per second through one node, and through a pool of two,
+next to that node's own send rate measured right before in the same run.
 
 The node's own rate: ``maxima action:send`` of ``--size`` bytes from the gateway's node to the user's node, one at
-a time, for ``--seconds``. The gateway's: ``--messages`` outbox rows queued at once (``outbound_enqueue``), sent
-by a real Celery worker (``--concurrency`` processes) on a private Redis through the same node; the rate is the
-rows sent over the span from the first send to the last.
+a time, for ``--seconds``. The gateway's: ``--messages`` outbox rows to a user (application ``mns``, which the pool
+spreads) queued at once (``outbound_enqueue``), sent by a real Celery worker (``--concurrency`` processes) on a
+private Redis; the rate is the rows sent over the span from the first claim to the last send. First through node 0
+alone (``MINIMA_RPC_URL`` = its URL), then through nodes 0 and 1 (both URLs: the pool, both supervised first so
+that node 1's key is published and it may send), the worker restarted with each setting. Targets: through one node
+>= 0.9 x the node's own rate, through two >= 1.8 x through one.
 
-The nodes come from ``testsupport.nodes.network``: simnet by default, the real nodes of ``MNS_INTEROP_NODES`` in
-interop mode (``docs/interop.md``). SQLite unless ``DATABASE_URL`` is set.
+The nodes come from ``testsupport.nodes.network``: simnet by default (each node with its one send pipeline,
+``simnet.sending.SendTiming``), the real nodes of ``MNS_INTEROP_NODES`` in interop mode (``docs/interop.md``).
+SQLite unless ``DATABASE_URL`` is set. ``--nodes 1`` skips the pool.
 """
 
 import argparse
@@ -17,6 +21,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from bench import harness
 from mns_client.protocol.rpc import MinimaRPC
@@ -41,7 +46,7 @@ def gateway_rate(to: str, count: int, size: int, tag: str, timeout: float) -> di
 
     payload = os.urandom(size)
     for n in range(count):
-        outbound_enqueue(destination=to, application="bench-outbox", payload=payload, idempotency_key=f"{tag}-{n}")
+        outbound_enqueue(destination=to, application="mns", payload=payload, idempotency_key=f"{tag}-{n}")
     rows = OutboundMessage.objects.filter(idempotency_key__startswith=f"{tag}-")
     wait_for(lambda: rows.filter(status="sent").count() == count, timeout=timeout, what=f"{count} sends")
     sent = sorted(rows.values_list("sent_at", flat=True))
@@ -50,12 +55,28 @@ def gateway_rate(to: str, count: int, size: int, tag: str, timeout: float) -> di
     return {"per_second": round(count / span, 1), "span_s": round(span, 2), "sent": len(sent)}
 
 
+def through(env: dict[str, str], var_dir: Path, to: str, args: argparse.Namespace, tag: str) -> dict[str, float]:
+    """The gateway's rate with the nodes ``env`` names, through a worker started for them."""
+    from django.conf import settings
+
+    from maxima.tasks import supervise_node
+
+    settings.MINIMA_RPC_URL = env["MINIMA_RPC_URL"]
+    supervise_node()  # every node's key known (and published) before the pool may spread over it
+    log = var_dir / f"worker-{tag}.log"
+    with process(celery_worker(env=env, log=log, concurrency=args.concurrency), env=env, log=log):
+        gateway_rate(to, 4, args.size, f"warm-{tag}", timeout=120)  # the worker is up
+        return gateway_rate(to, args.messages, args.size, tag, timeout=600)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--messages", type=int, default=200)
+    parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--seconds", type=float, default=10.0, help="for the node's own rate")
     parser.add_argument("--concurrency", type=int, default=4, help="Celery worker processes")
+    parser.add_argument("--nodes", type=int, choices=(1, 2), default=2, help="2: also through a pool of two")
+    parser.add_argument("--out", type=Path, help="also write the result (JSON) here")
     args = parser.parse_args()
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%S")
@@ -63,9 +84,10 @@ def main() -> None:
     var_dir.mkdir(parents=True)
     redis = RedisServer(free_port(), var_dir)
     redis.start()
+    rates: dict[str, dict[str, float]] = {}
     try:
-        with network(2, block_interval=1.0) as net:
-            gateway, user = net.nodes
+        with network(1 + args.nodes, block_interval=1.0) as net:
+            gateway, *pool, user = net.nodes
             own = node_rate(gateway.rpc_url, user.address, args.size, args.seconds)
             env = harness.bench_env(
                 var_dir, MINIMA_RPC_URL=gateway.rpc_url, REDIS_URL=redis.url, CELERY_BROKER_URL=redis.url
@@ -75,12 +97,15 @@ def main() -> None:
             import django
 
             django.setup()
-            log = var_dir / "worker.log"
-            with process(celery_worker(env=env, log=log, concurrency=args.concurrency), env=env, log=log):
-                gateway_rate(user.address, 4, args.size, f"warm-{stamp}", timeout=120)  # the worker is up
-                through = gateway_rate(user.address, args.messages, args.size, stamp, timeout=600)
+            rates["one_node"] = through(env, var_dir, user.address, args, f"one-{stamp}")
+            if pool:
+                urls = ",".join(node.rpc_url for node in (gateway, *pool))
+                rates["two_nodes"] = through(
+                    {**env, "MINIMA_RPC_URL": urls}, var_dir, user.address, args, f"two-{stamp}"
+                )
     finally:
         redis.stop()
+    one = rates["one_node"]["per_second"]
     result = {
         "when": stamp,
         "nodes": "real (MNS_INTEROP_NODES)" if interop_mode() else "simnet",
@@ -88,10 +113,16 @@ def main() -> None:
         "messages": args.messages,
         "worker_concurrency": args.concurrency,
         "node_sends_per_second": own,
-        "gateway_sends_per_second": through,
+        "gateway_sends_per_second": rates["one_node"],
+        "one_node_vs_node": round(one / own["per_second"], 3),
         "load_average": os.getloadavg()[0],
     }
+    if "two_nodes" in rates:
+        result["pool_of_two_sends_per_second"] = rates["two_nodes"]
+        result["two_nodes_vs_one"] = round(rates["two_nodes"]["per_second"] / one, 3)
     print(json.dumps(result))
+    if args.out:
+        args.out.write_text(json.dumps(result))
 
 
 if __name__ == "__main__":

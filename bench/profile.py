@@ -37,7 +37,7 @@ def main() -> None:
     ctx = scenarios.Context(hook_secret=_hook_secret(env, var_dir), session_token=token.read_text().strip())
     lua = scenarios.SCENARIOS[args.scenario].lua(ctx)
     raw = var_dir / f"{args.scenario}.collapsed"
-    with harness.gunicorn(env, workers=1) as (port, server):
+    with harness.gunicorn(env, workers=1, worker_class="sync") as (port, server):
         if args.scenario == "mailbox-read":
             wrk.run(port, scenarios.SCENARIOS["deliver-rest-1k"].lua(ctx), connections=2, seconds=2)
             from bench.pipeline import message_uids

@@ -37,6 +37,8 @@ class Context:
     session_token: str = ""
     message_uids: list[str] = field(default_factory=list)
     names: int = LOOKUP_NAMES
+    name_prefix: str = "x"  # the looked-up names: prefix and letters (bench.seed: x + 4, or the scale's y + 5)
+    name_letters: int = 4
 
 
 @dataclass(frozen=True)
@@ -63,18 +65,19 @@ def bare_json(ctx: Context) -> str:
 
 
 def lookup(ctx: Context) -> str:
-    """A random one of the seeded names (``x`` + four letters, bench.seed's order), so the database answers."""
+    """A random one of the seeded names (``x`` + four letters, or the scale world's ``y`` + five: bench.seed's
+    order), so the database answers."""
     return f"""
 local A = "{ALPHABET}"
 request = function()
   local i = math.random(0, {ctx.names - 1})
   local s = ""
-  for _ = 1, 4 do
+  for _ = 1, {ctx.name_letters} do
     local d = i % {len(ALPHABET)}
     s = A:sub(d + 1, d + 1) .. s
     i = math.floor(i / {len(ALPHABET)})
   end
-  return wrk.format("GET", "/api/v1/names/x" .. s)
+  return wrk.format("GET", "/api/v1/names/{ctx.name_prefix}" .. s)
 end
 """
 

@@ -2,9 +2,15 @@
 
 Names are real: each record carries a genuine owner-signed register statement (one owner key signs them all;
 the per-owner limit is a service rule and the seed writes rows directly, in bulk, which is what it is for).
+
+``python -m bench.seed scale NAMES MESSAGES`` (PostgreSQL) grows the scale scenario's world to ``NAMES`` names
+(``y`` and five letters) and ``MESSAGES`` stored messages, a hundred to a mailbox, in bulk: the signed statements
+are made once (two processes, the owner's key loaded once each) and kept in ``var/bench/scale-names.tsv`` for the
+next run, the names go in with COPY, their statement rows, mailboxes and messages with one INSERT … SELECT each.
 """
 
 import itertools
+import json
 import os
 import sys
 import time
@@ -26,9 +32,9 @@ from mns_client.protocol.statements import NameStatement  # noqa: E402
 from registry.models import NameRecord, StatementRecord  # noqa: E402
 
 
-def bench_names(count: int) -> list[str]:
-    """``count`` distinct five-letter names: ``x`` and four letters (never reserved, never look-alikes)."""
-    words = ("x" + "".join(letters) for letters in itertools.product(ALPHABET, repeat=4))
+def bench_names(count: int, *, prefix: str = "x", letters: int = 4) -> list[str]:
+    """``count`` distinct names: ``prefix`` and ``letters`` letters (never reserved, never look-alikes)."""
+    words = (prefix + "".join(chosen) for chosen in itertools.product(ALPHABET, repeat=letters))
     return list(itertools.islice(words, count))
 
 
@@ -120,6 +126,153 @@ def seed_mailbox(token_file: str) -> None:
     Path(token_file).write_text(token)
 
 
+# --- Scale: a million names and a million messages -------------------------------------------------------------
+SCALE_PREFIX, SCALE_LETTERS = "y", 5  # 19**5 = 2.5 million names
+MESSAGES_PER_MAILBOX = 100
+SCALE_CIPHERTEXT_BYTES = 512
+
+
+def scale_names(count: int) -> list[str]:
+    return bench_names(count, prefix=SCALE_PREFIX, letters=SCALE_LETTERS)
+
+
+def _signed_scale_names(count: int) -> tuple[dict[str, object], list[tuple[str, str]]]:
+    """The first ``count`` scale names with their owner-signed register statements: from the cache file, signed
+    now for those it lacks (and appended). Its first line is the statements' common fields and the owner's key."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from bench.harness import REPO
+
+    path = REPO / "var" / "bench" / "scale-names.tsv"
+    if path.exists():
+        lines = path.read_text().splitlines()
+        common, signed = json.loads(lines[0]), [tuple(line.split("\t")) for line in lines[1:]]
+    else:
+        private, public = generate_maxima_keypair()
+        owner = public_key_hex(public)
+        common = {"owner": owner, "box_key": to_hex(box_keypair()[1]), "issued_at": int(time.time() * 1000)}
+        common["private"] = to_hex(private)
+        signed = []
+    todo = scale_names(count)[len(signed) :]
+    if todo:
+        chunks = [todo[i : i + 5000] for i in range(0, len(todo), 5000)]
+        with ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            for chunk in pool.map(_sign_chunk, [(common, chunk) for chunk in chunks]):
+                signed.extend(chunk)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join([json.dumps(common), *("\t".join(pair) for pair in signed)]) + "\n")
+    return common, signed[:count]
+
+
+def _statement(common: dict[str, object], name: str) -> NameStatement:
+    owner = str(common["owner"])
+    return NameStatement(
+        op="register",
+        name=name,
+        owner=owner,
+        box_key=str(common["box_key"]),
+        seq=1,
+        issued_at=int(common["issued_at"]),
+        gateway=owner,
+    )
+
+
+def _sign_chunk(job: tuple[dict[str, object], list[str]]) -> list[tuple[str, str]]:
+    from mns_client.protocol.codecs import from_hex
+    from mns_client.protocol.crypto import maxsigner
+
+    common, names = job
+    sign = maxsigner(from_hex(str(common["private"])))
+    return [(name, to_hex(sign(_statement(common, name).canonical()))) for name in names]
+
+
+def seed_scale(names: int, messages: int) -> None:
+    """Grow the scale world to ``names`` names and ``messages`` stored messages (PostgreSQL only)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        raise SystemExit("the scale seed needs PostgreSQL (set DATABASE_URL)")
+    common, signed = _signed_scale_names(names)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM registry_namerecord WHERE name LIKE %s", [SCALE_PREFIX + "%"])
+        have = cursor.fetchone()[0]
+        _copy_names(cursor, common, signed[have:])
+        cursor.execute(_STATEMENT_ROWS, [SCALE_PREFIX + "%"])
+        cursor.execute(_MAILBOXES, [SCALE_PREFIX + "%", max(messages // MESSAGES_PER_MAILBOX - _mailboxes(cursor), 0)])
+        cursor.execute("SELECT count(*) FROM mailboxes_message WHERE delivery_id LIKE %s", ["scale-%"])
+        stored = cursor.fetchone()[0]
+        if messages > stored:
+            blocks = SCALE_CIPHERTEXT_BYTES // 16
+            bounds = {"first": stored + 1, "last": messages, "blocks": blocks, "prefix": SCALE_PREFIX + "%"}
+            bounds["per"] = MESSAGES_PER_MAILBOX
+            cursor.execute(_MESSAGES, bounds)
+            cursor.execute(_COUNTERS, [SCALE_PREFIX + "%"])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE registry_namerecord, registry_statementrecord, mailboxes_mailbox, mailboxes_message")
+
+
+def _mailboxes(cursor: object) -> int:
+    cursor.execute(
+        "SELECT count(*) FROM mailboxes_mailbox m JOIN registry_namerecord n ON n.id = m.record_id "
+        "WHERE n.name LIKE %s",
+        [SCALE_PREFIX + "%"],
+    )
+    return cursor.fetchone()[0]
+
+
+def _copy_names(cursor: object, common: dict[str, object], signed: list[tuple[str, str]]) -> None:
+    owner, box, now = str(common["owner"]), str(common["box_key"]), timezone.now()
+    gateways = json.dumps([owner])
+    columns = (
+        "name, skeleton, status, owner_key, box_key, payment_address, gateways, seq, statement, signature, "
+        "created_at, updated_at, status_changed_at"
+    )
+    with cursor.cursor.copy(f"COPY registry_namerecord ({columns}) FROM STDIN") as copy:
+        for name, signature in signed:
+            statement = json.dumps(_statement(common, name).to_dict())
+            copy.write_row(
+                (name, skeleton(name), "active", owner, box, "", gateways, 1, statement, signature, now, now, now)
+            )
+
+
+# The register statement of each scale name, as the registry keeps it beside the record.
+_STATEMENT_ROWS = """
+INSERT INTO registry_statementrecord (record_id, seq, op, owner_key, statement, signature, source, received_at)
+SELECT n.id, 1, 'register', n.owner_key, n.statement, n.signature, 'api', n.created_at
+FROM registry_namerecord n
+WHERE n.name LIKE %s AND NOT EXISTS (SELECT 1 FROM registry_statementrecord s WHERE s.record_id = n.id)
+"""
+_MAILBOXES = """
+INSERT INTO mailboxes_mailbox (record_id, owner_key, address, max_messages, max_bytes, message_count, byte_count,
+                               auto_forward, delete_forwarded, created_at, updated_at)
+SELECT n.id, n.owner_key, '', 10000, 1073741824, 0, 0, false, false, now(), now()
+FROM registry_namerecord n
+WHERE n.name LIKE %s AND NOT EXISTS (SELECT 1 FROM mailboxes_mailbox m WHERE m.record_id = n.id)
+ORDER BY n.name LIMIT %s
+"""
+# Messages numbered from/to, MESSAGES_PER_MAILBOX to a mailbox in the scale mailboxes' order; the ciphertext is
+# random bytes (md5 blocks), as a sealed box looks to the gateway.
+_MESSAGES = """
+WITH boxes AS (
+    SELECT m.id, row_number() OVER (ORDER BY m.id) - 1 AS place
+    FROM mailboxes_mailbox m JOIN registry_namerecord n ON n.id = m.record_id WHERE n.name LIKE %(prefix)s
+)
+INSERT INTO mailboxes_message (uid, delivery_id, sender_key, sender_verified, scheme, ciphertext, size, received_at,
+                               expires_at, state, delete_when_forwarded, mailbox_id)
+SELECT md5('scale-' || g), 'scale-' || g, '', false, 'nacl-sealedbox-v1',
+       decode(repeat(md5(g::text), %(blocks)s), 'hex'), 16 * %(blocks)s, now(), now() + interval '30 days',
+       'stored', false, boxes.id
+FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
+JOIN boxes ON boxes.place = (g - 1) / %(per)s
+"""
+_COUNTERS = """
+UPDATE mailboxes_mailbox m SET message_count = c.n, byte_count = c.bytes
+FROM (SELECT mailbox_id, count(*) AS n, sum(size) AS bytes FROM mailboxes_message GROUP BY mailbox_id) c,
+     registry_namerecord r
+WHERE c.mailbox_id = m.id AND r.id = m.record_id AND r.name LIKE %s
+"""
+
+
 if __name__ == "__main__":
     kind, arg = sys.argv[1], sys.argv[2]
     started = time.perf_counter()
@@ -128,5 +281,8 @@ if __name__ == "__main__":
         print(f"seeded {arg} names in {time.perf_counter() - started:.1f} s")
     elif kind == "mailbox":
         seed_mailbox(arg)
+    elif kind == "scale":
+        seed_scale(int(arg), int(sys.argv[3]))
+        print(f"seeded up to {arg} names and {sys.argv[3]} messages in {time.perf_counter() - started:.1f} s")
     else:
-        raise SystemExit("usage: python -m bench.seed names COUNT | mailbox TOKEN_FILE")
+        raise SystemExit("usage: python -m bench.seed names COUNT | mailbox TOKEN_FILE | scale NAMES MESSAGES")

@@ -71,6 +71,22 @@ end
 """
 
 
+# A client that honours Retry-After: after a 429/503 that carries it, the connection waits that long before its next
+# request (wrk calls delay() right after response() for the same connection). wrk itself does not wait.
+POLITE = r"""
+local refused_wait = 0
+local counting_response = response
+function response(status, headers, body)
+  counting_response(status, headers, body)
+  local after = tonumber(headers["Retry-After"] or headers["retry-after"] or "")
+  refused_wait = ((status == 429 or status == 503) and after) and math.floor(after * 1000) or 0
+end
+function delay()
+  return refused_wait
+end
+"""
+
+
 @dataclass
 class Load:
     """What wrk saw: answers by status, latency percentiles of every answer, and the wall time."""
@@ -123,12 +139,20 @@ def lua_string(text: str) -> str:
 
 
 def run(
-    port: int, request_lua: str, *, connections: int, seconds: float, threads: int | None = None, timeout: int = 10
+    port: int,
+    request_lua: str,
+    *,
+    connections: int,
+    seconds: float,
+    threads: int | None = None,
+    timeout: int = 10,
+    polite: bool = False,
 ) -> Load:
     """Load ``127.0.0.1:port`` for ``seconds`` with ``connections`` connections; ``request_lua`` defines
-    ``request()`` (it may use ``uid()``, ``tid`` and ``wrk.format``)."""
+    ``request()`` (it may use ``uid()``, ``tid`` and ``wrk.format``). ``polite``: each connection waits out the
+    ``Retry-After`` of a refusal before its next request, as a well-behaved client does."""
     threads = threads or (1 if connections <= 8 else 2)
-    script = COMMON + "\n" + request_lua
+    script = COMMON + "\n" + request_lua + (POLITE if polite else "")
     args = [
         require(),
         "-t",

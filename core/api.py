@@ -45,10 +45,15 @@ class ThrottleFirst:
     def check_throttles(self, request: Request) -> None:
         # DRF's APIView.check_throttles, with every limit counted in one round trip to the cache.
         throttles = self.get_throttles()
-        throttling.count_together(throttles, request, self)
+        self.cached = throttling.count_together(throttles, request, self, self.cache_keys(request))
         durations = [throttle.wait() for throttle in throttles if not throttle.allow_request(request, self)]
         if durations:
             self.throttled(request, max((d for d in durations if d is not None), default=None))
+
+    def cache_keys(self, request: Request) -> list[str]:
+        """Cache keys the view will read: fetched (raw) with the rate limits' round trip into ``self.cached``,
+        one value (or None) per key, or ``self.cached`` is None (no Redis, or the cache failed)."""
+        return []
 
 
 class APIView(ThrottleFirst, views.APIView):

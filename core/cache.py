@@ -5,7 +5,8 @@ call; on the hot paths (rate limits on every request) that was a measurable shar
 over a connection pool is thread-safe, so one per pool is enough.
 
 Django's ``incr`` is two round trips (``EXISTS``, then ``INCRBY``), and a new counter a third (``SET NX``); a
-request checks two limits. ``count_windows`` counts any number of them in one ``EVALSHA`` (profile: the rate
+request checks two limits. ``count_windows_and_get`` counts any number of them in one ``EVALSHA``, and reads
+the keys the request needs besides (a lookup's published record, ``registry.published``) (profile: the rate
 limits were a third of a lookup's time in the worker, almost all of it waiting on those round trips).
 """
 
@@ -28,15 +29,33 @@ class RedisCacheClient(_RedisCacheClient):
         return client
 
 
-# INCR each key; a key that was not there gets its timeout (the counter of a new window). Returns the counts.
-COUNT_WINDOWS = """
-local counts = {}
+# INCR each of the first ARGV[1] keys (a key that was not there gets its timeout, ARGV[i + 1]: the counter of a
+# new window), then GET each key after them (false where there is none): a request's rate limits and what it
+# reads from the cache (a lookup's published record) in one round trip.
+COUNT_AND_GET = """
+local n = tonumber(ARGV[1])
+local out = {}
+for i = 1, n do
+  local count = redis.call('INCR', KEYS[i])
+  if count == 1 then redis.call('EXPIRE', KEYS[i], ARGV[i + 1]) end
+  out[i] = count
+end
+for i = n + 1, #KEYS do
+  out[i] = redis.call('GET', KEYS[i])
+end
+return out
+"""
+
+
+# INCR the keys in order (a new one gets its timeout, ARGV[2i - 1]) until one is over its limit (ARGV[2i]): 1 if
+# one was, 0 if none. The later limits are not counted for an event the earlier ones refused.
+COUNT_UNTIL_OVER = """
 for i, key in ipairs(KEYS) do
   local count = redis.call('INCR', key)
-  if count == 1 then redis.call('EXPIRE', key, ARGV[i]) end
-  counts[i] = count
+  if count == 1 then redis.call('EXPIRE', key, ARGV[2 * i - 1]) end
+  if count > tonumber(ARGV[2 * i]) then return 1 end
 end
-return counts
+return 0
 """
 
 
@@ -44,14 +63,32 @@ class RedisCache(_RedisCache):
     def __init__(self, server: str, params: dict) -> None:
         super().__init__(server, params)
         self._class = RedisCacheClient
-        self._scripts: dict[int, Any] = {}
+        self._scripts: dict[tuple[int, str], Any] = {}
 
-    def count_windows(self, counters: list[tuple[str, int]]) -> list[int]:
-        """Add one to each ``(key, timeout)`` counter (made with its timeout when new), in one round trip; the
-        values are the ones ``incr``/``add``/``get`` of this cache read and write."""
-        keys = [self.make_and_validate_key(key) for key, _ in counters]
-        client = self._cache.get_client(keys[0], write=True)
-        script = self._scripts.get(id(client))
+    def count_windows_and_get(self, counters: list[tuple[str, int]], gets: list[str]) -> tuple[list[int], list[Any]]:
+        """Add one to each ``(key, timeout)`` counter (made with its timeout when new) and read the raw value
+        (bytes, or None) of each key of ``gets``, all in one round trip. The counters are the values ``incr``/
+        ``add``/``get`` of this cache read and write; the ``gets`` are the ones ``raw_client`` writes, not this
+        cache's pickled ``get``/``set`` values."""
+        keys = [self.make_and_validate_key(key) for key, _ in counters] + [self.make_and_validate_key(k) for k in gets]
+        out = self.script(COUNT_AND_GET)(keys=keys, args=[len(counters), *(timeout for _, timeout in counters)])
+        return [int(count) for count in out[: len(counters)]], [value or None for value in out[len(counters) :]]
+
+    def count_until_over(self, counters: list[tuple[str, int, int]]) -> bool:
+        """Add one to each ``(key, timeout, limit)`` counter in order, stopping after the first one over its
+        limit, in one round trip; whether one was over."""
+        keys = [self.make_and_validate_key(key) for key, _, _ in counters]
+        args = [value for _, timeout, limit in counters for value in (timeout, limit)]
+        return bool(self.script(COUNT_UNTIL_OVER)(keys=keys, args=args))
+
+    def script(self, source: str) -> Any:
+        """A Lua script registered once per client (redis-py's ``Script``: EVALSHA, EVAL when not loaded yet)."""
+        client = self.raw_client()
+        script = self._scripts.get((id(client), source))
         if script is None:
-            script = self._scripts[id(client)] = client.register_script(COUNT_WINDOWS)
-        return [int(count) for count in script(keys=keys, args=[timeout for _, timeout in counters])]
+            script = self._scripts[(id(client), source)] = client.register_script(source)
+        return script
+
+    def raw_client(self) -> Any:
+        """The ``redis.Redis`` behind this cache (one per pool), for values kept as raw bytes."""
+        return self._cache.get_client(None, write=True)

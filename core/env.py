@@ -111,6 +111,23 @@ def env_url(
     return value
 
 
+def env_url_list(name: str, *, schemes: tuple[str, ...], most: int, env: Mapping[str, str] | None = None) -> str | None:
+    """A comma-separated list of URLs, each as ``env_url`` checks it: no empty item, no URL twice, at most
+    ``most``. Returned as given (whitespace around the commas dropped), so one URL reads as before."""
+    value = _raw(name, env)
+    if value is None:
+        return None
+    urls = [part.strip() for part in value.split(",")]
+    shown = ",".join(_redact(url) for url in urls)
+    if "" in urls or len(urls) > most:
+        raise EnvError(name, shown, f"one to {most} URLs separated by commas, none empty")
+    if len(set(urls)) != len(urls):
+        raise EnvError(name, shown, "a list that names each URL once")
+    for url in urls:
+        env_url(name, None, schemes=schemes, env={name: url})
+    return ",".join(urls)
+
+
 def _redact(url: str) -> str:
     """Never echo a password back in an error message."""
     parts = urlsplit(url)
@@ -131,7 +148,7 @@ def database_from_url(name: str, url: str) -> dict:
     except ValueError:
         raise EnvError(name, _redact(url), "a URL with a valid port") from None
     return {
-        "ENGINE": "django.db.backends.postgresql",
+        "ENGINE": "core.postgresql",
         "NAME": unquote(parts.path.lstrip("/")),
         "USER": unquote(parts.username or ""),
         "PASSWORD": unquote(parts.password or ""),

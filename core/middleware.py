@@ -51,11 +51,11 @@ class QueueTimeShedMiddleware:
         if stamp:
             queued = queued_seconds(stamp, time.time())
             if queued is not None and queued * 1000 > after_ms:
-                return _overloaded()
+                return overloaded()
         return self.get_response(request)
 
 
-def _overloaded() -> HttpResponse:
+def overloaded() -> HttpResponse:
     response = json_error("overloaded", "The gateway is busy; try again in a moment (see Retry-After).", 503)
     response["Retry-After"] = "1"
     # Answered before the security middleware runs: the headers that matter for a JSON error, set here.

@@ -25,20 +25,47 @@ def hit(key: str, *, window: int, now: float | None = None) -> tuple[int, float]
 def hit_many(limits: list[tuple[str, int]], *, now: float | None = None) -> list[tuple[int, float]] | None:
     """``hit`` for several ``(key, window)`` at once: one round trip to Redis for all of them (the limits of one
     request). Returns one (count, seconds left) per limit, in order, or None if the cache failed."""
+    return hit_many_and_get(limits, [], now=now)[0]
+
+
+def hit_many_and_get(
+    limits: list[tuple[str, int]], gets: list[str], *, now: float | None = None
+) -> tuple[list[tuple[int, float]] | None, list[bytes | None] | None]:
+    """``hit_many``, and the raw values of the cache keys ``gets`` read in the same round trip (only on Redis:
+    ``None`` elsewhere, and when the cache failed). What a request reads from the cache costs it nothing more
+    than its rate limits did."""
     now = time.time() if now is None else now
     indexes = [int(now // window) for _, window in limits]
     full_keys = [f"rate:{key}:{index}" for (key, _), index in zip(limits, indexes, strict=True)]
+    windows = [(k, w + 1) for k, (_, w) in zip(full_keys, limits, strict=True)]
+    values = None
     try:
-        if hasattr(cache, "count_windows"):  # core.cache.RedisCache
-            counts = cache.count_windows([(k, w + 1) for k, (_, w) in zip(full_keys, limits, strict=True)])
+        if hasattr(cache, "count_windows_and_get"):  # core.cache.RedisCache
+            counts, values = cache.count_windows_and_get(windows, gets)
         else:
             counts = [_count(k, w) for k, (_, w) in zip(full_keys, limits, strict=True)]
     except Exception as exc:  # the cache is down: do not limit, and say so once per failure
         logger.warning("rate limit not applied, the cache failed: %s", type(exc).__name__)
-        return None
-    return [
+        return None, None
+    counted = [
         (count, (index + 1) * window - now) for count, index, (_, window) in zip(counts, indexes, limits, strict=True)
     ]
+    return counted, values
+
+
+def over_any(limits: list[tuple[str, int, int]], *, now: float | None = None) -> bool:
+    """Count one event under each ``(key, window, limit)`` in order, stopping at the first one over its limit
+    (the later ones are not counted then); whether one was over. One round trip on Redis. False when the cache
+    failed: a limit never costs an accepted message."""
+    now = time.time() if now is None else now
+    full_keys = [(f"rate:{key}:{int(now // window)}", window + 1, limit) for key, window, limit in limits]
+    try:
+        if hasattr(cache, "count_until_over"):  # core.cache.RedisCache
+            return cache.count_until_over(full_keys)
+        return any(_count(key, timeout - 1) > limit for key, timeout, limit in full_keys)  # any() stops at one
+    except Exception as exc:
+        logger.warning("rate limit not applied, the cache failed: %s", type(exc).__name__)
+        return False
 
 
 def _count(full_key: str, window: int) -> int:

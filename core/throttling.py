@@ -67,9 +67,14 @@ class ScopedThrottle(ScopedRateThrottle, FixedWindowThrottle):
         return FixedWindowThrottle.allow_request(self, request, view)
 
 
-def count_together(throttles: list[object], request: Request, view: "APIView") -> None:
+def count_together(
+    throttles: list[object], request: Request, view: "APIView", gets: list[str] = ()
+) -> list[bytes | None] | None:
     """Count the request under every fixed-window limit of the view in one round trip to the cache; each
-    throttle's ``allow_request`` then only compares. (Every limit counts every request, as DRF's loop does.)"""
+    throttle's ``allow_request`` then only compares. (Every limit counts every request, as DRF's loop does.)
+
+    ``gets``: cache keys the view reads anyway, fetched raw in the same round trip (on Redis; ``None`` otherwise,
+    or when the cache failed)."""
     fixed = [t for t in throttles if isinstance(t, FixedWindowThrottle)]
     keyed = []
     for throttle in fixed:
@@ -77,8 +82,10 @@ def count_together(throttles: list[object], request: Request, view: "APIView") -
         throttle._counted = None
         if throttle.key is not None:
             keyed.append(throttle)
-    if not keyed:
-        return
-    counted = ratelimit.hit_many([(t.key, t.duration) for t in keyed], now=keyed[0].timer())
+    if not keyed and not gets:
+        return None
+    now = keyed[0].timer() if keyed else None
+    counted, values = ratelimit.hit_many_and_get([(t.key, t.duration) for t in keyed], list(gets), now=now)
     for throttle, each in zip(keyed, counted or [None] * len(keyed), strict=True):
         throttle._counted = each
+    return values

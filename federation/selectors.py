@@ -22,6 +22,11 @@ def peers_active() -> QuerySet[Peer]:
     return Peer.objects.filter(enabled=True, paused=False)
 
 
+def peers_active_sql() -> str:
+    """Whether ``peers_active()`` has any, as a boolean expression of the caller's statement (no round trip)."""
+    return f"EXISTS (SELECT 1 FROM {Peer._meta.db_table} WHERE enabled AND NOT paused)"  # noqa: S608
+
+
 def peer_of_key(*, key: str) -> Peer | None:
     """The enabled peer with this identity key (canonical form), paused or not."""
     return Peer.objects.filter(identity_key=key, enabled=True).first()

@@ -43,13 +43,18 @@ def session_token(request: Request) -> str | None:
 
 
 class SessionTokenAuthentication(BaseAuthentication):
-    """Authenticates a request by its handshake session: ``request.auth`` is the ``Session``, ``request.user`` None."""
+    """Authenticates a request by its handshake session: ``request.auth`` is the ``Session``, ``request.user`` None.
+
+    A view's ``session_related`` names relations of the session's record it reads anyway (``select_related``
+    paths, such as ``record__mailbox``): they are loaded with the session, in the same query."""
 
     def authenticate(self, request: Request) -> tuple[None, Session] | None:
         token = session_token(request)
         if token is None:
             return None
-        return None, services.session_for_token(token=token)
+        view = (getattr(request, "parser_context", None) or {}).get("view")
+        related = getattr(view, "session_related", ())
+        return None, services.session_for_token(token=token, related=related)
 
     def authenticate_header(self, request: Request) -> str:
         return SCHEME

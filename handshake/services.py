@@ -382,16 +382,19 @@ def _pickup_refusal(challenge: Challenge, now: datetime) -> DomainError:
     return DomainError("handshake_expired", "The handshake expired before its session was picked up.", status=410)
 
 
-def session_for_token(*, token: str) -> Session:
+def session_for_token(*, token: str, related: tuple[str, ...] = ()) -> Session:
     """The live session of a token, or a 401 refusal (``session_invalid``/``_revoked``/``_expired``).
 
     Also dead: a session whose name changed hands or was released since (``session_invalid``); a suspended name
     refuses with 403 ``name_suspended``. A ``register`` session works while its name is still pending.
+    ``related``: more relations of the session's record to load in the same query (``select_related`` paths,
+    such as the record's mailbox for an app above this one), so that a request reads its session and what it is
+    about in one round trip.
     """
     if not isinstance(token, str) or not token.isascii() or not 0 < len(token) <= MAX_TOKEN_CHARS:
         raise _session_invalid()
     digest = secret_hash(token)
-    session = Session.objects.select_related("record").filter(token_hash=digest).first()
+    session = Session.objects.select_related("record", *related).filter(token_hash=digest).first()
     if session is None or not hmac.compare_digest(session.token_hash, digest):
         raise _session_invalid()
     if session.revoked_at is not None:

@@ -20,7 +20,7 @@ from handshake import services as handshake_services
 from handshake.authentication import SessionTokenAuthentication
 from handshake.models import Session
 from mailboxes import services
-from mailboxes.models import AccessToken
+from mailboxes.models import AccessToken, Mailbox
 from mns_client.protocol.names import normalise
 
 SCHEME = "MNS-Token"
@@ -40,6 +40,19 @@ class AccessTokenAuthentication(BaseAuthentication):
 
 
 AUTHENTICATION = [SessionTokenAuthentication, AccessTokenAuthentication]
+
+
+def mailbox_of_credential(request: Request, name: str) -> Mailbox | None:
+    """The mailbox the request's credential came with, if it is the normalised ``name``'s (the permission checked
+    that the credential is for ``name``); None when it came without one (then the caller reads it)."""
+    if isinstance(request.auth, AccessToken):
+        mailbox = request.auth.mailbox
+    elif isinstance(request.auth, Session):
+        # Loaded with the session (``MailboxView.session_related``); None: no mailbox here for this record.
+        mailbox = getattr(request.auth.record, "mailbox", None)
+    else:
+        return None
+    return mailbox if mailbox is not None and mailbox.record.name == name else None
 
 
 class MailboxAccess(BasePermission):

@@ -104,7 +104,17 @@ def delete_apply(origin: str, payload: dict[str, Any]) -> str:
     return "applied" if deleted else "already_deleted"
 
 
+def counters_lock(payloads: list[dict[str, Any]]) -> None:
+    """Lock the counters rows of the mailboxes a batch's ops name, in id order, before it applies any: the order
+    a batch of deliveries takes them in (``services.deliveries_store``), so the two can never wait on each other
+    in a cycle, whatever the order of the peer's ops."""
+    names = {payload.get("name") for payload in payloads if isinstance(payload.get("name"), str)}
+    if names:
+        rows = Mailbox.objects.filter(record__name__in=names).order_by("id").select_for_update(of=("self",))
+        list(rows.values_list("id", flat=True))
+
+
 def register() -> None:
-    kinds.register("mailbox", apply=mailbox_apply)
-    kinds.register("message", apply=message_apply, wire=message_wire)
-    kinds.register("delete", apply=delete_apply)
+    kinds.register("mailbox", apply=mailbox_apply, lock=counters_lock)
+    kinds.register("message", apply=message_apply, wire=message_wire, lock=counters_lock)
+    kinds.register("delete", apply=delete_apply, lock=counters_lock)

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Model, Q, QuerySet
 
 from core.errors import DomainError
 from federation.models import Peer
@@ -65,9 +65,11 @@ def message_of(*, mailbox: Mailbox, uid: str) -> Message:
 
 
 @dataclass(frozen=True)
-class DeliveryContext:
-    """What a delivery needs to know besides the mailbox: whether it was stored before, and the sender's lists."""
+class DeliveryTarget:
+    """The mailbox a delivery goes to (with its record), whether this sender's delivery id was stored in it before,
+    and where the sender stands on the gateway's and the mailbox's lists."""
 
+    mailbox: Mailbox
     stored_before: int | None  # the id of this sender's message with this delivery id
     blocked_by_staff: bool
     blocked_by_owner: bool
@@ -75,28 +77,50 @@ class DeliveryContext:
     has_allow_list: bool
 
 
-def delivery_context(*, mailbox: Mailbox, sender_key: str, sender_verified: bool, delivery_id: str) -> DeliveryContext:
-    """Everything ``DeliveryContext`` holds, in one round trip: the hot path of every delivery.
+def _columns(model: type[Model], wanted: set[str]) -> tuple[str, ...]:
+    """``wanted`` in the model's field order, as ``Model.from_db`` takes them."""
+    return tuple(field.attname for field in model._meta.concrete_fields if field.attname in wanted)
 
-    Plain SQL over the unique indexes, because the ORM spends longer building these five subqueries than the
-    database takes to answer them.
+
+# The columns a delivery reads of the mailbox and its record; the others stay deferred (loaded if ever touched).
+_TARGET_MAILBOX = _columns(
+    Mailbox, {"id", "record_id", "owner_key", "address", "auto_forward", "delete_forwarded", "retention_days"}
+)
+_TARGET_RECORD = _columns(NameRecord, {"id", "name", "status", "owner_key"})
+
+
+def delivery_target(*, name: str, sender_key: str, sender_verified: bool, delivery_id: str) -> DeliveryTarget | None:
+    """Everything a delivery to a normalised name needs to read, in one round trip: the hot path of every delivery.
+    ``None`` when no mailbox is kept here for the name (whatever the name's status).
+
+    Plain SQL over the unique indexes, because the ORM spends longer building these subqueries than the database
+    takes to answer them.
     """
+    mailbox, record = Mailbox._meta.db_table, NameRecord._meta.db_table
     message, blocked, rule = Message._meta.db_table, BlockedSender._meta.db_table, SenderRule._meta.db_table
+    columns = ", ".join([*(f"m.{column}" for column in _TARGET_MAILBOX), *(f"r.{column}" for column in _TARGET_RECORD)])
     query = f"""
-        SELECT
+        SELECT {columns},
           (SELECT id FROM {message}
-            WHERE mailbox_id = %s AND sender_verified = %s AND sender_key = %s AND delivery_id = %s),
+            WHERE mailbox_id = m.id AND sender_verified = %s AND sender_key = %s AND delivery_id = %s),
           EXISTS (SELECT 1 FROM {blocked} WHERE sender_key = %s),
-          EXISTS (SELECT 1 FROM {rule} WHERE mailbox_id = %s AND sender_key = %s AND list = 'block'),
-          EXISTS (SELECT 1 FROM {rule} WHERE mailbox_id = %s AND sender_key = %s AND list = 'allow'),
-          EXISTS (SELECT 1 FROM {rule} WHERE mailbox_id = %s AND list = 'allow')
-    """  # noqa: S608 (table names from the models; every value is a parameter)
-    params = [mailbox.id, sender_verified, sender_key, delivery_id, sender_key]
-    params += [mailbox.id, sender_key, mailbox.id, sender_key, mailbox.id]
+          EXISTS (SELECT 1 FROM {rule} WHERE mailbox_id = m.id AND sender_key = %s AND list = 'block'),
+          EXISTS (SELECT 1 FROM {rule} WHERE mailbox_id = m.id AND sender_key = %s AND list = 'allow'),
+          EXISTS (SELECT 1 FROM {rule} WHERE mailbox_id = m.id AND list = 'allow')
+        FROM {record} r JOIN {mailbox} m ON m.record_id = r.id
+        WHERE r.name = %s
+    """  # noqa: S608 (table and column names from the models; every value is a parameter)
+    params = [sender_verified, sender_key, delivery_id, sender_key, sender_key, sender_key, name]
     with connection.cursor() as cursor:
         cursor.execute(query, params)
-        stored, *flags = cursor.fetchone()
-    return DeliveryContext(stored, *(bool(flag) for flag in flags))
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    split = len(_TARGET_MAILBOX)
+    found = Mailbox.from_db(connection.alias, _TARGET_MAILBOX, row[:split])
+    found.record = NameRecord.from_db(connection.alias, _TARGET_RECORD, row[split : split + len(_TARGET_RECORD)])
+    stored, *flags = row[split + len(_TARGET_RECORD) :]
+    return DeliveryTarget(found, stored, *(bool(flag) for flag in flags))
 
 
 def delivery_find(*, mailbox: Mailbox, sender_key: str, sender_verified: bool, delivery_id: str) -> Message | None:

@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from core.api import NO_STORE, THROTTLES, APIView, ListAPIView, error_response
 from core.errors import DomainError
 from mailboxes import selectors, services
-from mailboxes.authentication import AUTHENTICATION, MailboxAccess
+from mailboxes.authentication import AUTHENTICATION, MailboxAccess, mailbox_of_credential
 from mailboxes.models import Mailbox, Message
 from mailboxes.serializers import (
     AccessTokenSerializer,
@@ -48,11 +48,13 @@ class MailboxView(APIView):
 
     authentication_classes = AUTHENTICATION
     permission_classes = [MailboxAccess]
+    session_related = ("record__mailbox",)  # the mailbox comes with the session (``mailbox_of_credential``)
 
     def mailbox(self) -> Mailbox:
         """The mailbox of the URL's name, if it is the credential holder's: a name released and registered again
         keeps its old mailbox until the new owner's registration replaces it, and that one is not theirs."""
-        mailbox = selectors.mailbox_of(name=normalise(self.kwargs["name"]))
+        name = normalise(self.kwargs["name"])
+        mailbox = mailbox_of_credential(self.request, name) or selectors.mailbox_of(name=name)
         if getattr(self.request.auth, "owner_key", None) != mailbox.owner_key:
             raise DomainError("mailbox_not_yours", "This mailbox belongs to another owner of the name.", status=403)
         return mailbox

@@ -6,6 +6,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from maxima.models import InboundEvent, NodeState, OutboundMessage
+from maxima.node import has_pool, pool_keys
 from maxima.timing import lease_classes, send_limits
 
 
@@ -19,9 +20,19 @@ def gateway_identity_key() -> str | None:
     return state.publickey if state and state.publickey else None
 
 
-def gateway_identity() -> dict[str, str | None]:
-    """This gateway's Maxima identity and address, as its node last reported them (published in the policy)."""
-    return {"publickey": gateway_identity_key(), "address": gateway_address()}
+def gateway_identity_key_sql() -> str:
+    """``gateway_identity_key()`` as a scalar subquery of the caller's statement (NULL while the node has not
+    reported it): read in the same round trip as the writes that need it, so always the committed value."""
+    return f"(SELECT NULLIF(publickey, '') FROM {NodeState._meta.db_table} WHERE id = 1)"  # noqa: S608
+
+
+def gateway_identity() -> dict[str, object]:
+    """This gateway's Maxima identity and address, as its identity node last reported them (published in the
+    policy); with a pool of nodes, ``pool``: the keys of the other nodes, from which messages to users also come."""
+    identity: dict[str, object] = {"publickey": gateway_identity_key(), "address": gateway_address()}
+    if has_pool():
+        identity["pool"] = pool_keys()
+    return identity
 
 
 def gateway_address() -> str | None:

@@ -17,15 +17,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q, QuerySet
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from core.errors import DomainError
 from core.queue import enqueue_on_commit
 from maxima import selectors
 from maxima.models import InboundEvent, NodeState, OutboundMessage, QueueSample
-from maxima.node import hook_url
+from maxima.node import hook_url, node_client, send_node
 from maxima.routing import Ignored, InboundMessage, dispatch
 from maxima.selectors import inbound_lease, queue_figures, stale_sending
 from maxima.timing import MAXIMA_MAX_DATA_BYTES
@@ -118,35 +119,69 @@ def _timemilli(data: dict) -> int:
     return value
 
 
-def inbound_store(*, event: MaximaEvent, now_ms: int | None = None) -> tuple[InboundEvent, bool]:
+def inbound_store(
+    *, event: MaximaEvent, now_ms: int | None = None, timeout_ms: int | None = None
+) -> tuple[InboundEvent, bool]:
     """Store a Maxima message once; a repeat of the same ``msgid`` returns the stored row and ``False``.
 
     A message whose ``timemilli`` is outside the allowed window is stored as ``rejected`` (visible to staff,
-    never processed): Maxima itself has no replay protection.
+    never processed): Maxima itself has no replay protection. ``timeout_ms``: on PostgreSQL, give up (an
+    ``OperationalError``) rather than wait longer for the database (a lock on the table, an overloaded server).
     """
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     stale = abs(now_ms - event.timemilli) > settings.MAXIMA_MAX_AGE_SECONDS * 1000
-    try:
-        with transaction.atomic():
-            row = InboundEvent.objects.create(
-                msgid=event.msgid,
-                sender=event.sender,
-                recipient_key=event.recipient_key,
-                application=event.application,
-                data=event.data,
-                size=len(event.data),
-                timemilli=event.timemilli,
-                random=event.random,
-                status=InboundEvent.Status.REJECTED if stale else InboundEvent.Status.PENDING,
-                last_error=f"stale: sent {(now_ms - event.timemilli) / 1000:.0f} s from now" if stale else "",
-            )
-    except IntegrityError:
+    row = InboundEvent(
+        msgid=event.msgid,
+        sender=event.sender,
+        recipient_key=event.recipient_key,
+        application=event.application,
+        data=event.data,
+        size=len(event.data),
+        timemilli=event.timemilli,
+        random=event.random,
+        status=InboundEvent.Status.REJECTED if stale else InboundEvent.Status.PENDING,
+        last_error=f"stale: sent {(now_ms - event.timemilli) / 1000:.0f} s from now" if stale else "",
+    )
+    if not _insert_once(row, timeout_ms):
         return InboundEvent.objects.get(msgid=event.msgid), False
     if not stale:
         from maxima.tasks import process_inbound
 
         enqueue_on_commit(process_inbound, row.id)
     return row, True
+
+
+def _insert_once(row: InboundEvent, timeout_ms: int | None) -> bool:
+    """INSERT the row unless its ``msgid`` is stored already; whether it was inserted (``row.id`` is set then).
+
+    On PostgreSQL outside a transaction, one round trip in all: the bound on waiting (``SET LOCAL``) and
+    ``INSERT … ON CONFLICT DO NOTHING RETURNING id`` go as one simple query, which PostgreSQL runs as one implicit
+    transaction, committed (durably) before it answers. Elsewhere, Django's ``create`` in a transaction."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        try:
+            with transaction.atomic():
+                if timeout_ms and connection.vendor == "postgresql":
+                    with connection.cursor() as cursor:
+                        cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(timeout_ms)])
+                row.save(force_insert=True)
+        except IntegrityError:
+            return False
+        return True
+    query = InsertQuery(InboundEvent)
+    query.insert_values([f for f in InboundEvent._meta.concrete_fields if not f.primary_key], [row])
+    [(insert, params)] = query.get_compiler(connection=connection).as_sql()
+    bound = f"SET LOCAL statement_timeout = {int(timeout_ms)}; " if timeout_ms else ""
+    with connection.cursor() as cursor:
+        # Django's psycopg cursor binds parameters on the client, so the two statements go as one query.
+        cursor.execute(f'{bound}{insert} ON CONFLICT ("msgid") DO NOTHING RETURNING "id"', params)
+        if bound:
+            cursor.nextset()
+        inserted = cursor.fetchone()
+    if inserted is None:
+        return False
+    row.id = inserted[0]
+    row._state.adding, row._state.db = False, connection.alias
+    return True
 
 
 def inbound_process(*, event_id: int, claim: str) -> str:
@@ -277,8 +312,9 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=base * random.uniform(0.75, 1.25))
 
 
-def outbound_send(*, message_id: int, client: MinimaRPC) -> str:
-    """Send one due message through the node; returns its new status, or ``skipped``."""
+def outbound_send(*, message_id: int, client: MinimaRPC | None = None, timeout: float | None = None) -> str:
+    """Send one due message through ``client``, else through the node of the pool this attempt falls to
+    (``node.send_node``, its RPC waiting ``timeout``); returns the message's new status, or ``skipped``."""
     now = timezone.now()
     claimable = Q(status=OutboundMessage.Status.QUEUED, next_attempt_at__lte=now) | stale_sending(now)
     claimed = OutboundMessage.objects.filter(claimable, id=message_id).update(
@@ -287,6 +323,9 @@ def outbound_send(*, message_id: int, client: MinimaRPC) -> str:
     if not claimed:
         return "skipped"
     message = OutboundMessage.objects.get(id=message_id)
+    if client is None:
+        node = send_node(message_id=message.id, attempt=message.attempts, application=message.application)
+        client = node_client(timeout=timeout, node=node)
     try:
         result = _deliver(client, message)
     except DeliveryFailed as exc:
@@ -472,13 +511,14 @@ def outbound_cancel(*, message_id: int) -> bool:
 
 
 # --- Node supervision ------------------------------------------------------------------------------------------
-def node_supervise(*, client: MinimaRPC) -> NodeState:
-    """Read the node's status and identity, and make sure it posts MAXIMA events to our hook.
+def node_supervise(*, client: MinimaRPC, node: int = 1) -> NodeState:
+    """Read node ``node``'s status and identity (row ``node``; 1, the identity node, unless said), and make sure
+    it posts MAXIMA events to our hook: every node of a pool posts to the same one, feeding the same inbox.
 
     Hooks survive a node restart on real nodes, but not a new data folder or a node swapped underneath us; and an
     old hook of ours (a rotated secret) would make the node wait on a 404 before every event, so it is removed.
     """
-    state, _ = NodeState.objects.get_or_create(pk=1)
+    state, _ = NodeState.objects.get_or_create(pk=node)
     now = timezone.now()
     state.checked_at = now
     try:
@@ -488,7 +528,7 @@ def node_supervise(*, client: MinimaRPC) -> NodeState:
     except MNSError as exc:
         state.reachable, state.error = False, str(exc)[:2000]
         state.save()
-        logger.warning("the Minima node is not usable: %s", exc)
+        logger.warning("the Minima node %s is not usable: %s", node, exc)
         return state
     state.reachable, state.error, state.last_ok_at = True, "", now
     state.version = str(status.get("version", ""))[:64]
@@ -496,7 +536,8 @@ def node_supervise(*, client: MinimaRPC) -> NodeState:
     state.block = int(block) if str(block).isdigit() else None
     state.publickey = info.publickey_hex
     state.mls, state.localidentity, state.p2pidentity = info.mls, info.localidentity, info.p2pidentity
-    _check_address(client, state, now)
+    if node == 1:  # the published address is the identity node's
+        _check_address(client, state, now)
     state.save()
     return state
 

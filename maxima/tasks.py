@@ -6,7 +6,7 @@ from django.conf import settings
 
 from core.queue import enqueue_now, enqueue_on_commit
 from maxima import selectors, services, timing
-from maxima.node import node_client
+from maxima.node import node_client, node_urls, require_node
 
 
 @shared_task(bind=True, name="maxima.process_inbound", ignore_result=True)
@@ -20,8 +20,9 @@ def send_outbound(message_id: int, size: int = 0) -> str:
     # A send may take the node a while (a big message seconds, maxima.timing); it waits for the real answer, but
     # no longer than its task may run (enqueue_send gave the task the limits of its size): a send that timed out
     # is retried with backoff (the receiver drops a copy that arrives twice, by its delivery id).
-    client = node_client(timeout=timing.send_limits(size).timeout)
-    return services.outbound_send(message_id=message_id, client=client)
+    # The node is picked once the message is claimed (node.send_node: spread over the pool, a retry on the next).
+    require_node()
+    return services.outbound_send(message_id=message_id, timeout=timing.send_limits(size).timeout)
 
 
 def enqueue_send(message_id: int, size: int, *, on_commit: bool = True) -> bool:
@@ -58,9 +59,14 @@ def sweep_outbound() -> int:
 
 @shared_task(name="maxima.supervise_node", ignore_result=True)
 def supervise_node() -> bool:
-    if not settings.MINIMA_RPC_URL:
-        return False
-    return services.node_supervise(client=node_client(timeout=10)).reachable
+    """Beat: each node of the pool checked (status, identity, webhook) and recorded; whether the identity node is
+    usable."""
+    states = [services.node_supervise(client=node_client(timeout=10, node=n), node=n) for n in _numbers()]
+    return bool(states) and states[0].reachable
+
+
+def _numbers() -> range:
+    return range(1, len(node_urls()) + 1)
 
 
 @shared_task(name="maxima.purge", ignore_result=True)

@@ -3,7 +3,7 @@ import hmac
 import logging
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -38,9 +38,7 @@ def webhook(request: HttpRequest, secret: str) -> JsonResponse:
         response["Retry-After"] = "60"
         return response
     try:
-        with transaction.atomic():
-            _bound_database_wait()
-            row, created = services.inbound_store(event=event)
+        row, created = services.inbound_store(event=event, timeout_ms=settings.MNS_HOOK_DB_TIMEOUT_MS)
     except (OperationalError, InterfaceError) as exc:  # down, restarting, or slower than the node may wait
         logger.warning("the hook could not store a Maxima message: %s", type(exc).__name__)
         response = json_error("unavailable", "The gateway cannot store messages right now; try again.", 503)
@@ -49,22 +47,14 @@ def webhook(request: HttpRequest, secret: str) -> JsonResponse:
     return JsonResponse({"stored": created, "id": row.id, "status": row.status})
 
 
-def _bound_database_wait() -> None:
-    """On PostgreSQL, give up after MNS_HOOK_DB_TIMEOUT_MS (a lock held on the table, an overloaded server)."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(settings.MNS_HOOK_DB_TIMEOUT_MS)])
-
-
 def _over_rate(sender: str) -> bool:
     """Per sender key (one noisy node must not silence the others), under a global ceiling; shared by every web
-    process through the cache, and never in the way when the cache is down."""
+    process through the cache, and never in the way when the cache is down. One round trip: the global
+    ceiling is counted only when the sender's own limit is not exceeded."""
     sender_id = hashlib.sha256(sender.encode()).hexdigest()[:32]
-    for key, limit in (
-        (f"maxima-hook:{sender_id}", settings.MNS_HOOK_RATE_PER_SENDER_PER_MINUTE),
-        ("maxima-hook", settings.MNS_HOOK_RATE_PER_MINUTE),
-    ):
-        counted = ratelimit.hit(key, window=60)
-        if counted is not None and counted[0] > limit:
-            return True
-    return False
+    return ratelimit.over_any(
+        [
+            (f"maxima-hook:{sender_id}", 60, settings.MNS_HOOK_RATE_PER_SENDER_PER_MINUTE),
+            ("maxima-hook", 60, settings.MNS_HOOK_RATE_PER_MINUTE),
+        ]
+    )

@@ -393,8 +393,20 @@ def cmd_set_address(ctx: Context) -> int:
 
 
 def cmd_whois(ctx: Context) -> int:
-    record = ctx.client().lookup(ctx.args.lookup_name)
-    data = _record_json(record)
+    name = normalise(ctx.args.lookup_name)
+    try:
+        record = ctx.client().lookup(name)
+    except GatewayRefused as refused:
+        # A name only Minima's MNS holds is still someone's: say whose, from the chain.
+        chain, _ = _chain_reading(ctx, name) if refused.code == "name_not_found" else (None, None)
+        if chain is None:
+            raise
+        ctx.emit({"name": name, "status": "on_chain_only", "on_chain": chain}, lambda: _chain_only_text(name, chain))
+        return EXIT_OK
+    chain, unread = _chain_reading(ctx, name, gateway=record.on_chain)
+    data = {**_record_json(record), "on_chain": chain}
+    if unread:
+        data["on_chain_unread"] = unread
 
     def human() -> str:
         lines = [
@@ -406,11 +418,56 @@ def cmd_whois(ctx: Context) -> int:
             f"  gateways   {', '.join(_short(g) for g in record.gateways) or '-'}",
             f"  seq        {record.seq}",
             "  signature  verified here: the owner key above signed this binding",
+            f"  on chain   {_chain_text(chain, unread)}",
         ]
         return "\n".join(lines)
 
     ctx.emit(data, human)
     return EXIT_OK
+
+
+def _chain_reading(
+    ctx: Context, name: str, *, gateway: dict[str, Any] | None = None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The name on chain (Minima's MNS) as this user's own node reads and verifies it, with whether the gateway's
+    owner proved the holder key (``agrees``, the gateway's word, counted only for the holder read here); or why it
+    could not be read. Never fails the command: the gateway's record stands on its own."""
+    try:
+        found = ctx.client().chain_lookup(name)
+    except (MNSError, UsageError) as failed:
+        return None, describe(failed, ctx)
+    if found is None:
+        return None, None
+    agrees = bool(gateway and gateway.get("holder") == found.holder and gateway.get("agrees") is True)
+    chain = {
+        "holder": found.holder,
+        "registered_block": found.created,
+        "updated_block": found.updated,
+        "data": found.data,
+        "agrees": agrees,
+    }
+    return chain, None
+
+
+def _chain_text(chain: dict[str, Any] | None, unread: str | None) -> str:
+    if unread:
+        return f"not read ({_safe(unread)})"
+    if chain is None:
+        return "not registered there (read through your node)"
+    verdict = "agrees: the owner above proved that key" if chain["agrees"] else "does NOT agree: another key holds it"
+    return f"held by {_short(chain['holder'])} since block {chain['registered_block']}; {verdict}"
+
+
+def _chain_only_text(name: str, chain: dict[str, Any]) -> str:
+    return "\n".join(
+        [
+            f"{name}",
+            "  status     not registered at this gateway",
+            f"  on chain   held by {_short(chain['holder'])} since block {chain['registered_block']} (Minima's MNS, "
+            "read and verified through your node)",
+            f"  data       {_safe(chain['data']) or '-'}",
+        ]
+    )
 
 
 def cmd_register(ctx: Context) -> int:

@@ -30,6 +30,7 @@ import requests
 from .config import AccessToken, BoxKey, Home
 from .listener import MaximaEvent, NodeListener
 from .protocol import entrypoints
+from .protocol.chainnames import ChainName, read_name
 from .protocol.codecs import from_hex, mx_decode, to_hex
 from .protocol.envelope import (
     SCHEME_NACL,
@@ -162,6 +163,12 @@ class GatewayInfo:
     name: str
     max_message_bytes: int
     schemes: tuple[str, ...]
+    pool: tuple[str, ...] = ()  # the keys of the gateway's other nodes: its receipts may come from them too
+
+    @property
+    def senders(self) -> frozenset[str]:
+        """The keys the gateway's messages to users may come from (Maxima verifies ``from``)."""
+        return frozenset((self.identity, *self.pool))
 
 
 @dataclass(frozen=True)
@@ -176,6 +183,7 @@ class NameInfo:
     gateways: list[str]
     seq: int
     signed: SignedStatement
+    on_chain: dict[str, Any] | None = None  # the gateway's word (not verified here) on the name on chain
 
     @property
     def owner_key(self) -> bytes:
@@ -404,6 +412,7 @@ class Client:
                 name=str(body.get("name") or ""),
                 max_message_bytes=int(limits.get("max_message_bytes") or 64 * 1024),
                 schemes=tuple(body.get("schemes") or SCHEMES),
+                pool=_pool_keys(maxima.get("pool")),
             )
         if remember and not self._gateway_remembered:
             self._remember_gateway(self._gateway)
@@ -427,6 +436,11 @@ class Client:
         name = normalise(name)
         body = self.api.request("GET", API + "names/" + urllib.parse.quote(name, safe=""))
         return _verified_record(name, body)
+
+    def chain_lookup(self, name: str) -> ChainName | None:
+        """``name`` as Minima's MNS holds it on chain, read through this client's own node and checked by its
+        ``verify`` (not the gateway's word): None when it is not registered there."""
+        return read_name(self.rpc, normalise(name))
 
     def owned_names(self) -> list[str]:
         """The names this node's key holds at the gateway (the reverse lookup), active ones first."""
@@ -479,12 +493,9 @@ class Client:
         statement = signed.statement
         verifier = new_verifier()
         self.progress(f"asking {gateway.url} for {name!r}")
+        request = {**signed.to_dict(), "address": self.reply_address(), "verifier_hash": verifier_hash(verifier)}
         try:
-            pending = self.api.request(
-                "POST",
-                API + "mailboxes",
-                json={**signed.to_dict(), "address": self.reply_address(), "verifier_hash": verifier_hash(verifier)},
-            )
+            pending = self._ask_for_name(request, statement)
         except GatewayRefused as refused:
             if refused.status < 500:  # refused for good: a later attempt signs a new statement
                 self._forget_pending(name)
@@ -504,6 +515,30 @@ class Client:
             token_id=token.token_id,
             gateway=self.gateway_url,
         )
+
+    def _ask_for_name(self, request: dict[str, Any], statement: NameStatement) -> Any:
+        """``POST mailboxes``; a name Minima's MNS holds on chain for a key of this node's own wallet is asked for
+        again with that key's signature (``chain_signature``), which the gateway wants before it lets it go."""
+        try:
+            return self.api.request("POST", API + "mailboxes", json=request)
+        except GatewayRefused as refused:
+            proof = self.chain_signature(statement) if refused.code == "name_held_on_chain" else None
+            if proof is None:
+                raise
+            self.progress(f"{statement.name!r} is held on chain by this node's wallet: signing for it with that key")
+            return self.api.request("POST", API + "mailboxes", json={**request, "chain_signature": to_hex(proof)})
+
+    def chain_signature(self, statement: NameStatement) -> bytes | None:
+        """The ``sign`` of the register ``statement`` by the key that holds its name on chain, when that key is in
+        this node's wallet; None when the name is not on chain, or held by a key this node does not have."""
+        try:
+            held = self.chain_lookup(statement.name)
+            if held is None or not self.rpc.keys(publickey=held.holder):
+                return None
+            return self.rpc.sign(publickey=held.holder, data=statement.canonical())
+        except RPCError as failed:
+            logger.info("no on-chain signature for %s: %s", statement.name, failed.code)
+            return None
 
     def _pending_registration(self, name: str, *, box_key: str, payment_address: str | None) -> SignedStatement | None:
         """The statement of an earlier attempt to register ``name`` here whose handshake did not finish, if it says
@@ -744,7 +779,7 @@ class Client:
         with NodeListener(self.rpc, host=self.listen_host) as listener:
             self._deliver(gateway, deliver)
             self.progress("waiting for the gateway's receipt")
-            receipt = listener.wait_for(_receipt_picker(gateway.identity, delivery_id), timeout=receipt_timeout)
+            receipt = listener.wait_for(_receipt_picker(gateway.senders, delivery_id), timeout=receipt_timeout)
         if receipt is None:
             raise DeliveryError(
                 "receipt_timeout",
@@ -843,7 +878,7 @@ class Client:
             expected = int(summary.get("queued", 0)) + int(summary.get("retried", 0)) + int(summary.get("in_flight", 0))
             self.progress(f"the gateway is forwarding {expected} message(s) to your node")
             forwarded = listener.collect(
-                _forward_picker(gateway.identity, name),
+                _forward_picker(gateway.senders, name),
                 until=lambda found: len({item.message_id for item in found}) >= expected,
                 timeout=wait if expected else 0,
             )
@@ -1055,13 +1090,21 @@ def _verified_record(name: str, body: Any) -> NameInfo:
         gateways=list(body.get("gateways") or []),
         seq=statement.seq,
         signed=signed,
+        on_chain=body.get("on_chain") if isinstance(body.get("on_chain"), dict) else None,
     )
 
 
-def _receipt_picker(gateway_identity: str, delivery_id: str) -> Callable[[MaximaEvent], Receipt | None]:
+def _pool_keys(value: object) -> tuple[str, ...]:
+    """``maxima.pool`` of the policy: the keys of the gateway's other nodes (absent for a gateway of one node)."""
+    if not isinstance(value, list):
+        return ()
+    return tuple(key for key in value if isinstance(key, str) and key.startswith("0x"))
+
+
+def _receipt_picker(senders: frozenset[str], delivery_id: str) -> Callable[[MaximaEvent], Receipt | None]:
     def pick(event: MaximaEvent) -> Receipt | None:
-        if event.sender != gateway_identity:
-            return None  # only the gateway's own node can send its receipts (Maxima verifies "from")
+        if event.sender not in senders:
+            return None  # only the gateway's own nodes can send its receipts (Maxima verifies "from")
         try:
             receipt = Receipt.from_bytes(event.data)
         except MailboxMessageInvalid:
@@ -1071,9 +1114,9 @@ def _receipt_picker(gateway_identity: str, delivery_id: str) -> Callable[[Maxima
     return pick
 
 
-def _forward_picker(gateway_identity: str, name: str) -> Callable[[MaximaEvent], Forwarded | None]:
+def _forward_picker(senders: frozenset[str], name: str) -> Callable[[MaximaEvent], Forwarded | None]:
     def pick(event: MaximaEvent) -> Forwarded | None:
-        if event.sender != gateway_identity:
+        if event.sender not in senders:
             return None
         try:
             forwarded = Forwarded.from_bytes(event.data)

@@ -24,6 +24,7 @@ from core.env import (
     env_rate,
     env_str,
     env_url,
+    env_url_list,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -70,6 +71,7 @@ INSTALLED_APPS = [
     "federation",
     "registration",
     "entrypoints",
+    "onchain",
     "mns_site",  # the top: no models, only the commands that start the whole gateway (rungateway, simnet)
 ]
 
@@ -250,6 +252,19 @@ MNS_REQUEST_LIMITS = {"/maxima/hook/": env_int("MNS_MAX_HOOK_BYTES", 1024 * 1024
 # "t=${msec}";): a request that waited longer than this for a worker is answered 503 + Retry-After at once,
 # before any work. 0 (the default) turns it off; without the header nothing is shed. README "Limits".
 MNS_SHED_AFTER_MS = env_int("MNS_SHED_AFTER_MS", 0, minimum=0, maximum=60_000)
+# Admission, per web process: MNS_WEB_ADMIT requests run at once, MNS_WEB_QUEUE more wait, the excess is refused
+# 503 + Retry-After at once by a spare thread (gunicorn gthread, MNS_WEB_THREADS in gunicorn.conf.py, above their
+# sum). MNS_WEB_ADMIT=0 turns it off. README "Limits", docs/performance.md "Overload".
+MNS_WEB_ADMIT = env_int("MNS_WEB_ADMIT", 2, minimum=0, maximum=1000)
+MNS_WEB_QUEUE = env_int("MNS_WEB_QUEUE", 14, minimum=0, maximum=1000)
+# gunicorn.conf.py reads it too (gunicorn starts before Django); checked here, where a bad value stops the worker.
+MNS_WEB_THREADS = env_int("MNS_WEB_THREADS", 24, minimum=1, maximum=1000)
+if MNS_WEB_ADMIT and MNS_WEB_THREADS <= MNS_WEB_ADMIT + MNS_WEB_QUEUE:
+    raise EnvError(
+        "MNS_WEB_THREADS",
+        str(MNS_WEB_THREADS),
+        f"more than MNS_WEB_ADMIT + MNS_WEB_QUEUE ({MNS_WEB_ADMIT + MNS_WEB_QUEUE}): spare threads refuse the excess",
+    )
 
 # Admin login attempts (POSTs) per client address per minute.
 MNS_ADMIN_LOGIN_PER_MINUTE = env_int("MNS_ADMIN_LOGIN_PER_MINUTE", 10, minimum=1)
@@ -293,7 +308,9 @@ MNS_RETENTION_DAYS = env_int("MNS_RETENTION_DAYS", 30, minimum=1, maximum=3650)
 MNS_REST_SUBMISSION = env_bool("MNS_REST_SUBMISSION", False)
 
 # --- The Minima node and Maxima --------------------------------------------------------------------------------
-MINIMA_RPC_URL = env_url("MINIMA_RPC_URL", None, schemes=("http", "https"))
+# One node, or a pool: URLs separated by commas, the first the gateway's identity node (its key and address are
+# the gateway's; maxima/node.py). The password is the same for every node of the pool.
+MINIMA_RPC_URL = env_url_list("MINIMA_RPC_URL", schemes=("http", "https"), most=16)
 MINIMA_RPC_PASSWORD = env_str("MINIMA_RPC_PASSWORD", "")
 MINIMA_RPC_TIMEOUT = env_int("MINIMA_RPC_TIMEOUT", 20, minimum=1, maximum=120)
 # How long the node takes to send a full Maxima message (250 000 bytes of data); smaller ones take less, with the
@@ -331,6 +348,9 @@ MNS_MAXIMA_ADDRESS = env_str("MNS_MAXIMA_ADDRESS", "")
 # Finished inbound events and outbound messages (copies of ciphertexts) are deleted after this many hours.
 MNS_TRANSPORT_KEEP_HOURS = env_int("MNS_TRANSPORT_KEEP_HOURS", 24, minimum=1, maximum=24 * 90)
 # /api/v1/health runs its checks at most this often per process (it is public and not rate-limited).
+# How long a name's published lookup answer stays in Redis once read (registry.published keeps it exact; this only
+# bounds Redis's memory: a million names at ~1.5 KB each would otherwise all stay).
+MNS_LOOKUP_CACHE_SECONDS = env_int("MNS_LOOKUP_CACHE_SECONDS", 600, minimum=1, maximum=86_400)
 MNS_HEALTH_CACHE_SECONDS = env_int("MNS_HEALTH_CACHE_SECONDS", 2, minimum=0, maximum=60)
 MNS_SWEEP_EVERY = env_int("MNS_SWEEP_EVERY", 10, minimum=1, maximum=3600)
 # An event still pending this long after it arrived has lost its task (broker down, worker killed): re-enqueue it.
@@ -485,6 +505,15 @@ MNS_DAPP_CONNECT_SRC = env_list(
     "MNS_DAPP_CONNECT_SRC", ["http://127.0.0.1:*", "http://localhost:*", "https://127.0.0.1:*", "https://localhost:*"]
 )
 
+# --- Names on chain (Minima's MNS, docs/protocol.md "Names on chain") ---
+# Honour names registered on chain by Minima's MNS MiniDapp: a registration of a name held there by a wallet key
+# needs that key's signature (read through this gateway's node; nothing is read without MINIMA_RPC_URL).
+MNS_CHAIN_NAMES = env_bool("MNS_CHAIN_NAMES", True)
+# Seconds between checks that the node still reports new coins at the MNS address (coinnotify + webhook).
+MNS_CHAIN_NAMES_WATCH_EVERY = env_int("MNS_CHAIN_NAMES_WATCH_EVERY", 300, minimum=10, maximum=86400)
+# Coin events the node may post to /onchain/hook/ per minute (a flood of spam coins is cut here, not stored).
+MNS_CHAIN_HOOK_PER_MINUTE = env_int("MNS_CHAIN_HOOK_PER_MINUTE", 600, minimum=1)
+
 # --- The beat schedule: every periodic task of the gateway, by task name ("<app>.<task>"), here and nowhere else --
 # Seconds between runs. Each run expires at the next: a backlog of identical sweeps after an outage would only
 # repeat one another.
@@ -501,6 +530,7 @@ CELERY_BEAT_SCHEDULE = {
         ("federation.sync", MNS_FEDERATION_SYNC_EVERY),
         ("entrypoints.publish", MNS_ENTRYPOINTS_EVERY * 3600),
         ("entrypoints.check", MNS_ENTRYPOINTS_CHECK_EVERY),
+        ("onchain.watch", MNS_CHAIN_NAMES_WATCH_EVERY),
     )
 }
 # Every minute, free the names whose owner did not answer the handshake within MNS_NAME_HOLD_SECONDS.

@@ -6,9 +6,13 @@ from rest_framework.fields import empty
 
 from handshake.serializers import ChallengeIssuedSerializer
 from mailboxes.serializers import ADDRESS_HELP, AddressField
+from mns_client.protocol.codecs import from_hex
 from mns_client.protocol.handshake import SECRET_HASH_RE
 from mns_client.protocol.statements import SignedStatement
 from registry.serializers import NameStatementSerializer
+
+# A TreeKey signature is about 4 kB (fixture 101): up to 16 kB of bytes is room and a bound.
+CHAIN_SIGNATURE_RE = r"\A0x(?:[0-9A-Fa-f]{2}){1,16384}\Z"
 
 
 class RegisterSerializer(serializers.Serializer):
@@ -25,12 +29,20 @@ class RegisterSerializer(serializers.Serializer):
     verifier_hash = serializers.RegexField(
         rf"\A{SECRET_HASH_RE.pattern}\Z", help_text="Lower-case hex SHA-256 of the verifier."
     )
+    chain_signature = serializers.RegexField(
+        CHAIN_SIGNATURE_RE,
+        required=False,
+        help_text="Only for a name registered on chain by Minima's MNS: the wallet `sign` (0x hex) of the register "
+        "statement's canonical bytes by the key that holds the name on chain (docs/protocol.md, Names on chain).",
+    )
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, Mapping):
             raise serializers.ValidationError({"non_field_errors": ["Expected a JSON object."]})
         values, errors = {}, {}
-        for key in ("address", "verifier_hash"):
+        for key in ("address", "verifier_hash", "chain_signature"):
+            if key == "chain_signature" and key not in data:
+                continue
             try:
                 values[key] = self.fields[key].run_validation(data.get(key, empty))
             except serializers.ValidationError as exc:
@@ -38,6 +50,8 @@ class RegisterSerializer(serializers.Serializer):
         if errors:
             raise serializers.ValidationError(errors)
         signed = SignedStatement.from_dict({"statement": data.get("statement"), "signature": data.get("signature")})
+        if "chain_signature" in values:
+            values["chain_signature"] = from_hex(values["chain_signature"])
         return {"signed": signed, **values}
 
 

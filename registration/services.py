@@ -23,6 +23,7 @@ from handshake.models import Challenge
 from mailboxes import selectors as mailbox_selectors
 from mailboxes import services as mailbox_services
 from mailboxes.models import Mailbox
+from maxima.node import node_client
 from maxima.routing import InboundMessage
 from maxima.selectors import gateway_identity_key
 from maxima.services import outbound_enqueue
@@ -31,6 +32,7 @@ from mns_client.protocol.errors import MNSError
 from mns_client.protocol.handshake import new_verifier, secret_hash
 from mns_client.protocol.mailbox import APPLICATION, Register, RegisterChallenge, RegisterRefused, reply_to_of
 from mns_client.protocol.statements import SignedStatement
+from onchain import services as onchain_services
 from registry import selectors as registry_selectors
 from registry import services as registry_services
 from registry.models import NameRecord
@@ -45,18 +47,29 @@ class PendingRegistration:
 
 
 def mailbox_register(
-    *, signed: SignedStatement, address: str, verifier_hash: str, source: str, client_address: str | None = None
+    *,
+    signed: SignedStatement,
+    address: str,
+    verifier_hash: str,
+    source: str,
+    client_address: str | None = None,
+    chain_signature: bytes | None = None,
 ) -> PendingRegistration:
     """Hold the name of a ``register`` statement as pending and issue the ``register`` handshake for it.
 
     The statement is checked by ``registry.services.name_hold`` (signature, gateway, availability, succession) and
     the challenge by ``handshake.services.challenge_issue``; a refusal of either leaves nothing behind, the hold
-    included. ``address`` (where the mailbox forwards to and the access token goes) is kept with the challenge
-    until the owner's node answers it (``registration_confirm``).
+    included. A name held on chain by Minima's MNS needs ``chain_signature``, its on-chain key's ``sign`` over the
+    statement (``onchain.services.registration_proof``, asked of the node before any row is locked). ``address``
+    (where the mailbox forwards to and the access token goes) is kept with the challenge until the owner's node
+    answers it (``registration_confirm``).
     """
     address = mailbox_services.address_check(address)
+    proof = _chain_check(signed, chain_signature)
     with transaction.atomic():
         record = registry_services.name_hold(signed=signed, gateway_key=gateway_identity_key(), source=source)
+        if proof is not None:
+            onchain_services.proof_record(proof)
         # With peers, the network must confirm the name too.
         federation.claim_start(name=record.name, skeleton=record.skeleton, owner_key=record.owner_key)
         issued = handshake_services.challenge_issue(
@@ -67,6 +80,21 @@ def mailbox_register(
         )
     logger.info("registration of %s started over %s", record.name, source)
     return PendingRegistration(record=record, issued=issued)
+
+
+def _chain_check(signed: SignedStatement, chain_signature: bytes | None) -> onchain_services.Proof | None:
+    """The on-chain check, before any row is locked (it may ask the node); None when there is no chain to read."""
+    if not onchain_services.enabled():
+        return None
+    signed.verify()  # a forged statement costs no node call
+    statement = signed.statement
+    return onchain_services.registration_proof(
+        name=statement.name,
+        owner_key=statement.owner,
+        statement=statement.canonical(),
+        signature=chain_signature,
+        client=node_client(),
+    )
 
 
 def register_received(*, message: InboundMessage, body: dict[str, Any]) -> str:

@@ -23,12 +23,16 @@ class MailboxesView(APIView):
         responses={
             201: PendingRegistrationSerializer,
             400: error_response(
-                "statement_invalid, signature_invalid, statement_wrong_gateway, address_invalid, invalid"
+                "statement_invalid, signature_invalid, statement_wrong_gateway, address_invalid, invalid, "
+                "chain_signature_invalid"
             ),
             403: error_response("owner_limit_reached"),
-            409: error_response("name_taken, name_confusable, name_reserved"),
+            409: error_response(
+                "name_taken, name_confusable, name_reserved, name_held_on_chain (registered on chain by Minima's "
+                "MNS: send chain_signature)"
+            ),
             429: error_response("too_many_challenges, throttled"),
-            503: error_response("gateway_not_ready"),
+            503: error_response("gateway_not_ready, chain_unreadable"),
         },
     )
     def post(self, request: Request) -> Response:

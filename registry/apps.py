@@ -7,7 +7,10 @@ class RegistryConfig(AppConfig):
 
     def ready(self) -> None:
         from maxima.routing import register_type
-        from registry import handlers, replication
+        from onchain import services as onchain_services
+        from registry import handlers, published, replication
 
         register_type("mns", "statement", handlers.statement_received)
         replication.register()
+        # What a lookup says of a name on chain is part of its cached answer: changing it drops the answer.
+        onchain_services.register_change_guard(published.changing)

@@ -8,9 +8,28 @@ registrations can never both win:
   constraint), so ``alice`` and ``a1ice`` can never both be held, by one key or by two.
 """
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+
+from registry import published
+
+
+class NameRecordQuerySet(models.QuerySet):
+    """Bulk writes of records go through ``published.changing`` too (see ``NameRecord.save``)."""
+
+    def update(self, **kwargs: Any) -> int:
+        with published.changing(self._names()):
+            return super().update(**kwargs)
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        with published.changing(self._names()):
+            return super().delete()
+
+    def _names(self) -> list[str]:
+        return list(self.values_list("name", flat=True)) if published.enabled() else []
 
 
 class NameRecord(models.Model):
@@ -48,6 +67,8 @@ class NameRecord(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     status_changed_at = models.DateTimeField(db_index=True)
 
+    objects = NameRecordQuerySet.as_manager()
+
     class Meta:
         ordering = ["name"]
         constraints = [
@@ -69,6 +90,16 @@ class NameRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.status})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Every change of what a lookup answers passes here (or through ``NameRecordQuerySet``): the one hook
+        that keeps the published form (``registry.published``) exact."""
+        with published.changing([self.name]):
+            super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        with published.changing([self.name]):
+            return super().delete(*args, **kwargs)
 
 
 class StatementRecord(models.Model):

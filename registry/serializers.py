@@ -38,6 +38,18 @@ class SignedStatementSerializer(serializers.Serializer):
         return SignedStatement.from_dict(data)
 
 
+class OnChainSerializer(serializers.Serializer):
+    """The name as Minima's MNS holds it on chain (docs/protocol.md, "Names on chain")."""
+
+    holder = serializers.CharField(help_text="The wallet key (0x, 32 bytes) that holds the name on chain now.")
+    registered_block = serializers.IntegerField(help_text="The block of the first valid coin.")
+    updated_block = serializers.IntegerField(help_text="The block of the last coin that changed the record.")
+    data = serializers.CharField(help_text="The MNS record's data (often JSON), as on chain.")
+    agrees = serializers.BooleanField(
+        help_text="True when this name's owner here proved control of the on-chain holder key when registering."
+    )
+
+
 class NameRecordSerializer(serializers.ModelSerializer):
     """A name's current record. ``statement`` and ``signature`` together are the wire form of the signed statement,
     so a client verifies the binding itself (``SignedStatement.from_dict({...}).verify()``)."""
@@ -47,10 +59,24 @@ class NameRecordSerializer(serializers.ModelSerializer):
     payment_address = serializers.CharField(allow_null=True, help_text="A Minima address, if the owner gave one.")
     gateways = serializers.ListField(child=serializers.CharField(), help_text="Home gateway first.")
     statement = NameStatementSerializer(help_text="The current statement, exactly as the owner signed it.")
+    on_chain = OnChainSerializer(
+        required=False, help_text="Present only when the name is also registered on chain by Minima's MNS."
+    )
 
     class Meta:
         model = NameRecord
-        fields = ["name", "status", "owner", "box_key", "payment_address", "gateways", "seq", "statement", "signature"]
+        fields = [
+            "name",
+            "status",
+            "owner",
+            "box_key",
+            "payment_address",
+            "gateways",
+            "seq",
+            "statement",
+            "signature",
+            "on_chain",
+        ]
 
     def to_representation(self, record: NameRecord) -> dict[str, Any]:
         return record_representation(record)

@@ -4,10 +4,8 @@ Nothing here lists or enumerates names: every lookup is by one exact name (norma
 answers for ``alice``) or by one exact owner key.
 """
 
-import hashlib
-import json
-
 from django.db.models import QuerySet
+from django.http import HttpResponse
 from django.utils.http import parse_etags
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.request import Request
@@ -16,9 +14,9 @@ from rest_framework.response import Response
 from core.api import THROTTLES, APIView, ListAPIView, error_response
 from core.errors import DomainError
 from core.pagination import CursorPagination
-from mns_client.protocol.names import normalise
-from registry import gates, selectors, services
-from registry.models import NameRecord, StatementRecord
+from mns_client.protocol.names import NameRefused, normalise
+from registry import gates, published, selectors, services
+from registry.models import StatementRecord
 from registry.serializers import (
     AvailabilitySerializer,
     NameRecordSerializer,
@@ -26,7 +24,6 @@ from registry.serializers import (
     OwnerQuerySerializer,
     SignedStatementSerializer,
     StatementEntrySerializer,
-    record_representation,
 )
 
 CACHE_CONTROL = "public, max-age=30"
@@ -62,12 +59,26 @@ class NameView(APIView):
             410: error_response("name_released: its owner released it; the signed release is in the history."),
         },
     )
-    def get(self, request: Request, name: str) -> Response:
-        record = selectors.record_published(name=normalise(name))
-        headers = {"ETag": _etag(record), "Cache-Control": CACHE_CONTROL}
-        if _not_modified(request, headers["ETag"]):
-            return Response(status=304, headers=headers)
-        return Response(record_representation(record), headers=headers)
+    def get(self, request: Request, name: str) -> HttpResponse:
+        entry = published.entry_of(self.cached)
+        if entry is None:  # not cached (or no Redis): from the database, and kept for the next lookups
+            name = normalise(name)
+            record = selectors.record_published(name=name)
+            entry = published.answer_of(record)
+            published.store(name, *entry, self.cached)
+        etag, body = entry
+        headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
+        if _not_modified(request, etag):
+            return HttpResponse(status=304, headers=headers)
+        # The body is already what DRF's JSON renderer makes of it (the kept entry is rendered bytes).
+        return HttpResponse(body, content_type="application/json", headers=headers)
+
+    def cache_keys(self, request: Request) -> list[str]:
+        """The published entry of the name, fetched with the rate limits (``registry.published``)."""
+        try:
+            return published.cache_keys(normalise(self.kwargs["name"]))
+        except NameRefused:  # not a name: refused in ``get``
+            return []
 
 
 class AvailabilityView(APIView):
@@ -137,6 +148,7 @@ class StatementsView(APIView):
             403: error_response("name_suspended"),
             404: error_response("name_not_found"),
             409: error_response("name_pending: the name is not confirmed yet."),
+            503: error_response("cache_unavailable: Redis is down, so no lookup could be kept exact; nothing written."),
         },
     )
     def post(self, request: Request, name: str) -> Response:
@@ -147,12 +159,6 @@ class StatementsView(APIView):
         _require_session(request, signed.statement.name, _session_purposes(signed.statement.op))
         record = services.statement_apply(signed=signed, source="api")
         return Response(NameRecordSerializer(record).data, status=201)
-
-
-def _etag(record: NameRecord) -> str:
-    """Changes with every new statement and status (and with the mailbox's gateways, which no statement pins)."""
-    state = json.dumps([record.name, record.seq, record.status, record.gateways])
-    return '"' + hashlib.sha256(state.encode()).hexdigest()[:32] + '"'
 
 
 def _not_modified(request: Request, etag: str) -> bool:

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOCOL = "mns_client.protocol"
-DOMAIN = ["maxima", "federation", "registry", "handshake", "mailboxes"]
+DOMAIN = ["maxima", "onchain", "federation", "registry", "handshake", "mailboxes"]
 
 # What each part may import, besides itself, the standard library and third-party packages.
 ALLOWED: dict[str, set[str]] = {
@@ -23,10 +23,11 @@ ALLOWED: dict[str, set[str]] = {
     "simnet": {PROTOCOL},
     "core": {PROTOCOL},
     "maxima": {PROTOCOL, "core"},
-    "federation": {PROTOCOL, "core", "maxima"},
-    "registry": {PROTOCOL, "core", "maxima", "federation"},
-    "handshake": {PROTOCOL, "core", "maxima", "federation", "registry"},
-    "mailboxes": {PROTOCOL, "core", "maxima", "federation", "registry", "handshake"},
+    "onchain": {PROTOCOL, "core", "maxima"},
+    "federation": {PROTOCOL, "core", "maxima", "onchain"},
+    "registry": {PROTOCOL, "core", "maxima", "onchain", "federation"},
+    "handshake": {PROTOCOL, "core", "maxima", "onchain", "federation", "registry"},
+    "mailboxes": {PROTOCOL, "core", "maxima", "onchain", "federation", "registry", "handshake"},
     "registration": {PROTOCOL, "core", *DOMAIN},
     "entrypoints": {PROTOCOL, "core", *DOMAIN},
     "mns_site": {PROTOCOL, "mns_client", "simnet", "core", *DOMAIN, "registration", "entrypoints"},

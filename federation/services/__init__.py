@@ -17,7 +17,10 @@ from federation.services.claims import (
 )
 from federation.services.kinds import Invalid, Skip, Wait
 from federation.services.oplog import (
+    OpInsert,
     op_append,
+    op_append_sql,
+    op_appended,
     op_sequence,
     op_wire,
     ops_batch_sent,
@@ -41,6 +44,7 @@ from federation.services.replication import gateways_known, me, ops_received
 __all__ = [
     "Invalid",
     "NameSpace",
+    "OpInsert",
     "Outcomes",
     "Skip",
     "Wait",
@@ -55,6 +59,8 @@ __all__ = [
     "invalid_count",
     "me",
     "op_append",
+    "op_append_sql",
+    "op_appended",
     "op_sequence",
     "op_wire",
     "ops_batch_sent",

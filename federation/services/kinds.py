@@ -14,6 +14,7 @@ from mns_client.protocol import sync
 
 Apply = Callable[[str, dict[str, Any]], str]
 Wire = Callable[[dict[str, Any]], dict[str, Any]]
+Lock = Callable[[list[dict[str, Any]]], None]
 
 
 class Wait(Exception):
@@ -32,13 +33,28 @@ class Skip(Exception):
 class Kind:
     apply: Apply  # (the origin's identity key, the payload) -> the outcome: "applied", or why it changed nothing
     wire: Wire | None
+    lock: Lock | None  # takes, in its own order, the rows a batch's ops of this kind will lock, before any applies
 
 
 _kinds: dict[str, Kind] = {}
 
 
-def register(kind: str, *, apply: Apply, wire: Wire | None = None) -> None:
-    _kinds[kind] = Kind(apply=apply, wire=wire)
+def register(kind: str, *, apply: Apply, wire: Wire | None = None, lock: Lock | None = None) -> None:
+    _kinds[kind] = Kind(apply=apply, wire=wire, lock=lock)
+
+
+def lock_for(ops: list[Any]) -> None:
+    """Before a batch applies: let each kind take the rows its ops will lock, in that kind's own order (the order
+    the app's other writers take them in), so applying the ops in the peer's order cannot deadlock with them.
+    Each ``lock`` gets the payloads of its kind's ops as they came (dicts, not verified yet). The kinds that share
+    a ``lock`` are handed their payloads together, in one call."""
+    payloads: dict[Lock, list[dict[str, Any]]] = {}
+    for op in ops:
+        registered = _kinds.get(op.get("kind")) if isinstance(op, dict) else None
+        if registered is not None and registered.lock is not None and isinstance(op.get("payload"), dict):
+            payloads.setdefault(registered.lock, []).append(op["payload"])
+    for lock, batch in payloads.items():
+        lock(batch)
 
 
 def kind_of(kind: str) -> Kind:

@@ -1,7 +1,9 @@
 """This gateway's own operation log: appended in the writers' transactions, numbered after commit, pushed and pulled."""
 
+import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -16,6 +18,7 @@ from federation.services import kinds
 from federation.services.peers import _ms, _send, _short, self_key
 from maxima.models import OutboundMessage
 from maxima.routing import Ignored, InboundMessage
+from maxima.selectors import gateway_identity_key_sql
 from mns_client.protocol import sync
 
 logger = logging.getLogger(__name__)
@@ -31,15 +34,44 @@ def op_append(*, kind: str, payload: dict[str, Any]) -> Operation | None:
     the gateway cannot have confirmed anything worth replicating: nothing is appended, and a warning says so.
     """
     origin = self_key()
-    if origin is None:
+    op = None
+    if origin is not None:
+        op = Operation.objects.create(
+            origin=origin, kind=kind, payload=payload, created_at=timezone.now(), outcome="own"
+        )
+    op_appended(kind=kind, logged=op is not None, peers_active=op is not None and selectors.peers_active().exists())
+    return op
+
+
+@dataclass(frozen=True)
+class OpInsert:
+    """``op_append`` as one data-modifying CTE of the caller's PostgreSQL statement (``sql``, ``params``)."""
+
+    sql: str
+    params: list[Any]
+
+
+def op_append_sql(*, kind: str, payload: dict[str, Any], source: str) -> OpInsert:
+    """``op_append`` for a caller that writes in one statement: an ``INSERT … RETURNING id`` that appends the op
+    once for each row of the caller's CTE named ``source`` (none when it has none), with this gateway's identity
+    key read in the same statement. The caller asks ``peers_active_sql()`` in it too, and hands both answers to
+    ``op_appended``: neither costs a round trip of its own, and neither can be stale, unlike a cached copy."""
+    now = timezone.now()
+    sql = f"""INSERT INTO {Operation._meta.db_table} (origin, kind, payload, created_at, received_at, outcome)
+        SELECT key.origin, %s, %s::jsonb, %s, %s, 'own'
+        FROM {source}, (SELECT {gateway_identity_key_sql()} AS origin) key WHERE key.origin IS NOT NULL
+        RETURNING id"""  # noqa: S608 (table names from the models, the source from the caller; values are parameters)
+    return OpInsert(sql=sql, params=[kind, json.dumps(payload), now, now])
+
+
+def op_appended(*, kind: str, logged: bool, peers_active: bool) -> None:
+    """After an append: say that an op could not be logged (no identity key yet), or push it once committed."""
+    if not logged:
         logger.warning("a %s operation was not logged: this gateway does not know its identity key yet", kind)
-        return None
-    op = Operation.objects.create(origin=origin, kind=kind, payload=payload, created_at=timezone.now(), outcome="own")
-    if selectors.peers_active().exists():
+    elif peers_active:
         from federation import tasks  # the app's own tasks, which call back into these services
 
         transaction.on_commit(lambda: enqueue_now(tasks.push))
-    return op
 
 
 def op_sequence(*, chunk: int = 2000) -> int:

@@ -44,6 +44,7 @@ def ops_received(*, peer: Peer, body: dict[str, Any]) -> dict[str, int]:
     batch = _Batch(me=self_key(), known={peer.identity_key, *Peer.objects.values_list("identity_key", flat=True)})
     token = _batch.set(batch)
     try:
+        kinds.lock_for(ops[:allowed])
         cursor, stopped, why_invalid = _ops_apply(peer, ops[:allowed], counts)
     finally:
         _batch.reset(token)

@@ -7,9 +7,11 @@ from mailboxes.services.common import MAX_SECRET_CHARS, NameStatus, State, addre
 from mailboxes.services.configure import KEEP, mailbox_configure, owner_address_seen
 from mailboxes.services.delivery import (
     REFUSAL_STATUS,
+    Delivery,
     DeliveryRefused,
     Stored,
     deliver_received,
+    deliveries_store,
     delivery_store,
     delivery_submit,
 )
@@ -29,6 +31,7 @@ __all__ = [
     "KEEP",
     "MAX_SECRET_CHARS",
     "REFUSAL_STATUS",
+    "Delivery",
     "DeliveryRefused",
     "ForwardSummary",
     "NameStatus",
@@ -40,6 +43,7 @@ __all__ = [
     "access_token_revoke",
     "address_check",
     "deliver_received",
+    "deliveries_store",
     "delivery_store",
     "delivery_submit",
     "mailbox_configure",

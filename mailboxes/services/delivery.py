@@ -7,17 +7,19 @@ deliveries can never overfill a mailbox, and every delete gives back exactly wha
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from core import ratelimit
 from core.errors import DomainError
+from federation import selectors as federation_selectors
 from federation import services as federation
 from mailboxes import selectors
 from mailboxes.models import Mailbox, Message
@@ -65,6 +67,26 @@ class Stored:
     created: bool  # False: this sender's delivery id was stored before
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery as ``delivery_store`` takes it (for ``deliveries_store``)."""
+
+    to: str
+    delivery_id: str
+    scheme: str
+    ciphertext: bytes
+    sender_key: str
+    sender_verified: bool
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A delivery that passed every check but the quota: what its write needs."""
+
+    delivery: Delivery
+    mailbox: Mailbox
+
+
 def delivery_store(
     *, to: str, delivery_id: str, scheme: str, ciphertext: bytes, sender_key: str, sender_verified: bool
 ) -> Stored:
@@ -75,24 +97,77 @@ def delivery_store(
     scheme (``bad_scheme``), the size (``too_large``), the sender (``blocked``: staff's gateway-wide list, the
     mailbox's block list, or not on its non-empty allow list), the per-sender rate (``rate_limited``) and the
     quota (``over_quota``). A REST submission (``sender_verified=False``) never matches a Maxima delivery.
+
+    Two statements on PostgreSQL: one read (``selectors.delivery_target``) and one write (``_write_at_once``);
+    outside a transaction the write is its own, so it costs no ``BEGIN`` or ``COMMIT`` round trip either.
     """
-    mailbox = _mailbox_for_delivery(to)
-    context = selectors.delivery_context(
-        mailbox=mailbox, sender_key=sender_key, sender_verified=sender_verified, delivery_id=delivery_id
+    checked = _checked(Delivery(to, delivery_id, scheme, ciphertext, sender_key, sender_verified))
+    return checked if isinstance(checked, Stored) else _written(checked)
+
+
+def deliveries_store(deliveries: Sequence[Delivery]) -> list[Stored | DeliveryRefused]:
+    """Store many deliveries in one transaction (the caller's, else one of their own), each checked and stored as
+    ``delivery_store`` does; returns, in the given order, each one's ``Stored`` or its refusal (which wrote nothing).
+
+    The writes go in the order of their mailboxes' ids (in the given order within one mailbox), each in a
+    savepoint: batches that share mailboxes take the counters rows in the same order, and each takes a mailbox's
+    row before it writes a message into it, so they cannot deadlock on one another nor with single deliveries,
+    nor with a peer's replicated batch (it takes the rows of the mailboxes its ops name in id order before it
+    applies any: ``mailboxes.replication.counters_lock``).
+    """
+    outcomes: list[Stored | DeliveryRefused | None] = [None] * len(deliveries)
+    ready: list[tuple[int, _Checked]] = []
+    with transaction.atomic():
+        for index, delivery in enumerate(deliveries):
+            try:
+                checked = _checked(delivery)
+            except DeliveryRefused as refused:
+                outcomes[index] = refused
+                continue
+            if isinstance(checked, Stored):
+                outcomes[index] = checked
+            else:
+                ready.append((index, checked))
+        for index, checked in sorted(ready, key=lambda item: (item[1].mailbox.id, item[0])):
+            try:
+                outcomes[index] = _written(checked)
+            except DeliveryRefused as refused:
+                outcomes[index] = refused
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _checked(delivery: Delivery) -> Stored | _Checked:
+    """Every check but the quota (``DeliveryRefused`` otherwise): ``Stored`` when this delivery was stored before."""
+    sender_key, sender_verified = delivery.sender_key, delivery.sender_verified
+    target = _target_for_delivery(
+        delivery.to, delivery_id=delivery.delivery_id, sender_key=sender_key, sender_verified=sender_verified
     )
-    if context.stored_before is not None:
-        return Stored(message=Message.objects.defer("ciphertext").get(id=context.stored_before), created=False)
-    _check_content(scheme, ciphertext)
-    _check_sender(context, sender_key, sender_verified)
-    _check_rate(mailbox, sender_key if sender_verified else "")
+    if target.stored_before is not None:
+        return Stored(message=Message.objects.defer("ciphertext").get(id=target.stored_before), created=False)
+    _check_content(delivery.scheme, delivery.ciphertext)
+    _check_sender(target, sender_key, sender_verified)
+    _check_rate(target.mailbox, sender_key if sender_verified else "")
+    return _Checked(delivery, target.mailbox)
+
+
+def _written(checked: _Checked) -> Stored:
+    """Store a checked delivery, or refuse it ``over_quota``; the same one stored meanwhile is ``Stored`` again."""
+    delivery, mailbox = checked.delivery, checked.mailbox
     try:
-        with transaction.atomic():
-            _reserve(mailbox, len(ciphertext))
-            message = _message_create(mailbox, delivery_id, scheme, ciphertext, sender_key, sender_verified)
-            federation.op_append(kind="message", payload=_message_op(message, mailbox))
+        message = _store_new(
+            mailbox,
+            delivery.delivery_id,
+            delivery.scheme,
+            delivery.ciphertext,
+            delivery.sender_key,
+            delivery.sender_verified,
+        )
     except IntegrityError:  # the same delivery, stored by a concurrent worker since we looked
         before = selectors.delivery_find(
-            mailbox=mailbox, sender_key=sender_key, sender_verified=sender_verified, delivery_id=delivery_id
+            mailbox=mailbox,
+            sender_key=delivery.sender_key,
+            sender_verified=delivery.sender_verified,
+            delivery_id=delivery.delivery_id,
         )
         if before is None:
             raise
@@ -146,18 +221,22 @@ def delivery_submit(*, name: str, delivery_id: str, scheme: str, ciphertext: byt
     )
 
 
-def _mailbox_for_delivery(to: str) -> Mailbox:
+def _target_for_delivery(
+    to: str, *, delivery_id: str, sender_key: str, sender_verified: bool
+) -> selectors.DeliveryTarget:
     try:
         name = normalise(to)
     except NameRefused:
         raise DeliveryRefused("unknown_name", "The recipient is not a name.") from None
-    mailbox = selectors.mailbox_find(name=name)
-    record = mailbox.record if mailbox is not None else None
+    target = selectors.delivery_target(
+        name=name, sender_key=sender_key, sender_verified=sender_verified, delivery_id=delivery_id
+    )
+    record = target.mailbox.record if target is not None else None
     if record is not None and record.status == NameStatus.SUSPENDED:
         raise DeliveryRefused("suspended", f"The mailbox of {name!r} is suspended by this gateway's staff.")
-    if record is None or record.status != NameStatus.ACTIVE or record.owner_key != mailbox.owner_key:
+    if record is None or record.status != NameStatus.ACTIVE or record.owner_key != target.mailbox.owner_key:
         raise DeliveryRefused("unknown_name", f"No mailbox of {name!r} is kept by this gateway.")
-    return mailbox
+    return target
 
 
 def _message_op(message: Message, mailbox: Mailbox) -> dict[str, Any]:
@@ -182,7 +261,7 @@ def _check_content(scheme: str, ciphertext: bytes) -> None:
         )
 
 
-def _check_sender(context: selectors.DeliveryContext, sender_key: str, sender_verified: bool) -> None:
+def _check_sender(context: selectors.DeliveryTarget, sender_key: str, sender_verified: bool) -> None:
     if sender_key and context.blocked_by_staff:
         raise DeliveryRefused("blocked", "This gateway does not accept messages from this sender.")
     if sender_key and context.blocked_by_owner:
@@ -211,17 +290,68 @@ def _reserve(mailbox: Mailbox, size: int) -> None:
         id=mailbox.id, message_count__lt=F("max_messages"), byte_count__lte=F("max_bytes") - size
     ).update(message_count=F("message_count") + 1, byte_count=F("byte_count") + size)
     if not reserved:
-        raise DeliveryRefused("over_quota", "The mailbox is full; its owner has to read and delete messages first.")
+        raise _over_quota()
 
 
-def _message_create(
+def _over_quota() -> DeliveryRefused:
+    return DeliveryRefused("over_quota", "The mailbox is full; its owner has to read and delete messages first.")
+
+
+def _store_new(
     mailbox: Mailbox, delivery_id: str, scheme: str, ciphertext: bytes, sender_key: str, sender_verified: bool
 ) -> Message:
-    message = _message_row(
+    """Reserve the room, store the message and log it for the peers, all or nothing; ``over_quota`` (nothing
+    written) when it does not fit, ``IntegrityError`` when the same delivery was stored since it was looked up.
+
+    The quota is taken first, as everywhere: a delivery waits for the mailbox's counters row before it writes
+    anything, so it never holds a message's unique index entry while waiting for that row (a peer's batch holds
+    the row of one op while it inserts another op's message: the other order deadlocks)."""
+    message = _message_unsaved(
         mailbox, delivery_id, scheme, ciphertext, sender_key, sender_verified, received_at=timezone.now()
     )
-    if mailbox.auto_forward and mailbox.address:
-        _forward_queue(message, mailbox, delete=mailbox.delete_forwarded)
+    if connection.vendor != "postgresql" or (mailbox.auto_forward and mailbox.address):
+        with transaction.atomic():
+            _reserve(mailbox, message.size)
+            message.save(force_insert=True)
+            if mailbox.auto_forward and mailbox.address:
+                _forward_queue(message, mailbox, delete=mailbox.delete_forwarded)
+            federation.op_append(kind="message", payload=_message_op(message, mailbox))
+        return message
+    if connection.in_atomic_block:  # in the caller's transaction: a savepoint, so a refusal rolls back nothing else
+        with transaction.atomic():
+            return _write_at_once(message, mailbox)
+    return _write_at_once(message, mailbox)
+
+
+def _write_at_once(message: Message, mailbox: Mailbox) -> Message:
+    """``_store_new`` on PostgreSQL in one statement: the quota's conditional UPDATE, the message's INSERT (only if
+    the UPDATE took the room) and the op's INSERT (only if the message was stored), with the gateway's identity key
+    and "is any peer active?" read in the same statement. Outside a transaction it commits on its own."""
+    op = federation.op_append_sql(kind="message", payload=_message_op(message, mailbox), source="stored")
+    columns = [field for field in Message._meta.concrete_fields if not field.primary_key]
+    values = [field.get_db_prep_save(field.pre_save(message, add=True), connection) for field in columns]
+    size = message.size
+    query = f"""
+        WITH reserved AS (
+          UPDATE {Mailbox._meta.db_table}
+             SET message_count = message_count + 1, byte_count = byte_count + %s
+           WHERE id = %s AND message_count < max_messages AND byte_count <= max_bytes - %s
+          RETURNING id
+        ), stored AS (
+          INSERT INTO {Message._meta.db_table} ({", ".join(field.column for field in columns)})
+          SELECT {", ".join(["%s"] * len(columns))} FROM reserved
+          RETURNING id
+        ), logged AS ({op.sql})
+        SELECT (SELECT id FROM stored), EXISTS (SELECT 1 FROM logged), {federation_selectors.peers_active_sql()}
+    """  # noqa: S608 (table and column names from the models; every value is a parameter)
+    with connection.cursor() as cursor:
+        cursor.execute(query, [size, mailbox.id, size, *values, *op.params])
+        stored_id, logged, peers_active = cursor.fetchone()
+    if stored_id is None:
+        raise _over_quota()
+    message.id = message.pk = stored_id
+    message._state.adding, message._state.db = False, connection.alias
+    federation.op_appended(kind="message", logged=logged, peers_active=peers_active)
     return message
 
 
@@ -236,9 +366,28 @@ def _message_row(
     received_at: datetime,
     **fields: Any,
 ) -> Message:
-    """The message row of a delivery or a replica's copy (``fields``: its ``uid``); it expires after the mailbox's
-    retention, counted from its arrival."""
-    return Message.objects.create(
+    """The message row of a replica's copy (``fields``: its ``uid``), stored."""
+    message = _message_unsaved(
+        mailbox, delivery_id, scheme, ciphertext, sender_key, sender_verified, received_at=received_at, **fields
+    )
+    message.save(force_insert=True)
+    return message
+
+
+def _message_unsaved(
+    mailbox: Mailbox,
+    delivery_id: str,
+    scheme: str,
+    ciphertext: bytes,
+    sender_key: str,
+    sender_verified: bool,
+    *,
+    received_at: datetime,
+    **fields: Any,
+) -> Message:
+    """The message of a delivery or a replica's copy, not saved yet; it expires after the mailbox's retention,
+    counted from its arrival."""
+    return Message(
         mailbox=mailbox,
         delivery_id=delivery_id,
         sender_key=sender_key,

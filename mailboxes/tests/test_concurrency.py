@@ -1,31 +1,55 @@
-"""Parallel writers on PostgreSQL: the quota holds, a delivery id is stored once, a delete gives room back once."""
+"""Parallel writers on PostgreSQL: the quota holds, a delivery id is stored once, a delete gives room back once, and
+a delivery never deadlocks with a peer's batch."""
 
 import importlib
 import threading
+import time
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import pytest
 from django.db import connection, transaction
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
+from federation.models import Operation
+from federation.tests.support import FakePeer
 from mailboxes import services
 from mailboxes.models import Mailbox, Message
-from mailboxes.tests.support import Opened, Owner, deliver, deliver_body
+from mailboxes.services import delivery as delivery_module
+from mailboxes.tests.support import Opened, Owner, deliver, deliver_body, open_mailbox, snapshot
+from maxima.models import NodeState
+from mns_client.protocol.codecs import to_hex
+from mns_client.protocol.mailbox import new_delivery_id
+from registry.tests.support import GATEWAY
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgres")]
 
 
 def together(
-    monkeypatch: pytest.MonkeyPatch, attempts: list[Callable[[], object]], at: str = "delivery._reserve"
+    monkeypatch: pytest.MonkeyPatch,
+    attempts: list[Callable[[], object]],
+    at: str = "delivery._store_new",
+    *,
+    atomic: bool = True,
+    first_only: bool = False,
 ) -> list:
     """Run the attempts in threads that all reach ``mailboxes.services.<at>`` (``module.function``) before any of
-    them goes on."""
+    them goes on; each in a transaction of its own (as the inbound task runs a handler), or without one (``atomic``
+    false: as a REST request runs, each statement committing on its own). ``first_only``: a thread that reaches the
+    function again (a batch) goes straight on."""
     barrier = threading.Barrier(len(attempts), timeout=20)
     module_name, function = at.split(".")
     module = importlib.import_module(f"mailboxes.services.{module_name}")
     real = getattr(module, function)
 
+    arrived = threading.local()
+
     def wait_then(*args: object, **kwargs: object) -> object:
-        barrier.wait()
+        if not (first_only and getattr(arrived, "before", False)):
+            arrived.before = True
+            barrier.wait()
         return real(*args, **kwargs)
 
     monkeypatch.setattr(module, function, wait_then)
@@ -33,7 +57,7 @@ def together(
 
     def run(attempt: Callable[[], object]) -> None:
         try:
-            with transaction.atomic():  # as the inbound task runs a handler
+            with transaction.atomic() if atomic else nullcontext():
                 outcomes.append(attempt())
         finally:
             connection.close()
@@ -90,3 +114,220 @@ def test_deleting_one_message_from_two_places_at_once_gives_its_room_back_once(
     assert outcomes == [0, 0, 1]
     mailbox.refresh_from_db()
     assert (mailbox.message_count, mailbox.byte_count) == (1, 30)
+
+
+def submit(sender: Owner, delivery_id: str | None = None, ciphertext: bytes = b"\x02" * 50) -> str:
+    """A REST submission as the view makes it: outside any transaction, so its write commits on its own."""
+    try:
+        stored = services.delivery_submit(
+            name="alice",
+            delivery_id=delivery_id or new_delivery_id(),
+            scheme="nacl-sealedbox-v1",
+            ciphertext=ciphertext,
+            sender_key=sender.key,
+        )
+    except services.DeliveryRefused as refused:
+        return refused.code
+    return stored.message.uid
+
+
+def test_a_rest_delivery_is_one_read_and_one_write_that_commits_on_its_own(
+    opened: Opened, sender: Owner, settings: object
+) -> None:
+    """The statement count is the guard: it was seven, plus BEGIN and COMMIT (docs/performance.md)."""
+    settings.MNS_REST_SUBMISSION = True
+    data = {"id": new_delivery_id(), "scheme": "nacl-sealedbox-v1", "ciphertext": to_hex(b"\x02" * 50)}
+    data["sender"] = sender.key
+    with CaptureQueriesContext(connection) as queries:
+        response = Client().post("/api/v1/names/alice/messages", data, content_type="application/json")
+    assert response.status_code == 201
+    assert [query["sql"].split()[0] for query in queries.captured_queries] == ["SELECT", "WITH"]
+    uid = response.json()["message_id"]
+    message = Message.objects.get()
+    assert (message.uid, message.sender_verified, bytes(message.ciphertext)) == (uid, False, b"\x02" * 50)
+    mailbox = Mailbox.objects.get()
+    assert (mailbox.message_count, mailbox.byte_count) == (1, 50)
+    op = Operation.objects.get(kind="message")
+    assert (op.origin, op.payload["uid"], op.seq, op.outcome) == (GATEWAY, uid, None, "own")
+
+
+def test_a_rest_delivery_over_quota_outside_a_transaction_writes_nothing(
+    opened: Opened, sender: Owner, settings: object
+) -> None:
+    settings.MNS_REST_SUBMISSION = True
+    Mailbox.objects.update(max_bytes=60)
+    submit(sender, ciphertext=b"x" * 40)
+    before = snapshot(), list(Operation.objects.values())
+    assert submit(sender, ciphertext=b"y" * 40) == "over_quota"
+    assert (snapshot(), list(Operation.objects.values())) == before
+
+
+def test_a_rest_delivery_before_the_node_reported_its_key_is_stored_without_an_op(
+    opened: Opened, sender: Owner, settings: object
+) -> None:
+    settings.MNS_REST_SUBMISSION = True
+    NodeState.objects.filter(pk=1).update(publickey="")
+    submit(sender)
+    assert Message.objects.count() == 1
+    assert not Operation.objects.filter(kind="message").exists()
+
+
+def test_parallel_rest_deliveries_outside_a_transaction_never_pass_the_quota(
+    monkeypatch: pytest.MonkeyPatch, opened: Opened, sender: Owner, settings: object
+) -> None:
+    settings.MNS_REST_SUBMISSION = True
+    Mailbox.objects.update(max_messages=3)
+    outcomes = together(monkeypatch, [lambda: submit(sender) for _ in range(6)], atomic=False)
+    assert outcomes.count("over_quota") == 3
+    assert Mailbox.objects.get().message_count == Message.objects.count() == 3
+    assert Operation.objects.filter(kind="message").count() == 3
+
+
+def test_one_rest_delivery_sent_four_times_at_once_outside_a_transaction_is_stored_once(
+    monkeypatch: pytest.MonkeyPatch, opened: Opened, sender: Owner, settings: object
+) -> None:
+    settings.MNS_REST_SUBMISSION = True
+    same = new_delivery_id()
+    uids = together(monkeypatch, [lambda: submit(sender, same) for _ in range(4)], atomic=False)
+    assert len(uids) == 4
+    assert set(uids) == set(Message.objects.values_list("uid", flat=True))
+    assert Mailbox.objects.get().message_count == Message.objects.count() == 1
+    assert Operation.objects.filter(kind="message").count() == 1
+
+
+def test_a_delivery_racing_a_peers_batch_for_the_same_message_never_deadlocks(
+    opened: Opened, sender: Owner, settings: object
+) -> None:
+    """The batch takes the mailbox's counters row for one op and then inserts another op's message, the same
+    (sender, delivery id) a local delivery is storing at that moment: the delivery must wait for the row before it
+    writes anything, or each waits for the other (PostgreSQL's deadlock detector then fails one of them)."""
+    settings.MNS_REST_SUBMISSION = True
+    mailbox, same = Mailbox.objects.get(), new_delivery_id()
+    holds_row, outcomes, errors = threading.Event(), {}, []
+
+    def replicate(uid: str, delivery_id: str) -> str:
+        return services.message_replicate(
+            mailbox=mailbox,
+            uid=uid,
+            delivery_id=delivery_id,
+            sender_key=sender.key,
+            sender_verified=False,
+            scheme="nacl-sealedbox-v1",
+            ciphertext=b"\x03" * 40,
+            received_at=timezone.now(),
+        )
+
+    def batch() -> None:
+        try:
+            with transaction.atomic():
+                outcomes["first op"] = replicate("replicated-first", new_delivery_id())
+                holds_row.set()
+                _wait_for_a_lock_wait()
+                outcomes["second op"] = replicate("replicated-same", same)
+        except Exception as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    def local() -> None:
+        try:
+            holds_row.wait(timeout=20)
+            outcomes["local"] = submit(sender, same)
+        except Exception as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=batch), threading.Thread(target=local)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert outcomes == {"first op": "applied", "second op": "applied", "local": "replicated-same"}
+    assert Mailbox.objects.get().message_count == Message.objects.count() == 2
+
+
+def _wait_for_a_lock_wait() -> None:
+    """Until another session of this database waits on a lock (the local delivery, on the counters row)."""
+    for _ in range(200):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")  # live, unlike pg_stat_activity
+            if cursor.fetchone()[0]:
+                return
+        time.sleep(0.05)
+    raise AssertionError("the local delivery never waited on the batch's lock")
+
+
+def test_two_batches_over_the_same_mailboxes_in_opposite_orders_never_deadlock(
+    monkeypatch: pytest.MonkeyPatch, opened: Opened, sender: Owner, bob: Owner
+) -> None:
+    """Both past their checks before either writes; each then takes the two counters rows in the same order."""
+    open_mailbox(bob, "bob")
+
+    def item(to: str) -> services.Delivery:
+        return services.Delivery(to, new_delivery_id(), "nacl-sealedbox-v1", b"\x06" * 30, sender.key, True)
+
+    def batch(items: list[services.Delivery]) -> Callable[[], list[bool]]:
+        return lambda: [outcome.created for outcome in services.deliveries_store(items)]
+
+    forth, back = [item("alice"), item("bob")], [item("bob"), item("alice")]
+    outcomes = together(monkeypatch, [batch(forth), batch(back)], at="delivery._written", first_only=True)
+    assert outcomes == [[True, True], [True, True]]
+    assert sorted(Mailbox.objects.values_list("message_count", flat=True)) == [2, 2]
+
+
+def test_a_batch_of_deliveries_never_deadlocks_with_a_peers_batch_taking_the_mailboxes_the_other_way(
+    monkeypatch: pytest.MonkeyPatch, opened: Opened, sender: Owner
+) -> None:
+    """The peer's ops name the newer mailbox first; the deliveries go in id order. Both are past their checks
+    before either writes: the peer's batch must already hold both counters rows by then (``counters_lock``)."""
+    peer = FakePeer.fresh("gw-b")
+    peer.add()
+    for name in ("carol", "dave"):
+        owner = Owner.fresh()
+        batch = peer.batch(peer.register_op(owner, name), peer.mailbox_op(owner, name, [peer.key, GATEWAY]))
+        assert peer.says(batch) == "done"
+    barrier, arrived = threading.Barrier(2, timeout=20), threading.local()
+
+    def first_waits(real: Callable[..., object]) -> Callable[..., object]:
+        def wait_then(*args: object, **kwargs: object) -> object:
+            if not getattr(arrived, "before", False):
+                arrived.before = True
+                barrier.wait()
+            return real(*args, **kwargs)
+
+        return wait_then
+
+    monkeypatch.setattr(services, "message_replicate", first_waits(services.message_replicate))
+    monkeypatch.setattr(delivery_module, "_written", first_waits(delivery_module._written))
+    ops = peer.batch(peer.message_op("dave", "uid-dave"), peer.message_op("carol", "uid-carol"))
+    items = [
+        services.Delivery(name, new_delivery_id(), "nacl-sealedbox-v1", b"\x06" * 30, sender.key, True)
+        for name in ("dave", "carol")
+    ]
+    outcomes: dict[str, object] = {}
+
+    def run(key: str, attempt: Callable[[], object]) -> None:
+        try:
+            outcomes[key] = attempt()
+        except Exception as error:
+            outcomes[key] = repr(error)
+        finally:
+            connection.close()
+
+    def deliveries() -> list[bool]:
+        return [outcome.created for outcome in services.deliveries_store(items)]
+
+    threads = [
+        threading.Thread(target=run, args=("peer", lambda: peer.says(ops))),
+        threading.Thread(target=run, args=("local", deliveries)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert outcomes == {"peer": "done", "local": [True, True]}
+    assert sorted(
+        Mailbox.objects.filter(record__name__in=["carol", "dave"]).values_list("message_count", flat=True)
+    ) == [2, 2]

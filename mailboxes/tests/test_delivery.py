@@ -10,7 +10,7 @@ from django.contrib.auth.models import User
 
 from mailboxes import services
 from mailboxes.models import Mailbox, Message, SenderRule
-from mailboxes.tests.support import Opened, Owner, deliver, deliver_body, inbound, sent, snapshot
+from mailboxes.tests.support import Opened, Owner, deliver, deliver_body, inbound, open_mailbox, sent, snapshot
 from maxima.routing import Ignored
 from maxima.services import MaximaEvent, inbound_process, inbound_store
 from mns_client.protocol.codecs import to_hex
@@ -268,3 +268,40 @@ def test_the_transport_routes_a_deliver_to_the_mailbox_and_marks_the_event_done(
         assert inbound_process(event_id=row.id, claim="test") == "done"
     assert Message.objects.count() == 1
     assert [receipt["status"] for _, receipt in sent("receipt")] == ["stored", "refused"]
+
+
+def batch_item(sender: Owner, to: str = "alice", **fields: Any) -> services.Delivery:
+    values = {"delivery_id": new_delivery_id(), "scheme": "nacl-sealedbox-v1", "ciphertext": b"\x05" * 40}
+    values.update(fields)
+    return services.Delivery(to=to, sender_key=sender.key, sender_verified=True, **values)
+
+
+def test_a_batch_of_deliveries_answers_each_in_its_order_and_stores_only_what_it_accepts(
+    opened: Opened, sender: Owner, bob: Owner
+) -> None:
+    open_mailbox(bob, "bob")
+    Mailbox.objects.filter(record__name="bob").update(max_messages=1)
+    again = new_delivery_id()
+    deliver(sender, id=again)
+    items = [
+        batch_item(sender, "bob"),
+        batch_item(sender, "nobody"),
+        batch_item(sender, delivery_id=again),
+        batch_item(sender, "bob"),
+        batch_item(sender, scheme="rot13"),
+        batch_item(sender),
+    ]
+    outcomes = services.deliveries_store(items)
+    kinds = [outcome.code if isinstance(outcome, services.DeliveryRefused) else outcome.created for outcome in outcomes]
+    assert kinds == [True, "unknown_name", False, "over_quota", "bad_scheme", True]
+    stored = {outcome.message.uid for outcome in outcomes if isinstance(outcome, services.Stored)}
+    assert stored == set(Message.objects.values_list("uid", flat=True))
+    counts = dict(Mailbox.objects.values_list("record__name", "message_count"))
+    assert counts == {"alice": 2, "bob": 1}
+
+
+def test_one_delivery_twice_in_a_batch_is_stored_once(opened: Opened, sender: Owner) -> None:
+    item = batch_item(sender)
+    first, second = services.deliveries_store([item, item])
+    assert (first.created, second.created, first.message.uid) == (True, False, second.message.uid)
+    assert Message.objects.count() == Mailbox.objects.get().message_count == 1

@@ -4,8 +4,10 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from rest_framework.serializers import ModelSerializer
 
 from mailboxes.models import Mailbox, Message
+from mailboxes.serializers import MessageMetaSerializer, MessageSerializer
 from mailboxes.tests.support import Opened, Owner, body, deliver, error, open_mailbox, session
 from mns_client.protocol.codecs import from_hex, to_hex
 from mns_client.protocol.crypto import seal, unseal
@@ -144,3 +146,41 @@ def test_the_mailbox_shows_its_quota_and_settings(client: Client, opened: Opened
         "allowed": [],
         "created_at": data["created_at"],
     }
+
+
+# ------------------------------------------------------------------------------------------- round trips per read
+
+
+@pytest.mark.parametrize("credential", ["session", "token"])
+def test_a_list_or_a_fetch_is_two_queries_the_credential_with_its_mailbox_then_the_messages(
+    client: Client, opened: Opened, sender: Owner, alice: Owner, credential: str, django_assert_num_queries: Any
+) -> None:
+    stored(sender, 3)
+    auth = session(alice, "alice", "read") if credential == "session" else opened.auth
+    with django_assert_num_queries(2):
+        listed = client.get("/api/v1/mailboxes/alice/messages", **auth)
+    uid = body(listed)["results"][0]["id"]
+    with django_assert_num_queries(2):
+        fetched = client.get(f"/api/v1/mailboxes/alice/messages/{uid}", **auth)
+    assert (listed.status_code, fetched.status_code, body(fetched)["id"]) == (200, 200, uid)
+
+
+def test_the_mailbox_loaded_with_a_session_is_still_refused_when_it_is_a_previous_owners(
+    client: Client, opened: Opened, alice: Owner, bob: Owner
+) -> None:
+    auth = session(alice, "alice", "read")
+    Mailbox.objects.filter(record__name="alice").update(owner_key=bob.key)  # as left by another owner of the name
+    assert error(client.get("/api/v1/mailboxes/alice/messages", **auth)) == (403, "mailbox_not_yours")
+
+
+@pytest.mark.parametrize("serializer", [MessageMetaSerializer, MessageSerializer])
+def test_a_message_is_shown_exactly_as_its_declared_fields_would_show_it(
+    opened: Opened, sender: Owner, serializer: type
+) -> None:
+    stored(sender, 1)
+    message = Message.objects.get()
+    message.forwarded_at = message.received_at  # every datetime field with a value
+    direct = serializer(message).data
+    declared = ModelSerializer.to_representation(serializer(), message)
+    assert direct == declared
+    assert direct["received_at"].endswith("Z")

@@ -4,7 +4,9 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from django.db import connection, connections
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from maxima.models import InboundEvent
 from maxima.routing import _applications
@@ -195,3 +197,53 @@ def test_json_nested_too_deeply_is_refused_as_malformed(client: Client, hook_pat
     assert response.status_code == 400
     assert json.loads(response.content)["error"] == "hook_malformed"
     assert InboundEvent.objects.count() == 0
+
+
+# ---------------------------------------------------- on PostgreSQL, as served: no transaction around the request
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_a_message_is_stored_by_one_statement_and_its_repeat_finds_it(
+    client: Client, hook_path: str, postgres: None, settings: object
+) -> None:
+    settings.MAXIMA_MAX_AGE_SECONDS = 900  # kept as rejected: no task runs in this process to add its queries
+    body = json.dumps(real_event(timemilli=1))
+    with CaptureQueriesContext(connection) as queries:
+        first = json.loads(post_as_the_node(client, hook_path, body).content)
+    assert len(queries) == 1  # the bound on waiting and the INSERT … ON CONFLICT, committed by PostgreSQL
+    assert "ON CONFLICT" in queries[0]["sql"]
+    again = json.loads(post_as_the_node(client, hook_path, body).content)
+    stored = InboundEvent.objects.get()
+    assert first == {"stored": True, "id": stored.id, "status": "rejected"}
+    assert again == {"stored": False, "id": stored.id, "status": "rejected"}
+    assert stored.received_at is not None
+    assert stored.last_error.startswith("stale: sent")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_a_stored_message_is_handed_to_its_application_once(
+    client: Client, hook_path: str, postgres: None, recorded: list
+) -> None:
+    body = json.dumps(real_event(application="mns-test"))
+    post_as_the_node(client, hook_path, body)
+    post_as_the_node(client, hook_path, body)
+    assert [message.data for message in recorded] == [b'{"type":"mns-lookup","name":"alice","nonce":1}']
+    assert InboundEvent.objects.get().status == "done"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_a_hook_that_would_wait_too_long_answers_503_and_stores_nothing(
+    client: Client, hook_path: str, postgres: None, settings: object
+) -> None:
+    settings.MNS_HOOK_DB_TIMEOUT_MS = 200
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            other.set_autocommit(False)
+            cursor.execute(f"LOCK TABLE {InboundEvent._meta.db_table} IN ACCESS EXCLUSIVE MODE")
+            response = post_as_the_node(client, hook_path, REAL_HOOK["raw_body"])
+            other.rollback()
+    finally:
+        other.close()
+    assert (response.status_code, response["Retry-After"]) == (503, "5")
+    assert not InboundEvent.objects.exists()

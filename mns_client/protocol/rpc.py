@@ -717,17 +717,69 @@ class MinimaRPC:
         tokenid: str | None = None,
         simplestate: bool = False,
         relevant: bool = False,
+        state: str | None = None,
+        order: Literal["asc", "desc"] | None = None,
     ) -> list[dict[str, Any]]:
         """Coins known to the node (``relevant``: only the wallet's and tracked ones), at any depth, with ``created``.
-        State is a ``[{port,type,data}]`` array, or ``{"port": value}`` with ``simplestate=True`` (fixtures 85, 90)."""
+        State is a ``[{port,type,data}]`` array, or ``{"port": value}`` with ``simplestate=True`` (fixtures 85, 90).
+        ``state`` keeps coins with that text anywhere in their state (a substring: fixture 154; ``[`` is read as
+        JSON, so it is refused here: fixture 155); ``order`` sorts by the block that created them (fixtures 150/151).
+        """
+        if order not in (None, "asc", "desc"):
+            raise CodecError('order is "asc" or "desc"')
         response = self.command(
             "coins",
             relevant=True if relevant else None,
             address=None if address is None else _address_text(address),
             tokenid=None if tokenid is None else _hex_text(tokenid),
+            state=None if state is None else _state_filter_text(state),
+            order=order,
             simplestate=True if simplestate else None,
         )
         return _expect("coins", response, list)
+
+    def coinnotify(self, *, action: Literal["add", "remove", "check"], address: str) -> dict[str, Any]:
+        """``coinnotify``: ask the node to raise NEWCOIN events for coins at ``address`` (an MDS event to MiniDapps
+        and a NEWCOIN webhook); ``check`` answers ``found`` (fixtures 130-134)."""
+        if action not in ("add", "remove", "check"):
+            raise CodecError('a coinnotify action is "add", "remove" or "check"')
+        response = self.command("coinnotify", action=action, address=_address_text(address))
+        return _expect("coinnotify", response, dict)
+
+    # -- the wallet's keys (TreeKey signatures, not the Maxima identity's RSA)
+
+    def keys(self, *, publickey: str | None = None) -> list[dict[str, Any]]:
+        """``keys action:list``: the wallet's signing keys (``publickey``, ``uses``, ``maxuses``…), or only
+        ``publickey`` (fixture 100)."""
+        key = None if publickey is None else _wallet_key_text(publickey)
+        response = _field("keys", self.command("keys", action="list", publickey=key), "keys", list)
+        if not all(isinstance(key, dict) and isinstance(key.get("publickey"), str) for key in response):
+            raise RPCError("keys", "unexpected reply from the node: keys")
+        return response
+
+    def sign(self, *, publickey: str, data: bytes) -> bytes:
+        """``sign``: the wallet key ``publickey`` (0x, 32 bytes) signs ``data``; a TreeKey signature of about 4 kB
+        (fixture 101). A key the wallet does not hold fails (fixture 106)."""
+        response = self.command("sign", publickey=_wallet_key_text(publickey), data=_bytes(data))
+        if not isinstance(response, str):
+            raise RPCError("sign", "unexpected reply from the node: sign")
+        return from_hex(response)
+
+    def verify(self, *, publickey: str, data: bytes, signature: bytes) -> bool:
+        """``verify``: True when ``signature`` is ``publickey``'s over ``data``. The node answers a bad signature
+        with ``status:false`` (``Signature NOT valid``, or ``Signature publickey is different`` for another key:
+        fixtures 102-105): that is False here, not an error; an unreachable node still raises."""
+        try:
+            self.command(
+                "verify", publickey=_wallet_key_text(publickey), data=_bytes(data), signature=_bytes(signature)
+            )
+        except (NodeUnreachable, NodeAuthError, NodeStartingUp, CommandSplit, CommandPending):
+            raise
+        except RPCError as refused:
+            if refused.message.startswith(_VERIFY_REFUSALS):
+                return False
+            raise
+        return True
 
 
 def _rotation_commands(
@@ -780,6 +832,24 @@ def _bytes(value: bytes) -> bytes:
 
 def _optional_bytes(value: bytes | None) -> bytes | None:
     return None if value is None else _bytes(value)
+
+
+_VERIFY_REFUSALS = ("Signature NOT valid", "Signature publickey is different")
+_WALLET_KEY_RE = re.compile(r"0x[0-9A-Fa-f]{64}")
+_STATE_FILTER_RE = re.compile(r"[\x21-\x7e]+")
+
+
+def _wallet_key_text(publickey: str) -> str:
+    if not isinstance(publickey, str) or not _WALLET_KEY_RE.fullmatch(publickey):
+        raise CodecError("a wallet key is 0x and 64 hex digits")
+    return "0x" + publickey[2:].upper()
+
+
+def _state_filter_text(text: str) -> str:
+    """A ``coins state:`` filter: one printable word; ``:`` too, which the node's fast path would mangle."""
+    if not isinstance(text, str) or not _STATE_FILTER_RE.fullmatch(text) or ":" in text:
+        raise CodecError("a coins state filter is one printable ASCII word without :")
+    return text
 
 
 def _key_text(publickey: bytes | str | None) -> str:

@@ -69,7 +69,7 @@ def test_env_url_checks_the_scheme_and_port_and_hides_passwords() -> None:
 def test_database_from_url_builds_a_postgresql_entry() -> None:
     entry = database_from_url("DATABASE_URL", "postgres://mns:p%40ss@db.internal:6432/mns?sslmode=require")
     assert entry == {
-        "ENGINE": "django.db.backends.postgresql",
+        "ENGINE": "core.postgresql",
         "NAME": "mns",
         "USER": "mns",
         "PASSWORD": "p@ss",

@@ -46,3 +46,13 @@ def test_the_worker_and_beat_stop_with_celerys_warm_shutdown() -> None:
     assert shlex.split(worker["ExecStart"][0])[1:4] == ["-A", "mns_site", "worker"]
     assert shlex.split(beat["ExecStart"][0])[1:4] == ["-A", "mns_site", "beat"]
     assert worker["KillSignal"] == beat["KillSignal"] == ["SIGINT"]
+
+
+def test_the_web_unit_takes_the_worker_model_from_the_projects_gunicorn_settings() -> None:
+    """gthread workers behind the admission limit (gunicorn.conf.py, read from the working folder): a
+    ``--worker-class`` or ``--config`` on the command line would drop the early refusal under overload."""
+    found = directives(UNITS / "mns-web.service")
+    assert found["WorkingDirectory"] == ["/srv/mns"]
+    assert (REPO / "gunicorn.conf.py").exists()
+    [command] = found["ExecStart"]
+    assert not any(arg.startswith(("--worker-class", "-k", "--config", "-c")) for arg in shlex.split(command))

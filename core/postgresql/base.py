@@ -1,0 +1,40 @@
+"""Django's PostgreSQL backend, whose per-request health check looks at the socket instead of sending ``SELECT 1``.
+
+Persistent connections (``CONN_MAX_AGE``) need a health check (``CONN_HEALTH_CHECKS``): after PostgreSQL restarts,
+every kept connection is dead, and without a check each web process answers its next request with a 500 before
+Django drops the connection. Django's check is a ``SELECT 1`` at the first query of every request: one more round
+trip on every request (12-22 % of a lookup in the profiles).
+
+Here the check asks the kernel instead. A connection between two requests is idle: PostgreSQL sends nothing on it
+unless it is going away (a shutdown or ``pg_terminate_backend`` sends a FATAL error and closes it; a crashed
+server's socket reads as closed). So a kept connection whose socket has something to read is dropped, to be
+opened again. A ``select`` with no timeout is a system call, not a round trip. A peer that vanished without
+closing (a cable cut) is not seen, as it would not be by ``SELECT 1`` within its own timeout either; the
+gateway's database is on the same host or network.
+"""
+
+import select
+
+from django.db.backends.postgresql import base
+
+
+class DatabaseWrapper(base.DatabaseWrapper):
+    def close_if_health_check_failed(self) -> None:
+        if self.connection is None or not self.health_check_enabled or self.health_check_done or self.pool:
+            return
+        if not self.is_alive():
+            self.close()
+        self.health_check_done = True
+
+    def is_alive(self) -> bool:
+        """Whether the idle connection is still open, without a round trip to the server."""
+        connection = self.connection
+        if connection is None or connection.closed or connection.broken:
+            return False
+        try:
+            readable, _, _ = select.select([connection.fileno()], [], [], 0)
+        except (OSError, ValueError, base.Database.Error):
+            return False
+        # The server spoke first, on a connection with nothing asked: a FATAL before it closes, or end of file.
+        # (Anything else unasked, such as a NOTIFY, would only cost a reconnection: the gateway LISTENs to nothing.)
+        return not readable and connection.pgconn.status == base.Database.pq.ConnStatus.OK
