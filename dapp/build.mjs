@@ -1,7 +1,11 @@
-// Build the MNS Dapp: `node build.mjs [--out DIR] [--zip FILE]` (after `npm ci`).
+// Build the MNS Dapp: `node build.mjs [--out DIR] [--zip FILE] [--name NAME]` (after `npm ci`).
 // DIR gets the files the gateway serves at /app/: the app's modules as they are, the crypto library
 // (libsodium + its wrappers, from node_modules) as one file named by its content hash, and index.html pointing at
-// it. FILE (optional) is the MiniDapp zip: dapp.conf, icon.png, index.html and the rest, at the zip's root.
+// it. FILE (optional) is the installable MiniDapp: the same files at the zip's root with dapp.conf (name, icon,
+// version, description, browser, permission), our own MDS client (mds-client.js: the node serves its own
+// library for any file named mds.js) and the node-run service.js. NAME
+// replaces dapp.conf's name: other MiniDapps address this one's MDS.api by it (`--name MNS` answers the
+// `MDS.api.call("mns", …)` of MiniDapps written for Minima's own MNS, in its place).
 import { createHash } from "node:crypto";
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -25,6 +29,7 @@ const args = process.argv.slice(2);
 const option = (name, fallback) => (args.includes(name) ? resolve(args[args.indexOf(name) + 1]) : fallback);
 const out = option("--out", join(here, "..", "var", "dapp", "site"));
 const zipFile = option("--zip", null);
+const dappName = args.includes("--name") ? args[args.indexOf("--name") + 1] : null;
 
 const vendor = ["libsodium/dist/modules/libsodium.js", "libsodium-wrappers/dist/modules/libsodium-wrappers.js"].map(
   (file) => readFileSync(join(here, "node_modules", file), "utf8"),
@@ -39,7 +44,15 @@ for (const file of readdirSync(join(here, "src"))) {
   if (file === "index.html") continue;
   copyFileSync(join(here, "src", file), join(out, file));
 }
-copyFileSync(join(here, "dapp.conf"), join(out, "dapp.conf"));
+const conf = JSON.parse(readFileSync(join(here, "dapp.conf"), "utf8"));
+if (dappName) conf.name = dappName;
+for (const key of ["name", "icon", "version", "description", "browser", "permission"]) {
+  if (typeof conf[key] !== "string" || !conf[key]) throw new Error(`dapp.conf needs a ${key}`);
+}
+for (const needed of [conf.icon, "service.js", "mds-client.js"]) {
+  if (!readdirSync(out).includes(needed)) throw new Error(`the MiniDapp needs ${needed} in src/`);
+}
+writeFileSync(join(out, "dapp.conf"), JSON.stringify(conf, null, 1) + "\n");
 const html = readFileSync(join(here, "src", "index.html"), "utf8");
 if (!html.includes("SODIUM_JS")) throw new Error("index.html lost its SODIUM_JS placeholder");
 writeFileSync(join(out, "index.html"), html.replace("SODIUM_JS", sodiumName));

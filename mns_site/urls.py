@@ -4,12 +4,14 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core import views
+from core.relay import RelayView
 from mns_site import pages
 from mns_site.dapp import DappView
 from mns_site.metrics import MetricsView
 
 api_v1 = [
     path("health", views.HealthView.as_view(), name="health"),
+    path("relay", RelayView.as_view(), name="relay"),
     path("", include("registry.urls")),
     path("", include("handshake.urls")),
     path("", include("registration.urls")),

@@ -2,20 +2,43 @@
 // encrypted), every plaintext (decrypted and encrypted in this page). The gateway sees ciphertexts, names and
 // public keys; the user's node signs, decrypts maxencrypt blobs and sends over Maxima.
 
-import { Gateway, inWords } from "./gateway.js";
+// One codebase, two transports: in a node's MiniDapp system (the page has MDS's ?uid=) the node is reached through
+// MDS.cmd and the gateway through the node (MDS.net), and the MiniDapp's service.js keeps the gateway's receipts and
+// verdicts that reach the node over Maxima; as the /app/ web page, the node is its RPC and the gateway this origin.
+
+import { chainConfigOf, chooseGateway } from "./entrypoints.js";
+import { humanBytes } from "./format.js";
+import { FetchTransport, Gateway, inWords, MdsNetTransport } from "./gateway.js";
 import * as keystore from "./keystore.js";
+import { MDS } from "./mds-client.js";
 import * as mns from "./mns.js";
-import { NodeRPC } from "./rpc.js";
+import { NodeMDS, NodeRPC } from "./node.js";
+import { latestFromService } from "./service-store.js";
 
 const $ = (id) => document.getElementById(id);
 const SETTINGS = "mns.settings";
 const POLL_MS = 500;
+const mds = MDS.fromLocation(location);
+
+/** Settings and the encrypted box keys: this browser's localStorage for /app/, the MiniDapp's own keypair store
+ * on the node inside MDS (every MiniDapp shares MDS's origin, hence its localStorage). */
+const store = mds
+  ? {
+      get: async (key) => mds.keypairGet(key),
+      set: async (key, value) => mds.keypairSet(key, value),
+    }
+  : {
+      get: async (key) => localStorage.getItem(key),
+      set: async (key, value) => (value === "" ? localStorage.removeItem(key) : localStorage.setItem(key, value)),
+    };
 
 const state = {
   sodium: null,
-  gateway: new Gateway(""),
+  gateway: mds ? null : new Gateway(new FetchTransport("")),
+  settings: {},
+  savedKeys: null, // the encrypted form, as stored
   info: null, // /.well-known/mns.json
-  node: null, // NodeRPC
+  node: null, // a Node: NodeRPC (web page) or NodeMDS (MiniDapp)
   me: null, // {publickey, replyTo}
   keys: null, // [{public, private}], newest first, when unlocked
   name: null, // my MNS name
@@ -26,11 +49,23 @@ const state = {
 // ------------------------------------------------------------------------------------------------ little helpers
 
 function settings() {
-  return JSON.parse(localStorage.getItem(SETTINGS) || "{}");
+  return state.settings;
 }
 
-function saveSettings(changes) {
-  localStorage.setItem(SETTINGS, JSON.stringify({ ...settings(), ...changes }));
+async function saveSettings(changes) {
+  state.settings = { ...state.settings, ...changes };
+  await store.set(SETTINGS, JSON.stringify(state.settings));
+}
+
+async function loadStored() {
+  state.settings = JSON.parse((await store.get(SETTINGS)) || "{}");
+  const keys = await store.get(keystore.STORE);
+  state.savedKeys = keys ? JSON.parse(keys) : null;
+}
+
+function pendingNotice(text) {
+  $("pending").textContent = text || "";
+  $("pending").hidden = !text;
 }
 
 function showError(error) {
@@ -83,7 +118,9 @@ function show(screen) {
   for (const button of document.querySelectorAll("nav button")) {
     button.classList.toggle("active", button.dataset.screen === screen);
   }
+  if (screen === "inbox") closeLetter();
   if (screen === "inbox" && state.name && state.keys) refreshInbox().catch(showError);
+  if (screen === "settings" && state.name && state.me) loadSettings().catch(showError);
 }
 
 function shortKey(key) {
@@ -108,6 +145,7 @@ function updateWho() {
 // ------------------------------------------------------------------------------------------------------ set-up
 
 async function gatewayInfo() {
+  if (!state.gateway) throw new mns.Refused("no_gateway", "Choose a gateway first (Set-up).");
   if (!state.info) {
     const info = await state.gateway.wellKnown();
     if (!info.maxima || !info.maxima.publickey || !info.maxima.address) {
@@ -118,23 +156,66 @@ async function gatewayInfo() {
   return state.info;
 }
 
-async function connect() {
+function nodeOfForm() {
+  if (mds) return new NodeMDS({ mds, onPending: pendingNotice });
   const url = $("rpc-url").value.trim() || "http://127.0.0.1:9005";
   const password = $("rpc-password").value;
   if (!/^https?:\/\/[^/\s]+\/?$/.test(url)) {
     throw new mns.Refused("rpc_url_invalid", "The RPC address looks like http://127.0.0.1:9005 (no path).");
   }
-  const mdsUid = new URLSearchParams(location.search).get("uid");
-  const node = new NodeRPC({ url: url.replace(/\/$/, ""), password, mdsUid });
+  return new NodeRPC({ url: url.replace(/\/$/, ""), password });
+}
+
+async function connect() {
+  const node = nodeOfForm();
   const replyVia = $("reply-via").value || "auto";
   state.me = await node.identity({ replyVia });
   state.node = node;
-  saveSettings({ rpcUrl: url, rpcPassword: password, replyVia });
+  if (mds) await saveSettings({ replyVia });
+  else await saveSettings({ rpcUrl: node.url, rpcPassword: node.password, replyVia });
+  if (mds) await chooseGatewayFor(node);
   const how = { direct: "directly", contact: "through your node's Maxima host", max: "through your node's MLS" };
   $("node-status").textContent =
     `Connected. Your node's identity key: ${shortKey(state.me.publickey)}; ` +
     `the gateway answers ${how[state.me.replyVia]}.`;
   await findMyName();
+}
+
+/** The MiniDapp's gateway: the pinned one, else one of the entry points on chain read through the node (the
+ * publisher's token and key learnt once from the gateway typed in Set-up), else that gateway itself. */
+async function chooseGatewayFor(node) {
+  const typed = $("gateway-url").value.trim().replace(/\/+$/, "");
+  const pinned = $("gateway-pin").checked;
+  if (typed && !/^https?:\/\/[^/\s]+$/.test(typed)) {
+    throw new mns.Refused("gateway_url_invalid", "A gateway's address looks like https://mns.example.org (no path).");
+  }
+  let base = typed;
+  let how = "the gateway you gave";
+  let chain = settings().chain || null;
+  if (!pinned) {
+    if (!chain && typed) {
+      chain = chainConfigOf(await new Gateway(new MdsNetTransport(mds, typed)).wellKnown().catch(() => null));
+    }
+    if (chain) {
+      try {
+        const chosen = await chooseGateway(node, chain, { minSeq: settings().chainSeq || 0 });
+        base = chosen.base;
+        how = `an entry point listed on chain (list ${chosen.seq})`;
+        await saveSettings({ chain, chainSeq: chosen.seq });
+      } catch (error) {
+        if (!typed) throw error;
+      }
+    }
+  }
+  if (!base) {
+    throw new mns.Refused("no_gateway", "Give the address of an MNS gateway to start from (Set-up, Gateway).");
+  }
+  state.gateway = new Gateway(new MdsNetTransport(mds, base));
+  state.info = null;
+  state.sessions.clear();
+  await saveSettings({ gatewayUrl: typed, gatewayPinned: pinned, gatewayChosen: base });
+  await store.set("gateway", base); // for service.js, which answers other MiniDapps' lookups there
+  $("gateway-status").textContent = `Gateway: ${base} (${how}).`;
 }
 
 async function findMyName() {
@@ -146,21 +227,26 @@ async function findMyName() {
 }
 
 function showKeyState() {
-  const stored = keystore.saved();
+  const stored = state.savedKeys;
   $("key-open").hidden = !state.keys;
   $("key-locked").hidden = !!state.keys || !stored;
   $("key-none").hidden = !!state.keys || !!stored;
   if (state.keys) $("box-public").textContent = mns.toHex(state.keys[0].public);
 }
 
+async function saveKeys(stored) {
+  await store.set(keystore.STORE, stored ? JSON.stringify(stored) : "");
+  state.savedKeys = stored;
+}
+
 async function keep(keys, passphrase) {
-  keystore.save(await keystore.lock(keys, passphrase));
+  await saveKeys(await keystore.lock(keys, passphrase));
   state.keys = keys;
   showKeyState();
 }
 
 function exportKeys() {
-  const blob = new Blob([JSON.stringify(keystore.saved(), null, 1)], { type: "application/json" });
+  const blob = new Blob([JSON.stringify(state.savedKeys, null, 1)], { type: "application/json" });
   const link = document.createElement("a");
   link.href = URL.createObjectURL(blob);
   link.download = "mns-box-key.json";
@@ -174,7 +260,7 @@ async function importFile(file) {
     const stored = JSON.parse(await file.text());
     const passphrase = prompt("The passphrase of this key file:");
     state.keys = await keystore.unlock(stored, passphrase || "");
-    keystore.save(stored);
+    await saveKeys(stored);
     showKeyState();
   } catch (error) {
     showError(error instanceof SyntaxError ? new mns.Refused("keyfile_invalid", "This is not an MNS key file.") : error);
@@ -202,7 +288,20 @@ async function completeHandshake(issued, verifier, say) {
   await state.node.send({ to: issued.gateway_address, application: "mns", data: answer });
   const deadline = Date.parse(issued.expires_at) || Date.now() + 300000;
   say("waiting for the gateway to see your node's answer");
-  for (;;) {
+  for (let round = 0; ; round++) {
+    if (mds) {
+      // The verdict reaches the node over Maxima and service.js keeps it; the gateway is asked only now and then
+      // (a verdict can be lost, and a register waits for the network's claim after it).
+      const verdict = await latestFromService(mds, "handshake-result", issued.id, (await gatewayInfo()).maxima.publickey);
+      if (verdict && verdict.status === "failed") {
+        throw new mns.Refused(verdict.reason || "failed", handshakeWords(verdict.reason || "failed"));
+      }
+      if ((!verdict || verdict.status !== "verified") && round % 10 !== 9) {
+        if (Date.now() > deadline + 5000) throw new mns.Refused("challenge_expired", handshakeWords("challenge_expired"));
+        await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+        continue;
+      }
+    }
     const now = await state.gateway.challengeState(issued.id);
     if (now.status === "verified") break;
     if (now.status === "failed" || now.status === "expired") {
@@ -303,7 +402,7 @@ async function register() {
   const token = await completeHandshake(pending.handshake, verifier, say);
   state.sessions.set(`${name}/register`, token);
   state.name = name;
-  saveSettings({ name });
+  await saveSettings({ name });
   updateWho();
   say(`${name} is yours`);
   $("reg-progress").lastElementChild.className = "done";
@@ -322,7 +421,7 @@ async function refreshInbox() {
     const open = document.createElement("button");
     open.textContent = "Open";
     open.addEventListener("click", () => openMessage(meta.id).catch(showError));
-    const cells = [whenSeconds(meta.received_at), shortKey(meta.sender) + (meta.sender_verified ? "" : " (unverified)"), `${meta.size} B`];
+    const cells = [whenSeconds(meta.received_at), shortKey(meta.sender) + (meta.sender_verified ? "" : " (unverified)"), humanBytes(meta.size)];
     for (const text of cells) {
       const cell = document.createElement("td");
       cell.textContent = text;
@@ -359,8 +458,15 @@ const LETTER_WORDS = {
   envelope_sender_mismatch: "This letter was sent by another node than the one that signed it. It is not shown.",
 };
 
+function closeLetter() {
+  state.open = null;
+  state.opening = null;
+  $("letter").hidden = true;
+}
+
 async function openMessage(id) {
   clearMessages();
+  state.opening = id; // a letter that arrives after another was opened, or after a delete, is not shown
   const meta = await owner("read", "GET", `/messages/${encodeURIComponent(id)}`);
   let letter;
   try {
@@ -382,6 +488,7 @@ async function openMessage(id) {
       fromName = null;
     }
   }
+  if (state.opening !== id) return;
   state.open = { meta, letter, fromName };
   $("letter-from").textContent = fromName || letter.from_name || shortKey(letter.from);
   const badge = $("letter-verified");
@@ -396,8 +503,7 @@ async function openMessage(id) {
 async function deleteOpen() {
   if (!state.open) return;
   await owner("read", "DELETE", `/messages/${encodeURIComponent(state.open.meta.id)}`);
-  state.open = null;
-  $("letter").hidden = true;
+  closeLetter();
   notice("Deleted.");
   await refreshInbox();
 }
@@ -469,12 +575,13 @@ async function send() {
   receipt.dataset.delivery = id;
   delete receipt.dataset.status;
   receipt.hidden = false;
-  $("body").value = "";
+  for (const field of ["to", "subject", "body"]) $(field).value = "";
+  $("to-status").textContent = "";
   awaitReceipt(id, to); // not awaited: the button is free again while the gateway's receipt is looked for
 }
 
 const RECEIPT_POLL_MS = 500;
-const RECEIPT_WAIT_MS = 20000;
+const RECEIPT_WAIT_MS = 60000;
 const RECEIPT_RETRY = ["receipt_not_found", "throttled", "gateway_unreachable"];
 
 /** The gateway's receipt goes to the user's node over Maxima, which a page cannot read: ask the gateway for it
@@ -484,7 +591,10 @@ async function awaitReceipt(id, to) {
   while (Date.now() < deadline) {
     let answer = null;
     try {
-      answer = await state.gateway.receipt(id, state.me.publickey);
+      // In the MiniDapp the receipt reaches the node over Maxima and service.js keeps it: no gateway polling.
+      answer = mds
+        ? await latestFromService(mds, "receipt", id, (await gatewayInfo()).maxima.publickey)
+        : await state.gateway.receipt(id, state.me.publickey);
     } catch (error) {
       if (!(error instanceof mns.Refused) || !RECEIPT_RETRY.includes(error.code)) {
         return; // nothing more to learn; the text stays as it is
@@ -519,8 +629,8 @@ async function forward() {
 function showMailbox(box) {
   const q = box.quota || {};
   const rows = [
-    ["Messages", `${q.messages} of ${q.max_messages}`],
-    ["Storage", `${q.bytes} of ${q.max_bytes} bytes`],
+    ["Messages", `${q.messages} of ${Number(q.max_messages).toLocaleString("en")}`],
+    ["Storage", `${humanBytes(q.bytes)} of ${humanBytes(q.max_bytes)}`],
     ["Kept for", `${box.retention_days} days`],
   ];
   $("quota").replaceChildren(
@@ -678,7 +788,7 @@ async function start() {
   });
   $("import-file").addEventListener("change", (event) => event.target.files[0] && importFile(event.target.files[0]));
   action("unlock", async () => {
-    state.keys = await keystore.unlock(keystore.saved(), $("unlock-passphrase").value);
+    state.keys = await keystore.unlock(state.savedKeys, $("unlock-passphrase").value);
     $("unlock-passphrase").value = "";
     showKeyState();
   });
@@ -687,8 +797,8 @@ async function start() {
     showKeyState();
   });
   action("forget-key", async () => {
-    if (confirm("Forget the box key on this browser? Without an exported key file, your messages cannot be read.")) {
-      localStorage.removeItem("mns.keys");
+    if (confirm("Forget the box key here? Without an exported key file, your messages cannot be read.")) {
+      await saveKeys(null);
       showKeyState();
     }
   });
@@ -699,28 +809,34 @@ async function start() {
   action("letter-reply", async () => replyOpen());
   action("send", send);
   action("forward-go", forward);
-  action("settings-load", loadSettings);
   action("settings-save", saveMailbox);
   action("record-load", loadRecord);
   action("data-save", saveData);
   action("transfer-go", offerName);
   action("transfer-cancel", withdrawOffer);
   action("accept-go", acceptName);
+  await loadStored();
   const saved = settings();
+  document.body.dataset.transport = mds ? "mds" : "rpc";
+  $("rpc-fields").hidden = !!mds;
+  $("gateway-fields").hidden = !mds;
   $("rpc-url").value = saved.rpcUrl || "";
   $("rpc-password").value = saved.rpcPassword || "";
   $("reply-via").value = saved.replyVia || "auto";
+  $("gateway-url").value = saved.gatewayUrl || "";
+  $("gateway-pin").checked = !!saved.gatewayPinned;
   showKeyState();
   updateWho();
   // Sessions end with the page (best effort: they expire anyway), as the CLI revokes its own when done.
   addEventListener("pagehide", () => {
     for (const token of state.sessions.values()) {
-      fetch("/api/v1/session", { method: "DELETE", headers: { Authorization: `MNS-Session ${token}` }, keepalive: true });
+      if (mds) state.gateway.endSession(token);
+      else fetch("/api/v1/session", { method: "DELETE", headers: { Authorization: `MNS-Session ${token}` }, keepalive: true });
     }
     state.sessions.clear();
   });
   document.body.dataset.ready = "true";
-  if (saved.rpcUrl) connect().catch(showError);
+  if (saved.rpcUrl || (mds && (saved.gatewayUrl || saved.chain))) connect().catch(showError);
 }
 
 start().catch(showError);

@@ -1,5 +1,6 @@
 // The gateway's REST API (docs/protocol.md): JSON in and out, its error shape {"error","detail"} turned into
-// `Refused` with a sentence a user understands. Sessions come from handshakes answered by the user's node.
+// `Refused` with a sentence a user understands. Sessions come from handshakes answered by the user's node. Two
+// transports carry it: the page's own fetch (/app/) and the user's node (the MiniDapp, MDS.net).
 
 import { Refused } from "./mns.js";
 
@@ -35,12 +36,19 @@ export function inWords(code, detail) {
   return WORDS[code] || detail || code;
 }
 
-export class Gateway {
+/** The gateway's HTTP answer as `{status, body}` (body: the parsed JSON, or null). A transport implements
+ * `exchange(method, path, {json, auth})` and throws Refused("gateway_unreachable") when nothing answered. */
+export class FetchTransport {
+  /** The /app/ page: the browser's own fetch, to `base` ("" = the origin that served the page). */
   constructor(base = "") {
     this.base = base.replace(/\/$/, "");
   }
 
-  async request(method, path, { json, auth } = {}) {
+  describe() {
+    return this.base || location.origin;
+  }
+
+  async exchange(method, path, { json, auth } = {}) {
     const headers = { Accept: "application/json" };
     if (json !== undefined) headers["Content-Type"] = "application/json";
     if (auth) headers.Authorization = auth;
@@ -56,20 +64,74 @@ export class Gateway {
     } catch {
       throw new Refused("gateway_unreachable", "The gateway does not answer. Check your connection and try again.");
     }
-    if (response.status === 204) return null;
     let body = null;
-    try {
-      body = await response.json();
-    } catch {
-      body = null;
+    if (response.status !== 204) {
+      try {
+        body = await response.json();
+      } catch {
+        body = null;
+      }
     }
-    if (response.ok && body !== null) return body;
+    return { status: response.status, body };
+  }
+}
+
+/** The MiniDapp: the user's NODE fetches the gateway (MDS.net, so no CORS). The node sends no header of ours, counts
+ * only HTTP 200 and has no DELETE or PATCH, so every request goes as one POST to the gateway's relay
+ * (`POST /api/v1/relay`, docs/protocol.md "The MiniDapp"), which answers 200 with the API's own status and body. */
+export class MdsNetTransport {
+  constructor(mds, base) {
+    this.mds = mds;
+    this.base = base.replace(/\/$/, "");
+  }
+
+  describe() {
+    return this.base;
+  }
+
+  async exchange(method, path, { json, auth } = {}) {
+    const request = { method, path };
+    if (auth) request.authorization = auth;
+    if (json !== undefined) request.json = json;
+    let reply;
+    try {
+      reply = await this.mds.netPost(`${this.base}/api/v1/relay`, JSON.stringify(request));
+    } catch {
+      reply = null;
+    }
+    if (!reply || reply.status !== true) {
+      const why = (reply && reply.error) || "no answer";
+      throw new Refused("gateway_unreachable", `Your node could not reach the gateway at ${this.base} (${why}).`);
+    }
+    try {
+      const relayed = JSON.parse(reply.response);
+      return { status: relayed.status, body: relayed.body === undefined ? null : relayed.body };
+    } catch {
+      throw new Refused("gateway_unreachable", `The gateway at ${this.base} answered, but not like an MNS gateway.`);
+    }
+  }
+}
+
+export class Gateway {
+  /** `transport`: a FetchTransport or an MdsNetTransport (a string is a FetchTransport's base, as before). */
+  constructor(transport = new FetchTransport("")) {
+    this.transport = typeof transport === "string" ? new FetchTransport(transport) : transport;
+  }
+
+  describe() {
+    return this.transport.describe();
+  }
+
+  async request(method, path, options = {}) {
+    const { status, body } = await this.transport.exchange(method, path, options);
+    if (status === 204) return null;
+    if (status >= 200 && status < 300 && body !== null) return body;
     if (body && typeof body.error === "string") {
       const refused = new Refused(body.error, inWords(body.error, body.detail));
-      refused.status = response.status;
+      refused.status = status;
       throw refused;
     }
-    throw new Refused("gateway_unreachable", `The gateway answered with an error (HTTP ${response.status}).`);
+    throw new Refused("gateway_unreachable", `The gateway answered with an error (HTTP ${status}).`);
   }
 
   wellKnown() {
@@ -112,5 +174,10 @@ export class Gateway {
   owner(method, name, rest, session, json) {
     const path = API + "mailboxes/" + encodeURIComponent(name) + rest;
     return this.request(method, path, { json, auth: `MNS-Session ${session}` });
+  }
+
+  /** Revoke a session when done (best effort: it expires anyway). */
+  endSession(session) {
+    return this.request("DELETE", API + "session", { auth: `MNS-Session ${session}` }).catch(() => null);
   }
 }

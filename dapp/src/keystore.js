@@ -1,11 +1,11 @@
-// The box keys (X25519) live in this browser only, encrypted with a passphrase: PBKDF2-SHA256 (600 000 rounds)
+// The box keys (X25519) live in the Dapp only (this browser, or the MiniDapp's own store on the node), encrypted with a passphrase: PBKDF2-SHA256 (600 000 rounds)
 // then AES-256-GCM, with WebCrypto. The stored and exported form is that encrypted JSON; the private keys are in
 // memory only while unlocked. Older keys are kept after a new one so older messages still open.
 
 import { base64, fromBase64, fromHex, randomBytes, Refused, toHex, utf8 } from "./mns.js";
 
 const ROUNDS = 600000;
-const STORE = "mns.keys";
+export const STORE = "mns.keys"; // the key of the stored form (localStorage, or the MiniDapp's keypair store)
 
 async function aesKey(passphrase, salt, rounds) {
   const material = await crypto.subtle.importKey("raw", utf8(passphrase), "PBKDF2", false, ["deriveKey"]);
@@ -52,15 +52,6 @@ export async function unlock(stored, passphrase) {
     throw new Refused("passphrase_wrong", "The passphrase does not open your keys.");
   }
   return JSON.parse(new TextDecoder().decode(plain)).map((k) => ({ public: fromHex(k.public), private: fromHex(k.private) }));
-}
-
-export function saved() {
-  const text = localStorage.getItem(STORE);
-  return text ? JSON.parse(text) : null;
-}
-
-export function save(stored) {
-  localStorage.setItem(STORE, JSON.stringify(stored));
 }
 
 /** A key pair from a private key typed as 0x + 64 hex digits. */

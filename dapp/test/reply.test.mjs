@@ -1,7 +1,7 @@
 // Reply addresses in the Dapp: the same choice as `mns init` (docs/protocol.md, "Reply addresses").
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { NodeRPC, replyAddress } from "../src/rpc.js";
+import { NodeRPC, replyAddress } from "../src/node.js";
 
 const INFO = {
   publickey: "0x30819F01",

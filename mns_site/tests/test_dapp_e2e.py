@@ -9,34 +9,24 @@ request the page made is then checked: no plaintext and no private key left the 
 wrote, which only her own node saw, to sign it (``maxsign``).
 """
 
-import base64
 import json
-import os
 import secrets
 import shutil
-import signal
-import subprocess
 import sys
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import settings
 
-from conftest import _unavailable
-from mns_site.tests.dapp_support import DAPP, build_dapp, node_tools
+from mns_site.tests.dapp_support import CHROMIUM, World, carries, dapp_world, node_tools, run_flow
 from simnet import SimNetwork
 from testsupport import REPO
-from testsupport.processes import RedisServer, free_port
-from testsupport.stack import OPEN_THROTTLES, gateway_env, live_gateway, migrate
 
 pytestmark = [pytest.mark.slow]
 
-CHROMIUM = os.environ.get("MNS_TEST_CHROMIUM", "/usr/bin/chromium")  # the Debian package `chromium`
 HOOK_SECRET = "dapp-e2e-" + "s" * 40
 PLAIN = "Hello dana, the CLI here: the meeting moved to 3 pm. Geheimnis 7Q2"
 REPLY = "Thanks bob! Reply from the browser, written in the Dapp. Kennwort 9Z4"
@@ -44,87 +34,22 @@ PASSPHRASE = "correct horse battery staple"
 RPC_PASSWORD = "node-3-rpc-secret"
 
 
-@dataclass
-class World:
-    net: SimNetwork
-    url: str
-    homes: Path
-
-    def mns_env(self, who: str, index: int) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "MNS_", "DJANGO_"))}
-        env.update(MNS_HOME=str(self.homes / who), MNS_GATEWAY=self.url, MNS_NODE=self.net.nodes[index].rpc_url)
-        return env
-
-    def mns(self, *args: str) -> subprocess.CompletedProcess:
-        """``python -m mns_client ARGS`` as bob (node 2)."""
-        return subprocess.run(
-            [sys.executable, "-m", "mns_client", *args],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            env=self.mns_env("bob", 2),
-            timeout=180,
-            check=False,
-        )
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, django_db_blocker: Any) -> Iterator[World]:
-    """The gateway on a database of its own (a fresh SQLite file, as the CLI's end-to-end test does)."""
-    if not Path(CHROMIUM).is_file():
-        _unavailable(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium chromium-driver)")
-    node_tools()
-    if shutil.which("redis-server") is None:
-        _unavailable("redis-server is not installed")
-    tmp = tmp_path_factory.mktemp("dapp-e2e")
-    built = build_dapp(tmp / "dapp")
-    redis = RedisServer(free_port(), tmp)
-    redis.start()
-    with SimNetwork(nodes=4, block_interval=0.5) as net:
+    def with_password(net: SimNetwork) -> None:
         net.nodes[3].runtime_password = RPC_PASSWORD
-        with django_db_blocker.unblock():  # it reads the test database's settings
-            env = gateway_env(
-                net,
-                tmp,
-                redis_url=redis.url,
-                hook_secret=HOOK_SECRET,
-                MNS_DAPP_DIR=str(built.site),
-                MNS_HANDSHAKE_TTL_SECONDS="60",
-                DATABASE_URL=f"sqlite://{tmp / 'gateway.sqlite3'}",
-                **OPEN_THROTTLES,
-            )
-        migrate(env)
-        with live_gateway(net, tmp, env) as live:
-            yield World(net, live.url, tmp / "homes")
-    redis.stop()
 
-
-def run_flow(args: list[str], *, timeout: float) -> subprocess.CompletedProcess:
-    """Run the browser flow in its own process group, so a timeout also stops the Chromium it started."""
-    with subprocess.Popen(
-        args, cwd=DAPP, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    ) as flow:
-        try:
-            out, err = flow.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(flow.pid, signal.SIGKILL)
-            out, err = flow.communicate()
-            pytest.fail(f"the browser flow took more than {timeout:.0f} s:\n{err[-3000:]}")
-    return subprocess.CompletedProcess(args, flow.returncode, out, err)
-
-
-def encodings(secret: str | bytes) -> list[str]:
-    """How a secret could appear in a request: as is, hex (both cases), base64, base64url, percent-encoded."""
-    raw = secret.encode() if isinstance(secret, str) else secret
-    forms = [raw.hex().upper(), raw.hex(), base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()]
-    if isinstance(secret, str):
-        forms += [secret, urllib.parse.quote(secret), urllib.parse.quote_plus(secret)]
-    return [form.rstrip("=") for form in forms]
-
-
-def carries(request: dict[str, Any], secret: str | bytes) -> bool:
-    text = request["url"] + "\n" + request["body"] + "\n" + json.dumps(request["headers"])
-    return any(form in text or form.lower() in text.lower() for form in encodings(secret))
+    tmp = tmp_path_factory.mktemp("dapp-e2e")
+    with dapp_world(
+        tmp,
+        django_db_blocker,
+        cli=("bob", 2),
+        hook_secret=HOOK_SECRET,
+        nodes=4,
+        prepare=with_password,
+        MNS_HANDSHAKE_TTL_SECONDS="60",
+    ) as world:
+        yield world
 
 
 def test_a_user_sets_up_registers_reads_replies_and_deletes_in_the_browser(world: World) -> None:
@@ -179,6 +104,7 @@ def test_a_user_sets_up_registers_reads_replies_and_deletes_in_the_browser(world
     assert result["progress"][-1] == "dana is yours"
     assert "Messages" in result["quota"]
     assert result["forward"] == "There is nothing to forward."
+    assert result["letterHiddenAfterDelete"] is True  # a deleted letter does not come back
     assert result["wrongPassphrase"] == "The passphrase does not open your keys."
     # dana's record: a data record and an offer of her name to bob's key, signed by her node in the browser; the
     # offer withdrawn, then made again and accepted by bob with the CLI (the browser's statements are the CLI's)

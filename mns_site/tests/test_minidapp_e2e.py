@@ -1,0 +1,171 @@
+"""The MNS MiniDapp inside a node's MiniDapp system: the zip ``make dapp`` builds, installed in simnet's MDS with
+READ permission, driven in headless Chromium (``dapp/e2e/minidapp.mjs``) through every screen with screenshots,
+against the gateway served by gunicorn with a real Celery worker on a private Redis; then a second, tiny MiniDapp
+resolves a name through ``MDS.api`` in the shape of Minima's own MNS MiniDapp.
+
+Node 0 is the gateway's, node 1 dana's (she uses the MiniDapp in her node's MDS), node 2 alice's (she uses the ``mns``
+command line). The page talks to nothing but its node's MDS (``/mdscommand_/``): its node fetches the gateway.
+"""
+
+import json
+import secrets
+import shutil
+import sys
+import time
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+from mns_site.tests.dapp_support import CHROMIUM, World, carries, dapp_world, node_tools, run_flow
+from testsupport import REPO
+
+pytestmark = [pytest.mark.slow]
+
+HOOK_SECRET = "minidapp-e2e-" + "s" * 40
+PLAIN = "Hello dana, alice here on the command line. Treffpunkt 4B7"
+REPLY = "Thanks alice! Written in the MiniDapp inside my node. Losung 8K1"
+PASSPHRASE = "correct horse battery staple"
+MDS_PASSWORD = "minidapp-e2e-hub"
+ASKER = """MDS.init(function (msg) {
+  if (msg.event == "inited") {
+    MDS.api.call("MNS mail", JSON.stringify({action: "GET", data: "alice"}), function (reply) {
+      MDS.log(JSON.stringify(reply));
+    });
+  }
+});
+"""
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, django_db_blocker: Any) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("minidapp-e2e")
+    with dapp_world(
+        tmp,
+        django_db_blocker,
+        cli=("alice", 2),
+        hook_secret=HOOK_SECRET,
+        mds_password=MDS_PASSWORD,
+        MNS_HANDSHAKE_TTL_SECONDS="90",
+    ) as world:
+        yield world
+
+
+def wait_for(condition: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := condition()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return value
+
+
+def test_the_minidapp_zip_is_installable_and_names_what_mds_needs(world: World) -> None:
+    with zipfile.ZipFile(world.built.zip) as archive:
+        names = set(archive.namelist())
+        conf = json.loads(archive.read("dapp.conf"))
+    assert {"dapp.conf", "index.html", "service.js", "mds-client.js", conf["icon"]} <= names
+    assert "mds.js" not in names  # a node answers that name with its own library
+    assert {key: conf[key] for key in ("name", "browser", "permission")} == {
+        "name": "MNS mail",
+        "browser": "internal",
+        "permission": "read",
+    }
+
+
+def test_a_user_runs_every_screen_of_the_minidapp_inside_her_nodes_mds(world: World) -> None:
+    for args in (("init",), ("register", "alice")):
+        run = world.mns(*args)
+        assert run.returncode == 0, run.stdout + run.stderr
+    dana = world.net.nodes[1]
+    installed = dana.mds.install(world.built.zip, "read")
+    box_private = secrets.token_bytes(32)
+    screenshots = settings.VAR_DIR / "screenshots" / "minidapp"
+    shutil.rmtree(screenshots, ignore_errors=True)
+    tmp = world.homes.parent
+    config = {
+        "pageUrl": dana.mds.page_url(installed.uid),
+        "gatewayUrl": world.url,
+        "chromium": CHROMIUM,
+        "screenshots": str(screenshots),
+        "output": str(tmp / "minidapp-flow.json"),
+        "passphrase": PASSPHRASE,
+        "boxPrivateHex": "0x" + box_private.hex().upper(),
+        "name": "dana",
+        "replyText": REPLY,
+        "send": {
+            "argv": [sys.executable, "-m", "mns_client", "send", "dana", "--subject", "In MDS", "--from", "alice"],
+            "env": world.mns_env("alice", 2),
+            "cwd": str(REPO),
+            "text": PLAIN,
+        },
+    }
+    (tmp / "minidapp-config.json").write_text(json.dumps(config))
+    node, _ = node_tools()
+    flow = run_flow([node, "e2e/minidapp.mjs", str(tmp / "minidapp-config.json")], timeout=420)
+    result = json.loads((tmp / "minidapp-flow.json").read_text())
+    assert flow.returncode == 0, f"{result.get('failure')}\n{flow.stderr[-3000:]}"
+
+    # what dana saw, in her node's MDS
+    assert (result["transport"], result["rpcFieldsHidden"]) == ("mds", True)
+    assert result["nodeStatus"].startswith("Connected. Your node's identity key:")
+    assert result["gatewayStatus"] == f"Gateway: {world.url} (the gateway you gave)."
+    assert "your node answers the gateway's challenge over Maxima" in result["progress"]
+    assert result["progress"][-1] == "dana is yours"
+    assert result["whoamiAfterReload"] == "you are dana"
+    assert result["read"] == {"from": "alice", "verified": "verified", "subject": "In MDS", "body": PLAIN}
+    assert (result["receiptStatus"], result["receipt"][:27]) == ("stored", "Stored in alice's mailbox (")
+    assert result["formAfterSend"] == ["", "", ""]
+    assert " B" in result["inboxRow"]
+    assert "bytes" not in result["quota"]
+    assert "16 MiB" in result["quota"]
+    assert result["forward"] == "There is nothing to forward."
+    assert result["letterHiddenAfterDelete"] is True  # a deleted letter does not come back
+    assert all(width <= 390 for width in result["phoneWidths"].values()), result["phoneWidths"]
+    shots = {path.name for path in screenshots.glob("*.png")}
+    assert {"01-opened-in-mds.png", "02-setup.png", "03-registered.png", "07-replied.png", "phone-inbox.png"} <= shots
+    assert dana.mds.pending == []  # READ permission: nothing waited for the user
+
+    # the page spoke only to its node's MDS: the gateway was reached by the node (MDS.net through the relay)
+    mds_origin = dana.mds.url
+    made = result["requests"]
+    assert made
+    assert all(r["url"].startswith(mds_origin) for r in made), {r["url"][:60] for r in made}
+    commands = [r for r in made if "/mdscommand_/" in r["url"]]
+    assert any("/mdscommand_/netpost?" in r["url"] for r in commands)
+    assert not any(r["url"].startswith(world.url) for r in made)
+    for request in made:  # no plaintext of what alice wrote, and neither the box key nor the passphrase
+        for secret in (box_private, PLAIN, PASSPHRASE):
+            assert not carries(request, secret), (request["method"], request["url"][:120])
+
+    # alice reads dana's reply with the CLI: encrypted in the MiniDapp to her box key, stored at the gateway
+    inbox = world.mns("inbox", "--json")
+    assert inbox.returncode == 0, inbox.stderr
+    [message] = json.loads(inbox.stdout)["messages"]
+    read = world.mns("read", message["id"], "--json")
+    assert REPLY in read.stdout
+
+    # a second MiniDapp resolves alice through MDS.api, as MiniDapps written for Minima's MNS do
+    asker = tmp / "asker.mds.zip"
+    with zipfile.ZipFile(asker, "w") as archive:
+        conf = {"name": "asker", "icon": "icon.png", "version": "1.0", "description": "asks MNS mail"}
+        archive.writestr("dapp.conf", json.dumps(conf))
+        archive.writestr("service.js", ASKER)
+    dana.mds.install(asker, "read")
+    said = wait_for(lambda: [text for who, text in dana.mds.logs if who == "asker"])
+    reply = json.loads(said[0])
+    assert reply["status"] is True
+    record = json.loads(reply["data"])
+    assert sorted(record) == ["DATA", "DATAHEX", "FOUND", "LOCATION", "NAME", "OWNER", "TRANSFER", "UPDATED"]
+    alice_key = world.net.nodes[2].publickey_hex
+    assert (record["FOUND"], record["NAME"], record["LOCATION"], record["DATAHEX"]) == (
+        True,
+        "alice",
+        "GATEWAY",
+        "0x00",
+    )
+    assert record["OWNER"] == record["TRANSFER"]
+    assert record["OWNER"].upper().endswith(alice_key[-40:].upper())
+    data = json.loads(record["DATA"])
+    assert data["statement"]["name"] == "alice"
+    assert data["signature"].startswith("0x")
