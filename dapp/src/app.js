@@ -144,6 +144,12 @@ function updateWho() {
 
 // ------------------------------------------------------------------------------------------------------ set-up
 
+/** The keys the gateway's Maxima replies come from: its identity key and those of its pool of nodes. */
+async function gatewayKeys() {
+  const { maxima } = await gatewayInfo();
+  return [maxima.publickey, ...(Array.isArray(maxima.pool) ? maxima.pool : [])];
+}
+
 async function gatewayInfo() {
   if (!state.gateway) throw new mns.Refused("no_gateway", "Choose a gateway first (Set-up).");
   if (!state.info) {
@@ -292,7 +298,7 @@ async function completeHandshake(issued, verifier, say) {
     if (mds) {
       // The verdict reaches the node over Maxima and service.js keeps it; the gateway is asked only now and then
       // (a verdict can be lost, and a register waits for the network's claim after it).
-      const verdict = await latestFromService(mds, "handshake-result", issued.id, (await gatewayInfo()).maxima.publickey);
+      const verdict = await latestFromService(mds, "handshake-result", issued.id, await gatewayKeys());
       if (verdict && verdict.status === "failed") {
         throw new mns.Refused(verdict.reason || "failed", handshakeWords(verdict.reason || "failed"));
       }
@@ -593,7 +599,7 @@ async function awaitReceipt(id, to) {
     try {
       // In the MiniDapp the receipt reaches the node over Maxima and service.js keeps it: no gateway polling.
       answer = mds
-        ? await latestFromService(mds, "receipt", id, (await gatewayInfo()).maxima.publickey)
+        ? await latestFromService(mds, "receipt", id, await gatewayKeys())
         : await state.gateway.receipt(id, state.me.publickey);
     } catch (error) {
       if (!(error instanceof mns.Refused) || !RECEIPT_RETRY.includes(error.code)) {

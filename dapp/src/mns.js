@@ -121,19 +121,20 @@ export async function sha256Hex(text) {
 
 // ------------------------------------------------------------------------------------------- canonical JSON
 
-function sortedCopy(value) {
-  if (Array.isArray(value)) return value.map(sortedCopy);
+/** The JSON text of `value` with every object's keys in code-unit order, written out by hand: a JS object would put
+ * integer-like keys ("9", "10") first in numeric order whatever order they were added in. */
+function sortedJson(value) {
+  if (Array.isArray(value)) return `[${value.map(sortedJson).join(",")}]`;
   if (value !== null && typeof value === "object") {
-    const out = {};
-    for (const key of Object.keys(value).sort()) out[key] = sortedCopy(value[key]);
-    return out;
+    const keys = Object.keys(value).sort();
+    return `{${keys.map((key) => `${JSON.stringify(key)}:${sortedJson(value[key])}`).join(",")}}`;
   }
-  return value;
+  return JSON.stringify(value);
 }
 
 /** Python's json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False) as UTF-8 bytes. */
 export function canonicalJson(value) {
-  return utf8(JSON.stringify(sortedCopy(value)));
+  return utf8(sortedJson(value));
 }
 
 function hasLoneSurrogate(text) {

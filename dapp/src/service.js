@@ -16,7 +16,8 @@
 var TABLE = "mnsevents";
 var KEPT_TYPES = { receipt: "id", "handshake-result": "challenge", "register-challenge": "name", "register-refused": "name" };
 var REF = /^[A-Za-z0-9_-]{1,128}$/;
-var MAX_BODY_HEX = 32768; // 16 KiB of JSON: receipts and verdicts are a few hundred bytes
+var MAX_BODY_HEX = 2 * 60000; // a batch of replies fills at most 60 000 bytes (docs/protocol.md, Batched replies)
+var MAX_BATCH_ITEMS = 500;
 var KEEP_MILLIS = 7 * 24 * 3600 * 1000;
 
 function hexOfText(text) {
@@ -43,7 +44,8 @@ function createTable() {
   );
 }
 
-/** A Maxima message for this node: keep it if it is one of the gateway's answers the page waits for. */
+/** A Maxima message for this node: keep what the page waits for among the gateway's answers, sent alone or as the
+ * items of a `batch` (docs/protocol.md, "Batched replies"); returns whether something was kept. */
 function keepMaxima(data) {
   if (!data || data.application !== "mns" || typeof data.data !== "string") return false;
   if (data.data.length > MAX_BODY_HEX + 2 || !/^0x[0-9A-Fa-f]+$/i.test(String(data.from))) return false;
@@ -53,14 +55,23 @@ function keepMaxima(data) {
   } catch (e) {
     return false;
   }
+  var sender = String(data.from).toUpperCase().replace(/^0X/, "0x");
+  if (!message || message.v !== 1) return false;
+  if (message.type !== "batch") return keepOne(message, sender);
+  if (!(message.messages instanceof Array) || message.messages.length > MAX_BATCH_ITEMS) return false;
+  var kept = false;
+  for (var i = 0; i < message.messages.length; i++) kept = keepOne(message.messages[i], sender) || kept;
+  return kept;
+}
+
+function keepOne(message, sender) {
   if (!message || message.v !== 1 || !KEPT_TYPES.hasOwnProperty(message.type)) return false;
   var ref = message[KEPT_TYPES[message.type]];
   if (typeof ref !== "string" || !REF.test(ref)) return false;
   // Every value is hex or checked above, so nothing in the statement can break out of its quotes.
   MDS.sql(
     "INSERT INTO " + TABLE + " (kind, ref, sender, body, received) VALUES ('" + message.type + "', '" + ref +
-      "', '" + String(data.from).toUpperCase().replace(/^0X/, "0x") + "', '" + hexOfText(JSON.stringify(message)) +
-      "', " + new Date().getTime() + ")"
+      "', '" + sender + "', '" + hexOfText(JSON.stringify(message)) + "', " + new Date().getTime() + ")"
   );
   return true;
 }
@@ -71,12 +82,19 @@ function forget() {
 
 // ---------------------------------------------------------------------------------------- names for MiniDapps
 
-function canonical(statement) {
+/** The statement's canonical JSON (mns.js canonicalJson): every object's keys sorted, written out by hand. */
+function canonical(value) {
+  if (value instanceof Array) {
+    var items = [];
+    for (var j = 0; j < value.length; j++) items.push(canonical(value[j]));
+    return "[" + items.join(",") + "]";
+  }
+  if (value === null || typeof value !== "object") return JSON.stringify(value);
   var keys = [];
-  for (var key in statement) if (statement.hasOwnProperty(key)) keys.push(key);
+  for (var key in value) if (value.hasOwnProperty(key)) keys.push(key);
   keys.sort();
   var parts = [];
-  for (var i = 0; i < keys.length; i++) parts.push(JSON.stringify(keys[i]) + ":" + JSON.stringify(statement[keys[i]]));
+  for (var i = 0; i < keys.length; i++) parts.push(JSON.stringify(keys[i]) + ":" + canonical(value[keys[i]]));
   return "{" + parts.join(",") + "}";
 }
 
@@ -131,6 +149,7 @@ function lookup(name) {
   var data = { box_key: statement.box_key, gateway: statement.gateway, seq: statement.seq };
   if (statement.payment_address) data.address = statement.payment_address;
   if (body.gateways && body.gateways.length) data.maxima = String(body.gateways[0]);
+  if (statement.data) data.record = statement.data; // the owner's own signed data record (a website, an address...)
   data.statement = statement;
   data.signature = body.signature;
   return {

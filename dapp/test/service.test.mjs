@@ -11,6 +11,7 @@ import { latestFromService } from "../src/service-store.js";
 
 const SERVICE = readFileSync(new URL("../src/service.js", import.meta.url), "utf8");
 const VECTORS = JSON.parse(readFileSync(new URL("../../docs/vectors/statements.json", import.meta.url), "utf8"));
+const BATCHES = JSON.parse(readFileSync(new URL("../../docs/vectors/batches.json", import.meta.url), "utf8"));
 const ALICE = VECTORS.vectors[0]; // alice registered at gateway A, with a payment address, signed by her node
 const GATEWAY_URL = "http://127.0.0.1:8000";
 const GATEWAY_KEY = ALICE.statement.gateway;
@@ -95,9 +96,10 @@ class NodeStandIn {
       this.rows.push({ KIND, REF, SENDER, BODY, RECEIVED });
       return { status: true };
     }
-    const select = statement.match(/^SELECT body FROM mnsevents WHERE kind='([^']*)' AND ref='([^']*)' AND sender='([^']*)' ORDER BY received DESC$/);
+    const select = statement.match(/^SELECT body FROM mnsevents WHERE kind='([^']*)' AND ref='([^']*)' AND sender(?:='([^']*)'| IN \(([^)]*)\)) ORDER BY received DESC$/);
     if (select) {
-      const rows = this.rows.filter((r) => r.KIND === select[1] && r.REF === select[2] && r.SENDER === select[3]).reverse();
+      const senders = select[3] !== undefined ? [select[3]] : select[4].split(", ").map((s) => s.slice(1, -1));
+      const rows = this.rows.filter((r) => r.KIND === select[1] && r.REF === select[2] && senders.includes(r.SENDER)).reverse();
       return { status: true, count: rows.length, rows: rows.map((r) => ({ BODY: r.BODY })) };
     }
     return { status: false, error: `unexpected SQL: ${statement}` };
@@ -128,6 +130,15 @@ test("a GET from another MiniDapp is answered in the exact shape of Minima's MNS
   assert.deepEqual([data.statement, data.signature], [s, ALICE.signature_hex]); // anyone can verify it again
   assert.equal(node.commands.length, 1);
   assert.ok(node.commands[0].startsWith(`maxverify data:${ALICE.canonical_hex} publickey:${s.owner} signature:`));
+});
+
+test("the owner's signed data record is answered in DATA as record, next to what the gateway keeps", () => {
+  const carol = VECTORS.vectors.find((v) => v.statement.op === "register" && v.statement.data);
+  const node = new NodeStandIn({ names: { [carol.statement.name]: record(carol.statement, carol.signature_hex) } });
+  const { answer } = node.ask(JSON.stringify({ action: "GET", data: carol.statement.name }));
+  assert.equal(answer.FOUND, true);
+  assert.deepEqual(JSON.parse(answer.DATA).record, carol.statement.data);
+  assert.equal(JSON.parse(node.ask('{"action":"GET","data":"alice"}', "43")?.answer?.DATA ?? "{}").record, undefined);
 });
 
 test("a record whose signature does not verify is answered as not found", () => {
@@ -181,4 +192,22 @@ test("receipts and verdicts reaching the node over Maxima are kept for the page,
   assert.equal((await latestFromService(page, "handshake-result", "fn51u4icL2jhcQcsF-TYMQ", GATEWAY_KEY)).status, "verified");
   assert.equal(await latestFromService(page, "receipt", stored.id, "0x30819F0ABC"), null);
   assert.equal(await latestFromService(page, "receipt", "x' OR '1'='1", GATEWAY_KEY), null);
+  // A gateway with a pool of nodes: its receipts may come from any of their keys.
+  assert.deepEqual(await latestFromService(page, "receipt", stored.id, ["0x30819F0ABC", GATEWAY_KEY]), stored);
+  assert.equal(await latestFromService(page, "receipt", stored.id, ["0x30819F0ABC", "0x30819F0DEF"]), null);
+});
+
+test("the items of a batch of the gateway's replies are kept one by one, as if each had come alone", () => {
+  const node = new NodeStandIn();
+  const mixed = BATCHES.vectors.find((v) => v.name === "a receipt, a verdict and a forwarded message");
+  node.event("MAXIMA", { from: GATEWAY_KEY, to: "0x30", application: "mns", data: mixed.data_hex, msgid: "0x02" });
+  const items = mixed.items.map((item) => JSON.parse(item));
+  assert.deepEqual(node.rows.map((r) => [r.KIND, r.REF]), [
+    ["receipt", items[0].id],
+    ["handshake-result", items[1].challenge],
+  ]); // the forwarded message is not one the page waits for
+  assert.deepEqual(JSON.parse(hexText(node.rows[0].BODY)), items[0]);
+  const tooMany = { v: 1, type: "batch", messages: Array(501).fill(items[0]) };
+  node.event("MAXIMA", { from: GATEWAY_KEY, to: "0x30", application: "mns", data: textHex(JSON.stringify(tooMany)), msgid: "0x03" });
+  assert.equal(node.rows.length, 2);
 });

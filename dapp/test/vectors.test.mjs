@@ -196,3 +196,10 @@ test("names are normalised as the Python client does, and refused in words", () 
   assert.throws(() => mns.normaliseName("a--b"), { code: "name_invalid" });
   assert.throws(() => mns.normaliseName(""), { code: "name_empty" });
 });
+
+test("canonical JSON sorts integer-like keys as text, as Python's sort_keys does (a JS object would not)", () => {
+  const value = { b: 1, 10: { 9: true, a: [1, "x"] }, 9: 0, "é": "ü" };
+  // json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False), run in Python:
+  const python = '{"10":{"9":true,"a":[1,"x"]},"9":0,"b":1,"é":"ü"}';
+  assert.equal(new TextDecoder().decode(mns.canonicalJson(value)), python);
+});
