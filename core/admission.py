@@ -15,7 +15,8 @@ lives), so a streamed response is held in memory: the gateway's answers are smal
 a static file) is bounded by the request limits. The running limit bounds what competes for the database and the
 interpreter, so the requests served keep their latency; the short queue takes a burst without refusing it. The
 node's hooks (Maxima messages, coin events) are never refused here: the node does not post an event again after a
-refusal (the Maxima hook has its own database timeout). ``MNS_WEB_ADMIT=0`` turns it off (each gunicorn thread then runs its own requests).
+refusal (the Maxima hook has its own database timeout). ``MNS_WEB_ADMIT=0`` turns it off (each gunicorn thread then
+runs its own requests).
 """
 
 import threading
