@@ -5,6 +5,9 @@
 // with live progress, reads what the `mns` CLI sent, replies (the receipt comes from service.js), looks at the
 // settings, deletes, forwards, and shows each screen at phone width. Every request the page makes is written to
 // CONFIG.output so the test can check where they went.
+// On a real node (mns_site/tests/test_minidapp_interop.py): CONFIG.hub ({url, password}) logs in at the node's MDS
+// first, and CONFIG.until ("read") stops after that step. Requests to anything but loopback are refused (the real
+// node's login page links Google's fonts), and listed in `blocked`.
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -14,6 +17,7 @@ const config = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const requests = [];
 const consoleLines = [];
 const steps = [];
+const blocked = [];
 
 const browser = await chromium.launch({
   executablePath: config.chromium,
@@ -23,6 +27,13 @@ const browser = await chromium.launch({
 const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1000, height: 800 } });
 const page = await context.newPage();
 record(context, page, requests, consoleLines);
+await context.route(
+  (url) => !["127.0.0.1", "localhost"].includes(url.hostname) && !url.hostname.startsWith("127."),
+  (route) => {
+    blocked.push(route.request().url());
+    return route.abort();
+  },
+);
 const step = stepper(page, config.screenshots, steps, consoleLines);
 
 /** Each screen at a phone's width: nothing wider than the window. */
@@ -39,6 +50,15 @@ async function phone(screen) {
 let exitCode = 0;
 const result = { phoneWidths: {} };
 try {
+  if (config.hub) {
+    await step("hub-login", async () => {
+      await page.goto(config.hub.url + "/");
+      await page.fill("input[name=password]", config.hub.password);
+      await Promise.all([page.waitForNavigation(T), page.click("button[type=submit]")]);
+      result.hubAfterLogin = { url: page.url(), title: await page.title() };
+    });
+  }
+
   await step("opened-in-mds", async () => {
     await page.goto(config.pageUrl);
     await page.waitForSelector("body[data-ready=true]", T);
@@ -79,10 +99,12 @@ try {
   });
 
   sendWithCli(config.send);
-  await mailScreens(page, step, result, config.replyText);
+  await mailScreens(page, step, result, config.replyText, config.until);
 
-  for (const screen of ["setup", "register", "inbox", "compose", "forward", "settings"]) {
-    result.phoneWidths[screen] = await phone(screen);
+  if (!config.until) {
+    for (const screen of ["setup", "register", "inbox", "compose", "forward", "settings"]) {
+      result.phoneWidths[screen] = await phone(screen);
+    }
   }
 } catch (error) {
   result.failure = error.message;
@@ -90,6 +112,7 @@ try {
 } finally {
   result.steps = steps;
   result.requests = requests;
+  result.blocked = blocked;
   result.console = consoleLines;
   writeFileSync(config.output, JSON.stringify(result, null, 1));
   await browser.close();
