@@ -143,6 +143,11 @@ class RealNode:
     def contact_address(self) -> str:
         return self.maxima["contact"]
 
+    @property
+    def mds(self) -> RealMDS | None:
+        """The node's MDS (None when it runs none), as simnet's ``node.mds``."""
+        return real_mds(self.rpc_url)
+
 
 class RealNetwork:
     """The nodes of ``MNS_INTEROP_NODES``, as a suite sees a ``SimNetwork``."""

@@ -46,9 +46,8 @@ export function sendWithCli(send) {
   });
 }
 
-/** Inbox, read, reply (and its receipt), settings, delete, forward: what a registered user does with mail (only up
- * to reading the letter when `until` is "read"). */
-export async function mailScreens(page, step, result, replyText, until) {
+/** Inbox, read, reply (and its receipt), settings, delete, forward: what a registered user does with mail. */
+export async function mailScreens(page, step, result, replyText) {
   await step("inbox", async () => {
     await page.click("nav button[data-screen=inbox]");
     await page.waitForSelector("#inbox-list tbody tr", T);
@@ -65,7 +64,6 @@ export async function mailScreens(page, step, result, replyText, until) {
       body: await page.textContent("#letter-body"),
     };
   });
-  if (until === "read") return;
 
   await step("replied", async () => {
     await page.click("#letter-reply");

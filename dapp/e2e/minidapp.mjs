@@ -5,9 +5,9 @@
 // with live progress, reads what the `mns` CLI sent, replies (the receipt comes from service.js), looks at the
 // settings, deletes, forwards, and shows each screen at phone width. Every request the page makes is written to
 // CONFIG.output so the test can check where they went.
-// On a real node (mns_site/tests/test_minidapp_interop.py): CONFIG.hub ({url, password}) logs in at the node's MDS
-// first, and CONFIG.until ("read") stops after that step. Requests to anything but loopback are refused (the real
-// node's login page links Google's fonts), and listed in `blocked`.
+// CONFIG.hub ({url, password}) logs in at the node's MDS hub first (simnet's, or a real node's in interop mode).
+// Requests to anything but loopback are refused (the real node's login page links Google's fonts) and listed in
+// `blocked`.
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -28,7 +28,7 @@ const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { 
 const page = await context.newPage();
 record(context, page, requests, consoleLines);
 await context.route(
-  (url) => !["127.0.0.1", "localhost"].includes(url.hostname) && !url.hostname.startsWith("127."),
+  (url) => url.hostname !== "localhost" && !url.hostname.startsWith("127."),
   (route) => {
     blocked.push(route.request().url());
     return route.abort();
@@ -50,16 +50,18 @@ async function phone(screen) {
 let exitCode = 0;
 const result = { phoneWidths: {} };
 try {
-  if (config.hub) {
-    await step("hub-login", async () => {
+  await step("opened-in-mds", async () => {
+    if (config.hub) {
+      // The node's own login page (its password), as a user reaches the MiniHUB before opening a MiniDapp.
       await page.goto(config.hub.url + "/");
       await page.fill("input[name=password]", config.hub.password);
-      await Promise.all([page.waitForNavigation(T), page.click("button[type=submit]")]);
-      result.hubAfterLogin = { url: page.url(), title: await page.title() };
-    });
-  }
-
-  await step("opened-in-mds", async () => {
+      const [answer] = await Promise.all([
+        page.waitForResponse((response) => response.url().includes("/login.html"), T),
+        page.click("button[type=submit]"),
+      ]);
+      result.hubAfterLogin = ((await answer.text()).match(/Login successful[^<]*/) || [""])[0].trim();
+      await page.screenshot({ path: join(config.screenshots, "hub-login.png"), fullPage: true });
+    }
     await page.goto(config.pageUrl);
     await page.waitForSelector("body[data-ready=true]", T);
     result.transport = await page.getAttribute("body", "data-transport");
@@ -99,12 +101,10 @@ try {
   });
 
   sendWithCli(config.send);
-  await mailScreens(page, step, result, config.replyText, config.until);
+  await mailScreens(page, step, result, config.replyText);
 
-  if (!config.until) {
-    for (const screen of ["setup", "register", "inbox", "compose", "forward", "settings"]) {
-      result.phoneWidths[screen] = await phone(screen);
-    }
+  for (const screen of ["setup", "register", "inbox", "compose", "forward", "settings"]) {
+    result.phoneWidths[screen] = await phone(screen);
   }
 } catch (error) {
   result.failure = error.message;
