@@ -86,8 +86,12 @@ class RealMDS:
     def uninstall(self, uid: str) -> None:
         self._mds(action="uninstall", uid=uid)
 
+    def listed(self) -> list[dict[str, Any]]:
+        """``mds action:list``: each MiniDapp's ``uid``, ``conf`` and ``sessionid``."""
+        return list(self._mds(action="list")["minidapps"])
+
     def page_url(self, uid: str, page: str = "index.html") -> str:
-        [session] = [d["sessionid"] for d in self._mds(action="list")["minidapps"] if d["uid"] == uid]
+        [session] = [d["sessionid"] for d in self.listed() if d["uid"] == uid]
         return f"{self.url}/{uid}/{page}?uid={session}"
 
     @property

@@ -8,17 +8,19 @@ command line). The page talks to nothing but its node's MDS (``/mdscommand_/``):
 
 In interop mode (``MNS_INTEROP_NODES``, docs/interop.md) the same flow runs in real nodes' MDS: node 1 must run MDS
 (``python -m interop.nodes start … --mds-password PW``; the node says its MDS address and password in
-``mds action:list``). With two real nodes alice shares node 1 with dana. The second MiniDapp's part is simnet's only:
-a real node writes ``MDS.log`` to its own log, which the test cannot read.
+``mds action:list``). With two real nodes alice shares node 1 with dana. The MiniDapps installed on the real node are
+uninstalled at the end. Screenshots: ``var/screenshots/minidapp/`` (simnet), ``var/screenshots/minidapp-interop/``.
 """
 
 import json
 import secrets
 import shutil
 import sys
+import threading
 import time
 import zipfile
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ from django.conf import settings
 
 from mns_site.tests.dapp_support import CHROMIUM, World, carries, dapp_world, node_tools, run_flow
 from testsupport import REPO
-from testsupport.nodes import interop_mode, interop_urls, simnet_only
+from testsupport.nodes import interop_mode, interop_urls
 
 pytestmark = [pytest.mark.slow]
 
@@ -37,10 +39,12 @@ REPLY = "Thanks alice! Written in the MiniDapp inside my node. Losung 8K1"
 PASSPHRASE = "correct horse battery staple"
 MDS_PASSWORD = "minidapp-e2e-hub"
 GOOGLE_FONTS = ("https://fonts.googleapis.com/", "https://fonts.gstatic.com/")
+# The second MiniDapp posts the answer it got to the test (MDS.net, from its node): a real node writes MDS.log only
+# to its own log.
 ASKER = """MDS.init(function (msg) {
   if (msg.event == "inited") {
     MDS.api.call("MNS mail", JSON.stringify({action: "GET", data: "alice"}), function (reply) {
-      MDS.log(JSON.stringify(reply));
+      MDS.net.POST("__HEAR__", JSON.stringify(reply), function () {});
     });
   }
 });
@@ -70,12 +74,54 @@ def world(tmp_path_factory: pytest.TempPathFactory, django_db_blocker: Any) -> I
 
 
 @pytest.fixture(scope="module")
-def dana_mds(world: World) -> Any:
-    """Dana's node's MDS: simnet's, or the real node's (skipped with the reason when it runs none)."""
+def dana_mds(world: World) -> Iterator[Any]:
+    """Dana's node's MDS: simnet's, or the real node's (skipped with the reason when it runs none). A real node
+    keeps its MiniDapps: the ones the tests installed are uninstalled at the end."""
     mds = world.net.nodes[1].mds
     if mds is None:
         pytest.skip("interop mode: node 1 runs no MDS (start the nodes with --mds-password, docs/interop.md)")
-    return mds
+    before = {dapp["uid"] for dapp in mds.listed()} if interop_mode() else set()
+    yield mds
+    if interop_mode():
+        for dapp in mds.listed():
+            if dapp["uid"] not in before:
+                mds.uninstall(dapp["uid"])
+
+
+@pytest.fixture(scope="module")
+def minidapp(world: World, dana_mds: Any) -> str:
+    """The MNS MiniDapp installed in dana's node's MDS with READ permission: its uid."""
+    return dana_mds.install(world.built.zip, "read").uid
+
+
+class Heard(BaseHTTPRequestHandler):
+    """What a MiniDapp posts to the test through its node (``MDS.net.POST``)."""
+
+    bodies: list[bytes]
+
+    def do_POST(self) -> None:
+        self.bodies.append(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def hear() -> Iterator[tuple[str, list[bytes]]]:
+    """A loopback URL and the bodies posted to it."""
+    bodies: list[bytes] = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), type("Handler", (Heard,), {"bodies": bodies}))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/heard", bodies
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def wait_for(condition: Any, timeout: float = 30.0) -> Any:
@@ -98,19 +144,16 @@ def test_the_minidapp_zip_is_installable_and_names_what_mds_needs(world: World) 
     }
 
 
-def test_a_user_runs_every_screen_of_the_minidapp_inside_her_nodes_mds(world: World, dana_mds: Any) -> None:
+def test_a_user_runs_every_screen_of_the_minidapp_inside_her_nodes_mds(
+    world: World, dana_mds: Any, minidapp: str
+) -> None:
     for args in (("init",), ("register", "alice")):
         run = world.mns(*args)
         assert run.returncode == 0, run.stdout + run.stderr
-    installed = dana_mds.install(world.built.zip, "read")
     box_private = secrets.token_bytes(32)
     screenshots = settings.VAR_DIR / "screenshots" / ("minidapp-interop" if interop_mode() else "minidapp")
-    try:
-        result = run_minidapp_flow(world, dana_mds, installed.uid, box_private, screenshots)
-        pending = dana_mds.pending
-    finally:
-        if interop_mode():  # a real node keeps its MiniDapps: leave it as it was
-            dana_mds.uninstall(installed.uid)
+    result = run_minidapp_flow(world, dana_mds, minidapp, box_private, screenshots)
+    pending = dana_mds.pending
 
     # what dana saw, in her node's MDS: its hub let her in with the node's password, then the MiniDapp
     assert result["hubAfterLogin"] == "Login successful, you will be redirected."
@@ -185,21 +228,24 @@ def run_minidapp_flow(world: World, mds: Any, uid: str, box_private: bytes, scre
     flow = run_flow([node, "e2e/minidapp.mjs", str(tmp / "minidapp-config.json")], timeout=600)
     result = json.loads((tmp / "minidapp-flow.json").read_text())
     (screenshots / "browser-log.txt").write_text("\n".join(result.get("console", [])) + "\n")
+    shutil.copy(tmp / "minidapp-flow.json", screenshots / "flow.json")  # what each step saw, and every request
     assert flow.returncode == 0, f"{result.get('failure')}\n{flow.stderr[-3000:]}"
     return result
 
 
-@simnet_only("a real node writes MDS.log to its own log, which the test cannot read")
-def test_a_second_minidapp_resolves_a_name_through_mds_api(world: World, dana_mds: Any) -> None:
-    """As MiniDapps written for Minima's MNS do (alice registered in the test above)."""
+def test_a_second_minidapp_resolves_a_name_through_mds_api(
+    world: World, dana_mds: Any, minidapp: str, hear: tuple[str, list[bytes]]
+) -> None:
+    """As MiniDapps written for Minima's MNS do (alice registered, and the gateway set, in the test above)."""
+    url, heard = hear
     asker = world.homes.parent / "asker.mds.zip"
     with zipfile.ZipFile(asker, "w") as archive:
         conf = {"name": "asker", "icon": "icon.png", "version": "1.0", "description": "asks MNS mail"}
         archive.writestr("dapp.conf", json.dumps(conf))
-        archive.writestr("service.js", ASKER)
+        archive.writestr("service.js", ASKER.replace("__HEAR__", url))
     dana_mds.install(asker, "read")
-    said = wait_for(lambda: [text for who, text in dana_mds.logs if who == "asker"])
-    reply = json.loads(said[0])
+    assert wait_for(lambda: heard, timeout=60), "the asker posted nothing"
+    reply = json.loads(heard[0])
     assert reply["status"] is True
     record = json.loads(reply["data"])
     assert sorted(record) == ["DATA", "DATAHEX", "FOUND", "LOCATION", "NAME", "OWNER", "TRANSFER", "UPDATED"]
