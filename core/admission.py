@@ -14,8 +14,9 @@ whole on that thread and closed there (Django's end-of-request connection handli
 lives), so a streamed response is held in memory: the gateway's answers are small JSON, and its largest (a message,
 a static file) is bounded by the request limits. The running limit bounds what competes for the database and the
 interpreter, so the requests served keep their latency; the short queue takes a burst without refusing it. The
-Maxima hook is never refused here: the node does not post an event again after a refusal (the hook has its own
-database timeout). ``MNS_WEB_ADMIT=0`` turns it off (each gunicorn thread then runs its own requests).
+node's hooks (Maxima messages, coin events) are never refused here: the node does not post an event again after a
+refusal (the Maxima hook has its own database timeout). ``MNS_WEB_ADMIT=0`` turns it off (each gunicorn thread then
+runs its own requests).
 """
 
 import threading
@@ -24,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-NEVER_REFUSED = ("/maxima/hook/",)
+NEVER_REFUSED = ("/maxima/hook/", "/onchain/hook/")  # the node posts each event once: a refusal would lose it
 
 
 class Admission:

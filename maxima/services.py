@@ -335,8 +335,11 @@ def _mark(outcomes: dict[int, _Outcome], claim: str) -> None:
         mine.filter(id__in=done).update(status=InboundEvent.Status.DONE, processed_at=now, last_error="")
     for event_id, outcome in outcomes.items():
         if outcome.status == InboundEvent.Status.PENDING:
+            # handed back unhandled (its batch ran out of time): that claim was no attempt, so it does not count
+            # towards INBOUND_MAX_ATTEMPTS
+            untried = {"attempts": F("attempts") - 1} if outcome.error == OUT_OF_TIME else {}
             mine.filter(id=event_id).update(
-                status=outcome.status, claimed_by="", claimed_at=None, last_error=outcome.error[:2000]
+                status=outcome.status, claimed_by="", claimed_at=None, last_error=outcome.error[:2000], **untried
             )
         elif outcome.status != InboundEvent.Status.DONE:
             mine.filter(id=event_id).update(status=outcome.status, processed_at=now, last_error=outcome.error[:2000])

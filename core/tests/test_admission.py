@@ -102,11 +102,13 @@ def test_a_request_in_the_queue_waits_for_its_turn_and_is_served(settings: Any, 
     assert middleware.inside == 0
 
 
-def test_the_maxima_hook_is_never_refused(settings: Any, view: HeldApp) -> None:
+@pytest.mark.parametrize("path", ["/maxima/hook/secret/", "/onchain/hook/secret/"])
+def test_the_nodes_hooks_are_never_refused(settings: Any, view: HeldApp, path: str) -> None:
+    # the node posts a Maxima message or a coin event once: refused, it would be lost
     middleware = _middleware(settings, view, admit=1, queue=0)
     first = Caller(middleware)
     view.entered.acquire()
-    hook = Caller(middleware, "/maxima/hook/secret/")  # the limit is full: the hook waits for its turn
+    hook = Caller(middleware, path)  # the limit is full: the hook waits for its turn
     assert Caller(middleware).finished().status_code == 503  # as anything else is refused meanwhile
     view.release.set()
     assert first.finished().status_code == 200

@@ -89,6 +89,24 @@ def test_a_peers_data_record_transfer_and_accept_apply_here_and_the_old_mail_goe
     assert (peer.invalid_ops, peer.cursor, peer.applied_ops) == (0, 6, 6)
 
 
+def test_a_letter_stored_for_the_old_owner_that_arrives_after_the_transfer_stays_out_of_the_new_mailbox(
+    peer_b: FakePeer,  # noqa: F811
+) -> None:
+    owner, new_owner = Owner.fresh(), Owner.fresh()
+    with_replica_mail(peer_b, owner)
+    assert peer_b.says(peer_b.batch(offer_op(peer_b, owner, new_owner))) == "done"
+    assert peer_b.says(peer_b.batch(peer_b.op("statement", accept_statement(peer_b, new_owner)))) == "done"
+    assert peer_b.says(peer_b.batch(peer_b.mailbox_op(new_owner, "alice", [peer_b.key, GATEWAY]))) == "done"
+    # a letter the home stored for the old owner before the accept, whose op reaches us only now
+    late = peer_b.message_op("alice", "uid-late", owner=owner.key)
+    assert peer_b.says(peer_b.batch(late)) == "done"
+    assert list(Message.objects.values_list("uid", flat=True)) == []
+    assert Mailbox.objects.get().owner_key == new_owner.key
+    # while a letter stored for the new owner goes in
+    assert peer_b.says(peer_b.batch(peer_b.message_op("alice", "uid-new", owner=new_owner.key))) == "done"
+    assert list(Message.objects.values_list("uid", flat=True)) == ["uid-new"]
+
+
 @pytest.mark.parametrize(
     "forgery", ["signed_by_another_key", "by_a_key_not_offered", "after_the_deadline", "wrong_offer"]
 )

@@ -256,9 +256,11 @@ def _target_for_delivery(
 
 
 def _message_op(message: Message, mailbox: Mailbox) -> dict[str, Any]:
-    """A stored message as the peers learn of it (its ciphertext joins it on the wire, from the message row)."""
+    """A stored message as the peers learn of it (its ciphertext joins it on the wire, from the message row), with
+    the owner it was stored for: a peer whose mailbox of that name changed hands since keeps it out of the new one."""
     return {
         "name": mailbox.record.name,
+        "owner": mailbox.owner_key,
         "uid": message.uid,
         "delivery_id": message.delivery_id,
         "sender": message.sender_key,

@@ -354,6 +354,9 @@ def test_events_a_batch_did_not_reach_in_time_go_back_to_pending_unhandled(handl
     assert [m.event_id for m in handled] == [rows[0].id]
     statuses = dict(InboundEvent.objects.values_list("id", "status"))
     assert [statuses[r.id] for r in rows] == ["done", "pending", "pending"]
+    # a claim handed back unhandled was no attempt: it does not bring the event nearer to failing for good
+    attempts = dict(InboundEvent.objects.values_list("id", "attempts"))
+    assert [attempts[r.id] for r in rows] == [1, 0, 0]
 
 
 def test_a_batch_out_of_its_time_commits_what_it_did_and_the_run_claims_the_rest_again(
