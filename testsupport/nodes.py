@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -58,6 +59,57 @@ def requires_interop() -> None:
         pytest.skip(SET_IT)
 
 
+@dataclass(frozen=True)
+class InstalledDapp:
+    uid: str
+    conf: dict[str, Any]
+
+
+@dataclass
+class RealMDS:
+    """A real node's MDS, as simnet's ``node.mds`` looks to a test: its address and password (the node says both in
+    ``mds action:list``), install over RPC, the page address the MiniHUB opens, and the pending actions."""
+
+    rpc_url: str
+    url: str
+    password: str
+
+    def _mds(self, **params: str) -> Any:
+        return MinimaRPC(self.rpc_url, timeout=120).command("mds", **params)
+
+    def install(self, archive: Path, trust: str) -> InstalledDapp:
+        """``mds action:install file:<absolute path> trust:<read|write>`` (the path is read by the node, which runs on
+        this machine); the reply names the uid but no session id (``page_url`` asks ``mds action:list``)."""
+        installed = self._mds(action="install", file=str(archive.resolve()), trust=trust)["installed"]
+        return InstalledDapp(installed["uid"], installed["conf"])
+
+    def uninstall(self, uid: str) -> None:
+        self._mds(action="uninstall", uid=uid)
+
+    def listed(self) -> list[dict[str, Any]]:
+        """``mds action:list``: each MiniDapp's ``uid``, ``conf`` and ``sessionid``."""
+        return list(self._mds(action="list")["minidapps"])
+
+    def page_url(self, uid: str, page: str = "index.html") -> str:
+        [session] = [d["sessionid"] for d in self.listed() if d["uid"] == uid]
+        return f"{self.url}/{uid}/{page}?uid={session}"
+
+    @property
+    def pending(self) -> list[dict[str, Any]]:
+        return list(self._mds(action="pending")["pending"])
+
+
+def real_mds(rpc_url: str) -> RealMDS | None:
+    """The MDS of the real node at ``rpc_url``, or None when it runs none (started without ``-mdsenable``)."""
+    listed = MinimaRPC(rpc_url, timeout=60).command("mds", action="list")
+    if not listed.get("enabled"):
+        return None
+    url = str(listed["connect"]).rstrip("/")
+    if not url.startswith(("https://127.", "https://localhost:")):
+        raise ValueError(f"the node's MDS at {url} is not on loopback; the tests talk to 127.0.0.0/8 only")
+    return RealMDS(rpc_url, url, str(listed["password"]))
+
+
 @dataclass
 class RealNode:
     """A real Minima node reached over its RPC; its Maxima identity read once, when first needed (with the password
@@ -94,6 +146,11 @@ class RealNode:
     @property
     def contact_address(self) -> str:
         return self.maxima["contact"]
+
+    @property
+    def mds(self) -> RealMDS | None:
+        """The node's MDS (None when it runs none), as simnet's ``node.mds``."""
+        return real_mds(self.rpc_url)
 
 
 class RealNetwork:

@@ -3,6 +3,7 @@
 // user's node and an imported box key, registers a name, reads a message the `mns` CLI sent (the CLI command
 // is run from here at the right moment), replies, looks at the settings, forwards and deletes. Every request the
 // page makes is written to CONFIG.requests so the test can check that no plaintext or key left the browser.
+import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { chromium } from "playwright-core";
 import { T, mailScreens, record, sendWithCli, stepper } from "./harness.mjs";

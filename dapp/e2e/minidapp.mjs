@@ -5,6 +5,9 @@
 // with live progress, reads what the `mns` CLI sent, replies (the receipt comes from service.js), looks at the
 // settings, deletes, forwards, and shows each screen at phone width. Every request the page makes is written to
 // CONFIG.output so the test can check where they went.
+// CONFIG.hub ({url, password}) logs in at the node's MDS hub first (simnet's, or a real node's in interop mode).
+// Requests to anything but loopback are refused (the real node's login page links Google's fonts) and listed in
+// `blocked`.
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -14,6 +17,7 @@ const config = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const requests = [];
 const consoleLines = [];
 const steps = [];
+const blocked = [];
 
 const browser = await chromium.launch({
   executablePath: config.chromium,
@@ -23,6 +27,13 @@ const browser = await chromium.launch({
 const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1000, height: 800 } });
 const page = await context.newPage();
 record(context, page, requests, consoleLines);
+await context.route(
+  (url) => url.hostname !== "localhost" && !url.hostname.startsWith("127."),
+  (route) => {
+    blocked.push(route.request().url());
+    return route.abort();
+  },
+);
 const step = stepper(page, config.screenshots, steps, consoleLines);
 
 /** Each screen at a phone's width: nothing wider than the window. */
@@ -40,6 +51,17 @@ let exitCode = 0;
 const result = { phoneWidths: {} };
 try {
   await step("opened-in-mds", async () => {
+    if (config.hub) {
+      // The node's own login page (its password), as a user reaches the MiniHUB before opening a MiniDapp.
+      await page.goto(config.hub.url + "/");
+      await page.fill("input[name=password]", config.hub.password);
+      const [answer] = await Promise.all([
+        page.waitForResponse((response) => response.url().includes("/login.html"), T),
+        page.click("button[type=submit]"),
+      ]);
+      result.hubAfterLogin = ((await answer.text()).match(/Login successful[^<]*/) || [""])[0].trim();
+      await page.screenshot({ path: join(config.screenshots, "hub-login.png"), fullPage: true });
+    }
     await page.goto(config.pageUrl);
     await page.waitForSelector("body[data-ready=true]", T);
     result.transport = await page.getAttribute("body", "data-transport");
@@ -90,6 +112,7 @@ try {
 } finally {
   result.steps = steps;
   result.requests = requests;
+  result.blocked = blocked;
   result.console = consoleLines;
   writeFileSync(config.output, JSON.stringify(result, null, 1));
   await browser.close();

@@ -23,6 +23,7 @@ import pytest
 from conftest import _unavailable
 from simnet import SimNetwork
 from testsupport import REPO
+from testsupport.nodes import Network, network
 from testsupport.processes import RedisServer, free_port
 from testsupport.stack import OPEN_THROTTLES, gateway_env, live_gateway, migrate
 
@@ -69,10 +70,10 @@ CHROMIUM = os.environ.get("MNS_TEST_CHROMIUM", "/usr/bin/chromium")  # the Debia
 
 @dataclass
 class World:
-    """A gateway (gunicorn, a Celery worker with beat, a private Redis) on simnet node 0, the Dapp built, and one
-    user of the ``mns`` command line (``cli``: name, node index)."""
+    """A gateway (gunicorn, a Celery worker with beat, a private Redis) on node 0 (simnet's, or a real node's in
+    interop mode), the Dapp built, and one user of the ``mns`` command line (``cli``: name, node index)."""
 
-    net: SimNetwork
+    net: Network
     url: str
     homes: Path
     built: Built
@@ -105,11 +106,13 @@ def dapp_world(
     hook_secret: str,
     nodes: int = 3,
     mds_password: str | None = None,
-    prepare: Callable[[SimNetwork], None] = lambda net: None,
+    prepare: Callable[[Network], None] = lambda net: None,
+    interop: bool = False,
     **settings: str,
 ) -> Iterator[World]:
     """The world of the browser tests, on a database of its own (a fresh SQLite file, as the CLI's end-to-end test
-    does); skipped with the reason when Chromium, Node.js or Redis is missing."""
+    does); skipped with the reason when Chromium, Node.js or Redis is missing. ``interop``: on the real nodes of
+    ``MNS_INTEROP_NODES`` when they are given (``testsupport.nodes.network``), else simnet."""
     if not Path(CHROMIUM).is_file():
         _unavailable(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium chromium-driver)")
     node_tools()
@@ -119,7 +122,8 @@ def dapp_world(
     redis = RedisServer(free_port(), tmp)
     redis.start()
     try:
-        with SimNetwork(nodes=nodes, block_interval=0.5, mds_password=mds_password) as net:
+        nodes_of = network if interop else SimNetwork  # interop: MNS_INTEROP_NODES' real nodes, when given
+        with nodes_of(nodes=nodes, block_interval=0.5, mds_password=mds_password) as net:
             prepare(net)
             with django_db_blocker.unblock():  # it reads the test database's settings
                 env = gateway_env(
