@@ -31,6 +31,7 @@ EXEMPT = {
     "admin/login/": "its own limit per client address (MNS_ADMIN_LOGIN_PER_MINUTE, mns_site.admin_site)",
     "admin/": "behind the staff login, whose attempts are limited (admin/login/)",
     "maxima/hook/": "its own limits per sender key and in all (MNS_HOOK_RATE_*), not per client address",
+    "onchain/hook/": "the node's coin events, behind the hook secret; its own limit in all (MNS_CHAIN_HOOK_PER_MINUTE)",
     "api/v1/health": "probed by load balancers; the checks run at most every MNS_HEALTH_CACHE_SECONDS",
 }
 
