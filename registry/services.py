@@ -20,7 +20,7 @@ from core.errors import DomainError
 from core.staff import required_reason
 from federation.services import op_append
 from maxima.selectors import gateway_identity_key as node_identity_key
-from mns_client.protocol.codecs import to_hex
+from mns_client.protocol.codecs import from_hex, to_hex
 from mns_client.protocol.names import NameRefused, normalise, skeleton
 from mns_client.protocol.statements import NameStatement, SignedStatement, check_successor, offer_open
 from registry import selectors
@@ -245,6 +245,8 @@ def statement_replicate(*, signed: SignedStatement) -> tuple[NameRecord | None, 
         record = NameRecord.objects.select_for_update().filter(name=statement.name).first()
         if record is not None and _is_current(record, signed):
             return record, "duplicate"
+        if record is not None and statement.op == "accept":
+            _withdrawal_undone(record, statement)
         if record is not None and record.statements.filter(seq=statement.seq).exists():
             return record, "duplicate"
         check_successor(_current(record), statement)
@@ -271,6 +273,31 @@ def statement_replicate(*, signed: SignedStatement) -> tuple[NameRecord | None, 
             _owner_changed(record, previous_owner)
     logger.info("applied a replicated %s of %s (seq %s)", statement.op, record.name, statement.seq)
     return record, "applied"
+
+
+def _withdrawal_undone(record: NameRecord, accept: NameStatement) -> bool:
+    """An offer's accept, taken at one gateway while the old owner withdrew the offer (any later statement of theirs:
+    an update, another offer, a release) at another: the accept wins on every gateway, so the two converge. A
+    gateway that took the withdrawal undoes the old owner's statements after the accepted offer, and the accept
+    then follows its offer (checked by ``check_successor`` as always). Where the accept came first, the old owner's
+    statement of the same ``seq`` is a duplicate and later ones are refused: the same outcome. Returns whether
+    anything was undone."""
+    if record.seq < accept.seq or accept.accepts is None:
+        return False  # nothing of the old owner's stands where the accept goes
+    offer_row = record.statements.filter(seq=accept.accepts, op=StatementRecord.Op.TRANSFER).first()
+    if offer_row is None:
+        return False
+    offer = NameStatement.from_dict(offer_row.statement)
+    later = record.statements.filter(seq__gt=offer.seq)
+    if offer.to != accept.owner or later.exclude(owner_key=offer.owner).exists():
+        return False  # not this offer's accept, or the name changed hands already
+    undone = list(later.values_list("seq", "op"))
+    later.delete()
+    _set_holder(record, SignedStatement(offer, from_hex(offer_row.signature)))
+    _set_status(record, Status.ACTIVE)
+    record.save()
+    logger.warning("an accept of %s won over the old owner's statements taken meanwhile: undone %s", offer.name, undone)
+    return True
 
 
 def name_status_replicate(*, name: str, suspended: bool) -> bool:

@@ -150,6 +150,36 @@ def test_an_accept_that_arrives_before_its_offer_waits_for_it(peer_b: FakePeer, 
     assert NameRecord.objects.get(name="alice").owner_key == new_owner.key
 
 
+def withdrawal_op(peer: FakePeer, owner: Owner, seq: int = 3) -> dict:
+    """The owner's update after the offer (seq 2): it withdraws the offer."""
+    signed = owner.sign("update", "alice", seq, box_key=to_hex(owner.box_public), issued_at=now_ms(), gateway=peer.key)
+    return peer.op("statement", signed.to_dict())
+
+
+@pytest.mark.parametrize("first", ["the_withdrawal", "the_accept"])
+def test_an_accept_and_a_withdrawal_taken_at_once_at_two_gateways_end_with_the_accept_everywhere(
+    peer_b: FakePeer,  # noqa: F811
+    peer_c: FakePeer,  # noqa: F811
+    first: str,
+) -> None:
+    # given alice (home b) offered her name to new_owner; then she withdrew the offer at b (seq 3) while
+    # new_owner's accept of offer 2 (seq 3 too) was taken at c
+    owner, new_owner = Owner.fresh(), Owner.fresh()
+    assert peer_b.says(peer_b.batch(peer_b.register_op(owner, "alice"), offer_op(peer_b, owner, new_owner))) == "done"
+    withdrawal = peer_b.batch(withdrawal_op(peer_b, owner))
+    accepted = peer_c.batch(peer_c.op("statement", accept_statement(peer_c, new_owner)))
+    # when both reach this gateway, in either order
+    for batch, peer in [(withdrawal, peer_b), (accepted, peer_c)][:: 1 if first == "the_withdrawal" else -1]:
+        assert peer.says(batch) == "done"
+    # then the accept stands here, as it does at c: the name is new_owner's, after its offer
+    record = NameRecord.objects.get(name="alice")
+    assert (record.owner_key, record.seq) == (new_owner.key, 3)
+    history = StatementRecord.objects.order_by("seq").values_list("seq", "op", "owner_key")
+    assert list(history) == [(1, "register", owner.key), (2, "transfer", owner.key), (3, "accept", new_owner.key)]
+    assert Client().get("/api/v1/names/alice").json()["owner"] == new_owner.key
+    assert sum(peer.invalid_ops for peer in Peer.objects.all()) == 0
+
+
 def test_a_transfer_taken_here_goes_to_the_peers_with_the_new_owners_mailbox_after_it(
     peer_b: FakePeer,  # noqa: F811
 ) -> None:
