@@ -562,6 +562,50 @@ def test_mds_net_fetches_loopback_urls_as_the_node_does_and_nothing_else(net: Si
     assert "loopback" in outside["error"]
 
 
+class _StatusEcho(BaseHTTPRequestHandler):
+    """The server of fixture 210: it answers the status its path ends with, an indented JSON body, and notes what
+    it saw."""
+
+    seen: list[dict[str, Any]] = []
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        self.seen.append(
+            {"method": self.command, "path": self.path, "content_type": self.headers.get("Content-Type"), "body": body}
+        )
+        status = int(self.path.rsplit("/", 1)[-1])
+        text = json.dumps({"status": status, "line1": "a", "line2": "b"}, indent=1).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(text)))
+        self.end_headers()
+        self.wfile.write(text)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_mds_net_and_netpost_answer_each_status_as_the_real_node_did(net: SimNetwork, tmp_path: Path) -> None:
+    # fixture 210, captured from a real node's MDS in interop mode: the same calls, the same server
+    node = net.nodes[0]
+    _, session = install(node, make_zip(tmp_path, "netter", {"dapp.conf": conf("netter")}))
+    server = HTTPServer(("127.0.0.1", 0), _StatusEcho)
+    _StatusEcho.seen = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = str(server.server_port)
+    real = maxima_fixture("210-")["exchanges"]
+    try:
+        got = [mds_call(node, session, e["function"], e["data"].replace("<port>", port)) for e in real]
+    finally:
+        server.shutdown()
+    assert [json.loads(json.dumps(reply).replace(port, "<port>")) for reply in got] == [e["reply"] for e in real]
+    saw = [{key: e["server_saw"][key] for key in ("method", "path", "content_type", "body")} for e in real]
+    assert _StatusEcho.seen == saw
+
+
 def test_sql_answers_in_the_nodes_shape_with_upper_case_labels_and_errors_change_nothing(
     net: SimNetwork, tmp_path: Path
 ) -> None:
