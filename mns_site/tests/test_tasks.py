@@ -60,5 +60,6 @@ def test_the_worker_runs_the_settings_schedule_and_no_other() -> None:
         "maxima.supervise_node",
         "maxima.sweep_inbound",
         "maxima.sweep_outbound",
+        "onchain.watch",
         "registry.name_holds_expire",
     ]
