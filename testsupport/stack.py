@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -129,9 +130,20 @@ def private_broker(url: str) -> Iterator[None]:
 
     saved = app.conf.broker_url, app.conf.task_always_eager
     app.conf.broker_url, app.conf.task_always_eager = url, False
-    app.pool.force_close_all()
+    _fresh_producer_pool(app)
     try:
         yield
     finally:
         app.conf.broker_url, app.conf.task_always_eager = saved
-        app.pool.force_close_all()
+        _fresh_producer_pool(app)
+
+
+def _fresh_producer_pool(app: Any) -> None:
+    """Close the connections to the old broker and let the app open new pools: a pool once force-closed refuses
+    every later acquire ("Acquire on closed pool"), and kombu keeps its pools in registries keyed by the broker's
+    address, so the tests after this one would get the closed one back (even eager tasks acquire a producer)."""
+    from kombu import pools
+
+    pools.reset()  # closes every pool and empties the registries
+    app._pool = None
+    app.amqp._producer_pool = None
