@@ -201,21 +201,21 @@ def test_a_data_record_and_a_transfer_reach_every_gateway_and_the_old_mail_goes_
     a, b, _ = cluster.gateways
     old_owner, new_owner = cluster.users[0].key, cluster.users[2].key
     at_a = cluster.client(0, a)
-    at_a.register("nova")
-    at_a.set_data("nova", {"website": "https://nova.example/"})
-    sent = cluster.client(1, a).send("nova", b"for the first owner only")
-    wait_everywhere(cluster, "the data record and the message", lambda g: _data_of(g, "nova") is not None)
+    at_a.register("vela")
+    at_a.set_data("vela", {"website": "https://vela.example/"})
+    sent = cluster.client(1, a).send("vela", b"for the first owner only")
+    wait_everywhere(cluster, "the data record and the message", lambda g: _data_of(g, "vela") is not None)
     wait_everywhere(cluster, "the old owner's message", lambda g: copies_at(g, sent.delivery_id) == 1)
-    # the owner offers nova at a; the new owner accepts at b (its home from now on)
-    at_a.transfer("nova", new_owner)
+    # the owner offers vela at a; the new owner accepts at b (its home from now on)
+    at_a.transfer("vela", new_owner)
     taker_at_b = cluster.client(2, b)
-    wait_at(b, "the offer", lambda g: _op_of(g, "nova") == "transfer")
-    taken = taker_at_b.accept_transfer("nova")
+    wait_at(b, "the offer", lambda g: _op_of(g, "vela") == "transfer")
+    taken = taker_at_b.accept_transfer("vela")
     assert (taken.owner, taken.data, taken.transfer) == (new_owner, None, None)
     # everywhere: the new owner's, without the old owner's mail; the new owner reads an empty mailbox at b
-    wait_everywhere(cluster, "the accepted transfer", lambda g: owner_at(g, "nova") == ("active", new_owner))
+    wait_everywhere(cluster, "the accepted transfer", lambda g: owner_at(g, "vela") == ("active", new_owner))
     wait_everywhere(cluster, "the old mail gone", lambda g: copies_at(g, sent.delivery_id) == 0)
-    assert taker_at_b.messages("nova") == []
+    assert taker_at_b.messages("vela") == []
     assert old_owner != new_owner
     for client in (at_a, taker_at_b):
         client.close()
