@@ -143,12 +143,17 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache, broker and Celery ---------------------------------------------------------------------------------
 REDIS_URL = env_url("REDIS_URL", None, schemes=("redis", "rediss"))
+# The cache holds each name's signed lookup answer (registry.published): gateways that share one Redis (a test
+# cluster, a small host) must never serve each other's, so each keeps its keys under its own database's mark.
+_DB = DATABASES["default"]
+_DB_MARK = f"{_DB['ENGINE']}|{_DB.get('HOST', '')}|{_DB.get('PORT', '')}|{_DB['NAME']}"
+CACHE_KEY_PREFIX = "mns:" + hashlib.sha256(_DB_MARK.encode()).hexdigest()[:12]
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "core.cache.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "mns",
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
             "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
         }
     }
