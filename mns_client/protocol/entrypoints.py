@@ -23,6 +23,7 @@ from typing import Any
 from mns_client.protocol import fields
 from mns_client.protocol.codecs import CodecError, PermanentAddress, canonical_json, from_hex, parse_public_key, to_hex
 from mns_client.protocol.errors import MNSError
+from mns_client.protocol.transparency import ProofInvalid, SignedRoot
 
 logger = logging.getLogger(__name__)
 
@@ -69,14 +70,18 @@ class Bulletin:
     issued_at: int  # milliseconds since the epoch
     entries: tuple[Entry, ...]
     v: int = VERSION
+    root: SignedRoot | None = None  # the directory's agreed root and its signers (docs/protocol.md, "Transparency")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        body = {
             "v": self.v,
             "seq": self.seq,
             "issued_at": self.issued_at,
             "entries": [e.to_dict() for e in self.entries],
         }
+        if self.root is not None:
+            body["root"] = self.root.to_dict()
+        return body
 
     def encode(self) -> bytes:
         """The canonical JSON that goes, hex-encoded, into state port 1."""
@@ -161,11 +166,15 @@ def bulletin_from_dict(raw: Any, *, where: str = "bulletin", others: bool = Fals
     if not isinstance(raw, dict) or not fields.is_integer(raw.get("v")) or raw["v"] != VERSION:
         raise BulletinInvalid("unparsable", f"the list is not a version {VERSION} bulletin")
     required = ("v", "seq", "issued_at", "entries")
-    fields.check_keys(raw, required=required, invalid=_unparsable, what="the list", others=others)
+    fields.check_keys(raw, required=required, optional={"root"}, invalid=_unparsable, what="the list", others=others)
     seq = fields.integer(raw["seq"], "seq", invalid=_unparsable, low=1)
     issued_at = fields.integer(raw["issued_at"], "issued_at", invalid=_unparsable)
     entries = entries_from(raw["entries"], where=where)
-    return Bulletin(seq=seq, issued_at=issued_at, entries=entries)
+    try:
+        root = SignedRoot.from_dict(raw["root"]) if "root" in raw else None
+    except ProofInvalid as bad:
+        raise BulletinInvalid("unparsable", f"the directory root: {bad}") from None
+    return Bulletin(seq=seq, issued_at=issued_at, entries=entries, root=root)
 
 
 # ------------------------------------------------------------------------------------------------ coins

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mns_client.protocol import fields
-from mns_client.protocol.codecs import canonical_json, from_hex, to_hex
+from mns_client.protocol.codecs import canonical_json, canonical_public_key, from_hex, to_hex
+from mns_client.protocol.crypto import signed_by
 from mns_client.protocol.errors import CodecError, Refusal
 from mns_client.protocol.statements import NameStatement
 
@@ -31,6 +32,7 @@ BUCKET_BITS = 12
 BUCKETS = 1 << BUCKET_BITS
 HASH_BYTES = 32
 EMPTY = hashlib.sha256(b"").digest()
+SIGNATURE_BYTES = 128  # maxsign: RSA-1024
 MAX_PATH = 64  # a bucket's path: 2^64 leaves is more than the directory will ever hold
 
 
@@ -273,3 +275,56 @@ def check_in_directory(*, root: Root, name: str, statement: NameStatement, proof
     if statement.issued_at > root.cutoff:
         raise ProofInvalid("after_cutoff", "the statement was issued after the root's cut-off")
     verify_inclusion(root=root.root, name=name, value=statement_hash(statement), proof=parsed)
+
+
+MAX_SIGNERS = 32
+
+
+@dataclass(frozen=True)
+class Signer:
+    """A gateway that signed a root: its Maxima identity key (0x… hex) and its ``maxsign`` signature."""
+
+    key: str
+    signature: bytes
+
+    def to_dict(self) -> dict[str, str]:
+        return {"key": self.key, "signature": to_hex(self.signature)}
+
+
+@dataclass(frozen=True)
+class SignedRoot:
+    """A root and the gateways that signed it: what the publisher puts on chain with the entry points."""
+
+    root: Root
+    signers: tuple[Signer, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.root.to_dict(), "signers": [signer.to_dict() for signer in self.signers]}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "SignedRoot":
+        if not isinstance(data, dict):
+            raise _bad_root("root", "must be a JSON object")
+        root = Root.from_dict({key: value for key, value in data.items() if key != "signers"})
+        raw = fields.json_list(data.get("signers"), "signers", invalid=_bad_root, max_items=MAX_SIGNERS)
+        signers = []
+        for item in raw:
+            fields.check_keys(item, required={"key", "signature"}, invalid=_bad_root, what="signer")
+            try:
+                key = canonical_public_key(item["key"])
+                signature = from_hex(item["signature"]) if isinstance(item["signature"], str) else b""
+            except CodecError:
+                raise _bad_root("signers", "a key or a signature is not 0x… hex") from None
+            if len(signature) != SIGNATURE_BYTES:
+                raise _bad_root("signers", f"a signature is {SIGNATURE_BYTES} bytes")
+            signers.append(Signer(key=key, signature=signature))
+        return cls(root=root, signers=tuple(signers))
+
+    def verified_signers(self) -> list[str]:
+        """The keys whose signature over the root verifies (each once); the others are ignored."""
+        message = self.root.canonical()
+        verified: list[str] = []
+        for signer in self.signers:
+            if signer.key not in verified and signed_by(from_hex(signer.key), message, signer.signature):
+                verified.append(signer.key)
+        return verified

@@ -158,3 +158,35 @@ def test_a_client_accepts_the_statement_the_root_holds_and_nothing_issued_after_
     with pytest.raises(t.ProofInvalid) as forged:
         t.check_in_directory(root=root, name="alice", statement=statement("alice", 2, 1500), proof=proof)
     assert forged.value.code == "root_mismatch"
+
+
+def test_a_signed_root_rides_in_the_bulletin_and_only_good_signatures_count() -> None:
+    from mns_client.protocol.crypto import maxsign
+    from mns_client.protocol.entrypoints import Bulletin, parse_bulletin
+
+    private, public = generate_maxima_keypair()
+    other_private, other_public = generate_maxima_keypair()
+    root = t.Root(cutoff=5000, size=2, root=digest("r"))
+    signed = t.SignedRoot(
+        root=root,
+        signers=(
+            t.Signer(key=public_key_hex(public), signature=maxsign(private, root.canonical())),
+            t.Signer(key=public_key_hex(other_public), signature=maxsign(other_private, b"another root")),
+        ),
+    )
+    bulletin = Bulletin(seq=3, issued_at=6000, entries=(), root=signed)
+    read = parse_bulletin(bulletin.encode())
+    assert read == bulletin
+    assert read.root is not None
+    assert read.root.verified_signers() == [public_key_hex(public)]
+    assert parse_bulletin(Bulletin(seq=3, issued_at=6000, entries=()).encode()).root is None
+
+
+def test_a_bulletin_with_a_malformed_root_is_refused() -> None:
+    from mns_client.protocol.codecs import canonical_json
+    from mns_client.protocol.entrypoints import BulletinInvalid, parse_bulletin
+
+    body = {"v": 1, "seq": 1, "issued_at": 1, "entries": [], "root": {"v": 1, "cutoff": 1, "size": 1, "root": "0x00"}}
+    with pytest.raises(BulletinInvalid) as refused:
+        parse_bulletin(canonical_json(body))
+    assert refused.value.code == "unparsable"
