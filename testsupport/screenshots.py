@@ -1,7 +1,8 @@
 """Screenshots of the gateway's pages for ``docs/screenshots/``, taken by headless Chromium at a given width.
 
 ``python -m testsupport.screenshots [--width 1280] [--out docs/screenshots]``: a throw-away gateway (its own
-``var/`` in a temporary folder, SQLite, ``runserver`` on a free loopback port) with example rows — mailboxes,
+``var/`` in a temporary folder, SQLite, ``runserver`` on a free loopback port, and a real Celery worker with beat,
+so the front page shows the health a running gateway has) with example rows — mailboxes,
 messages, peers and 24 hours of transport traffic — written straight into the tables, then Chromium (through
 Debian's ``chromedriver``, over its WebDriver HTTP API) signs in to the admin and saves one PNG per page. It also
 prints each page's scroll width, so a page that scrolls sideways shows.
@@ -20,7 +21,7 @@ from pathlib import Path
 import requests
 
 from testsupport import REPO
-from testsupport.processes import free_port
+from testsupport.processes import celery_worker, free_port, process, wait_for
 
 PAGES = {
     "front": "/",
@@ -90,12 +91,12 @@ def seed() -> None:
         )  # fmt: skip
         OutboundMessage.objects.filter(id=message.id).update(created_at=at)
     Peer.objects.create(
-        name="gw-berlin", identity_key=key(), address="MAX#0x30819F#Mx999@10.0.0.2:9001", permanent=True,
-        api_url="https://berlin.example/api/v1/", last_heard_at=now - timedelta(seconds=40), cursor=1180,
+        name="gw-berlin", identity_key=key(), address="MAX#0x30819F#Mx999@127.0.0.2:9001", permanent=True,
+        api_url="http://127.0.0.2:9/api/v1/", last_heard_at=now - timedelta(seconds=40), cursor=1180,
         remote_head=1200, applied_ops=1180,
     )  # fmt: skip
     Peer.objects.create(
-        name="gw-lisbon", identity_key=key(), address="Mx1234@10.0.0.3:9001", last_heard_at=now,
+        name="gw-lisbon", identity_key=key(), address="Mx1234@127.0.0.3:9001", last_heard_at=now,
         cursor=940, remote_head=940, applied_ops=940,
     )  # fmt: skip
     from federation.models import PeerLagSample
@@ -194,15 +195,26 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    worker_log = var / "worker.log"
+    try:
+        with process(celery_worker(env=env, log=worker_log, beat=True), env=env, log=worker_log):
+            _screenshots(options, base=f"http://127.0.0.1:{port}", worker_log=worker_log)
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+
+
+def _healthy(base: str) -> bool:
+    try:
+        return requests.get(base + "/api/v1/health", timeout=2).json().get("status") == "ok"
+    except (requests.ConnectionError, ValueError):
+        return False
+
+
+def _screenshots(options: argparse.Namespace, *, base: str, worker_log: Path) -> None:
     browser = Browser(options.width, options.height)
     try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                requests.get(base + "/api/v1/health", timeout=2)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.2)
+        wait_for(lambda: _healthy(base), timeout=120, what="the gateway's health to be ok", log=worker_log)
         browser.go(base + "/admin/login/")
         browser.type("#id_username", "admin")
         browser.type("#id_password", PASSWORD + "\n")
@@ -216,8 +228,6 @@ def main() -> None:
             print(f"{file}: page {wide[0]} px wide in a {wide[1]} px window; a table scrolls {wide[2]} px sideways")
     finally:
         browser.close()
-        server.terminate()
-        server.wait(timeout=15)
 
 
 if __name__ == "__main__":
