@@ -16,6 +16,9 @@ baseline measured in the same run on the same machine (these machines are shared
   ``--lag-samples`` deliveries one after the other; median and p99. Baseline **deliver-local**: the delivery's own
   time at gw-a (request to answer).
 
+``--scale`` runs ``bench.network_scale`` instead: a million names and twenty gateways, simulated in one process
+where live gateways would not fit (its own options follow ``--scale``; ``docs/scaling.md``).
+
 Needs PostgreSQL (``DATABASE_URL=postgres://…``: any database of the server; the run makes its own and drops them)
 and ``redis-server``. Prints the table of ``bench.harness`` and writes ``var/bench/<date>-replication.json``.
 Nothing here is a test: it never fails on a time.
@@ -212,7 +215,14 @@ def _register(cluster: object, gateway: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--scale" in argv:  # the network past what fits here as live gateways: bench.network_scale
+        from bench import network_scale
+
+        network_scale.main([arg for arg in argv if arg != "--scale"])
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", action="store_true", help="1 000 000 names, 20 gateways: bench.network_scale")
     parser.add_argument("--ops", type=int, default=int(os.environ.get("MNS_BENCH_REPLICATION_OPS", "300")))
     parser.add_argument("--lag-samples", type=int, default=int(os.environ.get("MNS_BENCH_REPLICATION_SAMPLES", "50")))
     parser.add_argument("--size", type=int, default=KIB, help="ciphertext bytes per delivery")
