@@ -29,7 +29,7 @@ import requests
 
 from .config import AccessToken, BoxKey, Home
 from .listener import MaximaEvent, NodeListener
-from .protocol import entrypoints
+from .protocol import entrypoints, lookup_proof
 from .protocol.chainnames import ChainName, read_name
 from .protocol.codecs import from_hex, mx_decode, parse_public_key, public_key_hex, to_hex
 from .protocol.envelope import (
@@ -120,6 +120,15 @@ class NotVerified(MNSError):
         return self.detail
 
 
+class DirectoryRefuted(NotVerified):
+    """The gateway's proof against the directory root on chain is wrong (``docs/protocol.md``, "Transparency"):
+    a root that differs from the chain's, a broken proof, a forged statement. ``directory`` is the whole outcome."""
+
+    def __init__(self, check: lookup_proof.DirectoryCheck) -> None:
+        super().__init__(check.status, check.detail)
+        self.directory = check.to_dict()
+
+
 UNRESOLVED = (
     "the gateway's Maxima address does not resolve right now: its node restarted and its relay (MLS) forgets "
     "addresses for about 5 minutes; nothing was sent, try again in a few minutes"
@@ -185,6 +194,7 @@ class NameInfo:
     seq: int
     signed: SignedStatement
     on_chain: dict[str, Any] | None = None  # the gateway's word (not verified here) on the name on chain
+    transparency: Any = None  # the lookup's proof against the directory root, unchecked: see directory_check
 
     @property
     def owner_key(self) -> bytes:
@@ -450,6 +460,50 @@ class Client:
         name = normalise(name)
         body = self.api.request("GET", API + "names/" + urllib.parse.quote(name, safe=""))
         return _verified_record(name, body)
+
+    def directory_check(self, record: NameInfo) -> lookup_proof.DirectoryCheck:
+        """Check a lookup's proof (``record.transparency``) against the directory root of the newest bulletin on
+        chain, read through the user's own node as ``entry_points`` reads it (``docs/protocol.md``,
+        "Transparency"). Never raises for what it finds: the outcome says it, and ``failed`` when the gateway's
+        answer is proven wrong (``raise DirectoryRefuted(check)`` to stop there)."""
+        try:
+            config = self._entry_config()
+            if config is None:
+                return lookup_proof.unread("the gateway does not say where the entry-point bulletin is")
+            seen = int(self.home.settings().entry_points.get("seq") or 0)
+            reading = entrypoints.read_from_node(self.rpc, config, min_seq=seen)
+        except MNSError as exc:
+            return lookup_proof.unread(f"{getattr(exc, 'code', '') or type(exc).__name__}: {exc}")
+        if reading is not None and reading.bulletin.seq > seen:
+            settings = self.home.settings()
+            settings.entry_points = {**settings.entry_points, "seq": reading.bulletin.seq}
+            self.home.save_settings(settings)
+        return lookup_proof.check_lookup(
+            name=record.name,
+            current=record.signed,
+            answer=record.transparency,
+            chain_root=reading.bulletin.root if reading is not None else None,
+            bulletin=reading.bulletin.seq if reading is not None else None,
+            between=lambda: self._signed_history(record.name),
+        )
+
+    def _signed_history(self, name: str) -> list[SignedStatement]:
+        """The name's statements as the gateway's history gives them; an entry that does not parse is left out
+        (the chain of statements is then broken, which the caller reports)."""
+        kept: list[SignedStatement] = []
+        try:
+            for entry in self._history(name):
+                if len(kept) >= lookup_proof.MAX_HISTORY:
+                    break
+                try:
+                    kept.append(
+                        SignedStatement.from_dict({"statement": entry["statement"], "signature": entry["signature"]})
+                    )
+                except (StatementInvalid, KeyError, TypeError):
+                    continue
+        except (MNSError, AttributeError) as exc:
+            logger.info("directory check: the history of %s could not be read: %s", name, getattr(exc, "code", exc))
+        return kept
 
     def chain_lookup(self, name: str) -> ChainName | None:
         """``name`` as Minima's MNS holds it on chain, read through this client's own node and checked by its
@@ -1192,6 +1246,7 @@ def _verified_record(name: str, body: Any) -> NameInfo:
         seq=statement.seq,
         signed=signed,
         on_chain=body.get("on_chain") if isinstance(body.get("on_chain"), dict) else None,
+        transparency=body.get("transparency"),
     )
 
 
