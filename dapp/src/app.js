@@ -6,7 +6,7 @@
 // MDS.cmd and the gateway through the node (MDS.net), and the MiniDapp's service.js keeps the gateway's receipts and
 // verdicts that reach the node over Maxima; as the /app/ web page, the node is its RPC and the gateway this origin.
 
-import { chainConfigOf, chooseGateway } from "./entrypoints.js";
+import { chainConfigOf, checkName, chooseGateway } from "./entrypoints.js";
 import { humanBytes } from "./format.js";
 import { FetchTransport, Gateway, inWords, MdsNetTransport } from "./gateway.js";
 import * as keystore from "./keystore.js";
@@ -692,17 +692,26 @@ async function myRecord() {
   if (record.owner !== state.me.publickey) {
     throw new mns.Refused("not_owner", `Your node does not hold ${state.name} any more.`);
   }
-  return { record, statement: body.statement };
+  return { record, statement: body.statement, body };
 }
 
-function showRecord(record) {
-  const offer = record.transfer;
-  const rows = [
-    ["Owner", shortKey(record.owner)],
-    ["Data", record.data ? JSON.stringify(record.data) : "none"],
-    ["Transfer", offer ? `offered to ${shortKey(offer.to)} until ${new Date(offer.expires_at).toLocaleString()}` : "-"],
-  ];
-  $("record-view").replaceChildren(
+/** The lookup's proof checked against the directory root on chain, read through the user's node as `mns whois`
+ * does (docs/protocol.md "Transparency"): the outcome of `checkName`, never thrown. */
+async function directoryOf(name, body) {
+  const config = settings().chain || chainConfigOf(await gatewayInfo().catch(() => null));
+  const history = async () => {
+    const page = await state.gateway.history(name).catch(() => ({ results: [] }));
+    return (page.results || []).map((entry) => ({ statement: entry.statement, signature: entry.signature }));
+  };
+  return checkName({ node: state.node, config, name, body, minSeq: settings().chainSeq || 0, history });
+}
+
+function directoryWords(directory) {
+  return directory.failed ? `NOT trusted: ${directory.detail}.` : `${directory.detail}.`;
+}
+
+function rowsInto(id, rows) {
+  $(id).replaceChildren(
     ...rows.flatMap(([term, detail]) => {
       const dt = document.createElement("dt");
       dt.textContent = term;
@@ -711,11 +720,49 @@ function showRecord(record) {
       return [dt, dd];
     }),
   );
+}
+
+function recordRows(record) {
+  const offer = record.transfer;
+  return [
+    ["Owner", shortKey(record.owner)],
+    ["Data", record.data ? JSON.stringify(record.data) : "none"],
+    ["Transfer", offer ? `offered to ${shortKey(offer.to)} until ${new Date(offer.expires_at).toLocaleString()}` : "-"],
+  ];
+}
+
+function showRecord(record, directory = null) {
+  const rows = recordRows(record);
+  if (directory) rows.push(["Directory", directoryWords(directory)]);
+  rowsInto("record-view", rows);
+  $("record-view").dataset.directory = directory ? directory.status : "";
   $("data-json").value = record.data ? JSON.stringify(record.data, null, 1) : "";
 }
 
 async function loadRecord() {
-  showRecord((await myRecord()).record);
+  const { record, body } = await myRecord();
+  showRecord(record, await directoryOf(record.name, body));
+}
+
+/** Any name, as `mns whois` shows it: the binding verified here, then its proof against the root on chain. A
+ * gateway proven wrong is named as such and its record is not shown. */
+async function lookupName() {
+  const name = mns.normaliseName($("lookup-name").value);
+  const body = await state.gateway.name(name);
+  const record = await mns.verifiedRecord(name, body);
+  const directory = await directoryOf(name, body);
+  $("lookup-view").dataset.directory = directory.status;
+  if (directory.failed) {
+    rowsInto("lookup-view", [["Directory", directoryWords(directory)]]);
+    throw new mns.Refused(directory.status, `Do not trust this gateway's answer about ${name}: ${directory.detail}.`);
+  }
+  rowsInto("lookup-view", [
+    ["Name", record.name],
+    ...recordRows(record),
+    ["Box key", record.box_key ? `${record.box_key.slice(0, 18)}…` : "-"],
+    ["Signature", "verified here: the owner key signed this binding"],
+    ["Directory", directoryWords(directory)],
+  ]);
 }
 
 async function saveData() {
@@ -817,6 +864,7 @@ async function start() {
   action("forward-go", forward);
   action("settings-save", saveMailbox);
   action("record-load", loadRecord);
+  action("lookup-go", lookupName);
   action("data-save", saveData);
   action("transfer-go", offerName);
   action("transfer-cancel", withdrawOffer);
