@@ -306,7 +306,16 @@ async function check(name, current, answer, root, between, base) {
     throw new Outcome("answer_invalid", `the gateway's root is malformed: ${error.message}`, error.code);
   }
   if (!sameRoot(answered, root)) {
-    throw new Outcome("root_differs", "the gateway's root differs from the one on chain: this gateway may be lying");
+    if (answered.cutoff === root.cutoff) {
+      throw new Outcome("root_differs", "the gateway's root differs from the one on chain: this gateway may be lying");
+    }
+    throw new Outcome(
+      "root_differs",
+      `the gateway's root differs from the one on chain (its cut-off is ${when(answered.cutoff)}, the chain's ` +
+        `${when(root.cutoff)}): this gateway may be lying, or it or your node has not read the newest bulletin ` +
+        "yet; try again in a minute",
+      "cutoff_differs",
+    );
   }
   if ("status" in answer) {
     if (answer.status !== "not_in_directory" || !exactKeys(answer, ["status", "root"])) {

@@ -305,6 +305,17 @@ def build() -> str:
             None,
         ),
         (
+            "a root of another cut-off (the gateway, or the reader's node, has not read the newest bulletin, or lies)",
+            first,
+            held[first],
+            answer(
+                first, held[first], current=True, the_root=t.Root(cutoff=CUTOFF - 1, size=root.size, root=root.root)
+            ),
+            True,
+            "root_differs",
+            "cutoff_differs",
+        ),
+        (
             "a lying gateway: another owner key, validly signed by that key, with the real directory's proof",
             first,
             forged_statement,

@@ -129,7 +129,15 @@ def _check(
         raise _Outcome(NO_PROOF, "not checked: the gateway has no proof for the root on chain yet")
     answered = _root_of(answer)
     if answered != root:
-        raise _Outcome(ROOT_DIFFERS, "the gateway's root differs from the one on chain: this gateway may be lying")
+        if answered.cutoff == root.cutoff:
+            raise _Outcome(ROOT_DIFFERS, "the gateway's root differs from the one on chain: this gateway may be lying")
+        raise _Outcome(
+            ROOT_DIFFERS,
+            f"the gateway's root differs from the one on chain (its cut-off is {_when(answered.cutoff)}, the chain's "
+            f"{_when(root.cutoff)}): this gateway may be lying, or it or your node has not read the newest bulletin "
+            "yet; try again in a minute",
+            "cutoff_differs",
+        )
     if status is not None:
         return _not_in(answer, current, root, base)
     if set(answer) != {"root", "statement", "proof", "current"} or not isinstance(answer["current"], bool):
