@@ -962,7 +962,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(through its Maxima host, for a node behind NAT or on a phone), max (a MAX# address through its MLS)",
     )
 
-    whois = command("whois", cmd_whois, "look a name up; its binding signature is verified here")
+    whois = command(
+        "whois",
+        cmd_whois,
+        "look a name up; its binding signature is verified here, and the gateway's proof against the directory "
+        "root your node reads on chain",
+    )
     whois.add_argument("lookup_name", metavar="NAME", help="the name to look up, e.g. alice")
 
     register = command("register", cmd_register, "register NAME: your node signs and answers the gateway")
