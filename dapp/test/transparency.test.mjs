@@ -75,6 +75,7 @@ test("every lookup answer reaches its vector's outcome", async () => {
       current: vector.current,
       answer: vector.transparency,
       chainRoot: vector.root_on_chain ? signedRoot : null,
+      between: async () => vector.history,
     });
     assert.deepEqual(
       [outcome.status, outcome.reason, outcome.failed],

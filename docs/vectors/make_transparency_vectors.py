@@ -76,7 +76,9 @@ def build() -> str:
     box = to_hex(bytes(PrivateKey(bytes([1]) * 32).public_key))
     box_2 = to_hex(bytes(PrivateKey(bytes([2]) * 32).public_key))
 
-    def signed(name: str, seq: int, issued_at: int, *, op: str = "register", key: str = owner) -> SignedStatement:
+    def signed(
+        name: str, seq: int, issued_at: int, *, op: str = "register", key: str = owner, **extra: Any
+    ) -> SignedStatement:
         statement = NameStatement(
             op=op,
             name=name,
@@ -85,6 +87,7 @@ def build() -> str:
             seq=seq,
             issued_at=issued_at,
             gateway=gateway,
+            **extra,
         )
         private = owner_private if key == owner else forger_private
         return SignedStatement(statement=statement, signature=maxsign(private, statement.canonical()))
@@ -388,10 +391,43 @@ def build() -> str:
             None,
         ),
     ]
+    # A name that changed hands since the cut-off: the old owner's offer (seq 3), the new key's accept (seq 4). The
+    # history (the gateway's GET …/history) must show the chain from the proven statement to the current one.
+    offer = signed(changed, 3, CUTOFF + 1000, op="transfer", to=forger, expires_at=CUTOFF + 86_400_000)
+    accept = signed(changed, 4, CUTOFF + 2000, op="accept", key=forger, accepts=3)
+    histories = {
+        "changed hands since: the history shows the offer and the accept": [held[changed], offer, accept],
+        "changed hands since, but the history leaves the offer out": [held[changed], accept],
+    }
+    answer_cases += [
+        (
+            "changed hands since: the history shows the offer and the accept",
+            changed,
+            accept,
+            answer(changed, held[changed], current=False),
+            True,
+            "changed_since",
+            None,
+        ),
+        (
+            "changed hands since, but the history leaves the offer out",
+            changed,
+            accept,
+            answer(changed, held[changed], current=False),
+            True,
+            "not_current",
+            "transfer_not_pending",
+        ),
+    ]
     answers = []
     for description, name, current, transparency, on_chain, status, reason in answer_cases:
+        history = histories.get(description, [])
         outcome = lookup_proof.check_lookup(
-            name=name, current=current, answer=transparency, chain_root=signed_root if on_chain else None
+            name=name,
+            current=current,
+            answer=transparency,
+            chain_root=signed_root if on_chain else None,
+            between=lambda history=history: history,
         )
         assert (outcome.status, outcome.reason) == (status, reason), (description, outcome)
         answers.append(
@@ -400,6 +436,7 @@ def build() -> str:
                 "name": name,
                 "current": current.to_dict(),
                 "transparency": transparency,
+                "history": [entry.to_dict() for entry in history],
                 "root_on_chain": on_chain,
                 "status": status,
                 "reason": reason,
@@ -414,8 +451,9 @@ def build() -> str:
             "cut-off); the root signed by the keys of maxima/55- and 56- (a third listed signer's signature is over "
             "another message and must not count); each name's proof; broken proofs with the error code "
             "check_in_directory refuses them with; lookup answers (the record's current statement and the "
-            "gateway's transparency object) with the outcome a client must reach against the signed root, or "
-            "with no root on chain when root_on_chain is false. Made by make_transparency_vectors.py."
+            "gateway's transparency object, and the name's history when the client must walk it) with the outcome "
+            "a client must reach against the signed root, or with no root on chain when root_on_chain is false. "
+            "Made by make_transparency_vectors.py."
         ),
         "buckets": t.BUCKETS,
         "empty_bucket_root": to_hex(t.EMPTY),

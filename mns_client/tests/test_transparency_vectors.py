@@ -82,6 +82,7 @@ def test_each_lookup_answer_reaches_its_outcome(vector: dict) -> None:
         current=current,
         answer=vector["transparency"],
         chain_root=SIGNED_ROOT if vector["root_on_chain"] else None,
+        between=lambda: [SignedStatement.from_dict(entry) for entry in vector["history"]],
     )
 
     assert (outcome.status, outcome.reason, outcome.failed) == (vector["status"], vector["reason"], vector["failed"])
