@@ -470,14 +470,9 @@ class Client:
             config = self._entry_config()
             if config is None:
                 return lookup_proof.unread("the gateway does not say where the entry-point bulletin is")
-            seen = int(self.home.settings().entry_points.get("seq") or 0)
-            reading = entrypoints.read_from_node(self.rpc, config, min_seq=seen)
+            reading = self._read_bulletin(config)
         except MNSError as exc:
             return lookup_proof.unread(f"{getattr(exc, 'code', '') or type(exc).__name__}: {exc}")
-        if reading is not None and reading.bulletin.seq > seen:
-            settings = self.home.settings()
-            settings.entry_points = {**settings.entry_points, "seq": reading.bulletin.seq}
-            self.home.save_settings(settings)
         return lookup_proof.check_lookup(
             name=record.name,
             current=record.signed,
@@ -1168,21 +1163,26 @@ class Client:
         too: a lower one is refused afterwards. Only when the chain has no acceptable list does the client ask
         the gateway (``GET /api/v1/entry-points``). ``source`` in the answer says which it was.
         """
-        config, seen = self._entry_config(), int(self.home.settings().entry_points.get("seq") or 0)
-        reading = None
+        config, reading = self._entry_config(), None
         if config is not None:
             try:
-                reading = entrypoints.read_from_node(self.rpc, config, min_seq=seen)
+                reading = self._read_bulletin(config)
             except RPCError as exc:
                 logger.warning("entry points: cannot read the chain through the node: %s", exc.code)
         if reading is not None and reading.bulletin.entries:
-            settings = self.home.settings()
-            if reading.bulletin.seq > seen:
-                settings.entry_points = {**settings.entry_points, "seq": reading.bulletin.seq}
-                self.home.save_settings(settings)
             picked = entrypoints.pick(reading.bulletin)
             return {**reading.to_dict(), "source": "chain", "picked": picked.to_dict()}
         return self._entry_points_from_gateway()
+
+    def _read_bulletin(self, config: entrypoints.ChainConfig) -> entrypoints.Reading | None:
+        """The newest bulletin the user's node reads, never one below the highest ``seq`` already read (kept)."""
+        seen = int(self.home.settings().entry_points.get("seq") or 0)
+        reading = entrypoints.read_from_node(self.rpc, config, min_seq=seen)
+        if reading is not None and reading.bulletin.seq > seen:
+            settings = self.home.settings()
+            settings.entry_points = {**settings.entry_points, "seq": reading.bulletin.seq}
+            self.home.save_settings(settings)
+        return reading
 
     def _entry_config(self) -> entrypoints.ChainConfig | None:
         settings = self.home.settings()
