@@ -703,7 +703,9 @@ async function directoryOf(name, body) {
     const page = await state.gateway.history(name).catch(() => ({ results: [] }));
     return (page.results || []).map((entry) => ({ statement: entry.statement, signature: entry.signature }));
   };
-  return checkName({ node: state.node, config, name, body, minSeq: settings().chainSeq || 0, history });
+  const outcome = await checkName({ node: state.node, config, name, body, minSeq: settings().chainSeq || 0, history });
+  if (outcome.bulletin && outcome.bulletin > (settings().chainSeq || 0)) await saveSettings({ chainSeq: outcome.bulletin });
+  return outcome;
 }
 
 function directoryWords(directory) {
