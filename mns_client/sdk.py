@@ -802,9 +802,13 @@ class Client:
         """Encrypt a signed letter to ``name``, have the node deliver it to the gateway, and wait for the receipt.
 
         Raises ``DeliveryError``: ``refused`` (with the receipt's reason), ``receipt_timeout``, ``not_delivered``,
-        ``too_large``.
+        ``too_large``; ``DirectoryRefuted`` before anything is encrypted when the gateway's proof against the
+        directory root on chain is proven wrong (a box key it may have forged).
         """
         record = self.lookup(name)
+        check = self.directory_check(record)
+        if check.failed:
+            raise DirectoryRefuted(check)
         gateway, info = self.gateway(), self.identity()
         if scheme not in SCHEMES:
             raise EnvelopeInvalid(

@@ -147,6 +147,13 @@ def proven(name: str, held: SignedStatement, *, current: bool = True, proof: Any
     }
 
 
+def mns(tmp_path: Path, node: str, gateway: FakeGateway, *argv: str) -> tuple[int, Any, str]:
+    out, err = io.StringIO(), io.StringIO()
+    common = ["--home", str(tmp_path / "home"), "--node", node, "--gateway", gateway.url, "--json"]
+    code = main([*argv, *common], stdout=out, stderr=err)
+    return code, json.loads(out.getvalue()), err.getvalue()
+
+
 def whois(tmp_path: Path, node: str, gateway: FakeGateway, name: str = "alice", *, as_json: bool = True):
     out, err = io.StringIO(), io.StringIO()
     argv = ["whois", name, "--home", str(tmp_path / "home"), "--node", node, "--gateway", gateway.url]
@@ -335,3 +342,15 @@ def test_without_a_node_to_read_the_chain_nothing_is_checked_and_whois_says_so(
     assert code == 0
     assert body["directory"]["status"] == "no_node"
     assert body["directory"]["detail"].startswith("not checked: the chain could not be read through your node")
+
+
+def test_send_refuses_to_encrypt_to_a_key_a_lying_gateway_serves(
+    chain: Chain, gateway: FakeGateway, tmp_path: Path
+) -> None:
+    serve(gateway, chain.with_root, FORGED, proven("alice", FORGED))
+    (tmp_path / "letter.txt").write_text("for alice only")
+
+    code, body, _ = mns(tmp_path, chain.reader, gateway, "send", "alice", str(tmp_path / "letter.txt"))
+
+    assert (code, body["error"], body["directory"]["reason"]) == (6, "proof_invalid", "root_mismatch")
+    assert "delivery_id" not in body  # refused before anything was encrypted or sent
