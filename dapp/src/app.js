@@ -538,8 +538,14 @@ async function send() {
   $("receipt").hidden = true;
   const info = await gatewayInfo();
   say(`looking up ${to} and checking its owner's signature`);
-  const record = await mns.verifiedRecord(to, await state.gateway.name(to));
-  $("to-status").textContent = `${to}: binding verified (owner ${shortKey(record.owner)})`;
+  const looked = await state.gateway.name(to);
+  const record = await mns.verifiedRecord(to, looked);
+  say("checking the gateway's proof against the directory root on chain");
+  const directory = await directoryOf(to, looked);
+  if (directory.failed) {
+    throw new mns.Refused(directory.status, `Not sent: do not trust this gateway's answer about ${to}: ${directory.detail}.`);
+  }
+  $("to-status").textContent = `${to}: binding verified (owner ${shortKey(record.owner)}); ${directory.detail}`;
   if (!record.box_key) throw new mns.Refused("no_box_key", `${to} has no box key to write to.`);
   const id = mns.newDeliveryId();
   const letter = mns.makeLetter({
