@@ -322,7 +322,7 @@ async function check(name, current, answer, root, between, base) {
       throw new Outcome("answer_invalid", "the gateway's transparency answer has an unknown status");
     }
     if (current.statement.issued_at > root.cutoff) {
-      return outcome("not_yet", "not in the published directory yet: registered after its cut-off", base);
+      return outcome("not_yet", "not in the published directory yet: registered after its cut-off, so nothing proves this answer yet", base);
     }
     return outcome(
       "not_in_directory",

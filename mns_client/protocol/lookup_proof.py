@@ -166,7 +166,7 @@ def _not_in(answer: dict[str, Any], current: SignedStatement, root: Root, base: 
     if answer.get("status") != "not_in_directory" or set(answer) != {"status", "root"}:
         raise _Outcome(ANSWER_INVALID, "the gateway's transparency answer has an unknown status")
     if current.statement.issued_at > root.cutoff:
-        text = "not in the published directory yet: registered after its cut-off"
+        text = "not in the published directory yet: registered after its cut-off, so nothing proves this answer yet"
         return DirectoryCheck(NOT_YET, text, **base)
     text = (
         "the gateway says it is not in the published directory, though its statement is dated before the cut-off: "
