@@ -6,7 +6,9 @@ private key the client holds is the mailbox's X25519 box key (in ``Home``).
 
 Everything the gateway says about a name is checked here before it is used: the binding signature is verified
 with ``cryptography`` and the record's fields must be the signed statement's. Every letter read is decrypted and
-its sender's signature verified locally (``envelope.open_letter``).
+its sender's signature verified locally (``envelope.open_letter``). A lookup's proof against the directory root on
+chain, read through the user's own node, is checked by ``directory_check`` (``mns whois``; ``send`` refuses a key
+the gateway is proven to have forged).
 
 Waiting: a handshake is followed by polling ``GET /api/v1/handshakes/{id}`` (the gateway keeps its state);
 receipts and forwarded messages come back over Maxima only, so the commands that wait for them hold a temporary
