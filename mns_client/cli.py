@@ -37,6 +37,7 @@ from .sdk import (
     TRANSFER_DAYS,
     Client,
     DeliveryError,
+    DirectoryRefuted,
     GatewayRefused,
     GatewayUnreachable,
     HandshakeFailed,
@@ -65,7 +66,8 @@ EXIT_CODES_HELP = """exit codes:
   3  the gateway: unreachable, not ready, or an answer that is not the MNS API
   4  refused by the gateway (or by the name rules): the reason's code is shown, e.g. name_taken
   5  handshake failed or expired, or this node is not the name's owner
-  6  verification failed: a binding or letter signature, or a message that does not decrypt
+  6  verification failed: a binding or letter signature, a message that does not decrypt, or a gateway's
+     proof against the directory root on chain (whois: the gateway's answer is proven wrong)
   7  delivery: the gateway refused the message (receipt), no receipt in time, or not delivered
   8  not available: entry points not published yet, no payment address
 """
@@ -300,7 +302,7 @@ class Context:
         message = describe(error, self)
         if self.json:
             body: dict[str, Any] = {"error": error_code(error), "detail": message, "exit_code": code}
-            for attribute in ("reason", "delivery_id", "status"):
+            for attribute in ("reason", "delivery_id", "status", "directory"):
                 if getattr(error, attribute, None) is not None:
                     body[attribute] = getattr(error, attribute)
             self.stdout.write(json.dumps(body, indent=2) + "\n")
@@ -407,7 +409,11 @@ def cmd_whois(ctx: Context) -> int:
         ctx.emit({"name": name, "status": "on_chain_only", "on_chain": chain}, lambda: _chain_only_text(name, chain))
         return EXIT_OK
     chain, unread = _chain_reading(ctx, name, gateway=record.on_chain)
-    data = {**_record_json(record), "on_chain": chain}
+    ctx.progress("checking the gateway's proof against the directory root on chain, through your node")
+    directory = ctx.client().directory_check(record)
+    if directory.failed:
+        raise DirectoryRefuted(directory)
+    data = {**_record_json(record), "on_chain": chain, "directory": directory.to_dict()}
     if unread:
         data["on_chain_unread"] = unread
 
@@ -424,6 +430,7 @@ def cmd_whois(ctx: Context) -> int:
             *_transfer_lines(record),
             "  signature  verified here: the owner key above signed this binding",
             f"  on chain   {_chain_text(chain, unread)}",
+            f"  directory  {_safe(directory.detail)}",
         ]
         return "\n".join(lines)
 
@@ -955,7 +962,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(through its Maxima host, for a node behind NAT or on a phone), max (a MAX# address through its MLS)",
     )
 
-    whois = command("whois", cmd_whois, "look a name up; its binding signature is verified here")
+    whois = command(
+        "whois",
+        cmd_whois,
+        "look a name up; its binding signature is verified here, and the gateway's proof against the directory "
+        "root your node reads on chain",
+    )
     whois.add_argument("lookup_name", metavar="NAME", help="the name to look up, e.g. alice")
 
     register = command("register", cmd_register, "register NAME: your node signs and answers the gateway")

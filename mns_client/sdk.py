@@ -6,7 +6,9 @@ private key the client holds is the mailbox's X25519 box key (in ``Home``).
 
 Everything the gateway says about a name is checked here before it is used: the binding signature is verified
 with ``cryptography`` and the record's fields must be the signed statement's. Every letter read is decrypted and
-its sender's signature verified locally (``envelope.open_letter``).
+its sender's signature verified locally (``envelope.open_letter``). A lookup's proof against the directory root on
+chain, read through the user's own node, is checked by ``directory_check`` (``mns whois``; ``send`` refuses a key
+the gateway is proven to have forged).
 
 Waiting: a handshake is followed by polling ``GET /api/v1/handshakes/{id}`` (the gateway keeps its state);
 receipts and forwarded messages come back over Maxima only, so the commands that wait for them hold a temporary
@@ -29,7 +31,7 @@ import requests
 
 from .config import AccessToken, BoxKey, Home
 from .listener import MaximaEvent, NodeListener
-from .protocol import entrypoints
+from .protocol import entrypoints, lookup_proof
 from .protocol.chainnames import ChainName, read_name
 from .protocol.codecs import from_hex, mx_decode, parse_public_key, public_key_hex, to_hex
 from .protocol.envelope import (
@@ -120,6 +122,15 @@ class NotVerified(MNSError):
         return self.detail
 
 
+class DirectoryRefuted(NotVerified):
+    """The gateway's proof against the directory root on chain is wrong (``docs/protocol.md``, "Transparency"):
+    a root that differs from the chain's, a broken proof, a forged statement. ``directory`` is the whole outcome."""
+
+    def __init__(self, check: lookup_proof.DirectoryCheck) -> None:
+        super().__init__(check.status, check.detail)
+        self.directory = check.to_dict()
+
+
 UNRESOLVED = (
     "the gateway's Maxima address does not resolve right now: its node restarted and its relay (MLS) forgets "
     "addresses for about 5 minutes; nothing was sent, try again in a few minutes"
@@ -185,6 +196,7 @@ class NameInfo:
     seq: int
     signed: SignedStatement
     on_chain: dict[str, Any] | None = None  # the gateway's word (not verified here) on the name on chain
+    transparency: Any = None  # the lookup's proof against the directory root, unchecked: see directory_check
 
     @property
     def owner_key(self) -> bytes:
@@ -450,6 +462,45 @@ class Client:
         name = normalise(name)
         body = self.api.request("GET", API + "names/" + urllib.parse.quote(name, safe=""))
         return _verified_record(name, body)
+
+    def directory_check(self, record: NameInfo) -> lookup_proof.DirectoryCheck:
+        """Check a lookup's proof (``record.transparency``) against the directory root of the newest bulletin on
+        chain, read through the user's own node as ``entry_points`` reads it (``docs/protocol.md``,
+        "Transparency"). Never raises for what it finds: the outcome says it, and ``failed`` when the gateway's
+        answer is proven wrong (``raise DirectoryRefuted(check)`` to stop there)."""
+        try:
+            config = self._entry_config()
+            if config is None:
+                return lookup_proof.unread("the gateway does not say where the entry-point bulletin is")
+            reading = self._read_bulletin(config)
+        except MNSError as exc:
+            return lookup_proof.unread(f"{getattr(exc, 'code', '') or type(exc).__name__}: {exc}")
+        return lookup_proof.check_lookup(
+            name=record.name,
+            current=record.signed,
+            answer=record.transparency,
+            chain_root=reading.bulletin.root if reading is not None else None,
+            bulletin=reading.bulletin.seq if reading is not None else None,
+            between=lambda: self._signed_history(record.name),
+        )
+
+    def _signed_history(self, name: str) -> list[SignedStatement]:
+        """The name's statements as the gateway's history gives them; an entry that does not parse is left out
+        (the chain of statements is then broken, which the caller reports)."""
+        kept: list[SignedStatement] = []
+        try:
+            for entry in self._history(name):
+                if len(kept) >= lookup_proof.MAX_HISTORY:
+                    break
+                try:
+                    kept.append(
+                        SignedStatement.from_dict({"statement": entry["statement"], "signature": entry["signature"]})
+                    )
+                except (StatementInvalid, KeyError, TypeError):
+                    continue
+        except (MNSError, AttributeError) as exc:
+            logger.info("directory check: the history of %s could not be read: %s", name, getattr(exc, "code", exc))
+        return kept
 
     def chain_lookup(self, name: str) -> ChainName | None:
         """``name`` as Minima's MNS holds it on chain, read through this client's own node and checked by its
@@ -753,9 +804,13 @@ class Client:
         """Encrypt a signed letter to ``name``, have the node deliver it to the gateway, and wait for the receipt.
 
         Raises ``DeliveryError``: ``refused`` (with the receipt's reason), ``receipt_timeout``, ``not_delivered``,
-        ``too_large``.
+        ``too_large``; ``DirectoryRefuted`` before anything is encrypted when the gateway's proof against the
+        directory root on chain is proven wrong (a box key it may have forged).
         """
         record = self.lookup(name)
+        check = self.directory_check(record)
+        if check.failed:
+            raise DirectoryRefuted(check)
         gateway, info = self.gateway(), self.identity()
         if scheme not in SCHEMES:
             raise EnvelopeInvalid(
@@ -1114,21 +1169,26 @@ class Client:
         too: a lower one is refused afterwards. Only when the chain has no acceptable list does the client ask
         the gateway (``GET /api/v1/entry-points``). ``source`` in the answer says which it was.
         """
-        config, seen = self._entry_config(), int(self.home.settings().entry_points.get("seq") or 0)
-        reading = None
+        config, reading = self._entry_config(), None
         if config is not None:
             try:
-                reading = entrypoints.read_from_node(self.rpc, config, min_seq=seen)
+                reading = self._read_bulletin(config)
             except RPCError as exc:
                 logger.warning("entry points: cannot read the chain through the node: %s", exc.code)
         if reading is not None and reading.bulletin.entries:
-            settings = self.home.settings()
-            if reading.bulletin.seq > seen:
-                settings.entry_points = {**settings.entry_points, "seq": reading.bulletin.seq}
-                self.home.save_settings(settings)
             picked = entrypoints.pick(reading.bulletin)
             return {**reading.to_dict(), "source": "chain", "picked": picked.to_dict()}
         return self._entry_points_from_gateway()
+
+    def _read_bulletin(self, config: entrypoints.ChainConfig) -> entrypoints.Reading | None:
+        """The newest bulletin the user's node reads, never one below the highest ``seq`` already read (kept)."""
+        seen = int(self.home.settings().entry_points.get("seq") or 0)
+        reading = entrypoints.read_from_node(self.rpc, config, min_seq=seen)
+        if reading is not None and reading.bulletin.seq > seen:
+            settings = self.home.settings()
+            settings.entry_points = {**settings.entry_points, "seq": reading.bulletin.seq}
+            self.home.save_settings(settings)
+        return reading
 
     def _entry_config(self) -> entrypoints.ChainConfig | None:
         settings = self.home.settings()
@@ -1192,6 +1252,7 @@ def _verified_record(name: str, body: Any) -> NameInfo:
         seq=statement.seq,
         signed=signed,
         on_chain=body.get("on_chain") if isinstance(body.get("on_chain"), dict) else None,
+        transparency=body.get("transparency"),
     )
 
 

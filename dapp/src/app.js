@@ -6,7 +6,7 @@
 // MDS.cmd and the gateway through the node (MDS.net), and the MiniDapp's service.js keeps the gateway's receipts and
 // verdicts that reach the node over Maxima; as the /app/ web page, the node is its RPC and the gateway this origin.
 
-import { chainConfigOf, chooseGateway } from "./entrypoints.js";
+import { chainConfigOf, checkName, chooseGateway } from "./entrypoints.js";
 import { humanBytes } from "./format.js";
 import { FetchTransport, Gateway, inWords, MdsNetTransport } from "./gateway.js";
 import * as keystore from "./keystore.js";
@@ -538,8 +538,14 @@ async function send() {
   $("receipt").hidden = true;
   const info = await gatewayInfo();
   say(`looking up ${to} and checking its owner's signature`);
-  const record = await mns.verifiedRecord(to, await state.gateway.name(to));
-  $("to-status").textContent = `${to}: binding verified (owner ${shortKey(record.owner)})`;
+  const looked = await state.gateway.name(to);
+  const record = await mns.verifiedRecord(to, looked);
+  say("checking the gateway's proof against the directory root on chain");
+  const directory = await directoryOf(to, looked);
+  if (directory.failed) {
+    throw new mns.Refused(directory.status, `Not sent: do not trust this gateway's answer about ${to}: ${directory.detail}.`);
+  }
+  $("to-status").textContent = `${to}: binding verified (owner ${shortKey(record.owner)}); ${directory.detail}`;
   if (!record.box_key) throw new mns.Refused("no_box_key", `${to} has no box key to write to.`);
   const id = mns.newDeliveryId();
   const letter = mns.makeLetter({
@@ -692,17 +698,28 @@ async function myRecord() {
   if (record.owner !== state.me.publickey) {
     throw new mns.Refused("not_owner", `Your node does not hold ${state.name} any more.`);
   }
-  return { record, statement: body.statement };
+  return { record, statement: body.statement, body };
 }
 
-function showRecord(record) {
-  const offer = record.transfer;
-  const rows = [
-    ["Owner", shortKey(record.owner)],
-    ["Data", record.data ? JSON.stringify(record.data) : "none"],
-    ["Transfer", offer ? `offered to ${shortKey(offer.to)} until ${new Date(offer.expires_at).toLocaleString()}` : "-"],
-  ];
-  $("record-view").replaceChildren(
+/** The lookup's proof checked against the directory root on chain, read through the user's node as `mns whois`
+ * does (docs/protocol.md "Transparency"): the outcome of `checkName`, never thrown. */
+async function directoryOf(name, body) {
+  const config = settings().chain || chainConfigOf(await gatewayInfo().catch(() => null));
+  const history = async () => {
+    const page = await state.gateway.history(name).catch(() => ({ results: [] }));
+    return (page.results || []).map((entry) => ({ statement: entry.statement, signature: entry.signature }));
+  };
+  const outcome = await checkName({ node: state.node, config, name, body, minSeq: settings().chainSeq || 0, history });
+  if (outcome.bulletin && outcome.bulletin > (settings().chainSeq || 0)) await saveSettings({ chainSeq: outcome.bulletin });
+  return outcome;
+}
+
+function directoryWords(directory) {
+  return directory.failed ? `NOT trusted: ${directory.detail}.` : `${directory.detail}.`;
+}
+
+function rowsInto(id, rows) {
+  $(id).replaceChildren(
     ...rows.flatMap(([term, detail]) => {
       const dt = document.createElement("dt");
       dt.textContent = term;
@@ -711,11 +728,49 @@ function showRecord(record) {
       return [dt, dd];
     }),
   );
+}
+
+function recordRows(record) {
+  const offer = record.transfer;
+  return [
+    ["Owner", shortKey(record.owner)],
+    ["Data", record.data ? JSON.stringify(record.data) : "none"],
+    ["Transfer", offer ? `offered to ${shortKey(offer.to)} until ${new Date(offer.expires_at).toLocaleString()}` : "-"],
+  ];
+}
+
+function showRecord(record, directory = null) {
+  const rows = recordRows(record);
+  if (directory) rows.push(["Directory", directoryWords(directory)]);
+  rowsInto("record-view", rows);
+  $("record-view").dataset.directory = directory ? directory.status : "";
   $("data-json").value = record.data ? JSON.stringify(record.data, null, 1) : "";
 }
 
 async function loadRecord() {
-  showRecord((await myRecord()).record);
+  const { record, body } = await myRecord();
+  showRecord(record, await directoryOf(record.name, body));
+}
+
+/** Any name, as `mns whois` shows it: the binding verified here, then its proof against the root on chain. A
+ * gateway proven wrong is named as such and its record is not shown. */
+async function lookupName() {
+  const name = mns.normaliseName($("lookup-name").value);
+  const body = await state.gateway.name(name);
+  const record = await mns.verifiedRecord(name, body);
+  const directory = await directoryOf(name, body);
+  $("lookup-view").dataset.directory = directory.status;
+  if (directory.failed) {
+    rowsInto("lookup-view", [["Directory", directoryWords(directory)]]);
+    throw new mns.Refused(directory.status, `Do not trust this gateway's answer about ${name}: ${directory.detail}.`);
+  }
+  rowsInto("lookup-view", [
+    ["Name", record.name],
+    ...recordRows(record),
+    ["Box key", record.box_key ? `${record.box_key.slice(0, 18)}…` : "-"],
+    ["Signature", "verified here: the owner key signed this binding"],
+    ["Directory", directoryWords(directory)],
+  ]);
 }
 
 async function saveData() {
@@ -817,6 +872,7 @@ async function start() {
   action("forward-go", forward);
   action("settings-save", saveMailbox);
   action("record-load", loadRecord);
+  action("lookup-go", lookupName);
   action("data-save", saveData);
   action("transfer-go", offerName);
   action("transfer-cancel", withdrawOffer);

@@ -4,6 +4,7 @@
 // come from a gateway's /.well-known/mns.json (trust on first use) and are kept in the Dapp's settings.
 
 import { fromHex, isPublicKeyHex, Refused, utf8Text } from "./mns.js";
+import { checkLookup, FAILURES, parseSignedRoot } from "./transparency.js";
 
 export const BULLETIN_SCRIPT =
   "ASSERT SAMESTATE(0 0) ASSERT SIGNEDBY(PREVSTATE(0)) RETURN VERIFYOUT(@INPUT @ADDRESS @AMOUNT @TOKENID TRUE)";
@@ -54,7 +55,16 @@ export function bulletinOfCoin(coin, { address, tokenid, owner }) {
     return { why: "unparsable" };
   }
   if (list.entries.length > MAX_ENTRIES || state[2] !== String(list.seq)) return { why: "unparsable" };
-  return { bulletin: { seq: list.seq, entries: list.entries.map(entryOf).filter(Boolean) } };
+  // The directory's signed root (docs/protocol.md "Transparency"), optional; a malformed one spoils the bulletin.
+  let root = null;
+  if ("root" in list) {
+    try {
+      root = parseSignedRoot(list.root);
+    } catch {
+      return { why: "unparsable" };
+    }
+  }
+  return { bulletin: { seq: list.seq, entries: list.entries.map(entryOf).filter(Boolean), root } };
 }
 
 /** The highest-seq acceptable bulletin among `coins`, not below `minSeq`, or null. */
@@ -75,15 +85,49 @@ export function chainConfigOf(wellKnown) {
   return { tokenid: raw.tokenid.toUpperCase().replace(/^0X/, "0x"), owner: raw.owner.toUpperCase().replace(/^0X/, "0x") };
 }
 
-/** Read the bulletin through `node` (a Node of node.js) and pick an entry at random: `{base, entry, seq}`. */
-export async function chooseGateway(node, config, { minSeq = 0, random = Math.random } = {}) {
+/** The newest acceptable bulletin `{seq, entries, root}` the node sees (`read_from_node`), or null. */
+export async function readBulletin(node, config, minSeq = 0) {
   const script = await node.command(`newscript trackall:true script:"${BULLETIN_SCRIPT}"`);
   const address = script.address;
   const coins = await node.command(`coins address:${address} tokenid:${config.tokenid}`);
-  const bulletin = newestBulletin(coins, { address, tokenid: config.tokenid, owner: config.owner }, minSeq);
+  return newestBulletin(coins, { address, tokenid: config.tokenid, owner: config.owner }, minSeq);
+}
+
+/** Read the bulletin through `node` (a Node of node.js) and pick an entry at random: `{base, entry, seq}`. */
+export async function chooseGateway(node, config, { minSeq = 0, random = Math.random } = {}) {
+  const bulletin = await readBulletin(node, config, minSeq);
   if (!bulletin || bulletin.entries.length === 0) {
     throw new Refused("no_entry_points", "Your node sees no list of MNS gateways on chain yet.");
   }
   const entry = bulletin.entries[Math.floor(random() * bulletin.entries.length)];
   return { base: apiBase(entry.api_url), entry, seq: bulletin.seq };
+}
+
+function unchecked(detail) {
+  return { status: "no_node", detail, failed: false, reason: null, root: null, signers: [], listed: 0, seq: null };
+}
+
+/**
+ * What `mns whois` checks, for the Dapp: a lookup's answer `body` for `name` (its binding already verified) against
+ * the directory root of the newest bulletin `node` reads on chain (docs/protocol.md "Transparency"). `history()`
+ * gives the name's signed statements (asked only when the name changed hands since the cut-off). The outcome of
+ * `checkLookup`, plus `bulletin` (the seq read); `no_node` when the chain cannot be read.
+ */
+export async function checkName({ node, config, name, body, minSeq = 0, history = null }) {
+  if (!node) return unchecked("not checked: connect your node to read the directory root on chain");
+  if (!config) return unchecked("not checked: the gateway does not say where the entry-point bulletin is");
+  let bulletin;
+  try {
+    bulletin = await readBulletin(node, config, minSeq);
+  } catch (error) {
+    return unchecked(`not checked: the chain could not be read through your node (${error.message})`);
+  }
+  const outcome = await checkLookup({
+    name,
+    current: { statement: body.statement, signature: body.signature },
+    answer: body.transparency,
+    chainRoot: bulletin ? bulletin.root : null,
+    between: history,
+  });
+  return { ...outcome, failed: FAILURES.has(outcome.status), bulletin: bulletin ? bulletin.seq : null };
 }
