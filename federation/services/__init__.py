@@ -39,6 +39,7 @@ from federation.services.peers import (
     peer_upsert,
     self_key,
 )
+from federation.services.relay import relayed_by
 from federation.services.replication import gateways_known, me, ops_received
 
 __all__ = [
@@ -76,6 +77,7 @@ __all__ = [
     "push_to_peer",
     "register_name_space",
     "register_outcomes",
+    "relayed_by",
     "replicas_for_new_mailbox",
     "self_key",
 ]

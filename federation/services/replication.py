@@ -18,6 +18,7 @@ from federation.services import kinds
 from federation.services.kinds import Invalid, Skip, Wait
 from federation.services.oplog import pull_request
 from federation.services.peers import invalid_count, self_key
+from federation.services.relay import relay_onward, relaying
 from mns_client.protocol import sync
 from mns_client.protocol.errors import MNSError
 
@@ -155,8 +156,15 @@ def _apply(peer: Peer, op: Any) -> str:
         sync.check_op(op)
         if sync.op_size(op) > settings.MNS_FEDERATION_MAX_OP_BYTES:
             raise Invalid("op_too_large")
-        with transaction.atomic():
-            outcome = kinds.kind_of(op["kind"]).apply(peer.identity_key, op["payload"])
+        kind, relay = kinds.kind_of(op["kind"]), sync.op_relay(op["payload"])
+        if relay is not None and (not kind.relay or relay[0] == peer.identity_key):
+            raise Invalid("relay_invalid")  # mailbox contents are never relayed; an origin does not relay its own
+        origin, hops = relay or (peer.identity_key, 0)
+        payload = sync.unrelayed(op["payload"])
+        with transaction.atomic(), relaying(peer.identity_key if relay else None):
+            outcome = kind.apply(origin, payload)
+            if outcome == "applied" and kind.relay:
+                relay_onward(kind=op["kind"], payload=payload, origin=origin, hops=hops + 1, sender=peer.identity_key)
             _op_store(peer, op, outcome)
             return outcome
     except Wait:
