@@ -84,6 +84,7 @@ def me() -> str | None:
 
 def _ops_apply(peer: Peer, ops: list[Any], counts: dict[str, int]) -> tuple[int, bool, str]:
     cursor, stopped, why_invalid = peer.cursor, False, ""
+    recovering = restore.log_recovering(origin=me() or "")
     reused = _reused_positions(peer, ops)
     for op in ops:
         seq = op.get("seq") if isinstance(op, dict) else None
@@ -98,6 +99,8 @@ def _ops_apply(peer: Peer, ops: list[Any], counts: dict[str, int]) -> tuple[int,
             stopped = True  # a gap (or garbage): ask for what follows the cursor
             break
         outcome = _apply(peer, op)
+        if outcome.startswith("invalid") and recovering:
+            outcome = "wait"  # our state is behind what we are recovering: retried, not counted against the peer
         if outcome == "wait":
             if not _waited_too_long(peer, seq):
                 stopped = True

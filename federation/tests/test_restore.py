@@ -178,3 +178,27 @@ def test_a_peers_new_incarnation_or_a_head_below_our_cursor_gets_it_our_position
 
     assert peer_b.says(sync.message("where", origin=peer_b.key, incarnation="bbbb")) == "done"
     assert len(sent_to(peer_b, "position")) == 1  # the same position in the same period: sent once
+
+
+def test_while_recovering_a_peers_op_that_does_not_verify_here_waits_instead_of_counting_against_it(
+    peer_b: FakePeer,  # noqa: F811
+    peer_c: FakePeer,  # noqa: F811
+) -> None:
+    """c's letter for a mailbox whose replicas we learn from an op we have not recovered yet."""
+    owner = Owner.fresh()
+    peer_b.says(peer_b.batch(peer_b.register_op(owner, "alice")))
+    NameRecord.objects.filter(name="alice").update(gateways=[peer_b.key, GATEWAY])  # c not known as a replica yet
+    services.log_restored(reason="test")
+    assert peer_c.says(peer_c.batch(peer_c.message_op("alice", "uid-of-message-1"))) == "done"
+    peer = Peer.objects.get(name="gw-c")
+    assert (peer.cursor, peer.invalid_ops, peer.waiting_seq) == (0, 0, 1)
+
+    peer_b.says(peer_b.batch(peer_b.mailbox_op(owner, "alice", [peer_b.key, GATEWAY, peer_c.key])))
+    assert (
+        peer_c.says(
+            peer_c.batch(peer_c.op("message", peer_c.message_op("alice", "uid-of-message-1")["payload"], seq=1))
+        )
+        == "done"
+    )
+    assert Peer.objects.get(name="gw-c").cursor == 1
+    assert Mailbox.objects.get(record__name="alice").message_count == 1
