@@ -48,6 +48,8 @@ def message_apply(origin: str, payload: dict[str, Any]) -> str:
     if payload.get("gone") is True:
         raise Skip("gone")
     record = _replica_record(payload)
+    if origin not in record.gateways and len(record.gateways) <= 1:
+        raise Wait()  # another replica's letter, before the home's op that names the replicas (another origin)
     if federation.me() not in record.gateways:
         raise Skip("not_replica")
     if origin not in record.gateways:

@@ -202,3 +202,20 @@ def test_while_recovering_a_peers_op_that_does_not_verify_here_waits_instead_of_
     )
     assert Peer.objects.get(name="gw-c").cursor == 1
     assert Mailbox.objects.get(record__name="alice").message_count == 1
+
+
+def test_a_letter_from_one_peer_that_arrives_before_the_homes_mailbox_op_waits_for_it(
+    peer_b: FakePeer,  # noqa: F811
+    peer_c: FakePeer,  # noqa: F811
+) -> None:
+    """What a gateway catching up (restored, or back from an outage) meets: c's letter for a name of b's, before
+    b's op that names the mailbox's replicas."""
+    owner = Owner.fresh()
+    peer_b.says(peer_b.batch(peer_b.register_op(owner, "alice")))
+    assert peer_c.says(peer_c.batch(peer_c.message_op("alice", "uid-of-message-1"))) == "done"
+    assert (Peer.objects.get(name="gw-c").cursor, Peer.objects.get(name="gw-c").waiting_seq) == (0, 1)
+
+    peer_b.says(peer_b.batch(peer_b.mailbox_op(owner, "alice", [peer_b.key, GATEWAY, peer_c.key])))
+    letter = peer_c.op("message", peer_c.message_op("alice", "uid-of-message-1")["payload"], seq=1)
+    assert peer_c.says(peer_c.batch(letter)) == "done"
+    assert Mailbox.objects.get(record__name="alice").message_count == 1
