@@ -140,6 +140,13 @@ def own_log(gateway: Gateway, of: Gateway) -> list[tuple[int, str, int]]:
     return [tuple(row) for row in rows]
 
 
+def same_ops(one: list[tuple[int, str, int]], other: list[tuple[int, str, int]]) -> bool:
+    """The same ops at the same positions (``created_at`` to the millisecond, as a copy keeps it)."""
+    return len(one) == len(other) and all(
+        (x[0], x[1]) == (y[0], y[1]) and abs(x[2] - y[2]) <= 1 for x, y in zip(one, other, strict=True)
+    )
+
+
 def message_counts(gateway: Gateway, names: list[str]) -> dict[str, int]:
     rows = gateway.sql(
         "SELECT r.name, m.message_count FROM mailboxes_mailbox m JOIN registry_namerecord r ON r.id = m.record_id "
@@ -212,11 +219,13 @@ def test_a_gateway_restored_from_an_older_backup_converges_with_nothing_lost_or_
         assert message_counts(gateway, list(names)) == {"sol": 5, "tara": 2, "uma": 1}, gateway.name
         assert statement_of(gateway, "sol")["data"] == {"website": "https://sol.example/"}
     recovered = own_log(a, a)
-    assert recovered[: len(held_by_b)] == held_by_b  # the lost positions hold the same ops as before
+    assert [seq for seq, _kind, _at in recovered] == list(range(1, len(recovered) + 1))  # no hole, none twice
+    assert same_ops(recovered[: len(held_by_b)], held_by_b)  # the lost positions hold the same ops as before
+    assert len(recovered) > lost_head  # the new ops took positions past every one the peers had seen
     for peer in (b, c):
         held = own_log(peer, a)
-        assert held[: len(held_by_b)] == held_by_b  # nothing the peers held was replaced
-        assert held == recovered[: len(held)]
+        assert same_ops(held[: len(held_by_b)], held_by_b)  # nothing the peers held was replaced
+        assert same_ops(held, recovered[: len(held)])
         assert "positions it used before" not in peer.worker_log.read_text(errors="replace")
     health = a.health()
     assert health["checks"]["log"]["ok"], health
