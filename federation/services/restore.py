@@ -33,7 +33,9 @@ from federation.services import kinds
 from federation.services.kinds import Invalid, Skip, Wait
 from federation.services.peers import _ms, _send, _short, invalid_count, self_key
 from federation.services.relay import relaying
+from maxima.models import OutboundMessage
 from maxima.routing import Ignored
+from maxima.services import outbound_cancel
 from mns_client.protocol import sync
 from mns_client.protocol.errors import MNSError
 
@@ -74,6 +76,12 @@ def log_restored(*, reason: str) -> bool:
         Peer.objects.update(log_position=None)
         for peer in selectors.peers_active():
             _ask_where(peer, origin, incarnation)
+        # Batches the backup had queued carry the old incarnation and positions the peers hold: not sent.
+        queued = OutboundMessage.objects.filter(
+            idempotency_key__startswith="fed-ops:", status=OutboundMessage.Status.QUEUED
+        ).values_list("id", flat=True)
+        for message_id in list(queued):
+            outbound_cancel(message_id=message_id)
     logger.warning(
         "this gateway was restored from a backup (%s): its log was at %s; new incarnation %s, no new op is numbered "
         "until its peers said how far they hold it and its lost ops are recovered from them",

@@ -18,6 +18,7 @@ from federation.models import LogHead, Operation, Peer
 from federation.tests.support import FakePeer, gateway, peer_b, peer_c, sent_sync  # noqa: F401 (fixtures)
 from mailboxes.models import Mailbox
 from mailboxes.tests.support import Owner
+from maxima.models import OutboundMessage
 from mns_client.protocol import sync
 from registry.models import NameRecord
 from registry.tests.support import GATEWAY
@@ -219,3 +220,12 @@ def test_a_letter_from_one_peer_that_arrives_before_the_homes_mailbox_op_waits_f
     letter = peer_c.op("message", peer_c.message_op("alice", "uid-of-message-1")["payload"], seq=1)
     assert peer_c.says(peer_c.batch(letter)) == "done"
     assert Mailbox.objects.get(record__name="alice").message_count == 1
+
+
+def test_the_push_batches_a_restored_backup_had_queued_are_not_sent(peer_b: FakePeer) -> None:  # noqa: F811
+    own_op("statement", Owner.fresh().register("alice", gateway=GATEWAY).to_dict())
+    services.push_to_peer(peer_id=Peer.objects.get().id)
+    (queued,) = OutboundMessage.objects.filter(idempotency_key__startswith="fed-ops:")
+    services.log_restored(reason="test")
+    queued.refresh_from_db()
+    assert queued.status == OutboundMessage.Status.CANCELLED
