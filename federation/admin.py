@@ -58,6 +58,8 @@ class PeerAdmin(admin.ModelAdmin):
         "refused_ops",
         "waiting_seq",
         "waiting_since",
+        "incarnation",
+        "log_position",
         "created_at",
     )
     actions = ("pause", "resume")
@@ -69,6 +71,8 @@ class PeerAdmin(admin.ModelAdmin):
         paused = list(Peer.objects.filter(paused=True).values_list("name", flat=True))
         if paused:
             self.message_user(request, f"Paused peers (see their reason): {', '.join(paused)}", level=messages.WARNING)
+        for head in LogHead.objects.filter(recovering=True):
+            self.message_user(request, f"This gateway's log: {head.recovery_note}", level=messages.WARNING)
         return super().changelist_view(request, extra_context)
 
     @admin.display(description="lag (ops)")
