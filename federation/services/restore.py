@@ -186,7 +186,9 @@ def own_ops_recovered(*, peer: Peer, body: dict[str, Any]) -> dict[str, int]:
     with transaction.atomic():
         LogHead.objects.get_or_create(origin=origin)
         head = LogHead.objects.select_for_update().get(origin=origin)
-        top = max(head.seq, body["head"]) if head.recovering else head.seq
+        if not head.recovering:
+            return counts  # a late answer: the recovery is over
+        top = max(head.seq, body["head"])
         ops = sorted((op for op in body["ops"] if isinstance(op, dict)), key=lambda op: op.get("seq") or 0)
         seqs = [op["seq"] for op in ops if isinstance(op.get("seq"), int)]
         held = {
@@ -195,7 +197,7 @@ def own_ops_recovered(*, peer: Peer, body: dict[str, Any]) -> dict[str, int]:
         }
         why = ""
         for op in ops:
-            outcome = _recover(op, origin=origin, top=top, held=held, peer=peer)
+            outcome = _recover(op, after=head.restored_from or 0, upto=body["head"], held=held, peer=peer)
             if outcome == "wait":
                 break
             if outcome.startswith("invalid"):
@@ -205,20 +207,21 @@ def own_ops_recovered(*, peer: Peer, body: dict[str, Any]) -> dict[str, int]:
             else:
                 counts["recovered" if outcome == "applied" else "skipped"] += 1
         LogHead.objects.filter(id=head.id).update(seq=top, recovered_ops=F("recovered_ops") + counts["recovered"])
-        if head.recovering:
-            Peer.objects.filter(id=peer.id).update(log_position=body["head"])
+        Peer.objects.filter(id=peer.id).update(log_position=body["head"])
         if counts["invalid"]:
             invalid_count(peer=peer, count=counts["invalid"], why=f"in our own log it sent back: {why}")
-    if head.recovering:
-        transaction.on_commit(_progress_later)
+    transaction.on_commit(_progress_later)
     return counts
 
 
-def _recover(op: dict[str, Any], *, origin: str, top: int, held: dict[int, tuple[str, int]], peer: Peer) -> str:
+def _recover(op: dict[str, Any], *, after: int, upto: int, held: dict[int, tuple[str, int]], peer: Peer) -> str:
+    """One op of our log a peer sent back, if at a position after the backup's head and up to how far that peer
+    says it holds the log (what the database had before is kept as it is)."""
+    origin = self_key() or ""
     try:
         sync.check_op(op)
-        if op["seq"] > top:
-            return "held"  # not a position of our log anyone said they hold
+        if not after < op["seq"] <= upto:
+            return "held"
         mine = held.get(op["seq"])
         if mine is not None and mine[0] == op["kind"] and abs(mine[1] - op["created_at"]) <= 1:
             return "held"  # the same op (``created_at`` to the millisecond, as the wire rounds it)
@@ -265,16 +268,16 @@ def restore_progress() -> bool:
     top = max([head.seq, *(peer.log_position or 0 for peer in peers)])
     if top > head.seq:
         LogHead.objects.filter(id=head.id, seq__lt=top).update(seq=top)
-    missing = _missing(origin, after=head.restored_from or 0, upto=top)
+    missing, first = _missing(origin, after=head.restored_from or 0, upto=top)
     silent = [peer for peer in peers if peer.log_position is None]
     waited = (timezone.now() - head.restored_at).total_seconds() > settings.MNS_FEDERATION_RESTORE_WAIT_SECONDS
     if (not missing and not silent) or waited:
-        _finish(head, top=top, missing=missing, silent=silent)
+        _finish(head, top=top, missing=(missing, first), silent=silent)
         return False
     for peer in silent:
         _ask_where(peer, origin, head.incarnation)
     if missing:
-        since = missing[0] - 1
+        since = first - 1
         for peer in peers:
             if (peer.log_position or 0) > since:
                 body = sync.message("pull", origin=origin, since=since, incarnation=head.incarnation)
@@ -282,23 +285,29 @@ def restore_progress() -> bool:
     return True
 
 
-def _missing(origin: str, *, after: int, upto: int) -> list[int]:
-    """The positions of our log in ``after+1 … upto`` we do not hold."""
-    held = set(
-        Operation.objects.filter(origin=origin, seq__gt=after, seq__lte=upto).values_list("seq", flat=True).iterator()
-    )
-    return [seq for seq in range(after + 1, upto + 1) if seq not in held]
+def _missing(origin: str, *, after: int, upto: int) -> tuple[int, int]:
+    """How many positions of our log in ``after+1 … upto`` we do not hold, and the first of them (0: none)."""
+    held = Operation.objects.filter(origin=origin, seq__gt=after, seq__lte=upto).order_by("seq")
+    first, expected = 0, after + 1
+    for seq in held.values_list("seq", flat=True).iterator():
+        if seq != expected:
+            first = expected
+            break
+        expected += 1
+    if not first and expected <= upto:
+        first = expected
+    return upto - after - held.count(), first
 
 
-def _finish(head: LogHead, *, top: int, missing: list[int], silent: list[Peer]) -> None:
+def _finish(head: LogHead, *, top: int, missing: tuple[int, int], silent: list[Peer]) -> None:
     head.refresh_from_db()
     note = (
         f"restored from a backup at {head.restored_at:%Y-%m-%d %H:%M:%S} UTC: the log was at {head.restored_from}, "
         f"its peers held it up to {top}; {head.recovered_ops} lost op(s) recovered from them; numbering resumes "
         f"after {top} (incarnation {head.incarnation})"
     )
-    if missing:
-        note += f"; {len(missing)} position(s) no peer sent back (first: {missing[0]})"
+    if missing[0]:
+        note += f"; {missing[0]} position(s) no peer sent back (first: {missing[1]})"
     if silent:
         note += f"; not answered: {', '.join(peer.name for peer in silent)}"
     LogHead.objects.filter(id=head.id).update(recovering=False, recovery_note=note[:2000])
