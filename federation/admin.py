@@ -6,7 +6,7 @@ from django.http import HttpRequest
 
 from core.admin import ReadOnlyAdmin
 from federation import selectors, services
-from federation.models import Claim, Lease, Operation, Peer
+from federation.models import Claim, Lease, LogHead, Operation, Peer
 
 
 class PausedFilter(admin.SimpleListFilter):
@@ -58,6 +58,8 @@ class PeerAdmin(admin.ModelAdmin):
         "refused_ops",
         "waiting_seq",
         "waiting_since",
+        "incarnation",
+        "log_position",
         "created_at",
     )
     actions = ("pause", "resume")
@@ -69,6 +71,8 @@ class PeerAdmin(admin.ModelAdmin):
         paused = list(Peer.objects.filter(paused=True).values_list("name", flat=True))
         if paused:
             self.message_user(request, f"Paused peers (see their reason): {', '.join(paused)}", level=messages.WARNING)
+        for head in LogHead.objects.filter(recovering=True):
+            self.message_user(request, f"This gateway's log: {head.recovery_note}", level=messages.WARNING)
         return super().changelist_view(request, extra_context)
 
     @admin.display(description="lag (ops)")
@@ -88,6 +92,17 @@ class PeerAdmin(admin.ModelAdmin):
     def resume(self, request: HttpRequest, queryset: QuerySet[Peer]) -> None:
         done = sum(services.peer_resume(peer_id=p.id) for p in queryset)
         self.message_user(request, f"Resumed {done} peers.")
+
+
+@admin.register(LogHead)
+class LogHeadAdmin(ReadOnlyAdmin):
+    """This gateway's own log: its head, its incarnation, and what the last restore from a backup did."""
+
+    list_display = ("origin_short", "seq", "incarnation", "recovering", "restored_at", "recovered_ops", "recovery_note")
+
+    @admin.display(description="origin")
+    def origin_short(self, obj: LogHead) -> str:
+        return f"…{obj.origin[-16:]}"
 
 
 @admin.register(Operation)

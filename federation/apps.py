@@ -17,6 +17,7 @@ class FederationConfig(AppConfig):
             register_type("mns-sync", message_type, handler)
         on_outbound_sent("fed-ops:", services.ops_batch_sent)
         worker_ready.connect(_sync_at_start, weak=False)
+        health.register("log", selectors.log_check, critical=False, applies=selectors.has_log)
         health.register(
             "peers", selectors.peers_check, critical=False, applies=selectors.has_peers, report=selectors.peers_report
         )

@@ -66,6 +66,18 @@ def pull(message: InboundMessage, body: dict[str, Any]) -> None:
         services.pull_received(peer=peer, message=message, body=body)
 
 
+def where(message: InboundMessage, body: dict[str, Any]) -> None:
+    peer = _checked(message, body)
+    if peer is not None:
+        services.where_received(peer=peer, body=body)
+
+
+def position(message: InboundMessage, body: dict[str, Any]) -> None:
+    peer = _checked(message, body)
+    if peer is not None:
+        services.position_received(peer=peer, body=body)
+
+
 HANDLERS: dict[str, Callable[[InboundMessage, dict[str, Any]], None]] = {
     "claim": claim,
     "claim-ack": claim_ack,
@@ -74,4 +86,6 @@ HANDLERS: dict[str, Callable[[InboundMessage, dict[str, Any]], None]] = {
     "abort": abort,
     "ops": ops,
     "pull": pull,
+    "where": where,
+    "position": position,
 }

@@ -10,6 +10,8 @@ The invariants the database keeps itself, so no race can break them:
   ack two owners of one name at once.
 """
 
+import secrets
+
 from django.db import models
 from django.db.models import Q
 
@@ -38,6 +40,10 @@ class Peer(models.Model):
         null=True, blank=True, help_text="An op that cannot be applied yet (it follows another origin's op)."
     )
     waiting_since = models.DateTimeField(null=True, blank=True)
+    incarnation = models.CharField(max_length=32, blank=True, help_text="Of its log, as its last ops said.")
+    log_position = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="How far it holds our log, as it last told us (restore)."
+    )
     applied_ops = models.PositiveBigIntegerField(default=0)
     invalid_ops = models.PositiveIntegerField(default=0, help_text="Ops refused because they did not verify.")
     refused_ops = models.PositiveIntegerField(default=0, help_text="Valid ops refused by a limit (quota, names).")
@@ -54,11 +60,26 @@ class Peer(models.Model):
         return max(self.remote_head - self.cursor, 0)
 
 
+def new_incarnation() -> str:
+    """A random id for one life of a log: a gateway restored from a backup starts a new one."""
+    return secrets.token_hex(8)
+
+
 class LogHead(models.Model):
-    """The last seq this gateway gave one of its own operations (one row per own identity key)."""
+    """The last seq this gateway gave one of its own operations (one row per own identity key), and the log's
+    incarnation: a gateway restored from a backup starts a new one, recovers its lost ops from its peers, and
+    numbers no new op until it has (``federation.services.log_restored``)."""
 
     origin = models.TextField(unique=True)
     seq = models.PositiveBigIntegerField(default=0)
+    incarnation = models.CharField(max_length=32, default=new_incarnation)
+    recovering = models.BooleanField(default=False, help_text="Restored from a backup: recovering, not numbering.")
+    restored_at = models.DateTimeField(null=True, blank=True)
+    restored_from = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="The head the restored database had: what follows is recovered from peers."
+    )
+    recovered_ops = models.PositiveBigIntegerField(default=0)
+    recovery_note = models.TextField(blank=True, help_text="What the last restore found and did.")
 
     def __str__(self) -> str:
         return f"head {self.seq}"

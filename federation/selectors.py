@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db.models import Max, QuerySet
 from django.utils import timezone
 
-from federation.models import Claim, Lease, Operation, Peer
+from federation.models import Claim, Lease, LogHead, Operation, Peer
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,22 @@ def peers_check() -> str:
 def peers_report() -> list[dict]:
     """Each enabled peer's last heard, lag in operations and seconds, invalid operations and pause."""
     return [asdict(peer) for peer in peers_health()]
+
+
+def log_check() -> str:
+    """The log part of ``/api/v1/health``: degraded while the gateway, restored from a backup, recovers its log
+    from its peers; else its head and incarnation, and what the last restore did."""
+    head = LogHead.objects.order_by("-id").first()
+    if head is None:
+        return "no log yet"
+    if head.recovering:
+        raise RuntimeError(f"{head.recovery_note}"[:180])
+    detail = f"head {head.seq}, incarnation {head.incarnation}"
+    return f"{detail}; {head.recovery_note}"[:400] if head.restored_at else detail
+
+
+def has_log() -> bool:
+    return LogHead.objects.exists()
 
 
 def has_peers() -> bool:

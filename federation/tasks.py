@@ -25,6 +25,11 @@ def pull_peer(peer_id: int) -> bool:
     return services.pull_request(peer_id=peer_id)
 
 
+@shared_task(name="federation.restore_progress", ignore_result=True)
+def restore_progress() -> bool:
+    return services.restore_progress()
+
+
 @shared_task(name="federation.claims_expire", ignore_result=True)
 def claims_expire() -> tuple[int, int]:
     return services.claims_expire()
@@ -42,6 +47,7 @@ def sync() -> int:
         enqueue_now(push_peer, peer_id)
         enqueue_now(pull_peer, peer_id)
     enqueue_now(claims_expire)
+    services.restore_progress()  # restored from a backup: asks, pulls, and resumes numbering when done
     services.op_sequence()
     services.peer_lag_sample(every=settings.MNS_SAMPLE_EVERY)  # for the admin's chart
     return len(peers)

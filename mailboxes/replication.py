@@ -30,10 +30,11 @@ def mailbox_apply(origin: str, payload: dict[str, Any]) -> str:
     replicas = payload.get("replicas")
     if not isinstance(replicas, list) or not replicas or not all(isinstance(key, str) for key in replicas):
         raise Invalid("replicas_invalid")
+    if record.status != NameRecord.Status.ACTIVE or record.owner_key != kinds.text(payload, "owner"):
+        # First: the name's statements, relayed, may overtake its old home's mailbox op (which is not relayed).
+        raise Skip("name_moved_on")
     if not record.gateways or record.gateways[0] != origin:
         raise Invalid("mailbox_not_from_home")
-    if record.status != NameRecord.Status.ACTIVE or record.owner_key != kinds.text(payload, "owner"):
-        raise Skip("name_moved_on")
     replicas = [origin, *(key for key in replicas if key != origin)][:1000]
     registry_services.name_replicas_set(name=record.name, gateways=replicas)
     if federation.me() not in replicas:
@@ -47,6 +48,8 @@ def message_apply(origin: str, payload: dict[str, Any]) -> str:
     if payload.get("gone") is True:
         raise Skip("gone")
     record = _replica_record(payload)
+    if origin not in record.gateways and len(record.gateways) <= 1:
+        raise Wait()  # another replica's letter, before the home's op that names the replicas (another origin)
     if federation.me() not in record.gateways:
         raise Skip("not_replica")
     if origin not in record.gateways:

@@ -486,6 +486,11 @@ MNS_FEDERATION_CLAIM_SECONDS = env_int("MNS_FEDERATION_CLAIM_SECONDS", 120, mini
 MNS_FEDERATION_SYNC_EVERY = env_int("MNS_FEDERATION_SYNC_EVERY", 30, minimum=1, maximum=3600)
 # An op that follows another origin's op not applied yet is retried for this long, then skipped.
 MNS_FEDERATION_WAIT_SECONDS = env_int("MNS_FEDERATION_WAIT_SECONDS", 600, minimum=10)
+# How many gateways in a row may relay an owner-signed op on (the diameter the membership graph may have).
+MNS_FEDERATION_RELAY_HOPS = env_int("MNS_FEDERATION_RELAY_HOPS", 8, minimum=0, maximum=64)
+# A gateway restored from a backup numbers no new op until every peer said how far it holds its log and the lost
+# ops are back, or for at most this many seconds (then it goes on, and says which peers did not answer).
+MNS_FEDERATION_RESTORE_WAIT_SECONDS = env_int("MNS_FEDERATION_RESTORE_WAIT_SECONDS", 3600, minimum=10)
 
 # --- Entry points on chain (DESIGN §6) -------------------------------------------------------------------------
 # This gateway publishes the entry-point list (only one gateway of the network should; it runs entrypoints_setup).

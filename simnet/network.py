@@ -197,6 +197,17 @@ class SimNetwork:
         while not self._stop_blocks.wait(self.block_interval):
             self.make_block()
 
+    def cut(self, first: int, second: int, *, cut: bool = True) -> None:
+        """Nodes ``first`` and ``second`` cannot reach each other (a partition: each one's connections to the
+        other's P2P port are refused at once, MLS lookups and relays included); ``cut=False`` heals it."""
+        one, other = self.nodes[first], self.nodes[second]
+        for node, far in ((one, other), (other, one)):
+            ports = {far.p2p_port} | ({far.advertised_port} if far.advertised_port else set())
+            if cut:
+                node.cut_off |= ports
+            else:
+                node.cut_off -= ports
+
     def make_block(self) -> None:
         """Mine one block now and tell every running node about the coins it changed."""
         changes = self.chain.mine()

@@ -142,6 +142,7 @@ class SimNode:
         self.advertised_port: int | None = None
         self.unreachable_mode = "refuse"
         self._dead_port: p2p.DeadPort | None = None
+        self.cut_off: set[int] = set()  # P2P ports of nodes this one cannot reach (``SimNetwork.cut``)
         self._mls_stop: threading.Event | None = None
         self.wallet_count = 2
         self._new_keys()
@@ -392,17 +393,23 @@ class SimNode:
     def new_message(self, to_key: bytes, application: str, data: bytes) -> MaximaMessage:
         return MaximaMessage(self.identity_public, to_key, random_bytes(32), now_ms(), application, data)
 
+    def exchange(self, host: str, port: int, kind: bytes, payload: bytes) -> bytes:
+        """One frame to another node, as ``p2p.exchange``; refused at once when the network is cut between them."""
+        if port in self.cut_off:
+            raise p2p.TransportError("java.net.ConnectException: Connection refused")
+        return p2p.exchange(host, port, kind, payload)
+
     def deliver(self, message: MaximaMessage, host: str, port: int) -> bytes:
         """Seal and send one message; returns the receiver's answer or raises p2p.TransportError."""
         package = seal_package(message, self.identity_private)
-        return p2p.exchange(host, port, p2p.KIND_MESSAGE, package)
+        return self.exchange(host, port, p2p.KIND_MESSAGE, package)
 
     def send_package(self, message: MaximaMessage, package: bytes, host: str, port: int) -> tuple[bytes, float]:
         """Send a sealed package through this node's send pipeline (simnet.sending); returns the receiver's answer
         and the seconds until the package left the pipeline. A package over the limit is refused at once, as on a
         real node (fixture 19: 31 ms for 300 000 bytes), so only its base time counts."""
         size = len(message.data) if package_size(package) <= MAX_PACKAGE_SIZE else 0
-        return self.sends.send(size, lambda: p2p.exchange(host, port, p2p.KIND_MESSAGE, package))
+        return self.sends.send(size, lambda: self.exchange(host, port, p2p.KIND_MESSAGE, package))
 
     def queue_poll(self, message: MaximaMessage, host: str, port: int, delay_ms: int) -> None:
         poll = self._poll
@@ -476,7 +483,7 @@ class SimNode:
         if client is None:
             return p2p.RESPONSE_UNKNOWN
         try:
-            return p2p.exchange(client.host, client.p2p_port, p2p.KIND_MESSAGE, package)
+            return self.exchange(client.host, client.p2p_port, p2p.KIND_MESSAGE, package)
         except p2p.TransportError as exc:
             logger.info("simnet node %s: relay to node %s failed (%s)", self.index, client.index, exc)
             return p2p.RESPONSE_UNKNOWN
@@ -523,7 +530,7 @@ class SimNode:
             self.mls_register(entry)
             return
         try:
-            p2p.exchange(mls.host, mls.port, p2p.KIND_MLS_REGISTER, json.dumps(entry).encode())
+            self.exchange(mls.host, mls.port, p2p.KIND_MLS_REGISTER, json.dumps(entry).encode())
         except p2p.TransportError as exc:
             logger.info("simnet node %s: MLS registration failed (%s)", self.index, exc)
 
@@ -550,7 +557,7 @@ class SimNode:
         command fail as on real nodes (fixtures 174, 175: ``java.net.ConnectException: Connection refused``)."""
         request = json.dumps({"publickey": target_hex, "requester": self.publickey_hex}).encode()
         try:
-            answer = p2p.exchange(mls.host, mls.port, p2p.KIND_MLS_LOOKUP, request)
+            answer = self.exchange(mls.host, mls.port, p2p.KIND_MLS_LOOKUP, request)
         except p2p.TransportError as exc:
             raise CommandError(str(exc)) from None
         try:

@@ -39,7 +39,14 @@ from federation.services.peers import (
     peer_upsert,
     self_key,
 )
+from federation.services.relay import relayed_by
 from federation.services.replication import gateways_known, me, ops_received
+from federation.services.restore import (
+    log_restored,
+    position_received,
+    restore_progress,
+    where_received,
+)
 
 __all__ = [
     "Invalid",
@@ -57,6 +64,7 @@ __all__ = [
     "gateways_known",
     "hold_lose",
     "invalid_count",
+    "log_restored",
     "me",
     "op_append",
     "op_append_sql",
@@ -71,11 +79,15 @@ __all__ = [
     "peer_remove",
     "peer_resume",
     "peer_upsert",
+    "position_received",
     "pull_received",
     "pull_request",
     "push_to_peer",
     "register_name_space",
     "register_outcomes",
+    "relayed_by",
     "replicas_for_new_mailbox",
+    "restore_progress",
     "self_key",
+    "where_received",
 ]

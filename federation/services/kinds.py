@@ -34,13 +34,16 @@ class Kind:
     apply: Apply  # (the origin's identity key, the payload) -> the outcome: "applied", or why it changed nothing
     wire: Wire | None
     lock: Lock | None  # takes, in its own order, the rows a batch's ops of this kind will lock, before any applies
+    relay: bool = False  # verifiable without trusting the sender (owner-signed): relayed on to the other peers
 
 
 _kinds: dict[str, Kind] = {}
 
 
-def register(kind: str, *, apply: Apply, wire: Wire | None = None, lock: Lock | None = None) -> None:
-    _kinds[kind] = Kind(apply=apply, wire=wire, lock=lock)
+def register(
+    kind: str, *, apply: Apply, wire: Wire | None = None, lock: Lock | None = None, relay: bool = False
+) -> None:
+    _kinds[kind] = Kind(apply=apply, wire=wire, lock=lock, relay=relay)
 
 
 def lock_for(ops: list[Any]) -> None:

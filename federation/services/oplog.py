@@ -94,7 +94,9 @@ def op_sequence(*, chunk: int = 2000) -> int:
         with transaction.atomic():
             LogHead.objects.get_or_create(origin=origin)
             LogHead.objects.filter(origin=origin).update(seq=F("seq"))  # the lock, before reading anything
-            head = LogHead.objects.filter(origin=origin).values_list("seq", flat=True).get()
+            head, recovering = LogHead.objects.filter(origin=origin).values_list("seq", "recovering").get()
+            if recovering:  # restored from a backup: no number is given until the peers' positions are known
+                return numbered
             ops = list(Operation.objects.filter(origin=origin, seq__isnull=True).order_by("id").only("id")[:chunk])
             if not ops:
                 return numbered
@@ -129,8 +131,9 @@ def push_to_peer(*, peer_id: int, limit: int = 2000) -> int:
     if origin is None or peer is None or _push_stalled(peer):
         return 0
     op_sequence()
+    incarnation, recovering = _log_state(origin)
     head = selectors.log_head(origin=origin)
-    if peer.pushed >= head:
+    if peer.pushed >= head or recovering:
         return 0
     ops = [op_wire(op) for op in selectors.ops_since(origin=origin, since=peer.pushed, limit=limit)]
     sent = 0
@@ -139,9 +142,15 @@ def push_to_peer(*, peer_id: int, limit: int = 2000) -> int:
         with transaction.atomic():
             if not Peer.objects.filter(id=peer.id, pushed=first - 1).update(pushed=last):
                 break  # another push took this range
-            _send(peer, batch, f"fed-ops:{_short(peer.identity_key)}:{first}-{last}")
+            _send(peer, {**batch, "incarnation": incarnation}, f"fed-ops:{_short(peer.identity_key)}:{first}-{last}")
         sent += len(batch["ops"])
     return sent
+
+
+def _log_state(origin: str) -> tuple[str, bool]:
+    """The incarnation of this gateway's log, and whether it is recovering from a restored backup."""
+    LogHead.objects.get_or_create(origin=origin)
+    return LogHead.objects.filter(origin=origin).values_list("incarnation", "recovering").get()
 
 
 def _push_stalled(peer: Peer) -> bool:
@@ -166,17 +175,29 @@ def pull_request(*, peer_id: int) -> bool:
     if peer is None:
         return False
     period = int(time.time() // settings.MNS_FEDERATION_SYNC_EVERY)
-    body = sync.message("pull", origin=peer.identity_key, since=peer.cursor)
+    body = sync.message("pull", origin=peer.identity_key, since=peer.cursor, incarnation=peer.incarnation or None)
     _send(peer, body, f"fed-pull:{_short(peer.identity_key)}:{peer.cursor}:{period}")
     Peer.objects.filter(id=peer.id).update(last_pull_at=timezone.now())
     return True
 
 
 def pull_received(*, peer: Peer, message: InboundMessage, body: dict[str, Any]) -> int:
-    """Answer a peer's ``pull`` with one ``ops`` batch of our log after its cursor (it pulls again while behind)."""
-    origin = self_key()
+    """Answer a peer's ``pull`` with one ``ops`` batch of our log after its cursor (it pulls again while behind).
+
+    A peer restored from a backup pulls its own log back: answered from our copy of it. A pull after a position
+    past our head says we were restored from a backup (``restore.position_seen``)."""
+    from federation.services import restore  # restore relays, and the relay appends here
+
+    origin, tag = self_key(), f"{_short(peer.identity_key)}:{body['since']}:{message.msgid[2:26]}"
+    if origin is not None and body["origin"] == peer.identity_key != origin:
+        batch = restore.own_log_served(peer=peer, since=body["since"])
+        _send(peer, batch, f"fed-served:{tag}")
+        return len(batch["ops"])
     if origin is None or body["origin"] != origin:
         raise Ignored("a pull for a log this gateway does not keep")
+    incarnation, recovering = _log_state(origin)
+    if recovering or body["since"] > LogHead.objects.get(origin=origin).seq:
+        restore.position_seen(peer=peer, seq=body["since"], origin=origin)
     # Not numbered here: this runs in the inbound task's transaction, which would hold the head row while the
     # answer is built. Pushes (after every commit that logs, when there are peers) and each sync round number it.
     head = selectors.log_head(origin=origin)
@@ -185,7 +206,7 @@ def pull_received(*, peer: Peer, message: InboundMessage, body: dict[str, Any]) 
         sync.batches(origin=origin, head=head, ops=ops, max_bytes=settings.MNS_FEDERATION_BATCH_BYTES),
         sync.message("ops", origin=origin, head=head, ops=[]),
     )
-    _send(peer, batch, f"fed-answer:{_short(peer.identity_key)}:{body['since']}:{message.msgid[2:26]}")
+    _send(peer, {**batch, "incarnation": incarnation}, f"fed-answer:{tag}")
     return len(batch["ops"])
 
 

@@ -14,10 +14,11 @@ from django.db.models import F
 from django.utils import timezone
 
 from federation.models import Operation, Peer
-from federation.services import kinds
+from federation.services import kinds, restore
 from federation.services.kinds import Invalid, Skip, Wait
 from federation.services.oplog import pull_request
-from federation.services.peers import invalid_count, self_key
+from federation.services.peers import _ms, invalid_count, self_key
+from federation.services.relay import relay_onward, relaying
 from mns_client.protocol import sync
 from mns_client.protocol.errors import MNSError
 
@@ -33,7 +34,9 @@ def ops_received(*, peer: Peer, body: dict[str, Any]) -> dict[str, int]:
     (given up after ``MNS_FEDERATION_WAIT_SECONDS``). The cursor, the counters and the health marks move in the
     same transaction as the ops' effects, so a crash half-way applies nothing twice.
     """
-    counts = {"applied": 0, "skipped": 0, "invalid": 0, "duplicate": 0}
+    counts = {"applied": 0, "skipped": 0, "invalid": 0, "duplicate": 0, "reused": 0}
+    if body["origin"] == me() != peer.identity_key:
+        return restore.own_ops_recovered(peer=peer, body=body)  # our own log, sent back after a restore
     if body["origin"] != peer.identity_key:
         invalid_count(peer=peer, count=1, why="a batch of another origin's log")
         counts["invalid"] = 1
@@ -41,6 +44,7 @@ def ops_received(*, peer: Peer, body: dict[str, Any]) -> dict[str, int]:
     ops = sorted(body["ops"], key=lambda op: op.get("seq", 0) if isinstance(op, dict) else 0)
     allowed = _rate_take(peer, len(ops))
     peer = Peer.objects.select_for_update().get(id=peer.id)
+    restore.log_seen(peer=peer, body=body)
     batch = _Batch(me=self_key(), known={peer.identity_key, *Peer.objects.values_list("identity_key", flat=True)})
     token = _batch.set(batch)
     try:
@@ -52,6 +56,9 @@ def ops_received(*, peer: Peer, body: dict[str, Any]) -> dict[str, int]:
     _peer_advance(peer, cursor=cursor, head=max(body["head"], cursor), counts=counts)
     if counts["invalid"]:
         invalid_count(peer=peer, count=counts["invalid"], why=why_invalid)
+    if counts["reused"]:
+        logger.warning("peer %s sent %s new op(s) at positions it used before: restored?", peer.name, counts["reused"])
+        restore.position_send(peer=Peer.objects.get(id=peer.id))
     if cursor < body["head"] and (stopped or allowed == len(ops)) and not _is_waiting(peer, cursor):
         pull_request(peer_id=peer.id)
     return counts
@@ -77,15 +84,23 @@ def me() -> str | None:
 
 def _ops_apply(peer: Peer, ops: list[Any], counts: dict[str, int]) -> tuple[int, bool, str]:
     cursor, stopped, why_invalid = peer.cursor, False, ""
+    recovering = restore.log_recovering(origin=me() or "")
+    reused = _reused_positions(peer, ops)
     for op in ops:
         seq = op.get("seq") if isinstance(op, dict) else None
         if isinstance(seq, int) and seq <= cursor:
-            counts["duplicate"] += 1
+            if seq in reused:  # a new op at a position the peer used before it was restored: not a duplicate
+                counts["reused"] += 1
+                _apply(peer, op)
+            else:
+                counts["duplicate"] += 1
             continue
         if seq != cursor + 1:
             stopped = True  # a gap (or garbage): ask for what follows the cursor
             break
         outcome = _apply(peer, op)
+        if outcome.startswith("invalid") and recovering:
+            outcome = "wait"  # our state is behind what we are recovering: retried, not counted against the peer
         if outcome == "wait":
             if not _waited_too_long(peer, seq):
                 stopped = True
@@ -99,6 +114,20 @@ def _ops_apply(peer: Peer, ops: list[Any], counts: dict[str, int]) -> tuple[int,
             counts["applied" if outcome == "applied" else "skipped"] += 1
         cursor = seq
     return cursor, stopped, why_invalid
+
+
+def _reused_positions(peer: Peer, ops: list[Any]) -> set[int]:
+    """The positions at or below the cursor where the batch brings another op than the one stored here (another
+    ``created_at``): the peer was restored from a backup and numbered new ops from an older head."""
+    sent = {
+        op["seq"]: op.get("created_at")
+        for op in ops
+        if isinstance(op, dict) and isinstance(op.get("seq"), int) and op["seq"] <= peer.cursor
+    }
+    if not sent:
+        return set()
+    stored = Operation.objects.filter(origin=peer.identity_key, seq__in=list(sent)).values_list("seq", "created_at")
+    return {seq for seq, at in stored if not isinstance(sent[seq], int) or abs(_ms(at) - sent[seq]) > 1}
 
 
 def _peer_advance(peer: Peer, *, cursor: int, head: int, counts: dict[str, int]) -> None:
@@ -155,8 +184,15 @@ def _apply(peer: Peer, op: Any) -> str:
         sync.check_op(op)
         if sync.op_size(op) > settings.MNS_FEDERATION_MAX_OP_BYTES:
             raise Invalid("op_too_large")
-        with transaction.atomic():
-            outcome = kinds.kind_of(op["kind"]).apply(peer.identity_key, op["payload"])
+        kind, relay = kinds.kind_of(op["kind"]), sync.op_relay(op["payload"])
+        if relay is not None and (not kind.relay or relay[0] == peer.identity_key):
+            raise Invalid("relay_invalid")  # mailbox contents are never relayed; an origin does not relay its own
+        origin, hops = relay or (peer.identity_key, 0)
+        payload = sync.unrelayed(op["payload"])
+        with transaction.atomic(), relaying(peer.identity_key if relay else None):
+            outcome = kind.apply(origin, payload)
+            if outcome == "applied" and kind.relay:
+                relay_onward(kind=op["kind"], payload=payload, origin=origin, hops=hops + 1, sender=peer.identity_key)
             _op_store(peer, op, outcome)
             return outcome
     except Wait:

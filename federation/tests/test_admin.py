@@ -67,3 +67,16 @@ def test_a_peers_bookkeeping_is_shown_read_only_once_it_exists(staff_client: Cli
     form = response.context["adminform"].form
     assert list(form.fields) == ["name", "identity_key", "address", "permanent", "api_url", "enabled"]
     assert "Waiting seq" in response.content.decode()  # read-only, shown for diagnosis
+
+
+def test_staff_see_that_the_gateway_is_recovering_its_log_after_a_restore_and_what_it_did(
+    staff_client: Client,
+    peer_b: FakePeer,  # noqa: F811
+) -> None:
+    from federation import services
+
+    services.log_restored(reason="the operator restored a backup")
+    peers = staff_client.get("/admin/federation/peer/").content.decode()
+    assert "restored from a backup (the operator restored a backup)" in peers
+    heads = staff_client.get("/admin/federation/loghead/").content.decode()
+    assert "recovering" in heads

@@ -3,8 +3,12 @@
 
 Every message is compact UTF-8 JSON ``{"v":1,"type":…,…}`` sent over Maxima; Maxima's verified ``from`` says which
 gateway sent it. Types: ``claim``, ``claim-ack``, ``claim-nack``, ``commit``, ``abort`` (name claims), ``ops`` (a
-batch of one origin's operations, pushed or answering a ``pull``) and ``pull`` (ask for an origin's operations
-after a cursor).
+batch of one origin's operations, pushed or answering a ``pull``), ``pull`` (ask for an origin's operations
+after a cursor), and ``where``/``position`` (a gateway restored from a backup asks how far its peers hold its
+log; a peer says so, asked or not). ``ops`` and ``pull`` may name the ``incarnation`` of the origin's log.
+
+An operation relayed by a gateway that is not its origin carries ``"relay":{"origin":…,"hops":n}`` in its
+payload (``op_relay``): the gateway whose log it first appeared in, and how many gateways passed it on.
 """
 
 import json
@@ -26,14 +30,16 @@ _FIELDS: dict[str, tuple[set[str], set[str]]] = {  # type: (required, optional)
     "claim-nack": ({"claim_id"}, {"reason"}),
     "commit": ({"claim_id"}, set()),
     "abort": ({"claim_id"}, set()),
-    "ops": ({"origin", "head", "ops"}, set()),
-    "pull": ({"origin", "since"}, {"limit"}),
+    "ops": ({"origin", "head", "ops"}, {"incarnation"}),
+    "pull": ({"origin", "since"}, {"limit", "incarnation"}),
+    "where": ({"origin", "incarnation"}, set()),
+    "position": ({"origin", "seq"}, {"incarnation"}),
 }
 _OP_FIELDS = {"seq", "kind", "payload", "created_at"}
 
 
-_TEXT_FIELDS = ("claim_id", "name", "owner", "origin", "reason", "skeleton")
-_COUNT_FIELDS = ("expires_at", "head", "since", "limit")
+_TEXT_FIELDS = ("claim_id", "name", "owner", "origin", "reason", "skeleton", "incarnation")
+_COUNT_FIELDS = ("expires_at", "head", "since", "limit", "seq")
 MAX_TEXT_CHARS = 600
 
 
@@ -106,3 +112,28 @@ def batches(*, origin: str, head: int, ops: Iterable[dict[str, Any]], max_bytes:
         size += extra
     if batch:
         yield message("ops", origin=origin, head=head, ops=batch)
+
+
+RELAY = "relay"
+MAX_RELAY_HOPS = 64
+
+
+def op_relay(payload: dict[str, Any]) -> tuple[str, int] | None:
+    """The ``(origin, hops)`` a relayed op's payload names (``"relay":{"origin":"0x…","hops":n}``), ``None`` for
+    an op of the sender's own; ``SyncMessageInvalid`` when the relay is malformed."""
+    relay = payload.get(RELAY)
+    if relay is None:
+        return None
+    fields.check_keys(relay, required={"origin", "hops"}, invalid=_op_invalid, what="relay")
+    origin = fields.text(relay["origin"], "relay.origin", invalid=_op_invalid, max_chars=MAX_TEXT_CHARS)
+    return origin, fields.integer(relay["hops"], "relay.hops", invalid=_op_invalid, low=1, high=MAX_RELAY_HOPS)
+
+
+def relayed(payload: dict[str, Any], *, origin: str, hops: int) -> dict[str, Any]:
+    """An op's payload as a relay passes it on: the same, naming the origin and the hops so far."""
+    return {**unrelayed(payload), RELAY: {"origin": origin, "hops": hops}}
+
+
+def unrelayed(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload as its origin logged it (the relay's note taken off)."""
+    return {key: value for key, value in payload.items() if key != RELAY}

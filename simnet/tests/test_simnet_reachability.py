@@ -141,3 +141,15 @@ def test_a_network_restarted_on_its_base_port_keeps_its_addresses(tmp_path: Path
 
     with SimNetwork(nodes=1, block_interval=0.5, state_dir=tmp_path, base_port=base) as second:
         assert second.nodes[0].address == address
+
+
+def test_two_nodes_cut_apart_cannot_reach_each_other_but_both_reach_a_third_until_healed() -> None:
+    with SimNetwork(nodes=3, block_interval=0.5) as network:
+        a, b, c = network.nodes
+        network.cut(0, 2)
+        assert send(a, f"to:{c.address}")["delivered"] is False
+        assert "Connection refused" in send(c, f"to:{a.address}")["error"]
+        assert send(a, f"to:{b.address}")["delivered"] is True
+        assert send(c, f"to:{b.address}")["delivered"] is True
+        network.cut(0, 2, cut=False)
+        assert send(a, f"to:{c.address}")["delivered"] is True
