@@ -4,7 +4,8 @@
 Every message is compact UTF-8 JSON ``{"v":1,"type":…,…}`` sent over Maxima; Maxima's verified ``from`` says which
 gateway sent it. Types: ``claim``, ``claim-ack``, ``claim-nack``, ``commit``, ``abort`` (name claims), ``ops`` (a
 batch of one origin's operations, pushed or answering a ``pull``) and ``pull`` (ask for an origin's operations
-after a cursor).
+after a cursor) and ``root`` (the directory's root at a cut-off, signed with the sender's Maxima key:
+``docs/protocol.md``, "Transparency").
 """
 
 import json
@@ -28,12 +29,14 @@ _FIELDS: dict[str, tuple[set[str], set[str]]] = {  # type: (required, optional)
     "abort": ({"claim_id"}, set()),
     "ops": ({"origin", "head", "ops"}, set()),
     "pull": ({"origin", "since"}, {"limit"}),
+    "root": ({"cutoff", "size", "root", "signature"}, set()),
 }
 _OP_FIELDS = {"seq", "kind", "payload", "created_at"}
 
 
 _TEXT_FIELDS = ("claim_id", "name", "owner", "origin", "reason", "skeleton")
-_COUNT_FIELDS = ("expires_at", "head", "since", "limit")
+_COUNT_FIELDS = ("expires_at", "head", "since", "limit", "cutoff", "size")
+_HEX_FIELDS = {"root": 32, "signature": 128}  # bytes: a SHA-256 hash, a maxsign (RSA-1024) signature
 MAX_TEXT_CHARS = 600
 
 
@@ -76,6 +79,18 @@ def check(body: Any) -> None:
             fields.integer(body[key], key, invalid=_invalid)
     if message_type == "ops":
         fields.json_list(body["ops"], "ops", invalid=_invalid, max_items=MAX_BATCH_OPS)
+    for key, size in _HEX_FIELDS.items():
+        if key in body:
+            _check_hex(body[key], key, size)
+
+
+def _check_hex(value: Any, key: str, size: int) -> None:
+    if not isinstance(value, str) or len(value) != 2 + 2 * size or not value.startswith("0x"):
+        raise _invalid(key, f"0x + {2 * size} hex digits")
+    try:
+        bytes.fromhex(value[2:])
+    except ValueError:
+        raise _invalid(key, "not hex") from None
 
 
 def check_op(op: Any) -> None:

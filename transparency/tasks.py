@@ -1,0 +1,27 @@
+import logging
+
+from celery import shared_task
+from django.conf import settings
+
+from maxima.node import node_client
+from maxima.selectors import gateway_identity_key
+from registry.services import buckets_fill
+from transparency import services
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="transparency.compute", ignore_result=True)
+def compute() -> int | None:
+    """Beat: this gateway's root at the newest cut-off, once (computed, signed by its node, sent to the peers), and
+    the lookups told which root they prove against. Safe to run twice. By hand: ``manage.py transparency_root``."""
+    key = gateway_identity_key()
+    if not settings.MINIMA_RPC_URL or not key:
+        return None
+    cutoff = services.cutoff_now()
+    if cutoff <= 0:
+        return None
+    buckets_fill()
+    row = services.root_compute(cutoff=cutoff, sign=node_client().maxsign, signer_key=key)
+    services.epoch_refresh()
+    return row.cutoff
