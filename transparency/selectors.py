@@ -4,6 +4,8 @@ and which gateways' signed roots disagree with the majority's or with the chain'
 from collections import defaultdict
 from dataclasses import dataclass
 
+from django.db.models import Subquery
+
 from federation.models import Peer
 from maxima.selectors import gateway_identity_key
 from mns_client.protocol.codecs import to_hex
@@ -19,9 +21,14 @@ def chain_root() -> ChainRoot | None:
 
 
 def served_root() -> DirectoryRoot | None:
-    """This gateway's own root at the cut-off of the newest root on chain: what lookups prove against."""
-    chain = chain_root()
-    return None if chain is None else DirectoryRoot.objects.filter(cutoff=chain.cutoff).first()
+    """This gateway's own root at the cut-off of the newest root on chain: what lookups prove against (one query;
+    its bucket roots are left unread: ``bucket_roots_of`` has them)."""
+    newest = ChainRoot.objects.order_by("-bulletin_seq").values("cutoff")[:1]
+    return DirectoryRoot.objects.filter(cutoff=Subquery(newest)).defer("bucket_roots").first()
+
+
+def bucket_roots_of(cutoff: int) -> bytes:
+    return bytes(DirectoryRoot.objects.filter(cutoff=cutoff).values_list("bucket_roots", flat=True).get())
 
 
 def served_epoch() -> str:
@@ -30,6 +37,10 @@ def served_epoch() -> str:
     if chain is None:
         return "none"
     return f"{chain.bulletin_seq}:{int(DirectoryRoot.objects.filter(cutoff=chain.cutoff).exists())}"
+
+
+def own_root(*, cutoff: int) -> DirectoryRoot:
+    return DirectoryRoot.objects.defer("bucket_roots").get(cutoff=cutoff)
 
 
 def has_roots() -> bool:

@@ -181,7 +181,7 @@ def lookup_proof(record: Any) -> dict[str, Any]:
     statement = statement_of(record=record, seq=seq) if seq is not None else None
     if statement is None:
         return {"status": "not_in_directory", "root": root.to_dict()}
-    levels = _levels(own.cutoff, bytes(own.bucket_roots))
+    levels = _levels(own.cutoff)
     proof = proof_for(record.name, [(name, value) for name, _seq, value in entries], levels)
     return {
         "root": root.to_dict(),
@@ -202,7 +202,7 @@ def bucket_entries(*, root_row: DirectoryRoot, bucket: int) -> list[tuple[str, i
         (name, seq, statement_digest(statement))
         for name, seq, statement in statements_at(cutoff=root_row.cutoff, bucket=bucket)
     ]
-    stored = bytes(root_row.bucket_roots)[bucket * HASH_BYTES : (bucket + 1) * HASH_BYTES]
+    stored = _levels(root_row.cutoff)[0][bucket]
     leaves = bucket_leaves([(name, value) for name, _seq, value in entries])
     if merkle_root([leaf for _name, leaf in leaves]) != stored:
         logger.warning("transparency: bucket %s no longer makes the root at %s", bucket, root_row.cutoff)
@@ -212,6 +212,8 @@ def bucket_entries(*, root_row: DirectoryRoot, bucket: int) -> list[tuple[str, i
 
 
 @lru_cache(maxsize=4)
-def _levels(cutoff: int, bucket_roots: bytes) -> list[list[bytes]]:
-    """The top of a stored root's tree (4095 hashes to make: kept per process for the few recent cut-offs)."""
-    return top_levels([bucket_roots[i * HASH_BYTES : (i + 1) * HASH_BYTES] for i in range(BUCKETS)])
+def _levels(cutoff: int) -> list[list[bytes]]:
+    """The top of this gateway's stored root at ``cutoff`` (4095 hashes to make: kept per process for the few
+    recent cut-offs; a cut-off's root is never rewritten)."""
+    stored = selectors.bucket_roots_of(cutoff)
+    return top_levels([stored[i * HASH_BYTES : (i + 1) * HASH_BYTES] for i in range(BUCKETS)])

@@ -7,6 +7,12 @@ from mns_client.protocol.transparency import bucket_of
 
 def fill_buckets(apps: object, schema_editor: object) -> None:
     """The bucket of every name already there (new ones get theirs from the registry's services)."""
+    if schema_editor.connection.vendor == "postgresql":  # registry.services.BUCKETS_FILL_SQL, as it was here
+        schema_editor.execute(
+            "UPDATE registry_namerecord SET bucket = (get_byte(sha256(convert_to(name, 'UTF8')), 0) << 4)"
+            " | (get_byte(sha256(convert_to(name, 'UTF8')), 1) >> 4) WHERE bucket IS NULL"
+        )
+        return
     NameRecord = apps.get_model("registry", "NameRecord")
     rows = list(NameRecord.objects.filter(bucket__isnull=True).values_list("id", "name"))
     for start in range(0, len(rows), 2000):
