@@ -102,7 +102,8 @@ def agreed_at(cutoff: int) -> SignedRoot | None:
     for (size, root), signers in groups.items():
         keys = {signed.member.key for signed in signers}
         if len(keys) >= needed:
-            unique = {signed.member.key: signed for signed in signers}.values()
+            # A majority's signatures prove the agreement; more would only grow the bulletin (16 KiB at most).
+            unique = list({signed.member.key: signed for signed in signers}.values())[:needed]
             return SignedRoot(
                 root=Root(cutoff=cutoff, size=size, root=root),
                 signers=tuple(Signer(key=signed.member.key, signature=signed.signature) for signed in unique),

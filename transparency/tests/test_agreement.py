@@ -105,6 +105,8 @@ def test_the_agreed_root_is_the_newest_one_a_majority_signed_with_its_signers(
     assert SignedRoot.from_dict(agreed.to_dict()) == agreed
     b.peer.says(root_message(b, newer))
     assert selectors.agreed_root().root == newer
+    c.peer.says(root_message(c, older))  # all three signed the older one now: a majority's signatures suffice
+    assert len(selectors.agreed_at(older.cutoff).signers) == 2
 
 
 def test_a_peer_whose_root_differs_from_the_majoritys_is_named_in_health_with_the_evidence_kept(
