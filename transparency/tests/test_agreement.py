@@ -9,6 +9,8 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from core import health
+from entrypoints.models import Setup
+from entrypoints.services import _bulletin_of, publication_start
 from federation.tests.support import sent_sync
 from mns_client.protocol.codecs import to_hex
 from mns_client.protocol.crypto import maxsigner
@@ -172,3 +174,22 @@ def test_the_admin_lists_the_peers_roots_and_names_the_disagreeing_gateway(me: O
     assert f"gw-c signed a root at {CUTOFF}" in page.lower()
     assert f"(evidence: peer root #{evidence.id})" in page
     assert DirectoryRoot.objects.count() == 1
+
+
+def test_the_publishers_next_bulletin_carries_the_agreed_root_and_its_signers(
+    me: Owner, peers: list[SigningPeer], settings: Any
+) -> None:
+    b, _ = peers
+    root = my_root(me)
+    b.peer.says(root_message(b, root))
+    settings.MNS_PUBLISHER = True
+    settings.MNS_MAXIMA_ADDRESS = f"MAX#{me.key}#{b.peer.address}"  # a permanent address: the one entry
+    Setup.objects.create(pk=1, owner_key="0x0E", tokenid="0x6E", script_address="0x1D", first_coinid="0xC1",
+                         completed_at="2026-01-01T00:00:00Z")  # fmt: skip
+
+    publication = publication_start()
+
+    carried = SignedRoot.from_dict(publication.bulletin["root"])
+    assert carried.root == root
+    assert sorted(carried.verified_signers()) == sorted([me.key, b.peer.key])
+    assert _bulletin_of(publication).root == carried  # what the rotation writes on chain
