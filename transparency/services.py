@@ -154,6 +154,15 @@ def chain_root_seen(*, bulletin_seq: int, signed: SignedRoot) -> ChainRoot:
     return row
 
 
+def roots_prune(*, keep: int = 48) -> int:
+    """Drop the bucket roots (128 KiB each) of this gateway's roots older than the newest ``keep``, except the one
+    lookups prove against: only proofs need them. The roots, sizes and signatures stay, as evidence."""
+    newest = list(DirectoryRoot.objects.values_list("cutoff", flat=True)[:keep])
+    served = selectors.served_root()
+    kept = [*newest, *([served.cutoff] if served else [])]
+    return DirectoryRoot.objects.exclude(cutoff__in=kept).exclude(bucket_roots=b"").update(bucket_roots=b"")
+
+
 def epoch_refresh() -> None:
     """Tell the registry's kept lookups which root they prove against (``published.epoch_set``)."""
     published.epoch_set(selectors.served_epoch())

@@ -24,4 +24,5 @@ def compute() -> int | None:
     buckets_fill()
     row = services.root_compute(cutoff=cutoff, sign=node_client().maxsign, signer_key=key)
     services.epoch_refresh()
+    services.roots_prune()
     return row.cutoff

@@ -173,3 +173,16 @@ def test_the_cutoff_is_aligned_so_every_gateway_computes_the_same_one(settings: 
     settings.MNS_TRANSPARENCY_EVERY, settings.MNS_TRANSPARENCY_SETTLE = 3600, 300
     assert services.cutoff_now(now_ms=7_200_000 + 299_999) == 3_600_000
     assert services.cutoff_now(now_ms=7_200_000 + 300_000) == 7_200_000
+
+
+def test_old_roots_lose_their_bucket_roots_but_the_served_one_and_every_signature_stay(me: Owner, alice: Owner) -> None:
+    register(alice, "alice")
+    rows = [compute(me, newest_issued() + step) for step in range(4)]
+    publish(me, rows[0], seq=1)
+
+    assert services.roots_prune(keep=2) == 1
+
+    emptied = [bytes(row.bucket_roots) == b"" for row in DirectoryRoot.objects.order_by("cutoff")]
+    assert emptied == [False, True, False, False]
+    assert all(bytes(row.signature) for row in DirectoryRoot.objects.all())
+    assert lookup("alice")["transparency"]["root"]["cutoff"] == rows[0].cutoff
