@@ -14,6 +14,7 @@ from mns_client.protocol.transparency import (
     Root,
     SignedRoot,
     Signer,
+    bucket_of,
     check_in_directory,
     statement_hash,
 )
@@ -186,3 +187,14 @@ def test_old_roots_lose_their_bucket_roots_but_the_served_one_and_every_signatur
     assert emptied == [False, True, False, False]
     assert all(bytes(row.signature) for row in DirectoryRoot.objects.all())
     assert lookup("alice")["transparency"]["root"]["cutoff"] == rows[0].cutoff
+
+
+def test_a_name_loaded_without_its_bucket_gets_it_and_is_proved(me: Owner, alice: Owner) -> None:
+    register(alice, "alice")
+    NameRecord.objects.filter(name="alice").update(bucket=None)  # as a bulk load (COPY) leaves it
+
+    assert registry.buckets_fill() == 1
+
+    assert NameRecord.objects.get(name="alice").bucket == bucket_of("alice")
+    publish(me, compute(me, newest_issued()), seq=1)
+    assert lookup("alice")["transparency"]["current"] is True
