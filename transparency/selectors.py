@@ -82,7 +82,7 @@ def signed_roots(cutoff: int) -> list[Signed]:
     """Every member's signed root at ``cutoff`` known here (an equivocating peer has more than one)."""
     by_key = {member.key: member for member in members()}
     found = []
-    own = DirectoryRoot.objects.filter(cutoff=cutoff).first()
+    own = DirectoryRoot.objects.filter(cutoff=cutoff).defer("bucket_roots").first()
     me = gateway_identity_key()
     if own is not None and me in by_key:
         found.append(Signed(by_key[me], Root(cutoff, own.size, bytes(own.root)), bytes(own.signature), None))

@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 
 from federation.models import Peer
 from federation.selectors import peers_active
+from federation.services import invalid_count
 from maxima.services import outbound_enqueue
 from mns_client.protocol import sync
 from mns_client.protocol.codecs import canonical_json, from_hex, to_hex
@@ -95,6 +96,20 @@ def root_compute(*, cutoff: int, sign: Callable[[bytes], bytes], signer_key: str
     return row
 
 
+def roots_compute_due(*, sign: Callable[[bytes], bytes], signer_key: str, now_ms: int | None = None) -> list[int]:
+    """The beat's work: this gateway's root at the newest cut-off, and at the cut-off of the newest root on chain
+    when it has none there (it was down, or its beat skipped that cut-off): lookups prove against that one.
+    Returns the cut-offs computed or found."""
+    newest = cutoff_now(now_ms=now_ms)
+    if newest <= 0:
+        return []
+    done = [root_compute(cutoff=newest, sign=sign, signer_key=signer_key).cutoff]
+    chain = selectors.chain_root()
+    if chain is not None and chain.cutoff < newest and not DirectoryRoot.objects.filter(cutoff=chain.cutoff).exists():
+        done.append(root_compute(cutoff=chain.cutoff, sign=sign, signer_key=signer_key).cutoff)
+    return done
+
+
 def root_announce(*, root_id: int) -> int:
     """Send this gateway's signed root to every active peer (mns-sync ``root``); returns how many were queued."""
     row = DirectoryRoot.objects.get(pk=root_id)
@@ -116,14 +131,16 @@ def root_announce(*, root_id: int) -> int:
 
 
 def root_received(*, peer: Peer, body: dict[str, Any]) -> PeerRoot | None:
-    """Keep a peer's signed root (checked by ``sync.check``) if its signature verifies with the peer's identity key;
-    a second, different root of the same peer for one cut-off is kept too (evidence). Idempotent."""
+    """Keep a peer's signed root (checked by ``sync.check``) if it is at a cut-off that has come and its signature
+    verifies with the peer's identity key (else it counts as an invalid operation of the peer); a second, different
+    root of the same peer for one cut-off is kept too (evidence). Idempotent."""
     root = Root(cutoff=body["cutoff"], size=body["size"], root=from_hex(body["root"]))
     signature = from_hex(body["signature"])
+    if root.cutoff % (settings.MNS_TRANSPARENCY_EVERY * 1000) or root.cutoff > cutoff_now():
+        invalid_count(peer=peer, count=1, why=f"a root at {root.cutoff}: not a cut-off, or one still to come")
+        return None
     if not signed_by(from_hex(peer.identity_key), root.canonical(), signature):
-        logger.warning(
-            "transparency: peer %s sent a root at %s whose signature does not verify", peer.name, root.cutoff
-        )
+        invalid_count(peer=peer, count=1, why=f"a root at {root.cutoff} whose signature does not verify")
         return None
     row, created = PeerRoot.objects.get_or_create(
         peer_key=peer.identity_key,

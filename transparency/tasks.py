@@ -13,16 +13,14 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="transparency.compute", ignore_result=True)
 def compute() -> int | None:
-    """Beat: this gateway's root at the newest cut-off, once (computed, signed by its node, sent to the peers), and
-    the lookups told which root they prove against. Safe to run twice. By hand: ``manage.py transparency_root``."""
+    """Beat: this gateway's root at the newest cut-off (and at the chain's, if it missed it), once each (computed,
+    signed by its node, sent to the peers), and the lookups told which root they prove against. Safe to run twice.
+    By hand: ``manage.py transparency_root``."""
     key = gateway_identity_key()
     if not settings.MINIMA_RPC_URL or not key:
         return None
-    cutoff = services.cutoff_now()
-    if cutoff <= 0:
-        return None
     buckets_fill()
-    row = services.root_compute(cutoff=cutoff, sign=node_client().maxsign, signer_key=key)
+    done = services.roots_compute_due(sign=node_client().maxsign, signer_key=key)
     services.epoch_refresh()
     services.roots_prune()
-    return row.cutoff
+    return done[0] if done else None

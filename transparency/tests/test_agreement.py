@@ -22,7 +22,7 @@ from transparency.tests.conftest import SigningPeer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CUTOFF = 1_795_000_000_000
+CUTOFF = 1_794_999_600_000  # a whole hour (MNS_TRANSPARENCY_EVERY's default), in ms
 
 
 def root_message(peer: SigningPeer, root: Root, *, signature: bytes | None = None) -> dict[str, Any]:
@@ -75,6 +75,19 @@ def test_a_peers_signed_root_is_kept_and_one_whose_signature_does_not_verify_is_
     assert c.peer.says(root_message(c, root, signature=b.sign(root.canonical()))) == "done"
 
     assert [(row.peer_name, bytes(row.root)) for row in PeerRoot.objects.all()] == [("gw-b", root.root)]
+    assert c.peer.add().invalid_ops == 1
+
+
+def test_a_root_at_a_cutoff_to_come_or_between_cutoffs_is_refused_and_counted(
+    me: Owner, peers: list[SigningPeer]
+) -> None:
+    b, _ = peers
+    to_come = services.cutoff_now() + 3_600_000
+    for cutoff in (to_come, CUTOFF + 1):
+        assert b.peer.says(root_message(b, Root(cutoff, 0, b"\x05" * 32))) == "done"
+
+    assert PeerRoot.objects.count() == 0
+    assert b.peer.add().invalid_ops == 2
 
 
 def test_a_root_message_with_a_bad_field_is_counted_against_the_peer_and_keeps_nothing(
@@ -96,7 +109,7 @@ def test_the_agreed_root_is_the_newest_one_a_majority_signed_with_its_signers(
     older = my_root(me, CUTOFF)
     b.peer.says(root_message(b, older))
     register(alice, "alice")
-    newer = my_root(me, CUTOFF + 3_600_000_000)  # far after alice's statement
+    newer = my_root(me, CUTOFF + 300 * 3_600_000)  # after alice's statement, before now
     c.peer.says(root_message(c, Root(newer.cutoff, newer.size, b"\x09" * 32)))  # no majority at the newer one
 
     agreed = selectors.agreed_root()

@@ -198,3 +198,20 @@ def test_a_name_loaded_without_its_bucket_gets_it_and_is_proved(me: Owner, alice
     assert NameRecord.objects.get(name="alice").bucket == bucket_of("alice")
     publish(me, compute(me, newest_issued()), seq=1)
     assert lookup("alice")["transparency"]["current"] is True
+
+
+def test_a_gateway_without_a_root_at_the_chains_cutoff_computes_it_at_its_next_round_and_proves_against_it(
+    me: Owner, alice: Owner, settings: Any
+) -> None:
+    settings.MNS_TRANSPARENCY_EVERY, settings.MNS_TRANSPARENCY_SETTLE = 1, 0
+    register(alice, "alice")
+    missed = newest_issued()  # a cut-off this gateway's beat skipped, which the others agreed on
+    services.chain_root_seen(
+        bulletin_seq=1, signed=SignedRoot(root=Root(missed, 1, services.directory_at(cutoff=missed).root), signers=())
+    )
+    assert lookup("alice")["transparency"] == {"status": "no_root"}
+
+    done = services.roots_compute_due(sign=maxsigner(me.private_key), signer_key=me.key, now_ms=missed + 5000)
+
+    assert done == [(missed + 5000) // 1000 * 1000, missed]
+    assert lookup("alice")["transparency"]["root"]["cutoff"] == missed
