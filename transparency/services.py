@@ -201,8 +201,6 @@ def lookup_proof(record: Any) -> dict[str, Any]:
     root = Root(cutoff=own.cutoff, size=own.size, root=bytes(own.root))
     bucket = bucket_of(record.name)
     entries = bucket_entries(root_row=own, bucket=bucket)
-    if entries is None:  # the history changed under the stored root (a late statement): no proof can be made
-        return {"status": "no_root"}
     seq = next((seq for name, seq, _value in entries if name == record.name), None)
     statement = statement_of(record=record, seq=seq) if seq is not None else None
     if statement is None:
@@ -217,9 +215,13 @@ def lookup_proof(record: Any) -> dict[str, Any]:
     }
 
 
-def bucket_entries(*, root_row: DirectoryRoot, bucket: int) -> list[tuple[str, int, bytes]] | None:
-    """(name, seq, statement hash) of one bucket at the root's cut-off, or None when they no longer make the stored
-    bucket root. Kept in the cache per (cut-off, bucket): a cut-off's directory never changes once it matched."""
+def bucket_entries(*, root_row: DirectoryRoot, bucket: int) -> list[tuple[str, int, bytes]]:
+    """(name, seq, statement hash) of one bucket at the root's cut-off, from the history as it is now. Kept in the
+    cache per (cut-off, bucket) once they make the stored bucket root (a cut-off's directory never changes).
+
+    When they no longer make it (the history changed under a root this gateway signed: a statement that reached it
+    late, or its database was changed), they are answered all the same, never kept, and logged: the proof then
+    fails a client's check against the root, which is what a client must see."""
     key = f"transparency:bucket:{root_row.cutoff}:{bucket}"
     kept = cache.get(key)
     if kept is not None:
@@ -231,8 +233,8 @@ def bucket_entries(*, root_row: DirectoryRoot, bucket: int) -> list[tuple[str, i
     stored = _levels(root_row.cutoff)[0][bucket]
     leaves = bucket_leaves([(name, value) for name, _seq, value in entries])
     if merkle_root([leaf for _name, leaf in leaves]) != stored:
-        logger.warning("transparency: bucket %s no longer makes the root at %s", bucket, root_row.cutoff)
-        return None
+        logger.warning("transparency: bucket %s no longer makes this gateway's root at %s", bucket, root_row.cutoff)
+        return entries
     cache.set(key, entries, BUCKET_CACHE_SECONDS)
     return entries
 

@@ -16,7 +16,7 @@ import pytest
 from mns_client.protocol.codecs import to_hex
 from mns_client.protocol.crypto import maxsign
 from mns_client.protocol.statements import NameStatement
-from mns_client.protocol.transparency import SignedRoot, check_in_directory
+from mns_client.protocol.transparency import ProofInvalid, SignedRoot, check_in_directory
 from registry.tests.support import fresh_owner
 from testsupport.gateways import Gateway, GatewayCluster, require_postgres
 from testsupport.processes import wait_for
@@ -166,6 +166,17 @@ def test_a_gateway_that_serves_another_owner_key_than_the_root_on_chain_is_flagg
     a, b, c = network.gateways
     forged_key = forge(c, NAME)
     assert c.scalar("SELECT owner_key FROM registry_namerecord WHERE name = %s", NAME) == forged_key
+
+    signed = chain_root(a)
+    forged = c.api("GET", f"/api/v1/names/{NAME}")[1]
+    assert forged["owner"] == forged_key
+    with pytest.raises(ProofInvalid):  # what a client checking gw-c's answer against the chain finds
+        check_in_directory(
+            root=signed.root,
+            name=NAME,
+            statement=NameStatement.from_dict(forged["transparency"]["statement"]["statement"]),
+            proof=forged["transparency"]["proof"],
+        )
 
     for honest in (a, b):
         wait_for(lambda g=honest: "gw-c" in flags(g), timeout=SETTLED, what=f"gw-c flagged at {honest.name}")

@@ -215,3 +215,25 @@ def test_a_gateway_without_a_root_at_the_chains_cutoff_computes_it_at_its_next_r
 
     assert done == [(missed + 5000) // 1000 * 1000, missed]
     assert lookup("alice")["transparency"]["root"]["cutoff"] == missed
+
+
+def test_a_history_changed_under_the_signed_root_gives_a_proof_that_fails_the_clients_check(
+    me: Owner, alice: Owner, bob: Owner
+) -> None:
+    register(alice, "alice")
+    row = compute(me, newest_issued())
+    publish(me, row, seq=1)
+    signed = bob.sign("register", "alice", 1, issued_at=NameRecord.objects.get(name="alice").statement["issued_at"])
+    StatementRecord.objects.filter(record__name="alice").update(
+        owner_key=bob.key, statement=signed.statement.to_dict(), signature="0x" + signed.signature.hex().upper()
+    )  # what a lying operator could do to its own database
+
+    answer = lookup("alice")["transparency"]
+
+    statement = NameStatement.from_dict(answer["statement"]["statement"])
+    assert statement.owner == bob.key
+    with pytest.raises(ProofInvalid) as caught:
+        check_in_directory(
+            root=Root.from_dict(answer["root"]), name="alice", statement=statement, proof=answer["proof"]
+        )
+    assert caught.value.code == "root_mismatch"
