@@ -43,6 +43,9 @@ from mns_client.protocol.entrypoints import (
 from mns_client.protocol.errors import MNSError
 from mns_client.protocol.funds import spend_when_confirmed
 from mns_client.protocol.rpc import MinimaRPC
+from mns_client.protocol.transparency import SignedRoot
+from transparency import selectors as transparency
+from transparency.services import chain_root_seen
 
 logger = logging.getLogger(__name__)
 
@@ -257,7 +260,8 @@ def publication_start(*, rng: random.Random | None = None) -> Publication:
             return unfinished
         seq = (Publication.objects.aggregate(top=Max("seq"))["top"] or 0) + 1
         entries = tuple(entries_choose(rng=rng))
-        bulletin = Bulletin(seq=seq, issued_at=_now_ms(), entries=entries)
+        # The directory's agreed root and its signers ride along (docs/protocol.md, "Transparency").
+        bulletin = Bulletin(seq=seq, issued_at=_now_ms(), entries=entries, root=transparency.agreed_root())
         refusal = _refusal(entries)
         if refusal is None:
             return Publication.objects.create(seq=seq, bulletin=bulletin.to_dict())
@@ -397,9 +401,11 @@ def _confirm(publication: Publication, *, rpc: MinimaRPC, setup: Setup) -> str |
     if live is not None and live.bulletin.seq == publication.seq:
         if block - live.block + 1 < settings.MNS_ENTRYPOINTS_CONFIRMATIONS:
             return None
-        Publication.objects.filter(pk=publication.pk, status=Publication.Status.SENT).update(
-            status=Publication.Status.CONFIRMED, coinid=live.coinid, block=live.block, confirmed_at=timezone.now()
-        )
+        with transaction.atomic():
+            Publication.objects.filter(pk=publication.pk, status=Publication.Status.SENT).update(
+                status=Publication.Status.CONFIRMED, coinid=live.coinid, block=live.block, confirmed_at=timezone.now()
+            )
+            _root_seen(live.bulletin)
         logger.info("entry points: seq %s confirmed in block %s (coin %s)", publication.seq, live.block, live.coinid)
         return "confirmed"
     if publication.sent_block is not None and block > publication.sent_block + settings.MNS_ENTRYPOINTS_MINE_BLOCKS:
@@ -432,7 +438,14 @@ def observe(*, rpc: MinimaRPC, setup: Setup) -> Publication | None:
     return _record_reading(reading, origin=Publication.Origin.OBSERVED)
 
 
+def _root_seen(bulletin: Bulletin) -> None:
+    if bulletin.root is not None:
+        chain_root_seen(bulletin_seq=bulletin.seq, signed=bulletin.root)
+
+
+@transaction.atomic
 def _record_reading(reading: Reading, *, origin: str) -> Publication:
+    _root_seen(reading.bulletin)
     publication, _ = Publication.objects.update_or_create(
         seq=reading.bulletin.seq,
         defaults={
@@ -450,4 +463,5 @@ def _record_reading(reading: Reading, *, origin: str) -> Publication:
 def _bulletin_of(publication: Publication) -> Bulletin:
     raw = publication.bulletin
     entries = tuple(Entry(**entry) for entry in raw.get("entries") or [])
-    return Bulletin(seq=int(raw["seq"]), issued_at=int(raw["issued_at"]), entries=entries)
+    root = SignedRoot.from_dict(raw["root"]) if raw.get("root") else None
+    return Bulletin(seq=int(raw["seq"]), issued_at=int(raw["issued_at"]), entries=entries, root=root)

@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "handshake",
     "federation",
     "registration",
+    "transparency",
     "entrypoints",
     "onchain",
     "mns_site",  # the top: no models, only the commands that start the whole gateway (rungateway, simnet)
@@ -516,6 +517,12 @@ MNS_CONFIRMATIONS = env_int("MNS_CONFIRMATIONS", 3, minimum=0, maximum=100)
 # How long entrypoints_setup waits for its token and first coin to be mined (and deep enough to spend).
 MNS_ENTRYPOINTS_SETUP_WAIT_SECONDS = env_int("MNS_ENTRYPOINTS_SETUP_WAIT_SECONDS", 600, minimum=1, maximum=86400)
 
+# --- Transparency: the directory's Merkle root at aligned cut-offs (docs/protocol.md, "Transparency") ----------
+# Seconds between cut-offs (every gateway computes, signs and sends its root at each), and how long after a
+# cut-off the root is computed, so statements issued before it have reached every gateway.
+MNS_TRANSPARENCY_EVERY = env_int("MNS_TRANSPARENCY_EVERY", 3600, minimum=1, maximum=7 * 86400)
+MNS_TRANSPARENCY_SETTLE = env_int("MNS_TRANSPARENCY_SETTLE", 300, minimum=0, maximum=86400)
+
 # --- The MNS Dapp (the browser client at /app/, built by `make dapp`) ------------------------------------------
 MNS_DAPP_DIR = Path(env_str("MNS_DAPP_DIR", str(VAR_DIR / "dapp" / "site"))).resolve()
 # Where the Dapp's page may connect besides this gateway: the users' own node RPC (CSP connect-src sources).
@@ -549,6 +556,7 @@ CELERY_BEAT_SCHEDULE = {
         ("entrypoints.publish", MNS_ENTRYPOINTS_EVERY * 3600),
         ("entrypoints.check", MNS_ENTRYPOINTS_CHECK_EVERY),
         ("onchain.watch", MNS_CHAIN_NAMES_WATCH_EVERY),
+        ("transparency.compute", min(MNS_TRANSPARENCY_EVERY, 60)),
     )
 }
 # Every minute, free the names whose owner did not answer the handshake within MNS_NAME_HOLD_SECONDS.

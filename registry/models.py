@@ -53,6 +53,9 @@ class NameRecord(models.Model):
 
     name = models.CharField(max_length=32, unique=True, help_text="The normal form (NFKC, case-folded).")
     skeleton = models.CharField(max_length=32, db_index=True, help_text="The confusable skeleton of the name.")
+    bucket = models.PositiveSmallIntegerField(
+        null=True, blank=True, db_index=True, help_text="The name's bucket in the directory's Merkle tree (0-4095)."
+    )
     status = models.CharField(max_length=16, choices=Status.choices)
     owner_key = models.TextField(blank=True, db_index=True, help_text="The owner's Maxima identity key (0x…).")
     box_key = models.CharField(max_length=66, blank=True, help_text="The mailbox's X25519 public key (0x…).")

@@ -21,6 +21,12 @@ before a change was marked (and the mark deletes it) or after the change committ
 new record): between the commit and the finish, no entry exists and none can be stored, and a lookup reads the
 database, which already answers with the change.
 
+What a higher app adds to the answer (``register_annotation``: the directory's inclusion proof, from
+``transparency``) may change without any record changing, when that app adopts a new state (a new root): it then
+calls ``epoch_set``. Every entry is tagged with the epoch it was read under (``published-epoch``, fetched with the
+entry), is served only under that same epoch and stored only if the epoch did not move since the lookup fetched
+it, so no entry read before an adoption is served after it.
+
 The dirty counter has a TTL (``DIRTY_SECONDS``), for a change that never finishes (rolled back, or its process
 died between commit and finish): the name is then only read from the database until it expires. If the mark
 cannot be written (Redis down) the change is refused before anything is written (``cache_unavailable``, 503):
@@ -29,7 +35,7 @@ writing it anyway could leave the old entry served once Redis is back.
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -41,16 +47,19 @@ from rest_framework.renderers import JSONRenderer
 from core.errors import DomainError
 
 ENTRY, DIRTY, GEN = "published:", "published-dirty:", "published-gen:"
+EPOCH = "published-epoch"
 # Longer than any request may take (gunicorn's timeout): a lookup stalled between reading the database and
 # storing cannot outlive it.
 DIRTY_SECONDS = 120
 GEN_SECONDS = 86_400
 
-# KEYS entry, dirty, gen; ARGV the entry, the generation the lookup saw, the entry's TTL.
+# KEYS entry, dirty, gen, epoch; ARGV the entry, the generation the lookup saw, the entry's TTL, the epoch it saw.
 _STORE = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local gen = redis.call('GET', KEYS[3]) or '0'
 if gen ~= ARGV[2] then return 0 end
+local epoch = redis.call('GET', KEYS[4]) or ''
+if epoch ~= ARGV[4] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
 return 1
 """
@@ -73,16 +82,47 @@ def enabled() -> bool:
 
 
 def cache_keys(name: str) -> list[str]:
-    """What a lookup of the normalised ``name`` fetches with its rate limits: the entry and the generation."""
-    return [ENTRY + name, GEN + name] if enabled() else []
+    """What a lookup of the normalised ``name`` fetches with its rate limits: the entry, the generation and the
+    epoch."""
+    return [ENTRY + name, GEN + name, EPOCH] if enabled() else []
 
 
 def entry_of(cached: list[Any] | None) -> tuple[str, bytes] | None:
-    """The (ETag, body) of a fetched entry, or None."""
+    """The (ETag, body) of a fetched entry, or None (none, or kept under another epoch than the current one)."""
     if not cached or cached[0] is None:
         return None
-    etag, _, body = cached[0].partition(b"\n")
+    epoch, _, rest = cached[0].partition(b"\n")
+    if epoch != (_third(cached) or b""):
+        return None
+    etag, _, body = rest.partition(b"\n")
     return etag.decode(), body
+
+
+def _third(cached: list[Any]) -> bytes | None:
+    return cached[2] if len(cached) > 2 else None
+
+
+# What a higher app adds to a name's answer: field -> function of the record (registered in its ``ready``).
+Annotation = Callable[[Any], Any]
+_annotations: dict[str, Annotation] = {}
+
+
+def register_annotation(field: str, annotate: Annotation) -> None:
+    """Add ``field`` to every lookup's answer, ``annotate(record)`` (JSON-ready, ``None`` for none). When what it
+    answers changes without a record changing, the app calls ``epoch_set``."""
+    _annotations[field] = annotate
+
+
+def epoch_set(value: str) -> None:
+    """Adopt a new state of the annotations (``value``: never one used before, e.g. a root's cut-off): entries kept
+    under another epoch are no longer served. Call it after the state's rows committed. Best effort: without it
+    the entries expire with their TTL."""
+    if not enabled():
+        return
+    try:
+        cache.raw_client().set(cache.make_and_validate_key(EPOCH), value)
+    except Exception:  # the cache is down: nothing is served from it either
+        return
 
 
 def render(representation: dict[str, Any]) -> bytes:
@@ -97,9 +137,12 @@ def store(name: str, etag: str, body: bytes, cached: list[Any] | None) -> bool:
     if not enabled() or cached is None:
         return False
     seen = (cached[1] or b"0").decode()
+    epoch = _third(cached) or b""
     keys = [cache.make_and_validate_key(prefix + name) for prefix in (ENTRY, DIRTY, GEN)]
+    keys.append(cache.make_and_validate_key(EPOCH))
+    entry = epoch + b"\n" + etag.encode() + b"\n" + body
     try:
-        stored = cache.script(_STORE)(keys=keys, args=[etag.encode() + b"\n" + body, seen, _entry_seconds()])
+        stored = cache.script(_STORE)(keys=keys, args=[entry, seen, _entry_seconds(), epoch])
     except Exception:  # the cache is down: nothing is kept, the database answers
         return False
     return bool(stored)
@@ -123,11 +166,12 @@ def publish_active(*, batch: int = 1000) -> int:
         if not names:
             return kept
         last = names[-1][0]
-        seen = cache.raw_client().mget([cache.make_and_validate_key(GEN + name) for _, name in names])
+        keys = [cache.make_and_validate_key(GEN + name) for _, name in names]
+        *seen, epoch = cache.raw_client().mget([*keys, cache.make_and_validate_key(EPOCH)])
         gens = dict(zip((name for _, name in names), seen, strict=True))
         records = NameRecord.objects.filter(name__in=gens, status=NameRecord.Status.ACTIVE)
         for record in records:
-            kept += store(record.name, *answer_of(record), [None, gens[record.name]])
+            kept += store(record.name, *answer_of(record), [None, gens[record.name], epoch])
 
 
 def answer_of(record: Any) -> tuple[str, bytes]:
@@ -140,13 +184,16 @@ def answer_of(record: Any) -> tuple[str, bytes]:
     representation = record_representation(record)
     if on_chain is not None:
         representation["on_chain"] = on_chain
-    return etag_of(record, on_chain), render(representation)
+    added = {field: value for field, annotate in _annotations.items() if (value := annotate(record)) is not None}
+    representation.update(added)
+    return etag_of(record, on_chain, added), render(representation)
 
 
-def etag_of(record: Any, on_chain: dict[str, Any] | None = None) -> str:
-    """Changes with every new statement and status (and with the mailbox's gateways, which no statement pins), and
-    with what the chain says of the name."""
-    state = json.dumps([record.name, record.seq, record.status, record.gateways, *([on_chain] if on_chain else [])])
+def etag_of(record: Any, on_chain: dict[str, Any] | None = None, added: dict[str, Any] | None = None) -> str:
+    """Changes with every new statement and status (and with the mailbox's gateways, which no statement pins), with
+    what the chain says of the name, and with what the registered annotations add."""
+    extra = [*([on_chain] if on_chain else []), *([added] if added else [])]
+    state = json.dumps([record.name, record.seq, record.status, record.gateways, *extra], sort_keys=True)
     return '"' + hashlib.sha256(state.encode()).hexdigest()[:32] + '"'
 
 

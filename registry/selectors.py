@@ -1,6 +1,8 @@
 """Reads of the registry. Exact matches only: nothing here lists or enumerates names."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db.models import QuerySet
@@ -179,3 +181,22 @@ def owner_full(owner_key: str, name: str) -> bool:
 def name_pending_of_other(*, name: str, owner_key: str) -> NameRecord | None:
     """The local hold of ``name`` by another owner than ``owner_key``, while it waits for its claim."""
     return NameRecord.objects.filter(name=name, status=NameRecord.Status.PENDING).exclude(owner_key=owner_key).first()
+
+
+def statements_at(*, cutoff: int, bucket: int | None = None) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """(name, seq, statement) of each name's latest statement (by ``seq``) issued at or before ``cutoff`` (ms), a
+    release included: the directory of docs/protocol.md "Transparency"; only the names of one ``bucket`` when
+    given. One pass over the statements, in record order."""
+    rows = StatementRecord.objects.filter(statement__issued_at__lte=cutoff)
+    if bucket is not None:
+        rows = rows.filter(record__bucket=bucket)
+    rows = rows.order_by("record_id", "-seq").values_list("record_id", "record__name", "seq", "statement")
+    last = None
+    for record_id, name, seq, statement in rows.iterator(chunk_size=5000):
+        if record_id != last:
+            last = record_id
+            yield name, seq, statement
+
+
+def statement_of(*, record: NameRecord, seq: int) -> StatementRecord | None:
+    return StatementRecord.objects.filter(record=record, seq=seq).first()

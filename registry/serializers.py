@@ -76,6 +76,14 @@ class NameRecordSerializer(serializers.ModelSerializer):
     on_chain = OnChainSerializer(
         required=False, help_text="Present only when the name is also registered on chain by Minima's MNS."
     )
+    transparency = serializers.DictField(
+        required=False,
+        read_only=True,
+        help_text=(
+            'The name in the directory\'s Merkle tree (docs/protocol.md, "Transparency"): {root, statement, proof, '
+            "current} against the newest root on chain, or {status: no_root} / {status: not_in_directory, root}."
+        ),
+    )
 
     class Meta:
         model = NameRecord
@@ -92,6 +100,7 @@ class NameRecordSerializer(serializers.ModelSerializer):
             "statement",
             "signature",
             "on_chain",
+            "transparency",
         ]
 
     def to_representation(self, record: NameRecord) -> dict[str, Any]:

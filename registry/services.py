@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from core.errors import DomainError
@@ -23,6 +23,7 @@ from maxima.selectors import gateway_identity_key as node_identity_key
 from mns_client.protocol.codecs import from_hex, to_hex
 from mns_client.protocol.names import NameRefused, normalise, skeleton
 from mns_client.protocol.statements import NameStatement, SignedStatement, check_successor, offer_open
+from mns_client.protocol.transparency import bucket_of
 from registry import selectors
 from registry.models import AuditEntry, NameRecord, StatementRecord
 
@@ -101,7 +102,7 @@ def _hold(signed: SignedStatement, source: str) -> NameRecord:
         raise refusal
     check_successor(_current(record), statement)
     if record is None:
-        record = NameRecord(name=statement.name, skeleton=skeleton(statement.name))
+        record = _new_record(statement.name)
     _set_holder(record, signed)
     _set_status(record, Status.PENDING)
     record.save()
@@ -257,7 +258,7 @@ def statement_replicate(*, signed: SignedStatement) -> tuple[NameRecord | None, 
             refusal = selectors.registration_refusal(name=statement.name, owner_key=statement.owner)
             if refusal is not None:
                 raise refusal
-            record = record or NameRecord(name=statement.name, skeleton=skeleton(statement.name))
+            record = record or _new_record(statement.name)
             _set_holder(record, signed)
             _set_status(record, Status.ACTIVE)
         elif statement.op == "release":
@@ -358,7 +359,7 @@ def name_reserve(*, name: str, actor: AbstractBaseUser, reason: str) -> NameReco
             if record is not None and record.status != Status.RELEASED:
                 raise DomainError("name_not_reservable", f"The name {name!r} is {record.status}.", status=409)
             _check_no_lookalike(name)
-            record = record or NameRecord(name=name, skeleton=skeleton(name))
+            record = record or _new_record(name)
             _set_status(record, Status.RESERVED)
             record.save()
             _audit(record, AuditEntry.Action.RESERVE, actor, reason, before)
@@ -466,6 +467,34 @@ def _current(record: NameRecord | None) -> NameStatement | None:
 
 def _is_current(record: NameRecord, signed: SignedStatement) -> bool:
     return record.statement == signed.statement.to_dict() and record.signature == to_hex(signed.signature)
+
+
+def _new_record(name: str) -> NameRecord:
+    return NameRecord(name=name, skeleton=skeleton(name), bucket=bucket_of(name))
+
+
+def buckets_fill(*, batch: int = 2000) -> int:
+    """Set the directory bucket of records written without one (bulk-loaded rows, or rows older than the
+    column); returns how many. Safe to run twice, and at once with writers (each row is set to its one value).
+    The bucket is not part of a lookup's answer, so no published entry changes (PostgreSQL: one statement)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(BUCKETS_FILL_SQL)
+            return cursor.rowcount
+    filled = 0
+    while rows := list(NameRecord.objects.filter(bucket__isnull=True).values_list("id", "name")[:batch]):
+        records = [NameRecord(id=record_id, name=name, bucket=bucket_of(name)) for record_id, name in rows]
+        NameRecord.objects.bulk_update(records, ["bucket"])
+        filled += len(rows)
+    return filled
+
+
+# ``bucket_of`` in SQL: the first 12 bits of SHA-256 of the name's UTF-8 bytes.
+BUCKETS_FILL_SQL = f"""
+UPDATE {NameRecord._meta.db_table}
+SET bucket = (get_byte(sha256(convert_to(name, 'UTF8')), 0) << 4) | (get_byte(sha256(convert_to(name, 'UTF8')), 1) >> 4)
+WHERE bucket IS NULL
+"""  # noqa: S608
 
 
 def _set_holder(record: NameRecord, signed: SignedStatement) -> None:

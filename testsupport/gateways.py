@@ -306,6 +306,7 @@ class GatewayCluster:
     database_urls: list[str] | None = None  # use these (migrated) databases instead of making and dropping some
     peer: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
+    gateway_env: dict[int, dict[str, str]] = field(default_factory=dict)  # per gateway index, after extra_env
     web_workers: int = 2
     worker_concurrency: int = 2
     block_interval: float = 0.5
@@ -472,6 +473,7 @@ class GatewayCluster:
         if permanent:
             env["MNS_MAXIMA_ADDRESS"] = f"MAX#{node.publickey_hex}#{node.address}"
         env.update(self.extra_env)
+        env.update(self.gateway_env.get(index, {}))
         web_args = [sys.executable, "-m", "gunicorn", "mns_site.wsgi", "--bind", f"127.0.0.1:{web_port}"]
         web_args += ["--workers", str(self.web_workers), "--log-level", "warning", *GUNICORN_LIMITS]
         worker_args = celery_worker_command(

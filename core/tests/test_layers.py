@@ -29,9 +29,20 @@ ALLOWED: dict[str, set[str]] = {
     "handshake": {PROTOCOL, "core", "maxima", "onchain", "federation", "registry"},
     "mailboxes": {PROTOCOL, "core", "maxima", "onchain", "federation", "registry", "handshake"},
     "registration": {PROTOCOL, "core", *DOMAIN},
-    "entrypoints": {PROTOCOL, "core", *DOMAIN},
-    "mns_site": {PROTOCOL, "mns_client", "simnet", "core", *DOMAIN, "registration", "entrypoints"},
-    "testsupport": {PROTOCOL, "mns_client", "simnet", "core", *DOMAIN, "registration", "entrypoints", "mns_site"},
+    "transparency": {PROTOCOL, "core", *DOMAIN},
+    "entrypoints": {PROTOCOL, "core", *DOMAIN, "transparency"},
+    "mns_site": {PROTOCOL, "mns_client", "simnet", "core", *DOMAIN, "registration", "transparency", "entrypoints"},
+    "testsupport": {
+        PROTOCOL,
+        "mns_client",
+        "simnet",
+        "core",
+        *DOMAIN,
+        "registration",
+        "transparency",
+        "entrypoints",
+        "mns_site",
+    },
     "interop": set(),  # starts real Minima nodes: the standard library only
 }
 ALLOWED["bench"] = ALLOWED["testsupport"] | {"testsupport"}

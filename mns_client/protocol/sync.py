@@ -4,8 +4,10 @@
 Every message is compact UTF-8 JSON ``{"v":1,"type":…,…}`` sent over Maxima; Maxima's verified ``from`` says which
 gateway sent it. Types: ``claim``, ``claim-ack``, ``claim-nack``, ``commit``, ``abort`` (name claims), ``ops`` (a
 batch of one origin's operations, pushed or answering a ``pull``), ``pull`` (ask for an origin's operations
-after a cursor), and ``where``/``position`` (a gateway restored from a backup asks how far its peers hold its
-log; a peer says so, asked or not). ``ops`` and ``pull`` may name the ``incarnation`` of the origin's log.
+after a cursor), ``where``/``position`` (a gateway restored from a backup asks how far its peers hold its
+log; a peer says so, asked or not) and ``root`` (the directory's root at a cut-off, signed with the sender's
+Maxima key: ``docs/protocol.md``, "Transparency"). ``ops`` and ``pull`` may name the ``incarnation`` of the
+origin's log.
 
 An operation relayed by a gateway that is not its origin carries ``"relay":{"origin":…,"hops":n}`` in its
 payload (``op_relay``): the gateway whose log it first appeared in, and how many gateways passed it on.
@@ -34,12 +36,14 @@ _FIELDS: dict[str, tuple[set[str], set[str]]] = {  # type: (required, optional)
     "pull": ({"origin", "since"}, {"limit", "incarnation"}),
     "where": ({"origin", "incarnation"}, set()),
     "position": ({"origin", "seq"}, {"incarnation"}),
+    "root": ({"cutoff", "size", "root", "signature"}, set()),
 }
 _OP_FIELDS = {"seq", "kind", "payload", "created_at"}
 
 
 _TEXT_FIELDS = ("claim_id", "name", "owner", "origin", "reason", "skeleton", "incarnation")
-_COUNT_FIELDS = ("expires_at", "head", "since", "limit", "seq")
+_COUNT_FIELDS = ("expires_at", "head", "since", "limit", "seq", "cutoff", "size")
+_HEX_FIELDS = {"root": 32, "signature": 128}  # bytes: a SHA-256 hash, a maxsign (RSA-1024) signature
 MAX_TEXT_CHARS = 600
 
 
@@ -82,6 +86,18 @@ def check(body: Any) -> None:
             fields.integer(body[key], key, invalid=_invalid)
     if message_type == "ops":
         fields.json_list(body["ops"], "ops", invalid=_invalid, max_items=MAX_BATCH_OPS)
+    for key, size in _HEX_FIELDS.items():
+        if key in body:
+            _check_hex(body[key], key, size)
+
+
+def _check_hex(value: Any, key: str, size: int) -> None:
+    if not isinstance(value, str) or len(value) != 2 + 2 * size or not value.startswith("0x"):
+        raise _invalid(key, f"0x + {2 * size} hex digits")
+    try:
+        bytes.fromhex(value[2:])
+    except ValueError:
+        raise _invalid(key, "not hex") from None
 
 
 def check_op(op: Any) -> None:

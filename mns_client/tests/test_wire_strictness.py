@@ -200,6 +200,10 @@ FORMATS = [
         (("v",), ("since",), ("limit",)), (("limit",),),
     ),
     Format(
+        "root", _sync("root", cutoff=1795660440000, size=3, root="0x" + "AB" * 32, signature="0x" + "CD" * 128),
+        sync.check, sync.SyncMessageInvalid, (("v",), ("cutoff",), ("size",)),
+    ),
+    Format(
         "op",
         lambda: {"seq": 1, "kind": "statement", "payload": {}, "created_at": 1795660441638},
         sync.check_op, sync.SyncMessageInvalid, (("seq",), ("created_at",)),
@@ -338,3 +342,13 @@ def test_every_invalid_envelope_vector_is_still_refused_with_its_code(index: int
         open_letter(case["plaintext"].encode(), name=case["read_as"])
 
     assert caught.value.code == case["code"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("root", "0x" + "AB" * 31), ("root", "AB" * 32 + "00"), ("signature", "0x" + "ZZ" * 128), ("signature", 7)],
+)
+def test_a_root_message_with_a_root_or_signature_of_the_wrong_form_is_refused(field: str, value: Any) -> None:
+    body = {"v": 1, "type": "root", "cutoff": 1, "size": 0, "root": "0x" + "AB" * 32, "signature": "0x" + "CD" * 128}
+    with pytest.raises(sync.SyncMessageInvalid):
+        sync.check({**body, field: value})

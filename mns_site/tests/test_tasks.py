@@ -62,4 +62,5 @@ def test_the_worker_runs_the_settings_schedule_and_no_other() -> None:
         "maxima.sweep_outbound",
         "onchain.watch",
         "registry.name_holds_expire",
+        "transparency.compute",
     ]
