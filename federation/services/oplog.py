@@ -177,6 +177,13 @@ def pull_received(*, peer: Peer, message: InboundMessage, body: dict[str, Any]) 
     origin = self_key()
     if origin is None or body["origin"] != origin:
         raise Ignored("a pull for a log this gateway does not keep")
+    answer_key = f"fed-answer:{_short(peer.identity_key)}:{body['since']}:"
+    if _answer_waiting(answer_key):
+        # A peer catching up pulls every sync round until the answer arrives; its answer to the same cursor is
+        # still in the outbox (a batch takes the node seconds to send), and would carry the same ops: one is
+        # enough. (Answering each pull queued a full batch per round behind the first, and the peer caught up at
+        # the pace of the redundant sends.)
+        return 0
     # Not numbered here: this runs in the inbound task's transaction, which would hold the head row while the
     # answer is built. Pushes (after every commit that logs, when there are peers) and each sync round number it.
     head = selectors.log_head(origin=origin)
@@ -185,8 +192,16 @@ def pull_received(*, peer: Peer, message: InboundMessage, body: dict[str, Any]) 
         sync.batches(origin=origin, head=head, ops=ops, max_bytes=settings.MNS_FEDERATION_BATCH_BYTES),
         sync.message("ops", origin=origin, head=head, ops=[]),
     )
-    _send(peer, batch, f"fed-answer:{_short(peer.identity_key)}:{body['since']}:{message.msgid[2:26]}")
+    _send(peer, batch, f"{answer_key}{message.msgid[2:26]}")
     return len(batch["ops"])
+
+
+def _answer_waiting(key_prefix: str) -> bool:
+    """Whether an answer to a peer's pull for one cursor waits in the outbox, not sent yet."""
+    return OutboundMessage.objects.filter(
+        idempotency_key__startswith=key_prefix,
+        status__in=[OutboundMessage.Status.QUEUED, OutboundMessage.Status.SENDING],
+    ).exists()
 
 
 def replicas_for_new_mailbox() -> list[str]:
