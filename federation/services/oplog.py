@@ -4,6 +4,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -163,13 +164,28 @@ def ops_batch_sent(message: OutboundMessage) -> None:
 def pull_request(*, peer_id: int) -> bool:
     """Ask a peer for its operations after our cursor (at most once per peer and cursor per sync period)."""
     peer = selectors.peers_active().filter(id=peer_id).first()
-    if peer is None:
+    if peer is None or _pull_unanswered(peer):
         return False
     period = int(time.time() // settings.MNS_FEDERATION_SYNC_EVERY)
     body = sync.message("pull", origin=peer.identity_key, since=peer.cursor)
     _send(peer, body, f"fed-pull:{_short(peer.identity_key)}:{peer.cursor}:{period}")
     Peer.objects.filter(id=peer.id).update(last_pull_at=timezone.now())
     return True
+
+
+# How long a pull from one cursor is given for its answer before the same cursor is asked for again: above the
+# time a full batch takes to send and apply on a loaded machine. (A sync round every second, as the bench runs it,
+# otherwise asked again every second, and each pull was answered with the whole batch.)
+PULL_ANSWER_SECONDS = 10
+
+
+def _pull_unanswered(peer: Peer) -> bool:
+    """Whether we asked the peer for the ops after our cursor less than ``PULL_ANSWER_SECONDS`` ago: its answer
+    may still be on its way (an answer that moves the cursor lets the next pull go at once)."""
+    since = timezone.now() - timedelta(seconds=PULL_ANSWER_SECONDS)
+    return OutboundMessage.objects.filter(
+        idempotency_key__startswith=f"fed-pull:{_short(peer.identity_key)}:{peer.cursor}:", created_at__gt=since
+    ).exists()
 
 
 def pull_received(*, peer: Peer, message: InboundMessage, body: dict[str, Any]) -> int:
