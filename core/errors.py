@@ -86,6 +86,12 @@ def _from_api_exception(exc: exceptions.APIException) -> tuple[int, dict[str, An
     return exc.status_code, error_body(code, str(exc.detail)), headers
 
 
+def throttled_answer(wait: float | None) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """The status, body and headers of a request refused by its rate limits (DRF's ``Throttled``, as
+    ``api_exception_handler`` answers it), for an answer made before DRF (``core.fastpath``)."""
+    return _from_api_exception(exceptions.Throttled(wait))
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """DRF's EXCEPTION_HANDLER: every exception a view raises becomes the one error shape."""
     headers: dict[str, str] = {}

@@ -13,6 +13,9 @@ from rest_framework.throttling import ScopedRateThrottle, SimpleRateThrottle
 
 from core import ratelimit
 
+# What count_together counted for a request, and the same handed on to the view (hand_on); environ keys.
+COUNTED, HANDED_ON = "mns.throttles.counted", "mns.throttles.handed_on"
+
 if TYPE_CHECKING:
     from rest_framework.views import APIView
 
@@ -84,8 +87,22 @@ def count_together(
             keyed.append(throttle)
     if not keyed and not gets:
         return None
-    now = keyed[0].timer() if keyed else None
-    counted, values = ratelimit.hit_many_and_get([(t.key, t.duration) for t in keyed], list(gets), now=now)
+    asked = ([t.key for t in keyed], list(gets))
+    handed = request.META.pop(HANDED_ON, None)
+    if handed is not None and handed[0] == asked:  # counted already by an early answer that missed (hand_on)
+        counted, values = handed[1]
+    else:
+        now = keyed[0].timer() if keyed else None
+        counted, values = ratelimit.hit_many_and_get([(t.key, t.duration) for t in keyed], list(gets), now=now)
     for throttle, each in zip(keyed, counted or [None] * len(keyed), strict=True):
         throttle._counted = each
+    request.META[COUNTED] = (asked, (counted, values))
     return values
+
+
+def hand_on(request: Request) -> None:
+    """Let the view that will handle ``request`` use what ``count_together`` counted for it (an early answer,
+    ``core.fastpath``, that could not answer): the request is counted once. Only the same limits and keys are
+    taken over; the environ key cannot come from a client (headers are ``HTTP_*``)."""
+    if COUNTED in request.META:
+        request.META[HANDED_ON] = request.META.pop(COUNTED)

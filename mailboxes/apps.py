@@ -8,11 +8,12 @@ class MailboxesConfig(AppConfig):
     def ready(self) -> None:
         from mailboxes import handlers, replication
         from mailboxes.services import mailbox_hand_over, owner_address_seen
-        from maxima.routing import on_reply_address, register_type
+        from maxima.routing import on_reply_address, register_batch, register_type
         from maxima.services import on_outbound_sent
         from registry.services import register_owner_change
 
         register_type("mns", "deliver", handlers.deliver_received)
+        register_batch("mns", "deliver", handlers.deliveries_received)
         on_outbound_sent("forward:", handlers.forward_sent)
         on_reply_address(lambda key, address: owner_address_seen(owner_key=key, address=address))
         replication.register()

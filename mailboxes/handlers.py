@@ -13,6 +13,11 @@ def deliver_received(message: InboundMessage, body: dict[str, Any]) -> None:
     services.deliver_received(message=message, body=body)
 
 
+def deliveries_received(items: list[tuple[InboundMessage, dict[str, Any]]]) -> list[Exception | None]:
+    """A run of ``deliver`` messages of one inbound batch, stored together (``maxima.routing.register_batch``)."""
+    return services.deliveries_received(items)
+
+
 def forward_sent(outbound: OutboundMessage) -> None:
     """The outbox sent a ``forward:<message id>`` message (``delivered:true``)."""
     services.message_forwarded(outbound_id=outbound.id)

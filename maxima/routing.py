@@ -59,6 +59,43 @@ def register_type(application: str, message_type: str, handler: TypeHandler) -> 
     _types[(application, message_type)] = handler
 
 
+# A run of messages of one type handled at once: ``handler(items)`` with (message, body) pairs in order, returning
+# for each None (handled) or the exception that handling it alone would have raised (``Ignored``, an ``MNSError``).
+BatchHandler = Callable[[list[tuple[InboundMessage, dict[str, Any]]]], list[Exception | None]]
+_batch_types: dict[tuple[str, str], BatchHandler] = {}
+
+
+def register_batch(application: str, message_type: str, handler: BatchHandler) -> None:
+    """Also handle consecutive ``message_type`` messages of an inbound batch together (``maxima.services``
+    ``inbound_process_batch``), in the batch's transaction: for a type whose many messages are cheaper stored at
+    once. The single handler (``register_type``) stays the one for a lone message and for a run that failed."""
+    if (application, message_type) not in _types:
+        raise ValueError(f"register the single handler of {application} {message_type!r} first")
+    _batch_types[(application, message_type)] = handler
+
+
+def batch_handler_of(message: InboundMessage) -> tuple[BatchHandler, dict[str, Any]] | None:
+    """The batch handler of ``message``'s type and its decoded body, or None (none, or not readable: dispatched
+    alone, which says why)."""
+    if message.application not in PROTOCOL_APPLICATIONS:
+        return None
+    try:
+        body = decode_protocol_message(message.data)
+    except Ignored:
+        return None
+    handler = _batch_types.get((message.application, body["type"]))
+    return None if handler is None else (handler, body)
+
+
+def dispatch_batch(handler: BatchHandler, items: list[tuple[InboundMessage, dict[str, Any]]]) -> list[Exception | None]:
+    """``dispatch`` of a run of messages that share ``handler``: each one's outcome (None: handled)."""
+    outcomes = handler(items)
+    for (message, body), outcome in zip(items, outcomes, strict=True):
+        if outcome is None and message.application == "mns":
+            _reply_address_seen(message, body)
+    return outcomes
+
+
 def dispatch(message: InboundMessage) -> None:
     if message.application in PROTOCOL_APPLICATIONS:
         body = decode_protocol_message(message.data)

@@ -30,7 +30,7 @@ from core.queue import enqueue_coalesced, enqueue_on_commit
 from maxima import selectors
 from maxima.models import InboundEvent, NodeState, OutboundMessage, QueueSample
 from maxima.node import hook_url, node_client, send_node
-from maxima.routing import Ignored, InboundMessage, dispatch
+from maxima.routing import BatchHandler, Ignored, InboundMessage, batch_handler_of, dispatch, dispatch_batch
 from maxima.selectors import inbound_lease, queue_figures, stale_sending
 from maxima.timing import BATCH_BYTES, MAXIMA_MAX_DATA_BYTES
 from mns_client.protocol import batch
@@ -291,15 +291,83 @@ def _process_claimed(events: list[InboundEvent], claim: str, *, stop_at: float |
         return {}
     try:
         with transaction.atomic():
-            outcomes = {}
-            for event in sorted(events, key=lambda e: e.id):
+            outcomes: dict[int, _Outcome] = {}
+            ordered = sorted(events, key=lambda e: e.id)
+            while len(outcomes) < len(ordered):
+                event = ordered[len(outcomes)]
                 late = bool(outcomes) and stop_at is not None and time.monotonic() > stop_at  # the first is always run
-                outcomes[event.id] = _Outcome(InboundEvent.Status.PENDING, OUT_OF_TIME) if late else _handle(event)
+                if late:
+                    outcomes[event.id] = _Outcome(InboundEvent.Status.PENDING, OUT_OF_TIME)
+                else:
+                    outcomes.update(_handle_run(_run_from(ordered[len(outcomes) :])))
             _mark(outcomes, claim)
     except (OperationalError, InterfaceError) as exc:  # the batch's transaction failed as a whole: nothing of it
         _release(events, claim, exc)
         return {event.id: InboundEvent.Status.PENDING for event in events}
     return {event_id: RELEASED if o.error == OUT_OF_TIME else o.status for event_id, o in outcomes.items()}
+
+
+# The most events one batch handler takes at once: the batch's time bound (BATCH_SECONDS) is checked between runs.
+RUN_EVENTS = 25
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Consecutive events handled together: one, or several of a type with a batch handler (``register_batch``)."""
+
+    events: list[InboundEvent]
+    handler: BatchHandler | None = None
+    items: list[tuple[InboundMessage, dict[str, Any]]] | None = None
+
+
+def _run_from(events: list[InboundEvent]) -> _Run:
+    """The run at the head of ``events``: the first event, with those after it that share its batch handler (up to
+    ``RUN_EVENTS``). Runs keep the events' order, so a message that changes a mailbox (a block, a delete)
+    still comes between the deliveries before and after it."""
+    first = _message(events[0])
+    found = batch_handler_of(first)
+    if found is None:
+        return _Run([events[0]])
+    handler, body = found
+    run, items = [events[0]], [(first, body)]
+    for event in events[1:RUN_EVENTS]:
+        message = _message(event)
+        following = batch_handler_of(message)
+        if following is None or following[0] is not handler:
+            break
+        run.append(event)
+        items.append((message, following[1]))
+    return _Run(run, handler, items)
+
+
+def _handle_run(run: _Run) -> dict[int, _Outcome]:
+    """The outcome of each event of ``run``: one handled alone, several by their batch handler in one savepoint.
+    A run that fails as a whole (the database blinked, a bug in the batch handler) is rolled back and each of its
+    events handled alone, as before batches, so one bad event costs no other its delivery."""
+    if run.handler is None or len(run.events) == 1:
+        return {event.id: _handle(event) for event in run.events}
+    try:
+        with transaction.atomic():
+            results = dispatch_batch(run.handler, run.items or [])
+    except Exception:
+        logger.warning("a run of %s inbound events failed together; each is handled alone", len(run.events))
+        return {event.id: _handle(event) for event in run.events}
+    return {
+        event.id: _Outcome(InboundEvent.Status.DONE) if result is None else _refused(event, result)
+        for event, result in zip(run.events, results, strict=True)
+    }
+
+
+def _refused(event: InboundEvent, exc: Exception) -> _Outcome:
+    """The outcome of a message its handler did not take: ignored (not for us) or refused on purpose."""
+    if isinstance(exc, Ignored):
+        # %r: the reason may quote what the sender wrote, newlines included; one event, one log line.
+        logger.info("inbound event %s from %s ignored: %r", event.id, event.application, str(exc)[:300])
+        return _Outcome(InboundEvent.Status.IGNORED, str(exc))
+    if isinstance(exc, MNSError):  # the handler refused the message on purpose (bad signature, wrong sender, …)
+        logger.info("inbound event %s refused by its handler: %s", event.id, exc.code)
+        return _Outcome(InboundEvent.Status.IGNORED, f"refused: {exc.code}: {exc}")
+    raise TypeError(f"a batch handler answered {type(exc).__name__} for inbound event {event.id}")
 
 
 def _handle(event: InboundEvent) -> _Outcome:
@@ -308,13 +376,8 @@ def _handle(event: InboundEvent) -> _Outcome:
         with transaction.atomic():
             dispatch(_message(event))
         return _Outcome(InboundEvent.Status.DONE)
-    except Ignored as exc:
-        # %r: the reason may quote what the sender wrote, newlines included; one event, one log line.
-        logger.info("inbound event %s from %s ignored: %r", event.id, event.application, str(exc)[:300])
-        return _Outcome(InboundEvent.Status.IGNORED, str(exc))
-    except MNSError as exc:  # the handler refused the message on purpose (bad signature, wrong sender, …)
-        logger.info("inbound event %s refused by its handler: %s", event.id, exc.code)
-        return _Outcome(InboundEvent.Status.IGNORED, f"refused: {exc.code}: {exc}")
+    except MNSError as exc:  # Ignored, or refused on purpose
+        return _refused(event, exc)
     except (OperationalError, InterfaceError) as exc:  # the database blinked: the sweep runs it again
         if event.attempts < INBOUND_MAX_ATTEMPTS:
             logger.warning("inbound event %s hit a transient error, left for the sweep: %s", event.id, exc)

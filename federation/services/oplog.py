@@ -4,6 +4,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -172,13 +173,28 @@ def ops_batch_sent(message: OutboundMessage) -> None:
 def pull_request(*, peer_id: int) -> bool:
     """Ask a peer for its operations after our cursor (at most once per peer and cursor per sync period)."""
     peer = selectors.peers_active().filter(id=peer_id).first()
-    if peer is None:
+    if peer is None or _pull_unanswered(peer):
         return False
     period = int(time.time() // settings.MNS_FEDERATION_SYNC_EVERY)
     body = sync.message("pull", origin=peer.identity_key, since=peer.cursor, incarnation=peer.incarnation or None)
     _send(peer, body, f"fed-pull:{_short(peer.identity_key)}:{peer.cursor}:{period}")
     Peer.objects.filter(id=peer.id).update(last_pull_at=timezone.now())
     return True
+
+
+# How long a pull from one cursor is given for its answer before the same cursor is asked for again: above the
+# time a full batch takes to send and apply on a loaded machine. (A sync round every second, as the bench runs it,
+# otherwise asked again every second, and each pull was answered with the whole batch.)
+PULL_ANSWER_SECONDS = 10
+
+
+def _pull_unanswered(peer: Peer) -> bool:
+    """Whether we asked the peer for the ops after our cursor less than ``PULL_ANSWER_SECONDS`` ago: its answer
+    may still be on its way (an answer that moves the cursor lets the next pull go at once)."""
+    since = timezone.now() - timedelta(seconds=PULL_ANSWER_SECONDS)
+    return OutboundMessage.objects.filter(
+        idempotency_key__startswith=f"fed-pull:{_short(peer.identity_key)}:{peer.cursor}:", created_at__gt=since
+    ).exists()
 
 
 def pull_received(*, peer: Peer, message: InboundMessage, body: dict[str, Any]) -> int:
@@ -198,6 +214,12 @@ def pull_received(*, peer: Peer, message: InboundMessage, body: dict[str, Any]) 
     incarnation, recovering = _log_state(origin)
     if recovering or body["since"] > LogHead.objects.get(origin=origin).seq:
         restore.position_seen(peer=peer, seq=body["since"], origin=origin)
+    if _answer_waiting(f"fed-answer:{_short(peer.identity_key)}:{body['since']}:"):
+        # A peer catching up pulls every sync round until the answer arrives; its answer to the same cursor is
+        # still in the outbox (a batch takes the node seconds to send), and would carry the same ops: one is
+        # enough. (Answering each pull queued a full batch per round behind the first, and the peer caught up at
+        # the pace of the redundant sends.)
+        return 0
     # Not numbered here: this runs in the inbound task's transaction, which would hold the head row while the
     # answer is built. Pushes (after every commit that logs, when there are peers) and each sync round number it.
     head = selectors.log_head(origin=origin)
@@ -208,6 +230,14 @@ def pull_received(*, peer: Peer, message: InboundMessage, body: dict[str, Any]) 
     )
     _send(peer, {**batch, "incarnation": incarnation}, f"fed-answer:{tag}")
     return len(batch["ops"])
+
+
+def _answer_waiting(key_prefix: str) -> bool:
+    """Whether an answer to a peer's pull for one cursor waits in the outbox, not sent yet."""
+    return OutboundMessage.objects.filter(
+        idempotency_key__startswith=key_prefix,
+        status__in=[OutboundMessage.Status.QUEUED, OutboundMessage.Status.SENDING],
+    ).exists()
 
 
 def replicas_for_new_mailbox() -> list[str]:

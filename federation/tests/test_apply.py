@@ -1,14 +1,20 @@
 """Applying a peer's operations: names, mailboxes, messages and tombstones replicate; applying twice changes
 nothing; what does not verify writes nothing and counts against the peer, which is paused past the threshold."""
 
+from datetime import timedelta
+
 import pytest
 from django.test import Client, override_settings
+from django.utils import timezone
 
+from federation import services
 from federation.models import Operation, Peer
+from federation.services.oplog import PULL_ANSWER_SECONDS
 from federation.tests.support import FakePeer, gateway, peer_b, sent_sync, state  # noqa: F401 (fixtures)
 from handshake import services as handshake_services
 from mailboxes.models import Mailbox, Message
 from mailboxes.tests.support import VERIFIER, Owner, answer
+from maxima.models import OutboundMessage
 from mns_client.protocol.handshake import verifier_hash
 from registry.models import NameRecord
 from registry.tests.support import GATEWAY
@@ -217,6 +223,23 @@ def test_a_gap_in_the_peers_ops_asks_for_the_missing_ones(peer_b: FakePeer) -> N
     assert (destination, pull["origin"], pull["since"]) == (peer_b.address, peer_b.key, 0)
     peer_b.says(peer_b.batch(first, later))
     assert sorted(NameRecord.objects.values_list("name", flat=True)) == ["alice", "bob"]
+
+
+def test_a_cursor_asked_for_is_not_asked_for_again_until_its_answer_had_time_to_come(
+    peer_b: FakePeer,  # noqa: F811
+) -> None:
+    first, later = peer_b.register_op(Owner.fresh(), "alice"), peer_b.register_op(Owner.fresh(), "bob")
+    peer_b.says(peer_b.batch(later))  # a gap: asks for what follows cursor 0
+    peer_id = Peer.objects.get().id
+    assert services.pull_request(peer_id=peer_id) is False  # the next sync round: that pull is still unanswered
+    assert len(sent_sync("pull")) == 1
+    OutboundMessage.objects.filter(idempotency_key__startswith="fed-pull:").update(
+        created_at=timezone.now() - timedelta(seconds=PULL_ANSWER_SECONDS + 1)
+    )
+    assert services.pull_request(peer_id=peer_id) is True  # no answer in time: asked again (the same row here)
+    peer_b.says(peer_b.batch(first))  # the answer: the cursor moves
+    assert services.pull_request(peer_id=peer_id) is True  # a new cursor is asked for at once
+    assert [pull["since"] for _, pull in sent_sync("pull")] == [0, 1]
 
 
 def test_a_peer_cannot_register_more_names_for_one_owner_than_the_limit(peer_b: FakePeer, settings) -> None:  # noqa: F811

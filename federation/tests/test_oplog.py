@@ -157,6 +157,21 @@ def test_a_pull_is_answered_with_the_ops_after_the_peers_cursor(
     assert (answer["head"], [op["seq"] for op in answer["ops"]]) == (2, [2])
 
 
+def test_a_pull_repeated_while_its_answer_waits_in_the_outbox_is_not_answered_twice(
+    gateway: object,  # noqa: F811
+    peer_b: FakePeer,  # noqa: F811
+) -> None:
+    Peer.objects.update(enabled=False)  # nothing pushed meanwhile
+    open_mailbox(Owner.fresh(), "alice")
+    Peer.objects.update(enabled=True)
+    services.op_sequence()
+    pull = sync.message("pull", origin=GATEWAY, since=1)
+    assert [peer_b.says(pull), peer_b.says(pull)] == ["done", "done"]  # the next sync round's pull, same cursor
+    assert len(sent_sync("ops")) == 1
+    assert peer_b.says(sync.message("pull", origin=GATEWAY, since=0)) == "done"  # another cursor: answered
+    assert len(sent_sync("ops")) == 2
+
+
 def test_a_pull_from_a_stranger_is_ignored_and_answered_with_nothing(gateway: object) -> None:  # noqa: F811
     stranger = FakePeer.fresh("stranger")
     assert stranger.says(sync.message("pull", origin=GATEWAY, since=0)) == "ignored: ignored"

@@ -215,12 +215,53 @@ def deliver_received(*, message: InboundMessage, body: dict[str, Any]) -> str:
             owner=deliver.owner,
         )
     except (DeliveryRefused, MailboxMessageInvalid) as refused:
-        receipt = Receipt(id=delivery_id, status="refused", reason=refused.code, detail=_detail(refused))
-        logger.info("refused a delivery over Maxima: %s", refused.code)
+        receipt = _refusal_receipt(delivery_id, refused)
     else:
         receipt = Receipt(id=delivery_id, status="stored", message_id=stored.message.uid)
     _receipt_send(receipt, destination=destination, sender_key=message.sender)
     return receipt.status if receipt.status == "stored" else str(receipt.reason)
+
+
+def deliveries_received(items: Sequence[tuple[InboundMessage, dict[str, Any]]]) -> list[Exception | None]:
+    """``deliver_received`` for a run of Maxima deliveries of one inbound batch (``maxima.routing.register_batch``):
+    stored with ``deliveries_store``, in the batch's transaction, and each receipted as ``deliver_received`` does.
+    Returns, per message, None, or ``Ignored`` for a delivery without a usable ``id`` (nothing written for it).
+
+    The same checks, stores and receipts as one by one; what differs is the order of the writes within the run
+    (by mailbox, as ``deliveries_store`` orders them, so runs cannot deadlock), and that a delivery sent twice
+    within one run counts twice against its sender's rate (alone, the second is answered as stored before it is
+    counted)."""
+    outcomes: list[Exception | None] = [None] * len(items)
+    receipts: list[Receipt | None] = [None] * len(items)
+    deliveries, indexes = [], []
+    ids = [delivery_id_of(body) for _, body in items]
+    for index, ((message, body), delivery_id) in enumerate(zip(items, ids, strict=True)):
+        if delivery_id is None:
+            outcomes[index] = Ignored("a delivery without a well-formed id")
+            continue
+        try:
+            deliver = Deliver.from_dict(body)
+        except MailboxMessageInvalid as refused:
+            receipts[index] = _refusal_receipt(delivery_id, refused)
+            continue
+        deliveries.append(
+            Delivery(deliver.to, deliver.id, deliver.scheme, deliver.ciphertext, message.sender, True, deliver.owner)
+        )
+        indexes.append(index)
+    for index, stored in zip(indexes, deliveries_store(deliveries), strict=True):
+        if isinstance(stored, Stored):
+            receipts[index] = Receipt(id=ids[index], status="stored", message_id=stored.message.uid)
+        else:
+            receipts[index] = _refusal_receipt(ids[index], stored)
+    for (message, body), receipt in zip(items, receipts, strict=True):
+        if receipt is not None:
+            _receipt_send(receipt, destination=reply_to_of(body) or message.sender, sender_key=message.sender)
+    return outcomes
+
+
+def _refusal_receipt(delivery_id: str, refused: DomainError | MailboxMessageInvalid) -> Receipt:
+    logger.info("refused a delivery over Maxima: %s", refused.code)
+    return Receipt(id=delivery_id, status="refused", reason=refused.code, detail=_detail(refused))
 
 
 def delivery_submit(*, name: str, delivery_id: str, scheme: str, ciphertext: bytes, sender_key: str) -> Stored:

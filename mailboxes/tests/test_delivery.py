@@ -7,12 +7,15 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from mailboxes import services
 from mailboxes.models import Mailbox, Message, SenderRule
 from mailboxes.tests.support import Opened, Owner, deliver, deliver_body, inbound, open_mailbox, sent, snapshot
+from maxima.models import InboundEvent
 from maxima.routing import Ignored
-from maxima.services import MaximaEvent, inbound_process, inbound_store
+from maxima.services import MaximaEvent, inbound_process, inbound_process_batch, inbound_store
 from mns_client.protocol.codecs import to_hex
 from mns_client.protocol.mailbox import new_delivery_id
 from registry import services as registry_services
@@ -305,3 +308,69 @@ def test_one_delivery_twice_in_a_batch_is_stored_once(opened: Opened, sender: Ow
     first, second = services.deliveries_store([item, item])
     assert (first.created, second.created, first.message.uid) == (True, False, second.message.uid)
     assert Message.objects.count() == Mailbox.objects.get().message_count == 1
+
+
+def stored_event(sender: Owner, body: dict[str, Any]) -> int:
+    event = MaximaEvent(
+        msgid="0x" + secrets.token_hex(32).upper(),
+        sender=sender.key,
+        recipient_key="0x00",
+        application="mns",
+        data=json.dumps(body).encode(),
+        timemilli=int(time.time() * 1000),
+        random="0x00",
+    )
+    return inbound_store(event=event)[0].id
+
+
+@pytest.mark.parametrize("limit", [1, 100], ids=["one event a batch", "all in one batch"])
+def test_maxima_deliveries_in_one_inbound_batch_are_answered_as_one_by_one(
+    opened: Opened, sender: Owner, bob: Owner, limit: int
+) -> None:
+    open_mailbox(bob, "bob")
+    Mailbox.objects.filter(record__name="bob").update(max_messages=1)
+    twice = deliver_body(reply_to=sender.address)
+    bodies = [
+        twice,
+        deliver_body("nobody"),
+        twice,
+        {**deliver_body(), "id": "short"},
+        deliver_body("bob"),
+        {"v": 1, "type": "no-such-type"},  # ends the run of deliveries: handled alone, in its place
+        deliver_body("bob"),
+        deliver_body(scheme="rot13"),
+    ]
+    ids = [stored_event(sender, body) for body in bodies]
+    while inbound_process_batch(claim=f"test-{limit}", limit=limit):
+        pass
+    statuses = list(InboundEvent.objects.filter(id__in=ids).order_by("id").values_list("status", flat=True))
+    assert statuses == ["done", "done", "done", "ignored", "done", "ignored", "done", "done"]
+    receipts = [(receipt["status"], receipt.get("reason")) for _, receipt in sent("receipt")]
+    # The delivery sent twice re-uses its first receipt (the same idempotency key), sent to its reply_to.
+    assert receipts == [
+        ("stored", None),
+        ("refused", "unknown_name"),
+        ("stored", None),
+        ("refused", "over_quota"),
+        ("refused", "bad_scheme"),
+    ]
+    assert sent("receipt")[0][0] == sender.address
+    counts = dict(Mailbox.objects.values_list("record__name", "message_count"))
+    assert counts == {"alice": 1, "bob": 1}
+    assert Message.objects.count() == 2
+
+
+def test_a_run_of_maxima_deliveries_is_stored_in_fewer_statements_than_one_by_one(
+    opened: Opened, sender: Owner
+) -> None:
+    def statements(limit: int) -> int:
+        for _ in range(10):
+            stored_event(sender, deliver_body())
+        with CaptureQueriesContext(connection) as captured:
+            while inbound_process_batch(claim=f"count-{limit}", limit=limit):
+                pass
+        return len(captured.captured_queries)
+
+    alone, together = statements(1), statements(10)
+    assert Message.objects.count() == 20
+    assert together < alone

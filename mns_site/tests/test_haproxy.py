@@ -1,0 +1,135 @@
+"""The shipped HAProxy configuration (docs/haproxy/mns.cfg), as it is, in front of a real gunicorn on loopback:
+the requests beyond what gunicorn is given and what may wait are refused at once, by the proxy, with 503 and
+``Retry-After``; the node's hooks wait their turn instead; everything admitted is served."""
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from testsupport import REPO
+from testsupport.processes import free_port, wait_for
+
+CONFIG = REPO / "docs" / "haproxy" / "mns.cfg"
+INSIDE, QUEUE = 2, 3
+
+pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None, reason="HAProxy is not installed (Debian: haproxy)")
+
+
+class Stack:
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.port, self.web = folder, free_port(), free_port()
+        self.stats = folder / "stats.sock"
+        self.children: list[subprocess.Popen] = []
+
+    def start(self) -> None:
+        held = {**os.environ, "HELD_DIR": str(self.folder), "PYTHONPATH": str(REPO)}
+        web = [sys.executable, "-m", "gunicorn", "mns_site.tests.held_app", "--bind", f"127.0.0.1:{self.web}"]
+        web += ["--worker-class", "gthread", "--threads", "16", "--workers", "1"]
+        self._spawn(web, held, "gunicorn.log")
+        wait_for(lambda: _listening(self.web), timeout=30, what="gunicorn", log=self.folder / "gunicorn.log")
+        (self.folder / "stats.cfg").write_text(f"global\n    stats socket {self.stats}\n")
+        proxy = {
+            **os.environ,
+            "MNS_PROXY_BIND": f"127.0.0.1:{self.port}",
+            "MNS_WEB_BACKEND": f"127.0.0.1:{self.web}",
+            "MNS_PROXY_INSIDE": str(INSIDE),
+            "MNS_PROXY_QUEUE": str(QUEUE),
+            "MNS_PROXY_WAIT": "60s",  # long: this test shows the refusal beyond the queue, not the queue's timeout
+        }
+        command = ["haproxy", "-db", "-f", str(CONFIG), "-f", str(self.folder / "stats.cfg")]
+        self._spawn(command, proxy, "haproxy.log")
+        wait_for(lambda: _listening(self.port), timeout=30, what="haproxy", log=self.folder / "haproxy.log")
+
+    def _spawn(self, command: list[str], env: dict[str, str], log: str) -> None:
+        out = (self.folder / log).open("w")
+        self.children.append(subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT))
+
+    def stop(self) -> None:
+        for child in self.children:
+            child.terminate()
+        for child in self.children:
+            child.wait(timeout=30)
+
+    def inside(self) -> int:
+        path = self.folder / "inside"
+        return len(path.read_text().splitlines()) if path.exists() else 0
+
+    def queued(self) -> int:
+        """Requests waiting in the proxy's queue for gunicorn (the backend's ``qcur``, from the stats socket)."""
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(self.stats))
+            sock.sendall(b"show stat\n")
+            text = b"".join(iter(lambda: sock.recv(65536), b"")).decode()
+        header, *rows = text.lstrip("# ").splitlines()
+        columns = header.split(",")
+        for row in rows:
+            values = dict(zip(columns, row.split(","), strict=False))
+            if values.get("pxname") == "gunicorn" and values.get("svname") == "BACKEND":
+                return int(values["qcur"] or 0)
+        return 0
+
+    def request(self, method: str = "GET", path: str = "/api/v1/names/alice") -> tuple[int, dict[str, str], bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            connection.request(method, path, body=b"{}" if method == "POST" else None)
+            response = connection.getresponse()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+        finally:
+            connection.close()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    stack = Stack(tmp_path)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        (tmp_path / "release").touch()
+        stack.stop()
+
+
+def in_background(stack: Stack, answers: list[Any], method: str = "GET", path: str = "/api/v1/names/alice") -> None:
+    threading.Thread(target=lambda: answers.append(stack.request(method, path)), daemon=True).start()
+
+
+def test_beyond_what_gunicorn_is_given_and_what_may_wait_the_proxy_refuses_at_once_with_retry_after(
+    stack: Stack,
+) -> None:
+    answers: list[Any] = []
+    for _ in range(INSIDE):
+        in_background(stack, answers)
+    wait_for(lambda: stack.inside() == INSIDE, timeout=30, what="gunicorn holding its share")
+    for _ in range(QUEUE):
+        in_background(stack, answers)
+    wait_for(lambda: stack.queued() == QUEUE, timeout=30, what="the proxy's queue full")
+
+    status, headers, body = stack.request()  # answered while everything before it is still held
+    assert status == 503
+    assert headers["retry-after"] == "1"
+    assert json.loads(body)["error"] == "overloaded"
+    assert stack.inside() == INSIDE  # it never reached gunicorn
+
+    # The node's hook is never refused: it waits its turn behind the queue.
+    in_background(stack, answers, "POST", "/maxima/hook/secret/")
+    wait_for(lambda: stack.queued() == QUEUE + 1, timeout=30, what="the hook waiting in the queue")
+
+    (stack.folder / "release").touch()
+    wait_for(lambda: len(answers) == INSIDE + QUEUE + 1, timeout=60, what="every admitted request answered")
+    assert sorted(status for status, _, _ in answers) == [200] * (INSIDE + QUEUE + 1)
+    assert stack.inside() == INSIDE + QUEUE + 1
