@@ -1,10 +1,12 @@
 """The transparency root across three live gateways (``GatewayCluster``): each computes its root at every cut-off,
 signs it on its node and sends it to its peers; gw-a publishes the agreed root on chain with the entry points;
-then gw-c's database is forged (a name's record and history changed to another owner key, validly signed by
-that key) and both honest peers flag it in health, while gw-c says it is in the minority.
+a user's ``mns whois`` (the CLI, reading the bulletin through their own node) finds the name in the published
+directory. Then gw-c's database is forged (a name's record and history changed to another owner key, validly
+signed by that key): ``mns whois`` at gw-c exits 6 without showing the record, and both honest peers flag gw-c in
+health, while gw-c says it is in the minority.
 
-The module's ``network`` fixture (the cluster, its chain set up, and ``victor`` registered and published in an
-agreed root) is meant to be reused by the client's checks (``mns whois``) of the same network.
+The module's ``network`` fixture is the cluster, its chain set up, and ``victor`` registered and published in an
+agreed root; the tests run in order (the forgery comes after the honest checks).
 """
 
 import json
@@ -13,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from mns_client.config import Home
 from mns_client.protocol.codecs import to_hex
 from mns_client.protocol.crypto import maxsign
 from mns_client.protocol.statements import NameStatement
@@ -98,6 +101,24 @@ def chain_root(gateway: Gateway) -> SignedRoot | None:
     return SignedRoot.from_dict(raw["root"]) if raw.get("root") else None
 
 
+def reads_the_chain(cluster: GatewayCluster, user: int) -> None:
+    """The user's client knows where the entry-point bulletin is (its token and owner, as a user configures it or
+    learns it from a gateway it trusts), so a gateway it asks cannot point it elsewhere; the rest it reads through
+    its own node."""
+    tokenid, owner = cluster.gateways[0].sql("SELECT tokenid, owner_key FROM entrypoints_setup WHERE id = 1")[0]
+    home = Home(cluster.users[user].home)
+    home.ensure()
+    settings = home.settings()
+    settings.entry_points = {"tokenid": tokenid, "owner": owner, "seq": 0}
+    home.save_settings(settings)
+
+
+def whois(cluster: GatewayCluster, user: int, gateway: Gateway) -> tuple[int, dict[str, Any], str]:
+    """``mns whois victor --json`` as the user runs it, with their node, against ``gateway``."""
+    done = cluster.cli(user, gateway, "whois", NAME, "--json")
+    return done.returncode, json.loads(done.stdout), done.stderr
+
+
 def forge(gateway: Gateway, name: str) -> str:
     """Change the gateway's own record and history of ``name`` to another owner key, with a valid signature by that
     key (what a lying operator could do to its database); returns the new key."""
@@ -160,7 +181,28 @@ def test_the_agreed_root_is_on_chain_signed_by_a_majority_and_a_lookup_proves_ag
         assert statement.owner == network.users[0].key
 
 
-def test_a_gateway_that_serves_another_owner_key_than_the_root_on_chain_is_flagged_by_its_peers(
+def test_mns_whois_through_the_users_own_node_finds_the_name_in_the_published_directory_at_an_honest_gateway(
+    network: GatewayCluster,
+) -> None:
+    a, b, c = network.gateways
+    signed = chain_root(a)
+    assert signed is not None
+    reads_the_chain(network, 1)
+
+    for gateway in (a, b):
+        wait_for(lambda g=gateway: lookup_root(g) == signed.root.to_dict(), timeout=SETTLED, what="a proven lookup")
+        code, body, err = whois(network, 1, gateway)
+
+        assert code == 0, err
+        assert body["owner"] == network.users[0].key
+        directory = body["directory"]
+        assert (directory["status"], directory["failed"]) == ("in_directory", False), directory
+        assert directory["detail"].startswith("in the published directory (root of ")
+        assert directory["root"] == signed.root.to_dict()
+        assert len(set(directory["signers"]) & {a.identity, b.identity, c.identity}) >= 2  # a majority of three
+
+
+def test_a_gateway_that_serves_another_owner_key_than_the_root_on_chain_is_caught_by_whois_and_flagged_by_peers(
     network: GatewayCluster,
 ) -> None:
     a, b, c = network.gateways
@@ -177,6 +219,15 @@ def test_a_gateway_that_serves_another_owner_key_than_the_root_on_chain_is_flagg
             statement=NameStatement.from_dict(forged["transparency"]["statement"]["statement"]),
             proof=forged["transparency"]["proof"],
         )
+
+    reads_the_chain(network, 1)
+    code, body, err = whois(network, 1, c)  # what a user asking gw-c with the real CLI and their own node sees
+    assert code == 6, err
+    assert body["exit_code"] == 6
+    assert body["error"] in ("root_differs", "proof_invalid")
+    assert (body["directory"]["status"], body["directory"]["failed"]) == (body["error"], True)
+    assert "owner" not in body  # the record of a gateway proven wrong is not shown
+    assert forged_key not in json.dumps(body)
 
     for honest in (a, b):
         wait_for(lambda g=honest: "gw-c" in flags(g), timeout=SETTLED, what=f"gw-c flagged at {honest.name}")
