@@ -81,7 +81,8 @@ class NameRecordSerializer(serializers.ModelSerializer):
         read_only=True,
         help_text=(
             'The name in the directory\'s Merkle tree (docs/protocol.md, "Transparency"): {root, statement, proof, '
-            "current} against the newest root on chain, or {status: no_root} / {status: not_in_directory, root}."
+            "current} against the newest root on chain, or {status: no_root} / {status: not_in_directory, root, "
+            "bucket: {entries, top}}."
         ),
     )
 

@@ -32,6 +32,7 @@ from mns_client.protocol.transparency import (
     Directory,
     Root,
     SignedRoot,
+    absence_for,
     bucket_leaves,
     bucket_of,
     merkle_root,
@@ -191,7 +192,8 @@ def epoch_refresh() -> None:
 def lookup_proof(record: Any) -> dict[str, Any]:
     """The ``transparency`` object of a lookup's answer (docs/protocol.md, "Transparency"): this gateway's own root
     at the cut-off of the newest root on chain, the name's statement at that cut-off, its inclusion proof, and
-    whether that statement is the current one; or ``{"status": "no_root"}`` / ``{"status": "not_in_directory"}``.
+    whether that statement is the current one; or ``{"status": "no_root"}`` / ``{"status": "not_in_directory"}``
+    with the name's bucket at that cut-off (its entries and top path: the proof of absence).
 
     Costs one bucket's rows (cached per cut-off and bucket once they match the stored bucket root) and the
     statement's row."""
@@ -203,9 +205,13 @@ def lookup_proof(record: Any) -> dict[str, Any]:
     entries = bucket_entries(root_row=own, bucket=bucket)
     seq = next((seq for name, seq, _value in entries if name == record.name), None)
     statement = statement_of(record=record, seq=seq) if seq is not None else None
-    if statement is None:
-        return {"status": "not_in_directory", "root": root.to_dict()}
     levels = _levels(own.cutoff)
+    if seq is None:
+        # The name's whole bucket at the cut-off shows it absent (docs/protocol.md: about n/4096 entries).
+        absence = absence_for(record.name, [(name, value) for name, _seq, value in entries], levels)
+        return {"status": "not_in_directory", "root": root.to_dict(), "bucket": absence.to_dict()}
+    if statement is None:  # in the directory, but its statement is gone from the history: nothing to prove with
+        return {"status": "not_in_directory", "root": root.to_dict()}
     proof = proof_for(record.name, [(name, value) for name, _seq, value in entries], levels)
     return {
         "root": root.to_dict(),

@@ -25,6 +25,8 @@ const HASH_BYTES = 32;
 const SIGNATURE_BYTES = 128;
 const MAX_PATH = 64;
 const MAX_SIGNERS = 32;
+// A proof of absence carries the name's whole bucket (about n/4096 entries); read at most this many.
+export const MAX_BUCKET_ENTRIES = 16384;
 export const MAX_HISTORY = 1000;
 
 /** The outcomes that prove the gateway's answer wrong (a lying gateway, or a forged or broken proof). */
@@ -225,6 +227,81 @@ export async function checkInDirectory({ root, name, statement, proof }) {
   }
 }
 
+/** RFC 9162's Merkle tree hash over already-hashed leaves (SHA-256 of nothing for none), as `merkle_root`. */
+export async function merkleRoot(leaves) {
+  if (leaves.length === 0) return sha256(new Uint8Array(0));
+  let level = [...leaves];
+  while (level.length > 1) {
+    const paired = [];
+    for (let i = 0; i + 1 < level.length; i += 2) paired.push(await nodeHash(level[i], level[i + 1]));
+    if (level.length % 2) paired.push(level[level.length - 1]);
+    level = paired;
+  }
+  return level[0];
+}
+
+function compareBytes(a, b) {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i] - b[i];
+  return a.length - b.length;
+}
+
+/** A proof of absence's wire form `{entries: [[name, "0x…"], …], top: [12 × "0x…"]}`, read as strictly as
+ * `Absence.from_dict`: `proof_invalid` for anything else. */
+export function parseAbsence(raw) {
+  const bad = (problem) => proofInvalid("proof_invalid", problem);
+  if (!exactKeys(raw, ["entries", "top"])) throw bad("bucket: has exactly entries and top");
+  if (!Array.isArray(raw.entries) || raw.entries.length > MAX_BUCKET_ENTRIES) {
+    throw bad(`entries: must be a list of at most ${MAX_BUCKET_ENTRIES} items`);
+  }
+  if (!Array.isArray(raw.top) || raw.top.length > BUCKET_BITS) throw bad(`top: must be a list of at most ${BUCKET_BITS} items`);
+  const hash = (field, text) => {
+    let bytes;
+    try {
+      bytes = fromHex(text);
+    } catch {
+      throw bad(`${field}: not 0x… hex`);
+    }
+    if (bytes.length !== HASH_BYTES) throw bad(`${field}: each hash is 32 bytes`);
+    return bytes;
+  };
+  const entries = raw.entries.map((item) => {
+    if (!Array.isArray(item) || item.length !== 2 || typeof item[0] !== "string" || !item[0].isWellFormed()) {
+      throw bad("entries: each entry is [name, statement hash]");
+    }
+    return [item[0], hash("entries", item[1])];
+  });
+  return { entries, top: raw.top.map((text) => hash("top", text)) };
+}
+
+/** Throw a Refused with `check_absent`'s code unless the bucket shows `name` absent under `root` (a parsed root):
+ * the entries in tree order, each once and of the name's bucket, the name not among them, and they and the top
+ * path lead to the root. */
+export async function checkAbsent({ root, name, absence }) {
+  const parsed = parseAbsence(absence);
+  const bucket = await bucketOf(name);
+  const names = parsed.entries.map(([entryName]) => utf8(entryName));
+  for (let i = 1; i < names.length; i++) {
+    if (compareBytes(names[i], names[i - 1]) <= 0) {
+      throw proofInvalid("entries_unordered", "the bucket's entries are not in tree order, each name once");
+    }
+  }
+  for (const [entryName] of parsed.entries) {
+    if ((await bucketOf(entryName)) !== bucket) {
+      throw proofInvalid("bucket_wrong", "an entry is of another bucket than the name's");
+    }
+  }
+  if (parsed.entries.some(([entryName]) => entryName === name)) {
+    throw proofInvalid("name_in_bucket", "the name is in its bucket: it is in the directory");
+  }
+  const leaves = [];
+  for (const [entryName, value] of parsed.entries) leaves.push(await leafHash(entryName, value));
+  const top = await rootFromTopPath(bucket, await merkleRoot(leaves), parsed.top);
+  if (!equalBytes(top, root.root)) {
+    throw proofInvalid("root_mismatch", "the bucket does not lead to the root: an entry is missing or changed");
+  }
+}
+
 /** `check_successor` of mns_client/protocol/statements.py: may `next` follow `previous` (both checked)? */
 export function checkSuccessor(previous, next) {
   const no = (code, detail) => new Refused(code, detail);
@@ -318,18 +395,37 @@ async function check(name, current, answer, root, between, base) {
     );
   }
   if ("status" in answer) {
-    if (answer.status !== "not_in_directory" || !exactKeys(answer, ["status", "root"])) {
+    if (
+      answer.status !== "not_in_directory" ||
+      !(exactKeys(answer, ["status", "root"]) || exactKeys(answer, ["status", "root", "bucket"]))
+    ) {
       throw new Outcome("answer_invalid", "the gateway's transparency answer has an unknown status");
     }
-    if (current.statement.issued_at > root.cutoff) {
-      return outcome("not_yet", "not in the published directory yet: registered after its cut-off, so nothing proves this answer yet", base);
+    const proven = "bucket" in answer;
+    if (proven) {
+      try {
+        await checkAbsent({ root, name, absence: answer.bucket });
+      } catch (error) {
+        if (!(error instanceof Refused)) throw error;
+        throw new Outcome(
+          "proof_invalid",
+          `the gateway's proof that the name is not in the directory does not hold: ${error.message}`,
+          error.code,
+        );
+      }
     }
-    return outcome(
-      "not_in_directory",
-      "the gateway says it is not in the published directory, though its statement is dated before the cut-off: " +
-        "not proven (it reached the network late, or the gateway hides it)",
-      base,
-    );
+    if (current.statement.issued_at > root.cutoff) {
+      const text = proven
+        ? "not in the published directory yet: registered after its cut-off (its bucket shows it absent then)"
+        : "not in the published directory yet: registered after its cut-off, so nothing proves this answer yet";
+      return outcome("not_yet", text, base);
+    }
+    const text = proven
+      ? "not in the published directory, proven by its bucket, though its statement is dated before the cut-off: " +
+        "it reached the network after the root was made"
+      : "the gateway says it is not in the published directory, though its statement is dated before the cut-off: " +
+        "not proven (it reached the network late, or the gateway hides it)";
+    return outcome("not_in_directory", text, base);
   }
   if (!exactKeys(answer, ["root", "statement", "proof", "current"]) || typeof answer.current !== "boolean") {
     throw new Outcome(

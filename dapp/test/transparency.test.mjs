@@ -68,6 +68,21 @@ test("every broken proof is refused with its vector's code", async () => {
   }
 });
 
+test("every proof of absence holds, or is refused with its vector's code", async () => {
+  assert.ok(data.absent.length >= 8);
+  for (const vector of data.absent) {
+    const check = t.checkAbsent({ root, name: vector.name, absence: vector.bucket });
+    if (vector.error === null) await check;
+    else await assert.rejects(check, { code: vector.error }, vector.description);
+  }
+});
+
+test("an absence whose entry is not UTF-8 text is refused as malformed, as Python refuses it", async () => {
+  const honest = data.absent.find((vector) => vector.error === null && vector.bucket.entries.length > 0);
+  const bucket = { ...honest.bucket, entries: [["\ud800", honest.bucket.entries[0][1]]] };
+  await assert.rejects(t.checkAbsent({ root, name: honest.name, absence: bucket }), { code: "proof_invalid" });
+});
+
 test("every lookup answer reaches its vector's outcome", async () => {
   for (const vector of data.answers) {
     const outcome = await t.checkLookup({

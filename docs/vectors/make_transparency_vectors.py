@@ -9,7 +9,8 @@ committed; ``mns_client/tests/test_transparency_vectors.py`` checks that this sc
 Keys: every name is owned by the pair of ``maxima/30-maxcreate-keypair.json``; the root is signed by the pairs of
 ``55-`` and ``56-`` (two gateways), and lists a third signer (the ``30-`` key) whose signature is over another
 message, so it must not count. The forged statements are signed by the ``55-`` key: valid signatures by a key that
-does not hold the name. The twelve names are the first ``user<i>`` that fill buckets with 5, 3, 2, 1 and 1 leaves.
+does not hold the name. The twelve names are the first ``user<i>`` that fill buckets with 5, 3, 2, 1 and 1 leaves;
+the names proven absent are the first ``absent<i>`` of the bucket of five and of an empty bucket.
 """
 
 import copy
@@ -41,6 +42,15 @@ def _names() -> list[list[str]]:
         used.add(bucket)
         groups.append(seen[bucket][:size])
     return groups
+
+
+def _absent_in(bucket: int, taken: set[str]) -> str:
+    """The first ``absent<i>`` of ``bucket`` (a name that is not in the directory)."""
+    from mns_client.protocol.transparency import bucket_of
+
+    return next(
+        f"absent{i}" for i in range(1_000_000) if bucket_of(f"absent{i}") == bucket and f"absent{i}" not in taken
+    )
 
 
 def _refusal(t: Any, root: Any, name: str, statement: Any, proof: Any) -> str | None:
@@ -214,6 +224,53 @@ def build() -> str:
             {"description": description, "name": name, "signed": statement.to_dict(), "proof": bad_proof, "error": code}
         )
 
+    # Proofs of absence: a name's whole bucket at the cut-off, with the code check_absent refuses it with (None:
+    # the name is proven absent).
+    five_bucket = t.bucket_of(first)
+    absentee = _absent_in(five_bucket, set(names))
+    empty_bucket = next(b for b in range(t.BUCKETS) if not directory.buckets[b])
+    lonely = _absent_in(empty_bucket, set(names))
+    honest_absence = t.absence_for(absentee, directory.buckets[five_bucket], directory.levels).to_dict()
+    hidden = {**honest_absence, "entries": [e for e in honest_absence["entries"] if e[0] != first]}
+    other_bucket_name = groups[1][0]
+    stray = [other_bucket_name, to_hex(t.statement_hash(held[other_bucket_name].statement))]
+    wrong_bucket = {
+        **honest_absence,
+        "entries": sorted([*honest_absence["entries"], stray], key=lambda e: e[0].encode()),
+    }
+    tampered_top = {**honest_absence, "top": [*honest_absence["top"][:-1], to_hex(b"\1" * 32)]}
+    unordered = {**honest_absence, "entries": list(reversed(honest_absence["entries"]))}
+    changed_value = copy.deepcopy(honest_absence)
+    changed_value["entries"][0][1] = to_hex(b"\2" * 32)
+    absence_cases: list[tuple[str, str, dict[str, Any], str | None]] = [
+        ("a name absent from a bucket of five", absentee, honest_absence, None),
+        (
+            "a name absent from an empty bucket",
+            lonely,
+            t.absence_for(lonely, directory.buckets[empty_bucket], directory.levels).to_dict(),
+            None,
+        ),
+        ("a hidden name: its bucket with the name left out", first, hidden, "root_mismatch"),
+        ("a hidden name: its whole bucket, the name in it", first, honest_absence, "name_in_bucket"),
+        ("an entry of another bucket added", absentee, wrong_bucket, "bucket_wrong"),
+        ("a top path with a hash changed", absentee, tampered_top, "root_mismatch"),
+        ("a top path of 11 hashes", absentee, {**honest_absence, "top": honest_absence["top"][:-1]}, "path_invalid"),
+        ("an entry's statement hash changed", absentee, changed_value, "root_mismatch"),
+        ("the entries out of tree order", absentee, unordered, "entries_unordered"),
+        ("an entry that is not [name, hash]", absentee, {**honest_absence, "entries": [["x"]]}, "proof_invalid"),
+        ("a bucket with an unknown field", absentee, {**honest_absence, "extra": 1}, "proof_invalid"),
+    ]
+    absent = []
+    for description, name, bucket, code in absence_cases:
+        try:
+            t.check_absent(root=root, name=name, absence=bucket)
+            refused = None
+        except t.ProofInvalid as bad:
+            refused = bad.code
+        if refused != code:
+            raise AssertionError(f"{description}: {refused} instead of {code}")
+        absent.append({"description": description, "name": name, "bucket": bucket, "error": code})
+
     # Lookup answers: the record's current statement, the gateway's transparency object, the outcome.
     def answer(name: str, statement: SignedStatement, *, current: bool, the_root: t.Root = root, the_proof: Any = None):
         return {
@@ -280,6 +337,60 @@ def build() -> str:
             True,
             "not_in_directory",
             None,
+        ),
+        (
+            "registered after the cut-off, its bucket at the cut-off shows it absent",
+            absentee,
+            signed(absentee, 1, CUTOFF + 1),
+            {"status": "not_in_directory", "root": root.to_dict(), "bucket": honest_absence},
+            True,
+            "not_yet",
+            None,
+        ),
+        (
+            "dated before the cut-off, but proven absent by its bucket (it reached the network late)",
+            absentee,
+            signed(absentee, 1, CUTOFF - 1),
+            {"status": "not_in_directory", "root": root.to_dict(), "bucket": honest_absence},
+            True,
+            "not_in_directory",
+            None,
+        ),
+        (
+            "a hidden name: another key's later registration served as not yet, its bucket without the name",
+            first,
+            signed(first, 1, CUTOFF + 1, key=forger),
+            {"status": "not_in_directory", "root": root.to_dict(), "bucket": hidden},
+            True,
+            "proof_invalid",
+            "root_mismatch",
+        ),
+        (
+            "a hidden name: another key's later registration served as not yet, its bucket showing the name",
+            first,
+            signed(first, 1, CUTOFF + 1, key=forger),
+            {"status": "not_in_directory", "root": root.to_dict(), "bucket": honest_absence},
+            True,
+            "proof_invalid",
+            "name_in_bucket",
+        ),
+        (
+            "an absence whose bucket holds an entry of another bucket",
+            absentee,
+            signed(absentee, 1, CUTOFF + 1),
+            {"status": "not_in_directory", "root": root.to_dict(), "bucket": wrong_bucket},
+            True,
+            "proof_invalid",
+            "bucket_wrong",
+        ),
+        (
+            "an absence with a tampered top path",
+            absentee,
+            signed(absentee, 1, CUTOFF + 1),
+            {"status": "not_in_directory", "root": root.to_dict(), "bucket": tampered_top},
+            True,
+            "proof_invalid",
+            "root_mismatch",
         ),
         (
             "the gateway has no root for the chain's cut-off yet",
@@ -450,8 +561,10 @@ def build() -> str:
             f"leaves, owned by the key of maxima/30-maxcreate-keypair.json ({changed}'s seq 2 is an update before the "
             "cut-off); the root signed by the keys of maxima/55- and 56- (a third listed signer's signature is over "
             "another message and must not count); each name's proof; broken proofs with the error code "
-            "check_in_directory refuses them with; lookup answers (the record's current statement and the "
-            "gateway's transparency object, and the name's history when the client must walk it) with the outcome "
+            "check_in_directory refuses them with; proofs of absence (a name's whole bucket) with the code "
+            "check_absent refuses them with (null: proven absent); lookup answers (the record's current statement "
+            "and the gateway's transparency object, and the name's history when the client must walk it) with the "
+            "outcome "
             "a client must reach against the signed root, or with no root on chain when root_on_chain is false. "
             "Made by make_transparency_vectors.py."
         ),
@@ -464,6 +577,7 @@ def build() -> str:
         "verified_signers": signed_root.verified_signers(),
         "entries": entries,
         "invalid": invalid,
+        "absent": absent,
         "answers": answers,
     }
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"

@@ -8,7 +8,9 @@ A lookup (``GET /api/v1/names/{name}``) carries, besides the name's current sign
   "current": bool}``: the gateway's root for the cut-off of the latest root on chain, the name's statement at
   that cut-off, its inclusion proof, and whether it is the current statement;
 - ``{"status": "no_root"}``: the gateway has no root for the chain's cut-off;
-- ``{"status": "not_in_directory", "root": {…}}``: the name had no statement at that cut-off.
+- ``{"status": "not_in_directory", "root": {…}, "bucket": {"entries": [[name, "0x…"], …], "top": […]}}``: the
+  name had no statement at that cut-off, and its whole bucket at the cut-off shows it (an older gateway leaves
+  ``bucket`` out: then nothing proves the answer).
 
 ``check_lookup`` turns that into one ``DirectoryCheck``: an outcome code, a sentence, and whether the gateway's
 answer is proven wrong (``failed``: a lying gateway). It never raises for a bad answer: a bad answer is an outcome.
@@ -22,7 +24,7 @@ from typing import Any
 
 from mns_client.protocol.errors import MNSError
 from mns_client.protocol.statements import SignedStatement, StatementInvalid, check_successor
-from mns_client.protocol.transparency import ProofInvalid, Root, SignedRoot, check_in_directory
+from mns_client.protocol.transparency import ProofInvalid, Root, SignedRoot, check_absent, check_in_directory
 
 # The outcomes. The first group holds up; the second cannot say; the last proves the gateway's answer wrong.
 IN_DIRECTORY = "in_directory"  # the current statement is in the published directory
@@ -139,7 +141,7 @@ def _check(
             "cutoff_differs",
         )
     if status is not None:
-        return _not_in(answer, current, root, base)
+        return _not_in(name, answer, current, root, base)
     if set(answer) != {"root", "statement", "proof", "current"} or not isinstance(answer["current"], bool):
         raise _Outcome(
             ANSWER_INVALID, "the gateway's transparency answer has not exactly root, statement, proof, current"
@@ -162,16 +164,37 @@ def _check(
     return DirectoryCheck(CHANGED_SINCE, text, seq=held.statement.seq, **base)
 
 
-def _not_in(answer: dict[str, Any], current: SignedStatement, root: Root, base: dict[str, Any]) -> DirectoryCheck:
-    if answer.get("status") != "not_in_directory" or set(answer) != {"status", "root"}:
+def _not_in(
+    name: str, answer: dict[str, Any], current: SignedStatement, root: Root, base: dict[str, Any]
+) -> DirectoryCheck:
+    if answer.get("status") != "not_in_directory" or set(answer) - {"bucket"} != {"status", "root"}:
         raise _Outcome(ANSWER_INVALID, "the gateway's transparency answer has an unknown status")
+    proven = "bucket" in answer
+    if proven:
+        try:
+            check_absent(root=root, name=name, absence=answer["bucket"])
+        except ProofInvalid as bad:
+            raise _Outcome(
+                PROOF_INVALID,
+                f"the gateway's proof that the name is not in the directory does not hold: {bad.message}",
+                bad.code,
+            ) from None
     if current.statement.issued_at > root.cutoff:
-        text = "not in the published directory yet: registered after its cut-off, so nothing proves this answer yet"
+        if proven:
+            text = "not in the published directory yet: registered after its cut-off (its bucket shows it absent then)"
+        else:
+            text = "not in the published directory yet: registered after its cut-off, so nothing proves this answer yet"
         return DirectoryCheck(NOT_YET, text, **base)
-    text = (
-        "the gateway says it is not in the published directory, though its statement is dated before the cut-off: "
-        "not proven (it reached the network late, or the gateway hides it)"
-    )
+    if proven:
+        text = (
+            "not in the published directory, proven by its bucket, though its statement is dated before the cut-off: "
+            "it reached the network after the root was made"
+        )
+    else:
+        text = (
+            "the gateway says it is not in the published directory, though its statement is dated before the "
+            "cut-off: not proven (it reached the network late, or the gateway hides it)"
+        )
     return DirectoryCheck(NOT_IN_DIRECTORY, text, **base)
 
 

@@ -17,6 +17,7 @@ by each gateway with its Maxima key (``maxsign`` over the canonical JSON of that
 """
 
 import hashlib
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -275,6 +276,76 @@ def check_in_directory(*, root: Root, name: str, statement: NameStatement, proof
     if statement.issued_at > root.cutoff:
         raise ProofInvalid("after_cutoff", "the statement was issued after the root's cut-off")
     verify_inclusion(root=root.root, name=name, value=statement_hash(statement), proof=parsed)
+
+
+# A proof of absence carries the name's whole bucket: about n/4096 entries (244 at a million names, 2 441 at ten
+# million); a client reads at most this many, far above what an honest gateway's directory will hold.
+MAX_BUCKET_ENTRIES = 16_384
+
+
+@dataclass(frozen=True)
+class Absence:
+    """A name's proof of absence: every (name, statement hash) of its bucket at the cut-off, in tree order, and the
+    bucket's top path (the 12 siblings up to the root)."""
+
+    entries: tuple[tuple[str, bytes], ...]
+    top: tuple[bytes, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "entries": [[name, to_hex(value)] for name, value in self.entries],
+            "top": [to_hex(n) for n in self.top],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Absence":
+        fields.check_keys(data, required={"entries", "top"}, invalid=_unparsable, what="bucket")
+        raw = fields.json_list(data["entries"], "entries", invalid=_unparsable, max_items=MAX_BUCKET_ENTRIES)
+        top = fields.json_list(data["top"], "top", invalid=_unparsable, max_items=BUCKET_BITS)
+        if any(not (isinstance(item, list) and len(item) == 2 and _text(item[0])) for item in raw):
+            raise _unparsable("entries", "each entry is [name, statement hash]")
+        values = _hashes([value for _name, value in raw], "entries")
+        entries = tuple((name, value) for (name, _raw), value in zip(raw, values, strict=True))
+        return cls(entries=entries, top=_hashes(top, "top"))
+
+
+def _text(value: Any) -> bool:
+    """A string that is UTF-8 text (JSON may carry a lone surrogate, which has no bytes to hash)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def absence_for(name: str, entries: Iterable[tuple[str, bytes]], levels: Sequence[Sequence[bytes]]) -> Absence:
+    """The proof that ``name`` is not in the directory, from its bucket's (name, statement hash) pairs and the top
+    levels of the tree."""
+    ordered = tuple(sorted(entries, key=lambda entry: entry[0].encode()))
+    if any(entry_name == name for entry_name, _value in ordered):
+        raise ProofInvalid("name_in_bucket", f"{name!r} is in the directory at this cut-off")
+    return Absence(entries=ordered, top=tuple(top_path(bucket_of(name), levels)))
+
+
+def check_absent(*, root: Root, name: str, absence: Mapping[str, Any] | Absence) -> None:
+    """What a client checks of a ``not_in_directory`` answer that carries the name's bucket: the entries are in
+    tree order, each once and each of the name's bucket, the name is not among them, and they and the top path
+    lead to the root. Raises ``ProofInvalid``: then the gateway hides a name that is in the directory, or lies
+    about the bucket."""
+    parsed = absence if isinstance(absence, Absence) else Absence.from_dict(absence)
+    bucket = bucket_of(name)
+    names = [entry_name.encode() for entry_name, _value in parsed.entries]
+    if any(later <= earlier for earlier, later in itertools.pairwise(names)):
+        raise ProofInvalid("entries_unordered", "the bucket's entries are not in tree order, each name once")
+    if any(bucket_of(entry_name) != bucket for entry_name, _value in parsed.entries):
+        raise ProofInvalid("bucket_wrong", "an entry is of another bucket than the name's")
+    if any(entry_name == name for entry_name, _value in parsed.entries):
+        raise ProofInvalid("name_in_bucket", "the name is in its bucket: it is in the directory")
+    bucket_root = merkle_root([leaf for _name, leaf in bucket_leaves(parsed.entries)])
+    if root_from_top_path(bucket, bucket_root, parsed.top) != root.root:
+        raise ProofInvalid("root_mismatch", "the bucket does not lead to the root: an entry is missing or changed")
 
 
 MAX_SIGNERS = 32

@@ -104,6 +104,106 @@ def test_a_name_not_in_the_directory_has_no_proof() -> None:
     assert missing.value.code == "not_in_directory"
 
 
+def same_bucket(count: int, bucket: int) -> list[str]:
+    """The first ``count`` names ``n<i>`` of ``bucket``."""
+    found: list[str] = []
+    i = 0
+    while len(found) < count:
+        if t.bucket_of(f"n{i}") == bucket:
+            found.append(f"n{i}")
+        i += 1
+    return found
+
+
+def crowded() -> tuple[t.Directory, list[str], str]:
+    """A directory with a bucket of 8 names among 500 others, and a 9th name of that bucket that is not in it."""
+    names = same_bucket(9, 7)
+    entries = [(f"other{i}", digest(f"o{i}")) for i in range(500)] + [(n, digest(n)) for n in names[:8]]
+    return t.Directory(entries), names[:8], names[8]
+
+
+def test_every_name_not_in_a_directory_is_proven_absent_through_the_wire_form() -> None:
+    directory = t.Directory((f"name{i}", digest(str(i))) for i in range(3000))
+    root = t.Root(cutoff=1, size=directory.size, root=directory.root)
+    sizes = set()
+    for i in range(200):
+        name = f"absent{i}"
+        absence = t.absence_for(name, directory.buckets[t.bucket_of(name)], directory.levels).to_dict()
+        sizes.add(len(absence["entries"]))
+        t.check_absent(root=root, name=name, absence=absence)
+    assert 0 in sizes  # an empty bucket
+    assert max(sizes) >= 2  # and crowded ones
+
+
+def test_a_name_that_is_in_the_directory_has_no_proof_of_absence() -> None:
+    directory, names, _absent = crowded()
+    with pytest.raises(t.ProofInvalid) as present:
+        t.absence_for(names[3], directory.buckets[7], directory.levels)
+    assert present.value.code == "name_in_bucket"
+
+
+def test_a_gateway_hiding_a_name_is_caught_whether_it_leaves_the_name_out_or_shows_it() -> None:
+    directory, names, _absent = crowded()
+    root = t.Root(cutoff=1, size=directory.size, root=directory.root)
+    hidden = names[3]
+    whole = t.Absence(
+        entries=tuple(sorted(directory.buckets[7], key=lambda e: e[0].encode())),
+        top=tuple(t.top_path(7, directory.levels)),
+    )
+    left_out = t.Absence(entries=tuple(e for e in whole.entries if e[0] != hidden), top=whole.top)
+
+    with pytest.raises(t.ProofInvalid) as missing:
+        t.check_absent(root=root, name=hidden, absence=left_out.to_dict())
+    with pytest.raises(t.ProofInvalid) as shown:
+        t.check_absent(root=root, name=hidden, absence=whole.to_dict())
+
+    assert (missing.value.code, shown.value.code) == ("root_mismatch", "name_in_bucket")
+
+
+def test_a_stray_entry_a_changed_top_a_changed_value_or_entries_out_of_order_are_refused() -> None:
+    directory, _names, absent = crowded()
+    root = t.Root(cutoff=1, size=directory.size, root=directory.root)
+    honest = t.absence_for(absent, directory.buckets[7], directory.levels)
+    t.check_absent(root=root, name=absent, absence=honest)
+    stray = next((n, v) for n, v in directory.buckets[t.bucket_of("other0")] if n == "other0")
+    cases = {
+        "bucket_wrong": {"entries": sorted([*honest.entries, stray], key=lambda e: e[0].encode())},
+        "root_mismatch": {"top": (*honest.top[:-1], digest("top"))},
+        "entries_unordered": {"entries": tuple(reversed(honest.entries))},
+        "path_invalid": {"top": honest.top[:-1]},
+    }
+    for code, change in cases.items():
+        forged = t.Absence(**{"entries": honest.entries, "top": honest.top, **change})
+        with pytest.raises(t.ProofInvalid) as refused:
+            t.check_absent(root=root, name=absent, absence=forged.to_dict())
+        assert refused.value.code == code
+    changed = t.Absence(entries=((honest.entries[0][0], digest("x")), *honest.entries[1:]), top=honest.top)
+    with pytest.raises(t.ProofInvalid) as value:
+        t.check_absent(root=root, name=absent, absence=changed)
+    assert value.value.code == "root_mismatch"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"entries": "n1"},
+        {"entries": [["n1"]]},
+        {"entries": [["n1", "0x00"]]},
+        {"entries": [[1, "0x" + "00" * 32]]},
+        {"entries": [["\ud800", "0x" + "00" * 32]]},
+        {"entries": [["n1", "0x" + "00" * 32]] * (t.MAX_BUCKET_ENTRIES + 1)},
+        {"top": ["0x" + "00" * 32] * 13},
+        {"extra": 1},
+    ],
+)
+def test_a_malformed_bucket_is_refused_as_such(change: dict) -> None:
+    directory = t.Directory([("alice", digest("a"))])
+    absence = {**t.absence_for("bob", directory.buckets[t.bucket_of("bob")], directory.levels).to_dict(), **change}
+    with pytest.raises(t.ProofInvalid) as refused:
+        t.check_absent(root=t.Root(cutoff=1, size=1, root=directory.root), name="bob", absence=absence)
+    assert refused.value.code == "proof_invalid"
+
+
 @pytest.mark.parametrize(
     "change",
     [

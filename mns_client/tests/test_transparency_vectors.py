@@ -72,6 +72,23 @@ def test_each_broken_proof_is_refused_with_its_code(vector: dict) -> None:
     assert refused.value.code == vector["error"]
 
 
+@pytest.mark.parametrize("vector", DATA["absent"], ids=lambda v: v["description"])
+def test_each_proof_of_absence_holds_or_is_refused_with_its_code(vector: dict) -> None:
+    if vector["error"] is None:
+        t.check_absent(root=ROOT, name=vector["name"], absence=vector["bucket"])
+        return
+    with pytest.raises(t.ProofInvalid) as refused:
+        t.check_absent(root=ROOT, name=vector["name"], absence=vector["bucket"])
+
+    assert refused.value.code == vector["error"]
+
+
+def test_the_absence_vectors_hold_honest_absences_hidden_names_a_stray_entry_and_a_tampered_top() -> None:
+    errors = {vector["error"] for vector in DATA["absent"]}
+    assert {None, "root_mismatch", "name_in_bucket", "bucket_wrong"} <= errors
+    assert any(vector["bucket"]["entries"] == [] and vector["error"] is None for vector in DATA["absent"])
+
+
 @pytest.mark.parametrize("vector", DATA["answers"], ids=lambda v: v["description"])
 def test_each_lookup_answer_reaches_its_outcome(vector: dict) -> None:
     current = SignedStatement.from_dict(vector["current"])

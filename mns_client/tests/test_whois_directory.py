@@ -206,6 +206,20 @@ _FLIPPED = {
     "top": [*_PROOF["top"][:-1], "0x" + ("%02X" % (int(_PROOF["top"][-1][2:4], 16) ^ 1)) + _PROOF["top"][-1][4:]],
 }
 
+_ALICE_BUCKET = t.bucket_of("alice")
+
+
+def absent(name: str, entries: Any = None, top: Any = None) -> dict[str, Any]:
+    """A ``not_in_directory`` answer with ``name``'s bucket (its real one unless ``entries`` or ``top`` are given)."""
+    bucket = t.bucket_of(name)
+    found = DIRECTORY.buckets[bucket] if entries is None else entries
+    path = t.top_path(bucket, DIRECTORY.levels) if top is None else top
+    absence = t.Absence(entries=tuple(sorted(found, key=lambda e: e[0].encode())), top=tuple(path))
+    return {"status": "not_in_directory", "root": ROOT.to_dict(), "bucket": absence.to_dict()}
+
+
+_HIDDEN = [entry for entry in DIRECTORY.buckets[_ALICE_BUCKET] if entry[0] != "alice"]
+
 
 @pytest.mark.parametrize(
     ("current", "transparency", "status", "reason"),
@@ -245,6 +259,20 @@ _FLIPPED = {
             "not_current",
             "statement_wrong_owner",
             id="changed since, to another key, with no chain of statements leading there",
+        ),
+        pytest.param(
+            signed("alice", 1, CUTOFF + 1, by=FORGER),
+            absent("alice", entries=_HIDDEN),
+            "proof_invalid",
+            "root_mismatch",
+            id="a name in the directory hidden: another key's later registration, its bucket without the name",
+        ),
+        pytest.param(
+            signed("alice", 1, CUTOFF + 1, by=FORGER),
+            absent("alice"),
+            "proof_invalid",
+            "name_in_bucket",
+            id="a name in the directory hidden: another key's later registration, its bucket showing the name",
         ),
     ],
 )
@@ -322,6 +350,33 @@ def test_a_name_registered_after_the_cutoff_is_not_in_the_directory_yet(
         body["directory"]["detail"]
         == "not in the published directory yet: registered after its cut-off, so nothing proves this answer yet"
     )
+
+
+def test_a_name_registered_after_the_cutoff_is_proven_absent_by_its_bucket(
+    chain: Chain, gateway: FakeGateway, tmp_path: Path
+) -> None:
+    newcomer = signed("newcomer", 1, CUTOFF + 1)
+    serve(gateway, chain.with_root, newcomer, absent("newcomer"))
+
+    code, body, _ = whois(tmp_path, chain.reader, gateway, "newcomer")
+
+    assert code == 0
+    assert (body["directory"]["status"], body["directory"]["failed"]) == ("not_yet", False)
+    assert body["directory"]["detail"] == (
+        "not in the published directory yet: registered after its cut-off (its bucket shows it absent then)"
+    )
+    assert body["owner"] == OWNER.public
+
+
+def test_a_gateway_hiding_a_name_of_the_directory_is_refused_in_words_with_exit_6(
+    chain: Chain, gateway: FakeGateway, tmp_path: Path
+) -> None:
+    serve(gateway, chain.with_root, signed("alice", 1, CUTOFF + 1, by=FORGER), absent("alice", entries=_HIDDEN))
+
+    code, out, err = whois(tmp_path, chain.reader, gateway, as_json=False)
+
+    assert (code, out) == (6, "")
+    assert err.startswith("mns: the gateway's proof that the name is not in the directory does not hold: ")
 
 
 def test_without_a_root_on_chain_nothing_is_checked_and_whois_says_so(

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from mns_client.protocol.codecs import to_hex
 from mns_client.protocol.crypto import maxsigner
 from mns_client.protocol.statements import NameStatement
 from mns_client.protocol.transparency import (
@@ -15,6 +16,7 @@ from mns_client.protocol.transparency import (
     SignedRoot,
     Signer,
     bucket_of,
+    check_absent,
     check_in_directory,
     statement_hash,
 )
@@ -147,7 +149,51 @@ def test_a_name_first_registered_after_the_cutoff_is_not_in_the_directory(me: Ow
 
     answer = lookup("alicia")["transparency"]
 
-    assert answer == {"status": "not_in_directory", "root": Root(row.cutoff, row.size, bytes(row.root)).to_dict()}
+    root = Root(row.cutoff, row.size, bytes(row.root))
+    assert {key: answer[key] for key in ("status", "root")} == {"status": "not_in_directory", "root": root.to_dict()}
+    check_absent(root=root, name="alicia", absence=answer["bucket"])
+
+
+def test_a_name_not_in_the_directory_carries_its_whole_bucket_which_proves_it_absent(
+    me: Owner, alice: Owner, bob: Owner
+) -> None:
+    # Two names of one bucket in the directory, and a third of that bucket registered after the cut-off.
+    first, second, late = same_bucket(3)
+    register(alice, first)
+    register(bob, second)
+    register(alice, "alice")
+    row = compute(me, newest_issued())
+    publish(me, row, seq=1)
+    register(bob, late)
+
+    answer = lookup(late)["transparency"]
+
+    root = Root(row.cutoff, row.size, bytes(row.root))
+    assert answer["status"] == "not_in_directory"
+    assert [name for name, _value in answer["bucket"]["entries"]] == sorted([first, second], key=str.encode)
+    values = {name: to_hex(statement_hash(NameStatement.from_dict(s))) for name, s in statements_now()}
+    assert answer["bucket"]["entries"] == [[name, values[name]] for name in sorted([first, second], key=str.encode)]
+    check_absent(root=root, name=late, absence=answer["bucket"])
+    hidden = {**answer["bucket"], "entries": answer["bucket"]["entries"][1:]}
+    with pytest.raises(ProofInvalid) as refused:  # what a client sees of a gateway that leaves a name out
+        check_absent(root=root, name=late, absence=hidden)
+    assert refused.value.code == "root_mismatch"
+
+
+def same_bucket(count: int) -> list[str]:
+    """The first ``count`` names ``n<i>`` that share a bucket."""
+    seen: dict[int, list[str]] = {}
+    i = 0
+    while True:
+        names = seen.setdefault(bucket_of(f"n{i}"), [])
+        names.append(f"n{i}")
+        if len(names) == count:
+            return names
+        i += 1
+
+
+def statements_now() -> list[tuple[str, dict[str, Any]]]:
+    return [(row.record.name, row.statement) for row in StatementRecord.objects.select_related("record")]
 
 
 @pytest.mark.usefixtures("redis_cache")
