@@ -33,7 +33,7 @@ def test_normalisation_is_idempotent(raw: str) -> None:
 
 @pytest.mark.django_db
 @given(raw=st.text(max_size=40) | LOOKALIKE_TEXT)
-@settings(max_examples=50, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_availability_answers_a_fixed_point_of_normalisation(raw: str) -> None:
     name = selectors.name_availability(raw=raw).name
     assert name is None or selectors.name_availability(raw=name).name == name
