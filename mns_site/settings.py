@@ -294,6 +294,7 @@ REST_FRAMEWORK = {
         "ip": env_rate("MNS_THROTTLE_PER_IP", "600/min"),
         "lookup": env_rate("MNS_THROTTLE_LOOKUP", "300/min"),
         "write": env_rate("MNS_THROTTLE_WRITE", "30/min"),
+        "federation": env_rate("MNS_THROTTLE_FEDERATION", "600/min"),
     },
     "NUM_PROXIES": MNS_NUM_PROXIES,
 }
@@ -486,6 +487,17 @@ MNS_FEDERATION_CLAIM_SECONDS = env_int("MNS_FEDERATION_CLAIM_SECONDS", 120, mini
 MNS_FEDERATION_SYNC_EVERY = env_int("MNS_FEDERATION_SYNC_EVERY", 30, minimum=1, maximum=3600)
 # An op that follows another origin's op not applied yet is retried for this long, then skipped.
 MNS_FEDERATION_WAIT_SECONDS = env_int("MNS_FEDERATION_WAIT_SECONDS", 600, minimum=10)
+# Set reconciliation and snapshots (docs/protocol.md, "Reconciliation and snapshots"): a peer that lags by more than
+# this many ops (a new peer, a long outage) and has an API URL is caught up by a snapshot, not by replaying its log.
+MNS_FEDERATION_SNAPSHOT_LAG = env_int("MNS_FEDERATION_SNAPSHOT_LAG", 5000, minimum=0)
+# Seconds between anti-entropy rounds with every peer that has an API URL (0: none).
+MNS_FEDERATION_RECONCILE_EVERY = env_int("MNS_FEDERATION_RECONCILE_EVERY", 600, minimum=0, maximum=86400)
+# At most this long for one round with one peer (the lock that keeps two rounds with a peer apart).
+MNS_FEDERATION_RECONCILE_SECONDS = env_int("MNS_FEDERATION_RECONCILE_SECONDS", 1800, minimum=30)
+# Seconds a gateway keeps a built set tree to answer a peer's walk of it.
+MNS_FEDERATION_TREE_SECONDS = env_int("MNS_FEDERATION_TREE_SECONDS", 30, minimum=0, maximum=3600)
+# Items in one snapshot answer.
+MNS_FEDERATION_SNAPSHOT_CHUNK = env_int("MNS_FEDERATION_SNAPSHOT_CHUNK", 500, minimum=1, maximum=5000)
 
 # --- Entry points on chain (DESIGN §6) -------------------------------------------------------------------------
 # This gateway publishes the entry-point list (only one gateway of the network should; it runs entrypoints_setup).
@@ -541,6 +553,7 @@ CELERY_BEAT_SCHEDULE = {
         ("handshake.clean", 300),
         ("mailboxes.expire", MNS_MESSAGE_EXPIRE_EVERY),
         ("federation.sync", MNS_FEDERATION_SYNC_EVERY),
+        *([("federation.reconcile", MNS_FEDERATION_RECONCILE_EVERY)] if MNS_FEDERATION_RECONCILE_EVERY else []),
         ("entrypoints.publish", MNS_ENTRYPOINTS_EVERY * 3600),
         ("entrypoints.check", MNS_ENTRYPOINTS_CHECK_EVERY),
         ("onchain.watch", MNS_CHAIN_NAMES_WATCH_EVERY),

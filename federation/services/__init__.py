@@ -40,6 +40,7 @@ from federation.services.peers import (
     self_key,
 )
 from federation.services.replication import gateways_known, me, ops_received
+from federation.services.snapshots import reconcile_with_peer, snapshot_wanted
 
 __all__ = [
     "Invalid",
@@ -74,8 +75,10 @@ __all__ = [
     "pull_received",
     "pull_request",
     "push_to_peer",
+    "reconcile_with_peer",
     "register_name_space",
     "register_outcomes",
     "replicas_for_new_mailbox",
     "self_key",
+    "snapshot_wanted",
 ]

@@ -16,11 +16,13 @@ fingerprint costs two binary searches: a gateway keeps a built tree for a short 
 """
 
 import hashlib
+import json
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mns_client.protocol.codecs import canonical_json
 from mns_client.protocol.errors import Refusal
 
 HEX = "0123456789abcdef"
@@ -216,3 +218,40 @@ def _count(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ReconcileInvalid("reconcile_invalid", "a count is a non-negative integer", field="n")
     return value
+
+
+# --- Who asks: a peer's signed token (HTTPS requests for what only peers may read) ------------------------------
+TOKEN_SCHEME = "MNS-Peer"  # noqa: S105 (a scheme name, not a secret)
+TOKEN_MAX_SECONDS = 600
+
+
+def peer_token_body(*, issuer: str, audience: str, expires_ms: int) -> bytes:
+    """What a gateway signs with its Maxima key (``maxsign``) to ask a peer over HTTPS: its own key, the key of
+    the gateway asked (a token for one peer is worthless at another) and an expiry (at most ten minutes ahead)."""
+    return canonical_json({"aud": audience, "exp": expires_ms, "iss": issuer, "v": 1})
+
+
+def peer_token(body: bytes, signature: bytes) -> str:
+    """The ``Authorization`` header's value: ``MNS-Peer <hex of the body>.<hex of the signature>``."""
+    return f"{TOKEN_SCHEME} {body.hex()}.{signature.hex()}"
+
+
+def peer_token_read(header: str, *, audience: str, now_ms: int) -> tuple[str, bytes, bytes]:
+    """The issuer's key, the signed body and the signature of a token for ``audience`` that has not expired;
+    ``ReconcileInvalid`` (``peer_token_invalid``) otherwise. The caller verifies the signature with the issuer's
+    key, and that the issuer is a peer it knows."""
+    scheme, _, value = header.partition(" ")
+    body_hex, _, signature_hex = value.partition(".")
+    try:
+        body, signature = bytes.fromhex(body_hex), bytes.fromhex(signature_hex)
+        fields = json.loads(body)
+    except ValueError:
+        raise ReconcileInvalid("peer_token_invalid", "a peer token is MNS-Peer <hex>.<hex>") from None
+    if scheme != TOKEN_SCHEME or not isinstance(fields, dict) or canonical_json(fields) != body:
+        raise ReconcileInvalid("peer_token_invalid", "a peer token is MNS-Peer <hex>.<hex> of canonical JSON")
+    expires, issuer = fields.get("exp"), fields.get("iss")
+    if fields.get("aud") != audience or not isinstance(issuer, str) or not isinstance(expires, int):
+        raise ReconcileInvalid("peer_token_invalid", "the token is not for this gateway")
+    if not now_ms < expires <= now_ms + TOKEN_MAX_SECONDS * 1000:
+        raise ReconcileInvalid("peer_token_invalid", "the token expired (or expires too far ahead)")
+    return issuer, body, signature
