@@ -64,6 +64,7 @@ class PeerAdmin(admin.ModelAdmin):
         "reconcile_fetched",
         "reconcile_bytes",
         "reconcile_fetched_total",
+        "reconcile_bytes_total",
         "created_at",
     )
     actions = ("pause", "resume", "reconcile")

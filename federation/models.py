@@ -46,6 +46,7 @@ class Peer(models.Model):
     reconcile_fetched = models.PositiveBigIntegerField(default=0, help_text="Items fetched in the last round.")
     reconcile_bytes = models.PositiveBigIntegerField(default=0, help_text="Bytes the last round moved, both ways.")
     reconcile_fetched_total = models.PositiveBigIntegerField(default=0, help_text="Items fetched by every round.")
+    reconcile_bytes_total = models.PositiveBigIntegerField(default=0, help_text="Bytes moved by every round.")
     reconcile_note = models.CharField(max_length=200, blank=True, help_text="What the last round did, or why not.")
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -116,7 +116,8 @@ class HttpTransport:
     per round with its node's ``maxsign``). The channel need not be trusted: every item is verified on arrival."""
 
     def __init__(self, peer: Peer, *, token: str, session: requests.Session | None = None) -> None:
-        self.base = peer.api_url.rstrip("/") + "/federation/"
+        base = peer.api_url.rstrip("/")
+        self.base = (base if base.endswith("/api/v1") else base + "/api/v1") + "/federation/"
         self.session = session or requests.Session()
         self.session.headers["Authorization"] = token
         self.bytes_used = 0
@@ -316,6 +317,7 @@ def _report_keep(peer: Peer, report: RoundReport) -> None:
         reconcile_fetched=report.fetched,
         reconcile_bytes=report.bytes_used,
         reconcile_fetched_total=F("reconcile_fetched_total") + report.fetched,
+        reconcile_bytes_total=F("reconcile_bytes_total") + report.bytes_used,
         reconcile_note=note[:200],
     )
 
