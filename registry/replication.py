@@ -6,6 +6,8 @@ import hashlib
 from collections.abc import Iterator
 from typing import Any
 
+from django.db import IntegrityError, transaction
+
 from federation import services as federation
 from federation.services import Invalid, Skip, Wait, kinds, sets
 from mns_client.protocol.codecs import canonical_json
@@ -155,9 +157,68 @@ def names_apply(origin: str, item: dict[str, Any]) -> str:
     return outcome
 
 
+def names_apply_many(origin: str, items: list[Any]) -> list[str]:
+    """A chunk of a snapshot's names: the ones this gateway has never seen, each a lone ``register``, verified and
+    stored together (``services.statements_replicate_new``); every other one through ``names_apply``, in a
+    savepoint each. Outcomes in the items' order, as ``names_apply`` would give them (``invalid:<why>`` for an
+    item that does not verify)."""
+    outcomes: dict[int, str] = {}
+    new: dict[int, SignedStatement] = {}
+    known = federation.gateways_known() | {origin, federation.me()}
+    names = [item.get("name") for item in items if isinstance(item, dict)]
+    existing = set(NameRecord.objects.filter(name__in=[n for n in names if isinstance(n, str)]).values_list("name"))
+    for index, item in enumerate(items):
+        statements = item.get("statements") if isinstance(item, dict) else None
+        if not (isinstance(statements, list) and len(statements) == 1 and item.get("suspended") is False):
+            continue
+        try:
+            signed = SignedStatement.from_dict(statements[0])
+        except StatementInvalid:
+            continue  # names_apply says why
+        statement = signed.statement
+        if statement.name == item.get("name") and statement.gateway in known and (statement.name,) not in existing:
+            new[index] = signed
+    if new:
+        try:
+            with transaction.atomic():
+                by_name = services.statements_replicate_new(signed=list(new.values()))
+        except IntegrityError:
+            by_name = {}  # a concurrent writer took one of them: every item goes one by one
+        for index, signed in new.items():
+            outcome = by_name.get(signed.statement.name, "exists")
+            if outcome != "exists":
+                outcomes[index] = _as_apply_outcome(outcome)
+    for index, item in enumerate(items):
+        if index not in outcomes:
+            outcomes[index] = _one(origin, item)
+    return [outcomes[index] for index in range(len(items))]
+
+
+def _as_apply_outcome(code: str) -> str:
+    if code == "applied":
+        return code
+    return f"invalid:{code}"[:32] if code in _INVALID_STATEMENT else code[:32]
+
+
+def _one(origin: str, item: Any) -> str:
+    try:
+        if not isinstance(item, dict):
+            raise Invalid("item_invalid")
+        with transaction.atomic():
+            return names_apply(origin, item)
+    except Wait:
+        return "wait"
+    except Skip as skip:
+        return str(skip)[:32] or "skipped"
+    except Invalid as invalid:
+        return f"invalid:{invalid}"[:32]
+    except MNSError as refused:
+        return f"invalid:{getattr(refused, 'code', 'refused')}"[:32]
+
+
 def register() -> None:
     kinds.register("statement", apply=statement_apply)
-    sets.register("names", items=names_items, serve=names_serve, apply=names_apply)
+    sets.register("names", items=names_items, serve=names_serve, apply=names_apply, apply_many=names_apply_many)
     kinds.register("suspend", apply=moderation_apply(True))
     kinds.register("restore", apply=moderation_apply(False))
     federation.register_name_space(

@@ -2,6 +2,8 @@
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -83,6 +85,19 @@ class _Batch:
 
 
 _batch: ContextVar[_Batch | None] = ContextVar("federation_batch", default=None)
+
+
+@contextmanager
+def batch_context(peer: Peer) -> Iterator[None]:
+    """Items applied from one peer (a snapshot's chunk) share, as a batch's ops do, this gateway's key and the
+    gateways it knows, read once."""
+    token = _batch.set(
+        _Batch(me=self_key(), known={peer.identity_key, *Peer.objects.values_list("identity_key", flat=True)})
+    )
+    try:
+        yield
+    finally:
+        _batch.reset(token)
 
 
 def me() -> str | None:

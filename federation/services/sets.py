@@ -24,6 +24,9 @@ Serve = Callable[[str, list[str]], list[dict[str, Any]]]  # (argument, keys) -> 
 Apply = Callable[[str, dict[str, Any]], str]  # (the holder's key, an item) -> outcome; raises Invalid, Skip, Wait
 Allowed = Callable[[str, str], bool]  # (argument, the asking peer's key) -> whether it may read the set
 Shared = Callable[[str], list[str]]  # (a peer's key) -> the arguments of the sets this gateway shares with it
+# (the holder's key, a chunk of items) -> an outcome per item, as ``apply`` would say it ("wait" for Wait,
+# "invalid:<why>" for Invalid, the reason for Skip): for a set that can apply many items faster than one by one
+ApplyMany = Callable[[str, list[Any]], list[str]]
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class SetKind:
     apply: Apply
     allowed: Allowed | None = None  # None: public (the names); else only an authenticated peer it allows
     shared: Shared | None = None  # None: one set, no argument
+    apply_many: ApplyMany | None = None
 
 
 _sets: dict[str, SetKind] = {}
@@ -48,8 +52,11 @@ def register(
     allowed: Allowed | None = None,
     shared: Shared | None = None,
     after: str | None = None,
+    apply_many: ApplyMany | None = None,
 ) -> None:
-    _sets[family] = SetKind(items=items, serve=serve, apply=apply, allowed=allowed, shared=shared)
+    _sets[family] = SetKind(
+        items=items, serve=serve, apply=apply, allowed=allowed, shared=shared, apply_many=apply_many
+    )
     if family in ORDER:
         ORDER.remove(family)
     ORDER.insert(ORDER.index(after) + 1 if after in ORDER else len(ORDER), family)

@@ -242,10 +242,16 @@ def _round(peer: Peer, transport: Transport, report: RoundReport, deadline: floa
 
 
 def _chunk_apply(peer: Peer, kind: sets.SetKind, chunk: list[Any], report: RoundReport) -> None:
-    """A chunk's items in one transaction (one commit, not one per item), each in its own savepoint."""
-    with transaction.atomic():
-        for item in chunk:
-            outcome = _apply(peer, kind, item)
+    """A chunk's items in one transaction (one commit, not one per item), each in its own savepoint (or as the
+    set applies many at once)."""
+    from federation.services.replication import batch_context  # which imports this module
+
+    with transaction.atomic(), batch_context(peer):
+        if kind.apply_many is not None:
+            outcomes = kind.apply_many(peer.identity_key, chunk)
+        else:
+            outcomes = [_apply(peer, kind, item) for item in chunk]
+        for outcome in outcomes:
             report.fetched += 1
             report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
             report.applied += outcome == "applied"

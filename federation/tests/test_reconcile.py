@@ -254,3 +254,28 @@ def test_bad_reconcile_requests_are_refused_with_a_clear_error(gateway: object, 
 
     assert answer.status_code in (400, 404)
     assert answer.json()["error"] == code
+
+
+def test_new_names_applied_together_keep_the_name_space_rules(peer_b: FakePeer, settings: Any) -> None:  # noqa: F811
+    settings.MNS_NAMES_PER_OWNER = 2
+    owner, other = fresh_owner(), fresh_owner()
+    holder = Holder(peer_b.key, head=5)
+    for name in ("limit1", "limit2", "limit3"):
+        holder.add("names", name, *name_item(owner.sign("register", name, 1, gateway=peer_b.key), name))
+    forged = name_item(owner.sign("register", "forged2", 1, gateway=peer_b.key), "forged2")[1]
+    forged["statements"][0]["signature"] = to_hex(maxsign(other.private_key, b"something else"))
+    holder.add("names", "forged2", item_hash(b"x"), forged)
+    unknown = name_item(other.sign("register", "elsewhere", 1, gateway=fresh_owner().key), "elsewhere")
+    holder.add("names", "elsewhere", *unknown)
+    peer = Peer.objects.get(name="gw-b")
+
+    report = snapshots.reconcile_with_peer(peer_id=peer.id, transport=holder)
+
+    assert report.outcomes == {
+        "applied": 2,
+        "owner_limit_reached": 1,
+        "invalid:signature_invalid": 1,
+        "invalid:statement_gateway_unknow": 1,
+    }
+    assert NameRecord.objects.filter(owner_key=owner.key).count() == 2
+    assert not NameRecord.objects.filter(name__in=["forged2", "elsewhere"]).exists()
