@@ -33,6 +33,7 @@ from mns_client.protocol.errors import MNSError
 logger = logging.getLogger(__name__)
 
 MAX_KEYS_PER_REQUEST = 200
+APPLY_CHUNK = 100  # items a transaction: short enough to end well within a task's time limit
 
 
 # --- The serving side -----------------------------------------------------------------------------------------
@@ -189,7 +190,7 @@ def reconcile_with_peer(
     if not cache.add(lock, 1, timeout=settings.MNS_FEDERATION_RECONCILE_SECONDS):
         return None
     report = RoundReport()
-    deadline = time.monotonic() + (seconds if seconds is not None else settings.CELERY_TASK_SOFT_TIME_LIMIT - 5)
+    deadline = time.monotonic() + (seconds if seconds is not None else settings.CELERY_TASK_SOFT_TIME_LIMIT - 8)
     try:
         transport = transport or HttpTransport(peer, token=token_for(peer))
         _round(peer, transport, report, deadline)
@@ -219,10 +220,11 @@ def _round(peer: Peer, transport: Transport, report: RoundReport, deadline: floa
             continue
         report.differing += 1
         kind, _ = sets.parse(set_id)
-        for chunk in _fetch(transport, set_id, difference):
-            _chunk_apply(peer, kind, chunk, report)
-            if time.monotonic() > deadline:
-                raise _OutOfTime()
+        for fetched in _fetch(transport, set_id, difference):
+            for start in range(0, len(fetched), APPLY_CHUNK):
+                if time.monotonic() > deadline:
+                    raise _OutOfTime()
+                _chunk_apply(peer, kind, fetched[start : start + APPLY_CHUNK], report)
     invalid = sum(count for outcome, count in report.outcomes.items() if outcome.startswith("invalid"))
     if invalid:
         invalid_count(peer=peer, count=invalid, why="items of a snapshot that did not verify")
