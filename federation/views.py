@@ -33,6 +33,10 @@ class NodesRequestSerializer(serializers.Serializer):
     prefixes = serializers.ListField(child=serializers.CharField(max_length=64, allow_blank=True), max_length=256)
 
 
+class RootsRequestSerializer(serializers.Serializer):
+    sets = serializers.ListField(child=serializers.CharField(max_length=100), min_length=1, max_length=256)
+
+
 class ItemsRequestSerializer(serializers.Serializer):
     set = serializers.CharField(max_length=100)
     keys = serializers.ListField(child=serializers.CharField(max_length=64), max_length=5000, required=False)
@@ -54,6 +58,29 @@ class PositionView(APIView):
     @extend_schema(operation_id="federation_position", responses={200: PositionSerializer})
     def get(self, request: Request) -> Response:
         return Response(snapshots.position(), headers=NO_STORE)
+
+
+class RootsView(APIView):
+    """The root fingerprints ``[count, xor]`` of up to 256 sets at once."""
+
+    throttle_classes = THROTTLES
+    throttle_scope = "federation"
+
+    @extend_schema(
+        operation_id="federation_roots",
+        request=RootsRequestSerializer,
+        responses={
+            200: dict,
+            403: error_response("set_forbidden, peer_token_invalid"),
+            404: error_response("set_unknown"),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        data = RootsRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(
+            snapshots.roots_answer(set_ids=data.validated_data["sets"], peer=_peer(request)), headers=NO_STORE
+        )
 
 
 class ReconcileView(APIView):

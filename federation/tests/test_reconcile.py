@@ -45,6 +45,13 @@ class Holder:
     def position(self) -> dict[str, Any]:
         return {"origin": self.key, "head": self.head, "cursors": {}}
 
+    def roots(self, set_ids: list[str]) -> dict[str, Any]:
+        self.asked.append("roots")
+        return {set_id: self.tree(set_id).fingerprint("").wire() for set_id in set_ids}
+
+    def tree(self, set_id: str) -> Tree:
+        return Tree((key, hashed) for key, (hashed, _) in self.sets.get(set_id, {}).items())
+
     def nodes(self, set_id: str, prefixes: list[str]) -> dict[str, Any]:
         self.asked.append(set_id)
         tree = Tree((key, hashed) for key, (hashed, _) in self.sets.get(set_id, {}).items())
@@ -88,7 +95,7 @@ def test_the_names_a_peer_holds_are_fetched_and_its_cursor_jumps_to_the_snapshot
     assert peer.reconcile_note.endswith("cursor to 4000")
 
 
-def test_a_second_round_finds_nothing_and_costs_one_question_per_set(peer_b: FakePeer) -> None:  # noqa: F811
+def test_a_second_round_finds_nothing_and_costs_one_question_for_every_set(peer_b: FakePeer) -> None:  # noqa: F811
     holder = peer_with_names(peer_b, fresh_owner(), 40, head=10)
     peer = Peer.objects.get(name="gw-b")
     snapshots.reconcile_with_peer(peer_id=peer.id, transport=holder)
@@ -97,7 +104,7 @@ def test_a_second_round_finds_nothing_and_costs_one_question_per_set(peer_b: Fak
     report = snapshots.reconcile_with_peer(peer_id=peer.id, transport=holder)
 
     assert (report.fetched, report.differing) == (0, 0)
-    assert holder.asked == ["names", "mailboxes"]
+    assert holder.asked == ["roots"]
 
 
 def test_a_name_changed_since_is_fetched_alone(peer_b: FakePeer) -> None:  # noqa: F811
@@ -210,8 +217,11 @@ def test_the_names_set_is_answered_to_anyone_level_by_level(gateway: object) -> 
     leaf = post(client, "reconcile", {"set": "names", "prefixes": [leaf_prefix]}).json()["nodes"][leaf_prefix]
     chunk = post(client, "snapshot", {"set": "names", "keys": [leaf["items"][0][0]]}).json()
 
+    roots = post(client, "roots", {"sets": ["names", "mailboxes"]}).json()["roots"]
     assert root.status_code == 200
     assert root.json()["nodes"][""]["n"] == 40
+    assert roots["names"][0] == 40
+    assert roots["mailboxes"] == [0, "0" * 16]
     assert chunk["items"][0]["statements"][0]["statement"]["name"] == leaf["items"][0][0]
     assert client.get("/api/v1/federation/position").json()["origin"] == GATEWAY
 
