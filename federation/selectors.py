@@ -30,11 +30,11 @@ def peers_active_sql() -> str:
 def peers_far_behind() -> list[int]:
     """The active peers with an API that lag behind their log by more than ``MNS_FEDERATION_SNAPSHOT_LAG`` ops:
     caught up by a snapshot rather than a replay (``services.snapshot_wanted`` says the same of one)."""
-    lag = settings.MNS_FEDERATION_SNAPSHOT_LAG
+    lag, cool_off = settings.MNS_FEDERATION_SNAPSHOT_LAG, 300  # as services.snapshots.FAILED_COOLS_OFF
     return list(
         peers_active()
         .exclude(api_url="")
-        .exclude(reconcile_note__startswith="failed")
+        .exclude(reconcile_note__startswith="failed", reconciled_at__gt=timezone.now() - timedelta(seconds=cool_off))
         .filter(remote_head__gt=F("cursor") + lag)
         .values_list("id", flat=True)
     )

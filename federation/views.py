@@ -30,16 +30,17 @@ class PositionSerializer(serializers.Serializer):
 
 class NodesRequestSerializer(serializers.Serializer):
     set = serializers.CharField(max_length=100)
-    prefixes = serializers.ListField(child=serializers.CharField(max_length=64, allow_blank=True), max_length=256)
+    # Items are checked by the service (``reconcile.check_prefixes``): one error for the list, not one per item.
+    prefixes = serializers.ListField(max_length=256)
 
 
 class RootsRequestSerializer(serializers.Serializer):
-    sets = serializers.ListField(child=serializers.CharField(max_length=100), min_length=1, max_length=256)
+    sets = serializers.ListField(min_length=1, max_length=256)  # items checked by the service
 
 
 class ItemsRequestSerializer(serializers.Serializer):
     set = serializers.CharField(max_length=100)
-    keys = serializers.ListField(child=serializers.CharField(max_length=64), max_length=5000, required=False)
+    keys = serializers.ListField(max_length=5000, required=False)  # items checked by the service
     prefix = serializers.CharField(max_length=64, allow_blank=True, required=False)
     after = serializers.CharField(max_length=64, allow_blank=True, required=False, default="")
 

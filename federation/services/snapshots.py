@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 MAX_KEYS_PER_REQUEST = 200
 MAX_ROOTS = 256
 APPLY_CHUNK = 100  # items a transaction: short enough to end well within a task's time limit
+HTTP_TIMEOUT = 120  # seconds: the first question of a round may wait for the holder to build a large set's tree
+FAILED_COOLS_OFF = 300  # seconds after a failed round before a far-behind peer is reconciled again, not pulled
 
 
 # --- The serving side -----------------------------------------------------------------------------------------
@@ -66,8 +68,8 @@ def nodes_answer(*, set_id: str, prefixes: Any, peer: Peer | None) -> dict[str, 
 def roots_answer(*, set_ids: list[str], peer: Peer | None) -> dict[str, Any]:
     """The root fingerprints of several sets at once (a round compares them first, and walks only the sets that
     differ: a gateway keeping many mailboxes with a peer pays one request for all the equal ones)."""
-    if len(set_ids) > MAX_ROOTS:
-        raise DomainError("reconcile_invalid", f"sets: at most {MAX_ROOTS}")
+    if len(set_ids) > MAX_ROOTS or not all(isinstance(set_id, str) for set_id in set_ids):
+        raise DomainError("reconcile_invalid", f"sets: at most {MAX_ROOTS} set names")
     for set_id in set_ids:
         _readable(set_id, peer)
     me = self_key() or ""
@@ -139,7 +141,7 @@ class HttpTransport:
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         try:
-            response = self.session.request(method, self.base + path, json=body, timeout=10)
+            response = self.session.request(method, self.base + path, json=body, timeout=HTTP_TIMEOUT)
         except requests.RequestException as exc:
             raise TransportFailed(type(exc).__name__) from None
         self.bytes_used += len(response.content) + len(response.request.body or b"")
@@ -365,9 +367,14 @@ def _report_keep(peer: Peer, report: RoundReport) -> None:
 def snapshot_wanted(peer: Peer, *, head: int) -> bool:
     """Whether the peer lags so far behind its log (a new peer, a long outage) that a snapshot beats the replay:
     more than ``MNS_FEDERATION_SNAPSHOT_LAG`` ops, it has an API to fetch one from, and the last round with it did
-    not fail (else the log, over Maxima, is the way: slower, but it does not depend on the peer's API)."""
+    not fail in the last ``FAILED_COOLS_OFF`` seconds (meanwhile the log, over Maxima, is the way: slower, but it
+    does not depend on the peer's API)."""
+    return bool(peer.api_url) and head - peer.cursor > settings.MNS_FEDERATION_SNAPSHOT_LAG and not _failed_lately(peer)
+
+
+def _failed_lately(peer: Peer) -> bool:
     return (
-        bool(peer.api_url)
-        and head - peer.cursor > settings.MNS_FEDERATION_SNAPSHOT_LAG
-        and not peer.reconcile_note.startswith("failed")
+        peer.reconcile_note.startswith("failed")
+        and peer.reconciled_at is not None
+        and (timezone.now() - peer.reconciled_at).total_seconds() < FAILED_COOLS_OFF
     )
