@@ -36,6 +36,7 @@ class PeerAdmin(admin.ModelAdmin):
         "lag_seconds_display",
         "invalid_ops",
         "applied_ops",
+        "reconciled_at",
         "api_url",
     )
     list_filter = (PausedFilter, "enabled", "permanent")
@@ -60,9 +61,15 @@ class PeerAdmin(admin.ModelAdmin):
         "waiting_since",
         "incarnation",
         "log_position",
+        "reconciled_at",
+        "reconcile_note",
+        "reconcile_fetched",
+        "reconcile_bytes",
+        "reconcile_fetched_total",
+        "reconcile_bytes_total",
         "created_at",
     )
-    actions = ("pause", "resume")
+    actions = ("pause", "resume", "reconcile")
 
     def get_fields(self, request: HttpRequest, obj: Peer | None = None) -> tuple[str, ...]:
         return self.editable_fields if obj is None else self.editable_fields + self.readonly_fields
@@ -87,6 +94,15 @@ class PeerAdmin(admin.ModelAdmin):
     def pause(self, request: HttpRequest, queryset: QuerySet[Peer]) -> None:
         done = sum(services.peer_pause(peer_id=p.id, reason=f"paused by {request.user}") for p in queryset)
         self.message_user(request, f"Paused {done} peers.")
+
+    @admin.action(description="Reconcile with the selected peers now (fetch what they hold that this gateway lacks)")
+    def reconcile(self, request: HttpRequest, queryset: QuerySet[Peer]) -> None:
+        from core.queue import enqueue_now
+        from federation.tasks import reconcile_peer
+
+        for peer in queryset:
+            enqueue_now(reconcile_peer, peer.id)
+        self.message_user(request, f"Queued a reconciliation round with {queryset.count()} peers.")
 
     @admin.action(description="Resume the selected peers")
     def resume(self, request: HttpRequest, queryset: QuerySet[Peer]) -> None:

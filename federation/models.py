@@ -47,6 +47,13 @@ class Peer(models.Model):
     applied_ops = models.PositiveBigIntegerField(default=0)
     invalid_ops = models.PositiveIntegerField(default=0, help_text="Ops refused because they did not verify.")
     refused_ops = models.PositiveIntegerField(default=0, help_text="Valid ops refused by a limit (quota, names).")
+    # Set reconciliation with the peer (its snapshots fetched here).
+    reconciled_at = models.DateTimeField(null=True, blank=True, help_text="The last reconciliation round with it.")
+    reconcile_fetched = models.PositiveBigIntegerField(default=0, help_text="Items fetched in the last round.")
+    reconcile_bytes = models.PositiveBigIntegerField(default=0, help_text="Bytes the last round moved, both ways.")
+    reconcile_fetched_total = models.PositiveBigIntegerField(default=0, help_text="Items fetched by every round.")
+    reconcile_bytes_total = models.PositiveBigIntegerField(default=0, help_text="Bytes moved by every round.")
+    reconcile_note = models.CharField(max_length=200, blank=True, help_text="What the last round did, or why not.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

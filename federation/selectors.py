@@ -4,7 +4,7 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Max, QuerySet
+from django.db.models import F, Max, QuerySet
 from django.utils import timezone
 
 from federation.models import Claim, Lease, LogHead, Operation, Peer
@@ -25,6 +25,19 @@ def peers_active() -> QuerySet[Peer]:
 def peers_active_sql() -> str:
     """Whether ``peers_active()`` has any, as a boolean expression of the caller's statement (no round trip)."""
     return f"EXISTS (SELECT 1 FROM {Peer._meta.db_table} WHERE enabled AND NOT paused)"  # noqa: S608
+
+
+def peers_far_behind() -> list[int]:
+    """The active peers with an API that lag behind their log by more than ``MNS_FEDERATION_SNAPSHOT_LAG`` ops:
+    caught up by a snapshot rather than a replay (``services.snapshot_wanted`` says the same of one)."""
+    lag, cool_off = settings.MNS_FEDERATION_SNAPSHOT_LAG, 300  # as services.snapshots.FAILED_COOLS_OFF
+    return list(
+        peers_active()
+        .exclude(api_url="")
+        .exclude(reconcile_note__startswith="failed", reconciled_at__gt=timezone.now() - timedelta(seconds=cool_off))
+        .filter(remote_head__gt=F("cursor") + lag)
+        .values_list("id", flat=True)
+    )
 
 
 def peer_of_key(*, key: str) -> Peer | None:
@@ -66,6 +79,10 @@ class PeerHealth:
     invalid_ops: int
     paused: bool
     healthy: bool
+    reconciled_at: str | None
+    reconcile_fetched: int
+    reconcile_bytes: int
+    reconcile_note: str
 
 
 def peers_health() -> list[PeerHealth]:
@@ -91,6 +108,10 @@ def peers_health() -> list[PeerHealth]:
                 invalid_ops=peer.invalid_ops,
                 paused=peer.paused,
                 healthy=healthy,
+                reconciled_at=peer.reconciled_at.isoformat() if peer.reconciled_at else None,
+                reconcile_fetched=peer.reconcile_fetched,
+                reconcile_bytes=peer.reconcile_bytes,
+                reconcile_note=peer.reconcile_note,
             )
         )
     return answer
@@ -124,7 +145,8 @@ def peers_check() -> str:
 
 
 def peers_report() -> list[dict]:
-    """Each enabled peer's last heard, lag in operations and seconds, invalid operations and pause."""
+    """Each enabled peer's last heard, lag in operations and seconds, invalid operations and pause, and its last
+    reconciliation round (when, items fetched, bytes, what it did)."""
     return [asdict(peer) for peer in peers_health()]
 
 
@@ -147,3 +169,9 @@ def has_log() -> bool:
 def has_peers() -> bool:
     """A gateway alone (a membership of one) has no peers part in its health."""
     return Peer.objects.filter(enabled=True).exists()
+
+
+def deletion_logged(*, uid: str) -> bool:
+    """Whether a ``delete`` op of this message (any origin's) is in the log here: a tombstone that keeps a
+    snapshot from bringing the message back."""
+    return Operation.objects.filter(kind=Operation.Kind.DELETE, payload__uid=uid).exists()

@@ -1,19 +1,24 @@
 """The mailboxes' kinds of replicated operation, registered with federation in ``apps.py``: a mailbox announced by
 its home gateway (``mailbox``), a message stored at a replica (``message``) and its deletion (``delete``)."""
 
+import hashlib
+import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
 
 from core.errors import DomainError
+from federation import selectors as federation_selectors
 from federation import services as federation
-from federation.services import Invalid, Skip, Wait, kinds
+from federation.services import Invalid, Skip, Wait, kinds, sets
 from mailboxes import services
 from mailboxes.models import Mailbox, Message
 from mns_client.protocol import fields
 from mns_client.protocol.codecs import from_hex, to_hex
 from mns_client.protocol.errors import CodecError
+from mns_client.protocol.reconcile import item_hash
 from registry import services as registry_services
 from registry.models import NameRecord
 
@@ -120,7 +125,77 @@ def counters_lock(payloads: list[dict[str, Any]]) -> None:
         list(rows.values_list("id", flat=True))
 
 
+# --- The ``mailboxes`` and ``messages:<name>`` sets, for reconciliation and snapshots ----------------------------
+def _announced(home: str) -> Any:
+    """The names whose mailbox ``home`` announced with its replicas (its ``mailbox`` op): active, ``home`` first."""
+    return NameRecord.objects.filter(status=NameRecord.Status.ACTIVE, gateways__0=home, gateways__1__isnull=False)
+
+
+def mailboxes_items(argument: str, home: str) -> Iterator[tuple[str, bytes]]:
+    rows = _announced(home).values_list("name", "owner_key", "gateways")
+    for name, owner, gateways in rows.iterator(chunk_size=5000):
+        yield name, item_hash(name, owner, json.dumps(gateways))
+
+
+def mailboxes_serve(argument: str, keys: list[str]) -> list[dict[str, Any]]:
+    """Each mailbox as its home's ``mailbox`` op says it (served by the home only: the asker checks that)."""
+    rows = _announced(federation.me() or "").filter(name__in=keys, mailbox__isnull=False)
+    return [
+        {"name": name, "owner": owner, "address": address, "replicas": gateways}
+        for name, owner, address, gateways in rows.values_list("name", "owner_key", "mailbox__address", "gateways")
+    ]
+
+
+def mailboxes_apply(origin: str, item: dict[str, Any]) -> str:
+    """A mailbox from its home's snapshot, applied as the home's ``mailbox`` op is (which checks the home)."""
+    return mailbox_apply(origin, item)
+
+
+def _kept_with(peer_key: str) -> Any:
+    return Mailbox.objects.filter(record__gateways__contains=[peer_key])
+
+
+def messages_shared(peer_key: str) -> list[str]:
+    """The mailboxes this gateway keeps of which the peer is a replica too: one ``messages:<name>`` set each."""
+    return list(_kept_with(peer_key).order_by("record__name").values_list("record__name", flat=True))
+
+
+def messages_allowed(name: str, peer_key: str) -> bool:
+    return _kept_with(peer_key).filter(record__name=name).exists()
+
+
+def messages_items(name: str, home: str) -> Iterator[tuple[str, bytes]]:
+    """A mailbox's messages: uid, the sender's delivery id, the scheme and a hash of the ciphertext."""
+    rows = Message.objects.filter(mailbox__record__name=name).values_list("uid", "delivery_id", "scheme", "ciphertext")
+    for uid, delivery_id, scheme, ciphertext in rows.iterator(chunk_size=500):
+        yield uid, item_hash(uid, delivery_id, scheme, hashlib.sha256(bytes(ciphertext)).digest())
+
+
+def messages_serve(name: str, keys: list[str]) -> list[dict[str, Any]]:
+    """Each message as a ``message`` op carries it on the wire, ciphertext included."""
+    messages = Message.objects.filter(mailbox__record__name=name, uid__in=keys).select_related("mailbox__record")
+    return [services.message_op(message, message.mailbox, ciphertext=True) for message in messages]
+
+
+def messages_apply(origin: str, item: dict[str, Any]) -> str:
+    """A message from a replica's snapshot, applied as its ``message`` op is (the origin must be a replica); not one
+    whose deletion this gateway has logged (a delete that reached here before the peer that serves it)."""
+    if federation_selectors.deletion_logged(uid=kinds.text(item, "uid", 32)):
+        raise Skip("deleted")
+    return message_apply(origin, item)
+
+
 def register() -> None:
+    sets.register("mailboxes", items=mailboxes_items, serve=mailboxes_serve, apply=mailboxes_apply, after="names")
+    sets.register(
+        "messages",
+        items=messages_items,
+        serve=messages_serve,
+        apply=messages_apply,
+        allowed=messages_allowed,
+        shared=messages_shared,
+        after="mailboxes",
+    )
     kinds.register("mailbox", apply=mailbox_apply, lock=counters_lock)
     kinds.register("message", apply=message_apply, wire=message_wire, lock=counters_lock)
     kinds.register("delete", apply=delete_apply, lock=counters_lock)

@@ -295,6 +295,7 @@ REST_FRAMEWORK = {
         "ip": env_rate("MNS_THROTTLE_PER_IP", "600/min"),
         "lookup": env_rate("MNS_THROTTLE_LOOKUP", "300/min"),
         "write": env_rate("MNS_THROTTLE_WRITE", "30/min"),
+        "federation": env_rate("MNS_THROTTLE_FEDERATION", "600/min"),
     },
     "NUM_PROXIES": MNS_NUM_PROXIES,
 }
@@ -492,6 +493,17 @@ MNS_FEDERATION_RELAY_HOPS = env_int("MNS_FEDERATION_RELAY_HOPS", 8, minimum=0, m
 # A gateway restored from a backup numbers no new op until every peer said how far it holds its log and the lost
 # ops are back, or for at most this many seconds (then it goes on, and says which peers did not answer).
 MNS_FEDERATION_RESTORE_WAIT_SECONDS = env_int("MNS_FEDERATION_RESTORE_WAIT_SECONDS", 3600, minimum=10)
+# Set reconciliation and snapshots (docs/protocol.md, "Reconciliation and snapshots"): a peer that lags by more than
+# this many ops (a new peer, a long outage) and has an API URL is caught up by a snapshot, not by replaying its log.
+MNS_FEDERATION_SNAPSHOT_LAG = env_int("MNS_FEDERATION_SNAPSHOT_LAG", 5000, minimum=0)
+# Seconds between anti-entropy rounds with every peer that has an API URL (0: none).
+MNS_FEDERATION_RECONCILE_EVERY = env_int("MNS_FEDERATION_RECONCILE_EVERY", 600, minimum=0, maximum=86400)
+# At most this long for one round with one peer (the lock that keeps two rounds with a peer apart).
+MNS_FEDERATION_RECONCILE_SECONDS = env_int("MNS_FEDERATION_RECONCILE_SECONDS", 1800, minimum=30)
+# Seconds a gateway keeps a built set tree to answer a peer's walk of it.
+MNS_FEDERATION_TREE_SECONDS = env_int("MNS_FEDERATION_TREE_SECONDS", 30, minimum=0, maximum=3600)
+# Items in one snapshot answer.
+MNS_FEDERATION_SNAPSHOT_CHUNK = env_int("MNS_FEDERATION_SNAPSHOT_CHUNK", 500, minimum=1, maximum=5000)
 
 # --- Entry points on chain (DESIGN §6) -------------------------------------------------------------------------
 # This gateway publishes the entry-point list (only one gateway of the network should; it runs entrypoints_setup).
@@ -553,6 +565,7 @@ CELERY_BEAT_SCHEDULE = {
         ("handshake.clean", 300),
         ("mailboxes.expire", MNS_MESSAGE_EXPIRE_EVERY),
         ("federation.sync", MNS_FEDERATION_SYNC_EVERY),
+        *([("federation.reconcile", MNS_FEDERATION_RECONCILE_EVERY)] if MNS_FEDERATION_RECONCILE_EVERY else []),
         ("entrypoints.publish", MNS_ENTRYPOINTS_EVERY * 3600),
         ("entrypoints.check", MNS_ENTRYPOINTS_CHECK_EVERY),
         ("onchain.watch", MNS_CHAIN_NAMES_WATCH_EVERY),

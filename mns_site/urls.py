@@ -17,6 +17,7 @@ api_v1 = [
     path("", include("registration.urls")),
     path("", include("mailboxes.urls")),
     path("", include("entrypoints.urls")),
+    path("", include("federation.urls")),
 ]
 
 urlpatterns = [

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
 from core.errors import DomainError
 from mns_client.protocol.codecs import to_hex
@@ -86,7 +86,7 @@ def registration_refusal(*, name: str, owner_key: str | None) -> MNSError | None
     the per-owner limit is only checked, so two holds by one key at the same instant may pass it by one.
     """
     try:
-        check_reserved(name)
+        reserved_check(name=name)
     except NameRefused as refused:
         return refused
     record = record_find(name=name)
@@ -100,7 +100,7 @@ def registration_refusal(*, name: str, owner_key: str | None) -> MNSError | None
         NameRecord.objects.filter(skeleton=skeleton(name), status__in=NameRecord.LIVE).exclude(name=name).first()
     )
     if lookalike is not None:
-        return _lookalike_refusal(name, lookalike, owner_key)
+        return lookalike_refusal(name, lookalike, owner_key)
     if owner_key is not None and _held_count(owner_key, name) >= settings.MNS_NAMES_PER_OWNER:
         return DomainError(
             "owner_limit_reached",
@@ -110,7 +110,18 @@ def registration_refusal(*, name: str, owner_key: str | None) -> MNSError | None
     return None
 
 
-def _lookalike_refusal(name: str, lookalike: NameRecord, owner_key: str | None) -> NameRefused:
+def reserved_check(*, name: str) -> None:
+    """``NameRefused`` (``name_reserved``) for a name nobody may register: built in, or 1-2 characters."""
+    check_reserved(name)
+
+
+def held_counts(*, owner_keys: set[str]) -> dict[str, int]:
+    """How many names each of these keys holds (pending, active or suspended): ``_held_count`` for many."""
+    rows = NameRecord.objects.filter(owner_key__in=owner_keys, status__in=NameRecord.HELD)
+    return dict(rows.values("owner_key").annotate(held=Count("id")).values_list("owner_key", "held"))
+
+
+def lookalike_refusal(name: str, lookalike: NameRecord, owner_key: str | None) -> NameRefused:
     if lookalike.status == Status.RESERVED:
         return NameRefused("name_reserved", f"the name {name!r} looks like the reserved name {lookalike.name!r}")
     if owner_key is not None and lookalike.owner_key == owner_key:

@@ -22,9 +22,15 @@ from federation.services import op_append
 from maxima.selectors import gateway_identity_key as node_identity_key
 from mns_client.protocol.codecs import from_hex, to_hex
 from mns_client.protocol.names import NameRefused, normalise, skeleton
-from mns_client.protocol.statements import NameStatement, SignedStatement, check_successor, offer_open
+from mns_client.protocol.statements import (
+    NameStatement,
+    SignedStatement,
+    StatementInvalid,
+    check_successor,
+    offer_open,
+)
 from mns_client.protocol.transparency import bucket_of
-from registry import selectors
+from registry import published, selectors
 from registry.models import AuditEntry, NameRecord, StatementRecord
 
 logger = logging.getLogger(__name__)
@@ -274,6 +280,75 @@ def statement_replicate(*, signed: SignedStatement) -> tuple[NameRecord | None, 
             _owner_changed(record, previous_owner)
     logger.info("applied a replicated %s of %s (seq %s)", statement.op, record.name, statement.seq)
     return record, "applied"
+
+
+def statements_replicate_new(*, signed: list[SignedStatement]) -> dict[str, str]:
+    """``statement_replicate`` for many ``register`` statements of names this gateway holds no record of (a peer's
+    snapshot), in a handful of SQL statements rather than a dozen each: the same checks (the owner's signature, a
+    first statement is a ``register``, and ``selectors.registration_refusal``'s name-space rules: reserved, a
+    look-alike of a live name, names per owner, each also against the batch's earlier names) and the same rows.
+
+    Returns each name's outcome: ``applied``, the code of its refusal, or ``exists`` for a name that has a record
+    here (the caller applies those one by one, through ``statement_replicate``). All or nothing: a unique
+    constraint lost to a concurrent writer rolls the batch back and raises ``IntegrityError``, for the caller to
+    take the one-by-one path."""
+    outcomes: dict[str, str] = {}
+    candidates: list[SignedStatement] = []
+    for item in signed:
+        statement = item.statement
+        try:
+            item.verify()
+            check_successor(None, statement)
+            selectors.reserved_check(name=statement.name)
+        except (StatementInvalid, NameRefused) as refused:
+            outcomes[statement.name] = refused.code
+            continue
+        candidates.append(item)
+    names = [item.statement.name for item in candidates]
+    existing = set(NameRecord.objects.filter(name__in=names).values_list("name", flat=True))
+    candidates = [item for item in candidates if item.statement.name not in existing]
+    outcomes.update(dict.fromkeys(existing, "exists"))
+    skeletons = {item.statement.name: skeleton(item.statement.name) for item in candidates}
+    live = {
+        record.skeleton: record
+        for record in NameRecord.objects.filter(skeleton__in=set(skeletons.values()), status__in=NameRecord.LIVE)
+    }
+    held = selectors.held_counts(owner_keys={item.statement.owner for item in candidates})
+    now, records, accepted = timezone.now(), [], []
+    for item in candidates:
+        statement = item.statement
+        lookalike = live.get(skeletons[statement.name])
+        if lookalike is not None:
+            outcomes[statement.name] = selectors.lookalike_refusal(statement.name, lookalike, statement.owner).code
+            continue
+        if held.get(statement.owner, 0) >= settings.MNS_NAMES_PER_OWNER:
+            outcomes[statement.name] = "owner_limit_reached"
+            continue
+        record = NameRecord(name=statement.name, skeleton=skeletons[statement.name], status=Status.ACTIVE)
+        _set_holder(record, item)
+        record.status_changed_at = now
+        records.append(record)
+        accepted.append(item)
+        live[record.skeleton] = record
+        held[statement.owner] = held.get(statement.owner, 0) + 1
+    with transaction.atomic(), published.changing([record.name for record in records]):
+        NameRecord.objects.bulk_create(records)
+        StatementRecord.objects.bulk_create(
+            StatementRecord(
+                record=record,
+                seq=item.statement.seq,
+                op=item.statement.op,
+                owner_key=item.statement.owner,
+                statement=item.statement.to_dict(),
+                signature=to_hex(item.signature),
+                source=StatementRecord.Source.REPLICATION,
+            )
+            for record, item in zip(records, accepted, strict=True)
+        )
+    outcomes.update(dict.fromkeys((record.name for record in records), "applied"))
+    if records:
+        logger.info("applied %s replicated registers of names new here, at once", len(records))
+    return outcomes
 
 
 def _withdrawal_undone(record: NameRecord, accept: NameStatement) -> bool:

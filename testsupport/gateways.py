@@ -311,6 +311,7 @@ class GatewayCluster:
     worker_concurrency: int = 2
     block_interval: float = 0.5
     ready_timeout: float = 90.0
+    held_back: int = 0  # the last ones are made (node, database) but start and join only at ``add_gateway()``
 
     gateways: list[Gateway] = field(init=False, default_factory=list)
     users: list[User] = field(init=False, default_factory=list)
@@ -367,15 +368,33 @@ class GatewayCluster:
             home = self.folder / f"user-{index}"
             self.users.append(User(index, self.net.nodes[self.gateways_count + index], home))
         self._wire_nodes()
-        for gateway in self.gateways:
+        started = self.gateways[: self.gateways_count - self.held_back]
+        for gateway in started:
             gateway.web.start()
             gateway.worker.start()
-        for gateway in self.gateways:
+        for gateway in started:
             self._wait_up(gateway)
         if self.peer:
-            self.connect_peers()
-        self.wait_healthy()
+            self.connect_peers(started)
+        self.wait_healthy(started)
         return self
+
+    @property
+    def running_gateways(self) -> list[Gateway]:
+        """The gateways started so far (all but the held-back ones not added yet)."""
+        return [gateway for gateway in self.gateways if gateway.web.popen is not None]
+
+    def add_gateway(self) -> Gateway:
+        """Start the next held-back gateway and join it to the running network: it and every running gateway add
+        each other as peers (``manage.py peers add``, as staff would). Returns it once it is up; its catch-up is
+        the caller's to wait for."""
+        gateway = next(gateway for gateway in self.gateways if gateway.web.popen is None)
+        gateway.web.start()
+        gateway.worker.start()
+        self._wait_up(gateway)
+        if self.peer:
+            self.connect_peers([*self.running_gateways])
+        return gateway
 
     def close(self) -> None:
         children = [child for gateway in self.gateways for child in (gateway.worker, gateway.web)]
@@ -540,7 +559,7 @@ class GatewayCluster:
 
     def connect_peers(self, gateways: list[Gateway] | None = None) -> None:
         """Every gateway adds every other one as a peer (idempotent: ``peers add`` may run again)."""
-        chosen = gateways or self.gateways
+        chosen = gateways or self.running_gateways
         running = []
         for gateway in chosen:
             for other in chosen:
@@ -572,7 +591,7 @@ class GatewayCluster:
 
     def wait_healthy(self, gateways: list[Gateway] | None = None, timeout: float | None = None) -> None:
         """Until each gateway's health says ok (its peers part included, once it has peers)."""
-        for gateway in gateways or self.gateways:
+        for gateway in gateways or self.running_gateways:
             last: dict[str, Any] = {}
 
             def ok(gateway: Gateway = gateway) -> bool:

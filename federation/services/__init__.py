@@ -47,6 +47,7 @@ from federation.services.restore import (
     restore_progress,
     where_received,
 )
+from federation.services.snapshots import reconcile_with_peer, snapshot_wanted
 
 __all__ = [
     "Invalid",
@@ -83,11 +84,13 @@ __all__ = [
     "pull_received",
     "pull_request",
     "push_to_peer",
+    "reconcile_with_peer",
     "register_name_space",
     "register_outcomes",
     "relayed_by",
     "replicas_for_new_mailbox",
     "restore_progress",
     "self_key",
+    "snapshot_wanted",
     "where_received",
 ]

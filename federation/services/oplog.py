@@ -136,6 +136,8 @@ def push_to_peer(*, peer_id: int, limit: int = 2000) -> int:
     head = selectors.log_head(origin=origin)
     if peer.pushed >= head or recovering:
         return 0
+    if head - peer.pushed > settings.MNS_FEDERATION_SNAPSHOT_LAG:
+        return _push_head_only(peer, origin=origin, head=head)
     ops = [op_wire(op) for op in selectors.ops_since(origin=origin, since=peer.pushed, limit=limit)]
     sent = 0
     for batch in sync.batches(origin=origin, head=head, ops=ops, max_bytes=settings.MNS_FEDERATION_BATCH_BYTES):
@@ -152,6 +154,17 @@ def _log_state(origin: str) -> tuple[str, bool]:
     """The incarnation of this gateway's log, and whether it is recovering from a restored backup."""
     LogHead.objects.get_or_create(origin=origin)
     return LogHead.objects.filter(origin=origin).values_list("incarnation", "recovering").get()
+
+
+def _push_head_only(peer: Peer, *, origin: str, head: int) -> int:
+    """A peer that lags by more than ``MNS_FEDERATION_SNAPSHOT_LAG`` ops (a new peer, a long outage) is told the
+    head, not pushed the backlog over Maxima: it reconciles with this gateway's API, or pulls (``pull_received``)
+    where it cannot. Returns 0 (no op sent)."""
+    with transaction.atomic():
+        if Peer.objects.filter(id=peer.id, pushed=peer.pushed).update(pushed=head):
+            body = sync.message("ops", origin=origin, head=head, ops=[])
+            _send(peer, body, f"fed-ops:{_short(peer.identity_key)}:head-{head}")
+    return 0
 
 
 def _push_stalled(peer: Peer) -> bool:

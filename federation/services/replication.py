@@ -2,6 +2,8 @@
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,12 +15,14 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core.queue import enqueue_coalesced
 from federation.models import Operation, Peer
 from federation.services import kinds, restore
 from federation.services.kinds import Invalid, Skip, Wait
 from federation.services.oplog import pull_request
 from federation.services.peers import _ms, invalid_count, self_key
 from federation.services.relay import relay_onward, relaying
+from federation.services.snapshots import snapshot_wanted
 from mns_client.protocol import sync
 from mns_client.protocol.errors import MNSError
 
@@ -31,8 +35,9 @@ def ops_received(*, peer: Peer, body: dict[str, Any]) -> dict[str, int]:
     An op at or below the peer's cursor was applied before and is skipped; a gap stops the batch and asks for
     the missing ops. Each op is applied in a savepoint: one that does not verify writes nothing and is counted
     against the peer (paused past the threshold); one that must wait for another origin's op stops the batch
-    (given up after ``MNS_FEDERATION_WAIT_SECONDS``). The cursor, the counters and the health marks move in the
-    same transaction as the ops' effects, so a crash half-way applies nothing twice.
+    (given up after ``MNS_FEDERATION_WAIT_SECONDS``). A batch far ahead of the cursor (``snapshot_wanted``) is
+    not applied: a reconciliation round catches the peer up instead. The cursor, the counters and the health
+    marks move in the same transaction as the ops' effects, so a crash half-way applies nothing twice.
     """
     counts = {"applied": 0, "skipped": 0, "invalid": 0, "duplicate": 0, "reused": 0}
     if body["origin"] == me() != peer.identity_key:
@@ -40,6 +45,10 @@ def ops_received(*, peer: Peer, body: dict[str, Any]) -> dict[str, int]:
     if body["origin"] != peer.identity_key:
         invalid_count(peer=peer, count=1, why="a batch of another origin's log")
         counts["invalid"] = 1
+        return counts
+    if snapshot_wanted(peer, head=body["head"]):
+        _snapshot_instead(peer, head=body["head"])
+        counts["skipped"] = len(body["ops"])
         return counts
     ops = sorted(body["ops"], key=lambda op: op.get("seq", 0) if isinstance(op, dict) else 0)
     allowed = _rate_take(peer, len(ops))
@@ -64,6 +73,15 @@ def ops_received(*, peer: Peer, body: dict[str, Any]) -> dict[str, int]:
     return counts
 
 
+def _snapshot_instead(peer: Peer, *, head: int) -> None:
+    """The peer's log is too far ahead of its cursor here to replay (a new peer, a long outage): the batch is left,
+    and a reconciliation round fetches a snapshot, after which the cursor jumps and the log carries on."""
+    from federation import tasks  # the app's own tasks, which call back into these services
+
+    Peer.objects.filter(id=peer.id, remote_head__lt=head).update(remote_head=head)
+    enqueue_coalesced(tasks.reconcile_peer, peer.id, window=settings.MNS_FEDERATION_SYNC_EVERY)
+
+
 @dataclass
 class _Batch:
     """What the ops of one batch share: this gateway's key, the gateways it knows, the log rows to store."""
@@ -74,6 +92,19 @@ class _Batch:
 
 
 _batch: ContextVar[_Batch | None] = ContextVar("federation_batch", default=None)
+
+
+@contextmanager
+def batch_context(peer: Peer) -> Iterator[None]:
+    """Items applied from one peer (a snapshot's chunk) share, as a batch's ops do, this gateway's key and the
+    gateways it knows, read once."""
+    token = _batch.set(
+        _Batch(me=self_key(), known={peer.identity_key, *Peer.objects.values_list("identity_key", flat=True)})
+    )
+    try:
+        yield
+    finally:
+        _batch.reset(token)
 
 
 def me() -> str | None:

@@ -15,6 +15,7 @@ from mailboxes.services.delivery import (
     deliveries_store,
     delivery_store,
     delivery_submit,
+    message_op,
 )
 from mailboxes.services.forwarding import ForwardSummary, mailbox_forward, message_forwarded
 from mailboxes.services.opening import mailbox_hand_over, mailbox_open, registration_record
@@ -57,6 +58,7 @@ __all__ = [
     "mailbox_replicate",
     "message_delete",
     "message_forwarded",
+    "message_op",
     "message_replicate",
     "message_replicated_delete",
     "messages_ack",

@@ -28,6 +28,7 @@ from mailboxes.services.forwarding import _forward_queue
 from mailboxes.services.reading import retention_days
 from maxima.routing import Ignored, InboundMessage
 from maxima.services import outbound_enqueue
+from mns_client.protocol.codecs import to_hex
 from mns_client.protocol.mailbox import (
     APPLICATION,
     SCHEMES,
@@ -296,10 +297,11 @@ def _target_for_delivery(
     return target
 
 
-def _message_op(message: Message, mailbox: Mailbox) -> dict[str, Any]:
-    """A stored message as the peers learn of it (its ciphertext joins it on the wire, from the message row), with
-    the owner it was stored for: a peer whose mailbox of that name changed hands since keeps it out of the new one."""
-    return {
+def message_op(message: Message, mailbox: Mailbox, *, ciphertext: bool = False) -> dict[str, Any]:
+    """A stored message as the peers learn of it (its ciphertext joins it on the wire, from the message row, or
+    here with ``ciphertext``), with the owner it was stored for: a peer whose mailbox of that name changed hands
+    since keeps it out of the new one."""
+    op = {
         "name": mailbox.record.name,
         "owner": mailbox.owner_key,
         "uid": message.uid,
@@ -309,6 +311,9 @@ def _message_op(message: Message, mailbox: Mailbox) -> dict[str, Any]:
         "scheme": message.scheme,
         "received_at": _ms(message.received_at),
     }
+    if ciphertext:
+        op["ciphertext"] = to_hex(bytes(message.ciphertext))
+    return op
 
 
 def _check_content(scheme: str, ciphertext: bytes) -> None:
@@ -374,7 +379,7 @@ def _store_new(
             message.save(force_insert=True)
             if mailbox.auto_forward and mailbox.address:
                 _forward_queue(message, mailbox, delete=mailbox.delete_forwarded)
-            federation.op_append(kind="message", payload=_message_op(message, mailbox))
+            federation.op_append(kind="message", payload=message_op(message, mailbox))
         return message
     if connection.in_atomic_block:  # in the caller's transaction: a savepoint, so a refusal rolls back nothing else
         with transaction.atomic():
@@ -386,7 +391,7 @@ def _write_at_once(message: Message, mailbox: Mailbox) -> Message:
     """``_store_new`` on PostgreSQL in one statement: the quota's conditional UPDATE, the message's INSERT (only if
     the UPDATE took the room) and the op's INSERT (only if the message was stored), with the gateway's identity key
     and "is any peer active?" read in the same statement. Outside a transaction it commits on its own."""
-    op = federation.op_append_sql(kind="message", payload=_message_op(message, mailbox), source="stored")
+    op = federation.op_append_sql(kind="message", payload=message_op(message, mailbox), source="stored")
     columns = [field for field in Message._meta.concrete_fields if not field.primary_key]
     values = [field.get_db_prep_save(field.pre_save(message, add=True), connection) for field in columns]
     size = message.size

@@ -1,0 +1,380 @@
+"""Snapshots and set reconciliation: a gateway finds what a peer holds that it lacks (``reconcile``), fetches those
+items in chunks, verifies and applies each one through its kind's own path, and then moves the peer's cursor to
+the log position the snapshot corresponds to, so the log carries on from there instead of from seq 1.
+
+The serving side (``position``, ``nodes_answer``, ``items_answer``) answers over the HTTPS API
+(``federation.views``); the asking side (``reconcile_with_peer``) talks to it through a ``Transport``.
+"""
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import requests
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from core.errors import DomainError
+from federation import selectors
+from federation.models import Peer
+from federation.services import sets
+from federation.services.kinds import Invalid, Skip, Wait
+from federation.services.peers import invalid_count, self_key
+from mns_client.protocol import reconcile
+from mns_client.protocol.codecs import parse_public_key
+from mns_client.protocol.crypto import maxverify
+from mns_client.protocol.errors import MNSError
+
+logger = logging.getLogger(__name__)
+
+MAX_KEYS_PER_REQUEST = 200
+MAX_ROOTS = 256
+APPLY_CHUNK = 100  # items a transaction: short enough to end well within a task's time limit
+HTTP_TIMEOUT = 120  # seconds: the first question of a round may wait for the holder to build a large set's tree
+FAILED_COOLS_OFF = 300  # seconds after a failed round before a far-behind peer is reconciled again, not pulled
+
+
+# --- The serving side -----------------------------------------------------------------------------------------
+def position() -> dict[str, Any]:
+    """The log position a snapshot served now corresponds to: this gateway's own head (every op up to it was
+    committed before anything served after this call was read), and its cursors of the other origins."""
+    origin = self_key()
+    cursors = dict(Peer.objects.filter(enabled=True).values_list("identity_key", "cursor"))
+    return {"origin": origin or "", "head": selectors.log_head(origin=origin) if origin else 0, "cursors": cursors}
+
+
+def _readable(set_id: str, peer: Peer | None) -> sets.SetKind:
+    try:
+        kind, argument = sets.parse(set_id)
+    except sets.UnknownSet:
+        raise DomainError("set_unknown", f"no set {set_id[:100]!r} here", status=404) from None
+    if kind.allowed is not None and (peer is None or not kind.allowed(argument, peer.identity_key)):
+        raise DomainError("set_forbidden", "only a peer that keeps this mailbox may read it", status=403)
+    return kind
+
+
+def nodes_answer(*, set_id: str, prefixes: Any, peer: Peer | None) -> dict[str, Any]:
+    _readable(set_id, peer)
+    prefixes = reconcile.check_prefixes(prefixes)
+    tree = sets.tree_of(set_id, home=self_key() or "")
+    return {"set": set_id, "nodes": reconcile.answer(tree, prefixes)}
+
+
+def roots_answer(*, set_ids: list[str], peer: Peer | None) -> dict[str, Any]:
+    """The root fingerprints of several sets at once (a round compares them first, and walks only the sets that
+    differ: a gateway keeping many mailboxes with a peer pays one request for all the equal ones)."""
+    if len(set_ids) > MAX_ROOTS or not all(isinstance(set_id, str) for set_id in set_ids):
+        raise DomainError("reconcile_invalid", f"sets: at most {MAX_ROOTS} set names")
+    for set_id in set_ids:
+        _readable(set_id, peer)
+    me = self_key() or ""
+    return {"roots": {set_id: sets.tree_of(set_id, home=me).fingerprint("").wire() for set_id in set_ids}}
+
+
+def items_answer(
+    *, set_id: str, keys: Any = None, prefix: Any = None, after: Any = "", peer: Peer | None
+) -> dict[str, Any]:
+    """The items of ``keys``, or of a whole subtree (``prefix``, continuing ``after`` a digest), at most
+    ``MNS_FEDERATION_SNAPSHOT_CHUNK`` of them; ``next``: where the subtree continues (``None``: done)."""
+    kind = _readable(set_id, peer)
+    _, argument = sets.parse(set_id)
+    chunk = settings.MNS_FEDERATION_SNAPSHOT_CHUNK
+    following = None
+    if prefix is not None:
+        reconcile.check_prefixes([prefix])
+        if not isinstance(after, str) or len(after) > 64 or after.strip(reconcile.HEX):
+            raise DomainError("snapshot_invalid", "after: a digest in hex")
+        tree = sets.tree_of(set_id, home=self_key() or "")
+        keys, following = tree.keys_under(prefix, after=after, limit=chunk)
+    else:
+        keys = reconcile.check_keys(keys, limit=chunk)
+    return {"set": set_id, "items": kind.serve(argument, keys), "next": following}
+
+
+def peer_of_token(header: str) -> Peer:
+    """The enabled, unpaused peer that signed this ``Authorization`` header for this gateway."""
+    me = self_key()
+    if me is None:
+        raise DomainError("peer_token_invalid", "this gateway does not know its own key yet", status=503)
+    try:
+        issuer, body, signature = reconcile.peer_token_read(header, audience=me, now_ms=int(time.time() * 1000))
+    except reconcile.ReconcileInvalid as invalid:
+        raise DomainError("peer_token_invalid", invalid.message, status=403) from None
+    peer = selectors.peers_active().filter(identity_key=issuer).first()
+    if peer is None or not maxverify(parse_public_key(peer.identity_key), body, signature):
+        raise DomainError("peer_token_invalid", "not signed by an active peer", status=403)
+    return peer
+
+
+# --- The asking side ------------------------------------------------------------------------------------------
+class Transport(Protocol):
+    bytes_used: int
+
+    def position(self) -> dict[str, Any]: ...
+
+    def roots(self, set_ids: list[str]) -> dict[str, Any]: ...
+
+    def nodes(self, set_id: str, prefixes: list[str]) -> dict[str, Any]: ...
+
+    def items(self, set_id: str, **query: Any) -> dict[str, Any]: ...
+
+
+class TransportFailed(Exception):
+    pass
+
+
+class HttpTransport:
+    """A peer's ``/api/v1/federation/…`` endpoints; every request carries this gateway's signed token (made once
+    per round with its node's ``maxsign``). The channel need not be trusted: every item is verified on arrival."""
+
+    def __init__(self, peer: Peer, *, token: str, session: requests.Session | None = None) -> None:
+        base = peer.api_url.rstrip("/")
+        self.base = (base if base.endswith("/api/v1") else base + "/api/v1") + "/federation/"
+        self.session = session or requests.Session()
+        self.session.headers["Authorization"] = token
+        self.bytes_used = 0
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        try:
+            response = self.session.request(method, self.base + path, json=body, timeout=HTTP_TIMEOUT)
+        except requests.RequestException as exc:
+            raise TransportFailed(type(exc).__name__) from None
+        self.bytes_used += len(response.content) + len(response.request.body or b"")
+        if response.status_code != 200:
+            raise TransportFailed(f"{path}: HTTP {response.status_code} {response.text[:200]}")
+        return response.json()
+
+    def position(self) -> dict[str, Any]:
+        return self._call("GET", "position")
+
+    def roots(self, set_ids: list[str]) -> dict[str, Any]:
+        return self._call("POST", "roots", {"sets": set_ids}).get("roots", {})
+
+    def nodes(self, set_id: str, prefixes: list[str]) -> dict[str, Any]:
+        return self._call("POST", "reconcile", {"set": set_id, "prefixes": prefixes}).get("nodes", {})
+
+    def items(self, set_id: str, **query: Any) -> dict[str, Any]:
+        return self._call("POST", "snapshot", {"set": set_id, **query})
+
+
+def token_for(peer: Peer) -> str:
+    """This gateway's token for asking ``peer``, signed by its node (``maxsign`` with the identity key)."""
+    from maxima.node import node_client
+
+    expires = int(time.time() * 1000) + reconcile.TOKEN_MAX_SECONDS * 1000 - 60_000
+    body = reconcile.peer_token_body(issuer=self_key() or "", audience=peer.identity_key, expires_ms=expires)
+    return reconcile.peer_token(body, node_client().maxsign(body))
+
+
+@dataclass
+class RoundReport:
+    sets: int = 0
+    differing: int = 0
+    fetched: int = 0
+    applied: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    bytes_used: int = 0
+    head: int = 0
+    jumped_to: int | None = None
+    unfinished: bool = False  # out of time: the task continues with another round at once
+    note: str = ""
+
+
+class _OutOfTime(Exception):
+    pass
+
+
+def reconcile_with_peer(
+    *, peer_id: int, transport: Transport | None = None, seconds: float | None = None
+) -> RoundReport | None:
+    """One reconciliation round with a peer: every set the two share, the differing items fetched, verified and
+    applied; then, if nothing was left waiting or refused, the peer's cursor moves up to the head its snapshot
+    corresponds to (``position``, asked before anything else).
+
+    A round stops fetching after ``seconds`` (a task's time limit): it is then ``unfinished``, moves no cursor,
+    and the next round (enqueued at once by the task) finds a smaller difference and carries on. Only a round that
+    finished moves the cursor, to the position it asked for first, so nothing the log said up to there is missed.
+
+    One round per peer at a time (a cache lock); ``None`` when another runs, the peer is not active, or it has no
+    API and no transport was given (then the log over Maxima is the way)."""
+    peer = selectors.peers_active().filter(id=peer_id).first()
+    if peer is None or (transport is None and not peer.api_url):
+        return None
+    lock = f"fed-reconcile:{peer.id}"
+    if not cache.add(lock, 1, timeout=settings.MNS_FEDERATION_RECONCILE_SECONDS):
+        return None
+    report = RoundReport()
+    deadline = time.monotonic() + (seconds if seconds is not None else settings.CELERY_TASK_SOFT_TIME_LIMIT - 8)
+    try:
+        transport = transport or HttpTransport(peer, token=token_for(peer))
+        _round(peer, transport, report, deadline)
+    except _OutOfTime:
+        report.unfinished = True
+        report.note = f"unfinished: {report.fetched} fetched, continuing"
+    except (TransportFailed, reconcile.ReconcileInvalid, ValueError, MNSError) as failed:
+        report.note = f"failed: {failed}"[:200]
+        logger.warning("reconciliation with %s failed: %s", peer.name, failed)
+    finally:
+        cache.delete(lock)
+        report.bytes_used = getattr(transport, "bytes_used", 0)
+        _report_keep(peer, report)
+    return report
+
+
+def _round(peer: Peer, transport: Transport, report: RoundReport, deadline: float) -> None:
+    where = transport.position()
+    if where.get("origin") != peer.identity_key or not isinstance(where.get("head"), int):
+        raise TransportFailed("the peer answered for another log")
+    report.head = where["head"]
+    shared = sets.set_ids_shared_with(peer.identity_key)
+    for start in range(0, len(shared), MAX_ROOTS):
+        group = shared[start : start + MAX_ROOTS]
+        roots = transport.roots(group)
+        for set_id in group:
+            _set_reconcile(
+                peer, transport, set_id, roots.get(set_id) if isinstance(roots, dict) else None, report, deadline
+            )
+    invalid = sum(count for outcome, count in report.outcomes.items() if outcome.startswith("invalid"))
+    if invalid:
+        invalid_count(peer=peer, count=invalid, why="items of a snapshot that did not verify")
+    if report.outcomes.get("wait") or invalid:
+        report.note = f"{report.outcomes.get('wait', 0)} item(s) wait, {invalid} invalid: the cursor stays"
+    else:
+        report.jumped_to = _cursor_jump(peer, report.head)
+    logger.info(
+        "reconciled with %s: %s sets, %s differing, %s items fetched (%s applied), %s bytes",
+        peer.name,
+        report.sets,
+        report.differing,
+        report.fetched,
+        report.applied,
+        getattr(transport, "bytes_used", 0),
+    )
+
+
+def _set_reconcile(
+    peer: Peer, transport: Transport, set_id: str, root: Any, report: RoundReport, deadline: float
+) -> None:
+    """One set: nothing more when its root fingerprint equals ours; else the walk, the fetch and the apply."""
+    report.sets += 1
+    local = sets.tree_of(set_id, home=peer.identity_key, fresh=True)
+    if isinstance(root, list) and len(root) == 2 and reconcile.Fingerprint(*root) == local.fingerprint(""):
+        return
+    difference = reconcile.find_missing(local, lambda prefixes: transport.nodes(set_id, prefixes))
+    if difference.empty:
+        return
+    report.differing += 1
+    kind, _ = sets.parse(set_id)
+    for fetched in _fetch(transport, set_id, difference):
+        for start in range(0, len(fetched), APPLY_CHUNK):
+            if time.monotonic() > deadline:
+                raise _OutOfTime()
+            _chunk_apply(peer, kind, fetched[start : start + APPLY_CHUNK], report)
+
+
+def _chunk_apply(peer: Peer, kind: sets.SetKind, chunk: list[Any], report: RoundReport) -> None:
+    """A chunk's items in one transaction (one commit, not one per item), each in its own savepoint (or as the
+    set applies many at once)."""
+    from federation.services.replication import batch_context  # which imports this module
+
+    with transaction.atomic(), batch_context(peer):
+        if kind.apply_many is not None:
+            outcomes = kind.apply_many(peer.identity_key, chunk)
+        else:
+            outcomes = [_apply(peer, kind, item) for item in chunk]
+        for outcome in outcomes:
+            report.fetched += 1
+            report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
+            report.applied += outcome == "applied"
+
+
+def _fetch(transport: Transport, set_id: str, difference: reconcile.Difference) -> Iterator[list[Any]]:
+    for start in range(0, len(difference.keys), MAX_KEYS_PER_REQUEST):
+        yield _items(transport.items(set_id, keys=difference.keys[start : start + MAX_KEYS_PER_REQUEST]))
+    for prefix in difference.prefixes:
+        after: str | None = ""
+        while after is not None:
+            answer = transport.items(set_id, prefix=prefix, after=after)
+            yield _items(answer)
+            following = answer.get("next")
+            if following is not None and (not isinstance(following, str) or following <= after):
+                raise TransportFailed("a snapshot chunk that does not move on")
+            after = following
+
+
+def _items(answer: Any) -> list[Any]:
+    items = answer.get("items") if isinstance(answer, dict) else None
+    if not isinstance(items, list):
+        raise TransportFailed("a snapshot answer without items")
+    return items
+
+
+def _apply(peer: Peer, kind: sets.SetKind, item: Any) -> str:
+    """One item, in a savepoint, through its set's ``apply`` (which verifies it as the matching op kind would)."""
+    try:
+        if not isinstance(item, dict):
+            raise Invalid("item_invalid")
+        with transaction.atomic():
+            return kind.apply(peer.identity_key, item)
+    except Wait:
+        return "wait"
+    except Skip as skip:
+        return str(skip)[:32] or "skipped"
+    except Invalid as invalid:
+        return f"invalid:{invalid}"[:32]
+    except MNSError as refused:
+        return f"invalid:{getattr(refused, 'code', 'refused')}"[:32]
+
+
+def _cursor_jump(peer: Peer, head: int) -> int | None:
+    """The peer's cursor moves up to ``head`` (never down): its ops up to there were in effect in the snapshot,
+    so they are not replayed; the ones after come by the log. Under the peer row's lock, which a batch of its
+    ops holds while it applies (and then reads the moved cursor)."""
+    with transaction.atomic():
+        locked = Peer.objects.select_for_update().get(id=peer.id)
+        if locked.cursor >= head:
+            return None
+        changes: dict[str, Any] = {"cursor": head, "remote_head": max(locked.remote_head, head)}
+        if head >= locked.remote_head:
+            changes["caught_up_at"] = timezone.now()
+        if locked.waiting_seq is not None and locked.waiting_seq <= head:
+            changes.update(waiting_seq=None, waiting_since=None)
+        Peer.objects.filter(id=peer.id).update(**changes)
+    logger.info("the cursor of %s moved from %s to %s by a snapshot", peer.name, locked.cursor, head)
+    return head
+
+
+def _report_keep(peer: Peer, report: RoundReport) -> None:
+    note = report.note or (
+        f"{report.sets} sets, {report.differing} differing, {report.fetched} fetched, {report.applied} applied"
+        + (f", cursor to {report.jumped_to}" if report.jumped_to is not None else "")
+    )
+    Peer.objects.filter(id=peer.id).update(
+        reconciled_at=timezone.now(),
+        reconcile_fetched=report.fetched,
+        reconcile_bytes=report.bytes_used,
+        reconcile_fetched_total=F("reconcile_fetched_total") + report.fetched,
+        reconcile_bytes_total=F("reconcile_bytes_total") + report.bytes_used,
+        reconcile_note=note[:200],
+    )
+
+
+def snapshot_wanted(peer: Peer, *, head: int) -> bool:
+    """Whether the peer lags so far behind its log (a new peer, a long outage) that a snapshot beats the replay:
+    more than ``MNS_FEDERATION_SNAPSHOT_LAG`` ops, it has an API to fetch one from, and the last round with it did
+    not fail in the last ``FAILED_COOLS_OFF`` seconds (meanwhile the log, over Maxima, is the way: slower, but it
+    does not depend on the peer's API)."""
+    return bool(peer.api_url) and head - peer.cursor > settings.MNS_FEDERATION_SNAPSHOT_LAG and not _failed_lately(peer)
+
+
+def _failed_lately(peer: Peer) -> bool:
+    return (
+        peer.reconcile_note.startswith("failed")
+        and peer.reconciled_at is not None
+        and (timezone.now() - peer.reconciled_at).total_seconds() < FAILED_COOLS_OFF
+    )
