@@ -40,7 +40,9 @@ class RootsRequestSerializer(serializers.Serializer):
 
 class ItemsRequestSerializer(serializers.Serializer):
     set = serializers.CharField(max_length=100)
-    keys = serializers.ListField(max_length=5000, required=False)  # items checked by the service
+    # As many keys as a gateway asks at once (so a body the schema allows fits the request size limit); the items
+    # are checked by the service (``reconcile.check_keys``): one error for the list, not one per item.
+    keys = serializers.ListField(max_length=snapshots.MAX_KEYS_PER_REQUEST, required=False)
     prefix = serializers.CharField(max_length=64, allow_blank=True, required=False)
     after = serializers.CharField(max_length=64, allow_blank=True, required=False, default="")
 
@@ -74,6 +76,7 @@ class RootsView(APIView):
             200: dict,
             403: error_response("set_forbidden, peer_token_invalid"),
             404: error_response("set_unknown"),
+            413: error_response("request_too_large"),
         },
     )
     def post(self, request: Request) -> Response:
@@ -98,6 +101,7 @@ class ReconcileView(APIView):
             400: error_response("reconcile_invalid"),
             403: error_response("set_forbidden, peer_token_invalid"),
             404: error_response("set_unknown"),
+            413: error_response("request_too_large"),
         },
     )
     def post(self, request: Request) -> Response:
@@ -123,6 +127,7 @@ class SnapshotView(APIView):
             400: error_response("reconcile_invalid, snapshot_invalid"),
             403: error_response("set_forbidden, peer_token_invalid"),
             404: error_response("set_unknown"),
+            413: error_response("request_too_large"),
         },
     )
     def post(self, request: Request) -> Response:
