@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 
 from core.errors import DomainError
 from federation import selectors as federation_selectors
@@ -151,17 +152,25 @@ def mailboxes_apply(origin: str, item: dict[str, Any]) -> str:
     return mailbox_apply(origin, item)
 
 
-def _kept_with(peer_key: str) -> Any:
-    return Mailbox.objects.filter(record__gateways__contains=[peer_key])
+def _kept_with(peer_key: str, *, name: str | None = None) -> list[str]:
+    """The names of the mailboxes kept here of which the peer is a replica too, in name order. PostgreSQL finds
+    them by the JSON array's containment; SQLite has no such lookup, and its gateways (a laptop, the tests) keep
+    few mailboxes, so it reads the lists."""
+    rows = Mailbox.objects.order_by("record__name")
+    if name is not None:
+        rows = rows.filter(record__name=name)
+    if connection.features.supports_json_field_contains:
+        return list(rows.filter(record__gateways__contains=[peer_key]).values_list("record__name", flat=True))
+    return [kept for kept, gateways in rows.values_list("record__name", "record__gateways") if peer_key in gateways]
 
 
 def messages_shared(peer_key: str) -> list[str]:
     """The mailboxes this gateway keeps of which the peer is a replica too: one ``messages:<name>`` set each."""
-    return list(_kept_with(peer_key).order_by("record__name").values_list("record__name", flat=True))
+    return _kept_with(peer_key)
 
 
 def messages_allowed(name: str, peer_key: str) -> bool:
-    return _kept_with(peer_key).filter(record__name=name).exists()
+    return bool(_kept_with(peer_key, name=name))
 
 
 def messages_items(name: str, home: str) -> Iterator[tuple[str, bytes]]:

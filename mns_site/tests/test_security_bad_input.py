@@ -43,6 +43,9 @@ def doors(*, challenge: str, token: dict[str, str], manage: dict[str, str]) -> d
         "revoke token": ("delete", "/api/v1/mailboxes/alice/access-token", manage),
         "rotate token": ("post", "/api/v1/mailboxes/alice/access-token/rotate", manage),
         "relay": ("post", "/api/v1/relay", {}),
+        "federation roots": ("post", "/api/v1/federation/roots", {}),
+        "federation reconcile": ("post", "/api/v1/federation/reconcile", {}),
+        "federation snapshot": ("post", "/api/v1/federation/snapshot", {}),
     }
 
 
@@ -88,6 +91,8 @@ def refused(response: Any) -> tuple[int, str]:
 # --------------------------------------------------------------------------------------------------- REST doors
 
 BODY_DOORS = ["register", "handshake", "pickup", "settings", "ack", "forward", "submit", "statement"]
+# The peers' reconciliation doors: public for names, a peer's signed token for mailbox contents.
+BODY_DOORS += ["federation roots", "federation reconcile", "federation snapshot"]
 BODYLESS_DOORS = ["logout", "delete message", "revoke token", "rotate token"]
 # The MiniDapps' relay reads any content type (a node labels its POSTs as forms) and refuses what it cannot relay as
 # relay_invalid (mailboxes/tests/test_relay.py); here it shares the size limit of every door.
