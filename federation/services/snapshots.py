@@ -380,12 +380,12 @@ def _walk(
 
 
 def _apply_all(peer: Peer, kind: sets.SetKind, fetched: list[Any], report: RoundReport, budget: _Budget) -> None:
-    """A fetched chunk, ``APPLY_CHUNK`` items a transaction; out of time between two, the chunk is fetched again
-    next round (what was applied of it is then found already there)."""
+    """A fetched chunk (at most ``MNS_FEDERATION_SNAPSHOT_CHUNK`` items, a few seconds), ``APPLY_CHUNK`` items a
+    transaction, applied whole even past the budget: a chunk cut short would be fetched again whole next round,
+    and a round that cannot finish one would never move on."""
     for start in range(0, len(fetched), APPLY_CHUNK):
-        budget.check()
         _chunk_apply(peer, kind, fetched[start : start + APPLY_CHUNK], report)
-        budget.moved = True
+    budget.moved = True
 
 
 def _chunk_apply(peer: Peer, kind: sets.SetKind, chunk: list[Any], report: RoundReport) -> None:
