@@ -9,8 +9,8 @@ The set is laid out as a 16-way trie over the hex digits of SHA-256(key). A node
 as 16 hex digits, travel). The asker starts at the root (prefix ``""``) and asks the holder about the prefixes where
 the two fingerprints differ; the holder answers each with its 16 children's fingerprints, or with its items once a
 node holds at most ``LEAF_ITEMS``. The asker descends only into the children that differ, and a subtree of which
-it holds less than half it asks for whole (a new peer asks for everything, in chunks, without descending; one
-half way through a catch-up does not walk down to every leaf of what it still lacks).
+it holds nothing, or less than half of more than ``LEAF_ITEMS``, it asks for whole (a new peer asks for everything,
+in chunks, without descending; one half way through a catch-up does not walk down to every leaf it still lacks).
 
 A ``Tree`` is built once from the pairs (sorted by key digest, with a running XOR), after which any node's
 fingerprint costs two binary searches: a gateway keeps a built tree for a short while and answers from it.
@@ -228,8 +228,10 @@ def _compare(local: Tree, prefix: str, node: Any, difference: Difference) -> lis
         mine = local.fingerprint(prefix + digit)
         if mine == remote:
             continue
-        if mine.count * 2 < remote.count:
-            difference.prefixes.append(prefix + digit)  # mostly missing here: fetched whole, not walked down
+        if mine.count == 0 or (mine.count * 2 < remote.count and remote.count > LEAF_ITEMS):
+            # Mostly missing here: fetched whole, not walked down (a small node's items come with its answer, and
+            # only what differs of them is fetched).
+            difference.prefixes.append(prefix + digit)
         else:
             following.append(prefix + digit)
     return following
