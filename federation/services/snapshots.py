@@ -8,8 +8,7 @@ The serving side (``position``, ``nodes_answer``, ``items_answer``) answers over
 
 import logging
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import requests
@@ -189,16 +188,61 @@ class _OutOfTime(Exception):
     pass
 
 
+class _Budget:
+    """A round's time: over once ``deadline`` has passed, but only after the round moved something on (a request
+    of the walk answered, a chunk applied), so every round makes progress however short its budget."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline, self.moved = deadline, False
+
+    def over(self) -> bool:
+        return self.moved and time.monotonic() > self.deadline
+
+    def check(self) -> None:
+        if self.over():
+            raise _OutOfTime()
+
+
+STATE_SECONDS = 3600  # a round's found difference is kept this long for the next round to carry on
+
+
+def _state_key(peer: Peer) -> str:
+    return f"fed-reconcile-state:{peer.id}:{peer.identity_key[:16]}"
+
+
+@dataclass
+class _State:
+    """What a round found and has not finished, kept (in the cache) for the next round with the same peer: the
+    head of the position the walks started from, the sets done, and each started set's ``Difference`` (what is
+    still to ask, to fetch, and after which digest the first subtree's fetch goes on)."""
+
+    head: int
+    done: list[str] = field(default_factory=list)
+    sets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    after: dict[str, str] = field(default_factory=dict)
+
+
+def _state_load(peer: Peer, head: int) -> _State:
+    kept = cache.get(_state_key(peer))
+    try:
+        state = _State(**kept) if isinstance(kept, dict) else None
+    except TypeError:
+        state = None
+    # A peer whose head went back (restored from a backup) starts anew: its difference may no longer hold.
+    return state if state is not None and state.head <= head else _State(head=head)
+
+
 def reconcile_with_peer(
     *, peer_id: int, transport: Transport | None = None, seconds: float | None = None
 ) -> RoundReport | None:
     """One reconciliation round with a peer: every set the two share, the differing items fetched, verified and
     applied; then, if nothing was left waiting or refused, the peer's cursor moves up to the head its snapshot
-    corresponds to (``position``, asked before anything else).
+    corresponds to (``position``, asked before the walks).
 
-    A round stops fetching after ``seconds`` (a task's time limit): it is then ``unfinished``, moves no cursor,
-    and the next round (enqueued at once by the task) finds a smaller difference and carries on. Only a round that
-    finished moves the cursor, to the position it asked for first, so nothing the log said up to there is missed.
+    A round stops after ``seconds`` (a task's time limit): it is then ``unfinished``, moves no cursor, and keeps
+    what it found and where it got to (``_State``); the next round (enqueued at once by the task) carries on from
+    there, without walking the trees again, and the round that finishes moves the cursor to the position the
+    first one asked for, so nothing the log said up to there is missed.
 
     One round per peer at a time (a cache lock); ``None`` when another runs, the peer is not active, or it has no
     API and no transport was given (then the log over Maxima is the way)."""
@@ -209,36 +253,52 @@ def reconcile_with_peer(
     if not cache.add(lock, 1, timeout=settings.MNS_FEDERATION_RECONCILE_SECONDS):
         return None
     report = RoundReport()
-    deadline = time.monotonic() + (seconds if seconds is not None else settings.CELERY_TASK_SOFT_TIME_LIMIT - 8)
+    budget = _Budget(time.monotonic() + (seconds if seconds is not None else settings.CELERY_TASK_SOFT_TIME_LIMIT - 8))
+    holder: list[_State] = []  # the round's state, once the position is known; kept unless finished or refused
+    keep = True
     try:
         transport = transport or HttpTransport(peer, token=token_for(peer))
-        _round(peer, transport, report, deadline)
+        _round(peer, transport, report, budget, holder)
+        keep = False
     except _OutOfTime:
         report.unfinished = True
         report.note = f"unfinished: {report.fetched} fetched, continuing"
-    except (TransportFailed, reconcile.ReconcileInvalid, ValueError, MNSError) as failed:
+    except TransportFailed as failed:
+        report.note = f"failed: {failed}"[:200]
+        logger.warning("reconciliation with %s failed: %s", peer.name, failed)
+    except (reconcile.ReconcileInvalid, ValueError, MNSError) as failed:
+        keep = False  # a malformed answer: what it led to is not kept
         report.note = f"failed: {failed}"[:200]
         logger.warning("reconciliation with %s failed: %s", peer.name, failed)
     finally:
+        if keep and holder:
+            cache.set(_state_key(peer), asdict(holder[0]), timeout=STATE_SECONDS)
+        else:
+            cache.delete(_state_key(peer))
         cache.delete(lock)
         report.bytes_used = getattr(transport, "bytes_used", 0)
         _report_keep(peer, report)
     return report
 
 
-def _round(peer: Peer, transport: Transport, report: RoundReport, deadline: float) -> None:
+def _round(peer: Peer, transport: Transport, report: RoundReport, budget: _Budget, holder: list[_State]) -> None:
     where = transport.position()
     if where.get("origin") != peer.identity_key or not isinstance(where.get("head"), int):
         raise TransportFailed("the peer answered for another log")
-    report.head = where["head"]
-    shared = sets.set_ids_shared_with(peer.identity_key)
-    for start in range(0, len(shared), MAX_ROOTS):
-        group = shared[start : start + MAX_ROOTS]
-        roots = transport.roots(group)
-        for set_id in group:
-            _set_reconcile(
-                peer, transport, set_id, roots.get(set_id) if isinstance(roots, dict) else None, report, deadline
-            )
+    state = _state_load(peer, where["head"])
+    holder.append(state)
+    report.head = state.head
+    shared = [set_id for set_id in sets.set_ids_shared_with(peer.identity_key) if set_id not in state.done]
+    fresh = [set_id for set_id in shared if set_id not in state.sets]  # the others carry on from their difference
+    roots: dict[str, Any] = {}
+    for start in range(0, len(fresh), MAX_ROOTS):
+        answered = transport.roots(fresh[start : start + MAX_ROOTS])
+        roots.update(answered if isinstance(answered, dict) else {})
+    for set_id in shared:
+        _set_reconcile(peer, transport, set_id, roots.get(set_id), report, budget, state)
+        state.done.append(set_id)
+        state.sets.pop(set_id, None)
+        state.after.pop(set_id, None)
     invalid = sum(count for outcome, count in report.outcomes.items() if outcome.startswith("invalid"))
     if invalid:
         invalid_count(peer=peer, count=invalid, why="items of a snapshot that did not verify")
@@ -258,23 +318,74 @@ def _round(peer: Peer, transport: Transport, report: RoundReport, deadline: floa
 
 
 def _set_reconcile(
-    peer: Peer, transport: Transport, set_id: str, root: Any, report: RoundReport, deadline: float
+    peer: Peer, transport: Transport, set_id: str, root: Any, report: RoundReport, budget: _Budget, state: _State
 ) -> None:
-    """One set: nothing more when its root fingerprint equals ours; else the walk, the fetch and the apply."""
+    """One set: nothing more when its root fingerprint equals ours; else the walk, the fetch and the apply, each
+    carried on from where an earlier round stopped (``state``), and recorded there as they go."""
     report.sets += 1
-    local = sets.tree_of(set_id, home=peer.identity_key, fresh=True)
-    if isinstance(root, list) and len(root) == 2 and reconcile.Fingerprint(*root) == local.fingerprint(""):
-        return
-    difference = reconcile.find_missing(local, lambda prefixes: transport.nodes(set_id, prefixes))
+    kept = state.sets.get(set_id)
+    difference = reconcile.Difference() if kept is None else reconcile.Difference(**kept)
+    if not difference.walked:  # a fetch carried on needs no local tree (a large set's costs seconds to build)
+        local = sets.tree_of(set_id, home=peer.identity_key, fresh=True)
+        equal = isinstance(root, list) and len(root) == 2 and reconcile.Fingerprint(*root) == local.fingerprint("")
+        if kept is None and equal:
+            return
+        state.sets[set_id] = asdict(difference)
+        _walk(local, transport, set_id, difference, budget, state)
     if difference.empty:
         return
     report.differing += 1
     kind, _ = sets.parse(set_id)
-    for fetched in _fetch(transport, set_id, difference):
-        for start in range(0, len(fetched), APPLY_CHUNK):
-            if time.monotonic() > deadline:
-                raise _OutOfTime()
-            _chunk_apply(peer, kind, fetched[start : start + APPLY_CHUNK], report)
+    while difference.keys:
+        budget.check()
+        batch = difference.keys[:MAX_KEYS_PER_REQUEST]
+        _apply_all(peer, kind, _items(transport.items(set_id, keys=batch)), report, budget)
+        del difference.keys[: len(batch)]
+        state.sets[set_id] = asdict(difference)
+    while difference.prefixes:
+        after = state.after.get(set_id, "")
+        budget.check()
+        answer = transport.items(set_id, prefix=difference.prefixes[0], after=after)
+        _apply_all(peer, kind, _items(answer), report, budget)
+        following = answer.get("next")
+        if following is not None and (not isinstance(following, str) or following <= after):
+            raise TransportFailed("a snapshot chunk that does not move on")
+        if following is None:
+            difference.prefixes.pop(0)
+            state.after.pop(set_id, None)
+        else:
+            state.after[set_id] = following
+        state.sets[set_id] = asdict(difference)
+
+
+def _walk(
+    local: reconcile.Tree,
+    transport: Transport,
+    set_id: str,
+    difference: reconcile.Difference,
+    budget: _Budget,
+    state: _State,
+) -> None:
+    """The walk of one set's trie, recorded in ``state`` after every request; out of time, it stops there."""
+
+    def stop() -> bool:
+        budget.moved = True
+        state.sets[set_id] = asdict(difference)
+        return budget.over()
+
+    reconcile.walk(local, lambda prefixes: transport.nodes(set_id, prefixes), difference, stop=stop)
+    state.sets[set_id] = asdict(difference)
+    if not difference.walked:
+        raise _OutOfTime()
+
+
+def _apply_all(peer: Peer, kind: sets.SetKind, fetched: list[Any], report: RoundReport, budget: _Budget) -> None:
+    """A fetched chunk (at most ``MNS_FEDERATION_SNAPSHOT_CHUNK`` items, a few seconds), ``APPLY_CHUNK`` items a
+    transaction, applied whole even past the budget: a chunk cut short would be fetched again whole next round,
+    and a round that cannot finish one would never move on."""
+    for start in range(0, len(fetched), APPLY_CHUNK):
+        _chunk_apply(peer, kind, fetched[start : start + APPLY_CHUNK], report)
+    budget.moved = True
 
 
 def _chunk_apply(peer: Peer, kind: sets.SetKind, chunk: list[Any], report: RoundReport) -> None:
@@ -291,20 +402,6 @@ def _chunk_apply(peer: Peer, kind: sets.SetKind, chunk: list[Any], report: Round
             report.fetched += 1
             report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
             report.applied += outcome == "applied"
-
-
-def _fetch(transport: Transport, set_id: str, difference: reconcile.Difference) -> Iterator[list[Any]]:
-    for start in range(0, len(difference.keys), MAX_KEYS_PER_REQUEST):
-        yield _items(transport.items(set_id, keys=difference.keys[start : start + MAX_KEYS_PER_REQUEST]))
-    for prefix in difference.prefixes:
-        after: str | None = ""
-        while after is not None:
-            answer = transport.items(set_id, prefix=prefix, after=after)
-            yield _items(answer)
-            following = answer.get("next")
-            if following is not None and (not isinstance(following, str) or following <= after):
-                raise TransportFailed("a snapshot chunk that does not move on")
-            after = following
 
 
 def _items(answer: Any) -> list[Any]:

@@ -114,17 +114,22 @@ def seed(gateway: Gateway, rows: list[tuple[str, str, str, str]], replicas: list
             "FROM registry_namerecord WHERE name LIKE 'k%%' AND jsonb_array_length(gateways) > 1"
         )
         if home:
+            # After the ops the home already logged (its own, since it started): the seeded ones follow them.
+            (base,) = conn.execute(
+                "SELECT coalesce(max(seq), 0) FROM federation_operation WHERE origin = %s", (origin,)
+            ).fetchone()
             conn.execute(
                 "INSERT INTO federation_operation (origin, seq, kind, payload, created_at, received_at, outcome) "
-                "SELECT %s, row_number() OVER (ORDER BY id), 'statement', "
+                "SELECT %s, %s + row_number() OVER (ORDER BY id), 'statement', "
                 "jsonb_build_object('statement', statement, 'signature', signature), now(), now(), 'own' "
                 "FROM registry_namerecord WHERE name LIKE 'k%%'",
-                (origin,),
+                (origin, base),
             )
             conn.execute(
-                "INSERT INTO federation_loghead (origin, seq) VALUES (%s, %s) "
-                "ON CONFLICT (origin) DO UPDATE SET seq = federation_loghead.seq + EXCLUDED.seq",
-                (origin, len(rows)),
+                "INSERT INTO federation_loghead (origin, seq, incarnation, recovering, recovered_ops, recovery_note) "
+                "VALUES (%s, %s, md5(random()::text), false, 0, '') "
+                "ON CONFLICT (origin) DO UPDATE SET seq = EXCLUDED.seq",
+                (origin, base + len(rows)),
             )
             conn.execute("UPDATE federation_peer SET pushed = pushed + %s", (len(rows),))
         else:

@@ -38,6 +38,7 @@ class Holder:
         self.sets: dict[str, dict[str, tuple[bytes, dict[str, Any]]]] = {}
         self.bytes_used = 0
         self.asked: list[str] = []
+        self.chunk = 10**6  # items an answer for a subtree, as MNS_FEDERATION_SNAPSHOT_CHUNK
 
     def add(self, set_id: str, key: str, hashed: bytes, item: dict[str, Any]) -> None:
         self.sets.setdefault(set_id, {})[key] = (hashed, item)
@@ -58,10 +59,12 @@ class Holder:
         return reconcile.answer(tree, prefixes)
 
     def items(self, set_id: str, keys: list[str] | None = None, prefix: str | None = None, after: str = "") -> dict:
-        held = self.sets.get(set_id, {})
+        self.asked.append(f"items {set_id}")
+        held, following = self.sets.get(set_id, {}), None
         if prefix is not None:
-            keys, _ = Tree((key, hashed) for key, (hashed, _) in held.items()).keys_under(prefix, limit=10**6)
-        return {"items": [held[key][1] for key in keys if key in held], "next": None}
+            tree = Tree((key, hashed) for key, (hashed, _) in held.items())
+            keys, following = tree.keys_under(prefix, after=after, limit=self.chunk)
+        return {"items": [held[key][1] for key in keys if key in held], "next": following}
 
 
 def name_item(signed: Any, name: str) -> tuple[bytes, dict[str, Any]]:
@@ -157,6 +160,44 @@ def test_a_round_out_of_time_moves_no_cursor_and_the_next_carries_on(peer_b: Fak
     assert cursor_after_first == 0
     assert first.fetched + second.fetched == 20
     assert second.jumped_to == 50
+
+
+def test_rounds_cut_short_by_their_budget_carry_on_where_they_stopped_without_walking_again(
+    peer_b: FakePeer,  # noqa: F811
+    monkeypatch: Any,
+) -> None:
+    holder = peer_with_names(peer_b, fresh_owner(), 60, head=50)
+    holder.chunk = 4
+    monkeypatch.setattr(snapshots, "APPLY_CHUNK", 2)
+    peer = Peer.objects.get(name="gw-b")
+
+    reports = [snapshots.reconcile_with_peer(peer_id=peer.id, transport=holder, seconds=0)]
+    holder.head = 70  # the holder moves on meanwhile: the rounds still finish what the first one found
+    while reports[-1].unfinished:
+        reports.append(snapshots.reconcile_with_peer(peer_id=peer.id, transport=holder, seconds=0))
+    peer.refresh_from_db()
+
+    assert len(reports) > 10  # each round did a little: a walk's request, or a chunk fetched and applied
+    assert holder.asked.count("roots") == len(reports)  # one request a round, for the sets not yet begun
+    assert holder.asked.count("names") == 1  # the walk of the names was not done again
+    assert sum(report.fetched for report in reports) == 60  # nothing fetched twice
+    assert NameRecord.objects.filter(name__startswith="snap").count() == 60
+    assert reports[-1].jumped_to == 50  # the position the walk started from
+    assert peer.cursor == 50
+
+
+def test_a_finished_round_keeps_nothing_and_the_next_walks_anew(peer_b: FakePeer) -> None:  # noqa: F811
+    owner = fresh_owner()
+    holder = peer_with_names(peer_b, owner, 20, head=50)
+    peer = Peer.objects.get(name="gw-b")
+    snapshots.reconcile_with_peer(peer_id=peer.id, transport=holder)
+    holder.add("names", "late", *name_item(owner.sign("register", "late", 1, gateway=peer_b.key), "late"))
+    holder.head = 51
+
+    again = snapshots.reconcile_with_peer(peer_id=peer.id, transport=holder)
+
+    assert (again.fetched, again.jumped_to) == (1, 51)
+    assert NameRecord.objects.filter(name="late").exists()
 
 
 def test_messages_of_a_mailbox_both_keep_are_fetched_but_not_a_deleted_one(peer_b: FakePeer) -> None:  # noqa: F811

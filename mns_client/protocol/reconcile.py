@@ -9,7 +9,8 @@ The set is laid out as a 16-way trie over the hex digits of SHA-256(key). A node
 as 16 hex digits, travel). The asker starts at the root (prefix ``""``) and asks the holder about the prefixes where
 the two fingerprints differ; the holder answers each with its 16 children's fingerprints, or with its items once a
 node holds at most ``LEAF_ITEMS``. The asker descends only into the children that differ, and a subtree of which
-it holds nothing it asks for whole (a new peer asks for everything, in chunks, without descending).
+it holds nothing, or less than half of more than ``LEAF_ITEMS``, it asks for whole (a new peer asks for everything,
+in chunks, without descending; one half way through a catch-up does not walk down to every leaf it still lacks).
 
 A ``Tree`` is built once from the pairs (sorted by key digest, with a running XOR), after which any node's
 fingerprint costs two binary searches: a gateway keeps a built tree for a short while and answers from it.
@@ -144,17 +145,24 @@ def check_keys(keys: Any, *, limit: int) -> list[str]:
 @dataclass
 class Difference:
     """What the asker lacks or holds differently: single ``keys``, and whole subtrees (``prefixes``) of which it
-    holds nothing; with the rounds and prefixes it took to find them."""
+    holds less than half; with the requests and prefixes it took to find them. ``frontier``: the prefixes still to
+    ask about (``[""]`` before the walk, empty once it is done). Plain data (``asdict`` keeps it between rounds):
+    a walk or a fetch cut short goes on from it instead of from the root."""
 
     keys: list[str] = field(default_factory=list)
     prefixes: list[str] = field(default_factory=list)
     rounds: int = 0
     asked: int = 0
     remote_count: int = 0
+    frontier: list[str] = field(default_factory=lambda: [""])
 
     @property
     def empty(self) -> bool:
         return not self.keys and not self.prefixes
+
+    @property
+    def walked(self) -> bool:
+        return not self.frontier
 
 
 Ask = Callable[[list[str]], dict[str, Any]]
@@ -164,21 +172,34 @@ def find_missing(local: Tree, ask: Ask, *, per_request: int = MAX_PREFIXES) -> D
     """Walk the holder's trie through ``ask`` (a list of prefixes → the holder's ``answer``) and find what the
     local set lacks or holds differently. Items only the local set holds are not looked for: the holder finds
     them when it reconciles with this gateway."""
-    difference = Difference()
-    frontier = [""]
-    while frontier:
+    return walk(local, ask, Difference(), per_request=per_request)
+
+
+def walk(
+    local: Tree,
+    ask: Ask,
+    difference: Difference,
+    *,
+    per_request: int = MAX_PREFIXES,
+    stop: Callable[[], bool] | None = None,
+) -> Difference:
+    """Carry ``difference``'s walk on (breadth first, ``per_request`` prefixes a request) until its frontier is
+    empty, or until ``stop()`` says so after a request: the frontier then holds what is still to ask, and a later
+    call goes on from there (the local tree may have grown meanwhile: a node is compared when its answer comes)."""
+    while difference.frontier:
+        chunk = difference.frontier[:per_request]
+        nodes = ask(chunk)
+        difference.rounds += 1
+        difference.asked += len(chunk)
         following: list[str] = []
-        for start in range(0, len(frontier), per_request):
-            chunk = frontier[start : start + per_request]
-            nodes = ask(chunk)
-            difference.rounds += 1
-            difference.asked += len(chunk)
-            for prefix in chunk:
-                node = nodes.get(prefix) if isinstance(nodes, dict) else None
-                if prefix == "" and isinstance(node, dict):
-                    difference.remote_count = _count(node.get("n"))
-                following.extend(_compare(local, prefix, node, difference))
-        frontier = following
+        for prefix in chunk:
+            node = nodes.get(prefix) if isinstance(nodes, dict) else None
+            if prefix == "" and isinstance(node, dict):
+                difference.remote_count = _count(node.get("n"))
+            following.extend(_compare(local, prefix, node, difference))
+        difference.frontier = difference.frontier[len(chunk) :] + following
+        if stop is not None and difference.frontier and stop():
+            break
     return difference
 
 
@@ -207,7 +228,9 @@ def _compare(local: Tree, prefix: str, node: Any, difference: Difference) -> lis
         mine = local.fingerprint(prefix + digit)
         if mine == remote:
             continue
-        if mine.count == 0:
+        if mine.count == 0 or (mine.count * 2 < remote.count and remote.count > LEAF_ITEMS):
+            # Mostly missing here: fetched whole, not walked down (a small node's items come with its answer, and
+            # only what differs of them is fetched).
             difference.prefixes.append(prefix + digit)
         else:
             following.append(prefix + digit)

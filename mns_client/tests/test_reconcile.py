@@ -1,5 +1,6 @@
 """The set reconciliation core: two sets find exactly what one lacks, in bytes that follow the difference."""
 
+import dataclasses
 import json
 import random
 
@@ -107,6 +108,68 @@ def test_the_cost_grows_with_the_difference_not_with_the_set() -> None:
         costs.append(wire.bytes)
 
     assert costs[1] < 2 * costs[0]
+
+
+def test_a_subtree_the_asker_holds_less_than_half_of_is_fetched_whole_not_walked_down() -> None:
+    theirs = pairs(50_000)
+    holder = Tree(theirs.items())
+    mostly = {key: hashed for key, hashed in theirs.items() if reconcile.key_digest(key)[0] != "3"}
+    for key in sorted(theirs)[:50_000:3]:  # under "3", a third of the holder's items
+        if reconcile.key_digest(key)[0] == "3":
+            mostly[key] = theirs[key]
+    wire = Wire(holder)
+
+    difference = find_missing(Tree(mostly.items()), wire)
+
+    assert difference.prefixes == ["3"]
+    assert difference.keys == []
+    assert difference.rounds == 1  # the root's answer alone: "3" was not walked down
+    assert expand(difference, holder) >= set(theirs) - set(mostly)
+
+
+def test_a_subtree_the_asker_holds_more_than_half_of_is_walked_down_to_what_it_lacks() -> None:
+    theirs = pairs(20_000)
+    holder = Tree(theirs.items())
+    lacking = {key for key in theirs if reconcile.key_digest(key)[0] == "3"}
+    lacking = set(sorted(lacking)[: len(lacking) // 3])
+    mine = {key: hashed for key, hashed in theirs.items() if key not in lacking}
+
+    difference = find_missing(Tree(mine.items()), Wire(holder))
+
+    assert "3" not in difference.prefixes
+    fetched = expand(difference, holder)
+    assert fetched >= lacking
+    assert len(fetched) < 2 * len(lacking)  # a subtree fetched whole holds more lacking items than held ones
+
+
+def test_a_walk_cut_short_goes_on_from_its_frontier_without_asking_again() -> None:
+    theirs = pairs(20_000)
+    mine = dict(theirs)
+    for key in random.Random(11).sample(sorted(theirs), 200):
+        del mine[key]
+    holder = Tree(theirs.items())
+    whole = Wire(holder)
+    uninterrupted = find_missing(Tree(mine.items()), whole, per_request=16)
+
+    wire, difference, walks = Wire(holder), reconcile.Difference(), 0
+    asked: list[list[str]] = []
+
+    def ask(prefixes: list[str]) -> dict:
+        asked.append(prefixes)
+        return wire(prefixes)
+
+    while not difference.walked:
+        walks += 1
+        stopped = json.loads(json.dumps(dataclasses.asdict(difference)))  # kept between rounds as plain data
+        difference = reconcile.walk(
+            Tree(mine.items()), ask, reconcile.Difference(**stopped), per_request=16, stop=lambda: True
+        )
+
+    assert walks == uninterrupted.rounds > 3  # one request a walk: each went on where the last one stopped
+    assert len(asked) == uninterrupted.rounds
+    assert len([prefix for chunk in asked for prefix in chunk]) == len({prefix for chunk in asked for prefix in chunk})
+    assert wire.bytes == whole.bytes
+    assert expand(difference, holder) == expand(uninterrupted, holder) >= set(theirs) - set(mine)
 
 
 def test_keys_under_a_prefix_come_in_chunks_that_continue_where_they_stopped() -> None:
