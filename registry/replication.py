@@ -192,7 +192,7 @@ def names_apply_many(origin: str, items: list[Any]) -> list[str]:
                 outcomes[index] = _as_apply_outcome(outcome)
     for index, item in enumerate(items):
         if index not in outcomes:
-            outcomes[index] = _one(origin, item)
+            outcomes[index] = sets.outcome(names_apply, origin, item)
     return [outcomes[index] for index in range(len(items))]
 
 
@@ -200,22 +200,6 @@ def _as_apply_outcome(code: str) -> str:
     if code == "applied":
         return code
     return f"invalid:{code}"[:32] if code in _INVALID_STATEMENT else code[:32]
-
-
-def _one(origin: str, item: Any) -> str:
-    try:
-        if not isinstance(item, dict):
-            raise Invalid("item_invalid")
-        with transaction.atomic():
-            return names_apply(origin, item)
-    except Wait:
-        return "wait"
-    except Skip as skip:
-        return str(skip)[:32] or "skipped"
-    except Invalid as invalid:
-        return f"invalid:{invalid}"[:32]
-    except MNSError as refused:
-        return f"invalid:{getattr(refused, 'code', 'refused')}"[:32]
 
 
 def register() -> None:

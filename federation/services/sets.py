@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 
+from federation.services.kinds import Invalid, Skip, Wait
+from mns_client.protocol.errors import MNSError
 from mns_client.protocol.reconcile import Tree
 
 Items = Callable[[str, str], Iterable[tuple[str, bytes]]]  # (argument, home key) -> (key, item hash) pairs
@@ -27,6 +30,24 @@ Shared = Callable[[str], list[str]]  # (a peer's key) -> the arguments of the se
 # (the holder's key, a chunk of items) -> an outcome per item, as ``apply`` would say it ("wait" for Wait,
 # "invalid:<why>" for Invalid, the reason for Skip): for a set that can apply many items faster than one by one
 ApplyMany = Callable[[str, list[Any]], list[str]]
+
+
+def outcome(apply: Apply, holder: str, item: Any) -> str:
+    """One item through ``apply`` in a savepoint, as the outcome ``ApplyMany`` gives for it: ``apply``'s own, "wait"
+    for Wait, the reason for Skip, "invalid:<why>" for Invalid and for any refusal the branches did not map."""
+    try:
+        if not isinstance(item, dict):
+            raise Invalid("item_invalid")
+        with transaction.atomic():
+            return apply(holder, item)
+    except Wait:
+        return "wait"
+    except Skip as skip:
+        return str(skip)[:32] or "skipped"
+    except Invalid as invalid:
+        return f"invalid:{invalid}"[:32]
+    except MNSError as refused:
+        return f"invalid:{getattr(refused, 'code', 'refused')}"[:32]
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from core.errors import DomainError
 from federation import selectors
 from federation.models import Peer
 from federation.services import sets
-from federation.services.kinds import Invalid, Skip, Wait
 from federation.services.peers import invalid_count, self_key
 from mns_client.protocol import reconcile
 from mns_client.protocol.codecs import parse_public_key
@@ -413,19 +412,7 @@ def _items(answer: Any) -> list[Any]:
 
 def _apply(peer: Peer, kind: sets.SetKind, item: Any) -> str:
     """One item, in a savepoint, through its set's ``apply`` (which verifies it as the matching op kind would)."""
-    try:
-        if not isinstance(item, dict):
-            raise Invalid("item_invalid")
-        with transaction.atomic():
-            return kind.apply(peer.identity_key, item)
-    except Wait:
-        return "wait"
-    except Skip as skip:
-        return str(skip)[:32] or "skipped"
-    except Invalid as invalid:
-        return f"invalid:{invalid}"[:32]
-    except MNSError as refused:
-        return f"invalid:{getattr(refused, 'code', 'refused')}"[:32]
+    return sets.outcome(kind.apply, peer.identity_key, item)
 
 
 def _cursor_jump(peer: Peer, head: int) -> int | None:
