@@ -7,15 +7,22 @@ from contextlib import nullcontext
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from entrypoints import services
 from entrypoints.models import Publication, Setup
 from federation.models import Peer
+from maxima.models import NodeState
+from mns_client.protocol import sync
+from mns_client.protocol.codecs import from_hex, to_hex
 from mns_client.protocol.entrypoints import ChainConfig, read_from_node
 from mns_client.protocol.errors import RPCError
 from mns_client.protocol.rpc import MinimaRPC
+from mns_client.protocol.transparency import Root
 from simnet import SimNetwork
 from testsupport.nodes import chain_timeout, interop_mode, simnet_only
+from transparency import services as transparency
+from transparency.models import ChainRoot
 
 pytestmark = pytest.mark.django_db
 
@@ -93,6 +100,54 @@ def test_three_rotations_are_each_seen_by_a_reader_node(
         assert len(keys) == 3
         assert keys <= healthy
     assert len(publisher.coins(address=setup.script_address, tokenid=setup.tokenid)) == 1  # one live bulletin
+
+
+def test_a_rotation_carries_the_directory_root_signed_by_the_nodes_and_a_reader_node_verifies_it(
+    net: SimNetwork, publisher: MinimaRPC
+) -> None:
+    # Node 0 is this gateway's: it signs its root with ``maxsign``. Node 1 plays a peer gateway that signed the same
+    # root with its own node. In interop mode both signatures are made by real nodes, and read back from a real chain.
+    gateway, other = net.nodes[0], net.nodes[1]
+    NodeState.objects.create(pk=1, reachable=True, publickey=gateway.publickey_hex)
+    peer = Peer.objects.create(
+        name="gw-b",
+        identity_key=other.publickey_hex,
+        address=f"MAX#{other.publickey_hex}#{gateway.address}",
+        permanent=True,
+        api_url="https://gw-b.example/api/v1/",
+        last_heard_at=timezone.now(),
+    )
+    setup = _set_up(publisher)
+    reader, config = MinimaRPC(other.rpc_url, timeout=10), ChainConfig(tokenid=setup.tokenid, owner=setup.owner_key)
+    mine = transparency.root_compute(
+        cutoff=transparency.cutoff_now(), sign=publisher.maxsign, signer_key=gateway.publickey_hex
+    )
+    root = Root(cutoff=mine.cutoff, size=mine.size, root=bytes(mine.root))
+    body = sync.message(
+        "root",
+        cutoff=root.cutoff,
+        size=root.size,
+        root=to_hex(root.root),
+        signature=to_hex(reader.maxsign(root.canonical())),
+    )
+    sync.check(body)
+    assert transparency.root_received(peer=peer, body=body) is not None  # node 1's signature verified here
+
+    sent = services.publish_now(rpc=publisher)
+    _confirmed(publisher, sent.seq)
+    reading = _until(lambda: (r := read_from_node(reader, config)) and r.bulletin.seq == sent.seq and r)
+
+    carried = reading.bulletin.root
+    assert carried is not None
+    assert carried.root == root
+    assert sorted(carried.verified_signers()) == sorted([gateway.publickey_hex, other.publickey_hex])
+    for signer in carried.signers:  # the reader's own node agrees with the client's check of each signature
+        assert reader.maxverify(data=root.canonical(), publickey=from_hex(signer.key), signature=signer.signature)
+    forged = bytes([root.canonical()[0] ^ 1]) + root.canonical()[1:]
+    assert not reader.maxverify(
+        data=forged, publickey=from_hex(gateway.publickey_hex), signature=carried.signers[0].signature
+    )
+    assert ChainRoot.objects.get(bulletin_seq=sent.seq).root == root.root  # the publisher kept what it put on chain
 
 
 def test_a_rotation_waits_until_the_bulletin_coin_is_deep_enough_to_spend(
