@@ -121,7 +121,8 @@ def main() -> None:
     if "node-pool" in chosen:
         results += _stage("node-pool", _node_pool, args, var_dir)
     if "handshake" in chosen:
-        results += _stage("handshake", lambda: [_handshake(args, var_dir)])
+        maxima = next((r for r in results if r.scenario == "maxima-e2e"), None)
+        results += _stage("handshake", lambda: [_handshake(args, var_dir, maxima)])
     if "replication" in chosen:
         results += _stage("replication", _replication, env)
 
@@ -319,7 +320,10 @@ def _node_pool(args: argparse.Namespace, var_dir: Path) -> list[Result]:
     return results
 
 
-def _handshake(args: argparse.Namespace, var_dir: Path) -> Result:
+def _handshake(args: argparse.Namespace, var_dir: Path, maxima: Result | None) -> Result:
+    """Complete handshakes a second (``bench.handshake``). The issue's target is half the Maxima end-to-end rate of
+    the same run (a handshake is one Maxima answer judged plus three requests); without that row it is only
+    reported, against the bare-json of its own run."""
     out = var_dir / "handshake.json"
     seconds = str(args.seconds)
     subprocess.run(  # noqa: S603
@@ -330,7 +334,11 @@ def _handshake(args: argparse.Namespace, var_dir: Path) -> Result:
     base, data = json.loads(out.read_text())["results"][-2:]
     result = Result(**{k: v for k, v in data.items() if k in Result.__dataclass_fields__})
     result.baseline_rps, result.baseline_p50_ms, result.baseline_p99_ms = base["rps"], base["p50_ms"], base["p99_ms"]
-    result.target, result.met = "≥600 handshakes/s", result.rps >= 600
+    if maxima is not None and maxima.rps:
+        result.baseline, result.baseline_rps = maxima.scenario, maxima.rps
+        result.baseline_p50_ms, result.baseline_p99_ms = maxima.p50_ms, maxima.p99_ms
+        result.ratio = round(result.rps / maxima.rps, 3)
+        result.target, result.met = ">=0.5x maxima-e2e", result.ratio >= 0.5
     return result
 
 
