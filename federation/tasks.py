@@ -59,7 +59,8 @@ def sync() -> int:
 @shared_task(name="federation.reconcile_peer", ignore_result=True)
 def reconcile_peer(peer_id: int) -> int:
     """One reconciliation round with a peer (set reconciliation and the snapshot of what differs), bounded by the
-    task's time limit; one that did not finish enqueues the next, which carries on from the smaller difference."""
+    task's time limit; one that did not finish enqueues the next, which carries on from the smaller difference.
+    (One waiting for a peer's answer over Maxima enqueues nothing: the answer's arrival does.)"""
     report = services.reconcile_with_peer(peer_id=peer_id)
     if report is not None and report.unfinished:
         enqueue_now(reconcile_peer, peer_id)  # it stopped at its time limit: the next round carries on
@@ -69,8 +70,9 @@ def reconcile_peer(peer_id: int) -> int:
 @shared_task(name="federation.reconcile", ignore_result=True)
 def reconcile() -> int:
     """Beat, every MNS_FEDERATION_RECONCILE_EVERY seconds: an anti-entropy round with each active peer that has an
-    API URL, which repairs anything a lost op left behind. By hand: ``python manage.py federation_reconcile``."""
-    peers = list(selectors.peers_active().exclude(api_url="").values_list("id", flat=True))
+    API URL, and over Maxima with each one without that is due (MNS_FEDERATION_RECONCILE_MAXIMA_EVERY), which
+    repairs anything a lost op left behind. By hand: ``python manage.py federation_reconcile``."""
+    peers = selectors.peers_to_reconcile()
     for peer_id in peers:
         enqueue_now(reconcile_peer, peer_id)
     return len(peers)
