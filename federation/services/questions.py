@@ -104,7 +104,7 @@ class MaximaTransport:
         if isinstance(asked_at, float) and now - asked_at < ASK_AGAIN_SECONDS:
             return
         body = sync.message("ask", ask=ask_id, question=question)
-        _send(self.peer, body, f"fed-ask:{_short(self.peer.identity_key)}:{ask_id}:{int(now)}")
+        _send(self.peer, body, f"fed-ask:{_short(self.peer.identity_key)}:{ask_id}:{int(now * 1000)}")
         cache.set(asked_key, now, timeout=ANSWER_SECONDS)
         self.bytes_used += len(sync.encode(body))
 
