@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 ASK_AGAIN_SECONDS = 120  # an ask not answered by then is sent again (lost, or its answer was): the next round does
 ANSWER_SECONDS = snapshots.STATE_SECONDS  # an answer is kept this long for the round it resumes, at most
+AHEAD = 8  # questions asked ahead of the round (``ask_ahead``): their answers, unread, are kept at most
 HEADER_BYTES = 1024  # of a told's budget, for what is not nodes or items (its id, the set's name, next, served)
 
 
@@ -107,6 +108,16 @@ class MaximaTransport:
         _send(self.peer, body, f"fed-ask:{_short(self.peer.identity_key)}:{ask_id}:{int(now * 1000)}")
         cache.set(asked_key, now, timeout=ANSWER_SECONDS)
         self.bytes_used += len(sync.encode(body))
+
+    def ask_ahead(self, set_id: str, queries: list[dict[str, Any]]) -> None:
+        """Ask now the first ``AHEAD`` of the items questions the round will ask next (the first chunks of the
+        subtrees after the one it fetches), so that their answers travel while it waits for the current one, rather
+        than one round trip after another. A question answered already or on its way is not asked again."""
+        for query in queries[:AHEAD]:
+            question = {"q": "items", "set": set_id, **query}
+            ask_id = question_id(self.session, question)
+            if cache.get(_told_key(self.peer, ask_id)) is None:
+                self._send(ask_id, question)
 
     def position(self) -> dict[str, Any]:
         return self._ask({"q": "position"})

@@ -423,9 +423,12 @@ def _set_reconcile(
         _apply_all(peer, kind, _items(answer), report, budget)
         del difference.keys[:served]  # over Maxima, the keys that did not fit the answer are asked next
         state.sets[set_id] = asdict(difference)
+    ask_ahead = getattr(transport, "ask_ahead", None)  # a transport that waits for its answers (over Maxima)
     while difference.prefixes:
         after = state.after.get(set_id, "")
         budget.check()
+        if ask_ahead is not None:  # the next subtrees' first chunks travel while this one's are fetched
+            ask_ahead(set_id, [{"prefix": prefix, "after": ""} for prefix in difference.prefixes[1:]])
         answer = transport.items(set_id, prefix=difference.prefixes[0], after=after)
         _apply_all(peer, kind, _items(answer), report, budget)
         following = answer.get("next")

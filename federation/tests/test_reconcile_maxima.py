@@ -56,11 +56,14 @@ def answer_of(holder: Holder, question: dict[str, Any]) -> dict[str, Any]:
 
 
 def catch_up(peer_b: FakePeer, peer: Peer, holder: Holder) -> list[snapshots.RoundReport]:  # noqa: F811
-    """Rounds until one does not wait, each answered ask told back through the routing."""
-    reports = [snapshots.reconcile_with_peer(peer_id=peer.id)]
+    """Rounds until one does not wait; after each, every ask not answered yet is told back through the routing."""
+    before = len(asks())
+    reports, answered = [snapshots.reconcile_with_peer(peer_id=peer.id)], set()
     while reports[-1].waiting:
-        last = asks()[-1]
-        assert peer_b.says(told(last["ask"], answer=answer_of(holder, last["question"]))) == "done"
+        for body in asks()[before:]:
+            if body["ask"] not in answered:
+                assert peer_b.says(told(body["ask"], answer=answer_of(holder, body["question"]))) == "done"
+                answered.add(body["ask"])
         reports.append(snapshots.reconcile_with_peer(peer_id=peer.id))
         assert len(reports) < 100
     return reports
@@ -77,7 +80,7 @@ def test_a_peer_without_an_api_is_caught_up_over_maxima_one_question_a_round(
 
     assert [report.waiting for report in reports] == [True] * (len(reports) - 1) + [False]
     assert [body["question"]["q"] for body in asks()][:3] == ["position", "roots", "nodes"]
-    assert len(asks()) == len(reports) - 1  # each question asked once
+    assert len({body["ask"] for body in asks()}) == len(asks())  # each question asked once
     assert NameRecord.objects.filter(name__startswith="snap", status="active").count() == 30
     assert reports[-1].jumped_to == 4000
     peer.refresh_from_db()
@@ -103,6 +106,24 @@ def test_a_round_stops_at_an_unanswered_question_keeps_its_place_and_asks_it_onl
     assert peer.cursor == 0
     assert peer.reconcile_note.startswith("waiting for the answer to roots")
     assert not peer.reconcile_note.startswith("failed")
+
+
+def test_the_first_chunks_of_the_next_subtrees_are_asked_ahead_while_the_round_waits(
+    peer_b: FakePeer,  # noqa: F811
+    peer: Peer,
+) -> None:
+    holder = peer_with_names(peer_b, fresh_owner(), 60, head=300)
+    rounds = [snapshots.reconcile_with_peer(peer_id=peer.id)]
+    while [body["question"]["q"] for body in asks()][-1] != "items":  # the walk's questions, one at a time
+        last = asks()[-1]
+        assert peer_b.says(told(last["ask"], answer=answer_of(holder, last["question"]))) == "done"
+        rounds.append(snapshots.reconcile_with_peer(peer_id=peer.id))
+
+    fetches = [body["question"] for body in asks() if body["question"]["q"] == "items"]
+    assert len(fetches) == 1 + questions.AHEAD  # the subtree fetched, and the next ones' first chunks
+    assert [question["after"] for question in fetches] == [""] * len(fetches)
+    assert len({question["prefix"] for question in fetches}) == len(fetches)
+    assert rounds[-1].waiting
 
 
 def test_an_unanswered_question_is_asked_again_after_a_while(
@@ -246,8 +267,8 @@ def test_keys_asked_are_served_as_many_as_fit_and_the_answer_says_how_many(
 
 def test_a_nodes_answer_carries_as_many_prefixes_as_fit(peer_b: FakePeer, settings: Any) -> None:  # noqa: F811
     settings.MNS_FEDERATION_BATCH_BYTES = 8192
-    names_here(400)
-    prefixes = [a + b for a in reconcile.HEX for b in reconcile.HEX]  # 256 leaves of a couple of names each
+    names_here(100)
+    prefixes = [a + b for a in reconcile.HEX for b in reconcile.HEX]  # 256 leaves, more than 8 KB in all
 
     reply = ask(peer_b, {"q": "nodes", "set": "names", "prefixes": prefixes})
 
