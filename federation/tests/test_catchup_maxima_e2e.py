@@ -78,7 +78,7 @@ def test_a_gateway_whose_peers_have_no_api_catches_up_over_maxima_without_replay
     announced = c.scalar(
         "SELECT count(*) FROM registry_namerecord WHERE name LIKE 'k%%' AND gateways = %s::jsonb", json.dumps(replicas)
     )
-    assert announced == min(NAMES, MAILBOXES)  # the mailboxes' replicas, as their home announced them (the mailboxes set)
+    assert announced == min(NAMES, MAILBOXES)  # the replicas, as the home announced them (the mailboxes set)
 
     # An anti-entropy round over Maxima, by hand: it asks its first question, the worker carries it on.
     lost = c.scalar("SELECT name FROM registry_namerecord WHERE name LIKE 'k%%' ORDER BY md5(name) LIMIT 1")
