@@ -20,7 +20,7 @@ from testsupport.processes import wait_for
 
 pytestmark = [pytest.mark.slow]
 
-NAMES = int(os.environ.get("MNS_MAXIMA_CATCHUP_NAMES", "300"))
+NAMES = int(os.environ.get("MNS_MAXIMA_CATCHUP_NAMES", "200"))
 
 ENV = {
     "MNS_FEDERATION_SYNC_EVERY": "2",

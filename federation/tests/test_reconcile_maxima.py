@@ -3,9 +3,11 @@
 a question not answered yet and carries on when the answer arrives. Both sides through the real ``mns-sync``
 routing (``FakePeer.says``) and the outbox."""
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from federation import tasks
 from federation.models import Peer
@@ -204,6 +206,26 @@ def test_keys_the_holder_could_not_fit_in_one_answer_are_asked_next(
     assert [len(question["keys"]) for question in item_asks] == [3, 2]
     assert sum(report.fetched for report in reports) == 3
     assert set(NameRecord.objects.filter(name__in=["snap3", "snap5", "snap7"]).values_list("seq", flat=True)) == {2}
+
+
+def test_a_far_behind_peer_without_an_api_wants_a_snapshot_and_the_beat_reconciles_it_when_due(
+    peer: Peer,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
+) -> None:
+    settings.MNS_FEDERATION_SNAPSHOT_LAG = 100
+    settings.MNS_FEDERATION_RECONCILE_MAXIMA_EVERY = 3600
+    started: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(tasks.reconcile_peer, "apply_async", lambda args, **options: started.append(args))
+
+    due = tasks.reconcile()
+    Peer.objects.filter(id=peer.id).update(reconciled_at=timezone.now() - timedelta(minutes=10))
+    not_due = tasks.reconcile()
+
+    assert snapshots.snapshot_wanted(peer, head=101)
+    assert not snapshots.snapshot_wanted(peer, head=100)
+    assert (due, not_due) == (1, 0)
+    assert started == [(peer.id,)]
 
 
 # --- The serving side -----------------------------------------------------------------------------------------
