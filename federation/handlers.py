@@ -78,6 +78,18 @@ def position(message: InboundMessage, body: dict[str, Any]) -> None:
         services.position_received(peer=peer, body=body)
 
 
+def ask(message: InboundMessage, body: dict[str, Any]) -> None:
+    peer = _checked(message, body)
+    if peer is not None:
+        services.ask_received(peer=peer, message=message, body=body)
+
+
+def told(message: InboundMessage, body: dict[str, Any]) -> None:
+    peer = _checked(message, body)
+    if peer is not None:
+        services.told_received(peer=peer, message=message, body=body)
+
+
 HANDLERS: dict[str, Callable[[InboundMessage, dict[str, Any]], None]] = {
     "claim": claim,
     "claim-ack": claim_ack,
@@ -88,4 +100,6 @@ HANDLERS: dict[str, Callable[[InboundMessage, dict[str, Any]], None]] = {
     "pull": pull,
     "where": where,
     "position": position,
+    "ask": ask,
+    "told": told,
 }

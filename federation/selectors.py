@@ -4,7 +4,7 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import F, Max, QuerySet
+from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 
 from federation.models import Claim, Lease, LogHead, Operation, Peer
@@ -28,16 +28,27 @@ def peers_active_sql() -> str:
 
 
 def peers_far_behind() -> list[int]:
-    """The active peers with an API that lag behind their log by more than ``MNS_FEDERATION_SNAPSHOT_LAG`` ops:
-    caught up by a snapshot rather than a replay (``services.snapshot_wanted`` says the same of one)."""
+    """The active peers that lag behind their log by more than ``MNS_FEDERATION_SNAPSHOT_LAG`` ops: caught up by
+    a snapshot (over their API, or Maxima) rather than a replay (``services.snapshot_wanted`` says the same of one)."""
     lag, cool_off = settings.MNS_FEDERATION_SNAPSHOT_LAG, 300  # as services.snapshots.FAILED_COOLS_OFF
     return list(
         peers_active()
-        .exclude(api_url="")
         .exclude(reconcile_note__startswith="failed", reconciled_at__gt=timezone.now() - timedelta(seconds=cool_off))
         .filter(remote_head__gt=F("cursor") + lag)
         .values_list("id", flat=True)
     )
+
+
+def peers_to_reconcile() -> list[int]:
+    """The active peers an anti-entropy round is due with: each with an API URL, and each without one that was not
+    reconciled with (over Maxima) in the last ``MNS_FEDERATION_RECONCILE_MAXIMA_EVERY`` seconds."""
+    with_api = peers_active().exclude(api_url="")
+    every = settings.MNS_FEDERATION_RECONCILE_MAXIMA_EVERY
+    if not every:
+        return list(with_api.values_list("id", flat=True))
+    due = Q(reconciled_at__isnull=True) | Q(reconciled_at__lte=timezone.now() - timedelta(seconds=every))
+    over_maxima = peers_active().filter(api_url="").filter(due)
+    return list(with_api.values_list("id", flat=True)) + list(over_maxima.values_list("id", flat=True))
 
 
 def peer_of_key(*, key: str) -> Peer | None:

@@ -494,10 +494,19 @@ MNS_FEDERATION_RELAY_HOPS = env_int("MNS_FEDERATION_RELAY_HOPS", 8, minimum=0, m
 # ops are back, or for at most this many seconds (then it goes on, and says which peers did not answer).
 MNS_FEDERATION_RESTORE_WAIT_SECONDS = env_int("MNS_FEDERATION_RESTORE_WAIT_SECONDS", 3600, minimum=10)
 # Set reconciliation and snapshots (docs/protocol.md, "Reconciliation and snapshots"): a peer that lags by more than
-# this many ops (a new peer, a long outage) and has an API URL is caught up by a snapshot, not by replaying its log.
+# this many ops (a new peer, a long outage) is caught up by a snapshot, not by replaying its log: over its API URL,
+# or over Maxima when it has none.
 MNS_FEDERATION_SNAPSHOT_LAG = env_int("MNS_FEDERATION_SNAPSHOT_LAG", 5000, minimum=0)
 # Seconds between anti-entropy rounds with every peer that has an API URL (0: none).
 MNS_FEDERATION_RECONCILE_EVERY = env_int("MNS_FEDERATION_RECONCILE_EVERY", 600, minimum=0, maximum=86400)
+# Seconds between anti-entropy rounds over Maxima with a peer that has no API URL (each question a message both
+# ways): run by the same beat, so never more often than MNS_FEDERATION_RECONCILE_EVERY (0: none).
+MNS_FEDERATION_RECONCILE_MAXIMA_EVERY = env_int(
+    "MNS_FEDERATION_RECONCILE_MAXIMA_EVERY", 3600, minimum=0, maximum=7 * 86400
+)
+# Reconciliation questions a peer may ask over Maxima a minute (each answered with up to
+# MNS_FEDERATION_BATCH_BYTES); the excess is refused as throttled and asked again later.
+MNS_FEDERATION_ASKS_PER_MINUTE = env_int("MNS_FEDERATION_ASKS_PER_MINUTE", 120, minimum=1, maximum=6000)
 # At most this long for one round with one peer (the lock that keeps two rounds with a peer apart).
 MNS_FEDERATION_RECONCILE_SECONDS = env_int("MNS_FEDERATION_RECONCILE_SECONDS", 1800, minimum=30)
 # Seconds a gateway keeps a built set tree to answer a peer's walk of it.

@@ -312,6 +312,7 @@ class GatewayCluster:
     block_interval: float = 0.5
     ready_timeout: float = 90.0
     held_back: int = 0  # the last ones are made (node, database) but start and join only at ``add_gateway()``
+    api_urls: bool = True  # peers know each other's API URL; without, they reconcile over Maxima only
 
     gateways: list[Gateway] = field(init=False, default_factory=list)
     users: list[User] = field(init=False, default_factory=list)
@@ -566,7 +567,8 @@ class GatewayCluster:
                 if other is gateway:
                     continue
                 args = ["peers", "add", other.name, "--key", other.identity, "--address", other.address]
-                args += ["--api-url", other.web_url]
+                if self.api_urls:
+                    args += ["--api-url", other.web_url]
                 if other.permanent:
                     args.append("--permanent")
                 command = [sys.executable, "manage.py", *args]

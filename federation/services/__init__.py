@@ -39,6 +39,7 @@ from federation.services.peers import (
     peer_upsert,
     self_key,
 )
+from federation.services.questions import ask_received, told_received
 from federation.services.relay import relayed_by
 from federation.services.replication import gateways_known, me, ops_received
 from federation.services.restore import (
@@ -56,6 +57,7 @@ __all__ = [
     "Outcomes",
     "Skip",
     "Wait",
+    "ask_received",
     "claim_allows_confirm",
     "claim_answered",
     "claim_finished",
@@ -92,5 +94,6 @@ __all__ = [
     "restore_progress",
     "self_key",
     "snapshot_wanted",
+    "told_received",
     "where_received",
 ]

@@ -2,12 +2,17 @@
 items in chunks, verifies and applies each one through its kind's own path, and then moves the peer's cursor to
 the log position the snapshot corresponds to, so the log carries on from there instead of from seq 1.
 
-The serving side (``position``, ``nodes_answer``, ``items_answer``) answers over the HTTPS API
-(``federation.views``); the asking side (``reconcile_with_peer``) talks to it through a ``Transport``.
+The serving side (``position``, ``roots_answer``, ``nodes_answer``, ``items_answer``) answers over the HTTPS API
+(``federation.views``), and over Maxima to a peer without one (``federation.services.questions``, whose answers are
+bounded in bytes: ``max_bytes``); the asking side (``reconcile_with_peer``) talks to it through a ``Transport``:
+``HttpTransport``, or ``questions.MaximaTransport``, which answers a question from what the peer told and otherwise
+asks it and raises ``Unanswered``: the round then stops and keeps its place, and the answer's arrival resumes it.
 """
 
+import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -56,17 +61,20 @@ def _readable(set_id: str, peer: Peer | None) -> sets.SetKind:
     return kind
 
 
-def nodes_answer(*, set_id: str, prefixes: Any, peer: Peer | None) -> dict[str, Any]:
+def nodes_answer(*, set_id: str, prefixes: Any, peer: Peer | None, max_bytes: int | None = None) -> dict[str, Any]:
+    """The nodes of ``prefixes``; with ``max_bytes``, only the first ones that fit (the asker asks the rest again)."""
     _readable(set_id, peer)
     prefixes = reconcile.check_prefixes(prefixes)
     tree = sets.tree_of(set_id, home=self_key() or "")
+    if max_bytes is not None:
+        return {"set": set_id, "nodes": reconcile.answer_fitting(tree, prefixes, max_bytes=max_bytes)}
     return {"set": set_id, "nodes": reconcile.answer(tree, prefixes)}
 
 
-def roots_answer(*, set_ids: list[str], peer: Peer | None) -> dict[str, Any]:
+def roots_answer(*, set_ids: Any, peer: Peer | None) -> dict[str, Any]:
     """The root fingerprints of several sets at once (a round compares them first, and walks only the sets that
     differ: a gateway keeping many mailboxes with a peer pays one request for all the equal ones)."""
-    if len(set_ids) > MAX_ROOTS or not all(isinstance(set_id, str) for set_id in set_ids):
+    if not isinstance(set_ids, list) or len(set_ids) > MAX_ROOTS or not all(isinstance(s, str) for s in set_ids):
         raise DomainError("reconcile_invalid", f"sets: at most {MAX_ROOTS} set names")
     for set_id in set_ids:
         _readable(set_id, peer)
@@ -75,14 +83,26 @@ def roots_answer(*, set_ids: list[str], peer: Peer | None) -> dict[str, Any]:
 
 
 def items_answer(
-    *, set_id: str, keys: Any = None, prefix: Any = None, after: Any = "", peer: Peer | None
+    *,
+    set_id: str,
+    keys: Any = None,
+    prefix: Any = None,
+    after: Any = "",
+    peer: Peer | None,
+    max_bytes: int | None = None,
 ) -> dict[str, Any]:
     """The items of ``keys``, or of a whole subtree (``prefix``, continuing ``after`` a digest), at most
-    ``MNS_FEDERATION_SNAPSHOT_CHUNK`` of them; ``next``: where the subtree continues (``None``: done)."""
+    ``MNS_FEDERATION_SNAPSHOT_CHUNK`` of them; ``next``: where the subtree continues (``None``: done).
+
+    With ``max_bytes`` (over Maxima), only the items of the first keys that fit (at least one key's: an item alone
+    may not fit, as an op alone may not fit a batch), and ``served``: how many of the keys asked the answer covers
+    (the asker asks the others again; a subtree's ``next`` says where it goes on)."""
     kind = _readable(set_id, peer)
     _, argument = sets.parse(set_id)
     chunk = settings.MNS_FEDERATION_SNAPSHOT_CHUNK
     following = None
+    if (prefix is None) == (keys is None):
+        raise DomainError("snapshot_invalid", "either keys or prefix")
     if prefix is not None:
         reconcile.check_prefixes([prefix])
         if not isinstance(after, str) or len(after) > 64 or after.strip(reconcile.HEX):
@@ -91,7 +111,25 @@ def items_answer(
         keys, following = tree.keys_under(prefix, after=after, limit=chunk)
     else:
         keys = reconcile.check_keys(keys, limit=chunk)
-    return {"set": set_id, "items": kind.serve(argument, keys), "next": following}
+    if max_bytes is None:
+        return {"set": set_id, "items": kind.serve(argument, keys), "next": following}
+    items, served = _items_fitting(kind, argument, keys, max_bytes)
+    if served < len(keys) and prefix is not None:
+        following = reconcile.key_digest(keys[served - 1])
+    answer = {"set": set_id, "items": items, "next": following}
+    return answer if prefix is not None else {**answer, "served": served}
+
+
+def _items_fitting(kind: sets.SetKind, argument: str, keys: list[str], max_bytes: int) -> tuple[list[Any], int]:
+    """The items of the first keys whose items fit ``max_bytes`` as JSON, and how many keys that is (at least one,
+    when there is any). Served again with fewer keys, in proportion, until they fit: twice or so."""
+    count = len(keys)
+    while True:
+        items = kind.serve(argument, keys[:count])
+        size = len(json.dumps(items, separators=(",", ":"), ensure_ascii=False).encode())
+        if size <= max_bytes or count <= 1:
+            return items, count
+        count = max(1, min(count - 1, int(count * max_bytes / size * 0.95)))
 
 
 def peer_of_token(header: str) -> Peer:
@@ -124,6 +162,15 @@ class Transport(Protocol):
 
 class TransportFailed(Exception):
     pass
+
+
+class Unanswered(Exception):
+    """The transport asked a question that is not answered yet (over Maxima): the round stops and keeps its place,
+    as out of time, and the answer's arrival starts the next round (``questions.told_received``)."""
+
+    def __init__(self, question: str, ready: Callable[[], bool]) -> None:
+        super().__init__(question)
+        self.question, self.ready = question, ready
 
 
 class HttpTransport:
@@ -180,6 +227,7 @@ class RoundReport:
     head: int = 0
     jumped_to: int | None = None
     unfinished: bool = False  # out of time: the task continues with another round at once
+    waiting: bool = False  # a question asked over Maxima is not answered yet: its answer starts the next round
     note: str = ""
 
 
@@ -212,13 +260,14 @@ def _state_key(peer: Peer) -> str:
 @dataclass
 class _State:
     """What a round found and has not finished, kept (in the cache) for the next round with the same peer: the
-    head of the position the walks started from, the sets done, and each started set's ``Difference`` (what is
-    still to ask, to fetch, and after which digest the first subtree's fetch goes on)."""
+    head of the position the walks started from, the sets done, the roots answered, and each started set's
+    ``Difference`` (what is still to ask, to fetch, and after which digest the first subtree's fetch goes on)."""
 
     head: int
     done: list[str] = field(default_factory=list)
     sets: dict[str, dict[str, Any]] = field(default_factory=dict)
     after: dict[str, str] = field(default_factory=dict)
+    roots: dict[str, Any] = field(default_factory=dict)  # the root fingerprints answered, asked once for all
 
 
 def _state_load(peer: Peer, head: int) -> _State:
@@ -243,10 +292,13 @@ def reconcile_with_peer(
     there, without walking the trees again, and the round that finishes moves the cursor to the position the
     first one asked for, so nothing the log said up to there is missed.
 
-    One round per peer at a time (a cache lock); ``None`` when another runs, the peer is not active, or it has no
-    API and no transport was given (then the log over Maxima is the way)."""
+    Without a transport given, a peer with an API is asked over HTTPS, one without over Maxima
+    (``questions.MaximaTransport``): a round there stops at the first question not answered yet (``waiting``) and
+    keeps its place as one out of time does; the answer's arrival starts the next, which finds it answered.
+
+    One round per peer at a time (a cache lock); ``None`` when another runs or the peer is not active."""
     peer = selectors.peers_active().filter(id=peer_id).first()
-    if peer is None or (transport is None and not peer.api_url):
+    if peer is None:
         return None
     lock = f"fed-reconcile:{peer.id}"
     if not cache.add(lock, 1, timeout=settings.MNS_FEDERATION_RECONCILE_SECONDS):
@@ -254,14 +306,17 @@ def reconcile_with_peer(
     report = RoundReport()
     budget = _Budget(time.monotonic() + (seconds if seconds is not None else settings.CELERY_TASK_SOFT_TIME_LIMIT - 8))
     holder: list[_State] = []  # the round's state, once the position is known; kept unless finished or refused
-    keep = True
+    keep, waiting = True, None
     try:
-        transport = transport or HttpTransport(peer, token=token_for(peer))
+        transport = transport or _transport_for(peer)
         _round(peer, transport, report, budget, holder)
         keep = False
     except _OutOfTime:
         report.unfinished = True
         report.note = f"unfinished: {report.fetched} fetched, continuing"
+    except Unanswered as unanswered:
+        waiting, report.waiting = unanswered, True
+        report.note = f"waiting for the answer to {unanswered.question}: {report.fetched} fetched"
     except TransportFailed as failed:
         report.note = f"failed: {failed}"[:200]
         logger.warning("reconciliation with %s failed: %s", peer.name, failed)
@@ -274,10 +329,29 @@ def reconcile_with_peer(
             cache.set(_state_key(peer), asdict(holder[0]), timeout=STATE_SECONDS)
         else:
             cache.delete(_state_key(peer))
+        if not keep:  # the next round over Maxima asks its questions anew (``questions.session``)
+            cache.delete(session_key(peer))
         cache.delete(lock)
         report.bytes_used = getattr(transport, "bytes_used", 0)
         _report_keep(peer, report)
+    if waiting is not None and waiting.ready():
+        # Answered while this round held the lock (the round its arrival started found it held): the next, now.
+        report.waiting, report.unfinished = False, True
     return report
+
+
+def session_key(peer: Peer) -> str:
+    """Where the id of the current catch-up with a peer over Maxima is kept (``questions.session``): its questions
+    are asked once in it, and a finished round ends it, so the next asks afresh."""
+    return f"fed-ask-session:{peer.id}:{peer.identity_key[:16]}"
+
+
+def _transport_for(peer: Peer) -> Transport:
+    if peer.api_url:
+        return HttpTransport(peer, token=token_for(peer))
+    from federation.services.questions import MaximaTransport  # which imports this module
+
+    return MaximaTransport(peer)
 
 
 def _round(peer: Peer, transport: Transport, report: RoundReport, budget: _Budget, holder: list[_State]) -> None:
@@ -288,16 +362,20 @@ def _round(peer: Peer, transport: Transport, report: RoundReport, budget: _Budge
     holder.append(state)
     report.head = state.head
     shared = [set_id for set_id in sets.set_ids_shared_with(peer.identity_key) if set_id not in state.done]
-    fresh = [set_id for set_id in shared if set_id not in state.sets]  # the others carry on from their difference
-    roots: dict[str, Any] = {}
+    # The roots are asked once for the sets not begun (the others carry on from their difference), and kept: a
+    # round resumed over Maxima asks again only what it has no answer to. A root not answered is walked.
+    fresh = [set_id for set_id in shared if set_id not in state.sets and set_id not in state.roots]
     for start in range(0, len(fresh), MAX_ROOTS):
-        answered = transport.roots(fresh[start : start + MAX_ROOTS])
-        roots.update(answered if isinstance(answered, dict) else {})
+        asked = fresh[start : start + MAX_ROOTS]
+        answered = transport.roots(asked)
+        answered = answered if isinstance(answered, dict) else {}
+        state.roots.update({set_id: answered.get(set_id) for set_id in asked})
     for set_id in shared:
-        _set_reconcile(peer, transport, set_id, roots.get(set_id), report, budget, state)
+        _set_reconcile(peer, transport, set_id, state.roots.get(set_id), report, budget, state)
         state.done.append(set_id)
         state.sets.pop(set_id, None)
         state.after.pop(set_id, None)
+        state.roots.pop(set_id, None)
     invalid = sum(count for outcome, count in report.outcomes.items() if outcome.startswith("invalid"))
     if invalid:
         invalid_count(peer=peer, count=invalid, why="items of a snapshot that did not verify")
@@ -338,12 +416,19 @@ def _set_reconcile(
     while difference.keys:
         budget.check()
         batch = difference.keys[:MAX_KEYS_PER_REQUEST]
-        _apply_all(peer, kind, _items(transport.items(set_id, keys=batch)), report, budget)
-        del difference.keys[: len(batch)]
+        answer = transport.items(set_id, keys=batch)
+        served = answer.get("served", len(batch)) if isinstance(answer, dict) else len(batch)
+        if not isinstance(served, int) or isinstance(served, bool) or not 0 < served <= len(batch):
+            raise TransportFailed("a snapshot answer that serves none of the keys asked")
+        _apply_all(peer, kind, _items(answer), report, budget)
+        del difference.keys[:served]  # over Maxima, the keys that did not fit the answer are asked next
         state.sets[set_id] = asdict(difference)
+    ask_ahead = getattr(transport, "ask_ahead", None)  # a transport that waits for its answers (over Maxima)
     while difference.prefixes:
         after = state.after.get(set_id, "")
         budget.check()
+        if ask_ahead is not None:  # the next subtrees' first chunks travel while this one's are fetched
+            ask_ahead(set_id, [{"prefix": prefix, "after": ""} for prefix in difference.prefixes[1:]])
         answer = transport.items(set_id, prefix=difference.prefixes[0], after=after)
         _apply_all(peer, kind, _items(answer), report, budget)
         following = answer.get("next")
@@ -450,10 +535,11 @@ def _report_keep(peer: Peer, report: RoundReport) -> None:
 
 def snapshot_wanted(peer: Peer, *, head: int) -> bool:
     """Whether the peer lags so far behind its log (a new peer, a long outage) that a snapshot beats the replay:
-    more than ``MNS_FEDERATION_SNAPSHOT_LAG`` ops, it has an API to fetch one from, and the last round with it did
-    not fail in the last ``FAILED_COOLS_OFF`` seconds (meanwhile the log, over Maxima, is the way: slower, but it
-    does not depend on the peer's API)."""
-    return bool(peer.api_url) and head - peer.cursor > settings.MNS_FEDERATION_SNAPSHOT_LAG and not _failed_lately(peer)
+    more than ``MNS_FEDERATION_SNAPSHOT_LAG`` ops, and the last round with it did not fail in the last
+    ``FAILED_COOLS_OFF`` seconds (meanwhile the log is the way). The snapshot comes over the peer's API, or over
+    Maxima when it has none: in answers of ``MNS_FEDERATION_BATCH_BYTES``, as the log's batches would, but of the
+    items as they are now rather than of every op since seq 1."""
+    return head - peer.cursor > settings.MNS_FEDERATION_SNAPSHOT_LAG and not _failed_lately(peer)
 
 
 def _failed_lately(peer: Peer) -> bool:

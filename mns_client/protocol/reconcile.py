@@ -125,6 +125,30 @@ def answer(tree: Tree, prefixes: list[str]) -> dict[str, dict[str, Any]]:
     return {prefix: tree.node(prefix) for prefix in prefixes}
 
 
+def answer_fitting(tree: Tree, prefixes: list[str], *, max_bytes: int) -> dict[str, dict[str, Any]]:
+    """``answer`` cut to the first prefixes whose nodes fit ``max_bytes`` as JSON (always the first: a node is at
+    most a leaf's 16 items); the asker asks the others again (``walk``)."""
+    nodes: dict[str, dict[str, Any]] = {}
+    size = 2
+    for prefix in prefixes:
+        node = tree.node(prefix)
+        size += len(json.dumps({prefix: node}, separators=(",", ":"), ensure_ascii=False).encode())
+        if nodes and size > max_bytes:
+            break
+        nodes[prefix] = node
+    return nodes
+
+
+# The questions a gateway may ask a peer over Maxima (``ask``; over HTTPS they are the federation endpoints): each
+# ``q`` with its required and optional fields. The holder checks their values as its endpoints do.
+QUESTIONS: dict[str, tuple[set[str], set[str]]] = {
+    "position": (set(), set()),
+    "roots": ({"sets"}, set()),
+    "nodes": ({"set", "prefixes"}, set()),
+    "items": ({"set"}, {"keys", "prefix", "after"}),
+}
+
+
 def check_prefixes(prefixes: Any) -> list[str]:
     if not isinstance(prefixes, list) or not 0 < len(prefixes) <= MAX_PREFIXES:
         raise ReconcileInvalid("reconcile_invalid", f"prefixes: a list of 1 to {MAX_PREFIXES}", field="prefixes")
@@ -189,15 +213,21 @@ def walk(
     while difference.frontier:
         chunk = difference.frontier[:per_request]
         nodes = ask(chunk)
+        # A holder may answer fewer prefixes than asked (over Maxima, as many as fit its message): the others are
+        # asked again next. An answer of none is malformed (a walk that never moves on).
+        answered = [prefix for prefix in chunk if isinstance(nodes, dict) and prefix in nodes]
+        if not answered:
+            raise ReconcileInvalid("reconcile_invalid", f"no answer for the prefix {chunk[0]!r}", field="nodes")
         difference.rounds += 1
-        difference.asked += len(chunk)
+        difference.asked += len(answered)
         following: list[str] = []
-        for prefix in chunk:
-            node = nodes.get(prefix) if isinstance(nodes, dict) else None
+        for prefix in answered:
+            node = nodes[prefix]
             if prefix == "" and isinstance(node, dict):
                 difference.remote_count = _count(node.get("n"))
             following.extend(_compare(local, prefix, node, difference))
-        difference.frontier = difference.frontier[len(chunk) :] + following
+        unanswered = [prefix for prefix in chunk if prefix not in nodes]
+        difference.frontier = unanswered + difference.frontier[len(chunk) :] + following
         if stop is not None and difference.frontier and stop():
             break
     return difference

@@ -6,18 +6,20 @@ gateway sent it. Types: ``claim``, ``claim-ack``, ``claim-nack``, ``commit``, ``
 batch of one origin's operations, pushed or answering a ``pull``), ``pull`` (ask for an origin's operations
 after a cursor), ``where``/``position`` (a gateway restored from a backup asks how far its peers hold its
 log; a peer says so, asked or not) and ``root`` (the directory's root at a cut-off, signed with the sender's
-Maxima key: ``docs/protocol.md``, "Transparency"). ``ops`` and ``pull`` may name the ``incarnation`` of the
-origin's log.
+Maxima key: ``docs/protocol.md``, "Transparency"), and ``ask``/``told`` (a reconciliation question for a peer
+without an HTTPS API, and its answer: ``mns_client.protocol.reconcile``'s ``QUESTIONS``). ``ops`` and ``pull`` may
+name the ``incarnation`` of the origin's log.
 
 An operation relayed by a gateway that is not its origin carries ``"relay":{"origin":…,"hops":n}`` in its
 payload (``op_relay``): the gateway whose log it first appeared in, and how many gateways passed it on.
 """
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from mns_client.protocol import fields
+from mns_client.protocol import fields, reconcile
 from mns_client.protocol.errors import Refusal
 
 APPLICATION = "mns-sync"
@@ -37,11 +39,13 @@ _FIELDS: dict[str, tuple[set[str], set[str]]] = {  # type: (required, optional)
     "where": ({"origin", "incarnation"}, set()),
     "position": ({"origin", "seq"}, {"incarnation"}),
     "root": ({"cutoff", "size", "root", "signature"}, set()),
+    "ask": ({"ask", "question"}, set()),
+    "told": ({"ask"}, {"answer", "error", "detail"}),  # an answer, or a refusal (error, detail)
 }
 _OP_FIELDS = {"seq", "kind", "payload", "created_at"}
 
 
-_TEXT_FIELDS = ("claim_id", "name", "owner", "origin", "reason", "skeleton", "incarnation")
+_TEXT_FIELDS = ("claim_id", "name", "owner", "origin", "reason", "skeleton", "incarnation", "error", "detail")
 _COUNT_FIELDS = ("expires_at", "head", "since", "limit", "seq", "cutoff", "size")
 _HEX_FIELDS = {"root": 32, "signature": 128}  # bytes: a SHA-256 hash, a maxsign (RSA-1024) signature
 MAX_TEXT_CHARS = 600
@@ -86,9 +90,30 @@ def check(body: Any) -> None:
             fields.integer(body[key], key, invalid=_invalid)
     if message_type == "ops":
         fields.json_list(body["ops"], "ops", invalid=_invalid, max_items=MAX_BATCH_OPS)
+    if message_type in ("ask", "told"):
+        _check_ask(body)
     for key, size in _HEX_FIELDS.items():
         if key in body:
             _check_hex(body[key], key, size)
+
+
+ASK_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def _check_ask(body: dict[str, Any]) -> None:
+    """``ask``: the asker's id of the question (32 lower-case hex digits) and the question, whose ``q`` and field
+    names are checked here (their values by the holder, which refuses a bad one in its ``told``); ``told``: the id,
+    and either an ``answer`` object or an ``error`` code (with a ``detail``)."""
+    fields.text(body["ask"], "ask", invalid=_invalid, pattern=ASK_ID)
+    if body["type"] == "ask":
+        question = fields.json_object(body["question"], "question", invalid=_invalid)
+        kind = fields.one_of(question.get("q"), "question.q", tuple(reconcile.QUESTIONS), invalid=_invalid)
+        required, optional = reconcile.QUESTIONS[kind]
+        fields.check_keys(question, required={"q", *required}, optional=optional, invalid=_invalid, what="question")
+    elif ("answer" in body) == ("error" in body) or ("detail" in body and "error" not in body):
+        raise _invalid("told", "an answer, or an error (and its detail)")
+    elif "answer" in body:
+        fields.json_object(body["answer"], "answer", invalid=_invalid)
 
 
 def _check_hex(value: Any, key: str, size: int) -> None:

@@ -196,3 +196,31 @@ def test_a_malformed_answer_is_refused_not_trusted() -> None:
 
     with pytest.raises(reconcile.ReconcileInvalid):
         find_missing(Tree([]), lying)
+
+
+def test_an_answer_cut_to_what_fits_is_walked_to_the_same_difference_asking_the_rest_again() -> None:
+    theirs = pairs(20_000)
+    mine = dict(theirs)
+    rng = random.Random(11)
+    for key in rng.sample(sorted(theirs), 200):
+        mine[key] = item_hash(key, "v0")
+    holder = Tree(theirs.items())
+    sizes: list[int] = []
+
+    def fitting(prefixes: list[str]) -> dict:
+        nodes = reconcile.answer_fitting(holder, reconcile.check_prefixes(prefixes), max_bytes=4000)
+        sizes.append(len(json.dumps(nodes, separators=(",", ":"))))
+        return nodes
+
+    cut = find_missing(Tree(mine.items()), fitting)
+    whole = find_missing(Tree(mine.items()), Wire(holder))
+
+    assert sorted(cut.keys) == sorted(whole.keys)
+    assert cut.prefixes == whole.prefixes
+    assert cut.rounds > whole.rounds
+    assert max(sizes) <= 4000
+
+
+def test_an_answer_of_none_of_the_prefixes_asked_is_refused() -> None:
+    with pytest.raises(reconcile.ReconcileInvalid):
+        find_missing(Tree(pairs(10).items()), lambda prefixes: {})

@@ -204,6 +204,15 @@ FORMATS = [
         sync.check, sync.SyncMessageInvalid, (("v",), ("cutoff",), ("size",)),
     ),
     Format(
+        "ask", _sync("ask", ask="0f" * 16, question={"q": "items", "set": "names", "prefix": "3f", "after": "3f0a"}),
+        sync.check, sync.SyncMessageInvalid, (("v",),), (("question", "prefix"), ("question", "after")),
+    ),
+    Format("told", _sync("told", ask="0f" * 16, answer={"roots": {}}), sync.check, sync.SyncMessageInvalid, (("v",),)),
+    Format(
+        "told (a refusal)", _sync("told", ask="0f" * 16, error="set_forbidden", detail="not a replica"),
+        sync.check, sync.SyncMessageInvalid, (("v",),), (("detail",),),
+    ),
+    Format(
         "op",
         lambda: {"seq": 1, "kind": "statement", "payload": {}, "created_at": 1795660441638},
         sync.check_op, sync.SyncMessageInvalid, (("seq",), ("created_at",)),
@@ -293,6 +302,31 @@ def test_a_key_written_twice_is_refused_even_with_the_same_value(fmt: Format) ->
 
     with pytest.raises(fmt.error):
         fmt.parse(doubled.encode())
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"ask": "0F" * 16, "question": {"q": "position"}},
+        {"ask": "0f" * 15, "question": {"q": "position"}},
+        {"ask": "0f" * 16, "question": {"q": "everything"}},
+        {"ask": "0f" * 16, "question": {"q": "nodes", "set": "names"}},
+        {"ask": "0f" * 16, "question": {"q": "position", "set": "names"}},
+        {"ask": "0f" * 16, "question": ["position"]},
+    ],
+)
+def test_an_ask_with_a_bad_id_or_question_is_refused(body: dict[str, Any]) -> None:
+    with pytest.raises(sync.SyncMessageInvalid):
+        sync.check({"v": 1, "type": "ask", **body})
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"answer": {}, "error": "x"}, {"answer": {}, "detail": "x"}, {"answer": []}, {"detail": "x"}],
+)
+def test_a_told_is_an_answer_or_a_refusal_never_both_nor_neither(body: dict[str, Any]) -> None:
+    with pytest.raises(sync.SyncMessageInvalid):
+        sync.check({"v": 1, "type": "told", "ask": "0f" * 16, **body})
 
 
 def test_a_handshake_answer_with_v_true_or_reply_to_null_is_refused_like_a_delivery() -> None:

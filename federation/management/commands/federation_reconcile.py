@@ -8,8 +8,10 @@ from federation import selectors, services
 
 class Command(BaseCommand):
     help = (
-        "Reconcile with the active peers that have an API URL (or one, by name) now, as the anti-entropy beat does: "
-        "fetch what they hold that this gateway lacks, and move each one's cursor to its snapshot's head."
+        "Reconcile with the active peers (or one, by name) now, as the anti-entropy beat does: fetch what they hold "
+        "that this gateway lacks, and move each one's cursor to its snapshot's head. With a peer that has no API "
+        "URL the round goes over Maxima: it sends its first question and says it waits; the worker carries it on "
+        "as the answers arrive."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -17,7 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("--seconds", type=float, default=3600, help="Stop a round after this long.")
 
     def handle(self, *args: object, **options: object) -> None:
-        peers = selectors.peers_active().exclude(api_url="")
+        peers = selectors.peers_active()
         if options["peer"]:
             peers = peers.filter(name=options["peer"])
         for peer in peers:
