@@ -310,7 +310,7 @@ def test_a_statement_that_arrives_after_the_root_leaves_the_roots_proofs_checkin
     row = compute(me, cutoff)
     publish(me, row, seq=1)
     chain = chain_of(row, me)
-    assert client_check("bob", chain).status == lookup_proof.IN_DIRECTORY  # (another bucket: none kept yet of theirs)
+    assert client_check("bob", chain).status == lookup_proof.IN_DIRECTORY  # another bucket: none of theirs is cached
 
     # Issued before the cut-off, replicated here only now (after a partition): the bucket's history changed.
     register(alice, late, issued_at=cutoff - 1)
