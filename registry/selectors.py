@@ -5,7 +5,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count, Max, QuerySet, Sum
+from django.db.models.expressions import RawSQL
 
 from core.errors import DomainError
 from mns_client.protocol.codecs import to_hex
@@ -213,18 +215,24 @@ def statements_at(
             yield name, seq, statement
 
 
-def statements_at_by_bucket(*, cutoff: int) -> dict[int | None, tuple[int, int, int]]:
+def statements_at_by_bucket(*, cutoff: int) -> dict[int | None, tuple[int, ...]]:
     """Per directory bucket (``None``: records without one yet), (count, sum of ids, highest id) of the statements
     issued at or before ``cutoff``: what changes when a bucket gains a statement (a new one, or one that arrived
-    late) or loses one (a freed hold, an undone statement). Counted in the database: no statement is read."""
+    late) or loses one (a freed hold, an undone statement). On PostgreSQL also the sum of the rows' versions
+    (``xmin``), so that a statement changed in place (a database edited by hand) changes it too. Counted in the
+    database: no statement is read."""
+    counts: dict[str, Any] = {"count": Count("id"), "total": Sum("id"), "last": Max("id")}
+    if connection.vendor == "postgresql":
+        table = StatementRecord._meta.db_table
+        counts["versions"] = Sum(RawSQL(f'"{table}".xmin::text::bigint', ()))  # noqa: S611 (no input in it)
     rows = (
         StatementRecord.objects.filter(statement__issued_at__lte=cutoff)
         .order_by()
         .values("record__bucket")
-        .annotate(count=Count("id"), total=Sum("id"), last=Max("id"))
-        .values_list("record__bucket", "count", "total", "last")
+        .annotate(**counts)
+        .values_list("record__bucket", *counts)
     )
-    return {bucket: (count, int(total), last) for bucket, count, total, last in rows}
+    return {bucket: tuple(int(value) for value in counted) for bucket, *counted in rows}
 
 
 def statement_of(*, record: NameRecord, seq: int) -> StatementRecord | None:

@@ -204,8 +204,9 @@ def tree_from(previous: DirectoryRoot, *, cutoff: int) -> Tree | None:
 
 
 def bucket_stamps(*, cutoff: int) -> tuple[bytes, bool]:
-    """Each bucket's stamp at ``cutoff`` (8 bytes of SHA-256 of the count, sum and highest id of its statements
-    issued by then; ``NO_STATEMENTS`` for none), in bucket order, and whether every record has its bucket set."""
+    """Each bucket's stamp at ``cutoff`` (8 bytes of SHA-256 of what ``statements_at_by_bucket`` counts of its
+    statements issued by then; ``NO_STATEMENTS`` for none), in bucket order, and whether every record has its
+    bucket set."""
     counted = statements_at_by_bucket(cutoff=cutoff)
     stamps = b"".join(
         hashlib.sha256(":".join(map(str, counted[bucket])).encode()).digest()[:STAMP_BYTES]

@@ -4,7 +4,7 @@ computed whole, byte for byte: on random histories with late arrivals, freed hol
 import contextlib
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -158,3 +158,16 @@ def test_the_statements_counted_per_bucket_are_those_issued_by_the_cutoff(alice:
     assert stamps != later
     assert [i for i in range(BUCKETS) if stamps[i * 8 : i * 8 + 8] != later[i * 8 : i * 8 + 8]] == [bucket_of("alice")]
     assert StatementRecord.objects.count() == 2
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite keeps no row versions to see it by")
+def test_a_statement_changed_in_place_is_read_again_for_the_next_root(me: Owner, alice: Owner, bob: Owner) -> None:
+    register(alice, "alice", issued_at=BASE)
+    compute(me, BASE)
+    forged = bob.sign("register", "alice", 1, issued_at=BASE)  # what a lying operator could write in its database
+    StatementRecord.objects.filter(record__name="alice").update(owner_key=bob.key, statement=forged.statement.to_dict())
+
+    second = compute(me, BASE + 1000)
+
+    assert second.rehashed == 1
+    assert_whole(second)
