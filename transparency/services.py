@@ -342,6 +342,8 @@ def roots_prune(*, keep: int = 48) -> int:
         .exclude(bucket_roots=b"")
         .update(bucket_roots=b"", bucket_stamps=b"")
     )
+    if not dropped:  # the beat runs this every minute: the entries are looked at only when a root let some go
+        return 0
     held: set[tuple[int, bytes]] = set()
     for stored in selectors.bucket_roots_kept():
         held.update((bucket, stored[bucket * HASH_BYTES : (bucket + 1) * HASH_BYTES]) for bucket in range(BUCKETS))
