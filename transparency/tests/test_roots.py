@@ -324,10 +324,20 @@ def test_a_statement_that_arrives_after_the_root_leaves_the_roots_proofs_checkin
     assert [name for name, _value in lookup(late)["transparency"]["bucket"]["entries"]] == sorted(
         [first, third], key=str.encode
     )
+    # A late update of a name in the root: the proof shows the statement the root holds, and says it is not current.
+    registry.statement_apply(signed=bob.sign("update", third, 2, issued_at=cutoff - 1), source="replication")
+    answer = lookup(third)["transparency"]
+    held = NameStatement.from_dict(answer["statement"]["statement"])
+    assert (held.seq, answer["current"]) == (1, False)
+    check_in_directory(root=chain.root, name=third, statement=held, proof=answer["proof"])
 
     following = compute(me, cutoff + 1000)
     expected = expected_directory(cutoff + 1000)
     assert (following.size, bytes(following.root)) == (expected.size, expected.root) == (4, expected.root)
+    entries = services.bucket_entries(root_row=following, bucket=bucket_of(third))
+    assert [(name, seq) for name, seq, _value in entries] == sorted(
+        [(first, 1), (late, 1), (third, 2)], key=lambda entry: entry[0].encode()
+    )
     assert following.rehashed == 1  # only the late statement's bucket was read again
     publish(me, following, seq=2)
     for name in (first, late, third):
