@@ -38,13 +38,15 @@ def bench_names(count: int, *, prefix: str = "x", letters: int = 4) -> list[str]
     return list(itertools.islice(words, count))
 
 
-def seed_names(count: int, *, batch: int = 2000) -> None:
+def seed_names(count: int, *, batch: int = 2000, prefix: str = "x", issued_at: int | None = None) -> None:
+    """``count`` names of ``prefix`` (those missing), registered by one new owner at ``issued_at`` (default now)."""
     private, public = generate_maxima_keypair()
     owner = public_key_hex(public)
     box = to_hex(box_keypair()[1])
-    now_ms, now = int(time.time() * 1000), timezone.now()
-    existing = set(NameRecord.objects.filter(name__startswith="x").values_list("name", flat=True))
-    names = [name for name in bench_names(count) if name not in existing]  # a database seeded before is reused
+    now = timezone.now()
+    now_ms = int(time.time() * 1000) if issued_at is None else issued_at
+    existing = set(NameRecord.objects.filter(name__startswith=prefix).values_list("name", flat=True))
+    names = [name for name in bench_names(count, prefix=prefix) if name not in existing]  # a seeded database is reused
     for start in range(0, len(names), batch):
         records, statements = [], []
         for name in names[start : start + batch]:

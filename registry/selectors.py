@@ -1,11 +1,13 @@
 """Reads of the registry. Exact matches only: nothing here lists or enumerates names."""
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, QuerySet
+from django.db import connection
+from django.db.models import Count, Max, QuerySet, Sum
+from django.db.models.expressions import RawSQL
 
 from core.errors import DomainError
 from mns_client.protocol.codecs import to_hex
@@ -194,19 +196,43 @@ def name_pending_of_other(*, name: str, owner_key: str) -> NameRecord | None:
     return NameRecord.objects.filter(name=name, status=NameRecord.Status.PENDING).exclude(owner_key=owner_key).first()
 
 
-def statements_at(*, cutoff: int, bucket: int | None = None) -> Iterator[tuple[str, int, dict[str, Any]]]:
+def statements_at(
+    *, cutoff: int, bucket: int | None = None, buckets: Collection[int] | None = None
+) -> Iterator[tuple[str, int, dict[str, Any]]]:
     """(name, seq, statement) of each name's latest statement (by ``seq``) issued at or before ``cutoff`` (ms), a
-    release included: the directory of docs/protocol.md "Transparency"; only the names of one ``bucket`` when
-    given. One pass over the statements, in record order."""
+    release included: the directory of docs/protocol.md "Transparency"; only the names of one ``bucket`` (or of
+    ``buckets``) when given. One pass over the statements, in record order."""
     rows = StatementRecord.objects.filter(statement__issued_at__lte=cutoff)
     if bucket is not None:
         rows = rows.filter(record__bucket=bucket)
+    if buckets is not None:
+        rows = rows.filter(record__bucket__in=list(buckets))
     rows = rows.order_by("record_id", "-seq").values_list("record_id", "record__name", "seq", "statement")
     last = None
     for record_id, name, seq, statement in rows.iterator(chunk_size=5000):
         if record_id != last:
             last = record_id
             yield name, seq, statement
+
+
+def statements_at_by_bucket(*, cutoff: int) -> dict[int | None, tuple[int, ...]]:
+    """Per directory bucket (``None``: records without one yet), (count, sum of ids, highest id) of the statements
+    issued at or before ``cutoff``: what changes when a bucket gains a statement (a new one, or one that arrived
+    late) or loses one (a freed hold, an undone statement). On PostgreSQL also the sum of the rows' versions
+    (``xmin``), so that a statement changed in place (a database edited by hand) changes it too. Counted in the
+    database: no statement is read."""
+    counts: dict[str, Any] = {"count": Count("id"), "total": Sum("id"), "last": Max("id")}
+    if connection.vendor == "postgresql":
+        table = StatementRecord._meta.db_table
+        counts["versions"] = Sum(RawSQL(f'"{table}".xmin::text::bigint', ()))  # noqa: S611 (no input in it)
+    rows = (
+        StatementRecord.objects.filter(statement__issued_at__lte=cutoff)
+        .order_by()
+        .values("record__bucket")
+        .annotate(**counts)
+        .values_list("record__bucket", *counts)
+    )
+    return {bucket: tuple(int(value) for value in counted) for bucket, *counted in rows}
 
 
 def statement_of(*, record: NameRecord, seq: int) -> StatementRecord | None:

@@ -26,8 +26,8 @@ class _FlagsAdmin(ReadOnlyAdmin):
 
 @admin.register(DirectoryRoot)
 class DirectoryRootAdmin(_FlagsAdmin):
-    list_display = ("cutoff", "size", "root_hex", "compute_ms", "computed_at")
-    fields = ("cutoff", "size", "root_hex", "signer_key", "compute_ms", "computed_at")
+    list_display = ("cutoff", "size", "root_hex", "rehashed", "compute_ms", "computed_at")
+    fields = ("cutoff", "size", "root_hex", "signer_key", "rehashed", "compute_ms", "computed_at")
     readonly_fields = fields
 
 

@@ -2,6 +2,7 @@
 and which gateways' signed roots disagree with the majority's or with the chain's."""
 
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.db.models import Subquery
@@ -10,7 +11,7 @@ from federation.models import Peer
 from maxima.selectors import gateway_identity_key
 from mns_client.protocol.codecs import to_hex
 from mns_client.protocol.transparency import Root, SignedRoot, Signer
-from transparency.models import ChainRoot, DirectoryRoot, PeerRoot
+from transparency.models import BucketEntries, ChainRoot, DirectoryRoot, PeerRoot
 
 RECENT_CUTOFFS = 3  # a gateway stays flagged until its roots agree again for this many agreed cut-offs
 
@@ -29,6 +30,42 @@ def served_root() -> DirectoryRoot | None:
 
 def bucket_roots_of(cutoff: int) -> bytes:
     return bytes(DirectoryRoot.objects.filter(cutoff=cutoff).values_list("bucket_roots", flat=True).get())
+
+
+def root_to_follow(cutoff: int) -> DirectoryRoot | None:
+    """The newest root of this gateway before ``cutoff`` that still has its bucket roots and stamps: the one the
+    root at ``cutoff`` is computed from."""
+    return (
+        DirectoryRoot.objects.filter(cutoff__lt=cutoff)
+        .exclude(bucket_roots=b"")
+        .exclude(bucket_stamps=b"")
+        .order_by("-cutoff")
+        .first()
+    )
+
+
+def bucket_entries_of(*, bucket: int, root: bytes) -> bytes | None:
+    """The packed entries of ``bucket`` whose root is ``root`` (``transparency.services.unpack``), or None."""
+    found = BucketEntries.objects.filter(bucket=bucket, root=root).values_list("entries", flat=True).first()
+    return None if found is None else bytes(found)
+
+
+def bucket_sizes(roots: dict[int, bytes]) -> dict[int, int]:
+    """The number of names of each bucket with the given root, for those kept (bucket -> size)."""
+    rows = BucketEntries.objects.filter(bucket__in=list(roots)).values_list("bucket", "root", "size")
+    return {bucket: size for bucket, root, size in rows if bytes(root) == roots[bucket]}
+
+
+def bucket_roots_kept() -> Iterator[bytes]:
+    """The bucket roots of each root of this gateway that still has them."""
+    for stored in DirectoryRoot.objects.exclude(bucket_roots=b"").values_list("bucket_roots", flat=True).iterator():
+        yield bytes(stored)
+
+
+def bucket_entries_kept() -> Iterator[tuple[int, int, bytes]]:
+    """(id, bucket, root) of every kept bucket's entries (not the entries themselves)."""
+    for pk, bucket, root in BucketEntries.objects.values_list("id", "bucket", "root").iterator():
+        yield pk, bucket, bytes(root)
 
 
 def served_epoch() -> str:

@@ -6,9 +6,10 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from mns_client.protocol import lookup_proof
 from mns_client.protocol.codecs import to_hex
 from mns_client.protocol.crypto import maxsigner
-from mns_client.protocol.statements import NameStatement
+from mns_client.protocol.statements import NameStatement, SignedStatement
 from mns_client.protocol.transparency import (
     Directory,
     ProofInvalid,
@@ -283,3 +284,61 @@ def test_a_history_changed_under_the_signed_root_gives_a_proof_that_fails_the_cl
             root=Root.from_dict(answer["root"]), name="alice", statement=statement, proof=answer["proof"]
         )
     assert caught.value.code == "root_mismatch"
+
+
+def chain_of(row: DirectoryRoot, me: Owner) -> SignedRoot:
+    root = Root(cutoff=row.cutoff, size=row.size, root=bytes(row.root))
+    return SignedRoot(root=root, signers=(Signer(key=me.key, signature=bytes(row.signature)),))
+
+
+def client_check(name: str, chain: SignedRoot) -> lookup_proof.DirectoryCheck:
+    """What ``mns whois`` makes of the gateway's lookup of ``name`` against the root it read on chain."""
+    answer = lookup(name)
+    record = NameRecord.objects.get(name=name)
+    current = SignedStatement.from_dict({"statement": record.statement, "signature": record.signature})
+    return lookup_proof.check_lookup(name=name, current=current, answer=answer["transparency"], chain_root=chain)
+
+
+def test_a_statement_that_arrives_after_the_root_leaves_the_roots_proofs_checking_out_and_is_in_the_next_root(
+    me: Owner, alice: Owner, bob: Owner
+) -> None:
+    first, late, third = same_bucket(3)
+    register(alice, first)
+    register(bob, third)
+    register(bob, "bob")
+    cutoff = newest_issued()
+    row = compute(me, cutoff)
+    publish(me, row, seq=1)
+    chain = chain_of(row, me)
+    assert client_check("bob", chain).status == lookup_proof.IN_DIRECTORY  # another bucket: none of theirs is cached
+
+    # Issued before the cut-off, replicated here only now (after a partition): the bucket's history changed.
+    register(alice, late, issued_at=cutoff - 1)
+    assert services.directory_at(cutoff=cutoff).root != bytes(row.root)
+
+    for name in (first, third):  # proved from the bucket as the root was made of it
+        check = client_check(name, chain)
+        assert (check.status, check.failed) == (lookup_proof.IN_DIRECTORY, False), check.detail
+    check = client_check(late, chain)  # its bucket at the cut-off shows it absent, which is true of the root
+    assert (check.status, check.failed) == (lookup_proof.NOT_IN_DIRECTORY, False), check.detail
+    assert [name for name, _value in lookup(late)["transparency"]["bucket"]["entries"]] == sorted(
+        [first, third], key=str.encode
+    )
+    # A late update of a name in the root: the proof shows the statement the root holds, and says it is not current.
+    registry.statement_apply(signed=bob.sign("update", third, 2, issued_at=cutoff - 1), source="replication")
+    answer = lookup(third)["transparency"]
+    held = NameStatement.from_dict(answer["statement"]["statement"])
+    assert (held.seq, answer["current"]) == (1, False)
+    check_in_directory(root=chain.root, name=third, statement=held, proof=answer["proof"])
+
+    following = compute(me, cutoff + 1000)
+    expected = expected_directory(cutoff + 1000)
+    assert (following.size, bytes(following.root)) == (expected.size, expected.root) == (4, expected.root)
+    entries = services.bucket_entries(root_row=following, bucket=bucket_of(third))
+    assert [(name, seq) for name, seq, _value in entries] == sorted(
+        [(first, 1), (late, 1), (third, 2)], key=lambda entry: entry[0].encode()
+    )
+    assert following.rehashed == 1  # only the late statement's bucket was read again
+    publish(me, following, seq=2)
+    for name in (first, late, third):
+        assert client_check(name, chain_of(following, me)).status == lookup_proof.IN_DIRECTORY
