@@ -459,14 +459,21 @@ async function check(name, current, answer, root, between, base) {
   return outcome(
     "changed_since",
     `changed since the published directory: seq ${held.seq} is in it (${inText(root, base.signers)}); ` +
-      `seq ${current.statement.seq} was issued after its cut-off`,
+      `seq ${current.statement.seq} ${laterText(current.statement, root)}`,
     { ...base, seq: held.seq },
   );
 }
 
+function laterText(statement, root) {
+  if (statement.issued_at > root.cutoff) return "was issued after its cut-off";
+  return "is dated before its cut-off but reached the network after the root was made";
+}
+
+// A later statement of the name: a higher seq, and a valid chain of signed statements when the key changed. It may
+// be dated before the cut-off (it reached the network after the root was made): every step is the holder's word.
 async function checkLater(old, oldSignature, current, root, between) {
   const next = current.statement;
-  if (next.seq <= old.seq || next.issued_at <= root.cutoff) {
+  if (next.seq <= old.seq) {
     throw new Outcome(
       "not_current",
       `the gateway serves seq ${next.seq} as current, but seq ${old.seq} is in the directory and the current one ` +

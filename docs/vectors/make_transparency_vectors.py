@@ -281,6 +281,7 @@ def build() -> str:
         }
 
     later = signed(changed, 3, CUTOFF + 60_000, op="update")
+    late = signed(changed, 3, CUTOFF - 1000, op="update")  # dated before the cut-off, reached the network after
     newcomer = signed("newcomer", 1, CUTOFF + 1)
     backdated = signed("latecomer", 1, CUTOFF - 1)
     forged_directory = t.Directory(
@@ -315,6 +316,15 @@ def build() -> str:
             "changed since: seq 2 proven, seq 3 issued after the cut-off by the same owner",
             changed,
             later,
+            answer(changed, held[changed], current=False),
+            True,
+            "changed_since",
+            None,
+        ),
+        (
+            "changed since: seq 3 dated before the cut-off, which reached the network after the root was made",
+            changed,
+            late,
             answer(changed, held[changed], current=False),
             True,
             "changed_since",

@@ -159,7 +159,7 @@ def _check(
     _check_later(held, current, root, between)
     text = (
         f"changed since the published directory: seq {held.statement.seq} is in it "
-        f"({_in_text(root, base['signers'])}); seq {current.statement.seq} was issued after its cut-off"
+        f"({_in_text(root, base['signers'])}); seq {current.statement.seq} {_later_text(current, root)}"
     )
     return DirectoryCheck(CHANGED_SINCE, text, seq=held.statement.seq, **base)
 
@@ -216,16 +216,24 @@ def _signed(raw: Any) -> SignedStatement:
     return held
 
 
+def _later_text(current: SignedStatement, root: Root) -> str:
+    if current.statement.issued_at > root.cutoff:
+        return "was issued after its cut-off"
+    return "is dated before its cut-off but reached the network after the root was made"
+
+
 def _check_later(
     held: SignedStatement,
     current: SignedStatement,
     root: Root,
     between: Callable[[], Sequence[SignedStatement]] | None,
 ) -> None:
-    """The current statement is a later one of the same name than the proven one: a higher seq, issued after the
-    cut-off; and when another key holds the name now, a valid chain of signed statements leads there."""
+    """The current statement is a later one of the same name than the proven one: a higher seq; and when another
+    key holds the name now, a valid chain of signed statements leads there. It may be dated before the cut-off: a
+    statement that reached the network after the root was made (replicated late, after a partition) is not in it,
+    and every statement of the chain is the holder's own signed word, so no gateway can make one up."""
     old, new = held.statement, current.statement
-    if new.seq <= old.seq or new.issued_at <= root.cutoff:
+    if new.seq <= old.seq:
         raise _Outcome(
             NOT_CURRENT,
             f"the gateway serves seq {new.seq} as current, but seq {old.seq} is in the directory and the current "

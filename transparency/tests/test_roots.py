@@ -330,6 +330,9 @@ def test_a_statement_that_arrives_after_the_root_leaves_the_roots_proofs_checkin
     held = NameStatement.from_dict(answer["statement"]["statement"])
     assert (held.seq, answer["current"]) == (1, False)
     check_in_directory(root=chain.root, name=third, statement=held, proof=answer["proof"])
+    check = client_check(third, chain)  # a later statement of its holder, dated before the cut-off: not a lie
+    assert (check.status, check.failed) == (lookup_proof.CHANGED_SINCE, False), check.detail
+    assert "reached the network after the root was made" in check.detail
 
     following = compute(me, cutoff + 1000)
     expected = expected_directory(cutoff + 1000)
