@@ -24,6 +24,7 @@ from maxima.services import (
     sweep_mark_enqueued,
 )
 from mns_client.protocol.codecs import to_hex
+from mns_site.celery import app as celery_app
 from testsupport import maxima_fixture
 
 pytestmark = pytest.mark.django_db
@@ -336,14 +337,32 @@ def test_a_transient_error_in_one_event_of_a_batch_leaves_it_pending_and_the_oth
 def test_stored_events_of_a_burst_share_a_few_tasks(settings: object, django_capture_on_commit_callbacks) -> None:
     settings.MNS_MAXIMA_BATCH_WINDOW_MS = 60_000  # one window for the whole test
     queue._windows.clear()
-    with mock.patch("core.queue.enqueue_now", return_value=True) as enqueue:
-        for n in range(1, 21):
-            with django_capture_on_commit_callbacks(execute=True):
-                store(n)
+    celery_app.conf.task_always_eager = False  # a worker's app: countdowns wait
+    try:
+        with mock.patch("core.queue.enqueue_now", return_value=True) as enqueue:
+            for n in range(1, 21):
+                with django_capture_on_commit_callbacks(execute=True):
+                    store(n)
+    finally:
+        celery_app.conf.task_always_eager = True
     # the first at once, one more at the window's end for the other nineteen
     assert len(enqueue.call_args_list) == 2
     assert "countdown" not in enqueue.call_args_list[0].kwargs
     assert 0 < enqueue.call_args_list[1].kwargs["countdown"] <= 60.005
+
+
+def test_an_eager_app_gets_a_task_for_every_event_of_a_window(
+    settings: object, django_capture_on_commit_callbacks
+) -> None:
+    # In-process Celery runs a countdown task at once: a trailing task would run before the window's third event.
+    settings.MNS_MAXIMA_BATCH_WINDOW_MS = 60_000
+    queue._windows.clear()
+    with mock.patch("core.queue.enqueue_now", return_value=True) as enqueue:
+        for n in range(1, 4):
+            with django_capture_on_commit_callbacks(execute=True):
+                store(n)
+    assert len(enqueue.call_args_list) == 3
+    assert all("countdown" not in call.kwargs for call in enqueue.call_args_list)
 
 
 def test_events_a_batch_did_not_reach_in_time_go_back_to_pending_unhandled(handled: list) -> None:
