@@ -519,7 +519,7 @@ MNS_FEDERATION_SNAPSHOT_CHUNK = env_int("MNS_FEDERATION_SNAPSHOT_CHUNK", 500, mi
 # reconciliation). Tombstones (delete ops) stay MNS_RETENTION_DAYS + 1 day.
 MNS_FEDERATION_COMPACT_EVERY = env_int("MNS_FEDERATION_COMPACT_EVERY", 3600, minimum=0, maximum=7 * 86400)
 MNS_FEDERATION_LOG_KEEP = env_int("MNS_FEDERATION_LOG_KEEP", 10_000, minimum=1)
-MNS_FEDERATION_COMPACT_SILENT_SECONDS = env_int("MNS_FEDERATION_COMPACT_SILENT_SECONDS", 7 * 86400, minimum=60)
+MNS_FEDERATION_COMPACT_SILENT_SECONDS = env_int("MNS_FEDERATION_COMPACT_SILENT_SECONDS", 7 * 86400, minimum=1)
 
 # --- Entry points on chain (DESIGN §6) -------------------------------------------------------------------------
 # This gateway publishes the entry-point list (only one gateway of the network should; it runs entrypoints_setup).

@@ -317,6 +317,24 @@ def test_below_a_peer_s_floor_its_tombstones_are_applied_then_a_reconciliation_m
     assert selectors.peers_health()[0].below_floor == 0
 
 
+def test_a_mailbox_a_round_makes_this_gateway_keep_has_its_messages_fetched_in_the_same_round(
+    peer_b: FakePeer,  # noqa: F811
+) -> None:
+    """The round that moves the cursor past a compacted range must bring what the range's ``message`` ops did, also
+    for a mailbox this gateway learnt it keeps from the round itself."""
+    owner = Owner.fresh()
+    assert peer_b.says(peer_b.batch(peer_b.register_op(owner, "shared"), head=40)) == "done"
+    holder = Holder(peer_b.key, head=40)
+    announced = {"name": "shared", "owner": owner.key, "address": owner.address, "replicas": [peer_b.key, GATEWAY]}
+    holder.add("mailboxes", "shared", item_hash("shared", owner.key, json.dumps(announced["replicas"])), announced)
+    holder.add("messages:shared", "m-1", *message_item(peer_b, owner, "m-1"))
+
+    report = snapshots.reconcile_with_peer(peer_id=Peer.objects.get(name="gw-b").id, transport=holder)
+
+    assert uids() == {"m-1"}
+    assert (report.applied, report.jumped_to) == (2, 40)
+
+
 def test_a_deleted_message_stays_deleted_after_our_copy_is_compacted_and_a_peer_serves_it_again(
     peer_b: FakePeer,  # noqa: F811
     peer_c: FakePeer,  # noqa: F811
@@ -368,3 +386,30 @@ def test_a_copy_of_a_message_already_past_its_retention_here_is_not_stored(peer_
 
     assert uids() == set()
     assert Operation.objects.get(origin=peer_b.key, seq=3).outcome == "expired"
+
+
+def test_a_restored_gateway_does_not_wait_for_positions_its_peers_compacted(
+    peer_b: FakePeer,  # noqa: F811
+    peer_c: FakePeer,  # noqa: F811
+) -> None:
+    alice = Owner.fresh().register("alice", gateway=GATEWAY).to_dict()
+    services.op_append(kind="statement", payload=alice)
+    services.op_sequence()  # what the backup had: position 1
+    call_command("backup_restored", stdout=StringIO())
+    assert peer_b.says(sync.message("position", origin=GATEWAY, seq=6)) == "done"
+    assert peer_c.says(sync.message("position", origin=GATEWAY, seq=6)) == "done"
+    assert services.restore_progress() is True
+
+    # b compacted its copy of our log up to 5: no op of 2 … 5 will come back from it, none was a tombstone
+    assert peer_b.says({**sync.message("ops", origin=GATEWAY, head=6, ops=[]), "compacted": 5}) == "done"
+    assert LogHead.objects.get().floor == 5
+    assert services.restore_progress() is True  # 6 is still missing: asked from after the floor
+    assert [body["since"] for _, body in sent_sync("pull")][-2:] == [5, 5]
+    bruno = Owner.fresh().register("bruno", gateway=GATEWAY).to_dict()
+    six = {"seq": 6, "kind": "statement", "payload": bruno, "created_at": 1795660441644}
+    assert peer_c.says(sync.message("ops", origin=GATEWAY, head=6, ops=[six])) == "done"
+
+    assert services.restore_progress() is False
+    log = LogHead.objects.get()
+    assert "positions up to 5 were compacted by the peers" in log.recovery_note
+    assert "no peer sent back" not in log.recovery_note
