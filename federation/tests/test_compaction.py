@@ -173,7 +173,7 @@ def test_the_command_prints_what_it_did(gateway: object) -> None:  # noqa: F811
     }
 
 
-def test_health_and_the_peers_report_say_how_far_the_log_is_compacted(gateway: object) -> None:  # noqa: F811
+def test_health_says_how_far_the_log_is_compacted(gateway: object) -> None:  # noqa: F811
     own_log(30)
     services.compact()
 
@@ -413,3 +413,17 @@ def test_a_restored_gateway_does_not_wait_for_positions_its_peers_compacted(
     log = LogHead.objects.get()
     assert "positions up to 5 were compacted by the peers" in log.recovery_note
     assert "no peer sent back" not in log.recovery_note
+
+
+def test_a_tombstone_our_state_is_too_far_behind_to_verify_is_skipped_not_counted_against_the_peer(
+    peer_b: FakePeer,  # noqa: F811
+    peer_c: FakePeer,  # noqa: F811
+) -> None:
+    owner = Owner.fresh()
+    shared_mailbox_with(peer_c, owner, [])  # as far as we know, b keeps no copy of it
+    tombstone = peer_b.op("delete", {"name": "shared", "uid": "m-9"}, seq=12)
+
+    assert peer_b.says({**peer_b.batch(tombstone, head=40), "compacted": 35}) == "done"
+
+    peer = Peer.objects.get(name="gw-b")
+    assert (peer.invalid_ops, peer.applied_ops, peer.tombstones_to) == (0, 0, 12)
