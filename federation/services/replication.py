@@ -81,7 +81,7 @@ def compacted_received(*, peer: Peer, body: dict[str, Any]) -> dict[str, int]:
     in our copy of its log, so no reconciliation brings back what they deleted); the next pull asks for the ones
     after the last (``pull_request``); once an answer brings none, a reconciliation round catches us up and moves
     the cursor past the floor (``_snapshot_instead``). The cursor itself stays: the ops between it and the floor
-    were not applied. A peer without an API to reconcile with is left in a state health and the admin show."""
+    were not applied; until the round moves it, health and the admin show the peer below its floor."""
     counts = {"applied": 0, "skipped": 0, "invalid": 0, "duplicate": 0, "reused": 0}
     floor = body["compacted"]
     peer = Peer.objects.select_for_update().get(id=peer.id)
@@ -117,16 +117,14 @@ def compacted_received(*, peer: Peer, body: dict[str, Any]) -> dict[str, int]:
 
 
 def _below_floor(peer: Peer, *, floor: int, head: int) -> None:
-    """Every tombstone of the peer's compacted range is here: reconcile to move past its floor, or say why not."""
-    if peer.api_url:
-        note = f"its log is compacted up to {floor}, past our cursor {peer.cursor}: catching up by reconciliation"
-    else:
-        note = (
-            f"its log is compacted up to {floor}, past our cursor {peer.cursor}, and it has no API URL to reconcile "
-            "with: give it one (or reconcile by hand) to catch up"
-        )
-        logger.warning("peer %s: %s", peer.name, note)
+    """Every tombstone of the peer's compacted range is here: a reconciliation round moves us past its floor (over
+    its API, or over Maxima when it has none); meanwhile its note, health and the admin say why we are behind."""
+    way = "its API" if peer.api_url else "Maxima (it has no API URL)"
+    note = (
+        f"its log is compacted up to {floor}, past our cursor {peer.cursor}: catching up by reconciliation over {way}"
+    )
     Peer.objects.filter(id=peer.id).update(reconcile_note=note[:200])
+    logger.info("peer %s: %s", peer.name, note)
     _snapshot_instead(peer, head=head)
 
 

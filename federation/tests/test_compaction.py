@@ -293,12 +293,13 @@ def test_below_a_peer_s_floor_its_tombstones_are_applied_then_a_reconciliation_m
     ((_, pull),) = sent_sync("pull")
     assert pull["since"] == 30  # the tombstones after the last one fetched
     assert enqueued == []
+    assert selectors.peers_far_behind() == []  # no round moves the cursor past tombstones not fetched yet
 
     assert peer_b.says({**peer_b.batch(head=40), "compacted": 35}) == "done"  # no more of them
 
     assert enqueued == [(peer.id,)]
     peer.refresh_from_db()
-    assert peer.reconcile_note.endswith("catching up by reconciliation")
+    assert peer.reconcile_note.endswith("catching up by reconciliation over its API")
     assert not services.pull_request(peer_id=peer.id)  # nothing more to pull below the floor
     assert selectors.peers_far_behind() == [peer.id]
     assert selectors.peers_health()[0].below_floor == 35
@@ -357,17 +358,19 @@ def test_a_deleted_message_stays_deleted_after_our_copy_is_compacted_and_a_peer_
     assert uids() == {"m-2"}
 
 
-def test_a_peer_without_an_api_below_its_floor_is_shown_stuck_not_left_waiting(
+def test_a_peer_without_an_api_below_its_floor_is_reconciled_over_maxima_and_unhealthy_meanwhile(
     peer_b: FakePeer,  # noqa: F811
     monkeypatch: Any,
 ) -> None:
-    monkeypatch.setattr("federation.services.replication.enqueue_coalesced", lambda task, *a, **k: None)
+    enqueued = []
+    monkeypatch.setattr("federation.services.replication.enqueue_coalesced", lambda task, *a, **k: enqueued.append(a))
     Peer.objects.update(api_url="", last_heard_at=timezone.now())
 
     assert peer_b.says({**peer_b.batch(head=40), "compacted": 35}) == "done"
 
     peer = Peer.objects.get(name="gw-b")
-    assert "no API URL to reconcile with" in peer.reconcile_note
+    assert enqueued == [(peer.id,)]
+    assert peer.reconcile_note.endswith("catching up by reconciliation over Maxima (it has no API URL)")
     (health,) = selectors.peers_health()
     assert (health.healthy, health.below_floor) == (False, 35)
     with pytest.raises(RuntimeError):
