@@ -61,6 +61,10 @@ class PeerAdmin(admin.ModelAdmin):
         "waiting_since",
         "incarnation",
         "log_position",
+        "log_position_at",
+        "remote_floor",
+        "tombstones_to",
+        "copy_floor",
         "reconciled_at",
         "reconcile_note",
         "reconcile_fetched",
@@ -112,9 +116,22 @@ class PeerAdmin(admin.ModelAdmin):
 
 @admin.register(LogHead)
 class LogHeadAdmin(ReadOnlyAdmin):
-    """This gateway's own log: its head, its incarnation, and what the last restore from a backup did."""
+    """This gateway's own log: its head, its incarnation, what the last restore from a backup did, and how far it is
+    compacted (the floor) and what the last compaction removed."""
 
-    list_display = ("origin_short", "seq", "incarnation", "recovering", "restored_at", "recovered_ops", "recovery_note")
+    list_display = (
+        "origin_short",
+        "seq",
+        "incarnation",
+        "recovering",
+        "restored_at",
+        "recovered_ops",
+        "recovery_note",
+        "floor",
+        "compacted_ops",
+        "compacted_at",
+        "compact_note",
+    )
 
     @admin.display(description="origin")
     def origin_short(self, obj: LogHead) -> str:

@@ -42,7 +42,21 @@ class Peer(models.Model):
     waiting_since = models.DateTimeField(null=True, blank=True)
     incarnation = models.CharField(max_length=32, blank=True, help_text="Of its log, as its last ops said.")
     log_position = models.PositiveBigIntegerField(
-        null=True, blank=True, help_text="How far it holds our log, as it last told us (restore)."
+        null=True, blank=True, help_text="How far it holds our log, as it last told us (a pull, a position)."
+    )
+    log_position_at = models.DateTimeField(null=True, blank=True, help_text="When it last told us that.")
+    # Compaction (``federation.services.compaction``): of its log as it told us, and of our copy of it. (Defaults
+    # in the database too, as for LogHead's: the bench and the live tests seed these tables in SQL.)
+    remote_floor = models.PositiveBigIntegerField(
+        default=0, db_default=0, help_text="Its log is compacted up to here, it said."
+    )
+    tombstones_to = models.PositiveBigIntegerField(
+        default=0,
+        db_default=0,
+        help_text="The tombstones of its compacted range fetched up to here (while below its floor).",
+    )
+    copy_floor = models.PositiveBigIntegerField(
+        default=0, db_default=0, help_text="Our copy of its log is compacted up to here (tombstones kept)."
     )
     applied_ops = models.PositiveBigIntegerField(default=0)
     invalid_ops = models.PositiveIntegerField(default=0, help_text="Ops refused because they did not verify.")
@@ -87,6 +101,16 @@ class LogHead(models.Model):
     )
     recovered_ops = models.PositiveBigIntegerField(default=0)
     recovery_note = models.TextField(blank=True, help_text="What the last restore found and did.")
+    floor = models.PositiveBigIntegerField(
+        default=0, db_default=0, help_text="Compacted up to here: only tombstones (delete ops) are kept at or below it."
+    )
+    compacted_ops = models.PositiveBigIntegerField(
+        default=0, db_default=0, help_text="Ops compaction removed, of every log."
+    )
+    compacted_at = models.DateTimeField(null=True, blank=True)
+    compact_note = models.CharField(
+        max_length=300, blank=True, db_default="", help_text="What the last compaction did, and why."
+    )
 
     def __str__(self) -> str:
         return f"head {self.seq}"

@@ -28,13 +28,16 @@ def peers_active_sql() -> str:
 
 
 def peers_far_behind() -> list[int]:
-    """The active peers that lag behind their log by more than ``MNS_FEDERATION_SNAPSHOT_LAG`` ops: caught up by
-    a snapshot (over their API, or Maxima) rather than a replay (``services.snapshot_wanted`` says the same of one)."""
+    """The active peers that lag behind their log by more than ``MNS_FEDERATION_SNAPSHOT_LAG`` ops, or whose log
+    is compacted past our cursor once its tombstones are here (``services.compacted_received``): caught up by a
+    snapshot (over their API, or Maxima) rather than a replay (``services.snapshot_wanted`` says the same of one)."""
     lag, cool_off = settings.MNS_FEDERATION_SNAPSHOT_LAG, 300  # as services.snapshots.FAILED_COOLS_OFF
     return list(
         peers_active()
         .exclude(reconcile_note__startswith="failed", reconciled_at__gt=timezone.now() - timedelta(seconds=cool_off))
-        .filter(remote_head__gt=F("cursor") + lag)
+        .filter(
+            Q(remote_head__gt=F("cursor") + lag) | Q(remote_floor__gt=F("cursor"), tombstones_to__gte=F("remote_floor"))
+        )
         .values_list("id", flat=True)
     )
 
@@ -73,6 +76,17 @@ def ops_since(*, origin: str, since: int, limit: int) -> list[Operation]:
     return list(Operation.objects.filter(origin=origin, seq__gt=since).order_by("seq")[:limit])
 
 
+def log_floor(*, origin: str) -> int:
+    """How far this gateway's own log is compacted (``services.compaction``): only tombstones at or below it."""
+    return LogHead.objects.filter(origin=origin).values_list("floor", flat=True).first() or 0
+
+
+def tombstones_between(*, origin: str, after: int, upto: int, limit: int) -> list[Operation]:
+    """The tombstones (``delete`` ops) a compacted range of ``origin``'s log kept, ``after`` < seq <= ``upto``."""
+    rows = Operation.objects.filter(origin=origin, kind=Operation.Kind.DELETE, seq__gt=after, seq__lte=upto)
+    return list(rows.order_by("seq")[:limit])
+
+
 def lag_seconds(peer: Peer) -> float:
     """How long the peer's ops have been arriving here incomplete (0 while caught up)."""
     if peer.lag_ops == 0:
@@ -94,19 +108,23 @@ class PeerHealth:
     reconcile_fetched: int
     reconcile_bytes: int
     reconcile_note: str
+    below_floor: int  # its log is compacted up to here, past our cursor (0: not)
 
 
 def peers_health() -> list[PeerHealth]:
-    """Each enabled peer's health: heard from recently, not paused, and under the lag thresholds."""
+    """Each enabled peer's health: heard from recently, not paused, under the lag thresholds, and not stuck below
+    the floor of its compacted log."""
     now, answer = timezone.now(), []
     for peer in Peer.objects.filter(enabled=True).order_by("name"):
         lag = lag_seconds(peer)
         heard = peer.last_heard_at is not None and (now - peer.last_heard_at).total_seconds() <= (
             settings.MNS_FEDERATION_HEALTHY_SECONDS
         )
+        below_floor = peer.remote_floor if peer.cursor < peer.remote_floor else 0
         healthy = (
             heard
             and not peer.paused
+            and not below_floor
             and peer.lag_ops <= settings.MNS_FEDERATION_LAG_OPS_WARN
             and lag <= settings.MNS_FEDERATION_LAG_SECONDS_WARN
         )
@@ -123,6 +141,7 @@ def peers_health() -> list[PeerHealth]:
                 reconcile_fetched=peer.reconcile_fetched,
                 reconcile_bytes=peer.reconcile_bytes,
                 reconcile_note=peer.reconcile_note,
+                below_floor=below_floor,
             )
         )
     return answer
@@ -170,6 +189,8 @@ def log_check() -> str:
     if head.recovering:
         raise RuntimeError(f"{head.recovery_note}"[:180])
     detail = f"head {head.seq}, incarnation {head.incarnation}"
+    if head.floor:
+        detail += f", compacted up to {head.floor} ({head.compacted_ops} ops removed)"
     return f"{detail}; {head.recovery_note}"[:400] if head.restored_at else detail
 
 

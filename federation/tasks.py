@@ -78,3 +78,11 @@ def reconcile() -> int:
     for peer_id in peers:
         enqueue_now(reconcile_peer, peer_id)
     return len(peers)
+
+
+@shared_task(name="federation.compact", ignore_result=True)
+def compact() -> int:
+    """Beat, every MNS_FEDERATION_COMPACT_EVERY seconds: compact this gateway's log and its copies of the peers'
+    (tombstones kept), in short chunks; safe to run twice. By hand: ``python manage.py federation_compact``."""
+    report = services.compact()
+    return report.removed + report.copies_removed + report.tombstones_dropped

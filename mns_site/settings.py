@@ -513,6 +513,13 @@ MNS_FEDERATION_RECONCILE_SECONDS = env_int("MNS_FEDERATION_RECONCILE_SECONDS", 1
 MNS_FEDERATION_TREE_SECONDS = env_int("MNS_FEDERATION_TREE_SECONDS", 30, minimum=0, maximum=3600)
 # Items in one snapshot answer.
 MNS_FEDERATION_SNAPSHOT_CHUNK = env_int("MNS_FEDERATION_SNAPSHOT_CHUNK", 500, minimum=1, maximum=5000)
+# Log compaction (docs/operations.md, "Log compaction"): every this many seconds (0: never) each log is compacted up
+# to a floor that keeps at least MNS_FEDERATION_LOG_KEEP ops behind its head and never passes what an active peer
+# holds of it, unless that peer said nothing of it for MNS_FEDERATION_COMPACT_SILENT_SECONDS (it then catches up by
+# reconciliation). Tombstones (delete ops) stay MNS_RETENTION_DAYS + 1 day.
+MNS_FEDERATION_COMPACT_EVERY = env_int("MNS_FEDERATION_COMPACT_EVERY", 3600, minimum=0, maximum=7 * 86400)
+MNS_FEDERATION_LOG_KEEP = env_int("MNS_FEDERATION_LOG_KEEP", 10_000, minimum=1)
+MNS_FEDERATION_COMPACT_SILENT_SECONDS = env_int("MNS_FEDERATION_COMPACT_SILENT_SECONDS", 7 * 86400, minimum=1)
 
 # --- Entry points on chain (DESIGN §6) -------------------------------------------------------------------------
 # This gateway publishes the entry-point list (only one gateway of the network should; it runs entrypoints_setup).
@@ -575,6 +582,7 @@ CELERY_BEAT_SCHEDULE = {
         ("mailboxes.expire", MNS_MESSAGE_EXPIRE_EVERY),
         ("federation.sync", MNS_FEDERATION_SYNC_EVERY),
         *([("federation.reconcile", MNS_FEDERATION_RECONCILE_EVERY)] if MNS_FEDERATION_RECONCILE_EVERY else []),
+        *([("federation.compact", MNS_FEDERATION_COMPACT_EVERY)] if MNS_FEDERATION_COMPACT_EVERY else []),
         ("entrypoints.publish", MNS_ENTRYPOINTS_EVERY * 3600),
         ("entrypoints.check", MNS_ENTRYPOINTS_CHECK_EVERY),
         ("onchain.watch", MNS_CHAIN_NAMES_WATCH_EVERY),

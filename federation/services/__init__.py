@@ -1,6 +1,7 @@
 """Federation's services, by job: ``peers`` (who they are, heard, paused), ``oplog`` (this gateway's own log:
-append, number, push, pull), ``replication`` (applying a peer's ops), ``claims`` (new names across the membership)
-and ``kinds`` (the op kinds, registered by the apps that own them). Callers import the functions from here."""
+append, number, push, pull), ``replication`` (applying a peer's ops), ``compaction`` (the logs' floors), ``claims``
+(new names across the membership) and ``kinds`` (the op kinds, registered by the apps that own them). Callers import
+the functions from here."""
 
 from federation.services.claims import (
     NameSpace,
@@ -15,6 +16,7 @@ from federation.services.claims import (
     register_name_space,
     register_outcomes,
 )
+from federation.services.compaction import CompactReport, compact
 from federation.services.kinds import Invalid, Skip, Wait
 from federation.services.oplog import (
     OpInsert,
@@ -51,6 +53,7 @@ from federation.services.restore import (
 from federation.services.snapshots import reconcile_with_peer, snapshot_wanted
 
 __all__ = [
+    "CompactReport",
     "Invalid",
     "NameSpace",
     "OpInsert",
@@ -64,6 +67,7 @@ __all__ = [
     "claim_received",
     "claim_start",
     "claims_expire",
+    "compact",
     "gateways_known",
     "hold_lose",
     "invalid_count",

@@ -136,7 +136,8 @@ def push_to_peer(*, peer_id: int, limit: int = 2000) -> int:
     head = selectors.log_head(origin=origin)
     if peer.pushed >= head or recovering:
         return 0
-    if head - peer.pushed > settings.MNS_FEDERATION_SNAPSHOT_LAG:
+    if head - peer.pushed > settings.MNS_FEDERATION_SNAPSHOT_LAG or peer.pushed < selectors.log_floor(origin=origin):
+        # Below the floor, what it lacks is no longer in the log: its pull is answered ``compacted``.
         return _push_head_only(peer, origin=origin, head=head)
     ops = [op_wire(op) for op in selectors.ops_since(origin=origin, since=peer.pushed, limit=limit)]
     sent = 0
@@ -184,13 +185,18 @@ def ops_batch_sent(message: OutboundMessage) -> None:
 
 
 def pull_request(*, peer_id: int) -> bool:
-    """Ask a peer for its operations after our cursor (at most once per peer and cursor per sync period)."""
+    """Ask a peer for its operations after our cursor (at most once per peer and cursor per sync period).
+
+    Below the floor of its compacted log (``compacted_received``), the pulls fetch the tombstones of the compacted
+    range, each from after the last one fetched; once all are here, none is sent: a reconciliation round moves the
+    cursor past the floor, and the pulls carry on from there."""
     peer = selectors.peers_active().filter(id=peer_id).first()
-    if peer is None or _pull_unanswered(peer):
+    since = _pull_since(peer) if peer is not None else None
+    if peer is None or since is None or _pull_unanswered(peer, since):
         return False
     period = int(time.time() // settings.MNS_FEDERATION_SYNC_EVERY)
-    body = sync.message("pull", origin=peer.identity_key, since=peer.cursor, incarnation=peer.incarnation or None)
-    _send(peer, body, f"fed-pull:{_short(peer.identity_key)}:{peer.cursor}:{period}")
+    body = sync.message("pull", origin=peer.identity_key, since=since, incarnation=peer.incarnation or None)
+    _send(peer, body, f"fed-pull:{_short(peer.identity_key)}:{since}:{period}")
     Peer.objects.filter(id=peer.id).update(last_pull_at=timezone.now())
     return True
 
@@ -201,12 +207,21 @@ def pull_request(*, peer_id: int) -> bool:
 PULL_ANSWER_SECONDS = 10
 
 
-def _pull_unanswered(peer: Peer) -> bool:
-    """Whether we asked the peer for the ops after our cursor less than ``PULL_ANSWER_SECONDS`` ago: its answer
+def _pull_since(peer: Peer) -> int | None:
+    """Where a pull of the peer's log starts: our cursor; below the floor of its compacted log, after the last
+    tombstone fetched (``None``: all are here, and a reconciliation round is what moves the cursor on)."""
+    if peer.cursor >= peer.remote_floor:
+        return peer.cursor
+    since = max(peer.cursor, peer.tombstones_to)
+    return since if since < peer.remote_floor else None
+
+
+def _pull_unanswered(peer: Peer, since: int) -> bool:
+    """Whether we asked the peer for the ops after ``since`` less than ``PULL_ANSWER_SECONDS`` ago: its answer
     may still be on its way (an answer that moves the cursor lets the next pull go at once)."""
-    since = timezone.now() - timedelta(seconds=PULL_ANSWER_SECONDS)
+    after = timezone.now() - timedelta(seconds=PULL_ANSWER_SECONDS)
     return OutboundMessage.objects.filter(
-        idempotency_key__startswith=f"fed-pull:{_short(peer.identity_key)}:{peer.cursor}:", created_at__gt=since
+        idempotency_key__startswith=f"fed-pull:{_short(peer.identity_key)}:{since}:", created_at__gt=after
     ).exists()
 
 
@@ -225,8 +240,11 @@ def pull_received(*, peer: Peer, message: InboundMessage, body: dict[str, Any]) 
     if origin is None or body["origin"] != origin:
         raise Ignored("a pull for a log this gateway does not keep")
     incarnation, recovering = _log_state(origin)
-    if recovering or body["since"] > LogHead.objects.get(origin=origin).seq:
+    log = LogHead.objects.get(origin=origin)
+    if recovering or body["since"] > log.seq:
         restore.position_seen(peer=peer, seq=body["since"], origin=origin)
+    else:  # how far it holds our log: the floor of its compaction never passes it (``compaction.floor_wanted``)
+        Peer.objects.filter(id=peer.id).update(log_position=body["since"], log_position_at=timezone.now())
     if _answer_waiting(f"fed-answer:{_short(peer.identity_key)}:{body['since']}:"):
         # A peer catching up pulls every sync round until the answer arrives; its answer to the same cursor is
         # still in the outbox (a batch takes the node seconds to send), and would carry the same ops: one is
@@ -236,13 +254,29 @@ def pull_received(*, peer: Peer, message: InboundMessage, body: dict[str, Any]) 
     # Not numbered here: this runs in the inbound task's transaction, which would hold the head row while the
     # answer is built. Pushes (after every commit that logs, when there are peers) and each sync round number it.
     head = selectors.log_head(origin=origin)
-    ops = [op_wire(op) for op in selectors.ops_since(origin=origin, since=body["since"], limit=sync.MAX_BATCH_OPS)]
-    batch = next(
+    if body["since"] < log.floor:
+        batch = compacted_answer(origin=origin, since=body["since"], floor=log.floor, head=head)
+    else:
+        ops = [op_wire(op) for op in selectors.ops_since(origin=origin, since=body["since"], limit=sync.MAX_BATCH_OPS)]
+        batch = _first_batch(origin=origin, head=head, ops=ops)
+    _send(peer, {**batch, "incarnation": incarnation}, f"fed-answer:{tag}")
+    return len(batch["ops"])
+
+
+def _first_batch(*, origin: str, head: int, ops: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(
         sync.batches(origin=origin, head=head, ops=ops, max_bytes=settings.MNS_FEDERATION_BATCH_BYTES),
         sync.message("ops", origin=origin, head=head, ops=[]),
     )
-    _send(peer, {**batch, "incarnation": incarnation}, f"fed-answer:{tag}")
-    return len(batch["ops"])
+
+
+def compacted_answer(*, origin: str, since: int, floor: int, head: int) -> dict[str, Any]:
+    """The answer to a pull of ``origin``'s log from below its compaction ``floor``: ``compacted`` says the gap is
+    meant, and the ops are the tombstones the compacted range kept after ``since`` (the first batch of them; the
+    puller asks again from after the last, and an answer without any says it has them all). The rest of the range
+    comes by reconciliation. (Used for our own log and for the copies of peers' logs a restored peer asks back.)"""
+    kept = selectors.tombstones_between(origin=origin, after=since, upto=floor, limit=sync.MAX_BATCH_OPS)
+    return {**_first_batch(origin=origin, head=head, ops=[op_wire(op) for op in kept]), "compacted": floor}
 
 
 def _answer_waiting(key_prefix: str) -> bool:

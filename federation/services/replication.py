@@ -46,6 +46,8 @@ def ops_received(*, peer: Peer, body: dict[str, Any]) -> dict[str, int]:
         invalid_count(peer=peer, count=1, why="a batch of another origin's log")
         counts["invalid"] = 1
         return counts
+    if body.get("compacted", 0) > peer.cursor:
+        return compacted_received(peer=peer, body=body)
     if snapshot_wanted(peer, head=body["head"]):
         _snapshot_instead(peer, head=body["head"])
         counts["skipped"] = len(body["ops"])
@@ -71,6 +73,59 @@ def ops_received(*, peer: Peer, body: dict[str, Any]) -> dict[str, int]:
     if cursor < body["head"] and (stopped or allowed == len(ops)) and not _is_waiting(peer, cursor):
         pull_request(peer_id=peer.id)
     return counts
+
+
+def compacted_received(*, peer: Peer, body: dict[str, Any]) -> dict[str, int]:
+    """The peer answered our pull ``compacted``: its log is compacted up to that floor, past our cursor, so the ops
+    we lack up to there will never come by the log. The tombstones it kept of the range are applied here (and kept
+    in our copy of its log, so no reconciliation brings back what they deleted); the next pull asks for the ones
+    after the last (``pull_request``); once an answer brings none, a reconciliation round catches us up and moves
+    the cursor past the floor (``_snapshot_instead``). The cursor itself stays: the ops between it and the floor
+    were not applied; until the round moves it, health and the admin show the peer below its floor."""
+    counts = {"applied": 0, "skipped": 0, "invalid": 0, "duplicate": 0, "reused": 0}
+    floor = body["compacted"]
+    peer = Peer.objects.select_for_update().get(id=peer.id)
+    restore.log_seen(peer=peer, body=body)
+    ops = [op for op in body["ops"] if isinstance(op, dict) and isinstance(op.get("seq"), int)]
+    counts["invalid"] = len(body["ops"]) - len(ops)  # not ops at all; ops the range did not keep are left
+    ops.sort(key=lambda op: op["seq"])
+    kept = [op for op in ops if op.get("kind") == "delete" and peer.cursor < op["seq"] <= floor]
+    tombstones = kept[: _rate_take(peer, len(kept))]  # the rest: the next pull, from after the last applied
+    with batch_context(peer):
+        kinds.lock_for(tombstones)
+        for op in tombstones:
+            # One that does not verify here (a mailbox whose replicas the compacted range changed) is skipped, not
+            # counted against the peer: our state is behind its log, as while recovering (``_ops_apply``).
+            outcome = _apply(peer, op)
+            counts["applied" if outcome == "applied" else "skipped"] += 1
+        rows = _batch.get().rows
+    Operation.objects.bulk_create(rows, ignore_conflicts=True)
+    fetched_to = tombstones[-1]["seq"] if tombstones else peer.tombstones_to if kept else floor
+    Peer.objects.filter(id=peer.id).update(
+        remote_floor=max(peer.remote_floor, floor),
+        tombstones_to=fetched_to,
+        remote_head=max(peer.remote_head, body["head"]),
+        applied_ops=F("applied_ops") + counts["applied"],
+    )
+    if counts["invalid"]:
+        invalid_count(peer=peer, count=counts["invalid"], why="a compacted answer with garbage for ops")
+    if tombstones:
+        pull_request(peer_id=peer.id)
+    elif not kept:
+        _below_floor(peer, floor=floor, head=body["head"])
+    return counts
+
+
+def _below_floor(peer: Peer, *, floor: int, head: int) -> None:
+    """Every tombstone of the peer's compacted range is here: a reconciliation round moves us past its floor (over
+    its API, or over Maxima when it has none); meanwhile its note, health and the admin say why we are behind."""
+    way = "its API" if peer.api_url else "Maxima (it has no API URL)"
+    note = (
+        f"its log is compacted up to {floor}, past our cursor {peer.cursor}: catching up by reconciliation over {way}"
+    )
+    Peer.objects.filter(id=peer.id).update(reconcile_note=note[:200])
+    logger.info("peer %s: %s", peer.name, note)
+    _snapshot_instead(peer, head=head)
 
 
 def _snapshot_instead(peer: Peer, *, head: int) -> None:

@@ -132,7 +132,7 @@ def position_seen(*, peer: Peer, seq: int, origin: str) -> None:
         if seq <= head.seq:
             return
         log_restored(reason=f"{peer.name} holds this gateway's log up to {seq}, past its head {head.seq}")
-    Peer.objects.filter(id=peer.id).update(log_position=seq)
+    Peer.objects.filter(id=peer.id).update(log_position=seq, log_position_at=timezone.now())
     transaction.on_commit(_progress_later)
 
 
@@ -165,8 +165,11 @@ def _incarnation_seen(peer: Peer, incarnation: str) -> bool:
 
 def own_log_served(*, peer: Peer, since: int) -> dict[str, Any]:
     """The peer's own log as we hold it, after ``since``: one ``ops`` batch for a peer restored from a backup
-    (``head`` is how far we hold it)."""
-    from federation.services.oplog import op_wire
+    (``head`` is how far we hold it); from below the floor of our compacted copy, the ``compacted`` answer."""
+    from federation.services.oplog import compacted_answer, op_wire
+
+    if since < peer.copy_floor:
+        return compacted_answer(origin=peer.identity_key, since=since, floor=peer.copy_floor, head=peer.cursor)
 
     ops = [op_wire(op) for op in selectors.ops_since(origin=peer.identity_key, since=since, limit=sync.MAX_BATCH_OPS)]
     batches = sync.batches(
@@ -207,7 +210,11 @@ def own_ops_recovered(*, peer: Peer, body: dict[str, Any]) -> dict[str, int]:
             else:
                 counts["recovered" if outcome == "applied" else "skipped"] += 1
         LogHead.objects.filter(id=head.id).update(seq=top, recovered_ops=F("recovered_ops") + counts["recovered"])
-        Peer.objects.filter(id=peer.id).update(log_position=body["head"])
+        if body.get("compacted", 0) > head.floor:
+            # The peer compacted its copy of our log: the positions up to there (but their tombstones) will not
+            # come back from it. They are not waited for; what they did comes back by reconciliation (``_finish``).
+            LogHead.objects.filter(id=head.id, floor__lt=body["compacted"]).update(floor=body["compacted"])
+        Peer.objects.filter(id=peer.id).update(log_position=body["head"], log_position_at=timezone.now())
         if counts["invalid"]:
             invalid_count(peer=peer, count=counts["invalid"], why=f"in our own log it sent back: {why}")
     transaction.on_commit(_progress_later)
@@ -268,7 +275,7 @@ def restore_progress() -> bool:
     top = max([head.seq, *(peer.log_position or 0 for peer in peers)])
     if top > head.seq:
         LogHead.objects.filter(id=head.id, seq__lt=top).update(seq=top)
-    missing, first = _missing(origin, after=head.restored_from or 0, upto=top)
+    missing, first = _missing(origin, after=max(head.restored_from or 0, head.floor), upto=top)
     silent = [peer for peer in peers if peer.log_position is None]
     waited = (timezone.now() - head.restored_at).total_seconds() > settings.MNS_FEDERATION_RESTORE_WAIT_SECONDS
     if (not missing and not silent) or waited:
@@ -306,6 +313,8 @@ def _finish(head: LogHead, *, top: int, missing: tuple[int, int], silent: list[P
         f"its peers held it up to {top}; {head.recovered_ops} lost op(s) recovered from them; numbering resumes "
         f"after {top} (incarnation {head.incarnation})"
     )
+    if head.floor > (head.restored_from or 0):
+        note += f"; positions up to {head.floor} were compacted by the peers: what they did comes by reconciliation"
     if missing[0]:
         note += f"; {missing[0]} position(s) no peer sent back (first: {missing[1]})"
     if silent:
@@ -315,3 +324,5 @@ def _finish(head: LogHead, *, top: int, missing: tuple[int, int], silent: list[P
     from federation import tasks  # the app's own tasks, which call back into these services
 
     enqueue_on_commit(tasks.push)
+    if head.floor > (head.restored_from or 0):
+        enqueue_on_commit(tasks.reconcile)

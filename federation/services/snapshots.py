@@ -362,20 +362,24 @@ def _round(peer: Peer, transport: Transport, report: RoundReport, budget: _Budge
     holder.append(state)
     report.head = state.head
     shared = [set_id for set_id in sets.set_ids_shared_with(peer.identity_key) if set_id not in state.done]
-    # The roots are asked once for the sets not begun (the others carry on from their difference), and kept: a
-    # round resumed over Maxima asks again only what it has no answer to. A root not answered is walked.
-    fresh = [set_id for set_id in shared if set_id not in state.sets and set_id not in state.roots]
-    for start in range(0, len(fresh), MAX_ROOTS):
-        asked = fresh[start : start + MAX_ROOTS]
-        answered = transport.roots(asked)
-        answered = answered if isinstance(answered, dict) else {}
-        state.roots.update({set_id: answered.get(set_id) for set_id in asked})
-    for set_id in shared:
-        _set_reconcile(peer, transport, set_id, state.roots.get(set_id), report, budget, state)
-        state.done.append(set_id)
-        state.sets.pop(set_id, None)
-        state.after.pop(set_id, None)
-        state.roots.pop(set_id, None)
+    while shared:
+        # The roots are asked once for the sets not begun (the others carry on from their difference), and kept: a
+        # round resumed over Maxima asks again only what it has no answer to. A root not answered is walked.
+        fresh = [set_id for set_id in shared if set_id not in state.sets and set_id not in state.roots]
+        for start in range(0, len(fresh), MAX_ROOTS):
+            asked = fresh[start : start + MAX_ROOTS]
+            answered = transport.roots(asked)
+            answered = answered if isinstance(answered, dict) else {}
+            state.roots.update({set_id: answered.get(set_id) for set_id in asked})
+        for set_id in shared:
+            _set_reconcile(peer, transport, set_id, state.roots.get(set_id), report, budget, state)
+            state.done.append(set_id)
+            state.sets.pop(set_id, None)
+            state.after.pop(set_id, None)
+            state.roots.pop(set_id, None)
+        # Sets shared only since the round began (a mailbox its ``mailboxes`` set made this gateway keep): their ops
+        # are behind the cursor the round moves, so the round reconciles them too.
+        shared = [set_id for set_id in sets.set_ids_shared_with(peer.identity_key) if set_id not in state.done]
     invalid = sum(count for outcome, count in report.outcomes.items() if outcome.startswith("invalid"))
     if invalid:
         invalid_count(peer=peer, count=invalid, why="items of a snapshot that did not verify")

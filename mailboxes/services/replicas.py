@@ -1,15 +1,16 @@
 """Copies of mailboxes and messages that another gateway of the network keeps (applied by ``replication.py``)."""
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from mailboxes import selectors
 from mailboxes.models import Mailbox, Message
 from mailboxes.services.delivery import _check_content, _message_row, _reserve
-from mailboxes.services.reading import _messages_delete
+from mailboxes.services.reading import _messages_delete, retention_days
 from mns_client.protocol.mailbox import (
     MailboxMessageInvalid,
     address_text,
@@ -47,13 +48,17 @@ def message_replicate(
     ciphertext: bytes,
     received_at: datetime,
 ) -> str:
-    """Store a message another replica stored, under the same public id; ``applied`` or ``duplicate``.
+    """Store a message another replica stored, under the same public id; ``applied``, ``duplicate`` or ``expired``.
 
     Counted against the quota like a delivery (refused ``over_quota`` otherwise); a message already here (the
-    same id, or the same sender's delivery id) is not stored or counted again.
+    same id, or the same sender's delivery id) is not stored or counted again; nor is one already past its
+    retention here (it would be expired at once, and the federation's tombstone of a deletion is kept only as
+    long as a message can live: ``federation.services.compaction``).
     """
     if Message.objects.filter(uid=uid).exists():
         return "duplicate"
+    if received_at + timedelta(days=retention_days(mailbox)) <= timezone.now():
+        return "expired"
     _check_content(scheme, ciphertext)
     try:
         with transaction.atomic():

@@ -8,7 +8,9 @@ after a cursor), ``where``/``position`` (a gateway restored from a backup asks h
 log; a peer says so, asked or not) and ``root`` (the directory's root at a cut-off, signed with the sender's
 Maxima key: ``docs/protocol.md``, "Transparency"), and ``ask``/``told`` (a reconciliation question for a peer
 without an HTTPS API, and its answer: ``mns_client.protocol.reconcile``'s ``QUESTIONS``). ``ops`` and ``pull`` may
-name the ``incarnation`` of the origin's log.
+name the ``incarnation`` of the origin's log. An ``ops`` answer to a pull from below the origin's compaction floor
+says ``compacted`` (the floor) and carries only the tombstones (``delete`` ops) the compacted range kept; the field
+is optional, so answers from a gateway that does not compact read as before.
 
 An operation relayed by a gateway that is not its origin carries ``"relay":{"origin":…,"hops":n}`` in its
 payload (``op_relay``): the gateway whose log it first appeared in, and how many gateways passed it on.
@@ -34,7 +36,7 @@ _FIELDS: dict[str, tuple[set[str], set[str]]] = {  # type: (required, optional)
     "claim-nack": ({"claim_id"}, {"reason"}),
     "commit": ({"claim_id"}, set()),
     "abort": ({"claim_id"}, set()),
-    "ops": ({"origin", "head", "ops"}, {"incarnation"}),
+    "ops": ({"origin", "head", "ops"}, {"incarnation", "compacted"}),
     "pull": ({"origin", "since"}, {"limit", "incarnation"}),
     "where": ({"origin", "incarnation"}, set()),
     "position": ({"origin", "seq"}, {"incarnation"}),
@@ -46,7 +48,7 @@ _OP_FIELDS = {"seq", "kind", "payload", "created_at"}
 
 
 _TEXT_FIELDS = ("claim_id", "name", "owner", "origin", "reason", "skeleton", "incarnation", "error", "detail")
-_COUNT_FIELDS = ("expires_at", "head", "since", "limit", "seq", "cutoff", "size")
+_COUNT_FIELDS = ("expires_at", "head", "since", "limit", "seq", "cutoff", "size", "compacted")
 _HEX_FIELDS = {"root": 32, "signature": 128}  # bytes: a SHA-256 hash, a maxsign (RSA-1024) signature
 MAX_TEXT_CHARS = 600
 
