@@ -203,6 +203,12 @@ def has_peers() -> bool:
     return Peer.objects.filter(enabled=True).exists()
 
 
+def tombstones_of(*, name: str) -> set[str]:
+    """The uids of the messages of mailbox ``name`` whose ``delete`` op (any origin's) is in the log here."""
+    rows = Operation.objects.filter(kind=Operation.Kind.DELETE, payload__name=name)
+    return {uid for uid in rows.values_list("payload__uid", flat=True) if isinstance(uid, str)}
+
+
 def deletion_logged(*, uid: str) -> bool:
     """Whether a ``delete`` op of this message (any origin's) is in the log here: a tombstone that keeps a
     snapshot from bringing the message back."""

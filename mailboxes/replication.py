@@ -173,23 +173,43 @@ def messages_allowed(name: str, peer_key: str) -> bool:
     return bool(_kept_with(peer_key, name=name))
 
 
+TOMBSTONE = "deleted"  # what a deleted message's item says in place of its contents
+
+
 def messages_items(name: str, home: str) -> Iterator[tuple[str, bytes]]:
-    """A mailbox's messages: uid, the sender's delivery id, the scheme and a hash of the ciphertext."""
+    """A mailbox's messages (uid, the sender's delivery id, the scheme and a hash of the ciphertext), and its
+    tombstones: a message deleted here is an item too, so that a gateway that still holds it (it was away when the
+    delete went by, and a snapshot moved its cursor past it) learns of the deletion, not only of what it lacks."""
     rows = Message.objects.filter(mailbox__record__name=name).values_list("uid", "delivery_id", "scheme", "ciphertext")
+    live = set()
     for uid, delivery_id, scheme, ciphertext in rows.iterator(chunk_size=500):
+        live.add(uid)
         yield uid, item_hash(uid, delivery_id, scheme, hashlib.sha256(bytes(ciphertext)).digest())
+    for uid in sorted(federation_selectors.tombstones_of(name=name) - live):
+        yield uid, item_hash(uid, TOMBSTONE)
 
 
 def messages_serve(name: str, keys: list[str]) -> list[dict[str, Any]]:
     """Each message as a ``message`` op carries it on the wire, ciphertext included."""
     messages = Message.objects.filter(mailbox__record__name=name, uid__in=keys).select_related("mailbox__record")
-    return [services.message_op(message, message.mailbox, ciphertext=True) for message in messages]
+    served = [services.message_op(message, message.mailbox, ciphertext=True) for message in messages]
+    gone = (set(keys) & federation_selectors.tombstones_of(name=name)) - {item["uid"] for item in served}
+    return served + [{"name": name, "uid": uid, TOMBSTONE: True} for uid in sorted(gone)]
 
 
 def messages_apply(origin: str, item: dict[str, Any]) -> str:
     """A message from a replica's snapshot, applied as its ``message`` op is (the origin must be a replica); not one
-    whose deletion this gateway has logged (a delete that reached here before the peer that serves it)."""
-    if federation_selectors.deletion_logged(uid=kinds.text(item, "uid", 32)):
+    whose deletion this gateway has logged (a delete that reached here before the peer that serves it). A tombstone
+    from a replica deletes the message here, as that replica's ``delete`` op would have, and this gateway logs the
+    deletion as its own (a replica's word, as the one it learnt it from): the tombstone is then kept and compacted
+    like any, refuses the message from a peer that still holds it, and reaches the peers by the log too."""
+    uid = kinds.text(item, "uid", 32)
+    if item.get(TOMBSTONE) is True:
+        outcome = delete_apply(origin, item)
+        if not federation_selectors.deletion_logged(uid=uid):
+            federation.op_append(kind="delete", payload={"name": kinds.text(item, "name", 32), "uid": uid})
+        return outcome
+    if federation_selectors.deletion_logged(uid=uid):
         raise Skip("deleted")
     return message_apply(origin, item)
 

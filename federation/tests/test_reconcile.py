@@ -9,10 +9,11 @@ import pytest
 from django.test import Client, override_settings
 
 from federation.models import Peer
+from federation.selectors import deletion_logged
 from federation.services import sets, snapshots
 from federation.tests.support import FakePeer, gateway, peer_b  # noqa: F401
 from mailboxes.models import Message
-from mailboxes.replication import messages_items
+from mailboxes.replication import messages_items, messages_serve
 from mailboxes.tests.support import Owner
 from mns_client.protocol import reconcile
 from mns_client.protocol.codecs import to_hex
@@ -217,8 +218,35 @@ def test_messages_of_a_mailbox_both_keep_are_fetched_but_not_a_deleted_one(peer_
 
     assert set(Message.objects.values_list("uid", flat=True)) == {"m-1", "m-2", "m-3"}
     assert report.outcomes == {"applied": 3, "deleted": 1}
-    assert dict(messages_items("shared", GATEWAY)).keys() == {"m-1", "m-2", "m-3"}
+    kept = dict(messages_items("shared", GATEWAY))
+    assert kept.keys() == {"m-1", "m-2", "m-3", "m-gone"}  # the deletion is an item too: a tombstone
+    assert kept["m-gone"] == item_hash("m-gone", "deleted")
     assert sets.set_ids_shared_with(peer_b.key) == ["names", "mailboxes", "messages:shared"]
+
+
+def test_a_replicas_tombstone_deletes_a_message_still_held_here_and_is_kept_and_handed_on(peer_b: FakePeer) -> None:  # noqa: F811
+    # This gateway was away when gw-b's delete of m-2 went by, and a snapshot moved its cursor past it: m-2 is
+    # still here. gw-b's messages set has m-2 as a tombstone, so the next round deletes it here too.
+    owner = Owner.fresh()
+    assert peer_b.says(peer_b.batch(peer_b.register_op(owner, "shared"))) == "done"
+    assert peer_b.says(peer_b.batch(peer_b.mailbox_op(owner, "shared", [peer_b.key, GATEWAY]))) == "done"
+    ops = [peer_b.message_op("shared", uid, ciphertext=uid.encode() * 20) for uid in ("m-1", "m-2")]
+    assert peer_b.says(peer_b.batch(*ops)) == "done"
+    assert set(Message.objects.values_list("uid", flat=True)) == {"m-1", "m-2"}
+    here = dict(messages_items("shared", GATEWAY))
+    holder = Holder(peer_b.key, head=4)
+    holder.add("messages:shared", "m-1", here["m-1"], {})  # the same letter on both sides: never fetched
+    holder.add("messages:shared", "m-2", item_hash("m-2", "deleted"), {"name": "shared", "uid": "m-2", "deleted": True})
+    peer = Peer.objects.get(name="gw-b")
+
+    report = snapshots.reconcile_with_peer(peer_id=peer.id, transport=holder)
+
+    assert report.outcomes == {"applied": 1}
+    assert set(Message.objects.values_list("uid", flat=True)) == {"m-1"}
+    assert deletion_logged(uid="m-2")  # kept: a third replica that still holds m-2 cannot bring it back
+    assert messages_serve("shared", ["m-1", "m-2"])[1:] == [{"name": "shared", "uid": "m-2", "deleted": True}]
+    again = snapshots.reconcile_with_peer(peer_id=peer.id, transport=holder)
+    assert (again.differing, again.fetched) == (0, 0)  # both sides now list the same tombstone
 
 
 @override_settings(MNS_FEDERATION_SNAPSHOT_LAG=5)
