@@ -5,15 +5,24 @@ Every mailbox endpoint takes a handshake session for its name (``MNS-Session``) 
 mailbox's access token (``MNS-Token``); see ``mailboxes.authentication``.
 """
 
+import re
+
 from django.conf import settings
 from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.permissions import BasePermission
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core import throttling
 from core.api import NO_STORE, THROTTLES, APIView, ListAPIView, error_response
 from core.errors import DomainError
+from core.fastpath import Missed, plain_json
+from core.pagination import CursorPagination
+from handshake import services as handshake_services
+from handshake.authentication import session_token
 from mailboxes import selectors, services
 from mailboxes.authentication import AUTHENTICATION, MailboxAccess, mailbox_of_credential
 from mailboxes.models import Mailbox, Message
@@ -33,7 +42,7 @@ from mailboxes.serializers import (
     SubmitSerializer,
 )
 from mns_client.protocol.mailbox import delivery_id_of
-from mns_client.protocol.names import normalise
+from mns_client.protocol.names import NameRefused, normalise
 
 NAME = OpenApiParameter("name", str, OpenApiParameter.PATH, description="The name in any spelling.")
 AUTH_ERRORS = {
@@ -120,6 +129,80 @@ class MessageView(MailboxView):
     def delete(self, request: Request, name: str, uid: str) -> Response:
         services.message_delete(mailbox=self.mailbox(), uid=uid)
         return Response(status=204)
+
+
+# --- Early answers (``core.fastpath.register_admitted``, in ``apps.py``) -------------------------------------------
+# A session's read of its mailbox, the owner's client's most frequent request, answered without DRF: the session,
+# its mailbox and the messages in one statement (``selectors.session_read``) and the rate limit in one round trip,
+# then the bytes DRF would render. Every check of the view is made (the same services); anything else (an access
+# token, a cursor, any refusal) raises ``Missed`` and the view answers it, with the limit already counted.
+
+_LIMIT = re.compile(r"limit=([1-9][0-9]{0,8})")
+
+
+def messages_early(request: HttpRequest, name: str) -> HttpResponse:
+    """``MessagesView.get``'s first page (no cursor; ``?limit=`` or the default size) for a session."""
+    query = request.META.get("QUERY_STRING", "")
+    limit = _LIMIT.fullmatch(query)
+    if query and limit is None:
+        raise Missed
+    paginator = CursorPagination()
+    size = min(int(limit.group(1)), paginator.max_page_size) if limit else paginator.page_size
+    read = _early_read(request, MessagesView, name, newest=size + 1)
+    page = paginator.first_page(read.messages, request, size)
+    meta = MessageMetaSerializer()
+    page.data["results"] = [meta.to_representation(message) for message in page.data["results"]]
+    return _early_answer(page.data, MessagesView, {})
+
+
+def message_early(request: HttpRequest, name: str, uid: str) -> HttpResponse:
+    """``MessageView.get`` for a session."""
+    if not selectors.message_uid_usable(uid):
+        raise Missed  # the view's 404
+    read = _early_read(request, MessageView, name, uid=uid)
+    if not read.messages:
+        raise Missed  # the view's 404
+    return _early_answer(MessageSerializer().to_representation(read.messages[0]), MessageView, NO_STORE)
+
+
+def _early_read(request: HttpRequest, view: type[MailboxView], name: str, **query: object) -> selectors.SessionRead:
+    """The view's limits counted (handed on to the view if it answers after all), then the session and what
+    ``query`` asks (``selectors.session_read``) if the session may read this mailbox; ``Missed`` otherwise."""
+    if not plain_json(request.META.get("HTTP_ACCEPT", "")):
+        raise Missed  # DRF negotiates, and answers 406 when it cannot
+    token = session_token(request)
+    if token is None:
+        raise Missed  # an access token, or no credential: the view
+    request.user = None  # what DRF's request.user is for these views (the limits read it)
+    throttles = [throttle() for throttle in view.throttle_classes]
+    throttling.count_together(throttles, request, view)
+    throttling.hand_on(request)  # whatever happens next, a request the view answers is not counted again
+    if not all(throttle.allow_request(request, view) for throttle in throttles):
+        raise Missed  # the view's 429, from what was counted
+    try:
+        digest = handshake_services.session_token_digest(token)
+        read = selectors.session_read(digest=digest, **query)
+        session = handshake_services.session_live(session=read and read.session, digest=digest)
+        handshake_services.session_check_scope(session=session, name=normalise(name), purposes=view.required_scopes)
+    except (DomainError, NameRefused):
+        raise Missed from None  # the view's refusal
+    if read.mailbox is None or read.mailbox.owner_key != session.owner_key:
+        raise Missed  # the view's 404 (or the peers that keep it) or 403 ``mailbox_not_yours``
+    return read
+
+
+_ALLOW: dict[type[APIView], str] = {}
+
+
+def _early_answer(data: object, view: type[APIView], headers: dict[str, str]) -> HttpResponse:
+    """What DRF's JSON renderer and ``finalize_response`` make of ``data`` for ``view``."""
+    if view not in _ALLOW:
+        instance = view()
+        instance.setup(HttpRequest())  # as ``as_view`` does: a view with ``get`` also answers ``HEAD``
+        _ALLOW[view] = ", ".join(instance.allowed_methods)
+    response = HttpResponse(JSONRenderer().render(data), content_type="application/json", headers=headers)
+    response["Allow"] = _ALLOW[view]
+    return response
 
 
 class AckView(MailboxView):
