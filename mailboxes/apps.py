@@ -19,6 +19,6 @@ class MailboxesConfig(AppConfig):
         on_reply_address(lambda key, address: owner_address_seen(owner_key=key, address=address))
         replication.register()
         register_owner_change(lambda record, previous: mailbox_hand_over(record=record, previous_owner=previous))
-        # A session's list of its messages and fetch of one are answered before DRF (the same answer, one statement).
+        # A mailbox's list of messages and the fetch of one are answered before DRF (the same answer, one statement).
         fastpath.register_admitted("mailboxes:messages", views.messages_early, arguments=("name",))
         fastpath.register_admitted("mailboxes:message", views.message_early, arguments=("name", "uid"))

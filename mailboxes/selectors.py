@@ -127,15 +127,17 @@ def delivery_target(*, name: str, sender_key: str, sender_verified: bool, delive
 
 
 @dataclass(frozen=True)
-class SessionRead:
-    """A session (with its record), its record's mailbox (None: none kept here) and the messages asked for."""
+class CredentialRead:
+    """A credential (a ``Session`` with its record, or an ``AccessToken`` with its mailbox and record), the mailbox
+    it reads (None: none kept here for the session's name) and the messages asked for."""
 
-    session: Session
+    credential: Session | AccessToken
     mailbox: Mailbox | None
     messages: list[Message]
 
 
 _READ_SESSION = _columns(Session, {"id", "token_hash", "record_id", "owner_key", "purpose", "expires_at", "revoked_at"})
+_READ_TOKEN = _columns(AccessToken, {"id", "token_id", "secret_hash", "mailbox_id", "owner_key", "revoked_at"})
 _READ_RECORD = _columns(NameRecord, {"id", "name", "status", "owner_key"})
 _READ_MAILBOX = _columns(Mailbox, {"id", "record_id", "owner_key"})
 _READ_MESSAGE = _columns(
@@ -146,57 +148,65 @@ _READ_MESSAGE = _columns(
 _READ_CIPHERTEXT = _columns(Message, {*_READ_MESSAGE, "ciphertext"})
 
 
-def session_read(*, digest: str, uid: str | None = None, newest: int = 0) -> SessionRead | None:
-    """The session of a token's ``digest`` with its record and its record's mailbox, and in the same round trip
-    either the message ``uid`` of that mailbox (ciphertext included) or its ``newest`` messages, newest first
-    (without ciphertexts): a session-authenticated read in one statement. ``None``: no session has this digest.
+def credential_read(
+    *, session_digest: str | None = None, token_id: str | None = None, uid: str | None = None, newest: int = 0
+) -> CredentialRead | None:
+    """A credential's read of its mailbox in one round trip: the session of a token's digest with its record and
+    that record's mailbox (or the access token ``token_id`` with its mailbox and record), and either the message
+    ``uid`` of that mailbox (ciphertext included) or its ``newest`` messages, newest first (no ciphertexts).
+    ``None``: no such session or token.
 
-    Nothing here decides whether the session may read: the caller checks it as for any request
-    (``handshake.services.session_live``, the scope) before using what was read. Only the session's own record's
-    mailbox is ever read (the messages' subquery finds the mailbox through the same digest).
+    Nothing here decides whether the credential may read: the caller checks it as for any request
+    (``handshake.services.session_live`` or ``services.access_token_live``, and the scope) before using what was
+    read. Only the credential's own mailbox is read (the messages' subquery finds it through the same credential).
     """
-    session, record, mailbox, message = (
-        Session._meta.db_table,
-        NameRecord._meta.db_table,
-        Mailbox._meta.db_table,
-        Message._meta.db_table,
-    )
+    session, token, record = Session._meta.db_table, AccessToken._meta.db_table, NameRecord._meta.db_table
+    mailbox, message = Mailbox._meta.db_table, Message._meta.db_table
     kept = _READ_CIPHERTEXT if uid is not None else _READ_MESSAGE
-    picked = [("s", Session, _READ_SESSION), ("r", NameRecord, _READ_RECORD), ("m", Mailbox, _READ_MAILBOX)]
+    if session_digest is not None:
+        picked = [("c", Session, _READ_SESSION), ("r", NameRecord, _READ_RECORD), ("m", Mailbox, _READ_MAILBOX)]
+        found = f"{session} c JOIN {record} r ON r.id = c.record_id LEFT JOIN {mailbox} m ON m.record_id = r.id"
+        owned = f"SELECT m2.id FROM {session} c2 JOIN {mailbox} m2 ON m2.record_id = c2.record_id"  # noqa: S608
+        where, key = "token_hash", session_digest
+    else:
+        picked = [("c", AccessToken, _READ_TOKEN), ("r", NameRecord, _READ_RECORD), ("m", Mailbox, _READ_MAILBOX)]
+        found = f"{token} c JOIN {mailbox} m ON m.id = c.mailbox_id JOIN {record} r ON r.id = m.record_id"
+        owned = f"SELECT c2.mailbox_id FROM {token} c2"  # noqa: S608
+        where, key = "token_id", token_id
     picked.append(("g", Message, kept))
     columns = ", ".join(f"{alias}.{column}" for alias, _, names in picked for column in names)
     which, params = ("AND uid = %s", [uid]) if uid is not None else ("ORDER BY id DESC LIMIT %s", [newest])
     query = f"""
         SELECT {columns}
-        FROM {session} s JOIN {record} r ON r.id = s.record_id
-          LEFT JOIN {mailbox} m ON m.record_id = r.id
+        FROM {found}
           LEFT JOIN (
             SELECT {", ".join(kept)} FROM {message}
-            WHERE mailbox_id = (
-              SELECT m2.id FROM {session} s2 JOIN {mailbox} m2 ON m2.record_id = s2.record_id WHERE s2.token_hash = %s
-            ) {which}
+            WHERE mailbox_id = ({owned} WHERE c2.{where} = %s) {which}
           ) g ON g.mailbox_id = m.id
-        WHERE s.token_hash = %s
+        WHERE c.{where} = %s
         ORDER BY g.id DESC
     """  # noqa: S608 (table and column names from the models; every value is a parameter)
     with connection.cursor() as cursor:
-        cursor.execute(query, [digest, *params, digest])
+        cursor.execute(query, [key, *params, key])
         rows = cursor.fetchall()
     if not rows:
         return None
-    loaded = [_loader(model, names) for _, model, names in picked]
-    first, at = [], 0
-    for load in loaded[:3]:
-        first.append(load(rows[0][at : at + load.width]))
+    loaders = [_loader(model, names) for _, model, names in picked]
+    loaded, at = [], 0
+    for load in loaders[:3]:
+        loaded.append(load(rows[0][at : at + load.width]))
         at += load.width
-    found_session, found_record, found_mailbox = first
-    found_session.record = found_record
+    credential, found_record, found_mailbox = loaded
     if found_mailbox.id is None:
         found_mailbox = None
     else:
         found_mailbox.record = found_record
-    messages = [loaded[3](row[at:]) for row in rows if row[at] is not None]
-    return SessionRead(found_session, found_mailbox, messages)
+    if isinstance(credential, Session):
+        credential.record = found_record
+    else:
+        credential.mailbox = found_mailbox
+    messages = [loaders[3](row[at:]) for row in rows if row[at] is not None]
+    return CredentialRead(credential, found_mailbox, messages)
 
 
 class _Loader:

@@ -25,6 +25,7 @@ from handshake import services as handshake_services
 from handshake.authentication import session_token
 from mailboxes import selectors, services
 from mailboxes.authentication import AUTHENTICATION, MailboxAccess, mailbox_of_credential
+from mailboxes.authentication import SCHEME as ACCESS_TOKEN_SCHEME
 from mailboxes.models import Mailbox, Message
 from mailboxes.serializers import (
     AccessTokenSerializer,
@@ -132,16 +133,17 @@ class MessageView(MailboxView):
 
 
 # --- Early answers (``core.fastpath.register_admitted``, in ``apps.py``) -------------------------------------------
-# A session's read of its mailbox, the owner's client's most frequent request, answered without DRF: the session,
-# its mailbox and the messages in one statement (``selectors.session_read``) and the rate limit in one round trip,
-# then the bytes DRF would render. Every check of the view is made (the same services); anything else (an access
-# token, a cursor, any refusal) raises ``Missed`` and the view answers it, with the limit already counted.
+# A read of a mailbox with its session or access token, the owner's client's most frequent request, answered
+# without DRF: the credential, its mailbox and the messages in one statement (``selectors.credential_read``) and
+# the rate limit in one round trip, then the bytes DRF would render. Every check of the view is made (the same
+# services); anything else (a cursor, another Accept, any refusal) raises ``Missed`` and the view answers it, with
+# the limit already counted.
 
 _LIMIT = re.compile(r"limit=([1-9][0-9]{0,8})")
 
 
 def messages_early(request: HttpRequest, name: str) -> HttpResponse:
-    """``MessagesView.get``'s first page (no cursor; ``?limit=`` or the default size) for a session."""
+    """``MessagesView.get``'s first page (no cursor; ``?limit=`` or the default size)."""
     query = request.META.get("QUERY_STRING", "")
     limit = _LIMIT.fullmatch(query)
     if query and limit is None:
@@ -156,7 +158,7 @@ def messages_early(request: HttpRequest, name: str) -> HttpResponse:
 
 
 def message_early(request: HttpRequest, name: str, uid: str) -> HttpResponse:
-    """``MessageView.get`` for a session."""
+    """``MessageView.get``."""
     if not selectors.message_uid_usable(uid):
         raise Missed  # the view's 404
     read = _early_read(request, MessageView, name, uid=uid)
@@ -165,14 +167,15 @@ def message_early(request: HttpRequest, name: str, uid: str) -> HttpResponse:
     return _early_answer(MessageSerializer().to_representation(read.messages[0]), MessageView, NO_STORE)
 
 
-def _early_read(request: HttpRequest, view: type[MailboxView], name: str, **query: object) -> selectors.SessionRead:
-    """The view's limits counted (handed on to the view if it answers after all), then the session and what
-    ``query`` asks (``selectors.session_read``) if the session may read this mailbox; ``Missed`` otherwise."""
+def _early_read(request: HttpRequest, view: type[MailboxView], name: str, **query: object) -> selectors.CredentialRead:
+    """The view's limits counted (handed on to the view if it answers after all), then the credential and what
+    ``query`` asks (``selectors.credential_read``) if the credential may read this mailbox; ``Missed`` otherwise."""
     if not plain_json(request.META.get("HTTP_ACCEPT", "")):
         raise Missed  # DRF negotiates, and answers 406 when it cannot
-    token = session_token(request)
-    if token is None:
-        raise Missed  # an access token, or no credential: the view
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    session = session_token(request)
+    if session is None and scheme.lower() != ACCESS_TOKEN_SCHEME.lower():
+        raise Missed  # no credential: the view's 401
     request.user = None  # what DRF's request.user is for these views (the limits read it)
     throttles = [throttle() for throttle in view.throttle_classes]
     throttling.count_together(throttles, request, view)
@@ -180,13 +183,21 @@ def _early_read(request: HttpRequest, view: type[MailboxView], name: str, **quer
     if not all(throttle.allow_request(request, view) for throttle in throttles):
         raise Missed  # the view's 429, from what was counted
     try:
-        digest = handshake_services.session_token_digest(token)
-        read = selectors.session_read(digest=digest, **query)
-        session = handshake_services.session_live(session=read and read.session, digest=digest)
-        handshake_services.session_check_scope(session=session, name=normalise(name), purposes=view.required_scopes)
+        if session is not None:  # as DRF's authentication classes are tried: the session first
+            digest = handshake_services.session_token_digest(session)
+            read = selectors.credential_read(session_digest=digest, **query)
+            credential = handshake_services.session_live(session=read and read.credential, digest=digest)
+            handshake_services.session_check_scope(
+                session=credential, name=normalise(name), purposes=view.required_scopes
+            )
+        else:
+            token_id, secret = services.access_token_credentials(credentials.strip())
+            read = selectors.credential_read(token_id=token_id, **query)
+            credential = services.access_token_live(token=read and read.credential, secret=secret)
+            services.access_token_check_scope(token=credential, name=normalise(name))
     except (DomainError, NameRefused):
         raise Missed from None  # the view's refusal
-    if read.mailbox is None or read.mailbox.owner_key != session.owner_key:
+    if read.mailbox is None or read.mailbox.owner_key != credential.owner_key:
         raise Missed  # the view's 404 (or the peers that keep it) or 403 ``mailbox_not_yours``
     return read
 

@@ -17,6 +17,7 @@ from django.utils import timezone
 from core.fastpath import AdmittedAnswers
 from core.throttling import PerIPThrottle
 from handshake.models import Session
+from mailboxes import services as mailbox_services
 from mailboxes.models import Message
 from mailboxes.tests.support import Opened, Owner, deliver, session
 from registry import services as registry_services
@@ -73,10 +74,18 @@ def stored(sender: Owner, count: int) -> list[str]:
     return list(Message.objects.order_by("-id").values_list("uid", flat=True))
 
 
-def test_a_sessions_list_and_fetch_are_answered_early_exactly_as_the_view_answers_them(
-    app: AdmittedAnswers, django_app: Django, reader: str, sender: Owner, django_assert_num_queries: Any
+@pytest.mark.parametrize("credential", ["session", "access token"])
+def test_a_list_and_a_fetch_are_answered_early_exactly_as_the_view_answers_them(
+    app: AdmittedAnswers,
+    django_app: Django,
+    opened: Opened,
+    reader: str,
+    sender: Owner,
+    django_assert_num_queries: Any,
+    credential: str,
 ) -> None:
     uids = stored(sender, 3)
+    authorization = reader if credential == "session" else opened.auth["HTTP_AUTHORIZATION"]
     asked = [
         (LIST, ""),  # the default page: no next
         (LIST, "limit=2"),  # a next link, made as DRF makes it
@@ -85,20 +94,20 @@ def test_a_sessions_list_and_fetch_are_answered_early_exactly_as_the_view_answer
         (f"{LIST}/{uids[1]}", ""),  # one message, its ciphertext, no-store
     ]
     for path, query in asked:
-        headers = {"Authorization": reader, "X_Request_ID": "client-chosen-id"}
+        headers = {"Authorization": authorization, "X_Request_ID": "client-chosen-id"}
         reached = django_app.reached
-        with django_assert_num_queries(1):  # the session, its mailbox and the messages: one statement
+        with django_assert_num_queries(1):  # the credential, its mailbox and the messages: one statement
             early = get(app, path, query, **headers)
         assert django_app.reached == reached, (path, query)  # answered early
         assert early == get(django_app, path, query, **headers), (path, query)
         assert early[0] == 200
-    assert b'"next":null' not in get(app, LIST, "limit=2", Authorization=reader)[2]
+    assert b'"next":null' not in get(app, LIST, "limit=2", Authorization=authorization)[2]
 
 
 def test_what_the_early_answer_does_not_serve_and_every_refusal_are_the_views(
     app: AdmittedAnswers, django_app: Django, opened: Opened, alice: Owner, reader: str, sender: Owner
 ) -> None:
-    uid = stored(sender, 3)[0]
+    stored(sender, 3)
     first = get(django_app, LIST, "limit=1", Authorization=reader)
     cursor = first[2].split(b"cursor=")[1].split(b"&")[0].decode()
     token = {"Authorization": opened.auth["HTTP_AUTHORIZATION"]}
@@ -114,8 +123,8 @@ def test_what_the_early_answer_does_not_serve_and_every_refusal_are_the_views(
         ({"Authorization": forward}, LIST, ""),  # another purpose: 403
         ({"Authorization": "MNS-Session not-a-session"}, LIST, ""),  # 401 session_invalid
         ({}, LIST, ""),  # 401 not_authenticated
-        (token, LIST, ""),  # the access token: the view
-        (token, f"{LIST}/{uid}", ""),
+        ({"Authorization": "MNS-Token not-a-token"}, LIST, ""),  # 401 token_invalid
+        ({"Authorization": token["Authorization"] + "x"}, LIST, ""),  # the wrong secret: 401 token_invalid
         ({"Authorization": reader}, f"{LIST}/ack", ""),  # another view's URL: 405
     ]
     for headers, path, query in asked:
@@ -126,9 +135,9 @@ def test_what_the_early_answer_does_not_serve_and_every_refusal_are_the_views(
 
 
 def test_a_session_that_ended_is_refused_by_the_next_read(
-    app: AdmittedAnswers, django_app: Django, alice: Owner, reader: str, sender: Owner, staff: Any
+    app: AdmittedAnswers, django_app: Django, opened: Opened, alice: Owner, reader: str, sender: Owner, staff: Any
 ) -> None:
-    """Nothing of a session is kept between reads: revocation, expiry and a suspension apply to the next one."""
+    """Nothing of a credential is kept between reads: revocation, expiry and a suspension apply to the next one."""
     uid = stored(sender, 1)[0]
     paths = [(LIST, ""), (f"{LIST}/{uid}", "")]
     for path, query in paths:
@@ -150,6 +159,13 @@ def test_a_session_that_ended_is_refused_by_the_next_read(
     for path, query in paths:
         status, _, body = get(app, path, query, Authorization=other)
         assert (status, b"session_expired" in body) == (401, True)
+    # An access token revoked (what rotation and the owner's DELETE do) reads nothing more.
+    token = opened.auth["HTTP_AUTHORIZATION"]
+    assert get(app, LIST, "", Authorization=token)[0] == 200
+    mailbox_services.access_token_revoke(mailbox=opened.mailbox, by="owner")
+    for path, query in paths:
+        status, _, body = get(app, path, query, Authorization=token)
+        assert (status, b"token_revoked" in body) == (401, True)
     # Suspended by staff: a live session of a suspended name reads nothing.
     third = session(alice, "alice", "read")["HTTP_AUTHORIZATION"]
     assert get(app, LIST, "", Authorization=third)[0] == 200
