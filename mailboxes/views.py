@@ -24,8 +24,7 @@ from core.pagination import CursorPagination
 from handshake import services as handshake_services
 from handshake.authentication import session_token
 from mailboxes import selectors, services
-from mailboxes.authentication import AUTHENTICATION, MailboxAccess, mailbox_of_credential
-from mailboxes.authentication import SCHEME as ACCESS_TOKEN_SCHEME
+from mailboxes.authentication import AUTHENTICATION, MailboxAccess, mailbox_of_credential, token_credentials_of
 from mailboxes.models import Mailbox, Message
 from mailboxes.serializers import (
     AccessTokenSerializer,
@@ -172,9 +171,8 @@ def _early_read(request: HttpRequest, view: type[MailboxView], name: str, **quer
     ``query`` asks (``selectors.credential_read``) if the credential may read this mailbox; ``Missed`` otherwise."""
     if not plain_json(request.META.get("HTTP_ACCEPT", "")):
         raise Missed  # DRF negotiates, and answers 406 when it cannot
-    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-    session = session_token(request)
-    if session is None and scheme.lower() != ACCESS_TOKEN_SCHEME.lower():
+    session, credentials = session_token(request), token_credentials_of(request)
+    if session is None and credentials is None:
         raise Missed  # no credential: the view's 401
     request.user = None  # what DRF's request.user is for these views (the limits read it)
     throttles = [throttle() for throttle in view.throttle_classes]
@@ -191,7 +189,7 @@ def _early_read(request: HttpRequest, view: type[MailboxView], name: str, **quer
                 session=credential, name=normalise(name), purposes=view.required_scopes
             )
         else:
-            token_id, secret = services.access_token_credentials(credentials.strip())
+            token_id, secret = services.access_token_credentials(credentials)
             read = selectors.credential_read(token_id=token_id, **query)
             credential = services.access_token_live(token=read and read.credential, secret=secret)
             services.access_token_check_scope(token=credential, name=normalise(name))
