@@ -22,7 +22,7 @@ from mailboxes.models import Message
 from mailboxes.tests.support import Opened, Owner, deliver, session
 from registry import services as registry_services
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 LIST = "/api/v1/mailboxes/alice/messages"
 
 
@@ -39,7 +39,7 @@ class Django:
 
 @pytest.fixture
 def django_app() -> Iterator[Django]:
-    # As Django's test client: a request does not close the test's database connection.
+    # As Django's test client: a request does not close the test's database connection (its transaction).
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     yield Django()
