@@ -13,6 +13,12 @@ An early answer that misses (the name is not cached, the cache is down, anything
 ``Missed``, and the request goes on to Django unchanged; the rate limits it already counted are handed on in the
 environ (``core.throttling.hand_on``), so a missed request is counted once. Only a plain ``GET`` with no query
 string and no body is tried: a ``HEAD``, a ``?format=``, a body go to Django as they are.
+
+Answers that read the database (``register_admitted``: a mailbox's list and one message, ``mailboxes.views``) are
+served the same way one step further in, inside the admission bound (``core.admission``: it bounds the database
+connections a process holds) and with Django's request signals around them (so a kept connection is checked and
+released as for any request). Their URLs are matched by Django's own resolver, and a query string is the
+answer's to judge.
 """
 
 import logging
@@ -20,9 +26,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
-from django.core.handlers.wsgi import WSGIRequest
+from django.core import signals
+from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
 from django.http import HttpRequest, HttpResponse
-from django.urls import ResolverMatch, resolve, reverse
+from django.urls import Resolver404, ResolverMatch, resolve, reverse
 from django.utils.module_loading import import_string
 
 logger = logging.getLogger(__name__)
@@ -39,6 +46,9 @@ NOT_RUN = {
 }
 _PLACEHOLDER = "MNSFASTPATHPLACEHOLDER"
 _answers: dict[str, tuple[Answer, str]] = {}
+_admitted: dict[str, tuple[Answer, tuple[str, ...]]] = {}
+# What DRF's content negotiation answers with its JSON renderer, unparameterised (the API's only renderer).
+JSON_RANGES = {"*/*", "application/*", "application/json"}
 
 
 class Missed(Exception):
@@ -52,6 +62,21 @@ def register(view_name: str, answer: Answer, *, argument: str) -> None:
     _answers[view_name] = (answer, argument)
 
 
+def register_admitted(view_name: str, answer: Answer, *, arguments: tuple[str, ...]) -> None:
+    """Answer the URL named ``view_name`` (whose arguments are ``arguments``) with ``answer(request, **kwargs)``
+    inside the admission bound, where it may use the database, when it can (a plain ``GET`` without a body; any
+    query string); ``answer`` raises ``Missed`` when it cannot, and must answer as the view itself would."""
+    _admitted[view_name] = (answer, arguments)
+
+
+def plain_json(accept: str) -> bool:
+    """Whether DRF's negotiation would pick its JSON renderer, with no parameters, for this ``Accept``: an early
+    answer is that renderer's bytes."""
+    if ";" in accept:
+        return False
+    return not accept.strip() or any(item.strip() in JSON_RANGES for item in accept.split(","))
+
+
 class EarlyAnswers:
     def __init__(self, app: WSGIApp) -> None:
         self.app = app
@@ -59,13 +84,19 @@ class EarlyAnswers:
         self._chain: Callable[[HttpRequest], HttpResponse] | None = None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if (
-            environ.get("REQUEST_METHOD") != "GET"
-            or environ.get("QUERY_STRING")
-            or environ.get("CONTENT_LENGTH", "0") not in ("", "0")
-            or not environ.get("PATH_INFO", "").startswith(self.prefixes())
-        ):
+        if not self.tried(environ):
             return self.app(environ, start_response)
+        return self.serve(environ, start_response)
+
+    def tried(self, environ: dict[str, Any]) -> bool:
+        return (
+            environ.get("REQUEST_METHOD") == "GET"
+            and not environ.get("QUERY_STRING")
+            and environ.get("CONTENT_LENGTH", "0") in ("", "0")
+            and environ.get("PATH_INFO", "").startswith(self.prefixes())
+        )
+
+    def serve(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         # Its own copy: WSGIRequest rewrites PATH_INFO decoded, which Django would decode again on a miss.
         request = WSGIRequest(environ.copy())
         try:
@@ -81,7 +112,11 @@ class EarlyAnswers:
         status = f"{response.status_code} {response.reason_phrase}"
         headers = [*response.items(), *(("Set-Cookie", c.output(header="")) for c in response.cookies.values())]
         start_response(status, headers)
+        self.respond(response)
         return [response.content]
+
+    def respond(self, response: HttpResponse) -> None:
+        """What is done with an early answer once it is handed to the server (nothing: it holds nothing)."""
 
     def prefixes(self) -> tuple[str, ...]:
         """Where each registered URL starts: its path up to its one argument."""
@@ -140,3 +175,49 @@ def _routes() -> dict[str, tuple[ResolverMatch, str, Answer]]:
 def served_early(app: WSGIApp) -> WSGIApp:
     """``app`` with the registered early answers in front (itself when none is registered)."""
     return EarlyAnswers(app) if _answers else app
+
+
+class AdmittedAnswers(EarlyAnswers):
+    """The early answers that read the database: inside the admission bound, around Django's handler."""
+
+    def tried(self, environ: dict[str, Any]) -> bool:
+        return (
+            environ.get("REQUEST_METHOD") == "GET"
+            and environ.get("CONTENT_LENGTH", "0") in ("", "0")
+            and environ.get("PATH_INFO", "").startswith(self.prefixes())
+        )
+
+    def serve(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        # As Django's handler: the request signals check the kept database connection before and release what
+        # needs releasing after (``close_old_connections``, the query log); on a miss Django's handler sends its own.
+        signals.request_started.send(sender=WSGIHandler, environ=environ)
+        return super().serve(environ, start_response)
+
+    def respond(self, response: HttpResponse) -> None:
+        response._handler_class = WSGIHandler
+        response.close()  # sends request_finished, as the WSGI server's close of Django's answer does
+
+    def _answer(self, request: HttpRequest) -> HttpResponse:
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            raise Missed from None
+        if match.view_name not in _admitted:
+            raise Missed
+        request.resolver_match = match
+        return _admitted[match.view_name][0](request, **match.kwargs)
+
+    @property
+    def routes(self) -> dict[str, Any]:
+        """Where each registered URL starts, up to its first argument (a first filter; Django's resolver decides)."""
+        if self._routes is None:
+            self._routes = {}
+            for view_name, (_, arguments) in _admitted.items():
+                url = reverse(view_name, kwargs=dict.fromkeys(arguments, _PLACEHOLDER))
+                self._routes[url.partition(_PLACEHOLDER)[0]] = None
+        return self._routes
+
+
+def served_admitted(app: WSGIApp) -> WSGIApp:
+    """``app`` (Django's handler) with the registered admitted early answers in front."""
+    return AdmittedAnswers(app) if _admitted else app

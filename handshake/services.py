@@ -392,10 +392,23 @@ def session_for_token(*, token: str, related: tuple[str, ...] = ()) -> Session:
     such as the record's mailbox for an app above this one), so that a request reads its session and what it is
     about in one round trip.
     """
+    digest = session_token_digest(token)
+    session = Session.objects.select_related("record", *related).filter(token_hash=digest).first()
+    return session_live(session=session, digest=digest)
+
+
+def session_token_digest(token: object) -> str:
+    """What a session's token is stored as (its hash: the token itself is never kept), or 401 ``session_invalid``
+    for anything that cannot be a token."""
     if not isinstance(token, str) or not token.isascii() or not 0 < len(token) <= MAX_TOKEN_CHARS:
         raise _session_invalid()
-    digest = secret_hash(token)
-    session = Session.objects.select_related("record", *related).filter(token_hash=digest).first()
+    return secret_hash(token)
+
+
+def session_live(*, session: Session | None, digest: str) -> Session:
+    """``session`` (read by its token's ``digest``, with its record) if it is live; the refusals of
+    ``session_for_token`` otherwise. For a read that loads the session in a statement of its own making (the
+    mailboxes' early answers): every session check is made here, whoever read the row."""
     if session is None or not hmac.compare_digest(session.token_hash, digest):
         raise _session_invalid()
     if session.revoked_at is not None:

@@ -8,6 +8,7 @@ on its own mailbox (it stands for a fresh handshake of any purpose); a view that
 """
 
 from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
@@ -26,14 +27,22 @@ from mns_client.protocol.names import normalise
 SCHEME = "MNS-Token"
 
 
+def token_credentials_of(request: HttpRequest) -> str | None:
+    """The ``<token_id>:<secret>`` of an ``Authorization: MNS-Token …`` header, if the request has one."""
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != SCHEME.lower():
+        return None
+    return credentials.strip()
+
+
 class AccessTokenAuthentication(BaseAuthentication):
     """``request.auth`` is the ``AccessToken``; ``request.user`` is None."""
 
     def authenticate(self, request: Request) -> tuple[None, AccessToken] | None:
-        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != SCHEME.lower():
+        credentials = token_credentials_of(request)
+        if credentials is None:
             return None
-        return None, services.access_token_authenticate(credentials=credentials.strip())
+        return None, services.access_token_authenticate(credentials=credentials)
 
     def authenticate_header(self, request: Request) -> str:
         return SCHEME

@@ -9,7 +9,7 @@ from django.db.models import Model, Q, QuerySet
 
 from core.errors import DomainError
 from federation.models import Peer
-from handshake.models import Challenge
+from handshake.models import Challenge, Session
 from mailboxes.models import AccessToken, BlockedSender, Mailbox, Message, Registration, SenderRule
 from maxima.models import OutboundMessage
 from mns_client.protocol.mailbox import MailboxMessageInvalid, Receipt
@@ -55,13 +55,16 @@ def messages_of(*, mailbox: Mailbox) -> QuerySet[Message]:
 
 def message_of(*, mailbox: Mailbox, uid: str) -> Message:
     """One message of the mailbox, ciphertext included; 404 ``message_not_found`` otherwise."""
-    # The uid comes from the URL: anything but text of a uid's length and alphabet (a NUL byte, which PostgreSQL
-    # refuses outright) finds nothing.
-    usable = 0 < len(uid) <= 32 and uid.isascii() and uid.replace("-", "").replace("_", "").isalnum()
-    message = Message.objects.filter(mailbox=mailbox, uid=uid).first() if usable else None
+    message = Message.objects.filter(mailbox=mailbox, uid=uid).first() if message_uid_usable(uid) else None
     if message is None:
         raise DomainError("message_not_found", "No such message in this mailbox.", status=404)
     return message
+
+
+def message_uid_usable(uid: str) -> bool:
+    """Whether a uid from a URL can be one: anything but text of a uid's length and alphabet (a NUL byte, which
+    PostgreSQL refuses outright) finds nothing, and is not asked for."""
+    return 0 < len(uid) <= 32 and uid.isascii() and uid.replace("-", "").replace("_", "").isalnum()
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,120 @@ def delivery_target(*, name: str, sender_key: str, sender_verified: bool, delive
     found.record = NameRecord.from_db(connection.alias, _TARGET_RECORD, row[split : split + len(_TARGET_RECORD)])
     stored, *flags = row[split + len(_TARGET_RECORD) :]
     return DeliveryTarget(found, stored, *(bool(flag) for flag in flags))
+
+
+@dataclass(frozen=True)
+class CredentialRead:
+    """A credential (a ``Session`` with its record, or an ``AccessToken`` with its mailbox and record), the mailbox
+    it reads (None: none kept here for the session's name) and the messages asked for."""
+
+    credential: Session | AccessToken
+    mailbox: Mailbox | None
+    messages: list[Message]
+
+
+_READ_SESSION = _columns(Session, {"id", "token_hash", "record_id", "owner_key", "purpose", "expires_at", "revoked_at"})
+_READ_TOKEN = _columns(AccessToken, {"id", "token_id", "secret_hash", "mailbox_id", "owner_key", "revoked_at"})
+_READ_RECORD = _columns(NameRecord, {"id", "name", "status", "owner_key"})
+_READ_MAILBOX = _columns(Mailbox, {"id", "record_id", "owner_key"})
+_READ_MESSAGE = _columns(
+    Message,
+    {"id", "uid", "mailbox_id", "sender_key", "sender_verified", "scheme", "size", "received_at", "expires_at", "state"}
+    | {"forwarded_at"},
+)
+_READ_CIPHERTEXT = _columns(Message, {*_READ_MESSAGE, "ciphertext"})
+
+
+def credential_read(
+    *, session_digest: str | None = None, token_id: str | None = None, uid: str | None = None, newest: int = 0
+) -> CredentialRead | None:
+    """A credential's read of its mailbox in one round trip: the session of a token's digest with its record and
+    that record's mailbox (or the access token ``token_id`` with its mailbox and record), and either the message
+    ``uid`` of that mailbox (ciphertext included) or its ``newest`` messages, newest first (no ciphertexts).
+    ``None``: no such session or token.
+
+    Nothing here decides whether the credential may read: the caller checks it as for any request
+    (``handshake.services.session_live`` or ``services.access_token_live``, and the scope) before using what was
+    read. Only the credential's own mailbox is read (the messages' subquery finds it through the same credential).
+    """
+    session, token, record = Session._meta.db_table, AccessToken._meta.db_table, NameRecord._meta.db_table
+    mailbox, message = Mailbox._meta.db_table, Message._meta.db_table
+    kept = _READ_CIPHERTEXT if uid is not None else _READ_MESSAGE
+    if session_digest is not None:
+        picked = [("c", Session, _READ_SESSION), ("r", NameRecord, _READ_RECORD), ("m", Mailbox, _READ_MAILBOX)]
+        found = f"{session} c JOIN {record} r ON r.id = c.record_id LEFT JOIN {mailbox} m ON m.record_id = r.id"
+        owned = f"SELECT m2.id FROM {session} c2 JOIN {mailbox} m2 ON m2.record_id = c2.record_id"  # noqa: S608
+        where, key = "token_hash", session_digest
+    else:
+        picked = [("c", AccessToken, _READ_TOKEN), ("r", NameRecord, _READ_RECORD), ("m", Mailbox, _READ_MAILBOX)]
+        found = f"{token} c JOIN {mailbox} m ON m.id = c.mailbox_id JOIN {record} r ON r.id = m.record_id"
+        owned = f"SELECT c2.mailbox_id FROM {token} c2"  # noqa: S608
+        where, key = "token_id", token_id
+    picked.append(("g", Message, kept))
+    columns = ", ".join(f"{alias}.{column}" for alias, _, names in picked for column in names)
+    which, params = ("AND uid = %s", [uid]) if uid is not None else ("ORDER BY id DESC LIMIT %s", [newest])
+    query = f"""
+        SELECT {columns}
+        FROM {found}
+          LEFT JOIN (
+            SELECT {", ".join(kept)} FROM {message}
+            WHERE mailbox_id = ({owned} WHERE c2.{where} = %s) {which}
+          ) g ON g.mailbox_id = m.id
+        WHERE c.{where} = %s
+        ORDER BY g.id DESC
+    """  # noqa: S608 (table and column names from the models; every value is a parameter)
+    with connection.cursor() as cursor:
+        cursor.execute(query, [key, *params, key])
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    loaders = [_loader(model, names) for _, model, names in picked]
+    loaded, at = [], 0
+    for load in loaders[:3]:
+        loaded.append(load(rows[0][at : at + load.width]))
+        at += load.width
+    credential, found_record, found_mailbox = loaded
+    if found_mailbox.id is None:
+        found_mailbox = None
+    else:
+        found_mailbox.record = found_record
+    if isinstance(credential, Session):
+        credential.record = found_record
+    else:
+        credential.mailbox = found_mailbox
+    messages = [loaders[3](row[at:]) for row in rows if row[at] is not None]
+    return CredentialRead(credential, found_mailbox, messages)
+
+
+class _Loader:
+    """Model instances from raw columns, converted as the ORM converts them (SQLite's dates and booleans)."""
+
+    def __init__(self, model: type[Model], names: tuple[str, ...]) -> None:
+        self.model, self.names, self.width = model, names, len(names)
+        fields = {field.attname: field for field in model._meta.concrete_fields}
+        self.converters = []
+        for index, name in enumerate(names):
+            column = fields[name].get_col(model._meta.db_table)
+            found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+            if found:
+                self.converters.append((index, column, found))
+
+    def __call__(self, values: tuple[object, ...]) -> Model:
+        values = list(values)
+        for index, column, converters in self.converters:
+            for convert in converters:
+                values[index] = convert(values[index], column, connection)
+        return self.model.from_db(connection.alias, self.names, values)
+
+
+_loaders: dict[tuple[str, type[Model], tuple[str, ...]], _Loader] = {}
+
+
+def _loader(model: type[Model], names: tuple[str, ...]) -> _Loader:
+    key = (connection.vendor, model, names)
+    if key not in _loaders:
+        _loaders[key] = _Loader(model, names)
+    return _loaders[key]
 
 
 def delivery_find(*, mailbox: Mailbox, sender_key: str, sender_verified: bool, delivery_id: str) -> Message | None:

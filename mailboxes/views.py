@@ -5,17 +5,26 @@ Every mailbox endpoint takes a handshake session for its name (``MNS-Session``) 
 mailbox's access token (``MNS-Token``); see ``mailboxes.authentication``.
 """
 
+import re
+
 from django.conf import settings
 from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.permissions import BasePermission
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core import throttling
 from core.api import NO_STORE, THROTTLES, APIView, ListAPIView, error_response
 from core.errors import DomainError
+from core.fastpath import Missed, plain_json
+from core.pagination import CursorPagination
+from handshake import services as handshake_services
+from handshake.authentication import session_token
 from mailboxes import selectors, services
-from mailboxes.authentication import AUTHENTICATION, MailboxAccess, mailbox_of_credential
+from mailboxes.authentication import AUTHENTICATION, MailboxAccess, mailbox_of_credential, token_credentials_of
 from mailboxes.models import Mailbox, Message
 from mailboxes.serializers import (
     AccessTokenSerializer,
@@ -33,7 +42,7 @@ from mailboxes.serializers import (
     SubmitSerializer,
 )
 from mns_client.protocol.mailbox import delivery_id_of
-from mns_client.protocol.names import normalise
+from mns_client.protocol.names import NameRefused, normalise
 
 NAME = OpenApiParameter("name", str, OpenApiParameter.PATH, description="The name in any spelling.")
 AUTH_ERRORS = {
@@ -120,6 +129,89 @@ class MessageView(MailboxView):
     def delete(self, request: Request, name: str, uid: str) -> Response:
         services.message_delete(mailbox=self.mailbox(), uid=uid)
         return Response(status=204)
+
+
+# --- Early answers (``core.fastpath.register_admitted``, in ``apps.py``) -------------------------------------------
+# A read of a mailbox with its session or access token, the owner's client's most frequent request, answered
+# without DRF: the credential, its mailbox and the messages in one statement (``selectors.credential_read``) and
+# the rate limit in one round trip, then the bytes DRF would render. Every check of the view is made (the same
+# services); anything else (a cursor, another Accept, any refusal) raises ``Missed`` and the view answers it, with
+# the limit already counted.
+
+_LIMIT = re.compile(r"limit=([1-9][0-9]{0,8})")
+
+
+def messages_early(request: HttpRequest, name: str) -> HttpResponse:
+    """``MessagesView.get``'s first page (no cursor; ``?limit=`` or the default size)."""
+    query = request.META.get("QUERY_STRING", "")
+    limit = _LIMIT.fullmatch(query)
+    if query and limit is None:
+        raise Missed
+    paginator = CursorPagination()
+    size = min(int(limit.group(1)), paginator.max_page_size) if limit else paginator.page_size
+    read = _early_read(request, MessagesView, name, newest=size + 1)
+    page = paginator.first_page(read.messages, request, size)
+    meta = MessageMetaSerializer()
+    page.data["results"] = [meta.to_representation(message) for message in page.data["results"]]
+    return _early_answer(page.data, MessagesView, {})
+
+
+def message_early(request: HttpRequest, name: str, uid: str) -> HttpResponse:
+    """``MessageView.get``."""
+    if not selectors.message_uid_usable(uid):
+        raise Missed  # the view's 404
+    read = _early_read(request, MessageView, name, uid=uid)
+    if not read.messages:
+        raise Missed  # the view's 404
+    return _early_answer(MessageSerializer().to_representation(read.messages[0]), MessageView, NO_STORE)
+
+
+def _early_read(request: HttpRequest, view: type[MailboxView], name: str, **query: object) -> selectors.CredentialRead:
+    """The view's limits counted (handed on to the view if it answers after all), then the credential and what
+    ``query`` asks (``selectors.credential_read``) if the credential may read this mailbox; ``Missed`` otherwise."""
+    if not plain_json(request.META.get("HTTP_ACCEPT", "")):
+        raise Missed  # DRF negotiates, and answers 406 when it cannot
+    session, credentials = session_token(request), token_credentials_of(request)
+    if session is None and credentials is None:
+        raise Missed  # no credential: the view's 401
+    request.user = None  # what DRF's request.user is for these views (the limits read it)
+    throttles = [throttle() for throttle in view.throttle_classes]
+    throttling.count_together(throttles, request, view)
+    throttling.hand_on(request)  # whatever happens next, a request the view answers is not counted again
+    if not all(throttle.allow_request(request, view) for throttle in throttles):
+        raise Missed  # the view's 429, from what was counted
+    try:
+        if session is not None:  # as DRF's authentication classes are tried: the session first
+            digest = handshake_services.session_token_digest(session)
+            read = selectors.credential_read(session_digest=digest, **query)
+            credential = handshake_services.session_live(session=read and read.credential, digest=digest)
+            handshake_services.session_check_scope(
+                session=credential, name=normalise(name), purposes=view.required_scopes
+            )
+        else:
+            token_id, secret = services.access_token_credentials(credentials)
+            read = selectors.credential_read(token_id=token_id, **query)
+            credential = services.access_token_live(token=read and read.credential, secret=secret)
+            services.access_token_check_scope(token=credential, name=normalise(name))
+    except (DomainError, NameRefused):
+        raise Missed from None  # the view's refusal
+    if read.mailbox is None or read.mailbox.owner_key != credential.owner_key:
+        raise Missed  # the view's 404 (or the peers that keep it) or 403 ``mailbox_not_yours``
+    return read
+
+
+_ALLOW: dict[type[APIView], str] = {}
+
+
+def _early_answer(data: object, view: type[APIView], headers: dict[str, str]) -> HttpResponse:
+    """What DRF's JSON renderer and ``finalize_response`` make of ``data`` for ``view``."""
+    if view not in _ALLOW:
+        instance = view()
+        instance.setup(HttpRequest())  # as ``as_view`` does: a view with ``get`` also answers ``HEAD``
+        _ALLOW[view] = ", ".join(instance.allowed_methods)
+    response = HttpResponse(JSONRenderer().render(data), content_type="application/json", headers=headers)
+    response["Allow"] = _ALLOW[view]
+    return response
 
 
 class AckView(MailboxView):

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from core import throttling
 from core.api import THROTTLES, APIView, ListAPIView, error_response
 from core.errors import DomainError, throttled_answer
-from core.fastpath import Missed
+from core.fastpath import Missed, plain_json
 from core.pagination import CursorPagination
 from mns_client.protocol.names import NameRefused, normalise
 from registry import gates, published, selectors, services
@@ -30,7 +30,6 @@ from registry.serializers import (
 
 CACHE_CONTROL = "public, max-age=30"
 LOOKUP_ALLOW = "GET, HEAD, OPTIONS"  # DRF's Allow for NameView (checked by the early answer's test)
-JSON_RANGES = {"*/*", "application/*", "application/json"}
 # What a session must have been opened for, by statement op (the handshake's purposes, DESIGN §4). A transfer
 # gives the name up, as a release does. An accept needs none: its signer is not the owner yet (no handshake can
 # prove it), and the statement is its proof: signed by the very key the pending offer names.
@@ -174,7 +173,7 @@ def lookup_early(request: HttpRequest, name: str) -> HttpResponse:
     (200 with the kept bytes, whatever they hold; 304; 429 with ``Retry-After``). Anything else (not a name, not
     cached, no Redis, an ``Accept`` DRF could negotiate differently) raises ``Missed`` and the view answers, with
     the limits already counted handed on to it."""
-    if not _plain_json(request.META.get("HTTP_ACCEPT", "")):
+    if not plain_json(request.META.get("HTTP_ACCEPT", "")):
         raise Missed
     try:
         keys = published.cache_keys(normalise(name))
@@ -210,13 +209,6 @@ def _with_view_headers(response: HttpResponse, headers: dict[str, str]) -> HttpR
     for key, value in {**headers, "Allow": LOOKUP_ALLOW}.items():
         response[key] = value
     return response
-
-
-def _plain_json(accept: str) -> bool:
-    """Whether DRF's negotiation would pick its JSON renderer, with no parameters, for this ``Accept``."""
-    if ";" in accept:
-        return False
-    return not accept.strip() or any(item.strip() in JSON_RANGES for item in accept.split(","))
 
 
 def _not_modified(request: Request, etag: str) -> bool:

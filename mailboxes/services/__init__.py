@@ -25,7 +25,9 @@ from mailboxes.services.staff import mailbox_purge, sender_block, sender_unblock
 from mailboxes.services.tokens import (
     access_token_authenticate,
     access_token_check_scope,
+    access_token_credentials,
     access_token_issue,
+    access_token_live,
     access_token_revoke,
 )
 
@@ -41,7 +43,9 @@ __all__ = [
     "Stored",
     "access_token_authenticate",
     "access_token_check_scope",
+    "access_token_credentials",
     "access_token_issue",
+    "access_token_live",
     "access_token_revoke",
     "address_check",
     "deliver_received",

@@ -60,10 +60,23 @@ def access_token_revoke(*, mailbox: Mailbox, by: str) -> int:
 def access_token_authenticate(*, credentials: str) -> AccessToken:
     """The live token of ``<token_id>:<secret>``, or a refusal: 401 ``token_invalid``/``token_revoked``, 403
     ``name_suspended``. A token dies with its name's ownership (released, or another owner since)."""
+    token_id, secret = access_token_credentials(credentials)
+    token = AccessToken.objects.select_related("mailbox__record").filter(token_id=token_id).first()
+    return access_token_live(token=token, secret=secret)
+
+
+def access_token_credentials(credentials: str) -> tuple[str, str]:
+    """The token id and secret of ``<token_id>:<secret>``, or 401 ``token_invalid`` for anything that cannot be."""
     token_id, _, secret = credentials.partition(":")
     if not TOKEN_ID_RE.fullmatch(token_id) or not secret.isascii() or not 0 < len(secret) <= MAX_SECRET_CHARS:
         raise _token_invalid()
-    token = AccessToken.objects.select_related("mailbox__record").filter(token_id=token_id).first()
+    return token_id, secret
+
+
+def access_token_live(*, token: AccessToken | None, secret: str) -> AccessToken:
+    """``token`` (read by its id, with its mailbox and record) if ``secret`` is its secret and it is live; the
+    refusals of ``access_token_authenticate`` otherwise. For a read that loads the token in a statement of its own
+    making (``views.message_early``): every check of the token is made here, whoever read the row."""
     if token is None or not hmac.compare_digest(token.secret_hash, secret_hash(secret)):
         raise _token_invalid()
     if token.revoked_at is not None:
