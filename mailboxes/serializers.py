@@ -1,5 +1,7 @@
+from datetime import datetime, tzinfo
 from typing import Any
 
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -132,24 +134,32 @@ class MessageMetaSerializer(serializers.ModelSerializer):
     def to_representation(self, message: Message) -> dict[str, Any]:
         """What the declared fields give, built directly: a mailbox list is a page of these, and DRF's field
         machinery (a deep copy of every field per message) was most of a list's time in the worker."""
+        zone = timezone.get_current_timezone()  # once, not once per field: a fifth of an early list's time
         return {
             "id": message.uid,
             "sender": message.sender_key,
             "sender_verified": message.sender_verified,
             "scheme": message.scheme,
             "size": message.size,
-            "received_at": _datetime(message.received_at),
-            "expires_at": _datetime(message.expires_at),
+            "received_at": _datetime(message.received_at, zone),
+            "expires_at": _datetime(message.expires_at, zone),
             "state": message.state,
-            "forwarded_at": _datetime(message.forwarded_at),
+            "forwarded_at": _datetime(message.forwarded_at, zone),
         }
 
 
 _DATETIME = serializers.DateTimeField()
 
 
-def _datetime(value: Any) -> str | None:
-    return None if value is None else _DATETIME.to_representation(value)
+def _datetime(value: Any, zone: tzinfo) -> str | None:
+    """``DateTimeField().to_representation(value)`` with the current time zone read once by the caller: an aware
+    value (every stored one) in ``zone``, ISO 8601 with ``Z`` for UTC; anything else as DRF does it."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or timezone.is_naive(value):
+        return _DATETIME.to_representation(value)
+    text = value.astimezone(zone).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 class MessageSerializer(MessageMetaSerializer):
