@@ -193,26 +193,27 @@ end
 """
 
 
+# The targets are issue #18's, row for row (its table: "Where it stands").
 SCENARIOS: dict[str, Scenario] = {
     "bare-json": Scenario(bare_json),
-    "lookup": Scenario(lookup, "bare-json", Target("≥0.5x bare-json, p99 ≤10 ms", ratio=0.5, p99_ms=10)),
+    "lookup": Scenario(lookup, "bare-json", Target("≥0.7x bare-json, p99 ≤10 ms", ratio=0.7, p99_ms=10)),
     "bare-insert-1k": Scenario(_delivery("/bench/bare-insert", KIB)),
     "deliver-rest-1k": Scenario(
         _delivery(f"/api/v1/names/{BENCH_NAME}/messages", KIB),
         "bare-insert-1k",
-        Target("≥0.7x bare-insert-1k, p99 ≤15 ms", ratio=0.7, p99_ms=15),
+        Target("≥0.5x bare-insert-1k (one mailbox)", ratio=0.5),
     ),
     "deliver-rest-1k-spread": Scenario(
         _spread_delivery(KIB),
         "bare-insert-1k",
-        Target("(not in the issue) as deliver-rest-1k", ratio=0.7, p99_ms=15),
+        Target("≥0.7x bare-insert-1k, p99 ≤15 ms", ratio=0.7, p99_ms=15),
     ),
     "bare-insert-64k": Scenario(_delivery("/bench/bare-insert", 64 * KIB)),
     "deliver-rest-64k": Scenario(
         _delivery(f"/api/v1/names/{BENCH_NAME}/messages", 64 * KIB),
         "bare-insert-64k",
-        Target("≥0.5x bare-insert-64k, p99 ≤50 ms", ratio=0.5, p99_ms=50),
+        Target("≥0.8x bare-insert-64k", ratio=0.8),
     ),
     "mailbox-read": Scenario(mailbox_read, "bare-json", Target("≥0.5x bare-json", ratio=0.5)),
-    "webhook": Scenario(webhook, "bare-json", Target("answer p99 ≤5 ms", p99_ms=5)),
+    "webhook": Scenario(webhook, "bare-insert-1k", Target("≥0.8x bare-insert-1k, p99 ≤10 ms", ratio=0.8, p99_ms=10)),
 }
