@@ -14,6 +14,7 @@ import secrets
 
 from django.db import models
 from django.db.models import Q
+from django.db.models.fields.json import KeyTransform
 
 
 class Peer(models.Model):
@@ -140,7 +141,11 @@ class Operation(models.Model):
     class Meta:
         ordering = ["origin", "seq"]
         indexes = [
-            models.Index(fields=["origin", "id"], condition=Q(seq__isnull=True), name="federation_op_unnumbered")
+            models.Index(fields=["origin", "id"], condition=Q(seq__isnull=True), name="federation_op_unnumbered"),
+            # The tombstones, found by the message (``deletion_logged``, on every replicated letter) and by the
+            # mailbox (``tombstones_of``, every reconciliation of its messages), not by a scan of the log.
+            models.Index(KeyTransform("uid", "payload"), condition=Q(kind="delete"), name="federation_op_deleted_uid"),
+            models.Index(KeyTransform("name", "payload"), condition=Q(kind="delete"), name="federation_op_deleted_in"),
         ]
         constraints = [
             models.UniqueConstraint(fields=["origin", "seq"], name="federation_op_once"),

@@ -1,7 +1,7 @@
 """Reads of the federation: who the peers are, which are fit to be entry points, and how far behind each one is."""
 
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import F, Max, Q, QuerySet
@@ -203,10 +203,25 @@ def has_peers() -> bool:
     return Peer.objects.filter(enabled=True).exists()
 
 
-def tombstones_of(*, name: str) -> set[str]:
-    """The uids of the messages of mailbox ``name`` whose ``delete`` op (any origin's) is in the log here."""
-    rows = Operation.objects.filter(kind=Operation.Kind.DELETE, payload__name=name)
-    return {uid for uid in rows.values_list("payload__uid", flat=True) if isinstance(uid, str)}
+def tombstone_horizon(now: datetime | None = None) -> datetime:
+    """Tombstones made before this can no longer matter: every message they deleted has expired everywhere since
+    (a replica does not store a copy past its retention)."""
+    return (now or timezone.now()) - timedelta(days=settings.MNS_RETENTION_DAYS + 1)
+
+
+def tombstones_of(*, name: str) -> dict[str, datetime]:
+    """The messages of mailbox ``name`` whose ``delete`` op (any origin's) is in the log here and still matters
+    (made after ``tombstone_horizon``): uid -> when the oldest of them was made."""
+    rows = (
+        Operation.objects.filter(kind=Operation.Kind.DELETE, payload__name=name, created_at__gte=tombstone_horizon())
+        .order_by()
+        .values_list("payload__uid", "created_at")
+    )
+    found: dict[str, datetime] = {}
+    for uid, made in rows:
+        if isinstance(uid, str) and (uid not in found or made < found[uid]):
+            found[uid] = made
+    return found
 
 
 def deletion_logged(*, uid: str) -> bool:

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
 from core.errors import DomainError
 from federation import selectors as federation_selectors
@@ -53,6 +54,8 @@ def mailbox_apply(origin: str, payload: dict[str, Any]) -> str:
 def message_apply(origin: str, payload: dict[str, Any]) -> str:
     if payload.get("gone") is True:
         raise Skip("gone")
+    if federation_selectors.deletion_logged(uid=kinds.text(payload, "uid", 32)):
+        raise Skip("deleted")  # its delete went by first (a compacted range's tombstones, another replica's log)
     record = _replica_record(payload)
     if origin not in record.gateways and len(record.gateways) <= 1:
         raise Wait()  # another replica's letter, before the home's op that names the replicas (another origin)
@@ -95,6 +98,10 @@ def message_apply(origin: str, payload: dict[str, Any]) -> str:
 
 def _message_invalid(field: str, problem: str) -> Exception:
     return Invalid("message_invalid")
+
+
+def _tombstone_invalid(field: str, problem: str) -> Exception:
+    return Invalid("tombstone_invalid")
 
 
 def message_wire(payload: dict[str, Any]) -> dict[str, Any]:
@@ -179,39 +186,54 @@ TOMBSTONE = "deleted"  # what a deleted message's item says in place of its cont
 def messages_items(name: str, home: str) -> Iterator[tuple[str, bytes]]:
     """A mailbox's messages (uid, the sender's delivery id, the scheme and a hash of the ciphertext), and its
     tombstones: a message deleted here is an item too, so that a gateway that still holds it (it was away when the
-    delete went by, and a snapshot moved its cursor past it) learns of the deletion, not only of what it lacks."""
+    delete went by, and a snapshot moved its cursor past it) learns of the deletion, not only of what it lacks.
+    A tombstone is listed while it matters (``federation_selectors.tombstones_of``), and its date is not hashed:
+    two gateways that hold it agree on it whenever each learnt it."""
     rows = Message.objects.filter(mailbox__record__name=name).values_list("uid", "delivery_id", "scheme", "ciphertext")
     live = set()
     for uid, delivery_id, scheme, ciphertext in rows.iterator(chunk_size=500):
         live.add(uid)
         yield uid, item_hash(uid, delivery_id, scheme, hashlib.sha256(bytes(ciphertext)).digest())
-    for uid in sorted(federation_selectors.tombstones_of(name=name) - live):
+    for uid in sorted(federation_selectors.tombstones_of(name=name).keys() - live):
         yield uid, item_hash(uid, TOMBSTONE)
 
 
 def messages_serve(name: str, keys: list[str]) -> list[dict[str, Any]]:
-    """Each message as a ``message`` op carries it on the wire, ciphertext included."""
+    """Each message as a ``message`` op carries it on the wire, ciphertext included; a tombstone with the date of
+    the deletion (``deleted_at``, ms), for the receiver's copy to expire when this one does."""
     messages = Message.objects.filter(mailbox__record__name=name, uid__in=keys).select_related("mailbox__record")
     served = [services.message_op(message, message.mailbox, ciphertext=True) for message in messages]
-    gone = (set(keys) & federation_selectors.tombstones_of(name=name)) - {item["uid"] for item in served}
-    return served + [{"name": name, "uid": uid, TOMBSTONE: True} for uid in sorted(gone)]
+    held = {item["uid"] for item in served}
+    tombstones = federation_selectors.tombstones_of(name=name)
+    return served + [
+        {"name": name, "uid": uid, TOMBSTONE: True, "deleted_at": int(tombstones[uid].timestamp() * 1000)}
+        for uid in sorted(set(keys) & tombstones.keys() - held)
+    ]
 
 
 def messages_apply(origin: str, item: dict[str, Any]) -> str:
-    """A message from a replica's snapshot, applied as its ``message`` op is (the origin must be a replica); not one
-    whose deletion this gateway has logged (a delete that reached here before the peer that serves it). A tombstone
-    from a replica deletes the message here, as that replica's ``delete`` op would have, and this gateway logs the
-    deletion as its own (a replica's word, as the one it learnt it from): the tombstone is then kept and compacted
-    like any, refuses the message from a peer that still holds it, and reaches the peers by the log too."""
+    """A message from a replica's snapshot, applied as its ``message`` op is (the origin must be a replica, and no
+    ``delete`` of it may be logged here). A tombstone from a replica deletes the message here, as that replica's
+    ``delete`` op would have, and this gateway logs the deletion as its own, dated as the tombstone was (a
+    replica's word, as the one it learnt it from): it is then kept and compacted like any, refuses the message
+    from a peer that still holds it, and reaches the peers by the log too. One past the horizon is not taken: every
+    message it could delete has expired."""
+    if item.get(TOMBSTONE) is not True:
+        return message_apply(origin, item)
     uid = kinds.text(item, "uid", 32)
-    if item.get(TOMBSTONE) is True:
-        outcome = delete_apply(origin, item)
-        if not federation_selectors.deletion_logged(uid=uid):
-            federation.op_append(kind="delete", payload={"name": kinds.text(item, "name", 32), "uid": uid})
-        return outcome
-    if federation_selectors.deletion_logged(uid=uid):
-        raise Skip("deleted")
-    return message_apply(origin, item)
+    try:
+        deleted_ms = fields.integer(item["deleted_at"], "deleted_at", invalid=_tombstone_invalid)
+        deleted_at = min(datetime.fromtimestamp(deleted_ms / 1000, tz=UTC), timezone.now())
+    except (KeyError, ValueError, OverflowError, OSError):
+        raise Invalid("tombstone_invalid") from None
+    if deleted_at < federation_selectors.tombstone_horizon():
+        raise Skip("tombstone_expired")
+    outcome = delete_apply(origin, item)
+    if not federation_selectors.deletion_logged(uid=uid):
+        federation.op_append(
+            kind="delete", payload={"name": kinds.text(item, "name", 32), "uid": uid}, created_at=deleted_at
+        )
+    return outcome
 
 
 def register() -> None:

@@ -158,7 +158,7 @@ def messages_early(request: HttpRequest, name: str) -> HttpResponse:
 
 def message_early(request: HttpRequest, name: str, uid: str) -> HttpResponse:
     """``MessageView.get``."""
-    if not selectors.message_uid_usable(uid):
+    if request.META.get("QUERY_STRING") or not selectors.message_uid_usable(uid):  # DRF reads ?format=
         raise Missed  # the view's 404
     read = _early_read(request, MessageView, name, uid=uid)
     if not read.messages:

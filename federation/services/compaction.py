@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from federation import selectors
 from federation.models import LogHead, Operation, Peer
+from federation.selectors import tombstone_horizon
 from federation.services.peers import self_key
 
 logger = logging.getLogger(__name__)
@@ -48,11 +49,6 @@ class CompactReport:
     copies_removed: int = 0  # ops of the peers' logs deleted by this run
     tombstones_dropped: int = 0  # of every log, older than the tombstone horizon
     copy_floors: dict[str, int] = field(default_factory=dict)  # peer name -> the floor of our copy of its log
-
-
-def tombstone_horizon(now: datetime) -> datetime:
-    """Tombstones made before this can no longer matter: every message they deleted has expired here since."""
-    return now - timedelta(days=settings.MNS_RETENTION_DAYS + 1)
 
 
 def floor_wanted(*, head: LogHead, peers: list[Peer], now: datetime) -> tuple[int, str]:

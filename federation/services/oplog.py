@@ -4,7 +4,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -25,7 +25,7 @@ from mns_client.protocol import sync
 logger = logging.getLogger(__name__)
 
 
-def op_append(*, kind: str, payload: dict[str, Any]) -> Operation | None:
+def op_append(*, kind: str, payload: dict[str, Any], created_at: datetime | None = None) -> Operation | None:
     """Append one of this gateway's own operations to its log, in the caller's transaction; numbered and pushed
     to peers after the commit.
 
@@ -33,12 +33,14 @@ def op_append(*, kind: str, payload: dict[str, Any]) -> Operation | None:
     commit side by side, their fsyncs grouped, instead of queueing on one head row until each has committed.
     ``op_sequence`` numbers the committed ones later (a push, the sync round). Without its own identity key yet
     the gateway cannot have confirmed anything worth replicating: nothing is appended, and a warning says so.
+    ``created_at`` (now by default) dates an op that records something that happened earlier (a deletion learnt
+    from a peer's snapshot keeps the date of its first tombstone, so it expires when that one does).
     """
     origin = self_key()
     op = None
     if origin is not None:
         op = Operation.objects.create(
-            origin=origin, kind=kind, payload=payload, created_at=timezone.now(), outcome="own"
+            origin=origin, kind=kind, payload=payload, created_at=created_at or timezone.now(), outcome="own"
         )
     op_appended(kind=kind, logged=op is not None, peers_active=op is not None and selectors.peers_active().exists())
     return op

@@ -122,14 +122,24 @@ def items_answer(
 
 def _items_fitting(kind: sets.SetKind, argument: str, keys: list[str], max_bytes: int) -> tuple[list[Any], int]:
     """The items of the first keys whose items fit ``max_bytes`` as JSON, and how many keys that is (at least one,
-    when there is any). Served again with fewer keys, in proportion, until they fit: twice or so."""
-    count = len(keys)
-    while True:
-        items = kind.serve(argument, keys[:count])
-        size = len(json.dumps(items, separators=(",", ":"), ensure_ascii=False).encode())
-        if size <= max_bytes or count <= 1:
-            return items, count
-        count = max(1, min(count - 1, int(count * max_bytes / size * 0.95)))
+    when there is any). Read a few keys at a time, twice as many after each that fits, and after one that does not
+    half as many, never more again: what is read stays within a few times what is sent (a mailbox's letters may
+    be 64 KiB each, and reading a whole chunk of them to send one batch's worth let a peer's questions make this
+    gateway read gigabytes a minute)."""
+    items: list[Any] = []
+    size, served, step, growing = 2, 0, 4, True  # "[]"
+    while served < len(keys):
+        chunk = keys[served : served + step]
+        found = kind.serve(argument, chunk)
+        more = sum(len(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode()) + 1 for item in found)
+        if size + more <= max_bytes or (served == 0 and len(chunk) == 1):
+            items += found
+            size, served, step = size + more, served + len(chunk), step * 2 if growing else step
+        elif len(chunk) == 1:
+            break
+        else:
+            step, growing = len(chunk) // 2, False
+    return items, served
 
 
 def peer_of_token(header: str) -> Peer:
@@ -513,6 +523,8 @@ def _cursor_jump(peer: Peer, head: int) -> int | None:
         if locked.cursor >= head:
             return None
         changes: dict[str, Any] = {"cursor": head, "remote_head": max(locked.remote_head, head)}
+        if locked.remote_floor > head:  # its log was restored from below the floor it told: no longer below it
+            changes["remote_floor"] = head
         if head >= locked.remote_head:
             changes["caught_up_at"] = timezone.now()
         if locked.waiting_seq is not None and locked.waiting_seq <= head:

@@ -3,12 +3,14 @@ item and applied; the peer's cursor then jumps to the log position the snapshot 
 
 import hashlib
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.test import Client, override_settings
+from django.utils import timezone
 
-from federation.models import Peer
+from federation.models import Operation, Peer
 from federation.selectors import deletion_logged
 from federation.services import sets, snapshots
 from federation.tests.support import FakePeer, gateway, peer_b  # noqa: F401
@@ -236,7 +238,9 @@ def test_a_replicas_tombstone_deletes_a_message_still_held_here_and_is_kept_and_
     here = dict(messages_items("shared", GATEWAY))
     holder = Holder(peer_b.key, head=4)
     holder.add("messages:shared", "m-1", here["m-1"], {})  # the same letter on both sides: never fetched
-    holder.add("messages:shared", "m-2", item_hash("m-2", "deleted"), {"name": "shared", "uid": "m-2", "deleted": True})
+    deleted_at = int(time.time() * 1000) - 3_600_000  # an hour ago, at gw-b
+    tombstone = {"name": "shared", "uid": "m-2", "deleted": True, "deleted_at": deleted_at}
+    holder.add("messages:shared", "m-2", item_hash("m-2", "deleted"), tombstone)
     peer = Peer.objects.get(name="gw-b")
 
     report = snapshots.reconcile_with_peer(peer_id=peer.id, transport=holder)
@@ -244,9 +248,34 @@ def test_a_replicas_tombstone_deletes_a_message_still_held_here_and_is_kept_and_
     assert report.outcomes == {"applied": 1}
     assert set(Message.objects.values_list("uid", flat=True)) == {"m-1"}
     assert deletion_logged(uid="m-2")  # kept: a third replica that still holds m-2 cannot bring it back
-    assert messages_serve("shared", ["m-1", "m-2"])[1:] == [{"name": "shared", "uid": "m-2", "deleted": True}]
+    own = Operation.objects.get(kind="delete", origin=GATEWAY)
+    assert int(own.created_at.timestamp() * 1000) == deleted_at  # it expires when gw-b's does, not later
+    assert messages_serve("shared", ["m-1", "m-2"])[1:] == [tombstone]
     again = snapshots.reconcile_with_peer(peer_id=peer.id, transport=holder)
     assert (again.differing, again.fetched) == (0, 0)  # both sides now list the same tombstone
+    # A letter of another replica's log that arrives after its deletion is not stored again.
+    assert peer_b.says(peer_b.batch(peer_b.message_op("shared", "m-2", ciphertext=b"m-2" * 20))) == "done"
+    assert set(Message.objects.values_list("uid", flat=True)) == {"m-1"}
+
+
+def test_a_tombstone_past_the_horizon_is_neither_listed_nor_taken(peer_b: FakePeer, settings: Any) -> None:  # noqa: F811
+    owner = Owner.fresh()
+    assert peer_b.says(peer_b.batch(peer_b.register_op(owner, "shared"))) == "done"
+    assert peer_b.says(peer_b.batch(peer_b.mailbox_op(owner, "shared", [peer_b.key, GATEWAY]))) == "done"
+    assert peer_b.says(peer_b.batch(peer_b.op("delete", {"name": "shared", "uid": "m-old"}))) == "done"
+    Operation.objects.filter(kind="delete").update(
+        created_at=timezone.now() - timedelta(days=settings.MNS_RETENTION_DAYS + 2)
+    )
+    assert dict(messages_items("shared", GATEWAY)) == {}  # every letter it could delete has expired everywhere
+    old = int((timezone.now() - timedelta(days=settings.MNS_RETENTION_DAYS + 2)).timestamp() * 1000)
+    holder = Holder(peer_b.key, head=3)
+    item = {"name": "shared", "uid": "m-older", "deleted": True, "deleted_at": old}
+    holder.add("messages:shared", "m-older", item_hash("m-older", "deleted"), item)
+
+    report = snapshots.reconcile_with_peer(peer_id=Peer.objects.get(name="gw-b").id, transport=holder)
+
+    assert report.outcomes == {"tombstone_expired": 1}
+    assert not deletion_logged(uid="m-older")
 
 
 @override_settings(MNS_FEDERATION_SNAPSHOT_LAG=5)
@@ -358,3 +387,22 @@ def test_new_names_applied_together_keep_the_name_space_rules(peer_b: FakePeer, 
     }
     assert NameRecord.objects.filter(owner_key=owner.key).count() == 2
     assert not NameRecord.objects.filter(name__in=["forged2", "elsewhere"]).exists()
+
+
+def test_an_answer_cut_to_its_byte_budget_reads_few_more_items_than_it_sends() -> None:
+    read: list[int] = []
+
+    def serve(argument: str, keys: list[str]) -> list[dict[str, Any]]:
+        read.append(len(keys))
+        return [{"uid": key, "ciphertext": "ab" * 500} for key in keys]  # ~1 KB each as JSON
+
+    kind = sets.SetKind(items=lambda a, h: [], serve=serve, apply=lambda h, i: "applied")
+    keys = [f"m{n:03}" for n in range(500)]
+
+    items, served = snapshots._items_fitting(kind, "box", keys, max_bytes=10_500)
+
+    assert served == len(items) == 10
+    assert [item["uid"] for item in items] == keys[:10]
+    assert sum(read) <= 3 * served  # not the 500 of the chunk
+    one, served_one = snapshots._items_fitting(kind, "box", keys, max_bytes=10)  # even one is too big: one goes
+    assert (len(one), served_one) == (1, 1)
