@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from federation import selectors, services
 from federation.models import LogHead, Operation, Peer
-from federation.services import snapshots
+from federation.services import oplog, snapshots
 from federation.tests.support import FakePeer, gateway, peer_b, peer_c, sent_sync  # noqa: F401 (fixtures)
 from federation.tests.test_reconcile import Holder
 from mailboxes.models import Message
@@ -430,3 +430,18 @@ def test_a_tombstone_our_state_is_too_far_behind_to_verify_is_skipped_not_counte
 
     peer = Peer.objects.get(name="gw-b")
     assert (peer.invalid_ops, peer.applied_ops, peer.tombstones_to) == (0, 0, 12)
+
+
+def test_a_peer_restored_from_below_the_floor_it_told_is_pulled_again_once_a_snapshot_moved_the_cursor(
+    peer_b: FakePeer,  # noqa: F811
+) -> None:
+    # gw-b said its log was compacted up to 100; restored from a backup, its head is now 50, and a snapshot moved
+    # our cursor there. Below the old floor the pull would wait for a round that can never pass it.
+    peer = Peer.objects.get(name="gw-b")
+    Peer.objects.filter(id=peer.id).update(cursor=10, remote_floor=100, remote_head=100)
+
+    assert snapshots._cursor_jump(peer, 50) == 50
+
+    peer.refresh_from_db()
+    assert (peer.cursor, peer.remote_floor) == (50, 50)
+    assert oplog._pull_since(peer) == 50  # the log again, from the snapshot's head

@@ -107,7 +107,7 @@ def test_a_list_and_a_fetch_are_answered_early_exactly_as_the_view_answers_them(
 def test_what_the_early_answer_does_not_serve_and_every_refusal_are_the_views(
     app: AdmittedAnswers, django_app: Django, opened: Opened, alice: Owner, reader: str, sender: Owner
 ) -> None:
-    stored(sender, 3)
+    uid = stored(sender, 3)[0]
     first = get(django_app, LIST, "limit=1", Authorization=reader)
     cursor = first[2].split(b"cursor=")[1].split(b"&")[0].decode()
     token = {"Authorization": opened.auth["HTTP_AUTHORIZATION"]}
@@ -116,6 +116,7 @@ def test_what_the_early_answer_does_not_serve_and_every_refusal_are_the_views(
         ({"Authorization": reader}, LIST, f"cursor={cursor}&limit=1"),  # a later page: the view
         ({"Authorization": reader}, LIST, "limit=0"),  # DRF's own reading of a bad limit
         ({"Authorization": reader}, LIST, "format=json"),
+        ({"Authorization": reader}, f"{LIST}/{uid}", "format=xml"),  # DRF reads ?format= on one message too: 404
         ({"Authorization": reader, "Accept": "text/html"}, LIST, ""),  # 406
         ({"Authorization": reader}, f"{LIST}/nosuchmessage000", ""),  # 404 message_not_found
         ({"Authorization": reader}, f"{LIST}/bad%00uid", ""),
