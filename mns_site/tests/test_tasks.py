@@ -53,6 +53,7 @@ def test_the_worker_runs_the_settings_schedule_and_no_other() -> None:
         "core.heartbeat",
         "entrypoints.check",
         "entrypoints.publish",
+        "federation.compact",
         "federation.reconcile",
         "federation.sync",
         "handshake.clean",
