@@ -2,16 +2,11 @@
 ``mailboxes.views.messages_early``/``message_early``): the view's answer byte for byte in one statement, every
 refusal still the view's, each request counted once, and a session's end seen by the very next read."""
 
-import io
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
-from wsgiref.util import setup_testing_defaults
 
 import pytest
-from django.core.handlers.wsgi import WSGIHandler
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
 from django.utils import timezone
 
 from core.fastpath import AdmittedAnswers
@@ -21,30 +16,16 @@ from mailboxes import services as mailbox_services
 from mailboxes.models import Message
 from mailboxes.tests.support import Opened, Owner, deliver, session
 from registry import services as registry_services
+from testsupport.wsgi import Django, django_handler, request
 
 pytestmark = pytest.mark.django_db
 LIST = "/api/v1/mailboxes/alice/messages"
 
 
-class Django:
-    """Django's own WSGI handler, counting the requests that reach it."""
-
-    def __init__(self) -> None:
-        self.handler, self.reached = WSGIHandler(), 0
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        self.reached += 1
-        return self.handler(environ, start_response)
-
-
 @pytest.fixture
 def django_app() -> Iterator[Django]:
-    # As Django's test client: a request does not close the test's database connection (its transaction).
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    yield Django()
-    request_started.connect(close_old_connections)
-    request_finished.connect(close_old_connections)
+    with django_handler() as handler:
+        yield handler
 
 
 @pytest.fixture
@@ -59,13 +40,7 @@ def reader(opened: Opened, alice: Owner) -> str:
 
 
 def get(app: Any, path: str, query: str = "", **headers: str) -> tuple[int, dict, bytes]:
-    environ: dict[str, Any] = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": query}
-    environ["wsgi.input"] = io.BytesIO(b"")
-    environ.update({"HTTP_" + key.upper(): value for key, value in headers.items()})
-    setup_testing_defaults(environ)
-    answered: list[Any] = []
-    body = b"".join(app(environ, lambda status, headers, exc_info=None: answered.extend([status, headers])))
-    return int(answered[0].split()[0]), dict(answered[1]), body
+    return request(app, path, query=query, **headers)
 
 
 def stored(sender: Owner, count: int) -> list[str]:
@@ -146,12 +121,7 @@ def test_a_session_that_ended_is_refused_by_the_next_read(
     other = session(alice, "alice", "read")["HTTP_AUTHORIZATION"]
     # Revoked through the door the owner's client uses.
     assert get(django_app, "/api/v1/session", "", Authorization=reader)[0] == 200
-    environ_delete = {"REQUEST_METHOD": "DELETE", "PATH_INFO": "/api/v1/session", "wsgi.input": io.BytesIO(b"")}
-    environ_delete["HTTP_AUTHORIZATION"] = reader
-    setup_testing_defaults(environ_delete)
-    answered: list[Any] = []
-    b"".join(django_app(environ_delete, lambda status, headers, exc_info=None: answered.append(status)))
-    assert answered[0].startswith("204")
+    assert request(django_app, "/api/v1/session", method="DELETE", Authorization=reader)[0] == 204
     for path, query in paths:
         status, _, body = get(app, path, query, Authorization=reader)
         assert (status, b"session_revoked" in body) == (401, True)

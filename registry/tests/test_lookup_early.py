@@ -1,23 +1,20 @@
 """The lookup of a cached name answered before DRF (``core.fastpath``, ``registry.views.lookup_early``): the same
 answer as the view's, counted once, and never the old record once a change has committed."""
 
-import io
 import json
 from collections.abc import Iterator
 from typing import Any
-from wsgiref.util import setup_testing_defaults
 
 import pytest
 import redis
 from django.core.cache import cache
-from django.core.handlers.wsgi import WSGIHandler
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections, transaction
+from django.db import transaction
 from rest_framework.throttling import ScopedRateThrottle
 
 from core.fastpath import EarlyAnswers
 from registry import services
 from registry.tests.support import Owner, register
+from testsupport.wsgi import Django, django_handler, request
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,25 +27,10 @@ def redis_cache(settings: Any, redis_url: str) -> Iterator[None]:
     redis.Redis.from_url(redis_url).flushdb()
 
 
-class Django:
-    """Django's own WSGI handler, counting the requests that reach it."""
-
-    def __init__(self) -> None:
-        self.handler, self.reached = WSGIHandler(), 0
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        self.reached += 1
-        return self.handler(environ, start_response)
-
-
 @pytest.fixture
 def django_app() -> Iterator[Django]:
-    # As Django's test client: a request does not close the test's database connection (its transaction).
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    yield Django()
-    request_started.connect(close_old_connections)
-    request_finished.connect(close_old_connections)
+    with django_handler() as handler:
+        yield handler
 
 
 @pytest.fixture
@@ -57,12 +39,7 @@ def app(django_app: Django) -> EarlyAnswers:
 
 
 def get(app: Any, path: str = "/api/v1/names/alice", method: str = "GET", **headers: str) -> tuple[int, dict, bytes]:
-    environ: dict[str, Any] = {"REQUEST_METHOD": method, "PATH_INFO": path, "wsgi.input": io.BytesIO(b"")}
-    environ.update({"HTTP_" + key.upper(): value for key, value in headers.items()})
-    setup_testing_defaults(environ)
-    answered: list[Any] = []
-    body = b"".join(app(environ, lambda status, headers, exc_info=None: answered.extend([status, headers])))
-    return int(answered[0].split()[0]), dict(answered[1]), body
+    return request(app, path, method=method, **headers)
 
 
 def test_a_cached_lookup_is_answered_before_django_exactly_as_django_answers_it(
