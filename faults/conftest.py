@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.test import override_settings
 
 from faults.stack import Stack
 from mailboxes.tests.support import Opened, Owner, open_mailbox
@@ -105,7 +106,13 @@ def mailbox(stack: Stack, database: None, request: pytest.FixtureRequest) -> Ope
         log=stack.logs["worker"],
     )
     name = "f" + request.node.name.removeprefix("test_").replace("_", "")[:20]
-    return open_mailbox(Owner.fresh(), name, gateway=state.publickey)
+    # The mailbox is opened here, in the test's process: with the stack's quota, not this process's default (1 000
+    # messages, which a flood of 57/s x 20 s outgrew on a CI run: 83 deliveries refused over_quota).
+    quota = int(stack.env["MNS_MAILBOX_MAX_MESSAGES"])
+    with override_settings(MNS_MAILBOX_MAX_MESSAGES=quota):
+        opened = open_mailbox(Owner.fresh(), name, gateway=state.publickey)
+    assert opened.mailbox.max_messages == quota
+    return opened
 
 
 @pytest.fixture(scope="session")

@@ -111,6 +111,7 @@ class Sent:
     attempts: int = 0
     last_try: float = 0.0
     outcome: str = ""  # "" unanswered, "stored", "refused"
+    reason: str = ""  # a refusal's reason (a receipt's ``reason``, or the HTTP status of a REST refusal)
     acked_at: float = 0.0
     answers: Counter = field(default_factory=Counter)  # HTTP answers or send results seen, for the report
 
@@ -190,11 +191,11 @@ class Traffic:
         if 200 <= status < 300:
             self._answer(item, "stored")
         elif 400 <= status < 500 and status != 429:
-            self._answer(item, "refused")
+            self._answer(item, "refused", reason=str(status))
 
-    def _answer(self, item: Sent, outcome: str) -> None:
+    def _answer(self, item: Sent, outcome: str, *, reason: str = "") -> None:
         if item.outcome != "stored":  # a later "stored" (a resend after a refusal) wins; a stored one stays stored
-            item.outcome = outcome
+            item.outcome, item.reason = outcome, reason
             if outcome == "stored":
                 item.acked_at = time.monotonic()
 
@@ -226,7 +227,8 @@ class Traffic:
             for body in bodies:
                 item = self.sent.get(body.get("id", "")) if body.get("type") == "receipt" else None
                 if item is not None:
-                    self._answer(item, "stored" if body.get("status") == "stored" else "refused")
+                    stored = body.get("status") == "stored"
+                    self._answer(item, "stored" if stored else "refused", reason=str(body.get("reason", "")))
 
     def unanswered(self) -> list[Sent]:
         self.read_receipts()
@@ -275,7 +277,8 @@ class Traffic:
         assert max(everywhere.values(), default=1) == 1, "a delivery was stored twice"
         mailbox.refresh_from_db()
         assert mailbox.message_count == len(stored)
-        assert all(item.to == UNKNOWN for item in refused), "a delivery to a real mailbox was refused"
+        wrongly = [(item.id, item.via, item.reason, item.attempts) for item in refused if item.to != UNKNOWN]
+        assert not wrongly, f"deliveries to a real mailbox were refused: {wrongly[:10]}"
         latencies = sorted(self.hook_latencies)
         figures = {
             "sent": len(self.sent),
