@@ -127,7 +127,7 @@ if DATABASE_URL:
 else:
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.sqlite3",
+            "ENGINE": "core.sqlite",
             "NAME": SQLITE_PATH,
             # A file, not memory, so that the real worker and web processes a test starts share the test database.
             "TEST": {"NAME": VAR_DIR / "test.sqlite3"},

@@ -199,12 +199,13 @@ def test_the_embedded_shape_uses_sqlite_in_wal_mode_and_the_filesystem_broker(tm
     code = (
         "from django.conf import settings as s; from django.db import connection as c;"
         "c.ensure_connection(); cur = c.cursor(); cur.execute('PRAGMA journal_mode'); print(cur.fetchone()[0]);"
+        "from django.db import connections; print(type(connections['default']).__module__);"
         "print(s.CELERY_BROKER_URL); print(s.CACHES['default']['BACKEND']); print(s.DEBUG)"
     )
     result = run_manage("shell", "--no-imports", "-c", code, env={"MNS_VAR_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     locmem = "django.core.cache.backends.locmem.LocMemCache"
-    assert result.stdout.split() == ["wal", "filesystem://localhost/", locmem, "False"]
+    assert result.stdout.split() == ["wal", "core.sqlite.base", "filesystem://localhost/", locmem, "False"]
     assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
 
 
