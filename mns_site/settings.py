@@ -168,6 +168,7 @@ if CELERY_BROKER_URL is None:
     # With a host named, kombu need not warn on every connection that it is "reverting to default 'localhost'"
     # (the filesystem transport ignores the host; every folder it uses is named below).
     CELERY_BROKER_URL = "filesystem://localhost/"
+    CELERY_BROKER_TRANSPORT = "core.broker:Transport"  # kombu's, with messages that appear whole (core/broker.py)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),

@@ -1,0 +1,46 @@
+"""The embedded default's broker (``core.broker``): a worker polling the queue folder while another process writes
+messages into it reads each one whole, never an empty or half-written file."""
+
+import multiprocessing
+from pathlib import Path
+
+from kombu import Connection
+
+TRANSPORT = "core.broker:Transport"
+BODY = "x" * 4096
+
+
+def connection(folder: Path) -> Connection:
+    options = {
+        "data_folder_in": str(folder),
+        "data_folder_out": str(folder),
+        "store_processed": False,
+        "control_folder": str(folder / "control"),  # kombu's default is ./control, the repository's root
+        "polling_interval": 0,  # the reader looks at the folder all the time: it meets the files being written
+    }
+    return Connection("filesystem://localhost/", transport=TRANSPORT, transport_options=options)
+
+
+def produce(folder: Path, count: int) -> None:
+    with connection(folder) as conn, conn.SimpleQueue("q") as queue:
+        for n in range(count):
+            queue.put({"n": n, "body": BODY})
+
+
+def test_a_worker_polling_while_another_process_writes_reads_each_message_whole(tmp_path: Path) -> None:
+    count = 4000
+    producer = multiprocessing.get_context("fork").Process(target=produce, args=(tmp_path, count))
+    producer.start()
+    read = []
+    try:
+        with connection(tmp_path) as conn, conn.SimpleQueue("q") as queue:
+            while len(read) < count:
+                message = queue.get(timeout=60)  # kombu's stock transport fails here: JSONDecodeError
+                assert message.payload["body"] == BODY
+                read.append(message.payload["n"])
+                message.ack()
+    finally:
+        producer.join(60)
+    assert sorted(read) == list(range(count))  # each once (kombu orders by the millisecond, not within one)
+    assert not [path.name for path in tmp_path.iterdir() if path.name.endswith(".part")]
+    assert not [path.name for path in tmp_path.iterdir() if path.name.endswith(".msg")]
