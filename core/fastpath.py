@@ -69,23 +69,6 @@ def register_admitted(view_name: str, answer: Answer, *, arguments: tuple[str, .
     _admitted[view_name] = (answer, arguments)
 
 
-_ALLOW: dict[type, str] = {}
-
-
-def json_answer(data: object, view: type, headers: dict[str, str]) -> HttpResponse:
-    """What DRF's JSON renderer and ``finalize_response`` make of ``data`` for the APIView class ``view`` (its
-    ``Allow``), with ``headers``: the bytes an early answer gives for what the view would have serialised."""
-    from rest_framework.renderers import JSONRenderer  # not at import: wsgi.py imports this before the settings
-
-    if view not in _ALLOW:
-        instance = view()
-        instance.setup(HttpRequest())  # as ``as_view`` does: a view with ``get`` also answers ``HEAD``
-        _ALLOW[view] = ", ".join(instance.allowed_methods)
-    response = HttpResponse(JSONRenderer().render(data), content_type="application/json", headers=headers)
-    response["Allow"] = _ALLOW[view]
-    return response
-
-
 def plain_json(accept: str) -> bool:
     """Whether DRF's negotiation would pick its JSON renderer, with no parameters, for this ``Accept``: an early
     answer is that renderer's bytes."""

@@ -6,12 +6,9 @@ class HandshakeConfig(AppConfig):
     verbose_name = "Handshakes and sessions"
 
     def ready(self) -> None:
-        from core import fastpath
-        from handshake import authentication, handlers, views
+        from handshake import authentication, handlers
         from maxima.routing import register_type
         from registry.gates import register_session_check
 
         register_type("mns", "handshake", handlers.answer_received)
         register_session_check(authentication.require_session)
-        # The poll of a handshake is answered before DRF (the same answer): a client repeats it until the answer.
-        fastpath.register_admitted("handshake:challenge", views.challenge_early, arguments=("challenge_id",))

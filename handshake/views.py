@@ -3,15 +3,12 @@
 The answer itself never comes over REST: only the owner's node, over Maxima (``handlers.py``).
 """
 
-from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 
-from core import throttling
 from core.api import NO_STORE, THROTTLES, APIView, error_response
-from core.fastpath import Missed, json_answer, plain_json
 from core.throttling import PerIPThrottle
 from handshake import selectors, services
 from handshake.authentication import HasSession, SessionTokenAuthentication
@@ -103,23 +100,3 @@ class CurrentSessionView(APIView):
     def delete(self, request: Request) -> Response:
         services.session_revoke(session=request.auth, by="owner")
         return Response(status=204)
-
-
-def challenge_early(request: HttpRequest, challenge_id: str) -> HttpResponse:
-    """``ChallengeView.get`` (the poll a client repeats until the owner's node has answered), answered before DRF
-    (``core.fastpath.register_admitted``, in ``apps.py``): the view's two limits counted in one round trip, its one
-    read and its serializer, its bytes. A query string (DRF reads ``?format=``), another ``Accept``, a refusal
-    (429) and an unknown id (404) raise ``Missed`` and the view answers, with the limits already counted handed on
-    (each poll is counted once)."""
-    if request.META.get("QUERY_STRING") or not plain_json(request.META.get("HTTP_ACCEPT", "")):
-        raise Missed
-    throttles = [throttle() for throttle in ChallengeView.throttle_classes]
-    request.user = None  # what DRF's request.user is in ChallengeView, which authenticates nobody (the limits read it)
-    throttling.count_together(throttles, request, ChallengeView)
-    throttling.hand_on(request)  # whatever happens next, a request the view answers is not counted again
-    if not all(throttle.allow_request(request, ChallengeView) for throttle in throttles):
-        raise Missed  # the view's 429, from what was counted
-    challenge = selectors.challenge_find(challenge_id=challenge_id)
-    if challenge is None:
-        raise Missed  # the view's 404
-    return json_answer(ChallengeStatusSerializer(challenge).data, ChallengeView, NO_STORE)
