@@ -2,6 +2,7 @@
 
 from datetime import datetime
 
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from core.errors import DomainError
@@ -27,21 +28,26 @@ def challenge_known(*, challenge_id: str) -> Challenge:
     return challenge
 
 
-def challenges_open(*, record: NameRecord, now: datetime, client_address: str | None = None) -> int:
-    """How many challenges of a name can still be answered (pending and unexpired), all or one client's."""
+def challenges_open(*, record: NameRecord, now: datetime, client_address: str | None = None) -> tuple[int, int]:
+    """How many challenges of a name can still be answered (pending and unexpired): all of them, and those of
+    ``client_address`` (0 without one), in one query."""
     open_ = Challenge.objects.filter(record=record, status=Challenge.Status.PENDING, expires_at__gt=now)
-    if client_address is not None:
-        open_ = open_.filter(client_address=client_address)
-    return open_.count()
+    if client_address is None:
+        return open_.count(), 0
+    counts = open_.aggregate(every=Count("pk"), of_client=Count("pk", filter=Q(client_address=client_address)))
+    return counts["every"], counts["of_client"]
 
 
 def answer_arrived_at(*, message: InboundMessage) -> datetime:
     """When an answer reached the gateway: when the webhook stored it, not when a worker got round to it.
 
     A queue backlog must not make an answer that came in time late; the sender's own ``timemilli`` is not used,
-    since the sender chooses it.
+    since the sender chooses it. The inbound task hands the time over with the message (read with the event, no
+    query); a message without it (made by hand) reads its event's row.
     """
     now = timezone.now()
+    if message.received_at is not None:
+        return min(message.received_at, now)
     stored = (
         InboundEvent.objects.filter(id=message.event_id, msgid=message.msgid)
         .values_list("received_at", flat=True)

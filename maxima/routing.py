@@ -10,6 +10,7 @@ an exception to mark the event failed.
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -29,6 +30,9 @@ class InboundMessage:
     application: str
     data: bytes
     timemilli: int
+    # When the webhook stored the event (its row's ``received_at``), as the inbound task read it with the event;
+    # None for a message made elsewhere (a test, a replay): a handler that needs it reads the row.
+    received_at: datetime | None = None
 
 
 class Ignored(MNSError):

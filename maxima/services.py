@@ -433,6 +433,7 @@ def _message(event: InboundEvent) -> InboundMessage:
         application=event.application,
         data=bytes(event.data),
         timemilli=event.timemilli,
+        received_at=event.received_at,
     )
 
 

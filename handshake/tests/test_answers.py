@@ -6,9 +6,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from handshake import services
+from handshake import selectors, services
 from handshake.models import Answer, Challenge, Session
 from handshake.tests.support import Started, answer, receive, snapshot, start
 from maxima import routing
@@ -84,6 +86,44 @@ def test_an_answer_that_arrived_in_time_counts_even_if_processed_late(started: S
     Challenge.objects.update(expires_at=timezone.now() - timedelta(seconds=10))
     assert inbound_process(event_id=row.id, claim="late") == "done"
     assert Challenge.objects.get().status == "verified"
+
+
+def test_an_answer_is_judged_at_the_time_its_message_says_the_webhook_stored_it(
+    started: Started, alice: Owner, django_assert_num_queries: object
+) -> None:
+    """The inbound task hands the stored time over with the message: nothing is read again to know it."""
+    stored_at = timezone.now() - timedelta(seconds=30)
+    message = dataclasses.replace(answer(alice, started.id, started.code), received_at=stored_at)
+    with django_assert_num_queries(0):
+        assert selectors.answer_arrived_at(message=message) == stored_at
+    Challenge.objects.update(expires_at=timezone.now() - timedelta(seconds=10))
+    assert receive(message) == "verified"
+    assert Answer.objects.get().received_at == stored_at
+
+
+def test_an_answer_without_its_stored_time_reads_it_from_its_event(started: Started, alice: Owner) -> None:
+    """A message made outside the inbound task (no ``received_at``) still counts from when the webhook stored it."""
+    message = answer(alice, started.id, started.code)
+    row, _ = inbound_store(event=_event(message), now_ms=_now_ms())
+    stored_at = timezone.now() - timedelta(seconds=30)
+    InboundEvent.objects.filter(id=row.id).update(received_at=stored_at)
+    by_hand = dataclasses.replace(message, event_id=row.id)
+    assert by_hand.received_at is None
+    assert selectors.answer_arrived_at(message=by_hand) == stored_at
+
+
+def test_a_verified_answer_leaves_the_challenge_as_stored_without_reading_it_again(
+    started: Started, alice: Owner
+) -> None:
+    row, _ = inbound_store(event=_event(answer(alice, started.id, started.code)), now_ms=_now_ms())
+    with CaptureQueriesContext(connection) as queries:
+        assert inbound_process(event_id=row.id, claim="t") == "done"
+    challenge_reads = [q["sql"] for q in queries if q["sql"].startswith('SELECT "handshake_challenge"')]
+    event_reads = [q["sql"] for q in queries if q["sql"].startswith('SELECT "maxima_inboundevent"."received_at"')]
+    assert (len(challenge_reads), event_reads) == (1, [])  # the challenge read once, to judge; the event not again
+    challenge = Challenge.objects.get()
+    assert (challenge.status, challenge.attempts) == ("verified", 0)
+    assert challenge.pickup_until - challenge.answered_at == timedelta(seconds=300)
 
 
 # -------------------------------------------------------------------------------------------------- refused

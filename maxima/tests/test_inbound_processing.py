@@ -74,6 +74,15 @@ def test_the_first_claim_runs_the_handler_and_a_second_is_skipped(handled: list)
     assert (row.status, row.attempts, row.claimed_by) == ("done", 1, "task-a")
 
 
+def test_a_handler_is_told_when_the_webhook_stored_its_message(handled: list) -> None:
+    """As the task read it with the event, so a handler that judges an arrival time needs no query of its own."""
+    row = store(1)
+    stored_at = timezone.now() - timedelta(seconds=42)
+    InboundEvent.objects.filter(id=row.id).update(received_at=stored_at)
+    inbound_process_batch(claim="t1", limit=10)
+    assert [(m.event_id, m.received_at) for m in handled] == [(row.id, stored_at)]
+
+
 def test_a_failing_handler_marks_its_event_failed_and_others_still_run(handled: list) -> None:
     broken, fine = store(1, data=b"boom"), store(2)
     assert inbound_process(event_id=broken.id, claim="t1") == "failed"
