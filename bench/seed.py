@@ -21,6 +21,7 @@ import django
 
 django.setup()
 
+from django.conf import settings  # noqa: E402
 from django.db import transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
@@ -97,7 +98,7 @@ def seed_mailbox(token_file: str) -> None:
 
     from bench.views import BENCH_NAME, _bench_mailbox
     from handshake.models import Session
-    from mailboxes.models import Mailbox, Message
+    from mailboxes.models import MailboxCounter, Message
     from maxima.models import NodeState
     from mns_client.protocol.handshake import new_token, secret_hash
 
@@ -113,7 +114,8 @@ def seed_mailbox(token_file: str) -> None:
         state.save(update_fields=["publickey"])
     # What earlier runs stored goes: every run starts from the same (small) mailboxes and blob table.
     Message.objects.filter(mailbox__record__name__in=[BENCH_NAME, *spread]).delete()
-    Mailbox.objects.filter(record__name__in=[BENCH_NAME, *spread]).update(message_count=0, byte_count=0)
+    # Their counter shards too: the first delivery to each makes them again, empty (``counters_lock``).
+    MailboxCounter.objects.filter(mailbox__record__name__in=[BENCH_NAME, *spread]).delete()
     if "bench_blob" in connection.introspection.table_names():
         with connection.cursor() as cursor:
             cursor.execute("DELETE FROM bench_blob")
@@ -208,7 +210,8 @@ def seed_scale(names: int, messages: int) -> None:
             bounds = {"first": stored + 1, "last": messages, "blocks": blocks, "prefix": SCALE_PREFIX + "%"}
             bounds["per"] = MESSAGES_PER_MAILBOX
             cursor.execute(_MESSAGES, bounds)
-            cursor.execute(_COUNTERS, [SCALE_PREFIX + "%"])
+            cursor.execute(_COUNTERS_CLEARED, [SCALE_PREFIX + "%"])
+            cursor.execute(_COUNTERS, {"prefix": SCALE_PREFIX + "%", "shards": settings.MNS_MAILBOX_COUNTER_SHARDS})
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE registry_namerecord, registry_statementrecord, mailboxes_mailbox, mailboxes_message")
 
@@ -245,9 +248,9 @@ FROM registry_namerecord n
 WHERE n.name LIKE %s AND NOT EXISTS (SELECT 1 FROM registry_statementrecord s WHERE s.record_id = n.id)
 """
 _MAILBOXES = """
-INSERT INTO mailboxes_mailbox (record_id, owner_key, address, max_messages, max_bytes, message_count, byte_count,
-                               auto_forward, delete_forwarded, created_at, updated_at)
-SELECT n.id, n.owner_key, '', 10000, 1073741824, 0, 0, false, false, now(), now()
+INSERT INTO mailboxes_mailbox (record_id, owner_key, address, max_messages, max_bytes, auto_forward,
+                               delete_forwarded, created_at, updated_at)
+SELECT n.id, n.owner_key, '', 10000, 1073741824, false, false, now(), now()
 FROM registry_namerecord n
 WHERE n.name LIKE %s AND NOT EXISTS (SELECT 1 FROM mailboxes_mailbox m WHERE m.record_id = n.id)
 ORDER BY n.name LIMIT %s
@@ -267,11 +270,25 @@ SELECT md5('scale-' || g), 'scale-' || g, '', false, 'nacl-sealedbox-v1',
 FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
 JOIN boxes ON boxes.place = (g - 1) / %(per)s
 """
-_COUNTERS = """
-UPDATE mailboxes_mailbox m SET message_count = c.n, byte_count = c.bytes
-FROM (SELECT mailbox_id, count(*) AS n, sum(size) AS bytes FROM mailboxes_message GROUP BY mailbox_id) c,
-     registry_namerecord r
+_COUNTERS_CLEARED = """
+DELETE FROM mailboxes_mailboxcounter c USING mailboxes_mailbox m, registry_namerecord r
 WHERE c.mailbox_id = m.id AND r.id = m.record_id AND r.name LIKE %s
+"""
+# Each scale mailbox's counter shards, as the migration to shards makes them: what it holds counted on shard 0,
+# the room left split among the shards (shard 0 takes what does not divide evenly).
+_COUNTERS = """
+INSERT INTO mailboxes_mailboxcounter (mailbox_id, shard, message_count, byte_count, max_messages, max_bytes)
+SELECT m.id, s, CASE WHEN s = 0 THEN u.n ELSE 0 END, CASE WHEN s = 0 THEN u.bytes ELSE 0 END,
+       (m.max_messages - u.n) / %(shards)s
+         + CASE WHEN s = 0 THEN u.n + (m.max_messages - u.n) %% %(shards)s ELSE 0 END,
+       (m.max_bytes - u.bytes) / %(shards)s
+         + CASE WHEN s = 0 THEN u.bytes + (m.max_bytes - u.bytes) %% %(shards)s ELSE 0 END
+FROM mailboxes_mailbox m
+JOIN registry_namerecord r ON r.id = m.record_id
+CROSS JOIN LATERAL (SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM mailboxes_message
+                    WHERE mailbox_id = m.id) u
+CROSS JOIN generate_series(0, %(shards)s - 1) AS s
+WHERE r.name LIKE %(prefix)s
 """
 
 

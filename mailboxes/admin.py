@@ -14,7 +14,7 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from core.admin import ReadOnlyAdmin
-from mailboxes import services
+from mailboxes import selectors, services
 from mailboxes.models import AccessToken, AuditEntry, BlockedSender, Mailbox, Message
 from mns_client.protocol.errors import MNSError
 
@@ -52,10 +52,10 @@ class MailboxAdmin(ReadOnlyAdmin):
         "record",
         "owner_key",
         "address",
-        "message_count",
         "max_messages",
-        "byte_count",
         "max_bytes",
+        "message_count",
+        "byte_count",
         "retention_days",
         "auto_forward",
         "delete_forwarded",
@@ -64,6 +64,17 @@ class MailboxAdmin(ReadOnlyAdmin):
     )
     readonly_fields = fields
     actions = ("purge",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return selectors.mailboxes_with_usage(super().get_queryset(request))
+
+    @admin.display(description="messages", ordering="message_count")
+    def message_count(self, mailbox: Mailbox) -> int:
+        return mailbox.message_count
+
+    @admin.display(description="bytes", ordering="byte_count")
+    def byte_count(self, mailbox: Mailbox) -> int:
+        return mailbox.byte_count
 
     def has_moderate_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(MODERATE_PERMISSION)

@@ -2,8 +2,9 @@
 
 The invariants the database keeps itself, so no race can break them:
 
-- a mailbox's counters never exceed its quota, nor go below zero (check constraints; deliveries reserve space
-  with one conditional UPDATE, see ``services.delivery_store``);
+- a mailbox's use never exceeds its quota, nor goes below zero: it is counted on a few escrow shards
+  (``MailboxCounter``), each within its allowance (check constraints), and the allowances sum to the quota
+  (deliveries reserve space with one conditional UPDATE of one shard, see ``services.delivery_store``);
 - a sender's delivery id is stored once per mailbox (unique), so a resent delivery is never stored twice;
 - a mailbox has at most one live access token (a conditional unique constraint), so two rotations at once
   cannot both leave a token behind.
@@ -33,15 +34,14 @@ def new_token_id() -> str:
 
 
 class Mailbox(models.Model):
-    """The mailbox behind a confirmed name: its owner's settings, quota and usage counters."""
+    """The mailbox behind a confirmed name: its owner's settings and quota (its use is counted on its
+    ``counters``; change the quota with ``services.mailbox_quota_set``, which splits it among them)."""
 
     record = models.OneToOneField(NameRecord, on_delete=models.CASCADE, related_name="mailbox")
     owner_key = models.TextField(help_text="The owner's Maxima identity key when the mailbox was created.")
     address = models.TextField(blank=True, help_text="The owner's Maxima address (Mx…@host:port or MAX#…).")
     max_messages = models.PositiveIntegerField()
     max_bytes = models.PositiveBigIntegerField()
-    message_count = models.PositiveIntegerField(default=0)
-    byte_count = models.PositiveBigIntegerField(default=0)
     retention_days = models.PositiveIntegerField(
         null=True, blank=True, help_text="The owner's choice, at most the gateway's; empty: the gateway's."
     )
@@ -53,13 +53,37 @@ class Mailbox(models.Model):
     class Meta:
         ordering = ["record__name"]
         verbose_name_plural = "mailboxes"
-        constraints = [
-            models.CheckConstraint(condition=Q(message_count__lte=F("max_messages")), name="mailbox_messages_quota"),
-            models.CheckConstraint(condition=Q(byte_count__lte=F("max_bytes")), name="mailbox_bytes_quota"),
-        ]
 
     def __str__(self) -> str:
         return self.record.name
+
+
+class MailboxCounter(models.Model):
+    """One escrow shard of a mailbox's quota: the messages and bytes counted on it, and its allowance (its share of
+    the quota; the shards' allowances sum to the mailbox's ``max_messages`` and ``max_bytes``). Its use is the sum
+    over its shards (``selectors.mailbox_usage``); a message records the shard that counted it.
+
+    A delivery outside a transaction takes room on one shard with one conditional UPDATE, so deliveries to one
+    mailbox that land on different shards do not wait for each other's commit; one that finds its shard's
+    allowance used up moves unused allowance over from the other shards (``services.counters``)."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="counters")
+    shard = models.PositiveSmallIntegerField()
+    message_count = models.PositiveIntegerField(default=0)
+    byte_count = models.PositiveBigIntegerField(default=0)
+    max_messages = models.PositiveIntegerField()
+    max_bytes = models.PositiveBigIntegerField()
+
+    class Meta:
+        ordering = ["mailbox", "shard"]
+        constraints = [
+            models.UniqueConstraint(fields=["mailbox", "shard"], name="mailbox_counter_shard_once"),
+            models.CheckConstraint(condition=Q(message_count__lte=F("max_messages")), name="mailbox_counter_messages"),
+            models.CheckConstraint(condition=Q(byte_count__lte=F("max_bytes")), name="mailbox_counter_bytes"),
+        ]
+
+    def __str__(self) -> str:
+        return f"shard {self.shard}: {self.message_count}/{self.max_messages} messages"
 
 
 class Message(models.Model):
@@ -80,6 +104,7 @@ class Message(models.Model):
     scheme = models.CharField(max_length=32, choices=Scheme.choices)
     ciphertext = models.BinaryField()
     size = models.PositiveIntegerField()
+    shard = models.PositiveSmallIntegerField(default=0, help_text="The mailbox's counter shard that counted it.")
     received_at = models.DateTimeField()
     expires_at = models.DateTimeField(db_index=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.STORED)

@@ -124,13 +124,13 @@ def delete_apply(origin: str, payload: dict[str, Any]) -> str:
 
 
 def counters_lock(payloads: list[dict[str, Any]]) -> None:
-    """Lock the counters rows of the mailboxes a batch's ops name, in id order, before it applies any: the order
-    a batch of deliveries takes them in (``services.deliveries_store``), so the two can never wait on each other
-    in a cycle, whatever the order of the peer's ops."""
+    """Lock the rows of the mailboxes a batch's ops name, in id order, and then their counter shards, before it
+    applies any: the order a batch of deliveries takes them in (``services.deliveries_store``; the rule is in
+    ``services.counters``), so the two can never wait on each other in a cycle, whatever the order of the peer's
+    ops."""
     names = {payload.get("name") for payload in payloads if isinstance(payload.get("name"), str)}
     if names:
-        rows = Mailbox.objects.filter(record__name__in=names).order_by("id").select_for_update(of=("self",))
-        list(rows.values_list("id", flat=True))
+        services.counters_lock(Mailbox.objects.filter(record__name__in=names).values_list("id", flat=True))
 
 
 # --- The ``mailboxes`` and ``messages:<name>`` sets, for reconciliation and snapshots ----------------------------

@@ -5,12 +5,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Model, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 
 from core.errors import DomainError
 from federation.models import Peer
 from handshake.models import Challenge, Session
-from mailboxes.models import AccessToken, BlockedSender, Mailbox, Message, Registration, SenderRule
+from mailboxes.models import AccessToken, BlockedSender, Mailbox, MailboxCounter, Message, Registration, SenderRule
 from maxima.models import OutboundMessage
 from mns_client.protocol.mailbox import MailboxMessageInvalid, Receipt
 from registry.models import NameRecord
@@ -35,6 +36,38 @@ def mailbox_of(*, name: str) -> Mailbox:
             )
         raise DomainError("mailbox_not_found", f"This gateway keeps no mailbox for {name!r}.", status=404)
     return mailbox
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A mailbox's quota and what it holds (``QuotaSerializer``)."""
+
+    max_messages: int
+    max_bytes: int
+    messages: int
+    bytes: int
+
+
+def mailboxes_with_usage(mailboxes: QuerySet[Mailbox] | None = None) -> QuerySet[Mailbox]:
+    """The mailboxes (all of them by default) with what each holds, ``message_count`` and ``byte_count``: the sums
+    over its counter shards, the one way to read a mailbox's use (no row keeps the total: it would be the one row
+    every delivery to the mailbox waits on)."""
+
+    def total(field: str) -> Coalesce:
+        shards = MailboxCounter.objects.filter(mailbox=OuterRef("pk")).order_by().values("mailbox")
+        return Coalesce(Subquery(shards.annotate(total=Sum(field)).values("total")), 0)
+
+    mailboxes = Mailbox.objects.all() if mailboxes is None else mailboxes
+    return mailboxes.annotate(message_count=total("message_count"), byte_count=total("byte_count"))
+
+
+def mailbox_usage(*, mailbox_id: int) -> Usage:
+    """One mailbox's quota and use (``mailboxes_with_usage``)."""
+    row = mailboxes_with_usage(Mailbox.objects.filter(id=mailbox_id))
+    max_messages, max_bytes, messages, used = row.values_list(
+        "max_messages", "max_bytes", "message_count", "byte_count"
+    ).get()
+    return Usage(max_messages=max_messages, max_bytes=max_bytes, messages=messages, bytes=used)
 
 
 def _gateways_keeping(name: str) -> list[str]:

@@ -57,14 +57,14 @@ class KeyField(serializers.CharField):
 class QuotaSerializer(serializers.Serializer):
     max_messages = serializers.IntegerField()
     max_bytes = serializers.IntegerField()
-    messages = serializers.IntegerField(source="message_count")
-    bytes = serializers.IntegerField(source="byte_count")
+    messages = serializers.IntegerField()
+    bytes = serializers.IntegerField()
 
 
 class MailboxSerializer(serializers.ModelSerializer):
     name = serializers.CharField(source="record.name")
     owner = serializers.CharField(source="owner_key", help_text=KEY_HELP)
-    quota = QuotaSerializer(source="*")
+    quota = serializers.SerializerMethodField()
     retention_days = serializers.SerializerMethodField(help_text="How long new messages are kept, in days.")
     retention_days_chosen = serializers.IntegerField(
         source="retention_days", allow_null=True, help_text="The owner's choice; null: the gateway's."
@@ -87,6 +87,10 @@ class MailboxSerializer(serializers.ModelSerializer):
             "allowed",
             "created_at",
         ]
+
+    @extend_schema_field(QuotaSerializer)
+    def get_quota(self, mailbox: Mailbox) -> dict[str, int]:
+        return QuotaSerializer(selectors.mailbox_usage(mailbox_id=mailbox.id)).data
 
     def get_retention_days(self, mailbox: Mailbox) -> int:
         return retention_days(mailbox)

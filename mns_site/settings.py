@@ -452,6 +452,10 @@ MNS_MAILBOX_MAX_MESSAGES = env_int("MNS_MAILBOX_MAX_MESSAGES", 1000, minimum=1, 
 MNS_MAILBOX_MAX_BYTES = env_int("MNS_MAILBOX_MAX_BYTES", 16 * 1024 * 1024, minimum=1024, maximum=2**40)
 if MNS_MAILBOX_MAX_BYTES < MNS_MAX_MESSAGE_BYTES:
     raise EnvError("MNS_MAILBOX_MAX_BYTES", str(MNS_MAILBOX_MAX_BYTES), "at least MNS_MAX_MESSAGE_BYTES")
+# Escrow shards of a new mailbox's quota: concurrent deliveries to one mailbox each count on one shard, so they
+# do not all queue on one counters row (mailboxes.models.MailboxCounter). 1: one row, as before; a mailbox keeps
+# the shards it was given.
+MNS_MAILBOX_COUNTER_SHARDS = env_int("MNS_MAILBOX_COUNTER_SHARDS", 4, minimum=1, maximum=64)
 # Deliveries one sender may make to one mailbox per minute (REST submissions share one bucket per mailbox).
 MNS_DELIVERY_RATE_PER_MINUTE = env_int("MNS_DELIVERY_RATE_PER_MINUTE", 60, minimum=1, maximum=10**9)
 # REST submissions (when MNS_REST_SUBMISSION is on) per client address.

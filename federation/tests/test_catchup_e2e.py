@@ -108,9 +108,9 @@ def seed(gateway: Gateway, rows: list[tuple[str, str, str, str]], replicas: list
             "FROM registry_namerecord WHERE name LIKE 'k%%'"
         )
         conn.execute(
-            "INSERT INTO mailboxes_mailbox (record_id, owner_key, address, max_messages, max_bytes, message_count, "
-            "byte_count, retention_days, auto_forward, delete_forwarded, created_at, updated_at) "
-            "SELECT id, owner_key, '', 1000, 10000000, 0, 0, NULL, false, false, now(), now() "
+            "INSERT INTO mailboxes_mailbox (record_id, owner_key, address, max_messages, max_bytes, retention_days, "
+            "auto_forward, delete_forwarded, created_at, updated_at) "  # its counter shards: made by its first message
+            "SELECT id, owner_key, '', 1000, 10000000, NULL, false, false, now(), now() "
             "FROM registry_namerecord WHERE name LIKE 'k%%' AND jsonb_array_length(gateways) > 1"
         )
         if home:

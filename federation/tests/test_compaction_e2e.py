@@ -85,7 +85,8 @@ def test_a_gateway_down_while_its_peer_compacted_rejoins_and_converges_with_noth
         assert copies_at(gateway, before[0].delivery_id) == 0, gateway.name
         assert [copies_at(gateway, s.delivery_id) for s in letters] == [1] * len(letters), gateway.name
         counts = gateway.sql(
-            "SELECT r.name, m.message_count FROM mailboxes_mailbox m JOIN registry_namerecord r ON r.id = m.record_id "
+            "SELECT r.name, (SELECT coalesce(sum(c.message_count), 0) FROM mailboxes_mailboxcounter c "
+            "WHERE c.mailbox_id = m.id) FROM mailboxes_mailbox m JOIN registry_namerecord r ON r.id = m.record_id "
             "WHERE r.name IN ('wren', 'yara') ORDER BY r.name"
         )
         assert counts == [("wren", 4), ("yara", 1)], gateway.name

@@ -186,7 +186,8 @@ def test_a_message_delivered_at_a_is_read_at_c_and_deleted_there_everywhere(clus
     for gateway in cluster.gateways:
         assert (
             gateway.scalar(
-                "SELECT message_count FROM mailboxes_mailbox m JOIN registry_namerecord r "
+                "SELECT coalesce(sum(c.message_count), 0) FROM mailboxes_mailboxcounter c "
+                "JOIN mailboxes_mailbox m ON m.id = c.mailbox_id JOIN registry_namerecord r "
                 "ON r.id = m.record_id WHERE r.name = 'mira'"
             )
             == 0
@@ -256,7 +257,8 @@ def test_a_gateway_that_was_stopped_catches_up_with_nothing_lost_or_doubled(clus
     for gateway in cluster.gateways:
         assert [copies_at(gateway, s.delivery_id) for s in sent] == [1, 1, 1, 1], gateway.name
         counts = gateway.sql(
-            "SELECT r.name, m.message_count FROM mailboxes_mailbox m JOIN registry_namerecord r ON r.id = m.record_id "
+            "SELECT r.name, (SELECT coalesce(sum(c.message_count), 0) FROM mailboxes_mailboxcounter c "
+            "WHERE c.mailbox_id = m.id) FROM mailboxes_mailbox m JOIN registry_namerecord r ON r.id = m.record_id "
             "WHERE r.name IN ('nova', 'orla') ORDER BY r.name"
         )
         assert counts == [("nova", 3), ("orla", 1)], gateway.name

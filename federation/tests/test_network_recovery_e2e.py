@@ -149,7 +149,8 @@ def same_ops(one: list[tuple[int, str, int]], other: list[tuple[int, str, int]])
 
 def message_counts(gateway: Gateway, names: list[str]) -> dict[str, int]:
     rows = gateway.sql(
-        "SELECT r.name, m.message_count FROM mailboxes_mailbox m JOIN registry_namerecord r ON r.id = m.record_id "
+        "SELECT r.name, (SELECT coalesce(sum(c.message_count), 0) FROM mailboxes_mailboxcounter c "
+        "WHERE c.mailbox_id = m.id) FROM mailboxes_mailbox m JOIN registry_namerecord r ON r.id = m.record_id "
         "WHERE r.name = ANY(%s)",
         names,
     )

@@ -5,6 +5,7 @@ Callers import the functions from here."""
 
 from mailboxes.services.common import MAX_SECRET_CHARS, NameStatus, State, address_check
 from mailboxes.services.configure import KEEP, mailbox_configure, owner_address_seen
+from mailboxes.services.counters import counters_lock, mailbox_quota_set
 from mailboxes.services.delivery import (
     REFUSAL_STATUS,
     Delivery,
@@ -48,6 +49,7 @@ __all__ = [
     "access_token_live",
     "access_token_revoke",
     "address_check",
+    "counters_lock",
     "deliver_received",
     "deliveries_received",
     "deliveries_store",
@@ -59,6 +61,7 @@ __all__ = [
     "mailbox_messages_expire",
     "mailbox_open",
     "mailbox_purge",
+    "mailbox_quota_set",
     "mailbox_replicate",
     "message_delete",
     "message_forwarded",

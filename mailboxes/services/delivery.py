@@ -2,8 +2,9 @@
 
 Every refusal raises before anything is written (a ``DomainError`` with its own code), and the writes that must
 hold together share one transaction. The quota is kept by the database: a delivery reserves its space with one
-conditional UPDATE of the mailbox's counters (``count + 1 <= max AND bytes + n <= max``), so concurrent
-deliveries can never overfill a mailbox, and every delete gives back exactly what it deleted."""
+conditional UPDATE of one of the mailbox's counter shards (``count + 1 <= max AND bytes + n <= max``, within the
+shard's allowance, see ``counters``), so concurrent deliveries can never overfill a mailbox, and every delete gives
+back exactly what it deleted, to the shard that counted it."""
 
 import hashlib
 import logging
@@ -14,7 +15,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from core import ratelimit
@@ -22,7 +22,8 @@ from core.errors import DomainError
 from federation import selectors as federation_selectors
 from federation import services as federation
 from mailboxes import selectors
-from mailboxes.models import Mailbox, Message
+from mailboxes.models import Mailbox, MailboxCounter, Message
+from mailboxes.services import counters
 from mailboxes.services.common import NameStatus, _detail, _ms
 from mailboxes.services.forwarding import _forward_queue
 from mailboxes.services.reading import retention_days
@@ -122,10 +123,11 @@ def deliveries_store(deliveries: Sequence[Delivery]) -> list[Stored | DeliveryRe
     ``delivery_store`` does; returns, in the given order, each one's ``Stored`` or its refusal (which wrote nothing).
 
     The writes go in the order of their mailboxes' ids (in the given order within one mailbox), each in a
-    savepoint: batches that share mailboxes take the counters rows in the same order, and each takes a mailbox's
-    row before it writes a message into it, so they cannot deadlock on one another nor with single deliveries,
-    nor with a peer's replicated batch (it takes the rows of the mailboxes its ops name in id order before it
-    applies any: ``mailboxes.replication.counters_lock``).
+    savepoint: batches that share mailboxes take the mailboxes' rows and then their counter shards in the same
+    order (``counters.counters_lock``), and each takes them before it writes a message into the mailbox, so they
+    cannot deadlock on one another nor with single deliveries, nor with a peer's replicated batch (it takes the
+    same rows of the mailboxes its ops name, in the same order, before it applies any:
+    ``mailboxes.replication.counters_lock``).
     """
     outcomes: list[Stored | DeliveryRefused | None] = [None] * len(deliveries)
     ready: list[tuple[int, _Checked]] = []
@@ -344,17 +346,13 @@ def _check_rate(mailbox: Mailbox, sender_key: str) -> None:
         )
 
 
-def _reserve(mailbox: Mailbox, size: int) -> None:
-    """Take room for one message of ``size`` bytes in one conditional UPDATE, or refuse ``over_quota``.
-
-    Concurrent deliveries to one mailbox queue on its row; each re-evaluates the condition once the one before
-    committed, so the counters never pass the quota (and the check constraints would refuse it anyway).
-    """
-    reserved = Mailbox.objects.filter(
-        id=mailbox.id, message_count__lt=F("max_messages"), byte_count__lte=F("max_bytes") - size
-    ).update(message_count=F("message_count") + 1, byte_count=F("byte_count") + size)
-    if not reserved:
+def _room_taken(mailbox: Mailbox, size: int) -> int:
+    """In a transaction: count one message of ``size`` bytes on one of the mailbox's shards (its row and shards
+    locked first, ``counters.room_take``) and return that shard, or refuse ``over_quota`` (nothing counted)."""
+    shard = counters.room_take(mailbox_id=mailbox.id, size=size)
+    if shard is None:
         raise _over_quota()
+    return shard
 
 
 def _over_quota() -> DeliveryRefused:
@@ -367,15 +365,19 @@ def _store_new(
     """Reserve the room, store the message and log it for the peers, all or nothing; ``over_quota`` (nothing
     written) when it does not fit, ``IntegrityError`` when the same delivery was stored since it was looked up.
 
-    The quota is taken first, as everywhere: a delivery waits for the mailbox's counters row before it writes
-    anything, so it never holds a message's unique index entry while waiting for that row (a peer's batch holds
-    the row of one op while it inserts another op's message: the other order deadlocks)."""
+    The quota is taken first, as everywhere: a delivery takes its counter shard before it writes anything. Outside
+    a transaction on PostgreSQL that is one statement on one shard (``_write_at_once``), and only when that shard's
+    allowance is used up does it lock the mailbox's counters in a transaction of its own and move unused allowance
+    over (``_write_locked``). In a transaction (the caller's, or for forwarding, or on SQLite) it follows the lock
+    order of ``counters``: the mailbox's row, then all its shards, before the message is written, so it never
+    holds a message's unique index entry while waiting for a counters row (a peer's batch holds the rows of one op
+    while it inserts another op's message: the other order deadlocks)."""
     message = _message_unsaved(
         mailbox, delivery_id, scheme, ciphertext, sender_key, sender_verified, received_at=timezone.now()
     )
     if connection.vendor != "postgresql" or (mailbox.auto_forward and mailbox.address):
         with transaction.atomic():
-            _reserve(mailbox, message.size)
+            message.shard = _room_taken(mailbox, message.size)
             message.save(force_insert=True)
             if mailbox.auto_forward and mailbox.address:
                 _forward_queue(message, mailbox, delete=mailbox.delete_forwarded)
@@ -383,23 +385,42 @@ def _store_new(
         return message
     if connection.in_atomic_block:  # in the caller's transaction: a savepoint, so a refusal rolls back nothing else
         with transaction.atomic():
-            return _write_at_once(message, mailbox)
-    return _write_at_once(message, mailbox)
+            return _write_locked(message, mailbox)
+    message.shard = counters.shard_pick()
+    if _write_at_once(message, mailbox):
+        return message
+    with transaction.atomic():  # the shard is full: move unused allowance to it, if the mailbox has any
+        return _write_locked(message, mailbox)
 
 
-def _write_at_once(message: Message, mailbox: Mailbox) -> Message:
-    """``_store_new`` on PostgreSQL in one statement: the quota's conditional UPDATE, the message's INSERT (only if
-    the UPDATE took the room) and the op's INSERT (only if the message was stored), with the gateway's identity key
-    and "is any peer active?" read in the same statement. Outside a transaction it commits on its own."""
+def _write_locked(message: Message, mailbox: Mailbox) -> Message:
+    """``_write_at_once`` in a transaction, after locking the mailbox's row and shards (``counters.counters_lock``)
+    and finding a shard with room (``counters.room_find``, which moves unused allowance to it when none has), or
+    refuse ``over_quota``."""
+    locked = counters.counters_lock([mailbox.id])[mailbox.id]
+    shard = counters.room_find(locked, size=message.size, wanted=counters.shard_pick())
+    if shard is None:
+        raise _over_quota()
+    message.shard = shard
+    if not _write_at_once(message, mailbox):  # cannot happen: the shard has room, and its row is ours
+        raise _over_quota()
+    return message
+
+
+def _write_at_once(message: Message, mailbox: Mailbox) -> bool:
+    """``_store_new`` on PostgreSQL in one statement: the conditional UPDATE of the message's counter shard
+    (``message.shard``), the message's INSERT (only if the UPDATE took the room) and the op's INSERT (only if the
+    message was stored), with the gateway's identity key and "is any peer active?" read in the same statement.
+    Outside a transaction it commits on its own. False, nothing written, when the shard has no room for it."""
     op = federation.op_append_sql(kind="message", payload=message_op(message, mailbox), source="stored")
     columns = [field for field in Message._meta.concrete_fields if not field.primary_key]
     values = [field.get_db_prep_save(field.pre_save(message, add=True), connection) for field in columns]
     size = message.size
     query = f"""
         WITH reserved AS (
-          UPDATE {Mailbox._meta.db_table}
+          UPDATE {MailboxCounter._meta.db_table}
              SET message_count = message_count + 1, byte_count = byte_count + %s
-           WHERE id = %s AND message_count < max_messages AND byte_count <= max_bytes - %s
+           WHERE mailbox_id = %s AND shard = %s AND message_count < max_messages AND byte_count <= max_bytes - %s
           RETURNING id
         ), stored AS (
           INSERT INTO {Message._meta.db_table} ({", ".join(field.column for field in columns)})
@@ -409,14 +430,14 @@ def _write_at_once(message: Message, mailbox: Mailbox) -> Message:
         SELECT (SELECT id FROM stored), EXISTS (SELECT 1 FROM logged), {federation_selectors.peers_active_sql()}
     """  # noqa: S608 (table and column names from the models; every value is a parameter)
     with connection.cursor() as cursor:
-        cursor.execute(query, [size, mailbox.id, size, *values, *op.params])
+        cursor.execute(query, [size, mailbox.id, message.shard, size, *values, *op.params])
         stored_id, logged, peers_active = cursor.fetchone()
     if stored_id is None:
-        raise _over_quota()
+        return False
     message.id = message.pk = stored_id
     message._state.adding, message._state.db = False, connection.alias
     federation.op_appended(kind="message", logged=logged, peers_active=peers_active)
-    return message
+    return True
 
 
 def _message_row(

@@ -10,6 +10,7 @@ from django.utils import timezone
 from core.errors import DomainError
 from mailboxes.models import Mailbox, Message
 from mailboxes.services.common import State, _ms
+from mailboxes.services.counters import counters_lock
 from mailboxes.services.reading import _messages_delete
 from maxima.models import OutboundMessage
 from maxima.services import outbound_enqueue, outbound_retry
@@ -95,10 +96,16 @@ def message_forwarded(*, outbound_id: int) -> bool:
     """The outbox sent a forward (``delivered:true``): mark its message forwarded, or delete it if asked.
 
     Called by the transport right after it marks the outbound message sent, and by the beat sweep for any it
-    missed; a message no longer ``forwarding`` is left alone, so running it twice changes nothing.
+    missed; a message no longer ``forwarding`` is left alone, so running it twice changes nothing. The mailbox's
+    row and counter shards are locked before the message (the lock order of ``counters``: a delete may follow).
     """
     with transaction.atomic():
-        message = Message.objects.select_for_update().filter(outbound_id=outbound_id, state=State.FORWARDING).first()
+        forwarding = Message.objects.filter(outbound_id=outbound_id, state=State.FORWARDING)
+        mailbox_id = forwarding.values_list("mailbox_id", flat=True).first()
+        if mailbox_id is None:
+            return False
+        counters_lock([mailbox_id])
+        message = forwarding.select_for_update().first()
         if message is None:
             return False
         if message.delete_when_forwarded:

@@ -9,6 +9,7 @@ from django.utils import timezone
 from federation import services as federation
 from mailboxes.models import Mailbox, Registration
 from mailboxes.services.common import address_check
+from mailboxes.services.counters import counters_lock
 from mailboxes.services.tokens import access_token_issue
 from registry import services as registry_services
 from registry.models import NameRecord
@@ -28,9 +29,10 @@ def mailbox_open(*, record: NameRecord, owner_key: str, address: str) -> Mailbox
 
     A mailbox left from the name's previous owner is deleted with its messages; the owner's own one is kept (its
     address updated when one is given)."""
-    mailbox = Mailbox.objects.select_for_update().filter(record=record).first()
+    mailbox = Mailbox.objects.select_for_update(no_key=True).filter(record=record).first()
     if mailbox is not None and mailbox.owner_key != owner_key:
         logger.info("deleting the mailbox of %s left by its previous owner", record.name)
+        counters_lock([mailbox.id])  # the lock order of ``counters``, before its shards go with it
         mailbox.delete()
         mailbox = None
     if mailbox is None:
@@ -41,6 +43,7 @@ def mailbox_open(*, record: NameRecord, owner_key: str, address: str) -> Mailbox
             max_messages=settings.MNS_MAILBOX_MAX_MESSAGES,
             max_bytes=settings.MNS_MAILBOX_MAX_BYTES,
         )
+        counters_lock([mailbox.id])  # makes its counter shards, its quota split among them
     elif address:
         Mailbox.objects.filter(id=mailbox.id).update(address=address, updated_at=timezone.now())
         mailbox.address = address
@@ -57,7 +60,9 @@ def mailbox_hand_over(*, record: NameRecord, previous_owner: str) -> Mailbox | N
 
     Runs in the transaction that applied the accept, after its ``statement`` op, so the peers apply them in order.
     """
-    deleted, _ = Mailbox.objects.filter(record=record).exclude(owner_key=record.owner_key).delete()
+    left = Mailbox.objects.filter(record=record).exclude(owner_key=record.owner_key)
+    counters_lock(left.values_list("id", flat=True))  # the lock order of ``counters``, before the shards go too
+    deleted, _ = left.delete()
     if deleted:
         logger.info("deleted the mailbox of %s: the name was transferred to another owner", record.name)
     if not record.gateways or record.gateways[0] != federation.me():

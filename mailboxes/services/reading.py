@@ -5,12 +5,13 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from core.errors import DomainError
 from federation import services as federation
 from mailboxes.models import Mailbox, Message
+from mailboxes.services.counters import counters_lock, room_give_back
 
 logger = logging.getLogger(__name__)
 
@@ -46,20 +47,24 @@ def mailbox_messages_expire(*, mailbox_id: int, now: datetime | None = None, bat
 
 
 def _messages_delete(*, mailbox_id: int, messages: QuerySet[Message], replicate: bool = False) -> int:
-    """Delete messages of one mailbox and give their room back, counting only what this call deleted.
+    """Delete messages of one mailbox and give their room back to the shards that counted them, counting only
+    what this call deleted.
 
-    The rows are locked first: of two concurrent deletes of one message only one sees it, so the counters are
-    decremented once (on PostgreSQL, FOR UPDATE skips a row another transaction deleted meanwhile). ``replicate``:
-    the owner (or staff) deleted them, so the other replicas delete them too (expiry runs on each gateway).
+    The mailbox's row and counter shards are locked first (``counters.counters_lock``: the lock order of every
+    transaction that touches them), then the messages: of two concurrent deletes of one message only one sees it,
+    so the counters are decremented once (on PostgreSQL, FOR UPDATE skips a row another transaction deleted
+    meanwhile). ``replicate``: the owner (or staff) deleted them, so the other replicas delete them too (expiry
+    runs on each gateway).
     """
     with transaction.atomic():
-        rows = list(messages.filter(mailbox_id=mailbox_id).select_for_update().values_list("id", "size", "uid"))
+        counters_lock([mailbox_id])
+        rows = list(
+            messages.filter(mailbox_id=mailbox_id).select_for_update().values_list("id", "size", "uid", "shard")
+        )
         if not rows:
             return 0
         Message.objects.filter(id__in=[row[0] for row in rows]).delete()
-        Mailbox.objects.filter(id=mailbox_id).update(
-            message_count=F("message_count") - len(rows), byte_count=F("byte_count") - sum(row[1] for row in rows)
-        )
+        room_give_back(mailbox_id=mailbox_id, deleted=[(shard, size) for _, size, _, shard in rows])
         if replicate:
             name = Mailbox.objects.filter(id=mailbox_id).values_list("record__name", flat=True).get()
             for row in rows:

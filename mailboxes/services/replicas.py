@@ -9,7 +9,8 @@ from django.utils import timezone
 
 from mailboxes import selectors
 from mailboxes.models import Mailbox, Message
-from mailboxes.services.delivery import _check_content, _message_row, _reserve
+from mailboxes.services.counters import counters_lock
+from mailboxes.services.delivery import _check_content, _message_row, _room_taken
 from mailboxes.services.reading import _messages_delete, retention_days
 from mns_client.protocol.mailbox import (
     MailboxMessageInvalid,
@@ -23,18 +24,21 @@ logger = logging.getLogger(__name__)
 def mailbox_replicate(*, record: NameRecord, owner_key: str, address: str) -> Mailbox:
     """A replica of a mailbox whose home gateway announced it (no access token here: the owner reads with a
     handshake session). A mailbox left by the name's previous owner is replaced; the same one again is kept."""
-    mailbox = Mailbox.objects.select_for_update().filter(record=record).first()
+    mailbox = Mailbox.objects.select_for_update(no_key=True).filter(record=record).first()
     if mailbox is not None and mailbox.owner_key == owner_key:
         return mailbox
     if mailbox is not None:
+        counters_lock([mailbox.id])  # the lock order of ``counters``, before its shards go with it
         mailbox.delete()
-    return Mailbox.objects.create(
+    mailbox = Mailbox.objects.create(
         record=record,
         owner_key=owner_key,
         address=address if _address_or_empty(address) else "",
         max_messages=settings.MNS_MAILBOX_MAX_MESSAGES,
         max_bytes=settings.MNS_MAILBOX_MAX_BYTES,
     )
+    counters_lock([mailbox.id])  # makes its counter shards, its quota split among them
+    return mailbox
 
 
 def message_replicate(
@@ -62,9 +66,17 @@ def message_replicate(
     _check_content(scheme, ciphertext)
     try:
         with transaction.atomic():
-            _reserve(mailbox, len(ciphertext))
+            shard = _room_taken(mailbox, len(ciphertext))
             _message_row(
-                mailbox, delivery_id, scheme, ciphertext, sender_key, sender_verified, received_at=received_at, uid=uid
+                mailbox,
+                delivery_id,
+                scheme,
+                ciphertext,
+                sender_key,
+                sender_verified,
+                received_at=received_at,
+                uid=uid,
+                shard=shard,
             )
     except IntegrityError:
         return "duplicate"

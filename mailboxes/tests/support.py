@@ -6,12 +6,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from handshake import services as handshake_services
-from mailboxes import services
+from mailboxes import selectors, services
 from mailboxes.models import (
     AccessToken,
     AuditEntry,
     BlockedSender,
     Mailbox,
+    MailboxCounter,
     Message,
     Registration,
     SenderRule,
@@ -128,10 +129,27 @@ def sent(message_type: str) -> list[tuple[str, dict[str, Any]]]:
     return [(destination, body) for destination, body in bodies if body.get("type") == message_type]
 
 
+def usage(name: str = "alice") -> tuple[int, int]:
+    """What the mailbox of ``name`` holds, (messages, bytes), summed over its counter shards."""
+    used = selectors.mailbox_usage(mailbox_id=Mailbox.objects.get(record__name=name).id)
+    return used.messages, used.bytes
+
+
+def quota_set(name: str = "alice", *, max_messages: int | None = None, max_bytes: int | None = None) -> None:
+    """Give the mailbox of ``name`` a new quota (what is not given stays), split among its shards."""
+    mailbox = Mailbox.objects.get(record__name=name)
+    services.mailbox_quota_set(
+        mailbox=mailbox,
+        max_messages=mailbox.max_messages if max_messages is None else max_messages,
+        max_bytes=mailbox.max_bytes if max_bytes is None else max_bytes,
+    )
+
+
 def snapshot() -> dict[str, list[dict[str, Any]]]:
     """Everything the mailboxes (and the registry under them) store, to show that a refusal wrote nothing."""
     models = {
         "mailboxes": Mailbox,
+        "counters": MailboxCounter,
         "messages": Message,
         "rules": SenderRule,
         "blocked": BlockedSender,

@@ -4,8 +4,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from mailboxes.models import AuditEntry, BlockedSender, Mailbox, Message
-from mailboxes.tests.support import Opened, Owner, deliver
+from mailboxes.models import AuditEntry, BlockedSender, Message
+from mailboxes.tests.support import Opened, Owner, deliver, quota_set, usage
 from mns_client.protocol.codecs import to_hex
 
 pytestmark = pytest.mark.django_db
@@ -21,7 +21,7 @@ def admin_client(client: Client, staff: User) -> Client:
 
 def test_the_mailbox_list_shows_counts_sizes_and_quota_use(admin_client: Client, opened: Opened, sender: Owner) -> None:
     deliver(sender, ciphertext=b"x" * 100)
-    Mailbox.objects.update(max_messages=4)
+    quota_set(max_messages=4)
     page = admin_client.get("/admin/mailboxes/mailbox/").content.decode()
     assert "alice" in page
     assert "25 % of messages, 0 % of bytes" in page
@@ -53,7 +53,7 @@ def test_purging_a_mailbox_deletes_its_messages_and_leaves_an_audit_entry(
     response = admin_client.post("/admin/mailboxes/mailbox/", data)
     assert response.status_code == 302
     assert not Message.objects.exists()
-    assert (Mailbox.objects.get().message_count, Mailbox.objects.get().byte_count) == (0, 0)
+    assert usage() == (0, 0)
     entry = AuditEntry.objects.get()
     assert (entry.action, entry.name, entry.actor, entry.reason, entry.detail) == (
         "purge",

@@ -1,5 +1,6 @@
-"""Parallel writers on PostgreSQL: the quota holds, a delivery id is stored once, a delete gives room back once, and
-a delivery never deadlocks with a peer's batch."""
+"""Parallel writers on PostgreSQL: the quota holds across the mailbox's counter shards, a delivery id is stored once,
+a delete gives room back once (to the shard that counted the message), and a delivery never deadlocks with a peer's
+batch."""
 
 import importlib
 import threading
@@ -9,6 +10,7 @@ from contextlib import nullcontext
 
 import pytest
 from django.db import connection, transaction
+from django.db.models import Count, Sum
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -16,9 +18,10 @@ from django.utils import timezone
 from federation.models import Operation
 from federation.tests.support import FakePeer
 from mailboxes import services
-from mailboxes.models import Mailbox, Message
+from mailboxes.models import Mailbox, MailboxCounter, Message
+from mailboxes.services import counters
 from mailboxes.services import delivery as delivery_module
-from mailboxes.tests.support import Opened, Owner, deliver, deliver_body, open_mailbox, snapshot
+from mailboxes.tests.support import Opened, Owner, deliver, deliver_body, open_mailbox, quota_set, snapshot, usage
 from maxima.models import NodeState
 from mns_client.protocol.codecs import to_hex
 from mns_client.protocol.mailbox import new_delivery_id
@@ -70,24 +73,52 @@ def together(
     return sorted(outcomes)
 
 
+def shards(name: str = "alice") -> dict[int, tuple[int, int]]:
+    """The mailbox's counter shards, (messages, bytes) each, after checking that each counts exactly the messages
+    that record it, within its allowance, and that the allowances sum to the quota."""
+    mailbox = Mailbox.objects.get(record__name=name)
+    rows = MailboxCounter.objects.filter(mailbox=mailbox).order_by("shard")
+    counted = {row.shard: (row.message_count, row.byte_count) for row in rows}
+    held = Message.objects.filter(mailbox=mailbox).values("shard").annotate(n=Count("id"), size=Sum("size"))
+    assert {shard: used for shard, used in counted.items() if used != (0, 0)} == {
+        row["shard"]: (row["n"], row["size"]) for row in held
+    }
+    assert all(row.message_count <= row.max_messages and row.byte_count <= row.max_bytes for row in rows)
+    assert (sum(row.max_messages for row in rows), sum(row.max_bytes for row in rows)) == (
+        mailbox.max_messages,
+        mailbox.max_bytes,
+    )
+    return counted
+
+
+def test_a_mailbox_opens_with_its_quota_split_among_its_shards(opened: Opened, settings: object) -> None:
+    allowances = MailboxCounter.objects.filter(mailbox=opened.mailbox).order_by("shard")
+    assert list(allowances.values_list("shard", "max_messages", "max_bytes")) == [
+        (0, 250, 4 * 1024 * 1024),
+        (1, 250, 4 * 1024 * 1024),
+        (2, 250, 4 * 1024 * 1024),
+        (3, 250, 4 * 1024 * 1024),
+    ]
+
+
 def test_parallel_deliveries_never_pass_the_message_quota(
     monkeypatch: pytest.MonkeyPatch, opened: Opened, sender: Owner, settings: object
 ) -> None:
-    Mailbox.objects.update(max_messages=3)
+    quota_set(max_messages=3)
     outcomes = together(monkeypatch, [lambda: deliver(sender) for _ in range(8)])
     assert outcomes == ["over_quota"] * 5 + ["stored"] * 3
-    mailbox = Mailbox.objects.get()
-    assert mailbox.message_count == Message.objects.count() == 3
+    assert usage()[0] == Message.objects.count() == 3
+    shards()
 
 
 def test_parallel_deliveries_never_pass_the_byte_quota(
     monkeypatch: pytest.MonkeyPatch, opened: Opened, sender: Owner
 ) -> None:
-    Mailbox.objects.update(max_bytes=1000)
+    quota_set(max_bytes=1000)
     outcomes = together(monkeypatch, [lambda: deliver(sender, ciphertext=b"x" * 300) for _ in range(6)])
     assert outcomes == ["over_quota"] * 3 + ["stored"] * 3
-    mailbox = Mailbox.objects.get()
-    assert mailbox.byte_count == sum(Message.objects.values_list("size", flat=True)) == 900
+    assert usage()[1] == sum(Message.objects.values_list("size", flat=True)) == 900
+    shards()
 
 
 def test_one_delivery_processed_twice_at_once_is_stored_once(
@@ -96,7 +127,7 @@ def test_one_delivery_processed_twice_at_once_is_stored_once(
     body = deliver_body()
     outcomes = together(monkeypatch, [lambda: deliver(sender, body=body) for _ in range(4)])
     assert outcomes == ["stored"] * 4
-    assert Message.objects.count() == Mailbox.objects.get().message_count == 1
+    assert Message.objects.count() == usage()[0] == 1
 
 
 def test_deleting_one_message_from_two_places_at_once_gives_its_room_back_once(
@@ -112,8 +143,8 @@ def test_deleting_one_message_from_two_places_at_once_gives_its_room_back_once(
         at="reading._messages_delete",
     )
     assert outcomes == [0, 0, 1]
-    mailbox.refresh_from_db()
-    assert (mailbox.message_count, mailbox.byte_count) == (1, 30)
+    assert usage() == (1, 30)
+    shards()
 
 
 def submit(sender: Owner, delivery_id: str | None = None, ciphertext: bytes = b"\x02" * 50) -> str:
@@ -145,8 +176,8 @@ def test_a_rest_delivery_is_one_read_and_one_write_that_commits_on_its_own(
     uid = response.json()["message_id"]
     message = Message.objects.get()
     assert (message.uid, message.sender_verified, bytes(message.ciphertext)) == (uid, False, b"\x02" * 50)
-    mailbox = Mailbox.objects.get()
-    assert (mailbox.message_count, mailbox.byte_count) == (1, 50)
+    assert usage() == (1, 50)
+    assert shards()[message.shard] == (1, 50)
     op = Operation.objects.get(kind="message")
     assert (op.origin, op.payload["uid"], op.seq, op.outcome) == (GATEWAY, uid, None, "own")
 
@@ -155,7 +186,7 @@ def test_a_rest_delivery_over_quota_outside_a_transaction_writes_nothing(
     opened: Opened, sender: Owner, settings: object
 ) -> None:
     settings.MNS_REST_SUBMISSION = True
-    Mailbox.objects.update(max_bytes=60)
+    quota_set(max_bytes=60)
     submit(sender, ciphertext=b"x" * 40)
     before = snapshot(), list(Operation.objects.values())
     assert submit(sender, ciphertext=b"y" * 40) == "over_quota"
@@ -176,11 +207,66 @@ def test_parallel_rest_deliveries_outside_a_transaction_never_pass_the_quota(
     monkeypatch: pytest.MonkeyPatch, opened: Opened, sender: Owner, settings: object
 ) -> None:
     settings.MNS_REST_SUBMISSION = True
-    Mailbox.objects.update(max_messages=3)
+    quota_set(max_messages=3)
     outcomes = together(monkeypatch, [lambda: submit(sender) for _ in range(6)], atomic=False)
     assert outcomes.count("over_quota") == 3
-    assert Mailbox.objects.get().message_count == Message.objects.count() == 3
+    assert usage()[0] == Message.objects.count() == 3
     assert Operation.objects.filter(kind="message").count() == 3
+    shards()
+
+
+def test_parallel_rest_deliveries_outside_a_transaction_never_pass_the_quota_over_many_shards(
+    monkeypatch: pytest.MonkeyPatch, opened: Opened, sender: Owner, settings: object
+) -> None:
+    """Two messages' room on each of four shards, twelve deliveries at once: the ones whose shard is full take
+    room from the others while the rest write, and the mailbox still holds exactly its quota."""
+    settings.MNS_REST_SUBMISSION = True
+    quota_set(max_messages=8)
+    outcomes = together(monkeypatch, [lambda: submit(sender) for _ in range(12)], atomic=False)
+    assert outcomes.count("over_quota") == 4
+    assert usage() == (8, 400) == (Message.objects.count(), 400)
+    assert sum(messages for messages, _ in shards().values()) == 8
+
+
+def test_parallel_rest_deliveries_outside_a_transaction_never_pass_the_byte_quota(
+    monkeypatch: pytest.MonkeyPatch, opened: Opened, sender: Owner, settings: object
+) -> None:
+    """No shard's allowance (250 bytes) holds one 300-byte message: each one stored moved room over."""
+    settings.MNS_REST_SUBMISSION = True
+    quota_set(max_bytes=1000)
+    outcomes = together(monkeypatch, [lambda: submit(sender, ciphertext=b"x" * 300) for _ in range(6)], atomic=False)
+    assert outcomes.count("over_quota") == 3
+    assert usage() == (3, 900)
+    shards()
+
+
+def test_the_rebalancing_fallback_stores_the_last_message_that_fits_and_refuses_the_one_after(
+    opened: Opened, sender: Owner, settings: object
+) -> None:
+    settings.MNS_REST_SUBMISSION = True
+    quota_set(max_bytes=1000)  # 250 bytes on each of four shards
+    assert [submit(sender, ciphertext=b"x" * 300) != "over_quota" for _ in range(3)] == [True, True, True]
+    before = snapshot(), list(Operation.objects.values())
+    assert submit(sender, ciphertext=b"y" * 101) == "over_quota"
+    assert (snapshot(), list(Operation.objects.values())) == before
+    assert submit(sender, ciphertext=b"z" * 100) != "over_quota"
+    assert usage() == (4, 1000)
+    assert submit(sender, ciphertext=b"w") == "over_quota"
+    assert usage() == (4, 1000)
+    shards()
+
+
+def test_a_delete_gives_the_room_back_to_the_shard_that_counted_the_message(
+    monkeypatch: pytest.MonkeyPatch, opened: Opened, sender: Owner, settings: object
+) -> None:
+    settings.MNS_REST_SUBMISSION = True
+    for shard, size in ((1, 10), (2, 20), (2, 30), (3, 40)):
+        monkeypatch.setattr(counters, "shard_pick", lambda shard=shard: shard)
+        submit(sender, ciphertext=b"x" * size)
+    assert shards() == {0: (0, 0), 1: (1, 10), 2: (2, 50), 3: (1, 40)}
+    uid = Message.objects.get(size=20).uid
+    services.messages_ack(mailbox=opened.mailbox, uids=[uid])
+    assert shards() == {0: (0, 0), 1: (1, 10), 2: (1, 30), 3: (1, 40)}
 
 
 def test_one_rest_delivery_sent_four_times_at_once_outside_a_transaction_is_stored_once(
@@ -191,7 +277,7 @@ def test_one_rest_delivery_sent_four_times_at_once_outside_a_transaction_is_stor
     uids = together(monkeypatch, [lambda: submit(sender, same) for _ in range(4)], atomic=False)
     assert len(uids) == 4
     assert set(uids) == set(Message.objects.values_list("uid", flat=True))
-    assert Mailbox.objects.get().message_count == Message.objects.count() == 1
+    assert usage()[0] == Message.objects.count() == 1
     assert Operation.objects.filter(kind="message").count() == 1
 
 
@@ -245,7 +331,72 @@ def test_a_delivery_racing_a_peers_batch_for_the_same_message_never_deadlocks(
         thread.join(timeout=60)
     assert errors == []
     assert outcomes == {"first op": "applied", "second op": "applied", "local": "replicated-same"}
-    assert Mailbox.objects.get().message_count == Message.objects.count() == 2
+    assert usage()[0] == Message.objects.count() == 2
+    shards()
+
+
+def test_a_rest_deliverys_fallback_racing_a_peers_batch_for_the_same_message_never_deadlocks(
+    monkeypatch: pytest.MonkeyPatch, opened: Opened, sender: Owner, settings: object
+) -> None:
+    """The local delivery's shard is full (no shard holds its 50 bytes), so it locks the mailbox's row and shards
+    to move room over just as the peer's batch holds them for one op and then inserts another op's message, the
+    same (sender, delivery id): the fallback waits for the batch before it writes anything, then finds the message
+    stored."""
+    settings.MNS_REST_SUBMISSION = True
+    quota_set(max_bytes=160)  # 40 bytes on each of four shards
+    mailbox, same = Mailbox.objects.get(), new_delivery_id()
+    fell_back, holds_row, outcomes, errors = threading.Event(), threading.Event(), {}, []
+    real_write_locked = delivery_module._write_locked
+
+    def write_locked_once_the_batch_holds_the_rows(message: Message, mailbox: Mailbox) -> Message:
+        fell_back.set()
+        holds_row.wait(timeout=20)
+        return real_write_locked(message, mailbox)
+
+    monkeypatch.setattr(delivery_module, "_write_locked", write_locked_once_the_batch_holds_the_rows)
+
+    def replicate(uid: str, delivery_id: str) -> str:
+        return services.message_replicate(
+            mailbox=mailbox,
+            uid=uid,
+            delivery_id=delivery_id,
+            sender_key=sender.key,
+            sender_verified=False,
+            scheme="nacl-sealedbox-v1",
+            ciphertext=b"\x03" * 40,
+            received_at=timezone.now(),
+        )
+
+    def batch() -> None:
+        try:
+            fell_back.wait(timeout=20)
+            with transaction.atomic():
+                outcomes["first op"] = replicate("replicated-first", new_delivery_id())
+                holds_row.set()
+                _wait_for_a_lock_wait()
+                outcomes["second op"] = replicate("replicated-same", same)
+        except Exception as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    def local() -> None:
+        try:
+            outcomes["local"] = submit(sender, same)
+        except Exception as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=batch), threading.Thread(target=local)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert outcomes == {"first op": "applied", "second op": "applied", "local": "replicated-same"}
+    assert usage() == (2, 80) == (Message.objects.count(), 80)
+    shards()
 
 
 def _wait_for_a_lock_wait() -> None:
@@ -274,7 +425,7 @@ def test_two_batches_over_the_same_mailboxes_in_opposite_orders_never_deadlock(
     forth, back = [item("alice"), item("bob")], [item("bob"), item("alice")]
     outcomes = together(monkeypatch, [batch(forth), batch(back)], at="delivery._written", first_only=True)
     assert outcomes == [[True, True], [True, True]]
-    assert sorted(Mailbox.objects.values_list("message_count", flat=True)) == [2, 2]
+    assert (usage("alice")[0], usage("bob")[0]) == (2, 2)
 
 
 def test_a_batch_of_deliveries_never_deadlocks_with_a_peers_batch_taking_the_mailboxes_the_other_way(
@@ -328,6 +479,4 @@ def test_a_batch_of_deliveries_never_deadlocks_with_a_peers_batch_taking_the_mai
     for thread in threads:
         thread.join(timeout=60)
     assert outcomes == {"peer": "done", "local": [True, True]}
-    assert sorted(
-        Mailbox.objects.filter(record__name__in=["carol", "dave"]).values_list("message_count", flat=True)
-    ) == [2, 2]
+    assert (usage("carol")[0], usage("dave")[0]) == (2, 2)

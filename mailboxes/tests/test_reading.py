@@ -9,7 +9,7 @@ from rest_framework.serializers import ModelSerializer
 
 from mailboxes.models import Mailbox, Message
 from mailboxes.serializers import MessageMetaSerializer, MessageSerializer
-from mailboxes.tests.support import Opened, Owner, body, deliver, error, open_mailbox, session
+from mailboxes.tests.support import Opened, Owner, body, deliver, error, open_mailbox, session, usage
 from mns_client.protocol.codecs import from_hex, to_hex
 from mns_client.protocol.crypto import seal, unseal
 
@@ -73,13 +73,12 @@ def test_deleting_a_message_gives_its_room_back(client: Client, opened: Opened, 
     response = client.delete(f"/api/v1/mailboxes/alice/messages/{first.uid}", **opened.auth)
     assert response.status_code == 204
     assert list(Message.objects.values_list("uid", flat=True)) == [second.uid]
-    mailbox = Mailbox.objects.get()
-    assert (mailbox.message_count, mailbox.byte_count) == (1, 30)
+    assert usage() == (1, 30)
     assert error(client.delete(f"/api/v1/mailboxes/alice/messages/{first.uid}", **opened.auth)) == (
         404,
         "message_not_found",
     )
-    assert (Mailbox.objects.get().message_count, Mailbox.objects.get().byte_count) == (1, 30)
+    assert usage() == (1, 30)
 
 
 def test_ack_deletes_many_at_once_and_skips_what_is_not_there(client: Client, opened: Opened, sender: Owner) -> None:
@@ -90,7 +89,7 @@ def test_ack_deletes_many_at_once_and_skips_what_is_not_there(client: Client, op
     )
     assert (response.status_code, body(response)) == (200, {"deleted": 2})
     assert list(Message.objects.values_list("uid", flat=True)) == [messages[1].uid]
-    assert (Mailbox.objects.get().message_count, Mailbox.objects.get().byte_count) == (1, 10)
+    assert usage() == (1, 10)
 
 
 def test_a_read_session_reads_and_deletes(client: Client, opened: Opened, sender: Owner, alice: Owner) -> None:

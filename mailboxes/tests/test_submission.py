@@ -6,8 +6,8 @@ import pytest
 from django.test import Client
 
 from mailboxes import services
-from mailboxes.models import Mailbox, Message
-from mailboxes.tests.support import Opened, Owner, body, deliver, deliver_body, error, snapshot
+from mailboxes.models import Message
+from mailboxes.tests.support import Opened, Owner, body, deliver, deliver_body, error, quota_set, snapshot, usage
 from mns_client.protocol.codecs import to_hex
 from mns_client.protocol.mailbox import new_delivery_id
 
@@ -43,7 +43,7 @@ def test_a_submission_is_stored_with_an_unverified_sender(
     assert (message.sender_key, message.sender_verified, message.size) == (sender.key, False, 50)
     again = submit(client, id=delivery_id, sender=sender.key)
     assert (again.status_code, body(again)["message_id"]) == (200, message.uid)
-    assert Mailbox.objects.get().message_count == 1
+    assert usage()[0] == 1
 
 
 def test_an_anonymous_submission_has_no_sender(client: Client, opened: Opened, rest_on: None) -> None:
@@ -83,11 +83,11 @@ def test_unknown_name_quota_and_block_refusals_answer_their_reason(
     before = snapshot()
     assert error(submit(client, "nobody")) == (404, "unknown_name")
     assert snapshot() == before
-    Mailbox.objects.update(max_messages=0)
+    quota_set(max_messages=0)
     before = snapshot()
     assert error(submit(client)) == (507, "over_quota")
     assert snapshot() == before
-    Mailbox.objects.update(max_messages=1000)
+    quota_set(max_messages=1000)
     services.mailbox_configure(mailbox=opened.mailbox, allowed=[sender.key])
     before = snapshot()
     assert error(submit(client, sender=sender.key)) == (403, "blocked")  # a claimed key is not on an allow list

@@ -23,6 +23,7 @@ from mailboxes.tests.support import (
     open_mailbox,
     sent,
     snapshot,
+    usage,
 )
 from maxima.models import NodeState
 from mns_client.protocol.codecs import from_hex, to_hex
@@ -147,7 +148,7 @@ def test_the_owners_answer_confirms_the_name_creates_the_mailbox_and_sends_the_a
     mailbox = Mailbox.objects.get()
     assert (mailbox.record.name, mailbox.record.status, mailbox.owner_key) == ("alice", "active", alice.key)
     assert (mailbox.address, mailbox.max_messages, mailbox.max_bytes) == (alice.address, 7, 99_999)
-    assert (mailbox.message_count, mailbox.byte_count) == (0, 0)
+    assert usage() == (0, 0)
     token = AccessToken.objects.get()
     [(destination, message)] = sent("access-token")
     assert destination == alice.address
