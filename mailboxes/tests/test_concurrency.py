@@ -281,6 +281,20 @@ def test_one_rest_delivery_sent_four_times_at_once_outside_a_transaction_is_stor
     assert Operation.objects.filter(kind="message").count() == 1
 
 
+def replicate(mailbox: Mailbox, sender: Owner, uid: str, delivery_id: str) -> str:
+    """A peer's op for a message of ``sender``'s, applied here (in the caller's transaction, as a batch does)."""
+    return services.message_replicate(
+        mailbox=mailbox,
+        uid=uid,
+        delivery_id=delivery_id,
+        sender_key=sender.key,
+        sender_verified=False,
+        scheme="nacl-sealedbox-v1",
+        ciphertext=b"\x03" * 40,
+        received_at=timezone.now(),
+    )
+
+
 def test_a_delivery_racing_a_peers_batch_for_the_same_message_never_deadlocks(
     opened: Opened, sender: Owner, settings: object
 ) -> None:
@@ -291,25 +305,13 @@ def test_a_delivery_racing_a_peers_batch_for_the_same_message_never_deadlocks(
     mailbox, same = Mailbox.objects.get(), new_delivery_id()
     holds_row, outcomes, errors = threading.Event(), {}, []
 
-    def replicate(uid: str, delivery_id: str) -> str:
-        return services.message_replicate(
-            mailbox=mailbox,
-            uid=uid,
-            delivery_id=delivery_id,
-            sender_key=sender.key,
-            sender_verified=False,
-            scheme="nacl-sealedbox-v1",
-            ciphertext=b"\x03" * 40,
-            received_at=timezone.now(),
-        )
-
     def batch() -> None:
         try:
             with transaction.atomic():
-                outcomes["first op"] = replicate("replicated-first", new_delivery_id())
+                outcomes["first op"] = replicate(mailbox, sender, "replicated-first", new_delivery_id())
                 holds_row.set()
                 _wait_for_a_lock_wait()
-                outcomes["second op"] = replicate("replicated-same", same)
+                outcomes["second op"] = replicate(mailbox, sender, "replicated-same", same)
         except Exception as error:
             errors.append(error)
         finally:
@@ -355,26 +357,14 @@ def test_a_rest_deliverys_fallback_racing_a_peers_batch_for_the_same_message_nev
 
     monkeypatch.setattr(delivery_module, "_write_locked", write_locked_once_the_batch_holds_the_rows)
 
-    def replicate(uid: str, delivery_id: str) -> str:
-        return services.message_replicate(
-            mailbox=mailbox,
-            uid=uid,
-            delivery_id=delivery_id,
-            sender_key=sender.key,
-            sender_verified=False,
-            scheme="nacl-sealedbox-v1",
-            ciphertext=b"\x03" * 40,
-            received_at=timezone.now(),
-        )
-
     def batch() -> None:
         try:
             fell_back.wait(timeout=20)
             with transaction.atomic():
-                outcomes["first op"] = replicate("replicated-first", new_delivery_id())
+                outcomes["first op"] = replicate(mailbox, sender, "replicated-first", new_delivery_id())
                 holds_row.set()
                 _wait_for_a_lock_wait()
-                outcomes["second op"] = replicate("replicated-same", same)
+                outcomes["second op"] = replicate(mailbox, sender, "replicated-same", same)
         except Exception as error:
             errors.append(error)
         finally:
