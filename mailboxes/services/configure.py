@@ -39,7 +39,7 @@ def mailbox_configure(
     than ``MNS_MAILBOX_MAX_SENDER_RULES`` together. New retention applies to messages delivered from now on.
     """
     with transaction.atomic():
-        mailbox = Mailbox.objects.select_for_update().select_related("record").get(id=mailbox.id)
+        mailbox = Mailbox.objects.select_for_update(no_key=True).select_related("record").get(id=mailbox.id)
         if address is not KEEP:
             moved_from = mailbox.address
             mailbox.address = address_check(address) if address else ""
@@ -68,7 +68,8 @@ def owner_address_seen(*, owner_key: str, address: str) -> int:
     except (CodecError, MailboxMessageInvalid):
         return 0
     moved = 0
-    stale = Mailbox.objects.select_for_update().filter(owner_key=key).exclude(address="").exclude(address=address)
+    stale = Mailbox.objects.select_for_update(no_key=True).filter(owner_key=key)
+    stale = stale.exclude(address="").exclude(address=address)
     for mailbox in stale:
         Mailbox.objects.filter(id=mailbox.id).update(address=address, updated_at=timezone.now())
         outbound_redirect(old=mailbox.address, new=address)

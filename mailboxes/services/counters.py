@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Count, F, Sum
 
 from core.errors import DomainError
-from mailboxes.models import Mailbox, MailboxCounter
+from mailboxes.models import Mailbox, MailboxCounter, Message
 
 
 @dataclass
@@ -60,13 +60,25 @@ def counters_lock(mailbox_ids: Iterable[int]) -> dict[int, Counters]:
         locked[shard.mailbox_id].shards.append(shard)
     for counters in locked.values():
         if not counters.shards:
-            counters.shards = [
-                MailboxCounter(mailbox_id=counters.mailbox_id, shard=shard)
-                for shard in range(settings.MNS_MAILBOX_COUNTER_SHARDS)
-            ]
-            _allowances_split(counters, target=0, messages=0, size=0)
-            MailboxCounter.objects.bulk_create(counters.shards)
+            counters.shards = _shards_made(counters)
     return locked
+
+
+def _shards_made(counters: Counters) -> list[MailboxCounter]:
+    """The shards of a mailbox that has none yet (made before shards, or by a bulk seed), counting what it holds
+    already: each message on the shard it names (one beyond this mailbox's shards is moved to shard 0), the quota's
+    unused room split among them (none, when the mailbox holds more than its quota: it only shrinks then)."""
+    number = settings.MNS_MAILBOX_COUNTER_SHARDS
+    counters.shards = [MailboxCounter(mailbox_id=counters.mailbox_id, shard=shard) for shard in range(number)]
+    held = Message.objects.filter(mailbox_id=counters.mailbox_id)
+    held.filter(shard__gte=number).update(shard=0)
+    for shard, count, size in held.values_list("shard").annotate(Count("id"), Sum("size")).order_by("shard"):
+        counters.shards[shard].message_count, counters.shards[shard].byte_count = count, size or 0
+    if not _allowances_split(counters, target=0, messages=0, size=0):
+        for shard in counters.shards:
+            shard.max_messages, shard.max_bytes = shard.message_count, shard.byte_count
+    MailboxCounter.objects.bulk_create(counters.shards)
+    return counters.shards
 
 
 def room_find(counters: Counters, *, size: int, wanted: int) -> int | None:

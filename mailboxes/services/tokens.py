@@ -34,7 +34,7 @@ def access_token_issue(*, mailbox: Mailbox, revoked_by: str = "rotation") -> Acc
     """
     secret = secrets.token_urlsafe(32)
     with transaction.atomic():
-        mailbox = Mailbox.objects.select_for_update().select_related("record").get(id=mailbox.id)
+        mailbox = Mailbox.objects.select_for_update(no_key=True).select_related("record").get(id=mailbox.id)
         now = timezone.now()
         AccessToken.objects.filter(mailbox=mailbox, revoked_at=None).update(revoked_at=now, revoked_by=revoked_by)
         token = AccessToken(mailbox=mailbox, name=mailbox.record.name, owner_key=mailbox.owner_key)

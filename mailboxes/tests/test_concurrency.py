@@ -269,6 +269,27 @@ def test_a_delete_gives_the_room_back_to_the_shard_that_counted_the_message(
     assert shards() == {0: (0, 0), 1: (1, 10), 2: (1, 30), 3: (1, 40)}
 
 
+def test_a_mailbox_without_shards_gets_them_counting_what_it_holds_and_its_messages_can_be_deleted(
+    monkeypatch: pytest.MonkeyPatch, opened: Opened, sender: Owner, settings: object
+) -> None:
+    """A mailbox whose shards are missing (made before shards, or seeded in bulk) while it holds messages, one of
+    them on a shard beyond its number: its first counted write makes them with what it holds, so deleting every
+    message brings each shard to zero instead of below it."""
+    settings.MNS_REST_SUBMISSION = True
+    for shard, size in ((1, 10), (3, 40)):
+        monkeypatch.setattr(counters, "shard_pick", lambda shard=shard: shard)
+        submit(sender, ciphertext=b"x" * size)
+    MailboxCounter.objects.all().delete()
+    settings.MNS_MAILBOX_COUNTER_SHARDS = 2  # shard 3 is now beyond the mailbox's shards
+    uids = list(Message.objects.order_by("size").values_list("uid", flat=True))
+    services.messages_ack(mailbox=opened.mailbox, uids=uids[:1])
+    assert usage() == (1, 40)
+    services.messages_ack(mailbox=opened.mailbox, uids=uids[1:])
+    assert usage() == (0, 0)
+    assert shards() == {0: (0, 0), 1: (0, 0)}
+    assert sum(shard.max_messages for shard in MailboxCounter.objects.all()) == opened.mailbox.max_messages
+
+
 def test_one_rest_delivery_sent_four_times_at_once_outside_a_transaction_is_stored_once(
     monkeypatch: pytest.MonkeyPatch, opened: Opened, sender: Owner, settings: object
 ) -> None:
