@@ -184,6 +184,14 @@ def test_a_gateway_added_to_a_running_network_catches_up_without_replaying_from_
     report = next(peer for peer in health["peers"] if peer["name"] == "gw-a")
     assert report["reconciled_at"] is not None
 
+    # gw-d's rounds with gw-b and gw-c (they hold the names too) must be over first: one still running would
+    # fetch the names deleted below before the test's own round with gw-a could (seen once in CI: it fetched 0).
+    for other in ("gw-b", "gw-c"):
+        wait_for(
+            lambda other=other: (at := peer_of(d, other))["cursor"] >= (at["remote_head"] or 0),
+            timeout=120,
+            what=f"gw-d's rounds with {other} over",
+        )
     # An anti-entropy round with 0.1 % of the names missing at gw-d finds and fetches exactly those.
     lost = max(NAMES // 1000, 1)
     d.sql(
