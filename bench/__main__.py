@@ -12,6 +12,7 @@ The results also go to ``var/bench/<date>.json``. Nothing here is a test: it nev
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -88,9 +89,21 @@ def main() -> None:
         with harness.gunicorn(env, workers=args.workers, worker_class=args.worker_class) as (port, server):
             results += _web(web, ctx, port, server.pid, args, env)
             if "overload" in chosen:
+                # gunicorn alone (its own admission queue refuses the excess), then the production shape: the
+                # shipped HAProxy configuration in front, whose queue limit refuses in C (docs/performance.md).
                 results += _stage(
                     "overload", pipeline.overload, ctx, port, server.pid, env, args.connections, args.seconds
                 )
+                if shutil.which("haproxy"):
+                    with harness.proxy(port, workers=args.workers, env=env) as proxied:
+                        results += _stage(
+                            "overload behind HAProxy",
+                            pipeline.overload,
+                            *(ctx, proxied, server.pid, env, args.connections, args.seconds),
+                            label="overload-proxy",
+                        )
+                else:
+                    print("overload behind HAProxy: skipped, haproxy is not installed (Debian: haproxy)", flush=True)
     if "scale" in chosen:
         results += _stage("scale", _scale, env, ctx, args)
     if "maxima" in chosen or "memory" in chosen or "maxima-backlog" in chosen:

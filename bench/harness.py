@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from core.limits import GUNICORN_LIMITS
-from testsupport.processes import children
+from testsupport.processes import children, haproxy, process, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -88,6 +88,28 @@ def gunicorn(
         except subprocess.TimeoutExpired:  # a worker stuck in a request: the run is over anyway
             server.kill()
             server.wait(timeout=10)
+
+
+@contextmanager
+def proxy(web_port: int, *, workers: int, env: dict[str, str]) -> Iterator[int]:
+    """The shipped HAProxy configuration (docs/haproxy/mns.cfg) in front of the bench's gunicorn, sized as the
+    README's "Running it in production" says: gunicorn is given what it runs at once (workers x
+    ``MNS_WEB_ADMIT``), twice that may wait up to a second, the rest is refused by the proxy at once. Yields the
+    port clients use."""
+    inside = workers * int(env.get("MNS_WEB_ADMIT") or 2)
+    port = free_port()
+    command, proxy_env = haproxy(
+        bind=f"127.0.0.1:{port}", backend=f"127.0.0.1:{web_port}", inside=inside, queue=2 * inside, wait="1s"
+    )
+    log = Path(env.get("MNS_VAR_DIR", "/tmp")) / f"haproxy-{port}.log"  # noqa: S108
+    with process(command, env=proxy_env, log=log):
+        wait_for(lambda: _connects(port), timeout=30, what="haproxy listening", log=log)
+        yield port
+
+
+def _connects(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _wait_listening(port: int, server: subprocess.Popen, log: Path, timeout: float = 60) -> None:

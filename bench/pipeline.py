@@ -57,7 +57,14 @@ def message_uids(port: int, ctx: scenarios.Context) -> list[str]:
 
 
 def overload(
-    ctx: scenarios.Context, port: int, pid: int, env: dict[str, str], connections: int, seconds: float
+    ctx: scenarios.Context,
+    port: int,
+    pid: int,
+    env: dict[str, str],
+    connections: int,
+    seconds: float,
+    *,
+    label: str = "overload",
 ) -> list[Result]:
     """REST delivery (1 KiB) at ``connections`` (saturated: the admitted requests are all busy well before 8), then
     at ten times that from clients that honour Retry-After, then at ``connections`` again for 5 s (recovery), then
@@ -68,14 +75,14 @@ def overload(
     from bench.__main__ import from_load
 
     lua = scenarios.SCENARIOS["deliver-rest-1k"].lua(ctx)
-    saturated = from_load("overload-saturated", wrk.run(port, lua, connections=connections, seconds=seconds), pid)
+    saturated = from_load(f"{label}-saturated", wrk.run(port, lua, connections=connections, seconds=seconds), pid)
     before = _stored()
     with RefusalProbe(port) as probe:
         load = wrk.run(port, lua, connections=10 * connections, seconds=seconds, threads=2, polite=True)
     stored = _stored() - before
-    result = from_load(f"overload-{10 * connections}c", load, pid)
-    recovery = from_load("overload-recovery", wrk.run(port, lua, connections=connections, seconds=5), pid)
-    hammer = _hammer(port, lua, connections, seconds, pid, saturated)
+    result = from_load(f"{label}-{10 * connections}c", load, pid)
+    recovery = from_load(f"{label}-recovery", wrk.run(port, lua, connections=connections, seconds=5), pid)
+    hammer = _hammer(port, lua, connections, seconds, pid, saturated, label)
     refused = sum(n for s, n in load.statuses.items() if s in (429, 503))
     other_5xx = sum(n for s, n in load.statuses.items() if s >= 500 and s != 503)
     lost = load.ok - stored
@@ -106,13 +113,13 @@ def overload(
     return [saturated, result, recovery, hammer]
 
 
-def _hammer(port: int, lua: str, connections: int, seconds: float, pid: int, saturated: Result) -> Result:
+def _hammer(port: int, lua: str, connections: int, seconds: float, pid: int, saturated: Result, label: str) -> Result:
     """The same ten-fold load from clients that ignore Retry-After and ask again at once (wrk as it is): shown,
     not a target; each refusal still costs the server a parsed request and an answer."""
     from bench.__main__ import from_load
 
     load = wrk.run(port, lua, connections=10 * connections, seconds=seconds, threads=2)
-    result = from_load(f"overload-{10 * connections}c-hammer", load, pid)
+    result = from_load(f"{label}-{10 * connections}c-hammer", load, pid)
     result.baseline, result.baseline_rps = saturated.scenario, saturated.rps
     result.ratio = round(result.rps / saturated.rps, 3) if saturated.rps else None
     result.target = "shown: clients that ignore Retry-After"

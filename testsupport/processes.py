@@ -121,6 +121,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+HAPROXY_CONFIG = REPO / "docs" / "haproxy" / "mns.cfg"
+
+
+def haproxy(
+    *, bind: str, backend: str, inside: int, queue: int, wait: str, extra: Path | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of a HAProxy in front of ``backend`` with the shipped configuration, as it
+    is (docs/haproxy/mns.cfg): ``inside`` requests given to gunicorn at once, ``queue`` waiting at most ``wait``,
+    the rest refused at once. ``extra``: a second configuration file (a test's stats socket)."""
+    env = {
+        **os.environ,
+        "MNS_PROXY_BIND": bind,
+        "MNS_WEB_BACKEND": backend,
+        "MNS_PROXY_INSIDE": str(inside),
+        "MNS_PROXY_QUEUE": str(queue),
+        "MNS_PROXY_WAIT": wait,
+    }
+    command = ["haproxy", "-db", "-f", str(HAPROXY_CONFIG), *(["-f", str(extra)] if extra else [])]
+    return command, env
+
+
 def gunicorn(*, bind: str) -> list[str]:
     return [
         sys.executable,

@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 
 from testsupport import REPO
-from testsupport.processes import free_port, wait_for
+from testsupport.processes import free_port, haproxy, wait_for
 
-CONFIG = REPO / "docs" / "haproxy" / "mns.cfg"
 INSIDE, QUEUE = 2, 3
 
 pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None, reason="HAProxy is not installed (Debian: haproxy)")
@@ -38,15 +37,14 @@ class Stack:
         self._spawn(web, held, "gunicorn.log")
         wait_for(lambda: _listening(self.web), timeout=30, what="gunicorn", log=self.folder / "gunicorn.log")
         (self.folder / "stats.cfg").write_text(f"global\n    stats socket {self.stats}\n")
-        proxy = {
-            **os.environ,
-            "MNS_PROXY_BIND": f"127.0.0.1:{self.port}",
-            "MNS_WEB_BACKEND": f"127.0.0.1:{self.web}",
-            "MNS_PROXY_INSIDE": str(INSIDE),
-            "MNS_PROXY_QUEUE": str(QUEUE),
-            "MNS_PROXY_WAIT": "60s",  # long: this test shows the refusal beyond the queue, not the queue's timeout
-        }
-        command = ["haproxy", "-db", "-f", str(CONFIG), "-f", str(self.folder / "stats.cfg")]
+        command, proxy = haproxy(
+            bind=f"127.0.0.1:{self.port}",
+            backend=f"127.0.0.1:{self.web}",
+            inside=INSIDE,
+            queue=QUEUE,
+            wait="60s",  # long: this test shows the refusal beyond the queue, not the queue's timeout
+            extra=self.folder / "stats.cfg",
+        )
         self._spawn(command, proxy, "haproxy.log")
         wait_for(lambda: _listening(self.port), timeout=30, what="haproxy", log=self.folder / "haproxy.log")
 
