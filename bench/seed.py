@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mns_site.settings")
 
@@ -134,6 +135,7 @@ def seed_mailbox(token_file: str) -> None:
 SCALE_PREFIX, SCALE_LETTERS = "y", 5  # 19**5 = 2.5 million names
 MESSAGES_PER_MAILBOX = 100
 SCALE_CIPHERTEXT_BYTES = 512
+SCALE_CACHE = Path(__file__).resolve().parent.parent / "var" / "bench" / "scale-names.tsv"  # signed once, kept
 
 
 def scale_names(count: int) -> list[str]:
@@ -145,9 +147,7 @@ def _signed_scale_names(count: int) -> tuple[dict[str, object], list[tuple[str, 
     now for those it lacks (and appended). Its first line is the statements' common fields and the owner's key."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from bench.harness import REPO
-
-    path = REPO / "var" / "bench" / "scale-names.tsv"
+    path = SCALE_CACHE
     if path.exists():
         lines = path.read_text().splitlines()
         common, signed = json.loads(lines[0]), [tuple(line.split("\t")) for line in lines[1:]]
@@ -256,17 +256,17 @@ WHERE n.name LIKE %s AND NOT EXISTS (SELECT 1 FROM mailboxes_mailbox m WHERE m.r
 ORDER BY n.name LIMIT %s
 """
 # Messages numbered from/to, MESSAGES_PER_MAILBOX to a mailbox in the scale mailboxes' order; the ciphertext is
-# random bytes (md5 blocks), as a sealed box looks to the gateway.
+# random bytes (md5 blocks), as a sealed box looks to the gateway. Each is counted on shard 0 (_COUNTERS below).
 _MESSAGES = """
 WITH boxes AS (
     SELECT m.id, row_number() OVER (ORDER BY m.id) - 1 AS place
     FROM mailboxes_mailbox m JOIN registry_namerecord n ON n.id = m.record_id WHERE n.name LIKE %(prefix)s
 )
 INSERT INTO mailboxes_message (uid, delivery_id, sender_key, sender_verified, scheme, ciphertext, size, received_at,
-                               expires_at, state, delete_when_forwarded, mailbox_id)
+                               expires_at, state, delete_when_forwarded, mailbox_id, shard)
 SELECT md5('scale-' || g), 'scale-' || g, '', false, 'nacl-sealedbox-v1',
        decode(repeat(md5(g::text), %(blocks)s), 'hex'), 16 * %(blocks)s, now(), now() + interval '30 days',
-       'stored', false, boxes.id
+       'stored', false, boxes.id, 0
 FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
 JOIN boxes ON boxes.place = (g - 1) / %(per)s
 """
