@@ -6,25 +6,46 @@ worker that looked at the wrong moment read an empty or half-written file, faile
 ("Unrecoverable error: JSONDecodeError", seen under the Maxima bench on the embedded default). Here a message is
 written under a name the reader never takes and renamed to its final name once whole; a rename within one folder
 is atomic, so the reader sees the whole message or nothing.
+
+``install()`` (called where the Celery app is made, ``mns_site/celery.py``) makes it the transport of every
+``filesystem://`` URL, so the URL alone chooses the broker: a process or a test that points Celery at Redis gets
+Redis, with no transport setting left behind to override its URL. A ``.part`` file whose writer was killed between
+the write and the rename is never taken; a channel opened later removes those over an hour old.
 """
 
 import contextlib
 import os
+import time
 import uuid
-from time import monotonic
 
+from kombu import transport
 from kombu.exceptions import ChannelError
 from kombu.transport import filesystem
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
+SCHEME = "filesystem"
+ABANDONED_AFTER_SECONDS = 3600  # a writer renames its file within milliseconds: one this old was killed
+PART = ".part"
+
+
+def install() -> None:
+    """Make this the transport of ``filesystem://`` URLs in this process (kombu looks its aliases up when it
+    connects)."""
+    transport.TRANSPORT_ALIASES[SCHEME] = f"{__name__}:Transport"
+    transport._transport_cache.pop(SCHEME, None)  # resolved before? kombu keeps what it resolved by name
+
 
 class Channel(filesystem.Channel):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        remove_abandoned(self.data_folder_out)
+
     def _put(self, queue: str, payload: dict, **kwargs: object) -> None:
         """Put ``payload`` on ``queue``: written as ``.<name>.part``, then renamed to kombu's own name for it."""
-        name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        name = f"{round(time.monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
-        partial = os.path.join(self.data_folder_out, f".{name}.part")  # its suffix is no queue's: never taken
+        partial = os.path.join(self.data_folder_out, f".{name}{PART}")  # its suffix is no queue's: never taken
         try:
             with open(partial, "wb") as f:
                 f.write(str_to_bytes(dumps(payload)))
@@ -37,3 +58,19 @@ class Channel(filesystem.Channel):
 
 class Transport(filesystem.Transport):
     Channel = Channel
+
+
+def remove_abandoned(folder: str, now: float | None = None) -> int:
+    """Remove the ``.part`` files of ``folder`` older than ``ABANDONED_AFTER_SECONDS`` (their writers died before
+    the rename: they hold no message anyone acknowledged); how many."""
+    now = time.time() if now is None else now
+    removed = 0
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            if not (entry.name.startswith(".") and entry.name.endswith(PART)):
+                continue
+            with contextlib.suppress(OSError):
+                if now - entry.stat().st_mtime > ABANDONED_AFTER_SECONDS:
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed

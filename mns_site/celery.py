@@ -9,9 +9,11 @@ from celery import Celery
 from celery.beat import PersistentScheduler
 from celery.signals import task_prerun, worker_init
 
+from core import broker
 from mns_site.management.failures import one_line_failures
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mns_site.settings")
+broker.install()  # filesystem:// (the embedded default) is core.broker's transport: messages appear whole
 
 
 class _App(Celery):

@@ -166,9 +166,9 @@ REDIS_VISIBILITY_TIMEOUT = 30  # the default of CELERY_VISIBILITY_TIMEOUT (Redis
 CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", REDIS_URL, schemes=("redis", "rediss", "amqp", "filesystem"))
 if CELERY_BROKER_URL is None:
     # With a host named, kombu need not warn on every connection that it is "reverting to default 'localhost'"
-    # (the filesystem transport ignores the host; every folder it uses is named below).
+    # (the filesystem transport ignores the host; every folder it uses is named below). The transport of the
+    # scheme is core.broker's (mns_site/celery.py installs it): kombu's, with messages that appear whole.
     CELERY_BROKER_URL = "filesystem://localhost/"
-    CELERY_BROKER_TRANSPORT = "core.broker:Transport"  # kombu's, with messages that appear whole (core/broker.py)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),

@@ -128,14 +128,13 @@ def private_broker(url: str) -> Iterator[None]:
     """What this test process queues goes to the live gateway's Redis, for its worker to run for real."""
     from mns_site.celery import app
 
-    saved = app.conf.broker_url, app.conf.broker_transport, app.conf.task_always_eager
-    # The transport too: the embedded shape names its own (core.broker), which kombu would use whatever the URL.
-    app.conf.broker_url, app.conf.broker_transport, app.conf.task_always_eager = url, None, False
+    saved = app.conf.broker_url, app.conf.task_always_eager
+    app.conf.broker_url, app.conf.task_always_eager = url, False
     _fresh_producer_pool(app)
     try:
         yield
     finally:
-        app.conf.broker_url, app.conf.broker_transport, app.conf.task_always_eager = saved
+        app.conf.broker_url, app.conf.task_always_eager = saved
         _fresh_producer_pool(app)
 
 

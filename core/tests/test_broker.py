@@ -44,3 +44,34 @@ def test_a_worker_polling_while_another_process_writes_reads_each_message_whole(
     assert sorted(read) == list(range(count))  # each once (kombu orders by the millisecond, not within one)
     assert not [path.name for path in tmp_path.iterdir() if path.name.endswith(".part")]
     assert not [path.name for path in tmp_path.iterdir() if path.name.endswith(".msg")]
+
+
+def test_a_filesystem_url_is_this_transport_and_a_redis_url_is_redis_with_nothing_else_to_change() -> None:
+    from mns_site.celery import app
+
+    assert Connection("filesystem://localhost/").transport_cls == "filesystem"
+    assert type(Connection("filesystem://localhost/").transport).__module__ == "core.broker"
+    saved = app.conf.broker_url
+    app.conf.broker_url = "redis://127.0.0.1:1/0"  # only the URL: no transport setting overrides it
+    try:
+        assert type(app.connection_for_write().transport).__module__ == "kombu.transport.redis"
+    finally:
+        app.conf.broker_url = saved
+
+
+def test_a_part_file_whose_writer_died_is_removed_when_a_channel_opens_and_a_fresh_one_is_kept(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from core.broker import ABANDONED_AFTER_SECONDS
+
+    abandoned, fresh = tmp_path / ".1_a.q.msg.part", tmp_path / ".2_b.q.msg.part"
+    message = tmp_path / "3_c.q.msg"  # a whole message, however old, is a queue's: never touched
+    for path in (abandoned, fresh, message):
+        path.write_text("{")
+    old = time.time() - ABANDONED_AFTER_SECONDS - 60
+    os.utime(abandoned, (old, old))
+    os.utime(message, (old, old))
+    with connection(tmp_path) as conn:
+        conn.default_channel  # noqa: B018 (opening the channel is the act under test)
+    assert sorted(path.name for path in tmp_path.iterdir() if path.is_file()) == [fresh.name, message.name]

@@ -54,13 +54,12 @@ def test_a_stale_heartbeat_counts_as_not_running(client: Client, settings: objec
 
 @pytest.fixture
 def dead_broker() -> Iterator[None]:
-    saved = celery_app.conf.broker_url, celery_app.conf.broker_transport
-    # The transport too: the embedded shape names its own (core.broker), which kombu would use whatever the URL.
-    celery_app.conf.broker_url, celery_app.conf.broker_transport = "redis://127.0.0.1:1/0", None
+    saved = celery_app.conf.broker_url
+    celery_app.conf.broker_url = "redis://127.0.0.1:1/0"
     try:
         yield
     finally:
-        celery_app.conf.broker_url, celery_app.conf.broker_transport = saved
+        celery_app.conf.broker_url = saved
 
 
 def test_health_answers_503_naming_the_broker_when_it_is_down(client: Client, dead_broker: None) -> None:
@@ -101,12 +100,12 @@ def test_health_answers_503_naming_the_database_when_it_is_down(client: Client, 
 
 def test_health_with_redis_as_cache_and_broker(client: Client, settings: object, redis_url: str) -> None:
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}}
-    saved = celery_app.conf.broker_url, celery_app.conf.broker_transport
-    celery_app.conf.broker_url, celery_app.conf.broker_transport = redis_url, None
+    saved = celery_app.conf.broker_url
+    celery_app.conf.broker_url = redis_url
     try:
         status, body = get_health(client)
     finally:
-        celery_app.conf.broker_url, celery_app.conf.broker_transport = saved
+        celery_app.conf.broker_url = saved
     assert (body["checks"]["cache"]["ok"], body["checks"]["broker"]["ok"]) == (True, True)
     assert body["checks"]["cache"]["detail"] == "RedisCache"
     assert body["checks"]["broker"]["detail"] == "redis"  # the stack's Redis, not the embedded folder
