@@ -15,13 +15,14 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import F, Model, Q, QuerySet
 from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
@@ -146,36 +147,36 @@ def inbound_store(
         status=InboundEvent.Status.REJECTED if stale else InboundEvent.Status.PENDING,
         last_error=f"stale: sent {(now_ms - event.timemilli) / 1000:.0f} s from now" if stale else "",
     )
-    if not _insert_once(row, timeout_ms):
+    if not _insert_once(row, unique="msgid", timeout_ms=timeout_ms):
         return InboundEvent.objects.get(msgid=event.msgid), False
     if not stale:
         transaction.on_commit(_inbound_drain_soon)
     return row, True
 
 
-def _insert_once(row: InboundEvent, timeout_ms: int | None) -> bool:
-    """INSERT the row unless its ``msgid`` is stored already; whether it was inserted (``row.id`` is set then).
+def _insert_once(row: Model, *, unique: str, timeout_ms: int | None = None) -> bool:
+    """INSERT ``row`` unless a row with the same value of its ``unique`` field is stored already; whether it was
+    inserted (``row.id`` is set then).
 
-    On PostgreSQL outside a transaction, one round trip in all: the bound on waiting (``SET LOCAL``) and
-    ``INSERT … ON CONFLICT DO NOTHING RETURNING id`` go as one simple query, which PostgreSQL runs as one implicit
-    transaction, committed (durably) before it answers. Elsewhere, Django's ``create`` in a transaction."""
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
-        try:
-            with transaction.atomic():
-                if timeout_ms and connection.vendor == "postgresql":
-                    with connection.cursor() as cursor:
-                        cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(timeout_ms)])
-                row.save(force_insert=True)
-        except IntegrityError:
-            return False
-        return True
-    query = InsertQuery(InboundEvent)
-    query.insert_values([f for f in InboundEvent._meta.concrete_fields if not f.primary_key], [row])
+    One statement, ``INSERT … ON CONFLICT (unique) DO NOTHING RETURNING id``: a row already there raises nothing,
+    so no savepoint and no read before are needed, in a transaction or not (PostgreSQL, and SQLite since 3.35).
+    Outside a transaction, on PostgreSQL the bound on waiting (``SET LOCAL``) goes in the same simple query, which
+    PostgreSQL runs as one implicit transaction, committed (durably) before it answers; on SQLite it runs in a
+    transaction of its own, so it takes the writers' lock (``core/sqlite``) instead of SQLite's busy handler. In a
+    transaction, on PostgreSQL, the bound holds for the rest of that transaction."""
+    model = type(row)
+    query = InsertQuery(model)
+    query.insert_values([f for f in model._meta.concrete_fields if not f.primary_key], [row])
     [(insert, params)] = query.get_compiler(connection=connection).as_sql()
-    bound = f"SET LOCAL statement_timeout = {int(timeout_ms)}; " if timeout_ms else ""
-    with connection.cursor() as cursor:
+    quote = connection.ops.quote_name
+    sql = f"{insert} ON CONFLICT ({quote(model._meta.get_field(unique).column)}) DO NOTHING RETURNING {quote('id')}"
+    postgresql, outside = connection.vendor == "postgresql", not connection.in_atomic_block
+    bound = f"SET LOCAL statement_timeout = {int(timeout_ms)}; " if timeout_ms and postgresql and outside else ""
+    with transaction.atomic() if outside and not postgresql else nullcontext(), connection.cursor() as cursor:
+        if timeout_ms and postgresql and not outside:
+            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(timeout_ms)])
         # Django's psycopg cursor binds parameters on the client, so the two statements go as one query.
-        cursor.execute(f'{bound}{insert} ON CONFLICT ("msgid") DO NOTHING RETURNING "id"', params)
+        cursor.execute(f"{bound}{sql}", params)
         if bound:
             cursor.nextset()
         inserted = cursor.fetchone()
@@ -489,19 +490,20 @@ def outbound_enqueue(
             "payload_too_large", f"A Maxima message carries at most {MAXIMA_MAX_DATA_BYTES} bytes.", status=413
         )
     now = timezone.now()
-    message, created = OutboundMessage.objects.get_or_create(
+    message = OutboundMessage(
         idempotency_key=idempotency_key,
-        defaults={
-            "destination": _check_destination(destination),
-            "application": application,
-            "payload": payload,
-            "size": len(payload),
-            "max_attempts": max_attempts or settings.MNS_OUTBOX_MAX_ATTEMPTS,
-            "next_attempt_at": now,
-            "enqueued_at": now,  # its task is enqueued after the commit: the sweep leaves it alone for a while
-            "batchable": batchable and batch.packed_size([len(payload)]) <= BATCH_BYTES,
-        },
+        destination=_check_destination(destination),
+        application=application,
+        payload=payload,
+        size=len(payload),
+        max_attempts=max_attempts or settings.MNS_OUTBOX_MAX_ATTEMPTS,
+        next_attempt_at=now,
+        enqueued_at=now,  # its task is enqueued after the commit: the sweep leaves it alone for a while
+        batchable=batchable and batch.packed_size([len(payload)]) <= BATCH_BYTES,
     )
+    created = _insert_once(message, unique="idempotency_key")  # one statement, where get_or_create took four
+    if not created:
+        message = OutboundMessage.objects.get(idempotency_key=idempotency_key)
     if created and message.batchable:
         transaction.on_commit(lambda: _batch_send_soon(message.destination, message.application))
     elif created:
