@@ -95,13 +95,7 @@ def main() -> None:
                     "overload", pipeline.overload, ctx, port, server.pid, env, args.connections, args.seconds
                 )
                 if shutil.which("haproxy"):
-                    with harness.proxy(port, workers=args.workers, env=env) as proxied:
-                        results += _stage(
-                            "overload behind HAProxy",
-                            pipeline.overload,
-                            *(ctx, proxied, server.pid, env, args.connections, args.seconds),
-                            label="overload-proxy",
-                        )
+                    results += _stage("overload-proxy", _overload_proxied, ctx, port, server.pid, env, args)
                 else:
                     print("overload behind HAProxy: skipped, haproxy is not installed (Debian: haproxy)", flush=True)
     if "scale" in chosen:
@@ -356,6 +350,14 @@ def _handshake(args: argparse.Namespace, var_dir: Path, maxima: Result | None) -
         result.ratio = round(result.rps / maxima.rps, 3)
         result.target, result.met = ">=0.5x maxima-e2e", result.ratio >= 0.5
     return result
+
+
+def _overload_proxied(
+    ctx: scenarios.Context, port: int, pid: int, env: dict[str, str], args: argparse.Namespace
+) -> list[Result]:
+    """The overload scenario behind the shipped HAProxy configuration, in front of the same gunicorn."""
+    with harness.proxy(port, workers=args.workers, env=env) as proxied:
+        return pipeline.overload(ctx, proxied, pid, env, args.connections, args.seconds, label="overload-proxy")
 
 
 def _stage(name: str, run: object, *args: object, **kwargs: object) -> list[Result]:

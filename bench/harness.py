@@ -93,13 +93,16 @@ def gunicorn(
 @contextmanager
 def proxy(web_port: int, *, workers: int, env: dict[str, str]) -> Iterator[int]:
     """The shipped HAProxy configuration (docs/haproxy/mns.cfg) in front of the bench's gunicorn, sized as the
-    README's "Running it in production" says: gunicorn is given what it runs at once (workers x
-    ``MNS_WEB_ADMIT``), twice that may wait up to a second, the rest is refused by the proxy at once. Yields the
-    port clients use."""
-    inside = workers * int(env.get("MNS_WEB_ADMIT") or 2)
+    README's "Running it in production" says: gunicorn is given what it runs at once (workers x ``MNS_WEB_ADMIT``;
+    one a worker when admission is off, as a sync worker runs), twice that may wait, the rest is refused by the
+    proxy at once. A request may wait in the proxy's queue as long as the gateway's shedding would let it wait
+    (``MNS_SHED_AFTER_MS``), so there is one bound on waiting, not two. Yields the port clients use."""
+    admit = int(env.get("MNS_WEB_ADMIT", "2"))
+    inside = workers * (admit or 1)
+    wait = f"{int(env.get('MNS_SHED_AFTER_MS') or 1000)}ms"
     port = free_port()
     command, proxy_env = haproxy(
-        bind=f"127.0.0.1:{port}", backend=f"127.0.0.1:{web_port}", inside=inside, queue=2 * inside, wait="1s"
+        bind=f"127.0.0.1:{port}", backend=f"127.0.0.1:{web_port}", inside=inside, queue=2 * inside, wait=wait
     )
     log = Path(env.get("MNS_VAR_DIR", "/tmp")) / f"haproxy-{port}.log"  # noqa: S108
     with process(command, env=proxy_env, log=log):

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Model, Q, QuerySet
 from django.db.models.sql import InsertQuery
 from django.utils import timezone
@@ -156,20 +156,28 @@ def inbound_store(
 
 def _insert_once(row: Model, *, unique: str, timeout_ms: int | None = None) -> bool:
     """INSERT ``row`` unless a row with the same value of its ``unique`` field is stored already; whether it was
-    inserted (``row.id`` is set then).
+    inserted (``row.pk`` is set then).
 
     One statement, ``INSERT … ON CONFLICT (unique) DO NOTHING RETURNING id``: a row already there raises nothing,
-    so no savepoint and no read before are needed, in a transaction or not (PostgreSQL, and SQLite since 3.35).
+    so no savepoint and no read before are needed, in a transaction or not (PostgreSQL, and SQLite since 3.35;
+    an older SQLite takes Django's ``save`` in a savepoint, catching the duplicate).
     Outside a transaction, on PostgreSQL the bound on waiting (``SET LOCAL``) goes in the same simple query, which
     PostgreSQL runs as one implicit transaction, committed (durably) before it answers; on SQLite it runs in a
     transaction of its own, so it takes the writers' lock (``core/sqlite``) instead of SQLite's busy handler. In a
     transaction, on PostgreSQL, the bound holds for the rest of that transaction."""
     model = type(row)
+    if not connection.features.can_return_columns_from_insert:  # SQLite before 3.35: no RETURNING
+        try:
+            with transaction.atomic():
+                row.save(force_insert=True)
+        except IntegrityError:
+            return False
+        return True
     query = InsertQuery(model)
     query.insert_values([f for f in model._meta.concrete_fields if not f.primary_key], [row])
     [(insert, params)] = query.get_compiler(connection=connection).as_sql()
-    quote = connection.ops.quote_name
-    sql = f"{insert} ON CONFLICT ({quote(model._meta.get_field(unique).column)}) DO NOTHING RETURNING {quote('id')}"
+    key, pk = (connection.ops.quote_name(c) for c in (model._meta.get_field(unique).column, model._meta.pk.column))
+    sql = f"{insert} ON CONFLICT ({key}) DO NOTHING RETURNING {pk}"
     postgresql, outside = connection.vendor == "postgresql", not connection.in_atomic_block
     bound = f"SET LOCAL statement_timeout = {int(timeout_ms)}; " if timeout_ms and postgresql and outside else ""
     with transaction.atomic() if outside and not postgresql else nullcontext(), connection.cursor() as cursor:
@@ -182,7 +190,7 @@ def _insert_once(row: Model, *, unique: str, timeout_ms: int | None = None) -> b
         inserted = cursor.fetchone()
     if inserted is None:
         return False
-    row.id = inserted[0]
+    row.pk = inserted[0]
     row._state.adding, row._state.db = False, connection.alias
     return True
 

@@ -4,6 +4,7 @@ messages into it reads each one whole, never an empty or half-written file."""
 import multiprocessing
 from pathlib import Path
 
+import pytest
 from kombu import Connection
 
 TRANSPORT = "core.broker:Transport"
@@ -49,14 +50,27 @@ def test_a_worker_polling_while_another_process_writes_reads_each_message_whole(
 def test_a_filesystem_url_is_this_transport_and_a_redis_url_is_redis_with_nothing_else_to_change() -> None:
     from mns_site.celery import app
 
-    assert Connection("filesystem://localhost/").transport_cls == "filesystem"
-    assert type(Connection("filesystem://localhost/").transport).__module__ == "core.broker"
+    with Connection("filesystem://localhost/") as conn:
+        assert type(conn.transport).__module__ == "core.broker"
     saved = app.conf.broker_url
     app.conf.broker_url = "redis://127.0.0.1:1/0"  # only the URL: no transport setting overrides it
     try:
-        assert type(app.connection_for_write().transport).__module__ == "kombu.transport.redis"
+        with app.connection_for_write() as conn:
+            assert type(conn.transport).__module__ == "kombu.transport.redis"
     finally:
         app.conf.broker_url = saved
+
+
+def test_install_replaces_a_filesystem_transport_kombu_resolved_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kombu import transport
+
+    from core import broker
+
+    monkeypatch.setitem(transport.TRANSPORT_ALIASES, "filesystem", "kombu.transport.filesystem:Transport")
+    monkeypatch.setattr(transport, "_transport_cache", {})
+    assert transport.get_transport_cls("filesystem").__module__ == "kombu.transport.filesystem"  # resolved, kept
+    broker.install()
+    assert transport.get_transport_cls("filesystem") is broker.Transport
 
 
 def test_a_part_file_whose_writer_died_is_removed_when_a_channel_opens_and_a_fresh_one_is_kept(tmp_path: Path) -> None:

@@ -56,10 +56,24 @@ def test_a_message_is_sent_once_and_marked_with_the_nodes_msgid(
     assert len(user_inbox.requests) == 1
 
 
-def test_the_same_idempotency_key_queues_one_message(simnet: SimNetwork) -> None:
+@pytest.mark.parametrize("returning", [True, False], ids=["insert-on-conflict", "sqlite-before-3.35"])
+def test_the_same_idempotency_key_queues_one_message(
+    simnet: SimNetwork, returning: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import connection
+
+    if not returning and connection.vendor != "sqlite":
+        pytest.skip("only SQLite (before 3.35) lacks RETURNING")
+    # One INSERT … ON CONFLICT DO NOTHING RETURNING, or (an SQLite without RETURNING) Django's save in a savepoint.
+    monkeypatch.setattr(connection.features, "can_return_columns_from_insert", returning)
     first, second = queue(simnet, key="same"), queue(simnet, payload=b"other", key="same")
     assert first.id == second.id
+    assert bytes(second.payload) == b'{"v":1,"type":"test"}'  # the message queued first, as stored
+    assert first.created_at is not None
+    assert first.created_at == second.created_at
     assert OutboundMessage.objects.count() == 1
+    third = queue(simnet, key="another")  # the transaction goes on after the repeat
+    assert OutboundMessage.objects.filter(id=third.id, idempotency_key="another").exists()
 
 
 def test_a_stopped_node_is_retried_later_and_the_message_sent_when_it_is_back(
