@@ -97,7 +97,10 @@ class Message(models.Model):
     Scheme = models.TextChoices("Scheme", [(scheme.replace("-", "_").upper(), scheme) for scheme in SCHEMES])
 
     uid = models.CharField(max_length=32, unique=True, default=new_message_id, editable=False)
-    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="messages")
+    # No index of its own: ``message_mailbox_newest`` (mailbox, -id) serves every look-up by mailbox. With a second,
+    # single-column one, PostgreSQL read a big mailbox's list through it and sorted all its messages (it plans for
+    # the average mailbox): 62 ms instead of 0.1 ms for 21 of 47 540 messages in a table of a million.
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="messages", db_index=False)
     delivery_id = models.CharField(max_length=64, help_text="The sender's own id of this delivery.")
     sender_key = models.TextField(blank=True, help_text="The sender's Maxima identity key; may be empty over REST.")
     sender_verified = models.BooleanField(help_text="Maxima verified the sender (false: a REST submission).")
