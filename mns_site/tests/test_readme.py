@@ -30,7 +30,10 @@ def test_every_file_the_readme_links_to_exists() -> None:
 
 
 def test_the_dated_result_tables_live_in_docs_not_in_the_readme() -> None:
-    assert "| scenario |" not in README
+    # One exception, which issue #18 asks for: the latest whole bench run, row by row, under "Performance".
+    tables = [at for at in range(len(README)) if README.startswith("| scenario |", at)]
+    assert len(tables) == 1
+    assert README.rindex("\n## ", 0, tables[0]) == README.index("\n## Performance")
     assert "| scenario | thru/s |" in (REPO / "docs" / "performance.md").read_text()
     assert "all nine faults pass in 6 min" in (REPO / "docs" / "reliability.md").read_text()
 
