@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from django.conf import settings
 from django.db import connection
 
 from core.processes import celery_beat_command
@@ -98,7 +99,12 @@ def test_the_whole_worker_killed_and_restarted_loses_nothing(
     after_back = last_ack - back_at  # the production visibility timeout and claim leases (nothing overridden)
     figures = {"restarted_after_kill_s": round(back_at - killed_at, 1), "answered_after_back_s": round(after_back, 1)}
     finish(traffic, report, "worker kill -9 and restart", **figures)
-    assert after_back <= 30, f"the last delivery was acknowledged {after_back:.0f} s after the worker was back"
+    # A task the killed worker held comes back one visibility timeout after it was handed out (before the kill),
+    # found by kombu's restore loop within its interval (2 s, mns_site/settings.py), then runs and sends its receipt
+    # (a few seconds on a loaded machine). CI once measured 30.x s here against a bound of exactly 30, and 4.7 s on
+    # the next run: the bound is the design's, not a round number.
+    bound = settings.REDIS_VISIBILITY_TIMEOUT + 2 + 5
+    assert after_back <= bound, f"the last delivery was acknowledged {after_back:.0f} s after the worker was back"
 
 
 def test_redis_stopped_and_restarted_loses_nothing(stack: Stack, mailbox: Opened, report: dict[str, Any]) -> None:
