@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from core.limits import GUNICORN_LIMITS
-from testsupport.processes import children, haproxy, process, wait_for
+from testsupport.processes import children, haproxy, listening, process, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -106,13 +106,8 @@ def proxy(web_port: int, *, workers: int, env: dict[str, str]) -> Iterator[int]:
     )
     log = Path(env.get("MNS_VAR_DIR", "/tmp")) / f"haproxy-{port}.log"  # noqa: S108
     with process(command, env=proxy_env, log=log):
-        wait_for(lambda: _connects(port), timeout=30, what="haproxy listening", log=log)
+        wait_for(lambda: listening(port), timeout=30, what="haproxy listening", log=log)
         yield port
-
-
-def _connects(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _wait_listening(port: int, server: subprocess.Popen, log: Path, timeout: float = 60) -> None:

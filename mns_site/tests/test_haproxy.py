@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from testsupport import REPO
-from testsupport.processes import free_port, haproxy, wait_for
+from testsupport.processes import free_port, haproxy, listening, wait_for
 
 INSIDE, QUEUE = 2, 3
 
@@ -35,7 +35,7 @@ class Stack:
         web = [sys.executable, "-m", "gunicorn", "mns_site.tests.held_app", "--bind", f"127.0.0.1:{self.web}"]
         web += ["--worker-class", "gthread", "--threads", "16", "--workers", "1"]
         self._spawn(web, held, "gunicorn.log")
-        wait_for(lambda: _listening(self.web), timeout=30, what="gunicorn", log=self.folder / "gunicorn.log")
+        wait_for(lambda: listening(self.web), timeout=30, what="gunicorn", log=self.folder / "gunicorn.log")
         (self.folder / "stats.cfg").write_text(f"global\n    stats socket {self.stats}\n")
         command, proxy = haproxy(
             bind=f"127.0.0.1:{self.port}",
@@ -46,7 +46,7 @@ class Stack:
             extra=self.folder / "stats.cfg",
         )
         self._spawn(command, proxy, "haproxy.log")
-        wait_for(lambda: _listening(self.port), timeout=30, what="haproxy", log=self.folder / "haproxy.log")
+        wait_for(lambda: listening(self.port), timeout=30, what="haproxy", log=self.folder / "haproxy.log")
 
     def _spawn(self, command: list[str], env: dict[str, str], log: str) -> None:
         out = (self.folder / log).open("w")
@@ -84,11 +84,6 @@ class Stack:
             return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
         finally:
             connection.close()
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture
