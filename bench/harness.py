@@ -6,7 +6,6 @@ are shared and noisy: only the ratio means something. Loops are bounded in time 
 
 import http.client
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -15,9 +14,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from core.limits import GUNICORN_LIMITS
-from testsupport.processes import children, haproxy, listening, process, wait_for
+from testsupport.processes import (
+    children,
+    database_at,
+    free_port,
+    haproxy,
+    listening,
+    pg_connect,
+    process,
+    wait_for,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,12 +54,6 @@ class Result:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager
@@ -110,14 +113,58 @@ def proxy(web_port: int, *, workers: int, env: dict[str, str]) -> Iterator[int]:
         yield port
 
 
+@contextmanager
+def database_copy(env: dict[str, str], suffix: str) -> Iterator[dict[str, str]]:
+    """``env`` for a second world beside the run's: a copy of its PostgreSQL database (``CREATE DATABASE …
+    TEMPLATE``, a file copy) named with ``suffix``, and a Redis database of its own (the next one, emptied before and
+    after), so that neither world's cache, limits or broker ever hold the other's rows. Dropped when the block ends.
+    The source must have no connections while it is copied (PostgreSQL's rule): start its servers afterwards."""
+    import psycopg
+    import redis
+
+    url = env.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        raise RuntimeError("a second world needs PostgreSQL (DATABASE_URL=postgres://…)")
+    source = urlsplit(url).path.lstrip("/")
+    name = f"{source}_{suffix}"
+    server = database_at(url, "postgres")
+
+    def copied() -> bool:
+        with pg_connect(server) as conn:
+            try:
+                conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
+            except psycopg.errors.ObjectInUse:  # a connection of the source's is still closing
+                return False
+        return True
+
+    with pg_connect(server) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    wait_for(copied, timeout=60, what=f"a copy of {source}")
+    copy = {**env, "DATABASE_URL": database_at(url, name)}
+    cache = None
+    if env.get("REDIS_URL"):
+        parts = urlsplit(env["REDIS_URL"])
+        number = int(parts.path.lstrip("/") or 0)
+        number = number + 1 if number < 15 else number - 1
+        copy["REDIS_URL"] = copy["CELERY_BROKER_URL"] = parts._replace(path=f"/{number}").geturl()
+        cache = redis.Redis.from_url(copy["REDIS_URL"])
+        cache.flushdb()
+    try:
+        yield copy
+    finally:
+        if cache is not None:
+            cache.flushdb()
+            cache.close()
+        with pg_connect(server) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def _wait_listening(port: int, server: subprocess.Popen, log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError("gunicorn exited: " + log.read_text(errors="replace")[-2000:])
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        except OSError:
+        if not listening(port):
             time.sleep(0.1)
             continue
         # The master listens before its workers have loaded the application (seconds on a loaded machine): wait

@@ -70,10 +70,10 @@ def _wait(condition: object, timeout: float, what: str, poll: float = 0.02) -> f
 
 def bare_insert(gateway: object, count: int, size: int) -> Result:
     """``count`` single-row INSERT transactions of ``size`` bytes into the gateway's database, from here."""
-    from testsupport.gateways import _pg
+    from testsupport.processes import pg_connect
 
     payload = secrets.token_bytes(size)
-    with _pg(gateway.database_url) as conn:
+    with pg_connect(gateway.database_url) as conn:
         conn.execute(
             "CREATE TEMPORARY TABLE bench_bare (id bigserial PRIMARY KEY, origin text, seq bigint, data bytea)"
         )

@@ -43,12 +43,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
 from core.limits import GUNICORN_LIMITS
 from core.processes import celery_worker_command
 from testsupport import REPO, stack
-from testsupport.processes import RedisServer, children, free_port, wait_for
+from testsupport.processes import (
+    RedisServer,
+    children,
+    database_at,
+    database_url,
+    free_port,
+    pg_connect,
+    wait_for,
+)
 
 GATEWAY_NAMES = "abcdefghijklmnopqrstuvwxyz"
 REQUIRE_SERVICES = os.environ.get("MNS_REQUIRE_SERVICES", "") == "1"
@@ -94,23 +101,7 @@ def require_postgres() -> str:
         if REQUIRE_SERVICES:
             pytest.fail(f"MNS_REQUIRE_SERVICES=1 but {reason}")
         pytest.skip(reason)
-    entry = connection.settings_dict
-    auth = quote(entry["USER"] or "", safe="")
-    if entry["PASSWORD"]:
-        auth += ":" + quote(entry["PASSWORD"], safe="")
-    port = f":{entry['PORT']}" if entry["PORT"] else ""
-    return f"postgres://{auth}@{entry['HOST'] or '127.0.0.1'}{port}/postgres"
-
-
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
-
-
-def _pg(url: str) -> Any:
-    import psycopg
-
-    return psycopg.connect(url.replace("postgres://", "postgresql://", 1), autocommit=True, connect_timeout=5)
+    return database_at(database_url(), "postgres")
 
 
 class _Child:
@@ -252,7 +243,7 @@ class Gateway:
 
             with contextlib.closing(sqlite3.connect(self.database_url.removeprefix("sqlite://"), timeout=20)) as conn:
                 return conn.execute(query.replace("%s", "?"), params).fetchall()
-        with _pg(self.database_url) as conn:
+        with pg_connect(self.database_url) as conn:
             return conn.execute(query, params).fetchall()
 
     def scalar(self, query: str, *params: Any) -> Any:
@@ -417,20 +408,20 @@ class GatewayCluster:
         """One migrated template, copied per gateway (CREATE DATABASE … TEMPLATE is a file copy: fast)."""
         template = f"mns_net_{self._token}_template"
         try:
-            with _pg(self.pg_url) as conn:
+            with pg_connect(self.pg_url) as conn:
                 _drop_abandoned(conn)
                 conn.execute(f'CREATE DATABASE "{template}"')
         except Exception as exc:  # psycopg.OperationalError and friends: the server is not there
             raise ServiceMissing(f"PostgreSQL at {self.pg_url} refused CREATE DATABASE: {exc}") from exc
         self._databases.append(template)
-        env = self._base_env(self.folder / "migrate", _with_database(self.pg_url, template), redis_db=0)
+        env = self._base_env(self.folder / "migrate", database_at(self.pg_url, template), redis_db=0)
         done = subprocess.run(
             [sys.executable, "manage.py", "migrate", "-v0"], cwd=REPO, env=env, capture_output=True, text=True
         )
         if done.returncode != 0:
             raise RuntimeError(f"migrate failed:\n{done.stderr[-3000:]}")
         names = [f"mns_net_{self._token}_{GATEWAY_NAMES[i]}" for i in range(self.gateways_count)]
-        with _pg(self.pg_url) as conn:
+        with pg_connect(self.pg_url) as conn:
             for name in names:
                 conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
                 self._databases.append(name)
@@ -441,7 +432,7 @@ class GatewayCluster:
     def _drop_databases(self) -> None:
         if not self._databases:
             return
-        with _pg(self.pg_url) as conn:
+        with pg_connect(self.pg_url) as conn:
             for name in list(self._databases):
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                 self._databases.remove(name)
@@ -475,7 +466,7 @@ class GatewayCluster:
         web_port = free_port()
         web_url = f"http://127.0.0.1:{web_port}"
         secret = f"net-{letter}-" + secrets.token_hex(20)
-        database_url = database if "://" in database else _with_database(self.pg_url, database)
+        database_url = database if "://" in database else database_at(self.pg_url, database)
         env = self._base_env(var_dir, database_url, redis_db=index)
         permanent = self._flags[index]
         env.update(

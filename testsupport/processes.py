@@ -8,7 +8,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from core.limits import GUNICORN_LIMITS
 from core.processes import celery_worker_command
@@ -28,6 +29,19 @@ def database_url() -> str:
     host = entry["HOST"] or "127.0.0.1"
     port = f":{entry['PORT']}" if entry["PORT"] else ""
     return f"postgres://{auth}@{host}{port}/{entry['NAME']}"
+
+
+def database_at(url: str, name: str) -> str:
+    """``url`` (a PostgreSQL URL) naming the database ``name`` of the same server instead."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
+
+
+def pg_connect(url: str) -> Any:
+    """An autocommit psycopg connection to ``url`` (CREATE/DROP DATABASE, and reads outside Django)."""
+    import psycopg
+
+    return psycopg.connect(url.replace("postgres://", "postgresql://", 1), autocommit=True, connect_timeout=5)
 
 
 def child_env(**overrides: str) -> dict[str, str]:

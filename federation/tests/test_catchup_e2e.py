@@ -20,8 +20,8 @@ from mns_client.protocol.codecs import public_key_hex, to_hex
 from mns_client.protocol.crypto import box_keypair, generate_maxima_keypair, maxsigner
 from mns_client.protocol.names import skeleton
 from mns_client.protocol.statements import NameStatement
-from testsupport.gateways import Gateway, GatewayCluster, _pg, require_postgres
-from testsupport.processes import wait_for
+from testsupport.gateways import Gateway, GatewayCluster, require_postgres
+from testsupport.processes import pg_connect, wait_for
 
 pytestmark = [pytest.mark.slow]
 
@@ -90,7 +90,7 @@ def seed(gateway: Gateway, rows: list[tuple[str, str, str, str]], replicas: list
     """The names, their statements and the first ``MAILBOXES`` mailboxes, in bulk (COPY and INSERT … SELECT), as
     the gateway would hold them; at the home, also its log of their ``statement`` ops and its head."""
     origin, now = replicas[0], time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime())
-    with _pg(gateway.database_url) as conn, conn.transaction():
+    with pg_connect(gateway.database_url) as conn, conn.transaction():
         with conn.cursor().copy(
             "COPY registry_namerecord (name, skeleton, status, owner_key, box_key, payment_address, gateways, seq, "
             "statement, signature, created_at, updated_at, status_changed_at) FROM STDIN"
