@@ -201,6 +201,11 @@ def seed_scale(names: int, messages: int) -> None:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM registry_namerecord WHERE name LIKE %s", [SCALE_PREFIX + "%"])
         have = cursor.fetchone()[0]
+        if have > names:  # a world is only ever grown: measured as "names" names, it would be another size
+            raise SystemExit(
+                f"the database already holds {have} scale names, more than the {names} asked for: it was grown by "
+                "an earlier run; use a fresh database (make bench: dropdb -h 127.0.0.1 -U postgres mns_bench)"
+            )
         _copy_names(cursor, common, signed[have:])
         cursor.execute(_STATEMENT_ROWS, [SCALE_PREFIX + "%"])
         cursor.execute(_MAILBOXES, [SCALE_PREFIX + "%", max(messages // MESSAGES_PER_MAILBOX - _mailboxes(cursor), 0)])

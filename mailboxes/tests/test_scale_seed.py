@@ -1,9 +1,12 @@
 """The bench's scale seed (``bench/seed.py scale``: a million names and messages in bulk SQL) leaves mailboxes the
 gateway's own rules accept: each seeded message counted on a shard of its mailbox, the shards' allowances summing
 to the quota, and a delete and a delivery after it keeping the count exact. (It failed on every run once messages
-gained their shard, and nothing else runs it.)"""
+gained their shard, and nothing else runs it.) A world is only ever grown, and the large world is a copy of the
+small one with a Redis database of its own (``bench.harness.database_copy``)."""
 
+import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -51,3 +54,62 @@ def test_the_scale_seed_counts_each_message_on_a_shard_and_the_mailboxes_take_de
         seed.MESSAGES_PER_MAILBOX,
         (seed.MESSAGES_PER_MAILBOX - 1) * seed.SCALE_CIPHERTEXT_BYTES + 48,
     )
+
+
+def test_the_scale_seed_refuses_to_measure_a_world_larger_than_asked_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench import seed
+
+    monkeypatch.setattr(seed, "SCALE_CACHE", tmp_path / "scale-names.tsv")
+    seed.seed_scale(5, seed.MESSAGES_PER_MAILBOX)
+    names = Mailbox.objects.filter(record__name__startswith=seed.SCALE_PREFIX).count()
+
+    with pytest.raises(SystemExit, match="already holds 5 scale names, more than the 3 asked for"):
+        seed.seed_scale(3, seed.MESSAGES_PER_MAILBOX)
+
+    assert Mailbox.objects.filter(record__name__startswith=seed.SCALE_PREFIX).count() == names
+    assert Message.objects.filter(delivery_id__startswith="scale-").count() == seed.MESSAGES_PER_MAILBOX
+
+
+def test_a_second_world_is_a_copy_with_a_redis_database_of_its_own_dropped_when_done(redis_url: str) -> None:
+    import redis
+
+    from bench import harness
+    from testsupport.processes import database_at, database_url, pg_connect
+
+    server = database_at(database_url(), "postgres")
+    source = f"mns_copied_{os.getpid()}"
+    with pg_connect(server) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{source}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{source}"')
+    base = urlsplit(redis_url)
+    small, large = base._replace(path="/12").geturl(), base._replace(path="/13").geturl()
+    left_over = redis.Redis.from_url(large)
+    left_over.set("left-by-an-earlier-run", "1")
+    try:
+        with pg_connect(database_at(server, source)) as conn:
+            conn.execute("CREATE TABLE world (v int)")
+            conn.execute("INSERT INTO world VALUES (7)")
+        env = {"DATABASE_URL": database_at(server, source), "REDIS_URL": small, "OTHER": "kept"}
+
+        with harness.database_copy(env, "large") as copy:
+            assert copy["DATABASE_URL"] == database_at(server, f"{source}_large")
+            assert copy["REDIS_URL"] == copy["CELERY_BROKER_URL"] == large
+            assert copy["OTHER"] == "kept"
+            assert not left_over.exists("left-by-an-earlier-run")
+            with pg_connect(copy["DATABASE_URL"]) as conn:
+                assert conn.execute("SELECT v FROM world").fetchall() == [(7,)]
+                conn.execute("INSERT INTO world VALUES (8)")
+            with pg_connect(env["DATABASE_URL"]) as conn:
+                assert conn.execute("SELECT v FROM world").fetchall() == [(7,)]
+            left_over.set("written-by-the-copy", "1")
+
+        with pg_connect(server) as conn:
+            gone = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [f"{source}_large"]).fetchall()
+        assert gone == []
+        assert not left_over.exists("written-by-the-copy")
+    finally:
+        left_over.close()
+        with pg_connect(server) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{source}" WITH (FORCE)')
