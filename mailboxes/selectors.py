@@ -191,7 +191,8 @@ def credential_read(
 
     Nothing here decides whether the credential may read: the caller checks it as for any request
     (``handshake.services.session_live`` or ``services.access_token_live``, and the scope) before using what was
-    read. Only the credential's own mailbox is read (the messages' subquery finds it through the same credential).
+    read. Only the credential's own mailbox's messages are returned: the newest are found through the same
+    credential, and a message by its uid is kept only if it is in that mailbox.
     """
     session, token, record = Session._meta.db_table, AccessToken._meta.db_table, NameRecord._meta.db_table
     mailbox, message = Mailbox._meta.db_table, Message._meta.db_table
@@ -208,19 +209,27 @@ def credential_read(
         where, key = "token_id", token_id
     picked.append(("g", Message, kept))
     columns = ", ".join(f"{alias}.{column}" for alias, _, names in picked for column in names)
-    which, params = ("AND uid = %s", [uid]) if uid is not None else ("ORDER BY id DESC LIMIT %s", [newest])
+    if uid is not None:
+        # By its uid alone (the unique index), then kept only if it is the credential's mailbox's (the join). The
+        # LIMIT keeps PostgreSQL from pushing the mailbox into the subquery: with it, a big mailbox among a million
+        # messages was walked row by row through a (mailbox, …) index, its size unknown to the planner.
+        params = [uid]
+        messages = f"SELECT {', '.join(kept)} FROM {message} WHERE uid = %s LIMIT 1"  # noqa: S608
+    else:
+        params = [key, newest]
+        messages = (
+            f"SELECT {', '.join(kept)} FROM {message} "  # noqa: S608
+            f"WHERE mailbox_id = ({owned} WHERE c2.{where} = %s) ORDER BY id DESC LIMIT %s"
+        )
     query = f"""
         SELECT {columns}
         FROM {found}
-          LEFT JOIN (
-            SELECT {", ".join(kept)} FROM {message}
-            WHERE mailbox_id = ({owned} WHERE c2.{where} = %s) {which}
-          ) g ON g.mailbox_id = m.id
+          LEFT JOIN ({messages}) g ON g.mailbox_id = m.id
         WHERE c.{where} = %s
         ORDER BY g.id DESC
     """  # noqa: S608 (table and column names from the models; every value is a parameter)
     with connection.cursor() as cursor:
-        cursor.execute(query, [key, *params, key])
+        cursor.execute(query, [*params, key])
         rows = cursor.fetchall()
     if not rows:
         return None
