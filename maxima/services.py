@@ -8,6 +8,7 @@ only on ``delivered:true``, retried with exponential backoff and jitter; replies
 one ``batch`` message (``outbound_send_batch``). Beat sweeps find whatever a lost task left.
 """
 
+import functools
 import json
 import logging
 import random
@@ -155,29 +156,40 @@ def inbound_store(
 
 
 def _insert_once(row: Model, *, unique: str, timeout_ms: int | None = None) -> bool:
-    """INSERT ``row`` unless a row with the same value of its ``unique`` field is stored already; whether it was
-    inserted (``row.pk`` is set then).
+    """``_insert_new`` of one row: whether it was inserted (``row.pk`` is set then)."""
+    return _insert_new([row], unique=unique, timeout_ms=timeout_ms)[0]
 
-    One statement, ``INSERT … ON CONFLICT (unique) DO NOTHING RETURNING id``: a row already there raises nothing,
-    so no savepoint and no read before are needed, in a transaction or not (PostgreSQL, and SQLite since 3.35;
-    an older SQLite takes Django's ``save`` in a savepoint, catching the duplicate).
-    Outside a transaction, on PostgreSQL the bound on waiting (``SET LOCAL``) goes in the same simple query, which
-    PostgreSQL runs as one implicit transaction, committed (durably) before it answers; on SQLite it runs in a
-    transaction of its own, so it takes the writers' lock (``core/sqlite``) instead of SQLite's busy handler. In a
-    transaction, on PostgreSQL, the bound holds for the rest of that transaction."""
-    model = type(row)
+
+def _insert_new(rows: Sequence[Model], *, unique: str, timeout_ms: int | None = None) -> list[bool]:
+    """INSERT each of ``rows`` (of one model) unless a row with the same value of its ``unique`` field is stored
+    already, or comes earlier in ``rows``; whether each was inserted (its ``pk`` is set then).
+
+    One statement for all, ``INSERT … VALUES (…), (…) ON CONFLICT (unique) DO NOTHING RETURNING id, unique``: a row
+    already there raises nothing, so no savepoint and no read before are needed, in a transaction or not
+    (PostgreSQL, and SQLite since 3.35; an older SQLite takes Django's ``save`` of each in a savepoint, catching the
+    duplicate). Outside a transaction, on PostgreSQL the bound on waiting (``SET LOCAL``) goes in the same simple
+    query, which PostgreSQL runs as one implicit transaction, committed (durably) before it answers; on SQLite it
+    runs in a transaction of its own, so it takes the writers' lock (``core/sqlite``) instead of SQLite's busy
+    handler. In a transaction, on PostgreSQL, the bound holds for the rest of that transaction."""
+    if not rows:
+        return []
+    model, field = type(rows[0]), type(rows[0])._meta.get_field(unique)
     if not connection.features.can_return_columns_from_insert:  # SQLite before 3.35: no RETURNING
-        try:
-            with transaction.atomic():
-                row.save(force_insert=True)
-        except IntegrityError:
-            return False
-        return True
+        inserted = []
+        for row in rows:
+            try:
+                with transaction.atomic():
+                    row.save(force_insert=True)
+            except IntegrityError:
+                inserted.append(False)
+            else:
+                inserted.append(True)
+        return inserted
     query = InsertQuery(model)
-    query.insert_values([f for f in model._meta.concrete_fields if not f.primary_key], [row])
-    [(insert, params)] = query.get_compiler(connection=connection).as_sql()
-    key, pk = (connection.ops.quote_name(c) for c in (model._meta.get_field(unique).column, model._meta.pk.column))
-    sql = f"{insert} ON CONFLICT ({key}) DO NOTHING RETURNING {pk}"
+    query.insert_values([f for f in model._meta.concrete_fields if not f.primary_key], rows)
+    [(insert, params)] = query.get_compiler(connection=connection).as_sql()  # one statement, VALUES for each row
+    key, pk = (connection.ops.quote_name(c) for c in (field.column, model._meta.pk.column))
+    sql = f"{insert} ON CONFLICT ({key}) DO NOTHING RETURNING {pk}, {key}"
     postgresql, outside = connection.vendor == "postgresql", not connection.in_atomic_block
     bound = f"SET LOCAL statement_timeout = {int(timeout_ms)}; " if timeout_ms and postgresql and outside else ""
     with transaction.atomic() if outside and not postgresql else nullcontext(), connection.cursor() as cursor:
@@ -187,12 +199,15 @@ def _insert_once(row: Model, *, unique: str, timeout_ms: int | None = None) -> b
         cursor.execute(f"{bound}{sql}", params)
         if bound:
             cursor.nextset()
-        inserted = cursor.fetchone()
-    if inserted is None:
-        return False
-    row.pk = inserted[0]
-    row._state.adding, row._state.db = False, connection.alias
-    return True
+        returned = dict((value, row_pk) for row_pk, value in cursor.fetchall())
+    inserted = []
+    for row in rows:  # a value given twice was inserted once: for the first of them
+        row_pk = returned.pop(getattr(row, field.attname), None)
+        if row_pk is not None:
+            row.pk = row_pk
+            row._state.adding, row._state.db = False, connection.alias
+        inserted.append(row_pk is not None)
+    return inserted
 
 
 def _inbound_drain_soon() -> None:
@@ -477,6 +492,18 @@ def _check_destination(destination: str) -> str:
         raise DomainError("destination_invalid", f"Not a Maxima address or key: {exc}") from None
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """A Maxima message to queue (``outbound_enqueue_many``)."""
+
+    destination: str
+    application: str
+    payload: bytes
+    idempotency_key: str
+    max_attempts: int | None = None
+    batchable: bool = False
+
+
 def outbound_enqueue(
     *,
     destination: str,
@@ -491,34 +518,51 @@ def outbound_enqueue(
     ``batchable``: an ``mns`` message object (a receipt, a verdict, a forward) that may travel in one ``batch``
     message with the others due to the same destination, up to ``BATCH_BYTES`` (a bigger one goes alone); its
     task is then one per destination and window (``enqueue_coalesced``), which sends what is due."""
-    if not _APPLICATION.fullmatch(application):
+    outgoing = Outgoing(destination, application, payload, idempotency_key, max_attempts, batchable)
+    return outbound_enqueue_many([outgoing])[0]
+
+
+def outbound_enqueue_many(outgoing: Sequence[Outgoing]) -> list[OutboundMessage]:
+    """``outbound_enqueue`` of many messages (the receipts of a run of deliveries) in one statement, ``INSERT …
+    ON CONFLICT (idempotency_key) DO NOTHING`` (``_insert_new``), where ``get_or_create`` took four round trips
+    for each: the queued rows, in order; a key queued before, or earlier in ``outgoing``, gives the row queued
+    first (read in one more statement). Each is checked before any is written: a bad one queues none."""
+    now = timezone.now()
+    rows = [_outbound_row(item, now) for item in outgoing]
+    created = _insert_new(rows, unique="idempotency_key")
+    repeats = [row.idempotency_key for row, new in zip(rows, created, strict=True) if not new]
+    if repeats:
+        queued = OutboundMessage.objects.in_bulk(repeats, field_name="idempotency_key")
+        rows = [row if new else queued[row.idempotency_key] for row, new in zip(rows, created, strict=True)]
+    fresh = [row for row, new in zip(rows, created, strict=True) if new]
+    for destination, application in dict.fromkeys((row.destination, row.application) for row in fresh if row.batchable):
+        transaction.on_commit(functools.partial(_batch_send_soon, destination, application))
+    for row in fresh:
+        if not row.batchable:
+            from maxima.tasks import enqueue_send
+
+            enqueue_send(row.id, row.size)
+    return rows
+
+
+def _outbound_row(item: Outgoing, now: datetime) -> OutboundMessage:
+    if not _APPLICATION.fullmatch(item.application):
         raise DomainError("application_invalid", "The application name has characters Maxima cannot carry.")
-    if len(payload) > MAXIMA_MAX_DATA_BYTES:
+    if len(item.payload) > MAXIMA_MAX_DATA_BYTES:
         raise DomainError(
             "payload_too_large", f"A Maxima message carries at most {MAXIMA_MAX_DATA_BYTES} bytes.", status=413
         )
-    now = timezone.now()
-    message = OutboundMessage(
-        idempotency_key=idempotency_key,
-        destination=_check_destination(destination),
-        application=application,
-        payload=payload,
-        size=len(payload),
-        max_attempts=max_attempts or settings.MNS_OUTBOX_MAX_ATTEMPTS,
+    return OutboundMessage(
+        idempotency_key=item.idempotency_key,
+        destination=_check_destination(item.destination),
+        application=item.application,
+        payload=item.payload,
+        size=len(item.payload),
+        max_attempts=item.max_attempts or settings.MNS_OUTBOX_MAX_ATTEMPTS,
         next_attempt_at=now,
         enqueued_at=now,  # its task is enqueued after the commit: the sweep leaves it alone for a while
-        batchable=batchable and batch.packed_size([len(payload)]) <= BATCH_BYTES,
+        batchable=item.batchable and batch.packed_size([len(item.payload)]) <= BATCH_BYTES,
     )
-    created = _insert_once(message, unique="idempotency_key")  # one statement, where get_or_create took four
-    if not created:
-        message = OutboundMessage.objects.get(idempotency_key=idempotency_key)
-    if created and message.batchable:
-        transaction.on_commit(lambda: _batch_send_soon(message.destination, message.application))
-    elif created:
-        from maxima.tasks import enqueue_send
-
-        enqueue_send(message.id, message.size)
-    return message
 
 
 def _batch_send_soon(destination: str, application: str) -> None:

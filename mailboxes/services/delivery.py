@@ -28,7 +28,7 @@ from mailboxes.services.common import NameStatus, _detail, _ms
 from mailboxes.services.forwarding import _forward_queue
 from mailboxes.services.reading import retention_days
 from maxima.routing import Ignored, InboundMessage
-from maxima.services import outbound_enqueue
+from maxima.services import Outgoing, outbound_enqueue_many
 from mns_client.protocol.codecs import to_hex
 from mns_client.protocol.mailbox import (
     APPLICATION,
@@ -221,7 +221,7 @@ def deliver_received(*, message: InboundMessage, body: dict[str, Any]) -> str:
         receipt = _refusal_receipt(delivery_id, refused)
     else:
         receipt = Receipt(id=delivery_id, status="stored", message_id=stored.message.uid)
-    _receipt_send(receipt, destination=destination, sender_key=message.sender)
+    _receipts_send([(receipt, destination, message.sender)])
     return receipt.status if receipt.status == "stored" else str(receipt.reason)
 
 
@@ -256,9 +256,13 @@ def deliveries_received(items: Sequence[tuple[InboundMessage, dict[str, Any]]]) 
             receipts[index] = Receipt(id=ids[index], status="stored", message_id=stored.message.uid)
         else:
             receipts[index] = _refusal_receipt(ids[index], stored)
-    for (message, body), receipt in zip(items, receipts, strict=True):
-        if receipt is not None:
-            _receipt_send(receipt, destination=reply_to_of(body) or message.sender, sender_key=message.sender)
+    _receipts_send(
+        [
+            (receipt, reply_to_of(body) or message.sender, message.sender)
+            for (message, body), receipt in zip(items, receipts, strict=True)
+            if receipt is not None
+        ]
+    )
     return outcomes
 
 
@@ -486,15 +490,15 @@ def _message_unsaved(
     )
 
 
-def _receipt_send(receipt: Receipt, *, destination: str, sender_key: str) -> None:
-    key = selectors.receipt_key(delivery_id=receipt.id, sender_key=sender_key)
-    if receipt.status == "refused":  # a refusal must not stand in for a later "stored" of the same id
-        key += f":refused:{receipt.reason}"
-    # Receipts due to one node travel together in one batch message when several are due (the protocol's "batch").
-    outbound_enqueue(
-        destination=destination,
-        application=APPLICATION,
-        payload=receipt.to_bytes(),
-        idempotency_key=key,
-        batchable=True,
-    )
+def _receipts_send(receipts: Sequence[tuple[Receipt, str, str]]) -> None:
+    """Queue each ``(receipt, destination, sender_key)``, all in one statement (``outbound_enqueue_many``). Its
+    idempotency key is the delivery's (by its sender), so a resent delivery re-uses the first receipt; a refusal's
+    key names its reason, so it never stands in for a later "stored" of the same id. Receipts due to one node
+    travel together in one batch message when several are due (the protocol's "batch")."""
+    outgoing = []
+    for receipt, destination, sender_key in receipts:
+        key = selectors.receipt_key(delivery_id=receipt.id, sender_key=sender_key)
+        if receipt.status == "refused":
+            key += f":refused:{receipt.reason}"
+        outgoing.append(Outgoing(destination, APPLICATION, receipt.to_bytes(), key, batchable=True))
+    outbound_enqueue_many(outgoing)

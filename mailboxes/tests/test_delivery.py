@@ -24,7 +24,7 @@ from mailboxes.tests.support import (
     snapshot,
     usage,
 )
-from maxima.models import InboundEvent
+from maxima.models import InboundEvent, OutboundMessage
 from maxima.routing import Ignored
 from maxima.services import MaximaEvent, inbound_process, inbound_process_batch, inbound_store
 from mns_client.protocol.codecs import to_hex
@@ -370,14 +370,18 @@ def test_maxima_deliveries_in_one_inbound_batch_are_answered_as_one_by_one(
 def test_a_run_of_maxima_deliveries_is_stored_in_fewer_statements_than_one_by_one(
     opened: Opened, sender: Owner
 ) -> None:
-    def statements(limit: int) -> int:
+    def statements(limit: int) -> tuple[int, int]:
         for _ in range(10):
             stored_event(sender, deliver_body())
         with CaptureQueriesContext(connection) as captured:
             while inbound_process_batch(claim=f"count-{limit}", limit=limit):
                 pass
-        return len(captured.captured_queries)
+        receipts = [q for q in captured.captured_queries if q["sql"].startswith('INSERT INTO "maxima_outboundmessage"')]
+        return len(captured.captured_queries), len(receipts)
 
-    alone, together = statements(1), statements(10)
+    queued = OutboundMessage.objects.count()
+    (alone, receipts_alone), (together, receipts_together) = statements(1), statements(10)
     assert Message.objects.count() == 20
+    assert OutboundMessage.objects.count() == queued + 20  # a receipt for each
     assert together < alone
+    assert (receipts_alone, receipts_together) == (10, 1)  # the run's ten receipts queued in one statement

@@ -10,9 +10,11 @@ from core.errors import DomainError
 from maxima.models import OutboundMessage
 from maxima.selectors import outbound_due
 from maxima.services import (
+    Outgoing,
     backoff,
     outbound_cancel,
     outbound_enqueue,
+    outbound_enqueue_many,
     outbound_retry,
     outbound_send,
     outbound_send_batch,
@@ -74,6 +76,51 @@ def test_the_same_idempotency_key_queues_one_message(
     assert OutboundMessage.objects.count() == 1
     third = queue(simnet, key="another")  # the transaction goes on after the repeat
     assert OutboundMessage.objects.filter(id=third.id, idempotency_key="another").exists()
+
+
+@pytest.mark.parametrize("returning", [True, False], ids=["insert-on-conflict", "sqlite-before-3.35"])
+def test_many_messages_are_queued_in_one_statement_each_key_once(
+    simnet: SimNetwork, returning: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    if not returning and connection.vendor != "sqlite":
+        pytest.skip("only SQLite (before 3.35) lacks RETURNING")
+    monkeypatch.setattr(connection.features, "can_return_columns_from_insert", returning)
+    before = queue(simnet, key="queued-before")
+    to = simnet.nodes[1].address
+    outgoing = [
+        Outgoing(to, "mns", b"a", "k-a", batchable=True),
+        Outgoing(to, "mns", b"b", "queued-before"),
+        Outgoing(to, "mns", b"c", "k-c", max_attempts=2),
+        Outgoing(to, "mns", b"a again", "k-a", batchable=True),
+    ]
+
+    with CaptureQueriesContext(connection) as captured:
+        rows = outbound_enqueue_many(outgoing)
+
+    assert [bytes(row.payload) for row in rows] == [b"a", b'{"v":1,"type":"test"}', b"c", b"a"]
+    assert (rows[1].id, rows[3].id) == (before.id, rows[0].id)
+    assert OutboundMessage.objects.count() == 3
+    assert all(row.pk is not None and not row._state.adding for row in rows)
+    stored = {row.idempotency_key: row for row in OutboundMessage.objects.all()}
+    assert (stored["k-a"].batchable, stored["k-c"].batchable, stored["k-c"].max_attempts) == (True, False, 2)
+    assert (stored["k-a"].id, stored["k-c"].id) == (rows[0].id, rows[2].id)
+    inserts = [q["sql"] for q in captured.captured_queries if "INSERT" in q["sql"]]
+    if returning:  # one INSERT for the four, and one SELECT for the two keys already queued
+        assert len(inserts) == 1
+        assert len(captured.captured_queries) == 2
+    else:
+        assert len(inserts) == 4
+
+
+def test_a_bad_message_among_many_queues_none_of_them(simnet: SimNetwork) -> None:
+    to = simnet.nodes[1].address
+    with pytest.raises(DomainError) as refused:
+        outbound_enqueue_many([Outgoing(to, "mns", b"a", "k-a"), Outgoing(to, "not an app!", b"b", "k-b")])
+    assert refused.value.code == "application_invalid"
+    assert not OutboundMessage.objects.exists()
 
 
 def test_a_stopped_node_is_retried_later_and_the_message_sent_when_it_is_back(
