@@ -1,6 +1,7 @@
 """Reads of the mailboxes. Listings never load a ciphertext: only ``message_of`` does, for the one message asked."""
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -125,38 +126,44 @@ _TARGET_MAILBOX = _columns(
 _TARGET_RECORD = _columns(NameRecord, {"id", "name", "status", "owner_key"})
 
 
-def delivery_target(*, name: str, sender_key: str, sender_verified: bool, delivery_id: str) -> DeliveryTarget | None:
-    """Everything a delivery to a normalised name needs to read, in one round trip: the hot path of every delivery.
-    ``None`` when no mailbox is kept here for the name (whatever the name's status).
+def delivery_targets(wanted: Sequence[tuple[str, str, bool, str]]) -> list[DeliveryTarget | None]:
+    """Everything a delivery to a normalised name needs to read, for each ``(name, sender_key, sender_verified,
+    delivery_id)``, in order, all in one round trip: the hot path of every delivery (a run of Maxima deliveries
+    reads its targets together). ``None`` for a name with no mailbox kept here (whatever the name's status).
 
     Plain SQL over the unique indexes, because the ORM spends longer building these subqueries than the database
-    takes to answer them.
+    takes to answer them. The deliveries are a derived table of constants (``SELECT … UNION ALL SELECT …``, which
+    PostgreSQL and SQLite both take, and which PostgreSQL flattens for one delivery).
     """
+    if not wanted:
+        return []
     mailbox, record = Mailbox._meta.db_table, NameRecord._meta.db_table
     message, blocked, rule = Message._meta.db_table, BlockedSender._meta.db_table, SenderRule._meta.db_table
     columns = ", ".join([*(f"m.{column}" for column in _TARGET_MAILBOX), *(f"r.{column}" for column in _TARGET_RECORD)])
+    first, more = "SELECT %s AS i, %s AS name, %s AS sender, %s AS verified, %s AS did", "SELECT %s, %s, %s, %s, %s"
+    given = " UNION ALL ".join([first] + [more] * (len(wanted) - 1))
     query = f"""
-        SELECT {columns},
+        SELECT v.i, {columns},
           (SELECT id FROM {message}
-            WHERE mailbox_id = m.id AND sender_verified = %s AND sender_key = %s AND delivery_id = %s),
-          EXISTS (SELECT 1 FROM {blocked} WHERE sender_key = %s),
-          EXISTS (SELECT 1 FROM {rule} WHERE mailbox_id = m.id AND sender_key = %s AND list = 'block'),
-          EXISTS (SELECT 1 FROM {rule} WHERE mailbox_id = m.id AND sender_key = %s AND list = 'allow'),
+            WHERE mailbox_id = m.id AND sender_verified = v.verified AND sender_key = v.sender AND delivery_id = v.did),
+          EXISTS (SELECT 1 FROM {blocked} WHERE sender_key = v.sender),
+          EXISTS (SELECT 1 FROM {rule} WHERE mailbox_id = m.id AND sender_key = v.sender AND list = 'block'),
+          EXISTS (SELECT 1 FROM {rule} WHERE mailbox_id = m.id AND sender_key = v.sender AND list = 'allow'),
           EXISTS (SELECT 1 FROM {rule} WHERE mailbox_id = m.id AND list = 'allow')
-        FROM {record} r JOIN {mailbox} m ON m.record_id = r.id
-        WHERE r.name = %s
+        FROM ({given}) v JOIN {record} r ON r.name = v.name JOIN {mailbox} m ON m.record_id = r.id
     """  # noqa: S608 (table and column names from the models; every value is a parameter)
-    params = [sender_verified, sender_key, delivery_id, sender_key, sender_key, sender_key, name]
+    params = [value for i, row in enumerate(wanted) for value in (i, *row)]
     with connection.cursor() as cursor:
         cursor.execute(query, params)
-        row = cursor.fetchone()
-    if row is None:
-        return None
+        rows = cursor.fetchall()
+    found: list[DeliveryTarget | None] = [None] * len(wanted)
     split = len(_TARGET_MAILBOX)
-    found = Mailbox.from_db(connection.alias, _TARGET_MAILBOX, row[:split])
-    found.record = NameRecord.from_db(connection.alias, _TARGET_RECORD, row[split : split + len(_TARGET_RECORD)])
-    stored, *flags = row[split + len(_TARGET_RECORD) :]
-    return DeliveryTarget(found, stored, *(bool(flag) for flag in flags))
+    for index, *row in rows:
+        target = Mailbox.from_db(connection.alias, _TARGET_MAILBOX, row[:split])
+        target.record = NameRecord.from_db(connection.alias, _TARGET_RECORD, row[split : split + len(_TARGET_RECORD)])
+        stored, *flags = row[split + len(_TARGET_RECORD) :]
+        found[index] = DeliveryTarget(target, stored, *(bool(flag) for flag in flags))
+    return found
 
 
 @dataclass(frozen=True)

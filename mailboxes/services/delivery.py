@@ -111,10 +111,14 @@ def delivery_store(
     sender that names the ``owner`` it encrypted for is refused (``owner_changed``) when the name changed hands
     since its lookup: a letter sealed for the old owner never lands in the new owner's mailbox.
 
-    Two statements on PostgreSQL: one read (``selectors.delivery_target``) and one write (``_write_at_once``);
+    Two statements on PostgreSQL: one read (``selectors.delivery_targets``) and one write (``_write_at_once``);
     outside a transaction the write is its own, so it costs no ``BEGIN`` or ``COMMIT`` round trip either.
     """
-    checked = _checked(Delivery(to, delivery_id, scheme, ciphertext, sender_key, sender_verified, owner))
+    delivery = Delivery(to, delivery_id, scheme, ciphertext, sender_key, sender_verified, owner)
+    [target] = _targets([delivery])
+    if isinstance(target, DeliveryRefused):
+        raise target
+    checked = _checked(delivery, target)
     return checked if isinstance(checked, Stored) else _written(checked)
 
 
@@ -132,9 +136,12 @@ def deliveries_store(deliveries: Sequence[Delivery]) -> list[Stored | DeliveryRe
     outcomes: list[Stored | DeliveryRefused | None] = [None] * len(deliveries)
     ready: list[tuple[int, _Checked]] = []
     with transaction.atomic():
-        for index, delivery in enumerate(deliveries):
+        for index, (delivery, target) in enumerate(zip(deliveries, _targets(deliveries), strict=True)):
+            if isinstance(target, DeliveryRefused):
+                outcomes[index] = target
+                continue
             try:
-                checked = _checked(delivery)
+                checked = _checked(delivery, target)
             except DeliveryRefused as refused:
                 outcomes[index] = refused
                 continue
@@ -150,12 +157,10 @@ def deliveries_store(deliveries: Sequence[Delivery]) -> list[Stored | DeliveryRe
     return [outcome for outcome in outcomes if outcome is not None]
 
 
-def _checked(delivery: Delivery) -> Stored | _Checked:
-    """Every check but the quota (``DeliveryRefused`` otherwise): ``Stored`` when this delivery was stored before."""
+def _checked(delivery: Delivery, target: selectors.DeliveryTarget) -> Stored | _Checked:
+    """Every check after the target's (``_targets``) but the quota (``DeliveryRefused`` otherwise): ``Stored`` when
+    this delivery was stored before."""
     sender_key, sender_verified = delivery.sender_key, delivery.sender_verified
-    target = _target_for_delivery(
-        delivery.to, delivery_id=delivery.delivery_id, sender_key=sender_key, sender_verified=sender_verified
-    )
     if target.stored_before is not None:
         return Stored(message=Message.objects.defer("ciphertext").get(id=target.stored_before), created=False)
     if delivery.owner is not None and delivery.owner != target.mailbox.owner_key:
@@ -285,21 +290,30 @@ def delivery_submit(*, name: str, delivery_id: str, scheme: str, ciphertext: byt
     )
 
 
-def _target_for_delivery(
-    to: str, *, delivery_id: str, sender_key: str, sender_verified: bool
-) -> selectors.DeliveryTarget:
-    try:
-        name = normalise(to)
-    except NameRefused:
-        raise DeliveryRefused("unknown_name", "The recipient is not a name.") from None
-    target = selectors.delivery_target(
-        name=name, sender_key=sender_key, sender_verified=sender_verified, delivery_id=delivery_id
-    )
+def _targets(deliveries: Sequence[Delivery]) -> list[selectors.DeliveryTarget | DeliveryRefused]:
+    """Each delivery's mailbox, all read in one round trip (``selectors.delivery_targets``), or its refusal: not a
+    name, or no active name with a mailbox here (``unknown_name``), or suspended by staff (``suspended``)."""
+    names: list[str | DeliveryRefused] = []
+    for delivery in deliveries:
+        try:
+            names.append(normalise(delivery.to))
+        except NameRefused:
+            names.append(DeliveryRefused("unknown_name", "The recipient is not a name."))
+    wanted = [
+        (name, delivery.sender_key, delivery.sender_verified, delivery.delivery_id)
+        for name, delivery in zip(names, deliveries, strict=True)
+        if isinstance(name, str)
+    ]
+    found = iter(selectors.delivery_targets(wanted))
+    return [name if isinstance(name, DeliveryRefused) else _target_judged(name, next(found)) for name in names]
+
+
+def _target_judged(name: str, target: selectors.DeliveryTarget | None) -> selectors.DeliveryTarget | DeliveryRefused:
     record = target.mailbox.record if target is not None else None
     if record is not None and record.status == NameStatus.SUSPENDED:
-        raise DeliveryRefused("suspended", f"The mailbox of {name!r} is suspended by this gateway's staff.")
+        return DeliveryRefused("suspended", f"The mailbox of {name!r} is suspended by this gateway's staff.")
     if record is None or record.status != NameStatus.ACTIVE or record.owner_key != target.mailbox.owner_key:
-        raise DeliveryRefused("unknown_name", f"No mailbox of {name!r} is kept by this gateway.")
+        return DeliveryRefused("unknown_name", f"No mailbox of {name!r} is kept by this gateway.")
     return target
 
 

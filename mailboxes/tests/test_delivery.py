@@ -376,12 +376,15 @@ def test_a_run_of_maxima_deliveries_is_stored_in_fewer_statements_than_one_by_on
         with CaptureQueriesContext(connection) as captured:
             while inbound_process_batch(claim=f"count-{limit}", limit=limit):
                 pass
-        receipts = [q for q in captured.captured_queries if q["sql"].startswith('INSERT INTO "maxima_outboundmessage"')]
-        return len(captured.captured_queries), len(receipts)
+        sql = [q["sql"] for q in captured.captured_queries]
+        targets = [q for q in sql if " AS did" in q]  # selectors.delivery_targets
+        receipts = [q for q in sql if q.startswith('INSERT INTO "maxima_outboundmessage"')]
+        return len(sql), len(targets), len(receipts)
 
     queued = OutboundMessage.objects.count()
-    (alone, receipts_alone), (together, receipts_together) = statements(1), statements(10)
+    (alone, *each_alone), (together, *each_together) = statements(1), statements(10)
     assert Message.objects.count() == 20
     assert OutboundMessage.objects.count() == queued + 20  # a receipt for each
     assert together < alone
-    assert (receipts_alone, receipts_together) == (10, 1)  # the run's ten receipts queued in one statement
+    # The run's ten targets read in one statement, and its ten receipts queued in one.
+    assert (each_alone, each_together) == ([10, 10], [1, 1])
