@@ -98,6 +98,14 @@ def room_find(counters: Counters, *, size: int, wanted: int) -> int | None:
     return chosen.shard
 
 
+def counted(counters: Counters, *, shard: int, size: int) -> None:
+    """Keep ``counters`` (locked by ``counters_lock``) as the database has them after a message of ``size`` bytes
+    was counted on ``shard`` by the caller's own write."""
+    counted_on = next(row for row in counters.shards if row.shard == shard)
+    counted_on.message_count += 1
+    counted_on.byte_count += size
+
+
 def room_take(*, mailbox_id: int, size: int) -> int | None:
     """Lock the mailbox's counters (``counters_lock``) and count a message of ``size`` bytes on a shard with room;
     returns that shard, or None (nothing changed) when the mailbox has no room."""

@@ -126,12 +126,17 @@ def deliveries_store(deliveries: Sequence[Delivery]) -> list[Stored | DeliveryRe
     """Store many deliveries in one transaction (the caller's, else one of their own), each checked and stored as
     ``delivery_store`` does; returns, in the given order, each one's ``Stored`` or its refusal (which wrote nothing).
 
-    The writes go in the order of their mailboxes' ids (in the given order within one mailbox), each in a
-    savepoint: batches that share mailboxes take the mailboxes' rows and then their counter shards in the same
-    order (``counters.counters_lock``), and each takes them before it writes a message into the mailbox, so they
-    cannot deadlock on one another nor with single deliveries, nor with a peer's replicated batch (it takes the
-    same rows of the mailboxes its ops name, in the same order, before it applies any:
-    ``mailboxes.replication.counters_lock``).
+    The writes go in the order of their mailboxes' ids (in the given order within one mailbox). Batches that share
+    mailboxes take the mailboxes' rows and then their counter shards in the same order (``counters.counters_lock``),
+    and take them before they write a message into any of them, so they cannot deadlock on one another nor with
+    single deliveries, nor with a peer's replicated batch (it takes the same rows of the mailboxes its ops name, in
+    the same order, before it applies any: ``mailboxes.replication.counters_lock``).
+
+    On PostgreSQL (``_run_written``) the rows of all the run's mailboxes are taken once, up front, and each write is
+    one statement without a savepoint of its own: with those rows held nobody else can store a message in these
+    mailboxes, so a write cannot meet a duplicate but one of its own run (each given the first one's outcome,
+    before the writes: ``_writes``), and a refusal (``over_quota``) is decided before anything is written. Anything
+    else fails the caller's transaction, as it would have failed the write's savepoint and then the caller.
     """
     outcomes: list[Stored | DeliveryRefused | None] = [None] * len(deliveries)
     ready: list[tuple[int, _Checked]] = []
@@ -149,12 +154,69 @@ def deliveries_store(deliveries: Sequence[Delivery]) -> list[Stored | DeliveryRe
                 outcomes[index] = checked
             else:
                 ready.append((index, checked))
-        for index, checked in sorted(ready, key=lambda item: (item[1].mailbox.id, item[0])):
+        ready.sort(key=lambda item: (item[1].mailbox.id, item[0]))
+        _writes(ready, outcomes)
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _writes(ready: list[tuple[int, _Checked]], outcomes: list[Stored | DeliveryRefused | None]) -> None:
+    """``deliveries_store``'s writes, every check passed, in mailbox order: on PostgreSQL ``_run_written``, and
+    ``_written`` for each it left (every one, elsewhere). A delivery given twice gets the first one's outcome
+    (stored: stored before), as a delivery stored before is answered before any other check."""
+    first: dict[tuple[int, str, bool, str], int] = {}
+    again: list[tuple[int, int]] = []
+    unique = []
+    for index, checked in ready:
+        delivery = checked.delivery
+        key = (checked.mailbox.id, delivery.sender_key, delivery.sender_verified, delivery.delivery_id)
+        if key in first:
+            again.append((index, first[key]))
+        else:
+            first[key] = index
+            unique.append((index, checked))
+    if connection.vendor == "postgresql" and unique:
+        _run_written(unique, outcomes)
+    for index, checked in unique:
+        if outcomes[index] is None:
             try:
                 outcomes[index] = _written(checked)
             except DeliveryRefused as refused:
                 outcomes[index] = refused
-    return [outcome for outcome in outcomes if outcome is not None]
+    for index, earlier_index in again:
+        earlier = outcomes[earlier_index]
+        outcomes[index] = Stored(message=earlier.message, created=False) if isinstance(earlier, Stored) else earlier
+
+
+def _run_written(ready: list[tuple[int, _Checked]], outcomes: list[Stored | DeliveryRefused | None]) -> None:
+    """``deliveries_store``'s writes on PostgreSQL, in its transaction: the counters of every mailbox of the run
+    locked at once (two statements), then each delivery in one statement (``_write_at_once``) on a shard with room
+    (``counters.room_find`` on the locked rows, kept up to date here), or refused ``over_quota``. ``ready`` holds
+    no delivery twice (``_writes``). A mailbox that forwards each message is left to ``_written`` (its write also
+    queues the forward)."""
+    locked = counters.counters_lock({checked.mailbox.id for _, checked in ready})
+    for index, checked in ready:
+        delivery, mailbox = checked.delivery, checked.mailbox
+        if mailbox.auto_forward and mailbox.address:
+            continue
+        message = _message_unsaved(
+            mailbox,
+            delivery.delivery_id,
+            delivery.scheme,
+            delivery.ciphertext,
+            delivery.sender_key,
+            delivery.sender_verified,
+            received_at=timezone.now(),
+        )
+        shard = counters.room_find(locked[mailbox.id], size=message.size, wanted=counters.shard_pick())
+        if shard is None:
+            outcomes[index] = _over_quota()
+            continue
+        message.shard = shard
+        if not _write_at_once(message, mailbox):  # cannot happen: the shard has room, and its row is ours
+            raise RuntimeError(f"a locked counter shard of mailbox {mailbox.id} refused a message it had room for")
+        counters.counted(locked[mailbox.id], shard=shard, size=message.size)
+        logger.info("stored message %s (%s bytes) in %s", message.uid, message.size, mailbox.record.name)
+        outcomes[index] = Stored(message=message, created=True)
 
 
 def _checked(delivery: Delivery, target: selectors.DeliveryTarget) -> Stored | _Checked:

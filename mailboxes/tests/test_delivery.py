@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from mailboxes import services
-from mailboxes.models import Message, SenderRule
+from mailboxes.models import MailboxCounter, Message, SenderRule
 from mailboxes.tests.support import (
     Opened,
     Owner,
@@ -318,6 +318,31 @@ def test_one_delivery_twice_in_a_batch_is_stored_once(opened: Opened, sender: Ow
     assert Message.objects.count() == usage()[0] == 1
 
 
+def test_a_batch_that_fills_its_mailbox_stores_up_to_the_quota_and_counts_every_message_on_one_shard(
+    opened: Opened, sender: Owner, settings: Any
+) -> None:
+    """The quota is crossed in the middle of one batch: on PostgreSQL the batch's writes count on the counters it
+    locked once, moving the shards' unused allowance as they fill (``counters.room_find``)."""
+    settings.MNS_MAILBOX_COUNTER_SHARDS = 4
+    quota_set(max_messages=5)
+    items = [batch_item(sender) for _ in range(7)]
+    duplicate = items[2]
+    outcomes = services.deliveries_store([*items, duplicate])
+    kinds = [outcome.code if isinstance(outcome, services.DeliveryRefused) else outcome.created for outcome in outcomes]
+    assert kinds == [True, True, True, True, True, "over_quota", "over_quota", False]
+    assert outcomes[7].message.uid == outcomes[2].message.uid
+    assert Message.objects.count() == usage()[0] == 5
+    counted = MailboxCounter.objects.filter(mailbox__record__name="alice")
+    assert sum(shard.message_count for shard in counted) == 5
+    assert sum(shard.max_messages for shard in counted) == 5
+    assert all(shard.message_count <= shard.max_messages for shard in counted)
+    by_shard = {shard.shard: shard.message_count for shard in counted}
+    held = Message.objects.values_list("shard", flat=True)
+    assert by_shard == {shard: list(held).count(shard) for shard in by_shard}
+    quota_set(max_messages=6)
+    assert services.deliveries_store([batch_item(sender)])[0].created  # room again, counted exactly
+
+
 def stored_event(sender: Owner, body: dict[str, Any]) -> int:
     event = MaximaEvent(
         msgid="0x" + secrets.token_hex(32).upper(),
@@ -379,12 +404,15 @@ def test_a_run_of_maxima_deliveries_is_stored_in_fewer_statements_than_one_by_on
         sql = [q["sql"] for q in captured.captured_queries]
         targets = [q for q in sql if " AS did" in q]  # selectors.delivery_targets
         receipts = [q for q in sql if q.startswith('INSERT INTO "maxima_outboundmessage"')]
-        return len(sql), len(targets), len(receipts)
+        locks = [q for q in sql if "FOR NO KEY UPDATE" in q and "mailboxes_mailbox" in q]  # counters.counters_lock
+        return len(sql), len(targets), len(receipts), len(locks)
 
     queued = OutboundMessage.objects.count()
     (alone, *each_alone), (together, *each_together) = statements(1), statements(10)
     assert Message.objects.count() == 20
     assert OutboundMessage.objects.count() == queued + 20  # a receipt for each
     assert together < alone
-    # The run's ten targets read in one statement, and its ten receipts queued in one.
-    assert (each_alone, each_together) == ([10, 10], [1, 1])
+    # The run's ten targets read in one statement, its ten receipts queued in one, and (PostgreSQL) the mailbox's
+    # counters locked once for its ten writes.
+    locks = (20, 2) if connection.vendor == "postgresql" else (0, 0)
+    assert (each_alone, each_together) == ([10, 10, locks[0]], [1, 1, locks[1]])
