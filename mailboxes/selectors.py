@@ -291,13 +291,23 @@ def _loader(model: type[Model], names: tuple[str, ...]) -> _Loader:
 
 def delivery_find(*, mailbox: Mailbox, sender_key: str, sender_verified: bool, delivery_id: str) -> Message | None:
     """The message stored for this sender's delivery id, if it was stored before (without its ciphertext)."""
-    return (
-        Message.objects.filter(
-            mailbox=mailbox, sender_key=sender_key, sender_verified=sender_verified, delivery_id=delivery_id
+    key = (mailbox.id, sender_key, sender_verified, delivery_id)
+    return deliveries_found([key]).get(key)
+
+
+def deliveries_found(keys: Sequence[tuple[int, str, bool, str]]) -> dict[tuple[int, str, bool, str], Message]:
+    """The messages stored for these deliveries, each ``(mailbox_id, sender_key, sender_verified, delivery_id)``,
+    by key (without their ciphertexts); one statement. Each key is the whole of ``message_delivery_once``, so each
+    is one probe of that index, whatever the mailbox holds (the mailbox and the id alone would walk the mailbox)."""
+    if not keys:
+        return {}
+    wanted = Q()
+    for mailbox_id, sender_key, sender_verified, delivery_id in dict.fromkeys(keys):
+        wanted |= Q(
+            mailbox_id=mailbox_id, sender_verified=sender_verified, sender_key=sender_key, delivery_id=delivery_id
         )
-        .defer("ciphertext")
-        .first()
-    )
+    found = Message.objects.filter(wanted).defer("ciphertext")
+    return {(m.mailbox_id, m.sender_key, m.sender_verified, m.delivery_id): m for m in found}
 
 
 def sender_lists(*, mailbox: Mailbox) -> dict[str, list[str]]:
@@ -362,7 +372,7 @@ class QueuedReceipt:
 
 def receipt_key(*, delivery_id: str, sender_key: str) -> str:
     """The outbox idempotency key of the ``stored`` receipt for this sender's delivery id; a refusal's key adds
-    ``:refused:{reason}`` (``services.delivery._receipt_send`` writes them, ``receipt_of`` reads them)."""
+    ``:refused:{reason}`` (``services.delivery._receipts_send`` writes them, ``receipt_of`` reads them)."""
     return f"receipt:{delivery_id}:{hashlib.sha256(sender_key.encode()).hexdigest()[:32]}"
 
 

@@ -133,10 +133,11 @@ def deliveries_store(deliveries: Sequence[Delivery]) -> list[Stored | DeliveryRe
     the same order, before it applies any: ``mailboxes.replication.counters_lock``).
 
     On PostgreSQL (``_run_written``) the rows of all the run's mailboxes are taken once, up front, and each write is
-    one statement without a savepoint of its own: with those rows held nobody else can store a message in these
-    mailboxes, so a write cannot meet a duplicate but one of its own run (each given the first one's outcome,
-    before the writes: ``_writes``), and a refusal (``over_quota``) is decided before anything is written. Anything
-    else fails the caller's transaction, as it would have failed the write's savepoint and then the caller.
+    one statement without a savepoint of its own. With those rows held nobody else can store a message in these
+    mailboxes, so a write cannot meet a duplicate: those of its own run are given the first one's outcome before
+    the writes (``_writes``), and those another transaction stored before the locks were granted are read right
+    after them. A refusal (``over_quota``) is decided before anything is written. Anything else fails the caller's
+    transaction, as it would have failed the write's savepoint and then the caller.
     """
     outcomes: list[Stored | DeliveryRefused | None] = [None] * len(deliveries)
     ready: list[tuple[int, _Checked]] = []
@@ -167,8 +168,7 @@ def _writes(ready: list[tuple[int, _Checked]], outcomes: list[Stored | DeliveryR
     again: list[tuple[int, int]] = []
     unique = []
     for index, checked in ready:
-        delivery = checked.delivery
-        key = (checked.mailbox.id, delivery.sender_key, delivery.sender_verified, delivery.delivery_id)
+        key = _delivery_key(checked)
         if key in first:
             again.append((index, first[key]))
         else:
@@ -187,6 +187,12 @@ def _writes(ready: list[tuple[int, _Checked]], outcomes: list[Stored | DeliveryR
         outcomes[index] = Stored(message=earlier.message, created=False) if isinstance(earlier, Stored) else earlier
 
 
+def _delivery_key(checked: _Checked) -> tuple[int, str, bool, str]:
+    """What makes a delivery one (the unique ``message_delivery_once``): mailbox, sender, verified, delivery id."""
+    delivery = checked.delivery
+    return (checked.mailbox.id, delivery.sender_key, delivery.sender_verified, delivery.delivery_id)
+
+
 def _run_written(ready: list[tuple[int, _Checked]], outcomes: list[Stored | DeliveryRefused | None]) -> None:
     """``deliveries_store``'s writes on PostgreSQL, in its transaction: the counters of every mailbox of the run
     locked at once (two statements), then each delivery in one statement (``_write_at_once``) on a shard with room
@@ -194,9 +200,15 @@ def _run_written(ready: list[tuple[int, _Checked]], outcomes: list[Stored | Deli
     no delivery twice (``_writes``). A mailbox that forwards each message is left to ``_written`` (its write also
     queues the forward)."""
     locked = counters.counters_lock({checked.mailbox.id for _, checked in ready})
+    # Stored by another transaction between the targets' read and these locks (a resend in another worker's batch,
+    # a peer's replicated copy): found now, since nobody else can store in these mailboxes any more.
+    meanwhile = selectors.deliveries_found([_delivery_key(checked) for _, checked in ready])
     for index, checked in ready:
         delivery, mailbox = checked.delivery, checked.mailbox
         if mailbox.auto_forward and mailbox.address:
+            continue
+        if (before := meanwhile.get(_delivery_key(checked))) is not None:
+            outcomes[index] = Stored(message=before, created=False)
             continue
         message = _message_unsaved(
             mailbox,
@@ -298,9 +310,10 @@ def deliveries_received(items: Sequence[tuple[InboundMessage, dict[str, Any]]]) 
     Returns, per message, None, or ``Ignored`` for a delivery without a usable ``id`` (nothing written for it).
 
     The same checks, stores and receipts as one by one; what differs is the order of the writes within the run
-    (by mailbox, as ``deliveries_store`` orders them, so runs cannot deadlock), and that a delivery sent twice
-    within one run counts twice against its sender's rate (alone, the second is answered as stored before it is
-    counted)."""
+    (by mailbox, as ``deliveries_store`` orders them, so two runs cannot deadlock; two batches of several runs each
+    still can, as one by one they could, and PostgreSQL then fails one of them, whose runs are redone event by
+    event), and that a delivery sent twice within one run counts twice against its sender's rate (alone, the
+    second is answered as stored before it is counted)."""
     outcomes: list[Exception | None] = [None] * len(items)
     receipts: list[Receipt | None] = [None] * len(items)
     deliveries, indexes = [], []

@@ -439,6 +439,24 @@ def test_two_batches_over_the_same_mailboxes_in_opposite_orders_never_deadlock(
     assert (usage("alice")[0], usage("bob")[0]) == (2, 2)
 
 
+def test_a_batch_finds_the_same_delivery_stored_by_another_batch_while_it_waited_for_the_mailbox(
+    monkeypatch: pytest.MonkeyPatch, opened: Opened, sender: Owner
+) -> None:
+    """Two workers' batches carry the same delivery (a resend) and are both past their checks, neither having seen
+    the other's message. The second to lock the mailbox's counters finds the first's message there and answers it
+    stored before: its transaction goes on (no savepoint a write to catch a duplicate any more)."""
+    item = services.Delivery("alice", new_delivery_id(), "nacl-sealedbox-v1", b"\x06" * 30, sender.key, True)
+    other = services.Delivery("alice", new_delivery_id(), "nacl-sealedbox-v1", b"\x07" * 30, sender.key, True)
+
+    def batch(items: list[services.Delivery]) -> Callable[[], list[bool]]:
+        return lambda: [outcome.created for outcome in services.deliveries_store(items)]
+
+    outcomes = together(monkeypatch, [batch([item]), batch([item, other])], at="delivery._writes")
+    assert outcomes in ([[False, True], [True]], [[False], [True, True]])
+    assert Message.objects.count() == usage()[0] == 2
+    shards()
+
+
 def test_a_batch_of_deliveries_never_deadlocks_with_a_peers_batch_taking_the_mailboxes_the_other_way(
     monkeypatch: pytest.MonkeyPatch, opened: Opened, sender: Owner
 ) -> None:

@@ -318,13 +318,17 @@ def test_one_delivery_twice_in_a_batch_is_stored_once(opened: Opened, sender: Ow
     assert Message.objects.count() == usage()[0] == 1
 
 
+@pytest.mark.parametrize(
+    "quota", [{"max_messages": 5}, {"max_bytes": 200}], ids=["five messages", "five messages' bytes"]
+)
 def test_a_batch_that_fills_its_mailbox_stores_up_to_the_quota_and_counts_every_message_on_one_shard(
-    opened: Opened, sender: Owner, settings: Any
+    opened: Opened, sender: Owner, settings: Any, quota: dict[str, int]
 ) -> None:
     """The quota is crossed in the middle of one batch: on PostgreSQL the batch's writes count on the counters it
-    locked once, moving the shards' unused allowance as they fill (``counters.room_find``)."""
+    locked once (``counters.counted``), and the fifth message moves the shards' unused allowance to its shard
+    (``counters.room_find``): with 200 bytes over 4 shards each holds one 40-byte message and 10 bytes more."""
     settings.MNS_MAILBOX_COUNTER_SHARDS = 4
-    quota_set(max_messages=5)
+    quota_set(**quota)
     items = [batch_item(sender) for _ in range(7)]
     duplicate = items[2]
     outcomes = services.deliveries_store([*items, duplicate])
@@ -333,13 +337,19 @@ def test_a_batch_that_fills_its_mailbox_stores_up_to_the_quota_and_counts_every_
     assert outcomes[7].message.uid == outcomes[2].message.uid
     assert Message.objects.count() == usage()[0] == 5
     counted = MailboxCounter.objects.filter(mailbox__record__name="alice")
+    mailbox = counted[0].mailbox
     assert sum(shard.message_count for shard in counted) == 5
-    assert sum(shard.max_messages for shard in counted) == 5
-    assert all(shard.message_count <= shard.max_messages for shard in counted)
-    by_shard = {shard.shard: shard.message_count for shard in counted}
-    held = Message.objects.values_list("shard", flat=True)
-    assert by_shard == {shard: list(held).count(shard) for shard in by_shard}
-    quota_set(max_messages=6)
+    assert sum(shard.byte_count for shard in counted) == 5 * 40
+    assert (sum(shard.max_messages for shard in counted), sum(shard.max_bytes for shard in counted)) == (
+        mailbox.max_messages,
+        mailbox.max_bytes,
+    )
+    assert all(s.message_count <= s.max_messages and s.byte_count <= s.max_bytes for s in counted)
+    held = list(Message.objects.values_list("shard", flat=True))
+    assert {shard.shard: shard.message_count for shard in counted} == {s.shard: held.count(s.shard) for s in counted}
+    if "max_bytes" in quota:  # the allowance was moved: one shard holds two messages' 80 bytes
+        assert sorted(shard.byte_count for shard in counted) == [40, 40, 40, 80]
+    quota_set(**{key: value + (1 if key == "max_messages" else 40) for key, value in quota.items()})
     assert services.deliveries_store([batch_item(sender)])[0].created  # room again, counted exactly
 
 
