@@ -253,6 +253,8 @@ def test_a_message_is_fetched_through_its_uid_whatever_the_size_of_its_mailbox(
         expires_at=timezone.now(),
     )
     assert selectors.credential_read(session_digest=digest, uid=elsewhere.uid).messages == []
+    assert selectors.credential_read(token_id=opened.token_id, uid=elsewhere.uid).messages == []  # nor a token's
+    assert [m.uid for m in selectors.credential_read(token_id=opened.token_id, uid=oldest.uid).messages] == [oldest.uid]
 
     [statement] = captured.captured_queries
     with connection.cursor() as cursor:

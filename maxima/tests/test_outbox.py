@@ -2,6 +2,7 @@
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -80,7 +81,7 @@ def test_the_same_idempotency_key_queues_one_message(
 
 @pytest.mark.parametrize("returning", [True, False], ids=["insert-on-conflict", "sqlite-before-3.35"])
 def test_many_messages_are_queued_in_one_statement_each_key_once(
-    simnet: SimNetwork, returning: bool, monkeypatch: pytest.MonkeyPatch
+    simnet: SimNetwork, returning: bool, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
 ) -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -97,7 +98,9 @@ def test_many_messages_are_queued_in_one_statement_each_key_once(
         Outgoing(to, "mns", b"a again", "k-a", batchable=True),
     ]
 
-    with CaptureQueriesContext(connection) as captured:
+    sent_alone: list[tuple[int, int]] = []
+    monkeypatch.setattr("maxima.tasks.enqueue_send", lambda message_id, size: sent_alone.append((message_id, size)))
+    with CaptureQueriesContext(connection) as captured, django_capture_on_commit_callbacks() as soon:
         rows = outbound_enqueue_many(outgoing)
 
     assert [bytes(row.payload) for row in rows] == [b"a", b'{"v":1,"type":"test"}', b"c", b"a"]
@@ -107,6 +110,10 @@ def test_many_messages_are_queued_in_one_statement_each_key_once(
     stored = {row.idempotency_key: row for row in OutboundMessage.objects.all()}
     assert (stored["k-a"].batchable, stored["k-c"].batchable, stored["k-c"].max_attempts) == (True, False, 2)
     assert (stored["k-a"].id, stored["k-c"].id) == (rows[0].id, rows[2].id)
+    # Sent: the one new message that goes alone has its task; the batchable one, its destination's batch after the
+    # commit (once, whatever the number of new messages to it); the repeats, nothing.
+    assert sent_alone == [(rows[2].id, 1)]
+    assert [(callback.func.__name__, callback.args) for callback in soon] == [("_batch_send_soon", (to, "mns"))]
     inserts = [q["sql"] for q in captured.captured_queries if "INSERT" in q["sql"]]
     if returning:  # one INSERT for the four, and one SELECT for the two keys already queued
         assert len(inserts) == 1
