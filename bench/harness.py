@@ -4,8 +4,10 @@ Every figure is printed next to a baseline measured in the same run, served the 
 are shared and noisy: only the ratio means something. Loops are bounded in time and stop by themselves.
 """
 
+import contextlib
 import http.client
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -14,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from core.limits import GUNICORN_LIMITS
 from testsupport.processes import (
@@ -85,12 +87,16 @@ def gunicorn(
         _wait_listening(port, server, log)
         yield port, server
     finally:
+        workers = children(server.pid)
         server.terminate()
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:  # a worker stuck in a request: the run is over anyway
             server.kill()
             server.wait(timeout=10)
+        for worker in workers:  # a master killed leaves its workers, and their database sessions, behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGKILL)
 
 
 @contextmanager
@@ -116,18 +122,33 @@ def proxy(web_port: int, *, workers: int, env: dict[str, str]) -> Iterator[int]:
 @contextmanager
 def database_copy(env: dict[str, str], suffix: str) -> Iterator[dict[str, str]]:
     """``env`` for a second world beside the run's: a copy of its PostgreSQL database (``CREATE DATABASE …
-    TEMPLATE``, a file copy) named with ``suffix``, and a Redis database of its own (the next one, emptied before and
-    after), so that neither world's cache, limits or broker ever hold the other's rows. Dropped when the block ends.
-    The source must have no connections while it is copied (PostgreSQL's rule): start its servers afterwards."""
+    TEMPLATE``, a file copy) named with ``suffix``, and a Redis database of its own (the next one, which must be
+    empty, and is emptied after), so that neither world's cache, limits or broker ever hold the other's rows.
+    Dropped when the block ends. The source must have no connections while it is copied (PostgreSQL's rule): start
+    its servers afterwards."""
     import psycopg
     import redis
 
     url = env.get("DATABASE_URL", "")
     if not url.startswith("postgres"):
         raise RuntimeError("a second world needs PostgreSQL (DATABASE_URL=postgres://…)")
-    source = urlsplit(url).path.lstrip("/")
+    source = unquote(urlsplit(url).path.lstrip("/"))
     name = f"{source}_{suffix}"
     server = database_at(url, "postgres")
+    copy = {**env, "DATABASE_URL": database_at(url, name)}
+    cache = None
+    if env.get("REDIS_URL"):
+        parts = urlsplit(env["REDIS_URL"])
+        number = int(parts.path.lstrip("/") or 0)
+        number = number + 1 if number < 15 else number - 1
+        copy["REDIS_URL"] = copy["CELERY_BROKER_URL"] = parts._replace(path=f"/{number}").geturl()
+        cache = redis.Redis.from_url(copy["REDIS_URL"])
+        if cache.dbsize():  # someone else's, or a killed run's: never emptied without asking
+            cache.close()
+            raise RuntimeError(
+                f"Redis database {number} (the second world's) holds keys already: empty it (redis-cli -n {number} "
+                "flushdb) if they are a killed run's, or set REDIS_URL to another database"
+            )
 
     def copied() -> bool:
         with pg_connect(server) as conn:
@@ -139,16 +160,16 @@ def database_copy(env: dict[str, str], suffix: str) -> Iterator[dict[str, str]]:
 
     with pg_connect(server) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    wait_for(copied, timeout=60, what=f"a copy of {source}")
-    copy = {**env, "DATABASE_URL": database_at(url, name)}
-    cache = None
-    if env.get("REDIS_URL"):
-        parts = urlsplit(env["REDIS_URL"])
-        number = int(parts.path.lstrip("/") or 0)
-        number = number + 1 if number < 15 else number - 1
-        copy["REDIS_URL"] = copy["CELERY_BROKER_URL"] = parts._replace(path=f"/{number}").geturl()
-        cache = redis.Redis.from_url(copy["REDIS_URL"])
-        cache.flushdb()
+    try:
+        wait_for(copied, timeout=60, what=f"a copy of {source}")
+    except AssertionError:
+        with pg_connect(server) as conn:
+            sessions = conn.execute(
+                "SELECT pid, application_name, client_port, state, left(query, 80) FROM pg_stat_activity "
+                "WHERE datname = %s",
+                [source],
+            ).fetchall()
+        raise RuntimeError(f"{source} kept sessions open, so it could not be copied: {sessions}") from None
     try:
         yield copy
     finally:

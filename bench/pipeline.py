@@ -35,6 +35,14 @@ def django(env: dict[str, str]) -> None:
         _django_ready.append(True)
 
 
+def django_disconnect() -> None:
+    """Close this process's own database connections (the checks that count what was stored use Django here)."""
+    if _django_ready:
+        from django.db import connections
+
+        connections.close_all()
+
+
 def _get(port: int, path: str, headers: dict[str, str]) -> Any:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     try:

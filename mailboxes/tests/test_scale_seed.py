@@ -86,18 +86,24 @@ def test_a_second_world_is_a_copy_with_a_redis_database_of_its_own_dropped_when_
     base = urlsplit(redis_url)
     small, large = base._replace(path="/12").geturl(), base._replace(path="/13").geturl()
     left_over = redis.Redis.from_url(large)
-    left_over.set("left-by-an-earlier-run", "1")
+    left_over.set("someone-elses", "1")
     try:
         with pg_connect(database_at(server, source)) as conn:
             conn.execute("CREATE TABLE world (v int)")
             conn.execute("INSERT INTO world VALUES (7)")
         env = {"DATABASE_URL": database_at(server, source), "REDIS_URL": small, "OTHER": "kept"}
+        refused = r"Redis database 13 \(the second world's\) holds keys already"
+        with pytest.raises(RuntimeError, match=refused), harness.database_copy(env, "large"):
+            pass
+        assert left_over.get("someone-elses") == b"1"  # never emptied without asking
+        with pg_connect(server) as conn:
+            assert not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [f"{source}_large"]).fetchall()
+        left_over.flushdb()
 
         with harness.database_copy(env, "large") as copy:
             assert copy["DATABASE_URL"] == database_at(server, f"{source}_large")
             assert copy["REDIS_URL"] == copy["CELERY_BROKER_URL"] == large
             assert copy["OTHER"] == "kept"
-            assert not left_over.exists("left-by-an-earlier-run")
             with pg_connect(copy["DATABASE_URL"]) as conn:
                 assert conn.execute("SELECT v FROM world").fetchall() == [(7,)]
                 conn.execute("INSERT INTO world VALUES (8)")
