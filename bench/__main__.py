@@ -265,7 +265,7 @@ def _scale(env: dict[str, str], ctx: scenarios.Context, args: argparse.Namespace
     import contextlib
     import dataclasses
 
-    if min(args.scale_names, args.scale_messages) <= SCALE_SMALL:
+    if min(args.scale_names, args.scale_messages) <= SCALE_SMALL or _size(args.scale_names) == _size(SCALE_SMALL):
         raise ValueError(f"--scale-names and --scale-messages must be more than {SCALE_SMALL}, the small world's size")
     ctx = dataclasses.replace(ctx, name_prefix="y", name_letters=5)
     _seed(env, "scale", str(SCALE_SMALL), str(SCALE_SMALL))

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from core.limits import GUNICORN_LIMITS
 from testsupport.processes import (
@@ -94,9 +94,9 @@ def gunicorn(
         except subprocess.TimeoutExpired:  # a worker stuck in a request: the run is over anyway
             server.kill()
             server.wait(timeout=10)
-        for worker in workers:  # a master killed leaves its workers, and their database sessions, behind
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(worker, signal.SIGKILL)
+            for worker in workers:  # a master killed leaves its workers, and their database sessions, behind
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker, signal.SIGKILL)
 
 
 @contextmanager
@@ -135,7 +135,7 @@ def database_copy(env: dict[str, str], suffix: str) -> Iterator[dict[str, str]]:
     source = unquote(urlsplit(url).path.lstrip("/"))
     name = f"{source}_{suffix}"
     server = database_at(url, "postgres")
-    copy = {**env, "DATABASE_URL": database_at(url, name)}
+    copy = {**env, "DATABASE_URL": database_at(url, quote(name, safe=""))}
     cache = None
     if env.get("REDIS_URL"):
         parts = urlsplit(env["REDIS_URL"])
