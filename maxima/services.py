@@ -22,8 +22,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import F, Model, Q, QuerySet
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    connections,
+    transaction,
+)
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import F, Field, Model, Q, QuerySet
 from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
@@ -173,8 +182,9 @@ def _insert_new(rows: Sequence[Model], *, unique: str, timeout_ms: int | None = 
     handler. In a transaction, on PostgreSQL, the bound holds for the rest of that transaction."""
     if not rows:
         return []
-    model, field = type(rows[0]), type(rows[0])._meta.get_field(unique)
-    if not connection.features.can_return_columns_from_insert:  # SQLite before 3.35: no RETURNING
+    db = connections[DEFAULT_DB_ALIAS]  # the connection itself: each use of the proxy is a look-up of its own
+    field = type(rows[0])._meta.get_field(unique)
+    if not db.features.can_return_columns_from_insert:  # SQLite before 3.35: no RETURNING
         inserted = []
         for row in rows:
             try:
@@ -185,14 +195,10 @@ def _insert_new(rows: Sequence[Model], *, unique: str, timeout_ms: int | None = 
             else:
                 inserted.append(True)
         return inserted
-    query = InsertQuery(model)
-    query.insert_values([f for f in model._meta.concrete_fields if not f.primary_key], rows)
-    [(insert, params)] = query.get_compiler(connection=connection).as_sql()  # one statement, VALUES for each row
-    key, pk = (connection.ops.quote_name(c) for c in (field.column, model._meta.pk.column))
-    sql = f"{insert} ON CONFLICT ({key}) DO NOTHING RETURNING {pk}, {key}"
-    postgresql, outside = connection.vendor == "postgresql", not connection.in_atomic_block
+    sql, params = _insert_statement(db, rows, field)
+    postgresql, outside = db.vendor == "postgresql", not db.in_atomic_block
     bound = f"SET LOCAL statement_timeout = {int(timeout_ms)}; " if timeout_ms and postgresql and outside else ""
-    with transaction.atomic() if outside and not postgresql else nullcontext(), connection.cursor() as cursor:
+    with transaction.atomic() if outside and not postgresql else nullcontext(), db.cursor() as cursor:
         if timeout_ms and postgresql and not outside:
             cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(timeout_ms)])
         # Django's psycopg cursor binds parameters on the client, so the two statements go as one query.
@@ -205,9 +211,41 @@ def _insert_new(rows: Sequence[Model], *, unique: str, timeout_ms: int | None = 
         row_pk = returned.pop(getattr(row, field.attname), None)
         if row_pk is not None:
             row.pk = row_pk
-            row._state.adding, row._state.db = False, connection.alias
+            row._state.adding, row._state.db = False, db.alias
         inserted.append(row_pk is not None)
     return inserted
+
+
+# The INSERT … ON CONFLICT of ``_insert_new`` for (database, model, unique field, number of rows): its text depends on
+# nothing else, and compiling it through the ORM cost more than the rest of a webhook's insert (issue #18).
+_INSERTS: dict[tuple[str, type[Model], str, int], str] = {}
+_INSERTS_KEPT = 512
+
+
+def _insert_statement(db: BaseDatabaseWrapper, rows: Sequence[Model], unique: Field) -> tuple[str, list[Any]]:
+    """The statement and parameters of ``_insert_new``: the ORM's own ``INSERT`` of every concrete field but the
+    primary key, one ``VALUES`` row per row, ``ON CONFLICT (unique) DO NOTHING RETURNING pk, unique``. Each value is
+    the one the ORM's compiler binds (``pre_save`` for an insert, then ``get_db_prep_save``); the text is the
+    compiler's, made once per shape. A value that is an expression (none of our rows has one) is left to the
+    compiler, every time."""
+    model = type(rows[0])
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    key = (db.alias, model, unique.name, len(rows))
+    sql = _INSERTS.get(key)
+    if sql is not None:
+        params = [f.get_db_prep_save(f.pre_save(row, True), db) for row in rows for f in fields]
+        if not any(hasattr(value, "resolve_expression") for value in params):
+            return sql, params
+    query = InsertQuery(model)
+    query.insert_values(fields, rows)
+    [(insert, compiled)] = query.get_compiler(connection=db).as_sql()  # one statement, VALUES for each row
+    quoted, pk = (db.ops.quote_name(c) for c in (unique.column, model._meta.pk.column))
+    sql = f"{insert} ON CONFLICT ({quoted}) DO NOTHING RETURNING {pk}, {quoted}"
+    if not any(hasattr(getattr(row, f.attname), "resolve_expression") for row in rows for f in fields):
+        if len(_INSERTS) >= _INSERTS_KEPT:
+            _INSERTS.clear()
+        _INSERTS[key] = sql
+    return sql, list(compiled)
 
 
 def _inbound_drain_soon() -> None:

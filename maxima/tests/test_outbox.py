@@ -79,6 +79,58 @@ def test_the_same_idempotency_key_queues_one_message(
     assert OutboundMessage.objects.filter(id=third.id, idempotency_key="another").exists()
 
 
+def test_an_insert_of_a_shape_seen_before_binds_what_the_orm_binds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_insert_new`` compiles its statement once per shape (model, unique field, number of rows) and binds each
+    value itself after that: the statement and the values must be the ORM's own."""
+    from django.db import connections
+    from django.db.models.sql import InsertQuery
+
+    from maxima import services
+
+    if not connections["default"].features.can_return_columns_from_insert:
+        pytest.skip("an SQLite before 3.35 saves each row")
+    now = timezone.now()
+    monkeypatch.setattr("django.utils.timezone.now", lambda: now)  # auto_now_add: the same instant for both
+    monkeypatch.setattr(services, "_INSERTS", {})
+    db, unique = connections["default"], OutboundMessage._meta.get_field("idempotency_key")
+    fields = [f for f in OutboundMessage._meta.concrete_fields if not f.primary_key]
+
+    def rows(tag: str, count: int) -> list[OutboundMessage]:
+        return [
+            OutboundMessage(
+                destination=f"Mx{tag}@127.0.0.1:9001",
+                application="mns",
+                payload=bytes([i, 0, 255]) * (i + 1),
+                size=3 * (i + 1),
+                idempotency_key=f"{tag}-{i}",
+                next_attempt_at=now - timedelta(seconds=i),
+                batchable=bool(i % 2),
+                last_error="" if i else "an error",
+            )
+            for i in range(count)
+        ]
+
+    def normal(params: list[Any]) -> list[Any]:  # psycopg's Binary wraps bytes without comparing them
+        return [bytes(p.obj) if hasattr(p, "obj") else p for p in params]
+
+    compiled = services._insert_statement(db, rows("a", 2), unique)
+    assert list(services._INSERTS) == [("default", OutboundMessage, "idempotency_key", 2)]
+    again = rows("b", 2)
+    memo = services._insert_statement(db, again, unique)
+    query = InsertQuery(OutboundMessage)
+    query.insert_values(fields, again)
+    [(insert, params)] = query.get_compiler(connection=db).as_sql()
+    assert (
+        memo[0]
+        == compiled[0]
+        == f'{insert} ON CONFLICT ("idempotency_key") DO NOTHING RETURNING "id", "idempotency_key"'
+    )
+    assert normal(memo[1]) == normal(list(params))
+    assert len(normal(memo[1])) == 2 * len(fields)
+    services._insert_statement(db, rows("c", 3), unique)  # another number of rows: a statement of its own
+    assert len(services._INSERTS) == 2
+
+
 @pytest.mark.parametrize("returning", [True, False], ids=["insert-on-conflict", "sqlite-before-3.35"])
 def test_many_messages_are_queued_in_one_statement_each_key_once(
     simnet: SimNetwork, returning: bool, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
