@@ -119,7 +119,12 @@ def delivery_store(
     if isinstance(target, DeliveryRefused):
         raise target
     checked = _checked(delivery, target)
-    return checked if isinstance(checked, Stored) else _written(checked)
+    if isinstance(checked, Stored):
+        return checked
+    [refused] = _rate_refusals([checked])
+    if refused is not None:
+        raise refused
+    return _written(checked)
 
 
 def deliveries_store(deliveries: Sequence[Delivery]) -> list[Stored | DeliveryRefused]:
@@ -140,7 +145,7 @@ def deliveries_store(deliveries: Sequence[Delivery]) -> list[Stored | DeliveryRe
     transaction, as it would have failed the write's savepoint and then the caller.
     """
     outcomes: list[Stored | DeliveryRefused | None] = [None] * len(deliveries)
-    ready: list[tuple[int, _Checked]] = []
+    passed: list[tuple[int, _Checked]] = []
     with transaction.atomic():
         for index, (delivery, target) in enumerate(zip(deliveries, _targets(deliveries), strict=True)):
             if isinstance(target, DeliveryRefused):
@@ -154,7 +159,13 @@ def deliveries_store(deliveries: Sequence[Delivery]) -> list[Stored | DeliveryRe
             if isinstance(checked, Stored):
                 outcomes[index] = checked
             else:
+                passed.append((index, checked))
+        ready: list[tuple[int, _Checked]] = []
+        for (index, checked), refused in zip(passed, _rate_refusals([c for _, c in passed]), strict=True):
+            if refused is None:
                 ready.append((index, checked))
+            else:
+                outcomes[index] = refused
         ready.sort(key=lambda item: (item[1].mailbox.id, item[0]))
         _writes(ready, outcomes)
     return [outcome for outcome in outcomes if outcome is not None]
@@ -232,8 +243,8 @@ def _run_written(ready: list[tuple[int, _Checked]], outcomes: list[Stored | Deli
 
 
 def _checked(delivery: Delivery, target: selectors.DeliveryTarget) -> Stored | _Checked:
-    """Every check after the target's (``_targets``) but the quota (``DeliveryRefused`` otherwise): ``Stored`` when
-    this delivery was stored before."""
+    """Every check after the target's (``_targets``) but the rate (``_rate_refusals``) and the quota
+    (``DeliveryRefused`` otherwise): ``Stored`` when this delivery was stored before."""
     sender_key, sender_verified = delivery.sender_key, delivery.sender_verified
     if target.stored_before is not None:
         return Stored(message=Message.objects.defer("ciphertext").get(id=target.stored_before), created=False)
@@ -243,7 +254,6 @@ def _checked(delivery: Delivery, target: selectors.DeliveryTarget) -> Stored | _
         )
     _check_content(delivery.scheme, delivery.ciphertext)
     _check_sender(target, sender_key, sender_verified)
-    _check_rate(target.mailbox, sender_key if sender_verified else "")
     return _Checked(delivery, target.mailbox)
 
 
@@ -429,14 +439,22 @@ def _check_sender(context: selectors.DeliveryTarget, sender_key: str, sender_ver
         raise DeliveryRefused("blocked", "This mailbox accepts messages from the senders it lists only.")
 
 
-def _check_rate(mailbox: Mailbox, sender_key: str) -> None:
-    """A one-minute window per (mailbox, sender), shared by every worker through the cache."""
-    sender = hashlib.sha256(sender_key.encode()).hexdigest()[:32] if sender_key else "unverified"
-    counted = ratelimit.hit(f"mailbox:{mailbox.id}:{sender}", window=60)
-    if counted is not None and counted[0] > settings.MNS_DELIVERY_RATE_PER_MINUTE:
-        raise DeliveryRefused(
-            "rate_limited", f"At most {settings.MNS_DELIVERY_RATE_PER_MINUTE} deliveries a minute to this mailbox."
-        )
+def _rate_refusals(checked: Sequence[_Checked]) -> list[DeliveryRefused | None]:
+    """Count each delivery in the one-minute window of its (mailbox, sender), shared by every worker through the
+    cache, in order and in one round trip for all: each one's ``rate_limited`` refusal, or None. Nothing is refused
+    when the cache failed."""
+    keys = []
+    for item in checked:
+        delivery = item.delivery
+        sender_key = delivery.sender_key if delivery.sender_verified else ""
+        sender = hashlib.sha256(sender_key.encode()).hexdigest()[:32] if sender_key else "unverified"
+        keys.append((f"mailbox:{item.mailbox.id}:{sender}", 60))
+    counted = ratelimit.hit_many(keys) if keys else []
+    if counted is None:
+        return [None] * len(checked)
+    limit = settings.MNS_DELIVERY_RATE_PER_MINUTE
+    refusal = f"At most {limit} deliveries a minute to this mailbox."
+    return [DeliveryRefused("rate_limited", refusal) if count > limit else None for count, _ in counted]
 
 
 def _room_taken(mailbox: Mailbox, size: int) -> int:

@@ -318,6 +318,34 @@ def test_one_delivery_twice_in_a_batch_is_stored_once(opened: Opened, sender: Ow
     assert Message.objects.count() == usage()[0] == 1
 
 
+def test_a_batch_counts_each_delivery_on_its_senders_rate_in_order_with_one_call_for_all(
+    opened: Opened, sender: Owner, bob: Owner, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rate of a run is counted in one round trip (one ``hit_many``), in the run's order: what another check
+    refused first is not counted, and the limit is per sender."""
+    from core import ratelimit
+
+    settings.MNS_DELIVERY_RATE_PER_MINUTE = 2
+    calls: list[int] = []
+    hit_many = ratelimit.hit_many
+    monkeypatch.setattr(ratelimit, "hit_many", lambda limits, **kw: calls.append(len(limits)) or hit_many(limits, **kw))
+    items = [
+        batch_item(sender),
+        batch_item(sender, scheme="rot13"),
+        batch_item(sender),
+        batch_item(bob),
+        batch_item(sender),
+        batch_item(sender),
+    ]
+    outcomes = services.deliveries_store(items)
+    kinds = [outcome.code if isinstance(outcome, services.DeliveryRefused) else outcome.created for outcome in outcomes]
+    assert kinds == [True, "bad_scheme", True, True, "rate_limited", "rate_limited"]
+    assert calls == [5]
+    assert Message.objects.count() == usage()[0] == 3
+    assert refusal_after(sender, 0)["reason"] == "rate_limited"  # the window counted them all
+    assert deliver(bob) == "stored"
+
+
 @pytest.mark.parametrize(
     "quota", [{"max_messages": 5}, {"max_bytes": 200}], ids=["five messages", "five messages' bytes"]
 )
