@@ -298,15 +298,22 @@ def delivery_find(*, mailbox: Mailbox, sender_key: str, sender_verified: bool, d
 def deliveries_found(keys: Sequence[tuple[int, str, bool, str]]) -> dict[tuple[int, str, bool, str], Message]:
     """The messages stored for these deliveries, each ``(mailbox_id, sender_key, sender_verified, delivery_id)``,
     by key (without their ciphertexts); one statement. Each key is the whole of ``message_delivery_once``, so each
-    is one probe of that index, whatever the mailbox holds (the mailbox and the id alone would walk the mailbox)."""
-    if not keys:
+    is one probe of that index, whatever the mailbox holds: the keys are a ``VALUES`` list joined on all four
+    columns. (Given as an OR of whole keys, or an ``IN`` of the ids, a run's keys that share their mailbox and
+    sender were folded by PostgreSQL's planner into those three columns whenever its statistics expected few
+    messages of that sender there, and every one of them was read to filter the ids: 19 ms and 19 000 pages for a
+    run to a mailbox of 18 000 messages.)"""
+    unique = list(dict.fromkeys(keys))
+    if not unique:
         return {}
-    wanted = Q()
-    for mailbox_id, sender_key, sender_verified, delivery_id in dict.fromkeys(keys):
-        wanted |= Q(
-            mailbox_id=mailbox_id, sender_verified=sender_verified, sender_key=sender_key, delivery_id=delivery_id
-        )
-    found = Message.objects.filter(wanted).defer("ciphertext")
+    table = Message._meta.db_table
+    columns = ", ".join(f"m.{field.column}" for field in Message._meta.concrete_fields if field.name != "ciphertext")
+    rows = ", ".join(["(%s, %s, %s, %s)"] * len(unique))
+    query = (
+        f"SELECT {columns} FROM (VALUES {rows}) AS k JOIN {table} m ON m.mailbox_id = k.column1"  # noqa: S608
+        " AND m.sender_verified = k.column3 AND m.sender_key = k.column2 AND m.delivery_id = k.column4"
+    )
+    found = Message.objects.raw(query, [value for key in unique for value in key])
     return {(m.mailbox_id, m.sender_key, m.sender_verified, m.delivery_id): m for m in found}
 
 
