@@ -7,6 +7,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
+from core.admission import NEVER_REFUSED
 from core.errors import json_error
 from core.logging import request_id_var
 
@@ -39,7 +40,8 @@ class QueueTimeShedMiddleware:
     client's latency grows with the queue. The front proxy's stamp (``X-Request-Start``) says how long a request
     waited: refusing the stale ones costs microseconds each and drains the queue, so the requests that are served
     keep a bounded latency and the client is told when to come back. A client that sets the header itself can only
-    get itself refused. Off when the setting is 0 or the request has no stamp.
+    get itself refused. Off when the setting is 0 or the request has no stamp. The node's hooks are never shed, as
+    the admission queue never refuses them (``core.admission.NEVER_REFUSED``): the node posts each event once.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -48,7 +50,7 @@ class QueueTimeShedMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         after_ms = settings.MNS_SHED_AFTER_MS
         stamp = request.META.get("HTTP_X_REQUEST_START") if after_ms else None
-        if stamp:
+        if stamp and not request.path_info.startswith(NEVER_REFUSED):
             queued = queued_seconds(stamp, time.time())
             if queued is not None and queued * 1000 > after_ms:
                 return overloaded()

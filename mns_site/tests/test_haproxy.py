@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,8 @@ pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None, reason="HAProxy
 
 
 class Stack:
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.port, self.web = folder, free_port(), free_port()
+    def __init__(self, folder: Path, wait: str) -> None:
+        self.folder, self.port, self.web, self.wait = folder, free_port(), free_port(), wait
         self.stats = folder / "stats.sock"
         self.children: list[subprocess.Popen] = []
 
@@ -42,7 +43,7 @@ class Stack:
             backend=f"127.0.0.1:{self.web}",
             inside=INSIDE,
             queue=QUEUE,
-            wait="60s",  # long: this test shows the refusal beyond the queue, not the queue's timeout
+            wait=self.wait,
             extra=self.folder / "stats.cfg",
         )
         self._spawn(command, proxy, "haproxy.log")
@@ -87,8 +88,8 @@ class Stack:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    stack = Stack(tmp_path)
+def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    stack = Stack(tmp_path, getattr(request, "param", "60s"))  # long: the refusal beyond the queue, not its timeout
     try:
         stack.start()
         yield stack
@@ -118,11 +119,34 @@ def test_beyond_what_gunicorn_is_given_and_what_may_wait_the_proxy_refuses_at_on
     assert json.loads(body)["error"] == "overloaded"
     assert stack.inside() == INSIDE  # it never reached gunicorn
 
-    # The node's hook is never refused: it waits its turn behind the queue.
+    # The node's hook is never refused: it goes past the full queue to gunicorn (whose admission makes it wait).
     in_background(stack, answers, "POST", "/maxima/hook/secret/")
-    wait_for(lambda: stack.queued() == QUEUE + 1, timeout=30, what="the hook waiting in the queue")
+    wait_for(lambda: stack.inside() == INSIDE + 1, timeout=30, what="the hook reaching gunicorn")
+    assert stack.queued() == QUEUE
 
     (stack.folder / "release").touch()
     wait_for(lambda: len(answers) == INSIDE + QUEUE + 1, timeout=60, what="every admitted request answered")
     assert sorted(status for status, _, _ in answers) == [200] * (INSIDE + QUEUE + 1)
     assert stack.inside() == INSIDE + QUEUE + 1
+
+
+@pytest.mark.parametrize("stack", ["1s"], indirect=True)
+def test_a_request_that_waited_the_proxys_wait_in_its_queue_is_refused_and_a_hook_held_longer_is_served(
+    stack: Stack,
+) -> None:
+    answers: list[Any] = []
+    for _ in range(INSIDE):
+        in_background(stack, answers)
+    wait_for(lambda: stack.inside() == INSIDE, timeout=30, what="gunicorn holding its share")
+    in_background(stack, answers)
+    in_background(stack, answers, "POST", "/maxima/hook/secret/")
+    wait_for(lambda: stack.inside() == INSIDE + 1, timeout=30, what="the hook reaching gunicorn")
+    wait_for(lambda: len(answers) == 1, timeout=30, what="the queued request refused after the proxy's wait")
+    status, headers, body = answers[0]
+    assert (status, headers["retry-after"], json.loads(body)["error"]) == (503, "1", "overloaded")
+
+    time.sleep(1.5)  # the hook has been held longer than a request may wait in the queue
+    (stack.folder / "release").touch()
+    wait_for(lambda: len(answers) == INSIDE + 2, timeout=60, what="the hook and the held requests answered")
+    assert sorted(status for status, _, _ in answers) == [200] * (INSIDE + 1) + [503]
+    assert stack.inside() == INSIDE + 1  # the refused one never reached gunicorn

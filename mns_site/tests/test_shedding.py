@@ -59,3 +59,28 @@ def test_a_fresh_stamp_no_stamp_or_shedding_off_is_served(client: Client, settin
     assert client.get("/api/v1/names/alice").status_code == 404
     settings.MNS_SHED_AFTER_MS = 0
     assert client.get("/api/v1/names/alice", HTTP_X_REQUEST_START=_stamp(5)).status_code == 404
+
+
+def test_the_nodes_hooks_are_never_shed_the_node_posts_each_event_once(client: Client, settings: object) -> None:
+    """A node's post that waited in a proxy's queue is stored all the same (the admission queue never refuses it
+    either): a 503 would lose the event, the node does not post it again."""
+    from maxima.models import InboundEvent
+    from testsupport import maxima_fixture
+
+    settings.MNS_SHED_AFTER_MS = 200
+    settings.MAXIMA_MAX_AGE_SECONDS = 10**9  # the fixture's message counts as fresh
+    body = maxima_fixture("11-")["raw_body"]
+    response = client.post(
+        f"/maxima/hook/{settings.MAXIMA_HOOK_SECRET}/",
+        body,
+        content_type="application/x-www-form-urlencoded",
+        HTTP_X_REQUEST_START=_stamp(5),
+    )
+    assert response.status_code == 200
+    assert json.loads(response.content)["stored"] is True
+    assert InboundEvent.objects.filter(msgid=json.loads(body)["data"]["msgid"]).exists()
+    coin = client.post(
+        "/onchain/hook/not-the-secret/", "{}", content_type="application/json", HTTP_X_REQUEST_START=_stamp(5)
+    )
+    assert coin.status_code == 404  # reached its view (a wrong secret), not shed
+    assert client.get("/maxima/hooked", HTTP_X_REQUEST_START=_stamp(5)).status_code == 503  # only the hooks
