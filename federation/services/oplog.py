@@ -3,6 +3,7 @@
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -65,6 +66,23 @@ def op_append_sql(*, kind: str, payload: dict[str, Any], source: str) -> OpInser
         FROM {source}, (SELECT {gateway_identity_key_sql()} AS origin) key WHERE key.origin IS NOT NULL
         RETURNING id"""  # noqa: S608 (table names from the models, the source from the caller; values are parameters)
     return OpInsert(sql=sql, params=[kind, json.dumps(payload), now, now])
+
+
+def ops_append_sql(*, kind: str, payloads: Sequence[dict[str, Any]]) -> OpInsert:
+    """``op_append_sql`` for a run written in one statement, every row of it written (no CTE to append on): one op
+    for each of ``payloads``, appended in their order, with this gateway's identity key read in the same statement
+    (none without one). ``op_appended`` once for the run, with whether they were logged."""
+    now = timezone.now()
+    rows = ", ".join(["(%s::jsonb, %s)"] * len(payloads))
+    sql = f"""INSERT INTO {Operation._meta.db_table} (origin, kind, payload, created_at, received_at, outcome)
+        SELECT key.origin, %s, p.payload, %s, %s, 'own'
+        FROM (VALUES {rows}) AS p(payload, n), (SELECT {gateway_identity_key_sql()} AS origin) key
+        WHERE key.origin IS NOT NULL ORDER BY p.n
+        RETURNING id"""  # noqa: S608 (table names from the models; values are parameters)
+    params: list[Any] = [kind, now, now]
+    for n, payload in enumerate(payloads):
+        params += [json.dumps(payload), n]
+    return OpInsert(sql=sql, params=params)
 
 
 def op_appended(*, kind: str, logged: bool, peers_active: bool) -> None:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
 from core import ratelimit
@@ -206,14 +206,15 @@ def _delivery_key(checked: _Checked) -> tuple[int, str, bool, str]:
 
 def _run_written(ready: list[tuple[int, _Checked]], outcomes: list[Stored | DeliveryRefused | None]) -> None:
     """``deliveries_store``'s writes on PostgreSQL, in its transaction: the counters of every mailbox of the run
-    locked at once (two statements), then each delivery in one statement (``_write_at_once``) on a shard with room
-    (``counters.room_find`` on the locked rows, kept up to date here), or refused ``over_quota``. ``ready`` holds
-    no delivery twice (``_writes``). A mailbox that forwards each message is left to ``_written`` (its write also
-    queues the forward)."""
+    locked at once (two statements), a shard with room picked for each delivery on the locked rows
+    (``counters.room_find``, kept up to date here) or ``over_quota``, then every message of the run written in one
+    statement (``_run_write``). ``ready`` holds no delivery twice (``_writes``). A mailbox that forwards each
+    message is left to ``_written`` (its write also queues the forward)."""
     locked = counters.counters_lock({checked.mailbox.id for _, checked in ready})
     # Stored by another transaction between the targets' read and these locks (a resend in another worker's batch,
     # a peer's replicated copy): found now, since nobody else can store in these mailboxes any more.
     meanwhile = selectors.deliveries_found([_delivery_key(checked) for _, checked in ready])
+    run: list[tuple[int, Message, Mailbox]] = []
     for index, checked in ready:
         delivery, mailbox = checked.delivery, checked.mailbox
         if mailbox.auto_forward and mailbox.address:
@@ -235,11 +236,64 @@ def _run_written(ready: list[tuple[int, _Checked]], outcomes: list[Stored | Deli
             outcomes[index] = _over_quota()
             continue
         message.shard = shard
-        if not _write_at_once(message, mailbox):  # cannot happen: the shard has room, and its row is ours
-            raise RuntimeError(f"a locked counter shard of mailbox {mailbox.id} refused a message it had room for")
         counters.counted(locked[mailbox.id], shard=shard, size=message.size)
+        run.append((index, message, mailbox))
+    if not run:
+        return
+    _run_write([(message, mailbox) for _, message, mailbox in run])
+    for index, message, mailbox in run:
         logger.info("stored message %s (%s bytes) in %s", message.uid, message.size, mailbox.record.name)
         outcomes[index] = Stored(message=message, created=True)
+
+
+def _run_write(run: Sequence[tuple[Message, Mailbox]]) -> None:
+    """Write a run's messages in one statement, in the caller's transaction, which holds their counters
+    (``counters_lock``) and picked each one's shard: every shard's count (one UPDATE of all, each shard checked to
+    still have the room), every message (one INSERT) and every message's op (one INSERT, with the gateway's
+    identity key and "is any peer active?" read in the same statement). Where ``_write_at_once`` costs a
+    statement a delivery, a run of a hundred costs one. A shard that refused what it had room for fails the
+    caller's transaction (it cannot happen: its row is locked)."""
+    db = connections[DEFAULT_DB_ALIAS]
+    took: dict[tuple[int, int], list[int]] = {}
+    for message, mailbox in run:
+        shard = took.setdefault((mailbox.id, message.shard), [0, 0])
+        shard[0] += 1
+        shard[1] += message.size
+    columns = [field for field in Message._meta.concrete_fields if not field.primary_key]
+    values = [field.get_db_prep_save(field.pre_save(message, add=True), db) for message, _ in run for field in columns]
+    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    op = federation.ops_append_sql(kind="message", payloads=[message_op(message, mailbox) for message, mailbox in run])
+    query = f"""
+        WITH counted AS (
+          UPDATE {MailboxCounter._meta.db_table} c
+             SET message_count = c.message_count + v.n, byte_count = c.byte_count + v.b
+            FROM (VALUES {", ".join(["(%s, %s, %s, %s)"] * len(took))}) AS v(mailbox_id, shard, n, b)
+           WHERE c.mailbox_id = v.mailbox_id AND c.shard = v.shard
+             AND c.message_count + v.n <= c.max_messages AND c.byte_count + v.b <= c.max_bytes
+          RETURNING c.id
+        ), stored AS (
+          INSERT INTO {Message._meta.db_table} ({", ".join(field.column for field in columns)})
+          VALUES {", ".join([row] * len(run))}
+          RETURNING id, uid
+        ), logged AS ({op.sql})
+        SELECT s.id, s.uid, (SELECT count(*) FROM counted), (SELECT count(*) FROM logged),
+               {federation_selectors.peers_active_sql()}
+          FROM stored s
+    """  # noqa: S608 (table and column names from the models; every value is a parameter)
+    shards = [value for (mailbox_id, shard), (n, size) in took.items() for value in (mailbox_id, shard, n, size)]
+    with db.cursor() as cursor:
+        cursor.execute(query, [*shards, *values, *op.params])
+        rows = cursor.fetchall()
+    ids = {uid: stored_id for stored_id, uid, _, _, _ in rows}
+    _, _, counted, logged, peers_active = rows[0]
+    if counted != len(took) or len(ids) != len(run):
+        raise RuntimeError(
+            f"a run's locked counter shards took {counted} of {len(took)}, {len(ids)} of {len(run)} stored"
+        )
+    for message, _ in run:
+        message.id = message.pk = ids[message.uid]
+        message._state.adding, message._state.db = False, db.alias
+    federation.op_appended(kind="message", logged=logged == len(run), peers_active=peers_active)
 
 
 def _checked(delivery: Delivery, target: selectors.DeliveryTarget) -> Stored | _Checked:

@@ -10,6 +10,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from federation.models import Operation
 from mailboxes import services
 from mailboxes.models import MailboxCounter, Message, SenderRule
 from mailboxes.tests.support import (
@@ -510,7 +511,8 @@ def test_a_run_of_maxima_deliveries_is_stored_in_fewer_statements_than_one_by_on
         targets = [q for q in sql if " AS did" in q]  # selectors.delivery_targets
         receipts = [q for q in sql if q.startswith('INSERT INTO "maxima_outboundmessage"')]
         locks = [q for q in sql if "FOR NO KEY UPDATE" in q and "mailboxes_mailbox" in q]  # counters.counters_lock
-        return len(sql), len(targets), len(receipts), len(locks)
+        writes = [q for q in sql if "INSERT INTO mailboxes_message" in q or 'INSERT INTO "mailboxes_message"' in q]
+        return len(sql), len(targets), len(receipts), len(locks), len(writes)
 
     queued = OutboundMessage.objects.count()
     (alone, *each_alone), (together, *each_together) = statements(1), statements(10)
@@ -518,6 +520,8 @@ def test_a_run_of_maxima_deliveries_is_stored_in_fewer_statements_than_one_by_on
     assert OutboundMessage.objects.count() == queued + 20  # a receipt for each
     assert together < alone
     # The run's ten targets read in one statement, its ten receipts queued in one, and (PostgreSQL) the mailbox's
-    # counters locked once for its ten writes.
-    locks = (20, 2) if connection.vendor == "postgresql" else (0, 0)
-    assert (each_alone, each_together) == ([10, 10, locks[0]], [1, 1, locks[1]])
+    # counters locked once and its ten messages, their counts and their ops written in one statement.
+    postgresql = connection.vendor == "postgresql"
+    locks, writes = ((20, 2), (10, 1)) if postgresql else ((0, 0), (10, 10))
+    assert (each_alone, each_together) == ([10, 10, locks[0], writes[0]], [1, 1, locks[1], writes[1]])
+    assert Operation.objects.filter(kind="message").count() == 20
