@@ -360,6 +360,55 @@ def test_stored_events_of_a_burst_share_a_few_tasks(settings: object, django_cap
     assert 0 < enqueue.call_args_list[1].kwargs["countdown"] <= 60.005
 
 
+def test_threads_of_one_process_racing_in_a_window_make_its_two_tasks(settings: object) -> None:
+    """Under load a gunicorn process's threads reach the coalescing at the same moment: they still make one task at
+    once and one at the window's end between them."""
+    import threading
+    import time
+
+    from maxima.tasks import process_inbound_batch
+
+    queue._windows.clear()
+    celery_app.conf.task_always_eager = False
+    start = threading.Barrier(8)
+
+    def slow_publish(task: object, *args: object, **options: object) -> bool:
+        time.sleep(0.05)  # a broker round trip, while the other threads arrive
+        return True
+
+    def hook() -> None:
+        start.wait()
+        for _ in range(5):
+            queue.enqueue_coalesced(process_inbound_batch, window=60.0)
+
+    try:
+        with mock.patch("core.queue.enqueue_now", side_effect=slow_publish) as enqueue:
+            threads = [threading.Thread(target=hook) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        celery_app.conf.task_always_eager = True
+    assert len(enqueue.call_args_list) == 2
+    assert ["countdown" in call.kwargs for call in enqueue.call_args_list] == [False, True]
+
+
+def test_a_window_whose_task_could_not_be_published_tries_again_on_the_next_call(settings: object) -> None:
+    from maxima.tasks import process_inbound_batch
+
+    queue._windows.clear()
+    celery_app.conf.task_always_eager = False
+    try:
+        with mock.patch("core.queue.enqueue_now", side_effect=[False, True, False, True, True]) as enqueue:
+            for _ in range(5):
+                queue.enqueue_coalesced(process_inbound_batch, window=60.0)
+    finally:
+        celery_app.conf.task_always_eager = True
+    # leading lost, leading again; trailing lost, trailing again; then the window has both
+    assert ["countdown" in call.kwargs for call in enqueue.call_args_list] == [False, False, True, True]
+
+
 def test_an_eager_app_gets_a_task_for_every_event_of_a_window(
     settings: object, django_capture_on_commit_callbacks
 ) -> None:
