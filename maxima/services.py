@@ -233,9 +233,9 @@ def _insert_statement(db: BaseDatabaseWrapper, rows: Sequence[Model], unique: Fi
     key = (db.alias, model, unique.name, len(rows))
     sql = _INSERTS.get(key)
     if sql is not None:
-        params = [f.get_db_prep_save(f.pre_save(row, True), db) for row in rows for f in fields]
-        if not any(hasattr(value, "resolve_expression") for value in params):
-            return sql, params
+        values = [f.pre_save(row, True) for row in rows for f in fields]
+        if not any(hasattr(value, "resolve_expression") for value in values):
+            return sql, [f.get_db_prep_save(v, db) for f, v in zip(fields * len(rows), values, strict=True)]
     query = InsertQuery(model)
     query.insert_values(fields, rows)
     [(insert, compiled)] = query.get_compiler(connection=db).as_sql()  # one statement, VALUES for each row

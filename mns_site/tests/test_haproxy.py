@@ -63,8 +63,8 @@ class Stack:
         path = self.folder / "inside"
         return len(path.read_text().splitlines()) if path.exists() else 0
 
-    def queued(self) -> int:
-        """Requests waiting in the proxy's queue for gunicorn (the backend's ``qcur``, from the stats socket)."""
+    def queued(self, backend: str = "gunicorn") -> int:
+        """Requests waiting in the proxy's queue for ``backend`` (its ``qcur``, from the stats socket)."""
         with socket.socket(socket.AF_UNIX) as sock:
             sock.connect(str(self.stats))
             sock.sendall(b"show stat\n")
@@ -73,7 +73,7 @@ class Stack:
         columns = header.split(",")
         for row in rows:
             values = dict(zip(columns, row.split(","), strict=False))
-            if values.get("pxname") == "gunicorn" and values.get("svname") == "BACKEND":
+            if values.get("pxname") == backend and values.get("svname") == "BACKEND":
                 return int(values["qcur"] or 0)
         return 0
 
@@ -150,3 +150,21 @@ def test_a_request_that_waited_the_proxys_wait_in_its_queue_is_refused_and_a_hoo
     wait_for(lambda: len(answers) == INSIDE + 2, timeout=60, what="the hook and the held requests answered")
     assert sorted(status for status, _, _ in answers) == [200] * (INSIDE + 1) + [503]
     assert stack.inside() == INSIDE + 1  # the refused one never reached gunicorn
+
+
+def test_posts_to_the_hook_paths_are_held_to_four_at_once_and_wait_their_turn(stack: Stack) -> None:
+    """The node posts one event at a time; anyone may post to the hook paths (the secret decides what is stored,
+    not what is sent), so their lane past the queue is bounded too: the fifth and sixth wait, and are served."""
+    answers: list[Any] = []
+    for n in range(6):
+        in_background(stack, answers, "POST", f"/maxima/hook/flood-{n}/")
+    wait_for(lambda: stack.inside() == 4, timeout=30, what="four hooks inside")
+    wait_for(lambda: stack.queued("node_hooks") == 2, timeout=30, what="two hooks waiting in their lane")
+    in_background(stack, answers)  # the other clients' lane is untouched
+    wait_for(lambda: stack.inside() == 5, timeout=30, what="a lookup inside beside the four hooks")
+    assert stack.queued("node_hooks") == 2
+
+    (stack.folder / "release").touch()
+    wait_for(lambda: len(answers) == 7, timeout=60, what="every request answered")
+    assert [status for status, _, _ in answers] == [200] * 7
+    assert stack.inside() == 7
