@@ -198,3 +198,14 @@ def send_all(node: FakeNode) -> list[str]:
     """Run the outbox once over every due message, as the send task would."""
     due = OutboundMessage.objects.filter(status="queued").order_by("id").values_list("id", flat=True)
     return [outbound_send(message_id=message_id, client=node) for message_id in due]
+
+
+def pages_read(sql: str) -> int:
+    """The pages PostgreSQL reads to run ``sql`` (a captured statement, its parameters bound), from its plan."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql)
+        plan = cursor.fetchone()[0]
+    plan = (plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"]
+    return plan["Shared Hit Blocks"] + plan["Shared Read Blocks"]

@@ -1,6 +1,5 @@
 """Reading a mailbox (option 1: the client decrypts): metadata newest first, one ciphertext at a time, delete."""
 
-import json
 from typing import Any
 
 import pytest
@@ -10,7 +9,7 @@ from rest_framework.serializers import ModelSerializer
 
 from mailboxes.models import Mailbox, Message
 from mailboxes.serializers import MessageMetaSerializer, MessageSerializer
-from mailboxes.tests.support import Opened, Owner, body, deliver, error, open_mailbox, session, usage
+from mailboxes.tests.support import Opened, Owner, body, deliver, error, open_mailbox, pages_read, session, usage
 from mns_client.protocol.codecs import from_hex, to_hex
 from mns_client.protocol.crypto import seal, unseal
 
@@ -257,9 +256,5 @@ def test_a_message_is_fetched_through_its_uid_whatever_the_size_of_its_mailbox(
     assert [m.uid for m in selectors.credential_read(token_id=opened.token_id, uid=oldest.uid).messages] == [oldest.uid]
 
     [statement] = captured.captured_queries
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement["sql"])
-        plan = cursor.fetchone()[0]
-    plan = (plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"]
-    pages = plan["Shared Hit Blocks"] + plan["Shared Read Blocks"]
+    pages = pages_read(statement["sql"])
     assert pages < 40, f"{pages} pages read to fetch one message"

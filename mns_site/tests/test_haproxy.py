@@ -102,13 +102,19 @@ def in_background(stack: Stack, answers: list[Any], method: str = "GET", path: s
     threading.Thread(target=lambda: answers.append(stack.request(method, path)), daemon=True).start()
 
 
-def test_beyond_what_gunicorn_is_given_and_what_may_wait_the_proxy_refuses_at_once_with_retry_after(
-    stack: Stack,
-) -> None:
+def gunicorn_full(stack: Stack) -> list[Any]:
+    """Hold what the proxy gives gunicorn at once; the list their answers will go to."""
     answers: list[Any] = []
     for _ in range(INSIDE):
         in_background(stack, answers)
     wait_for(lambda: stack.inside() == INSIDE, timeout=30, what="gunicorn holding its share")
+    return answers
+
+
+def test_beyond_what_gunicorn_is_given_and_what_may_wait_the_proxy_refuses_at_once_with_retry_after(
+    stack: Stack,
+) -> None:
+    answers = gunicorn_full(stack)
     for _ in range(QUEUE):
         in_background(stack, answers)
     wait_for(lambda: stack.queued() == QUEUE, timeout=30, what="the proxy's queue full")
@@ -134,10 +140,7 @@ def test_beyond_what_gunicorn_is_given_and_what_may_wait_the_proxy_refuses_at_on
 def test_a_request_that_waited_the_proxys_wait_in_its_queue_is_refused_and_a_hook_held_longer_is_served(
     stack: Stack,
 ) -> None:
-    answers: list[Any] = []
-    for _ in range(INSIDE):
-        in_background(stack, answers)
-    wait_for(lambda: stack.inside() == INSIDE, timeout=30, what="gunicorn holding its share")
+    answers = gunicorn_full(stack)
     in_background(stack, answers)
     in_background(stack, answers, "POST", "/maxima/hook/secret/")
     wait_for(lambda: stack.inside() == INSIDE + 1, timeout=30, what="the hook reaching gunicorn")
