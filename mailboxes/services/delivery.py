@@ -137,12 +137,12 @@ def deliveries_store(deliveries: Sequence[Delivery]) -> list[Stored | DeliveryRe
     single deliveries, nor with a peer's replicated batch (it takes the same rows of the mailboxes its ops name, in
     the same order, before it applies any: ``mailboxes.replication.counters_lock``).
 
-    On PostgreSQL (``_run_written``) the rows of all the run's mailboxes are taken once, up front, and each write is
-    one statement without a savepoint of its own. With those rows held nobody else can store a message in these
-    mailboxes, so a write cannot meet a duplicate: those of its own run are given the first one's outcome before
-    the writes (``_writes``), and those another transaction stored before the locks were granted are read right
-    after them. A refusal (``over_quota``) is decided before anything is written. Anything else fails the caller's
-    transaction, as it would have failed the write's savepoint and then the caller.
+    On PostgreSQL (``_run_written``) the rows of all the run's mailboxes are taken once, up front, and the run's
+    messages are written together in one statement, without a savepoint (``_run_write``). With those rows held
+    nobody else can store a message in these mailboxes, so a write cannot meet a duplicate: those of its own run are
+    given the first one's outcome before the writes (``_writes``), and those another transaction stored before the
+    locks were granted are read right after them. A refusal (``over_quota``) is decided before anything is written.
+    Anything else fails the caller's transaction, as it would have failed the write's savepoint and then the caller.
     """
     outcomes: list[Stored | DeliveryRefused | None] = [None] * len(deliveries)
     passed: list[tuple[int, _Checked]] = []
@@ -249,10 +249,10 @@ def _run_written(ready: list[tuple[int, _Checked]], outcomes: list[Stored | Deli
 def _run_write(run: Sequence[tuple[Message, Mailbox]]) -> None:
     """Write a run's messages in one statement, in the caller's transaction, which holds their counters
     (``counters_lock``) and picked each one's shard: every shard's count (one UPDATE of all, each shard checked to
-    still have the room), every message (one INSERT) and every message's op (one INSERT, with the gateway's
-    identity key and "is any peer active?" read in the same statement). Where ``_write_at_once`` costs a
-    statement a delivery, a run of a hundred costs one. A shard that refused what it had room for fails the
-    caller's transaction (it cannot happen: its row is locked)."""
+    still have the room), every message (one INSERT) and every message's op (one INSERT, with the gateway's identity
+    key and "is any peer active?" read in the same statement). Where ``_write_at_once`` costs a statement a
+    delivery, a run (up to 25 consecutive deliveries of a batch) costs one. A shard that refused what it had room
+    for fails the caller's transaction (it cannot happen: its row is locked)."""
     db = connections[DEFAULT_DB_ALIAS]
     took: dict[tuple[int, int], list[int]] = {}
     for message, mailbox in run:
