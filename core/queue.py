@@ -5,12 +5,14 @@ published (broker down) is only late, not lost. Publishing therefore must not ra
 already committed its work, nor hold it up with retries.
 """
 
+import hashlib
 import logging
 import threading
 import time
 from typing import Any
 
 from celery import Task
+from django.core.cache import cache
 from django.db import transaction
 
 logger = logging.getLogger(__name__)
@@ -37,18 +39,20 @@ _windows_lock = threading.Lock()
 
 
 def enqueue_coalesced(task: Task, *args: Any, window: float) -> None:
-    """Enqueue ``task(*args)`` at most twice per ``window`` seconds in this process: at once for the first call of a
-    window (a lone event waits for nothing), and once more, due at the window's end, for any later call in it.
+    """Enqueue ``task(*args)`` at most twice per ``window`` seconds for all the gateway's processes: at once for the
+    first call of a window (a lone event waits for nothing), and once more, due at the window's end, for any later
+    call in it.
 
     Only for tasks that take whatever is due when they run (drains), never for a task of one row: everything
     committed before a call is committed before the window's end, so the trailing task finds it. What a lost task
-    leaves is found by its sweep, as for ``enqueue_now``. ``window`` 0 enqueues every call. The threads of a process
-    decide under one lock (the publish is outside it), so threads racing at a window's start cannot each enqueue
-    one. (Under the bench's Maxima load an instrumented run counted exactly two a window per process, lock or not:
-    with three processes and 50 ms windows that is 120 drain tasks a second, most finding the batch taken.) An
-    eager app (the tests' in-process Celery) runs a task at once
-    whatever its countdown, so a trailing task would run before the window's later calls: there every call is
-    enqueued.
+    leaves is found by its sweep, as for ``enqueue_now``. ``window`` 0 enqueues every call.
+
+    Each process first decides for itself, its threads under one lock (the publish is outside it): at most two
+    calls a window go further. Those two then claim the window's task in the shared cache (``_claim``), so three
+    gunicorn processes make two drain tasks a window between them, not six. A process whose leading claim another
+    process won takes the trailing one instead: the other's task may have run before this call's commit. An eager
+    app (the tests' in-process Celery) runs a task at once whatever its countdown, so a trailing task would run
+    before the window's later calls: there every call is enqueued.
     """
     if task.app.conf.task_always_eager or window <= 0:
         enqueue_now(task, *args)
@@ -67,14 +71,46 @@ def enqueue_coalesced(task: Task, *args: Any, window: float) -> None:
             leading = False
         else:
             return
+    if leading and not _claim(key, slot, "leading", window):
+        leading = False
+        with _windows_lock:
+            if _windows.get(key) != (slot, False):
+                return  # another thread of this process has taken the trailing task meanwhile
+            _windows[key] = (slot, True)
+    if not leading and not _claim(key, slot, "trailing", window):
+        return
     if leading:
         published = enqueue_now(task, *args)
     else:
         published = enqueue_now(task, *args, countdown=(slot + 1) * window - now + 0.005)
-    if not published:  # the next call of the window tries again
+    if not published:  # the next call of the window, in any process, tries again
+        _release(key, slot, "leading" if leading else "trailing")
         with _windows_lock:
             if _windows.get(key) == (slot, not leading):
                 if leading:
                     _windows.pop(key)
                 else:
                     _windows[key] = (slot, False)
+
+
+def _claim(key: tuple[str, tuple], slot: int, which: str, window: float) -> bool:
+    """Whether this call takes the window's leading or trailing task for every process that shares the cache (one
+    ``SET NX`` on Redis; the local-memory cache of the embedded default is the process's own). A failing cache
+    claims: a task too many is harmless, a task missing is late."""
+    try:
+        return cache.add(_claim_key(key, slot, which), 1, timeout=int(window) + 2)
+    except Exception as exc:
+        logger.warning("could not share the coalescing window of %s (enqueued anyway): %s", key[0], type(exc).__name__)
+        return True
+
+
+def _release(key: tuple[str, tuple], slot: int, which: str) -> None:
+    try:
+        cache.delete(_claim_key(key, slot, which))
+    except Exception as exc:  # the claim then lapses with its window; the sweep finds what is left
+        logger.warning("could not release the coalescing window of %s: %s", key[0], type(exc).__name__)
+
+
+def _claim_key(key: tuple[str, tuple], slot: int, which: str) -> str:
+    digest = hashlib.blake2b(repr(key).encode(), digest_size=12).hexdigest()  # args may be long addresses
+    return f"coalesce:{digest}:{slot}:{which}"

@@ -6,6 +6,7 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
 
 from core import queue
@@ -343,24 +344,34 @@ def test_a_transient_error_in_one_event_of_a_batch_leaves_it_pending_and_the_oth
     assert [m.event_id for m in handled] == [fine.id]
 
 
-def test_stored_events_of_a_burst_share_a_few_tasks(settings: object, django_capture_on_commit_callbacks) -> None:
-    settings.MNS_MAXIMA_BATCH_WINDOW_MS = 60_000  # one window for the whole test
+@pytest.fixture
+def worker_app() -> Iterator[None]:
+    """A worker's app (countdowns wait), with no window yet in this process or in the shared cache."""
     queue._windows.clear()
-    celery_app.conf.task_always_eager = False  # a worker's app: countdowns wait
+    cache.clear()
+    celery_app.conf.task_always_eager = False
     try:
-        with mock.patch("core.queue.enqueue_now", return_value=True) as enqueue:
-            for n in range(1, 21):
-                with django_capture_on_commit_callbacks(execute=True):
-                    store(n)
+        yield
     finally:
         celery_app.conf.task_always_eager = True
+        queue._windows.clear()
+
+
+def test_stored_events_of_a_burst_share_a_few_tasks(
+    settings: object, worker_app: None, django_capture_on_commit_callbacks
+) -> None:
+    settings.MNS_MAXIMA_BATCH_WINDOW_MS = 60_000  # one window for the whole test
+    with mock.patch("core.queue.enqueue_now", return_value=True) as enqueue:
+        for n in range(1, 21):
+            with django_capture_on_commit_callbacks(execute=True):
+                store(n)
     # the first at once, one more at the window's end for the other nineteen
     assert len(enqueue.call_args_list) == 2
     assert "countdown" not in enqueue.call_args_list[0].kwargs
     assert 0 < enqueue.call_args_list[1].kwargs["countdown"] <= 60.005
 
 
-def test_threads_of_one_process_racing_in_a_window_make_its_two_tasks(settings: object) -> None:
+def test_threads_of_one_process_racing_in_a_window_make_its_two_tasks(worker_app: None) -> None:
     """Under load a gunicorn process's threads reach the coalescing at the same moment: they still make one task at
     once and one at the window's end between them."""
     import threading
@@ -368,8 +379,6 @@ def test_threads_of_one_process_racing_in_a_window_make_its_two_tasks(settings: 
 
     from maxima.tasks import process_inbound_batch
 
-    queue._windows.clear()
-    celery_app.conf.task_always_eager = False
     start = threading.Barrier(8)
 
     def slow_publish(task: object, *args: object, **options: object) -> bool:
@@ -381,30 +390,85 @@ def test_threads_of_one_process_racing_in_a_window_make_its_two_tasks(settings: 
         for _ in range(5):
             queue.enqueue_coalesced(process_inbound_batch, window=60.0)
 
-    try:
-        with mock.patch("core.queue.enqueue_now", side_effect=slow_publish) as enqueue:
-            threads = [threading.Thread(target=hook) for _ in range(8)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-    finally:
-        celery_app.conf.task_always_eager = True
-    assert len(enqueue.call_args_list) == 2
+    with mock.patch("core.queue.enqueue_now", side_effect=slow_publish) as enqueue:
+        threads = [threading.Thread(target=hook) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    # in either order: the threads' claims in the cache may return the trailing one's first
+    assert sorted("countdown" in call.kwargs for call in enqueue.call_args_list) == [False, True]
+
+
+def test_processes_sharing_the_cache_make_a_window_s_two_tasks_between_them(worker_app: None) -> None:
+    """Three gunicorn processes (each its own window table, one cache): the first call of the window anywhere goes
+    at once, one more at the window's end, and nothing else, however the calls interleave."""
+    from maxima.tasks import process_inbound_batch
+
+    processes: list[dict] = [{}, {}, {}]
+    with mock.patch("core.queue.enqueue_now", return_value=True) as enqueue:
+        for _ in range(4):
+            for windows in processes:
+                with mock.patch.object(queue, "_windows", windows):
+                    queue.enqueue_coalesced(process_inbound_batch, window=60.0)
+    assert ["countdown" in call.kwargs for call in enqueue.call_args_list] == [False, True]
+    # the later processes learnt that the window is taken: they ask the cache no more in this window
+    assert all(windows == {(process_inbound_batch.name, ()): (mock.ANY, True)} for windows in processes)
+
+
+def test_a_process_that_lost_the_leading_task_to_another_takes_the_trailing_one(worker_app: None) -> None:
+    """The other process's task may have run before this call's commit: this call's event is left to the trailing
+    task, which this process publishes when nobody has."""
+    from maxima.tasks import process_inbound_batch
+
+    with mock.patch("core.queue.enqueue_now", return_value=True) as enqueue:
+        with mock.patch.object(queue, "_windows", {}):
+            queue.enqueue_coalesced(process_inbound_batch, window=60.0)  # another process: the leading task
+        queue.enqueue_coalesced(process_inbound_batch, window=60.0)  # this one's first call of the window
     assert ["countdown" in call.kwargs for call in enqueue.call_args_list] == [False, True]
 
 
-def test_a_window_whose_task_could_not_be_published_tries_again_on_the_next_call(settings: object) -> None:
+def test_windows_are_shared_per_task_and_arguments(worker_app: None) -> None:
+    from maxima.tasks import send_outbound_batch
+
+    with mock.patch("core.queue.enqueue_now", return_value=True) as enqueue:
+        for windows in ({}, {}):
+            with mock.patch.object(queue, "_windows", windows):
+                queue.enqueue_coalesced(send_outbound_batch, "MxA@127.0.0.1:9001", "mns", window=60.0)
+                queue.enqueue_coalesced(send_outbound_batch, "MxB@127.0.0.1:9001", "mns", window=60.0)
+    calls = [(call.args[1:], "countdown" in call.kwargs) for call in enqueue.call_args_list]
+    assert calls == [
+        (("MxA@127.0.0.1:9001", "mns"), False),
+        (("MxB@127.0.0.1:9001", "mns"), False),
+        (("MxA@127.0.0.1:9001", "mns"), True),
+        (("MxB@127.0.0.1:9001", "mns"), True),
+    ]
+
+
+def test_a_cache_that_fails_leaves_each_process_its_own_window(worker_app: None) -> None:
     from maxima.tasks import process_inbound_batch
 
-    queue._windows.clear()
-    celery_app.conf.task_always_eager = False
-    try:
-        with mock.patch("core.queue.enqueue_now", side_effect=[False, True, False, True, True]) as enqueue:
-            for _ in range(5):
+    with (
+        mock.patch("core.queue.enqueue_now", return_value=True) as enqueue,
+        mock.patch("core.queue.cache.add", side_effect=ConnectionError("Redis is down")),
+    ):
+        for windows in ({}, {}):
+            with mock.patch.object(queue, "_windows", windows):
+                for _ in range(3):
+                    queue.enqueue_coalesced(process_inbound_batch, window=60.0)
+    assert ["countdown" in call.kwargs for call in enqueue.call_args_list] == [False, True, False, True]
+
+
+@pytest.mark.parametrize("one_process", [True, False], ids=["one process", "a process a call"])
+def test_a_window_whose_task_could_not_be_published_tries_again_on_the_next_call(
+    worker_app: None, one_process: bool
+) -> None:
+    from maxima.tasks import process_inbound_batch
+
+    with mock.patch("core.queue.enqueue_now", side_effect=[False, True, False, True, True]) as enqueue:
+        for _ in range(5):  # a failed publish gives its claim back, in the process and in the cache
+            with mock.patch.object(queue, "_windows", queue._windows if one_process else {}):
                 queue.enqueue_coalesced(process_inbound_batch, window=60.0)
-    finally:
-        celery_app.conf.task_always_eager = True
     # leading lost, leading again; trailing lost, trailing again; then the window has both
     assert ["countdown" in call.kwargs for call in enqueue.call_args_list] == [False, False, True, True]
 
