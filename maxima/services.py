@@ -38,6 +38,7 @@ from django.utils import timezone
 
 from core.errors import DomainError
 from core.queue import enqueue_coalesced, enqueue_on_commit
+from core.rows import ExpressionValue, insert_fields, insert_params
 from maxima import selectors
 from maxima.models import InboundEvent, NodeState, OutboundMessage, QueueSample
 from maxima.node import hook_url, node_client, send_node
@@ -223,25 +224,29 @@ _INSERTS_KEPT = 512
 
 
 def _insert_statement(db: BaseDatabaseWrapper, rows: Sequence[Model], unique: Field) -> tuple[str, list[Any]]:
-    """The statement and parameters of ``_insert_new``: the ORM's own ``INSERT`` of every concrete field but the
-    primary key, one ``VALUES`` row per row, ``ON CONFLICT (unique) DO NOTHING RETURNING pk, unique``. Each value is
-    the one the ORM's compiler binds (``pre_save`` for an insert, then ``get_db_prep_save``); the text is the
-    compiler's, made once per shape. A value that is an expression (none of our rows has one) is left to the
-    compiler, every time."""
+    """The statement and parameters of ``_insert_new``: the ORM's own ``INSERT`` of ``insert_fields`` (all but the
+    auto-made primary key), one ``VALUES`` row per row, ``ON CONFLICT (unique) DO NOTHING RETURNING pk, unique``.
+    The text is the compiler's, made once per shape; after that the values are bound as the compiler binds them
+    (``insert_params``). A value that is an expression (none of our rows has one) is left to the compiler, every
+    time."""
     model = type(rows[0])
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    fields = list(insert_fields(model))
     key = (db.alias, model, unique.name, len(rows))
     sql = _INSERTS.get(key)
     if sql is not None:
-        values = [f.pre_save(row, True) for row in rows for f in fields]
-        if not any(hasattr(value, "resolve_expression") for value in values):
-            return sql, [f.get_db_prep_save(v, db) for f, v in zip(fields * len(rows), values, strict=True)]
+        try:
+            return sql, insert_params(rows, db)
+        except ExpressionValue:
+            pass
     query = InsertQuery(model)
     query.insert_values(fields, rows)
     [(insert, compiled)] = query.get_compiler(connection=db).as_sql()  # one statement, VALUES for each row
     quoted, pk = (db.ops.quote_name(c) for c in (unique.column, model._meta.pk.column))
     sql = f"{insert} ON CONFLICT ({quoted}) DO NOTHING RETURNING {pk}, {quoted}"
-    if not any(hasattr(getattr(row, f.attname), "resolve_expression") for row in rows for f in fields):
+    # Kept only for a VALUES list of plain values, the shape ``insert_params`` binds (PostgreSQL's compiler binds a
+    # column's values as one array for UNNEST when no field has a placeholder of its own; a BinaryField has).
+    values_list = len(compiled) == len(fields) * len(rows)
+    if values_list and not any(hasattr(getattr(row, f.attname), "resolve_expression") for row in rows for f in fields):
         if len(_INSERTS) >= _INSERTS_KEPT:
             _INSERTS.clear()
         _INSERTS[key] = sql

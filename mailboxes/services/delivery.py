@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from core import ratelimit
 from core.errors import DomainError
+from core.rows import insert_fields, insert_params
 from federation import selectors as federation_selectors
 from federation import services as federation
 from mailboxes import selectors
@@ -259,8 +260,8 @@ def _run_write(run: Sequence[tuple[Message, Mailbox]]) -> None:
         shard = took.setdefault((mailbox.id, message.shard), [0, 0])
         shard[0] += 1
         shard[1] += message.size
-    columns = [field for field in Message._meta.concrete_fields if not field.primary_key]
-    values = [field.get_db_prep_save(field.pre_save(message, add=True), db) for message, _ in run for field in columns]
+    columns = insert_fields(Message)
+    values = insert_params([message for message, _ in run], db)
     row = "(" + ", ".join(["%s"] * len(columns)) + ")"
     op = federation.ops_append_sql(kind="message", payloads=[message_op(message, mailbox) for message, mailbox in run])
     query = f"""
@@ -578,8 +579,8 @@ def _write_at_once(message: Message, mailbox: Mailbox) -> bool:
     message was stored), with the gateway's identity key and "is any peer active?" read in the same statement.
     Outside a transaction it commits on its own. False, nothing written, when the shard has no room for it."""
     op = federation.op_append_sql(kind="message", payload=message_op(message, mailbox), source="stored")
-    columns = [field for field in Message._meta.concrete_fields if not field.primary_key]
-    values = [field.get_db_prep_save(field.pre_save(message, add=True), connection) for field in columns]
+    columns = insert_fields(Message)
+    values = insert_params([message], connection)
     size = message.size
     query = f"""
         WITH reserved AS (

@@ -131,6 +131,34 @@ def test_an_insert_of_a_shape_seen_before_binds_what_the_orm_binds(monkeypatch: 
     assert len(services._INSERTS) == 2
 
 
+def test_an_insert_the_compiler_binds_by_column_is_compiled_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL's compiler binds several rows of plain columns as one array a column (``UNNEST``), which is not the
+    shape a kept statement binds: such a statement is never kept, and stays right."""
+    from django.db import connections
+
+    from core.models import Heartbeat
+    from maxima import services
+
+    db = connections["default"]
+    if not db.features.can_return_columns_from_insert:
+        pytest.skip("an SQLite before 3.35 saves each row")
+    monkeypatch.setattr(services, "_INSERTS", {})
+    unique = Heartbeat._meta.get_field("name")
+
+    def rows(tag: str) -> list[Heartbeat]:
+        return [Heartbeat(name=f"{tag}-{i}", at=timezone.now(), host="h", pid=i) for i in range(2)]
+
+    for tag in ("a", "b"):
+        sql, params = services._insert_statement(db, rows(tag), unique)
+        with db.cursor() as cursor:
+            cursor.execute(sql, params)
+            assert sorted(name for _, name in cursor.fetchall()) == [f"{tag}-0", f"{tag}-1"]
+    by_column = db.vendor == "postgresql"
+    assert ("UNNEST" in sql) is by_column
+    assert len(services._INSERTS) == (0 if by_column else 1)
+    assert sorted(Heartbeat.objects.values_list("name", "pid")) == [("a-0", 0), ("a-1", 1), ("b-0", 0), ("b-1", 1)]
+
+
 @pytest.mark.parametrize("returning", [True, False], ids=["insert-on-conflict", "sqlite-before-3.35"])
 def test_many_messages_are_queued_in_one_statement_each_key_once(
     simnet: SimNetwork, returning: bool, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
