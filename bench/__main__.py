@@ -71,14 +71,14 @@ def main() -> None:
     print(f"bench: {database}; gunicorn {served}; wrk {args.connections} connections", flush=True)
     _manage(env, "migrate", "-v0")
     if "lookup" in chosen:
-        _seed(env, "names", str(args.names))
+        harness.seed(env, "names", str(args.names))
         # The seed writes rows in bulk, so no lookup answer is in Redis yet: publish them, as a gateway warms its
         # cache (``registry_publish``), so that the lookup measures the published form and not first lookups.
         _manage(env, "registry_publish")
     token_file = var_dir / "session-token"
-    _seed(env, "mailbox", str(token_file))
+    harness.seed(env, "mailbox", str(token_file))
     ctx = scenarios.Context(
-        hook_secret=_hook_secret(env, var_dir), session_token=token_file.read_text().strip(), names=args.names
+        hook_secret=harness.hook_secret(env), session_token=token_file.read_text().strip(), names=args.names
     )
 
     results: list[Result] = []
@@ -170,7 +170,8 @@ def _web(
             continue
         try:
             if name == "mailbox-read":
-                _seed(env, "analyze", "mailboxes_message")  # what the delivery scenario stored, as autovacuum would
+                # what the delivery scenario stored, as autovacuum would
+                harness.seed(env, "analyze", "mailboxes_message")
                 ctx.message_uids = pipeline.message_uids(port, ctx)
             baseline = None
             if scenario.baseline:
@@ -193,7 +194,7 @@ _warm: set[str] = set()
 def measure(name: str, lua: str, port: int, pid: int, args: argparse.Namespace, *, connections: int = 0) -> Result:
     warm(name, lua, port, args)
     load = wrk.run(port, lua, connections=connections or args.connections, seconds=args.seconds)
-    return from_load(name, load, pid)
+    return Result.of_load(name, load, pid)
 
 
 def warm(name: str, lua: str, port: int, args: argparse.Namespace) -> None:
@@ -205,21 +206,6 @@ def warm(name: str, lua: str, port: int, args: argparse.Namespace) -> None:
         if load.ok >= 10 and load.p99_ms < 1000:
             break
     _warm.add(name)
-
-
-def from_load(name: str, load: wrk.Load, pid: int) -> Result:
-    statuses = {s: n for s, n in load.statuses.items() if not 200 <= s < 300}
-    return Result(
-        scenario=name,
-        requests=load.ok,
-        errors=load.errors,
-        seconds=round(load.seconds, 2),
-        rps=round(load.goodput, 1),
-        p50_ms=round(load.p50_ms, 2),
-        p99_ms=round(load.p99_ms, 2),
-        peak_rss_mb=harness.peak_rss_mb(pid),
-        notes=f"non-2xx answers: {statuses}" if statuses else "",
-    )
 
 
 def judge(result: Result, baseline: Result | None, target: scenarios.Target | None) -> None:
@@ -268,12 +254,12 @@ def _scale(env: dict[str, str], ctx: scenarios.Context, args: argparse.Namespace
     if min(args.scale_names, args.scale_messages) <= SCALE_SMALL or _size(args.scale_names) == _size(SCALE_SMALL):
         raise ValueError(f"--scale-names and --scale-messages must be more than {SCALE_SMALL}, the small world's size")
     ctx = dataclasses.replace(ctx, name_prefix="y", name_letters=5)
-    _seed(env, "scale", str(SCALE_SMALL), str(SCALE_SMALL))
+    harness.seed(env, "scale", str(SCALE_SMALL), str(SCALE_SMALL))
     large_size = _size(args.scale_names)
     pipeline.django_disconnect()  # the copy needs the database without sessions, this process's included
     with harness.database_copy(env, "scale_large") as large_env:
         started = time.monotonic()
-        _seed(large_env, "scale", str(args.scale_names), str(args.scale_messages))
+        harness.seed(large_env, "scale", str(args.scale_names), str(args.scale_messages))
         seeding = time.monotonic() - started
         worlds = {
             "20k": (env, dataclasses.replace(ctx, names=SCALE_SMALL)),
@@ -461,31 +447,6 @@ def _database(env: dict[str, str]) -> str:
 
 def _manage(env: dict[str, str], *args: str) -> None:
     subprocess.run([sys.executable, "manage.py", *args], cwd=harness.REPO, env=env, check=True)  # noqa: S603
-
-
-def _seed(env: dict[str, str], *args: str) -> None:
-    started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "bench.seed", *args], cwd=harness.REPO, env=env, check=True)  # noqa: S603
-    if time.monotonic() - started > 5:
-        print(f"  seed {' '.join(args[:1])}: {time.monotonic() - started:.0f} s", flush=True)
-
-
-def _hook_secret(env: dict[str, str], var_dir: Path) -> str:
-    """The secret the served gateway uses (MAXIMA_HOOK_SECRET, or the one settings derive)."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "manage.py",
-            "shell",
-            "-c",
-            "from django.conf import settings; print(settings.MAXIMA_HOOK_SECRET)",
-        ],
-        cwd=harness.REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()[-1]
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
 
 from core.limits import GUNICORN_LIMITS
@@ -29,6 +30,9 @@ from testsupport.processes import (
     process,
     wait_for,
 )
+
+if TYPE_CHECKING:
+    from bench import wrk
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -56,6 +60,22 @@ class Result:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def of_load(cls, name: str, load: "wrk.Load", pid: int) -> "Result":
+        """A wrk run's row: its 2xx answers a second, latencies, and the other statuses in its notes."""
+        statuses = {s: n for s, n in load.statuses.items() if not 200 <= s < 300}
+        return cls(
+            scenario=name,
+            requests=load.ok,
+            errors=load.errors,
+            seconds=round(load.seconds, 2),
+            rps=round(load.goodput, 1),
+            p50_ms=round(load.p50_ms, 2),
+            p99_ms=round(load.p99_ms, 2),
+            peak_rss_mb=peak_rss_mb(pid),
+            notes=f"non-2xx answers: {statuses}" if statuses else "",
+        )
 
 
 @contextmanager
@@ -295,6 +315,32 @@ def rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def seed(env: dict[str, str], *args: str) -> None:
+    """``python -m bench.seed *args`` on the bench's database (its time said when it is long)."""
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "bench.seed", *args], cwd=REPO, env=env, check=True)  # noqa: S603
+    if time.monotonic() - started > 5:
+        print(f"  seed {' '.join(args[:1])}: {time.monotonic() - started:.0f} s", flush=True)
+
+
+def hook_secret(env: dict[str, str]) -> str:
+    """The secret the served gateway uses (MAXIMA_HOOK_SECRET, or the one settings derive)."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from django.conf import settings; print(settings.MAXIMA_HOOK_SECRET)",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()[-1]
 
 
 def bench_env(var_dir: Path, **extra: str) -> dict[str, str]:

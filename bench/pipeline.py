@@ -80,16 +80,14 @@ def overload(
     the ten-fold load a probe times requests of its own, one at a time on a fresh connection each, from connect to
     answer: the p99 of those refused is the time to refusal (target 5 ms)."""
     django(env)
-    from bench.__main__ import from_load
-
     lua = scenarios.SCENARIOS["deliver-rest-1k"].lua(ctx)
-    saturated = from_load(f"{label}-saturated", wrk.run(port, lua, connections=connections, seconds=seconds), pid)
+    saturated = Result.of_load(f"{label}-saturated", wrk.run(port, lua, connections=connections, seconds=seconds), pid)
     before = _stored()
     with RefusalProbe(port) as probe:
         load = wrk.run(port, lua, connections=10 * connections, seconds=seconds, threads=2, polite=True)
     stored = _stored() - before
-    result = from_load(f"{label}-{10 * connections}c", load, pid)
-    recovery = from_load(f"{label}-recovery", wrk.run(port, lua, connections=connections, seconds=5), pid)
+    result = Result.of_load(f"{label}-{10 * connections}c", load, pid)
+    recovery = Result.of_load(f"{label}-recovery", wrk.run(port, lua, connections=connections, seconds=5), pid)
     hammer = _hammer(port, lua, connections, seconds, pid, saturated, label)
     refused = sum(n for s, n in load.statuses.items() if s in (429, 503))
     other_5xx = sum(n for s, n in load.statuses.items() if s >= 500 and s != 503)
@@ -124,10 +122,8 @@ def overload(
 def _hammer(port: int, lua: str, connections: int, seconds: float, pid: int, saturated: Result, label: str) -> Result:
     """The same ten-fold load from clients that ignore Retry-After and ask again at once (wrk as it is): shown,
     not a target; each refusal still costs the server a parsed request and an answer."""
-    from bench.__main__ import from_load
-
     load = wrk.run(port, lua, connections=10 * connections, seconds=seconds, threads=2)
-    result = from_load(f"{label}-{10 * connections}c-hammer", load, pid)
+    result = Result.of_load(f"{label}-{10 * connections}c-hammer", load, pid)
     result.baseline, result.baseline_rps = saturated.scenario, saturated.rps
     result.ratio = round(result.rps / saturated.rps, 3) if saturated.rps else None
     result.target = "shown: clients that ignore Retry-After"
@@ -357,7 +353,6 @@ def _wait_worker(port: int, lua: str) -> None:
 
 
 def _throughput(port: int, pid: int, lua: str, connections: int, seconds: float) -> list[Result]:
-    from bench.__main__ import from_load
     from mailboxes.models import Message
     from maxima.models import InboundEvent, OutboundMessage
 
@@ -373,7 +368,7 @@ def _throughput(port: int, pid: int, lua: str, connections: int, seconds: float)
     stored = Message.objects.filter(received_at__gte=start).count() if start else 0
     receipts = OutboundMessage.objects.filter(id__gt=first_out).count()
     rate = round(done.count() / span, 1) if span else 0.0
-    result = from_load("maxima-e2e", load, pid)
+    result = Result.of_load("maxima-e2e", load, pid)
     webhook_rate = result.rps
     result.rps = rate
     result.target = ">=500 msg/s stored; webhook answer p99 <=5 ms"

@@ -14,7 +14,6 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from bench import harness, scenarios, wrk
-from bench.__main__ import _hook_secret, _seed
 
 
 def main() -> None:
@@ -33,8 +32,8 @@ def main() -> None:
     env = harness.bench_env(var_dir)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=harness.REPO, env=env, check=True)
     token = var_dir / "session-token"
-    _seed(env, "mailbox", str(token))
-    ctx = scenarios.Context(hook_secret=_hook_secret(env, var_dir), session_token=token.read_text().strip())
+    harness.seed(env, "mailbox", str(token))
+    ctx = scenarios.Context(hook_secret=harness.hook_secret(env), session_token=token.read_text().strip())
     lua = scenarios.SCENARIOS[args.scenario].lua(ctx)
     raw = var_dir / f"{args.scenario}.collapsed"
     with harness.gunicorn(env, workers=1, worker_class="sync") as (port, server):
