@@ -66,7 +66,7 @@ class Admission:
 
 def _refusal() -> tuple[str, list[tuple[str, str]], bytes]:
     """The answer to a refused request, made once: the same 503 the queue-time shedding gives."""
-    from core.middleware import overloaded
+    from core.errors import overloaded
 
     response = overloaded()
     return f"{response.status_code} {response.reason_phrase}", list(response.items()), response.content

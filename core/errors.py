@@ -120,6 +120,17 @@ def json_error(code: str, detail: str, status: int, **extra: Any) -> JsonRespons
     return JsonResponse({**error_body(code, detail), **extra}, status=status)
 
 
+def overloaded() -> JsonResponse:
+    """The 503 of a request refused for load, by the admission queue (``core.admission``) or the queue-time
+    shedding (``core.middleware``): the same answer from both."""
+    response = json_error("overloaded", "The gateway is busy; try again in a moment (see Retry-After).", 503)
+    response["Retry-After"] = "1"
+    # Answered before the security middleware runs: the headers that matter for a JSON error, set here.
+    response["Cache-Control"] = "no-store"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
 def handler400(request: Any, exception: Exception | None = None) -> JsonResponse:
     if isinstance(exception, RequestDataTooBig):
         return json_error("request_too_large", "The request body is larger than this endpoint accepts.", 413)

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from core.admission import NEVER_REFUSED
-from core.errors import json_error
+from core.errors import json_error, overloaded
 from core.logging import request_id_var
 
 logger = logging.getLogger("mns.request")
@@ -55,15 +55,6 @@ class QueueTimeShedMiddleware:
             if queued is not None and queued * 1000 > after_ms:
                 return overloaded()
         return self.get_response(request)
-
-
-def overloaded() -> HttpResponse:
-    response = json_error("overloaded", "The gateway is busy; try again in a moment (see Retry-After).", 503)
-    response["Retry-After"] = "1"
-    # Answered before the security middleware runs: the headers that matter for a JSON error, set here.
-    response["Cache-Control"] = "no-store"
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
 
 
 class RequestIdMiddleware:
