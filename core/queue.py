@@ -12,7 +12,8 @@ import time
 from typing import Any
 
 from celery import Task
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.db import transaction
 
 logger = logging.getLogger(__name__)
@@ -48,11 +49,14 @@ def enqueue_coalesced(task: Task, *args: Any, window: float) -> None:
     leaves is found by its sweep, as for ``enqueue_now``. ``window`` 0 enqueues every call.
 
     Each process first decides for itself, its threads under one lock (the publish is outside it): at most two
-    calls a window go further. Those two then claim the window's task in the shared cache (``_claim``), so three
-    gunicorn processes make two drain tasks a window between them, not six. A process whose leading claim another
-    process won takes the trailing one instead: the other's task may have run before this call's commit. An eager
-    app (the tests' in-process Celery) runs a task at once whatever its countdown, so a trailing task would run
-    before the window's later calls: there every call is enqueued.
+    calls a window go further. Where the cache is shared (Redis), those two then claim the window's task in it
+    (``_claim``), so three gunicorn processes make two drain tasks a window between them, not six. A process whose
+    leading claim another process won takes the trailing one instead: the other's task may have run before this
+    call's commit. The windows are counted on each process's clock, so processes that share a cache across hosts
+    need their clocks in step (NTP). A process killed between its claim and its publish leaves that window's
+    events of every process to the sweep: late, not lost. An eager app (the tests' in-process Celery) runs a task
+    at once whatever its countdown, so a trailing task would run before the window's later calls: there every
+    call is enqueued.
     """
     if task.app.conf.task_always_eager or window <= 0:
         enqueue_now(task, *args)
@@ -74,9 +78,11 @@ def enqueue_coalesced(task: Task, *args: Any, window: float) -> None:
     if leading and not _claim(key, slot, "leading", window):
         leading = False
         with _windows_lock:
-            if _windows.get(key) != (slot, False):
+            last = _windows.get(key)
+            if last == (slot, True):
                 return  # another thread of this process has taken the trailing task meanwhile
-            _windows[key] = (slot, True)
+            if last is None or last == (slot, False):  # (or the table was cleared meanwhile)
+                _windows[key] = (slot, True)
     if not leading and not _claim(key, slot, "trailing", window):
         return
     if leading:
@@ -94,9 +100,12 @@ def enqueue_coalesced(task: Task, *args: Any, window: float) -> None:
 
 
 def _claim(key: tuple[str, tuple], slot: int, which: str, window: float) -> bool:
-    """Whether this call takes the window's leading or trailing task for every process that shares the cache (one
-    ``SET NX`` on Redis; the local-memory cache of the embedded default is the process's own). A failing cache
-    claims: a task too many is harmless, a task missing is late."""
+    """Whether this call takes the window's leading or trailing task for every process that shares the cache: one
+    ``SET NX`` on Redis. The local-memory cache of the embedded default is the process's own, so nothing is claimed
+    there (its keys would only crowd out the entries it holds). A failing cache claims: a task too many is
+    harmless, a task missing is late."""
+    if not isinstance(caches[DEFAULT_CACHE_ALIAS], RedisCache):
+        return True
     try:
         return cache.add(_claim_key(key, slot, which), 1, timeout=int(window) + 2)
     except Exception as exc:
@@ -105,6 +114,8 @@ def _claim(key: tuple[str, tuple], slot: int, which: str, window: float) -> bool
 
 
 def _release(key: tuple[str, tuple], slot: int, which: str) -> None:
+    if not isinstance(caches[DEFAULT_CACHE_ALIAS], RedisCache):
+        return
     try:
         cache.delete(_claim_key(key, slot, which))
     except Exception as exc:  # the claim then lapses with its window; the sweep finds what is left

@@ -1,6 +1,7 @@
 """A model's rows bound as the ORM's compiler binds them for an ``INSERT``, for the statements the gateway writes
 itself (a run of deliveries, the inbox's and the outbox's ``ON CONFLICT`` inserts): one way to turn a row into its
-parameters, so that what those statements store is what ``save()`` would have stored.
+parameters, so that what those statements store is what ``save()`` would have stored for the fields they write
+(none of those models has a generated field or a ``db_default``, which ``save()`` leaves to the database).
 """
 
 from collections.abc import Sequence

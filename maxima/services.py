@@ -225,8 +225,8 @@ _INSERTS_KEPT = 512
 
 def _insert_statement(db: BaseDatabaseWrapper, rows: Sequence[Model], unique: Field) -> tuple[str, list[Any]]:
     """The statement and parameters of ``_insert_new``: the ORM's own ``INSERT`` of ``insert_fields`` (all but the
-    auto-made primary key), one ``VALUES`` row per row, ``ON CONFLICT (unique) DO NOTHING RETURNING pk, unique``.
-    The text is the compiler's, made once per shape; after that the values are bound as the compiler binds them
+    auto-made primary key), ``ON CONFLICT (unique) DO NOTHING RETURNING pk, unique``. The text is the compiler's,
+    kept per shape when it is a ``VALUES`` list; after that the values are bound as the compiler binds them
     (``insert_params``). A value that is an expression (none of our rows has one) is left to the compiler, every
     time."""
     model = type(rows[0])
