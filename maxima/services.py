@@ -286,7 +286,7 @@ def inbound_process(*, event_id: int, claim: str) -> str:
 def inbound_process_batch(*, claim: str, limit: int, budget: float = 5.0) -> Counter:
     """Claim up to ``limit`` events at a time and process each claimed batch in one transaction, until none is
     left, a batch is not full, one hit a transient error, or ``budget`` seconds are spent; returns how many ended
-    in each status.
+    in each status (and ``UNFINISHED`` 1 when the time was up with more due).
 
     A batch is one claim (one UPDATE), one transaction with a savepoint per event (a handler that fails undoes its
     own writes only) and one UPDATE marking the done ones. A worker killed half-way commits nothing of its batch:
@@ -305,12 +305,16 @@ def inbound_process_batch(*, claim: str, limit: int, budget: float = 5.0) -> Cou
         outcomes.update(ran)
         more = len(events) == limit or ran[RELEASED]
         # A transient error (the database blinking) ends the run: what it left pending waits for the sweep.
-        if not more or ran[InboundEvent.Status.PENDING] or time.monotonic() > min(started + budget, stop_at):
+        if not more or ran[InboundEvent.Status.PENDING]:
+            return outcomes
+        if time.monotonic() > min(started + budget, stop_at):
+            outcomes[UNFINISHED] = 1  # out of time with more due: the caller hands on to a new task at once
             return outcomes
 
 
 BATCH_SECONDS = 1.0
 RELEASED = "released"  # not reached in its batch's time: pending again, unhandled
+UNFINISHED = "unfinished"  # the run's time was up with a full batch just done: more is likely due
 
 
 def _claim_batch(claim: str, limit: int) -> list[InboundEvent]:

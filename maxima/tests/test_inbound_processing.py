@@ -564,3 +564,41 @@ def test_a_batch_out_of_its_time_commits_what_it_did_and_the_run_claims_the_rest
     assert outcomes == {"done": 3, "released": 3}  # 2 handed back by the first batch, 1 by the second
     assert [m.event_id for m in handled] == [r.id for r in rows]
     assert set(InboundEvent.objects.values_list("status", flat=True)) == {"done"}
+
+
+def test_a_run_out_of_its_time_with_more_due_says_so(handled: list) -> None:
+    rows = [store(n) for n in range(1, 4)]
+    outcomes = inbound_process_batch(claim="t", limit=1, budget=0.0)  # the first batch always runs
+    assert outcomes == {"done": 1, "unfinished": 1}
+    assert [m.event_id for m in handled] == [rows[0].id]
+
+
+def test_a_task_out_of_its_time_with_more_due_hands_on_to_a_new_one_at_once(
+    handled: list, settings: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load a task can spend its time on full batches: what is left must not wait for the sweep (seconds)."""
+    import functools
+
+    from maxima import services, tasks
+
+    settings.MNS_INBOUND_BATCH = 1
+    [store(n) for n in range(1, 4)]
+    monkeypatch.setattr(
+        services, "inbound_process_batch", functools.partial(services.inbound_process_batch, budget=0.0)
+    )
+    with mock.patch.object(tasks, "enqueue_now", return_value=True) as enqueue:
+        tasks.process_inbound_batch.apply()
+    assert [(call.args, call.kwargs) for call in enqueue.call_args_list] == [((tasks.process_inbound_batch,), {})]
+    statuses = sorted(InboundEvent.objects.values_list("status", flat=True))
+    assert statuses == ["done", "pending", "pending"]
+
+
+def test_a_task_that_drained_everything_enqueues_nothing_more(handled: list, settings: object) -> None:
+    from maxima import tasks
+
+    settings.MNS_INBOUND_BATCH = 2
+    [store(n) for n in range(1, 4)]
+    with mock.patch.object(tasks, "enqueue_now", return_value=True) as enqueue:
+        tasks.process_inbound_batch.apply()
+    assert enqueue.call_args_list == []
+    assert set(InboundEvent.objects.values_list("status", flat=True)) == {"done"}
