@@ -304,7 +304,7 @@ def inbound_process_batch(*, claim: str, limit: int, budget: float = 5.0) -> Cou
         ran = Counter(_process_claimed(events, claim, stop_at=batch_stop).values())
         outcomes.update(ran)
         more = len(events) == limit or ran[RELEASED]
-        # A transient error (the database blinking) ends the run: what it left pending waits for the sweep.
+        # A transient error (the database blinking) ends the run: the task tries what it left pending again soon.
         if not more or ran[InboundEvent.Status.PENDING]:
             return outcomes
         if time.monotonic() > min(started + budget, stop_at):
@@ -314,7 +314,7 @@ def inbound_process_batch(*, claim: str, limit: int, budget: float = 5.0) -> Cou
 
 BATCH_SECONDS = 1.0
 RELEASED = "released"  # not reached in its batch's time: pending again, unhandled
-UNFINISHED = "unfinished"  # the run's time was up with a full batch just done: more is likely due
+UNFINISHED = "unfinished"  # the run's time was up with more due (a full batch, or events handed back)
 
 
 def _claim_batch(claim: str, limit: int) -> list[InboundEvent]:

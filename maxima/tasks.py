@@ -24,8 +24,7 @@ def process_inbound_batch(self: Task) -> dict[str, int]:
     outcomes = services.inbound_process_batch(claim=claim, limit=settings.MNS_INBOUND_BATCH)
     if outcomes[InboundEvent.Status.PENDING]:  # a transient error (a deadlock between two batches, a blink): soon again
         enqueue_now(process_inbound_batch, countdown=RETRY_TRANSIENT_SECONDS)
-    elif outcomes[services.RELEASED] or outcomes[services.UNFINISHED]:
-        # out of time with events handed back or more due: another task takes them now, not the sweep later
+    elif outcomes[services.UNFINISHED]:  # out of time with more due: another task takes it now, not the sweep later
         enqueue_now(process_inbound_batch)
     return dict(outcomes)
 
