@@ -23,8 +23,14 @@ _BAD_KEY = "java.security.spec.InvalidKeySpecException: invalid key"
 _BAD_DECRYPT = "javax.crypto.BadPaddingException: Decryption error"
 
 
-def _private(node: "SimNode", params: Params) -> bytes:
-    return hex_param(params.get("privatekey")) if params.has("privatekey") else node.identity_private
+def _private(params: Params) -> bytes | None:
+    """The ``privatekey`` given, or None: the node's identity key."""
+    return hex_param(params.get("privatekey")) if params.has("privatekey") else None
+
+
+def _key(node: "SimNode", private: bytes | None) -> crypto.MaximaPrivateKey:
+    """The key ``_private`` named, loaded (``CryptoError`` when it does not load); the node's own is loaded once."""
+    return node.identity_key if private is None else crypto.MaximaPrivateKey(private)
 
 
 def maxcreate(node: "SimNode", params: Params, reply: Reply) -> None:
@@ -38,8 +44,9 @@ def maxcreate(node: "SimNode", params: Params, reply: Reply) -> None:
 
 
 def maxsign(node: "SimNode", params: Params, reply: Reply) -> None:
+    private, data = _private(params), data_param(params)
     try:
-        signature = crypto.maxsign(_private(node, params), data_param(params))
+        signature = _key(node, private).sign(data)
     except CryptoError:
         raise CommandError(_BAD_KEY) from None
     reply["response"] = {"signature": to_hex(signature)}
@@ -63,8 +70,9 @@ def maxencrypt(node: "SimNode", params: Params, reply: Reply) -> None:
 
 
 def maxdecrypt(node: "SimNode", params: Params, reply: Reply) -> None:
+    private, data = _private(params), hex_param(params.get("data"))
     try:
-        plain = crypto.maxdecrypt(_private(node, params), hex_param(params.get("data")))
+        plain = _key(node, private).decrypt(data)
     except CryptoError:
         raise CommandError(_BAD_DECRYPT) from None
     reply["response"] = {"decrypted": to_hex(plain)}
@@ -112,7 +120,7 @@ def _message_json(data: bytes, public: bytes, signature: bytes) -> dict[str, Any
 
 def _encrypt(node: "SimNode", params: Params) -> dict[str, Any]:
     data = hex_param(params.get("data"))
-    signature = crypto.maxsign(node.identity_private, data)
+    signature = node.identity_key.sign(data)
     envelope = _envelope(data, node.identity_public, signature)
     encrypted = params.has("publickey")
     if encrypted:
@@ -130,7 +138,7 @@ def _decrypt(node: "SimNode", params: Params) -> dict[str, Any]:
     blob = hex_param(params.get("data"))
     encrypted = not blob.startswith(_PLAIN_PREFIX)
     try:
-        envelope = crypto.maxdecrypt(_private(node, params), blob) if encrypted else blob[4:]
+        envelope = _key(node, _private(params)).decrypt(blob) if encrypted else blob[4:]
         data, public, signature = _parse_envelope(envelope)
     except (CryptoError, ValueError, struct.error):
         raise CommandError("Invalid message..cannot decrypt") from None

@@ -136,7 +136,7 @@ def _send(node: "SimNode", params: Params, reply: Reply) -> None:
 def _deliver_now(node: "SimNode", message: MaximaMessage, host: str, port: int) -> dict[str, Any]:
     """A synchronous send: it waits its turn in the node's send pipeline, then for the receiver's answer."""
     start = now_ms()
-    package = seal_package(message, node.identity_private)
+    package = seal_package(message, node.identity_key)
     sealed = now_ms()
     try:
         answer, in_pipeline = node.send_package(message, package, host, port)

@@ -88,10 +88,10 @@ class MaximaMessage:
         return {**self.to_json(), "msgid": self.msgid}
 
 
-def seal_package(message: MaximaMessage, sender_private_key: bytes) -> bytes:
+def seal_package(message: MaximaMessage, sender_key: crypto.MaximaPrivateKey) -> bytes:
     """Sign with the sender's identity key and encrypt to ``message.to``."""
     body = message.serialise()
-    signature = crypto.maxsign(sender_private_key, body)
+    signature = sender_key.sign(body)
     blob = crypto.maxencrypt(message.to, _fields(body, signature))
     return _fields(message.to, blob)
 
@@ -104,11 +104,11 @@ def package_recipient(package: bytes) -> bytes:
     return _unfields(package, 2)[0]
 
 
-def open_package(package: bytes, private_key: bytes) -> MaximaMessage | None:
+def open_package(package: bytes, private_key: crypto.MaximaPrivateKey) -> MaximaMessage | None:
     """Decrypt and check a package; None when it does not decrypt, does not verify, or ``from`` is not the signer."""
     try:
         _to, blob = _unfields(package, 2)
-        body, signature = _unfields(crypto.maxdecrypt(private_key, blob), 2)
+        body, signature = _unfields(private_key.decrypt(blob), 2)
         message = MaximaMessage.deserialise(body)
         if not crypto.maxverify(message.sender, body, signature):
             return None

@@ -145,6 +145,7 @@ class SimNode:
         self.cut_off: set[int] = set()  # P2P ports of nodes this one cannot reach (``SimNetwork.cut``)
         self._mls_stop: threading.Event | None = None
         self.wallet_count = 2
+        self._loaded_keys: dict[bytes, crypto.MaximaPrivateKey] = {}
         self._new_keys()
         # A node that ran before (started again here, or loaded from its state) comes back with an empty MLS
         # table: real nodes keep it in memory (see ``mls_loop``).
@@ -170,6 +171,18 @@ class SimNode:
     @property
     def private_key(self) -> bytes:
         return self.identity_private
+
+    def loaded_key(self, private_key: bytes) -> crypto.MaximaPrivateKey:
+        """One of this node's own private keys, loaded once: it signs and opens every message with them, and
+        loading a key costs some fifty signatures (simnet's CPU, not the node's send time it models)."""
+        loaded = self._loaded_keys.get(private_key)
+        if loaded is None:
+            loaded = self._loaded_keys[private_key] = crypto.MaximaPrivateKey(private_key)
+        return loaded
+
+    @property
+    def identity_key(self) -> crypto.MaximaPrivateKey:
+        return self.loaded_key(self.identity_private)
 
     @property
     def publickey_hex(self) -> str:
@@ -244,14 +257,14 @@ class SimNode:
     def relevant_addresses(self) -> set[str]:
         return self.wallet_addresses() | set(self.tracked)
 
-    def private_key_for(self, key: bytes) -> bytes | None:
+    def private_key_for(self, key: bytes) -> crypto.MaximaPrivateKey | None:
         """The private key matching a package's ``to``: identity, MLS or (behind a host) per-host key."""
         if key == self.identity_public:
-            return self.identity_private
+            return self.loaded_key(self.identity_private)
         if key == self.mls_public:
-            return self.mls_private
+            return self.loaded_key(self.mls_private)
         if key == self.hostkey_public and self.maxima_host is not None:
-            return self.hostkey_private
+            return self.loaded_key(self.hostkey_private)
         return None
 
     def relay_client(self, key: bytes) -> "SimNode | None":
@@ -401,7 +414,7 @@ class SimNode:
 
     def deliver(self, message: MaximaMessage, host: str, port: int) -> bytes:
         """Seal and send one message; returns the receiver's answer or raises p2p.TransportError."""
-        package = seal_package(message, self.identity_private)
+        package = seal_package(message, self.identity_key)
         return self.exchange(host, port, p2p.KIND_MESSAGE, package)
 
     def send_package(self, message: MaximaMessage, package: bytes, host: str, port: int) -> tuple[bytes, float]:
@@ -434,7 +447,7 @@ class SimNode:
             if delay_ms > 0:
                 time.sleep(delay_ms / 1000)
             try:
-                self.send_package(message, seal_package(message, self.identity_private), host, port)
+                self.send_package(message, seal_package(message, self.identity_key), host, port)
             except p2p.TransportError as exc:
                 logger.info("simnet node %s: poll send lost (%s)", self.index, exc)
 

@@ -70,9 +70,53 @@ def _public_key(public_key_der: bytes) -> rsa.RSAPublicKey:
     return key
 
 
+class MaximaPrivateKey:
+    """A Maxima RSA-1024 private key, loaded and checked once.
+
+    Loading a key (its consistency check) costs about fifty signatures, so whoever signs or opens many messages
+    with one key (a node, the bench's seed) keeps one of these; ``maxsign``, ``maxdecrypt`` and
+    ``maxima_public_key`` load the key they are given at each call. ``CryptoError`` when the key does not load.
+    """
+
+    __slots__ = ("_key",)
+
+    def __init__(self, private_key_der: bytes) -> None:
+        self._key = _private_key(private_key_der)
+
+    def __repr__(self) -> str:
+        return "MaximaPrivateKey(...)"
+
+    def public_key(self) -> bytes:
+        """The 162-byte SPKI DER public key of this key."""
+        return self._key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+    def sign(self, data: bytes) -> bytes:
+        """``maxsign`` with this key."""
+        return self._key.sign(bytes(data), PKCS1v15(), hashes.SHA256())
+
+    def decrypt(self, blob: bytes) -> bytes:
+        """``maxdecrypt`` with this key."""
+        if not isinstance(blob, bytes | bytearray):
+            raise CryptoError("the blob must be bytes")
+        iv, wrapped_key, ciphertext = _split_blob(bytes(blob))
+        try:
+            aes_key = self._key.decrypt(wrapped_key, PKCS1v15())
+        except ValueError:
+            raise CryptoError("cannot decrypt") from None
+        if len(aes_key) != AES_KEY_LENGTH:  # also what a wrong key usually yields under implicit rejection
+            raise CryptoError("cannot decrypt")
+        decryptor = _aes_cbc(aes_key, iv).decryptor()
+        padded = decryptor.update(ciphertext) + decryptor.finalize()
+        unpadder = padding.PKCS7(AES_BLOCK * 8).unpadder()
+        try:
+            return unpadder.update(padded) + unpadder.finalize()
+        except ValueError:
+            raise CryptoError("cannot decrypt") from None
+
+
 def maxima_public_key(private_key_der: bytes) -> bytes:
     """The 162-byte SPKI DER public key that belongs to a PKCS#8 DER private key."""
-    return _private_key(private_key_der).public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return MaximaPrivateKey(private_key_der).public_key()
 
 
 # --------------------------------------------------------------------------------------------- sign / verify
@@ -80,14 +124,12 @@ def maxima_public_key(private_key_der: bytes) -> bytes:
 
 def maxsign(private_key_der: bytes, data: bytes) -> bytes:
     """SHA256withRSA, PKCS#1 v1.5: the 128-byte signature ``maxsign`` makes (deterministic)."""
-    return _private_key(private_key_der).sign(bytes(data), PKCS1v15(), hashes.SHA256())
+    return MaximaPrivateKey(private_key_der).sign(data)
 
 
 def maxsigner(private_key_der: bytes) -> Callable[[bytes], bytes]:
-    """``maxsign`` with the key loaded once: loading (and checking) an RSA key costs far more than a signature,
-    which matters to whoever signs many statements at a time (the bench's seed)."""
-    key = _private_key(private_key_der)
-    return lambda data: key.sign(bytes(data), PKCS1v15(), hashes.SHA256())
+    """``maxsign`` with the key loaded once (``MaximaPrivateKey``), for whoever signs many statements at a time."""
+    return MaximaPrivateKey(private_key_der).sign
 
 
 def maxverify(public_key_der: bytes, data: bytes, signature: bytes) -> bool:
@@ -168,21 +210,8 @@ def maxdecrypt(private_key_der: bytes, blob: bytes) -> bytes:
     """Open a ``maxencrypt`` blob; ``CryptoError`` on any malformation or a wrong key."""
     if not isinstance(blob, bytes | bytearray):
         raise CryptoError("the blob must be bytes")
-    iv, wrapped_key, ciphertext = _split_blob(bytes(blob))
-    key = _private_key(private_key_der)
-    try:
-        aes_key = key.decrypt(wrapped_key, PKCS1v15())
-    except ValueError:
-        raise CryptoError("cannot decrypt") from None
-    if len(aes_key) != AES_KEY_LENGTH:  # also what a wrong key usually yields under implicit rejection
-        raise CryptoError("cannot decrypt")
-    decryptor = _aes_cbc(aes_key, iv).decryptor()
-    padded = decryptor.update(ciphertext) + decryptor.finalize()
-    unpadder = padding.PKCS7(AES_BLOCK * 8).unpadder()
-    try:
-        return unpadder.update(padded) + unpadder.finalize()
-    except ValueError:
-        raise CryptoError("cannot decrypt") from None
+    _split_blob(bytes(blob))  # a malformed blob is named as such whatever the key
+    return MaximaPrivateKey(private_key_der).decrypt(blob)
 
 
 # ------------------------------------------------------------------------------------------ NaCl sealed boxes

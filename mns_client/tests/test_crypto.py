@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from mns_client.protocol.codecs import from_hex, mx_encode, parse_public_key
 from mns_client.protocol.crypto import (
+    MaximaPrivateKey,
     box_keypair,
     generate_maxima_keypair,
     maxdecrypt,
@@ -148,6 +149,33 @@ def test_maxsign_refuses_a_malformed_or_non_1024_bit_private_key():
     for key in (b"", b"\x30\x00", private30()[:-1], big_der, public30()):
         with pytest.raises(CryptoError):
             maxsign(key, b"data")
+
+
+def test_a_key_loaded_once_signs_and_opens_as_the_node_did_every_time():
+    key = MaximaPrivateKey(private30())
+
+    for _ in range(2):
+        for prefix in ("31-", "32-"):
+            assert key.sign(from_hex(params(prefix)["data"])) == from_hex(response(prefix)["signature"])
+        for encrypt in ("40-", "42-", "44-"):
+            assert key.decrypt(from_hex(response(encrypt)["encrypted"])) == from_hex(params(encrypt)["data"])
+    assert key.public_key() == public30() == maxima_public_key(private30())
+    assert repr(key) == "MaximaPrivateKey(...)"  # nothing of the key in a log or a traceback
+
+
+def test_a_loaded_key_refuses_what_maxsign_and_maxdecrypt_refuse():
+    big = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    big_der = big.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
+    for bad in (b"", b"\x30\x00", private30()[:-1], big_der, public30()):
+        with pytest.raises(CryptoError):
+            MaximaPrivateKey(bad)
+
+    key, other = MaximaPrivateKey(private30()), MaximaPrivateKey(generate_maxima_keypair()[0])
+    for blob in (bytes(200), node_blob()[:-1], response("40-")["encrypted"]):
+        with pytest.raises(CryptoError):
+            key.decrypt(blob)  # type: ignore[arg-type]
+    with pytest.raises(CryptoError):
+        other.decrypt(node_blob())
 
 
 # -------------------------------------------------------------------------------------- maxencrypt blobs

@@ -8,7 +8,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
+from hashlib import sha256
 from pathlib import Path
 
 import pytest
@@ -74,6 +76,28 @@ def test_maxsign_from_simnet_verifies_with_the_shared_crypto(net: SimNetwork) ->
 
     assert crypto.maxverify(node.publickey, b"statement", signature)
     assert crypto.maxsign(node.private_key, b"statement") == signature
+
+
+def test_a_node_loads_each_of_its_keys_once_however_many_messages_it_seals_and_opens(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # loading an RSA key costs some fifty signatures: simnet's CPU, which the node's modelled send time is not
+    loads: list[str] = []  # each load's key by its digest (a failure prints no private key)
+    load = crypto._private_key
+    monkeypatch.setattr(crypto, "_private_key", lambda der: loads.append(sha256(der).hexdigest()) or load(der))
+    with SimNetwork(nodes=2, block_interval=5) as network:
+        a, b = network.nodes
+        sender = MinimaRPC(a.rpc_url)
+
+        sent = [sender.maxima_send(to=b.address, application="keys-once", data=b"%d" % n) for n in range(6)]
+        signatures = {sender.maxsign(b"statement") for _ in range(3)}
+    loaded = Counter(loads)
+
+    assert all(result.delivered for result in sent)
+    assert loaded[sha256(a.identity_private).hexdigest()] == 1  # sealed 6 messages, signed 3 statements
+    assert loaded[sha256(b.mls_private).hexdigest()] == 1  # opened 6 messages (sent to b's MLS key)
+    assert max(loaded.values()) == 1
+    assert signatures == {crypto.maxsign(a.private_key, b"statement")}
 
 
 def test_fixture_made_blobs_decrypt_in_simnet_with_the_fixture_key(net: SimNetwork) -> None:
