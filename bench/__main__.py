@@ -45,7 +45,7 @@ def main() -> None:
         "--deliveries", type=int, default=100_000, help="Maxima deliveries of the memory scenario (default 100000)"
     )
     parser.add_argument(
-        "--worker-processes", type=int, default=pipeline.CELERY_CONCURRENCY, help="Celery processes of maxima-node"
+        "--sender-threads", type=int, default=pipeline.SENDER_THREADS, help="the sender's threads in maxima-node"
     )
     parser.add_argument("--scale-names", type=int, default=1_000_000, help="names of the scale scenario's large world")
     parser.add_argument("--scale-messages", type=int, default=1_000_000, help="its stored messages")
@@ -123,7 +123,7 @@ def main() -> None:
             ctx,
             workers=args.workers,
             seconds=args.seconds,
-            processes=args.worker_processes,
+            threads=args.sender_threads,
         )
     if "node-pool" in chosen:
         results += _stage("node-pool", _node_pool, args, var_dir)
@@ -326,7 +326,7 @@ def _size(count: int) -> str:
 # The node-pool stage's sizes: a 1 KiB message (a receipt, a short letter), where on a small machine the gateway's
 # CPU per send is the limit before the node's pipeline, and a 64 KiB letter, where the node's pipeline is (simnet's
 # measured model: ~0.7 s a send), which is what a pool of nodes is for. (size, messages, label)
-NODE_POOL_SIZES = ((1024, 300, "1k"), (65536, 80, "64k"))
+NODE_POOL_SIZES = ((1024, 600, "1k"), (65536, 80, "64k"))
 
 
 def _node_pool(args: argparse.Namespace, var_dir: Path) -> list[Result]:

@@ -24,8 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import harness, scenarios
-from core.processes import celery_worker_command
+from bench import harness, pipeline, scenarios
 
 HOOK_SECRET = "bench-handshake-" + "h" * 32
 POLL_SECONDS = 0.02
@@ -58,32 +57,22 @@ def main() -> None:
         env = _env(var_dir, gateway_node.rpc_url, gateway_node.address)
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=harness.REPO, env=env, check=True)
         owners = _seed(env, args.connections, gateway_node.publickey_hex)
-        worker_log = (var_dir / "worker.log").open("wb")
-        worker = subprocess.Popen(  # noqa: S603
-            celery_worker_command(concurrency=args.worker_concurrency, loglevel="warning"),
-            cwd=harness.REPO,
-            env=env,
-            stdout=worker_log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            with harness.gunicorn(env, workers=args.workers) as (port, server):
-                # not measured: each worker's first requests import the URL conf (seconds on a loaded machine)
-                harness.load("warm-up", port, server.pid, _bare_json, connections=args.connections, seconds=3)
-                baseline = harness.load(
-                    "bare-json",
-                    port,
-                    server.pid,
-                    _bare_json,
-                    connections=args.connections,
-                    seconds=args.seconds,
-                )
-                _flow(port, owners[0], user_node.address)  # warm up: the worker is up and answering
-                result = _load(port, server.pid, owners, user_node.address, seconds=args.seconds)
-        finally:
-            worker.terminate()
-            worker.wait(timeout=30)
-            worker_log.close()
+        with (
+            pipeline.background(env, var_dir / "worker.log", concurrency=args.worker_concurrency),
+            harness.gunicorn(env, workers=args.workers) as (port, server),
+        ):
+            # not measured: each worker's first requests import the URL conf (seconds on a loaded machine)
+            harness.load("warm-up", port, server.pid, _bare_json, connections=args.connections, seconds=3)
+            baseline = harness.load(
+                "bare-json",
+                port,
+                server.pid,
+                _bare_json,
+                connections=args.connections,
+                seconds=args.seconds,
+            )
+            _flow(port, owners[0], user_node.address)  # warm up: the worker is up and answering
+            result = _load(port, server.pid, owners, user_node.address, seconds=args.seconds)
     result.baseline, result.ratio = "bare-json", round(result.rps / baseline.rps, 4) if baseline.rps else None
     print(harness.table([baseline, result]))
     report = out_dir / f"{stamp}-handshake.json"

@@ -1,13 +1,14 @@
-"""``python -m bench.outbox``: the gateway's Maxima sends per second through one node, and through a pool of two,
-next to that node's own send rate measured right before in the same run.
+"""``python -m bench.outbox``: the gateway's Maxima sends per second through one node, and through a pool of two, next
+to that node's own send rate measured right before in the same run.
 
-The node's own rate: ``maxima action:send`` of ``--size`` bytes from the gateway's node to the user's node, one at
-a time, for ``--seconds``. The gateway's: ``--messages`` outbox rows to a user (application ``mns``, which the pool
-spreads) queued at once (``outbound_enqueue``), sent by a real Celery worker (``--concurrency`` processes) on a
-private Redis; the rate is the rows sent over the span from the first claim to the last send. First through node 0
-alone (``MINIMA_RPC_URL`` = its URL), then through nodes 0 and 1 (both URLs: the pool, both supervised first so
-that node 1's key is published and it may send), the worker restarted with each setting. Targets: through one node
->= 0.9 x the node's own rate, through two >= 1.8 x through one.
+The node's own rate: ``maxima action:send`` of ``--size`` bytes from the gateway's node to the user's node, one at a
+time, for ``--seconds``. The gateway's: ``--messages`` outbox rows to a user (application ``mns``, which the pool
+spreads) queued at once (``outbound_enqueue``), sent by a real sender (a Celery worker of ``--threads`` threads on
+the sends' queue, as deployed: ``core.processes.celery_sender_command``) on a private Redis; the rate is the rows
+sent over the span from the first claim to the last send. First through node 0 alone (``MINIMA_RPC_URL`` = its URL),
+then through nodes 0 and 1 (both URLs: the pool, both supervised first so that node 1's key is published and it may
+send), the sender restarted with each setting. Targets: through one node >= 0.9 x the node's own rate, through two
+>= 1.8 x through one.
 
 The nodes come from ``testsupport.nodes.network``: simnet by default (each node with its one send pipeline,
 ``simnet.sending.SendTiming``), the real nodes of ``MNS_INTEROP_NODES`` in interop mode (``docs/interop.md``).
@@ -24,9 +25,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import harness
+from core.processes import SENDER_THREADS, celery_sender_command
 from mns_client.protocol.rpc import MinimaRPC
 from testsupport.nodes import interop_mode, network
-from testsupport.processes import RedisServer, celery_worker, free_port, process, wait_for
+from testsupport.processes import RedisServer, free_port, process, wait_for
 
 
 def node_rate(rpc_url: str, to: str, size: int, seconds: float) -> dict[str, float]:
@@ -56,16 +58,16 @@ def gateway_rate(to: str, count: int, size: int, tag: str, timeout: float) -> di
 
 
 def through(env: dict[str, str], var_dir: Path, to: str, args: argparse.Namespace, tag: str) -> dict[str, float]:
-    """The gateway's rate with the nodes ``env`` names, through a worker started for them."""
+    """The gateway's rate with the nodes ``env`` names, through a sender started for them."""
     from django.conf import settings
 
     from maxima.tasks import supervise_node
 
     settings.MINIMA_RPC_URL = env["MINIMA_RPC_URL"]
     supervise_node()  # every node's key known (and published) before the pool may spread over it
-    log = var_dir / f"worker-{tag}.log"
-    with process(celery_worker(env=env, log=log, concurrency=args.concurrency), env=env, log=log):
-        gateway_rate(to, 4, args.size, f"warm-{tag}", timeout=120)  # the worker is up
+    log = var_dir / f"sender-{tag}.log"
+    with process(celery_sender_command(threads=args.threads), env=env, log=log):
+        gateway_rate(to, 4, args.size, f"warm-{tag}", timeout=120)  # the sender is up
         return gateway_rate(to, args.messages, args.size, tag, timeout=600)
 
 
@@ -74,7 +76,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--seconds", type=float, default=10.0, help="for the node's own rate")
-    parser.add_argument("--concurrency", type=int, default=4, help="Celery worker processes")
+    parser.add_argument("--threads", type=int, default=SENDER_THREADS, help="the sender's threads")
     parser.add_argument("--nodes", type=int, choices=(1, 2), default=2, help="2: also through a pool of two")
     parser.add_argument("--out", type=Path, help="also write the result (JSON) here")
     args = parser.parse_args()
@@ -111,7 +113,7 @@ def main() -> None:
         "nodes": "real (MNS_INTEROP_NODES)" if interop_mode() else "simnet",
         "size": args.size,
         "messages": args.messages,
-        "worker_concurrency": args.concurrency,
+        "sender_threads": args.threads,
         "node_sends_per_second": own,
         "gateway_sends_per_second": rates["one_node"],
         "one_node_vs_node": round(one / own["per_second"], 3),

@@ -13,13 +13,14 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from bench import harness, scenarios, wrk
 from bench.harness import Result
-from core.processes import celery_worker_command
+from core.processes import SENDER_THREADS, celery_sender_command, celery_worker_command
 
 CELERY_CONCURRENCY = 2
 DRAIN_TIMEOUT = 300.0
@@ -185,23 +186,30 @@ def _stored() -> int:
 
 
 @contextmanager
-def _worker(env: dict[str, str], log: Path, concurrency: int = CELERY_CONCURRENCY):
+def background(env: dict[str, str], log: Path, concurrency: int = CELERY_CONCURRENCY, threads: int = SENDER_THREADS):
+    """The gateway's background as deployed (docs/systemd): a worker of ``concurrency`` processes that leaves the
+    sends, with beat (the sweeps re-enqueue what a lost task left pending), and a sender of ``threads`` threads that
+    takes them. Yields both processes."""
+    worker_command = celery_worker_command(
+        concurrency=concurrency, loglevel="warning", beat_schedule=log.with_suffix(".schedule"), without_sends=True
+    )
+    sender_command = celery_sender_command(threads=threads, loglevel="warning")
+    with (
+        _started(worker_command, env, log) as worker,
+        _started(sender_command, env, log.with_suffix(".sender.log")) as sender,
+    ):
+        yield worker, sender
+
+
+@contextmanager
+def _started(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
     with log.open("wb") as out:
-        worker = subprocess.Popen(  # noqa: S603
-            # With beat, as deployed: the sweeps re-enqueue what a lost task left pending.
-            celery_worker_command(
-                concurrency=concurrency, loglevel="warning", beat_schedule=log.with_suffix(".schedule")
-            ),
-            cwd=harness.REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        child = subprocess.Popen(command, cwd=harness.REPO, env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
         try:
-            yield worker
+            yield child
         finally:
-            worker.terminate()
-            worker.wait(timeout=60)
+            child.terminate()
+            child.wait(timeout=60)
 
 
 def maxima(
@@ -231,7 +239,7 @@ def maxima(
         if backlog:
             results.append(_backlog(env, var_dir, lua, workers=workers, seconds=seconds, connections=connections))
         with (
-            _worker(env, var_dir / "celery-worker.log") as worker,
+            background(env, var_dir / "celery-worker.log") as (worker, sender_worker),
             harness.gunicorn(env, workers=workers) as (
                 port,
                 server,
@@ -242,7 +250,7 @@ def maxima(
                 results += _throughput(port, server.pid, lua, connections, seconds)
                 results.append(_latency(port, sender.publickey_hex, ctx, results[0].rps, seconds))
             if deliveries:
-                results.append(_memory(port, server.pid, worker.pid, lua, connections, deliveries))
+                results.append(_memory(port, server.pid, [worker.pid, sender_worker.pid], lua, connections, deliveries))
     return results
 
 
@@ -260,7 +268,7 @@ def _backlog(env: dict[str, str], var_dir: Path, lua: str, *, workers: int, seco
         load = wrk.run(port, lua, connections=connections, seconds=seconds)
     events = InboundEvent.objects.filter(id__gt=first_in)
     stored = events.count()
-    with _worker(env, var_dir / "celery-worker-backlog.log"):
+    with background(env, var_dir / "celery-worker-backlog.log"):
         drained = _drain(first_in)
     done = events.filter(status="done")
     times = done.values_list("claimed_at", "processed_at")
@@ -477,13 +485,13 @@ def maxima_node(
     *,
     workers: int,
     seconds: float,
-    processes: int = CELERY_CONCURRENCY,
+    threads: int = SENDER_THREADS,
 ) -> list[Result]:
     """How many messages a second the gateway gets through one node, against that node's own send rate measured in
     the same run. Simnet's nodes send as real ones do (simnet.sending: time by size, one send pipeline per node).
 
     First the node alone: ``maxima send`` of a receipt's size to the sender's node from 1, 2, 4 threads and as many
-    as the worker has ``processes`` (the figure the gateway is compared with). Then the gateway: deliveries over
+    as the sender has ``threads`` (the figure the gateway is compared with). Then the gateway: deliveries over
     the webhook, offered faster than the node can send their receipts, each stored by the worker and its receipt
     sent through the node by the outbox; the rate is the receipts sent over the time from the first delivery
     received to the last receipt sent.
@@ -497,7 +505,7 @@ def maxima_node(
         django(env)
         _clean_queue(env)
         log = var_dir / "celery-worker-node.log"
-        with _worker(env, log, processes), harness.gunicorn(env, workers=workers) as (port, _):
+        with background(env, log, threads=threads), harness.gunicorn(env, workers=workers) as (port, _):
             warm_in, warm_out = _marks()
             _paced(port, ctx, sender.publickey_hex, 20.0, 2.0)  # warm: Python load, so this runs without wrk
             if not _drain(warm_in, timeout=60):
@@ -505,9 +513,9 @@ def maxima_node(
             _broker_empty()
             _outbox_drained(warm_out)
             size = _receipt_size(warm_out)
-            counts = sorted({1, 2, 4, processes})
+            counts = sorted({1, 2, 4, threads})
             results = [_node_rate(gateway.rpc_url, sender.address, size, n, min(seconds, 5)) for n in counts]
-            node_rate = results[counts.index(processes)].rps  # as many senders as the worker has processes
+            node_rate = results[counts.index(threads)].rps  # as many senders as the sender has threads
             first_in, first_out = _marks()
             before = (gateway.sends.sent, gateway.sends.queued)
             offered = max(10.0, round(1.5 * max(r.rps for r in results)))
@@ -515,7 +523,7 @@ def maxima_node(
             drained = _drain(first_in) and _outbox_drained(first_out)
             results.append(
                 _through_node(
-                    first_in, first_out, (processes, node_rate), offered, accepted, refused, drained, gateway, before
+                    first_in, first_out, (threads, node_rate), offered, accepted, refused, drained, gateway, before
                 )
             )
     return results
@@ -639,7 +647,7 @@ def _through_node(
         met=drained and bool(node_rate) and rate >= 0.8 * node_rate,
     )
     result.notes = (
-        f"worker of {senders} processes; offered {offered}/s for deliveries, {accepted} accepted ({refused} "
+        f"sender of {senders} threads; offered {offered}/s for deliveries, {accepted} accepted ({refused} "
         f"refused); {len(sent)} receipts sent through the node in {span:.1f} s from the first delivery received "
         "(sending: "
         f"{len(sent) / sending_span if sending_span else 0:.1f}/s from the first receipt sent; the worker stored "
@@ -653,9 +661,10 @@ def _through_node(
 # --- Memory ----------------------------------------------------------------------------------------------------
 
 
-def _memory(port: int, server_pid: int, worker_pid: int, lua: str, connections: int, deliveries: int) -> Result:
+def _memory(port: int, server_pid: int, celery_pids: list[int], lua: str, connections: int, deliveries: int) -> Result:
     """Deliver ``deliveries`` messages over the webhook through the worker, in rounds; after each round sample
-    the resident memory of every gunicorn worker and Celery pool process. Growth = last sample - first."""
+    the resident memory of every gunicorn worker and Celery process (the worker's, its pool's, the sender's).
+    Growth = last sample - first."""
     from maxima.models import InboundEvent
 
     first_in, _ = _marks()
@@ -668,7 +677,7 @@ def _memory(port: int, server_pid: int, worker_pid: int, lua: str, connections: 
         _drain(first_in)
         delivered = InboundEvent.objects.filter(id__gt=first_in, status="done").count()
         web = max((harness.rss_mb(p) for p in harness.children(server_pid)), default=0.0)
-        celery = max((harness.rss_mb(p) for p in [worker_pid, *harness.children(worker_pid)]), default=0.0)
+        celery = max((harness.rss_mb(p) for pid in celery_pids for p in [pid, *harness.children(pid)]), default=0.0)
         samples.append((delivered, web, celery))
         print(f"  memory: {delivered} delivered, web worker {web} MiB, celery {celery} MiB", flush=True)
     wall = time.monotonic() - started

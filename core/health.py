@@ -1,7 +1,8 @@
 """The parts of a running gateway and whether each answers.
 
 ``critical`` parts make the gateway unable to accept or serve anything: if one fails, health answers 503.
-The background parts (worker, beat) only make it ``degraded``: the API still works, processing waits.
+The background parts (worker, sender, beat) only make it ``degraded``: the API still works, processing waits. The
+sender is whatever takes the sends' queue: the worker itself unless a worker of threads does (``core.processes``).
 """
 
 import os
@@ -147,6 +148,7 @@ def run_checks() -> dict[str, CheckResult]:
     results.update(_run_parts(critical=True, database_ok=database_ok))
     if database_ok:
         results["worker"] = _timed(lambda: _heartbeat("worker"), critical=False)
+        results["sender"] = _timed(lambda: _heartbeat("sender"), critical=False)
         results["beat"] = _timed(lambda: _heartbeat("beat"), critical=False)
     results.update(_run_parts(critical=False, database_ok=database_ok))
     return results

@@ -5,6 +5,12 @@ own command may use them as well as the harnesses above it."""
 import sys
 from pathlib import Path
 
+# The sends' queue: settings routes the send tasks there (CELERY_TASK_ROUTES).
+SENDS_QUEUE = "sends"
+# How many sends a sender waits on at once: a send costs the sender a few milliseconds of CPU and then waits on the
+# node (30 ms for 1 KB up to ~10 s for a full message), so one process of threads keeps a pool of nodes busy.
+SENDER_THREADS = 16
+
 
 def celery_worker_command(
     *,
@@ -13,14 +19,17 @@ def celery_worker_command(
     beat_schedule: str | Path | None = None,
     supervised: bool = False,
     hostname: str | None = None,
+    without_sends: bool = False,
     python: str = sys.executable,
 ) -> list[str]:
-    """A worker of the gateway's Celery app. ``beat_schedule`` embeds beat (its schedule kept in that file);
+    """A worker of the gateway's Celery app, taking every queue, or all but the sends' with ``without_sends`` (a
+    sender, ``celery_sender_command``, takes those). ``beat_schedule`` embeds beat (its schedule kept in that file);
     ``supervised`` restarts the worker whenever it dies (``core.supervise``), as systemd would in production."""
-    args = [python, "-m", "core.supervise", "--"] if supervised else []
-    args += [python, "-m", "celery", "-A", "mns_site", "worker", "-l", loglevel, "--concurrency", str(concurrency)]
+    args = _celery(python, "worker", loglevel, supervised=supervised)
     # No gossip or mingle: workers of one gateway share nothing through them, and they slow the start-up.
-    args += ["--without-gossip", "--without-mingle", "--pool", "prefork"]
+    args += ["--concurrency", str(concurrency), "--without-gossip", "--without-mingle", "--pool", "prefork"]
+    if without_sends:
+        args += ["--exclude-queues", SENDS_QUEUE]
     if hostname is not None:
         args += ["-n", hostname]
     if beat_schedule is not None:
@@ -28,6 +37,29 @@ def celery_worker_command(
     return args
 
 
+def celery_sender_command(
+    *,
+    threads: int = SENDER_THREADS,
+    loglevel: str = "info",
+    supervised: bool = False,
+    hostname: str | None = None,
+    python: str = sys.executable,
+) -> list[str]:
+    """A worker of ``threads`` threads that takes the sends' queue only: it waits on that many node RPCs at once
+    in one process. Celery's thread pool enforces no task time limit; a send's own RPC timeout bounds it."""
+    args = _celery(python, "worker", loglevel, supervised=supervised)
+    args += ["--concurrency", str(threads), "--without-gossip", "--without-mingle", "--pool", "threads"]
+    args += ["--queues", SENDS_QUEUE]
+    if hostname is not None:
+        args += ["-n", hostname]
+    return args
+
+
+def _celery(python: str, command: str, loglevel: str, *, supervised: bool) -> list[str]:
+    args = [python, "-m", "core.supervise", "--"] if supervised else []
+    return [*args, python, "-m", "celery", "-A", "mns_site", command, "-l", loglevel]
+
+
 def celery_beat_command(*, schedule: str | Path, loglevel: str = "info", python: str = sys.executable) -> list[str]:
     """Beat on its own (as in production), its schedule kept in ``schedule``."""
-    return [python, "-m", "celery", "-A", "mns_site", "beat", "-l", loglevel, "--schedule", str(schedule)]
+    return [*_celery(python, "beat", loglevel, supervised=False), "--schedule", str(schedule)]

@@ -14,6 +14,8 @@ import os
 import secrets
 from pathlib import Path
 
+from kombu import Exchange, Queue
+
 from core.env import (
     EnvError,
     database_from_url,
@@ -26,6 +28,7 @@ from core.env import (
     env_url,
     env_url_list,
 )
+from core.processes import SENDS_QUEUE
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("MNS_VAR_DIR", str(BASE_DIR / "var"))).resolve()
@@ -192,6 +195,20 @@ else:
         "unacked_restore_interval": 2,
         "unacked_restore_throttle": 1,
     }
+# Sends have a queue of their own. A send waits on the node (30 ms for 1 KB and ~10 s for a full message on the
+# real network, its RPC timeout for a destination that does not answer), so a worker sized to the CPUs spends its
+# processes waiting on sends while the inbox waits on it. In production a worker of threads waits on many sends at
+# once (``celery worker -Q sends -P threads``) and the CPU-sized worker leaves them (``-X sends``):
+# docs/systemd/mns-sender.service and mns-worker.service, core.processes. A worker started with neither option
+# takes both queues, as the embedded default's does (``make run``).
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = [
+    Queue(name, Exchange(name, type="direct"), routing_key=name) for name in (CELERY_TASK_DEFAULT_QUEUE, SENDS_QUEUE)
+]
+CELERY_TASK_ROUTES = {
+    task: {"queue": SENDS_QUEUE}
+    for task in ("maxima.send_outbound", "maxima.send_outbound_batch", "core.heartbeat_sends")
+}
 CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -579,6 +596,7 @@ CELERY_BEAT_SCHEDULE = {
     task: {"task": task, "schedule": seconds, "options": {"expires": seconds}}
     for task, seconds in (
         ("core.heartbeat", CELERY_HEARTBEAT_EVERY),
+        ("core.heartbeat_sends", CELERY_HEARTBEAT_EVERY),
         ("maxima.supervise_node", MNS_NODE_CHECK_EVERY),
         ("maxima.sweep_inbound", MNS_SWEEP_EVERY),
         ("maxima.sweep_outbound", MNS_SWEEP_EVERY),

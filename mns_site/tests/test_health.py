@@ -19,8 +19,9 @@ def get_health(client: Client) -> tuple[int, dict]:
     return response.status_code, json.loads(response.content)
 
 
-def test_health_is_ok_when_every_part_answers_and_worker_and_beat_are_fresh(client: Client) -> None:
+def test_health_is_ok_when_every_part_answers_and_worker_sender_and_beat_are_fresh(client: Client) -> None:
     heartbeat_record(name="worker")
+    heartbeat_record(name="sender")
     heartbeat_record(name="beat")
     status, body = get_health(client)
     assert status == 200
@@ -30,6 +31,7 @@ def test_health_is_ok_when_every_part_answers_and_worker_and_beat_are_fresh(clie
         "cache": True,
         "broker": True,
         "worker": True,
+        "sender": True,
         "beat": True,
     }
 
@@ -43,6 +45,16 @@ def test_health_is_degraded_but_200_while_no_worker_has_reported(client: Client)
         "ms": body["checks"]["worker"]["ms"],
         "detail": "RuntimeError: no worker has reported yet",
     }
+
+
+def test_a_gateway_whose_sends_nobody_takes_is_degraded_naming_the_sender(client: Client) -> None:
+    # a worker started without the sends (-X sends) and no sender running: the sends' heartbeat never runs
+    heartbeat_record(name="worker")
+    heartbeat_record(name="beat")
+    status, body = get_health(client)
+    assert (status, body["status"]) == (200, "degraded")
+    assert [name for name, check in body["checks"].items() if not check["ok"]] == ["sender"]
+    assert body["checks"]["sender"]["detail"] == "RuntimeError: no sender has reported yet"
 
 
 def test_a_stale_heartbeat_counts_as_not_running(client: Client, settings: object) -> None:

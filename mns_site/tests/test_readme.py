@@ -41,7 +41,7 @@ def test_the_dated_result_tables_live_in_docs_not_in_the_readme() -> None:
 @pytest.mark.django_db
 def test_the_readme_banner_lists_the_checks_make_run_really_shows(settings: object) -> None:
     settings.MINIMA_RPC_URL = "http://127.0.0.1:9/"  # make run always has a node (simnet's node 0 by default)
-    for name in ("worker", "beat"):
+    for name in ("worker", "sender", "beat"):
         heartbeat_record(name=name)
     names = list(run_checks())
     line = status_line({"status": "ok", "checks": {name: {"ok": True} for name in names}})

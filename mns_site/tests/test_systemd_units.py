@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from core.limits import GUNICORN_LIMITS
+from core.processes import SENDS_QUEUE
 from testsupport import REPO
 
 UNITS = REPO / "docs" / "systemd"
@@ -22,7 +23,7 @@ def directives(path: Path) -> dict[str, list[str]]:
     return found
 
 
-@pytest.mark.parametrize("unit", ["mns-web.service", "mns-worker.service", "mns-beat.service"])
+@pytest.mark.parametrize("unit", ["mns-web.service", "mns-worker.service", "mns-sender.service", "mns-beat.service"])
 def test_each_unit_reads_the_env_file_runs_as_its_own_user_restarts_and_is_hardened(unit: str) -> None:
     found = directives(UNITS / unit)
     assert found["EnvironmentFile"] == ["/etc/mns/mns.env"]
@@ -46,6 +47,21 @@ def test_the_worker_and_beat_stop_with_celerys_warm_shutdown() -> None:
     assert shlex.split(worker["ExecStart"][0])[1:4] == ["-A", "mns_site", "worker"]
     assert shlex.split(beat["ExecStart"][0])[1:4] == ["-A", "mns_site", "beat"]
     assert worker["KillSignal"] == beat["KillSignal"] == ["SIGINT"]
+
+
+def test_the_worker_leaves_the_sends_to_the_sender_which_runs_them_on_threads() -> None:
+    worker = directives(UNITS / "mns-worker.service")
+    sender = directives(UNITS / "mns-sender.service")
+    [worker_command], [sender_command] = worker["ExecStart"], sender["ExecStart"]
+    worker_args = shlex.split(worker_command)
+    sender_args = shlex.split(sender_command)
+    assert worker_args[1:4] == sender_args[1:4] == ["-A", "mns_site", "worker"]
+    assert worker_args[worker_args.index("--exclude-queues") + 1] == SENDS_QUEUE
+    assert sender_args[sender_args.index("--queues") + 1] == SENDS_QUEUE
+    assert sender_args[sender_args.index("--pool") + 1] == "threads"
+    assert sender["KillSignal"] == ["SIGINT"]
+    for unit in ("mns-web.service", "mns-worker.service", "mns-sender.service", "mns-beat.service"):
+        assert unit.removesuffix(".service") in (UNITS / "mns-web.service").read_text()  # installed together
 
 
 def test_the_web_unit_takes_the_worker_model_from_the_projects_gunicorn_settings() -> None:
