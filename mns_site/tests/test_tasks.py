@@ -51,6 +51,7 @@ def test_the_worker_runs_the_settings_schedule_and_no_other() -> None:
     assert celery_app.conf.beat_schedule == settings.CELERY_BEAT_SCHEDULE
     assert sorted(celery_app.conf.beat_schedule) == [
         "core.heartbeat",
+        "core.heartbeat_sends",
         "entrypoints.check",
         "entrypoints.publish",
         "federation.compact",
