@@ -15,7 +15,7 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -709,13 +709,13 @@ def _send(client: MinimaRPC, messages: list[OutboundMessage]) -> list[str]:
     try:
         result = _deliver(client, lead, payload)
     except DeliveryFailed as exc:
-        return [_failed(m, exc.error, permanent=exc.permanent) for m in messages]
+        return _failed(messages, exc.error, permanent=exc.permanent)
     except AddressUnresolved as exc:
-        return [_unresolved(m, str(exc)) for m in messages]
+        return _unresolved(messages, str(exc))
     except (NodeUnreachable, NodeStartingUp, NodeAuthError) as exc:
-        return [_failed(m, str(exc), permanent=False) for m in messages]
+        return _failed(messages, str(exc), permanent=False)
     except (RPCError, CodecError) as exc:  # the node refused the command itself: retrying cannot help
-        return [_failed(m, str(exc), permanent=True) for m in messages]
+        return _failed(messages, str(exc), permanent=True)
     with transaction.atomic():
         OutboundMessage.objects.filter(id__in=[m.id for m in messages]).update(
             status=OutboundMessage.Status.SENT,
@@ -766,47 +766,73 @@ def _deliver(client: MinimaRPC, message: OutboundMessage, payload: bytes):
     return client.maxima_send(application=message.application, data=payload, to=message.destination)
 
 
-def _failed(message: OutboundMessage, error: str, *, permanent: bool) -> str:
+def _failed(messages: list[OutboundMessage], error: str, *, permanent: bool) -> list[str]:
+    """Mark the messages one send failed (one Maxima message: alone, or a batch) and return each one's status: failed
+    for good when ``permanent`` or its attempts are used up, else queued again after its backoff. One statement for
+    each outcome and attempt count: the messages that travelled together wait the same backoff (one draw of its
+    jitter), so they travel together again."""
     error = error[:2000]
-    if permanent or message.attempts >= message.max_attempts:
-        OutboundMessage.objects.filter(id=message.id).update(status=OutboundMessage.Status.FAILED, last_error=error)
-        logger.warning("outbound message %s failed for good after %s attempts: %s", message.id, message.attempts, error)
-        return OutboundMessage.Status.FAILED
-    OutboundMessage.objects.filter(id=message.id).update(
-        status=OutboundMessage.Status.QUEUED,
-        last_error=error,
-        next_attempt_at=timezone.now() + backoff(message.attempts),
-    )
-    return OutboundMessage.Status.QUEUED
+    hopeless = {m.id for m in messages if permanent or m.attempts >= m.max_attempts}
+    if hopeless:
+        OutboundMessage.objects.filter(id__in=hopeless).update(status=OutboundMessage.Status.FAILED, last_error=error)
+        for message in messages:
+            if message.id in hopeless:
+                logger.warning(
+                    "outbound message %s failed for good after %s attempts: %s", message.id, message.attempts, error
+                )
+    now = timezone.now()
+    for attempts, again in _by(messages, lambda m: m.attempts, leaving=hopeless).items():
+        OutboundMessage.objects.filter(id__in=again).update(
+            status=OutboundMessage.Status.QUEUED, last_error=error, next_attempt_at=now + backoff(attempts)
+        )
+    return [OutboundMessage.Status.FAILED if m.id in hopeless else OutboundMessage.Status.QUEUED for m in messages]
+
+
+def _by(
+    messages: list[OutboundMessage], key: Callable[[OutboundMessage], Any], *, leaving: Collection[int] = ()
+) -> dict[Any, list[int]]:
+    """The ids of ``messages`` (but those in ``leaving``) grouped by ``key``, in order."""
+    groups: dict[Any, list[int]] = {}
+    for message in messages:
+        if message.id not in leaving:
+            groups.setdefault(key(message), []).append(message.id)
+    return groups
 
 
 UNRESOLVED = "waiting for the MAX# address to resolve again: its MLS does not know it (the node says %r)"
 UNRESOLVED_WAIT_MAX_SECONDS = 300
 
 
-def _unresolved(message: OutboundMessage, error: str) -> str:
+def _unresolved(messages: list[OutboundMessage], error: str) -> list[str]:
     """The destination's ``MAX#`` address does not resolve through its MLS: the MLS node restarted and the owner's
     node has not registered with it again yet (about 4.5 minutes on real nodes). Waiting it out is the only cure,
     so the try does not count against the attempt budget (which is for failures a retry might not cure: its limit
     grows by one instead, so ``attempts`` still counts every try), and the message is tried again after
     ``MNS_OUTBOX_UNRESOLVED_WAIT_SECONDS``, then after half as long as it has waited so far (at most 5 minutes),
-    until it has not resolved for ``MNS_OUTBOX_UNRESOLVED_GIVE_UP_SECONDS``."""
+    until it has not resolved for ``MNS_OUTBOX_UNRESOLVED_GIVE_UP_SECONDS``. One statement for the messages that
+    have waited since the same moment (a batch, usually all of them)."""
     now = timezone.now()
-    since = message.unresolved_since or now
-    waited = (now - since).total_seconds()
     reason = UNRESOLVED % error
-    if waited > settings.MNS_OUTBOX_UNRESOLVED_GIVE_UP_SECONDS:
-        return _failed(message, f"gave up after {waited:.0f} s {reason}", permanent=True)
-    wait = min(max(settings.MNS_OUTBOX_UNRESOLVED_WAIT_SECONDS, waited / 2), UNRESOLVED_WAIT_MAX_SECONDS)
-    OutboundMessage.objects.filter(id=message.id).update(
-        status=OutboundMessage.Status.QUEUED,
-        max_attempts=F("max_attempts") + 1,
-        last_error=reason,
-        unresolved_since=since,
-        next_attempt_at=now + timedelta(seconds=wait),
-    )
-    logger.info("outbound message %s waits for its MAX# address to resolve", message.id)
-    return OutboundMessage.Status.QUEUED
+    statuses: dict[int, str] = {}
+    for since, ids in _by(messages, lambda m: m.unresolved_since or now).items():
+        waited = (now - since).total_seconds()
+        if waited > settings.MNS_OUTBOX_UNRESOLVED_GIVE_UP_SECONDS:
+            gave_up = [m for m in messages if m.id in ids]
+            statuses |= dict(
+                zip(ids, _failed(gave_up, f"gave up after {waited:.0f} s {reason}", permanent=True), strict=True)
+            )
+            continue
+        wait = min(max(settings.MNS_OUTBOX_UNRESOLVED_WAIT_SECONDS, waited / 2), UNRESOLVED_WAIT_MAX_SECONDS)
+        OutboundMessage.objects.filter(id__in=ids).update(
+            status=OutboundMessage.Status.QUEUED,
+            max_attempts=F("max_attempts") + 1,
+            last_error=reason,
+            unresolved_since=since,
+            next_attempt_at=now + timedelta(seconds=wait),
+        )
+        statuses |= dict.fromkeys(ids, OutboundMessage.Status.QUEUED)
+        logger.info("outbound messages %s wait for their MAX# address to resolve", ", ".join(map(str, ids)))
+    return [statuses[m.id] for m in messages]
 
 
 def outbound_retry(*, message_id: int, destination: str | None = None) -> bool:

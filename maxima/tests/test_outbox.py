@@ -390,3 +390,40 @@ def test_a_batch_the_node_could_not_deliver_is_retried_as_a_whole_with_each_mess
     assert sent == 0
     rows = OutboundMessage.objects.filter(id__in=[r.id for r in replies])
     assert set(rows.values_list("status", "attempts")) == {("queued", 1)}
+    assert len(set(rows.values_list("next_attempt_at", flat=True))) == 1  # they wait together, to travel together
+
+
+def failed_batch(simnet: SimNetwork, gateway_node: MinimaRPC, count: int) -> tuple[list[OutboundMessage], list[str]]:
+    """``count`` replies to node 1, sent as one batch while node 1 is stopped; the rows and the statements that
+    marked them (everything after the node's answer)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    replies = [queue(simnet, payload=receipt(n).encode(), key=f"r{n}", batchable=True) for n in range(count)]
+    simnet.nodes[1].stop()
+    with CaptureQueriesContext(connection) as queries:
+        outbound_send_batch(destination=replies[0].destination, application="mns", client=gateway_node)
+    marks = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE") and "last_error" in q["sql"]]
+    return replies, marks
+
+
+def test_a_failed_batch_is_marked_in_one_statement_however_many_it_carried(
+    simnet: SimNetwork, gateway_node: MinimaRPC
+) -> None:
+    replies, marks = failed_batch(simnet, gateway_node, 12)
+    assert len(marks) == 1
+    rows = OutboundMessage.objects.filter(id__in=[r.id for r in replies])
+    assert set(rows.values_list("status", "attempts")) == {("queued", 1)}
+    assert set(rows.values_list("last_error", flat=True)) == {"java.net.ConnectException: Connection refused"}
+
+
+def test_a_failed_batch_fails_for_good_those_out_of_attempts_and_queues_the_others(
+    simnet: SimNetwork, gateway_node: MinimaRPC
+) -> None:
+    # one of them has been tried before, up to its limit: this try was its last
+    first = queue(simnet, payload=receipt(99).encode(), key="tried", batchable=True, max_attempts=2)
+    OutboundMessage.objects.filter(id=first.id).update(attempts=1)
+    replies, marks = failed_batch(simnet, gateway_node, 3)
+    assert len(marks) == 2  # one statement for each outcome
+    statuses = dict(OutboundMessage.objects.values_list("idempotency_key", "status"))
+    assert statuses == {"tried": "failed", "r0": "queued", "r1": "queued", "r2": "queued"}
