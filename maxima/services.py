@@ -647,8 +647,15 @@ def outbound_send_batch(
 ) -> tuple[int, bool]:
     """Send the batchable messages due to ``destination`` in one Maxima message (alone: in its own form), through
     ``client``, else through the node of the pool its first message falls to; returns how many were sent, and
-    whether more are due (the batch was full)."""
-    batch = _batch_claim(destination, application, timezone.now())
+    whether more are due once it was sent (the batch was full, or more came meanwhile).
+
+    One batch to a destination at a time: while one is in flight this sends nothing, and that one, once sent, says
+    that more are due. A sender of many threads would otherwise send what comes in a few at a time, in as many
+    concurrent Maxima messages to the same node, where one after the other carries them in a few."""
+    now = timezone.now()
+    if _batch_in_flight(destination, application, now):
+        return 0, False
+    batch = _batch_claim(destination, application, now)
     if not batch:
         return 0, False
     if client is None:
@@ -658,10 +665,18 @@ def outbound_send_batch(
         )
     statuses = _send(client, batch)
     sent = statuses.count(OutboundMessage.Status.SENT)
-    return sent, bool(sent) and _batch_due(destination, application, timezone.now()).exists()
+    return sent, _batch_due(destination, application, timezone.now()).exists()
 
 
 BATCH_MAX_MESSAGES = 500
+
+
+def _batch_in_flight(destination: str, application: str, now: datetime) -> bool:
+    """Whether a batch to ``destination`` is being sent: claimed, and its claim not older than its lease."""
+    sending = OutboundMessage.objects.filter(
+        status=OutboundMessage.Status.SENDING, batchable=True, destination=destination, application=application
+    )
+    return sending.exclude(stale_sending(now)).exists()
 
 
 def _batch_due(destination: str, application: str, now: datetime) -> QuerySet:

@@ -44,8 +44,8 @@ def send_outbound(message_id: int, size: int = 0) -> str:
 
 @shared_task(name="maxima.send_outbound_batch", ignore_result=True)
 def send_outbound_batch(destination: str, application: str) -> int:
-    """Send the batchable messages due to ``destination`` together (enqueued per destination and window); a full
-    batch enqueues the next one at once."""
+    """Send the batchable messages due to ``destination`` together (enqueued per destination and window); when more
+    are due once it is sent (a full batch, or what came while it was in flight), it enqueues the next one at once."""
     require_node()
     timeout = timing.send_limits(timing.BATCH_BYTES).timeout
     sent, more = services.outbound_send_batch(destination=destination, application=application, timeout=timeout)

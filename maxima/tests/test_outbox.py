@@ -427,3 +427,28 @@ def test_a_failed_batch_fails_for_good_those_out_of_attempts_and_queues_the_othe
     assert len(marks) == 2  # one statement for each outcome
     statuses = dict(OutboundMessage.objects.values_list("idempotency_key", "status"))
     assert statuses == {"tried": "failed", "r0": "queued", "r1": "queued", "r2": "queued"}
+
+
+def test_one_batch_to_a_destination_at_a_time(simnet: SimNetwork, gateway_node: MinimaRPC) -> None:
+    # another sender's batch to the same destination is in flight: its claim is fresh
+    in_flight = queue(simnet, payload=receipt(0).encode(), key="in-flight", batchable=True)
+    OutboundMessage.objects.filter(id=in_flight.id).update(status="sending", claimed_at=timezone.now(), attempts=1)
+    replies = [queue(simnet, payload=receipt(n).encode(), key=f"r{n}", batchable=True) for n in range(1, 4)]
+
+    assert outbound_send_batch(destination=in_flight.destination, application="mns", client=gateway_node) == (0, False)
+    rows = OutboundMessage.objects.filter(id__in=[r.id for r in replies])
+    assert set(rows.values_list("status", "attempts")) == {("queued", 0)}  # left for that one to hand on
+
+    # a claim older than its lease is a sender that died: it holds nothing back
+    OutboundMessage.objects.filter(id=in_flight.id).update(claimed_at=timezone.now() - timedelta(hours=1))
+    assert outbound_send_batch(destination=in_flight.destination, application="mns", client=gateway_node) == (3, False)
+
+
+def test_a_batch_that_failed_hands_on_to_what_is_still_due(simnet: SimNetwork, gateway_node: MinimaRPC) -> None:
+    replies = [queue(simnet, payload=receipt(n, 20_000).encode(), key=f"r{n}", batchable=True) for n in range(3)]
+    simnet.nodes[1].stop()
+    sent, more = outbound_send_batch(destination=replies[0].destination, application="mns", client=gateway_node)
+    assert (sent, more) == (0, True)  # two failed (and wait their backoff); the third is due and gets its own try
+    assert outbound_send_batch(destination=replies[0].destination, application="mns", client=gateway_node) == (0, False)
+    rows = OutboundMessage.objects.filter(id__in=[r.id for r in replies])
+    assert set(rows.values_list("status", "attempts")) == {("queued", 1)}
