@@ -423,7 +423,7 @@ def test_a_failed_batch_fails_for_good_those_out_of_attempts_and_queues_the_othe
     # one of them has been tried before, up to its limit: this try was its last
     first = queue(simnet, payload=receipt(99).encode(), key="tried", batchable=True, max_attempts=2)
     OutboundMessage.objects.filter(id=first.id).update(attempts=1)
-    replies, marks = failed_batch(simnet, gateway_node, 3)
+    _, marks = failed_batch(simnet, gateway_node, 3)
     assert len(marks) == 2  # one statement for each outcome
     statuses = dict(OutboundMessage.objects.values_list("idempotency_key", "status"))
     assert statuses == {"tried": "failed", "r0": "queued", "r1": "queued", "r2": "queued"}
