@@ -15,7 +15,7 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -639,7 +639,10 @@ def outbound_send(*, message_id: int, client: MinimaRPC | None = None, timeout: 
         node = send_node(message_id=message.id, attempt=message.attempts, application=message.application)
         client = node_client(timeout=timeout, node=node)
     joined = _batch_claim(message.destination, message.application, now, lead=message) if message.batchable else []
-    return _send(client, sorted([message, *joined], key=lambda m: m.id))[0]  # one outcome for all of them
+    status = _send(client, sorted([message, *joined], key=lambda m: m.id))[0]  # one outcome for all of them
+    if message.batchable and _batch_due(message.destination, message.application, timezone.now()).exists():
+        _batch_send_soon(message.destination, message.application)  # what its batch held back meanwhile
+    return status
 
 
 def outbound_send_batch(
@@ -649,9 +652,11 @@ def outbound_send_batch(
     ``client``, else through the node of the pool its first message falls to; returns how many were sent, and
     whether more are due once it was sent (the batch was full, or more came meanwhile).
 
-    One batch to a destination at a time: while one is in flight this sends nothing, and that one, once sent, says
-    that more are due. A sender of many threads would otherwise send what comes in a few at a time, in as many
-    concurrent Maxima messages to the same node, where one after the other carries them in a few."""
+    One batch to a destination at a time: while one is in flight (a batch task's, or a retry's in ``outbound_send``)
+    this sends nothing, and that one, once sent, hands on to what is due. A sender of many threads would otherwise
+    send what comes in a few at a time, in as many concurrent Maxima messages to the same node, where one after the
+    other carries them in a few. A send that raised (the database failed under it) holds its destination's batches
+    until its claim's lease ends; the sweep then sends what waited."""
     now = timezone.now()
     if _batch_in_flight(destination, application, now):
         return 0, False
@@ -732,18 +737,35 @@ def _send(client: MinimaRPC, messages: list[OutboundMessage]) -> list[str]:
     except (RPCError, CodecError) as exc:  # the node refused the command itself: retrying cannot help
         return _failed(messages, str(exc), permanent=True)
     with transaction.atomic():
-        OutboundMessage.objects.filter(id__in=[m.id for m in messages]).update(
+        marked = _still_ours(messages).update(
             status=OutboundMessage.Status.SENT,
             msgid=result.msgid,
             sent_at=timezone.now(),
             last_error="",
             unresolved_since=None,
         )
-        for message in messages:
+        mine = messages
+        if marked < len(messages):  # some were claimed again meanwhile (``_still_ours``): the other send has them
+            ours = OutboundMessage.objects.filter(id__in=[m.id for m in messages], msgid=result.msgid)
+            kept = set(ours.values_list("id", flat=True))
+            mine = [m for m in messages if m.id in kept]
+        for message in mine:
             _notify_sent(message)
     if len(messages) > 1:
         logger.info("sent %s messages in one batch of %s bytes", len(messages), len(payload))
-    return [OutboundMessage.Status.SENT] * len(messages)
+    sent = {m.id for m in mine}
+    return [OutboundMessage.Status.SENT if m.id in sent else "skipped" for m in messages]
+
+
+def _still_ours(messages: list[OutboundMessage]) -> QuerySet:
+    """The rows of ``messages`` still held by the claims they were sent under. A send may outlive its claim's lease
+    (the sender's thread pool kills no task at its time limit, and a statement may wait up to its timeout): the
+    sweep then claims the rows again, and the outcome of whichever send finishes second must not overwrite the other's.
+    Every outcome is written through this."""
+    held = Q(pk__in=[])
+    for claimed_at, group in _by(messages, lambda m: m.claimed_at).items():
+        held |= Q(id__in=[m.id for m in group], claimed_at=claimed_at)
+    return OutboundMessage.objects.filter(held, status=OutboundMessage.Status.SENDING)
 
 
 # What other apps learn of the outbox: a callback per idempotency-key prefix, run once a message is sent.
@@ -787,30 +809,28 @@ def _failed(messages: list[OutboundMessage], error: str, *, permanent: bool) -> 
     each outcome and attempt count: the messages that travelled together wait the same backoff (one draw of its
     jitter), so they travel together again."""
     error = error[:2000]
-    hopeless = {m.id for m in messages if permanent or m.attempts >= m.max_attempts}
-    if hopeless:
-        OutboundMessage.objects.filter(id__in=hopeless).update(status=OutboundMessage.Status.FAILED, last_error=error)
-        for message in messages:
-            if message.id in hopeless:
+    now = timezone.now()
+    outcomes = _by(messages, lambda m: (True, 0) if permanent or m.attempts >= m.max_attempts else (False, m.attempts))
+    for (given_up, attempts), group in outcomes.items():
+        if given_up:
+            _still_ours(group).update(status=OutboundMessage.Status.FAILED, last_error=error)
+            for message in group:
                 logger.warning(
                     "outbound message %s failed for good after %s attempts: %s", message.id, message.attempts, error
                 )
-    now = timezone.now()
-    for attempts, again in _by(messages, lambda m: m.attempts, leaving=hopeless).items():
-        OutboundMessage.objects.filter(id__in=again).update(
-            status=OutboundMessage.Status.QUEUED, last_error=error, next_attempt_at=now + backoff(attempts)
-        )
-    return [OutboundMessage.Status.FAILED if m.id in hopeless else OutboundMessage.Status.QUEUED for m in messages]
+        else:
+            _still_ours(group).update(
+                status=OutboundMessage.Status.QUEUED, last_error=error, next_attempt_at=now + backoff(attempts)
+            )
+    failed = {m.id for (given_up, _), group in outcomes.items() if given_up for m in group}
+    return [OutboundMessage.Status.FAILED if m.id in failed else OutboundMessage.Status.QUEUED for m in messages]
 
 
-def _by(
-    messages: list[OutboundMessage], key: Callable[[OutboundMessage], Any], *, leaving: Collection[int] = ()
-) -> dict[Any, list[int]]:
-    """The ids of ``messages`` (but those in ``leaving``) grouped by ``key``, in order."""
-    groups: dict[Any, list[int]] = {}
+def _by(messages: list[OutboundMessage], key: Callable[[OutboundMessage], Any]) -> dict[Any, list[OutboundMessage]]:
+    """``messages`` grouped by ``key``, in order."""
+    groups: dict[Any, list[OutboundMessage]] = {}
     for message in messages:
-        if message.id not in leaving:
-            groups.setdefault(key(message), []).append(message.id)
+        groups.setdefault(key(message), []).append(message)
     return groups
 
 
@@ -829,24 +849,22 @@ def _unresolved(messages: list[OutboundMessage], error: str) -> list[str]:
     now = timezone.now()
     reason = UNRESOLVED % error
     statuses: dict[int, str] = {}
-    for since, ids in _by(messages, lambda m: m.unresolved_since or now).items():
+    for since, group in _by(messages, lambda m: m.unresolved_since or now).items():
         waited = (now - since).total_seconds()
         if waited > settings.MNS_OUTBOX_UNRESOLVED_GIVE_UP_SECONDS:
-            gave_up = [m for m in messages if m.id in ids]
-            statuses |= dict(
-                zip(ids, _failed(gave_up, f"gave up after {waited:.0f} s {reason}", permanent=True), strict=True)
-            )
+            gave_up = _failed(group, f"gave up after {waited:.0f} s {reason}", permanent=True)
+            statuses |= dict(zip((m.id for m in group), gave_up, strict=True))
             continue
         wait = min(max(settings.MNS_OUTBOX_UNRESOLVED_WAIT_SECONDS, waited / 2), UNRESOLVED_WAIT_MAX_SECONDS)
-        OutboundMessage.objects.filter(id__in=ids).update(
+        _still_ours(group).update(
             status=OutboundMessage.Status.QUEUED,
             max_attempts=F("max_attempts") + 1,
             last_error=reason,
             unresolved_since=since,
             next_attempt_at=now + timedelta(seconds=wait),
         )
-        statuses |= dict.fromkeys(ids, OutboundMessage.Status.QUEUED)
-        logger.info("outbound messages %s wait for their MAX# address to resolve", ", ".join(map(str, ids)))
+        statuses |= dict.fromkeys((m.id for m in group), OutboundMessage.Status.QUEUED)
+        logger.info("%s outbound message(s) from %s on wait for their MAX# address to resolve", len(group), group[0].id)
     return [statuses[m.id] for m in messages]
 
 

@@ -452,3 +452,48 @@ def test_a_batch_that_failed_hands_on_to_what_is_still_due(simnet: SimNetwork, g
     assert outbound_send_batch(destination=replies[0].destination, application="mns", client=gateway_node) == (0, False)
     rows = OutboundMessage.objects.filter(id__in=[r.id for r in replies])
     assert set(rows.values_list("status", "attempts")) == {("queued", 1)}
+
+
+class Meanwhile:
+    """The gateway's node, with something else happening while it sends (another sender, new replies)."""
+
+    def __init__(self, node: MinimaRPC, meanwhile: Any) -> None:
+        self.node, self.meanwhile = node, meanwhile
+
+    def maxima_send(self, **send: Any) -> Any:
+        self.meanwhile()
+        return self.node.maxima_send(**send)
+
+
+def test_a_send_that_outlived_its_claim_leaves_the_row_to_whoever_claimed_it_again(
+    simnet: SimNetwork, gateway_node: MinimaRPC
+) -> None:
+    from django.db.models import F
+
+    message = queue(simnet)
+    later = timezone.now() + timedelta(seconds=1)
+    rows = OutboundMessage.objects.filter(id=message.id)
+    claimed_again = Meanwhile(gateway_node, lambda: rows.update(claimed_at=later, attempts=F("attempts") + 1))
+
+    assert outbound_send(message_id=message.id, client=claimed_again) == "skipped"
+    assert rows.values_list("status", "msgid", "claimed_at").get() == ("sending", "", later)  # the other send's to mark
+
+    simnet.nodes[1].stop()  # and a failure leaves it alike
+    OutboundMessage.objects.filter(id=message.id).update(claimed_at=timezone.now() - timedelta(hours=1))
+    outbound_send(message_id=message.id, client=Meanwhile(gateway_node, lambda: rows.update(claimed_at=later)))
+    assert rows.values_list("status", "last_error").get() == ("sending", "")
+
+
+def test_a_retry_in_its_own_task_hands_on_to_the_replies_that_came_while_it_was_sent(
+    simnet: SimNetwork, gateway_node: MinimaRPC, user_inbox: WebhookReceiver
+) -> None:
+    retried = queue(simnet, payload=receipt(0).encode(), key="r0", batchable=True)
+    arrivals = Meanwhile(
+        gateway_node, lambda: [queue(simnet, payload=receipt(n).encode(), key=f"r{n}", batchable=True) for n in (1, 2)]
+    )
+
+    assert outbound_send(message_id=retried.id, client=arrivals) == "sent"
+
+    # held back while it was in flight (one batch to a destination at a time), then sent by the batch it handed on to
+    assert set(OutboundMessage.objects.values_list("status", flat=True)) == {"sent"}
+    assert len(user_inbox.wait_for(2)) == 2
