@@ -42,17 +42,16 @@ def celery_sender_command(
     threads: int = SENDER_THREADS,
     loglevel: str = "info",
     supervised: bool = False,
-    hostname: str | None = None,
+    hostname: str = "sender@%h",
     python: str = sys.executable,
 ) -> list[str]:
     """A worker of ``threads`` threads that takes the sends' queue only: it waits on that many node RPCs at once
-    in one process. Celery's thread pool enforces no task time limit; a send's own RPC timeout bounds it."""
+    in one process, under its own node name (``hostname``: a worker on the same host is ``celery@%h``). Celery's
+    thread pool enforces no task time limit: a send is bounded by its RPC's timeout, and a send that outlives its
+    claim's lease writes no outcome over the next one's (``maxima.services._still_ours``)."""
     args = _celery(python, "worker", loglevel, supervised=supervised)
     args += ["--concurrency", str(threads), "--without-gossip", "--without-mingle", "--pool", "threads"]
-    args += ["--queues", SENDS_QUEUE]
-    if hostname is not None:
-        args += ["-n", hostname]
-    return args
+    return [*args, "--queues", SENDS_QUEUE, "-n", hostname]
 
 
 def _celery(python: str, command: str, loglevel: str, *, supervised: bool) -> list[str]:

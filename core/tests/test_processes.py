@@ -39,7 +39,7 @@ def test_the_sender_is_a_pool_of_threads_on_the_sends_queue_only() -> None:
     assert args == [
         *["py", "-m", "core.supervise", "--"],
         *["py", *WORKER, "-l", "info", "--concurrency", "16", "--without-gossip", "--without-mingle"],
-        *["--pool", "threads", "--queues", "sends"],
+        *["--pool", "threads", "--queues", "sends", "-n", "sender@%h"],
     ]
 
 

@@ -59,6 +59,7 @@ def test_the_worker_leaves_the_sends_to_the_sender_which_runs_them_on_threads() 
     assert worker_args[worker_args.index("--exclude-queues") + 1] == SENDS_QUEUE
     assert sender_args[sender_args.index("--queues") + 1] == SENDS_QUEUE
     assert sender_args[sender_args.index("--pool") + 1] == "threads"
+    assert sender_args[sender_args.index("-n") + 1] == "sender@%%h"  # systemd's escape: Celery reads sender@%h
     assert sender["KillSignal"] == ["SIGINT"]
     for unit in ("mns-web.service", "mns-worker.service", "mns-sender.service", "mns-beat.service"):
         assert unit.removesuffix(".service") in (UNITS / "mns-web.service").read_text()  # installed together
