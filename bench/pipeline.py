@@ -20,7 +20,7 @@ from typing import Any
 
 from bench import harness, scenarios, wrk
 from bench.harness import Result
-from core.processes import SENDER_THREADS, celery_sender_command, celery_worker_command
+from core.processes import SENDER_THREADS, SENDS_QUEUE, celery_sender_command, celery_worker_command
 
 CELERY_CONCURRENCY = 2
 DRAIN_TIMEOUT = 300.0
@@ -310,7 +310,8 @@ def _clean_queue(env: dict[str, str]) -> None:
 
 
 def _broker_empty(timeout: float = DRAIN_TIMEOUT) -> bool:
-    """Wait until the worker has taken every queued task (Redis broker; the embedded one is not looked at)."""
+    """Wait until the worker and the sender have taken every queued task (Redis broker; the embedded one is not
+    looked at)."""
     from django.conf import settings
 
     if not settings.CELERY_BROKER_URL.startswith("redis"):
@@ -319,7 +320,7 @@ def _broker_empty(timeout: float = DRAIN_TIMEOUT) -> bool:
 
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     deadline = time.monotonic() + timeout
-    while client.llen("celery") > 0:
+    while client.llen(settings.CELERY_TASK_DEFAULT_QUEUE) + client.llen(SENDS_QUEUE) > 0:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.5)

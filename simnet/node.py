@@ -146,6 +146,7 @@ class SimNode:
         self._mls_stop: threading.Event | None = None
         self.wallet_count = 2
         self._loaded_keys: dict[bytes, crypto.MaximaPrivateKey] = {}
+        self._loading_keys = threading.Lock()
         self._new_keys()
         # A node that ran before (started again here, or loaded from its state) comes back with an empty MLS
         # table: real nodes keep it in memory (see ``mls_loop``).
@@ -175,10 +176,11 @@ class SimNode:
     def loaded_key(self, private_key: bytes) -> crypto.MaximaPrivateKey:
         """One of this node's own private keys, loaded once: it signs and opens every message with them, and
         loading a key costs some fifty signatures (simnet's CPU, not the node's send time it models)."""
-        loaded = self._loaded_keys.get(private_key)
-        if loaded is None:
-            loaded = self._loaded_keys[private_key] = crypto.MaximaPrivateKey(private_key)
-        return loaded
+        with self._loading_keys:  # the RPC's threads and the poll thread may need one first at the same time
+            loaded = self._loaded_keys.get(private_key)
+            if loaded is None:
+                loaded = self._loaded_keys[private_key] = crypto.MaximaPrivateKey(private_key)
+            return loaded
 
     @property
     def identity_key(self) -> crypto.MaximaPrivateKey:
