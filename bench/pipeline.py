@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 from bench import harness, scenarios, wrk
 from bench.harness import Result
 from core.processes import SENDER_THREADS, SENDS_QUEUE, celery_sender_command, celery_worker_command
+from testsupport.processes import process
 
 CELERY_CONCURRENCY = 2
 DRAIN_TIMEOUT = 300.0
@@ -195,21 +195,10 @@ def background(env: dict[str, str], log: Path, concurrency: int = CELERY_CONCURR
     )
     sender_command = celery_sender_command(threads=threads, loglevel="warning")
     with (
-        _started(worker_command, env, log) as worker,
-        _started(sender_command, env, log.with_suffix(".sender.log")) as sender,
+        process(worker_command, env=env, log=log) as worker,
+        process(sender_command, env=env, log=log.with_suffix(".sender.log")) as sender,
     ):
         yield worker, sender
-
-
-@contextmanager
-def _started(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
-    with log.open("wb") as out:
-        child = subprocess.Popen(command, cwd=harness.REPO, env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
-        try:
-            yield child
-        finally:
-            child.terminate()
-            child.wait(timeout=60)
 
 
 def maxima(
