@@ -193,8 +193,14 @@ _warm: set[str] = set()
 
 def measure(name: str, lua: str, port: int, pid: int, args: argparse.Namespace, *, connections: int = 0) -> Result:
     warm(name, lua, port, args)
+    early, other = harness.early_answers(port)
     load = wrk.run(port, lua, connections=connections or args.connections, seconds=args.seconds)
-    return Result.of_load(name, load, pid)
+    result = Result.of_load(name, load, pid)
+    early, other = (now - before for now, before in zip(harness.early_answers(port), (early, other), strict=True))
+    if early + other:  # say whether the cache answered: a cold cache measures Django's answer, not the early one
+        share = f"answered early {early / (early + other):.1%} ({early} of {early + other})"
+        result.notes = "; ".join(filter(None, [share, result.notes]))
+    return result
 
 
 def warm(name: str, lua: str, port: int, args: argparse.Namespace) -> None:

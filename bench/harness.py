@@ -7,6 +7,7 @@ are shared and noisy: only the ratio means something. Loops are bounded in time 
 import contextlib
 import http.client
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from bench import wrk
 
 REPO = Path(__file__).resolve().parent.parent
+# The run's gunicorn serves /metrics with it (bench_env), so a stage can read what the gateway counted.
+METRICS_TOKEN = secrets.token_hex(32)
 
 Request = tuple[str, str, bytes, dict[str, str]]  # method, path, body, headers
 
@@ -221,6 +224,25 @@ def _wait_listening(port: int, server: subprocess.Popen, log: Path, timeout: flo
     raise RuntimeError("gunicorn did not start listening")
 
 
+def early_answers(port: int) -> tuple[int, int]:
+    """(answered early, answered by Django) of the requests an early answer was tried for, as the gateway's
+    ``/metrics`` counts them so far (``mns_early_answers_total``, summed over routes and web processes)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        text = connection.getresponse().read().decode()
+    finally:
+        connection.close()
+    counts = {"early": 0, "other": 0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples if family.name == "mns_early_answers" else ():
+            if sample.name.endswith("_total"):
+                counts["early" if sample.labels["outcome"] == "early" else "other"] += int(sample.value)
+    return counts["early"], counts["other"]
+
+
 def peak_rss_mb(pid: int) -> float:
     """Peak resident memory (VmHWM) of the largest of a server's processes (its workers, or itself), in MiB."""
     peak = 0
@@ -351,6 +373,7 @@ def bench_env(var_dir: Path, **extra: str) -> dict[str, str]:
             "MNS_VAR_DIR": str(var_dir),
             "LOG_LEVEL": "warning",
             "DJANGO_SETTINGS_MODULE": "mns_site.settings",
+            "MNS_METRICS_TOKEN": METRICS_TOKEN,
         }
     )
     # One client address sends everything here: the limits stay in the path (their cost is measured) but high.

@@ -9,6 +9,7 @@ import pytest
 import redis
 from django.core.cache import cache
 from django.db import transaction
+from prometheus_client import REGISTRY
 from rest_framework.throttling import ScopedRateThrottle
 
 from core.fastpath import EarlyAnswers
@@ -73,6 +74,20 @@ def test_a_lookup_the_early_answer_cannot_serve_is_counted_once(
     statuses = [get(app, "/api/v1/names/nobody")[0] for _ in range(4)]  # never cached: Django answers each
     assert statuses == [404, 404, 404, 429]
     assert django_app.reached == 3  # the fourth was refused early
+
+
+def answered(outcome: str) -> float:
+    return REGISTRY.get_sample_value("mns_early_answers_total", {"route": "registry:name", "outcome": outcome}) or 0
+
+
+def test_the_metrics_say_which_lookups_the_cache_answered(app: EarlyAnswers, alice: Owner) -> None:
+    register(alice, "alice")
+    early, missed = answered("early"), answered("missed")
+    get(app)  # not cached yet: Django answers and keeps it
+    get(app)
+    get(app, If_None_Match=get(app)[1]["ETag"])
+    get(app, "/api/v1/names/nobody")  # never cached
+    assert (answered("early") - early, answered("missed") - missed) == (3, 2)
 
 
 def test_what_the_early_answer_does_not_serve_goes_to_django_unchanged(
