@@ -24,6 +24,7 @@ from typing import Any
 from django.conf import settings
 from django.db import (
     DEFAULT_DB_ALIAS,
+    DatabaseError,
     IntegrityError,
     InterfaceError,
     OperationalError,
@@ -655,8 +656,8 @@ def outbound_send_batch(
     One batch to a destination at a time: while one is in flight (a batch task's, or a retry's in ``outbound_send``)
     this sends nothing, and that one, once sent, hands on to what is due. A sender of many threads would otherwise
     send what comes in a few at a time, in as many concurrent Maxima messages to the same node, where one after the
-    other carries them in a few. A send that raised (the database failed under it) holds its destination's batches
-    until its claim's lease ends; the sweep then sends what waited."""
+    other carries them in a few. A send that raised (a fault of the gateway's own, not the node's answer) puts what
+    it carried back in the queue (``_released``), so the next batch is not held for the claim's lease."""
     now = timezone.now()
     if _batch_in_flight(destination, application, now):
         return 0, False
@@ -736,21 +737,28 @@ def _send(client: MinimaRPC, messages: list[OutboundMessage]) -> list[str]:
         return _failed(messages, str(exc), permanent=False)
     except (RPCError, CodecError) as exc:  # the node refused the command itself: retrying cannot help
         return _failed(messages, str(exc), permanent=True)
-    with transaction.atomic():
-        marked = _still_ours(messages).update(
-            status=OutboundMessage.Status.SENT,
-            msgid=result.msgid,
-            sent_at=timezone.now(),
-            last_error="",
-            unresolved_since=None,
-        )
-        mine = messages
-        if marked < len(messages):  # some were claimed again meanwhile (``_still_ours``): the other send has them
-            ours = OutboundMessage.objects.filter(id__in=[m.id for m in messages], msgid=result.msgid)
-            kept = set(ours.values_list("id", flat=True))
-            mine = [m for m in messages if m.id in kept]
-        for message in mine:
-            _notify_sent(message)
+    except Exception as exc:
+        _released(messages, exc)
+        raise
+    try:
+        with transaction.atomic():
+            marked = _still_ours(messages).update(
+                status=OutboundMessage.Status.SENT,
+                msgid=result.msgid,
+                sent_at=timezone.now(),
+                last_error="",
+                unresolved_since=None,
+            )
+            mine = messages
+            if marked < len(messages):  # some were claimed again meanwhile (``_still_ours``): the other send has them
+                ours = OutboundMessage.objects.filter(id__in=[m.id for m in messages], msgid=result.msgid)
+                kept = set(ours.values_list("id", flat=True))
+                mine = [m for m in messages if m.id in kept]
+            for message in mine:
+                _notify_sent(message)
+    except Exception as exc:  # the node sent it, but the mark did not commit: sent again later (the receiver drops it)
+        _released(messages, exc)
+        raise
     if len(messages) > 1:
         logger.info("sent %s messages in one batch of %s bytes", len(messages), len(payload))
     sent = {m.id for m in mine}
@@ -824,6 +832,18 @@ def _failed(messages: list[OutboundMessage], error: str, *, permanent: bool) -> 
             )
     failed = {m.id for (given_up, _), group in outcomes.items() if given_up for m in group}
     return [OutboundMessage.Status.FAILED if m.id in failed else OutboundMessage.Status.QUEUED for m in messages]
+
+
+def _released(messages: list[OutboundMessage], exc: Exception) -> None:
+    """A send raised: not the node's answer but a fault of the gateway's own (the database failing under the mark,
+    an error the client does not name). What it carried goes back to the queue after its backoff, as after a
+    transient failure, rather than staying claimed until the lease ends: a claim that stays holds every batch to its
+    destination (``_batch_in_flight``). If even that cannot be written, the lease frees them."""
+    logger.warning("a send of %s outbound message(s) raised, queued again: %s", len(messages), type(exc).__name__)
+    try:
+        _failed(messages, f"will retry: {type(exc).__name__}: {exc}", permanent=False)
+    except DatabaseError:
+        logger.warning("could not queue the send's messages again; they are taken again after the lease")
 
 
 def _by(messages: list[OutboundMessage], key: Callable[[OutboundMessage], Any]) -> dict[Any, list[OutboundMessage]]:

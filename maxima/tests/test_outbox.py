@@ -497,3 +497,53 @@ def test_a_retry_in_its_own_task_hands_on_to_the_replies_that_came_while_it_was_
     # held back while it was in flight (one batch to a destination at a time), then sent by the batch it handed on to
     assert set(OutboundMessage.objects.values_list("status", flat=True)) == {"sent"}
     assert len(user_inbox.wait_for(2)) == 2
+
+
+class Faulty:
+    """A client that raises what no node answer is: a fault of the gateway's own."""
+
+    def maxima_send(self, **send: Any) -> Any:
+        raise RuntimeError("a fault the client does not name")
+
+
+def test_a_send_that_raised_queues_what_it_carried_and_holds_no_batch_back(
+    simnet: SimNetwork, gateway_node: MinimaRPC, user_inbox: WebhookReceiver
+) -> None:
+    replies = [queue(simnet, payload=receipt(n).encode(), key=f"r{n}", batchable=True) for n in range(2)]
+    with pytest.raises(RuntimeError):
+        outbound_send_batch(destination=replies[0].destination, application="mns", client=Faulty())
+    rows = OutboundMessage.objects.filter(id__in=[r.id for r in replies])
+    assert set(rows.values_list("status", "attempts", "last_error")) == {
+        ("queued", 1, "will retry: RuntimeError: a fault the client does not name")
+    }
+    assert all(at > timezone.now() for at in rows.values_list("next_attempt_at", flat=True))  # after its backoff
+
+    # not claimed until the lease ends: what comes next to that destination goes at once
+    later = queue(simnet, payload=receipt(9).encode(), key="r9", batchable=True)
+    assert outbound_send_batch(destination=later.destination, application="mns", client=gateway_node) == (1, False)
+    assert len(user_inbox.wait_for(1)) == 1
+
+
+def test_a_send_whose_mark_did_not_commit_is_queued_again(
+    simnet: SimNetwork, gateway_node: MinimaRPC, user_inbox: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import OperationalError
+
+    from maxima import services
+
+    message = queue(simnet)
+    still_ours = services._still_ours
+    faults = iter([OperationalError("the database went away under the mark")])
+
+    def mark_fails_once(messages: list[OutboundMessage]) -> Any:
+        for fault in faults:
+            raise fault
+        return still_ours(messages)
+
+    monkeypatch.setattr(services, "_still_ours", mark_fails_once)
+    with pytest.raises(OperationalError):
+        outbound_send(message_id=message.id, client=gateway_node)
+    assert len(user_inbox.wait_for(1)) == 1  # the node sent it
+    message.refresh_from_db()
+    assert (message.status, message.msgid) == ("queued", "")  # sent again after its backoff; the receiver drops it
+    assert message.last_error.startswith("will retry: OperationalError")
