@@ -112,9 +112,12 @@ def test_every_expression_of_the_grafana_dashboard_reads_a_metric_the_endpoint_e
         exposed.update(sample.name for sample in family.samples)
         if family.type == "histogram":
             exposed.update(family.name + suffix for suffix in ("_bucket", "_count", "_sum"))
+        if family.type == "counter":  # a labelled counter nothing has counted yet has no sample to name it
+            exposed.add(family.name + "_total")
     dashboard = json.loads(DASHBOARD.read_text())
     expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
     named = {name for expr in expressions for name in re.findall(r"\bmns_[a-z0-9_]+", expr)}
     assert len(expressions) >= 12
     assert named - exposed == set()
     assert {"mns_inbound_queue_depth", "mns_peer_lag_seconds", "mns_deliveries_refused_last_hour"} <= named
+    assert "mns_early_answers_total" in named
