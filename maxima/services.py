@@ -657,7 +657,8 @@ def outbound_send_batch(
     this sends nothing, and that one, once sent, hands on to what is due. A sender of many threads would otherwise
     send what comes in a few at a time, in as many concurrent Maxima messages to the same node, where one after the
     other carries them in a few. A send that raised (a fault of the gateway's own, not the node's answer) puts what
-    it carried back in the queue (``_released``), so the next batch is not held for the claim's lease."""
+    it carried back in the queue and hands on (``_released``), so the next batch is not held for the claim's
+    lease."""
     now = timezone.now()
     if _batch_in_flight(destination, application, now):
         return 0, False
@@ -836,14 +837,27 @@ def _failed(messages: list[OutboundMessage], error: str, *, permanent: bool) -> 
 
 def _released(messages: list[OutboundMessage], exc: Exception) -> None:
     """A send raised: not the node's answer but a fault of the gateway's own (the database failing under the mark,
-    an error the client does not name). What it carried goes back to the queue after its backoff, as after a
-    transient failure, rather than staying claimed until the lease ends: a claim that stays holds every batch to its
-    destination (``_batch_in_flight``). If even that cannot be written, the lease frees them."""
-    logger.warning("a send of %s outbound message(s) raised, queued again: %s", len(messages), type(exc).__name__)
+    an error the client does not name, a task's soft time limit). What it carried goes back to the queue after its
+    backoff rather than staying claimed until the lease ends, where it would hold every batch to its destination
+    (``_batch_in_flight``), and what that held back is handed on. The try does not count against the attempt budget
+    (its limit grows by one, as in ``_unresolved``): the node may well have sent it, and a message it sent must not
+    end as failed for good. Only the exception's type is kept: a database error's text can quote a row. If even
+    this cannot be written, the lease frees them."""
+    error = f"will retry: the send raised {type(exc).__name__}"
+    logger.warning("a send of %s outbound message(s) raised %s; queued again", len(messages), type(exc).__name__)
+    lead, now = messages[0], timezone.now()
     try:
-        _failed(messages, f"will retry: {type(exc).__name__}: {exc}", permanent=False)
-    except DatabaseError:
-        logger.warning("could not queue the send's messages again; they are taken again after the lease")
+        for attempts, group in _by(messages, lambda m: m.attempts).items():
+            _still_ours(group).update(
+                status=OutboundMessage.Status.QUEUED,
+                max_attempts=F("max_attempts") + 1,
+                last_error=error,
+                next_attempt_at=now + backoff(attempts),
+            )
+        if lead.batchable and _batch_due(lead.destination, lead.application, now).exists():
+            _batch_send_soon(lead.destination, lead.application)  # what its claim held back meanwhile
+    except DatabaseError as failed:
+        logger.warning("could not queue the send's messages again (%s); the lease frees them", type(failed).__name__)
 
 
 def _by(messages: list[OutboundMessage], key: Callable[[OutboundMessage], Any]) -> dict[Any, list[OutboundMessage]]:

@@ -500,38 +500,50 @@ def test_a_retry_in_its_own_task_hands_on_to_the_replies_that_came_while_it_was_
 
 
 class Faulty:
-    """A client that raises what no node answer is: a fault of the gateway's own."""
+    """A client that raises what no node answer is (a fault of the gateway's own), after ``meanwhile``."""
+
+    def __init__(self, meanwhile: Any = lambda: None) -> None:
+        self.meanwhile = meanwhile
 
     def maxima_send(self, **send: Any) -> Any:
-        raise RuntimeError("a fault the client does not name")
+        self.meanwhile()
+        raise RuntimeError("a fault the client does not name, quoting 0xSECRETPAYLOAD")
 
 
-def test_a_send_that_raised_queues_what_it_carried_and_holds_no_batch_back(
+def test_a_send_that_raised_queues_what_it_carried_and_hands_on_to_what_it_held_back(
     simnet: SimNetwork, gateway_node: MinimaRPC, user_inbox: WebhookReceiver
 ) -> None:
     replies = [queue(simnet, payload=receipt(n).encode(), key=f"r{n}", batchable=True) for n in range(2)]
+    came_meanwhile = Faulty(lambda: queue(simnet, payload=receipt(9).encode(), key="r9", batchable=True))
     with pytest.raises(RuntimeError):
-        outbound_send_batch(destination=replies[0].destination, application="mns", client=Faulty())
+        outbound_send_batch(destination=replies[0].destination, application="mns", client=came_meanwhile)
     rows = OutboundMessage.objects.filter(id__in=[r.id for r in replies])
-    assert set(rows.values_list("status", "attempts", "last_error")) == {
-        ("queued", 1, "will retry: RuntimeError: a fault the client does not name")
+    assert set(rows.values_list("status", "attempts", "max_attempts", "last_error")) == {
+        ("queued", 1, replies[0].max_attempts + 1, "will retry: the send raised RuntimeError")  # the type alone
     }
     assert all(at > timezone.now() for at in rows.values_list("next_attempt_at", flat=True))  # after its backoff
-
-    # not claimed until the lease ends: what comes next to that destination goes at once
-    later = queue(simnet, payload=receipt(9).encode(), key="r9", batchable=True)
-    assert outbound_send_batch(destination=later.destination, application="mns", client=gateway_node) == (1, False)
+    # what came while it was in flight was handed on and sent, not held until the lease ended
+    assert OutboundMessage.objects.get(idempotency_key="r9").status == "sent"
     assert len(user_inbox.wait_for(1)) == 1
 
+    # and what comes next to that destination goes at once
+    later = queue(simnet, payload=receipt(10).encode(), key="r10", batchable=True)
+    assert outbound_send_batch(destination=later.destination, application="mns", client=gateway_node) == (1, False)
 
-def test_a_send_whose_mark_did_not_commit_is_queued_again(
-    simnet: SimNetwork, gateway_node: MinimaRPC, user_inbox: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+
+@pytest.mark.parametrize("max_attempts", [1, 8], ids=["its-last-attempt", "attempts-left"])
+def test_a_send_whose_mark_did_not_commit_is_queued_again_even_on_its_last_attempt(
+    simnet: SimNetwork,
+    gateway_node: MinimaRPC,
+    user_inbox: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    max_attempts: int,
 ) -> None:
     from django.db import OperationalError
 
     from maxima import services
 
-    message = queue(simnet)
+    message = queue(simnet, max_attempts=max_attempts)
     still_ours = services._still_ours
     faults = iter([OperationalError("the database went away under the mark")])
 
@@ -543,7 +555,11 @@ def test_a_send_whose_mark_did_not_commit_is_queued_again(
     monkeypatch.setattr(services, "_still_ours", mark_fails_once)
     with pytest.raises(OperationalError):
         outbound_send(message_id=message.id, client=gateway_node)
-    assert len(user_inbox.wait_for(1)) == 1  # the node sent it
+    assert len(user_inbox.wait_for(1)) == 1  # the node sent it: it must not end as failed for good
     message.refresh_from_db()
-    assert (message.status, message.msgid) == ("queued", "")  # sent again after its backoff; the receiver drops it
-    assert message.last_error.startswith("will retry: OperationalError")
+    # sent again after its backoff (the receiver drops the copy), with one more try than its budget had
+    assert (message.status, message.msgid, message.attempts) == ("queued", "", 1)
+    assert message.max_attempts == max_attempts + 1
+    assert message.last_error == "will retry: the send raised OperationalError"
+    make_due(message)
+    assert outbound_send(message_id=message.id, client=gateway_node) == "sent"
