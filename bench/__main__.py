@@ -193,13 +193,16 @@ _warm: set[str] = set()
 
 def measure(name: str, lua: str, port: int, pid: int, args: argparse.Namespace, *, connections: int = 0) -> Result:
     warm(name, lua, port, args)
-    early, other = harness.early_answers(port)
+    before = harness.early_answers(port)
     load = wrk.run(port, lua, connections=connections or args.connections, seconds=args.seconds)
     result = Result.of_load(name, load, pid)
-    early, other = (now - before for now, before in zip(harness.early_answers(port), (early, other), strict=True))
+    after = harness.early_answers(port)
+    early, other = (now - then for now, then in zip(after, before, strict=True)) if before and after else (0, 0)
     if early + other:  # say whether the cache answered: a cold cache measures Django's answer, not the early one
         share = f"answered early {early / (early + other):.1%} ({early} of {early + other})"
         result.notes = "; ".join(filter(None, [share, result.notes]))
+    elif before is None or after is None:
+        result.notes = "; ".join(filter(None, ["answered early: unknown (/metrics did not answer)", result.notes]))
     return result
 
 

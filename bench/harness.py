@@ -224,22 +224,28 @@ def _wait_listening(port: int, server: subprocess.Popen, log: Path, timeout: flo
     raise RuntimeError("gunicorn did not start listening")
 
 
-def early_answers(port: int) -> tuple[int, int]:
+def early_answers(port: int) -> tuple[int, int] | None:
     """(answered early, answered by Django) of the requests an early answer was tried for, as the gateway's
-    ``/metrics`` counts them so far (``mns_early_answers_total``, summed over routes and web processes)."""
+    ``/metrics`` counts them so far (``mns_early_answers_total``, summed over routes and web processes); None when
+    they cannot be read (the stage's own figures stand without them)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         connection.request("GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
-        text = connection.getresponse().read().decode()
+        reply = connection.getresponse()
+        text = reply.read().decode()
+        if reply.status != 200:
+            return None
+        counts = {"early": 0, "other": 0}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples if family.name == "mns_early_answers" else ():
+                if sample.name.endswith("_total"):
+                    counts["early" if sample.labels["outcome"] == "early" else "other"] += int(sample.value)
+    except (OSError, http.client.HTTPException, ValueError):
+        return None
     finally:
         connection.close()
-    counts = {"early": 0, "other": 0}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples if family.name == "mns_early_answers" else ():
-            if sample.name.endswith("_total"):
-                counts["early" if sample.labels["outcome"] == "early" else "other"] += int(sample.value)
     return counts["early"], counts["other"]
 
 

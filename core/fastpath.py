@@ -34,12 +34,14 @@ from django.utils.module_loading import import_string
 from prometheus_client import Counter
 
 logger = logging.getLogger(__name__)
-# Whether the cache answered: an operator's hit ratio (a lookup answered early costs a third of one Django answers),
-# and the bench's proof that it measured the early answer. Bounded labels: the URL's name, three outcomes.
+# Whether the early answer answered: an operator's hit ratio (a lookup answered early costs about a third of one
+# Django answers), and the bench's proof that it measured the early answer. Bounded labels: the URL's name (only a
+# request a registered URL took is counted), three outcomes.
 ANSWERS = Counter(
     "mns_early_answers",
-    "Requests an early answer was tried for, by route (the URL pattern's name) and outcome: early (answered from "
-    "the cache), missed (Django answered), failed (the early answer raised; Django answered).",
+    "Requests of a URL with an early answer, by route (the URL pattern's name) and outcome: early (answered before "
+    "Django: from the cache or the one-statement read, a 304, or a refusal), missed (Django answered), failed (the "
+    "early answer raised; Django answered).",
     ["route", "outcome"],
 )
 
@@ -114,13 +116,13 @@ class EarlyAnswers:
             missed = isinstance(exc, Missed)
             if not missed:
                 logger.warning("early answer failed, Django answers: %s", type(exc).__name__, exc_info=True)
-            ANSWERS.labels(_route(request), "missed" if missed else "failed").inc()
+            _count(request, "missed" if missed else "failed")
             from core.throttling import HANDED_ON
 
             if HANDED_ON in request.META:
                 environ[HANDED_ON] = request.META[HANDED_ON]
             return self.app(environ, start_response)
-        ANSWERS.labels(_route(request), "early").inc()
+        _count(request, "early")
         status = f"{response.status_code} {response.reason_phrase}"
         headers = [*response.items(), *(("Set-Cookie", c.output(header="")) for c in response.cookies.values())]
         start_response(status, headers)
@@ -169,10 +171,11 @@ class EarlyAnswers:
         return self._routes
 
 
-def _route(request: HttpRequest) -> str:
-    """The name of the URL an early answer was tried for (``unmatched`` when no registered URL took the path)."""
-    match = request.resolver_match
-    return match.view_name if match is not None else "unmatched"
+def _count(request: HttpRequest, outcome: str) -> None:
+    """Count the request under the URL an early answer took it for; one no registered URL took (another path
+    under the same prefix, or one shed before it was matched) is not counted."""
+    if request.resolver_match is not None:
+        ANSWERS.labels(request.resolver_match.view_name, outcome).inc()
 
 
 def _routes() -> dict[str, tuple[ResolverMatch, str, Answer]]:

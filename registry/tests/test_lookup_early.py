@@ -88,6 +88,20 @@ def test_the_metrics_say_which_lookups_the_cache_answered(app: EarlyAnswers, ali
     get(app, If_None_Match=get(app)[1]["ETag"])
     get(app, "/api/v1/names/nobody")  # never cached
     assert (answered("early") - early, answered("missed") - missed) == (3, 2)
+    counted = counted_at_all()
+    get(app, "/api/v1/names/a/b")  # under the prefix, but no registered URL took it: Django's, and not counted
+    get(app, method="HEAD")  # not tried
+    assert counted_at_all() == counted
+
+
+def counted_at_all() -> float:
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "mns_early_answers"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )
 
 
 def test_what_the_early_answer_does_not_serve_goes_to_django_unchanged(
