@@ -739,7 +739,7 @@ def _send(client: MinimaRPC, messages: list[OutboundMessage]) -> list[str]:
     except (RPCError, CodecError) as exc:  # the node refused the command itself: retrying cannot help
         return _failed(messages, str(exc), permanent=True)
     except Exception as exc:
-        _released(messages, exc)
+        _released(messages, exc, answered=False)
         raise
     try:
         with transaction.atomic():
@@ -758,7 +758,7 @@ def _send(client: MinimaRPC, messages: list[OutboundMessage]) -> list[str]:
             for message in mine:
                 _notify_sent(message)
     except Exception as exc:  # the node sent it, but the mark did not commit: sent again later (the receiver drops it)
-        _released(messages, exc)
+        _released(messages, exc, answered=True)
         raise
     if len(messages) > 1:
         logger.info("sent %s messages in one batch of %s bytes", len(messages), len(payload))
@@ -835,29 +835,36 @@ def _failed(messages: list[OutboundMessage], error: str, *, permanent: bool) -> 
     return [OutboundMessage.Status.FAILED if m.id in failed else OutboundMessage.Status.QUEUED for m in messages]
 
 
-def _released(messages: list[OutboundMessage], exc: Exception) -> None:
-    """A send raised: not the node's answer but a fault of the gateway's own (the database failing under the mark,
-    an error the client does not name, a task's soft time limit). What it carried goes back to the queue after its
-    backoff rather than staying claimed until the lease ends, where it would hold every batch to its destination
-    (``_batch_in_flight``), and what that held back is handed on. The try does not count against the attempt budget
-    (its limit grows by one, as in ``_unresolved``): the node may well have sent it, and a message it sent must not
-    end as failed for good. Only the exception's type is kept: a database error's text can quote a row. If even
-    this cannot be written, the lease frees them."""
-    error = f"will retry: the send raised {type(exc).__name__}"
+def _released(messages: list[OutboundMessage], exc: Exception, *, answered: bool) -> None:
+    """A send raised: not the node's answer but a fault of the gateway's own. What it carried goes back to the queue
+    after its backoff rather than staying claimed until the lease ends, where it would hold every batch to its
+    destination (``_batch_in_flight``), and what that held back is handed on.
+
+    Before the node answered (an error the client does not name, a task's soft time limit), the try counts as a
+    timeout's does: the node may or may not have sent it. After the node answered that it sent it (``answered``: the
+    database failed under the mark), a message whose last try this was gets one more (its limit grows by one, up to
+    ``RELEASED_ATTEMPTS_MAX``): a message the node sent should not end as failed for good for the gateway's fault,
+    and a mark that fails every time must still end. Only the exception's type is kept: a database error's text can
+    quote a row. If even this cannot be written, the lease frees them."""
+    error = f"the send raised {type(exc).__name__}"
     logger.warning("a send of %s outbound message(s) raised %s; queued again", len(messages), type(exc).__name__)
-    lead, now = messages[0], timezone.now()
+    lead = messages[0]
     try:
-        for attempts, group in _by(messages, lambda m: m.attempts).items():
-            _still_ours(group).update(
-                status=OutboundMessage.Status.QUEUED,
-                max_attempts=F("max_attempts") + 1,
-                last_error=error,
-                next_attempt_at=now + backoff(attempts),
-            )
-        if lead.batchable and _batch_due(lead.destination, lead.application, now).exists():
+        if answered:
+            last = [m for m in messages if m.max_attempts <= m.attempts and m.max_attempts < RELEASED_ATTEMPTS_MAX]
+            if last:
+                _still_ours(last).update(max_attempts=F("max_attempts") + 1)
+                for message in last:
+                    message.max_attempts += 1
+        _failed(messages, error, permanent=False)
+        if lead.batchable and _batch_due(lead.destination, lead.application, timezone.now()).exists():
             _batch_send_soon(lead.destination, lead.application)  # what its claim held back meanwhile
-    except DatabaseError as failed:
+    except (DatabaseError, InterfaceError) as failed:
         logger.warning("could not queue the send's messages again (%s); the lease frees them", type(failed).__name__)
+
+
+# How far a send the node answered but the gateway could not mark may grow a message's attempt limit (``_released``).
+RELEASED_ATTEMPTS_MAX = 24
 
 
 def _by(messages: list[OutboundMessage], key: Callable[[OutboundMessage], Any]) -> dict[Any, list[OutboundMessage]]:

@@ -519,7 +519,7 @@ def test_a_send_that_raised_queues_what_it_carried_and_hands_on_to_what_it_held_
         outbound_send_batch(destination=replies[0].destination, application="mns", client=came_meanwhile)
     rows = OutboundMessage.objects.filter(id__in=[r.id for r in replies])
     assert set(rows.values_list("status", "attempts", "max_attempts", "last_error")) == {
-        ("queued", 1, replies[0].max_attempts + 1, "will retry: the send raised RuntimeError")  # the type alone
+        ("queued", 1, replies[0].max_attempts, "the send raised RuntimeError")  # a try, as a timeout; the type alone
     }
     assert all(at > timezone.now() for at in rows.values_list("next_attempt_at", flat=True))  # after its backoff
     # what came while it was in flight was handed on and sent, not held until the lease ended
@@ -531,35 +531,59 @@ def test_a_send_that_raised_queues_what_it_carried_and_hands_on_to_what_it_held_
     assert outbound_send_batch(destination=later.destination, application="mns", client=gateway_node) == (1, False)
 
 
+def failing_marks(times: int) -> Any:
+    """The database refuses the statement that marks messages sent, ``times`` times (then lets it through)."""
+    from django.db import DataError, connection
+
+    left = [times]
+
+    def refuse(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if left[0] and sql.startswith("UPDATE") and '"msgid"' in sql and "sent" in (params or ()):
+            left[0] -= 1
+            raise DataError("value too long for type character varying(66)")
+        return execute(sql, params, many, context)
+
+    return connection.execute_wrapper(refuse)
+
+
 @pytest.mark.parametrize("max_attempts", [1, 8], ids=["its-last-attempt", "attempts-left"])
 def test_a_send_whose_mark_did_not_commit_is_queued_again_even_on_its_last_attempt(
-    simnet: SimNetwork,
-    gateway_node: MinimaRPC,
-    user_inbox: WebhookReceiver,
-    monkeypatch: pytest.MonkeyPatch,
-    max_attempts: int,
+    simnet: SimNetwork, gateway_node: MinimaRPC, user_inbox: WebhookReceiver, max_attempts: int
 ) -> None:
-    from django.db import OperationalError
-
-    from maxima import services
+    from django.db import DataError
 
     message = queue(simnet, max_attempts=max_attempts)
-    still_ours = services._still_ours
-    faults = iter([OperationalError("the database went away under the mark")])
-
-    def mark_fails_once(messages: list[OutboundMessage]) -> Any:
-        for fault in faults:
-            raise fault
-        return still_ours(messages)
-
-    monkeypatch.setattr(services, "_still_ours", mark_fails_once)
-    with pytest.raises(OperationalError):
+    with failing_marks(1), pytest.raises(DataError):
         outbound_send(message_id=message.id, client=gateway_node)
     assert len(user_inbox.wait_for(1)) == 1  # the node sent it: it must not end as failed for good
     message.refresh_from_db()
-    # sent again after its backoff (the receiver drops the copy), with one more try than its budget had
+    # sent again after its backoff (the receiver drops the copy)
     assert (message.status, message.msgid, message.attempts) == ("queued", "", 1)
-    assert message.max_attempts == max_attempts + 1
-    assert message.last_error == "will retry: the send raised OperationalError"
+    assert message.max_attempts == max(max_attempts, 2)  # its last try given back, not the others
+    assert message.last_error == "the send raised DataError"  # the type alone
     make_due(message)
     assert outbound_send(message_id=message.id, client=gateway_node) == "sent"
+
+
+def test_a_mark_that_fails_every_time_still_ends(simnet: SimNetwork, gateway_node: MinimaRPC) -> None:
+    from django.db import DataError
+
+    from maxima.services import RELEASED_ATTEMPTS_MAX
+
+    message = queue(simnet, max_attempts=RELEASED_ATTEMPTS_MAX - 1)
+    OutboundMessage.objects.filter(id=message.id).update(attempts=RELEASED_ATTEMPTS_MAX - 2)
+    statuses = []
+    with failing_marks(10):
+        for _ in range(2):
+            make_due(message)
+            with pytest.raises(DataError):
+                outbound_send(message_id=message.id, client=gateway_node)
+            message.refresh_from_db()
+            statuses.append((message.status, message.attempts, message.max_attempts))
+        make_due(message)
+        assert outbound_send(message_id=message.id, client=gateway_node) == "skipped"
+    # its last try given back once, up to the limit; then it ends
+    assert statuses == [
+        ("queued", RELEASED_ATTEMPTS_MAX - 1, RELEASED_ATTEMPTS_MAX),
+        ("failed", RELEASED_ATTEMPTS_MAX, RELEASED_ATTEMPTS_MAX),
+    ]
