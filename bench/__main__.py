@@ -198,7 +198,7 @@ def measure(name: str, lua: str, port: int, pid: int, args: argparse.Namespace, 
     result = Result.of_load(name, load, pid)
     after = harness.early_answers(port)
     early, other = (now - then for now, then in zip(after, before, strict=True)) if before and after else (0, 0)
-    if early + other:  # say whether the cache answered: a cold cache measures Django's answer, not the early one
+    if early + other:  # answered before Django? a cold cache measures Django's answer, not the early one
         share = f"answered early {early / (early + other):.1%} ({early} of {early + other})"
         result.notes = "; ".join(filter(None, [share, result.notes]))
     elif before is None or after is None:
