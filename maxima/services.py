@@ -636,10 +636,14 @@ def outbound_send(*, message_id: int, client: MinimaRPC | None = None, timeout: 
     if not claimed:
         return "skipped"
     message = OutboundMessage.objects.get(id=message_id)
-    if client is None:
-        node = send_node(message_id=message.id, attempt=message.attempts, application=message.application)
-        client = node_client(timeout=timeout, node=node)
-    joined = _batch_claim(message.destination, message.application, now, lead=message) if message.batchable else []
+    try:
+        if client is None:
+            node = send_node(message_id=message.id, attempt=message.attempts, application=message.application)
+            client = node_client(timeout=timeout, node=node)
+        joined = _batch_claim(message.destination, message.application, now, lead=message) if message.batchable else []
+    except Exception as exc:  # nothing was sent; what the batch's claim took rolled back with it
+        _released([message], exc, tried=False)
+        raise
     status = _send(client, sorted([message, *joined], key=lambda m: m.id))[0]  # one outcome for all of them
     if message.batchable and _batch_due(message.destination, message.application, timezone.now()).exists():
         _batch_send_soon(message.destination, message.application)  # what its batch held back meanwhile
@@ -667,9 +671,13 @@ def outbound_send_batch(
         return 0, False
     if client is None:
         lead = batch[0]
-        client = node_client(
-            timeout=timeout, node=send_node(message_id=lead.id, attempt=lead.attempts, application=application)
-        )
+        try:
+            client = node_client(
+                timeout=timeout, node=send_node(message_id=lead.id, attempt=lead.attempts, application=application)
+            )
+        except Exception as exc:  # nothing was sent
+            _released(batch, exc, tried=False)
+            raise
     statuses = _send(client, batch)
     sent = statuses.count(OutboundMessage.Status.SENT)
     return sent, _batch_due(destination, application, timezone.now()).exists()
@@ -739,7 +747,7 @@ def _send(client: MinimaRPC, messages: list[OutboundMessage]) -> list[str]:
     except (RPCError, CodecError) as exc:  # the node refused the command itself: retrying cannot help
         return _failed(messages, str(exc), permanent=True)
     except Exception as exc:
-        _released(messages, exc, answered=False)
+        _released(messages, exc, tried=True)
         raise
     try:
         with transaction.atomic():
@@ -758,7 +766,7 @@ def _send(client: MinimaRPC, messages: list[OutboundMessage]) -> list[str]:
             for message in mine:
                 _notify_sent(message)
     except Exception as exc:  # the node sent it, but the mark did not commit: sent again later (the receiver drops it)
-        _released(messages, exc, answered=True)
+        _released(messages, exc, tried=False)
         raise
     if len(messages) > 1:
         logger.info("sent %s messages in one batch of %s bytes", len(messages), len(payload))
@@ -835,22 +843,23 @@ def _failed(messages: list[OutboundMessage], error: str, *, permanent: bool) -> 
     return [OutboundMessage.Status.FAILED if m.id in failed else OutboundMessage.Status.QUEUED for m in messages]
 
 
-def _released(messages: list[OutboundMessage], exc: Exception, *, answered: bool) -> None:
+def _released(messages: list[OutboundMessage], exc: Exception, *, tried: bool) -> None:
     """A send raised: not the node's answer but a fault of the gateway's own. What it carried goes back to the queue
     after its backoff rather than staying claimed until the lease ends, where it would hold every batch to its
     destination (``_batch_in_flight``), and what that held back is handed on.
 
-    Before the node answered (an error the client does not name, a task's soft time limit), the try counts as a
-    timeout's does: the node may or may not have sent it. After the node answered that it sent it (``answered``: the
-    database failed under the mark), a message whose last try this was gets one more (its limit grows by one, up to
-    ``RELEASED_ATTEMPTS_MAX``): a message the node sent should not end as failed for good for the gateway's fault,
-    and a mark that fails every time must still end. Only the exception's type is kept: a database error's text can
-    quote a row. If even this cannot be written, the lease frees them."""
+    Raised while the node had it (``tried``: an error the client does not name, a task's soft time limit), the try
+    counts, as a timeout's does: the node may or may not have sent it. Raised before the node had it (picking the
+    node, claiming the batch) or after it answered that it sent it (the database failed under the mark), a message
+    whose last try this was gets one more (its limit grows by one, up to ``RELEASED_ATTEMPTS_MAX``): a message must
+    not end as failed for good for the gateway's fault, and a fault that repeats must still end. Only the
+    exception's type is kept: a database error's text can quote a row. If even this cannot be written, the lease
+    frees them."""
     error = f"the send raised {type(exc).__name__}"
     logger.warning("a send of %s outbound message(s) raised %s; queued again", len(messages), type(exc).__name__)
     lead = messages[0]
     try:
-        if answered:
+        if not tried:
             last = [m for m in messages if m.max_attempts <= m.attempts and m.max_attempts < RELEASED_ATTEMPTS_MAX]
             if last:
                 _still_ours(last).update(max_attempts=F("max_attempts") + 1)
@@ -863,7 +872,7 @@ def _released(messages: list[OutboundMessage], exc: Exception, *, answered: bool
         logger.warning("could not queue the send's messages again (%s); the lease frees them", type(failed).__name__)
 
 
-# How far a send the node answered but the gateway could not mark may grow a message's attempt limit (``_released``).
+# How far a send that raised outside the node's hands may grow a message's attempt limit (``_released``).
 RELEASED_ATTEMPTS_MAX = 24
 
 

@@ -587,3 +587,29 @@ def test_a_mark_that_fails_every_time_still_ends(simnet: SimNetwork, gateway_nod
         ("queued", RELEASED_ATTEMPTS_MAX - 1, RELEASED_ATTEMPTS_MAX),
         ("failed", RELEASED_ATTEMPTS_MAX, RELEASED_ATTEMPTS_MAX),
     ]
+
+
+def test_a_send_that_raised_before_the_node_had_it_gives_its_last_try_back(
+    simnet: SimNetwork, gateway_node: MinimaRPC, user_inbox: WebhookReceiver
+) -> None:
+    from django.db import OperationalError, connection
+
+    retried = queue(simnet, payload=receipt(0).encode(), key="r0", batchable=True, max_attempts=1)
+    waiting = queue(simnet, payload=receipt(1).encode(), key="r1", batchable=True)
+    claims = [0]
+
+    def second_claim_fails(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if sql.startswith("UPDATE") and "sending" in (params or ()):
+            claims[0] += 1
+            if claims[0] == 2:  # the retry's own claim went through; the batch's claim of what joins it fails
+                raise OperationalError("the batch's claim failed")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(second_claim_fails), pytest.raises(OperationalError):
+        outbound_send(message_id=retried.id, client=gateway_node)
+    retried.refresh_from_db()
+    assert (retried.status, retried.attempts, retried.max_attempts) == ("queued", 1, 2)  # not failed for good
+    assert retried.last_error == "the send raised OperationalError"
+    waiting.refresh_from_db()
+    assert waiting.status == "sent"  # its claim rolled back with the batch's; handed on, and sent
+    assert len(user_inbox.wait_for(1)) == 1
