@@ -599,17 +599,19 @@ def test_a_send_that_raised_before_the_node_had_it_gives_its_last_try_back(
     claims = [0]
 
     def second_claim_fails(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        result = execute(sql, params, many, context)
         if sql.startswith("UPDATE") and "sending" in (params or ()):
             claims[0] += 1
             if claims[0] == 2:  # the retry's own claim went through; the batch's claim of what joins it fails
-                raise OperationalError("the batch's claim failed")
-        return execute(sql, params, many, context)
+                raise OperationalError("the batch's claim failed after its UPDATE")  # which rolls back
+        return result
 
     with connection.execute_wrapper(second_claim_fails), pytest.raises(OperationalError):
         outbound_send(message_id=retried.id, client=gateway_node)
     retried.refresh_from_db()
     assert (retried.status, retried.attempts, retried.max_attempts) == ("queued", 1, 2)  # not failed for good
     assert retried.last_error == "the send raised OperationalError"
+    assert retried.next_attempt_at > timezone.now()  # after its backoff
     waiting.refresh_from_db()
-    assert waiting.status == "sent"  # its claim rolled back with the batch's; handed on, and sent
-    assert len(user_inbox.wait_for(1)) == 1
+    assert waiting.status == "sent"  # its claim rolled back with the batch's; handed on, and sent alone
+    assert from_hex(user_inbox.wait_for(1)[0].json()["data"]["data"]) == receipt(1).encode()
