@@ -197,12 +197,14 @@ def measure(name: str, lua: str, port: int, pid: int, args: argparse.Namespace, 
     load = wrk.run(port, lua, connections=connections or args.connections, seconds=args.seconds)
     result = Result.of_load(name, load, pid)
     after = harness.early_answers(port)
-    early, other = (now - then for now, then in zip(after, before, strict=True)) if before and after else (0, 0)
-    if early + other:  # answered before Django? a cold cache measures Django's answer, not the early one
-        share = f"answered early {early / (early + other):.1%} ({early} of {early + other})"
-        result.notes = "; ".join(filter(None, [share, result.notes]))
-    elif before is None or after is None:
-        result.notes = "; ".join(filter(None, ["answered early: unknown (/metrics did not answer)", result.notes]))
+    # Answered before Django? A cold cache measures Django's answer, not the early one.
+    share = ""
+    if before is None or after is None:
+        share = "answered early: unknown (/metrics did not answer)"
+    elif (tried := sum(after) - sum(before)) > 0:
+        early = after[0] - before[0]
+        share = f"answered early {early / tried:.1%} ({early} of {tried})"
+    result.notes = "; ".join(filter(None, [share, result.notes]))
     return result
 
 

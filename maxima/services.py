@@ -613,6 +613,13 @@ def _outbound_row(item: Outgoing, now: datetime) -> OutboundMessage:
     )
 
 
+def _hand_on(message: OutboundMessage) -> None:
+    """After a send of ``message`` (a batchable one) is over, however it ended: send what its claim held back meanwhile
+    (one batch to a destination at a time), if anything is due."""
+    if message.batchable and _batch_due(message.destination, message.application, timezone.now()).exists():
+        _batch_send_soon(message.destination, message.application)
+
+
 def _batch_send_soon(destination: str, application: str) -> None:
     from maxima.tasks import send_outbound_batch
 
@@ -645,8 +652,7 @@ def outbound_send(*, message_id: int, client: MinimaRPC | None = None, timeout: 
         _released([message], exc, tried=False)
         raise
     status = _send(client, sorted([message, *joined], key=lambda m: m.id))[0]  # one outcome for all of them
-    if message.batchable and _batch_due(message.destination, message.application, timezone.now()).exists():
-        _batch_send_soon(message.destination, message.application)  # what its batch held back meanwhile
+    _hand_on(message)
     return status
 
 
@@ -857,7 +863,6 @@ def _released(messages: list[OutboundMessage], exc: Exception, *, tried: bool) -
     frees them."""
     error = f"the send raised {type(exc).__name__}"
     logger.warning("a send of %s outbound message(s) raised %s; queued again", len(messages), type(exc).__name__)
-    lead = messages[0]
     try:
         if not tried:
             last = [m for m in messages if m.max_attempts <= m.attempts and m.max_attempts < RELEASED_ATTEMPTS_MAX]
@@ -866,8 +871,7 @@ def _released(messages: list[OutboundMessage], exc: Exception, *, tried: bool) -
                 for message in last:
                     message.max_attempts += 1
         _failed(messages, error, permanent=False)
-        if lead.batchable and _batch_due(lead.destination, lead.application, timezone.now()).exists():
-            _batch_send_soon(lead.destination, lead.application)  # what its claim held back meanwhile
+        _hand_on(messages[0])
     except (DatabaseError, InterfaceError) as failed:
         logger.warning("could not queue the send's messages again (%s); the lease frees them", type(failed).__name__)
 
