@@ -33,7 +33,8 @@ from django.db import (
     transaction,
 )
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import F, Field, Model, Q, QuerySet
+from django.db.models import F, Field, Model, Q, QuerySet, Value
+from django.db.models.functions import Greatest, Least
 from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
@@ -857,9 +858,9 @@ def _released(messages: list[OutboundMessage], exc: Exception, *, tried: bool) -
     Raised while the node had it (``tried``: an error the client does not name, a task's soft time limit), the try
     counts, as a timeout's does: the node may or may not have sent it. Raised before the node had it (picking the
     node, claiming the batch) or after it answered that it sent it (the database failed under the mark), a message
-    whose last try this was gets one more (its limit grows by one, up to ``RELEASED_ATTEMPTS_MAX``): a message must
-    not end as failed for good for the gateway's fault, and a fault that repeats must still end. Only the
-    exception's type is kept: a database error's text can quote a row. If even this cannot be written, the lease
+    whose last try this was gets one more (its limit grows to one past its tries, up to ``RELEASED_ATTEMPTS_MAX``):
+    a message must not end as failed for good for the gateway's fault, and a fault that repeats must still end. Only
+    the exception's type is kept: a database error's text can quote a row. If even this cannot be written, the lease
     frees them."""
     error = f"the send raised {type(exc).__name__}"
     logger.warning("a send of %s outbound message(s) raised %s; queued again", len(messages), type(exc).__name__)
@@ -867,9 +868,11 @@ def _released(messages: list[OutboundMessage], exc: Exception, *, tried: bool) -
         if not tried:
             last = [m for m in messages if m.max_attempts <= m.attempts and m.max_attempts < RELEASED_ATTEMPTS_MAX]
             if last:
-                _still_ours(last).update(max_attempts=F("max_attempts") + 1)
+                # One more than the tries made: a row taken again after its lease has made one past its limit.
+                grown = Least(Greatest(F("max_attempts"), F("attempts")) + 1, Value(RELEASED_ATTEMPTS_MAX))
+                _still_ours(last).update(max_attempts=grown)
                 for message in last:
-                    message.max_attempts += 1
+                    message.max_attempts = min(max(message.max_attempts, message.attempts) + 1, RELEASED_ATTEMPTS_MAX)
         _failed(messages, error, permanent=False)
         _hand_on(messages[0])
     except (DatabaseError, InterfaceError) as failed:

@@ -589,6 +589,26 @@ def test_a_mark_that_fails_every_time_still_ends(simnet: SimNetwork, gateway_nod
     ]
 
 
+def test_a_send_taken_again_after_its_lease_on_its_last_try_still_gets_one_more(
+    simnet: SimNetwork, gateway_node: MinimaRPC, user_inbox: WebhookReceiver
+) -> None:
+    from django.db import DataError
+
+    message = queue(simnet, max_attempts=1)
+    # its first try's worker died while it was sending: the lease is over, and the next claim makes a second try
+    OutboundMessage.objects.filter(id=message.id).update(
+        status="sending", attempts=1, claimed_at=timezone.now() - timedelta(days=1)
+    )
+    with failing_marks(1), pytest.raises(DataError):
+        outbound_send(message_id=message.id, client=gateway_node)
+    message.refresh_from_db()
+    # two tries made on a limit of one: the limit grows past the tries, so it is not failed for the gateway's fault
+    assert (message.status, message.attempts, message.max_attempts) == ("queued", 2, 3)
+    assert len(user_inbox.wait_for(1)) == 1
+    make_due(message)
+    assert outbound_send(message_id=message.id, client=gateway_node) == "sent"
+
+
 def test_a_send_that_raised_before_the_node_had_it_gives_its_last_try_back(
     simnet: SimNetwork, gateway_node: MinimaRPC, user_inbox: WebhookReceiver
 ) -> None:
