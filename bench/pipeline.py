@@ -221,6 +221,7 @@ def maxima(
     # The gateway alone: its node sends at once (maxima-node measures the gateway against a node's send rate).
     with SimNetwork(nodes=2, block_interval=1.0, send_timing=SendTiming.instant()) as net:
         gateway, sender = net.nodes
+        _contacts(gateway, sender)  # receipts go to the sender's key (no reply_to): a publickey send to a contact
         env = {**env, "MINIMA_RPC_URL": gateway.rpc_url, "MNS_MAXIMA_ADDRESS": gateway.address}
         django(env)
         _clean_queue(env)
@@ -372,10 +373,12 @@ def _throughput(port: int, pid: int, lua: str, connections: int, seconds: float)
     result.target = ">=500 msg/s stored; webhook answer p99 <=5 ms"
     result.met = rate >= 500 and result.p99_ms <= 5 and drained
     others = dict(Counter(events.exclude(status="done").values_list("status", flat=True)))
+    sends = dict(Counter(OutboundMessage.objects.filter(id__gt=first_out).values_list("status", flat=True)))
     result.notes = (
         f"webhook answered {load.ok} ({webhook_rate:.0f}/s; p50/p99 above are the webhook's answer); "
         f"{done.count()} events done, {stored} messages stored, {receipts} receipts queued in {span:.1f} s"
-        f"{'' if drained else ' (NOT drained in time)'}; not done: {others or 'none'}"
+        f"{'' if drained else ' (NOT drained in time)'}; not done: {others or 'none'}; the receipts once the "
+        f"events were done: {sends or 'none'}"
     )
     return [result]
 
