@@ -1,5 +1,6 @@
 """Chain commands: status, block, getaddress, newscript, tokens, tokencreate, send, coins (fixtures 05, 80-90)."""
 
+import random
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -110,7 +111,9 @@ def _address_json(script: str, *, simple: bool, default: bool, publickey: str, t
 
 
 def getaddress(node: "SimNode", params: Params, reply: Reply) -> None:
-    key = node.default_key
+    """One of the node's default addresses, picked at random on every call, as a real node does (nothing may count
+    on two calls answering the same key)."""
+    key = random.choice(node.default_keys())
     script = f"RETURN SIGNEDBY({key})"
     reply["response"] = _address_json(script, simple=True, default=True, publickey=key, track=True)
 

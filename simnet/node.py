@@ -45,6 +45,8 @@ RESERVED_APPLICATIONS = frozenset(
     {CONTACT_APPLICATION, "**maxima_check_connect**", "**maxima_mls_set**", "**maxima_mls_get**"}
 )
 MAX_CONTACTS = 30
+# A node's default addresses in -test mode (Wallet.NUMBER_GETADDRESS_KEYS: 64 on mainnet, 8 with -test).
+DEFAULT_KEYS = 8
 POLL_STACK_LIMIT = 256
 UNREACHABLE_MODES = ("refuse", "silent")
 
@@ -144,7 +146,8 @@ class SimNode:
         self._dead_port: p2p.DeadPort | None = None
         self.cut_off: set[int] = set()  # P2P ports of nodes this one cannot reach (``SimNetwork.cut``)
         self._mls_stop: threading.Event | None = None
-        self.wallet_count = 2
+        self.wallet_count = DEFAULT_KEYS
+        self.default_count = DEFAULT_KEYS
         self._loaded_keys: dict[bytes, crypto.MaximaPrivateKey] = {}
         self._loading_keys = threading.Lock()
         self._new_keys()
@@ -239,7 +242,13 @@ class SimNode:
 
     @property
     def default_key(self) -> str:
+        """The first wallet key: the genesis coin's. ``getaddress`` answers any of ``default_keys``."""
         return self.wallet_keys[0]
+
+    def default_keys(self) -> list[str]:
+        """The keys of the node's default addresses, of which ``getaddress`` answers one at random (a real node's
+        ``Wallet.getDefaultAddress``); ``newaddress`` makes keys after them."""
+        return self.wallet_keys[: self.default_count]
 
     @property
     def default_address(self) -> str:
@@ -639,6 +648,7 @@ class SimNode:
             "hostkey_private": to_hex(self.hostkey_private),
             "wallet_secret": to_hex(self.wallet_secret),
             "wallet_count": self.wallet_count,
+            "default_count": self.default_count,
             "name": self.name,
             "icon": self.icon,
             "hooks": self.hooks,
@@ -661,6 +671,7 @@ class SimNode:
             self.hostkey_public = crypto.maxima_public_key(self.hostkey_private)
         self.wallet_secret = from_hex(data["wallet_secret"])
         self.wallet_count = int(data.get("wallet_count", 2))
+        self.default_count = int(data.get("default_count", 1))  # saved before: getaddress answered the first key
         self.name, self.icon = data["name"], data["icon"]
         self.hooks = list(data["hooks"])
         self.contacts = [Contact(**c) for c in data["contacts"]]
