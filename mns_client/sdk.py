@@ -540,9 +540,11 @@ class Client:
         name = normalise(name)
         info, gateway = self.identity(), self.gateway()
         box = self.home.current_box_key()
-        payment = self._payment_address(payment_address)
-        signed = self._pending_registration(name, box_key=to_hex(box.public), payment_address=payment)
+        asked = payment_address  # "node" is resolved only for a new statement: getaddress answers another each time
+        payment = None if asked == "node" else self._payment_address(asked)
+        signed = self._pending_registration(name, box_key=to_hex(box.public), asked=asked, payment_address=payment)
         if signed is None:
+            payment = self._payment_address(asked) if asked == "node" else payment
             statement = NameStatement(
                 op="register",
                 name=name,
@@ -554,7 +556,7 @@ class Client:
                 gateway=gateway.identity,
             )
             signed = self._sign_statement(statement)
-            self._remember_pending(name, signed)
+            self._remember_pending(name, signed, asked=asked)
         statement = signed.statement
         verifier = new_verifier()
         self.progress(f"asking {gateway.url} for {name!r}")
@@ -605,10 +607,14 @@ class Client:
             logger.info("no on-chain signature for %s: %s", statement.name, failed.code)
             return None
 
-    def _pending_registration(self, name: str, *, box_key: str, payment_address: str | None) -> SignedStatement | None:
+    def _pending_registration(
+        self, name: str, *, box_key: str, asked: str | None, payment_address: str | None
+    ) -> SignedStatement | None:
         """The statement of an earlier attempt to register ``name`` here whose handshake did not finish, if it says
         what this attempt would: the gateway holds the name for that exact statement and answers it with a new
-        challenge (a new statement would be refused while the hold stands)."""
+        challenge (a new statement would be refused while the hold stands). A payment address ``asked`` as
+        ``node`` matches one that was asked so too: the node's ``getaddress`` answers one of its default addresses
+        at random, so the one it gave before is as much the node's own as the one it would give now."""
         saved = self.home.settings().names.get(name, {}).get("pending")
         if not isinstance(saved, dict) or saved.get("gateway") != self.gateway_url:
             return None
@@ -622,16 +628,20 @@ class Client:
             box_key,
             self.gateway().identity,
         )
+        if asked == "node":
+            if saved.get("asked") != "node":
+                return None  # signed for another address, or by a client that did not keep what was asked
+            payment_address = None  # the node's own address, as that attempt resolved it
         if not same or (payment_address is not None and statement.payment_address != payment_address):
             return None
         self.progress("resuming the registration your node signed before")
         return signed
 
-    def _remember_pending(self, name: str, signed: SignedStatement) -> None:
+    def _remember_pending(self, name: str, signed: SignedStatement, *, asked: str | None) -> None:
         settings = self.home.settings()
         settings.names[name] = {
             "gateway": self.gateway_url,
-            "pending": {"gateway": self.gateway_url, "signed": signed.to_dict()},
+            "pending": {"gateway": self.gateway_url, "signed": signed.to_dict(), "asked": asked},
         }
         self.home.save_settings(settings)
 

@@ -623,19 +623,30 @@ def test_an_unreachable_gateway_exits_3(world: World) -> None:
 
 
 @simnet_only("makes the gateway's node lose the answer (a simnet fault)")
+@pytest.mark.parametrize("payment", [[], ["--payment-address", "node"]], ids=["no-payment", "the-nodes-address"])
 def test_an_expired_handshake_exits_5_and_registering_again_resumes_the_same_hold(
-    world: World, drop_deliveries: Any
+    world: World, drop_deliveries: Any, payment: list[str]
 ) -> None:
+    name = "bobby" if not payment else "bobbie"
     drop_deliveries("gateway")  # the gateway's node takes the answer and loses it
-    expired = world.mns("bob", "register", "bobby", "--json")
+    expired = world.mns("bob", "register", name, *payment, "--json")
     world.net.nodes[0].faults.drop_deliveries = False
 
-    again = world.mns("bob", "register", "bobby", "--json")
+    # the node's getaddress answers one of its default addresses at random, as a real node's does: resuming keeps
+    # the one the first attempt signed, where a new statement would be refused while the hold stands
+    again = world.mns("bob", "register", name, *payment, "--json", "--verbose")
 
     assert expired.code == 5
     assert expired.json["error"] == "challenge_expired"
     assert again.code == 0, again.err + again.out
-    assert (again.json["name"], again.json["owner"]) == ("bobby", world.key("bob"))
+    assert (again.json["name"], again.json["owner"]) == (name, world.key("bob"))
+    assert "resuming the registration your node signed before" in again.err
+    if payment:
+        from simnet.chain import miniaddress, script_address
+
+        node = world.net.nodes[PEOPLE["bob"]]
+        own = {miniaddress(script_address(f"RETURN SIGNEDBY({key})")) for key in node.default_keys()}
+        assert again.json["payment_address"] in own
 
 
 def test_a_node_that_does_not_own_the_name_cannot_open_its_mailbox(world: World, alice: dict[str, Any]) -> None:
