@@ -34,7 +34,7 @@ from django.db import (
 )
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F, Field, Model, Q, QuerySet, Value
-from django.db.models.functions import Greatest, Least
+from django.db.models.functions import Least
 from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
@@ -868,11 +868,10 @@ def _released(messages: list[OutboundMessage], exc: Exception, *, tried: bool) -
         if not tried:
             last = [m for m in messages if m.max_attempts <= m.attempts and m.max_attempts < RELEASED_ATTEMPTS_MAX]
             if last:
-                # One more than the tries made: a row taken again after its lease has made one past its limit.
-                grown = Least(Greatest(F("max_attempts"), F("attempts")) + 1, Value(RELEASED_ATTEMPTS_MAX))
-                _still_ours(last).update(max_attempts=grown)
+                # One past the tries made (a row taken again after its lease has made one past its limit already).
+                _still_ours(last).update(max_attempts=Least(F("attempts") + 1, Value(RELEASED_ATTEMPTS_MAX)))
                 for message in last:
-                    message.max_attempts = min(max(message.max_attempts, message.attempts) + 1, RELEASED_ATTEMPTS_MAX)
+                    message.max_attempts = min(message.attempts + 1, RELEASED_ATTEMPTS_MAX)
         _failed(messages, error, permanent=False)
         _hand_on(messages[0])
     except (DatabaseError, InterfaceError) as failed:
