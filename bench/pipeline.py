@@ -373,12 +373,13 @@ def _throughput(port: int, pid: int, lua: str, connections: int, seconds: float)
     result.target = ">=500 msg/s stored; webhook answer p99 <=5 ms"
     result.met = rate >= 500 and result.p99_ms <= 5 and drained
     others = dict(Counter(events.exclude(status="done").values_list("status", flat=True)))
+    sent_all = _outbox_drained(first_out)  # after the measured span: what became of the receipts
     sends = dict(Counter(OutboundMessage.objects.filter(id__gt=first_out).values_list("status", flat=True)))
     result.notes = (
         f"webhook answered {load.ok} ({webhook_rate:.0f}/s; p50/p99 above are the webhook's answer); "
         f"{done.count()} events done, {stored} messages stored, {receipts} receipts queued in {span:.1f} s"
-        f"{'' if drained else ' (NOT drained in time)'}; not done: {others or 'none'}; the receipts once the "
-        f"events were done: {sends or 'none'}"
+        f"{'' if drained else ' (NOT drained in time)'}; not done: {others or 'none'}; the receipts in the "
+        f"end: {sends or 'none'}{'' if sent_all else ' (the outbox NOT drained in time)'}"
     )
     return [result]
 
