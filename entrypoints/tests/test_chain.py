@@ -84,7 +84,8 @@ def test_three_rotations_are_each_seen_by_a_reader_node(
     setup = _set_up(publisher)
     reader, config = MinimaRPC(net.nodes[1].rpc_url), ChainConfig(tokenid=setup.tokenid, owner=setup.owner_key)
     healthy = {p.identity_key for p in peers[:5]}
-    seen = [read_from_node(reader, config)]
+    # the first bulletin was confirmed on the publisher's node; a real reader node sees that block a moment later
+    seen = [_until(lambda: (r := read_from_node(reader, config)) and r.bulletin.seq == 1 and r)]
 
     for round_ in range(3):
         sent = services.publish_now(rpc=publisher, rng=random.Random(round_))
