@@ -628,9 +628,11 @@ class Client:
             box_key,
             self.gateway().identity,
         )
-        if asked == "node":
-            if saved.get("asked") != "node":
-                return None  # signed for another address, or by a client that did not keep what was asked
+        if asked == "node" and "asked" not in saved:  # kept by a client before 2026-12: compared as it did
+            payment_address = self._payment_address(asked)
+        elif asked == "node":
+            if saved["asked"] != "node":
+                return None  # signed for another address
             payment_address = None  # the node's own address, as that attempt resolved it
         if not same or (payment_address is not None and statement.payment_address != payment_address):
             return None
