@@ -59,6 +59,14 @@ return 0
 """
 
 
+# DECR the key if it is still there (a counter whose window ended is gone: nothing to give back, and a DECR would
+# leave a -1 without a timeout behind).
+UNCOUNT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
+
 class RedisCache(_RedisCache):
     def __init__(self, server: str, params: dict) -> None:
         super().__init__(server, params)
@@ -80,6 +88,10 @@ class RedisCache(_RedisCache):
         keys = [self.make_and_validate_key(key) for key, _, _ in counters]
         args = [value for _, timeout, limit in counters for value in (timeout, limit)]
         return bool(self.script(COUNT_UNTIL_OVER)(keys=keys, args=args))
+
+    def uncount(self, key: str) -> None:
+        """Take one back from the counter ``key`` of ``count_windows_and_get``, if it is still there."""
+        self.script(UNCOUNT)(keys=[self.make_and_validate_key(key)])
 
     def script(self, source: str) -> Any:
         """A Lua script registered once per client (redis-py's ``Script``: EVALSHA, EVAL when not loaded yet)."""

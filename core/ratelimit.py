@@ -53,6 +53,20 @@ def hit_many_and_get(
     return counted, values
 
 
+def give_back(key: str, *, window: int, now: float) -> None:
+    """Take back one event that ``hit``/``hit_many`` counted under ``key`` at ``now``: a caller that counts first,
+    to save a round trip, and learns afterwards that the event was not one the limit counts. Nothing when that
+    window has ended, or when the cache failed (the window ends on its own)."""
+    full_key = f"rate:{key}:{int(now // window)}"
+    try:
+        if hasattr(cache, "uncount"):  # core.cache.RedisCache
+            cache.uncount(full_key)
+        elif cache.get(full_key):
+            cache.decr(full_key)
+    except Exception as exc:
+        logger.warning("a rate limit's count was not given back, the cache failed: %s", type(exc).__name__)
+
+
 def over_any(limits: list[tuple[str, int, int]], *, now: float | None = None) -> bool:
     """Count one event under each ``(key, window, limit)`` in order, stopping at the first one over its limit
     (the later ones are not counted then); whether one was over. One round trip on Redis. False when the cache

@@ -4,6 +4,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db import connection
 from django.db.models import Model, OuterRef, Q, QuerySet, Subquery, Sum
@@ -129,41 +130,63 @@ _TARGET_RECORD = _columns(NameRecord, {"id", "name", "status", "owner_key"})
 def delivery_targets(wanted: Sequence[tuple[str, str, bool, str]]) -> list[DeliveryTarget | None]:
     """Everything a delivery to a normalised name needs to read, for each ``(name, sender_key, sender_verified,
     delivery_id)``, in order, all in one round trip: the hot path of every delivery (a run of Maxima deliveries
-    reads its targets together). ``None`` for a name with no mailbox kept here (whatever the name's status).
+    reads its targets together). ``None`` for a name with no mailbox kept here (whatever the name's status)."""
+    if not wanted:
+        return []
+    query, params = delivery_targets_sql(wanted)
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        rows = cursor.fetchall()
+    found: list[DeliveryTarget | None] = [None] * len(wanted)
+    for index, *row in rows:
+        found[index] = delivery_target_of(row)
+    return found
+
+
+def delivery_targets_sql(wanted: Sequence[tuple[str, str, bool, str]]) -> tuple[str, list[Any]]:
+    """``delivery_targets``' query and its parameters, for a caller that reads a target in a statement of its own
+    (``mailboxes.services.delivery``: a REST delivery read and written in one). Its columns: ``i`` (the index in
+    ``wanted``), then what ``delivery_target_of`` takes, each named: ``m_<column>`` of the mailbox, ``r_<column>``
+    of its record, ``stored_before``, ``blocked_by_staff``, ``blocked_by_owner``, ``allowed_by_owner``,
+    ``has_allow_list``.
 
     Plain SQL over the unique indexes, because the ORM spends longer building these subqueries than the database
     takes to answer them. The deliveries are a derived table of constants (``SELECT … UNION ALL SELECT …``, which
     PostgreSQL and SQLite both take, and which PostgreSQL flattens for one delivery).
     """
-    if not wanted:
-        return []
     mailbox, record = Mailbox._meta.db_table, NameRecord._meta.db_table
     message, blocked, rule = Message._meta.db_table, BlockedSender._meta.db_table, SenderRule._meta.db_table
-    columns = ", ".join([*(f"m.{column}" for column in _TARGET_MAILBOX), *(f"r.{column}" for column in _TARGET_RECORD)])
+    columns = ", ".join(
+        [
+            *(f"m.{column} AS m_{column}" for column in _TARGET_MAILBOX),
+            *(f"r.{column} AS r_{column}" for column in _TARGET_RECORD),
+        ]
+    )
     first, more = "SELECT %s AS i, %s AS name, %s AS sender, %s AS verified, %s AS did", "SELECT %s, %s, %s, %s, %s"
     given = " UNION ALL ".join([first] + [more] * (len(wanted) - 1))
     query = f"""
         SELECT v.i, {columns},
           (SELECT id FROM {message}
-            WHERE mailbox_id = m.id AND sender_verified = v.verified AND sender_key = v.sender AND delivery_id = v.did),
-          EXISTS (SELECT 1 FROM {blocked} WHERE sender_key = v.sender),
-          EXISTS (SELECT 1 FROM {rule} WHERE mailbox_id = m.id AND sender_key = v.sender AND list = 'block'),
-          EXISTS (SELECT 1 FROM {rule} WHERE mailbox_id = m.id AND sender_key = v.sender AND list = 'allow'),
-          EXISTS (SELECT 1 FROM {rule} WHERE mailbox_id = m.id AND list = 'allow')
+            WHERE mailbox_id = m.id AND sender_verified = v.verified AND sender_key = v.sender AND delivery_id = v.did)
+            AS stored_before,
+          EXISTS (SELECT 1 FROM {blocked} WHERE sender_key = v.sender) AS blocked_by_staff,
+          EXISTS (SELECT 1 FROM {rule} WHERE mailbox_id = m.id AND sender_key = v.sender AND list = 'block')
+            AS blocked_by_owner,
+          EXISTS (SELECT 1 FROM {rule} WHERE mailbox_id = m.id AND sender_key = v.sender AND list = 'allow')
+            AS allowed_by_owner,
+          EXISTS (SELECT 1 FROM {rule} WHERE mailbox_id = m.id AND list = 'allow') AS has_allow_list
         FROM ({given}) v JOIN {record} r ON r.name = v.name JOIN {mailbox} m ON m.record_id = r.id
     """  # noqa: S608 (table and column names from the models; every value is a parameter)
-    params = [value for i, row in enumerate(wanted) for value in (i, *row)]
-    with connection.cursor() as cursor:
-        cursor.execute(query, params)
-        rows = cursor.fetchall()
-    found: list[DeliveryTarget | None] = [None] * len(wanted)
+    return query, [value for i, row in enumerate(wanted) for value in (i, *row)]
+
+
+def delivery_target_of(row: Sequence[Any]) -> DeliveryTarget:
+    """A ``DeliveryTarget`` from a row of ``delivery_targets_sql``, without its ``i``."""
     split = len(_TARGET_MAILBOX)
-    for index, *row in rows:
-        target = Mailbox.from_db(connection.alias, _TARGET_MAILBOX, row[:split])
-        target.record = NameRecord.from_db(connection.alias, _TARGET_RECORD, row[split : split + len(_TARGET_RECORD)])
-        stored, *flags = row[split + len(_TARGET_RECORD) :]
-        found[index] = DeliveryTarget(target, stored, *(bool(flag) for flag in flags))
-    return found
+    target = Mailbox.from_db(connection.alias, _TARGET_MAILBOX, row[:split])
+    target.record = NameRecord.from_db(connection.alias, _TARGET_RECORD, row[split : split + len(_TARGET_RECORD)])
+    stored, *flags = row[split + len(_TARGET_RECORD) : split + len(_TARGET_RECORD) + 5]
+    return DeliveryTarget(target, stored, *(bool(flag) for flag in flags))
 
 
 @dataclass(frozen=True)

@@ -55,14 +55,18 @@ class OpInsert:
     params: list[Any]
 
 
-def op_append_sql(*, kind: str, payload: dict[str, Any], source: str) -> OpInsert:
+def op_append_sql(*, kind: str, payload: dict[str, Any], source: str, owned: str | None = None) -> OpInsert:
     """``op_append`` for a caller that writes in one statement: an ``INSERT … RETURNING id`` that appends the op
     once for each row of the caller's CTE named ``source`` (none when it has none), with this gateway's identity
     key read in the same statement. The caller asks ``peers_active_sql()`` in it too, and hands both answers to
-    ``op_appended``: neither costs a round trip of its own, and neither can be stale, unlike a cached copy."""
+    ``op_appended``: neither costs a round trip of its own, and neither can be stale, unlike a cached copy.
+
+    ``owned``: a ``jsonb`` object of the caller's statement merged into the payload, for fields that only the
+    statement reads (``source`` then names every CTE it uses, joined: ``"stored, ok"``)."""
     now = timezone.now()
+    merged = "%s::jsonb" if owned is None else f"(%s::jsonb || {owned})"
     sql = f"""INSERT INTO {Operation._meta.db_table} (origin, kind, payload, created_at, received_at, outcome)
-        SELECT key.origin, %s, %s::jsonb, %s, %s, 'own'
+        SELECT key.origin, %s, {merged}, %s, %s, 'own'
         FROM {source}, (SELECT {gateway_identity_key_sql()} AS origin) key WHERE key.origin IS NOT NULL
         RETURNING id"""  # noqa: S608 (table names from the models, the source from the caller; values are parameters)
     return OpInsert(sql=sql, params=[kind, json.dumps(payload), now, now])

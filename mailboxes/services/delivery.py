@@ -8,6 +8,7 @@ back exactly what it deleted, to the shard that counted it."""
 
 import hashlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -117,12 +118,23 @@ def delivery_store(
     """
     delivery = Delivery(to, delivery_id, scheme, ciphertext, sender_key, sender_verified, owner)
     [target] = _targets([delivery])
+    return _stored(delivery, target)
+
+
+def _stored(
+    delivery: Delivery, target: selectors.DeliveryTarget | DeliveryRefused, *, over_rate: bool | None = None
+) -> Stored:
+    """``delivery_store`` once its target is read: every check, then the write. ``over_rate``: the delivery was
+    counted against its rate already, and whether that count was over the limit (None: count it here)."""
     if isinstance(target, DeliveryRefused):
         raise target
     checked = _checked(delivery, target)
     if isinstance(checked, Stored):
         return checked
-    [refused] = _rate_refusals([checked])
+    if over_rate is None:
+        [refused] = _rate_refusals([checked])
+    else:
+        refused = _rate_refused() if over_rate else None
     if refused is not None:
         raise refused
     return _written(checked)
@@ -420,14 +432,138 @@ def delivery_submit(*, name: str, delivery_id: str, scheme: str, ciphertext: byt
     """A delivery over REST (``MNS_REST_SUBMISSION``): the same checks, stored with an unverified sender."""
     if not settings.MNS_REST_SUBMISSION:
         raise DomainError("submission_disabled", "This gateway takes deliveries over Maxima only.", status=403)
-    return delivery_store(
-        to=name,
-        delivery_id=delivery_id,
-        scheme=scheme,
-        ciphertext=ciphertext,
-        sender_key=sender_key,
-        sender_verified=False,
+    delivery = Delivery(name, delivery_id, scheme, ciphertext, sender_key, False)
+    try:
+        normalised = normalise(name)
+    except NameRefused:
+        normalised = None
+    if normalised is None or connection.vendor != "postgresql" or connection.in_atomic_block:
+        return delivery_store(**delivery.__dict__)
+    return _submitted(delivery, normalised)
+
+
+def _submitted(delivery: Delivery, name: str) -> Stored:
+    """``delivery_submit`` on PostgreSQL, outside a transaction, in two round trips where ``delivery_store`` takes
+    four: the rate counted first (one ``EVALSHA``), then the target read and the message written in one statement
+    (``_submit_at_once``). What it answers and writes is ``delivery_store``'s, check for check.
+
+    Counting first is the one difference: ``delivery_store`` counts a delivery against its rate only once every
+    check before the rate passed. Here a delivery that is then refused for one of those checks, or answered as
+    stored before, has its count given back (``ratelimit.give_back``): the count a window keeps is the same. While
+    it holds that count (one statement's time), a delivery of the same mailbox and sender at the very edge of the
+    limit can be refused ``rate_limited`` where it would have passed; its client retries after ``Retry-After``.
+
+    Whatever is not the plain case goes the way ``delivery_store`` goes, with the target this statement read, or a
+    new read: over the rate, a scheme or size refused, a name that is not active, a sender on a list or an allow
+    list, a duplicate, a mailbox that forwards, a counter shard without room, or a duplicate stored meanwhile.
+    """
+    key, now = _rate_key(name, delivery), time.time()
+    counted = ratelimit.hit_many([(key, RATE_WINDOW)], now=now)
+    over_rate = counted is not None and counted[0][0] > settings.MNS_DELIVERY_RATE_PER_MINUTE
+    try:
+        target: selectors.DeliveryTarget | DeliveryRefused | None = None
+        if not over_rate and _content_refusal(delivery.scheme, delivery.ciphertext) is None:
+            try:
+                written = _submit_at_once(delivery, name)
+            except IntegrityError:  # the same delivery, stored by a concurrent worker since the statement began
+                written = None
+            if isinstance(written, Stored):
+                return written
+            if written is not None:
+                target = _target_judged(name, None if written is _NO_MAILBOX else written)
+        if target is None:
+            [target] = _targets([delivery])
+        stored = _stored(delivery, target, over_rate=over_rate)
+    except DeliveryRefused as refused:
+        if counted is not None and refused.code not in ("rate_limited", "over_quota"):  # those two are counted
+            ratelimit.give_back(key, window=RATE_WINDOW, now=now)
+        raise
+    if counted is not None and not stored.created:  # stored before: answered before the rate, not counted
+        ratelimit.give_back(key, window=RATE_WINDOW, now=now)
+    return stored
+
+
+_NO_MAILBOX = object()  # _submit_at_once: no mailbox of that name is kept here
+
+
+def _submit_at_once(delivery: Delivery, name: str) -> Stored | selectors.DeliveryTarget | object:
+    """Read a REST delivery's target (``selectors.delivery_targets_sql``) and, in the plain case, write it, in one
+    statement that commits on its own: ``_write_at_once`` with the mailbox read in the same statement. The plain
+    case: an active name whose mailbox has the record's owner, no message of this delivery id stored, the sender
+    on no list of the gateway or the mailbox, no allow list, no forwarding, and room in the counter shard picked.
+    Returns the ``Stored`` message, or the target read with nothing written (judged as ``delivery_store`` judges
+    it), or ``_NO_MAILBOX``; ``IntegrityError`` when the same delivery was stored since the statement began."""
+    message = _message_unsaved(
+        Mailbox(),  # the mailbox and the expiry its retention gives are the statement's own (below)
+        delivery.delivery_id,
+        delivery.scheme,
+        delivery.ciphertext,
+        delivery.sender_key,
+        delivery.sender_verified,
+        received_at=timezone.now(),
     )
+    message.shard = counters.shard_pick()
+    target_sql, target_params = selectors.delivery_targets_sql(
+        [(name, delivery.sender_key, delivery.sender_verified, delivery.delivery_id)]
+    )
+    columns = insert_fields(Message)
+    values = dict(zip((field.attname for field in columns), insert_params([message], connection), strict=True))
+    selected, params = [], []
+    for field in columns:
+        if field.attname == "mailbox_id":
+            selected.append("ok.m_id")
+        elif field.attname == "expires_at":  # reading.retention_days: the owner's, never longer than the gateway's
+            selected.append("%s + make_interval(days => LEAST(COALESCE(NULLIF(ok.m_retention_days, 0), %s), %s))")
+            params += [values["received_at"], settings.MNS_RETENTION_DAYS, settings.MNS_RETENTION_DAYS]
+        else:
+            selected.append("%s")
+            params.append(values[field.attname])
+    payload = message_op(message, Mailbox(owner_key=""), name=name)
+    del payload["owner"]  # the mailbox's, read in the statement (``owned``)
+    op = federation.op_append_sql(
+        kind="message", payload=payload, source="stored, ok", owned="jsonb_build_object('owner', ok.m_owner_key)"
+    )
+    size = message.size
+    query = f"""
+        WITH target AS ({target_sql}),
+        ok AS (
+          SELECT * FROM target
+           WHERE r_status = %s AND r_owner_key = m_owner_key AND stored_before IS NULL
+             AND NOT blocked_by_staff AND NOT blocked_by_owner AND NOT has_allow_list AND NOT m_auto_forward
+        ), reserved AS (
+          UPDATE {MailboxCounter._meta.db_table}
+             SET message_count = message_count + 1, byte_count = byte_count + %s
+           WHERE mailbox_id = (SELECT m_id FROM ok) AND shard = %s
+             AND message_count < max_messages AND byte_count <= max_bytes - %s
+          RETURNING id
+        ), stored AS (
+          INSERT INTO {Message._meta.db_table} ({", ".join(field.column for field in columns)})
+          SELECT {", ".join(selected)} FROM reserved, ok
+          RETURNING id
+        ), logged AS ({op.sql})
+        SELECT target.*, (SELECT id FROM stored), EXISTS (SELECT 1 FROM logged),
+               {federation_selectors.peers_active_sql()}
+          FROM target
+    """  # noqa: S608 (table and column names from the models; every value is a parameter)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            query,
+            [*target_params, NameStatus.ACTIVE, size, message.shard, size, *params, *op.params],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return _NO_MAILBOX
+    *read, stored_id, logged, peers_active = row[1:]
+    target = selectors.delivery_target_of(read)
+    if stored_id is None:
+        return target
+    message.mailbox = target.mailbox
+    message.expires_at = message.received_at + timedelta(days=retention_days(target.mailbox))
+    message.id = message.pk = stored_id
+    message._state.adding, message._state.db = False, connection.alias
+    federation.op_appended(kind="message", logged=logged, peers_active=peers_active)
+    logger.info("stored message %s (%s bytes) in %s", message.uid, message.size, name)
+    return Stored(message=message, created=True)
 
 
 def _targets(deliveries: Sequence[Delivery]) -> list[selectors.DeliveryTarget | DeliveryRefused]:
@@ -457,12 +593,14 @@ def _target_judged(name: str, target: selectors.DeliveryTarget | None) -> select
     return target
 
 
-def message_op(message: Message, mailbox: Mailbox, *, ciphertext: bool = False) -> dict[str, Any]:
+def message_op(
+    message: Message, mailbox: Mailbox, *, ciphertext: bool = False, name: str | None = None
+) -> dict[str, Any]:
     """A stored message as the peers learn of it (its ciphertext joins it on the wire, from the message row, or
     here with ``ciphertext``), with the owner it was stored for: a peer whose mailbox of that name changed hands
-    since keeps it out of the new one."""
+    since keeps it out of the new one. ``name``: the mailbox's, when its record is not loaded."""
     op = {
-        "name": mailbox.record.name,
+        "name": mailbox.record.name if name is None else name,
         "owner": mailbox.owner_key,
         "uid": message.uid,
         "delivery_id": message.delivery_id,
@@ -477,12 +615,19 @@ def message_op(message: Message, mailbox: Mailbox, *, ciphertext: bool = False) 
 
 
 def _check_content(scheme: str, ciphertext: bytes) -> None:
+    refused = _content_refusal(scheme, ciphertext)
+    if refused is not None:
+        raise refused
+
+
+def _content_refusal(scheme: str, ciphertext: bytes) -> DeliveryRefused | None:
     if scheme not in SCHEMES:
-        raise DeliveryRefused("bad_scheme", f"The scheme must be one of {', '.join(SCHEMES)}.")
+        return DeliveryRefused("bad_scheme", f"The scheme must be one of {', '.join(SCHEMES)}.")
     if len(ciphertext) > settings.MNS_MAX_MESSAGE_BYTES:
-        raise DeliveryRefused(
+        return DeliveryRefused(
             "too_large", f"The ciphertext may be at most {settings.MNS_MAX_MESSAGE_BYTES} bytes here."
         )
+    return None
 
 
 def _check_sender(context: selectors.DeliveryTarget, sender_key: str, sender_verified: bool) -> None:
@@ -498,18 +643,28 @@ def _rate_refusals(checked: Sequence[_Checked]) -> list[DeliveryRefused | None]:
     """Count each delivery in the one-minute window of its (mailbox, sender), shared by every worker through the
     cache, in order and in one round trip for all: each one's ``rate_limited`` refusal, or None. Nothing is refused
     when the cache failed."""
-    keys = []
-    for item in checked:
-        delivery = item.delivery
-        sender_key = delivery.sender_key if delivery.sender_verified else ""
-        sender = hashlib.sha256(sender_key.encode()).hexdigest()[:32] if sender_key else "unverified"
-        keys.append((f"mailbox:{item.mailbox.id}:{sender}", 60))
+    keys = [(_rate_key(item.mailbox.record.name, item.delivery), RATE_WINDOW) for item in checked]
     counted = ratelimit.hit_many(keys) if keys else []
     if counted is None:
         return [None] * len(checked)
-    limit = settings.MNS_DELIVERY_RATE_PER_MINUTE
-    refusal = f"At most {limit} deliveries a minute to this mailbox."
-    return [DeliveryRefused("rate_limited", refusal) if count > limit else None for count, _ in counted]
+    return [_rate_refused() if count > settings.MNS_DELIVERY_RATE_PER_MINUTE else None for count, _ in counted]
+
+
+RATE_WINDOW = 60  # seconds: MNS_DELIVERY_RATE_PER_MINUTE
+
+
+def _rate_key(name: str, delivery: Delivery) -> str:
+    """The window a delivery counts in: its mailbox's name and its sender (all REST senders share one, unverified).
+    By name, not the mailbox's id, so that a REST delivery can count before it reads its mailbox (``_submitted``)."""
+    sender_key = delivery.sender_key if delivery.sender_verified else ""
+    sender = hashlib.sha256(sender_key.encode()).hexdigest()[:32] if sender_key else "unverified"
+    return f"mailbox:{name}:{sender}"
+
+
+def _rate_refused() -> DeliveryRefused:
+    return DeliveryRefused(
+        "rate_limited", f"At most {settings.MNS_DELIVERY_RATE_PER_MINUTE} deliveries a minute to this mailbox."
+    )
 
 
 def _room_taken(mailbox: Mailbox, size: int) -> int:

@@ -101,6 +101,25 @@ def test_submissions_share_one_rate_per_mailbox(client: Client, opened: Opened, 
     assert Message.objects.count() == 2
 
 
+@pytest.mark.django_db(transaction=True)  # outside a transaction, as served: on PostgreSQL, the one-statement way
+def test_a_submission_answered_before_the_rate_is_not_counted_by_it(
+    client: Client, opened: Opened, sender: Owner, rest_on: None, settings: Any
+) -> None:
+    """Stored before, or refused by a check that comes before the rate: not counted, whichever way it was stored
+    (on PostgreSQL a REST delivery counts first and gives the count back)."""
+    settings.MNS_DELIVERY_RATE_PER_MINUTE = 2
+    first = new_delivery_id()
+    assert submit(client, id=first).status_code == 201
+    assert [submit(client, id=first).status_code for _ in range(3)] == [200, 200, 200]
+    services.mailbox_configure(mailbox=opened.mailbox, blocked=[sender.key])
+    assert [error(submit(client, sender=sender.key)) for _ in range(3)] == [(403, "blocked")] * 3
+    assert submit(client).status_code == 201
+    assert error(submit(client)) == (429, "rate_limited")
+    assert submit(client, id=first).status_code == 200  # the window is full: stored before is still answered
+    assert error(submit(client)) == (429, "rate_limited")  # and the one refused, counted, keeps it full
+    assert Message.objects.count() == 2
+
+
 @pytest.mark.parametrize("bad_id", ["a" * 300 + "\n!", "x" * 15, "id with spaces 12345", "a" * 65])
 def test_a_delivery_id_must_match_as_a_whole(client: Client, opened: Opened, rest_on: None, bad_id: str) -> None:
     before = snapshot()
