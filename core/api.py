@@ -45,10 +45,19 @@ class ThrottleFirst:
     def check_throttles(self, request: Request) -> None:
         # DRF's APIView.check_throttles, with every limit counted in one round trip to the cache.
         throttles = self.get_throttles()
-        self.cached = throttling.count_together(throttles, request, self, self.cache_keys(request))
+        own = self.counted_keys(request)
+        self.cached, self.counted = throttling.count_together(throttles, request, self, self.cache_keys(request), own)
         durations = [throttle.wait() for throttle in throttles if not throttle.allow_request(request, self)]
         if durations:
+            for counted in self.counted:  # the view's own counters count only what its limits let through
+                counted.give_back()
             self.throttled(request, max((d for d in durations if d is not None), default=None))
+
+    def counted_keys(self, request: Request) -> list[tuple[str, int]]:
+        """Counters of the view's own (``(key, window)``), which it judges later itself: counted with the rate
+        limits' round trip into ``self.counted`` (``ratelimit.Counted``, in order), and given back when the
+        request's limits refuse it."""
+        return []
 
     def cache_keys(self, request: Request) -> list[str]:
         """Cache keys the view will read: fetched (raw) with the rate limits' round trip into ``self.cached``,

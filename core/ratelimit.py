@@ -7,6 +7,7 @@ reason to drop a Maxima message the node will never post again.
 
 import logging
 import time
+from dataclasses import dataclass
 
 from django.core.cache import cache
 
@@ -51,6 +52,24 @@ def hit_many_and_get(
         (count, (index + 1) * window - now) for count, index, (_, window) in zip(counts, indexes, limits, strict=True)
     ]
     return counted, values
+
+
+@dataclass(frozen=True)
+class Counted:
+    """One event counted under ``key`` at ``now`` by a caller's round trip (``core.throttling.count_together``),
+    for the code that judges it later: ``count`` so far in the window, or None when the cache failed (not limited)."""
+
+    key: str
+    window: int
+    now: float
+    count: int | None
+
+    def over(self, limit: int) -> bool:
+        return self.count is not None and self.count > limit
+
+    def give_back(self) -> None:
+        if self.count is not None:
+            give_back(self.key, window=self.window, now=self.now)
 
 
 def give_back(key: str, *, window: int, now: float) -> None:

@@ -6,6 +6,7 @@ shared by every web process through Redis. (A client can pass at most twice the 
 the usual price of fixed windows.)
 """
 
+import time
 from typing import TYPE_CHECKING
 
 from rest_framework.request import Request
@@ -71,13 +72,18 @@ class ScopedThrottle(ScopedRateThrottle, FixedWindowThrottle):
 
 
 def count_together(
-    throttles: list[object], request: Request, view: "APIView", gets: list[str] = ()
-) -> list[bytes | None] | None:
+    throttles: list[object],
+    request: Request,
+    view: "APIView",
+    gets: list[str] = (),
+    own: list[tuple[str, int]] = (),
+) -> tuple[list[bytes | None] | None, list[ratelimit.Counted]]:
     """Count the request under every fixed-window limit of the view in one round trip to the cache; each
     throttle's ``allow_request`` then only compares. (Every limit counts every request, as DRF's loop does.)
 
     ``gets``: cache keys the view reads anyway, fetched raw in the same round trip (on Redis; ``None`` otherwise,
-    or when the cache failed)."""
+    or when the cache failed). ``own``: ``(key, window)`` counters of the view's own, which it judges itself later
+    (``ThrottleFirst.counted_keys``), counted in the same round trip: one ``ratelimit.Counted`` each."""
     fixed = [t for t in throttles if isinstance(t, FixedWindowThrottle)]
     keyed = []
     for throttle in fixed:
@@ -85,19 +91,25 @@ def count_together(
         throttle._counted = None
         if throttle.key is not None:
             keyed.append(throttle)
-    if not keyed and not gets:
-        return None
-    asked = ([t.key for t in keyed], list(gets))
+    if not keyed and not gets and not own:
+        return None, []
+    asked = ([t.key for t in keyed], list(gets), list(own))
     handed = request.META.pop(HANDED_ON, None)
     if handed is not None and handed[0] == asked:  # counted already by an early answer that missed (hand_on)
-        counted, values = handed[1]
+        now, counted, values = handed[1]
     else:
-        now = keyed[0].timer() if keyed else None
-        counted, values = ratelimit.hit_many_and_get([(t.key, t.duration) for t in keyed], list(gets), now=now)
-    for throttle, each in zip(keyed, counted or [None] * len(keyed), strict=True):
+        now = keyed[0].timer() if keyed else time.time()
+        limits = [(t.key, t.duration) for t in keyed] + list(own)
+        counted, values = ratelimit.hit_many_and_get(limits, list(gets), now=now)
+    counted = counted or [None] * (len(keyed) + len(own))
+    for throttle, each in zip(keyed, counted[: len(keyed)], strict=True):
         throttle._counted = each
-    request.META[COUNTED] = (asked, (counted, values))
-    return values
+    request.META[COUNTED] = (asked, (now, counted, values))
+    ours = counted[len(keyed) :]
+    return values, [
+        ratelimit.Counted(key, window, now, None if each is None else each[0])
+        for (key, window), each in zip(own, ours, strict=True)
+    ]
 
 
 def hand_on(request: Request) -> None:

@@ -321,6 +321,11 @@ class SubmitView(APIView):
             507: error_response("over_quota"),
         },
     )
+    def counted_keys(self, request: Request) -> list[tuple[str, int]]:
+        # The delivery's own rate, counted with the view's limits (one round trip) when it is counted first.
+        key = services.submission_rate_key(self.kwargs["name"]) if settings.MNS_REST_SUBMISSION else None
+        return [] if key is None else [key]
+
     def post(self, request: Request, name: str) -> Response:
         data = SubmitSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -331,6 +336,7 @@ class SubmitView(APIView):
             scheme=fields["scheme"],
             ciphertext=fields["ciphertext"],
             sender_key=fields.get("sender", ""),
+            counted=self.counted[0] if self.counted else None,
         )
         return Response(StoredSerializer(stored).data, status=201 if stored.created else 200)
 

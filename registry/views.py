@@ -183,7 +183,7 @@ def lookup_early(request: HttpRequest, name: str) -> HttpResponse:
         raise Missed
     throttles = [throttle() for throttle in NameView.throttle_classes]
     request.user = None  # what DRF's request.user is in NameView, which authenticates nobody (the limits read it)
-    cached = throttling.count_together(throttles, request, NameView, keys)
+    cached, _ = throttling.count_together(throttles, request, NameView, keys)
     waits = [throttle.wait() for throttle in throttles if not throttle.allow_request(request, NameView)]
     if waits:  # as ThrottleFirst.check_throttles
         status, body, headers = throttled_answer(max((wait for wait in waits if wait is not None), default=None))

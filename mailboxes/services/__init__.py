@@ -17,6 +17,7 @@ from mailboxes.services.delivery import (
     delivery_store,
     delivery_submit,
     message_op,
+    submission_rate_key,
 )
 from mailboxes.services.forwarding import ForwardSummary, mailbox_forward, message_forwarded
 from mailboxes.services.opening import mailbox_hand_over, mailbox_open, registration_record
@@ -74,4 +75,5 @@ __all__ = [
     "retention_days",
     "sender_block",
     "sender_unblock",
+    "submission_rate_key",
 ]

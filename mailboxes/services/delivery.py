@@ -428,28 +428,54 @@ def _refusal_receipt(delivery_id: str, refused: DomainError | MailboxMessageInva
     return Receipt(id=delivery_id, status="refused", reason=refused.code, detail=_detail(refused))
 
 
-def delivery_submit(*, name: str, delivery_id: str, scheme: str, ciphertext: bytes, sender_key: str) -> Stored:
-    """A delivery over REST (``MNS_REST_SUBMISSION``): the same checks, stored with an unverified sender."""
+def delivery_submit(
+    *,
+    name: str,
+    delivery_id: str,
+    scheme: str,
+    ciphertext: bytes,
+    sender_key: str,
+    counted: ratelimit.Counted | None = None,
+) -> Stored:
+    """A delivery over REST (``MNS_REST_SUBMISSION``): the same checks, stored with an unverified sender.
+
+    ``counted``: the delivery counted against its rate already, under ``submission_rate_key(name)``, by the
+    caller's round trip to the cache (the view's, with its rate limits); otherwise it is counted here."""
     if not settings.MNS_REST_SUBMISSION:
         raise DomainError("submission_disabled", "This gateway takes deliveries over Maxima only.", status=403)
     delivery = Delivery(name, delivery_id, scheme, ciphertext, sender_key, False)
+    key = submission_rate_key(name)
+    if key is None:
+        return delivery_store(**delivery.__dict__)
+    if counted is None or counted.key != key[0]:
+        now = time.time()
+        hit = ratelimit.hit_many([key], now=now)
+        counted = ratelimit.Counted(*key, now, None if hit is None else hit[0][0])
+    return _submitted(delivery, normalise(name), counted)
+
+
+def submission_rate_key(name: str) -> tuple[str, int] | None:
+    """The ``(key, window)`` a REST delivery to ``name`` counts under before it is read and written
+    (``_submitted``), or None when it will be counted after its checks, as ``delivery_store`` counts (not
+    PostgreSQL, in a transaction, or not a name)."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return None
     try:
         normalised = normalise(name)
     except NameRefused:
-        normalised = None
-    if normalised is None or connection.vendor != "postgresql" or connection.in_atomic_block:
-        return delivery_store(**delivery.__dict__)
-    return _submitted(delivery, normalised)
+        return None
+    return _rate_key(normalised, Delivery(normalised, "", "", b"", "", False)), RATE_WINDOW
 
 
-def _submitted(delivery: Delivery, name: str) -> Stored:
-    """``delivery_submit`` on PostgreSQL, outside a transaction, in two round trips where ``delivery_store`` takes
-    four: the rate counted first (one ``EVALSHA``), then the target read and the message written in one statement
-    (``_submit_at_once``). What it answers and writes is ``delivery_store``'s, check for check.
+def _submitted(delivery: Delivery, name: str, counted: ratelimit.Counted) -> Stored:
+    """``delivery_submit`` on PostgreSQL, outside a transaction, in one round trip to the cache (``counted``,
+    the view's, with its rate limits) and one statement (``_submit_at_once``: the target read and the message
+    written), where ``delivery_store`` takes two of each. What it answers and writes is ``delivery_store``'s,
+    check for check.
 
     Counting first is the one difference: ``delivery_store`` counts a delivery against its rate only once every
     check before the rate passed. Here a delivery that is then refused for one of those checks, or answered as
-    stored before, has its count given back (``ratelimit.give_back``): the count a window keeps is the same. While
+    stored before, has its count given back (``Counted.give_back``): the count a window keeps is the same. While
     it holds that count (one statement's time), a delivery of the same mailbox and sender at the very edge of the
     limit can be refused ``rate_limited`` where it would have passed; its client retries after ``Retry-After``.
 
@@ -457,9 +483,7 @@ def _submitted(delivery: Delivery, name: str) -> Stored:
     new read: over the rate, a scheme or size refused, a name that is not active, a sender on a list or an allow
     list, a duplicate, a mailbox that forwards, a counter shard without room, or a duplicate stored meanwhile.
     """
-    key, now = _rate_key(name, delivery), time.time()
-    counted = ratelimit.hit_many([(key, RATE_WINDOW)], now=now)
-    over_rate = counted is not None and counted[0][0] > settings.MNS_DELIVERY_RATE_PER_MINUTE
+    over_rate = counted.over(settings.MNS_DELIVERY_RATE_PER_MINUTE)
     try:
         target: selectors.DeliveryTarget | DeliveryRefused | None = None
         if not over_rate and _content_refusal(delivery.scheme, delivery.ciphertext) is None:
@@ -475,11 +499,11 @@ def _submitted(delivery: Delivery, name: str) -> Stored:
             [target] = _targets([delivery])
         stored = _stored(delivery, target, over_rate=over_rate)
     except DeliveryRefused as refused:
-        if counted is not None and refused.code not in ("rate_limited", "over_quota"):  # those two are counted
-            ratelimit.give_back(key, window=RATE_WINDOW, now=now)
+        if refused.code not in ("rate_limited", "over_quota"):  # those two are counted
+            counted.give_back()
         raise
-    if counted is not None and not stored.created:  # stored before: answered before the rate, not counted
-        ratelimit.give_back(key, window=RATE_WINDOW, now=now)
+    if not stored.created:  # stored before: answered before the rate, not counted
+        counted.give_back()
     return stored
 
 

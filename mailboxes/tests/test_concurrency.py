@@ -165,19 +165,32 @@ def submit(sender: Owner, delivery_id: str | None = None, ciphertext: bytes = b"
 
 
 def test_a_rest_delivery_is_one_statement_that_commits_on_its_own(
-    opened: Opened, sender: Owner, settings: object
+    opened: Opened, sender: Owner, settings: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The statement count is the guard: it was seven, plus BEGIN and COMMIT, then a read and a write
-    (docs/performance.md). What the one statement stores is what the two stored: the message with the mailbox's
-    retention, its count, and its op with the mailbox's owner."""
+    (docs/performance.md); and one round trip to the cache, the view's limits and the delivery's rate together.
+    What the one statement stores is what the two stored: the message with the mailbox's retention, its count,
+    and its op with the mailbox's owner."""
+    from core import ratelimit
+
     settings.MNS_REST_SUBMISSION = True
     Mailbox.objects.update(retention_days=3)
     data = {"id": new_delivery_id(), "scheme": "nacl-sealedbox-v1", "ciphertext": to_hex(b"\x02" * 50)}
     data["sender"] = sender.key
+    trips: list[list[str]] = []
+    hit_many_and_get = ratelimit.hit_many_and_get
+    monkeypatch.setattr(
+        ratelimit,
+        "hit_many_and_get",
+        lambda limits, *a, **kw: trips.append(limits) or hit_many_and_get(limits, *a, **kw),
+    )
     with CaptureQueriesContext(connection) as queries:
         response = Client().post("/api/v1/names/alice/messages", data, content_type="application/json")
     assert response.status_code == 201
     assert [query["sql"].split()[0] for query in queries.captured_queries] == ["WITH"]
+    assert [[key for key, _ in limits] for limits in trips] == [
+        ["throttle_ip_127.0.0.1", "throttle_submit_127.0.0.1", "mailbox:alice:unverified"]
+    ]
     uid = response.json()["message_id"]
     message = Message.objects.get()
     assert (message.uid, message.sender_verified, bytes(message.ciphertext)) == (uid, False, b"\x02" * 50)

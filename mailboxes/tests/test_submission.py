@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from rest_framework.throttling import ScopedRateThrottle
 
 from mailboxes import services
 from mailboxes.models import Message
@@ -19,9 +20,9 @@ def rest_on(settings: Any) -> None:
     settings.MNS_REST_SUBMISSION = True
 
 
-def submit(client: Client, name: str = "alice", **fields: Any) -> Any:
+def submit(client: Client, name: str = "alice", address: str = "127.0.0.1", **fields: Any) -> Any:
     data = {"id": new_delivery_id(), "scheme": "nacl-sealedbox-v1", "ciphertext": to_hex(b"\x02" * 50), **fields}
-    return client.post(f"/api/v1/names/{name}/messages", data, content_type="application/json")
+    return client.post(f"/api/v1/names/{name}/messages", data, content_type="application/json", REMOTE_ADDR=address)
 
 
 def test_submission_is_off_by_default_and_stores_nothing(client: Client, opened: Opened) -> None:
@@ -117,6 +118,21 @@ def test_a_submission_answered_before_the_rate_is_not_counted_by_it(
     assert error(submit(client)) == (429, "rate_limited")
     assert submit(client, id=first).status_code == 200  # the window is full: stored before is still answered
     assert error(submit(client)) == (429, "rate_limited")  # and the one refused, counted, keeps it full
+    assert Message.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)  # as served: on PostgreSQL the rate is counted with the view's limits
+def test_a_submission_the_clients_limit_refused_is_not_counted_against_the_mailbox(
+    client: Client, opened: Opened, rest_on: None, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One client hammering a mailbox is held back by its own limit, and the requests it refused leave the
+    mailbox's window for the others."""
+    settings.MNS_DELIVERY_RATE_PER_MINUTE = 2
+    monkeypatch.setitem(ScopedRateThrottle.THROTTLE_RATES, "submit", "1/min")
+    assert submit(client).status_code == 201
+    assert [error(submit(client)) for _ in range(5)] == [(429, "throttled")] * 5
+    assert submit(client, address="10.0.0.2").status_code == 201
+    assert error(submit(client, address="10.0.0.3")) == (429, "rate_limited")
     assert Message.objects.count() == 2
 
 
