@@ -306,6 +306,14 @@ class SubmitView(APIView):
     throttle_classes = THROTTLES
     throttle_scope = "submit"
 
+    def counted_keys(self, request: Request) -> list[tuple[str, int]]:
+        # The delivery's own rate, counted with the view's limits (one round trip) where it is counted first; a
+        # POST only, and given back by ``post`` when no delivery comes of it (a body refused).
+        if request.method != "POST" or not settings.MNS_REST_SUBMISSION:
+            return []
+        key = services.submission_rate_key(self.kwargs["name"])
+        return [] if key is None else [key]
+
     @extend_schema(
         operation_id="names_messages_create",
         parameters=[NAME],
@@ -321,22 +329,23 @@ class SubmitView(APIView):
             507: error_response("over_quota"),
         },
     )
-    def counted_keys(self, request: Request) -> list[tuple[str, int]]:
-        # The delivery's own rate, counted with the view's limits (one round trip) when it is counted first.
-        key = services.submission_rate_key(self.kwargs["name"]) if settings.MNS_REST_SUBMISSION else None
-        return [] if key is None else [key]
-
     def post(self, request: Request, name: str) -> Response:
-        data = SubmitSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        counted = self.counted[0] if self.counted else None
+        try:
+            data = SubmitSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+        except Exception:
+            if counted is not None:  # no delivery: not counted
+                counted.give_back()
+            raise
         fields = data.validated_data
-        stored = services.delivery_submit(
+        stored = services.delivery_submit(  # keeps the count, or gives it back
             name=name,
             delivery_id=fields["id"],
             scheme=fields["scheme"],
             ciphertext=fields["ciphertext"],
             sender_key=fields.get("sender", ""),
-            counted=self.counted[0] if self.counted else None,
+            counted=counted,
         )
         return Response(StoredSerializer(stored).data, status=201 if stored.created else 200)
 

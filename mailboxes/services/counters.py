@@ -10,7 +10,8 @@ The lock order, which keeps deadlocks impossible: a transaction that touches mor
 runs inside a larger transaction (a Maxima batch's ``deliveries_store``, a peer's replicated batch, deletes,
 replicas), first takes the rows of the mailboxes it touches, in id order, and then their shards in shard order,
 before it writes or deletes any of their messages (``counters_lock``). Only a delivery's single autocommit
-statement (``delivery._write_at_once`` outside a transaction) takes one shard without its mailbox's row; while it
+statement (``delivery._write_at_once`` outside a transaction, and ``delivery._submit_at_once``, which is the same
+statement with its read in front) takes one shard without its mailbox's row; while it
 holds that shard it waits on nobody who could wait for it: every transaction that writes the mailbox's messages
 holds all its shards already (so a conflicting message insert can only be another such statement), and the KEY
 SHARE lock its message's foreign key takes on the mailbox's row does not conflict with the NO KEY UPDATE locks

@@ -42,6 +42,7 @@ from mns_client.protocol.mailbox import (
     reply_to_of,
 )
 from mns_client.protocol.names import NameRefused, normalise
+from registry.models import NameRecord
 
 logger = logging.getLogger(__name__)
 
@@ -319,7 +320,8 @@ def _checked(delivery: Delivery, target: selectors.DeliveryTarget) -> Stored | _
         raise DeliveryRefused(
             "owner_changed", f"{delivery.to!r} has another owner than the one this letter was sealed for."
         )
-    _check_content(delivery.scheme, delivery.ciphertext)
+    if (refused := _content_refusal(delivery.scheme, delivery.ciphertext)) is not None:
+        raise refused
     _check_sender(target, sender_key, sender_verified)
     return _Checked(delivery, target.mailbox)
 
@@ -440,14 +442,18 @@ def delivery_submit(
     """A delivery over REST (``MNS_REST_SUBMISSION``): the same checks, stored with an unverified sender.
 
     ``counted``: the delivery counted against its rate already, under ``submission_rate_key(name)``, by the
-    caller's round trip to the cache (the view's, with its rate limits); otherwise it is counted here."""
+    caller's round trip to the cache (the view's, with its rate limits); otherwise it is counted here. Either way
+    this call owns that count: it keeps it, or gives it back."""
+    key = submission_rate_key(name) if settings.MNS_REST_SUBMISSION else None
+    if counted is not None and (key is None or counted.key != key[0]):  # not the count this delivery takes
+        counted.give_back()
+        counted = None
     if not settings.MNS_REST_SUBMISSION:
         raise DomainError("submission_disabled", "This gateway takes deliveries over Maxima only.", status=403)
     delivery = Delivery(name, delivery_id, scheme, ciphertext, sender_key, False)
-    key = submission_rate_key(name)
     if key is None:
         return delivery_store(**delivery.__dict__)
-    if counted is None or counted.key != key[0]:
+    if counted is None:
         now = time.time()
         hit = ratelimit.hit_many([key], now=now)
         counted = ratelimit.Counted(*key, now, None if hit is None else hit[0][0])
@@ -461,10 +467,9 @@ def submission_rate_key(name: str) -> tuple[str, int] | None:
     if connection.vendor != "postgresql" or connection.in_atomic_block:
         return None
     try:
-        normalised = normalise(name)
+        return _rate_key(normalise(name), "", sender_verified=False), RATE_WINDOW
     except NameRefused:
         return None
-    return _rate_key(normalised, Delivery(normalised, "", "", b"", "", False)), RATE_WINDOW
 
 
 def _submitted(delivery: Delivery, name: str, counted: ratelimit.Counted) -> Stored:
@@ -475,50 +480,51 @@ def _submitted(delivery: Delivery, name: str, counted: ratelimit.Counted) -> Sto
 
     Counting first is the one difference: ``delivery_store`` counts a delivery against its rate only once every
     check before the rate passed. Here a delivery that is then refused for one of those checks, or answered as
-    stored before, has its count given back (``Counted.give_back``): the count a window keeps is the same. While
-    it holds that count (one statement's time), a delivery of the same mailbox and sender at the very edge of the
-    limit can be refused ``rate_limited`` where it would have passed; its client retries after ``Retry-After``.
+    stored before, or that fails, has its count given back (``Counted.give_back``): the count a window keeps is
+    the same. While it holds that count (one statement's time), a delivery of the same mailbox and sender at the
+    very edge of the limit can be refused ``rate_limited`` where it would have passed; its client retries after
+    ``Retry-After``.
 
     Whatever is not the plain case goes the way ``delivery_store`` goes, with the target this statement read, or a
     new read: over the rate, a scheme or size refused, a name that is not active, a sender on a list or an allow
     list, a duplicate, a mailbox that forwards, a counter shard without room, or a duplicate stored meanwhile.
     """
     over_rate = counted.over(settings.MNS_DELIVERY_RATE_PER_MINUTE)
+    kept = False
     try:
         target: selectors.DeliveryTarget | DeliveryRefused | None = None
         if not over_rate and _content_refusal(delivery.scheme, delivery.ciphertext) is None:
-            try:
-                written = _submit_at_once(delivery, name)
-            except IntegrityError:  # the same delivery, stored by a concurrent worker since the statement began
-                written = None
+            written = _submit_at_once(delivery, name)
             if isinstance(written, Stored):
+                kept = True
                 return written
             if written is not None:
                 target = _target_judged(name, None if written is _NO_MAILBOX else written)
         if target is None:
             [target] = _targets([delivery])
         stored = _stored(delivery, target, over_rate=over_rate)
+        kept = stored.created  # stored before: answered before the rate, not counted
+        return stored
     except DeliveryRefused as refused:
-        if refused.code not in ("rate_limited", "over_quota"):  # those two are counted
-            counted.give_back()
+        kept = refused.code in ("rate_limited", "over_quota")  # refused for the rate or after it: counted
         raise
-    if not stored.created:  # stored before: answered before the rate, not counted
-        counted.give_back()
-    return stored
+    finally:
+        if not kept:
+            counted.give_back()
 
 
 _NO_MAILBOX = object()  # _submit_at_once: no mailbox of that name is kept here
 
 
-def _submit_at_once(delivery: Delivery, name: str) -> Stored | selectors.DeliveryTarget | object:
+def _submit_at_once(delivery: Delivery, name: str) -> Stored | selectors.DeliveryTarget | object | None:
     """Read a REST delivery's target (``selectors.delivery_targets_sql``) and, in the plain case, write it, in one
     statement that commits on its own: ``_write_at_once`` with the mailbox read in the same statement. The plain
     case: an active name whose mailbox has the record's owner, no message of this delivery id stored, the sender
     on no list of the gateway or the mailbox, no allow list, no forwarding, and room in the counter shard picked.
-    Returns the ``Stored`` message, or the target read with nothing written (judged as ``delivery_store`` judges
-    it), or ``_NO_MAILBOX``; ``IntegrityError`` when the same delivery was stored since the statement began."""
+    Returns the ``Stored`` message; or the target read with nothing written (judged as ``delivery_store`` judges
+    it); ``_NO_MAILBOX``; or None when the same delivery was stored since the statement began (read it again)."""
     message = _message_unsaved(
-        Mailbox(),  # the mailbox and the expiry its retention gives are the statement's own (below)
+        Mailbox(),  # the mailbox and the expiry its retention gives are the statement's own (_write_ctes)
         delivery.delivery_id,
         delivery.scheme,
         delivery.ciphertext,
@@ -530,51 +536,24 @@ def _submit_at_once(delivery: Delivery, name: str) -> Stored | selectors.Deliver
     target_sql, target_params = selectors.delivery_targets_sql(
         [(name, delivery.sender_key, delivery.sender_verified, delivery.delivery_id)]
     )
-    columns = insert_fields(Message)
-    values = dict(zip((field.attname for field in columns), insert_params([message], connection), strict=True))
-    selected, params = [], []
-    for field in columns:
-        if field.attname == "mailbox_id":
-            selected.append("ok.m_id")
-        elif field.attname == "expires_at":  # reading.retention_days: the owner's, never longer than the gateway's
-            selected.append("%s + make_interval(days => LEAST(COALESCE(NULLIF(ok.m_retention_days, 0), %s), %s))")
-            params += [values["received_at"], settings.MNS_RETENTION_DAYS, settings.MNS_RETENTION_DAYS]
-        else:
-            selected.append("%s")
-            params.append(values[field.attname])
-    payload = message_op(message, Mailbox(owner_key=""), name=name)
-    del payload["owner"]  # the mailbox's, read in the statement (``owned``)
-    op = federation.op_append_sql(
-        kind="message", payload=payload, source="stored, ok", owned="jsonb_build_object('owner', ok.m_owner_key)"
-    )
-    size = message.size
+    writes, params = _write_ctes(message, Mailbox(owner_key="", record=NameRecord(name=name)), read=True)
     query = f"""
         WITH target AS ({target_sql}),
         ok AS (
           SELECT * FROM target
            WHERE r_status = %s AND r_owner_key = m_owner_key AND stored_before IS NULL
              AND NOT blocked_by_staff AND NOT blocked_by_owner AND NOT has_allow_list AND NOT m_auto_forward
-        ), reserved AS (
-          UPDATE {MailboxCounter._meta.db_table}
-             SET message_count = message_count + 1, byte_count = byte_count + %s
-           WHERE mailbox_id = (SELECT m_id FROM ok) AND shard = %s
-             AND message_count < max_messages AND byte_count <= max_bytes - %s
-          RETURNING id
-        ), stored AS (
-          INSERT INTO {Message._meta.db_table} ({", ".join(field.column for field in columns)})
-          SELECT {", ".join(selected)} FROM reserved, ok
-          RETURNING id
-        ), logged AS ({op.sql})
+        ), {writes}
         SELECT target.*, (SELECT id FROM stored), EXISTS (SELECT 1 FROM logged),
                {federation_selectors.peers_active_sql()}
           FROM target
     """  # noqa: S608 (table and column names from the models; every value is a parameter)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            query,
-            [*target_params, NameStatus.ACTIVE, size, message.shard, size, *params, *op.params],
-        )
-        row = cursor.fetchone()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(query, [*target_params, NameStatus.ACTIVE, *params])
+            row = cursor.fetchone()
+    except IntegrityError:  # the same delivery, stored by a concurrent worker since the statement began
+        return None
     if row is None:
         return _NO_MAILBOX
     *read, stored_id, logged, peers_active = row[1:]
@@ -583,9 +562,7 @@ def _submit_at_once(delivery: Delivery, name: str) -> Stored | selectors.Deliver
         return target
     message.mailbox = target.mailbox
     message.expires_at = message.received_at + timedelta(days=retention_days(target.mailbox))
-    message.id = message.pk = stored_id
-    message._state.adding, message._state.db = False, connection.alias
-    federation.op_appended(kind="message", logged=logged, peers_active=peers_active)
+    _saved(message, stored_id, logged=logged, peers_active=peers_active)
     logger.info("stored message %s (%s bytes) in %s", message.uid, message.size, name)
     return Stored(message=message, created=True)
 
@@ -617,14 +594,12 @@ def _target_judged(name: str, target: selectors.DeliveryTarget | None) -> select
     return target
 
 
-def message_op(
-    message: Message, mailbox: Mailbox, *, ciphertext: bool = False, name: str | None = None
-) -> dict[str, Any]:
+def message_op(message: Message, mailbox: Mailbox, *, ciphertext: bool = False) -> dict[str, Any]:
     """A stored message as the peers learn of it (its ciphertext joins it on the wire, from the message row, or
     here with ``ciphertext``), with the owner it was stored for: a peer whose mailbox of that name changed hands
-    since keeps it out of the new one. ``name``: the mailbox's, when its record is not loaded."""
+    since keeps it out of the new one."""
     op = {
-        "name": mailbox.record.name if name is None else name,
+        "name": mailbox.record.name,
         "owner": mailbox.owner_key,
         "uid": message.uid,
         "delivery_id": message.delivery_id,
@@ -636,12 +611,6 @@ def message_op(
     if ciphertext:
         op["ciphertext"] = to_hex(bytes(message.ciphertext))
     return op
-
-
-def _check_content(scheme: str, ciphertext: bytes) -> None:
-    refused = _content_refusal(scheme, ciphertext)
-    if refused is not None:
-        raise refused
 
 
 def _content_refusal(scheme: str, ciphertext: bytes) -> DeliveryRefused | None:
@@ -667,7 +636,10 @@ def _rate_refusals(checked: Sequence[_Checked]) -> list[DeliveryRefused | None]:
     """Count each delivery in the one-minute window of its (mailbox, sender), shared by every worker through the
     cache, in order and in one round trip for all: each one's ``rate_limited`` refusal, or None. Nothing is refused
     when the cache failed."""
-    keys = [(_rate_key(item.mailbox.record.name, item.delivery), RATE_WINDOW) for item in checked]
+    keys = [
+        (_rate_key(item.mailbox.record.name, item.delivery.sender_key, item.delivery.sender_verified), RATE_WINDOW)
+        for item in checked
+    ]
     counted = ratelimit.hit_many(keys) if keys else []
     if counted is None:
         return [None] * len(checked)
@@ -677,10 +649,10 @@ def _rate_refusals(checked: Sequence[_Checked]) -> list[DeliveryRefused | None]:
 RATE_WINDOW = 60  # seconds: MNS_DELIVERY_RATE_PER_MINUTE
 
 
-def _rate_key(name: str, delivery: Delivery) -> str:
+def _rate_key(name: str, sender_key: str, sender_verified: bool) -> str:
     """The window a delivery counts in: its mailbox's name and its sender (all REST senders share one, unverified).
     By name, not the mailbox's id, so that a REST delivery can count before it reads its mailbox (``_submitted``)."""
-    sender_key = delivery.sender_key if delivery.sender_verified else ""
+    sender_key = sender_key if sender_verified else ""
     sender = hashlib.sha256(sender_key.encode()).hexdigest()[:32] if sender_key else "unverified"
     return f"mailbox:{name}:{sender}"
 
@@ -753,36 +725,69 @@ def _write_locked(message: Message, mailbox: Mailbox) -> Message:
 
 
 def _write_at_once(message: Message, mailbox: Mailbox) -> bool:
-    """``_store_new`` on PostgreSQL in one statement: the conditional UPDATE of the message's counter shard
-    (``message.shard``), the message's INSERT (only if the UPDATE took the room) and the op's INSERT (only if the
-    message was stored), with the gateway's identity key and "is any peer active?" read in the same statement.
-    Outside a transaction it commits on its own. False, nothing written, when the shard has no room for it."""
-    op = federation.op_append_sql(kind="message", payload=message_op(message, mailbox), source="stored")
-    columns = insert_fields(Message)
-    values = insert_params([message], connection)
-    size = message.size
+    """``_store_new`` on PostgreSQL in one statement (``_write_ctes``), with the gateway's identity key and "is any
+    peer active?" read in the same statement. Outside a transaction it commits on its own. False, nothing written,
+    when the shard has no room for it."""
+    writes, params = _write_ctes(message, mailbox)
     query = f"""
-        WITH reserved AS (
-          UPDATE {MailboxCounter._meta.db_table}
-             SET message_count = message_count + 1, byte_count = byte_count + %s
-           WHERE mailbox_id = %s AND shard = %s AND message_count < max_messages AND byte_count <= max_bytes - %s
-          RETURNING id
-        ), stored AS (
-          INSERT INTO {Message._meta.db_table} ({", ".join(field.column for field in columns)})
-          SELECT {", ".join(["%s"] * len(columns))} FROM reserved
-          RETURNING id
-        ), logged AS ({op.sql})
+        WITH {writes}
         SELECT (SELECT id FROM stored), EXISTS (SELECT 1 FROM logged), {federation_selectors.peers_active_sql()}
-    """  # noqa: S608 (table and column names from the models; every value is a parameter)
+    """  # noqa: S608 (the CTEs' own)
     with connection.cursor() as cursor:
-        cursor.execute(query, [size, mailbox.id, message.shard, size, *values, *op.params])
+        cursor.execute(query, params)
         stored_id, logged, peers_active = cursor.fetchone()
     if stored_id is None:
         return False
+    _saved(message, stored_id, logged=logged, peers_active=peers_active)
+    return True
+
+
+def _write_ctes(message: Message, mailbox: Mailbox, *, read: bool = False) -> tuple[str, list[Any]]:
+    """The CTEs of a one-statement delivery (``reserved``, ``stored``, ``logged``) and their parameters: the
+    conditional UPDATE of the message's counter shard (``message.shard``), the message's INSERT (only if the
+    UPDATE took the room) and the op's INSERT (only if the message was stored). ``read``: the mailbox is the one
+    the statement read before them, its CTE ``ok`` (``_submit_at_once``), which gives its id, its owner and the
+    retention the message expires by; ``mailbox`` then only names its record."""
+    columns = insert_fields(Message)
+    values = dict(zip((field.attname for field in columns), insert_params([message], connection), strict=True))
+    selected, params = [], []
+    for field in columns:
+        if read and field.attname == "mailbox_id":
+            selected.append("ok.m_id")
+        elif read and field.attname == "expires_at":  # reading.retention_days: the owner's, at most the gateway's
+            selected.append("%s + make_interval(days => LEAST(COALESCE(NULLIF(ok.m_retention_days, 0), %s), %s))")
+            params += [values["received_at"], settings.MNS_RETENTION_DAYS, settings.MNS_RETENTION_DAYS]
+        else:
+            selected.append("%s")
+            params.append(values[field.attname])
+    payload = message_op(message, mailbox)
+    if read:
+        del payload["owner"]  # the mailbox's, as the statement read it
+        owned = "jsonb_build_object('owner', ok.m_owner_key)"
+        op = federation.op_append_sql(kind="message", payload=payload, source="stored, ok", owned=owned)
+    else:
+        op = federation.op_append_sql(kind="message", payload=payload, source="stored")
+    size = message.size
+    ctes = f"""reserved AS (
+          UPDATE {MailboxCounter._meta.db_table}
+             SET message_count = message_count + 1, byte_count = byte_count + %s
+           WHERE mailbox_id = {"(SELECT m_id FROM ok)" if read else "%s"} AND shard = %s
+             AND message_count < max_messages AND byte_count <= max_bytes - %s
+          RETURNING id
+        ), stored AS (
+          INSERT INTO {Message._meta.db_table} ({", ".join(field.column for field in columns)})
+          SELECT {", ".join(selected)} FROM reserved{", ok" if read else ""}
+          RETURNING id
+        ), logged AS ({op.sql})"""  # noqa: S608 (table and column names from the models; every value a parameter)
+    shard = [size, message.shard, size] if read else [size, mailbox.id, message.shard, size]
+    return ctes, [*shard, *params, *op.params]
+
+
+def _saved(message: Message, stored_id: int, *, logged: bool, peers_active: bool) -> None:
+    """A message a one-statement write stored: its id, as saved, and its op said (``op_appended``)."""
     message.id = message.pk = stored_id
     message._state.adding, message._state.db = False, connection.alias
     federation.op_appended(kind="message", logged=logged, peers_active=peers_active)
-    return True
 
 
 def _message_row(

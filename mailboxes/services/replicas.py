@@ -10,7 +10,7 @@ from django.utils import timezone
 from mailboxes import selectors
 from mailboxes.models import Mailbox, Message
 from mailboxes.services.counters import counters_lock
-from mailboxes.services.delivery import _check_content, _message_row, _room_taken
+from mailboxes.services.delivery import _content_refusal, _message_row, _room_taken
 from mailboxes.services.reading import _messages_delete, retention_days
 from mns_client.protocol.mailbox import (
     MailboxMessageInvalid,
@@ -63,7 +63,8 @@ def message_replicate(
         return "duplicate"
     if received_at + timedelta(days=retention_days(mailbox)) <= timezone.now():
         return "expired"
-    _check_content(scheme, ciphertext)
+    if (refused := _content_refusal(scheme, ciphertext)) is not None:
+        raise refused
     try:
         with transaction.atomic():
             shard = _room_taken(mailbox, len(ciphertext))

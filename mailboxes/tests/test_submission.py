@@ -11,8 +11,11 @@ from mailboxes.models import Message
 from mailboxes.tests.support import Opened, Owner, body, deliver, deliver_body, error, quota_set, snapshot, usage
 from mns_client.protocol.codecs import to_hex
 from mns_client.protocol.mailbox import new_delivery_id
+from registry import services as registry_services
 
-pytestmark = pytest.mark.django_db
+# Outside a transaction, as served: on PostgreSQL that is the one-statement way (delivery._submitted), which must
+# answer each case as delivery_store does.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
@@ -95,6 +98,36 @@ def test_unknown_name_quota_and_block_refusals_answer_their_reason(
     assert snapshot() == before
 
 
+def test_suspended_names_and_senders_blocked_by_staff_are_refused_and_not_counted(
+    client: Client, opened: Opened, sender: Owner, rest_on: None, settings: Any, staff: Any
+) -> None:
+    settings.MNS_DELIVERY_RATE_PER_MINUTE = 1
+    services.sender_block(sender_key=sender.key, actor=staff, reason="spam run")
+    before = snapshot()
+    assert [error(submit(client, sender=sender.key)) for _ in range(2)] == [(403, "blocked")] * 2
+    assert snapshot() == before
+    registry_services.name_suspend(name="alice", actor=staff, reason="abuse")
+    before = snapshot()
+    assert [error(submit(client)) for _ in range(2)] == [(403, "suspended")] * 2
+    assert snapshot() == before
+    registry_services.name_restore(name="alice", actor=staff, reason="cleared")
+    assert submit(client).status_code == 201
+    assert error(submit(client)) == (429, "rate_limited")
+
+
+def test_requests_that_are_no_delivery_are_not_counted_against_the_mailbox(
+    client: Client, opened: Opened, rest_on: None, settings: Any
+) -> None:
+    """A body refused, or another method: nothing was delivered, so nothing counts on the mailbox's window."""
+    settings.MNS_DELIVERY_RATE_PER_MINUTE = 1
+    assert [error(submit(client, id="short")) for _ in range(3)] == [(400, "invalid")] * 3
+    garbled = client.post("/api/v1/names/alice/messages", "{", content_type="application/json")
+    assert error(garbled)[0] == 400
+    assert client.get("/api/v1/names/alice/messages").status_code in (401, 403, 405)
+    assert submit(client).status_code == 201
+    assert error(submit(client)) == (429, "rate_limited")
+
+
 def test_submissions_share_one_rate_per_mailbox(client: Client, opened: Opened, rest_on: None, settings: Any) -> None:
     settings.MNS_DELIVERY_RATE_PER_MINUTE = 2
     assert [submit(client).status_code for _ in range(2)] == [201, 201]
@@ -102,7 +135,6 @@ def test_submissions_share_one_rate_per_mailbox(client: Client, opened: Opened, 
     assert Message.objects.count() == 2
 
 
-@pytest.mark.django_db(transaction=True)  # outside a transaction, as served: on PostgreSQL, the one-statement way
 def test_a_submission_answered_before_the_rate_is_not_counted_by_it(
     client: Client, opened: Opened, sender: Owner, rest_on: None, settings: Any
 ) -> None:
@@ -121,7 +153,6 @@ def test_a_submission_answered_before_the_rate_is_not_counted_by_it(
     assert Message.objects.count() == 2
 
 
-@pytest.mark.django_db(transaction=True)  # as served: on PostgreSQL the rate is counted with the view's limits
 def test_a_submission_the_clients_limit_refused_is_not_counted_against_the_mailbox(
     client: Client, opened: Opened, rest_on: None, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -146,3 +177,10 @@ def test_a_delivery_id_must_match_as_a_whole(client: Client, opened: Opened, res
 def test_a_method_submission_does_not_serve_answers_405_before_it_is_called_off(client: Client, opened: Opened) -> None:
     response = client.generic("TRACE", "/api/v1/names/alice/messages")
     assert error(response) == (405, "method_not_allowed")
+
+
+def test_the_submission_is_documented_in_the_schema_with_its_body_and_refusals(client: Client) -> None:
+    operation = body(client.get("/api/schema/", {"format": "json"}))["paths"]["/api/v1/names/{name}/messages"]["post"]
+    assert operation["operationId"] == "names_messages_create"
+    assert operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/SubmitRequest")
+    assert {"201", "200", "400", "403", "404", "413", "429", "507"} <= set(operation["responses"])
