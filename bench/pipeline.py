@@ -237,8 +237,9 @@ def maxima(
         ):
             _wait_worker(port, lua)
             if throughput:
-                results += _throughput(port, server.pid, lua, connections, seconds)
-                results.append(_latency(port, sender.publickey_hex, ctx, results[0].rps, seconds))
+                end_to_end = _throughput(port, server.pid, lua, connections, seconds)
+                results += end_to_end
+                results.append(_latency(port, sender.publickey_hex, ctx, end_to_end[0].rps, seconds))
             if deliveries:
                 results.append(_memory(port, server.pid, [worker.pid, sender_worker.pid], lua, connections, deliveries))
     return results
