@@ -21,6 +21,7 @@ def test_a_worker_keeps_its_connection_between_tasks_and_drops_it_once_too_old()
     from mns_site.celery import app as celery_app
 
     assert DjangoWorkerFixup(celery_app).db_reuse_max >= 1000  # Celery's own closing after every task is off
+    connection.close()  # a live connection of its own: one an earlier test left broken is (rightly) dropped below
     connection.ensure_connection()
     kept = connection.connection
     _database_checked(sender=_Task(eager=False))
