@@ -236,15 +236,7 @@ def _run_written(ready: list[tuple[int, _Checked]], outcomes: list[Stored | Deli
         if (before := meanwhile.get(_delivery_key(checked))) is not None:
             outcomes[index] = Stored(message=before, created=False)
             continue
-        message = _message_unsaved(
-            mailbox,
-            delivery.delivery_id,
-            delivery.scheme,
-            delivery.ciphertext,
-            delivery.sender_key,
-            delivery.sender_verified,
-            received_at=timezone.now(),
-        )
+        message = _delivery_message(delivery, mailbox)
         shard = counters.room_find(locked[mailbox.id], size=message.size, wanted=counters.shard_pick())
         if shard is None:
             outcomes[index] = _over_quota()
@@ -330,14 +322,7 @@ def _written(checked: _Checked) -> Stored:
     """Store a checked delivery, or refuse it ``over_quota``; the same one stored meanwhile is ``Stored`` again."""
     delivery, mailbox = checked.delivery, checked.mailbox
     try:
-        message = _store_new(
-            mailbox,
-            delivery.delivery_id,
-            delivery.scheme,
-            delivery.ciphertext,
-            delivery.sender_key,
-            delivery.sender_verified,
-        )
+        message = _store_new(_delivery_message(delivery, mailbox), mailbox)
     except IntegrityError:  # the same delivery, stored by a concurrent worker since we looked
         before = selectors.delivery_find(
             mailbox=mailbox,
@@ -523,15 +508,8 @@ def _submit_at_once(delivery: Delivery, name: str) -> Stored | selectors.Deliver
     on no list of the gateway or the mailbox, no allow list, no forwarding, and room in the counter shard picked.
     Returns the ``Stored`` message; or the target read with nothing written (judged as ``delivery_store`` judges
     it); ``_NO_MAILBOX``; or None when the same delivery was stored since the statement began (read it again)."""
-    message = _message_unsaved(
-        Mailbox(),  # the mailbox and the expiry its retention gives are the statement's own (_write_ctes)
-        delivery.delivery_id,
-        delivery.scheme,
-        delivery.ciphertext,
-        delivery.sender_key,
-        delivery.sender_verified,
-        received_at=timezone.now(),
-    )
+    # The mailbox and the expiry its retention gives are the statement's own (_write_ctes).
+    message = _delivery_message(delivery, Mailbox())
     message.shard = counters.shard_pick()
     target_sql, target_params = selectors.delivery_targets_sql(
         [(name, delivery.sender_key, delivery.sender_verified, delivery.delivery_id)]
@@ -676,11 +654,10 @@ def _over_quota() -> DeliveryRefused:
     return DeliveryRefused("over_quota", "The mailbox is full; its owner has to read and delete messages first.")
 
 
-def _store_new(
-    mailbox: Mailbox, delivery_id: str, scheme: str, ciphertext: bytes, sender_key: str, sender_verified: bool
-) -> Message:
-    """Reserve the room, store the message and log it for the peers, all or nothing; ``over_quota`` (nothing
-    written) when it does not fit, ``IntegrityError`` when the same delivery was stored since it was looked up.
+def _store_new(message: Message, mailbox: Mailbox) -> Message:
+    """Reserve the room, store the message (``_delivery_message``) and log it for the peers, all or nothing;
+    ``over_quota`` (nothing written) when it does not fit, ``IntegrityError`` when the same delivery was stored
+    since it was looked up.
 
     The quota is taken first, as everywhere: a delivery takes its counter shard before it writes anything. Outside
     a transaction on PostgreSQL that is one statement on one shard (``_write_at_once``), and only when that shard's
@@ -689,9 +666,6 @@ def _store_new(
     order of ``counters``: the mailbox's row, then all its shards, before the message is written, so it never
     holds a message's unique index entry while waiting for a counters row (a peer's batch holds the rows of one op
     while it inserts another op's message: the other order deadlocks)."""
-    message = _message_unsaved(
-        mailbox, delivery_id, scheme, ciphertext, sender_key, sender_verified, received_at=timezone.now()
-    )
     if connection.vendor != "postgresql" or (mailbox.auto_forward and mailbox.address):
         with transaction.atomic():
             message.shard = _room_taken(mailbox, message.size)
@@ -807,6 +781,19 @@ def _message_row(
     )
     message.save(force_insert=True)
     return message
+
+
+def _delivery_message(delivery: Delivery, mailbox: Mailbox) -> Message:
+    """The message of a delivery arriving now, not saved yet (``_message_unsaved``)."""
+    return _message_unsaved(
+        mailbox,
+        delivery.delivery_id,
+        delivery.scheme,
+        delivery.ciphertext,
+        delivery.sender_key,
+        delivery.sender_verified,
+        received_at=timezone.now(),
+    )
 
 
 def _message_unsaved(
