@@ -4,9 +4,13 @@ Every knob of the gateway is an environment variable with a safe default. A valu
 stops start-up with a message naming the variable: a typo in production must never silently become a default.
 """
 
+import contextlib
 import os
 import re
+import secrets
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -156,3 +160,22 @@ def database_from_url(name: str, url: str) -> dict:
         "PORT": str(port or ""),
         "OPTIONS": options,
     }
+
+
+def local_secret(path: Path) -> str:
+    """A random secret kept in ``path`` (mode 0600), made on first use, for the embedded shape.
+
+    Processes that start at once on a fresh ``var/`` (gunicorn's workers) all end with the one secret: each writes a
+    whole candidate to a private file and links it into place; a link only succeeds where nothing is yet, so the first
+    one wins, the others read it, and no one can read the file before it is whole.
+    """
+    if not path.exists():
+        fd, candidate = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(50))
+            with contextlib.suppress(FileExistsError):
+                os.link(candidate, path)
+        finally:
+            os.unlink(candidate)
+    return path.read_text().strip()

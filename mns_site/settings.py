@@ -10,8 +10,6 @@ Every knob is an environment variable with a safe default (see ``.env.example``)
 
 import hashlib
 import hmac
-import os
-import secrets
 from pathlib import Path
 
 from kombu import Exchange, Queue
@@ -27,6 +25,7 @@ from core.env import (
     env_str,
     env_url,
     env_url_list,
+    local_secret,
 )
 from core.processes import SENDS_QUEUE
 
@@ -37,19 +36,9 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 MNS_VERSION = "0.1.0"
 
 
-def _local_secret(name: str) -> str:
-    """A random secret kept in ``var/`` (mode 0600), made on first use, for the embedded shape."""
-    path = VAR_DIR / name
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(50))
-    return path.read_text().strip()
-
-
 # --- Core -----------------------------------------------------------------------------------------------------
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = env_str("SECRET_KEY", "") or _local_secret("secret_key")
+SECRET_KEY = env_str("SECRET_KEY", "") or local_secret(VAR_DIR / "secret_key")
 if SECRET_KEY.startswith("replace-with"):
     raise EnvError("SECRET_KEY", "<the placeholder from .env.example>", "a random value of 50+ characters")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])

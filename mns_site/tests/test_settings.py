@@ -1,15 +1,19 @@
 """The settings module, run for real in a fresh interpreter with a given environment."""
 
 import json
+import multiprocessing
 import os
 import re
 import secrets
 import subprocess
 import sys
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 from django.conf import settings
 
+from core.env import local_secret
 from testsupport.processes import free_port
 
 REPO = Path(settings.BASE_DIR)
@@ -210,6 +214,30 @@ def test_the_embedded_shape_uses_sqlite_in_wal_mode_and_the_filesystem_broker(tm
     broker = ["filesystem://localhost/", "core.broker"]  # the URL's scheme is core.broker's transport
     assert result.stdout.split() == ["wal", "core.sqlite.base", *broker, locmem, "False"]
     assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+
+
+def _secret_when_released(path: str, start: Barrier, out: Queue) -> None:
+    start.wait()
+    out.put(local_secret(Path(path)))
+
+
+def test_processes_starting_at_once_all_read_the_one_secret_the_first_of_them_made(tmp_path: Path) -> None:
+    # gunicorn's workers import the settings at the same moment on a fresh var/: each must get the same whole secret,
+    # none may fail because another made the file first, or read it before it was written.
+    context = multiprocessing.get_context("fork")
+    for round_ in range(20):
+        path, start, out = tmp_path / f"secret_{round_}", context.Barrier(6), context.Queue()
+        workers = [context.Process(target=_secret_when_released, args=(str(path), start, out)) for _ in range(6)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(30)
+        assert [worker.exitcode for worker in workers] == [0] * 6
+        seen = {out.get(timeout=5) for _ in workers}
+        assert seen == {path.read_text()}
+        assert len(path.read_text()) >= 50
+        assert path.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"secret_{n}" for n in range(20))  # no leftovers
 
 
 def test_connecting_to_the_embedded_broker_logs_no_hostname_warning(tmp_path: Path) -> None:
