@@ -7,7 +7,7 @@ reason to drop a Maxima message the node will never post again.
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.core.cache import cache
 
@@ -54,22 +54,32 @@ def hit_many_and_get(
     return counted, values
 
 
-@dataclass(frozen=True)
+@dataclass
 class Counted:
     """One event counted under ``key`` at ``now`` by a caller's round trip (``core.throttling.count_together``),
-    for the code that judges it later: ``count`` so far in the window, or None when the cache failed (not limited)."""
+    for the code that judges it later: ``count`` so far in the window, or None when the cache failed (not limited).
+
+    It is settled once: kept (``keep``: the event is one the limit counts) or given back (``give_back``); whichever
+    comes first holds, and the other then does nothing, so a caller may give back on every way out but the one that
+    kept it."""
 
     key: str
     window: int
     now: float
     count: int | None
+    settled: bool = field(default=False, init=False)
 
     def over(self, limit: int) -> bool:
         return self.count is not None and self.count > limit
 
+    def keep(self) -> None:
+        self.settled = True
+
     def give_back(self) -> None:
-        if self.count is not None:
-            give_back(self.key, window=self.window, now=self.now)
+        if not self.settled:
+            self.settled = True
+            if self.count is not None:
+                give_back(self.key, window=self.window, now=self.now)
 
 
 def give_back(key: str, *, window: int, now: float) -> None:

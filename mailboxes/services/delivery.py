@@ -475,39 +475,41 @@ def _submitted(delivery: Delivery, name: str, counted: ratelimit.Counted) -> Sto
     list, a duplicate, a mailbox that forwards, a counter shard without room, or a duplicate stored meanwhile.
     """
     over_rate = counted.over(settings.MNS_DELIVERY_RATE_PER_MINUTE)
-    kept = False
     try:
         target: selectors.DeliveryTarget | DeliveryRefused | None = None
         if not over_rate and _content_refusal(delivery.scheme, delivery.ciphertext) is None:
-            written = _submit_at_once(delivery, name)
+            written = _submit_at_once(delivery, name, counted)
             if isinstance(written, Stored):
-                kept = True
                 return written
             if written is not None:
                 target = _target_judged(name, None if written is _NO_MAILBOX else written)
         if target is None:
             [target] = _targets([delivery])
         stored = _stored(delivery, target, over_rate=over_rate)
-        kept = stored.created  # stored before: answered before the rate, not counted
+        if stored.created:  # not when stored before: answered before the rate, not counted
+            counted.keep()
         return stored
     except DeliveryRefused as refused:
-        kept = refused.code in ("rate_limited", "over_quota")  # refused for the rate or after it: counted
+        if refused.code in ("rate_limited", "over_quota"):  # refused for the rate or after it: counted
+            counted.keep()
         raise
     finally:
-        if not kept:
-            counted.give_back()
+        counted.give_back()  # every other way out; nothing once kept
 
 
 _NO_MAILBOX = object()  # _submit_at_once: no mailbox of that name is kept here
 
 
-def _submit_at_once(delivery: Delivery, name: str) -> Stored | selectors.DeliveryTarget | object | None:
+def _submit_at_once(
+    delivery: Delivery, name: str, counted: ratelimit.Counted
+) -> Stored | selectors.DeliveryTarget | object | None:
     """Read a REST delivery's target (``selectors.delivery_targets_sql``) and, in the plain case, write it, in one
     statement that commits on its own: ``_write_at_once`` with the mailbox read in the same statement. The plain
     case: an active name whose mailbox has the record's owner, no message of this delivery id stored, the sender
     on no list of the gateway or the mailbox, no allow list, no forwarding, and room in the counter shard picked.
     Returns the ``Stored`` message; or the target read with nothing written (judged as ``delivery_store`` judges
-    it); ``_NO_MAILBOX``; or None when the same delivery was stored since the statement began (read it again)."""
+    it); ``_NO_MAILBOX``; or None when the same delivery was stored since the statement began (read it again).
+    ``counted`` is kept as soon as the message is committed, whatever happens after."""
     # The mailbox and the expiry its retention gives are the statement's own (_write_ctes).
     message = _delivery_message(delivery, Mailbox())
     message.shard = counters.shard_pick()
@@ -538,6 +540,7 @@ def _submit_at_once(delivery: Delivery, name: str) -> Stored | selectors.Deliver
     target = selectors.delivery_target_of(read)
     if stored_id is None:
         return target
+    counted.keep()
     message.mailbox = target.mailbox
     message.expires_at = message.received_at + timedelta(days=retention_days(target.mailbox))
     _saved(message, stored_id, logged=logged, peers_active=peers_active)

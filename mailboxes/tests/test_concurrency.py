@@ -203,6 +203,25 @@ def test_a_rest_delivery_is_one_statement_that_commits_on_its_own(
     assert op.payload["owner"] == opened.mailbox.owner_key
 
 
+def test_a_rest_delivery_keeps_its_count_once_committed_though_what_follows_fails(
+    opened: Opened, sender: Owner, settings: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its count is kept the moment the statement commits: a failure after that (here, saying the op to the peers)
+    cannot give back the count of a message that is stored."""
+    settings.MNS_REST_SUBMISSION = True
+    settings.MNS_DELIVERY_RATE_PER_MINUTE = 2
+
+    def fails(**_: object) -> None:
+        raise RuntimeError("the broker went away")
+
+    monkeypatch.setattr(delivery_module.federation, "op_appended", fails)
+    with pytest.raises(RuntimeError):
+        submit(sender)
+    monkeypatch.undo()
+    assert Message.objects.count() == 1
+    assert [submit(sender) == "rate_limited" for _ in range(2)] == [False, True]
+
+
 def test_a_rest_delivery_over_quota_outside_a_transaction_writes_nothing(
     opened: Opened, sender: Owner, settings: object
 ) -> None:
@@ -347,11 +366,11 @@ def test_a_rest_delivery_counts_against_the_rate_while_it_is_checked(
     inside, release = threading.Event(), threading.Event()
     real = delivery_module._submit_at_once
 
-    def held(delivery: object, name: str) -> object:
+    def held(delivery: object, name: str, counted: object) -> object:
         if delivery.delivery_id == again:
             inside.set()
             release.wait(20)
-        return real(delivery, name)
+        return real(delivery, name, counted)
 
     monkeypatch.setattr(delivery_module, "_submit_at_once", held)
     answered: list[str] = []
