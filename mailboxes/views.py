@@ -334,19 +334,18 @@ class SubmitView(APIView):
         try:
             data = SubmitSerializer(data=request.data)
             data.is_valid(raise_exception=True)
-        except Exception:
-            if counted is not None:  # no delivery: not counted
-                counted.give_back()
-            raise
-        fields = data.validated_data
-        stored = services.delivery_submit(  # keeps the count, or gives it back
-            name=name,
-            delivery_id=fields["id"],
-            scheme=fields["scheme"],
-            ciphertext=fields["ciphertext"],
-            sender_key=fields.get("sender", ""),
-            counted=counted,
-        )
+            fields = data.validated_data
+            stored = services.delivery_submit(  # keeps the count, or gives it back
+                name=name,
+                delivery_id=fields["id"],
+                scheme=fields["scheme"],
+                ciphertext=fields["ciphertext"],
+                sender_key=fields.get("sender", ""),
+                counted=counted,
+            )
+        finally:
+            if counted is not None:  # no delivery came of it (a body refused, or anything raised): not counted
+                counted.give_back()  # nothing once delivery_submit settled it
         return Response(StoredSerializer(stored).data, status=201 if stored.created else 200)
 
 
