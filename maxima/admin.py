@@ -35,7 +35,17 @@ class InboundEventAdmin(ReadOnlyAdmin):
 @admin.register(OutboundMessage)
 class OutboundMessageAdmin(ReadOnlyAdmin):
     staff_may_delete = True  # as before the kernel's copy: staff may delete these rows
-    list_display = ("id", "created_at", "application", "status", "attempts", "next_attempt_at", "size", "short_error")
+    list_display = (
+        "id",
+        "created_at",
+        "application",
+        "status",
+        "attempts",
+        "uncounted",
+        "next_attempt_at",
+        "size",
+        "short_error",
+    )
     list_filter = ("status", "application")
     search_fields = ("destination", "idempotency_key", "msgid")
     exclude = ("payload",)

@@ -63,7 +63,19 @@ class OutboundMessage(models.Model):
     idempotency_key = models.CharField(max_length=200, unique=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     attempts = models.PositiveIntegerField(default=0)
-    max_attempts = models.PositiveIntegerField(default=12)
+    max_attempts = models.PositiveIntegerField(default=12, help_text="Its budget of tries, as it was enqueued.")
+    # Defaults in the database too: a process of the code before them still inserts rows while a deploy migrates.
+    uncounted = models.PositiveIntegerField(
+        default=0,
+        db_default=0,
+        help_text="Tries that did not count against max_attempts: waits for its MAX# address to resolve, and sends "
+        "that raised in the gateway before the node had them or after it sent them.",
+    )
+    released = models.PositiveSmallIntegerField(
+        default=0,
+        db_default=0,
+        help_text="Tries of it left uncounted because its send raised in the gateway (at most RELEASED_UNCOUNTED_MAX).",
+    )
     next_attempt_at = models.DateTimeField(db_index=True)
     enqueued_at = models.DateTimeField(null=True, blank=True, help_text="When a task to send it was last enqueued.")
     claimed_at = models.DateTimeField(null=True, blank=True)

@@ -33,8 +33,8 @@ from django.db import (
     transaction,
 )
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import F, Field, Model, Q, QuerySet, Value
-from django.db.models.functions import Least
+from django.db.models import F, Field, Model, Q, QuerySet
+from django.db.models.functions import Greatest
 from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
@@ -834,7 +834,7 @@ def _failed(messages: list[OutboundMessage], error: str, *, permanent: bool) -> 
     jitter), so they travel together again."""
     error = error[:2000]
     now = timezone.now()
-    outcomes = _by(messages, lambda m: (True, 0) if permanent or m.attempts >= m.max_attempts else (False, m.attempts))
+    outcomes = _by(messages, lambda m: (True, 0) if permanent or _used_up(m) else (False, m.attempts))
     for (given_up, attempts), group in outcomes.items():
         if given_up:
             _still_ours(group).update(status=OutboundMessage.Status.FAILED, last_error=error)
@@ -850,6 +850,11 @@ def _failed(messages: list[OutboundMessage], error: str, *, permanent: bool) -> 
     return [OutboundMessage.Status.FAILED if m.id in failed else OutboundMessage.Status.QUEUED for m in messages]
 
 
+def _used_up(message: OutboundMessage) -> bool:
+    """Whether its budget of tries is spent: every try counts but those that did not (``uncounted``)."""
+    return message.attempts - message.uncounted >= message.max_attempts
+
+
 def _released(messages: list[OutboundMessage], exc: Exception, *, tried: bool) -> None:
     """A send raised: not the node's answer but a fault of the gateway's own. What it carried goes back to the queue
     after its backoff rather than staying claimed until the lease ends, where it would hold every batch to its
@@ -857,29 +862,33 @@ def _released(messages: list[OutboundMessage], exc: Exception, *, tried: bool) -
 
     Raised while the node had it (``tried``: an error the client does not name, a task's soft time limit), the try
     counts, as a timeout's does: the node may or may not have sent it. Raised before the node had it (picking the
-    node, claiming the batch) or after it answered that it sent it (the database failed under the mark), a message
-    whose last try this was gets one more (its limit grows to one past its tries, up to ``RELEASED_ATTEMPTS_MAX``):
-    a message must not end as failed for good for the gateway's fault, and a fault that repeats must still end. Only
-    the exception's type is kept: a database error's text can quote a row. If even this cannot be written, the lease
-    frees them."""
+    node, claiming the batch) or after it answered that it sent it (the database failed under the mark), the try does
+    not count (``uncounted``), and leaves at least one try (a row taken again after its lease has made one past its
+    budget already): a message must not end as failed for good for the gateway's fault. A fault that repeats must
+    still end, so only a message's first ``RELEASED_UNCOUNTED_MAX`` such tries go uncounted, whatever its budget.
+    Only the exception's type is kept: a database error's text can quote a row. If even this cannot be written, the
+    lease frees them."""
     error = f"the send raised {type(exc).__name__}"
     logger.warning("a send of %s outbound message(s) raised %s; queued again", len(messages), type(exc).__name__)
     try:
         if not tried:
-            last = [m for m in messages if m.max_attempts <= m.attempts and m.max_attempts < RELEASED_ATTEMPTS_MAX]
-            if last:
-                # One past the tries made (a row taken again after its lease has made one past its limit already).
-                _still_ours(last).update(max_attempts=Least(F("attempts") + 1, Value(RELEASED_ATTEMPTS_MAX)))
-                for message in last:
-                    message.max_attempts = min(message.attempts + 1, RELEASED_ATTEMPTS_MAX)
+            uncounted = [m for m in messages if m.released < RELEASED_UNCOUNTED_MAX]
+            if uncounted:
+                _still_ours(uncounted).update(
+                    uncounted=Greatest(F("uncounted") + 1, F("attempts") - F("max_attempts") + 1),
+                    released=F("released") + 1,
+                )
+                for message in uncounted:
+                    message.uncounted = max(message.uncounted + 1, message.attempts - message.max_attempts + 1)
+                    message.released += 1
         _failed(messages, error, permanent=False)
         _hand_on(messages[0])
     except (DatabaseError, InterfaceError) as failed:
         logger.warning("could not queue the send's messages again (%s); the lease frees them", type(failed).__name__)
 
 
-# How far a send that raised outside the node's hands may grow a message's attempt limit (``_released``).
-RELEASED_ATTEMPTS_MAX = 24
+# How many of a message's sends that raised outside the node's hands go uncounted (``_released``).
+RELEASED_UNCOUNTED_MAX = 12
 
 
 def _by(messages: list[OutboundMessage], key: Callable[[OutboundMessage], Any]) -> dict[Any, list[OutboundMessage]]:
@@ -897,8 +906,8 @@ UNRESOLVED_WAIT_MAX_SECONDS = 300
 def _unresolved(messages: list[OutboundMessage], error: str) -> list[str]:
     """The destination's ``MAX#`` address does not resolve through its MLS: the MLS node restarted and the owner's
     node has not registered with it again yet (about 4.5 minutes on real nodes). Waiting it out is the only cure,
-    so the try does not count against the attempt budget (which is for failures a retry might not cure: its limit
-    grows by one instead, so ``attempts`` still counts every try), and the message is tried again after
+    so the try does not count against the attempt budget (which is for failures a retry might not cure: it is
+    ``uncounted``, and ``attempts`` still counts every try), and the message is tried again after
     ``MNS_OUTBOX_UNRESOLVED_WAIT_SECONDS``, then after half as long as it has waited so far (at most 5 minutes),
     until it has not resolved for ``MNS_OUTBOX_UNRESOLVED_GIVE_UP_SECONDS``. One statement for the messages that
     have waited since the same moment (a batch, usually all of them)."""
@@ -914,7 +923,7 @@ def _unresolved(messages: list[OutboundMessage], error: str) -> list[str]:
         wait = min(max(settings.MNS_OUTBOX_UNRESOLVED_WAIT_SECONDS, waited / 2), UNRESOLVED_WAIT_MAX_SECONDS)
         _still_ours(group).update(
             status=OutboundMessage.Status.QUEUED,
-            max_attempts=F("max_attempts") + 1,
+            uncounted=F("uncounted") + 1,
             last_error=reason,
             unresolved_since=since,
             next_attempt_at=now + timedelta(seconds=wait),
@@ -934,6 +943,8 @@ def outbound_retry(*, message_id: int, destination: str | None = None) -> bool:
     ).update(
         status=OutboundMessage.Status.QUEUED,
         attempts=0,
+        uncounted=0,
+        released=0,
         next_attempt_at=now,
         enqueued_at=now,
         unresolved_since=None,
@@ -987,6 +998,8 @@ def outbound_redirect(*, old: str, new: str, limit: int = 500) -> int:
         destination=new,
         status=OutboundMessage.Status.QUEUED,
         attempts=0,
+        uncounted=0,
+        released=0,
         next_attempt_at=now,
         enqueued_at=now,
         unresolved_since=None,

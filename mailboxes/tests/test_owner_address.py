@@ -62,11 +62,13 @@ def test_a_forward_queued_to_the_old_address_goes_to_the_new_one_at_once_with_a_
 ) -> None:
     waiting = forward_failing_at_the_old_address(client, opened, sender)
     assert waiting.next_attempt_at > timezone.now()
+    OutboundMessage.objects.filter(id=waiting.id).update(uncounted=3, released=2)  # tries it had left uncounted
 
     handled(alice, deliver_body("alice", reply_to=moved(alice)))
 
     waiting.refresh_from_db()
     assert (waiting.destination, waiting.status, waiting.attempts) == (moved(alice), "queued", 0)
+    assert (waiting.uncounted, waiting.released) == (0, 0)  # the budget it was enqueued with, afresh
     assert waiting.next_attempt_at <= timezone.now()
     node = FakeNode()
     send_all(node)

@@ -286,6 +286,22 @@ def test_staff_can_retry_a_failed_message_and_cancel_a_queued_one(simnet: SimNet
     assert OutboundMessage.objects.get(id=queued.id).status == "cancelled"
 
 
+def test_a_message_tried_again_by_staff_has_its_budget_afresh_and_no_more(
+    simnet: SimNetwork, gateway_node: MinimaRPC
+) -> None:
+    """Tries that went uncounted before (dark addresses, the gateway's faults) are not carried into the new
+    budget: it is the one the message was enqueued with."""
+    message = queue(simnet, max_attempts=2)
+    OutboundMessage.objects.filter(id=message.id).update(status="failed", attempts=9, uncounted=7, released=3)
+    assert outbound_retry(message_id=message.id) is True
+    message.refresh_from_db()
+    assert (message.attempts, message.uncounted, message.released, message.max_attempts) == (0, 0, 0, 2)
+    simnet.nodes[1].stop()
+    assert outbound_send(message_id=message.id, client=gateway_node) == "queued"
+    make_due(message)
+    assert outbound_send(message_id=message.id, client=gateway_node) == "failed"
+
+
 @pytest.mark.parametrize(
     ("destination", "application", "payload", "code"),
     [
@@ -518,8 +534,8 @@ def test_a_send_that_raised_queues_what_it_carried_and_hands_on_to_what_it_held_
     with pytest.raises(RuntimeError):
         outbound_send_batch(destination=replies[0].destination, application="mns", client=came_meanwhile)
     rows = OutboundMessage.objects.filter(id__in=[r.id for r in replies])
-    assert set(rows.values_list("status", "attempts", "max_attempts", "last_error")) == {
-        ("queued", 1, replies[0].max_attempts, "the send raised RuntimeError")  # a try, as a timeout; the type alone
+    assert set(rows.values_list("status", "attempts", "uncounted", "last_error")) == {
+        ("queued", 1, 0, "the send raised RuntimeError")  # a try that counts, as a timeout's; the type alone
     }
     assert all(at > timezone.now() for at in rows.values_list("next_attempt_at", flat=True))  # after its backoff
     # what came while it was in flight was handed on and sent, not held until the lease ended
@@ -559,7 +575,8 @@ def test_a_send_whose_mark_did_not_commit_is_queued_again_even_on_its_last_attem
     message.refresh_from_db()
     # sent again after its backoff (the receiver drops the copy)
     assert (message.status, message.msgid, message.attempts) == ("queued", "", 1)
-    assert message.max_attempts == max(max_attempts, 2)  # its last try given back, not the others
+    # the try does not count: on its last, it has one more
+    assert (message.max_attempts, message.uncounted, message.released) == (max_attempts, 1, 1)
     assert message.last_error == "the send raised DataError"  # the type alone
     make_due(message)
     assert outbound_send(message_id=message.id, client=gateway_node) == "sent"
@@ -568,25 +585,42 @@ def test_a_send_whose_mark_did_not_commit_is_queued_again_even_on_its_last_attem
 def test_a_mark_that_fails_every_time_still_ends(simnet: SimNetwork, gateway_node: MinimaRPC) -> None:
     from django.db import DataError
 
-    from maxima.services import RELEASED_ATTEMPTS_MAX
+    from maxima.services import RELEASED_UNCOUNTED_MAX
 
-    message = queue(simnet, max_attempts=RELEASED_ATTEMPTS_MAX - 1)
-    OutboundMessage.objects.filter(id=message.id).update(attempts=RELEASED_ATTEMPTS_MAX - 2)
+    message = queue(simnet, max_attempts=2)
     statuses = []
-    with failing_marks(10):
-        for _ in range(2):
+    with failing_marks(RELEASED_UNCOUNTED_MAX + 5):
+        for _ in range(RELEASED_UNCOUNTED_MAX + 2):
             make_due(message)
             with pytest.raises(DataError):
                 outbound_send(message_id=message.id, client=gateway_node)
             message.refresh_from_db()
-            statuses.append((message.status, message.attempts, message.max_attempts))
+            statuses.append((message.status, message.attempts - message.uncounted))
         make_due(message)
         assert outbound_send(message_id=message.id, client=gateway_node) == "skipped"
-    # its last try given back once, up to the limit; then it ends
-    assert statuses == [
-        ("queued", RELEASED_ATTEMPTS_MAX - 1, RELEASED_ATTEMPTS_MAX),
-        ("failed", RELEASED_ATTEMPTS_MAX, RELEASED_ATTEMPTS_MAX),
-    ]
+    # the first RELEASED_UNCOUNTED_MAX tries do not count, then they do: two more, and it ends
+    assert statuses == [("queued", 0)] * RELEASED_UNCOUNTED_MAX + [("queued", 1), ("failed", 2)]
+    assert (message.attempts, message.uncounted, message.released) == (RELEASED_UNCOUNTED_MAX + 2, 12, 12)
+
+
+def test_a_send_that_raised_is_not_counted_whatever_the_budget(
+    simnet: SimNetwork, gateway_node: MinimaRPC, user_inbox: WebhookReceiver
+) -> None:
+    """The tries left uncounted are a count of their own, not a ceiling on the budget: a message with a budget
+    larger than that count (MNS_OUTBOX_MAX_ATTEMPTS up to 100) still has its last try given back."""
+    from django.db import DataError
+
+    from maxima.services import RELEASED_UNCOUNTED_MAX
+
+    budget = RELEASED_UNCOUNTED_MAX * 3
+    message = queue(simnet, max_attempts=budget)
+    OutboundMessage.objects.filter(id=message.id).update(attempts=budget - 1)
+    with failing_marks(1), pytest.raises(DataError):
+        outbound_send(message_id=message.id, client=gateway_node)
+    message.refresh_from_db()
+    assert (message.status, message.attempts, message.uncounted) == ("queued", budget, 1)
+    make_due(message)
+    assert outbound_send(message_id=message.id, client=gateway_node) == "sent"
 
 
 def test_a_send_taken_again_after_its_lease_on_its_last_try_still_gets_one_more(
@@ -602,8 +636,9 @@ def test_a_send_taken_again_after_its_lease_on_its_last_try_still_gets_one_more(
     with failing_marks(1), pytest.raises(DataError):
         outbound_send(message_id=message.id, client=gateway_node)
     message.refresh_from_db()
-    # two tries made on a limit of one: the limit grows past the tries, so it is not failed for the gateway's fault
-    assert (message.status, message.attempts, message.max_attempts) == ("queued", 2, 3)
+    # two tries made on a budget of one: enough of them go uncounted to leave one, so it is not failed for the
+    # gateway's fault
+    assert (message.status, message.attempts, message.max_attempts, message.uncounted) == ("queued", 2, 1, 2)
     assert len(user_inbox.wait_for(1)) == 1
     make_due(message)
     assert outbound_send(message_id=message.id, client=gateway_node) == "sent"
@@ -629,7 +664,7 @@ def test_a_send_that_raised_before_the_node_had_it_gives_its_last_try_back(
     with connection.execute_wrapper(second_claim_fails), pytest.raises(OperationalError):
         outbound_send(message_id=retried.id, client=gateway_node)
     retried.refresh_from_db()
-    assert (retried.status, retried.attempts, retried.max_attempts) == ("queued", 1, 2)  # not failed for good
+    assert (retried.status, retried.attempts, retried.uncounted) == ("queued", 1, 1)  # not failed for good
     assert retried.last_error == "the send raised OperationalError"
     assert retried.next_attempt_at > timezone.now()  # after its backoff
     waiting.refresh_from_db()
