@@ -170,12 +170,19 @@ def local_secret(path: Path) -> str:
     one wins, the others read it, and no one can read the file before it is whole.
     """
     if not path.exists():
+        secret = secrets.token_urlsafe(50)
         fd, candidate = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
         try:
             with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(50))
+                handle.write(secret)
+            os.link(candidate, path)
+        except FileExistsError:
+            pass  # another process made it first: its secret is the one
+        except OSError:  # a file system without hard links (vfat, some network mounts): made in place, as before
             with contextlib.suppress(FileExistsError):
-                os.link(candidate, path)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secret)
         finally:
             os.unlink(candidate)
     return path.read_text().strip()

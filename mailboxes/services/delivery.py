@@ -465,10 +465,11 @@ def _submitted(delivery: Delivery, name: str, counted: ratelimit.Counted) -> Sto
 
     Counting first is the one difference: ``delivery_store`` counts a delivery against its rate only once every
     check before the rate passed. Here a delivery that is then refused for one of those checks, or answered as
-    stored before, or that fails, has its count given back (``Counted.give_back``): the count a window keeps is
-    the same. While it holds that count (one statement's time), a delivery of the same mailbox and sender at the
-    very edge of the limit can be refused ``rate_limited`` where it would have passed; its client retries after
-    ``Retry-After``.
+    stored before, or that fails before its message is committed, has its count given back (``Counted.give_back``):
+    the count a window keeps is the same. (On the one-statement path the count is kept the moment the statement
+    returns a stored id; on the others, once ``_stored`` returns.) While it holds that count (one statement's
+    time), a delivery of the same mailbox and sender at the very edge of the limit can be refused ``rate_limited``
+    where it would have passed; its client retries after ``Retry-After``.
 
     Whatever is not the plain case goes the way ``delivery_store`` goes, with the target this statement read, or a
     new read: over the rate, a scheme or size refused, a name that is not active, a sender on a list or an allow
@@ -537,10 +538,11 @@ def _submit_at_once(
     if row is None:
         return _NO_MAILBOX
     *read, stored_id, logged, peers_active = row[1:]
+    if stored_id is not None:
+        counted.keep()  # committed: whatever happens next, the count is this message's
     target = selectors.delivery_target_of(read)
     if stored_id is None:
         return target
-    counted.keep()
     message.mailbox = target.mailbox
     message.expires_at = message.received_at + timedelta(days=retention_days(target.mailbox))
     _saved(message, stored_id, logged=logged, peers_active=peers_active)

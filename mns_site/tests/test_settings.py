@@ -11,6 +11,7 @@ from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 
 from core.env import local_secret
@@ -238,6 +239,20 @@ def test_processes_starting_at_once_all_read_the_one_secret_the_first_of_them_ma
         assert len(path.read_text()) >= 50
         assert path.stat().st_mode & 0o777 == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"secret_{n}" for n in range(20))  # no leftovers
+
+
+def test_the_secret_is_made_on_a_file_system_without_hard_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(*_: object) -> None:
+        raise PermissionError(1, "Operation not permitted")  # what vfat answers
+
+    monkeypatch.setattr(os, "link", no_links)
+    secret = local_secret(tmp_path / "secret_key")
+    assert len(secret) >= 50
+    assert local_secret(tmp_path / "secret_key") == secret
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]  # the candidate is gone
 
 
 def test_connecting_to_the_embedded_broker_logs_no_hostname_warning(tmp_path: Path) -> None:
