@@ -2,7 +2,7 @@
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -125,8 +125,9 @@ _TARGET_MAILBOX = _columns(
     Mailbox, {"id", "record_id", "owner_key", "address", "auto_forward", "delete_forwarded", "retention_days"}
 )
 _TARGET_RECORD = _columns(NameRecord, {"id", "name", "status", "owner_key"})
-# After them, stored_before, then DeliveryTarget's flags, in its order (delivery_targets_sql names each).
-_TARGET_FLAGS = ("blocked_by_staff", "blocked_by_owner", "allowed_by_owner", "has_allow_list")
+# After them, DeliveryTarget's other fields (stored_before, then its flags), in its order: delivery_targets_sql
+# names each.
+_TARGET_AFTER = len(fields(DeliveryTarget)) - 1
 
 
 def delivery_targets(wanted: Sequence[tuple[str, str, bool, str]]) -> list[DeliveryTarget | None]:
@@ -187,7 +188,7 @@ def delivery_target_of(row: Sequence[Any]) -> DeliveryTarget:
     split = len(_TARGET_MAILBOX)
     target = Mailbox.from_db(connection.alias, _TARGET_MAILBOX, row[:split])
     target.record = NameRecord.from_db(connection.alias, _TARGET_RECORD, row[split : split + len(_TARGET_RECORD)])
-    stored, *flags = row[split + len(_TARGET_RECORD) : split + len(_TARGET_RECORD) + 1 + len(_TARGET_FLAGS)]
+    stored, *flags = row[split + len(_TARGET_RECORD) : split + len(_TARGET_RECORD) + _TARGET_AFTER]
     return DeliveryTarget(target, stored, *(bool(flag) for flag in flags))
 
 

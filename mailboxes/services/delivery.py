@@ -538,11 +538,10 @@ def _submit_at_once(
     if row is None:
         return _NO_MAILBOX
     *read, stored_id, logged, peers_active = row[1:]
-    if stored_id is not None:
-        counted.keep()  # committed: whatever happens next, the count is this message's
-    target = selectors.delivery_target_of(read)
     if stored_id is None:
-        return target
+        return selectors.delivery_target_of(read)
+    counted.keep()  # committed: whatever happens next, the count is this message's
+    target = selectors.delivery_target_of(read)
     message.mailbox = target.mailbox
     message.expires_at = message.received_at + timedelta(days=retention_days(target.mailbox))
     _saved(message, stored_id, logged=logged, peers_active=peers_active)
