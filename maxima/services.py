@@ -936,25 +936,30 @@ def _unresolved(messages: list[OutboundMessage], error: str) -> list[str]:
 def outbound_retry(*, message_id: int, destination: str | None = None) -> bool:
     """Staff (or the owner, asking again) want a failed or cancelled message tried again, now, with a fresh attempt
     budget; to ``destination`` when given (its recipient is somewhere else now)."""
-    now = timezone.now()
     changes: dict[str, Any] = {"destination": _check_destination(destination)} if destination else {}
     done = OutboundMessage.objects.filter(
         id=message_id, status__in=[OutboundMessage.Status.FAILED, OutboundMessage.Status.CANCELLED]
-    ).update(
-        status=OutboundMessage.Status.QUEUED,
-        attempts=0,
-        uncounted=0,
-        released=0,
-        next_attempt_at=now,
-        enqueued_at=now,
-        unresolved_since=None,
-        **changes,
-    )
+    ).update(**_afresh(), **changes)
     if done:
         from maxima.tasks import enqueue_send
 
         enqueue_send(message_id, selectors.outbound_sizes([message_id]).get(message_id, 0))
     return bool(done)
+
+
+def _afresh() -> dict[str, Any]:
+    """The columns of a message queued again now with a fresh attempt budget (a retry, a redirect): no tries made,
+    none uncounted, the budget it was enqueued with."""
+    now = timezone.now()
+    return {
+        "status": OutboundMessage.Status.QUEUED,
+        "attempts": 0,
+        "uncounted": 0,
+        "released": 0,
+        "next_attempt_at": now,
+        "enqueued_at": now,
+        "unresolved_since": None,
+    }
 
 
 def outbound_nudge(*, destination: str, limit: int = 100) -> int:
@@ -993,16 +998,8 @@ def outbound_redirect(*, old: str, new: str, limit: int = 500) -> int:
     rows = list(OutboundMessage.objects.filter(destination=old, status__in=movable).values_list("id", "size")[:limit])
     if not rows:
         return 0
-    now = timezone.now()
     OutboundMessage.objects.filter(id__in=[ident for ident, _ in rows], destination=old, status__in=movable).update(
-        destination=new,
-        status=OutboundMessage.Status.QUEUED,
-        attempts=0,
-        uncounted=0,
-        released=0,
-        next_attempt_at=now,
-        enqueued_at=now,
-        unresolved_since=None,
+        destination=new, **_afresh()
     )
     from maxima.tasks import enqueue_send
 
