@@ -6,6 +6,7 @@ injection hole (see ``maxima/REFERENCE.md`` §1 and §2).
 """
 
 import base64
+import binascii
 import hashlib
 import ipaddress
 import json
@@ -20,8 +21,6 @@ from .errors import CodecError
 
 # ---------------------------------------------------------------------------------------------------------- hex
 
-_HEX_RE = re.compile(r"0[xX]((?:[0-9A-Fa-f]{2})*)")
-
 
 def to_hex(data: bytes) -> str:
     """``"0x"`` + uppercase hex, as nodes write it."""
@@ -29,11 +28,17 @@ def to_hex(data: bytes) -> str:
 
 
 def from_hex(text: str) -> bytes:
-    """Decode ``0x``/``0X`` hex; an even number of ASCII hex digits only (no spaces, no sign)."""
-    match = _HEX_RE.fullmatch(text) if isinstance(text, str) else None
-    if match is None:
+    """Decode ``0x``/``0X`` hex; an even number of ASCII hex digits only (no spaces, no sign).
+
+    ``binascii.a2b_hex`` is that strict itself (unlike ``bytes.fromhex``, which skips spaces), and a message's
+    ciphertext passes through here: a regex over its 128 K digits cost 1.6 ms, this 0.04 ms
+    (``docs/performance.md``)."""
+    if not isinstance(text, str) or text[:2] not in ("0x", "0X"):
         raise CodecError("expected 0x followed by an even number of hex digits")
-    return bytes.fromhex(match.group(1))
+    try:
+        return binascii.a2b_hex(text[2:])
+    except ValueError:  # binascii.Error (an odd count, a digit that is not hex) or a character that is not ASCII
+        raise CodecError("expected 0x followed by an even number of hex digits") from None
 
 
 # ----------------------------------------------------------------------------------------------------------- Mx

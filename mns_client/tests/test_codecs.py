@@ -1,6 +1,7 @@
 """Hex, Mx, public keys and Maxima addresses, checked against real-node output (docs/vectors/maxima)."""
 
 import json
+import re
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -87,6 +88,29 @@ def test_codec_error_is_a_value_error_and_a_project_error():
         from_hex("nope")
     assert isinstance(caught.value, MNSError)
     assert caught.value.code == "codec_error"
+
+
+# What ``from_hex`` accepts, spelled as a pattern: it decodes with ``binascii.a2b_hex`` and must agree with it.
+_HEX_SPEC = re.compile(r"0[xX]((?:[0-9A-Fa-f]{2})*)")
+
+
+@given(
+    st.one_of(
+        st.text(max_size=12),
+        st.builds(
+            str.__add__,
+            st.sampled_from(["0x", "0X", "x", "", " 0x"]),
+            st.text(alphabet="0123456789abcdefABCDEFgG +\t\n\u0660\uff11", max_size=10),
+        ),
+    )
+)
+def test_from_hex_accepts_exactly_0x_and_an_even_number_of_ascii_hex_digits(text):
+    spec = _HEX_SPEC.fullmatch(text)
+    if spec is None:
+        with pytest.raises(CodecError):
+            from_hex(text)
+    else:
+        assert from_hex(text) == bytes.fromhex(spec.group(1))
 
 
 @given(st.binary(max_size=512))
