@@ -576,6 +576,22 @@ def test_it_refuses_a_bad_command_or_parameter_name_or_type(node, name, params):
     assert node.requests == []
 
 
+@pytest.mark.parametrize("char", [chr(c) for c in range(0x300)] + ["\u2028", "\ufeff", "\U0001f600"])
+def test_each_character_in_a_value_is_allowed_exactly_when_printable_ascii_and_none_of_the_splitters(char):
+    # A text value may hold the space; a string inside a JSON value may not. Each refusal names its reason.
+    printable, splitter = " " <= char <= "~", char in ';"{}[]\\'
+    if printable and not splitter:
+        assert format_command("x", {"data": f"a{char}b"}).startswith("x data:")
+    else:
+        with pytest.raises(CodecError, match="ASCII" if not printable else "cannot contain"):
+            format_command("x", {"data": f"a{char}b"})
+    if printable and not splitter and char != " ":
+        assert format_command("x", {"data": {"k": f"a{char}b"}}) == f'x data:{{"k":"a{char}b"}}'
+    else:
+        with pytest.raises(CodecError, match="JSON strings"):
+            format_command("x", {"data": {"k": f"a{char}b"}})
+
+
 def test_it_refuses_non_ascii_text_even_though_a_get_could_carry_it(node):
     # fixtures 33/36 sent UTF-8 text by GET; the client sends hex instead (maxsign takes bytes)
     with pytest.raises(CodecError, match="ASCII"):
