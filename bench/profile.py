@@ -1,9 +1,11 @@
 """``python -m bench.profile SCENARIO [--seconds N]``: where one gunicorn worker spends its time on a scenario.
 
-One sync worker, loaded by wrk (as ``bench`` does), sampled by py-spy (``pip install py-spy``: a tool for the one
+One gunicorn worker as ``gunicorn.conf.py`` serves (gthread: asked for ``sync``, gunicorn still runs gthread when
+threads are set), loaded by wrk (as ``bench`` does), sampled by py-spy (``pip install py-spy``: a tool for the one
 profiling, not a requirement of the gateway). Prints the frames with the largest share of samples, inclusive
 (the frame or anything it called) and self (the frame itself), and writes the raw collapsed stacks next to the
-run for a flame graph.
+run for a flame graph. The samples are wall time, waits on the database and Redis included; ``--cpu`` samples only
+the thread holding the GIL, which is where the worker's CPU goes.
 """
 
 import argparse
@@ -22,6 +24,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--connections", type=int, default=2)
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="sample only the thread that holds the GIL: where the worker's CPU goes, without the waits on I/O",
+    )
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(harness.REPO / ".venv/bin/py-spy")
     if not shutil.which(spy):
@@ -36,7 +43,7 @@ def main() -> None:
     ctx = scenarios.Context(hook_secret=harness.hook_secret(env), session_token=token.read_text().strip())
     lua = scenarios.SCENARIOS[args.scenario].lua(ctx)
     raw = var_dir / f"{args.scenario}.collapsed"
-    with harness.gunicorn(env, workers=1, worker_class="sync") as (port, server):
+    with harness.gunicorn(env, workers=1) as (port, server):
         if args.scenario == "mailbox-read":
             wrk.run(port, scenarios.SCENARIOS["deliver-rest-1k"].lua(ctx), connections=2, seconds=2)
             from bench.pipeline import message_uids
@@ -46,7 +53,11 @@ def main() -> None:
         wrk.run(port, lua, connections=args.connections, seconds=2)  # warm
         worker = harness.children(server.pid)[0]
         record = subprocess.Popen(  # noqa: S603
-            [spy, "record", "-p", str(worker), "-d", str(int(args.seconds)), "-r", "200", "-f", "raw", "-o", str(raw)],
+            [
+                *(spy, "record", "-p", str(worker), "-d", str(int(args.seconds)), "-r", "200"),
+                *(["--gil"] if args.cpu else []),
+                *("-f", "raw", "-o", str(raw)),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
