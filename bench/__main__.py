@@ -69,7 +69,7 @@ def main() -> None:
     database = _database(env)
     served = f"{args.workers} {args.worker_class or 'gthread'} workers"
     print(f"bench: {database}; gunicorn {served}; wrk {args.connections} connections", flush=True)
-    _manage(env, "migrate", "-v0")
+    harness.prepared(env)
     if "lookup" in chosen:
         harness.seed(env, "names", str(args.names))
         # The seed writes rows in bulk, so no lookup answer is in Redis yet: publish them, as a gateway warms its
@@ -441,7 +441,8 @@ def _database(env: dict[str, str]) -> str:
                 "shell",
                 "-c",
                 "from django.db import connection as c; cur = c.cursor(); "
-                "print(*[(cur.execute(f'SHOW {k}'), cur.fetchone()[0])[1] for k in ('fsync', 'synchronous_commit')])",
+                "print(*[(cur.execute(f'SHOW {k}'), cur.fetchone()[0])[1] "
+                "for k in ('fsync', 'synchronous_commit', 'autovacuum')])",
             ],
             cwd=harness.REPO,
             env=env,
@@ -453,7 +454,7 @@ def _database(env: dict[str, str]) -> str:
         .split()
     )  # the last line: Django's shell may say what it imported first
     broker = "Redis" if env.get("REDIS_URL") else "filesystem broker"
-    return f"PostgreSQL (fsync={shown[0]}, synchronous_commit={shown[1]}) + {broker}"
+    return f"PostgreSQL (fsync={shown[0]}, synchronous_commit={shown[1]}, autovacuum={shown[2]}) + {broker}"
 
 
 def _manage(env: dict[str, str], *args: str) -> None:

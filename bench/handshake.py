@@ -15,8 +15,6 @@ import http.client
 import json
 import os
 import secrets
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -55,7 +53,7 @@ def main() -> None:
     with SimNetwork(nodes=2, block_interval=1.0) as net:
         gateway_node, user_node = net.nodes
         env = _env(var_dir, gateway_node.rpc_url, gateway_node.address)
-        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=harness.REPO, env=env, check=True)
+        harness.prepared(env)
         owners = _seed(env, args.connections, gateway_node.publickey_hex)
         with (
             pipeline.background(env, var_dir / "worker.log", concurrency=args.worker_concurrency),

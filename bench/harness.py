@@ -345,6 +345,12 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def prepared(env: dict[str, str]) -> None:
+    """The bench's database migrated, and vacuumed where the server has no autovacuum (``bench.seed.vacuum``)."""
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=REPO, env=env, check=True)
+    seed(env, "vacuum")
+
+
 def seed(env: dict[str, str], *args: str) -> None:
     """``python -m bench.seed *args`` on the bench's database (its time said when it is long)."""
     started = time.monotonic()

@@ -18,8 +18,6 @@ SQLite unless ``DATABASE_URL`` is set. ``--nodes 1`` skips the pool.
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,7 +92,7 @@ def main() -> None:
             env = harness.bench_env(
                 var_dir, MINIMA_RPC_URL=gateway.rpc_url, REDIS_URL=redis.url, CELERY_BROKER_URL=redis.url
             )
-            subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=harness.REPO, env=env, check=True)
+            harness.prepared(env)
             os.environ.update(env)
             import django
 

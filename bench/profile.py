@@ -11,7 +11,6 @@ the thread holding the GIL, which is where the worker's CPU goes.
 import argparse
 import shutil
 import subprocess
-import sys
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -37,7 +36,7 @@ def main() -> None:
     var_dir = harness.REPO / "var" / "bench" / f"profile-{stamp}"
     var_dir.mkdir(parents=True)
     env = harness.bench_env(var_dir)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=harness.REPO, env=env, check=True)
+    harness.prepared(env)
     token = var_dir / "session-token"
     harness.seed(env, "mailbox", str(token))
     ctx = scenarios.Context(hook_secret=harness.hook_secret(env), session_token=token.read_text().strip())

@@ -119,3 +119,32 @@ def test_a_second_world_is_a_copy_with_a_redis_database_of_its_own_dropped_when_
         left_over.close()
         with pg_connect(server) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{source}" WITH (FORCE)')
+
+
+def test_the_bench_vacuums_its_database_only_where_the_server_has_no_autovacuum(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from django.db import connection
+
+    from bench import seed
+
+    def last_vacuum() -> object:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = %s", [Message._meta.db_table])
+            return cursor.fetchone()[0]
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW autovacuum")
+        autovacuum = cursor.fetchone()[0]
+    before = last_vacuum()
+
+    seed.vacuum()
+
+    if autovacuum == "off":  # as on CI's server: the run starts from what autovacuum would have left
+        after = last_vacuum()
+        assert after is not None
+        assert before is None or after > before
+        assert "autovacuum is off" in capsys.readouterr().out
+    else:
+        assert last_vacuum() == before
+        assert capsys.readouterr().out == ""
