@@ -1,12 +1,11 @@
 """``python -m bench.profile SCENARIO [--seconds N]``: where one gunicorn worker spends its time on a scenario.
 
-One gunicorn worker as ``gunicorn.conf.py`` serves (gthread: asked for ``sync``, gunicorn still runs gthread when
-threads are set), loaded by wrk (as ``bench`` does), sampled by py-spy (``pip install py-spy``: a tool for the one
-profiling, not a requirement of the gateway). Prints the frames with the largest share of samples, inclusive
-(the frame or anything it called) and self (the frame itself), and writes the raw collapsed stacks next to the
-run for a flame graph. The samples are wall time, waits on the database and Redis included; ``--cpu`` samples only
-the thread holding the GIL, which is where the worker's CPU goes.
-"""
+One gunicorn worker as ``gunicorn.conf.py`` serves it (gthread), loaded by wrk (as ``bench`` does), sampled by
+py-spy (``pip install py-spy``: a tool for the one profiling, not a requirement of the gateway). Prints the frames with
+the largest share of samples, inclusive (the frame or anything it called) and self (the frame itself), and writes
+the raw collapsed stacks next to the run for a flame graph. The samples are wall time, waits on the database and
+Redis included; ``--cpu`` samples only the thread holding the GIL: where the worker's Python runs (C that releases
+the GIL, such as libpq's I/O or hashing a large buffer, is not sampled)."""
 
 import argparse
 import shutil
@@ -26,7 +25,7 @@ def main() -> None:
     parser.add_argument(
         "--cpu",
         action="store_true",
-        help="sample only the thread that holds the GIL: where the worker's CPU goes, without the waits on I/O",
+        help="sample only the thread that holds the GIL: where the worker's Python runs, without the waits on I/O",
     )
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(harness.REPO / ".venv/bin/py-spy")
@@ -77,8 +76,10 @@ def report(collapsed: str, top: int) -> str:
             continue
         n = int(count)
         frames = [_short(f) for f in stack.split(";")]
-        if any("accept" in f and "gunicorn" in f for f in frames[-2:]) or frames[-1].startswith("wait "):
-            continue  # idle: the worker waiting for a connection
+        if any("accept" in f and "gunicorn" in f for f in frames[-2:]) or frames[-1].startswith(
+            ("wait ", "_worker (concurrent/futures/thread.py")
+        ):
+            continue  # idle: the worker waiting for a connection, or a gthread thread for a request to serve
         total += n
         for frame in set(frames):
             inclusive[frame] += n
