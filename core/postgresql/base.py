@@ -11,14 +11,46 @@ server's socket reads as closed). So a kept connection whose socket has somethin
 opened again. A ``select`` with no timeout is a system call, not a round trip. A peer that vanished without
 closing (a cable cut) is not seen, as it would not be by ``SELECT 1`` within its own timeout either; the
 gateway's database is on the same host or network.
+
+The backend also checks the server's configuration where Django checks a database's (``manage.py migrate``, ``check
+--database default``): a warning when autovacuum is off.
 """
 
 import select
 
+from django.core import checks
+from django.db.backends.base.validation import BaseDatabaseValidation
 from django.db.backends.postgresql import base
 
 
+class DatabaseValidation(BaseDatabaseValidation):
+    def check(self, **kwargs: object) -> list[checks.CheckMessage]:
+        return [*super().check(**kwargs), *self._check_autovacuum()]
+
+    def _check_autovacuum(self) -> list[checks.CheckMessage]:
+        """The queues (Maxima's inbound events, the outbox, the handshakes' challenges) change every row's status
+        as it is handled, and each claim walks its index from the oldest row still listed there. Without
+        autovacuum the dead versions stay listed for ever, and every claim reads past all of them (5 000 a claim
+        after a few benchmark runs, ``docs/performance.md``)."""
+        with self.connection.cursor() as cursor:
+            cursor.execute("SHOW autovacuum")
+            if cursor.fetchone()[0] == "on":
+                return []
+        return [
+            checks.Warning(
+                "PostgreSQL's autovacuum is off: the queues' dead rows are never removed, and every claim reads past "
+                "them.",
+                hint="Set autovacuum = on (PostgreSQL's default) and reload the server, or VACUUM the gateway's "
+                "database on a schedule (docs/operations.md).",
+                obj=self.connection.alias,
+                id="core.W001",
+            )
+        ]
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
+    validation_class = DatabaseValidation
+
     def close_if_health_check_failed(self) -> None:
         if self.connection is None or not self.health_check_enabled or self.health_check_done or self.pool:
             return

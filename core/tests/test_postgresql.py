@@ -63,3 +63,21 @@ def test_a_connection_the_server_closed_is_replaced_before_the_request_uses_it(k
         cursor.execute("SELECT 1")
         assert cursor.fetchone() == (1,)
     assert backend_pid(kept) != pid
+
+
+def test_migrate_warns_when_the_servers_autovacuum_is_off(postgres: None) -> None:
+    from django.core import checks
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW autovacuum")
+        autovacuum = cursor.fetchone()[0]
+
+    found = [m for m in checks.run_checks(tags=[checks.Tags.database], databases=["default"]) if m.id == "core.W001"]
+
+    if autovacuum == "off":  # as on CI's server
+        assert len(found) == 1
+        assert found[0].level == checks.WARNING
+        assert "autovacuum is off" in found[0].msg
+        assert "docs/operations.md" in found[0].hint
+    else:
+        assert found == []
