@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -53,9 +54,12 @@ def child_env(**overrides: str) -> dict[str, str]:
 
 @contextmanager
 def process(args: list[str], *, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
-    """A child process whose output goes to ``log``; terminated (then killed) when the block ends."""
+    """A child process whose output goes to ``log``; terminated (then killed) when the block ends, and whatever it
+    left of its session killed after it (as ``testsupport.gateways`` stops its processes): a Celery worker killed in
+    its warm shutdown left its embedded beat behind, which went on sending the periodic tasks into the broker for
+    every later stage of a bench run."""
     with log.open("wb") as out:
-        child = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        child = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             yield child
         finally:
@@ -65,6 +69,8 @@ def process(args: list[str], *, env: dict[str, str], log: Path) -> Iterator[subp
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
 
 
 def celery_worker(

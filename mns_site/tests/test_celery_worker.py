@@ -55,3 +55,32 @@ def test_beat_schedules_the_heartbeat_and_records_itself(tmp_path: Path, redis_u
     with process(celery_worker(env=env, log=log, beat=True), env=env, log=log):
         wait_for(lambda: Heartbeat.objects.filter(name="worker").exists(), timeout=60, what="a worker beat", log=log)
     assert Heartbeat.objects.filter(name="beat").exists()
+
+
+def test_a_worker_killed_in_its_shutdown_leaves_no_beat_behind(tmp_path: Path, redis_url: str) -> None:
+    # As a bench stage once did: the worker's main process killed, its embedded beat orphaned, sending the periodic
+    # tasks into the broker for every later stage. What the block started is gone when it ends.
+    import os
+    import signal
+
+    from testsupport.processes import children
+
+    env = child_env(CELERY_BROKER_URL=redis_url, MNS_VAR_DIR=str(tmp_path), MNS_HEARTBEAT_EVERY="1")
+    log = tmp_path / "worker.log"
+    with process(celery_worker(env=env, log=log, beat=True), env=env, log=log) as worker:
+        wait_for(lambda: Heartbeat.objects.filter(name="beat").exists(), timeout=60, what="the beat", log=log)
+        started = children(worker.pid)
+        assert started  # the pool and the embedded beat
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait()
+        assert any(alive(pid) for pid in started)  # orphaned, as they were
+
+    wait_for(lambda: not any(alive(pid) for pid in started), timeout=10, what="the orphans' end")
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped by whoever adopted it, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
