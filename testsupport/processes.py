@@ -63,14 +63,15 @@ def process(args: list[str], *, env: dict[str, str], log: Path) -> Iterator[subp
         try:
             yield child
         finally:
-            child.terminate()
             try:
+                child.terminate()
                 child.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                child.kill()
+                pass  # killed with the rest of its session, below
+            finally:  # also on a second Ctrl-C, which its own session no longer gets from the terminal
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGKILL)
                 child.wait()
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.pid, signal.SIGKILL)
 
 
 def celery_worker(

@@ -30,16 +30,17 @@ class DatabaseValidation(BaseDatabaseValidation):
     def _check_autovacuum(self) -> list[checks.CheckMessage]:
         """The queues (Maxima's inbound events, the outbox, the handshakes' challenges) change every row's status
         as it is handled, and each claim walks its index from the oldest row still listed there. Without
-        autovacuum the dead versions stay listed for ever, and every claim reads past all of them (5 000 a claim
-        after a few benchmark runs, ``docs/performance.md``)."""
+        autovacuum the dead versions stay listed until a VACUUM runs (by hand, or the one PostgreSQL forces near
+        transaction-id wraparound), and every claim reads past them (5 000 a claim after a few benchmark runs,
+        ``docs/performance.md``)."""
         with self.connection.cursor() as cursor:
             cursor.execute("SHOW autovacuum")
             if cursor.fetchone()[0] == "on":
                 return []
         return [
             checks.Warning(
-                "PostgreSQL's autovacuum is off: the queues' dead rows are never removed, and every claim reads past "
-                "them.",
+                "PostgreSQL's autovacuum is off: the queues' dead rows stay until a VACUUM runs, and every claim "
+                "reads past them.",
                 hint="Set autovacuum = on (PostgreSQL's default) and reload the server, or VACUUM the gateway's "
                 "database on a schedule (docs/operations.md).",
                 obj=self.connection.alias,

@@ -65,7 +65,8 @@ def test_a_connection_the_server_closed_is_replaced_before_the_request_uses_it(k
     assert backend_pid(kept) != pid
 
 
-def test_migrate_warns_when_the_servers_autovacuum_is_off(postgres: None) -> None:
+def test_the_database_checks_warn_when_the_servers_autovacuum_is_off(postgres: None) -> None:
+    # Django runs them at ``manage.py migrate`` and ``check --database``: run_checks with the database, as they do.
     from django.core import checks
 
     with connection.cursor() as cursor:
