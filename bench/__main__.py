@@ -70,16 +70,7 @@ def main() -> None:
     served = f"{args.workers} {args.worker_class or 'gthread'} workers"
     print(f"bench: {database}; gunicorn {served}; wrk {args.connections} connections", flush=True)
     harness.prepared(env)
-    if "lookup" in chosen:
-        harness.seed(env, "names", str(args.names))
-        # The seed writes rows in bulk, so no lookup answer is in Redis yet: publish them, as a gateway warms its
-        # cache (``registry_publish``), so that the lookup measures the published form and not first lookups.
-        _manage(env, "registry_publish")
-    token_file = var_dir / "session-token"
-    harness.seed(env, "mailbox", str(token_file))
-    ctx = scenarios.Context(
-        hook_secret=harness.hook_secret(env), session_token=token_file.read_text().strip(), names=args.names
-    )
+    ctx = scenarios.world(env, var_dir, names=args.names, lookups="lookup" in chosen)
 
     results: list[Result] = []
     web = [name for name in WEB if name in chosen]
@@ -170,9 +161,7 @@ def _web(
             continue
         try:
             if name == "mailbox-read":
-                # what the delivery scenario stored, as autovacuum would
-                harness.seed(env, "analyze", "mailboxes_message")
-                ctx.message_uids = pipeline.message_uids(port, ctx)
+                pipeline.ready_to_read(env, port, ctx)
             baseline = None
             if scenario.baseline:
                 lua = scenarios.SCENARIOS[scenario.baseline].lua(ctx)
@@ -294,7 +283,7 @@ def _scale(env: dict[str, str], ctx: scenarios.Context, args: argparse.Namespace
                     for size in order:
                         (port, server), world_ctx = served[size], worlds[size][1]
                         if name == "lookup":  # every round from a cold cache, in both worlds alike
-                            _manage(worlds[size][0], "shell", "-c", FORGET_LOOKUPS)
+                            harness.manage(worlds[size][0], "shell", "-c", FORGET_LOOKUPS)
                         if name == "mailbox-read":
                             world_ctx.message_uids = pipeline.message_uids(port, world_ctx)
                         label = f"scale-{size}-{name}"
@@ -455,10 +444,6 @@ def _database(env: dict[str, str]) -> str:
     )  # the last line: Django's shell may say what it imported first
     broker = "Redis" if env.get("REDIS_URL") else "filesystem broker"
     return f"PostgreSQL (fsync={shown[0]}, synchronous_commit={shown[1]}, autovacuum={shown[2]}) + {broker}"
-
-
-def _manage(env: dict[str, str], *args: str) -> None:
-    subprocess.run([sys.executable, "manage.py", *args], cwd=harness.REPO, env=env, check=True)  # noqa: S603
 
 
 if __name__ == "__main__":

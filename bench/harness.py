@@ -359,6 +359,11 @@ def seed(env: dict[str, str], *args: str) -> None:
         print(f"  seed {' '.join(args[:1])}: {time.monotonic() - started:.0f} s", flush=True)
 
 
+def manage(env: dict[str, str], *args: str) -> None:
+    """``manage.py *args`` on the bench's database."""
+    subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env, check=True)  # noqa: S603
+
+
 def hook_secret(env: dict[str, str]) -> str:
     """The secret the served gateway uses (MAXIMA_HOOK_SECRET, or the one settings derive)."""
     return subprocess.run(

@@ -54,6 +54,13 @@ def _get(port: int, path: str, headers: dict[str, str]) -> Any:
         conn.close()
 
 
+def ready_to_read(env: dict[str, str], port: int, ctx: scenarios.Context) -> None:
+    """The read scenario's world, after a delivery scenario filled the bench mailbox: its messages analyzed (as
+    autovacuum would) and the ids the reads fetch."""
+    harness.seed(env, "analyze", "mailboxes_message")
+    ctx.message_uids = message_uids(port, ctx)
+
+
 def message_uids(port: int, ctx: scenarios.Context) -> list[str]:
     """Ids of the bench mailbox's newest messages (what the owner's client would fetch), through the API."""
     auth = {"Authorization": f"MNS-Session {ctx.session_token}"}

@@ -22,6 +22,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--connections", type=int, default=2)
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--names", type=int, default=scenarios.LOOKUP_NAMES, help="names seeded for lookup")
     parser.add_argument(
         "--cpu",
         action="store_true",
@@ -36,17 +37,15 @@ def main() -> None:
     var_dir.mkdir(parents=True)
     env = harness.bench_env(var_dir)
     harness.prepared(env)
-    token = var_dir / "session-token"
-    harness.seed(env, "mailbox", str(token))
-    ctx = scenarios.Context(hook_secret=harness.hook_secret(env), session_token=token.read_text().strip())
+    ctx = scenarios.world(env, var_dir, names=args.names, lookups=args.scenario == "lookup")
     lua = scenarios.SCENARIOS[args.scenario].lua(ctx)
     raw = var_dir / f"{args.scenario}.collapsed"
     with harness.gunicorn(env, workers=1) as (port, server):
         if args.scenario == "mailbox-read":
             wrk.run(port, scenarios.SCENARIOS["deliver-rest-1k"].lua(ctx), connections=2, seconds=2)
-            from bench.pipeline import message_uids
+            from bench.pipeline import ready_to_read
 
-            ctx.message_uids = message_uids(port, ctx)
+            ready_to_read(env, port, ctx)
             lua = scenarios.SCENARIOS[args.scenario].lua(ctx)
         wrk.run(port, lua, connections=args.connections, seconds=2)  # warm
         worker = harness.children(server.pid)[0]

@@ -9,7 +9,9 @@ import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from bench import harness
 from bench.harness import REPO
 from bench.wrk import lua_string
 
@@ -39,6 +41,23 @@ class Context:
     names: int = LOOKUP_NAMES
     name_prefix: str = "x"  # the looked-up names: prefix and letters (bench.seed: x + 4, or the scale's y + 5)
     name_letters: int = 4
+
+
+def world(env: dict[str, str], var_dir: Path, *, names: int, lookups: bool) -> Context:
+    """The world the web scenarios read, seeded, and the context their scripts take: with ``lookups``, the ``names``
+    looked-up names, published as a gateway warms its cache (``registry_publish``: the seed writes rows in bulk, so no
+    lookup answer is in Redis yet, and the lookup would measure first lookups, not the published form); the bench
+    mailboxes and the read session. ``python -m bench`` and ``bench.profile`` measure the same world."""
+    if lookups:
+        harness.seed(env, "names", str(names))
+        harness.manage(env, "registry_publish")
+    token_file = var_dir / "session-token"
+    harness.seed(env, "mailbox", str(token_file))
+    return Context(
+        hook_secret=harness.hook_secret(env),
+        session_token=token_file.read_text().strip(),
+        names=names,
+    )
 
 
 @dataclass(frozen=True)
