@@ -1,39 +1,52 @@
-"""kombu's filesystem transport (the embedded default's broker), whose messages appear in the queue folder whole.
+"""kombu's transports as the gateway uses them: the filesystem one (the embedded default's broker), whose messages
+appear in the queue folder whole, and the Redis one, which keeps its client.
 
-kombu writes a message by opening its final name in the queue folder and then writing into it, and takes a message
-by moving any file of that name pattern out of the folder and reading it, without the lock the writer holds: a
+**Filesystem.** kombu writes a message by opening its final name in the queue folder and then writing into it, and takes
+a message by moving any file of that name pattern out of the folder and reading it, without the lock the writer holds: a
 worker that looked at the wrong moment read an empty or half-written file, failed to decode it and stopped
-("Unrecoverable error: JSONDecodeError", seen under the Maxima bench on the embedded default). Here a message is
-written under a name the reader never takes and renamed to its final name once whole; a rename within one folder
-is atomic, so the reader sees the whole message or nothing.
+("Unrecoverable error: JSONDecodeError", seen under the Maxima bench on the embedded default). Here a message is written
+under a name the reader never takes and renamed to its final name once whole; a rename within one folder is atomic, so
+the reader sees the whole message or nothing.
 
-``install()`` (called where the Celery app is made, ``mns_site/celery.py``) makes it the transport of every
-``filesystem://`` URL, so the URL alone chooses the broker: a process or a test that points Celery at Redis gets
-Redis, with no transport setting left behind to override its URL. A ``.part`` file whose writer was killed between
-the write and the rename is never taken; a channel opened later removes those over an hour old.
+A ``.part`` file whose writer was killed between the write and the rename is never taken; a channel opened later
+removes those over an hour old.
+
+**Redis.** kombu's Redis channel builds a new ``redis.Redis`` for every command it sends outside its consumer's own
+connection: every publish, every acknowledgement. redis-py fills each new client's table of response callbacks
+(about 170 entries), and that cost more CPU than the publish's round trip: about 105 µs of a publish's ~750 µs (the
+webhook publishes a drain task twice every 50 ms in each web process; the worker acknowledges every task). A
+``redis.Redis`` over a connection pool is thread-safe, so the channel keeps one per pool, as ``core.cache`` does for
+Django's cache. The consumer's own clients (``client``, ``subclient``) are kombu's as they were.
+
+``install()`` (called where the Celery app is made, ``mns_site/celery.py``) makes these the transports of every
+``filesystem://``, ``redis://`` and ``rediss://`` URL, so the URL alone chooses the broker: a process or a test that
+points Celery at Redis gets Redis, with no transport setting left behind to override its URL.
 """
 
 import contextlib
 import os
 import time
 import uuid
+from typing import Any
 
 from kombu import transport
 from kombu.exceptions import ChannelError
-from kombu.transport import filesystem
+from kombu.transport import filesystem, redis
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
 SCHEME = "filesystem"
+REDIS_SCHEMES = ("redis", "rediss")  # kombu's one Redis transport takes both (the scheme alone says TLS)
 ABANDONED_AFTER_SECONDS = 3600  # a writer renames its file within milliseconds: one this old was killed
 PART = ".part"
 
 
 def install() -> None:
-    """Make this the transport of ``filesystem://`` URLs in this process (kombu looks its aliases up when it
-    connects)."""
-    transport.TRANSPORT_ALIASES[SCHEME] = f"{__name__}:Transport"
-    transport._transport_cache.pop(SCHEME, None)  # resolved before? kombu keeps what it resolved by name
+    """Make these the transports of ``filesystem://``, ``redis://`` and ``rediss://`` URLs in this process (kombu
+    looks its aliases up when it connects)."""
+    for scheme, name in ((SCHEME, "Transport"), *((scheme, "RedisTransport") for scheme in REDIS_SCHEMES)):
+        transport.TRANSPORT_ALIASES[scheme] = f"{__name__}:{name}"
+        transport._transport_cache.pop(scheme, None)  # resolved before? kombu keeps what it resolved by name
 
 
 class Channel(filesystem.Channel):
@@ -58,6 +71,24 @@ class Channel(filesystem.Channel):
 
 class Transport(filesystem.Transport):
     Channel = Channel
+
+
+class RedisChannel(redis.Channel):
+    _kept: Any = None
+
+    def _create_client(self, asynchronous: bool = False) -> Any:
+        """kombu's client for a command outside the consumer's connection: one kept per pool, not one a command
+        (a pool replaced after a disconnect gets a client of its own)."""
+        if asynchronous:
+            return super()._create_client(asynchronous=True)
+        kept = self._kept
+        if kept is None or kept.connection_pool is not self.pool:
+            kept = self._kept = super()._create_client()
+        return kept
+
+
+class RedisTransport(redis.Transport):
+    Channel = RedisChannel
 
 
 def remove_abandoned(folder: str, now: float | None = None) -> int:

@@ -2,6 +2,7 @@
 messages into it reads each one whole, never an empty or half-written file."""
 
 import multiprocessing
+import uuid
 from pathlib import Path
 
 import pytest
@@ -48,17 +49,83 @@ def test_a_worker_polling_while_another_process_writes_reads_each_message_whole(
 
 
 def test_a_filesystem_url_is_this_transport_and_a_redis_url_is_redis_with_nothing_else_to_change() -> None:
+    from kombu.transport import redis
+
+    from core import broker
     from mns_site.celery import app
 
     with Connection("filesystem://localhost/") as conn:
-        assert type(conn.transport).__module__ == "core.broker"
+        assert type(conn.transport) is broker.Transport
     saved = app.conf.broker_url
-    app.conf.broker_url = "redis://127.0.0.1:1/0"  # only the URL: no transport setting overrides it
     try:
-        with app.connection_for_write() as conn:
-            assert type(conn.transport).__module__ == "kombu.transport.redis"
+        for scheme in ("redis", "rediss"):
+            app.conf.broker_url = f"{scheme}://127.0.0.1:1/0"  # only the URL: no transport setting overrides it
+            with app.connection_for_write() as conn:
+                assert type(conn.transport) is broker.RedisTransport
+                assert isinstance(conn.transport, redis.Transport)  # kombu's, with its client kept
+                assert conn.transport_cls == scheme  # what kombu reads to ask rediss:// for its TLS options
     finally:
         app.conf.broker_url = saved
+
+
+@pytest.fixture
+def clients_made(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every ``redis.Redis`` made from here on (the real one, counted)."""
+    import redis
+
+    made: list[object] = []
+    init = redis.Redis.__init__
+
+    def counted(self: object, *args: object, **kwargs: object) -> None:
+        made.append(self)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "__init__", counted)
+    return made
+
+
+def test_a_redis_channel_keeps_one_client_however_many_messages_it_publishes_and_acknowledges(
+    redis_url: str, clients_made: list[object]
+) -> None:
+    # kombu's own channel made a client for each command outside its consumer's connection: 120 for these 30 messages.
+    from core import broker
+
+    broker.install()
+    queue_name = f"test-broker-{uuid.uuid4().hex}"
+    with Connection(redis_url) as conn, conn.SimpleQueue(queue_name) as queue:
+        assert type(conn.transport) is broker.RedisTransport
+        for n in range(5):
+            queue.put({"n": n})
+            queue.get(timeout=5).ack()
+        before = len(clients_made)
+        read = []
+        for n in range(5, 35):
+            queue.put({"n": n})
+        for _ in range(30):
+            message = queue.get(timeout=5)
+            read.append(message.payload["n"])
+            message.ack()
+        assert len(clients_made) == before  # none more for 30 messages
+        assert read == list(range(5, 35))
+        with pytest.raises(queue.Empty):
+            queue.get(block=False)
+
+
+def test_a_redis_channel_whose_pool_was_replaced_sends_through_the_new_pool(redis_url: str) -> None:
+    from core import broker
+
+    broker.install()
+    queue_name = f"test-broker-{uuid.uuid4().hex}"
+    with Connection(redis_url) as conn, conn.SimpleQueue(queue_name) as queue:
+        queue.put({"n": 1})
+        channel = conn.default_channel
+        kept = channel._create_client()
+        assert channel._create_client() is kept
+        channel._disconnect_pools()  # kombu does this on a lost connection; the next command makes a new pool
+        queue.put({"n": 2})
+        assert channel._create_client() is not kept
+        assert channel._create_client().connection_pool is channel.pool
+        assert [queue.get(timeout=5).payload["n"] for _ in range(2)] == [1, 2]
 
 
 def test_install_replaces_a_filesystem_transport_kombu_resolved_before(monkeypatch: pytest.MonkeyPatch) -> None:
