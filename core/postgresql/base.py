@@ -13,7 +13,7 @@ closing (a cable cut) is not seen, as it would not be by ``SELECT 1`` within its
 gateway's database is on the same host or network.
 
 The backend also checks the server's configuration where Django checks a database's (``manage.py migrate``, ``check
---database default``): a warning when autovacuum is off.
+--database default``): a warning when autovacuum is off, for the server or for some of its tables.
 """
 
 import select
@@ -33,24 +33,59 @@ class DatabaseValidation(BaseDatabaseValidation):
         autovacuum the dead versions stay listed until a VACUUM runs (by hand, or the one PostgreSQL forces near
         transaction-id wraparound), and every claim reads past them (5 000 a claim after a few benchmark runs,
         ``docs/performance.md``)."""
-        with self.connection.cursor() as cursor:
-            cursor.execute("SHOW autovacuum")
-            if cursor.fetchone()[0] == "on":
-                return []
-        return [
-            checks.Warning(
-                "PostgreSQL's autovacuum is off: the queues' dead rows stay until a VACUUM runs, and every claim "
-                "reads past them.",
-                hint="Set autovacuum = on (PostgreSQL's default) and reload the server, or VACUUM the gateway's "
-                "database on a schedule (docs/operations.md).",
-                obj=self.connection.alias,
-                id="core.W001",
+        off, tables = self.connection.autovacuum_gaps()
+        found = []
+        if off:
+            found.append(
+                checks.Warning(
+                    f"PostgreSQL's autovacuum is off ({', '.join(f'{name} = off' for name in off)}): the queues' dead "
+                    "rows stay until a VACUUM runs, and every claim reads past them.",
+                    hint=f"Set {' and '.join(f'{name} = on' for name in off)} (PostgreSQL's default) and reload the "
+                    "server, or VACUUM the gateway's database on a schedule (docs/operations.md).",
+                    obj=self.connection.alias,
+                    id="core.W001",
+                )
             )
-        ]
+        if tables:
+            found.append(
+                checks.Warning(
+                    f"PostgreSQL's autovacuum is off for {', '.join(tables)} (the table's own autovacuum_enabled): "
+                    "their dead rows stay until a VACUUM runs.",
+                    hint="ALTER TABLE … RESET (autovacuum_enabled) for each (docs/operations.md).",
+                    obj=self.connection.alias,
+                    id="core.W002",
+                )
+            )
+        return found
+
+
+# The tables of the connection's schema that autovacuum skips by their own setting (PostgreSQL keeps the value as
+# it was written: ``off``, ``false``, ``0``…; a cast reads it as the server does).
+_TABLES_WITHOUT_AUTOVACUUM = """
+SELECT c.relname FROM pg_class c, pg_options_to_table(c.reloptions) o
+WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'm', 't')
+  AND o.option_name = 'autovacuum_enabled' AND NOT o.option_value::boolean
+ORDER BY c.relname
+"""
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
     validation_class = DatabaseValidation
+
+    def autovacuum_gaps(self) -> tuple[list[str], list[str]]:
+        """What keeps autovacuum from this database's tables: the server's settings that are off (``autovacuum``
+        itself, or ``track_counts``, without which it has no counts to go by and vacuums nothing), and the tables of
+        the connection's schema whose own ``autovacuum_enabled`` is false. The bench vacuums them itself
+        (``bench.seed.vacuum``); ``manage.py check`` warns of them (``core.W001``, ``core.W002``)."""
+        with self.cursor() as cursor:
+            cursor.execute(
+                "SELECT name FROM pg_settings WHERE name IN ('autovacuum', 'track_counts') AND setting = 'off' "
+                "ORDER BY name"
+            )
+            off = [name for (name,) in cursor.fetchall()]
+            cursor.execute(_TABLES_WITHOUT_AUTOVACUUM)
+            tables = [name for (name,) in cursor.fetchall()]
+        return off, tables
 
     def close_if_health_check_failed(self) -> None:
         if self.connection is None or not self.health_check_enabled or self.health_check_done or self.pool:

@@ -65,20 +65,50 @@ def test_a_connection_the_server_closed_is_replaced_before_the_request_uses_it(k
     assert backend_pid(kept) != pid
 
 
+def autovacuum_checks() -> dict[str, object]:
+    """The database checks' autovacuum warnings by id, as ``manage.py migrate`` and ``check --database`` run them."""
+    from django.core import checks
+
+    found = checks.run_checks(tags=[checks.Tags.database], databases=["default"])
+    return {m.id: m for m in found if m.id in ("core.W001", "core.W002")}
+
+
 def test_the_database_checks_warn_when_the_servers_autovacuum_is_off(postgres: None) -> None:
-    # Django runs them at ``manage.py migrate`` and ``check --database``: run_checks with the database, as they do.
     from django.core import checks
 
     with connection.cursor() as cursor:
-        cursor.execute("SHOW autovacuum")
-        autovacuum = cursor.fetchone()[0]
+        cursor.execute("SELECT name FROM pg_settings WHERE name IN ('autovacuum', 'track_counts') AND setting = 'off'")
+        off = sorted(name for (name,) in cursor.fetchall())
 
-    found = [m for m in checks.run_checks(tags=[checks.Tags.database], databases=["default"]) if m.id == "core.W001"]
+    found = autovacuum_checks()
 
-    if autovacuum == "off":  # as on CI's server
-        assert len(found) == 1
-        assert found[0].level == checks.WARNING
-        assert "autovacuum is off" in found[0].msg
-        assert "docs/operations.md" in found[0].hint
+    assert connection.autovacuum_gaps()[0] == off
+    if off:  # as on CI's server (autovacuum = off)
+        warning = found["core.W001"]
+        assert warning.level == checks.WARNING
+        assert "autovacuum is off" in warning.msg
+        assert all(f"{name} = off" in warning.msg and f"{name} = on" in warning.hint for name in off)
+        assert "docs/operations.md" in warning.hint
     else:
-        assert found == []
+        assert "core.W001" not in found
+
+
+def test_the_database_checks_name_each_table_whose_own_autovacuum_is_off_however_it_was_written(
+    postgres: None,
+) -> None:
+    # PostgreSQL keeps the option as written; each of these spellings turns autovacuum off for its table.
+    with connection.cursor() as cursor:
+        for table, value in (("mns_test_av_off", "off"), ("mns_test_av_zero", "0"), ("mns_test_av_false", "FALSE")):
+            cursor.execute(f"CREATE TABLE {table} (id int) WITH (autovacuum_enabled = {value})")
+        cursor.execute("CREATE TABLE mns_test_av_on (id int) WITH (autovacuum_enabled = on, fillfactor = 90)")
+
+    warning = autovacuum_checks()["core.W002"]
+    tables = connection.autovacuum_gaps()[1]
+
+    assert tables == ["mns_test_av_false", "mns_test_av_off", "mns_test_av_zero"]
+    assert all(table in warning.msg for table in tables)
+    assert "mns_test_av_on" not in warning.msg
+    assert "RESET (autovacuum_enabled)" in warning.hint
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE mns_test_av_off RESET (autovacuum_enabled)")
+    assert "mns_test_av_off" not in connection.autovacuum_gaps()[1]
