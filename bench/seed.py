@@ -313,8 +313,8 @@ def vacuum() -> None:
     """What autovacuum would have done by now, where the server runs without it (a CI server's ``autovacuum = off``,
     as on the VMs here): every run left its dead rows behind, and the queues' claims (``inbound_status_id``, the
     outbox's ``outbound_due``) read their dead index entries, thousands a claim, so each run measured a database that
-    no gateway with autovacuum has. Tables whose own autovacuum is off are vacuumed alone. With autovacuum on (or on
-    SQLite) nothing is done."""
+    no gateway with autovacuum has. Where the server's autovacuum is on and only some tables have theirs off, those
+    tables are vacuumed alone. Where autovacuum reaches every table (or on SQLite) nothing is done."""
     from django.db import connection
 
     if connection.vendor != "postgresql":
@@ -326,9 +326,9 @@ def vacuum() -> None:
         if off:
             cursor.execute("VACUUM (ANALYZE)")
         else:
-            cursor.execute(f"VACUUM (ANALYZE) {', '.join(connection.ops.quote_name(table) for table in tables)}")
+            cursor.execute(f"VACUUM (ANALYZE) {', '.join(tables)}")  # named as SQL takes them (regclass)
     where = f"on this server ({', '.join(off)} = off)" if off else f"for {', '.join(tables)}"
-    print(f"autovacuum is off {where}: vacuumed and analyzed before the run, as it would have been")
+    print(f"autovacuum is off {where}: vacuumed and analyzed before the run")
 
 
 def analyze(table: str) -> None:

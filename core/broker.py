@@ -12,11 +12,12 @@ A ``.part`` file whose writer was killed between the write and the rename is nev
 removes those over an hour old.
 
 **Redis.** kombu's Redis channel builds a new ``redis.Redis`` for every command it sends outside its consumer's own
-connection: every publish, every acknowledgement. redis-py fills each new client's table of response callbacks
-(about 170 entries), and that cost more CPU than the publish's round trip: about 105 µs of a publish's ~750 µs (the
-webhook publishes a drain task twice every 50 ms in each web process; the worker acknowledges every task). A
-``redis.Redis`` over a connection pool is thread-safe, so the channel keeps one per pool, as ``core.cache`` does for
-Django's cache. The consumer's own clients (``client``, ``subclient``) are kombu's as they were.
+connection: two for every publish (the exchange's bindings, then the ``LPUSH``), one for every acknowledgement.
+redis-py fills each new client's table of response callbacks (about 170 entries): a publish cost ~690 µs of CPU,
+of which keeping the client saves 120-140 (the webhook publishes a drain task twice every 50 ms in each web
+process; the worker acknowledges every task). A ``redis.Redis`` over a connection pool is thread-safe, so the
+channel keeps one per pool, as ``core.cache`` does for Django's cache. The consumer's own clients (``client``,
+``subclient``) are kombu's as they were.
 
 ``install()`` (called where the Celery app is made, ``mns_site/celery.py``) makes these the transports of every
 ``filesystem://``, ``redis://`` and ``rediss://`` URL, so the URL alone chooses the broker: a process or a test that
@@ -78,7 +79,7 @@ class RedisChannel(redis.Channel):
 
     def _create_client(self, asynchronous: bool = False) -> Any:
         """kombu's client for a command outside the consumer's connection: one kept per pool, not one a command
-        (a pool replaced after a disconnect gets a client of its own)."""
+        (a pool kombu makes anew, in a forked child or when the channel closes, gets a client of its own)."""
         if asynchronous:
             return super()._create_client(asynchronous=True)
         kept = self._kept

@@ -59,11 +59,14 @@ class DatabaseValidation(BaseDatabaseValidation):
         return found
 
 
-# The tables of the connection's schema that autovacuum skips by their own setting (PostgreSQL keeps the value as
-# it was written: ``off``, ``false``, ``0``…; a cast reads it as the server does).
+# The tables (and materialized views) of the connection's schema that autovacuum skips by their own setting, each
+# named as SQL takes it (``regclass``: quoted where it must be, with its schema where the search path would not find
+# it). PostgreSQL keeps the value as it was written (``off``, ``false``, ``0``…); the cast reads it as the server
+# does. A partitioned table cannot take the option (its partitions are tables of their own).
 _TABLES_WITHOUT_AUTOVACUUM = """
-SELECT c.relname FROM pg_class c, pg_options_to_table(c.reloptions) o
-WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'm', 't')
+SELECT c.oid::regclass::text FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace, pg_options_to_table(c.reloptions) o
+WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm')
   AND o.option_name = 'autovacuum_enabled' AND NOT o.option_value::boolean
 ORDER BY c.relname
 """
@@ -75,8 +78,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def autovacuum_gaps(self) -> tuple[list[str], list[str]]:
         """What keeps autovacuum from this database's tables: the server's settings that are off (``autovacuum``
         itself, or ``track_counts``, without which it has no counts to go by and vacuums nothing), and the tables of
-        the connection's schema whose own ``autovacuum_enabled`` is false. The bench vacuums them itself
-        (``bench.seed.vacuum``); ``manage.py check`` warns of them (``core.W001``, ``core.W002``)."""
+        the connection's schema whose own ``autovacuum_enabled`` is false, each named as SQL takes it. The bench
+        vacuums them itself (``bench.seed.vacuum``); ``manage.py check`` warns of them (``core.W001``, ``W002``)."""
         with self.cursor() as cursor:
             cursor.execute(
                 "SELECT name FROM pg_settings WHERE name IN ('autovacuum', 'track_counts') AND setting = 'off' "

@@ -3,6 +3,7 @@ messages into it reads each one whole, never an empty or half-written file."""
 
 import multiprocessing
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,10 @@ def test_a_filesystem_url_is_this_transport_and_a_redis_url_is_redis_with_nothin
             with app.connection_for_write() as conn:
                 assert type(conn.transport) is broker.RedisTransport
                 assert isinstance(conn.transport, redis.Transport)  # kombu's, with its client kept
-                assert conn.transport_cls == scheme  # what kombu reads to ask rediss:// for its TLS options
+                assert conn.transport_cls == scheme
+        # rediss:// is TLS by kombu's channel's own connection class, which this one keeps
+        assert broker.RedisChannel.connection_class_ssl is redis.Channel.connection_class_ssl
+        assert broker.RedisChannel.connection_class_ssl is not None
     finally:
         app.conf.broker_url = saved
 
@@ -84,14 +88,25 @@ def clients_made(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     return made
 
 
+@pytest.fixture
+def queue_name(redis_url: str) -> Iterator[str]:
+    """A queue of the test's own; kombu's record of its binding is removed after the test."""
+    import redis
+
+    name = f"test-broker-{uuid.uuid4().hex}"
+    yield name
+    client = redis.Redis.from_url(redis_url)
+    client.delete(f"_kombu.binding.{name}", f"_kombu.binding_permanent.{name}", name)
+    client.close()
+
+
 def test_a_redis_channel_keeps_one_client_however_many_messages_it_publishes_and_acknowledges(
-    redis_url: str, clients_made: list[object]
+    redis_url: str, queue_name: str, clients_made: list[object]
 ) -> None:
     # kombu's own channel made a client for each command outside its consumer's connection: 120 for these 30 messages.
     from core import broker
 
     broker.install()
-    queue_name = f"test-broker-{uuid.uuid4().hex}"
     with Connection(redis_url) as conn, conn.SimpleQueue(queue_name) as queue:
         assert type(conn.transport) is broker.RedisTransport
         for n in range(5):
@@ -111,20 +126,19 @@ def test_a_redis_channel_keeps_one_client_however_many_messages_it_publishes_and
             queue.get(block=False)
 
 
-def test_a_redis_channel_whose_pool_was_replaced_sends_through_the_new_pool(redis_url: str) -> None:
+def test_a_redis_channel_whose_pool_was_replaced_sends_through_the_new_pool(redis_url: str, queue_name: str) -> None:
     from core import broker
 
     broker.install()
-    queue_name = f"test-broker-{uuid.uuid4().hex}"
     with Connection(redis_url) as conn, conn.SimpleQueue(queue_name) as queue:
         queue.put({"n": 1})
         channel = conn.default_channel
         kept = channel._create_client()
         assert channel._create_client() is kept
-        channel._disconnect_pools()  # kombu does this on a lost connection; the next command makes a new pool
+        channel._disconnect_pools()  # kombu does this in a forked child and on close; the next command makes a pool
         queue.put({"n": 2})
-        assert channel._create_client() is not kept
-        assert channel._create_client().connection_pool is channel.pool
+        assert channel._kept is not kept  # the publish made its client on the new pool
+        assert channel._kept.connection_pool is channel.pool
         assert [queue.get(timeout=5).payload["n"] for _ in range(2)] == [1, 2]
 
 

@@ -140,13 +140,14 @@ def test_the_bench_vacuums_its_database_only_where_the_server_has_no_autovacuum(
     seed.vacuum()
 
     # PostgreSQL 15 and later report a vacuum to the statistics at once (older servers, through their collector,
-    # a moment later). Off, as on CI's server: the run starts from what autovacuum would have left.
-    if off or tables:
+    # a moment later). Off, as on CI's server: the run starts from what autovacuum would have left. (Tables whose
+    # own autovacuum is off, with the server's on, are the next test's.)
+    if off:
         after = last_vacuum()
         assert after is not None
         assert before is None or after > before
         assert "autovacuum is off" in capsys.readouterr().out
-    else:
+    elif not tables:
         assert last_vacuum() == before
         assert capsys.readouterr().out == ""
 
@@ -162,22 +163,18 @@ def test_where_only_some_tables_have_autovacuum_off_the_bench_vacuums_those_alon
 
     def last_vacuum(table: str) -> object:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT last_vacuum, n_dead_tup FROM pg_stat_user_tables WHERE relname = %s", [table])
-            return cursor.fetchone()
+            cursor.execute("SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = %s", [table])
+            return cursor.fetchone()[0]
 
-    with connection.cursor() as cursor:
-        cursor.execute('CREATE TABLE "mns test av" (id int) WITH (autovacuum_enabled = off)')  # a name to be quoted
-        cursor.execute('INSERT INTO "mns test av" SELECT generate_series(1, 100)')
-        cursor.execute('DELETE FROM "mns test av"')
-    monkeypatch.setattr(connections["default"], "autovacuum_gaps", lambda: ([], ["mns test av"]))
+    monkeypatch.setattr(connections["default"], "autovacuum_gaps", lambda: ([], ['"mns test av"']))
     other = last_vacuum(Message._meta.db_table)
     try:
+        with connection.cursor() as cursor:
+            cursor.execute('CREATE TABLE "mns test av" (id int) WITH (autovacuum_enabled = off)')  # a quoted name
         seed.vacuum()
-        vacuumed, dead = last_vacuum("mns test av")
-        assert vacuumed is not None
-        assert dead == 0
+        assert last_vacuum("mns test av") is not None
         assert last_vacuum(Message._meta.db_table) == other  # the rest of the database is autovacuum's
-        assert "autovacuum is off for mns test av" in capsys.readouterr().out
+        assert 'autovacuum is off for "mns test av"' in capsys.readouterr().out
     finally:
         with connection.cursor() as cursor:
-            cursor.execute('DROP TABLE "mns test av"')
+            cursor.execute('DROP TABLE IF EXISTS "mns test av"')
