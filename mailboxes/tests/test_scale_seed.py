@@ -122,17 +122,21 @@ def test_a_second_world_is_a_copy_with_a_redis_database_of_its_own_dropped_when_
             conn.execute(f'DROP DATABASE IF EXISTS "{source}" WITH (FORCE)')
 
 
+def last_vacuum(table: str = Message._meta.db_table) -> object:
+    """When ``table`` was last vacuumed by hand (None: never), as PostgreSQL's statistics say."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = %s", [table])
+        return cursor.fetchone()[0]
+
+
 def test_the_bench_vacuums_its_database_only_where_the_server_has_no_autovacuum(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from django.db import connection
 
     from bench import seed
-
-    def last_vacuum() -> object:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = %s", [Message._meta.db_table])
-            return cursor.fetchone()[0]
 
     off, tables = connection.autovacuum_gaps()
     before = last_vacuum()
@@ -161,19 +165,14 @@ def test_where_only_some_tables_have_autovacuum_off_the_bench_vacuums_those_alon
 
     from bench import seed
 
-    def last_vacuum(table: str) -> object:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = %s", [table])
-            return cursor.fetchone()[0]
-
     monkeypatch.setattr(connections["default"], "autovacuum_gaps", lambda: ([], ['"mns test av"']))
-    other = last_vacuum(Message._meta.db_table)
+    other = last_vacuum()
     try:
         with connection.cursor() as cursor:
             cursor.execute('CREATE TABLE "mns test av" (id int) WITH (autovacuum_enabled = off)')  # a quoted name
         seed.vacuum()
         assert last_vacuum("mns test av") is not None
-        assert last_vacuum(Message._meta.db_table) == other  # the rest of the database is autovacuum's
+        assert last_vacuum() == other  # the rest of the database is autovacuum's
         assert 'autovacuum is off for "mns test av"' in capsys.readouterr().out
     finally:
         with connection.cursor() as cursor:
