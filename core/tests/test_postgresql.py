@@ -1,6 +1,8 @@
-"""The PostgreSQL backend's health check (``core.postgresql``): a dead kept connection is replaced before a request
-uses it, and a live one is kept without a query."""
+"""The gateway's PostgreSQL backend (``core.postgresql``): its health check (a dead kept connection is replaced
+before a request uses it, and a live one is kept without a query), its autovacuum warnings, and its ``timestamptz``
+loader."""
 
+import datetime
 import select
 from collections.abc import Iterator
 
@@ -115,3 +117,82 @@ def test_the_database_checks_name_each_table_whose_own_autovacuum_is_off_however
     with connection.cursor() as cursor:
         cursor.execute("ALTER TABLE mns_test_av_off RESET (autovacuum_enabled)")
     assert "mns_test_av_off" not in connection.autovacuum_gaps()[1]
+
+
+TIMESTAMPTZ = [
+    "2026-12-07 03:24:23.606376+00",
+    "2024-02-29 12:00:00+05:30",  # another zone: loaded in the session's, UTC
+    "1969-12-31 23:59:59.5-08",
+    "2026-03-29 01:30:00+01",  # a daylight-saving change elsewhere
+    "0001-01-01 00:00:00+00",
+    "9999-12-31 23:59:59.999999+00",
+]
+
+
+def loaded(cursor: object) -> list[datetime.datetime]:
+    cursor.execute(f"SELECT {', '.join(['%s::timestamptz'] * len(TIMESTAMPTZ))}", TIMESTAMPTZ)
+    return list(cursor.fetchone())
+
+
+def test_timestamps_load_through_psycopgs_loader_as_djangos_would_load_them(postgres: None) -> None:
+    from django.db.backends.postgresql.psycopg_any import register_tzloader
+    from psycopg.pq import Format
+
+    from core.postgresql.base import UtcTimestamptzLoader
+
+    oid = connection.connection.adapters.types["timestamptz"].oid
+    with connection.cursor() as ours, connection.cursor() as djangos:
+        # Django's cursor kept the connection's loader (it would register its own on a cursor whose loader's zone
+        # differs, copying the cursor's adapters every time)...
+        assert ours.cursor.adapters.get_loader(oid, Format.TEXT) is UtcTimestamptzLoader
+        register_tzloader(connection.timezone, djangos.cursor)  # ... and this one has Django's
+        assert djangos.cursor.adapters.get_loader(oid, Format.TEXT) is not UtcTimestamptzLoader
+        values, expected = loaded(ours), loaded(djangos)
+
+    assert values == expected
+    assert all(value.tzinfo is datetime.UTC for value in values + expected)
+    assert [value.isoformat() for value in values] == [value.isoformat() for value in expected]
+    assert values[1].isoformat() == "2024-02-29T06:30:00+00:00"
+
+
+def test_a_timestamp_python_cannot_hold_is_refused_by_both_loaders(postgres: None) -> None:
+    from django.db import DataError
+    from django.db.backends.postgresql.psycopg_any import register_tzloader
+
+    for value in ("infinity", "-infinity"):
+        with connection.cursor() as ours, connection.cursor() as djangos:
+            register_tzloader(connection.timezone, djangos.cursor)
+            for cursor in (ours, djangos):
+                cursor.execute("SELECT %s::timestamptz", [value])
+                with pytest.raises(DataError):
+                    cursor.fetchone()
+
+
+def test_a_connection_in_another_zone_keeps_djangos_loader(postgres: None) -> None:
+    from psycopg.pq import Format
+
+    from core.postgresql.base import UtcTimestamptzLoader
+
+    other = connections.create_connection("default")
+    other.settings_dict = {**other.settings_dict, "TIME_ZONE": "Europe/Paris"}
+    oid = connection.connection.adapters.types["timestamptz"].oid
+
+    loader = other.get_connection_params()["context"].get_loader(oid, Format.TEXT)
+
+    assert loader is not UtcTimestamptzLoader
+    assert str(loader.timezone) == "Europe/Paris"
+
+
+def test_a_session_moved_to_another_zone_still_loads_the_instant_the_server_sent(postgres: None) -> None:
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SET TIME ZONE 'Europe/Paris'")
+        with other.cursor() as cursor:
+            cursor.execute("SELECT '2026-12-07 03:00:00+00'::timestamptz")
+            (value,) = cursor.fetchone()
+    finally:
+        other.close()
+
+    assert value == datetime.datetime(2026, 12, 7, 3, tzinfo=datetime.UTC)
+    assert value.isoformat() == "2026-12-07T04:00:00+01:00"  # Django's loader would say 03:00 in UTC: an hour off
