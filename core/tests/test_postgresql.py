@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from django.db import connection, connections
+from psycopg.adapt import Transformer
 
 pytestmark = pytest.mark.django_db
 
@@ -196,3 +197,97 @@ def test_a_session_moved_to_another_zone_still_loads_the_instant_the_server_sent
 
     assert value == datetime.datetime(2026, 12, 7, 3, tzinfo=datetime.UTC)
     assert value.isoformat() == "2026-12-07T04:00:00+01:00"  # Django's loader would say 03:00 in UTC: an hour off
+
+
+# --- A statement of many parameters (``core.postgresql.base.ClientQuery``) -------------------------------------------
+
+MANY = [
+    1,
+    -(2**62),
+    "it's; -- DROP TABLE x",
+    "back\\slash %s %% %(x)s",
+    b"\x00\xff'\\",
+    datetime.datetime(2026, 12, 7, 3, 24, 23, 606376, tzinfo=datetime.UTC),
+    True,
+    None,
+    3.5,
+    "ünïcode ✓",
+] * 12  # 120 parameters: past psycopg's 50, so psycopg would split the text every time
+
+
+def psycopgs(query: str, params: list[object]) -> bytes:
+    """The statement psycopg's own client-side binding sends."""
+    from psycopg._queries import PostgresClientQuery
+
+    binding = PostgresClientQuery(Transformer(connection.connection))
+    binding.convert(query, params)
+    return binding.query
+
+
+def ours(query: str, params: list[object]) -> bytes:
+    from core.postgresql.base import ClientQuery
+
+    binding = ClientQuery(Transformer(connection.connection))
+    binding.convert(query, params)
+    return binding.query
+
+
+def test_a_statement_of_many_parameters_is_bound_as_psycopg_binds_it_without_its_split(
+    postgres: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from psycopg import _queries
+
+    query = "SELECT 100 %% 7, '%%s', " + ", ".join(["%s"] * len(MANY))
+    connection.ensure_connection()
+    expected = psycopgs(query, MANY)
+
+    def split(*args: object, **kwargs: object) -> object:
+        raise AssertionError("the statement was split")
+
+    monkeypatch.setattr(_queries, "_split_query", split)
+    assert ours(query, MANY) == expected
+    with connection.cursor() as cursor:  # Django's cursor binds through it, and the server reads what was meant
+        assert type(cursor.cursor).__module__ == "core.postgresql.base"
+        cursor.execute(query, MANY)
+        row = cursor.fetchone()
+    assert row[:2] == (2, "%s")
+    assert [bytes(v) if isinstance(v, memoryview) else v for v in row[2:]] == MANY
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT " + ", ".join(["%s"] * 10),  # a short one: psycopg's own (it keeps the split)
+        "SELECT %(a)s, " + ", ".join(["%s"] * 119),  # a name among the positions
+        "SELECT 5 % 3, " + ", ".join(["%s"] * 120),  # a lone %
+        "SELECT %b, " + ", ".join(["%s"] * 119),  # a binary placeholder
+    ],
+    ids=["short", "named", "lone-percent", "binary-placeholder"],
+)
+def test_any_other_statement_is_left_to_psycopg_with_its_answer(postgres: None, query: str) -> None:
+    from psycopg import Error
+
+    params = MANY[: query.count("%s")] if "%(a)s" not in query and "%b" not in query else MANY
+    connection.ensure_connection()
+    try:
+        expected: object = psycopgs(query, params)
+    except (Error, TypeError) as refused:
+        expected = (type(refused), str(refused))
+    try:
+        got: object = ours(query, params)
+    except (Error, TypeError) as refused:
+        got = (type(refused), str(refused))
+    assert got == expected
+
+
+@pytest.mark.parametrize("count", [119, 121])
+def test_a_count_of_parameters_that_does_not_match_is_refused_as_psycopg_refuses_it(postgres: None, count: int) -> None:
+    from psycopg import ProgrammingError
+
+    query = "SELECT " + ", ".join(["%s"] * 120)
+    connection.ensure_connection()
+    with pytest.raises(ProgrammingError, match="the query has 120 placeholders but") as refused:
+        ours(query, MANY[:count] if count <= len(MANY) else [*MANY, 1])
+    with pytest.raises(ProgrammingError) as theirs:
+        psycopgs(query, MANY[:count] if count <= len(MANY) else [*MANY, 1])
+    assert str(refused.value) == str(theirs.value)
