@@ -89,17 +89,18 @@ class UtcTimestamptzLoader(adapt.Loader):
     Django registers a loader of its own (``psycopg_any.BaseTzLoader``): psycopg's Python loader, which parses the
     text in Python, then ``replace(tzinfo=…)`` with Django's zone, the one it sets the session to. psycopg's binary
     package has a loader in C, which converts the value to the session's zone itself. That class cannot be
-    subclassed, and Django reads ``timezone`` on the connection's loader before every cursor (a loader without it,
-    or with another zone, is registered again on that cursor, which copies the cursor's adapters). So this class
-    carries Django's ``timezone`` and hands each value to an instance of psycopg's loader, whose method is the
-    instance's ``load`` (psycopg's row maker looks ``load`` up on each loader instance). A page of 21 messages' four
-    timestamp columns through a Django cursor: 318 → 99 µs of CPU (``docs/performance.md``). Without psycopg's
-    binary package, psycopg's Python loader does the same conversion.
+    subclassed, and Django reads ``timezone`` on the connection's loader before every cursor (a loader with another
+    zone is registered again on that cursor, copying the cursor's adapters; one without the attribute fails every
+    cursor). So this class carries Django's ``timezone`` and hands each value to an instance of psycopg's loader:
+    its ``load`` is that instance's method, which psycopg's Transformer takes from each loader instance once (no
+    Python frame runs per value). 21 rows of four timestamp columns through a Django cursor: 318 → 99 µs of CPU
+    (``docs/performance.md``). Without psycopg's binary package, psycopg's Python loader does the same conversion.
 
-    The values are the same instants in the same zone: only a connection whose Django zone is UTC (``USE_TZ``, no
-    ``TIME_ZONE`` of the database's own) gets this loader (``DatabaseWrapper.get_connection_params``), and Django
-    sets that connection's session to UTC as it opens it (``ensure_timezone``). In a session moved to another zone
-    by hand, this loader still gives the right instant (in that zone), where Django's would relabel the local time.
+    Only a connection whose Django zone is UTC gets this loader (``USE_TZ``, no ``TIME_ZONE`` of the database's own;
+    ``DatabaseWrapper.get_connection_params``), and Django sets that connection's session to UTC as it opens it
+    (``ensure_timezone``): while the session is in UTC, the values are the instants Django's loader gives, in the same
+    zone. (The gateway never moves a session to another zone. In one moved by hand, this loader gives the right
+    instant in the session's zone, where Django's relabels the local time as UTC.)
     """
 
     timezone = datetime.UTC
@@ -108,53 +109,55 @@ class UtcTimestamptzLoader(adapt.Loader):
     def __init__(self, oid: int, context: object = None) -> None:
         super().__init__(oid, context)
         self._loader = self._psycopg(oid, context)
-        self.load = self._loader.load  # type: ignore[method-assign]  # what the row maker calls, without a frame here
+        self.load = self._loader.load  # type: ignore[method-assign]  # what the Transformer calls: psycopg's own
 
     def load(self, data: bytes) -> datetime.datetime:
         return self._loader.load(data)
 
 
 # Every ``%`` of the statement is ``%%`` (a literal percent sign) or ``%s`` (a positional parameter).
-_POSITIONAL_ONLY = re.compile(rb"[^%]*(?:%[%s][^%]*)*")
-_PERCENT = re.compile(rb"%[%s]")
+_POSITIONAL_ONLY = re.compile(rb"[^%]*+(?:%[%s][^%]*+)*+")
+# What psycopg's ``dump`` reads of the split (``validate_and_reorder_params``): one part a parameter and one more,
+# the first numbered (positional). Nothing in psycopg changes a part.
+_PART = _queries.QueryPart(b"", 0, PyFormat.AUTO)
 
 
 class ClientQuery(_queries.PostgresClientQuery):
     """psycopg's client-side binding (Django's default), without splitting a long statement's text in Python.
 
-    psycopg splits a statement into its text and placeholders with a regular expression, then a loop in Python over
-    every placeholder, and keeps the result for the next time only for statements of at most 50 parameters and 4 096
+    psycopg splits a statement into its text and placeholders with a regular expression and a loop in Python over
+    every placeholder, and keeps the split for the next time only for statements of at most 50 parameters and 4 096
     bytes (``psycopg._queries``, not a setting). The gateway's batch statements are past both (a run of 25
-    deliveries is one ``INSERT`` of 400 parameters and more, and the ORM's ``id IN (…)`` of a batch is one parameter
-    an id), and each run's text is new, so every one was split again: 0.7-1.3 ms of CPU for 400 parameters, a fifth
-    of the Maxima drain worker's Python (``docs/performance.md``).
+    deliveries is one ``INSERT`` of 400 parameters and more, the ORM's ``id IN (…)`` of a batch one parameter an
+    id), so each was split again every time, the same text or not: about 0.7-0.9 ms of CPU for 400 parameters, a
+    fifth of the Maxima drain worker's Python (``docs/performance.md``).
 
-    For a statement with positional parameters only (``%s``, and ``%%`` for a percent sign) the split gives back the
-    text itself as the template. So when a statement is past psycopg's limits and, by one scan in C, has no other
-    ``%``, the text is the template, and psycopg's own ``dump`` quotes each parameter (``as_literal``) and fills it in
-    as before. Anything else (named parameters, ``%b``, ``%t``, a lone ``%``, a parameter count that does not match)
-    is psycopg's, which answers as it always did.
+    For a statement with positional parameters only (``%s``, and ``%%`` for a percent sign), the split's template
+    is the text itself. So when a statement is past psycopg's limits, has no other ``%`` and as many ``%s`` as
+    values (two checks in C), the text is the template, and psycopg's own ``dump`` quotes each value
+    (``as_literal``) and fills it in, as before. Anything else (named parameters, ``%b``, ``%t``, a lone ``%``, a
+    count that does not match) is psycopg's, which answers as it always did. It serves the cursors Django makes with
+    client-side binding (``Cursor``); a named (server-side) cursor keeps psycopg's.
     """
 
     __slots__ = ()
 
     def convert(self, query: object, vars: object) -> None:
-        if isinstance(query, str) and isinstance(vars, list | tuple):
-            text = query.encode(self._tx.encoding)
-            long = len(text) > _queries.MAX_CACHED_STATEMENT_LENGTH or len(vars) > _queries.MAX_CACHED_STATEMENT_PARAMS
-            if long and _POSITIONAL_ONLY.fullmatch(text) and _PERCENT.findall(text).count(b"%s") == len(vars):
-                self.template, self._order, self._parts = text, None, _positional_parts(len(vars))
+        if isinstance(query, str):
+            query = query.encode(self._tx.encoding)
+            if isinstance(vars, list | tuple) and self._positional(query, len(vars)):
+                self.template, self._order, self._parts = query, None, [_PART] * (len(vars) + 1)
                 self.dump(vars)
                 return
         super().convert(query, vars)
 
-
-@functools.lru_cache(maxsize=256)
-def _positional_parts(count: int) -> list[_queries.QueryPart]:
-    """What psycopg's split gives for ``count`` positional parameters, as far as its ``dump`` reads it: one part a
-    parameter, numbered, then the last."""
-    part = _queries.QueryPart
-    return [*(part(b"", i, PyFormat.AUTO) for i in range(count)), part(b"", 0, PyFormat.AUTO)]
+    @staticmethod
+    def _positional(text: bytes, count: int) -> bool:
+        """Whether psycopg would split ``text`` for ``count`` values again (past its limits), into itself."""
+        if len(text) <= _queries.MAX_CACHED_STATEMENT_LENGTH and count <= _queries.MAX_CACHED_STATEMENT_PARAMS:
+            return False  # psycopg keeps its split of this one
+        # Every % is %% or %s (read left to right), so with the %% taken out, each %s left is a parameter.
+        return _POSITIONAL_ONLY.fullmatch(text) is not None and text.replace(b"%%", b"").count(b"%s") == count
 
 
 class Cursor(base.Cursor):
