@@ -13,10 +13,11 @@ import json
 import logging
 import random
 import re
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext, suppress
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -681,7 +682,7 @@ def outbound_send_batch(
     it carried back in the queue and hands on (``_released``), so the next batch is not held for the claim's
     lease."""
     now = timezone.now()
-    if _batch_in_flight(destination, application, now):
+    if _sending_here(destination, application, now) or _batch_in_flight(destination, application, now):
         return 0, False
     batch = _batch_claim(destination, application, now)
     if not batch:
@@ -709,6 +710,36 @@ def _batch_in_flight(destination: str, application: str, now: datetime) -> bool:
         status=OutboundMessage.Status.SENDING, batchable=True, destination=destination, application=application
     )
     return sending.exclude(stale_sending(now)).exists()
+
+
+# The batchable sends this process has at its node right now: (destination, application) → the sending thread and
+# the claim's time. A fast "yes" for ``_batch_in_flight`` (a batch task that finds its destination's batch in flight
+# is most of a busy sender's tasks); "no" still asks the database, which knows the other processes' sends.
+_sending: dict[tuple[str, str], tuple[int, datetime]] = {}
+
+
+def _sending_here(destination: str, application: str, now: datetime) -> bool:
+    """Whether a thread of this process is sending a batchable message to ``destination`` whose claim is younger
+    than the shortest lease: its rows are claimed and not stale, so ``_batch_in_flight`` would say yes."""
+    held = _sending.get((destination, application))
+    return held is not None and now - held[1] < selectors.outbound_lease()  # the shortest lease of any size
+
+
+@contextmanager
+def _at_the_node(lead: OutboundMessage) -> Iterator[None]:
+    """Around the node's send of ``lead`` (and what travels with it), claimed and not yet marked: this process's
+    ``_sending`` entry for its destination while the node has it, when it is batchable. Only while the node has it:
+    before the claim and from the mark on (a hand-on, a callback's enqueue), the database alone answers."""
+    if not lead.batchable:
+        yield
+        return
+    key, mine = (lead.destination, lead.application), (threading.get_ident(), lead.claimed_at)
+    _sending[key] = mine
+    try:
+        yield
+    finally:
+        if _sending.get(key) == mine:  # another thread's send to it, begun meanwhile, keeps its own entry
+            del _sending[key]
 
 
 def _batch_due(destination: str, application: str, now: datetime) -> QuerySet:
@@ -754,7 +785,8 @@ def _send(client: MinimaRPC, messages: list[OutboundMessage]) -> list[str]:
     alone = len(messages) == 1
     payload = bytes(lead.payload) if alone else batch.pack([bytes(m.payload) for m in messages])
     try:
-        result = _deliver(client, lead, payload)
+        with _at_the_node(lead):
+            result = _deliver(client, lead, payload)
     except DeliveryFailed as exc:
         return _failed(messages, exc.error, permanent=exc.permanent)
     except AddressUnresolved as exc:

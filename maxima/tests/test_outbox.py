@@ -12,6 +12,7 @@ from maxima.models import OutboundMessage
 from maxima.selectors import outbound_due
 from maxima.services import (
     Outgoing,
+    _sending,
     backoff,
     outbound_cancel,
     outbound_enqueue,
@@ -458,6 +459,58 @@ def test_one_batch_to_a_destination_at_a_time(simnet: SimNetwork, gateway_node: 
     # a claim older than its lease is a sender that died: it holds nothing back
     OutboundMessage.objects.filter(id=in_flight.id).update(claimed_at=timezone.now() - timedelta(hours=1))
     assert outbound_send_batch(destination=in_flight.destination, application="mns", client=gateway_node) == (3, False)
+
+
+def test_a_batch_task_that_finds_this_process_sending_to_its_destination_asks_nothing_of_the_database(
+    simnet: SimNetwork, gateway_node: MinimaRPC, user_inbox: WebhookReceiver
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    first = queue(simnet, payload=receipt(0).encode(), key="r0", batchable=True)
+    seen: list[tuple[tuple[int, bool], int]] = []
+
+    def another_task() -> None:  # a batch task to the same destination, run while the node has the first one
+        queue(simnet, payload=receipt(1).encode(), key="r1", batchable=True)
+        with CaptureQueriesContext(connection) as queries:
+            seen.append((outbound_send_batch(destination=first.destination, application="mns"), len(queries)))
+
+    sending = Meanwhile(gateway_node, another_task)
+    assert outbound_send_batch(destination=first.destination, application="mns", client=sending) == (1, True)
+    assert seen == [((0, False), 0)]  # in flight here: no EXISTS, no claim
+    assert _sending == {}  # and no longer once the node answered
+    # what it held back is due, and goes with the next batch (the task the first one hands on to)
+    assert outbound_send_batch(destination=first.destination, application="mns", client=gateway_node) == (1, False)
+    assert len(user_inbox.wait_for(2)) == 2
+
+
+def test_a_send_here_older_than_the_lease_holds_nothing_back(
+    simnet: SimNetwork, gateway_node: MinimaRPC, user_inbox: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = queue(simnet, payload=receipt(0).encode(), key="r0", batchable=True)
+    seen: list[tuple[int, bool]] = []
+
+    def an_hour_later() -> None:  # this send hung past its lease: the database takes its rows for stale, and so here
+        queue(simnet, payload=receipt(1).encode(), key="r1", batchable=True)
+        later = timezone.now() + timedelta(hours=1)
+        with monkeypatch.context() as patched:
+            patched.setattr("django.utils.timezone.now", lambda: later)
+            seen.append(outbound_send_batch(destination=first.destination, application="mns", client=gateway_node))
+
+    outbound_send_batch(destination=first.destination, application="mns", client=Meanwhile(gateway_node, an_hour_later))
+    assert seen == [(1, False)]  # r1 went, from the later task, while the first send was still at the node
+    assert OutboundMessage.objects.get(idempotency_key="r1").status == "sent"
+
+
+def test_a_send_that_raised_leaves_no_mark_of_being_in_flight(simnet: SimNetwork, gateway_node: MinimaRPC) -> None:
+    first = queue(simnet, payload=receipt(0).encode(), key="r0", batchable=True)
+    during: list[dict] = []
+    with pytest.raises(RuntimeError):
+        outbound_send_batch(
+            destination=first.destination, application="mns", client=Faulty(lambda: during.append(dict(_sending)))
+        )
+    assert list(during[0]) == [(first.destination, "mns")]  # marked while the node had it
+    assert _sending == {}
 
 
 def test_a_batch_that_failed_hands_on_to_what_is_still_due(simnet: SimNetwork, gateway_node: MinimaRPC) -> None:
