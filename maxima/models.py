@@ -102,7 +102,7 @@ class OutboundMessage(models.Model):
             models.Index(
                 fields=["destination", "id"], condition=Q(status="queued", batchable=True), name="outbound_batch_due"
             ),
-            # A batch to one destination in flight (maxima.services._batch_in_flight): a few rows at any time.
+            # A batch to one destination in flight (maxima.selectors.batch_in_flight): a few rows at any time.
             models.Index(
                 fields=["destination"], condition=Q(status="sending", batchable=True), name="outbound_batch_sending"
             ),

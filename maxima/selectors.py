@@ -1,6 +1,7 @@
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count, Min, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -116,6 +117,37 @@ def stale_sending(now: datetime) -> Q:
     for above, up_to, lease in lease_classes():
         stale |= Q(size__gt=above, size__lte=up_to, claimed_at__lt=now - lease)
     return Q(status=OutboundMessage.Status.SENDING) & stale
+
+
+def batch_in_flight(destination: str, application: str, now: datetime) -> bool:
+    """Whether a batch to ``destination`` is being sent: a batchable message to it claimed, and not stale
+    (``stale_sending``). Most of a busy sender's batch tasks ask it; the ORM built the same ``EXISTS`` for each
+    (about a millisecond of CPU, ten times its round trip), so it is one statement kept as text, written from the
+    same lease classes: a claim is stale when older than the lease of the first class whose bound its size is
+    within, as ``stale_sending`` says (a size past every class, or no claim time, is never stale there either)."""
+    classes = lease_classes()
+    key = (connection.vendor, len(classes))
+    sql = _IN_FLIGHT.get(key) or _IN_FLIGHT.setdefault(key, _in_flight_sql(len(classes)))
+    claimed_at = OutboundMessage._meta.get_field("claimed_at")
+    params: list[object] = [OutboundMessage.Status.SENDING.value, destination, application]
+    for above, up_to, lease in classes:
+        params += [above, up_to, claimed_at.get_db_prep_value(now - lease, connection)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone() is not None
+
+
+_IN_FLIGHT: dict[tuple[str, int], str] = {}  # the statement for (database, number of lease classes)
+
+
+def _in_flight_sql(count: int) -> str:
+    q = connection.ops.quote_name
+    size, claimed_at = q("size"), q("claimed_at")
+    stale = " OR ".join([f"({size} > %s AND {size} <= %s AND {claimed_at} < %s)"] * count)
+    return (
+        f"SELECT 1 FROM {q(OutboundMessage._meta.db_table)} WHERE {q('status')} = %s AND {q('batchable')}"  # noqa: S608
+        f" AND {q('destination')} = %s AND {q('application')} = %s AND NOT COALESCE({stale}, FALSE) LIMIT 1"
+    )
 
 
 def outbound_sizes(ids: list[int]) -> dict[int, int]:

@@ -682,7 +682,7 @@ def outbound_send_batch(
     it carried back in the queue and hands on (``_released``), so the next batch is not held for the claim's
     lease."""
     now = timezone.now()
-    if _sending_here(destination, application, now) or _batch_in_flight(destination, application, now):
+    if _sending_here(destination, application, now) or selectors.batch_in_flight(destination, application, now):
         return 0, False
     batch = _batch_claim(destination, application, now)
     if not batch:
@@ -704,23 +704,16 @@ def outbound_send_batch(
 BATCH_MAX_MESSAGES = 500
 
 
-def _batch_in_flight(destination: str, application: str, now: datetime) -> bool:
-    """Whether a batch to ``destination`` is being sent: claimed, and its claim not older than its lease."""
-    sending = OutboundMessage.objects.filter(
-        status=OutboundMessage.Status.SENDING, batchable=True, destination=destination, application=application
-    )
-    return sending.exclude(stale_sending(now)).exists()
-
-
 # The batchable sends this process has at its node right now: (destination, application) → the sending thread and
-# the claim's time. A fast "yes" for ``_batch_in_flight`` (a batch task that finds its destination's batch in flight
-# is most of a busy sender's tasks); "no" still asks the database, which knows the other processes' sends.
+# the claim's time. A fast "yes" for ``selectors.batch_in_flight`` (a batch task that finds its destination's batch
+# in flight is a good part of a busy sender's tasks); "no" still asks the database, which knows the other processes'
+# sends.
 _sending: dict[tuple[str, str], tuple[int, datetime]] = {}
 
 
 def _sending_here(destination: str, application: str, now: datetime) -> bool:
     """Whether a thread of this process is sending a batchable message to ``destination`` whose claim is younger
-    than the shortest lease: its rows are claimed and not stale, so ``_batch_in_flight`` would say yes."""
+    than the shortest lease: its rows are claimed and not stale, so ``selectors.batch_in_flight`` would say yes."""
     held = _sending.get((destination, application))
     return held is not None and now - held[1] < selectors.outbound_lease()  # the shortest lease of any size
 
@@ -900,7 +893,7 @@ def _used_up(message: OutboundMessage) -> bool:
 def _released(messages: list[OutboundMessage], exc: Exception, *, tried: bool) -> None:
     """A send raised: not the node's answer but a fault of the gateway's own. What it carried goes back to the queue
     after its backoff rather than staying claimed until the lease ends, where it would hold every batch to its
-    destination (``_batch_in_flight``), and what that held back is handed on.
+    destination (``selectors.batch_in_flight``), and what that held back is handed on.
 
     Raised while the node had it (``tried``: an error the client does not name, a task's soft time limit), the try
     counts, as a timeout's does: the node may or may not have sent it. Raised before the node had it (picking the

@@ -461,6 +461,32 @@ def test_one_batch_to_a_destination_at_a_time(simnet: SimNetwork, gateway_node: 
     assert outbound_send_batch(destination=in_flight.destination, application="mns", client=gateway_node) == (3, False)
 
 
+def test_in_flight_is_the_stale_rule_of_every_lease_class(db: None) -> None:
+    from maxima.selectors import batch_in_flight, stale_sending
+    from maxima.timing import lease_classes
+
+    now = timezone.now()
+    second = timedelta(seconds=1)
+    cases: dict[str, tuple[int, timedelta, str, bool, bool]] = {}  # destination: size, age, status, batchable, expected
+    for n, (above, up_to, lease) in enumerate(lease_classes()):
+        for size in (max(above + 1, 0), up_to):
+            cases[f"0x{n}A{size}"] = (size, lease - second, "sending", True, True)
+            cases[f"0x{n}B{size}"] = (size, lease + second, "sending", True, False)
+    cases["0xPAST"] = (lease_classes()[-1][1] + 1, timedelta(days=1), "sending", True, True)  # in no class: never stale
+    cases["0xQUEUED"] = (10, timedelta(0), "queued", True, False)
+    cases["0xALONE"] = (10, timedelta(0), "sending", False, False)
+    for destination, (size, age, status, batchable, _) in cases.items():
+        OutboundMessage.objects.create(
+            idempotency_key=destination, destination=destination, application="mns", payload=b"", size=size,
+            max_attempts=3, next_attempt_at=now, status=status, claimed_at=now - age, batchable=batchable,
+        )  # fmt: skip
+    sending = OutboundMessage.objects.filter(status="sending", batchable=True, application="mns")
+    for destination, (*_, expected) in cases.items():
+        the_orms = sending.filter(destination=destination).exclude(stale_sending(now)).exists()
+        assert batch_in_flight(destination, "mns", now) is the_orms is expected, destination
+        assert batch_in_flight(destination, "other", now) is False
+
+
 def test_a_batch_task_that_finds_this_process_sending_to_its_destination_asks_nothing_of_the_database(
     simnet: SimNetwork, gateway_node: MinimaRPC, user_inbox: WebhookReceiver
 ) -> None:
