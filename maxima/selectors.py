@@ -1,3 +1,4 @@
+import functools
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -122,12 +123,11 @@ def stale_sending(now: datetime) -> Q:
 def batch_in_flight(destination: str, application: str, now: datetime) -> bool:
     """Whether a batch to ``destination`` is being sent: a batchable message to it claimed, and not stale
     (``stale_sending``). Most of a busy sender's batch tasks ask it; the ORM built the same ``EXISTS`` for each
-    (about a millisecond of CPU, ten times its round trip), so it is one statement kept as text, written from the
+    (about 1.5 ms of CPU, ten times its round trip), so it is one statement kept as text, written from the
     same lease classes: a claim is stale when older than the lease of the first class whose bound its size is
     within, as ``stale_sending`` says (a size past every class, or no claim time, is never stale there either)."""
     classes = lease_classes()
-    key = (connection.vendor, len(classes))
-    sql = _IN_FLIGHT.get(key) or _IN_FLIGHT.setdefault(key, _in_flight_sql(len(classes)))
+    sql = _in_flight_sql(connection.vendor, len(classes))
     claimed_at = OutboundMessage._meta.get_field("claimed_at")
     params: list[object] = [OutboundMessage.Status.SENDING.value, destination, application]
     for above, up_to, lease in classes:
@@ -137,10 +137,9 @@ def batch_in_flight(destination: str, application: str, now: datetime) -> bool:
         return cursor.fetchone() is not None
 
 
-_IN_FLIGHT: dict[tuple[str, int], str] = {}  # the statement for (database, number of lease classes)
-
-
-def _in_flight_sql(count: int) -> str:
+@functools.cache
+def _in_flight_sql(vendor: str, count: int) -> str:
+    """The statement of ``batch_in_flight`` for ``count`` lease classes, on the database ``vendor`` names."""
     q = connection.ops.quote_name
     size, claimed_at = q("size"), q("claimed_at")
     stale = " OR ".join([f"({size} > %s AND {size} <= %s AND {claimed_at} < %s)"] * count)

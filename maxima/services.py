@@ -709,6 +709,7 @@ BATCH_MAX_MESSAGES = 500
 # in flight is a good part of a busy sender's tasks); "no" still asks the database, which knows the other processes'
 # sends.
 _sending: dict[tuple[str, str], tuple[int, datetime]] = {}
+_sending_lock = threading.Lock()  # two threads may be at the node for one destination (a retry, a stale claim)
 
 
 def _sending_here(destination: str, application: str, now: datetime) -> bool:
@@ -727,12 +728,14 @@ def _at_the_node(lead: OutboundMessage) -> Iterator[None]:
         yield
         return
     key, mine = (lead.destination, lead.application), (threading.get_ident(), lead.claimed_at)
-    _sending[key] = mine
     try:
+        with _sending_lock:
+            _sending[key] = mine
         yield
     finally:
-        if _sending.get(key) == mine:  # another thread's send to it, begun meanwhile, keeps its own entry
-            del _sending[key]
+        with _sending_lock:
+            if _sending.get(key) == mine:  # another thread's send to it, begun meanwhile, keeps its own entry
+                del _sending[key]
 
 
 def _batch_due(destination: str, application: str, now: datetime) -> QuerySet:

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from core.errors import DomainError
 from maxima.models import OutboundMessage
-from maxima.selectors import outbound_due
+from maxima.selectors import batch_in_flight, outbound_due, outbound_lease, stale_sending
 from maxima.services import (
     Outgoing,
     _sending,
@@ -22,7 +22,7 @@ from maxima.services import (
     outbound_send_batch,
     sweep_mark_enqueued,
 )
-from maxima.timing import BATCH_BYTES
+from maxima.timing import BATCH_BYTES, lease_classes
 from mns_client.protocol import batch
 from mns_client.protocol.codecs import MaximaAddress, from_hex, to_hex
 from mns_client.protocol.crypto import generate_maxima_keypair
@@ -462,23 +462,24 @@ def test_one_batch_to_a_destination_at_a_time(simnet: SimNetwork, gateway_node: 
 
 
 def test_in_flight_is_the_stale_rule_of_every_lease_class(db: None) -> None:
-    from maxima.selectors import batch_in_flight, stale_sending
-    from maxima.timing import lease_classes
-
     now = timezone.now()
     second = timedelta(seconds=1)
-    cases: dict[str, tuple[int, timedelta, str, bool, bool]] = {}  # destination: size, age, status, batchable, expected
+    # destination: size, the claim's age, status, batchable, whether in flight
+    cases: dict[str, tuple[int, timedelta | None, str, bool, bool]] = {}
     for n, (above, up_to, lease) in enumerate(lease_classes()):
         for size in (max(above + 1, 0), up_to):
             cases[f"0x{n}A{size}"] = (size, lease - second, "sending", True, True)
+            cases[f"0x{n}E{size}"] = (size, lease, "sending", True, True)  # stale only once older than its lease
             cases[f"0x{n}B{size}"] = (size, lease + second, "sending", True, False)
     cases["0xPAST"] = (lease_classes()[-1][1] + 1, timedelta(days=1), "sending", True, True)  # in no class: never stale
+    cases["0xUNCLAIMED"] = (10, None, "sending", True, True)  # no claim time: never stale
     cases["0xQUEUED"] = (10, timedelta(0), "queued", True, False)
     cases["0xALONE"] = (10, timedelta(0), "sending", False, False)
     for destination, (size, age, status, batchable, _) in cases.items():
         OutboundMessage.objects.create(
             idempotency_key=destination, destination=destination, application="mns", payload=b"", size=size,
-            max_attempts=3, next_attempt_at=now, status=status, claimed_at=now - age, batchable=batchable,
+            max_attempts=3, next_attempt_at=now, status=status, batchable=batchable,
+            claimed_at=None if age is None else now - age,
         )  # fmt: skip
     sending = OutboundMessage.objects.filter(status="sending", batchable=True, application="mns")
     for destination, (*_, expected) in cases.items():
@@ -516,14 +517,15 @@ def test_a_send_here_older_than_the_lease_holds_nothing_back(
     first = queue(simnet, payload=receipt(0).encode(), key="r0", batchable=True)
     seen: list[tuple[int, bool]] = []
 
-    def an_hour_later() -> None:  # this send hung past its lease: the database takes its rows for stale, and so here
+    def past_the_lease() -> None:  # this send hung past its lease: the database takes its rows for stale, and so here
         queue(simnet, payload=receipt(1).encode(), key="r1", batchable=True)
-        later = timezone.now() + timedelta(hours=1)
+        later = timezone.now() + outbound_lease() + timedelta(seconds=1)
         with monkeypatch.context() as patched:
             patched.setattr("django.utils.timezone.now", lambda: later)
             seen.append(outbound_send_batch(destination=first.destination, application="mns", client=gateway_node))
 
-    outbound_send_batch(destination=first.destination, application="mns", client=Meanwhile(gateway_node, an_hour_later))
+    hung = Meanwhile(gateway_node, past_the_lease)
+    outbound_send_batch(destination=first.destination, application="mns", client=hung)
     assert seen == [(1, False)]  # r1 went, from the later task, while the first send was still at the node
     assert OutboundMessage.objects.get(idempotency_key="r1").status == "sent"
 
