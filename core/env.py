@@ -167,22 +167,40 @@ def local_secret(path: Path) -> str:
 
     Processes that start at once on a fresh ``var/`` (gunicorn's workers) all end with the one secret: each writes a
     whole candidate to a private file and links it into place; a link only succeeds where nothing is yet, so the first
-    one wins, the others read it, and no one can read the file before it is whole.
+    one wins, the others read it, and no one can read the file before it is whole. The candidate is on disk before it
+    is linked, and the link before the secret is used: a machine that loses power after its first start must not come
+    back with an empty secret file (Django refuses to start on an empty ``SECRET_KEY``) or with another secret than
+    the one that signed what it handed out.
     """
     if not path.exists():
         secret = secrets.token_urlsafe(50)
         fd, candidate = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
         try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secret)
+            _write_synced(fd, secret)
             os.link(candidate, path)
         except FileExistsError:
             pass  # another process made it first: its secret is the one
         except OSError:  # a file system without hard links (vfat, some network mounts): made in place, as before
             with contextlib.suppress(FileExistsError):
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "w") as handle:
-                    handle.write(secret)
+                _write_synced(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), secret)
         finally:
             os.unlink(candidate)
+        _sync_directory(path.parent)
     return path.read_text().strip()
+
+
+def _write_synced(fd: int, text: str) -> None:
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a new name in ``directory`` durable (where the platform lets a directory be opened and synced)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -255,6 +255,34 @@ def test_the_secret_is_made_on_a_file_system_without_hard_links(
     assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]  # the candidate is gone
 
 
+def test_the_secret_is_on_disk_before_it_is_linked_into_place_and_the_link_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    fsync, link = os.fsync, os.link
+
+    def synced(fd: int) -> None:
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            events.append(f"fsync {os.readlink(f'/proc/self/fd/{fd}')}")
+        else:
+            events.append(f"fsync {os.path.basename(os.readlink(f'/proc/self/fd/{fd}'))}, {os.fstat(fd).st_size} bytes")
+        fsync(fd)
+
+    def linked(source: str, target: Path) -> None:
+        events.append(f"link {os.path.basename(source)}")
+        link(source, target)
+
+    monkeypatch.setattr(os, "fsync", synced)
+    monkeypatch.setattr(os, "link", linked)
+    secret = local_secret(tmp_path / "secret_key")
+    candidate = events[-2].removeprefix("link ")
+    assert candidate.startswith(".secret_key.")
+    assert events == [f"fsync {candidate}, {len(secret)} bytes", f"link {candidate}", f"fsync {tmp_path}"]
+    events.clear()
+    assert local_secret(tmp_path / "secret_key") == secret
+    assert events == []  # made once, read after that
+
+
 def test_connecting_to_the_embedded_broker_logs_no_hostname_warning(tmp_path: Path) -> None:
     code = (
         "import logging; logging.basicConfig(); from mns_site.celery import app;"
