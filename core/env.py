@@ -170,27 +170,42 @@ def local_secret(path: Path) -> str:
     one wins, the others read it, and no one can read the file before it is whole. The candidate is on disk before it
     is linked, and the link before the secret is used: a machine that loses power after its first start must not come
     back with an empty secret file (Django refuses to start on an empty ``SECRET_KEY``) or with another secret than
-    the one that signed what it handed out.
+    the one that signed what it handed out. A candidate that cannot be written (a full disk) raises, and leaves
+    nothing in place. On a file system without hard links the file is made in place: there a process that starts in
+    the same instant can read it before it is written, and a crash while it is written can leave it empty.
     """
     if not path.exists():
         secret = secrets.token_urlsafe(50)
         fd, candidate = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
         try:
             _write_synced(fd, secret)
-            os.link(candidate, path)
-        except FileExistsError:
-            pass  # another process made it first: its secret is the one
-        except OSError:  # a file system without hard links (vfat, some network mounts): made in place, as before
-            with contextlib.suppress(FileExistsError):
-                _write_synced(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), secret)
+            try:
+                os.link(candidate, path)
+            except FileExistsError:
+                pass  # another process made it first: its secret is the one
+            except OSError:  # a file system without hard links (vfat, some network mounts)
+                _made_in_place(path, secret)
         finally:
             os.unlink(candidate)
         _sync_directory(path.parent)
     return path.read_text().strip()
 
 
+def _made_in_place(path: Path, secret: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return  # another process made it first
+    try:
+        _write_synced(fd, secret)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # an empty secret file would stop every later start
+        raise
+
+
 def _write_synced(fd: int, text: str) -> None:
-    with os.fdopen(fd, "w") as handle:
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())

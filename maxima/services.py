@@ -709,7 +709,9 @@ BATCH_MAX_MESSAGES = 500
 # in flight is a good part of a busy sender's tasks); "no" still asks the database, which knows the other processes'
 # sends.
 _sending: dict[tuple[str, str], tuple[int, datetime]] = {}
-_sending_lock = threading.Lock()  # two threads may be at the node for one destination (a retry, a stale claim)
+# Two threads may be at the node for one destination (a retry, a stale claim taken again). Reentrant: an exception
+# raised into the thread between taking it and entering the block (a soft time limit) cannot leave it held.
+_sending_lock = threading.RLock()
 
 
 def _sending_here(destination: str, application: str, now: datetime) -> bool:

@@ -519,7 +519,7 @@ def test_a_send_here_older_than_the_lease_holds_nothing_back(
 
     def past_the_lease() -> None:  # this send hung past its lease: the database takes its rows for stale, and so here
         queue(simnet, payload=receipt(1).encode(), key="r1", batchable=True)
-        later = timezone.now() + outbound_lease() + timedelta(seconds=1)
+        later = timezone.now() + max(outbound_lease(), lease_classes()[0][2]) + timedelta(seconds=1)
         with monkeypatch.context() as patched:
             patched.setattr("django.utils.timezone.now", lambda: later)
             seen.append(outbound_send_batch(destination=first.destination, application="mns", client=gateway_node))
@@ -528,6 +528,7 @@ def test_a_send_here_older_than_the_lease_holds_nothing_back(
     outbound_send_batch(destination=first.destination, application="mns", client=hung)
     assert seen == [(1, False)]  # r1 went, from the later task, while the first send was still at the node
     assert OutboundMessage.objects.get(idempotency_key="r1").status == "sent"
+    assert _sending == {}
 
 
 def test_a_send_that_raised_leaves_no_mark_of_being_in_flight(simnet: SimNetwork, gateway_node: MinimaRPC) -> None:

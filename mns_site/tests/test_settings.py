@@ -1,5 +1,6 @@
 """The settings module, run for real in a fresh interpreter with a given environment."""
 
+import errno
 import json
 import multiprocessing
 import os
@@ -10,6 +11,7 @@ import sys
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
+from stat import S_ISDIR
 
 import pytest
 from django.conf import settings
@@ -241,13 +243,14 @@ def test_processes_starting_at_once_all_read_the_one_secret_the_first_of_them_ma
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"secret_{n}" for n in range(20))  # no leftovers
 
 
+def _no_links(*_: object) -> None:
+    raise PermissionError(1, "Operation not permitted")  # what vfat answers
+
+
 def test_the_secret_is_made_on_a_file_system_without_hard_links(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def no_links(*_: object) -> None:
-        raise PermissionError(1, "Operation not permitted")  # what vfat answers
-
-    monkeypatch.setattr(os, "link", no_links)
+    monkeypatch.setattr(os, "link", _no_links)
     secret = local_secret(tmp_path / "secret_key")
     assert len(secret) >= 50
     assert local_secret(tmp_path / "secret_key") == secret
@@ -255,32 +258,63 @@ def test_the_secret_is_made_on_a_file_system_without_hard_links(
     assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]  # the candidate is gone
 
 
-def test_the_secret_is_on_disk_before_it_is_linked_into_place_and_the_link_after(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    events: list[str] = []
+def _syncs_and_links(monkeypatch: pytest.MonkeyPatch, *, full_from: int | None = None) -> list[tuple[str, int, object]]:
+    """What ``local_secret`` syncs and links, in order: ``(fsync, inode, size or "directory")``, ``(link, inode,
+    None)``; with ``full_from``, the sync of that file (0: the first) and later ones fail as on a full disk."""
+    events: list[tuple[str, int, object]] = []
     fsync, link = os.fsync, os.link
 
     def synced(fd: int) -> None:
-        if os.path.isdir(f"/proc/self/fd/{fd}"):
-            events.append(f"fsync {os.readlink(f'/proc/self/fd/{fd}')}")
-        else:
-            events.append(f"fsync {os.path.basename(os.readlink(f'/proc/self/fd/{fd}'))}, {os.fstat(fd).st_size} bytes")
+        stat = os.fstat(fd)
+        is_dir = S_ISDIR(stat.st_mode)
+        files = sum(1 for event in events if event[0] == "fsync" and event[2] != "directory")
+        events.append(("fsync", stat.st_ino, "directory" if is_dir else stat.st_size))
+        if full_from is not None and not is_dir and files >= full_from:
+            raise OSError(errno.ENOSPC, "No space left on device")
         fsync(fd)
 
     def linked(source: str, target: Path) -> None:
-        events.append(f"link {os.path.basename(source)}")
+        events.append(("link", os.stat(source).st_ino, None))
         link(source, target)
 
     monkeypatch.setattr(os, "fsync", synced)
-    monkeypatch.setattr(os, "link", linked)
+    if os.link is not _no_links:
+        monkeypatch.setattr(os, "link", linked)
+    return events
+
+
+def test_the_secret_is_on_disk_before_it_is_linked_into_place_and_the_link_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = _syncs_and_links(monkeypatch)
     secret = local_secret(tmp_path / "secret_key")
-    candidate = events[-2].removeprefix("link ")
-    assert candidate.startswith(".secret_key.")
-    assert events == [f"fsync {candidate}, {len(secret)} bytes", f"link {candidate}", f"fsync {tmp_path}"]
+    made = (tmp_path / "secret_key").stat().st_ino  # the candidate's inode, linked into place
+    directory = ("fsync", tmp_path.stat().st_ino, "directory")
+    assert events == [("fsync", made, len(secret)), ("link", made, None), directory]
     events.clear()
     assert local_secret(tmp_path / "secret_key") == secret
     assert events == []  # made once, read after that
+
+
+def test_a_secret_made_in_place_is_on_disk_and_its_name_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "link", _no_links)
+    events = _syncs_and_links(monkeypatch)
+    secret = local_secret(tmp_path / "secret_key")
+    written = [("fsync", (tmp_path / "secret_key").stat().st_ino, len(secret))]
+    assert events[1:] == [*written, ("fsync", tmp_path.stat().st_ino, "directory")]  # after the candidate's own
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["linked", "made in place"])
+def test_a_secret_that_cannot_be_written_raises_and_leaves_nothing_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, links: bool
+) -> None:
+    if not links:  # the candidate is written, then the file made in place cannot be
+        monkeypatch.setattr(os, "link", _no_links)
+    events = _syncs_and_links(monkeypatch, full_from=0 if links else 1)
+    with pytest.raises(OSError, match="No space left"):
+        local_secret(tmp_path / "secret_key")
+    assert list(tmp_path.iterdir()) == []  # no empty secret_key to stop every later start
+    assert len(events) == (1 if links else 2)  # the first file whose sync failed was the last
 
 
 def test_connecting_to_the_embedded_broker_logs_no_hostname_warning(tmp_path: Path) -> None:
