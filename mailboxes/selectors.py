@@ -217,7 +217,8 @@ _READ_CIPHERTEXT = _columns(Message, {*_READ_MESSAGE, "ciphertext"})
 def credential_read(
     *, session_digest: str | None = None, token_id: str | None = None, uid: str | None = None, newest: int = 0
 ) -> CredentialRead | None:
-    """A credential's read of its mailbox in one round trip: the session of a token's digest with its record and
+    """A credential's read of its mailbox in one round trip (two the first time on a connection, which prepares the
+    statement: ``execute_prepared``): the session of a token's digest with its record and
     that record's mailbox (or the access token ``token_id`` with its mailbox and record), and either the message
     ``uid`` of that mailbox (ciphertext included) or its ``newest`` messages, newest first (no ciphertexts).
     ``None``: no such session or token.
@@ -249,10 +250,12 @@ def credential_read(
         params = [uid]
         messages = f"SELECT {', '.join(kept)} FROM {message} WHERE uid = %s LIMIT 1"  # noqa: S608
     else:
-        params = [key, newest]
+        # The LIMIT is in the text, so that PostgreSQL keeps one plan for each size (``execute_prepared``): as a
+        # parameter, every read was planned again for its value. A page has at most ``max_page_size`` + 1.
+        params = [key]
         messages = (
             f"SELECT {', '.join(kept)} FROM {message} "  # noqa: S608
-            f"WHERE mailbox_id = ({owned} WHERE c2.{where} = %s) ORDER BY id DESC LIMIT %s"
+            f"WHERE mailbox_id = ({owned} WHERE c2.{where} = %s) ORDER BY id DESC LIMIT {int(newest)}"
         )
     query = f"""
         SELECT {columns}
@@ -262,7 +265,7 @@ def credential_read(
         ORDER BY g.id DESC
     """  # noqa: S608 (table and column names from the models; every value is a parameter)
     with connection.cursor() as cursor:
-        cursor.execute(query, [*params, key])
+        connection.execute_prepared(cursor, query, [*params, key])
         rows = cursor.fetchall()
     if not rows:
         return None

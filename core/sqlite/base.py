@@ -19,6 +19,7 @@ database is not shared between processes and takes no lock.
 import fcntl
 import os
 import time
+from collections.abc import Sequence
 
 from django.db import OperationalError
 from django.db.backends.sqlite3 import base
@@ -32,6 +33,12 @@ _WAIT_MAX = 0.002
 class DatabaseWrapper(base.DatabaseWrapper):
     _writer_fd: int | None = None
     _writer_held = False
+
+    def execute_prepared(self, cursor: object, sql: str, params: Sequence[object]) -> None:
+        """``cursor.execute(sql, params)``: Python's ``sqlite3`` keeps the connection's recent statements compiled
+        (``cached_statements``), so a statement run again is already prepared (``core.postgresql`` prepares it on
+        the server)."""
+        cursor.execute(sql, params)
 
     def _start_transaction_under_autocommit(self) -> None:
         self._writer_take()

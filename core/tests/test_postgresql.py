@@ -3,13 +3,18 @@ before a request uses it, and a live one is kept without a query), its autovacuu
 loader."""
 
 import datetime
+import decimal
+import os
 import select
+import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 from django.db import connection, connections
 from psycopg.adapt import Transformer
+from psycopg.types.json import Jsonb
+from psycopg.types.numeric import Int2, Int4
 
 pytestmark = pytest.mark.django_db
 
@@ -323,3 +328,153 @@ def test_a_count_of_parameters_that_does_not_match_is_refused_as_psycopg_refuses
     with pytest.raises(ProgrammingError) as theirs:
         bound(query, params, ours=False)
     assert str(refused.value) == str(theirs.value)
+
+
+# --- Statements kept prepared (``DatabaseWrapper.execute_prepared``) ---------------------------------------------
+
+PREPARED = "SELECT %s::int + %s, '100%%' || %s, (SELECT count(*) FROM django_migrations WHERE app = %s) >= 0"
+PREPARED_ARGS = [1, 2, "sure", "mailboxes"]
+PREPARED_ROW = (3, "100%sure", True)
+
+
+def prepared_on(conn: object) -> dict[str, tuple[int, int]]:
+    """The statements prepared on ``conn``'s session, with how many of their runs had the generic or a custom plan."""
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT name, generic_plans, custom_plans FROM pg_prepared_statements")
+        return {name: (generic, custom) for name, generic, custom in cursor.fetchall()}
+
+
+def run_prepared(conn: object, sql: str = PREPARED, params: list[object] = PREPARED_ARGS) -> tuple[list[str], tuple]:
+    """The statements ``execute_prepared`` sent for one call, and the row it read."""
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(conn) as captured, conn.cursor() as cursor:
+        conn.execute_prepared(cursor, sql, params)
+        row = cursor.fetchone()
+    return [query["sql"] for query in captured.captured_queries], row
+
+
+def test_a_statement_is_prepared_once_a_connection_then_executed_by_name(kept: object) -> None:
+    sent, row = run_prepared(kept)
+    assert row == PREPARED_ROW  # %% is a percent sign, each %s the next value
+    assert [q.split()[0] for q in sent] == ["PREPARE", "EXECUTE"]
+    name = sent[1].split()[1]
+    assert list(prepared_on(kept)) == [name]
+    # Each parameter has the type of the literal its value makes (a string's is PostgreSQL's to infer).
+    assert sent[0].startswith(f"PREPARE {name} (integer, integer, unknown, unknown) AS SELECT $1::int + $2, '100%' ||")
+
+    sent, row = run_prepared(kept, params=[5, 6, "!", "x"])
+    assert row == (11, "100%!", True)
+    assert sent == [f"EXECUTE {name} (5, 6, '!', 'x')"]  # prepared once
+
+    sent, row = run_prepared(kept, params=[None, 1, None, None])  # other types: a statement of its own
+    assert row == (None, None, True)
+    assert [q.split()[0] for q in sent] == ["PREPARE", "EXECUTE"]
+    assert "(unknown, integer, unknown, unknown)" in sent[0]
+    assert sent[1].split()[1] != name
+
+    sent, row = run_prepared(kept, "SELECT 1", [])  # no parameters
+    assert row == (1,)
+    assert sent[1] == f"EXECUTE {sent[1].split()[1]}"
+    assert len(prepared_on(kept)) == 3
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        True,
+        7,
+        2**31,  # past integer: bigint, as its literal
+        2**70,  # past bigint: numeric
+        Int2(7),  # Django's wrappers of an integer field's value: a bare number too
+        Int4(-(2**31)),
+        decimal.Decimal("1.25"),
+        b"\x00\xff",
+        memoryview(b"ab"),
+        datetime.datetime(2026, 12, 7, 10, 0, tzinfo=datetime.UTC),
+        datetime.datetime(2026, 12, 7, 10, 0),  # naive: timestamp
+        datetime.date(2026, 12, 7),
+        uuid.UUID(int=7),
+        Jsonb({"a": [1, None]}),
+    ],
+    ids=repr,
+)
+def test_every_value_reads_back_as_it_would_without_preparing(kept: object, value: object) -> None:
+    sql = "SELECT %s, pg_typeof(%s)::text"
+    sent, prepared = run_prepared(kept, sql, [value, value])
+    assert sent[0].startswith("PREPARE")
+    kept.settings_dict = {**kept.settings_dict, "PREPARED_STATEMENTS": False}
+    assert run_prepared(kept, sql, [value, value])[1] == prepared
+
+
+def test_a_value_of_a_type_it_does_not_know_is_executed_as_it_is(kept: object) -> None:
+    class Point(tuple):  # a type psycopg adapts (as a tuple: a record) but the preparation does not know
+        pass
+
+    for value in (Point((1, 2)), 1.5):  # a float's literal is a numeric, or a float8 for NaN: not prepared either
+        sent, row = run_prepared(kept, "SELECT %s IS NOT NULL", [value])
+        assert row == (True,)
+        assert [q.split()[0] for q in sent] == ["SELECT"]
+    assert prepared_on(kept) == {}
+
+
+def repr_sql(value: object) -> str:
+    return "NULL" if value is None else str(value) if isinstance(value, int) else f"'{value}'"
+
+
+def test_a_rolled_back_transaction_keeps_the_statement_it_prepared(kept: object) -> None:
+    from django.db import transaction
+
+    def prepared_then_rolled_back() -> None:
+        with transaction.atomic(using=kept.alias):
+            run_prepared(kept)
+            raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        prepared_then_rolled_back()
+    sent, row = run_prepared(kept)
+    assert row == PREPARED_ROW
+    assert [q.split()[0] for q in sent] == ["EXECUTE"]
+
+
+def test_a_new_connection_and_a_session_that_lost_its_statements_prepare_again(kept: object) -> None:
+    from django.db import DatabaseError
+
+    run_prepared(kept)
+    kept.close()
+    sent, row = run_prepared(kept)  # a new session: none of the old one's statements
+    assert [q.split()[0] for q in sent] == ["PREPARE", "EXECUTE"]
+
+    with kept.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")  # as DISCARD ALL, or a pooler's reset, would
+    with pytest.raises(DatabaseError, match="does not exist"):
+        run_prepared(kept)
+    sent, row = run_prepared(kept)  # the names were forgotten: prepared again, on the same connection
+    assert row == PREPARED_ROW
+    assert [q.split()[0] for q in sent] == ["PREPARE", "EXECUTE"]
+
+
+def test_with_prepared_statements_off_the_statement_is_executed_as_it_is(kept: object) -> None:
+    kept.settings_dict = {**kept.settings_dict, "PREPARED_STATEMENTS": False}  # this connection's only
+    sent, row = run_prepared(kept)
+    assert row == PREPARED_ROW
+    assert sent == [
+        "SELECT 1::int + 2, '100%' || 'sure', (SELECT count(*) FROM django_migrations WHERE app = 'mailboxes') >= 0"
+    ]
+    assert prepared_on(kept) == {}
+
+
+def test_the_settings_keep_statements_prepared_unless_told_not_to(postgres: None) -> None:
+    import subprocess
+    import sys
+
+    code = "from django.conf import settings; print(settings.DATABASES['default']['PREPARED_STATEMENTS'])"
+    for value, expected in ((None, "True"), ("false", "False"), ("true", "True")):
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "mns_site.settings"}
+        env.pop("DATABASE_PREPARED_STATEMENTS", None)
+        if value is not None:
+            env["DATABASE_PREPARED_STATEMENTS"] = value
+        shown = subprocess.run(
+            [sys.executable, "-c", f"import django; django.setup(); {code}"], env=env, capture_output=True, text=True
+        )
+        assert shown.stdout.split()[-1:] == [expected], shown.stderr

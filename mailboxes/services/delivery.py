@@ -529,9 +529,9 @@ def _submit_at_once(
                {federation_selectors.peers_active_sql()}
           FROM target
     """  # noqa: S608 (table and column names from the models; every value is a parameter)
-    try:
+    try:  # the same text for every such delivery: kept prepared, PostgreSQL plans it once a connection
         with connection.cursor() as cursor:
-            cursor.execute(query, [*target_params, NameStatus.ACTIVE, *params])
+            connection.execute_prepared(cursor, query, [*target_params, NameStatus.ACTIVE, *params])
             row = cursor.fetchone()
     except IntegrityError:  # the same delivery, stored by a concurrent worker since the statement began
         return None
