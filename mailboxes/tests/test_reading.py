@@ -204,6 +204,24 @@ def test_a_mailboxs_messages_are_found_through_one_index_the_newest_first_one() 
     assert found["message_mailbox_newest"]["columns"] == ["mailbox_id", "id"]
 
 
+def thousand_messages(name: str) -> Mailbox:
+    """``name``'s mailbox with a thousand more messages, written in one statement, and the table analysed
+    (PostgreSQL), so that the planner sees a mailbox of some size."""
+    from django.db import connection
+
+    mailbox = Mailbox.objects.get(record__name=name)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO mailboxes_message (uid, delivery_id, sender_key, sender_verified, scheme, ciphertext, size,"
+            " received_at, expires_at, state, delete_when_forwarded, mailbox_id, shard)"
+            " SELECT md5(%s || g), %s || g, '', false, 'nacl-sealedbox-v1', decode(md5(g::text), 'hex'),"
+            " 16, now(), now() + interval '30 days', 'stored', false, %s, 0 FROM generate_series(1, 1000) AS g",
+            [f"{name}-", f"{name}-", mailbox.id],
+        )
+        cursor.execute("ANALYZE mailboxes_message")
+    return mailbox
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_message_is_fetched_through_its_uid_whatever_the_size_of_its_mailbox(
     opened: Opened, alice: Owner, postgres: None
@@ -221,16 +239,7 @@ def test_a_message_is_fetched_through_its_uid_whatever_the_size_of_its_mailbox(
     from handshake.models import Session
     from mailboxes import selectors
 
-    mailbox = Mailbox.objects.get(record__name="alice")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO mailboxes_message (uid, delivery_id, sender_key, sender_verified, scheme, ciphertext, size,"
-            " received_at, expires_at, state, delete_when_forwarded, mailbox_id, shard)"
-            " SELECT md5('alice-' || g), 'alice-' || g, '', false, 'nacl-sealedbox-v1', decode(md5(g::text), 'hex'),"
-            " 16, now(), now() + interval '30 days', 'stored', false, %s, 0 FROM generate_series(1, 1000) AS g",
-            [mailbox.id],
-        )
-        cursor.execute("ANALYZE mailboxes_message")
+    mailbox = thousand_messages("alice")
     session(alice, "alice", "read")
     digest = Session.objects.get(record__name="alice").token_hash
     oldest = Message.objects.filter(mailbox=mailbox).order_by("id").first()
@@ -278,16 +287,7 @@ def test_the_reads_statements_are_planned_once_for_every_credential_and_message(
     from handshake.models import Session
     from mailboxes import selectors
 
-    mailbox = Mailbox.objects.get(record__name="alice")
-    with connection.cursor() as cursor:  # a mailbox of some size, as the planner sees it
-        cursor.execute(
-            "INSERT INTO mailboxes_message (uid, delivery_id, sender_key, sender_verified, scheme, ciphertext, size,"
-            " received_at, expires_at, state, delete_when_forwarded, mailbox_id, shard)"
-            " SELECT md5('alice-' || g), 'alice-' || g, '', false, 'nacl-sealedbox-v1', decode(md5(g::text), 'hex'),"
-            " 16, now(), now() + interval '30 days', 'stored', false, %s, 0 FROM generate_series(1, 1000) AS g",
-            [mailbox.id],
-        )
-        cursor.execute("ANALYZE mailboxes_message")
+    mailbox = thousand_messages("alice")  # a mailbox of some size, as the planner sees it
     session(alice, "alice", "read")
     digest = Session.objects.get(record__name="alice").token_hash
     uids = list(Message.objects.filter(mailbox=mailbox).order_by("id").values_list("uid", flat=True))
