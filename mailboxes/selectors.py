@@ -11,6 +11,7 @@ from django.db.models import Model, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from core.errors import DomainError
+from core.pagination import CursorPagination
 from federation.models import Peer
 from handshake.models import Challenge, Session
 from mailboxes.models import AccessToken, BlockedSender, Mailbox, MailboxCounter, Message, Registration, SenderRule
@@ -214,6 +215,11 @@ _READ_MESSAGE = _columns(
 _READ_CIPHERTEXT = _columns(Message, {*_READ_MESSAGE, "ciphertext"})
 
 
+# The sizes a read of the newest messages asks PostgreSQL for (``credential_read``): up to a page of the largest
+# size and one more.
+_NEWEST_LIMITS = (11, 21, 51, 101, CursorPagination.max_page_size + 1)
+
+
 def credential_read(
     *, session_digest: str | None = None, token_id: str | None = None, uid: str | None = None, newest: int = 0
 ) -> CredentialRead | None:
@@ -250,12 +256,14 @@ def credential_read(
         params = [uid]
         messages = f"SELECT {', '.join(kept)} FROM {message} WHERE uid = %s LIMIT 1"  # noqa: S608
     else:
-        # The LIMIT is in the text, so that PostgreSQL keeps one plan for each size (``execute_prepared``): as a
-        # parameter, every read was planned again for its value. A page has at most ``max_page_size`` + 1.
+        # The LIMIT is in the text, so that PostgreSQL keeps one plan for it (``execute_prepared``: as a
+        # parameter, every read was planned again for its value), and it is one of a few sizes, so that the
+        # statements kept on a connection are few: the smallest that holds ``newest``, the extra rows left unread.
         params = [key]
+        limit = next((size for size in _NEWEST_LIMITS if size >= newest), int(newest))
         messages = (
             f"SELECT {', '.join(kept)} FROM {message} "  # noqa: S608
-            f"WHERE mailbox_id = ({owned} WHERE c2.{where} = %s) ORDER BY id DESC LIMIT {int(newest)}"
+            f"WHERE mailbox_id = ({owned} WHERE c2.{where} = %s) ORDER BY id DESC LIMIT {limit}"
         )
     query = f"""
         SELECT {columns}
@@ -283,7 +291,7 @@ def credential_read(
         credential.record = found_record
     else:
         credential.mailbox = found_mailbox
-    messages = [loaders[3](row[at:]) for row in rows if row[at] is not None]
+    messages = [loaders[3](row[at:]) for row in rows[: newest if uid is None else 1] if row[at] is not None]
     return CredentialRead(credential, found_mailbox, messages)
 
 

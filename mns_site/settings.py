@@ -117,7 +117,7 @@ if DATABASE_URL:
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     # The hottest statements kept prepared on each connection (core.postgresql's execute_prepared); false behind a
-    # pooler that shares sessions between clients (PgBouncer in transaction mode before 1.21).
+    # pooler that hands sessions from client to client (PgBouncer in transaction or statement mode, any version).
     DATABASES["default"]["PREPARED_STATEMENTS"] = env_bool("DATABASE_PREPARED_STATEMENTS", True)
 else:
     DATABASES = {

@@ -25,10 +25,9 @@ PostgreSQL does not plan them again on every request.
 """
 
 import datetime
-import decimal
 import functools
-import hashlib
 import itertools
+import logging
 import re
 import select
 import uuid
@@ -184,20 +183,21 @@ def _utc_adapters(template: adapt.AdaptersMap) -> adapt.AdaptersMap:
     return utc
 
 
+_UNPREPARED = "a statement PostgreSQL would not prepare"
+logger = logging.getLogger(__name__)
 # A placeholder of a statement given with parameters: ``%s`` (the next one) or ``%%`` (a percent sign).
 _PLACEHOLDERS = re.compile(r"%[s%]")
 
 
 # The type of the literal psycopg's client-side binding makes of a value, by the first of its class's bases found
-# here, as psycopg picks its dumper: what a parameter of ``execute_prepared`` is prepared with. (Not a float: its
-# literal is a numeric, or a float8 for NaN and the infinities.)
+# here, as psycopg picks its dumper: what a parameter of ``execute_prepared`` is prepared with. (Not a float, nor a
+# Decimal: their literals are an integer, a numeric or a float8, by the value.)
 _NUMBER = "a number"
 _PREPARED_TYPES = {
     type(None): "unknown",
     str: "unknown",
     bool: "boolean",
     int: _NUMBER,  # a bare number, typed by its value (Django's Int2, Int4… of an integer field's value too)
-    decimal.Decimal: "numeric",
     bytes: "bytea",
     bytearray: "bytea",
     memoryview: "bytea",
@@ -232,9 +232,11 @@ def _numbered(sql: str) -> str:
 
 class DatabaseWrapper(base.DatabaseWrapper):
     validation_class = DatabaseValidation
-    # The statements prepared on the session of ``_prepared_on`` (psycopg's connection; a new one has none).
+    # The statements prepared on the session of ``_prepared_on`` (psycopg's connection; a new one has none), by
+    # their declared types and text: each one's name, or ``_UNPREPARED``.
     _prepared_on: object = None
-    _prepared: frozenset[str] = frozenset()
+    _prepared: dict[str, str] = {}  # replaced by a dict of its own before the first statement
+    _names = itertools.count()
 
     def get_connection_params(self) -> dict[str, object]:
         params = super().get_connection_params()
@@ -264,40 +266,68 @@ class DatabaseWrapper(base.DatabaseWrapper):
         name after that: PostgreSQL then parses and plans it once, not on every request.
 
         For a handful of hot statements whose text is the same from one call to the next (values as parameters,
-        ``%s``). After five runs PostgreSQL keeps a generic plan when it costs no more than the plans made for the
-        values (``plan_cache_mode``), so a value that decides the plan (a ``LIMIT``) belongs in the text. The
-        mailbox read's statement: 275-285 → 50-65 µs of the server's CPU for one message, 475-490 → 100-110 µs
-        for the newest (``docs/performance.md``, "Statements kept prepared").
+        ``%s``, and only a few texts in all: each is kept on the server for the connection's life). After five runs
+        PostgreSQL keeps a generic plan when it costs no more than the plans made for the values
+        (``plan_cache_mode``), so a value that decides the plan (a ``LIMIT``) belongs in the text. The mailbox
+        read's statement: 275-285 → 50-65 µs of the server's CPU for one message, 475-490 → 100-110 µs for the
+        newest (``docs/performance.md``, "Statements kept prepared").
 
         Each parameter is prepared with the type of the literal psycopg's client-side binding makes of its value
         (``_PREPARED_TYPES``; a string or a NULL is ``unknown``, typed by where it stands, as the literal is), and
         the values are bound into ``EXECUTE`` as they would be into the statement: the same values, the same
-        types. A value of another type, and ``DATABASE_PREPARED_STATEMENTS=false``, execute the statement as it is.
-        Where PostgreSQL cannot type an ``unknown`` parameter from where it stands (a function of any type, such as
-        ``pg_typeof``), ``PREPARE`` fails: the statement needs a cast there (``%s::text``), as its tests show.
-        ``PREPARE`` belongs to the session, not the transaction: a rollback keeps it, so the names kept here hold
-        until the connection closes. Behind a pooler that hands one session's statements to another (PgBouncer's
-        transaction mode before 1.21) they would not, hence the setting. If the session lost a statement
-        (``DEALLOCATE``, ``DISCARD ALL``), its execution fails once and every name is forgotten, so the next call
-        prepares it again."""
+        types. A value of another type, and ``DATABASE_PREPARED_STATEMENTS=false``, execute the statement as it is;
+        so does a statement PostgreSQL cannot prepare with these types (an ``unknown`` where nothing gives it a type,
+        as in ``%s IS NULL``), from then on for this connection. ``PREPARE`` belongs to the session, not the
+        transaction: a rollback keeps it, so the names kept here hold until the connection closes. A pooler that
+        hands sessions from client to client between transactions (PgBouncer in transaction mode, any version:
+        it tracks the protocol's prepared statements, not SQL's) needs the setting off. If the session lost the
+        statement (``DEALLOCATE``, ``DISCARD ALL``) or its kept plan no longer fits (a column's type changed), the
+        execution fails and the statement is prepared again under a new name: at once outside a transaction,
+        where the failure changed nothing, else at the next call."""
         types = [_prepared_type(value) for value in params]
         if not self.settings_dict.get("PREPARED_STATEMENTS", True) or None in types:
             cursor.execute(sql, params)
             return
-        declared = f" ({', '.join(types)})" if types else ""
-        name = "mns_" + hashlib.blake2b(f"{declared}{sql}".encode(), digest_size=10).hexdigest()
         if self._prepared_on is not self.connection:
-            self._prepared_on, self._prepared = self.connection, frozenset()
-        if name not in self._prepared:
-            cursor.execute(f"PREPARE {name}{declared} AS {_numbered(sql)}")
-            self._prepared |= {name}
+            self._prepared_on, self._prepared = self.connection, {}
+        declared = f" ({', '.join(types)})" if types else ""
+        key = f"{declared}{sql}"
+        for again in (False, True):
+            name = self._prepared.get(key) or self._prepare(cursor, key, declared, sql)
+            if name is _UNPREPARED:
+                cursor.execute(sql, params)
+                return
+            try:
+                arguments = f" ({', '.join(['%s'] * len(params))})" if params else ""
+                cursor.execute(f"EXECUTE {name}{arguments}", params)
+                return
+            except DatabaseError as failed:
+                lost = isinstance(failed.__cause__, errors.InvalidSqlStatementName) or (
+                    isinstance(failed.__cause__, errors.FeatureNotSupported) and "cached plan" in str(failed)
+                )
+                if not lost:
+                    raise
+                del self._prepared[key]  # prepared again under a new name: the old one may linger
+                if again or not self.get_autocommit():
+                    raise
+
+    def _prepare(self, cursor: object, key: str, declared: str, sql: str) -> str:
+        """``PREPARE`` the statement under a name new on this connection; ``_UNPREPARED`` if PostgreSQL refused it
+        (inside a transaction, under a savepoint, so that the refusal leaves the transaction as it was)."""
+        name = f"mns_{next(self._names)}"
+        savepoint = self.savepoint()  # None outside a transaction
         try:
-            arguments = f" ({', '.join(['%s'] * len(params))})" if params else ""
-            cursor.execute(f"EXECUTE {name}{arguments}", params)
-        except DatabaseError as failed:
-            if isinstance(failed.__cause__, errors.InvalidSqlStatementName):
-                self._prepared = frozenset()
-            raise
+            cursor.execute(f"PREPARE {name}{declared} AS {_numbered(sql)}")
+        except DatabaseError:
+            if savepoint:
+                self.savepoint_rollback(savepoint)
+            logger.warning("a statement could not be prepared; it runs as it is on this connection", exc_info=True)
+            name = _UNPREPARED
+        else:
+            if savepoint:
+                self.savepoint_commit(savepoint)
+        self._prepared[key] = name
+        return name
 
     def close_if_health_check_failed(self) -> None:
         if self.connection is None or not self.health_check_enabled or self.health_check_done or self.pool:

@@ -388,7 +388,6 @@ def test_a_statement_is_prepared_once_a_connection_then_executed_by_name(kept: o
         2**70,  # past bigint: numeric
         Int2(7),  # Django's wrappers of an integer field's value: a bare number too
         Int4(-(2**31)),
-        decimal.Decimal("1.25"),
         b"\x00\xff",
         memoryview(b"ab"),
         datetime.datetime(2026, 12, 7, 10, 0, tzinfo=datetime.UTC),
@@ -411,7 +410,8 @@ def test_a_value_of_a_type_it_does_not_know_is_executed_as_it_is(kept: object) -
     class Point(tuple):  # a type psycopg adapts (as a tuple: a record) but the preparation does not know
         pass
 
-    for value in (Point((1, 2)), 1.5):  # a float's literal is a numeric, or a float8 for NaN: not prepared either
+    # A float's or a Decimal's literal is an integer, a numeric or a float8, by the value: not prepared either.
+    for value in (Point((1, 2)), 1.5, decimal.Decimal(7), decimal.Decimal("1.25")):
         sent, row = run_prepared(kept, "SELECT %s IS NOT NULL", [value])
         assert row == (True,)
         assert [q.split()[0] for q in sent] == ["SELECT"]
@@ -447,11 +447,62 @@ def test_a_new_connection_and_a_session_that_lost_its_statements_prepare_again(k
 
     with kept.cursor() as cursor:
         cursor.execute("DEALLOCATE ALL")  # as DISCARD ALL, or a pooler's reset, would
-    with pytest.raises(DatabaseError, match="does not exist"):
-        run_prepared(kept)
-    sent, row = run_prepared(kept)  # the names were forgotten: prepared again, on the same connection
+    sent, row = run_prepared(kept)  # outside a transaction the failed EXECUTE changed nothing: prepared again
     assert row == PREPARED_ROW
-    assert [q.split()[0] for q in sent] == ["PREPARE", "EXECUTE"]
+    assert [q.split()[0] for q in sent] == ["EXECUTE", "PREPARE", "EXECUTE"]
+    assert sent[0].split()[1] != sent[2].split()[1]  # under a new name
+
+    with kept.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    kept.set_autocommit(False)  # in a transaction the failure aborted it: the caller sees it
+    try:
+        with pytest.raises(DatabaseError, match="does not exist"):
+            run_prepared(kept)
+        kept.rollback()
+        sent, row = run_prepared(kept)  # and the next call prepares it again (in a transaction: under a savepoint)
+        assert row == PREPARED_ROW
+        assert [q.split()[0] for q in sent] == ["SAVEPOINT", "PREPARE", "RELEASE", "EXECUTE"]
+    finally:
+        kept.rollback()
+        kept.set_autocommit(True)
+
+
+def test_a_plan_that_no_longer_fits_is_prepared_again(kept: object) -> None:
+    with kept.cursor() as cursor:
+        cursor.execute("CREATE TABLE mns_test_prepared (v int)")
+        cursor.execute("INSERT INTO mns_test_prepared VALUES (1)")
+    try:
+        assert run_prepared(kept, "SELECT v FROM mns_test_prepared WHERE v = %s", [1])[1] == (1,)
+        with kept.cursor() as cursor:
+            cursor.execute("ALTER TABLE mns_test_prepared ALTER COLUMN v TYPE bigint")  # a migration, say
+        sent, row = run_prepared(kept, "SELECT v FROM mns_test_prepared WHERE v = %s", [1])
+        assert row == (1,)
+        assert [q.split()[0] for q in sent] == ["EXECUTE", "PREPARE", "EXECUTE"]
+    finally:
+        with kept.cursor() as cursor:
+            cursor.execute("DROP TABLE mns_test_prepared")
+
+
+def test_a_statement_postgresql_cannot_prepare_runs_as_it_is(kept: object) -> None:
+    sql = "SELECT %s IS NULL"  # a NULL here has no type to be prepared with, as the literal needs none
+    sent, row = run_prepared(kept, sql, [None])
+    assert row == (True,)
+    assert [q.split()[0] for q in sent] == ["PREPARE", "SELECT"]
+    sent, row = run_prepared(kept, sql, ["x"])  # the same types: run as it is from then on, not tried again
+    assert row == (False,)
+    assert [q.split()[0] for q in sent] == ["SELECT"]
+
+    kept.set_autocommit(False)  # in a transaction the refusal is under a savepoint: the transaction goes on
+    try:
+        sent, row = run_prepared(kept, "SELECT pg_typeof(%s)::text", ["x"])
+        assert row == ("unknown",)
+        assert [q.split()[0] for q in sent] == ["SAVEPOINT", "PREPARE", "ROLLBACK", "SELECT"]
+        sent, row = run_prepared(kept)
+        assert row == PREPARED_ROW
+        assert [q.split()[0] for q in sent] == ["SAVEPOINT", "PREPARE", "RELEASE", "EXECUTE"]
+    finally:
+        kept.rollback()
+        kept.set_autocommit(True)
 
 
 def test_with_prepared_statements_off_the_statement_is_executed_as_it_is(kept: object) -> None:

@@ -187,9 +187,11 @@ def test_a_rest_delivery_is_one_statement_that_commits_on_its_own(
     with CaptureQueriesContext(connection) as queries:
         response = Client().post("/api/v1/names/alice/messages", data, content_type="application/json")
     assert response.status_code == 201
-    # On PostgreSQL the statement is kept prepared: the connection's first delivery prepares it, then executes it.
-    one = ["PREPARE", "EXECUTE"] if connection.vendor == "postgresql" else ["WITH"]
-    assert [query["sql"].split()[0] for query in queries.captured_queries] == one
+    sent = [query["sql"].split()[0] for query in queries.captured_queries]
+    if connection.vendor == "postgresql":  # kept prepared: prepared first if this connection had not yet
+        assert sent in (["EXECUTE"], ["PREPARE", "EXECUTE"])
+    else:
+        assert sent == ["WITH"]
     assert [[key for key, _ in limits] for limits in trips] == [
         ["throttle_ip_127.0.0.1", "throttle_submit_127.0.0.1", "mailbox:alice:unverified"]
     ]

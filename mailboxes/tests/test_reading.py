@@ -7,7 +7,7 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.serializers import ModelSerializer
 
-from mailboxes.models import Mailbox, Message
+from mailboxes.models import AccessToken, Mailbox, Message
 from mailboxes.serializers import MessageMetaSerializer, MessageSerializer
 from mailboxes.tests.support import Opened, Owner, body, deliver, error, open_mailbox, pages_read, session, usage
 from mns_client.protocol.codecs import from_hex, to_hex
@@ -298,6 +298,31 @@ def test_the_reads_statements_are_planned_once_for_every_credential_and_message(
         assert [m.uid for m in one.messages] == [uids[n % 3]]
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement, generic_plans FROM pg_prepared_statements")
-        plans = {("uid" if "uid = $1" in text else "newest"): generic for text, generic in cursor.fetchall()}
+        plans = {
+            ("uid" if "WHERE uid = $1 LIMIT 1" in text else "newest"): generic
+            for text, generic in cursor.fetchall()
+            if "FROM mailboxes_message" in text and ("WHERE uid = $1 LIMIT 1" in text or "LIMIT 21)" in text)
+        }
     assert set(plans) == {"uid", "newest"}
     assert all(generic >= 2 for generic in plans.values()), plans  # every run after the fifth or sixth
+
+
+def test_every_page_size_is_read_exactly_through_a_few_statements(opened: Opened, alice: Owner, postgres: None) -> None:
+    """A client choosing its page size (``?limit=`` 1 to 200, so ``newest`` 2 to 201) gets exactly that many
+    messages, and the connection keeps one statement per size of ``_NEWEST_LIMITS``, not one per size asked: the
+    statements kept prepared stay few (each holds some of the server's memory for the connection's life)."""
+    from django.db import connection
+
+    from mailboxes import selectors
+
+    mailbox = thousand_messages("alice")
+    newest_first = list(Message.objects.filter(mailbox=mailbox).order_by("-id").values_list("uid", flat=True))
+    for newest in [0, 1, *range(2, 202, 7), 201]:
+        read = selectors.credential_read(token_id=opened.token_id, newest=newest)
+        assert [m.uid for m in read.messages] == newest_first[:newest]
+    with connection.cursor() as cursor:
+        cursor.execute(  # the access token's reads of the newest (a session's are statements of their own)
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s AND statement LIKE %s",
+            [f"%FROM {AccessToken._meta.db_table} c JOIN%", "%ORDER BY id DESC LIMIT%"],
+        )
+        assert cursor.fetchone()[0] == len(selectors._NEWEST_LIMITS)
