@@ -223,8 +223,8 @@ _NEWEST_LIMITS = (11, 21, 51, 101, CursorPagination.max_page_size + 1)
 def credential_read(
     *, session_digest: str | None = None, token_id: str | None = None, uid: str | None = None, newest: int = 0
 ) -> CredentialRead | None:
-    """A credential's read of its mailbox in one round trip (two the first time on a connection, which prepares the
-    statement: ``execute_prepared``): the session of a token's digest with its record and
+    """A credential's read of its mailbox in one round trip (more the first time on a connection, which prepares
+    the statement: ``execute_prepared``): the session of a token's digest with its record and
     that record's mailbox (or the access token ``token_id`` with its mailbox and record), and either the message
     ``uid`` of that mailbox (ciphertext included) or its ``newest`` messages, newest first (no ciphertexts).
     ``None``: no such session or token.
@@ -258,9 +258,12 @@ def credential_read(
     else:
         # The LIMIT is in the text, so that PostgreSQL keeps one plan for it (``execute_prepared``: as a
         # parameter, every read was planned again for its value), and it is one of a few sizes, so that the
-        # statements kept on a connection are few: the smallest that holds ``newest``, the extra rows left unread.
+        # statements kept on a connection are few: the smallest that holds ``newest``, the extra rows sent but not
+        # converted (``fetchmany``).
         params = [key]
-        limit = next((size for size in _NEWEST_LIMITS if size >= newest), int(newest))
+        limit = next((size for size in _NEWEST_LIMITS if size >= newest), None)
+        if limit is None:
+            raise ValueError(f"at most {_NEWEST_LIMITS[-1]} of the newest messages are read at once, not {newest}")
         messages = (
             f"SELECT {', '.join(kept)} FROM {message} "  # noqa: S608
             f"WHERE mailbox_id = ({owned} WHERE c2.{where} = %s) ORDER BY id DESC LIMIT {limit}"
@@ -274,7 +277,7 @@ def credential_read(
     """  # noqa: S608 (table and column names from the models; every value is a parameter)
     with connection.cursor() as cursor:
         connection.execute_prepared(cursor, query, [*params, key])
-        rows = cursor.fetchall()
+        rows = cursor.fetchall() if uid is not None else cursor.fetchmany(max(newest, 1))
     if not rows:
         return None
     loaders = [_loader(model, names) for _, model, names in picked]
@@ -291,7 +294,7 @@ def credential_read(
         credential.record = found_record
     else:
         credential.mailbox = found_mailbox
-    messages = [loaders[3](row[at:]) for row in rows[: newest if uid is None else 1] if row[at] is not None]
+    messages = [loaders[3](row[at:]) for row in (rows if uid is not None else rows[:newest]) if row[at] is not None]
     return CredentialRead(credential, found_mailbox, messages)
 
 

@@ -26,11 +26,13 @@ PostgreSQL does not plan them again on every request.
 
 import datetime
 import functools
+import hashlib
 import itertools
 import logging
 import re
 import select
 import uuid
+import weakref
 from collections.abc import Sequence
 
 from django.core import checks
@@ -184,6 +186,10 @@ def _utc_adapters(template: adapt.AdaptersMap) -> adapt.AdaptersMap:
 
 
 _UNPREPARED = "a statement PostgreSQL would not prepare"
+# The statements prepared on each psycopg connection's session (``execute_prepared``), by their declared types and
+# text: each one's name, or ``_UNPREPARED``. Kept as long as the connection is.
+_PREPARED: weakref.WeakKeyDictionary[object, dict[str, str]] = weakref.WeakKeyDictionary()
+_NAMES = itertools.count()
 logger = logging.getLogger(__name__)
 # A placeholder of a statement given with parameters: ``%s`` (the next one) or ``%%`` (a percent sign).
 _PLACEHOLDERS = re.compile(r"%[s%]")
@@ -224,6 +230,15 @@ def _prepared_type(value: object) -> str | None:
     return found
 
 
+def _lost(error: BaseException | None) -> bool:
+    """Whether an ``EXECUTE`` failed because its prepared statement is gone (``DEALLOCATE``, ``DISCARD ALL``) or
+    its kept plan no longer fits what it reads (a column's type changed; told by where PostgreSQL raised it, since
+    its message is in the server's language)."""
+    if isinstance(error, errors.InvalidSqlStatementName):
+        return True
+    return isinstance(error, errors.FeatureNotSupported) and error.diag.source_function == "RevalidateCachedQuery"
+
+
 def _numbered(sql: str) -> str:
     """``sql``'s placeholders as PREPARE takes them: ``$1``, ``$2``… for each ``%s``, and ``%`` for ``%%``."""
     number = itertools.count(1)
@@ -232,11 +247,6 @@ def _numbered(sql: str) -> str:
 
 class DatabaseWrapper(base.DatabaseWrapper):
     validation_class = DatabaseValidation
-    # The statements prepared on the session of ``_prepared_on`` (psycopg's connection; a new one has none), by
-    # their declared types and text: each one's name, or ``_UNPREPARED``.
-    _prepared_on: object = None
-    _prepared: dict[str, str] = {}  # replaced by a dict of its own before the first statement
-    _names = itertools.count()
 
     def get_connection_params(self) -> dict[str, object]:
         params = super().get_connection_params()
@@ -288,12 +298,11 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if not self.settings_dict.get("PREPARED_STATEMENTS", True) or None in types:
             cursor.execute(sql, params)
             return
-        if self._prepared_on is not self.connection:
-            self._prepared_on, self._prepared = self.connection, {}
+        prepared = _PREPARED.setdefault(self.connection, {})  # this session's (a new connection has none)
         declared = f" ({', '.join(types)})" if types else ""
         key = f"{declared}{sql}"
         for again in (False, True):
-            name = self._prepared.get(key) or self._prepare(cursor, key, declared, sql)
+            name = prepared.get(key) or self._prepare(cursor, prepared, key, declared, sql)
             if name is _UNPREPARED:
                 cursor.execute(sql, params)
                 return
@@ -302,31 +311,33 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 cursor.execute(f"EXECUTE {name}{arguments}", params)
                 return
             except DatabaseError as failed:
-                lost = isinstance(failed.__cause__, errors.InvalidSqlStatementName) or (
-                    isinstance(failed.__cause__, errors.FeatureNotSupported) and "cached plan" in str(failed)
-                )
-                if not lost:
+                if not _lost(failed.__cause__):
                     raise
-                del self._prepared[key]  # prepared again under a new name: the old one may linger
+                del prepared[key]  # prepared again under a new name: the old one may linger
                 if again or not self.get_autocommit():
                     raise
 
-    def _prepare(self, cursor: object, key: str, declared: str, sql: str) -> str:
-        """``PREPARE`` the statement under a name new on this connection; ``_UNPREPARED`` if PostgreSQL refused it
-        (inside a transaction, under a savepoint, so that the refusal leaves the transaction as it was)."""
-        name = f"mns_{next(self._names)}"
+    def _prepare(self, cursor: object, prepared: dict[str, str], key: str, declared: str, sql: str) -> str:
+        """``PREPARE`` the statement under a name new on this session, which says what it is (a digest of its types
+        and text: no session can hold another statement under it) and kept in ``prepared``. ``_UNPREPARED`` if
+        PostgreSQL refused the statement itself (class 42: it cannot type a parameter, say), kept too; any other
+        failure (a timeout, a lock) is this call's only. Inside a transaction under a savepoint, so that a failure
+        leaves the transaction as it was."""
+        digest = hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+        name = f"mns_{digest}_{next(_NAMES)}"
         savepoint = self.savepoint()  # None outside a transaction
         try:
             cursor.execute(f"PREPARE {name}{declared} AS {_numbered(sql)}")
-        except DatabaseError:
+        except DatabaseError as failed:
             if savepoint:
                 self.savepoint_rollback(savepoint)
-            logger.warning("a statement could not be prepared; it runs as it is on this connection", exc_info=True)
-            name = _UNPREPARED
-        else:
-            if savepoint:
-                self.savepoint_commit(savepoint)
-        self._prepared[key] = name
+            if getattr(failed.__cause__, "sqlstate", "").startswith("42"):
+                logger.warning("a statement could not be prepared; it runs as it is on this connection", exc_info=True)
+                prepared[key] = _UNPREPARED
+            return _UNPREPARED
+        if savepoint:
+            self.savepoint_commit(savepoint)
+        prepared[key] = name
         return name
 
     def close_if_health_check_failed(self) -> None:

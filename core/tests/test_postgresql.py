@@ -450,14 +450,17 @@ def test_a_new_connection_and_a_session_that_lost_its_statements_prepare_again(k
     sent, row = run_prepared(kept)  # outside a transaction the failed EXECUTE changed nothing: prepared again
     assert row == PREPARED_ROW
     assert [q.split()[0] for q in sent] == ["EXECUTE", "PREPARE", "EXECUTE"]
-    assert sent[0].split()[1] != sent[2].split()[1]  # under a new name
+    old, new = sent[0].split()[1], sent[2].split()[1]
+    assert old != new  # under a new name, which says what it is as the old one did
+    assert old.rsplit("_", 1)[0] == new.rsplit("_", 1)[0]
 
     with kept.cursor() as cursor:
         cursor.execute("DEALLOCATE ALL")
     kept.set_autocommit(False)  # in a transaction the failure aborted it: the caller sees it
     try:
-        with pytest.raises(DatabaseError, match="does not exist"):
+        with pytest.raises(DatabaseError) as lost:
             run_prepared(kept)
+        assert isinstance(lost.value.__cause__, psycopg.errors.InvalidSqlStatementName)
         kept.rollback()
         sent, row = run_prepared(kept)  # and the next call prepares it again (in a transaction: under a savepoint)
         assert row == PREPARED_ROW
@@ -465,6 +468,31 @@ def test_a_new_connection_and_a_session_that_lost_its_statements_prepare_again(k
     finally:
         kept.rollback()
         kept.set_autocommit(True)
+
+
+def test_a_statement_the_session_lost_alone_is_prepared_again_and_the_others_are_kept(kept: object) -> None:
+    other = "SELECT %s::int * 2"
+    first, _ = run_prepared(kept)
+    run_prepared(kept, other, [2])
+    with kept.cursor() as cursor:
+        cursor.execute(f"DEALLOCATE {first[1].split()[1]}")
+    sent, row = run_prepared(kept)
+    assert row == PREPARED_ROW
+    assert [q.split()[0] for q in sent] == ["EXECUTE", "PREPARE", "EXECUTE"]
+    sent, row = run_prepared(kept, other, [3])  # still prepared, under its name
+    assert row == (6,)
+    assert [q.split()[0] for q in sent] == ["EXECUTE"]
+
+
+def test_inside_an_atomic_block_the_statement_is_prepared_under_a_savepoint(postgres: None) -> None:
+    from django.db import transaction
+
+    with transaction.atomic():
+        sent, row = run_prepared(connection, "SELECT %s::int - 1", [5])
+        assert row == (4,)
+        assert [q.split()[0] for q in sent] in (["SAVEPOINT", "PREPARE", "RELEASE", "EXECUTE"], ["EXECUTE"])
+        sent, row = run_prepared(connection, "SELECT %s::int - 1", [9])
+        assert (row, [q.split()[0] for q in sent]) == ((8,), ["EXECUTE"])
 
 
 def test_a_plan_that_no_longer_fits_is_prepared_again(kept: object) -> None:

@@ -283,6 +283,7 @@ def test_the_reads_statements_are_planned_once_for_every_credential_and_message(
     its plan (``docs/performance.md``, "The reads' statements kept prepared"). (In the bench's world a size given
     as a parameter had PostgreSQL plan every run again; in this small one it would not, so that is not shown.)"""
     from django.db import connection
+    from django.test.utils import CaptureQueriesContext
 
     from handshake.models import Session
     from mailboxes import selectors
@@ -291,20 +292,25 @@ def test_the_reads_statements_are_planned_once_for_every_credential_and_message(
     session(alice, "alice", "read")
     digest = Session.objects.get(record__name="alice").token_hash
     uids = list(Message.objects.filter(mailbox=mailbox).order_by("id").values_list("uid", flat=True))
-    for n in range(8):
-        newest = selectors.credential_read(session_digest=digest, newest=21)
-        assert [m.uid for m in newest.messages] == uids[::-1][:21]
-        one = selectors.credential_read(token_id=opened.token_id, uid=uids[n % 3])
-        assert [m.uid for m in one.messages] == [uids[n % 3]]
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT statement, generic_plans FROM pg_prepared_statements")
-        plans = {
-            ("uid" if "WHERE uid = $1 LIMIT 1" in text else "newest"): generic
-            for text, generic in cursor.fetchall()
-            if "FROM mailboxes_message" in text and ("WHERE uid = $1 LIMIT 1" in text or "LIMIT 21)" in text)
-        }
-    assert set(plans) == {"uid", "newest"}
+    with CaptureQueriesContext(connection) as captured:
+        for n in range(8):
+            newest = selectors.credential_read(session_digest=digest, newest=21)
+            assert [m.uid for m in newest.messages] == uids[::-1][:21]
+            one = selectors.credential_read(token_id=opened.token_id, uid=uids[n % 3])
+            assert [m.uid for m in one.messages] == [uids[n % 3]]
+    names = {q["sql"].split()[1] for q in captured.captured_queries if q["sql"].startswith("EXECUTE ")}
+    with connection.cursor() as cursor:  # this test's two statements (others' may be kept on the connection)
+        cursor.execute("SELECT name, generic_plans FROM pg_prepared_statements WHERE name = ANY(%s)", [list(names)])
+        plans = dict(cursor.fetchall())
+    assert len(plans) == 2
     assert all(generic >= 2 for generic in plans.values()), plans  # every run after the fifth or sixth
+
+
+def test_past_the_largest_page_the_newest_are_not_read(opened: Opened) -> None:
+    from mailboxes import selectors
+
+    with pytest.raises(ValueError, match="at most 201"):
+        selectors.credential_read(token_id=opened.token_id, newest=202)
 
 
 def test_every_page_size_is_read_exactly_through_a_few_statements(opened: Opened, alice: Owner, postgres: None) -> None:
