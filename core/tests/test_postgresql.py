@@ -2,6 +2,7 @@
 before a request uses it, and a live one is kept without a query), its autovacuum warnings, and its ``timestamptz``
 loader."""
 
+import contextlib
 import datetime
 import decimal
 import os
@@ -354,6 +355,17 @@ def run_prepared(conn: object, sql: str = PREPARED, params: list[object] = PREPA
     return [query["sql"] for query in captured.captured_queries], row
 
 
+@contextlib.contextmanager
+def in_a_transaction(conn: object) -> Iterator[None]:
+    """``conn`` out of autocommit (in a transaction, as a request's ``atomic`` block puts it), rolled back after."""
+    conn.set_autocommit(False)
+    try:
+        yield
+    finally:
+        conn.rollback()
+        conn.set_autocommit(True)
+
+
 def test_a_statement_is_prepared_once_a_connection_then_executed_by_name(kept: object) -> None:
     sent, row = run_prepared(kept)
     assert row == PREPARED_ROW  # %% is a percent sign, each %s the next value
@@ -456,8 +468,7 @@ def test_a_new_connection_and_a_session_that_lost_its_statements_prepare_again(k
 
     with kept.cursor() as cursor:
         cursor.execute("DEALLOCATE ALL")
-    kept.set_autocommit(False)  # in a transaction the failure aborted it: the caller sees it
-    try:
+    with in_a_transaction(kept):  # in a transaction the failure aborted it: the caller sees it
         with pytest.raises(DatabaseError) as lost:
             run_prepared(kept)
         assert isinstance(lost.value.__cause__, psycopg.errors.InvalidSqlStatementName)
@@ -465,9 +476,6 @@ def test_a_new_connection_and_a_session_that_lost_its_statements_prepare_again(k
         sent, row = run_prepared(kept)  # and the next call prepares it again (in a transaction: under a savepoint)
         assert row == PREPARED_ROW
         assert [q.split()[0] for q in sent] == ["SAVEPOINT", "PREPARE", "RELEASE", "EXECUTE"]
-    finally:
-        kept.rollback()
-        kept.set_autocommit(True)
 
 
 def test_a_statement_the_session_lost_alone_is_prepared_again_and_the_others_are_kept(kept: object) -> None:
@@ -520,17 +528,13 @@ def test_a_statement_postgresql_cannot_prepare_runs_as_it_is(kept: object) -> No
     assert row == (False,)
     assert [q.split()[0] for q in sent] == ["SELECT"]
 
-    kept.set_autocommit(False)  # in a transaction the refusal is under a savepoint: the transaction goes on
-    try:
+    with in_a_transaction(kept):  # in a transaction the refusal is under a savepoint: the transaction goes on
         sent, row = run_prepared(kept, "SELECT pg_typeof(%s)::text", ["x"])
         assert row == ("unknown",)
         assert [q.split()[0] for q in sent] == ["SAVEPOINT", "PREPARE", "ROLLBACK", "SELECT"]
         sent, row = run_prepared(kept)
         assert row == PREPARED_ROW
         assert [q.split()[0] for q in sent] == ["SAVEPOINT", "PREPARE", "RELEASE", "EXECUTE"]
-    finally:
-        kept.rollback()
-        kept.set_autocommit(True)
 
 
 def test_with_prepared_statements_off_the_statement_is_executed_as_it_is(kept: object) -> None:
