@@ -41,8 +41,9 @@ def hit_many_and_get(
     windows = [(k, w + 1) for k, (_, w) in zip(full_keys, limits, strict=True)]
     values = None
     try:
-        if hasattr(cache, "count_windows_and_get"):  # core.cache.RedisCache
-            counts, values = cache.count_windows_and_get(windows, gets)
+        count_windows_and_get = getattr(cache, "count_windows_and_get", None)  # core.cache.RedisCache
+        if count_windows_and_get is not None:
+            counts, values = count_windows_and_get(windows, gets)
         else:
             counts = [_count(k, w) for k, (_, w) in zip(full_keys, limits, strict=True)]
     except Exception as exc:  # the cache is down: do not limit, and say so once per failure

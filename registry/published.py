@@ -142,7 +142,7 @@ def store(name: str, etag: str, body: bytes, cached: list[Any] | None) -> bool:
     keys.append(cache.make_and_validate_key(EPOCH))
     entry = epoch + b"\n" + etag.encode() + b"\n" + body
     try:
-        stored = cache.script(_STORE)(keys=keys, args=[entry, seen, _entry_seconds(), epoch])
+        stored = cache.run_script(_STORE, keys, [entry, seen, _entry_seconds(), epoch])
     except Exception:  # the cache is down: nothing is kept, the database answers
         return False
     return bool(stored)
@@ -220,7 +220,7 @@ def changing(names: Iterable[str]) -> Iterator[None]:
 def _change(names: list[str], step: int, *, refuse: bool = False) -> None:
     keys = [cache.make_and_validate_key(prefix + name) for name in names for prefix in (ENTRY, DIRTY, GEN)]
     try:
-        cache.script(_CHANGE)(keys=keys, args=[step, DIRTY_SECONDS, GEN_SECONDS])
+        cache.run_script(_CHANGE, keys, [step, DIRTY_SECONDS, GEN_SECONDS])
     except Exception as exc:
         if refuse:
             raise DomainError(
