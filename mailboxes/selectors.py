@@ -6,7 +6,8 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
@@ -275,15 +276,16 @@ def credential_read(
         WHERE c.{where} = %s
         ORDER BY g.id DESC
     """  # noqa: S608 (table and column names from the models; every value is a parameter)
-    with connection.cursor() as cursor:
-        connection.execute_prepared(cursor, query, [*params, key])
+    db = connections[DEFAULT_DB_ALIAS]  # the connection itself: each use of the proxy is a look-up of its own
+    with db.cursor() as cursor:
+        db.execute_prepared(cursor, query, [*params, key])
         rows = cursor.fetchall() if uid is not None else cursor.fetchmany(max(newest, 1))
     if not rows:
         return None
-    loaders = [_loader(model, names) for _, model, names in picked]
+    loaders = [_loader(db, model, names) for _, model, names in picked]
     loaded, at = [], 0
     for load in loaders[:3]:
-        loaded.append(load(rows[0][at : at + load.width]))
+        loaded.append(load(db, rows[0][at : at + load.width]))
         at += load.width
     credential, found_record, found_mailbox = loaded
     if found_mailbox.id is None:
@@ -294,38 +296,38 @@ def credential_read(
         credential.record = found_record
     else:
         credential.mailbox = found_mailbox
-    messages = [loaders[3](row[at:]) for row in (rows if uid is not None else rows[:newest]) if row[at] is not None]
+    messages = [loaders[3](db, row[at:]) for row in (rows if uid is not None else rows[:newest]) if row[at] is not None]
     return CredentialRead(credential, found_mailbox, messages)
 
 
 class _Loader:
     """Model instances from raw columns, converted as the ORM converts them (SQLite's dates and booleans)."""
 
-    def __init__(self, model: type[Model], names: tuple[str, ...]) -> None:
+    def __init__(self, db: BaseDatabaseWrapper, model: type[Model], names: tuple[str, ...]) -> None:
         self.model, self.names, self.width = model, names, len(names)
         fields = {field.attname: field for field in model._meta.concrete_fields}
         self.converters = []
         for index, name in enumerate(names):
             column = fields[name].get_col(model._meta.db_table)
-            found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+            found = db.ops.get_db_converters(column) + column.get_db_converters(db)
             if found:
                 self.converters.append((index, column, found))
 
-    def __call__(self, values: tuple[object, ...]) -> Model:
+    def __call__(self, db: BaseDatabaseWrapper, values: tuple[object, ...]) -> Model:
         values = list(values)
         for index, column, converters in self.converters:
             for convert in converters:
-                values[index] = convert(values[index], column, connection)
-        return self.model.from_db(connection.alias, self.names, values)
+                values[index] = convert(values[index], column, db)
+        return self.model.from_db(db.alias, self.names, values)
 
 
 _loaders: dict[tuple[str, type[Model], tuple[str, ...]], _Loader] = {}
 
 
-def _loader(model: type[Model], names: tuple[str, ...]) -> _Loader:
-    key = (connection.vendor, model, names)
+def _loader(db: BaseDatabaseWrapper, model: type[Model], names: tuple[str, ...]) -> _Loader:
+    key = (db.vendor, model, names)
     if key not in _loaders:
-        _loaders[key] = _Loader(model, names)
+        _loaders[key] = _Loader(db, model, names)
     return _loaders[key]
 
 
