@@ -215,8 +215,12 @@ def _insert_new(rows: Sequence[Model], *, unique: str, timeout_ms: int | None = 
     with transaction.atomic() if outside and not postgresql else nullcontext(), db.cursor() as cursor:
         if timeout_ms and postgresql and not outside:
             cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(timeout_ms)])
-        # Django's psycopg cursor binds parameters on the client, so the two statements go as one query.
-        cursor.execute(f"{bound}{sql}", params)
+        # Django's psycopg cursor binds parameters on the client, so the two statements go as one query. One row's
+        # INSERT (a webhook's) is kept prepared: a run of n rows would be one more statement kept for each n.
+        if len(rows) == 1:
+            db.execute_prepared(cursor, sql, params, before=bound)
+        else:
+            cursor.execute(f"{bound}{sql}", params)
         if bound:
             cursor.nextset()
         returned = dict((value, row_pk) for row_pk, value in cursor.fetchall())

@@ -271,9 +271,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
             tables = [name for (name,) in cursor.fetchall()]
         return off, tables
 
-    def execute_prepared(self, cursor: object, sql: str, params: Sequence[object]) -> None:
-        """``cursor.execute(sql, params)``, with ``sql`` prepared once on this connection's session and executed by
-        name after that: PostgreSQL then parses and plans it once, not on every request.
+    def execute_prepared(self, cursor: object, sql: str, params: Sequence[object], *, before: str = "") -> None:
+        """``cursor.execute(before + sql, params)``, with ``sql`` prepared once on this connection's session and
+        executed by name after that: PostgreSQL then parses and plans it once, not on every request.
 
         For a handful of hot statements whose text is the same from one call to the next (values as parameters,
         ``%s``, and only a few texts in all: each is kept on the server for the connection's life). After five runs
@@ -293,22 +293,26 @@ class DatabaseWrapper(base.DatabaseWrapper):
         it tracks the protocol's prepared statements, not SQL's) needs the setting off. If the session lost the
         statement (``DEALLOCATE``, ``DISCARD ALL``) or its kept plan no longer fits (a column's type changed), the
         execution fails and the statement is prepared again under a new name: at once outside a transaction,
-        where the failure changed nothing, else at the next call."""
+        where the failure changed nothing, else at the next call.
+
+        ``before``: statements without parameters sent ahead of it in the same query (``SET LOCAL …; ``), which
+        PostgreSQL runs as one implicit transaction outside a transaction block; their results come first, and the
+        caller moves to the statement's own with ``nextset``."""
         types = [_prepared_type(value) for value in params]
         if not self.settings_dict.get("PREPARED_STATEMENTS", True) or None in types:
-            cursor.execute(sql, params)
+            cursor.execute(f"{before}{sql}", params)
             return
         prepared = _PREPARED.setdefault(self.connection, {})  # this session's (a new connection has none)
         declared = f" ({', '.join(types)})" if types else ""
         key = f"{declared}{sql}"
         for again in (False, True):
-            name = prepared.get(key) or self._prepare(cursor, prepared, key, declared, sql)
+            name = prepared.get(key) or self._prepare(cursor, prepared, key, declared, sql, before)
             if name is _UNPREPARED:
-                cursor.execute(sql, params)
+                cursor.execute(f"{before}{sql}", params)
                 return
             try:
                 arguments = f" ({', '.join(['%s'] * len(params))})" if params else ""
-                cursor.execute(f"EXECUTE {name}{arguments}", params)
+                cursor.execute(f"{before}EXECUTE {name}{arguments}", params)
                 return
             except DatabaseError as failed:
                 if not _lost(failed.__cause__):
@@ -317,23 +321,26 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 if again or not self.get_autocommit():
                     raise
 
-    def _prepare(self, cursor: object, prepared: dict[str, str], key: str, declared: str, sql: str) -> str:
+    def _prepare(self, cursor: object, prepared: dict[str, str], key: str, declared: str, sql: str, before: str) -> str:
         """``PREPARE`` the statement under a name new on this session, which says what it is (a digest of its types
-        and text: no session can hold another statement under it) and kept in ``prepared``. ``_UNPREPARED`` if
-        PostgreSQL refused the statement itself (class 42: it cannot type a parameter, say), kept too; any other
-        failure (a timeout, a lock) is this call's only. Inside a transaction under a savepoint, so that a failure
-        leaves the transaction as it was."""
+        and text: no session can hold another statement under it) and kept in ``prepared``, after ``before`` in the
+        same query (a bound on waiting holds for the ``PREPARE`` too: it waits for the locks of the tables it names
+        as the statement would). ``_UNPREPARED`` if PostgreSQL refused the statement itself (class 42: it cannot
+        type a parameter, say), kept too; any other failure (a timeout, a lock, the connection) is raised, as the
+        statement would have met it, and is this call's only. Inside a transaction under a savepoint, so that a
+        failure leaves the transaction as it was."""
         digest = hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
         name = f"mns_{digest}_{next(_NAMES)}"
         savepoint = self.savepoint()  # None outside a transaction
         try:
-            cursor.execute(f"PREPARE {name}{declared} AS {_numbered(sql)}")
+            cursor.execute(f"{before}PREPARE {name}{declared} AS {_numbered(sql)}")
         except DatabaseError as failed:
             if savepoint:
                 self.savepoint_rollback(savepoint)
-            if getattr(failed.__cause__, "sqlstate", "").startswith("42"):
-                logger.warning("a statement could not be prepared; it runs as it is on this connection", exc_info=True)
-                prepared[key] = _UNPREPARED
+            if not (getattr(failed.__cause__, "sqlstate", None) or "").startswith("42"):
+                raise
+            logger.warning("a statement could not be prepared; it runs as it is on this connection", exc_info=True)
+            prepared[key] = _UNPREPARED
             return _UNPREPARED
         if savepoint:
             self.savepoint_commit(savepoint)

@@ -21,7 +21,7 @@ import os
 import time
 from collections.abc import Sequence
 
-from django.db import OperationalError
+from django.db import NotSupportedError, OperationalError
 from django.db.backends.sqlite3 import base
 
 # How long a waiting writer sleeps between two looks at the lock: the first looks come quickly (most waits are
@@ -34,10 +34,12 @@ class DatabaseWrapper(base.DatabaseWrapper):
     _writer_fd: int | None = None
     _writer_held = False
 
-    def execute_prepared(self, cursor: object, sql: str, params: Sequence[object]) -> None:
+    def execute_prepared(self, cursor: object, sql: str, params: Sequence[object], *, before: str = "") -> None:
         """``cursor.execute(sql, params)``: Python's ``sqlite3`` keeps the connection's recent statements compiled
         (``cached_statements``), so a statement run again is already prepared (``core.postgresql`` prepares it on
-        the server)."""
+        the server). ``before`` is PostgreSQL's only (``sqlite3`` runs one statement a call)."""
+        if before:
+            raise NotSupportedError("SQLite runs one statement a call: nothing can be sent before this one")
         cursor.execute(sql, params)
 
     def _start_transaction_under_autocommit(self) -> None:

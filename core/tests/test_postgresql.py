@@ -547,6 +547,83 @@ def test_with_prepared_statements_off_the_statement_is_executed_as_it_is(kept: o
     assert prepared_on(kept) == {}
 
 
+def test_statements_sent_before_it_run_in_the_same_query_and_bound_it(kept: object) -> None:
+    """``before``: a ``SET LOCAL`` in the same query, which PostgreSQL runs as one implicit transaction, so it holds
+    for the prepared statement and ends with it (the webhook's bound on waiting, ``maxima.services``)."""
+    from django.db import OperationalError
+    from django.test.utils import CaptureQueriesContext
+
+    sql = "SELECT current_setting('statement_timeout'), (SELECT 1 FROM pg_sleep(%s / 1000.0))"
+
+    def run(timeout_ms: int, sleep_ms: int) -> tuple[list[str], tuple]:
+        with CaptureQueriesContext(kept) as captured, kept.cursor() as cursor:
+            kept.execute_prepared(cursor, sql, [sleep_ms], before=f"SET LOCAL statement_timeout = {timeout_ms}; ")
+            cursor.nextset()
+            row = cursor.fetchone()
+        return [query["sql"] for query in captured.captured_queries], row
+
+    sent, row = run(4321, 0)
+    assert row == ("4321ms", 1)
+    assert sent[0].startswith("SET LOCAL statement_timeout = 4321; PREPARE ")  # bounded too: it may wait for locks
+    name = sent[0].split("; ")[1].split()[1]
+    assert sent[1:] == [f"SET LOCAL statement_timeout = 4321; EXECUTE {name} (0)"]
+    with pytest.raises(OperationalError, match="statement timeout"):
+        run(20, 500)  # the bound holds for the prepared statement
+    assert run(4001, 0)[1] == ("4001ms", 1)
+    with kept.cursor() as cursor:
+        cursor.execute("SHOW statement_timeout")
+        assert cursor.fetchone() != ("4001ms",)  # and ends with its query
+    with kept.cursor() as cursor:
+        cursor.execute(f"DEALLOCATE {name}")
+    sent, row = run(3001, 0)  # lost, as any: prepared again, and sent again with what goes before it
+    assert row == ("3001ms", 1)
+    assert [q.split("; ")[1].split()[0] for q in sent] == ["EXECUTE", "PREPARE", "EXECUTE"]
+
+
+def test_a_prepare_that_waits_for_a_lock_is_bounded_raises_and_is_tried_again_next_time(kept: object) -> None:
+    """``PREPARE`` takes the locks of the tables it names, as the statement would: a webhook's bound on waiting holds
+    for it too, and a failure that is not the statement's own is raised, not remembered."""
+    from django.db import OperationalError
+    from django.test.utils import CaptureQueriesContext
+
+    other = connections.create_connection("default")
+    sql = "SELECT count(*) FROM mns_test_locked WHERE v = %s"
+    with kept.cursor() as cursor:
+        cursor.execute("CREATE TABLE mns_test_locked (v int)")
+    try:
+        other.set_autocommit(False)
+        with other.cursor() as cursor:
+            cursor.execute("LOCK TABLE mns_test_locked IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(OperationalError, match="statement timeout"), kept.cursor() as cursor:
+            kept.execute_prepared(cursor, sql, [1], before="SET LOCAL statement_timeout = 100; ")
+        other.rollback()
+        with CaptureQueriesContext(kept) as captured, kept.cursor() as cursor:
+            kept.execute_prepared(cursor, sql, [1], before="SET LOCAL statement_timeout = 100; ")
+            cursor.nextset()
+            assert cursor.fetchone() == (0,)
+        assert [q["sql"].split("; ")[1].split()[0] for q in captured.captured_queries] == ["PREPARE", "EXECUTE"]
+    finally:
+        other.close()
+        with kept.cursor() as cursor:
+            cursor.execute("DROP TABLE mns_test_locked")
+
+
+def test_sqlite_cannot_send_a_statement_before_another(tmp_path: object) -> None:
+    from django.db import NotSupportedError
+    from django.db.utils import ConnectionHandler
+
+    handler = ConnectionHandler({"default": {"ENGINE": "core.sqlite", "NAME": str(tmp_path / "db.sqlite3")}})
+    sqlite = handler["default"]
+    try:
+        with sqlite.cursor() as cursor:
+            sqlite.execute_prepared(cursor, "SELECT %s + 1", [1])
+            assert cursor.fetchone() == (2,)
+            with pytest.raises(NotSupportedError):
+                sqlite.execute_prepared(cursor, "SELECT 1", [], before="SELECT 2; ")
+    finally:
+        sqlite.close()
+
+
 def test_the_settings_keep_statements_prepared_unless_told_not_to(postgres: None) -> None:
     import subprocess
     import sys

@@ -213,8 +213,14 @@ def test_on_postgresql_a_message_is_stored_by_one_statement_and_its_repeat_finds
     body = json.dumps(real_event(timemilli=1))
     with CaptureQueriesContext(connection) as queries:
         first = json.loads(post_as_the_node(client, hook_path, body).content)
-    assert len(queries) == 1  # the bound on waiting and the INSERT … ON CONFLICT, committed by PostgreSQL
-    assert "ON CONFLICT" in queries[0]["sql"]
+    # The bound on waiting and the INSERT … ON CONFLICT in one query, committed by PostgreSQL; the INSERT is kept
+    # prepared on the connection, prepared (bounded too) by the first webhook a connection serves.
+    sent = [query["sql"].split("; ") for query in queries]
+    assert all(bound.startswith("SET LOCAL statement_timeout = ") for bound, _ in sent)
+    assert [statement.split()[0] for _, statement in sent] in (["PREPARE", "EXECUTE"], ["EXECUTE"])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE name = %s", [sent[-1][1].split()[1]])
+        assert "ON CONFLICT" in cursor.fetchone()[0]
     again = json.loads(post_as_the_node(client, hook_path, body).content)
     stored = InboundEvent.objects.get()
     assert first == {"stored": True, "id": stored.id, "status": "rejected"}
