@@ -98,22 +98,21 @@ class RedisCache(_RedisCache):
 
     def run_script(self, source: str, keys: list[str], args: list[Any]) -> Any:
         """``script(source)(keys=keys, args=args)`` for the hot paths: one ``EVALSHA`` written to a pooled
-        connection and its reply read, without ``execute_command``'s machinery around each call (a third of the
-        call's CPU in a worker: its retry closure, timing and error hooks; this pool's connections retry nothing).
-        The pool hands out a connection the server closed only after connecting it again, and a connection whose
-        call failed is closed by redis-py before it goes back, so no reply is left on it for the next caller. A
-        server that does not know the script (new, or flushed) is given it by ``Script``, which then runs it."""
+        connection and its reply read, without ``execute_command``'s machinery around each call (its retry
+        closure, timing and error hooks: a third of the call's CPU in a worker). A script is never tried twice,
+        whatever the connection's ``Retry`` says: a counter's ``INCR`` is not idempotent (the settings give the
+        pool none anyway). redis-py keeps the connection fit for the next caller: the pool connects again one the
+        server closed, and a call that fails is closed before its connection goes back, so its reply, if it comes
+        after all, is read by nobody (with RESP3 and maintenance notifications, redis-py's default, the pool does
+        not look for a reply left waiting). A server that does not know the script (new, or restarted) is given it,
+        and the call made again."""
         script = self.script(source)
         pool = script.registered_client.connection_pool
-        connection = pool.get_connection()
         try:
-            connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
-            return connection.read_response()
-        except redis_errors.NoScriptError:
-            pass
-        finally:
-            pool.release(connection)
-        return script(keys=keys, args=args)
+            return _evalsha(pool, script.sha, keys, args)
+        except redis_errors.NoScriptError:  # refused before running anything
+            script.registered_client.script_load(source)
+            return _evalsha(pool, script.sha, keys, args)
 
     def script(self, source: str) -> Any:
         """A Lua script registered once per client (redis-py's ``Script``: EVALSHA, EVAL when not loaded yet)."""
@@ -126,3 +125,12 @@ class RedisCache(_RedisCache):
     def raw_client(self) -> Any:
         """The ``redis.Redis`` behind this cache (one per pool), for values kept as raw bytes."""
         return self._cache.get_client(None, write=True)
+
+
+def _evalsha(pool: Any, sha: str, keys: list[str], args: list[Any]) -> Any:
+    connection = pool.get_connection()
+    try:
+        connection.send_command("EVALSHA", sha, len(keys), *keys, *args)
+        return connection.read_response()
+    finally:
+        pool.release(connection)

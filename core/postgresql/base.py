@@ -191,6 +191,8 @@ _UNPREPARED = "a statement PostgreSQL would not prepare"
 _PREPARED: weakref.WeakKeyDictionary[object, dict[str, str]] = weakref.WeakKeyDictionary()
 _NAMES = itertools.count()
 logger = logging.getLogger(__name__)
+# What ``execute_prepared`` sends before a statement: settings local to the transaction.
+_BEFORE = re.compile(r"(SET LOCAL [a-z_]+ = [0-9]+; )*")
 # A placeholder of a statement given with parameters: ``%s`` (the next one) or ``%%`` (a percent sign).
 _PLACEHOLDERS = re.compile(r"%[s%]")
 
@@ -295,9 +297,13 @@ class DatabaseWrapper(base.DatabaseWrapper):
         execution fails and the statement is prepared again under a new name: at once outside a transaction,
         where the failure changed nothing, else at the next call.
 
-        ``before``: statements without parameters sent ahead of it in the same query (``SET LOCAL …; ``), which
-        PostgreSQL runs as one implicit transaction outside a transaction block; their results come first, and the
-        caller moves to the statement's own with ``nextset``."""
+        ``before``: ``SET LOCAL name = number; `` statements sent ahead of it in the same query, which PostgreSQL
+        runs as one implicit transaction outside a transaction block; their results come first, and the caller
+        moves to the statement's own with ``nextset``. They are sent with the ``PREPARE`` as well (a bound on
+        waiting holds for it too) and again with a statement prepared again: only settings local to the
+        transaction, which may be set twice, are taken."""
+        if not _BEFORE.fullmatch(before):
+            raise ValueError(f"only SET LOCAL name = number; statements go before a prepared one, not {before!r}")
         types = [_prepared_type(value) for value in params]
         if not self.settings_dict.get("PREPARED_STATEMENTS", True) or None in types:
             cursor.execute(f"{before}{sql}", params)

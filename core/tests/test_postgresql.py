@@ -578,6 +578,9 @@ def test_statements_sent_before_it_run_in_the_same_query_and_bound_it(kept: obje
     sent, row = run(3001, 0)  # lost, as any: prepared again, and sent again with what goes before it
     assert row == ("3001ms", 1)
     assert [q.split("; ")[1].split()[0] for q in sent] == ["EXECUTE", "PREPARE", "EXECUTE"]
+    for before in ("SELECT 1; ", "SET LOCAL statement_timeout = 1", "SET LOCAL a = 1; DELETE FROM t; "):
+        with pytest.raises(ValueError, match="only SET LOCAL"), kept.cursor() as cursor:
+            kept.execute_prepared(cursor, sql, [0], before=before)  # sent twice: only what may be
 
 
 def test_a_prepare_that_waits_for_a_lock_is_bounded_raises_and_is_tried_again_next_time(kept: object) -> None:
@@ -589,14 +592,22 @@ def test_a_prepare_that_waits_for_a_lock_is_bounded_raises_and_is_tried_again_ne
     other = connections.create_connection("default")
     sql = "SELECT count(*) FROM mns_test_locked WHERE v = %s"
     with kept.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '5s'")  # if the bound did not hold: a failure, not a test that hangs
         cursor.execute("CREATE TABLE mns_test_locked (v int)")
     try:
         other.set_autocommit(False)
         with other.cursor() as cursor:
             cursor.execute("LOCK TABLE mns_test_locked IN ACCESS EXCLUSIVE MODE")
-        with pytest.raises(OperationalError, match="statement timeout"), kept.cursor() as cursor:
+        with (
+            CaptureQueriesContext(kept) as failed,
+            pytest.raises(OperationalError, match="statement timeout"),
+            kept.cursor() as cursor,
+        ):
             kept.execute_prepared(cursor, sql, [1], before="SET LOCAL statement_timeout = 100; ")
         other.rollback()
+        # The PREPARE met the bound, and its failure was raised: the statement was not sent again as it is.
+        [only] = [q["sql"] for q in failed.captured_queries]
+        assert only.startswith("SET LOCAL statement_timeout = 100; PREPARE mns_")
         with CaptureQueriesContext(kept) as captured, kept.cursor() as cursor:
             kept.execute_prepared(cursor, sql, [1], before="SET LOCAL statement_timeout = 100; ")
             cursor.nextset()

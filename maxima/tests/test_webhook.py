@@ -245,14 +245,20 @@ def test_on_postgresql_a_hook_that_would_wait_too_long_answers_503_and_stores_no
     client: Client, hook_path: str, postgres: None, settings: object
 ) -> None:
     settings.MNS_HOOK_DB_TIMEOUT_MS = 200
+    connection.close()  # a connection of its own: its first webhook prepares the insert, which waits for locks too
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '5s'")  # if the bound did not hold: a failure, not a test that hangs
     other = connections.create_connection("default")
     try:
         with other.cursor() as cursor:
             other.set_autocommit(False)
             cursor.execute(f"LOCK TABLE {InboundEvent._meta.db_table} IN ACCESS EXCLUSIVE MODE")
-            response = post_as_the_node(client, hook_path, REAL_HOOK["raw_body"])
+            with CaptureQueriesContext(connection) as queries:
+                response = post_as_the_node(client, hook_path, REAL_HOOK["raw_body"])
             other.rollback()
     finally:
         other.close()
     assert (response.status_code, response["Retry-After"]) == (503, "5")
     assert not InboundEvent.objects.exists()
+    [sent] = [query["sql"] for query in queries]  # the PREPARE, under the bound; not tried again
+    assert sent.startswith("SET LOCAL statement_timeout = 200; PREPARE ")
