@@ -215,9 +215,11 @@ def _insert_new(rows: Sequence[Model], *, unique: str, timeout_ms: int | None = 
     with transaction.atomic() if outside and not postgresql else nullcontext(), db.cursor() as cursor:
         if timeout_ms and postgresql and not outside:
             cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(timeout_ms)])
-        # Django's psycopg cursor binds parameters on the client, so the two statements go as one query. One row's
-        # INSERT (a webhook's) is kept prepared: a run of n rows would be one more statement kept for each n.
-        if len(rows) == 1:
+        # Django's psycopg cursor binds parameters on the client, so the two statements go as one query. The
+        # webhook's bounded INSERT of one row is kept prepared (its text is the same every time; in autocommit a
+        # statement the session lost is prepared again at once). A run of n rows would be one more statement kept
+        # for each n; inside a transaction nothing is prepared here.
+        if len(rows) == 1 and bound:
             db.execute_prepared(cursor, sql, params, before=bound)
         else:
             cursor.execute(f"{bound}{sql}", params)

@@ -503,21 +503,12 @@ def test_a_run_of_maxima_deliveries_is_stored_in_fewer_statements_than_one_by_on
         with CaptureQueriesContext(connection) as captured:
             while inbound_process_batch(claim=f"count-{limit}", limit=limit):
                 pass
-        sql = [ran(q["sql"]) for q in captured.captured_queries if not q["sql"].startswith("PREPARE ")]
+        sql = [q["sql"] for q in captured.captured_queries]
         targets = [q for q in sql if " AS did" in q]  # selectors.delivery_targets
         receipts = [q for q in sql if q.startswith('INSERT INTO "maxima_outboundmessage"')]
         locks = [q for q in sql if "FOR NO KEY UPDATE" in q and "mailboxes_mailbox" in q]  # counters.counters_lock
         writes = [q for q in sql if "INSERT INTO mailboxes_message" in q or 'INSERT INTO "mailboxes_message"' in q]
         return len(sql), len(targets), len(receipts), len(locks), len(writes)
-
-    def ran(query: str) -> str:
-        """The statement a query ran: its text, or for an ``EXECUTE`` the statement prepared under that name (a
-        one-row insert is kept prepared: ``execute_prepared``)."""
-        if not query.startswith("EXECUTE "):
-            return query
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT statement FROM pg_prepared_statements WHERE name = %s", [query.split()[1]])
-            return cursor.fetchone()[0].split(" AS ", 1)[1]
 
     queued = OutboundMessage.objects.count()
     (alone, *each_alone), (together, *each_together) = statements(1), statements(10)

@@ -258,6 +258,7 @@ def test_on_postgresql_a_hook_that_would_wait_too_long_answers_503_and_stores_no
             other.rollback()
     finally:
         other.close()
+        connection.close()  # its lock_timeout goes with it: the next test has a connection as any other
     assert (response.status_code, response["Retry-After"]) == (503, "5")
     assert not InboundEvent.objects.exists()
     [sent] = [query["sql"] for query in queries]  # the PREPARE, under the bound; not tried again
