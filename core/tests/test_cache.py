@@ -1,6 +1,6 @@
 """``core.cache.RedisCache.run_script``, the one way the gateway runs its Lua scripts (every rate limit of every
-request): on a real Redis, touching only this test's own connections and scripts (the server is shared), and on a
-silent server on loopback for a call that times out."""
+request): on a real Redis, touching only this test's own keys, connection and scripts (the server is shared), and
+on a silent server on loopback for a call that times out."""
 
 import secrets
 import socket
@@ -16,11 +16,13 @@ from core.cache import RedisCache
 
 @pytest.fixture
 def cache(redis_url: str) -> Iterator[RedisCache]:
-    """A cache of its own (one connection: every call here reuses it), emptied before and after."""
-    made = RedisCache(redis_url, {"KEY_PREFIX": "t"})
-    made.clear()
+    """A cache of its own (one connection: every call here reuses it) under a prefix of its own, whose keys alone
+    are deleted after (the database may be another's too: the broker's, by default)."""
+    made = RedisCache(redis_url, {"KEY_PREFIX": f"test-cache-{secrets.token_hex(4)}"})
     yield made
-    made.clear()
+    raw = made.raw_client()
+    for key in raw.scan_iter(match=made.make_key("*")):
+        raw.delete(key)
 
 
 def test_counters_and_values_in_one_call(cache: RedisCache) -> None:
