@@ -97,7 +97,7 @@ class RedisCache(_RedisCache):
         self.run_script(UNCOUNT, [self.make_key(key)], [])
 
     def run_script(self, source: str, keys: list[str], args: list[Any]) -> Any:
-        """``script(source)(keys=keys, args=args)`` for the hot paths: one ``EVALSHA`` written to a pooled
+        """Run the Lua script ``source`` on ``keys`` and ``args``: one ``EVALSHA`` written to a pooled
         connection and its reply read, without ``execute_command``'s machinery around each call (its retry
         closure, timing and error hooks: a third of the call's CPU in a worker). A script is never tried twice,
         whatever the connection's ``Retry`` says: a counter's ``INCR`` is not idempotent (the settings give the
@@ -106,7 +106,7 @@ class RedisCache(_RedisCache):
         after all, is read by nobody (with RESP3 and maintenance notifications, redis-py's default, the pool does
         not look for a reply left waiting). A server that does not know the script (new, or restarted) is given it,
         and the call made again."""
-        script = self.script(source)
+        script = self._script(source)
         pool = script.registered_client.connection_pool
         try:
             return _evalsha(pool, script.sha, keys, args)
@@ -114,8 +114,9 @@ class RedisCache(_RedisCache):
             script.registered_client.script_load(source)
             return _evalsha(pool, script.sha, keys, args)
 
-    def script(self, source: str) -> Any:
-        """A Lua script registered once per client (redis-py's ``Script``: EVALSHA, EVAL when not loaded yet)."""
+    def _script(self, source: str) -> Any:
+        """``source`` registered once per client (redis-py's ``Script``): its SHA1 and the client whose pool
+        ``run_script`` takes a connection from."""
         client = self.raw_client()
         script = self._scripts.get((id(client), source))
         if script is None:
