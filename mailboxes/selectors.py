@@ -7,12 +7,12 @@ from datetime import datetime
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
-from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Model, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from core.errors import DomainError
 from core.pagination import CursorPagination
+from core.rows import columns, loader
 from federation.models import Peer
 from handshake.models import Challenge, Session
 from mailboxes.models import AccessToken, BlockedSender, Mailbox, MailboxCounter, Message, Registration, SenderRule
@@ -117,16 +117,11 @@ class DeliveryTarget:
     has_allow_list: bool
 
 
-def _columns(model: type[Model], wanted: set[str]) -> tuple[str, ...]:
-    """``wanted`` in the model's field order, as ``Model.from_db`` takes them."""
-    return tuple(field.attname for field in model._meta.concrete_fields if field.attname in wanted)
-
-
 # The columns a delivery reads of the mailbox and its record; the others stay deferred (loaded if ever touched).
-_TARGET_MAILBOX = _columns(
+_TARGET_MAILBOX = columns(
     Mailbox, {"id", "record_id", "owner_key", "address", "auto_forward", "delete_forwarded", "retention_days"}
 )
-_TARGET_RECORD = _columns(NameRecord, {"id", "name", "status", "owner_key"})
+_TARGET_RECORD = columns(NameRecord, {"id", "name", "status", "owner_key"})
 # After them, DeliveryTarget's other fields (stored_before, then its flags), in its order: delivery_targets_sql
 # names each.
 _TARGET_AFTER = len(fields(DeliveryTarget)) - 1
@@ -204,16 +199,16 @@ class CredentialRead:
     messages: list[Message]
 
 
-_READ_SESSION = _columns(Session, {"id", "token_hash", "record_id", "owner_key", "purpose", "expires_at", "revoked_at"})
-_READ_TOKEN = _columns(AccessToken, {"id", "token_id", "secret_hash", "mailbox_id", "owner_key", "revoked_at"})
-_READ_RECORD = _columns(NameRecord, {"id", "name", "status", "owner_key"})
-_READ_MAILBOX = _columns(Mailbox, {"id", "record_id", "owner_key"})
-_READ_MESSAGE = _columns(
+_READ_SESSION = columns(Session, {"id", "token_hash", "record_id", "owner_key", "purpose", "expires_at", "revoked_at"})
+_READ_TOKEN = columns(AccessToken, {"id", "token_id", "secret_hash", "mailbox_id", "owner_key", "revoked_at"})
+_READ_RECORD = columns(NameRecord, {"id", "name", "status", "owner_key"})
+_READ_MAILBOX = columns(Mailbox, {"id", "record_id", "owner_key"})
+_READ_MESSAGE = columns(
     Message,
     {"id", "uid", "mailbox_id", "sender_key", "sender_verified", "scheme", "size", "received_at", "expires_at", "state"}
     | {"forwarded_at"},
 )
-_READ_CIPHERTEXT = _columns(Message, {*_READ_MESSAGE, "ciphertext"})
+_READ_CIPHERTEXT = columns(Message, {*_READ_MESSAGE, "ciphertext"})
 
 
 # The sizes a read of the newest messages asks PostgreSQL for (``credential_read``): up to a page of the largest
@@ -282,7 +277,7 @@ def credential_read(
         rows = cursor.fetchall() if uid is not None else cursor.fetchmany(max(newest, 1))
     if not rows:
         return None
-    loaders = [_loader(db, model, names) for _, model, names in picked]
+    loaders = [loader(db, model, names) for _, model, names in picked]
     loaded, at = [], 0
     for load in loaders[:3]:
         loaded.append(load(db, rows[0][at : at + load.width]))
@@ -298,37 +293,6 @@ def credential_read(
         credential.mailbox = found_mailbox
     messages = [loaders[3](db, row[at:]) for row in (rows if uid is not None else rows[:newest]) if row[at] is not None]
     return CredentialRead(credential, found_mailbox, messages)
-
-
-class _Loader:
-    """Model instances from raw columns, converted as the ORM converts them (SQLite's dates and booleans)."""
-
-    def __init__(self, db: BaseDatabaseWrapper, model: type[Model], names: tuple[str, ...]) -> None:
-        self.model, self.names, self.width = model, names, len(names)
-        fields = {field.attname: field for field in model._meta.concrete_fields}
-        self.converters = []
-        for index, name in enumerate(names):
-            column = fields[name].get_col(model._meta.db_table)
-            found = db.ops.get_db_converters(column) + column.get_db_converters(db)
-            if found:
-                self.converters.append((index, column, found))
-
-    def __call__(self, db: BaseDatabaseWrapper, values: tuple[object, ...]) -> Model:
-        values = list(values)
-        for index, column, converters in self.converters:
-            for convert in converters:
-                values[index] = convert(values[index], column, db)
-        return self.model.from_db(db.alias, self.names, values)
-
-
-_loaders: dict[tuple[str, type[Model], tuple[str, ...]], _Loader] = {}
-
-
-def _loader(db: BaseDatabaseWrapper, model: type[Model], names: tuple[str, ...]) -> _Loader:
-    key = (db.vendor, model, names)
-    if key not in _loaders:
-        _loaders[key] = _Loader(db, model, names)
-    return _loaders[key]
 
 
 def delivery_find(*, mailbox: Mailbox, sender_key: str, sender_verified: bool, delivery_id: str) -> Message | None:
