@@ -2,22 +2,44 @@
 
 from datetime import datetime
 
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Count, Q
 from django.utils import timezone
 
 from core.errors import DomainError
+from core.rows import columns, loader
 from handshake.models import Challenge
 from maxima.models import InboundEvent
 from maxima.routing import InboundMessage
 from mns_client.protocol.handshake import CHALLENGE_ID_RE
 from registry.models import NameRecord
 
+# What a challenge is read with: all of it, and the columns of its name's record that the handshake uses (its name
+# for the answers and the log, its id for the session; the others are deferred, read if ever touched).
+_CHALLENGE = columns(Challenge)
+_RECORD = columns(NameRecord, {"id", "name", "status", "owner_key"})
+_CHALLENGE_READ = (
+    f"SELECT {', '.join(f'c.{name}' for name in _CHALLENGE)}, {', '.join(f'r.{name}' for name in _RECORD)} "  # noqa: S608
+    f"FROM {Challenge._meta.db_table} c JOIN {NameRecord._meta.db_table} r ON r.id = c.record_id WHERE c.id = %s"
+)
+
 
 def challenge_find(*, challenge_id: str) -> Challenge | None:
+    """The challenge with this id and its record, or ``None``: one statement kept prepared (``execute_prepared``),
+    since every poll of a handshake, its answer and its pickup read it (the ORM's query was compiled each time)."""
     # Ids come from URLs: one that cannot be an id (a NUL byte, which PostgreSQL refuses outright) finds nothing.
     if not isinstance(challenge_id, str) or not CHALLENGE_ID_RE.fullmatch(challenge_id):
         return None
-    return Challenge.objects.select_related("record").filter(id=challenge_id).first()
+    db = connections[DEFAULT_DB_ALIAS]
+    with db.cursor() as cursor:
+        db.execute_prepared(cursor, _CHALLENGE_READ, [challenge_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    split = len(_CHALLENGE)
+    challenge = loader(db, Challenge, _CHALLENGE)(db, row[:split])
+    challenge.record = loader(db, NameRecord, _RECORD)(db, row[split:])
+    return challenge
 
 
 def challenge_known(*, challenge_id: str) -> Challenge:
