@@ -1,11 +1,13 @@
 """Processing stored events: exactly one claim wins, handlers are isolated, and nothing stays stuck."""
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from unittest import mock
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from core import queue
@@ -277,6 +279,26 @@ def test_a_batch_takes_at_most_its_limit_at_a_time_and_goes_on_until_nothing_is_
     assert inbound_process_batch(claim="batch-b", limit=3) == {}
 
 
+def test_a_claim_takes_over_old_claims_first_then_pending_events_and_returns_them_as_stored() -> None:
+    rows = [store(n) for n in range(1, 7)]
+    now = timezone.now()
+    lease_over = now - inbound_lease() - timedelta(seconds=1)
+    InboundEvent.objects.filter(id=rows[4].id).update(status="processing", claimed_by="dead", claimed_at=lease_over)
+    InboundEvent.objects.filter(id=rows[5].id).update(status="processing", claimed_by="alive", claimed_at=now)
+    InboundEvent.objects.filter(id=rows[0].id).update(status="done")
+    claimed = _claim_batch("look", 3)
+    # the abandoned claim first, then the oldest pending; the live claim and the done event are left alone
+    assert [e.id for e in claimed] == sorted([rows[4].id, rows[1].id, rows[2].id])
+    stored = {e.id: e for e in InboundEvent.objects.filter(claimed_by="look")}
+    assert sorted(stored) == [e.id for e in claimed]
+    fields = ["status", "claimed_by", "claimed_at", "attempts", "msgid", "data", "received_at", "sender", "size"]
+    for event in claimed:
+        assert [getattr(event, f) for f in fields] == [getattr(stored[event.id], f) for f in fields]
+    assert (claimed[0].status, claimed[0].attempts, type(claimed[0].data)) == ("processing", 1, bytes)
+    assert InboundEvent.objects.get(id=rows[5].id).claimed_by == "alive"
+    assert [e.id for e in _claim_batch("next", 3)] == [rows[3].id]  # what is left
+
+
 def test_a_failing_handler_in_a_batch_undoes_its_own_writes_only(handled: list) -> None:
     def writes_then_maybe_fails(message: InboundMessage) -> None:
         InboundEvent.objects.filter(id=message.event_id).update(random="0xWRITTEN")
@@ -363,7 +385,6 @@ def test_stored_events_of_a_burst_share_a_few_tasks(settings: object, django_cap
 def test_threads_of_one_process_racing_in_a_window_make_its_two_tasks(settings: object) -> None:
     """Under load a gunicorn process's threads reach the coalescing at the same moment: they still make one task at
     once and one at the window's end between them."""
-    import threading
     import time
 
     from maxima.tasks import process_inbound_batch
@@ -486,3 +507,37 @@ def test_a_task_that_drained_everything_enqueues_nothing_more(handled: list, set
         tasks.process_inbound_batch.apply()
     assert enqueue.call_args_list == []
     assert set(InboundEvent.objects.values_list("status", flat=True)) == {"done"}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("postgres")
+def test_concurrent_claims_skip_the_events_another_claim_holds_instead_of_waiting() -> None:
+    rows = [store(n) for n in range(1, 5)]
+    # committed, each was processed at once (the tests' Celery is eager): as they were when stored
+    InboundEvent.objects.update(status="pending", claimed_by="", claimed_at=None, attempts=0, last_error="")
+    locked, release = threading.Event(), threading.Event()
+
+    def holder() -> None:  # another task's claim, in the middle of its statement: the first two rows locked
+        try:
+            with transaction.atomic():
+                list(InboundEvent.objects.select_for_update().filter(id__in=[rows[0].id, rows[1].id]))
+                locked.set()
+                release.wait(20)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert locked.wait(20)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '5s'")  # a claim that waited would fail here, not hang
+        try:
+            assert [e.id for e in _claim_batch("b", 10)] == [rows[2].id, rows[3].id]
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET lock_timeout")
+    finally:
+        release.set()
+        thread.join(20)
+    assert [e.id for e in _claim_batch("c", 10)] == [rows[0].id, rows[1].id]
