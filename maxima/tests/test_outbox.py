@@ -1,10 +1,12 @@
 """The outbox against simnet: sent only on delivered:true, retried with backoff, failed for good when hopeless."""
 
 import json
+import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from core.errors import DomainError
@@ -12,6 +14,7 @@ from maxima.models import OutboundMessage
 from maxima.selectors import batch_in_flight, outbound_due, outbound_lease, stale_sending
 from maxima.services import (
     Outgoing,
+    _batch_claim,
     _sending,
     backoff,
     outbound_cancel,
@@ -420,7 +423,9 @@ def failed_batch(simnet: SimNetwork, gateway_node: MinimaRPC, count: int) -> tup
     simnet.nodes[1].stop()
     with CaptureQueriesContext(connection) as queries:
         outbound_send_batch(destination=replies[0].destination, application="mns", client=gateway_node)
-    marks = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE") and "last_error" in q["sql"]]
+    # the UPDATEs that write last_error (the claim, on PostgreSQL, only returns it)
+    updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    marks = [sql for sql in updates if "last_error" in sql.partition(" RETURNING ")[0]]
     return replies, marks
 
 
@@ -752,3 +757,58 @@ def test_a_send_that_raised_before_the_node_had_it_gives_its_last_try_back(
     waiting.refresh_from_db()
     assert waiting.status == "sent"  # its claim rolled back with the batch's; handed on, and sent alone
     assert from_hex(user_inbox.wait_for(1)[0].json()["data"]["data"]) == receipt(1).encode()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("postgres")
+def test_two_batch_claims_at_once_take_different_messages_and_neither_waits() -> None:
+    destination, now = "MxG18HGG6FJ038614Y8CW46US6G20810K0070CD00Z83282G60G1@127.0.0.1:9001", timezone.now()
+    rows = [
+        OutboundMessage.objects.create(
+            destination=destination,
+            application="mns",
+            payload=b"r%d" % n,
+            size=2,
+            idempotency_key=f"claim-{n}",
+            batchable=True,
+            next_attempt_at=now - timedelta(seconds=1),
+        )
+        for n in range(4)
+    ]
+    locked, release = threading.Event(), threading.Event()
+
+    def holder() -> None:  # another sender's claim, between its SELECT … FOR UPDATE and its commit
+        try:
+            with transaction.atomic():
+                list(OutboundMessage.objects.select_for_update().filter(id__in=[rows[0].id, rows[1].id]))
+                locked.set()
+                release.wait(20)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert locked.wait(20)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '5s'")  # a claim that waited would fail here, not hang
+        try:
+            claimed = _batch_claim(destination, "mns", now)
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET lock_timeout")
+    finally:
+        release.set()
+        thread.join(20)
+    assert [m.id for m in claimed] == [rows[2].id, rows[3].id]
+    stored = {m.id: m for m in OutboundMessage.objects.filter(id__in=[m.id for m in claimed])}
+    for message in claimed:  # returned as the claim left them
+        kept = stored[message.id]
+        assert (message.status, message.attempts, message.claimed_at) == ("sending", 1, now)
+        assert (kept.status, kept.attempts, kept.claimed_at, bytes(kept.payload)) == (
+            message.status,
+            message.attempts,
+            message.claimed_at,
+            bytes(message.payload),
+        )
+    assert [m.id for m in _batch_claim(destination, "mns", now)] == [rows[0].id, rows[1].id]
