@@ -14,7 +14,8 @@ An early answer that misses (the name is not cached, the cache is down, anything
 environ (``core.throttling.hand_on``), so a missed request is counted once. Only a plain ``GET`` with no query
 string and no body is tried: a ``HEAD``, a ``?format=``, a body go to Django as they are.
 
-Answers that read the database (``register_admitted``: a mailbox's list and one message, ``mailboxes.views``) are
+Answers that read the database (``register_admitted``: a mailbox's list and one message, ``mailboxes.views``; a
+handshake's state, polled by its client, ``handshake.views``) are
 served the same way one step further in, inside the admission bound (``core.admission``: it bounds the database
 connections a process holds) and with Django's request signals around them (so a kept connection is checked and
 released as for any request). Their URLs are matched by Django's own resolver, and a query string is the
@@ -78,6 +79,36 @@ def register_admitted(view_name: str, answer: Answer, *, arguments: tuple[str, .
     inside the admission bound, where it may use the database, when it can (a plain ``GET`` without a body; any
     query string); ``answer`` raises ``Missed`` when it cannot, and must answer as the view itself would."""
     _admitted[view_name] = (answer, arguments)
+
+
+def limits_counted(request: HttpRequest, view: type[Any]) -> None:
+    """Count the request under ``view``'s rate limits (one round trip) for an admitted early answer, and hand them
+    on to the view, which answers if the early answer misses: the request is counted once. ``Missed`` if a limit
+    refuses it: the view answers 429 from what was counted."""
+    from core import throttling
+
+    request.user = None  # what DRF's request.user is before a credential is checked (UNAUTHENTICATED_USER)
+    throttles = [throttle() for throttle in view.throttle_classes]
+    throttling.count_together(throttles, request, view)
+    throttling.hand_on(request)  # whatever happens next, a request the view answers is not counted again
+    if not all(throttle.allow_request(request, view) for throttle in throttles):
+        raise Missed
+
+
+_ALLOW: dict[type[Any], str] = {}
+
+
+def drf_answer(data: object, view: type[Any], headers: dict[str, str]) -> HttpResponse:
+    """What DRF's JSON renderer and ``finalize_response`` make of ``data`` for ``view`` (a 200)."""
+    from rest_framework.renderers import JSONRenderer
+
+    if view not in _ALLOW:
+        instance = view()
+        instance.setup(HttpRequest())  # as ``as_view`` does: a view with ``get`` also answers ``HEAD``
+        _ALLOW[view] = ", ".join(instance.allowed_methods)
+    response = HttpResponse(JSONRenderer().render(data), content_type="application/json", headers=headers)
+    response["Allow"] = _ALLOW[view]
+    return response
 
 
 def plain_json(accept: str) -> bool:

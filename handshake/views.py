@@ -3,12 +3,14 @@
 The answer itself never comes over REST: only the owner's node, over Maxima (``handlers.py``).
 """
 
+from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 
 from core.api import NO_STORE, THROTTLES, APIView, error_response
+from core.fastpath import Missed, drf_answer, limits_counted, plain_json
 from core.throttling import PerIPThrottle
 from handshake import selectors, services
 from handshake.authentication import HasSession, SessionTokenAuthentication
@@ -19,6 +21,7 @@ from handshake.serializers import (
     PickupSerializer,
     SessionIssuedSerializer,
     SessionSerializer,
+    challenge_status,
 )
 
 
@@ -58,7 +61,21 @@ class ChallengeView(APIView):
     )
     def get(self, request: Request, challenge_id: str) -> Response:
         challenge = selectors.challenge_known(challenge_id=challenge_id)
-        return Response(ChallengeStatusSerializer(challenge).data, headers=NO_STORE)
+        return Response(challenge_status(challenge), headers=NO_STORE)
+
+
+def challenge_early(request: HttpRequest, challenge_id: str) -> HttpResponse:
+    """``ChallengeView.get`` answered before DRF (``core.fastpath``, registered in ``apps.py``): a client polls it
+    several times in every handshake. The view's rate limits, the challenge in one statement, the same body and
+    headers; anything else (a query string, an ``Accept`` DRF could negotiate differently, a refusal, no such
+    challenge) raises ``Missed`` and the view answers, with the limits already counted handed on to it."""
+    if request.META.get("QUERY_STRING") or not plain_json(request.META.get("HTTP_ACCEPT", "")):
+        raise Missed  # DRF reads ?format= and negotiates
+    limits_counted(request, ChallengeView)
+    challenge = selectors.challenge_find(challenge_id=challenge_id)
+    if challenge is None:
+        raise Missed  # the view's 404
+    return drf_answer(challenge_status(challenge), ChallengeView, NO_STORE)
 
 
 class SessionPickupView(APIView):

@@ -12,14 +12,12 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.permissions import BasePermission
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core import throttling
 from core.api import NO_STORE, THROTTLES, APIView, ListAPIView, error_response
 from core.errors import DomainError
-from core.fastpath import Missed, plain_json
+from core.fastpath import Missed, drf_answer, limits_counted, plain_json
 from core.pagination import CursorPagination
 from handshake import services as handshake_services
 from handshake.authentication import session_token
@@ -153,7 +151,7 @@ def messages_early(request: HttpRequest, name: str) -> HttpResponse:
     page = paginator.first_page(read.messages, request, size)
     meta = MessageMetaSerializer()
     page.data["results"] = [meta.to_representation(message) for message in page.data["results"]]
-    return _early_answer(page.data, MessagesView, {})
+    return drf_answer(page.data, MessagesView, {})
 
 
 def message_early(request: HttpRequest, name: str, uid: str) -> HttpResponse:
@@ -163,7 +161,7 @@ def message_early(request: HttpRequest, name: str, uid: str) -> HttpResponse:
     read = _early_read(request, MessageView, name, uid=uid)
     if not read.messages:
         raise Missed  # the view's 404
-    return _early_answer(MessageSerializer().to_representation(read.messages[0]), MessageView, NO_STORE)
+    return drf_answer(MessageSerializer().to_representation(read.messages[0]), MessageView, NO_STORE)
 
 
 def _early_read(request: HttpRequest, view: type[MailboxView], name: str, **query: object) -> selectors.CredentialRead:
@@ -174,12 +172,7 @@ def _early_read(request: HttpRequest, view: type[MailboxView], name: str, **quer
     session, credentials = session_token(request), token_credentials_of(request)
     if session is None and credentials is None:
         raise Missed  # no credential: the view's 401
-    request.user = None  # what DRF's request.user is for these views (the limits read it)
-    throttles = [throttle() for throttle in view.throttle_classes]
-    throttling.count_together(throttles, request, view)
-    throttling.hand_on(request)  # whatever happens next, a request the view answers is not counted again
-    if not all(throttle.allow_request(request, view) for throttle in throttles):
-        raise Missed  # the view's 429, from what was counted
+    limits_counted(request, view)
     try:
         if session is not None:  # as DRF's authentication classes are tried: the session first
             digest = handshake_services.session_token_digest(session)
@@ -198,20 +191,6 @@ def _early_read(request: HttpRequest, view: type[MailboxView], name: str, **quer
     if read.mailbox is None or read.mailbox.owner_key != credential.owner_key:
         raise Missed  # the view's 404 (or the peers that keep it) or 403 ``mailbox_not_yours``
     return read
-
-
-_ALLOW: dict[type[APIView], str] = {}
-
-
-def _early_answer(data: object, view: type[APIView], headers: dict[str, str]) -> HttpResponse:
-    """What DRF's JSON renderer and ``finalize_response`` make of ``data`` for ``view``."""
-    if view not in _ALLOW:
-        instance = view()
-        instance.setup(HttpRequest())  # as ``as_view`` does: a view with ``get`` also answers ``HEAD``
-        _ALLOW[view] = ", ".join(instance.allowed_methods)
-    response = HttpResponse(JSONRenderer().render(data), content_type="application/json", headers=headers)
-    response["Allow"] = _ALLOW[view]
-    return response
 
 
 class AckView(MailboxView):
