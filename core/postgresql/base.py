@@ -36,7 +36,7 @@ import weakref
 from collections.abc import Sequence
 
 from django.core import checks
-from django.db import DatabaseError
+from django.db import DatabaseError, OperationalError
 from django.db.backends.base.validation import BaseDatabaseValidation
 from django.db.backends.postgresql import base
 from psycopg import Binary, _queries, adapt, adapters, errors
@@ -232,6 +232,11 @@ def _prepared_type(value: object) -> str | None:
     return found
 
 
+class StatementLost(OperationalError):
+    """An ``EXECUTE`` whose prepared statement was lost (``_lost``) inside a transaction, which it failed: the next
+    call prepares it again, so whoever handles transient database errors may simply try again."""
+
+
 def _lost(error: BaseException | None) -> bool:
     """Whether an ``EXECUTE`` failed because its prepared statement is gone (``DEALLOCATE``, ``DISCARD ALL``) or
     its kept plan no longer fits what it reads (a column's type changed; told by where PostgreSQL raised it, since
@@ -295,7 +300,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
         it tracks the protocol's prepared statements, not SQL's) needs the setting off. If the session lost the
         statement (``DEALLOCATE``, ``DISCARD ALL``) or its kept plan no longer fits (a column's type changed), the
         execution fails and the statement is prepared again under a new name: at once outside a transaction,
-        where the failure changed nothing, else at the next call.
+        where the failure changed nothing, else at the next call (the failure is raised as ``StatementLost``, an
+        ``OperationalError``, so that a caller treats it as the transient error it is).
 
         ``before``: ``SET LOCAL name = number; `` statements sent ahead of it in the same query, which PostgreSQL
         runs as one implicit transaction outside a transaction block; their results come first, and the caller
@@ -325,7 +331,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
                     raise
                 del prepared[key]  # prepared again under a new name: the old one may linger
                 if again or not self.get_autocommit():
-                    raise
+                    # The caller's transaction (or savepoint) failed with it: a transient error, as the database
+                    # blinking is, so that a handler's event is tried again rather than failed for good.
+                    raise StatementLost("a prepared statement was lost; the next call prepares it again") from failed
 
     def _prepare(self, cursor: object, prepared: dict[str, str], key: str, declared: str, sql: str, before: str) -> str:
         """``PREPARE`` the statement under a name new on this session, which says what it is (a digest of its types

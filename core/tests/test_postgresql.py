@@ -450,7 +450,9 @@ def test_a_rolled_back_transaction_keeps_the_statement_it_prepared(kept: object)
 
 
 def test_a_new_connection_and_a_session_that_lost_its_statements_prepare_again(kept: object) -> None:
-    from django.db import DatabaseError
+    from django.db import OperationalError
+
+    from core.postgresql.base import StatementLost
 
     run_prepared(kept)
     kept.close()
@@ -469,9 +471,10 @@ def test_a_new_connection_and_a_session_that_lost_its_statements_prepare_again(k
     with kept.cursor() as cursor:
         cursor.execute("DEALLOCATE ALL")
     with in_a_transaction(kept):  # in a transaction the failure aborted it: the caller sees it
-        with pytest.raises(DatabaseError) as lost:
+        with pytest.raises(StatementLost) as lost:  # an OperationalError: transient, tried again by its caller
             run_prepared(kept)
-        assert isinstance(lost.value.__cause__, psycopg.errors.InvalidSqlStatementName)
+        assert isinstance(lost.value, OperationalError)
+        assert isinstance(lost.value.__cause__.__cause__, psycopg.errors.InvalidSqlStatementName)
         kept.rollback()
         sent, row = run_prepared(kept)  # and the next call prepares it again (in a transaction: under a savepoint)
         assert row == PREPARED_ROW

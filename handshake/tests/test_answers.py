@@ -16,7 +16,7 @@ from handshake.tests.support import Started, answer, receive, snapshot, start
 from maxima import routing
 from maxima.models import InboundEvent, OutboundMessage
 from maxima.routing import Ignored
-from maxima.services import MaximaEvent, inbound_process, inbound_store
+from maxima.services import MaximaEvent, inbound_process, inbound_process_batch, inbound_store
 from mns_client.protocol.handshake import Result
 from registry import services as registry
 from registry.models import NameRecord
@@ -129,6 +129,26 @@ def test_a_verified_answer_leaves_the_challenge_as_stored_without_reading_it_aga
     challenge = Challenge.objects.get()
     assert (challenge.status, challenge.attempts) == ("verified", 0)
     assert challenge.pickup_until - challenge.answered_at == timedelta(seconds=300)
+
+
+@pytest.mark.usefixtures("postgres")
+def test_an_answer_whose_prepared_read_was_lost_is_tried_again_not_failed(started: Started, alice: Owner) -> None:
+    """The challenge's read is kept prepared on the connection; if the session lost it (a pooler's reset, ``DISCARD
+    ALL``) inside the inbound batch's transaction, the event goes back to pending, as for any transient error, and
+    is judged on the next run. (A plan that no longer fits is lost the same way: ``core.postgresql``'s tests.)"""
+    row, _ = inbound_store(event=_event(answer(alice, started.id, started.code)), now_ms=_now_ms())
+    with CaptureQueriesContext(connection) as read:  # prepared on this connection: its name
+        selectors.challenge_find(challenge_id=started.id)
+    execute, name = read[-1]["sql"].split()[:2]
+    assert execute == "EXECUTE"
+    with connection.cursor() as cursor:
+        cursor.execute(f"DEALLOCATE {name}")  # that one only: the claim's statement is not the point here
+    assert inbound_process_batch(claim="first", limit=10) == {"pending": 1}
+    event = InboundEvent.objects.get(id=row.id)
+    assert (event.status, event.last_error.startswith("will retry: ")) == ("pending", True)
+    assert Challenge.objects.get().status == "pending"
+    assert inbound_process_batch(claim="second", limit=10) == {"done": 1}
+    assert Challenge.objects.get().status == "verified"
 
 
 # -------------------------------------------------------------------------------------------------- refused
