@@ -29,7 +29,6 @@ from django.db import (
     IntegrityError,
     InterfaceError,
     OperationalError,
-    connection,
     connections,
     transaction,
 )
@@ -351,7 +350,7 @@ def _claim_batch(claim: str, limit: int) -> list[InboundEvent]:
         ids: list[int] = []
         for candidates in (taken_over, pending):  # each an index range of (status, id)
             if len(ids) < limit:
-                ids += _locked_ids(candidates.order_by("id"), limit - len(ids))
+                ids += list(candidates.order_by("id").values_list("id", flat=True)[: limit - len(ids)])
         if not ids:
             return []
         InboundEvent.objects.filter(claimable, id__in=ids).update(
@@ -370,36 +369,39 @@ _INBOUND_COLUMNS = columns(InboundEvent)
 # as the statement ends: the batch is full then, and its task claims again at once (``inbound_process_batch``).
 _CLAIM = """
     WITH taken AS (
-        SELECT id FROM {table} WHERE status = %s AND (claimed_by = %s OR claimed_at < %s)
+        SELECT id FROM {table} WHERE status = '{processing}' AND (claimed_by = %s OR claimed_at < %s)
         ORDER BY id LIMIT {limit} FOR UPDATE SKIP LOCKED
     ), fresh AS (
-        SELECT id FROM {table} WHERE status = %s ORDER BY id LIMIT {limit} FOR UPDATE SKIP LOCKED
+        SELECT id FROM {table} WHERE status = '{pending}' ORDER BY id LIMIT {limit} FOR UPDATE SKIP LOCKED
     ), chosen AS (
         SELECT id FROM (SELECT id, 0 AS late FROM taken UNION ALL SELECT id, 1 FROM fresh) candidates
         ORDER BY late, id LIMIT {limit}
     )
-    UPDATE {table} SET status = %s, claimed_at = %s, claimed_by = %s, attempts = attempts + 1
+    UPDATE {table} SET status = '{processing}', claimed_at = %s, claimed_by = %s, attempts = attempts + 1
     WHERE id = ANY(ARRAY(SELECT id FROM chosen))
     RETURNING {columns}
 """
 
 
+@functools.cache
+def _claim_sql(limit: int) -> str:
+    """``_CLAIM`` for batches of ``limit``: the limit and the statuses in the text (one text per batch size), so
+    that the plan kept is the one for them."""
+    return _CLAIM.format(
+        table=InboundEvent._meta.db_table,
+        limit=int(limit),
+        columns=", ".join(_INBOUND_COLUMNS),
+        processing=InboundEvent.Status.PROCESSING.value,
+        pending=InboundEvent.Status.PENDING.value,
+    )
+
+
 def _claim_batch_at_once(db: BaseDatabaseWrapper, claim: str, limit: int, now: datetime) -> list[InboundEvent]:
-    processing, pending = InboundEvent.Status.PROCESSING, InboundEvent.Status.PENDING
-    # The limit is in the text (an int, one text per batch size), so the plan kept is the one for it.
-    sql = _CLAIM.format(table=InboundEvent._meta.db_table, limit=int(limit), columns=", ".join(_INBOUND_COLUMNS))
-    params = [processing, claim, now - inbound_lease(), pending, processing, now, claim]
     with db.cursor() as cursor:
-        db.execute_prepared(cursor, sql, params)
+        db.execute_prepared(cursor, _claim_sql(limit), [claim, now - inbound_lease(), now, claim])
         rows = cursor.fetchall()
     load = loader(db, InboundEvent, _INBOUND_COLUMNS)
     return sorted((load(db, row) for row in rows), key=lambda event: event.id)
-
-
-def _locked_ids(rows: QuerySet, limit: int) -> list[int]:
-    if connection.features.has_select_for_update_skip_locked:
-        rows = rows.select_for_update(skip_locked=True)
-    return list(rows.values_list("id", flat=True)[:limit])
 
 
 OUT_OF_TIME = "will retry: its batch ran out of time"
@@ -807,8 +809,7 @@ def _batch_claim(
         if postgresql:  # the statements kept prepared (_BATCH_DUE, _BATCH_CLAIM): compiled by the ORM, a fourth of
             # a busy sender's CPU (issue #18)
             with db.cursor() as cursor:
-                due_params = [OutboundMessage.Status.QUEUED, now, destination, application]
-                db.execute_prepared(cursor, _BATCH_DUE, due_params)
+                db.execute_prepared(cursor, _BATCH_DUE, [now, destination, application])
                 due = cursor.fetchall()
         else:
             due = _batch_due(destination, application, now).order_by("id").values_list("id", "size")
@@ -837,9 +838,12 @@ def _batch_claim(
 _OUTBOUND_COLUMNS = columns(OutboundMessage)
 _OUTBOUND = OutboundMessage._meta.db_table
 # ``_batch_due``'s rows, oldest first, locked with SKIP LOCKED; then the claim of those chosen, returning them.
+# The status is in the text, as the partial index on due batches (outbound_batch_due) names it: a generic plan, made
+# without the parameters' values, could not use that index.
 _BATCH_DUE = (
-    f"SELECT id, size FROM {_OUTBOUND} WHERE status = %s AND next_attempt_at <= %s AND batchable "  # noqa: S608
-    f"AND destination = %s AND application = %s ORDER BY id LIMIT {BATCH_MAX_MESSAGES} FOR UPDATE SKIP LOCKED"
+    f"SELECT id, size FROM {_OUTBOUND} WHERE status = '{OutboundMessage.Status.QUEUED.value}' AND batchable "  # noqa: S608
+    f"AND next_attempt_at <= %s AND destination = %s AND application = %s "
+    f"ORDER BY id LIMIT {BATCH_MAX_MESSAGES} FOR UPDATE SKIP LOCKED"
 )
 _BATCH_CLAIM = (
     f"UPDATE {_OUTBOUND} SET status = %s, claimed_at = %s, attempts = attempts + 1 "  # noqa: S608

@@ -7,7 +7,6 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
-from django.db import connection, transaction
 from django.utils import timezone
 
 from core import queue
@@ -28,6 +27,7 @@ from maxima.services import (
 from mns_client.protocol.codecs import to_hex
 from mns_site.celery import app as celery_app
 from testsupport import maxima_fixture
+from testsupport.locks import locked_elsewhere
 
 pytestmark = pytest.mark.django_db
 
@@ -515,29 +515,6 @@ def test_concurrent_claims_skip_the_events_another_claim_holds_instead_of_waitin
     rows = [store(n) for n in range(1, 5)]
     # committed, each was processed at once (the tests' Celery is eager): as they were when stored
     InboundEvent.objects.update(status="pending", claimed_by="", claimed_at=None, attempts=0, last_error="")
-    locked, release = threading.Event(), threading.Event()
-
-    def holder() -> None:  # another task's claim, in the middle of its statement: the first two rows locked
-        try:
-            with transaction.atomic():
-                list(InboundEvent.objects.select_for_update().filter(id__in=[rows[0].id, rows[1].id]))
-                locked.set()
-                release.wait(20)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    try:
-        assert locked.wait(20)
-        with connection.cursor() as cursor:
-            cursor.execute("SET lock_timeout = '5s'")  # a claim that waited would fail here, not hang
-        try:
-            assert [e.id for e in _claim_batch("b", 10)] == [rows[2].id, rows[3].id]
-        finally:
-            with connection.cursor() as cursor:
-                cursor.execute("RESET lock_timeout")
-    finally:
-        release.set()
-        thread.join(20)
+    with locked_elsewhere(InboundEvent.objects.filter(id__in=[rows[0].id, rows[1].id])):  # another task's claim
+        assert [e.id for e in _claim_batch("b", 10)] == [rows[2].id, rows[3].id]  # a claim that waited would fail
     assert [e.id for e in _claim_batch("c", 10)] == [rows[0].id, rows[1].id]

@@ -1,12 +1,11 @@
 """The outbox against simnet: sent only on delivered:true, retried with backoff, failed for good when hopeless."""
 
 import json
-import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from core.errors import DomainError
@@ -32,6 +31,7 @@ from mns_client.protocol.crypto import generate_maxima_keypair
 from mns_client.protocol.rpc import MinimaRPC
 from simnet import SimNetwork
 from simnet.testing import WebhookReceiver
+from testsupport.locks import locked_elsewhere
 from testsupport.processes import wait_for
 
 pytestmark = pytest.mark.django_db
@@ -67,7 +67,6 @@ def test_a_message_is_sent_once_and_marked_with_the_nodes_msgid(
 def test_the_same_idempotency_key_queues_one_message(
     simnet: SimNetwork, returning: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from django.db import connection
 
     if not returning and connection.vendor != "sqlite":
         pytest.skip("only SQLite (before 3.35) lacks RETURNING")
@@ -167,7 +166,6 @@ def test_an_insert_the_compiler_binds_by_column_is_compiled_every_time(monkeypat
 def test_many_messages_are_queued_in_one_statement_each_key_once(
     simnet: SimNetwork, returning: bool, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
 ) -> None:
-    from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     if not returning and connection.vendor != "sqlite":
@@ -416,7 +414,6 @@ def test_a_batch_the_node_could_not_deliver_is_retried_as_a_whole_with_each_mess
 def failed_batch(simnet: SimNetwork, gateway_node: MinimaRPC, count: int) -> tuple[list[OutboundMessage], list[str]]:
     """``count`` replies to node 1, sent as one batch while node 1 is stopped; the rows and the statements that
     marked them (everything after the node's answer)."""
-    from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     replies = [queue(simnet, payload=receipt(n).encode(), key=f"r{n}", batchable=True) for n in range(count)]
@@ -496,7 +493,6 @@ def test_in_flight_is_the_stale_rule_of_every_lease_class(db: None) -> None:
 def test_a_batch_task_that_finds_this_process_sending_to_its_destination_asks_nothing_of_the_database(
     simnet: SimNetwork, gateway_node: MinimaRPC, user_inbox: WebhookReceiver
 ) -> None:
-    from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     first = queue(simnet, payload=receipt(0).encode(), key="r0", batchable=True)
@@ -636,7 +632,7 @@ def test_a_send_that_raised_queues_what_it_carried_and_hands_on_to_what_it_held_
 
 def failing_marks(times: int) -> Any:
     """The database refuses the statement that marks messages sent, ``times`` times (then lets it through)."""
-    from django.db import DataError, connection
+    from django.db import DataError
 
     left = [times]
 
@@ -734,7 +730,7 @@ def test_a_send_taken_again_after_its_lease_on_its_last_try_still_gets_one_more(
 def test_a_send_that_raised_before_the_node_had_it_gives_its_last_try_back(
     simnet: SimNetwork, gateway_node: MinimaRPC, user_inbox: WebhookReceiver
 ) -> None:
-    from django.db import OperationalError, connection
+    from django.db import OperationalError
 
     retried = queue(simnet, payload=receipt(0).encode(), key="r0", batchable=True, max_attempts=1)
     waiting = queue(simnet, payload=receipt(1).encode(), key="r1", batchable=True)
@@ -775,31 +771,8 @@ def test_two_batch_claims_at_once_take_different_messages_and_neither_waits() ->
         )
         for n in range(4)
     ]
-    locked, release = threading.Event(), threading.Event()
-
-    def holder() -> None:  # another sender's claim, between its SELECT … FOR UPDATE and its commit
-        try:
-            with transaction.atomic():
-                list(OutboundMessage.objects.select_for_update().filter(id__in=[rows[0].id, rows[1].id]))
-                locked.set()
-                release.wait(20)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    try:
-        assert locked.wait(20)
-        with connection.cursor() as cursor:
-            cursor.execute("SET lock_timeout = '5s'")  # a claim that waited would fail here, not hang
-        try:
-            claimed = _batch_claim(destination, "mns", now)
-        finally:
-            with connection.cursor() as cursor:
-                cursor.execute("RESET lock_timeout")
-    finally:
-        release.set()
-        thread.join(20)
+    with locked_elsewhere(OutboundMessage.objects.filter(id__in=[rows[0].id, rows[1].id])):  # another sender's
+        claimed = _batch_claim(destination, "mns", now)  # a claim that waited would fail
     assert [m.id for m in claimed] == [rows[2].id, rows[3].id]
     stored = {m.id: m for m in OutboundMessage.objects.filter(id__in=[m.id for m in claimed])}
     for message in claimed:  # returned as the claim left them
