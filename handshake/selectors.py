@@ -13,11 +13,12 @@ from maxima.models import InboundEvent
 from maxima.routing import InboundMessage
 from mns_client.protocol.handshake import CHALLENGE_ID_RE
 from registry.models import NameRecord
+from registry.selectors import HOLDER_COLUMNS
 
-# What a challenge is read with: all of it, and the columns of its name's record that the handshake uses (its name
-# for the answers and the log, its id for the session; the others are deferred, read if ever touched).
+# What a challenge is read with: all of it, and the columns of its name's record that say who holds it (the handshake
+# uses its name for the answers and the log, its id for the session; the others are deferred, read if ever touched).
 _CHALLENGE = columns(Challenge)
-_RECORD = columns(NameRecord, {"id", "name", "status", "owner_key"})
+_RECORD = HOLDER_COLUMNS
 _CHALLENGE_READ = (
     f"SELECT {', '.join(f'c.{name}' for name in _CHALLENGE)}, {', '.join(f'r.{name}' for name in _RECORD)} "  # noqa: S608
     f"FROM {Challenge._meta.db_table} c JOIN {NameRecord._meta.db_table} r ON r.id = c.record_id WHERE c.id = %s"

@@ -19,6 +19,7 @@ from mailboxes.models import AccessToken, BlockedSender, Mailbox, MailboxCounter
 from maxima.models import OutboundMessage
 from mns_client.protocol.mailbox import MailboxMessageInvalid, Receipt
 from registry.models import NameRecord
+from registry.selectors import HOLDER_COLUMNS
 
 
 def mailbox_find(*, name: str) -> Mailbox | None:
@@ -121,7 +122,7 @@ class DeliveryTarget:
 _TARGET_MAILBOX = columns(
     Mailbox, {"id", "record_id", "owner_key", "address", "auto_forward", "delete_forwarded", "retention_days"}
 )
-_TARGET_RECORD = columns(NameRecord, {"id", "name", "status", "owner_key"})
+_TARGET_RECORD = HOLDER_COLUMNS
 # After them, DeliveryTarget's other fields (stored_before, then its flags), in its order: delivery_targets_sql
 # names each.
 _TARGET_AFTER = len(fields(DeliveryTarget)) - 1
@@ -201,7 +202,7 @@ class CredentialRead:
 
 _READ_SESSION = columns(Session, {"id", "token_hash", "record_id", "owner_key", "purpose", "expires_at", "revoked_at"})
 _READ_TOKEN = columns(AccessToken, {"id", "token_id", "secret_hash", "mailbox_id", "owner_key", "revoked_at"})
-_READ_RECORD = columns(NameRecord, {"id", "name", "status", "owner_key"})
+_READ_RECORD = HOLDER_COLUMNS
 _READ_MAILBOX = columns(Mailbox, {"id", "record_id", "owner_key"})
 _READ_MESSAGE = columns(
     Message,

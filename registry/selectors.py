@@ -10,11 +10,16 @@ from django.db.models import Count, Max, QuerySet, Sum
 from django.db.models.expressions import RawSQL
 
 from core.errors import DomainError
+from core.rows import columns
 from mns_client.protocol.codecs import to_hex
 from mns_client.protocol.errors import MNSError
 from mns_client.protocol.names import NameRefused, check_reserved, normalise, skeleton
 from mns_client.protocol.statements import SignedStatement
 from registry.models import NameRecord, StatementRecord
+
+# The columns of a name's record that say who holds it: a read that checks a credential or a delivery against the
+# record in a statement of its own loads these (``core.rows``) and leaves the rest deferred.
+HOLDER_COLUMNS = columns(NameRecord, {"id", "name", "status", "owner_key"})
 
 Status = NameRecord.Status
 
