@@ -53,6 +53,9 @@ class Mailbox(models.Model):
     class Meta:
         ordering = ["record__name"]
         verbose_name_plural = "mailboxes"
+        # An owner's mailboxes, found by the key every mns message from the owner's node is signed with
+        # (``services.owner_address_seen``): without it, each such message scanned every mailbox kept here.
+        indexes = [models.Index(fields=["owner_key"], name="mailbox_owner_key")]
 
     def __str__(self) -> str:
         return self.record.name

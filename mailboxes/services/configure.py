@@ -66,7 +66,8 @@ def _moved(db: BaseDatabaseWrapper) -> str:
     was compiled every time (a fifth of the inbound worker's CPU under the handshake's load, issue #18)."""
     lock = " FOR NO KEY UPDATE" if db.vendor == "postgresql" else ""
     table = Mailbox._meta.db_table
-    return f"SELECT id, address FROM {table} WHERE owner_key = %s AND address <> '' AND address <> %s{lock}"  # noqa: S608
+    where = "owner_key = %s AND address <> '' AND address <> %s"
+    return f"SELECT id, address FROM {table} WHERE {where} ORDER BY id{lock}"  # noqa: S608  (locked in one order)
 
 
 def owner_address_seen(*, owner_key: str, address: str) -> int:
@@ -80,13 +81,12 @@ def owner_address_seen(*, owner_key: str, address: str) -> int:
         return 0
     moved = 0
     db = connections[DEFAULT_DB_ALIAS]
-    with db.cursor() as cursor:
+    with transaction.atomic(savepoint=False), db.cursor() as cursor:  # the lock lasts until the updates are made
         db.execute_prepared(cursor, _moved(db), [key, address])
-        stale = cursor.fetchall()
-    for mailbox_id, old in stale:
-        Mailbox.objects.filter(id=mailbox_id).update(address=address, updated_at=timezone.now())
-        outbound_redirect(old=old, new=address)
-        moved += 1
+        for mailbox_id, old in cursor.fetchall():
+            Mailbox.objects.filter(id=mailbox_id).update(address=address, updated_at=timezone.now())
+            outbound_redirect(old=old, new=address)
+            moved += 1
     if moved:
         logger.info("the owner of %s mailbox(es) moved; their address follows", moved)
     return moved
