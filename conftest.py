@@ -5,12 +5,14 @@ reachable they are skipped with the reason, unless ``MNS_REQUIRE_SERVICES=1`` (C
 """
 
 import os
+from collections.abc import Iterator
 
 import pytest
 import redis as redis_lib
 from django.db import connection
 
 from mns_site.celery import app as celery_app
+from testsupport.wsgi import Django, django_handler
 
 REQUIRE_SERVICES = os.environ.get("MNS_REQUIRE_SERVICES", "") == "1"
 
@@ -43,6 +45,14 @@ def postgres(django_db_blocker: object) -> None:
     """The test database is PostgreSQL (DATABASE_URL was set), for behaviour that only PostgreSQL has."""
     if connection.vendor != "postgresql":
         _unavailable("the test database is not PostgreSQL (set DATABASE_URL=postgres://… to run this)")
+
+
+@pytest.fixture
+def django_app() -> Iterator[Django]:
+    """Django's WSGI handler as gunicorn would call it, counting the requests that reach it (``testsupport.wsgi``):
+    the early answers' tests ask it and the early answer in front of it the same request."""
+    with django_handler() as handler:
+        yield handler
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,6 @@ counted once, and an answer seen by the very next poll."""
 
 import functools
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -17,15 +16,9 @@ from handshake import services
 from handshake.models import Challenge
 from handshake.tests.support import Started, answer, receive, start
 from registry.tests.support import Owner, register
-from testsupport.wsgi import Django, django_handler, request
+from testsupport.wsgi import Django, request
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("gateway")]
-
-
-@pytest.fixture
-def django_app() -> Iterator[Django]:
-    with django_handler() as handler:
-        yield handler
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 ``mailboxes.views.messages_early``/``message_early``): the view's answer byte for byte in one statement, every
 refusal still the view's, each request counted once, and a session's end seen by the very next read."""
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -16,16 +15,10 @@ from mailboxes import services as mailbox_services
 from mailboxes.models import Message
 from mailboxes.tests.support import Opened, Owner, deliver, session
 from registry import services as registry_services
-from testsupport.wsgi import Django, django_handler, request
+from testsupport.wsgi import Django, request
 
 pytestmark = pytest.mark.django_db
 LIST = "/api/v1/mailboxes/alice/messages"
-
-
-@pytest.fixture
-def django_app() -> Iterator[Django]:
-    with django_handler() as handler:
-        yield handler
 
 
 @pytest.fixture

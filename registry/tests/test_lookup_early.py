@@ -15,7 +15,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from core.fastpath import EarlyAnswers
 from registry import services
 from registry.tests.support import Owner, register
-from testsupport.wsgi import Django, django_handler, request
+from testsupport.wsgi import Django, request
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,12 +26,6 @@ def redis_cache(settings: Any, redis_url: str) -> Iterator[None]:
     cache.clear()
     yield
     redis.Redis.from_url(redis_url).flushdb()
-
-
-@pytest.fixture
-def django_app() -> Iterator[Django]:
-    with django_handler() as handler:
-        yield handler
 
 
 @pytest.fixture
