@@ -22,15 +22,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from core.errors import DomainError
+from core.rows import insert_fields, insert_params
 from handshake import selectors
 from handshake.models import Answer, Challenge, Session
 from maxima.routing import Ignored, InboundMessage
-from maxima.selectors import gateway_address
 from maxima.services import outbound_enqueue
 from mns_client.protocol.codecs import canonical_public_key
 from mns_client.protocol.handshake import (
@@ -85,40 +85,59 @@ def challenge_issue(
         raise DomainError("purpose_invalid", f"The purpose must be one of {', '.join(PURPOSES)}.")
     if not isinstance(verifier_hash, str) or not SECRET_HASH_RE.fullmatch(verifier_hash):
         raise DomainError("verifier_hash_invalid", "verifier_hash is the lower-case hex SHA-256 of the verifier.")
-    address = gateway_address()
-    if not address:
-        raise DomainError("gateway_not_ready", "This gateway does not know its Maxima address yet.", status=503)
-    name = normalise(name)
+    name, client = normalise(name), _ip_or_none(client_address)
     code, now = new_code(), timezone.now()
     with transaction.atomic():
-        record = registry_selectors.name_lock(name)
-        owner_key = _answering_key(record, name, purpose)
-        _check_open_challenges(record, name, now, _ip_or_none(client_address))
-        challenge = Challenge.objects.create(
+        record, address = selectors.issue_read(name=name)
+        if not address:
+            raise DomainError("gateway_not_ready", "This gateway does not know its Maxima address yet.", status=503)
+        challenge = Challenge(
             record=record,
             purpose=purpose,
-            owner_key=owner_key,
+            owner_key=_answering_key(record, name, purpose),
             code_hash=secret_hash(code),
             verifier_hash=verifier_hash,
             max_attempts=settings.MNS_HANDSHAKE_MAX_ATTEMPTS,
-            client_address=_ip_or_none(client_address),
+            client_address=client,
+            created_at=now,
             expires_at=now + timedelta(seconds=settings.MNS_HANDSHAKE_TTL_SECONDS),
         )
+        if not _insert_under_limits(challenge, now):
+            raise DomainError(
+                "too_many_challenges",
+                f"Too many open handshakes for {name!r}; answer or let one expire first.",
+                status=429,
+            )
     logger.info("issued a %s handshake for %s", purpose, name)
     return IssuedChallenge(challenge=challenge, code=code, gateway_address=address)
 
 
-def _check_open_challenges(record: NameRecord, name: str, now: datetime, client: str | None) -> None:
-    """At most MNS_HANDSHAKE_OPEN_PER_NAME open challenges per name *per client*, so a stranger cannot lock the
-    owner out by keeping the name's quota full, under a total ceiling per name (20 times that) against floods."""
+def _insert_under_limits(challenge: Challenge, now: datetime) -> bool:
+    """INSERT ``challenge`` unless its name has too many open challenges (pending and unexpired): at most
+    MNS_HANDSHAKE_OPEN_PER_NAME *per client*, so a stranger cannot lock the owner out by keeping the name's quota
+    full, under a total ceiling per name (20 times that) against floods. Whether it was inserted.
+
+    One statement kept prepared, ``INSERT … SELECT … WHERE (the counts are under the limits)``, where the ORM
+    compiled a count and an insert on every call (issue #18). It runs after the name's row was locked
+    (``selectors.issue_read``), with a snapshot of its own, so concurrent requests cannot overshoot the limits."""
+    db = connections[DEFAULT_DB_ALIAS]
     per_client = settings.MNS_HANDSHAKE_OPEN_PER_NAME
-    every, of_client = selectors.challenges_open(record=record, now=now, client_address=client)
-    if every >= 20 * per_client or (client is not None and of_client >= per_client):
-        raise DomainError(
-            "too_many_challenges",
-            f"Too many open handshakes for {name!r}; answer or let one expire first.",
-            status=429,
-        )
+    expires_at = Challenge._meta.get_field("expires_at").get_db_prep_value(now, db)
+    limits = [20 * per_client, challenge.client_address, per_client, challenge.record_id, expires_at]
+    with db.cursor() as cursor:
+        db.execute_prepared(cursor, _INSERT_UNDER_LIMITS, [*insert_params([challenge], db), *limits])
+        inserted = cursor.rowcount == 1
+    if inserted:
+        challenge._state.adding, challenge._state.db = False, db.alias
+    return inserted
+
+
+_INSERT_UNDER_LIMITS = (
+    f"INSERT INTO {Challenge._meta.db_table} ({', '.join(field.column for field in insert_fields(Challenge))}) "  # noqa: S608
+    f"SELECT {', '.join('%s' for _ in insert_fields(Challenge))} "
+    "WHERE (SELECT count(*) < %s AND count(*) FILTER (WHERE client_address = %s) < %s "
+    f"FROM {Challenge._meta.db_table} WHERE record_id = %s AND status = '{Status.PENDING}' AND expires_at > %s)"
+)
 
 
 def _answering_key(record: NameRecord | None, name: str, purpose: str) -> str:
@@ -360,22 +379,59 @@ def session_open(*, challenge_id: str, verifier: str) -> OpenedSession:
     if not secret_matches(verifier, challenge.verifier_hash):
         raise DomainError("verifier_wrong", "The verifier does not match this handshake.", status=403)
     token, now = new_token(), timezone.now()
-    with transaction.atomic():
-        claimed = Challenge.objects.filter(
-            id=challenge.id, status=Status.VERIFIED, session_issued_at__isnull=True, pickup_until__gt=now
-        ).update(session_issued_at=now)
-        if not claimed:
-            raise _pickup_refusal(challenge, now)
-        session = Session.objects.create(
-            token_hash=secret_hash(token),
-            record=challenge.record,  # read with the challenge: the answer names it without another query
-            owner_key=challenge.owner_key,
-            purpose=challenge.purpose,
-            created_from=challenge,
-            expires_at=now + timedelta(seconds=settings.MNS_SESSION_TTL_SECONDS),
-        )
+    session = Session(
+        token_hash=secret_hash(token),
+        record=challenge.record,  # read with the challenge: the answer names it without another query
+        owner_key=challenge.owner_key,
+        purpose=challenge.purpose,
+        created_from=challenge,
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.MNS_SESSION_TTL_SECONDS),
+    )
+    if not _pickup(session, now):
+        raise _pickup_refusal(challenge, now)
     logger.info("opened a %s session for %s", session.purpose, challenge.record.name)
     return OpenedSession(session=session, token=token)
+
+
+def _pickup(session: Session, now: datetime) -> bool:
+    """Claim the pickup of ``session.created_from`` (verified, within its pickup window, not picked up before) and
+    INSERT ``session`` with it, or nothing; whether it was. On PostgreSQL one statement kept prepared (the claim's
+    ``UPDATE`` in a CTE, the ``INSERT`` from the row it claimed), where the ORM compiled two statements in a
+    transaction (issue #18); on SQLite the two statements, in a transaction."""
+    db = connections[DEFAULT_DB_ALIAS]
+    at = Challenge._meta.get_field("session_issued_at").get_db_prep_value(now, db)
+    claim, row = [at, session.created_from_id, at], insert_params([session], db)
+    if db.vendor == "postgresql":
+        with db.cursor() as cursor:
+            db.execute_prepared(cursor, _PICKUP, [*claim, *row])
+            found = cursor.fetchone()
+        session_id = found[0] if found else None
+    else:
+        with transaction.atomic(), db.cursor() as cursor:
+            db.execute_prepared(cursor, _CLAIM_PICKUP, claim)
+            if cursor.rowcount != 1:
+                return False
+            db.execute_prepared(cursor, f"{_INSERT_SESSION} VALUES ({_SESSION_VALUES})", row)
+            session_id = cursor.lastrowid
+    if session_id is None:
+        return False
+    session.pk, session._state.adding, session._state.db = session_id, False, db.alias
+    return True
+
+
+_CLAIM_PICKUP = (
+    f"UPDATE {Challenge._meta.db_table} SET session_issued_at = %s "  # noqa: S608
+    f"WHERE id = %s AND status = '{Status.VERIFIED}' AND session_issued_at IS NULL AND pickup_until > %s"
+)
+_INSERT_SESSION = (
+    f"INSERT INTO {Session._meta.db_table} ({', '.join(field.column for field in insert_fields(Session))})"
+)
+_SESSION_VALUES = ", ".join("%s" for _ in insert_fields(Session))
+_PICKUP = (
+    f"WITH claimed AS ({_CLAIM_PICKUP} RETURNING id) "  # noqa: S608
+    f"{_INSERT_SESSION} SELECT {_SESSION_VALUES} FROM claimed RETURNING id"
+)
 
 
 def _pickup_refusal(challenge: Challenge, now: datetime) -> DomainError:

@@ -7,6 +7,7 @@ from django.db.models import Count, Min, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from core.rows import columns
 from maxima.models import InboundEvent, NodeState, OutboundMessage
 from maxima.node import has_pool, pool_keys
 from maxima.timing import lease_classes, send_limits
@@ -44,7 +45,16 @@ def gateway_address() -> str | None:
     the node restarts), the p2pidentity stands in: an address known not to resolve is never handed out. Never
     ``contact``: it is chosen at random among the node's hosts on every call.
     """
-    state = node_state()
+    return address_of(node_state())
+
+
+# The columns of the node's state that ``address_of`` reads: a statement that needs the gateway's address with
+# other rows (a handshake's issue reads it with the name's record) loads these (``core.rows``).
+ADDRESS_COLUMNS = columns(NodeState, {"id", "localidentity", "p2pidentity", "address_resolves"})
+
+
+def address_of(state: NodeState | None) -> str | None:
+    """``gateway_address`` from the node's state as read (``None``: no state yet)."""
     if settings.MNS_MAXIMA_ADDRESS and not (state is not None and state.address_resolves is False):
         return settings.MNS_MAXIMA_ADDRESS
     if state is None:

@@ -16,7 +16,7 @@ from mns_client.protocol.handshake import new_verifier, verifier_hash
 from registry.models import NameRecord
 from registry.tests.support import Owner
 
-__all__ = ["Client", "Started", "answer", "body", "error", "receive", "snapshot", "start"]
+__all__ = ["Client", "Started", "answer", "body", "error", "receive", "snapshot", "start", "statements"]
 
 _msgids = itertools.count(1)
 
@@ -78,3 +78,12 @@ def body(response: Any) -> Any:
 
 def error(response: Any) -> tuple[int, str]:
     return response.status_code, body(response)["error"]
+
+
+_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT", "PREPARE")
+
+
+def statements(queries: Any) -> list[str]:
+    """The statements a ``CaptureQueriesContext`` saw, without the transactions' control and the preparing of a
+    statement kept prepared (once per connection): what the code under test asked the database to do."""
+    return [query["sql"] for query in queries if not query["sql"].startswith(_CONTROL)]

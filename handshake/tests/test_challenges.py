@@ -4,12 +4,15 @@ import base64
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.throttling import ScopedRateThrottle
 
+from handshake import services
 from handshake.models import Challenge
-from handshake.tests.support import body, error, snapshot, start
+from handshake.tests.support import body, error, snapshot, start, statements
 from maxima.models import NodeState
 from mns_client.protocol.handshake import new_verifier, secret_hash, verifier_hash
 from registry import services as registry
@@ -54,6 +57,38 @@ def test_a_configured_permanent_address_is_the_one_given(client: Client, alice: 
     settings.MNS_MAXIMA_ADDRESS = "MAX#0x3081#Mx…@1.2.3.4:9001"
     register(alice, "alice")
     assert body(post(client))["gateway_address"] == "MAX#0x3081#Mx…@1.2.3.4:9001"
+
+
+def test_a_permanent_address_known_not_to_resolve_is_never_given(
+    client: Client, alice: Owner, settings: object
+) -> None:
+    settings.MNS_MAXIMA_ADDRESS = "MAX#0x3081#Mx…@1.2.3.4:9001"
+    register(alice, "alice")
+    NodeState.objects.update(address_resolves=False)
+    assert body(post(client))["gateway_address"] == NodeState.objects.get().p2pidentity
+    NodeState.objects.update(address_resolves=True)
+    assert body(post(client))["gateway_address"] == "MAX#0x3081#Mx…@1.2.3.4:9001"
+
+
+def test_the_challenge_returned_is_the_one_stored(alice: Owner) -> None:
+    register(alice, "alice")
+    issued = services.challenge_issue(
+        name="alice", purpose="read", verifier_hash="ab" * 32, client_address="2001:DB8::1"
+    )
+    stored = Challenge.objects.get()
+    fields = [field.attname for field in Challenge._meta.concrete_fields]
+    assert [getattr(issued.challenge, name) for name in fields] == [getattr(stored, name) for name in fields]
+    assert stored.client_address == "2001:db8::1"
+    assert issued.challenge.record.name == "alice"
+
+
+def test_a_challenge_is_issued_in_two_statements(alice: Owner) -> None:
+    """The name's record locked and the gateway's address in one, the counts and the insert in the other."""
+    register(alice, "alice")
+    with CaptureQueriesContext(connection) as queries:
+        services.challenge_issue(name="alice", purpose="read", verifier_hash="ab" * 32, client_address="192.0.2.1")
+    assert len(statements(queries)) == 2, statements(queries)
+    assert Challenge.objects.count() == 1
 
 
 def test_a_register_handshake_is_answered_by_the_key_of_the_pending_registration(client: Client, alice: Owner) -> None:
@@ -174,6 +209,7 @@ def test_without_a_known_maxima_address_the_gateway_is_not_ready(client: Client,
     register(alice, "alice")
     NodeState.objects.all().delete()
     assert error(post(client)) == (503, "gateway_not_ready")
+    assert error(post(client, name="nobody")) == (503, "gateway_not_ready")  # before telling the name is unknown
     assert not Challenge.objects.exists()
 
 

@@ -5,12 +5,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from handshake import services
 from handshake.models import Challenge, Session
-from handshake.tests.support import Started, answer, body, error, receive, snapshot, start
+from handshake.tests.support import Started, answer, body, error, receive, snapshot, start, statements
 from mns_client.protocol.handshake import new_verifier, secret_hash
 from registry import services as registry
 from registry.models import NameRecord
@@ -67,6 +69,20 @@ def test_the_verifiers_holder_picks_up_a_token_for_the_name_and_purpose(client: 
     assert (session.purpose, session.record.name, session.created_from_id) == ("forward", "alice", started.id)
     assert timedelta(seconds=3599) < session.expires_at - before <= timedelta(seconds=3601)
     assert body(client.get(f"/api/v1/handshakes/{started.id}"))["session_issued"] is True
+
+
+def test_the_session_returned_is_the_one_stored_and_its_challenge_is_picked_up(verified: Verified) -> None:
+    started = verified("manage")
+    with CaptureQueriesContext(connection) as queries:
+        opened = services.session_open(challenge_id=started.id, verifier=started.verifier)
+    stored = Session.objects.get()
+    fields = [field.attname for field in Session._meta.concrete_fields]
+    assert [getattr(opened.session, name) for name in fields] == [getattr(stored, name) for name in fields]
+    assert stored.token_hash == secret_hash(opened.token)
+    challenge = Challenge.objects.get(id=started.id)
+    assert timedelta(0) <= stored.created_at - challenge.session_issued_at < timedelta(seconds=1)
+    # the challenge read, then the claim and the insert: one statement on PostgreSQL, two in a transaction on SQLite
+    assert len(statements(queries)) == (2 if connection.vendor == "postgresql" else 3), statements(queries)
 
 
 @pytest.mark.parametrize(
