@@ -153,6 +153,29 @@ def test_mx_round_trips(data):
     assert mx_decode(text) == data
 
 
+MX_DIGITS = "0123456789ABCDEFGHWJKYMNZPQRSTUV"
+
+
+@given(
+    st.binary(max_size=64),
+    st.sampled_from(["", "0", "00", "1", "V"]),
+    st.sampled_from([0, 0, 1, 3]),
+    st.sampled_from(["", "", "0", "W"]),
+)
+def test_mx_decode_accepts_a_text_only_in_the_spelling_mx_encode_gives(data, inserted, cut, appended):
+    # given a value's text, or a text near it: digits put in front (a leading zero among them) or at the end, or
+    # its last digits cut
+    text = mx_encode(data)
+    near = "Mx" + inserted + text[2 : len(text) - cut] + appended
+
+    try:
+        decoded = mx_decode(near)
+    except CodecError:
+        assert near != text
+    else:
+        assert mx_encode(decoded) == near
+
+
 def flip_one_digit(text: str, position: int) -> str:
     digit = text[position]
     return text[:position] + ("1" if digit != "1" else "2") + text[position + 1 :]
