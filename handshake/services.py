@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
@@ -184,34 +184,51 @@ def answer_receive(*, message: InboundMessage, body: dict) -> str:
     # No savepoint of its own: the inbound task already runs each handler in one, rolled back as a whole if this
     # raises (two round trips fewer per answer); called alone, it is its own transaction. Every refusal past this
     # point is an outcome, not an exception, so only a failure (the database, a broken completion) leaves the block.
+    received_at = selectors.answer_arrived_at(message=message)
     with transaction.atomic(savepoint=False):
-        logged = _answer_log(challenge, message)
-        if logged is None:
+        if not _answer_log(challenge, message, received_at):
             return "duplicate"
         from_owner = canonical_public_key(message.sender) == challenge.owner_key
-        verdict = _judge(challenge, answer, from_owner=from_owner, at=logged.received_at)
-        logged.outcome = Answer.Outcome.VERIFIED if verdict == "verified" else Answer.Outcome.REFUSED
-        logged.reason = "" if verdict == "verified" else verdict
-        logged.save(update_fields=["outcome", "reason"])
+        verdict = _judge(challenge, answer, from_owner=from_owner, at=received_at)
+        _answer_judged(message, verdict)
         if from_owner:
             _result_send(challenge, message, answer, verdict)
     logger.info("handshake %s answer for %s: %s", challenge.purpose, challenge.record.name, verdict)
     return verdict
 
 
-def _answer_log(challenge: Challenge, message: InboundMessage) -> Answer | None:
-    """The log entry of this message, or ``None`` if it was logged before (the same event processed again)."""
-    try:
-        with transaction.atomic():
-            return Answer.objects.create(
-                challenge=challenge,
-                msgid=message.msgid,
-                sender=message.sender,
-                outcome=Answer.Outcome.REFUSED,
-                received_at=selectors.answer_arrived_at(message=message),
-            )
-    except IntegrityError:
-        return None
+def _answer_log(challenge: Challenge, message: InboundMessage, received_at: datetime) -> bool:
+    """Log this message's answer (refused until judged), unless it was logged before (the same event processed
+    again: then ``False``). ``INSERT … ON CONFLICT (msgid) DO NOTHING``, kept prepared: no savepoint to catch the
+    duplicate, and nothing compiled (issue #18). A copy of the event processed at the same time waits here for the
+    first to commit, and then finds it logged."""
+    logged = Answer(
+        challenge=challenge,
+        msgid=message.msgid,
+        sender=message.sender,
+        outcome=Answer.Outcome.REFUSED,
+        received_at=received_at,
+    )
+    db = connections[DEFAULT_DB_ALIAS]
+    with db.cursor() as cursor:
+        db.execute_prepared(cursor, _ANSWER_LOG, insert_params([logged], db))
+        return cursor.rowcount == 1
+
+
+def _answer_judged(message: InboundMessage, verdict: str) -> None:
+    """Write the verdict into the answer's log entry (by its ``msgid``, unique)."""
+    verified = verdict == "verified"
+    outcome = Answer.Outcome.VERIFIED if verified else Answer.Outcome.REFUSED
+    db = connections[DEFAULT_DB_ALIAS]
+    with db.cursor() as cursor:
+        db.execute_prepared(cursor, _ANSWER_JUDGED, [outcome, "" if verified else verdict, message.msgid])
+
+
+_ANSWER_LOG = (
+    f"INSERT INTO {Answer._meta.db_table} ({', '.join(field.column for field in insert_fields(Answer))}) "  # noqa: S608
+    f"VALUES ({', '.join('%s' for _ in insert_fields(Answer))}) ON CONFLICT (msgid) DO NOTHING"
+)
+_ANSWER_JUDGED = f"UPDATE {Answer._meta.db_table} SET outcome = %s, reason = %s WHERE msgid = %s"  # noqa: S608
 
 
 def _judge(challenge: Challenge, answer: AnswerMessage, *, from_owner: bool, at: datetime) -> str:
@@ -253,23 +270,27 @@ def _count(challenge: Challenge, reason: str, at: datetime) -> str | None:
 
 
 def _consume(challenge: Challenge, at: datetime) -> bool:
-    """The one conditional UPDATE that verifies: exactly one answer can ever move a challenge out of pending.
+    """The one conditional UPDATE that verifies: exactly one answer can ever move a challenge out of pending. Kept
+    prepared (issue #18).
 
     On success ``challenge`` carries the three fields it wrote (no re-read: the others are as read, and nothing
     after the verdict reads the attempt count)."""
     now = timezone.now()
-    written = {
-        "status": Status.VERIFIED,
-        "answered_at": now,
-        "pickup_until": now + timedelta(seconds=settings.MNS_HANDSHAKE_TTL_SECONDS),
-    }
-    consumed = Challenge.objects.filter(
-        id=challenge.id, status=Status.PENDING, expires_at__gt=at, attempts__lt=F("max_attempts")
-    ).update(**written)
+    pickup_until = now + timedelta(seconds=settings.MNS_HANDSHAKE_TTL_SECONDS)
+    db = connections[DEFAULT_DB_ALIAS]
+    bind = Challenge._meta.get_field("answered_at").get_db_prep_value
+    with db.cursor() as cursor:
+        db.execute_prepared(cursor, _CONSUME, [bind(now, db), bind(pickup_until, db), challenge.id, bind(at, db)])
+        consumed = cursor.rowcount == 1
     if consumed:
-        for field, value in written.items():
-            setattr(challenge, field, value)
-    return bool(consumed)
+        challenge.status, challenge.answered_at, challenge.pickup_until = Status.VERIFIED, now, pickup_until
+    return consumed
+
+
+_CONSUME = (
+    f"UPDATE {Challenge._meta.db_table} SET status = '{Status.VERIFIED}', answered_at = %s, pickup_until = %s "  # noqa: S608
+    f"WHERE id = %s AND status = '{Status.PENDING}' AND expires_at > %s AND attempts < max_attempts"
+)
 
 
 def _unanswerable(challenge: Challenge) -> str:

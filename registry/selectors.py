@@ -5,12 +5,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Count, Max, QuerySet, Sum
 from django.db.models.expressions import RawSQL
 
 from core.errors import DomainError
-from core.rows import columns
+from core.rows import columns, loader
 from mns_client.protocol.codecs import to_hex
 from mns_client.protocol.errors import MNSError
 from mns_client.protocol.names import NameRefused, check_reserved, normalise, skeleton
@@ -180,8 +180,17 @@ def name_lock(name: str) -> NameRecord | None:
 
 
 def name_lock_by_id(record_id: int) -> NameRecord | None:
-    """``name_lock`` for a row known by its id."""
-    return NameRecord.objects.select_for_update(no_key=True).filter(id=record_id).first()
+    """``name_lock`` for a row known by its id, loading its ``HOLDER_COLUMNS`` (the others deferred): the check of
+    every handshake's answer, so one statement kept prepared rather than compiled by the ORM (issue #18)."""
+    db = connections[DEFAULT_DB_ALIAS]
+    sql = f"{_HOLDER_BY_ID} FOR NO KEY UPDATE" if db.features.has_select_for_no_key_update else _HOLDER_BY_ID
+    with db.cursor() as cursor:
+        db.execute_prepared(cursor, sql, [record_id])
+        row = cursor.fetchone()
+    return loader(db, NameRecord, HOLDER_COLUMNS)(db, row) if row is not None else None
+
+
+_HOLDER_BY_ID = f"SELECT {', '.join(HOLDER_COLUMNS)} FROM {NameRecord._meta.db_table} WHERE id = %s"  # noqa: S608
 
 
 def skeleton_taken(skeleton: str, owner_key: str) -> bool:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from handshake import services
+from handshake import selectors, services
 from handshake.models import Answer, Challenge, Session
 from handshake.tests.support import Started, answer, receive, start
 from mns_client.protocol.errors import MNSError
@@ -20,17 +20,20 @@ pytestmark = [
 ]
 
 
-def race(monkeypatch: pytest.MonkeyPatch, at: str, attempts: list[Callable[[], object]]) -> list[Any]:
-    """Run the attempts in threads that all get past ``services.<at>`` before any of them goes on."""
+def race(
+    monkeypatch: pytest.MonkeyPatch, at: str, attempts: list[Callable[[], object]], where: object = services
+) -> list[Any]:
+    """Run the attempts in threads that all get past ``<where>.<at>`` (``services`` unless told) before any of them
+    goes on."""
     barrier = threading.Barrier(len(attempts), timeout=10)
-    real = getattr(services, at)
+    real = getattr(where, at)
 
     def then_wait(*args: Any, **kwargs: Any) -> Any:
         result = real(*args, **kwargs)
         barrier.wait()
         return result
 
-    monkeypatch.setattr(services, at, then_wait)
+    monkeypatch.setattr(where, at, then_wait)
     outcomes: list[Any] = []
 
     def run(attempt: Callable[[], object]) -> None:
@@ -63,6 +66,18 @@ def test_two_right_answers_at_once_verify_the_challenge_exactly_once(
     assert outcomes == ["challenge_used", "verified"]
     assert sorted(Answer.objects.values_list("reason", flat=True)) == ["", "challenge_used"]
     assert Challenge.objects.get().status == "verified"
+
+
+def test_one_message_processed_twice_at_once_is_judged_and_counted_once(
+    monkeypatch: pytest.MonkeyPatch, started: Started, alice: Owner
+) -> None:
+    """A claim taken over while its first worker still runs: both reach the answer's log together; the second
+    waits for the first to commit and finds the message logged."""
+    message = answer(alice, started.id, "not-the-code")
+    outcomes = race(monkeypatch, "answer_arrived_at", [lambda: receive(message)] * 2, where=selectors)
+    assert outcomes == ["code_wrong", "duplicate"]
+    assert list(Answer.objects.values_list("msgid", "reason")) == [(message.msgid, "code_wrong")]
+    assert Challenge.objects.get().attempts == 1
 
 
 def test_the_conditional_update_alone_lets_one_of_two_answers_win(
