@@ -1,4 +1,4 @@
-"""Reads of the handshake: challenges by their (secret, random) id, and open challenges per name."""
+"""Reads of the handshake: challenges by their (secret, random) id, and what issuing one reads first."""
 
 from datetime import datetime
 

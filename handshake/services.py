@@ -99,7 +99,6 @@ def challenge_issue(
             verifier_hash=verifier_hash,
             max_attempts=settings.MNS_HANDSHAKE_MAX_ATTEMPTS,
             client_address=client,
-            created_at=now,
             expires_at=now + timedelta(seconds=settings.MNS_HANDSHAKE_TTL_SECONDS),
         )
         if not _insert_under_limits(challenge, now):
@@ -123,7 +122,9 @@ def _insert_under_limits(challenge: Challenge, now: datetime) -> bool:
     db = connections[DEFAULT_DB_ALIAS]
     per_client = settings.MNS_HANDSHAKE_OPEN_PER_NAME
     expires_at = Challenge._meta.get_field("expires_at").get_db_prep_value(now, db)
-    limits = [20 * per_client, challenge.client_address, per_client, challenge.record_id, expires_at]
+    # the client's address bound as the row's is (on SQLite an IPv4-mapped IPv6 address is stored as ::ffff:a.b.c.d)
+    client = Challenge._meta.get_field("client_address").get_db_prep_value(challenge.client_address, db)
+    limits = [20 * per_client, client, per_client, challenge.record_id, expires_at]
     with db.cursor() as cursor:
         db.execute_prepared(cursor, _INSERT_UNDER_LIMITS, [*insert_params([challenge], db), *limits])
         inserted = cursor.rowcount == 1
@@ -406,7 +407,6 @@ def session_open(*, challenge_id: str, verifier: str) -> OpenedSession:
         owner_key=challenge.owner_key,
         purpose=challenge.purpose,
         created_from=challenge,
-        created_at=now,
         expires_at=now + timedelta(seconds=settings.MNS_SESSION_TTL_SECONDS),
     )
     if not _pickup(session, now):

@@ -27,6 +27,7 @@ PostgreSQL does not plan them again on every request.
 import datetime
 import functools
 import hashlib
+import ipaddress
 import itertools
 import logging
 import re
@@ -214,6 +215,9 @@ _PREPARED_TYPES = {
     datetime.date: "date",
     uuid.UUID: "uuid",
     Jsonb: "jsonb",
+    # what Django binds a GenericIPAddressField's value as (psycopg's literal: '…'::inet)
+    ipaddress.IPv4Address: "inet",
+    ipaddress.IPv6Address: "inet",
 }
 
 

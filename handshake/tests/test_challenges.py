@@ -88,6 +88,8 @@ def test_a_challenge_is_issued_in_two_statements(alice: Owner) -> None:
     with CaptureQueriesContext(connection) as queries:
         services.challenge_issue(name="alice", purpose="read", verifier_hash="ab" * 32, client_address="192.0.2.1")
     assert len(statements(queries)) == 2, statements(queries)
+    if connection.vendor == "postgresql":  # both kept prepared: every value of the row has a type to prepare with
+        assert all(sql.startswith("EXECUTE ") for sql in statements(queries)), statements(queries)
     assert Challenge.objects.count() == 1
 
 
@@ -160,6 +162,19 @@ def test_a_client_with_too_many_open_challenges_on_a_name_gets_no_more(
     before = snapshot()
     assert error(post(client)) == (429, "too_many_challenges")
     assert snapshot() == before
+
+
+@pytest.mark.parametrize("address", ["::ffff:192.0.2.7", "2001:DB8:0:0:0:0:0:7"])
+def test_an_ipv6_client_is_limited_whatever_the_spelling_of_its_address(
+    client: Client, alice: Owner, settings: object, address: str
+) -> None:
+    """The address is counted as it is stored: an IPv4-mapped address (a dual-stack listener's) or an IPv6 one not
+    in its short form was once compared with a spelling other than the stored one, and was never limited."""
+    settings.MNS_HANDSHAKE_OPEN_PER_NAME = 1
+    register(alice, "alice")
+    assert post(client, REMOTE_ADDR=address).status_code == 201
+    assert error(post(client, REMOTE_ADDR=address)) == (429, "too_many_challenges")
+    assert post(client, REMOTE_ADDR="192.0.2.8").status_code == 201  # another client is not
 
 
 def test_a_stranger_filling_a_names_challenges_does_not_lock_the_owner_out(

@@ -83,6 +83,8 @@ def test_the_session_returned_is_the_one_stored_and_its_challenge_is_picked_up(v
     assert timedelta(0) <= stored.created_at - challenge.session_issued_at < timedelta(seconds=1)
     # the challenge read, then the claim and the insert: one statement on PostgreSQL, two in a transaction on SQLite
     assert len(statements(queries)) == (2 if connection.vendor == "postgresql" else 3), statements(queries)
+    if connection.vendor == "postgresql":  # both kept prepared
+        assert all(sql.startswith("EXECUTE ") for sql in statements(queries)), statements(queries)
 
 
 @pytest.mark.parametrize(
