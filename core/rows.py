@@ -67,6 +67,15 @@ class RowLoader:
         return self.model.from_db(db.alias, self.names, values)
 
 
+def no_key_lock(db: BaseDatabaseWrapper, of: str = "") -> str:
+    """`` FOR NO KEY UPDATE`` (``OF of``: a table's alias in a join) for a raw ``SELECT`` that locks its rows where
+    the database locks rows (PostgreSQL), else nothing: SQLite has one writer at a time, and the writer's
+    transaction is the lock (``core/sqlite``). NO KEY: a lock that a foreign-key check does not wait for."""
+    if not db.features.has_select_for_no_key_update:
+        return ""
+    return f" FOR NO KEY UPDATE OF {of}" if of else " FOR NO KEY UPDATE"
+
+
 _loaders: dict[tuple[str, type[Model], tuple[str, ...]], RowLoader] = {}
 
 

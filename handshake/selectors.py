@@ -6,7 +6,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
 from core.errors import DomainError
-from core.rows import columns, loader
+from core.rows import columns, loader, no_key_lock
 from handshake.models import Challenge
 from maxima.models import InboundEvent, NodeState
 from maxima.routing import InboundMessage
@@ -54,9 +54,8 @@ def issue_read(*, name: str) -> tuple[NameRecord | None, str | None]:
     transaction), and the gateway's address (``maxima.selectors.gateway_address``): what issuing a challenge needs
     before it counts, in one statement kept prepared instead of two compiled by the ORM (issue #18)."""
     db = connections[DEFAULT_DB_ALIAS]
-    sql = f"{_ISSUE_READ} FOR NO KEY UPDATE OF r" if db.features.has_select_for_no_key_update else _ISSUE_READ
     with db.cursor() as cursor:
-        db.execute_prepared(cursor, sql, [name])
+        db.execute_prepared(cursor, f"{_ISSUE_READ}{no_key_lock(db, of='r')}", [name])
         row = cursor.fetchone()
     if row is None:
         return None, gateway_address()

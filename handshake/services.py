@@ -433,7 +433,7 @@ def _pickup(session: Session, now: datetime) -> bool:
             db.execute_prepared(cursor, _CLAIM_PICKUP, claim)
             if cursor.rowcount != 1:
                 return False
-            db.execute_prepared(cursor, f"{_INSERT_SESSION} VALUES ({_SESSION_VALUES})", row)
+            db.execute_prepared(cursor, _INSERT_SESSION_ROW, row)
             session_id = cursor.lastrowid
     if session_id is None:
         return False
@@ -449,6 +449,7 @@ _INSERT_SESSION = (
     f"INSERT INTO {Session._meta.db_table} ({', '.join(field.column for field in insert_fields(Session))})"
 )
 _SESSION_VALUES = ", ".join("%s" for _ in insert_fields(Session))
+_INSERT_SESSION_ROW = f"{_INSERT_SESSION} VALUES ({_SESSION_VALUES})"
 _PICKUP = (
     f"WITH claimed AS ({_CLAIM_PICKUP} RETURNING id) "  # noqa: S608
     f"{_INSERT_SESSION} SELECT {_SESSION_VALUES} FROM claimed RETURNING id"

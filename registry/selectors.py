@@ -10,7 +10,7 @@ from django.db.models import Count, Max, QuerySet, Sum
 from django.db.models.expressions import RawSQL
 
 from core.errors import DomainError
-from core.rows import columns, loader
+from core.rows import columns, loader, no_key_lock
 from mns_client.protocol.codecs import to_hex
 from mns_client.protocol.errors import MNSError
 from mns_client.protocol.names import NameRefused, check_reserved, normalise, skeleton
@@ -183,9 +183,8 @@ def name_lock_by_id(record_id: int) -> NameRecord | None:
     """``name_lock`` for a row known by its id, loading its ``HOLDER_COLUMNS`` (the others deferred): the check of
     every handshake's answer, so one statement kept prepared rather than compiled by the ORM (issue #18)."""
     db = connections[DEFAULT_DB_ALIAS]
-    sql = f"{_HOLDER_BY_ID} FOR NO KEY UPDATE" if db.features.has_select_for_no_key_update else _HOLDER_BY_ID
     with db.cursor() as cursor:
-        db.execute_prepared(cursor, sql, [record_id])
+        db.execute_prepared(cursor, f"{_HOLDER_BY_ID}{no_key_lock(db)}", [record_id])
         row = cursor.fetchone()
     return loader(db, NameRecord, HOLDER_COLUMNS)(db, row) if row is not None else None
 

@@ -9,6 +9,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from core.errors import DomainError
+from core.rows import no_key_lock
 from mailboxes import selectors
 from mailboxes.models import Mailbox, SenderRule
 from mailboxes.services.common import address_check
@@ -64,10 +65,9 @@ def _moved(db: BaseDatabaseWrapper) -> str:
     delivery's foreign-key check does not wait for it; SQLite has one writer at a time). Read for every ``mns``
     message that names a reply_to, nearly always to find none: one statement kept prepared, where the ORM's query
     was compiled every time (a fifth of the inbound worker's CPU under the handshake's load, issue #18)."""
-    lock = " FOR NO KEY UPDATE" if db.vendor == "postgresql" else ""
     table = Mailbox._meta.db_table
     where = "owner_key = %s AND address <> '' AND address <> %s"
-    return f"SELECT id, address FROM {table} WHERE {where} ORDER BY id{lock}"  # noqa: S608  (locked in one order)
+    return f"SELECT id, address FROM {table} WHERE {where} ORDER BY id{no_key_lock(db)}"  # noqa: S608  (locked in one order)
 
 
 def owner_address_seen(*, owner_key: str, address: str) -> int:
